@@ -1,0 +1,127 @@
+"""The batch: its payload (built at sealing, checked at the warehouse) and its signature.
+
+Payload (UTF-8 JSON, see docs/protocol.md and docs/batch.schema.json)::
+
+    {"v":1,"station":str,"seq":int,"prev":str|null,"sealed_at":RFC3339 UTC,
+     "readings":[{"device":str,"param":str,"value":number|null,"unit":str,
+                  "time":RFC3339 UTC,"status":"00"|"01"|"02"}, ...]}
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable
+from typing import Annotated, Literal
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
+
+from agent.errors import VerificationError
+from agent.jws import public_jwk, sign_compact
+from agent.model import rfc3339_ms
+
+PAYLOAD_VERSION = 1
+_RFC3339_UTC = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?Z$"
+
+
+class Signer:
+    """Signs payloads with the station key; ``kid`` is the key's RFC 7638 thumbprint."""
+
+    def __init__(self, key: Ed25519PrivateKey) -> None:
+        self._key = key
+        self.jwk = public_jwk(key.public_key())
+        self.kid = self.jwk["kid"]
+
+    def sign(self, payload: bytes) -> str:
+        """Return the compact JWS of ``payload``."""
+        return sign_compact(payload, self._key, self.kid)
+
+    def __repr__(self) -> str:  # never show key material
+        return f"Signer(kid={self.kid!r})"
+
+
+def build_payload(
+    station: str,
+    seq: int,
+    prev: str | None,
+    sealed_at_ms: int,
+    rows: Iterable[tuple[str, str, str, int, float | None, str]],
+) -> bytes:
+    """Serialize a batch payload from (device, param, unit, time_ms, value, status) rows."""
+    times: dict[int, str] = {}
+    readings = []
+    for device, param, unit, time_ms, value, status in rows:
+        text = times.get(time_ms)
+        if text is None:
+            text = times[time_ms] = rfc3339_ms(time_ms)
+        if value is not None and not math.isfinite(value):
+            value, status = None, "02"
+        readings.append(
+            {
+                "device": device,
+                "param": param,
+                "value": value,
+                "unit": unit,
+                "time": text,
+                "status": status,
+            }
+        )
+    payload = {
+        "v": PAYLOAD_VERSION,
+        "station": station,
+        "seq": seq,
+        "prev": prev,
+        "sealed_at": rfc3339_ms(sealed_at_ms),
+        "readings": readings,
+    }
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+
+
+class ReadingModel(BaseModel):
+    """One reading as it appears in a batch payload."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    device: StrictStr
+    param: StrictStr
+    value: Annotated[float, Field(allow_inf_nan=False, strict=True)] | None
+    unit: StrictStr
+    time: Annotated[str, Field(pattern=_RFC3339_UTC)]
+    status: Literal["00", "01", "02"]
+
+
+class PayloadModel(BaseModel):
+    """A batch payload; the JSON Schema in docs/batch.schema.json is generated from this."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    v: Literal[1]
+    station: Annotated[str, Field(min_length=1, strict=True)]
+    seq: Annotated[StrictInt, Field(ge=1)]
+    prev: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{43}$")] | None
+    sealed_at: Annotated[str, Field(pattern=_RFC3339_UTC)]
+    readings: list[ReadingModel]
+
+
+def parse_payload(payload: bytes) -> PayloadModel:
+    """Decode and validate a payload; raises VerificationError saying what is wrong."""
+    try:
+        data = json.loads(payload.decode("utf-8"), parse_constant=_reject_constant)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise VerificationError(f"malformed payload: not UTF-8 JSON ({exc})") from None
+    try:
+        model = PayloadModel.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        raise VerificationError(f"malformed payload: {where}: {first['msg']}") from None
+    if model.seq == 1 and model.prev is not None:
+        raise VerificationError("malformed payload: seq 1 must have prev null")
+    if model.seq > 1 and model.prev is None:
+        raise VerificationError(f"malformed payload: seq {model.seq} has prev null")
+    return model
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not allowed in a payload")

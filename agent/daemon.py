@@ -1,0 +1,191 @@
+"""The agent: wires drivers -> poller -> buffer -> sealer -> senders, on a schedule.
+
+Polls run on APScheduler at each device's interval, aligned to the clock (a 60 s poll fires at
+:00). Sealing runs every ``buffer.seal_interval_s`` and wakes the senders. ``stop`` lets running
+polls finish, seals what they stored, gives in-flight sends a grace period, and leaves
+everything else queued on disk.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import signal
+import threading
+import time
+from datetime import UTC, datetime
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from agent.batch import Signer
+from agent.buffer import Buffer
+from agent.clock import Clock, default_clock
+from agent.config import Config
+from agent.errors import StorageError
+from agent.keys import load_private_key
+from agent.logs import event
+from agent.poller import Poller
+from agent.sealing import Sealer
+from agent.sender import Sender
+from agent.transports import make_transport
+from drivers import Driver, make_driver
+
+log = logging.getLogger("agent")
+PRUNE_EVERY_S = 3600
+
+
+def aligned_start(interval_s: float, now: float | None = None) -> datetime:
+    """The next instant that is a whole multiple of ``interval_s`` since the epoch."""
+    now = time.time() if now is None else now
+    return datetime.fromtimestamp(math.ceil(now / interval_s) * interval_s, tz=UTC)
+
+
+class Agent:
+    """One running station agent."""
+
+    def __init__(self, config: Config, clock: Clock | None = None) -> None:
+        self.config = config
+        self.clock = clock or default_clock()
+        key = load_private_key(config.signing.key)  # refuses a key others can read
+        self.signer = Signer(key)
+        self.buffer = Buffer(
+            config.buffer.path,
+            durability=config.buffer.durability,
+            max_disk_mb=config.buffer.max_disk_mb,
+        )
+        self.sealer = Sealer(
+            self.buffer,
+            self.signer,
+            config.station.id,
+            self.clock,
+            config.buffer.max_readings_per_batch,
+        )
+        self.poller = Poller(self.buffer, self.clock)
+        self.drivers: list[Driver] = [make_driver(d) for d in config.devices]
+        self.senders: list[Sender] = []
+        for tc in config.transports:
+            backoff = (getattr(tc, "backoff_initial_s", 1.0), getattr(tc, "backoff_max_s", 60.0))
+            self.senders.append(
+                Sender(
+                    self.buffer,
+                    make_transport(tc, config.station.id),
+                    self.clock,
+                    backoff_initial_s=backoff[0],
+                    backoff_max_s=backoff[1],
+                )
+            )
+        self.sealed = 0
+        self._scheduler = BackgroundScheduler(timezone=UTC)
+        self._stopped = threading.Event()
+        self._seal_lock = threading.Lock()
+
+    def start(self) -> None:
+        """Open devices, start senders and the schedule; returns at once."""
+        cfg = self.config
+        for driver in self.drivers:
+            try:
+                driver.open()
+            except Exception as exc:  # a device down at start-up is polled (and reported) anyway
+                event(
+                    log, logging.WARNING, "device_open_failed", device=driver.name, error=str(exc)
+                )
+        for sender in self.senders:
+            sender.start()
+        for driver, dcfg in zip(self.drivers, cfg.devices, strict=True):
+            self._add_job(self.poller.poll, dcfg.poll_interval_s, f"poll-{driver.name}", driver)
+        self._add_job(self.seal_and_wake, cfg.buffer.seal_interval_s, "seal")
+        self._add_job(self.prune, PRUNE_EVERY_S, "prune")
+        self._scheduler.start()
+        event(
+            log,
+            logging.INFO,
+            "agent_started",
+            station=cfg.station.id,
+            kid=self.signer.kid,
+            devices=len(self.drivers),
+            transports=",".join(s.name for s in self.senders),
+            buffer=str(cfg.buffer.path),
+        )
+
+    def _add_job(self, fn, interval_s: float, job_id: str, *args) -> None:
+        self._scheduler.add_job(
+            fn,
+            IntervalTrigger(seconds=interval_s, start_date=aligned_start(interval_s), timezone=UTC),
+            args=args,
+            id=job_id,
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=max(1, int(interval_s)),
+        )
+
+    def seal_and_wake(self) -> int:
+        """Seal what is unsealed and tell the senders. Returns the number of new batches."""
+        with self._seal_lock:
+            try:
+                batches = self.sealer.seal_pending()
+            except StorageError as exc:
+                event(log, logging.ERROR, "seal_failed", error=str(exc))
+                return 0
+        self.sealed += len(batches)
+        if batches:
+            for sender in self.senders:
+                sender.wake()
+        return len(batches)
+
+    def prune(self) -> int:
+        """Delete what every transport acknowledged more than ``retention_days`` ago."""
+        cutoff = self.clock.now_ms() - self.config.buffer.retention_days * 86_400_000
+        try:
+            deleted = self.buffer.prune([s.name for s in self.senders], cutoff)
+        except StorageError as exc:
+            event(log, logging.ERROR, "prune_failed", error=str(exc))
+            return 0
+        if deleted:
+            event(
+                log,
+                logging.INFO,
+                "readings_pruned",
+                readings=deleted,
+                retention_days=self.config.buffer.retention_days,
+            )
+        return deleted
+
+    def stop(self, grace_s: float = 10.0) -> None:
+        """Stop cleanly: finish polls, seal, let in-flight sends finish, close everything."""
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        self._scheduler.shutdown(wait=True)
+        self.seal_and_wake()
+        deadline = time.monotonic() + grace_s
+        for sender in self.senders:
+            sender.stop(max(0.5, deadline - time.monotonic()))
+        for driver in self.drivers:
+            try:
+                driver.close()
+            except Exception:  # closing a dead connection must not block shutdown
+                pass
+        backlog = {s.name: s.buffer.first_pending_seq(s.name) for s in self.senders}
+        self.buffer.close()
+        event(
+            log,
+            logging.INFO,
+            "agent_stopped",
+            **{f"first_unacked_{k}": v for k, v in backlog.items()},
+        )
+
+    def run_until_signal(self) -> None:
+        """Run until SIGTERM or SIGINT, then stop cleanly."""
+        stop = threading.Event()
+
+        def _handler(signum, frame) -> None:
+            event(log, logging.INFO, "signal_received", signal=signal.Signals(signum).name)
+            stop.set()
+
+        signal.signal(signal.SIGTERM, _handler)
+        signal.signal(signal.SIGINT, _handler)
+        self.start()
+        while not stop.wait(1.0):
+            pass
+        self.stop()

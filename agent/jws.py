@@ -1,0 +1,122 @@
+"""Compact JWS with Ed25519 (RFC 7515 / RFC 8037), keys as OKP JWK with RFC 7638 thumbprints.
+
+Deliberately small: the only algorithm produced or accepted is ``EdDSA`` over Ed25519. Any other
+``alg`` (``none``, ``HS256``...) is refused before a key is touched.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from agent.errors import VerificationError
+
+
+def b64url(data: bytes) -> str:
+    """Base64url without padding."""
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def b64url_decode(text: str) -> bytes:
+    """Decode base64url without padding; raises ValueError on bad input."""
+    if not isinstance(text, str) or any(c in text for c in "=+/ \n"):
+        raise ValueError("not base64url")
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def public_jwk(key: Ed25519PublicKey) -> dict[str, str]:
+    """The public key as an OKP JWK, with its thumbprint as ``kid``."""
+    raw = key.public_bytes(Encoding.Raw, PublicFormat.Raw)
+    jwk = {"kty": "OKP", "crv": "Ed25519", "x": b64url(raw)}
+    return {**jwk, "kid": thumbprint(jwk), "alg": "EdDSA", "use": "sig"}
+
+
+def thumbprint(jwk: dict[str, Any]) -> str:
+    """RFC 7638 JWK thumbprint (SHA-256, base64url) of an OKP key."""
+    canonical = json.dumps(
+        {"crv": jwk["crv"], "kty": jwk["kty"], "x": jwk["x"]}, separators=(",", ":")
+    )
+    return b64url(hashlib.sha256(canonical.encode()).digest())
+
+
+def key_from_jwk(jwk: dict[str, Any]) -> Ed25519PublicKey:
+    """Load an Ed25519 public key from an OKP JWK; raises VerificationError if it is not one."""
+    if jwk.get("kty") != "OKP" or jwk.get("crv") != "Ed25519" or "x" not in jwk:
+        raise VerificationError("JWK is not an Ed25519 OKP key (kty OKP, crv Ed25519, x)")
+    try:
+        return Ed25519PublicKey.from_public_bytes(b64url_decode(jwk["x"]))
+    except ValueError:
+        raise VerificationError("JWK 'x' is not a 32-byte base64url Ed25519 key") from None
+
+
+def sign_compact(payload: bytes, key: Ed25519PrivateKey, kid: str) -> str:
+    """Sign payload bytes; returns the compact serialization ``header.payload.signature``."""
+    header = json.dumps({"alg": "EdDSA", "kid": kid, "typ": "JOSE"}, separators=(",", ":"))
+    signing_input = f"{b64url(header.encode())}.{b64url(payload)}"
+    return f"{signing_input}.{b64url(key.sign(signing_input.encode('ascii')))}"
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """A compact JWS split into its decoded parts (signature not yet checked)."""
+
+    header: dict[str, Any]
+    payload: bytes
+    signing_input: bytes
+    signature: bytes
+
+
+def parse_compact(token: str | bytes) -> Parsed:
+    """Split and decode a compact JWS; raises VerificationError naming what is malformed."""
+    if isinstance(token, bytes):
+        try:
+            token = token.decode("ascii")
+        except UnicodeDecodeError:
+            raise VerificationError("malformed JWS: not ASCII") from None
+    token = token.strip()
+    parts = token.split(".")
+    if len(parts) != 3:
+        raise VerificationError(f"malformed JWS: expected 3 dot-separated parts, got {len(parts)}")
+    try:
+        header = json.loads(b64url_decode(parts[0]))
+    except (ValueError, UnicodeDecodeError):
+        raise VerificationError("malformed JWS: protected header is not base64url JSON") from None
+    if not isinstance(header, dict):
+        raise VerificationError("malformed JWS: protected header is not a JSON object")
+    try:
+        payload, signature = b64url_decode(parts[1]), b64url_decode(parts[2])
+    except ValueError:
+        raise VerificationError("malformed JWS: payload or signature is not base64url") from None
+    return Parsed(header, payload, f"{parts[0]}.{parts[1]}".encode("ascii"), signature)
+
+
+def verify_compact(token: str | bytes, key: Ed25519PublicKey, kid: str | None = None) -> Parsed:
+    """Verify an EdDSA compact JWS against ``key`` (and ``kid`` if given); return its parts."""
+    parsed = parse_compact(token)
+    alg = parsed.header.get("alg")
+    if alg != "EdDSA":
+        raise VerificationError(f"unsupported alg {alg!r}: only EdDSA (Ed25519) is accepted")
+    if "crit" in parsed.header:
+        raise VerificationError("unsupported 'crit' header parameter")
+    if kid is not None and parsed.header.get("kid") != kid:
+        raise VerificationError(
+            f"kid {parsed.header.get('kid')!r} is not the station's registered key {kid!r}"
+        )
+    try:
+        key.verify(parsed.signature, parsed.signing_input)
+    except InvalidSignature:
+        raise VerificationError("signature does not verify: payload altered or wrong key") from None
+    return parsed
+
+
+def chain_digest(token: str | bytes) -> str:
+    """The ``prev`` value a batch following this one must carry: b64url(SHA-256(JWS bytes))."""
+    data = token.encode("ascii") if isinstance(token, str) else token
+    return b64url(hashlib.sha256(data).digest())

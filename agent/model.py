@@ -1,0 +1,35 @@
+"""Plain values handed from stage to stage: a reading, and the equipment status codes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+MEASURING = "00"
+CALIBRATING = "01"
+FAULT = "02"
+STATUSES = (MEASURING, CALIBRATING, FAULT)
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """One value of one channel of one device at one instant (UTC, milliseconds)."""
+
+    device: str
+    param: str
+    unit: str
+    time_ms: int
+    value: float | None
+    status: str = MEASURING
+    error: str | None = None  # why the value is missing or faulty; kept locally, never sent
+
+
+def rfc3339_ms(time_ms: int) -> str:
+    """Format epoch milliseconds as RFC 3339 UTC with millisecond precision and a Z suffix."""
+    dt = datetime.fromtimestamp(time_ms / 1000, tz=UTC)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{time_ms % 1000:03d}Z"
+
+
+def parse_rfc3339(text: str) -> datetime:
+    """Parse an RFC 3339 timestamp (Z or offset) into an aware datetime."""
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))

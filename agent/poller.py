@@ -1,0 +1,93 @@
+"""Polling one device: read it, turn failures into fault readings, commit them at once.
+
+A poll is done only when its readings are committed to the buffer. If the buffer cannot take
+them (disk full, cap reached), they wait in a bounded queue in memory and are stored first at
+the next poll; the condition is logged on every poll until it clears.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+
+from agent.buffer import Buffer
+from agent.clock import Clock
+from agent.errors import DeviceError, StorageError
+from agent.logs import event
+from agent.model import FAULT, Reading
+from drivers import Driver
+
+log = logging.getLogger("agent.poller")
+MAX_UNSTORED_POLLS = 10_000
+
+
+class Poller:
+    """Polls devices into the buffer; one instance serves every device of the agent."""
+
+    def __init__(self, buffer: Buffer, clock: Clock) -> None:
+        self.buffer, self.clock = buffer, clock
+        self._unstored: deque[tuple[str, list[Reading], str | None, int]] = deque(
+            maxlen=MAX_UNSTORED_POLLS
+        )
+        self._lock = threading.Lock()  # polls of different devices run in parallel
+        self.polled = 0
+        self.dropped = 0
+        self.storage_error: str | None = None
+
+    def read(self, driver: Driver) -> tuple[list[Reading], str | None, int]:
+        """Read one device now: (readings, error or None, time_ms). Never raises."""
+        time_ms = self.clock.now_ms()
+        try:
+            readings = driver.read(time_ms)
+        except DeviceError as exc:
+            return _fault_readings(driver, time_ms, str(exc)), str(exc), time_ms
+        except Exception as exc:  # a driver bug must not stop the station: record it as a fault
+            log.exception("driver %s crashed", driver.name)
+            message = f"device {driver.name!r}: driver error {type(exc).__name__}: {exc}"
+            return _fault_readings(driver, time_ms, message), message, time_ms
+        errors = [f"{r.param}: {r.error}" for r in readings if r.error]
+        return readings, ("; ".join(errors) or None), time_ms
+
+    def poll(self, driver: Driver) -> None:
+        """Read one device and commit its readings (see the module docstring on failure)."""
+        readings, error, time_ms = self.read(driver)
+        if error:
+            event(log, logging.WARNING, "device_error", device=driver.name, error=error)
+        with self._lock:
+            if len(self._unstored) == self._unstored.maxlen:
+                self.dropped += 1  # the oldest waiting poll falls out now: counted and logged
+            self._unstored.append((driver.name, readings, error, time_ms))
+            self._store_waiting()
+
+    def _store_waiting(self) -> None:
+        while self._unstored:
+            device, readings, error, time_ms = self._unstored[0]
+            try:
+                self.buffer.store_poll(readings, device=device, error=error, time_ms=time_ms)
+            except StorageError as exc:
+                self.storage_error = str(exc)
+                event(
+                    log,
+                    logging.ERROR,
+                    "readings_not_stored",
+                    error=str(exc),
+                    waiting_polls=len(self._unstored),
+                    dropped_polls=self.dropped,
+                )
+                return
+            self._unstored.popleft()
+            self.polled += len(readings)
+            if self.storage_error:
+                event(log, logging.WARNING, "buffer_writable_again", error_was=self.storage_error)
+                self.storage_error = None
+
+    def waiting(self) -> int:
+        return len(self._unstored)
+
+
+def _fault_readings(driver: Driver, time_ms: int, message: str) -> list[Reading]:
+    return [
+        Reading(driver.name, ch.param, ch.unit, time_ms, None, FAULT, message)
+        for ch in driver.channels
+    ]

@@ -1,0 +1,42 @@
+"""Sealing: turn unsealed readings into signed, chained, stored batches."""
+
+from __future__ import annotations
+
+import logging
+
+from agent.batch import Signer, build_payload
+from agent.buffer import Buffer, ReadingRow, SealedBatch
+from agent.clock import Clock
+from agent.logs import event
+
+log = logging.getLogger("agent.sealing")
+
+
+class Sealer:
+    """Seals the buffer's unsealed readings for one station with one key."""
+
+    def __init__(
+        self, buffer: Buffer, signer: Signer, station: str, clock: Clock, max_readings: int
+    ) -> None:
+        self.buffer, self.signer, self.station = buffer, signer, station
+        self.clock, self.max_readings = clock, max_readings
+
+    def _make_jws(self, seq: int, prev: str | None, rows: list[ReadingRow]) -> tuple[str, int]:
+        sealed_at = self.clock.now_ms()
+        payload = build_payload(
+            self.station,
+            seq,
+            prev,
+            sealed_at,
+            ((r.device, r.param, r.unit, r.time_ms, r.value, r.status) for r in rows),
+        )
+        return self.signer.sign(payload), sealed_at
+
+    def seal_pending(self, max_batches: int | None = None) -> list[SealedBatch]:
+        """Seal everything unsealed (durably, see agent.buffer); returns the new batches."""
+        batches = self.buffer.seal(
+            self._make_jws, max_readings=self.max_readings, max_batches=max_batches
+        )
+        for b in batches:
+            event(log, logging.INFO, "batch_sealed", seq=b.seq, readings=b.count)
+        return batches

@@ -1,0 +1,205 @@
+"""The sender: one per transport, it feeds pending batches oldest-first and records outcomes.
+
+It keeps at most ``transport.window`` batches in flight, marks a batch acknowledged in the buffer
+only when the transport reports ``Ack``, quarantines on ``Reject`` and, on ``Retry``, waits a
+capped exponential backoff with jitter before offering the oldest pending batch again.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections import deque
+
+from agent.buffer import Buffer
+from agent.clock import Clock
+from agent.errors import StorageError
+from agent.logs import event
+from agent.transports import Ack, Outcome, Reject, Retry, Transport
+
+log = logging.getLogger("agent.sender")
+
+
+class Sender:
+    """Moves one transport's backlog out of the buffer."""
+
+    def __init__(
+        self,
+        buffer: Buffer,
+        transport: Transport,
+        clock: Clock,
+        *,
+        backoff_initial_s: float = 1.0,
+        backoff_max_s: float = 60.0,
+    ) -> None:
+        self.buffer, self.transport, self.clock = buffer, transport, clock
+        self.name = transport.name
+        self.backoff_initial_s, self.backoff_max_s = backoff_initial_s, backoff_max_s
+        self._wake = threading.Event()
+        self._stop_deadline = 0.0
+        self._outcomes: deque[tuple[int, Outcome]] = deque()
+        self._in_flight: set[int] = set()
+        self._done_above_floor: set[int] = set()
+        self._floor = 0  # every seq <= floor is acknowledged or quarantined
+        self._backoff_s = 0.0
+        self._retry_at = 0.0
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self.acked = 0
+        self.last_error: str | None = None
+
+    # --- lifecycle ------------------------------------------------------------------------
+    def start(self) -> None:
+        first = self.buffer.first_pending_seq(self.name)
+        self._floor = (first - 1) if first is not None else self.buffer.chain_head()[0]
+        self.transport.start(self._on_outcome)
+        self._thread = threading.Thread(target=self._run, name=f"sender-{self.name}", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Send what is pending for up to ``timeout_s`` (not waiting out a backoff); whatever
+        is not acknowledged by then stays queued on disk for the next start."""
+        deadline = time.monotonic() + timeout_s
+        self._stop_deadline = deadline
+        self._stopping = True
+        self._wake.set()
+        if self._thread:
+            self._thread.join(timeout_s + 1.0)
+        self.transport.stop(max(0.1, deadline - time.monotonic()))
+        self._drain_outcomes()  # acks that raced the shutdown still count
+
+    def wake(self) -> None:
+        """New batches were sealed: look for work now."""
+        self._wake.set()
+
+    def in_flight(self) -> int:
+        return len(self._in_flight)
+
+    # --- the loop (only this thread touches the in-flight state) ----------------------------
+    def _on_outcome(self, seq: int, outcome: Outcome) -> None:
+        # Called from transport threads, possibly while they hold their own locks: never block.
+        self._outcomes.append((seq, outcome))
+        self._wake.set()
+
+    def _run(self) -> None:
+        while True:
+            wait = 1.0
+            if self._retry_at:
+                wait = max(0.0, min(wait, self._retry_at - time.monotonic()))
+            self._wake.wait(wait)
+            self._wake.clear()
+            try:
+                self._drain_outcomes()
+                if self._stopping:
+                    # Flush what is pending within the grace period, unless in backoff.
+                    if time.monotonic() >= self._stop_deadline:
+                        return
+                    if not self._in_flight:
+                        self._fill_window()
+                        if not self._in_flight:
+                            return
+                    continue
+                self._fill_window()
+            except StorageError as exc:
+                event(
+                    log, logging.ERROR, "sender_storage_error", transport=self.name, error=str(exc)
+                )
+                time.sleep(1.0)
+
+    def _fill_window(self) -> None:
+        if self._retry_at and time.monotonic() < self._retry_at:
+            return
+        self._retry_at = 0.0
+        free = self.transport.window - len(self._in_flight)
+        if free <= 0:
+            return
+        batches = self.buffer.pending(
+            self.name,
+            after=self._floor,
+            exclude=self._in_flight | self._done_above_floor,
+            limit=free,
+        )
+        for batch in batches:
+            self._in_flight.add(batch.seq)
+            self.transport.submit(batch)
+
+    def _drain_outcomes(self) -> None:
+        if not self._outcomes:
+            return
+        acked: list[int] = []
+        while self._outcomes:
+            seq, outcome = self._outcomes.popleft()
+            if seq not in self._in_flight:
+                continue
+            if isinstance(outcome, Ack):
+                acked.append(seq)
+            elif isinstance(outcome, Reject):
+                try:
+                    self.buffer.quarantine(self.name, seq, self.clock.now_ms(), outcome.reason)
+                except StorageError:
+                    self._outcomes.appendleft((seq, outcome))
+                    raise
+                self._in_flight.discard(seq)
+                self._done(seq)
+                event(
+                    log,
+                    logging.ERROR,
+                    "batch_quarantined",
+                    transport=self.name,
+                    seq=seq,
+                    reason=outcome.reason,
+                )
+            elif isinstance(outcome, Retry):
+                self._in_flight.discard(seq)
+                self._schedule_retry(seq, outcome.reason)
+        if acked:
+            try:
+                self.buffer.mark_acked(self.name, acked, self.clock.now_ms())
+            except StorageError:
+                # Keep the acks to record them on the next pass; the batches stay in flight.
+                self._outcomes.extendleft((seq, Ack()) for seq in reversed(acked))
+                raise
+            for seq in acked:
+                self._in_flight.discard(seq)
+                self._done(seq)
+            self.acked += len(acked)
+            self._backoff_s = 0.0
+            self.last_error = None
+            event(log, logging.INFO, "batches_acked", transport=self.name, seqs=_ranges(acked))
+
+    def _done(self, seq: int) -> None:
+        self._done_above_floor.add(seq)
+        while self._floor + 1 in self._done_above_floor:
+            self._floor += 1
+            self._done_above_floor.discard(self._floor)
+
+    def _schedule_retry(self, seq: int, reason: str) -> None:
+        self._backoff_s = min(self.backoff_max_s, max(self.backoff_initial_s, self._backoff_s * 2))
+        delay = self._backoff_s * random.uniform(0.5, 1.0)  # full jitter, lower-bounded
+        self._retry_at = time.monotonic() + delay
+        self.last_error = reason
+        event(
+            log,
+            logging.WARNING,
+            "send_failed",
+            transport=self.name,
+            seq=seq,
+            reason=reason,
+            retry_in_s=round(delay, 2),
+        )
+
+
+def _ranges(seqs: list[int]) -> str:
+    """'3-7,9' for [3,4,5,6,7,9]: one short log field however many were acknowledged."""
+    seqs = sorted(seqs)
+    out, start, prev = [], seqs[0], seqs[0]
+    for s in seqs[1:] + [None]:
+        if s is not None and s == prev + 1:
+            prev = s
+            continue
+        out.append(f"{start}-{prev}" if start != prev else str(start))
+        if s is not None:
+            start = prev = s
+    return ",".join(out)

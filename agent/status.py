@@ -1,0 +1,121 @@
+"""``station-agent status``: what is waiting, what was acknowledged, how each device is doing.
+
+Reads the buffer read-only, so it is safe to run beside the running agent.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime
+from typing import Any
+
+from agent.buffer import ACKED, QUARANTINED
+from agent.config import Config
+from agent.errors import StorageError
+
+
+def _when(ms: int | None) -> str:
+    if ms is None:
+        return "never"
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def gather(config: Config) -> dict[str, Any]:
+    """Collect the status figures from the buffer file (read-only)."""
+    path = config.buffer.path
+    if not path.exists():
+        raise StorageError(f"{path}: no buffer yet (has the agent run with this config?)")
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+        return _gather(db, config)
+    except sqlite3.DatabaseError as exc:
+        raise StorageError(f"{path}: cannot read the buffer: {exc}") from None
+
+
+def _gather(db: sqlite3.Connection, config: Config) -> dict[str, Any]:
+    head = db.execute("SELECT seq, last_id FROM batches ORDER BY seq DESC LIMIT 1").fetchone()
+    last_seq, sealed_upto = head if head else (0, 0)
+    unsealed = db.execute("SELECT count(*) FROM readings WHERE id > ?", (sealed_upto,)).fetchone()
+    out: dict[str, Any] = {
+        "station": config.station.id,
+        "buffer": str(config.buffer.path),
+        "last_seq": last_seq,
+        "unsealed_readings": unsealed[0],
+        "stored_readings": db.execute("SELECT count(*) FROM readings").fetchone()[0],
+        "transports": [],
+        "devices": [],
+    }
+    for t in config.transports:
+        pending = db.execute(
+            "SELECT count(*), coalesce(sum(count), 0), min(seq) FROM batches b WHERE NOT EXISTS "
+            "(SELECT 1 FROM deliveries d WHERE d.transport = ? AND d.seq = b.seq)",
+            (t.name,),
+        ).fetchone()
+        last = db.execute(
+            "SELECT seq, at_ms FROM deliveries WHERE transport = ? AND state = ? "
+            "ORDER BY seq DESC LIMIT 1",
+            (t.name, ACKED),
+        ).fetchone()
+        quarantined = db.execute(
+            "SELECT seq, detail FROM deliveries WHERE transport = ? AND state = ? ORDER BY seq",
+            (t.name, QUARANTINED),
+        ).fetchall()
+        out["transports"].append(
+            {
+                "name": t.name,
+                "type": t.type,
+                "backlog_batches": pending[0],
+                "backlog_readings": pending[1] + unsealed[0],
+                "oldest_unacked_seq": pending[2],
+                "last_acked_seq": last[0] if last else None,
+                "last_acked_at": _when(last[1]) if last else "never",
+                "quarantined": [{"seq": s, "reason": r} for s, r in quarantined],
+            }
+        )
+    known = {d.name for d in config.devices}
+    rows = db.execute(
+        "SELECT name, last_good_ms, last_error, last_error_ms, polls, faults FROM devices"
+    ).fetchall()
+    by_name = {r[0]: r for r in rows}
+    for name in [d.name for d in config.devices] + sorted(set(by_name) - known):
+        r = by_name.get(name, (name, None, None, None, 0, 0))
+        failing = r[3] is not None and (r[1] is None or r[3] > r[1])
+        out["devices"].append(
+            {
+                "name": name,
+                "state": "never polled" if not r[4] else ("FAULT" if failing else "ok"),
+                "last_good": _when(r[1]),
+                "last_error": r[2],
+                "last_error_at": _when(r[3]),
+                "polls": r[4],
+                "faults": r[5],
+            }
+        )
+    return out
+
+
+def render(status: dict[str, Any]) -> str:
+    """The status as a technician reads it."""
+    lines = [
+        f"station {status['station']}  buffer {status['buffer']}",
+        f"  last sealed batch: seq {status['last_seq']}; readings stored "
+        f"{status['stored_readings']}, not yet sealed {status['unsealed_readings']}",
+        "transports:",
+    ]
+    for t in status["transports"]:
+        lines.append(
+            f"  {t['name']} ({t['type']}): backlog {t['backlog_batches']} batch(es), "
+            f"{t['backlog_readings']} reading(s); last acknowledged seq "
+            f"{t['last_acked_seq'] or '-'} at {t['last_acked_at']}"
+        )
+        for q in t["quarantined"]:
+            lines.append(f"    QUARANTINED seq {q['seq']}: {q['reason']}")
+    lines.append("devices:")
+    for d in status["devices"]:
+        lines.append(
+            f"  {d['name']}: {d['state']}; last good reading {d['last_good']}; "
+            f"polls {d['polls']}, faults {d['faults']}"
+        )
+        if d["last_error"]:
+            lines.append(f"    last error ({d['last_error_at']}): {d['last_error']}")
+    return "\n".join(lines)

@@ -1,0 +1,103 @@
+"""HTTPS transport: ``POST {base_url}/stations/{station}/batches`` with the JWS as body.
+
+Answers: 2xx or 409 (already have it) -> acknowledged. 408, 425, 429 and 5xx -> retry later.
+401, 403, 404 -> retry later too: they mean the station or URL is misconfigured, not that this
+batch is bad, and quarantining every batch for a wrong URL would be worse. Any other 4xx ->
+rejected (the batch is quarantined). Timeouts and connection errors -> retry. One request at a
+time, in order; the connection is kept alive between requests.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+
+import httpx
+
+from agent.buffer import SealedBatch
+from agent.config import HttpsTransportConfig
+from agent.logs import event
+from agent.transports import Ack, OnOutcome, Outcome, Reject, Retry
+from agent.transports.tls import client_context
+
+log = logging.getLogger("agent.transports.https")
+_RETRY_4XX = {401, 403, 404, 408, 425, 429}
+
+
+def classify(status: int, body: str) -> Outcome:
+    """What an HTTP status means for a batch."""
+    detail = f"HTTP {status}: {body.strip()[:200]}"
+    if 200 <= status < 300 or status == 409:
+        return Ack()
+    if status in _RETRY_4XX or status >= 500 or status < 200:
+        return Retry(detail)
+    if 400 <= status < 500:
+        return Reject(detail)
+    return Retry(detail)  # 3xx: we do not follow redirects with a signed body
+
+
+class HttpsTransport:
+    """Delivers batches to the warehouse's REST endpoint."""
+
+    window = 1
+
+    def __init__(self, config: HttpsTransportConfig, station: str) -> None:
+        self.config, self.name = config, config.name
+        self.url = f"{config.base_url.rstrip('/')}/stations/{station}/batches"
+        self._queue: queue.Queue[SealedBatch | None] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._client: httpx.Client | None = None
+
+    def start(self, on_outcome: OnOutcome) -> None:
+        self._on_outcome = on_outcome
+        verify = client_context(self.config.tls) if self.url.startswith("https") else True
+        self._client = httpx.Client(
+            verify=verify,
+            timeout=httpx.Timeout(self.config.timeout_s),
+            follow_redirects=False,
+            headers={"Content-Type": "application/jose", "User-Agent": "station-agent"},
+        )
+        self._thread = threading.Thread(target=self._run, name=f"https-{self.name}", daemon=True)
+        self._thread.start()
+
+    def submit(self, batch: SealedBatch) -> None:
+        self._queue.put(batch)
+
+    def _run(self) -> None:
+        while (batch := self._queue.get()) is not None:
+            self._on_outcome(batch.seq, self._post(batch))
+
+    def _post(self, batch: SealedBatch) -> Outcome:
+        assert self._client is not None
+        try:
+            response = self._client.post(self.url, content=batch.jws.encode("ascii"))
+        except httpx.TimeoutException:
+            return Retry(f"no answer from {self.url} within {self.config.timeout_s} s")
+        except httpx.HTTPError as exc:
+            return Retry(f"cannot reach {self.url}: {_reason(exc)}")
+        outcome = classify(response.status_code, response.text)
+        if response.status_code in (401, 403, 404):
+            event(
+                log,
+                logging.ERROR,
+                "warehouse_refuses_station",
+                transport=self.name,
+                status=response.status_code,
+                hint="check base_url, the station id and its registration at the warehouse",
+            )
+        return outcome
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        self._queue.put(None)
+        if self._thread:
+            self._thread.join(timeout_s)
+        if self._client:
+            self._client.close()
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc) or type(exc).__name__
+    if "CERTIFICATE_VERIFY_FAILED" in text:
+        return f"TLS certificate not trusted ({text}); set tls.ca_file to the warehouse's CA"
+    return text

@@ -1,0 +1,150 @@
+"""MQTT transport: publish each batch's JWS to ``{prefix}/{station}/batches``, QoS 1.
+
+A batch is acknowledged when its PUBACK arrives (``on_publish`` with its message id); paho's
+``is_published()`` is not used because it is unreliable after a publish made while offline.
+The client id is stable and the session persistent, so paho re-sends unacknowledged messages
+after a reconnect. A retained ``online`` status is published on connect, and the broker
+publishes the retained ``offline`` last will if the agent vanishes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+
+from agent.buffer import SealedBatch
+from agent.config import MqttTransportConfig
+from agent.logs import event
+from agent.transports import Ack, OnOutcome, Retry
+from agent.transports.tls import client_context
+
+log = logging.getLogger("agent.transports.mqtt")
+
+
+class MqttTransport:
+    """Delivers batches to an MQTT broker with QoS 1."""
+
+    def __init__(self, config: MqttTransportConfig, station: str) -> None:
+        self.config, self.name, self.station = config, config.name, station
+        self.window = config.inflight
+        self.topic = f"{config.topic_prefix}/{station}/batches"
+        self.status_topic = f"{config.topic_prefix}/{station}/status"
+        self._lock = threading.Lock()  # never held while calling into paho (paho holds its own)
+        self._waiting: dict[int, int | None] = {}  # mid -> seq (None: our status message)
+        self._early: set[int] = set()  # PUBACKs that arrived before publish() returned
+        self.connected = threading.Event()
+        self._client = self._make_client()
+
+    def _status(self, state: str) -> str:
+        return json.dumps({"state": state, "station": self.station, "at": int(time.time())})
+
+    def _make_client(self) -> mqtt.Client:
+        cfg = self.config
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=cfg.client_id or f"station-agent-{self.station}",
+            clean_session=False,
+            protocol=mqtt.MQTTv311,
+        )
+        client.max_inflight_messages_set(self.window)
+        client.reconnect_delay_set(1, 30)
+        if cfg.username is not None:
+            password = cfg.password.get_secret_value() if cfg.password else None
+            client.username_pw_set(cfg.username, password)
+        if cfg.tls is not None:
+            client.tls_set_context(client_context(cfg.tls))
+        client.will_set(self.status_topic, self._status("offline"), qos=1, retain=True)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
+        return client
+
+    def start(self, on_outcome: OnOutcome) -> None:
+        self._on_outcome = on_outcome
+        self._client.connect_async(self.config.host, self.config.port, self.config.keepalive_s)
+        self._client.loop_start()
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            event(
+                log,
+                logging.ERROR,
+                "mqtt_connect_refused",
+                transport=self.name,
+                broker=f"{self.config.host}:{self.config.port}",
+                reason=str(reason_code),
+            )
+            return
+        self.connected.set()
+        event(
+            log,
+            logging.INFO,
+            "mqtt_connected",
+            transport=self.name,
+            broker=f"{self.config.host}:{self.config.port}",
+        )
+        info = client.publish(self.status_topic, self._status("online"), qos=1, retain=True)
+        self._register(info.mid, None)
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        if self.connected.is_set():
+            event(
+                log,
+                logging.WARNING,
+                "mqtt_disconnected",
+                transport=self.name,
+                reason=str(reason_code),
+            )
+        self.connected.clear()
+
+    def _register(self, mid: int, seq: int | None) -> None:
+        with self._lock:
+            if mid in self._early:
+                self._early.discard(mid)
+                acked = True
+            else:
+                self._waiting[mid] = seq
+                acked = False
+        if acked and seq is not None:
+            self._on_outcome(seq, Ack())
+
+    def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
+        with self._lock:
+            if mid not in self._waiting:
+                self._early.add(mid)
+                return
+            seq = self._waiting.pop(mid)
+        if seq is not None:
+            self._on_outcome(seq, Ack())
+
+    def submit(self, batch: SealedBatch) -> None:
+        info = self._client.publish(self.topic, batch.jws, qos=1, retain=False)
+        if info.rc == MQTTErrorCode.MQTT_ERR_QUEUE_SIZE:
+            self._on_outcome(batch.seq, Retry("paho's outgoing queue is full"))
+            return
+        # MQTT_ERR_NO_CONN still queues the message: paho sends it once connected.
+        self._register(info.mid, batch.seq)
+
+    def in_flight(self) -> int:
+        with self._lock:
+            return sum(1 for seq in self._waiting.values() if seq is not None)
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while self.in_flight() and self.connected.is_set() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if self.connected.is_set():
+            info = self._client.publish(
+                self.status_topic, self._status("offline"), qos=1, retain=True
+            )
+            try:
+                info.wait_for_publish(max(0.1, deadline - time.monotonic()))
+            except (RuntimeError, ValueError):
+                pass
+        self._client.disconnect()
+        self._client.loop_stop()

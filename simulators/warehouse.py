@@ -1,0 +1,357 @@
+"""The reference warehouse: receives batches over HTTP(S) and MQTT, verifies and stores them.
+
+For every batch: signature with the station's registered key (kid must match), payload format,
+station match, and the seq/prev chain against what it already holds. Stores the JWS verbatim in
+``batches(station, seq, jws, ...)``. HTTP answers: 201 stored, 409 already have these exact
+bytes, 400 rejected (reason in the body and in table ``rejections``), 404 unknown station.
+Gaps are noticed on arrival (table ``gap_events``) and listed by ``gaps()``.
+
+Testers run it by hand::
+
+    python -m simulators.warehouse --db warehouse.db --station HN-01=station.jwk \\
+        --http-port 8443 --tls-cert server.pem --tls-key server.key \\
+        --mqtt-host 127.0.0.1 --mqtt-port 1883
+
+Fault injection (HTTP): ``--fault 500|hang|close`` at start, or at run time
+``POST /_admin/fault`` with body ``500``, ``hang``, ``close`` or ``none``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sqlite3
+import ssl
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from agent.errors import AgentError, VerificationError
+from agent.jws import chain_digest, parse_compact
+from agent.keys import load_jwk
+from agent.verify import StationKey, check_batch
+
+MAX_BODY = 64 * 1024 * 1024
+FAULTS = ("500", "hang", "close")
+
+
+class Warehouse:
+    """Verifying batch store, shared by the HTTP endpoint and the MQTT subscriber."""
+
+    def __init__(self, db_path: Path, keys: dict[str, StationKey]) -> None:
+        self.db_path, self.keys = Path(db_path), keys
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.db_path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.executescript(
+            """
+            CREATE TABLE IF NOT EXISTS batches (station TEXT NOT NULL, seq INTEGER NOT NULL,
+                jws TEXT NOT NULL, kid TEXT, readings INTEGER, received_at TEXT, via TEXT,
+                PRIMARY KEY (station, seq));
+            CREATE TABLE IF NOT EXISTS rejections (id INTEGER PRIMARY KEY, station TEXT,
+                seq INTEGER, reason TEXT, via TEXT, received_at TEXT, body TEXT);
+            CREATE TABLE IF NOT EXISTS gap_events (id INTEGER PRIMARY KEY, station TEXT,
+                from_seq INTEGER, to_seq INTEGER, noticed_at TEXT);
+            """
+        )
+        self.fault: str | None = None
+        self.received = 0
+        self._http: ThreadingHTTPServer | None = None
+        self._mqtt = None
+
+    # --- the verifying store --------------------------------------------------------------
+    def receive(self, station: str, body: bytes, via: str) -> tuple[int, str]:
+        """Verify and store one batch; returns (HTTP status, message)."""
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        key = self.keys.get(station)
+        if key is None:
+            return 404, f"station {station!r} is not registered"
+        with self._lock:
+            self.received += 1
+            try:
+                batch = check_batch(body, key, station)
+                status, message = self._store(batch, station, key.kid, via, now)
+            except VerificationError as exc:
+                status, message = 400, str(exc)
+            if status == 400:
+                self._db.execute(
+                    "INSERT INTO rejections (station, seq, reason, via, received_at, body) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        station,
+                        _claimed_seq(body),
+                        message,
+                        via,
+                        now,
+                        body[:100_000].decode("ascii", "replace"),
+                    ),
+                )
+        return status, message
+
+    def _store(self, batch, station: str, kid: str, via: str, now: str) -> tuple[int, str]:
+        seq = batch.seq
+        rows = dict(
+            self._db.execute(
+                "SELECT seq, jws FROM batches WHERE station = ? AND seq BETWEEN ? AND ?",
+                (station, seq - 1, seq + 1),
+            ).fetchall()
+        )
+        if seq in rows:
+            if rows[seq] == batch.jws:
+                return 409, f"seq {seq} already received (identical)"
+            return 400, f"replay: seq {seq} already received with different content"
+        if seq - 1 in rows and batch.payload.prev != chain_digest(rows[seq - 1]):
+            return 400, f"chain broken: prev of seq {seq} is not the digest of seq {seq - 1}"
+        if seq + 1 in rows and _prev_of(rows[seq + 1]) != batch.digest:
+            return 400, f"chain broken: seq {seq + 1} does not follow this seq {seq}"
+        self._db.execute(
+            "INSERT INTO batches (station, seq, jws, kid, readings, received_at, via) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (station, seq, batch.jws, kid, len(batch.payload.readings), now, via),
+        )
+        if seq > 1 and seq - 1 not in rows:
+            below = self._db.execute(
+                "SELECT max(seq) FROM batches WHERE station = ? AND seq < ?", (station, seq)
+            ).fetchone()[0]
+            self._db.execute(
+                "INSERT INTO gap_events (station, from_seq, to_seq, noticed_at) VALUES (?,?,?,?)",
+                (station, (below or 0) + 1, seq - 1, now),
+            )
+        return 201, f"stored seq {seq}"
+
+    # --- queries for testers --------------------------------------------------------------
+    def gaps(self, station: str) -> list[tuple[int, int]]:
+        """Missing seq ranges below the highest seq held."""
+        with self._lock:
+            seqs = [
+                r[0]
+                for r in self._db.execute(
+                    "SELECT seq FROM batches WHERE station = ? ORDER BY seq", (station,)
+                )
+            ]
+        out, expected = [], 1
+        for s in seqs:
+            if s > expected:
+                out.append((expected, s - 1))
+            expected = s + 1
+        return out
+
+    def jws_list(self, station: str) -> list[str]:
+        with self._lock:
+            return [
+                r[0]
+                for r in self._db.execute(
+                    "SELECT jws FROM batches WHERE station = ? ORDER BY seq", (station,)
+                )
+            ]
+
+    def count(self, station: str | None = None) -> tuple[int, int]:
+        """(batches, readings) held, for one station or all."""
+        with self._lock:
+            where, args = ("WHERE station = ?", (station,)) if station else ("", ())
+            n, r = self._db.execute(
+                f"SELECT count(*), coalesce(sum(readings), 0) FROM batches {where}", args
+            ).fetchone()
+        return n, r
+
+    def rejections(self) -> list[tuple[str, str]]:
+        with self._lock:
+            return list(self._db.execute("SELECT station, reason FROM rejections ORDER BY id"))
+
+    # --- HTTP -----------------------------------------------------------------------------
+    def start_http(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        cert: Path | None = None,
+        key: Path | None = None,
+        client_ca: Path | None = None,
+    ) -> int:
+        """Serve ``POST /stations/{station}/batches``; returns the port."""
+        server = ThreadingHTTPServer((host, port), _handler(self))
+        server.daemon_threads = True
+        if cert is not None:
+            ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            ctx.load_cert_chain(str(cert), str(key))
+            if client_ca is not None:
+                ctx.load_verify_locations(str(client_ca))
+                ctx.verify_mode = ssl.CERT_REQUIRED
+            server.socket = ctx.wrap_socket(server.socket, server_side=True)
+        self._http = server
+        threading.Thread(target=server.serve_forever, name="warehouse-http", daemon=True).start()
+        return server.server_address[1]
+
+    # --- MQTT -----------------------------------------------------------------------------
+    def start_mqtt(self, host: str, port: int, prefix: str = "stations", client_id=None) -> None:
+        """Subscribe to ``{prefix}/+/batches`` (QoS 1, persistent session) and store batches."""
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
+
+        connected = threading.Event()
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id or f"warehouse-{self.db_path.stem}-{id(self):x}",
+            clean_session=False,
+        )
+        topic = f"{prefix}/+/batches"
+
+        def on_connect(c, userdata, flags, rc, props) -> None:
+            c.subscribe(topic, qos=1)
+
+        def on_subscribe(c, userdata, mid, rcs, props) -> None:
+            connected.set()
+
+        def on_message(c, userdata, msg) -> None:
+            station = msg.topic.split("/")[-2]
+            self.receive(station, msg.payload, "mqtt")
+
+        client.on_connect, client.on_subscribe = on_connect, on_subscribe
+        client.on_message = on_message
+        client.reconnect_delay_set(0.2, 2)
+        client.connect_async(host, port, 30)
+        client.loop_start()
+        if not connected.wait(10):
+            raise RuntimeError(f"warehouse could not subscribe at {host}:{port}")
+        self._mqtt = client
+
+    def stop(self) -> None:
+        if self._http is not None:
+            self._http.shutdown()
+            self._http.server_close()
+        if self._mqtt is not None:
+            self._mqtt.disconnect()
+            self._mqtt.loop_stop()
+        with self._lock:
+            self._db.close()
+
+
+def _prev_of(jws: str) -> str | None:
+    return json.loads(parse_compact(jws).payload).get("prev")
+
+
+def _claimed_seq(body: bytes) -> int | None:
+    """The seq a rejected body claims, if it can be read at all (for the rejection record)."""
+    try:
+        seq = json.loads(parse_compact(body).payload).get("seq")
+    except (AgentError, ValueError, AttributeError, UnicodeDecodeError):
+        return None
+    return seq if type(seq) is int and -(2**63) <= seq < 2**63 else None
+
+
+def _handler(warehouse: Warehouse) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args) -> None:  # quiet: the store records everything
+            pass
+
+        def _reply(self, status: int, message: str) -> None:
+            body = (json.dumps({"status": status, "message": message}) + "\n").encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+            length = int(self.headers.get("Content-Length") or 0)
+            if length > MAX_BODY:
+                self._reply(413, "body too large")
+                return
+            body = self.rfile.read(length)
+            if self.path == "/_admin/fault":
+                mode = body.decode().strip()
+                warehouse.fault = mode if mode in FAULTS else None
+                self._reply(200, f"fault {warehouse.fault}")
+                return
+            fault = warehouse.fault
+            if fault == "500":
+                self._reply(500, "injected fault")
+                return
+            if fault == "close":
+                self.close_connection = True
+                self.connection.shutdown(2)
+                return
+            if fault == "hang":
+                while warehouse.fault == "hang":
+                    time.sleep(0.1)
+                self.close_connection = True
+                return
+            parts = self.path.strip("/").split("/")
+            if len(parts) != 3 or parts[0] != "stations" or parts[2] != "batches":
+                self._reply(404, "expected POST /stations/{station}/batches")
+                return
+            if self.headers.get("Content-Type", "").split(";")[0] != "application/jose":
+                self._reply(415, "Content-Type must be application/jose")
+                return
+            self._reply(*warehouse.receive(parts[1], body, "http"))
+
+    return Handler
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m simulators.warehouse", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("--db", type=Path, required=True, help="SQLite file to store batches in")
+    parser.add_argument(
+        "--station",
+        action="append",
+        default=[],
+        metavar="ID=JWK_FILE",
+        required=True,
+        help="register a station and its public key (repeatable)",
+    )
+    parser.add_argument("--http-host", default="127.0.0.1")
+    parser.add_argument("--http-port", type=int, help="serve HTTP(S) on this port (0: any)")
+    parser.add_argument("--tls-cert", type=Path, help="server certificate (enables HTTPS)")
+    parser.add_argument("--tls-key", type=Path, help="server private key")
+    parser.add_argument("--client-ca", type=Path, help="require client certificates from this CA")
+    parser.add_argument("--mqtt-host", help="subscribe to batches on this broker")
+    parser.add_argument("--mqtt-port", type=int, default=1883)
+    parser.add_argument("--topic-prefix", default="stations")
+    parser.add_argument("--fault", choices=FAULTS, help="start with this HTTP fault injected")
+    args = parser.parse_args(argv)
+    keys = {}
+    try:
+        for item in args.station:
+            station, sep, path = item.partition("=")
+            if not sep:
+                parser.error(f"--station {item!r}: expected ID=JWK_FILE")
+            keys[station] = StationKey.from_jwk(load_jwk(Path(path)))
+    except AgentError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    warehouse = Warehouse(args.db, keys)
+    warehouse.fault = args.fault
+    if args.http_port is not None:
+        port = warehouse.start_http(
+            args.http_host,
+            args.http_port,
+            cert=args.tls_cert,
+            key=args.tls_key,
+            client_ca=args.client_ca,
+        )
+        scheme = "https" if args.tls_cert else "http"
+        print(f"warehouse listening on {scheme}://{args.http_host}:{port}", flush=True)
+    if args.mqtt_host:
+        warehouse.start_mqtt(args.mqtt_host, args.mqtt_port, args.topic_prefix)
+        print(
+            f"warehouse subscribed to {args.topic_prefix}/+/batches at "
+            f"{args.mqtt_host}:{args.mqtt_port}",
+            flush=True,
+        )
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *a: stop.set())
+    signal.signal(signal.SIGINT, lambda *a: stop.set())
+    stop.wait()
+    warehouse.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,221 @@
+"""Shared fixtures: real keys, a real warehouse, the Modbus simulator, Mosquitto instances."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import sqlite3
+import subprocess
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from agent.config import Config, parse_config
+from agent.jws import parse_compact
+from agent.keys import generate_key, load_jwk
+from agent.verify import StationKey
+from simulators.certs import TlsFiles, make_tls_files
+from simulators.modbus import analyzer_channels, analyzer_simulator
+from simulators.warehouse import Warehouse
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(condition: Callable[[], object], timeout: float = 20.0, what: str = "") -> object:
+    """Poll ``condition`` until truthy; fail the test with ``what`` on timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what or condition}")
+
+
+class Mosquitto:
+    """A private Mosquitto on a free port, stopped and restarted by PID, state kept on disk."""
+
+    def __init__(self, directory: Path, extra_conf: str = "", port: int | None = None) -> None:
+        self.directory, self.port = directory, port or free_port()
+        directory.mkdir(parents=True, exist_ok=True)
+        self.conf = directory / "mosquitto.conf"
+        self.conf.write_text(
+            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
+            f"persistence_location {directory}/\nautosave_interval 1\n"
+            f"log_dest file {directory}/mosquitto.log\n{extra_conf}\n"
+        )
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> Mosquitto:
+        self.proc = subprocess.Popen(
+            ["mosquitto", "-c", str(self.conf)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for(self._listening, 10, f"mosquitto on port {self.port}")
+        return self
+
+    def _listening(self) -> bool:
+        try:
+            socket.create_connection(("127.0.0.1", self.port), 0.2).close()
+            return True
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()  # SIGTERM: mosquitto saves its sessions before exiting
+            self.proc.wait(10)
+        self.proc = None
+
+
+@pytest.fixture
+def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
+    if shutil.which("mosquitto") is None:
+        pytest.fail("mosquitto is not installed (apt-get install mosquitto)")
+    broker = Mosquitto(tmp_path / "mosquitto").start()
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture(scope="session")
+def tls_files(tmp_path_factory) -> TlsFiles:
+    return make_tls_files(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture
+def station_id() -> str:
+    return f"T-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def station_key(tmp_path: Path) -> tuple[Path, StationKey]:
+    key_path, jwk_path = generate_key(tmp_path / "keys")
+    return key_path, StationKey.from_jwk(load_jwk(jwk_path))
+
+
+@pytest.fixture
+def analyzer() -> Iterator:
+    sim = analyzer_simulator(port=0, calibrate_at=0.5, calibrate_for=1.5)
+    sim.start()
+    yield sim
+    sim.stop()
+
+
+@pytest.fixture
+def warehouse(tmp_path: Path, station_id: str, station_key) -> Iterator[Warehouse]:
+    wh = Warehouse(tmp_path / "warehouse.db", {station_id: station_key[1]})
+    yield wh
+    wh.stop()
+
+
+def analyzer_device(port: int, name: str = "stack-analyzer", poll: float = 0.2) -> dict:
+    return {
+        "name": name,
+        "driver": "modbus_tcp",
+        "host": "127.0.0.1",
+        "port": port,
+        "unit": 1,
+        "poll_interval_s": poll,
+        "timeout_s": 0.3,
+        "retries": 0,
+        "channels": [
+            {"param": p, "unit": u, "register": r, "type": "float32", "status_register": s}
+            for p, u, r, s in analyzer_channels()
+        ],
+    }
+
+
+def make_config(
+    tmp_path: Path,
+    station_id: str,
+    key_path: Path,
+    devices: list[dict],
+    transports: list[dict],
+    **buffer: object,
+) -> Config:
+    data = {
+        "station": {"id": station_id},
+        "signing": {"key": str(key_path)},
+        "buffer": {"path": str(tmp_path / "buffer.db"), "seal_interval_s": 0.5, **buffer},
+        "devices": devices,
+        "transports": transports,
+    }
+    return parse_config(data, tmp_path / "station-agent.toml")
+
+
+def write_toml(path: Path, data: dict) -> Path:
+    """A tiny TOML writer for test configs (tables, arrays of tables, scalars)."""
+    lines: list[str] = []
+
+    def scalar(v: object) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, int | float):
+            return repr(v)
+        return json.dumps(str(v))
+
+    def table(prefix: str, d: dict, array: bool) -> None:
+        lines.append(f"[[{prefix}]]" if array else f"[{prefix}]")
+        nested = []
+        for k, v in d.items():
+            if isinstance(v, dict):
+                nested.append((f"{prefix}.{k}", v, False))
+            elif isinstance(v, list) and v and isinstance(v[0], dict):
+                nested.extend((f"{prefix}.{k}", item, True) for item in v)
+            elif isinstance(v, list):
+                lines.append(f"{k} = [{', '.join(scalar(x) for x in v)}]")
+            else:
+                lines.append(f"{k} = {scalar(v)}")
+        for p, sub, arr in nested:
+            table(p, sub, arr)
+
+    for k, v in data.items():
+        if isinstance(v, list):
+            for item in v:
+                table(k, item, True)
+        else:
+            table(k, v, False)
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def buffer_readings(db_path: Path) -> Counter:
+    """Every reading the agent committed, as a multiset of comparable tuples."""
+    db = sqlite3.connect(db_path)
+    rows = db.execute(
+        "SELECT c.device, c.param, c.unit, r.time_ms, r.value, r.status FROM readings r "
+        "JOIN channels c ON c.id = r.channel"
+    ).fetchall()
+    db.close()
+    return Counter((d, p, u, t, v, f"{s:02d}") for d, p, u, t, v, s in rows)
+
+
+def warehouse_readings(jws_list: list[str]) -> Counter:
+    """Every reading the warehouse holds, in the same shape as ``buffer_readings``."""
+    from agent.model import parse_rfc3339
+
+    out: Counter = Counter()
+    for token in jws_list:
+        for r in json.loads(parse_compact(token).payload)["readings"]:
+            t = round(parse_rfc3339(r["time"]).timestamp() * 1000)
+            out[(r["device"], r["param"], r["unit"], t, r["value"], r["status"])] += 1
+    return out
+
+
+def agent_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT)
+    return env
