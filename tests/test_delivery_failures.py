@@ -1,0 +1,172 @@
+"""Outages and refusals: the backlog waits on disk and drains in order; nothing lost or doubled."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+
+from conftest import analyzer_device, buffer_readings, make_config, wait_for, warehouse_readings
+
+from agent.daemon import Agent
+from agent.status import gather, render
+from agent.verify import verify_chain
+
+
+def _arrival_order(warehouse_db, station: str) -> list[int]:
+    db = sqlite3.connect(warehouse_db)
+    return [
+        s
+        for (s,) in db.execute(
+            "SELECT seq FROM batches WHERE station = ? ORDER BY rowid", (station,)
+        )
+    ]
+
+
+def test_broker_outage_backlog_drains_in_order_without_loss(
+    tmp_path, station_id, station_key, analyzer, warehouse, mosquitto
+):
+    warehouse.start_mqtt("127.0.0.1", mosquitto.port, client_id=f"wh-{station_id}")
+    config = make_config(
+        tmp_path,
+        station_id,
+        station_key[0],
+        [analyzer_device(analyzer.port, poll=0.1)],
+        [{"type": "mqtt", "host": "127.0.0.1", "port": mosquitto.port, "inflight": 5}],
+        seal_interval_s=0.2,
+    )
+    agent = Agent(config)
+    agent.start()
+    try:
+        wait_for(lambda: warehouse.count(station_id)[0] >= 2, 20, "first batches")
+        mosquitto.stop()
+        time.sleep(4)  # polling and sealing go on while the broker is away
+        backlog = gather(config)["transports"][0]["backlog_batches"]
+        assert backlog >= 10, f"expected a backlog during the outage, found {backlog}"
+        mosquitto.start()
+        sealed = agent.buffer.chain_head()[0]
+        wait_for(lambda: warehouse.count(station_id)[0] >= sealed, 30, "backlog drained")
+    finally:
+        agent.stop(grace_s=5)
+    wait_for(
+        lambda: (
+            warehouse_readings(warehouse.jws_list(station_id))
+            == buffer_readings(config.buffer.path)
+        ),
+        10,
+        "every stored reading at warehouse",
+    )
+    order = _arrival_order(warehouse.db_path, station_id)
+    assert order == sorted(order), "backlog must arrive oldest first"
+    assert len(set(order)) == len(order)
+    report = verify_chain(enumerate(warehouse.jws_list(station_id)), station_key[1])
+    assert report.ok, report.lines()
+
+
+def test_http_500s_then_recovery_delivers_everything_once(
+    tmp_path, station_id, station_key, analyzer, warehouse
+):
+    port = warehouse.start_http()
+    config = make_config(
+        tmp_path,
+        station_id,
+        station_key[0],
+        [analyzer_device(analyzer.port)],
+        [
+            {
+                "type": "https",
+                "base_url": f"http://127.0.0.1:{port}",
+                "allow_plain_http": True,
+                "backoff_initial_s": 0.1,
+                "backoff_max_s": 0.5,
+            }
+        ],
+    )
+    warehouse.fault = "500"
+    agent = Agent(config)
+    agent.start()
+    try:
+        wait_for(
+            lambda: warehouse.received == 0 and agent.senders[0].last_error, 10, "a failed send"
+        )
+        assert "HTTP 500" in agent.senders[0].last_error
+        time.sleep(2)
+        assert warehouse.count(station_id)[0] == 0
+        warehouse.fault = None
+        wait_for(
+            lambda: warehouse.count(station_id)[0] >= agent.buffer.chain_head()[0] > 3,
+            20,
+            "recovery",
+        )
+    finally:
+        agent.stop(grace_s=5)
+    assert warehouse_readings(warehouse.jws_list(station_id)) == buffer_readings(config.buffer.path)
+    order = _arrival_order(warehouse.db_path, station_id)
+    assert order == sorted(order)
+
+
+def test_rejected_batch_is_quarantined_and_later_batches_still_flow(
+    tmp_path, station_id, station_key, analyzer, warehouse
+):
+    """The warehouse answers 400 (here: it holds the wrong key for a while)."""
+    from agent.keys import generate_key, load_jwk
+    from agent.verify import StationKey
+
+    right_key = warehouse.keys[station_id]
+    _k, other_jwk = generate_key(tmp_path / "other")
+    warehouse.keys[station_id] = StationKey.from_jwk(load_jwk(other_jwk))
+    port = warehouse.start_http()
+    config = make_config(
+        tmp_path,
+        station_id,
+        station_key[0],
+        [analyzer_device(analyzer.port)],
+        [{"type": "https", "base_url": f"http://127.0.0.1:{port}", "allow_plain_http": True}],
+    )
+    agent = Agent(config)
+    agent.start()
+    try:
+        wait_for(lambda: len(warehouse.rejections()) >= 2, 15, "rejections")
+        warehouse.keys[station_id] = right_key
+        rejected_until = agent.buffer.chain_head()[0]
+        wait_for(lambda: warehouse.count(station_id)[0] >= 3, 15, "later batches accepted")
+    finally:
+        agent.stop(grace_s=5)
+    status = gather(config)
+    quarantined = status["transports"][0]["quarantined"]
+    assert len(quarantined) >= 2
+    assert all("kid" in q["reason"] and "HTTP 400" in q["reason"] for q in quarantined)
+    assert status["transports"][0]["backlog_batches"] == 0
+    assert "QUARANTINED seq 1: HTTP 400" in render(status)
+    # quarantined batches are kept in the buffer, not dropped
+    db = sqlite3.connect(config.buffer.path)
+    assert (
+        db.execute("SELECT count(*) FROM batches WHERE seq <= ?", (rejected_until,)).fetchone()[0]
+        == rejected_until
+    )
+    seqs = [int(s) for s, _ in db.execute("SELECT seq, 1 FROM deliveries WHERE state = 2")]
+    assert min(seqs) == 1
+    assert warehouse.gaps(station_id), "the warehouse should see the quarantined seqs as a gap"
+
+
+def test_status_names_a_device_that_does_not_answer(tmp_path, station_id, station_key, warehouse):
+    from conftest import free_port
+
+    port = warehouse.start_http()
+    config = make_config(
+        tmp_path,
+        station_id,
+        station_key[0],
+        [analyzer_device(free_port(), name="so2-analyzer")],
+        [{"type": "https", "base_url": f"http://127.0.0.1:{port}", "allow_plain_http": True}],
+    )
+    agent = Agent(config)
+    agent.start()
+    try:
+        wait_for(lambda: warehouse.count(station_id)[1] >= 12, 15, "fault readings delivered")
+    finally:
+        agent.stop(grace_s=5)
+    text = render(gather(config))
+    assert "so2-analyzer: FAULT" in text
+    assert "so2-analyzer" in text and "connection refused" in text.lower()
+    held = warehouse_readings(warehouse.jws_list(station_id))
+    assert all(value is None and status == "02" for (_d, _p, _u, _t, value, status) in held)
