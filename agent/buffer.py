@@ -171,7 +171,7 @@ class Buffer:
             try:
                 if exc_type is None:
                     conn.execute("COMMIT")
-                else:
+                elif conn.in_transaction:  # SQLite may have rolled back already (disk full)
                     conn.execute("ROLLBACK")
             except sqlite3.Error:
                 if conn.in_transaction:
