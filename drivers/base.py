@@ -1,0 +1,48 @@
+"""The driver interface: open, read (a list of readings, each with its status), close."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from agent.model import Reading
+
+
+class DeviceConfig(BaseModel):
+    """Keys common to every device section of the configuration."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")
+    driver: str
+    poll_interval_s: float = Field(default=60.0, gt=0, le=86400)
+
+
+@dataclass(frozen=True, slots=True)
+class Channel:
+    """What a device measures on one channel: the parameter name and its unit."""
+
+    param: str
+    unit: str
+
+
+@runtime_checkable
+class Driver(Protocol):
+    """A device the agent polls.
+
+    ``read`` returns one reading per channel, stamped ``time_ms``. A channel that failed gives
+    ``value=None, status="02"`` and an ``error``. If the whole device is unreachable, ``read``
+    raises ``DeviceError`` with a technician-readable message; the poller then records a fault
+    reading for every channel in ``channels``.
+    """
+
+    name: str
+    channels: list[Channel]
+
+    def open(self) -> None: ...
+
+    def read(self, time_ms: int) -> list[Reading]: ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,128 @@
+"""Modbus register codec: 16-bit registers <-> numbers, for every type and word/byte order.
+
+``order`` names where the bytes of a big-endian value ``A B C D`` (``A`` most significant) sit
+in the registers: ``ABCD`` big-endian (default), ``CDAB`` word swap, ``BADC`` byte swap within
+each word, ``DCBA`` little-endian. The same rule extends to 64-bit types (word swap reverses all
+four words) and to 16-bit types (only the byte swap applies).
+
+Floats that are NaN or infinite raise ``NonFiniteValueError``: a device sends those to say "no
+value", so they must never reach the buffer as numbers.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Literal, get_args
+
+RegisterType = Literal[
+    "int16", "uint16", "int32", "uint32", "float32", "int64", "uint64", "float64"
+]
+ByteOrder = Literal["ABCD", "CDAB", "BADC", "DCBA"]
+TYPES: tuple[str, ...] = get_args(RegisterType)
+ORDERS: tuple[str, ...] = get_args(ByteOrder)
+
+# struct format character of each type; its size gives the register count.
+_FORMATS: dict[str, str] = {
+    "int16": "h",
+    "uint16": "H",
+    "int32": "i",
+    "uint32": "I",
+    "float32": "f",
+    "int64": "q",
+    "uint64": "Q",
+    "float64": "d",
+}
+
+
+class NonFiniteValueError(ValueError):
+    """The registers hold a float NaN or infinity, or scaling overflowed."""
+
+
+def register_count(type: RegisterType) -> int:
+    """Number of 16-bit registers a value of ``type`` occupies."""
+    return struct.calcsize(">" + _format(type)) // 2
+
+
+def decode(registers: Sequence[int], type: RegisterType, order: ByteOrder = "ABCD") -> int | float:
+    """Decode registers into the raw value: an int, or a float (float32 as its shortest repr)."""
+    count = register_count(type)
+    if len(registers) != count:
+        raise ValueError(f"{type} needs {count} registers, got {len(registers)}")
+    for register in registers:
+        if not 0 <= register <= 0xFFFF:
+            raise ValueError(f"register value {register} is not a 16-bit unsigned integer")
+    data = _reorder(b"".join(r.to_bytes(2, "big") for r in registers), order)
+    (value,) = struct.unpack(">" + _format(type), data)
+    if isinstance(value, float):
+        if math.isnan(value):
+            raise NonFiniteValueError(f"{type} value is NaN")
+        if math.isinf(value):
+            raise NonFiniteValueError(f"{type} value is infinite")
+        if type == "float32":
+            return _shortest_float32(value, data)
+    return value
+
+
+def encode(value: float, type: RegisterType, order: ByteOrder = "ABCD") -> list[int]:
+    """Encode a value into registers; integer types round to the nearest integer."""
+    fmt = _format(type)
+    try:
+        data = struct.pack(">" + fmt, float(value) if fmt in "fd" else round(value))
+    except (struct.error, OverflowError, ValueError) as exc:
+        raise ValueError(f"{value!r} does not fit in {type}") from exc
+    data = _reorder(data, order)
+    return [int.from_bytes(data[i : i + 2], "big") for i in range(0, len(data), 2)]
+
+
+def scale_value(value: int | float, scale: float = 1.0, offset: float = 0.0) -> float:
+    """Return ``value * scale + offset``, computed in decimal so 123 * 0.1 gives 12.3."""
+    if scale == 1.0 and offset == 0.0:
+        return float(value)
+    result = float(Decimal(repr(value)) * Decimal(repr(scale)) + Decimal(repr(offset)))
+    if not math.isfinite(result):
+        raise NonFiniteValueError(f"{value!r} * {scale!r} + {offset!r} overflows a float")
+    return result
+
+
+def decode_value(
+    registers: Sequence[int],
+    type: RegisterType,
+    order: ByteOrder = "ABCD",
+    scale: float = 1.0,
+    offset: float = 0.0,
+) -> float:
+    """Decode registers and apply scale and offset: the value a reading carries."""
+    return scale_value(decode(registers, type, order), scale, offset)
+
+
+def _format(type: str) -> str:
+    try:
+        return _FORMATS[type]
+    except KeyError:
+        raise ValueError(f"unknown register type {type!r}; expected one of {TYPES}") from None
+
+
+def _reorder(data: bytes, order: str) -> bytes:
+    """Convert between big-endian bytes and register bytes; each swap is its own inverse."""
+    if order not in ORDERS:
+        raise ValueError(f"unknown byte order {order!r}; expected one of {ORDERS}")
+    if order in ("BADC", "DCBA"):
+        data = b"".join(data[i : i + 2][::-1] for i in range(0, len(data), 2))
+    if order in ("CDAB", "DCBA"):
+        data = b"".join(data[i : i + 2] for i in reversed(range(0, len(data), 2)))
+    return data
+
+
+def _shortest_float32(value: float, big_endian: bytes) -> float:
+    """The shortest decimal that packs back to the same float32 (12.3, not 12.300000190734863)."""
+    for precision in range(6, 10):
+        candidate = float(f"{value:.{precision}g}")
+        try:
+            if struct.pack(">f", candidate) == big_endian:
+                return candidate
+        except OverflowError:  # rounded up past the largest float32
+            continue
+    return value  # unreachable: 9 significant digits always round-trip a float32

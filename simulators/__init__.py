@@ -1,0 +1,1 @@
+"""Device simulators for tests, demos and bench work: real sockets, injectable faults."""

@@ -1,0 +1,329 @@
+"""A hand-rolled Modbus server for tests and demos: register maps, a PDU core, a TCP framer.
+
+Layers, so a serial RTU framer can reuse everything but the last:
+
+* ``ModbusDevice``: the register tables of one unit id, plus addresses that answer exception 2.
+* ``handle_pdu(device, pdu)``: answers function codes 1, 2, 3, 4, 6 and 16 with a response or an
+  exception PDU (1 illegal function, 2 illegal data address, 3 illegal data value).
+* ``ModbusServerCore``: devices by unit id, request counters and log, fault injection
+  (``no_answer``, ``delay_s``, ``exception_code``); ``handle(unit, pdu)`` returns the response
+  PDU, or None for no answer (unknown unit id, or ``no_answer``).
+* ``ModbusTcpSimulator``: MBAP framing over TCP, a thread per connection, ``vanish()`` and
+  ``reappear()`` to take the whole device off the network and back on the same port.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from typing import NamedTuple, Self
+
+ILLEGAL_FUNCTION = 1
+ILLEGAL_DATA_ADDRESS = 2
+ILLEGAL_DATA_VALUE = 3
+
+_BIT_TABLES = {1: "coils", 2: "discrete"}
+_REGISTER_TABLES = {3: "holding", 4: "input"}
+
+
+class ModbusDevice:
+    """Register tables of one unit id; ``refresh`` is called before each request is served."""
+
+    def __init__(
+        self,
+        *,
+        holding: Mapping[int, int] | None = None,
+        input: Mapping[int, int] | None = None,
+        coils: Mapping[int, bool] | None = None,
+        discrete: Mapping[int, bool] | None = None,
+    ) -> None:
+        self.tables: dict[str, dict[int, int]] = {
+            "holding": dict(holding or {}),
+            "input": dict(input or {}),
+            "coils": {a: int(bool(v)) for a, v in (coils or {}).items()},
+            "discrete": {a: int(bool(v)) for a, v in (discrete or {}).items()},
+        }
+        self.forbidden: list[tuple[str, range]] = []
+        self.lock = threading.Lock()
+
+    @property
+    def holding(self) -> dict[int, int]:
+        return self.tables["holding"]
+
+    @property
+    def input(self) -> dict[int, int]:
+        return self.tables["input"]
+
+    def set_registers(self, address: int, registers: list[int], table: str = "holding") -> None:
+        """Define or overwrite consecutive registers starting at ``address``."""
+        for offset, value in enumerate(registers):
+            self.tables[table][address + offset] = value & 0xFFFF
+
+    def forbid(self, address: int, count: int = 1, table: str = "holding") -> None:
+        """Make requests touching these addresses answer exception 2 (illegal data address)."""
+        self.forbidden.append((table, range(address, address + count)))
+
+    def allow(self) -> None:
+        """Remove every forbidden range."""
+        self.forbidden.clear()
+
+    def refresh(self) -> None:
+        """Update values before a request is served; presets override this."""
+
+
+class _Refused(Exception):
+    def __init__(self, code: int) -> None:
+        self.code = code
+
+
+def handle_pdu(device: ModbusDevice, pdu: bytes) -> bytes:
+    """Answer one request PDU from the device's tables: a response or an exception PDU."""
+    function = pdu[0] if pdu else 0
+    handler = _HANDLERS.get(function)
+    try:
+        if handler is None:
+            raise _Refused(ILLEGAL_FUNCTION)
+        with device.lock:
+            device.refresh()
+            return handler(device, pdu)
+    except struct.error:  # request shorter than its function code needs
+        return bytes([function | 0x80, ILLEGAL_DATA_VALUE])
+    except _Refused as refused:
+        return bytes([function | 0x80, refused.code])
+
+
+def request_fields(pdu: bytes) -> tuple[int, int, int]:
+    """(function, address, count) of a request PDU, for logs; zeros where it has none."""
+    function = pdu[0] if pdu else 0
+    if function in (1, 2, 3, 4, 16) and len(pdu) >= 5:
+        address, count = struct.unpack_from(">HH", pdu, 1)
+        return function, address, count
+    if function == 6 and len(pdu) >= 3:
+        return function, struct.unpack_from(">H", pdu, 1)[0], 1
+    return function, 0, 0
+
+
+def _check(device: ModbusDevice, table: str, address: int, count: int, limit: int) -> None:
+    """Refuse a bad count (exception 3) or an address not served (exception 2)."""
+    if not 1 <= count <= limit:
+        raise _Refused(ILLEGAL_DATA_VALUE)
+    cells = device.tables[table]
+    for a in range(address, address + count):
+        if a not in cells or any(t == table and a in r for t, r in device.forbidden):
+            raise _Refused(ILLEGAL_DATA_ADDRESS)
+
+
+def _read_bits(device: ModbusDevice, pdu: bytes) -> bytes:
+    table = _BIT_TABLES[pdu[0]]
+    address, count = struct.unpack_from(">HH", pdu, 1)
+    _check(device, table, address, count, 2000)
+    packed = bytearray((count + 7) // 8)
+    for i in range(count):
+        if device.tables[table][address + i]:
+            packed[i // 8] |= 1 << (i % 8)
+    return bytes([pdu[0], len(packed)]) + bytes(packed)
+
+
+def _read_registers(device: ModbusDevice, pdu: bytes) -> bytes:
+    table = _REGISTER_TABLES[pdu[0]]
+    address, count = struct.unpack_from(">HH", pdu, 1)
+    _check(device, table, address, count, 125)
+    values = [device.tables[table][address + i] for i in range(count)]
+    return bytes([pdu[0], 2 * count]) + struct.pack(f">{count}H", *values)
+
+
+def _write_register(device: ModbusDevice, pdu: bytes) -> bytes:
+    address, value = struct.unpack_from(">HH", pdu, 1)
+    _check(device, "holding", address, 1, 1)
+    device.holding[address] = value
+    return pdu[:5]
+
+
+def _write_registers(device: ModbusDevice, pdu: bytes) -> bytes:
+    address, count, byte_count = struct.unpack_from(">HHB", pdu, 1)
+    if not 1 <= count <= 123 or byte_count != 2 * count or len(pdu) != 6 + byte_count:
+        raise _Refused(ILLEGAL_DATA_VALUE)
+    _check(device, "holding", address, count, 123)
+    device.set_registers(address, list(struct.unpack_from(f">{count}H", pdu, 6)))
+    return pdu[:5]
+
+
+_HANDLERS: dict[int, Callable[[ModbusDevice, bytes], bytes]] = {
+    1: _read_bits,
+    2: _read_bits,
+    3: _read_registers,
+    4: _read_registers,
+    6: _write_register,
+    16: _write_registers,
+}
+
+
+class Request(NamedTuple):
+    """One request as the server received it."""
+
+    unit: int
+    function: int
+    address: int
+    count: int
+
+
+class ModbusServerCore:
+    """Devices by unit id, request counters, and faults; independent of the framing."""
+
+    def __init__(
+        self,
+        devices: Mapping[int, ModbusDevice],
+        *,
+        no_answer: bool = False,
+        delay_s: float = 0.0,
+        exception_code: int | None = None,
+    ) -> None:
+        self.devices = dict(devices)
+        self.no_answer = no_answer  # drop every request silently
+        self.delay_s = delay_s  # answer this late
+        self.exception_code = exception_code  # answer every request with this exception
+        self.requests: Counter[int] = Counter()  # requests received, by unit id
+        self.log: list[Request] = []
+        self._log_lock = threading.Lock()
+
+    def handle(self, unit: int, pdu: bytes) -> bytes | None:
+        """The response PDU to a request for ``unit``, or None when nothing must be answered."""
+        with self._log_lock:
+            self.requests[unit] += 1
+            self.log.append(Request(unit, *request_fields(pdu)))
+        device = self.devices.get(unit)
+        if device is None or self.no_answer or not pdu:
+            return None
+        if self.delay_s > 0:
+            time.sleep(self.delay_s)
+        if self.exception_code is not None:
+            return bytes([pdu[0] | 0x80, self.exception_code])
+        return handle_pdu(device, pdu)
+
+    def reset_counts(self) -> None:
+        """Forget the requests counted so far."""
+        with self._log_lock:
+            self.requests.clear()
+            self.log.clear()
+
+
+class ModbusTcpSimulator(ModbusServerCore):
+    """Modbus TCP server on a background thread; ``port=0`` picks a free port."""
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        devices: Mapping[int, ModbusDevice] | None = None,
+        *,
+        no_answer: bool = False,
+        delay_s: float = 0.0,
+        exception_code: int | None = None,
+    ) -> None:
+        super().__init__(
+            devices if devices is not None else {1: ModbusDevice()},
+            no_answer=no_answer,
+            delay_s=delay_s,
+            exception_code=exception_code,
+        )
+        self.host = host
+        self.port = port
+        self._listener: socket.socket | None = None
+        self._acceptor: threading.Thread | None = None
+        self._connections: set[socket.socket] = set()
+        self._conn_lock = threading.Lock()
+
+    def start(self) -> Self:
+        """Listen and serve in the background; returns once connections are accepted."""
+        if self._listener is not None:
+            return self
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((self.host, self.port))
+        listener.listen(16)
+        listener.settimeout(0.05)  # lets the acceptor notice vanish() promptly
+        self.port = listener.getsockname()[1]
+        self._listener = listener
+        self._acceptor = threading.Thread(
+            target=self._accept, args=(listener,), name=f"modbus-sim-{self.port}", daemon=True
+        )
+        self._acceptor.start()
+        return self
+
+    def vanish(self) -> None:
+        """Close the listening socket and every connection, as if the device lost power."""
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.close()
+        if self._acceptor is not None:
+            self._acceptor.join(timeout=2)
+            self._acceptor = None
+        with self._conn_lock:
+            connections, self._connections = self._connections, set()
+        for conn in connections:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)  # wakes the thread blocked in recv
+            except OSError:
+                pass
+            conn.close()
+
+    def reappear(self) -> None:
+        """Listen again on the same port after ``vanish()``."""
+        self.start()
+
+    def stop(self) -> None:
+        """Stop serving; same as ``vanish()``."""
+        self.vanish()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while self._listener is listener:
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            conn.settimeout(None)
+            with self._conn_lock:
+                self._connections.add(conn)
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        try:
+            while (header := _recv_exact(conn, 7)) is not None:
+                tid, protocol, length, unit = struct.unpack(">HHHB", header)
+                if protocol != 0 or not 2 <= length <= 254:
+                    return  # not Modbus TCP: drop the connection, as devices do
+                pdu = _recv_exact(conn, length - 1)
+                if pdu is None:
+                    return
+                response = self.handle(unit, pdu)
+                if response is not None:
+                    conn.sendall(struct.pack(">HHHB", tid, 0, len(response) + 1, unit) + response)
+        except OSError:
+            pass
+        finally:
+            with self._conn_lock:
+                self._connections.discard(conn)
+            conn.close()
+
+
+def _recv_exact(conn: socket.socket, size: int) -> bytes | None:
+    """Exactly ``size`` bytes, or None if the peer closed the connection first."""
+    data = b""
+    while len(data) < size:
+        chunk = conn.recv(size - len(data))
+        if not chunk:
+            return None
+        data += chunk
+    return data

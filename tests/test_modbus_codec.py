@@ -1,0 +1,179 @@
+"""Register codec: fixed vectors from device manuals, and encode/decode round trips."""
+
+from __future__ import annotations
+
+import struct
+from decimal import Decimal
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from drivers.modbus_codec import (
+    ORDERS,
+    TYPES,
+    NonFiniteValueError,
+    decode,
+    decode_value,
+    encode,
+    register_count,
+    scale_value,
+)
+
+INT_RANGES = {
+    "int16": (-(2**15), 2**15 - 1),
+    "uint16": (0, 2**16 - 1),
+    "int32": (-(2**31), 2**31 - 1),
+    "uint32": (0, 2**32 - 1),
+    "int64": (-(2**63), 2**63 - 1),
+    "uint64": (0, 2**64 - 1),
+}
+FLOAT32_MIN_NORMAL = 2.0**-126
+orders = st.sampled_from(ORDERS)
+
+
+def float32_bits(value: float) -> bytes | None:
+    """The float32 bytes of a value, or None if it overflows float32."""
+    try:
+        return struct.pack(">f", value)
+    except OverflowError:
+        return None
+
+
+@pytest.mark.parametrize(
+    ("order", "registers"),
+    [
+        ("ABCD", [0x4144, 0xCCCD]),
+        ("CDAB", [0xCCCD, 0x4144]),
+        ("BADC", [0x4441, 0xCDCC]),
+        ("DCBA", [0xCDCC, 0x4441]),
+    ],
+)
+def test_float32_12_3_in_every_order(order: str, registers: list[int]) -> None:
+    assert encode(12.3, "float32", order) == registers
+    assert decode(registers, "float32", order) == 12.3
+
+
+@pytest.mark.parametrize(
+    ("order", "registers"),
+    [
+        ("ABCD", [0x1234, 0x5678]),
+        ("CDAB", [0x5678, 0x1234]),
+        ("BADC", [0x3412, 0x7856]),
+        ("DCBA", [0x7856, 0x3412]),
+    ],
+)
+def test_uint32_in_every_order(order: str, registers: list[int]) -> None:
+    assert decode(registers, "uint32", order) == 0x12345678
+    assert encode(0x12345678, "uint32", order) == registers
+
+
+def test_16_bit_types_only_swap_bytes() -> None:
+    assert decode([0xFFFF], "int16") == -1
+    assert decode([0x1234], "uint16", "CDAB") == 0x1234
+    assert decode([0x3412], "uint16", "BADC") == 0x1234
+    assert encode(0x1234, "uint16", "DCBA") == [0x3412]
+
+
+def test_64_bit_word_swap_reverses_all_four_words() -> None:
+    assert encode(0x0001000200030004, "uint64", "CDAB") == [4, 3, 2, 1]
+    assert decode([0x3FF0, 0, 0, 0], "float64") == 1.0
+
+
+def test_register_counts() -> None:
+    counts = {t: register_count(t) for t in TYPES}
+    assert counts == {
+        "int16": 1,
+        "uint16": 1,
+        "int32": 2,
+        "uint32": 2,
+        "float32": 2,
+        "int64": 4,
+        "uint64": 4,
+        "float64": 4,
+    }
+
+
+@pytest.mark.parametrize(
+    ("registers", "message"),
+    [([0x7FC0, 0x0000], "NaN"), ([0x7F80, 0x0000], "infinite"), ([0xFF80, 0x0000], "infinite")],
+)
+def test_nan_and_infinity_are_not_numbers(registers: list[int], message: str) -> None:
+    with pytest.raises(NonFiniteValueError, match=message):
+        decode(registers, "float32")
+
+
+def test_scale_and_offset_are_exact_in_decimal() -> None:
+    assert decode_value([123], "int16", scale=0.1) == 12.3
+    assert decode_value(encode(12.3, "float32"), "float32", scale=10, offset=-3) == 120.0
+    assert scale_value(3, 0.1) == 0.3
+
+
+def test_scaling_overflow_is_not_a_number() -> None:
+    with pytest.raises(NonFiniteValueError):
+        scale_value(1e308, 10.0)
+
+
+def test_wrong_register_count_and_out_of_range_values_are_refused() -> None:
+    with pytest.raises(ValueError, match="float32 needs 2 registers, got 1"):
+        decode([0x4144], "float32")
+    with pytest.raises(ValueError, match="16-bit"):
+        decode([0x10000], "uint16")
+    with pytest.raises(ValueError, match="does not fit in int16"):
+        encode(40000, "int16")
+    with pytest.raises(ValueError, match="does not fit in float32"):
+        encode(1e39, "float32")
+    with pytest.raises(ValueError, match="unknown byte order"):
+        encode(1, "int16", "ABDC")  # type: ignore[arg-type]
+
+
+@given(data=st.data(), order=orders, type=st.sampled_from(sorted(INT_RANGES)))
+def test_integers_round_trip(data: st.DataObject, order: str, type: str) -> None:
+    low, high = INT_RANGES[type]
+    value = data.draw(st.integers(low, high))
+    registers = encode(value, type, order)
+    assert len(registers) == register_count(type)
+    assert all(0 <= r <= 0xFFFF for r in registers)
+    assert decode(registers, type, order) == value
+
+
+@given(data=st.data(), order=orders, type=st.sampled_from(TYPES))
+def test_registers_round_trip_through_decoded_value(
+    data: st.DataObject, order: str, type: str
+) -> None:
+    count = register_count(type)
+    registers = data.draw(st.lists(st.integers(0, 0xFFFF), min_size=count, max_size=count))
+    try:
+        value = decode(registers, type, order)
+    except NonFiniteValueError:
+        return
+    assert encode(value, type, order) == registers
+
+
+@given(value=st.floats(width=32, allow_nan=False, allow_infinity=False), order=orders)
+def test_float32_decodes_to_the_shortest_decimal_with_the_same_bits(
+    value: float, order: str
+) -> None:
+    decoded = decode(encode(value, "float32", order), "float32", order)
+    bits = struct.pack(">f", value)
+    assert struct.pack(">f", decoded) == bits
+    digits = len(Decimal(repr(decoded)).normalize().as_tuple().digits)
+    assert digits <= 9
+    if 0 < abs(value) < FLOAT32_MIN_NORMAL:
+        return  # the search starts at 6 digits; only subnormals have shorter forms
+    for shorter in range(1, digits):
+        assert float32_bits(float(f"{decoded:.{shorter}g}")) != bits
+
+
+@given(mantissa=st.integers(-999_999, 999_999), exponent=st.integers(-12, 12), order=orders)
+def test_float32_of_a_short_decimal_decodes_to_that_decimal(
+    mantissa: int, exponent: int, order: str
+) -> None:
+    value = float(f"{mantissa}e{exponent}")  # at most 6 significant digits
+    assert decode(encode(value, "float32", order), "float32", order) == value
+
+
+@given(value=st.floats(allow_nan=False, allow_infinity=False), order=orders)
+def test_float64_round_trips_exactly(value: float, order: str) -> None:
+    decoded = decode(encode(value, "float64", order), "float64", order)
+    assert struct.pack(">d", decoded) == struct.pack(">d", value)
