@@ -46,3 +46,28 @@ class Driver(Protocol):
     def read(self, time_ms: int) -> list[Reading]: ...
 
     def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeRow:
+    """One channel as ``station-agent probe`` shows it: what came off the wire and what it means."""
+
+    channel: str
+    raw: str  # e.g. "0x4144 0xCCCD" for registers, the received line for a serial sensor
+    value: float | None
+    unit: str
+    status: str
+    error: str | None = None
+
+
+@runtime_checkable
+class Probeable(Protocol):
+    """Optional driver extension for ``station-agent probe``: one read with the raw data shown."""
+
+    def plan(self) -> list[str]:
+        """The requests one poll makes, one line each (e.g. 'FC3 unit 1 registers 0-11')."""
+        ...
+
+    def probe(self, time_ms: int) -> list[ProbeRow]:
+        """Read every channel once; never raises for device faults (they go in ``error``)."""
+        ...
