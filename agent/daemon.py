@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import signal
 import threading
 import time
@@ -23,6 +24,7 @@ from agent.buffer import Buffer
 from agent.clock import Clock, default_clock
 from agent.config import Config
 from agent.errors import StorageError
+from agent.health import HealthFile, health_path
 from agent.keys import load_private_key
 from agent.logs import event
 from agent.poller import Poller
@@ -33,6 +35,7 @@ from drivers import Driver, make_driver
 
 log = logging.getLogger("agent")
 PRUNE_EVERY_S = 3600
+HEALTH_EVERY_S = 1.0
 
 
 def aligned_start(interval_s: float, now: float | None = None) -> datetime:
@@ -76,6 +79,9 @@ class Agent:
                 )
             )
         self.sealed = 0
+        self.seal_error: str | None = None
+        self._health = HealthFile(health_path(config.buffer.path))
+        self._started_ms = int(time.time() * 1000)
         self._scheduler = BackgroundScheduler(timezone=UTC)
         self._stopped = threading.Event()
         self._seal_lock = threading.Lock()
@@ -96,6 +102,7 @@ class Agent:
             self._add_job(self.poller.poll, dcfg.poll_interval_s, f"poll-{driver.name}", driver)
         self._add_job(self.seal_and_wake, cfg.buffer.seal_interval_s, "seal")
         self._add_job(self.prune, PRUNE_EVERY_S, "prune")
+        self._add_job(self.write_health, HEALTH_EVERY_S, "health")
         self._scheduler.start()
         event(
             log,
@@ -125,13 +132,36 @@ class Agent:
             try:
                 batches = self.sealer.seal_pending()
             except StorageError as exc:
+                self.seal_error = str(exc)
                 event(log, logging.ERROR, "seal_failed", error=str(exc))
                 return 0
+        self.seal_error = None
         self.sealed += len(batches)
         if batches:
             for sender in self.senders:
                 sender.wake()
         return len(batches)
+
+    def health(self) -> dict:
+        """What ``station-agent status`` shows about the running process."""
+        return {
+            "pid": os.getpid(),
+            "started_at_ms": self._started_ms,
+            "updated_at_ms": int(time.time() * 1000),
+            "storage_error": self.poller.storage_error or self.seal_error,
+            "waiting_polls": self.poller.waiting(),
+            "dropped_polls": self.poller.dropped,
+            "transports": {
+                s.name: {"in_flight": s.in_flight(), "acked": s.acked, "last_error": s.last_error}
+                for s in self.senders
+            },
+        }
+
+    def write_health(self) -> None:
+        try:
+            self._health.write(self.health())
+        except OSError as exc:  # reporting must never stop the agent
+            event(log, logging.WARNING, "health_write_failed", error=str(exc))
 
     def prune(self) -> int:
         """Delete what every transport acknowledged more than ``retention_days`` ago."""
@@ -168,6 +198,8 @@ class Agent:
                 pass
         backlog = {s.name: s.buffer.first_pending_seq(s.name) for s in self.senders}
         self.buffer.close()
+        self._health.write({**self.health(), "pid": None, "stopped": True})
+        self._health.close()
         event(
             log,
             logging.INFO,

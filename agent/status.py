@@ -5,13 +5,16 @@ Reads the buffer read-only, so it is safe to run beside the running agent.
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import time
 from datetime import UTC, datetime
 from typing import Any
 
 from agent.buffer import ACKED, QUARANTINED
 from agent.config import Config
 from agent.errors import StorageError
+from agent.health import read_health
 
 
 def _when(ms: int | None) -> str:
@@ -27,9 +30,29 @@ def gather(config: Config) -> dict[str, Any]:
         raise StorageError(f"{path}: no buffer yet (has the agent run with this config?)")
     try:
         db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
-        return _gather(db, config)
+        out = _gather(db, config)
     except sqlite3.DatabaseError as exc:
         raise StorageError(f"{path}: cannot read the buffer: {exc}") from None
+    out["agent"] = _agent_state(read_health(path))
+    return out
+
+
+def _agent_state(health: dict[str, Any] | None) -> dict[str, Any]:
+    """Is the agent running, and what does it report that the buffer cannot hold?"""
+    if not health:
+        return {"running": False}
+    pid = health.get("pid")
+    alive = False
+    if isinstance(pid, int):
+        try:
+            os.kill(pid, 0)
+            alive = True
+        except ProcessLookupError:
+            alive = False
+        except PermissionError:
+            alive = True
+    age_s = (time.time() * 1000 - (health.get("updated_at_ms") or 0)) / 1000
+    return {**health, "running": alive and age_s < 30, "updated_s_ago": round(age_s, 1)}
 
 
 def _gather(db: sqlite3.Connection, config: Config) -> dict[str, Any]:
@@ -96,18 +119,32 @@ def _gather(db: sqlite3.Connection, config: Config) -> dict[str, Any]:
 
 def render(status: dict[str, Any]) -> str:
     """The status as a technician reads it."""
+    agent = status.get("agent", {})
+    if agent.get("running"):
+        state = f"running (pid {agent['pid']}, reported {agent['updated_s_ago']} s ago)"
+    else:
+        state = "NOT RUNNING"
     lines = [
         f"station {status['station']}  buffer {status['buffer']}",
+        f"  agent: {state}",
         f"  last sealed batch: seq {status['last_seq']}; readings stored "
         f"{status['stored_readings']}, not yet sealed {status['unsealed_readings']}",
-        "transports:",
     ]
+    if agent.get("running") and agent.get("storage_error"):
+        lines.append(
+            f"  BUFFER CANNOT STORE: {agent['storage_error']} — {agent['waiting_polls']} poll(s) "
+            f"waiting in memory, {agent['dropped_polls']} dropped; free disk space"
+        )
+    lines.append("transports:")
     for t in status["transports"]:
         lines.append(
             f"  {t['name']} ({t['type']}): backlog {t['backlog_batches']} batch(es), "
             f"{t['backlog_readings']} reading(s); last acknowledged seq "
             f"{t['last_acked_seq'] or '-'} at {t['last_acked_at']}"
         )
+        live = agent.get("transports", {}).get(t["name"], {}) if agent.get("running") else {}
+        if live.get("last_error"):
+            lines.append(f"    failing now: {live['last_error']}")
         for q in t["quarantined"]:
             lines.append(f"    QUARANTINED seq {q['seq']}: {q['reason']}")
     lines.append("devices:")

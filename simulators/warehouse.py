@@ -218,10 +218,15 @@ class Warehouse:
             raise RuntimeError(f"warehouse could not subscribe at {host}:{port}")
         self._mqtt = client
 
-    def stop(self) -> None:
+    def stop_http(self) -> None:
+        """Stop serving HTTP (connections are refused until ``start_http`` again)."""
         if self._http is not None:
             self._http.shutdown()
             self._http.server_close()
+            self._http = None
+
+    def stop(self) -> None:
+        self.stop_http()
         if self._mqtt is not None:
             self._mqtt.disconnect()
             self._mqtt.loop_stop()

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import socket
 import sqlite3
-import subprocess
 import time
 import uuid
 from collections import Counter
@@ -22,15 +19,10 @@ from agent.keys import generate_key, load_jwk
 from agent.verify import StationKey
 from simulators.certs import TlsFiles, make_tls_files
 from simulators.modbus import analyzer_channels, analyzer_simulator
+from simulators.mosquitto import Mosquitto
 from simulators.warehouse import Warehouse
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_for(condition: Callable[[], object], timeout: float = 20.0, what: str = "") -> object:
@@ -44,47 +36,8 @@ def wait_for(condition: Callable[[], object], timeout: float = 20.0, what: str =
     raise AssertionError(f"timed out after {timeout} s waiting for {what or condition}")
 
 
-class Mosquitto:
-    """A private Mosquitto on a free port, stopped and restarted by PID, state kept on disk."""
-
-    def __init__(self, directory: Path, extra_conf: str = "", port: int | None = None) -> None:
-        self.directory, self.port = directory, port or free_port()
-        directory.mkdir(parents=True, exist_ok=True)
-        self.conf = directory / "mosquitto.conf"
-        self.conf.write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
-            f"persistence_location {directory}/\nautosave_interval 1\n"
-            f"log_dest file {directory}/mosquitto.log\n{extra_conf}\n"
-        )
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> Mosquitto:
-        self.proc = subprocess.Popen(
-            ["mosquitto", "-c", str(self.conf)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        wait_for(self._listening, 10, f"mosquitto on port {self.port}")
-        return self
-
-    def _listening(self) -> bool:
-        try:
-            socket.create_connection(("127.0.0.1", self.port), 0.2).close()
-            return True
-        except OSError:
-            return False
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()  # SIGTERM: mosquitto saves its sessions before exiting
-            self.proc.wait(10)
-        self.proc = None
-
-
 @pytest.fixture
 def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
-    if shutil.which("mosquitto") is None:
-        pytest.fail("mosquitto is not installed (apt-get install mosquitto)")
     broker = Mosquitto(tmp_path / "mosquitto").start()
     yield broker
     broker.stop()

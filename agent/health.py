@@ -1,0 +1,53 @@
+"""The health file: what the running agent knows that is not in the buffer.
+
+``buffer.db.health`` is a fixed-size file (4 KiB) overwritten in place, so the agent can still
+report "disk full" when not one new block can be allocated. ``station-agent status`` reads it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+SIZE = 4096
+
+
+def health_path(buffer_path: Path) -> Path:
+    return buffer_path.with_name(buffer_path.name + ".health")
+
+
+class HealthFile:
+    """Writer side: preallocated once, then rewritten in place."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        if not path.exists() or path.stat().st_size != SIZE:
+            tmp = path.with_name(path.name + ".tmp")
+            with open(tmp, "wb") as f:
+                f.write(b" " * SIZE)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        self._fd = os.open(path, os.O_WRONLY)
+
+    def write(self, state: dict[str, Any]) -> None:
+        """Replace the content; oversized text fields are shortened to fit."""
+        data = json.dumps(state, separators=(",", ":"), default=str).encode()
+        if len(data) > SIZE:
+            state = {k: (v[:200] if isinstance(v, str) else v) for k, v in state.items()}
+            data = json.dumps(state, separators=(",", ":"), default=str).encode()[:SIZE]
+        os.pwrite(self._fd, data.ljust(SIZE), 0)
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+
+def read_health(buffer_path: Path) -> dict[str, Any] | None:
+    """The last state the agent wrote, or None if there is none (or it is unreadable)."""
+    try:
+        text = health_path(buffer_path).read_bytes().strip()
+        return json.loads(text) if text else None
+    except (OSError, ValueError):
+        return None
