@@ -152,7 +152,11 @@ class Agent:
             "waiting_polls": self.poller.waiting(),
             "dropped_polls": self.poller.dropped,
             "transports": {
-                s.name: {"in_flight": s.in_flight(), "acked": s.acked, "last_error": s.last_error}
+                s.name: {
+                    "in_flight": s.in_flight(),
+                    "acked": s.acked,
+                    "last_error": s.last_error or getattr(s.transport, "last_error", None),
+                }
                 for s in self.senders
             },
         }

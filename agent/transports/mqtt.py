@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
+import ssl
 import threading
 import time
 
@@ -38,6 +40,8 @@ class MqttTransport:
         self._waiting: dict[int, int | None] = {}  # mid -> seq (None: our status message)
         self._early: set[int] = set()  # PUBACKs that arrived before publish() returned
         self.connected = threading.Event()
+        self.last_error: str | None = None
+        self._diagnosed_at = 0.0
         self._client = self._make_client()
 
     def _status(self, state: str) -> str:
@@ -56,12 +60,14 @@ class MqttTransport:
         if cfg.username is not None:
             password = cfg.password.get_secret_value() if cfg.password else None
             client.username_pw_set(cfg.username, password)
-        if cfg.tls is not None:
-            client.tls_set_context(client_context(cfg.tls))
+        self._tls = client_context(cfg.tls) if cfg.tls is not None else None
+        if self._tls is not None:
+            client.tls_set_context(self._tls)
         client.will_set(self.status_topic, self._status("offline"), qos=1, retain=True)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
+        client.on_connect_fail = self._on_connect_fail
         return client
 
     def start(self, on_outcome: OnOutcome) -> None:
@@ -90,6 +96,21 @@ class MqttTransport:
         )
         info = client.publish(self.status_topic, self._status("online"), qos=1, retain=True)
         self._register(info.mid, None)
+
+    def _on_connect_fail(self, client, userdata) -> None:
+        # paho says only that it failed; find out why, at most every 30 s, for the technician.
+        if time.monotonic() - self._diagnosed_at < 30:
+            return
+        self._diagnosed_at = time.monotonic()
+        self.last_error = diagnose(self.config.host, self.config.port, self._tls)
+        event(
+            log,
+            logging.ERROR,
+            "mqtt_connect_failed",
+            transport=self.name,
+            broker=f"{self.config.host}:{self.config.port}",
+            reason=self.last_error,
+        )
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         if self.connected.is_set():
@@ -148,3 +169,30 @@ class MqttTransport:
                 pass
         self._client.disconnect()
         self._client.loop_stop()
+
+
+def diagnose(host: str, port: int, tls: ssl.SSLContext | None, timeout: float = 3.0) -> str:
+    """Why a connection to the broker fails, in words: TCP, then the TLS handshake."""
+    try:
+        sock = socket.create_connection((host, port), timeout)
+    except OSError as exc:
+        return f"cannot connect to {host}:{port}: {exc.strerror or exc}"
+    try:
+        if tls is None:
+            return f"TCP to {host}:{port} works; the broker dropped the MQTT connection"
+        with tls.wrap_socket(sock, server_hostname=host) as tsock:
+            tsock.settimeout(0.5)
+            try:
+                tsock.recv(1)  # TLS 1.3: a refused client certificate shows up here
+            except TimeoutError:
+                pass
+            return f"TLS to {host}:{port} works; the broker dropped the MQTT connection"
+    except ssl.SSLCertVerificationError as exc:
+        return (
+            f"TLS certificate of {host}:{port} not trusted ({exc.verify_message}); "
+            "set tls.ca_file to the broker's CA"
+        )
+    except (ssl.SSLError, OSError) as exc:
+        return f"TLS with {host}:{port} failed: {exc} (client certificate required or refused?)"
+    finally:
+        sock.close()
