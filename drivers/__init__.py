@@ -5,10 +5,12 @@ A driver module defines a pydantic config model (subclass of ``DeviceConfig`` wi
 """
 
 from drivers.base import Channel, DeviceConfig, Driver
+from drivers.modbus_rtu import ModbusRtuConfig, ModbusRtuDriver
 from drivers.modbus_tcp import ModbusTcpConfig, ModbusTcpDriver
 
 DRIVERS: dict[str, tuple[type[DeviceConfig], type]] = {
     "modbus_tcp": (ModbusTcpConfig, ModbusTcpDriver),
+    "modbus_rtu": (ModbusRtuConfig, ModbusRtuDriver),
 }
 
 DeviceConfigs = ModbusTcpConfig

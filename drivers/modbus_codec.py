@@ -7,6 +7,11 @@ four words) and to 16-bit types (only the byte swap applies).
 
 Floats that are NaN or infinite raise ``NonFiniteValueError``: a device sends those to say "no
 value", so they must never reach the buffer as numbers.
+
+Two more shapes a value can take: a ``bit`` of a register (``decode_bit``; bit 0 is the least
+significant) and a ``string`` of ASCII characters, two per register (``decode_string``; ABCD and
+CDAB put the first character in the high byte, BADC and DCBA in the low byte; word order does
+not apply to text). A string channel carries a number written as text, e.g. ``" 12.5"``.
 """
 
 from __future__ import annotations
@@ -126,3 +131,59 @@ def _shortest_float32(value: float, big_endian: bytes) -> float:
         except OverflowError:  # rounded up past the largest float32
             continue
     return value  # unreachable: 9 significant digits always round-trip a float32
+
+
+def decode_bit(register: int, bit: int) -> int:
+    """Bit ``bit`` (0 = least significant) of a 16-bit register: 0 or 1."""
+    if not 0 <= bit <= 15:
+        raise ValueError(f"bit {bit} is not in 0..15")
+    if not 0 <= register <= 0xFFFF:
+        raise ValueError(f"register value {register} is not a 16-bit unsigned integer")
+    return (register >> bit) & 1
+
+
+def encode_bit(register: int, bit: int, value: bool) -> int:
+    """``register`` with bit ``bit`` set to ``value``."""
+    if not 0 <= bit <= 15:
+        raise ValueError(f"bit {bit} is not in 0..15")
+    return (register | (1 << bit)) if value else (register & ~(1 << bit) & 0xFFFF)
+
+
+def decode_string(registers: Sequence[int], order: ByteOrder = "ABCD") -> str:
+    """ASCII text held two characters per register; trailing NULs and spaces are dropped."""
+    if order not in ORDERS:
+        raise ValueError(f"unknown byte order {order!r}; expected one of {ORDERS}")
+    for register in registers:
+        if not 0 <= register <= 0xFFFF:
+            raise ValueError(f"register value {register} is not a 16-bit unsigned integer")
+    byteorder: Literal["big", "little"] = "little" if order in ("BADC", "DCBA") else "big"
+    data = b"".join(r.to_bytes(2, byteorder) for r in registers)
+    try:
+        return data.decode("ascii").rstrip("\x00 ")
+    except UnicodeDecodeError:
+        raise ValueError(f"registers {_hex(registers)} are not ASCII text") from None
+
+
+def encode_string(text: str, length: int, order: ByteOrder = "ABCD") -> list[int]:
+    """``text`` in ``length`` registers, padded with NULs."""
+    data = text.encode("ascii")
+    if len(data) > 2 * length:
+        raise ValueError(f"{text!r} does not fit in {length} registers")
+    data = data.ljust(2 * length, b"\x00")
+    byteorder: Literal["big", "little"] = "little" if order in ("BADC", "DCBA") else "big"
+    return [int.from_bytes(data[i : i + 2], byteorder) for i in range(0, len(data), 2)]
+
+
+def string_value(text: str, scale: float = 1.0, offset: float = 0.0) -> float:
+    """The number a string channel carries, scaled; ``ValueError`` if the text is not a number."""
+    try:
+        value = float(text.strip())
+    except ValueError:
+        raise ValueError(f"text {text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise NonFiniteValueError(f"text {text!r} is not a finite number")
+    return scale_value(value, scale, offset)
+
+
+def _hex(registers: Sequence[int]) -> str:
+    return " ".join(f"0x{r:04X}" for r in registers)

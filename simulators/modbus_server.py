@@ -1,15 +1,18 @@
-"""A hand-rolled Modbus server for tests and demos: register maps, a PDU core, a TCP framer.
+"""A hand-rolled Modbus server for tests and demos: register maps, a PDU core, framers.
 
-Layers, so a serial RTU framer can reuse everything but the last:
+Layers:
 
 * ``ModbusDevice``: the register tables of one unit id, plus addresses that answer exception 2.
 * ``handle_pdu(device, pdu)``: answers function codes 1, 2, 3, 4, 6 and 16 with a response or an
   exception PDU (1 illegal function, 2 illegal data address, 3 illegal data value).
-* ``ModbusServerCore``: devices by unit id, request counters and log, fault injection
-  (``no_answer``, ``delay_s``, ``exception_code``); ``handle(unit, pdu)`` returns the response
-  PDU, or None for no answer (unknown unit id, or ``no_answer``).
-* ``ModbusTcpSimulator``: MBAP framing over TCP, a thread per connection, ``vanish()`` and
-  ``reappear()`` to take the whole device off the network and back on the same port.
+* ``ModbusServerCore``: devices by unit id, request counters and log, fault injection for every
+  unit (attributes ``no_answer``, ``delay_s``, ``exception_code``) or one unit (``faults[unit]``,
+  a ``Fault``: also ``corrupt_crc`` and ``truncate``); ``answer(unit, pdu)`` returns the
+  response PDU (None for no answer: unknown unit id, or ``no_answer``) and the fault to apply.
+* ``ModbusTcpSimulator``: a TCP server, a thread per connection, with MBAP framing (``framer``
+  "tcp") or RTU frames (``framer`` "rtu", a serial device server); ``vanish()`` and
+  ``reappear()`` take the whole device off the network and back on the same port.
+* ``simulators/modbus_rtu.py``: the same core on a pseudo-terminal, for Modbus RTU.
 """
 
 from __future__ import annotations
@@ -20,7 +23,10 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from typing import NamedTuple, Self
+
+from drivers.modbus_wire import crc16, rtu_frame
 
 ILLEGAL_FUNCTION = 1
 ILLEGAL_DATA_ADDRESS = 2
@@ -171,6 +177,25 @@ class Request(NamedTuple):
     count: int
 
 
+@dataclass(frozen=True)
+class Fault:
+    """What a unit does wrong: no answer, answer late, refuse, garble or cut its answer."""
+
+    no_answer: bool = False
+    delay_s: float = 0.0
+    exception_code: int | None = None
+    corrupt_crc: bool = False  # RTU framing only: the answer's CRC is wrong
+    truncate: bool = False  # only the first half of the answer frame is sent
+
+    def describe(self) -> str:
+        parts = [name for name in ("no_answer", "corrupt_crc", "truncate") if getattr(self, name)]
+        if self.delay_s:
+            parts.append(f"delay {self.delay_s} s")
+        if self.exception_code is not None:
+            parts.append(f"exception {self.exception_code}")
+        return ", ".join(parts) or "none"
+
+
 class ModbusServerCore:
     """Devices by unit id, request counters, and faults; independent of the framing."""
 
@@ -181,28 +206,48 @@ class ModbusServerCore:
         no_answer: bool = False,
         delay_s: float = 0.0,
         exception_code: int | None = None,
+        faults: Mapping[int, Fault] | None = None,
     ) -> None:
         self.devices = dict(devices)
         self.no_answer = no_answer  # drop every request silently
         self.delay_s = delay_s  # answer this late
         self.exception_code = exception_code  # answer every request with this exception
+        self.faults: dict[int, Fault] = dict(faults or {})  # per unit id, on top of the above
         self.requests: Counter[int] = Counter()  # requests received, by unit id
         self.log: list[Request] = []
         self._log_lock = threading.Lock()
 
-    def handle(self, unit: int, pdu: bytes) -> bytes | None:
-        """The response PDU to a request for ``unit``, or None when nothing must be answered."""
+    def fault(self, unit: int) -> Fault:
+        """The faults that apply to ``unit`` now: its own, plus those set for every unit."""
+        own = self.faults.get(unit, Fault())
+        return replace(
+            own,
+            no_answer=own.no_answer or self.no_answer,
+            delay_s=own.delay_s or self.delay_s,
+            exception_code=own.exception_code
+            if own.exception_code is not None
+            else self.exception_code,
+        )
+
+    def answer(self, unit: int, pdu: bytes) -> tuple[bytes | None, Fault]:
+        """Count the request; the response PDU (None: stay silent) and the fault to apply."""
         with self._log_lock:
             self.requests[unit] += 1
             self.log.append(Request(unit, *request_fields(pdu)))
+        fault = self.fault(unit)
         device = self.devices.get(unit)
-        if device is None or self.no_answer or not pdu:
-            return None
-        if self.delay_s > 0:
-            time.sleep(self.delay_s)
-        if self.exception_code is not None:
-            return bytes([pdu[0] | 0x80, self.exception_code])
-        return handle_pdu(device, pdu)
+        if device is None or fault.no_answer or not pdu:
+            return None, fault
+        if fault.exception_code is not None:
+            return bytes([pdu[0] | 0x80, fault.exception_code]), fault
+        return handle_pdu(device, pdu), fault
+
+    def handle(self, unit: int, pdu: bytes) -> bytes | None:
+        """The response PDU to a request for ``unit`` after any delay, or None for no answer."""
+        response, fault = self.answer(unit, pdu)
+        if response is not None and fault.delay_s > 0:
+            time.sleep(fault.delay_s)
+        return response
 
     def reset_counts(self) -> None:
         """Forget the requests counted so far."""
@@ -211,8 +256,47 @@ class ModbusServerCore:
             self.log.clear()
 
 
+def rtu_answer(unit: int, pdu: bytes, fault: Fault) -> bytes:
+    """The RTU frame answering ``pdu``, garbled or cut as ``fault`` says."""
+    frame = rtu_frame(unit, pdu)
+    if fault.corrupt_crc:
+        frame = frame[:-1] + bytes([frame[-1] ^ 0x5A])
+    if fault.truncate:
+        frame = frame[: len(frame) // 2]
+    return frame
+
+
+def split_rtu_request(buffer: bytes) -> tuple[bytes | None, bytes]:
+    """(one whole request frame, the rest) from received bytes; (None, buffer) if incomplete.
+
+    A request to an unknown function code is taken to be everything received so far.
+    """
+    if len(buffer) < 2:
+        return None, buffer
+    function = buffer[1]
+    if function in (1, 2, 3, 4, 5, 6):
+        need = 8
+    elif function in (15, 16):
+        if len(buffer) < 7:
+            return None, buffer
+        need = 9 + buffer[6]
+    else:
+        need = len(buffer)
+    if len(buffer) < need:
+        return None, buffer
+    return buffer[:need], buffer[need:]
+
+
+def rtu_crc_ok(frame: bytes) -> bool:
+    return len(frame) >= 4 and crc16(frame[:-2]) == struct.unpack("<H", frame[-2:])[0]
+
+
 class ModbusTcpSimulator(ModbusServerCore):
-    """Modbus TCP server on a background thread; ``port=0`` picks a free port."""
+    """Modbus TCP server on a background thread; ``port=0`` picks a free port.
+
+    ``framer`` "tcp" speaks Modbus TCP (MBAP); "rtu" speaks RTU frames over TCP, as a serial
+    device server does.
+    """
 
     def __init__(
         self,
@@ -223,13 +307,19 @@ class ModbusTcpSimulator(ModbusServerCore):
         no_answer: bool = False,
         delay_s: float = 0.0,
         exception_code: int | None = None,
+        faults: Mapping[int, Fault] | None = None,
+        framer: str = "tcp",
     ) -> None:
         super().__init__(
             devices if devices is not None else {1: ModbusDevice()},
             no_answer=no_answer,
             delay_s=delay_s,
             exception_code=exception_code,
+            faults=faults,
         )
+        if framer not in ("tcp", "rtu"):
+            raise ValueError(f"framer must be 'tcp' or 'rtu', got {framer!r}")
+        self.framer = framer
         self.host = host
         self.port = port
         self._listener: socket.socket | None = None
@@ -296,7 +386,8 @@ class ModbusTcpSimulator(ModbusServerCore):
             conn.settimeout(None)
             with self._conn_lock:
                 self._connections.add(conn)
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+            serve = self._serve if self.framer == "tcp" else self._serve_rtu
+            threading.Thread(target=serve, args=(conn,), daemon=True).start()
 
     def _serve(self, conn: socket.socket) -> None:
         try:
@@ -307,9 +398,38 @@ class ModbusTcpSimulator(ModbusServerCore):
                 pdu = _recv_exact(conn, length - 1)
                 if pdu is None:
                     return
-                response = self.handle(unit, pdu)
-                if response is not None:
-                    conn.sendall(struct.pack(">HHHB", tid, 0, len(response) + 1, unit) + response)
+                response, fault = self.answer(unit, pdu)
+                if response is None:
+                    continue
+                if fault.delay_s > 0:
+                    time.sleep(fault.delay_s)
+                frame = struct.pack(">HHHB", tid, 0, len(response) + 1, unit) + response
+                conn.sendall(frame[: len(frame) // 2] if fault.truncate else frame)
+        except OSError:
+            pass
+        finally:
+            with self._conn_lock:
+                self._connections.discard(conn)
+            conn.close()
+
+    def _serve_rtu(self, conn: socket.socket) -> None:
+        buffer = b""
+        try:
+            while chunk := conn.recv(512):
+                buffer += chunk
+                while True:
+                    frame, buffer = split_rtu_request(buffer)
+                    if frame is None:
+                        break
+                    if not rtu_crc_ok(frame):
+                        buffer = b""  # garbage: resynchronise, as a device does after silence
+                        break
+                    response, fault = self.answer(frame[0], frame[1:-2])
+                    if response is None or frame[0] == 0:
+                        continue
+                    if fault.delay_s > 0:
+                        time.sleep(fault.delay_s)
+                    conn.sendall(rtu_answer(frame[0], response, fault))
         except OSError:
             pass
         finally:
