@@ -7,10 +7,12 @@ A driver module defines a pydantic config model (subclass of ``DeviceConfig`` wi
 from drivers.base import Channel, DeviceConfig, Driver
 from drivers.modbus_rtu import ModbusRtuConfig, ModbusRtuDriver
 from drivers.modbus_tcp import ModbusTcpConfig, ModbusTcpDriver
+from drivers.serial_line import SerialLineConfig, SerialLineDriver
 
 DRIVERS: dict[str, tuple[type[DeviceConfig], type]] = {
     "modbus_tcp": (ModbusTcpConfig, ModbusTcpDriver),
     "modbus_rtu": (ModbusRtuConfig, ModbusRtuDriver),
+    "serial_line": (SerialLineConfig, SerialLineDriver),
 }
 
 DeviceConfigs = ModbusTcpConfig

@@ -1,0 +1,666 @@
+"""Serial line driver: instruments that answer a request with one line of text over RS-232/485.
+
+Options of a ``serial_line`` device section (every key is checked; a misspelt key is an error)::
+
+    name             device name, used in readings and messages         (required)
+    driver           "serial_line"                                      (required)
+    poll_interval_s  seconds between polls                              (default 60)
+    port             serial device path, e.g. "/dev/ttyUSB1"            (required)
+    baudrate         bits per second                                    (default 9600)
+    bytesize         data bits: 5, 6, 7 or 8                            (default 8)
+    parity           "N" none, "E" even, "O" odd, "M" mark, "S" space   (default "N")
+    stopbits         1, 1.5 or 2                                        (default 1)
+    encoding         text encoding of requests and answers              (default "ascii")
+    request          what to send each poll, escapes allowed (below); leave it out for an
+                     instrument that sends lines by itself              (default: none)
+    terminator       what ends an answer line, escapes allowed          (default "\\r\\n")
+    timeout_s        seconds to wait for a whole line, per try, >0, <=30 (default 1.0)
+    retries          extra tries after no answer or a bad line, 0..10   (default 2)
+    delay_s          seconds of silence on the line before each request (default 0)
+    pattern          regular expression searched in each answer line (terminator removed);
+                     each value sits in a named group (?P<name>...)     (required)
+    checksum         "none", "sum8" (sum of bytes mod 256) or "xor8" (NMEA-style), both as two
+                     hex digits in the group ``checksum``; computed over the group ``checked``
+                     if the pattern has one, else over the line before the ``checksum`` group
+                                                                        (default "none")
+    status           device-wide status from the line (optional):
+      group            named group holding the status text, e.g. a letter    (required)
+      map              status text -> "00"/"01"/"02"; text not in the map gives "02"
+                                                         (default {"0"="00", "1"="01", "2"="02"})
+    channels         one entry per measured parameter (at least one):
+      param            parameter name, unique within the device         (required)
+      unit             unit of the value, e.g. "ug/m3"                  (default "")
+      group            named group in ``pattern`` holding the value     (default: the param)
+      scale, offset    value = number * scale + offset                  (default 1, 0)
+      status_group     this channel's status group; overrides ``status.group``, uses ``status.map``
+
+One pattern per device, one named group per channel: an instrument answers one line per request,
+so the line is matched once and each channel picks its group. Patterns are checked when the
+configuration is loaded: an invalid expression, or a channel, status or checksum group the
+pattern lacks, is a configuration error naming the field.
+
+Escapes in ``request`` and ``terminator``: ``\\r \\n \\t \\0 \\\\`` and ``\\xHH`` (one byte). Write
+them in a TOML literal string ('READ\\r\\n', '\\x02R\\x03'); a TOML "double-quoted" string
+decodes ``\\r\\n`` itself and does not accept ``\\x``.
+
+A poll: wait until ``delay_s`` passed since the last exchange, discard whatever input is pending
+(a late answer to an earlier request is never taken for this one), send the request, read until
+the terminator, at most ``timeout_s``. Without a request the driver discards pending input,
+skips the first (probably cut) line and takes the next one: ``timeout_s`` must then cover two of
+the instrument's send intervals. A line that is cut short, is not text in ``encoding``, does not
+match the pattern or fails the checksum is tried again; after the last try every channel gets
+``value null, status "02"`` and an error describing that line. A value that is not a number
+faults only its channel. If no try got a single byte, ``read`` raises ``DeviceError`` (the
+poller then records fault readings). Lines longer than 4096 bytes are cut and count as bad.
+
+Status of a reading: its status group through the map; "00" when no status is configured.
+
+The port is opened at the first poll and reopened at the next poll after any port error (USB
+adapter unplugged and plugged back). A port that disappeared while idle is reopened once within
+the same poll, without an error. The port is opened exclusively (no other program may share it).
+"""
+
+from __future__ import annotations
+
+import codecs
+import errno
+import math
+import os
+import re
+import select
+import termios
+import time
+from dataclasses import dataclass
+from functools import reduce
+from typing import Literal
+
+import serial
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+from agent.errors import DeviceError
+from agent.model import FAULT, MEASURING, Reading
+from drivers.base import Channel, DeviceConfig, ProbeRow
+
+StatusCode = Literal["00", "01", "02"]
+Checksum = Literal["none", "sum8", "xor8"]
+
+MAX_LINE_BYTES = 4096
+_DRAIN_BYTES = 65536  # at most this much stale input is discarded before a request
+_SHOW_BYTES = 80  # a line quoted in a message is cut after this many bytes
+_ESCAPES = {"r": b"\r", "n": b"\n", "t": b"\t", "0": b"\0", "\\": b"\\"}
+_HEX = frozenset("0123456789abcdefABCDEF")
+_DEFAULT_MAP = {"0": "00", "1": "01", "2": "02"}
+
+
+def decode_escapes(text: str, encoding: str = "ascii") -> bytes:
+    """``text`` as bytes, escapes ``\\r \\n \\t \\0 \\\\ \\xHH`` decoded; ValueError if unknown."""
+    out = bytearray()
+    i = 0
+    while i < len(text):
+        char = text[i]
+        if char != "\\":
+            try:
+                out += char.encode(encoding)
+            except UnicodeEncodeError:
+                raise ValueError(f"{char!r} cannot be written in {encoding}") from None
+            i += 1
+            continue
+        code = text[i + 1 : i + 2]
+        if code in _ESCAPES:
+            out += _ESCAPES[code]
+            i += 2
+        elif code == "x" and len(text) >= i + 4 and set(text[i + 2 : i + 4]) <= _HEX:
+            out.append(int(text[i + 2 : i + 4], 16))
+            i += 4
+        else:
+            bad = text[i : i + 4] if code == "x" else text[i : i + 2]
+            raise ValueError(
+                f"unknown escape '{bad}' at position {i} (known: \\r \\n \\t \\0 \\\\ \\xHH)"
+            )
+    return bytes(out)
+
+
+def sum8(data: bytes) -> int:
+    """Sum of the bytes modulo 256."""
+    return sum(data) & 0xFF
+
+
+def xor8(data: bytes) -> int:
+    """XOR of the bytes (the NMEA 0183 checksum)."""
+    return reduce(lambda a, b: a ^ b, data, 0)
+
+
+CHECKSUMS = {"sum8": sum8, "xor8": xor8}
+
+
+def _groups_hint(pattern: re.Pattern[str]) -> str:
+    names = ", ".join(pattern.groupindex)
+    if names:
+        return f"its named groups: {names}"
+    return "it has no named groups; write (?P<name>...) around each value"
+
+
+def _compiled(info: ValidationInfo) -> re.Pattern[str] | None:
+    """The device pattern, if it was valid (else its own error is already reported)."""
+    pattern = info.data.get("pattern")
+    return re.compile(pattern) if pattern is not None else None
+
+
+class SerialStatusConfig(BaseModel):
+    """Where the line carries the instrument's status (measuring, calibrating, fault)."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    group: str = Field(min_length=1)
+    """Named group of ``pattern`` holding the status text (e.g. one letter)."""
+    map: dict[str, StatusCode] = Field(default_factory=lambda: dict(_DEFAULT_MAP))
+    """Status text -> status code; text not in the map means "02" (fault)."""
+
+
+class SerialChannel(BaseModel):
+    """One measured parameter and the group of the answer line that holds it."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    param: str = Field(min_length=1)
+    """Parameter name (e.g. "PM10"), unique within the device."""
+    unit: str = ""
+    """Unit of the value after scaling (e.g. "ug/m3")."""
+    group: str | None = None
+    """Named group of ``pattern`` holding the value; default: the param name."""
+    scale: float = Field(default=1.0, allow_inf_nan=False)
+    """Multiplier applied to the number read."""
+    offset: float = Field(default=0.0, allow_inf_nan=False)
+    """Added after scaling: value = number * scale + offset."""
+    status_group: str | None = None
+    """This channel's status group; overrides ``status.group`` (the map is ``status.map``)."""
+
+    @property
+    def value_group(self) -> str:
+        return self.group or self.param
+
+
+class SerialLineConfig(DeviceConfig):
+    """An instrument answering one line of text per request on a serial port."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    driver: Literal["serial_line"]
+    port: str = Field(min_length=1)
+    """Serial device path, e.g. "/dev/ttyUSB1" or "/dev/serial/by-id/..."."""
+    baudrate: int = Field(default=9600, gt=0, le=4_000_000)
+    """Bits per second."""
+    bytesize: Literal[5, 6, 7, 8] = 8
+    """Data bits per character."""
+    parity: Literal["N", "E", "O", "M", "S"] = "N"
+    """Parity: N none, E even, O odd, M mark, S space."""
+    stopbits: Literal[1, 1.5, 2] = 1
+    """Stop bits."""
+    encoding: str = "ascii"
+    """Text encoding of requests and answers (a Python codec name, e.g. "ascii", "latin-1")."""
+    request: str | None = None
+    """Sent each poll (escapes allowed); none: the instrument sends lines by itself."""
+    terminator: str = "\r\n"
+    """What ends an answer line (escapes allowed)."""
+    timeout_s: float = Field(default=1.0, gt=0, le=30)
+    """Seconds to wait for a whole answer line, per try."""
+    retries: int = Field(default=2, ge=0, le=10)
+    """Extra tries after no answer or a bad line."""
+    delay_s: float = Field(default=0.0, ge=0, le=10)
+    """Seconds of silence on the line before each request."""
+    pattern: str = Field(min_length=1)
+    """Regular expression searched in the answer line; one named group per value."""
+    checksum: Checksum = "none"
+    """Checksum in the group ``checksum`` (two hex digits): none, sum8 or xor8."""
+    status: SerialStatusConfig | None = None
+    """Device-wide status group; channels may override it with ``status_group``."""
+    channels: list[SerialChannel] = Field(min_length=1)
+    """The measured parameters."""
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str) -> str:
+        try:
+            info = codecs.lookup(value)
+        except LookupError:
+            raise ValueError(f"unknown encoding {value!r} (e.g. ascii, latin-1, utf-8)") from None
+        if not info._is_text_encoding:  # type: ignore[attr-defined]
+            raise ValueError(f"{value!r} is not a text encoding (e.g. ascii, latin-1, utf-8)")
+        return value
+
+    @field_validator("request", "terminator")
+    @classmethod
+    def _escapes_decode(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        data = decode_escapes(value, info.data.get("encoding", "utf-8"))
+        if not data:
+            raise ValueError("must not be empty")
+        return value
+
+    @field_validator("pattern")
+    @classmethod
+    def _valid_regex(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            where = f" at position {exc.pos}" if exc.pos is not None else ""
+            raise ValueError(f"not a valid regular expression: {exc.msg}{where}") from None
+        return value
+
+    @field_validator("checksum")
+    @classmethod
+    def _checksum_group(cls, value: str, info: ValidationInfo) -> str:
+        pattern = _compiled(info)
+        if value != "none" and pattern is not None and "checksum" not in pattern.groupindex:
+            raise ValueError(
+                f"checksum {value!r} needs a group named 'checksum' in pattern holding the two "
+                r"hex digits, e.g. \*(?P<checksum>[0-9A-Fa-f]{2})"
+            )
+        return value
+
+    @field_validator("status")
+    @classmethod
+    def _status_group(
+        cls, value: SerialStatusConfig | None, info: ValidationInfo
+    ) -> SerialStatusConfig | None:
+        pattern = _compiled(info)
+        if value is not None and pattern is not None and value.group not in pattern.groupindex:
+            raise ValueError(
+                f"status group {value.group!r} is not in pattern ({_groups_hint(pattern)})"
+            )
+        return value
+
+    @field_validator("channels")
+    @classmethod
+    def _channel_groups(cls, value: list[SerialChannel], info: ValidationInfo) -> list:
+        pattern = _compiled(info)
+        first: dict[str, int] = {}
+        for index, channel in enumerate(value):
+            where = f"channels[{index}] ({channel.param!r})"
+            if channel.param in first:
+                raise ValueError(
+                    f"param {channel.param!r} appears in channels {first[channel.param]} and "
+                    f"{index}; each param must be unique in a device"
+                )
+            first[channel.param] = index
+            if pattern is None:
+                continue
+            if channel.value_group not in pattern.groupindex:
+                how = "group" if channel.group else "group (defaults to the param)"
+                raise ValueError(
+                    f"{where}: {how} {channel.value_group!r} is not in pattern "
+                    f"({_groups_hint(pattern)})"
+                )
+            if channel.status_group and channel.status_group not in pattern.groupindex:
+                raise ValueError(
+                    f"{where}: status_group {channel.status_group!r} is not in pattern "
+                    f"({_groups_hint(pattern)})"
+                )
+        return value
+
+
+@dataclass(frozen=True, slots=True)
+class _Line:
+    """What one try received: the bytes before the terminator, or everything if none came."""
+
+    raw: bytes
+    complete: bool
+    overlong: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class _Parsed:
+    """A line that passed framing, decoding, pattern and checksum, or why it did not."""
+
+    match: re.Match[str] | None
+    error: str | None
+
+
+class _PortGone(Exception):
+    """The port stopped working (unplugged adapter, hung-up pseudo-terminal)."""
+
+
+def show(raw: bytes) -> str:
+    """Bytes quoted for a technician: printable text as is, the rest as escapes."""
+    text = repr(raw[:_SHOW_BYTES])[1:]
+    return text + (f"... ({len(raw)} bytes)" if len(raw) > _SHOW_BYTES else "")
+
+
+class SerialLineDriver:
+    """Polls one serial line instrument; not thread-safe (one poller calls it)."""
+
+    def __init__(self, config: SerialLineConfig) -> None:
+        self.config = config
+        self.name = config.name
+        self.channels = [Channel(c.param, c.unit) for c in config.channels]
+        self._request = (
+            decode_escapes(config.request, config.encoding) if config.request is not None else None
+        )
+        self._terminator = decode_escapes(config.terminator, config.encoding)
+        self._pattern = re.compile(config.pattern)
+        self._has_checked = "checked" in self._pattern.groupindex
+        self._tries = config.retries + 1
+        settings = f"{config.baudrate} {config.bytesize}{config.parity}{config.stopbits:g}"
+        self._where = f"device {config.name!r} on {config.port} ({settings})"
+        self._port: serial.Serial | None = None
+        self._used = False  # the open port has completed an exchange
+        self._last_io = 0.0
+
+    def open(self) -> None:
+        """Nothing to do up front: the port is opened by the first ``read``.
+
+        A device unplugged at start-up thus shows as fault readings, not a start-up failure.
+        """
+
+    def close(self) -> None:
+        """Close the port, if open; a later ``read`` reopens it."""
+        if self._port is not None:
+            try:
+                self._port.close()
+            except OSError:
+                pass
+            self._port = None
+
+    def read(self, time_ms: int) -> list[Reading]:
+        """Read every channel; raise ``DeviceError`` if the instrument does not answer."""
+        line, parsed = self._exchange()
+        return self._readings(parsed, time_ms)
+
+    def parse(self, raw: bytes, time_ms: int, complete: bool = True) -> list[Reading]:
+        """Readings from one received line (without its terminator); never raises."""
+        return self._readings(self._parse(_Line(raw, complete)), time_ms)
+
+    def plan(self) -> list[str]:
+        """What one poll does, one step per line."""
+        cfg = self.config
+        steps = [f"open {self._where[self._where.index(' on ') + 4 :]}, encoding {cfg.encoding}"]
+        if self._request is None:
+            steps.append("no request: skip the first line the instrument sends, take the next")
+        else:
+            pause = f"after {cfg.delay_s} s of silence " if cfg.delay_s else ""
+            steps.append(f"discard pending input, {pause}send {show(self._request)}")
+        steps.append(
+            f"read until {show(self._terminator)}, at most {cfg.timeout_s} s, "
+            f"{self._tries} {'try' if self._tries == 1 else 'tries'}"
+        )
+        steps.append(f"search pattern {cfg.pattern}")
+        if cfg.checksum != "none":
+            over = "group 'checked'" if self._has_checked else "the text before group 'checksum'"
+            steps.append(f"check {cfg.checksum} of {over} against group 'checksum' (hex)")
+        for channel in cfg.channels:
+            step = f"{channel.param} [{channel.unit}] <- group {channel.value_group!r}"
+            if channel.scale != 1 or channel.offset != 0:
+                step += f" * {channel.scale:g} + {channel.offset:g}"
+            status = self._status_group(channel)
+            if status is not None:
+                step += f", status <- group {status!r}"
+            steps.append(step)
+        return steps
+
+    def probe(self, time_ms: int) -> list[ProbeRow]:
+        """Read once, showing the raw line each channel came from; device faults go in ``error``."""
+        try:
+            line, parsed = self._exchange()
+        except DeviceError as exc:
+            return [
+                ProbeRow(c.param, "", None, c.unit, FAULT, str(exc)) for c in self.config.channels
+            ]
+        rows = []
+        for channel, reading in zip(
+            self.config.channels, self._readings(parsed, time_ms), strict=True
+        ):
+            raw = show(line.raw)
+            if parsed.match is not None and parsed.match.group(channel.value_group) is not None:
+                raw = f"{channel.value_group}={parsed.match.group(channel.value_group)!r} in {raw}"
+            rows.append(
+                ProbeRow(
+                    channel.param, raw, reading.value, reading.unit, reading.status, reading.error
+                )
+            )
+        return rows
+
+    # -- the exchange ---------------------------------------------------------------------
+
+    def _exchange(self) -> tuple[_Line, _Parsed]:
+        """The first good line of up to ``retries + 1`` tries, else the last bad one.
+
+        Raises ``DeviceError`` when no try received a byte or the port cannot be used.
+        """
+        bad: tuple[_Line, _Parsed] | None = None
+        for _ in range(self._tries):
+            line = self._try_once()
+            if not line.raw and not line.complete:
+                continue  # silence
+            parsed = self._parse(line)
+            if parsed.error is None:
+                return line, parsed
+            bad = line, parsed
+        if bad is not None:
+            line, parsed = bad
+            tries = f" ({self._tries} {'try' if self._tries == 1 else 'tries'})"
+            return line, _Parsed(None, f"{parsed.error}{tries}")
+        check = (
+            "the request string"
+            if self._request is not None
+            else "that the instrument sends lines by itself"
+        )
+        raise DeviceError(
+            f"{self._where}: no answer in {self.config.timeout_s} s ({self._tries} "
+            f"{'try' if self._tries == 1 else 'tries'}) — check wiring, baud rate, and {check}"
+        )
+
+    def _try_once(self) -> _Line:
+        reopened = False
+        while True:
+            port = self._open()
+            try:
+                line = self._talk(port)
+            except (_PortGone, OSError, termios.error) as exc:
+                used = self._used
+                self.close()
+                if used and not reopened:
+                    reopened = True  # unplugged and back while idle: one fresh start, no error
+                    continue
+                reason = str(exc) or "hung up"
+                raise DeviceError(
+                    f"{self._where}: the port stopped working ({reason}) — check the USB "
+                    "adapter and cable; the port is reopened at the next poll"
+                ) from None
+            finally:
+                self._last_io = time.monotonic()
+            self._used = True
+            return line
+
+    def _open(self) -> serial.Serial:
+        if self._port is not None:
+            return self._port
+        cfg = self.config
+        try:
+            port = serial.Serial(
+                port=cfg.port,
+                baudrate=cfg.baudrate,
+                bytesize=cfg.bytesize,
+                parity=cfg.parity,
+                stopbits=cfg.stopbits,
+                timeout=0,
+                write_timeout=cfg.timeout_s,
+                exclusive=True,
+            )
+        except serial.SerialException as exc:
+            raise DeviceError(f"{self._where}: {_open_failure(exc)}") from None
+        except (ValueError, OSError) as exc:
+            raise DeviceError(
+                f"{self._where}: cannot open the port with these settings ({exc}) — check "
+                "baudrate, bytesize, parity and stopbits"
+            ) from None
+        self._port, self._used = port, False
+        return port
+
+    def _talk(self, port: serial.Serial) -> _Line:
+        """One try: pause, discard stale input, send the request, read one line."""
+        pause = self._last_io + self.config.delay_s - time.monotonic()
+        if self._request is not None and pause > 0:
+            time.sleep(pause)
+        port.reset_input_buffer()
+        _drain(port.fileno())
+        if self._request is not None:
+            try:
+                port.write(self._request)
+            except serial.SerialTimeoutException:
+                raise _PortGone(
+                    f"could not send the request in {self.config.timeout_s} s"
+                ) from None
+        return self._receive(port.fileno(), skip_first=self._request is None)
+
+    def _receive(self, fd: int, skip_first: bool) -> _Line:
+        """Read until the terminator; never longer than ``timeout_s``."""
+        term = self._terminator
+        deadline = time.monotonic() + self.config.timeout_s
+        buffer = bytearray()
+        while True:
+            end = buffer.find(term)
+            if end >= 0 and skip_first:
+                del buffer[: end + len(term)]
+                skip_first = False
+                continue
+            if end >= 0:
+                return _Line(bytes(buffer[:end]), complete=True)
+            if len(buffer) > MAX_LINE_BYTES:
+                return _Line(bytes(buffer[:MAX_LINE_BYTES]), complete=False, overlong=True)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return _Line(b"" if skip_first else bytes(buffer), complete=False)
+            ready, _, _ = select.select([fd], [], [], remaining)
+            if ready:
+                chunk = os.read(fd, 4096)
+                if not chunk:
+                    raise _PortGone("the port hung up")
+                buffer += chunk
+
+    # -- parsing ----------------------------------------------------------------------------
+
+    def _parse(self, line: _Line) -> _Parsed:
+        cfg = self.config
+        shown = show(line.raw)
+        if line.overlong:
+            return _Parsed(
+                None,
+                f"no terminator {show(self._terminator)} in {MAX_LINE_BYTES} "
+                f"bytes received: {shown}",
+            )
+        if not line.complete:
+            if not line.raw:
+                return _Parsed(None, f"no answer in {cfg.timeout_s} s")
+            return _Parsed(
+                None,
+                f"incomplete line {shown}: no terminator {show(self._terminator)} "
+                f"in {cfg.timeout_s} s",
+            )
+        try:
+            text = line.raw.decode(cfg.encoding)
+        except UnicodeDecodeError as exc:
+            return _Parsed(
+                None,
+                f"garbage {shown}: byte {line.raw[exc.start]:#04x} at position {exc.start} is "
+                f"not {cfg.encoding} text — check baud rate, parity and encoding",
+            )
+        match = self._pattern.search(text)
+        if match is None:
+            return _Parsed(None, f"line {shown} does not match the pattern")
+        if cfg.checksum != "none":
+            error = self._checksum_error(match, text, shown)
+            if error is not None:
+                return _Parsed(None, error)
+        return _Parsed(match, None)
+
+    def _checksum_error(self, match: re.Match[str], text: str, shown: str) -> str | None:
+        cfg = self.config
+        given = match.group("checksum")
+        if given is None:
+            return f"line {shown} has no checksum"
+        if self._has_checked:
+            checked = match.group("checked") or ""
+            over = "group 'checked'"
+        else:
+            checked = text[: match.start("checksum")]
+            over = "the text before it"
+        try:
+            stated = int(given, 16)
+        except ValueError:
+            stated = -1
+        if not 1 <= len(given) <= 2 or stated < 0:
+            return f"checksum {given!r} in line {shown} is not two hex digits"
+        computed = CHECKSUMS[cfg.checksum](checked.encode(cfg.encoding, errors="replace"))
+        if computed != stated:
+            return (
+                f"wrong checksum in line {shown}: the line says {given.upper()}, "
+                f"{cfg.checksum} of {over} is {computed:02X}"
+            )
+        return None
+
+    def _status_group(self, channel: SerialChannel) -> str | None:
+        if channel.status_group:
+            return channel.status_group
+        return self.config.status.group if self.config.status is not None else None
+
+    def _readings(self, parsed: _Parsed, time_ms: int) -> list[Reading]:
+        return [self._reading(c, parsed, time_ms) for c in self.config.channels]
+
+    def _reading(self, channel: SerialChannel, parsed: _Parsed, time_ms: int) -> Reading:
+        def make(value: float | None, status: str, error: str | None = None) -> Reading:
+            return Reading(self.name, channel.param, channel.unit, time_ms, value, status, error)
+
+        if parsed.match is None:
+            return make(None, FAULT, parsed.error or "no line")
+        group = channel.value_group
+        text = parsed.match.group(group)
+        if text is None or not text.strip():
+            return make(None, FAULT, f"group {group!r} is empty in this line")
+        try:
+            number = float(text.strip())
+        except ValueError:
+            return make(None, FAULT, f"group {group!r}: {text!r} is not a number")
+        value = number * channel.scale + channel.offset
+        if not math.isfinite(value):
+            return make(None, FAULT, f"group {group!r}: {text!r} is not a finite number")
+        status_group = self._status_group(channel)
+        if status_group is None:
+            return make(value, MEASURING)
+        status_text = parsed.match.group(status_group)
+        mapping = self.config.status.map if self.config.status is not None else _DEFAULT_MAP
+        code = mapping.get(status_text) if status_text is not None else None
+        if code is None:
+            return make(
+                value, FAULT, f"status {status_text!r} (group {status_group!r}) is not in the map"
+            )
+        return make(value, code)
+
+
+def _drain(fd: int) -> None:
+    """Discard input that is already waiting (a late answer, a streaming instrument's backlog)."""
+    dropped = 0
+    while dropped < _DRAIN_BYTES and select.select([fd], [], [], 0)[0]:
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            raise _PortGone("the port hung up")
+        dropped += len(chunk)
+
+
+def _open_failure(exc: serial.SerialException) -> str:
+    """Why a port did not open, and what to check."""
+    code = exc.errno if isinstance(exc.errno, int) else None
+    if code == errno.ENOENT:
+        return (
+            "cannot open the port: no such device — check that the USB adapter is plugged in "
+            "and the port path"
+        )
+    if code == errno.EACCES:
+        return (
+            "cannot open the port: permission denied — add the agent's user to the group that "
+            "owns the port (usually dialout)"
+        )
+    if code in (errno.EBUSY, errno.EAGAIN, errno.EWOULDBLOCK) or "lock" in str(exc).lower():
+        return "cannot open the port: it is in use by another program — stop that program"
+    reason = exc.strerror if isinstance(exc.strerror, str) else str(exc)
+    return f"cannot open the port ({reason}) — check the port path and the USB adapter"
