@@ -89,6 +89,66 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(Path(args.workdir), seconds=args.seconds)
 
 
+def _cmd_probe(args: argparse.Namespace) -> int:
+    from agent.config import load_config
+    from agent.probe import probe_device, render
+    from drivers import make_driver
+
+    config = load_config(args.config)
+    devices = [d for d in config.devices if args.device in (None, d.name)]
+    if not devices:
+        names = ", ".join(d.name for d in config.devices) or "none"
+        raise AgentError(f"{args.config}: no device named {args.device!r} (devices: {names})")
+    failed = False
+    for index, device in enumerate(devices):
+        plan, rows = probe_device(device, make_driver(device))
+        failed = failed or any(r.error for r in rows)
+        print(("\n" if index else "") + render(device.name, device.driver, plan, rows), flush=True)
+    return 1 if failed else 0
+
+
+def _cmd_scan(args: argparse.Namespace) -> int:
+    from drivers.modbus_bus import SerialEndpoint, TcpEndpoint
+    from drivers.modbus_scan import parse_units, scan
+
+    try:
+        units = parse_units(args.units)
+        bauds = [int(b) for b in args.baud.split(",")]
+    except ValueError as exc:
+        raise AgentError(f"scan: {exc}") from None
+    if (args.port is None) == (args.host is None):
+        raise AgentError("scan: give either --port (serial) or --host (TCP)")
+    if args.host is not None:
+        host, _, port = args.host.partition(":")
+        endpoints = [TcpEndpoint(host, int(port or 502), args.framer)]
+    else:
+        endpoints = [
+            SerialEndpoint(args.port, b, args.parity, args.stopbits, args.bytesize) for b in bauds
+        ]
+    interactive = sys.stderr.isatty()
+
+    def progress(done: int, total: int, unit: int) -> None:
+        if interactive or done == total or done % 25 == 1:
+            end = "\r" if interactive and done < total else "\n"
+            print(f"scanning {where}: unit {unit} ({done}/{total})", end=end, file=sys.stderr)
+
+    found = 0
+    for endpoint in endpoints:
+        where = f"{endpoint.key} {endpoint.settings}"
+        for hit in scan(
+            endpoint,
+            units,
+            timeout_s=args.timeout,
+            register=args.register,
+            function=args.function,
+            progress=progress,
+        ):
+            found += not hit.garbled
+            print(hit.line(), flush=True)
+    print(f"{found} unit(s) answered", flush=True)
+    return 0 if found else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="station-agent",
@@ -126,6 +186,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", required=True)
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.set_defaults(func=_cmd_status)
+
+    p = sub.add_parser("probe", help="read every channel once: raw data, values, request plan")
+    p.add_argument("--config", required=True, help="the TOML configuration file")
+    p.add_argument("--device", help="only this device (its name)")
+    p.set_defaults(func=_cmd_probe)
+
+    p = sub.add_parser("scan", help="find the Modbus unit ids that answer on a port or host")
+    p.add_argument("--port", help="serial port, e.g. /dev/ttyUSB0")
+    p.add_argument("--host", help="Modbus TCP device or gateway, HOST[:PORT] (port 502)")
+    p.add_argument("--baud", default="9600", help="baud rates to try, e.g. 9600,19200")
+    p.add_argument("--parity", default="N", choices=["N", "E", "O"])
+    p.add_argument("--stopbits", type=int, default=1, choices=[1, 2])
+    p.add_argument("--bytesize", type=int, default=8, choices=[7, 8])
+    p.add_argument("--framer", default="tcp", choices=["tcp", "rtu"], help="with --host")
+    p.add_argument("--units", default="1-247", help="unit ids, e.g. 1-247 or 1,3,10-20")
+    p.add_argument("--timeout", type=float, default=0.1, help="seconds per unit (default 0.1)")
+    p.add_argument("--register", type=int, default=0, help="register to ask for (default 0)")
+    p.add_argument(
+        "--function", default="holding", choices=["holding", "input", "coil", "discrete"]
+    )
+    p.set_defaults(func=_cmd_scan)
     return parser
 
 

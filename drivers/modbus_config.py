@@ -32,7 +32,7 @@ DEFAULT_STATUS_MAP: dict[int, str] = {0: "00", 1: "01", 2: "02"}
 # "register" is the field's name in the field's words; it only hides ABCMeta.register.
 warnings.filterwarnings(
     "ignore",
-    message=r'Field name "register" in "(StatusConfig|ModbusChannel)" shadows',
+    message=r'Field name "register" in "\w+" shadows',
     category=UserWarning,
 )
 

@@ -10,6 +10,10 @@ Values drift around a base level (slow sine plus noise), recomputed on every req
 calibrating (status 1) from ``calibrate_at`` seconds after start for ``calibrate_for`` seconds.
 
 Run it: ``python -m simulators.modbus --port 5020`` (``--help`` lists the fault options).
+Other devices: ``--device FILE`` serves the units of a description file
+(``simulators/modbus_description.py``); ``--rtu`` serves them as Modbus RTU on a pseudo-terminal
+and prints the port path to open; ``--framer rtu`` speaks RTU frames over TCP. Faults can be
+changed while it runs by typing commands on its stdin (``simulators/modbus_control.py``).
 """
 
 from __future__ import annotations
@@ -24,7 +28,8 @@ import time
 from typing import NamedTuple
 
 from drivers.modbus_codec import encode
-from simulators.modbus_server import ModbusDevice, ModbusTcpSimulator
+from simulators.modbus_control import apply_command
+from simulators.modbus_server import Fault, ModbusDevice, ModbusServerCore, ModbusTcpSimulator
 
 STATUS_BASE = 100
 NOX = 1  # the channel that goes through a calibration
@@ -106,7 +111,12 @@ def _exception_code(text: str) -> int:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m simulators.modbus",
-        description="Serve the six-channel analyzer over Modbus TCP until SIGINT or SIGTERM.",
+        description=(
+            "Serve the six-channel analyzer (or the devices of --device FILE) over Modbus TCP, "
+            "RTU over TCP or Modbus RTU on a pseudo-terminal, until SIGINT or SIGTERM. Faults "
+            "can be changed at run time by typing on stdin: fault UNIT|all no_answer|delay S|"
+            "exception N|crc|truncate; clear [UNIT]; vanish; return; counts; help."
+        ),
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument("--port", type=int, default=5020, help="TCP port (default 5020)")
@@ -125,34 +135,97 @@ def _parser() -> argparse.ArgumentParser:
         metavar="N",
         help="answer every request with Modbus exception N (1..255)",
     )
+    parser.add_argument(
+        "--corrupt-crc", action="store_true", help="RTU framing: answer with a wrong CRC"
+    )
+    parser.add_argument("--truncate", action="store_true", help="send half of every answer")
+    parser.add_argument(
+        "--device", metavar="FILE", help="serve the units of this description file (TOML)"
+    )
+    parser.add_argument(
+        "--rtu", action="store_true", help="serve Modbus RTU on a pseudo-terminal, not TCP"
+    )
+    parser.add_argument(
+        "--link",
+        metavar="PATH",
+        help="with --rtu: the stable path (symlink) to the pty (default: in a temp directory)",
+    )
+    parser.add_argument(
+        "--framer",
+        choices=("tcp", "rtu"),
+        default="tcp",
+        help="on TCP: Modbus TCP (default) or RTU frames over TCP",
+    )
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the analyzer simulator until SIGINT or SIGTERM."""
-    args = _parser().parse_args(argv)
-    simulator = analyzer_simulator(
-        args.port, args.calibrate_at, args.calibrate_for, host=args.host, unit=args.unit
-    )
+def _build(args: argparse.Namespace) -> ModbusServerCore:
+    """The simulator the arguments describe (not started)."""
+    from simulators.modbus_description import load_description
+    from simulators.modbus_rtu import LineSettings, ModbusRtuSimulator
+
+    faults: dict[int, Fault] = {}
+    line = LineSettings()
+    if args.device:
+        description = load_description(args.device)
+        devices, faults, line = description.devices, description.faults, description.line
+    else:
+        devices = {args.unit: AnalyzerDevice(args.calibrate_at, args.calibrate_for)}
+    simulator: ModbusServerCore
+    if args.rtu:
+        simulator = ModbusRtuSimulator(devices, path=args.link, line=line, faults=faults)
+    else:
+        simulator = ModbusTcpSimulator(
+            args.host, args.port, devices, faults=faults, framer=args.framer
+        )
     simulator.no_answer = args.no_answer
     simulator.delay_s = args.delay
     simulator.exception_code = args.exception
+    if args.corrupt_crc or args.truncate:
+        for unit in devices:
+            simulator.faults[unit] = Fault(corrupt_crc=args.corrupt_crc, truncate=args.truncate)
+    return simulator
+
+
+def _read_commands(simulator: ModbusServerCore) -> None:
+    """Apply commands typed on stdin until it closes."""
+    for line in sys.stdin:
+        answer = apply_command(simulator, line)
+        if answer:
+            print(answer, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the simulator until SIGINT or SIGTERM."""
+    args = _parser().parse_args(argv)
+    try:
+        simulator = _build(args)
+    except ValueError as exc:
+        print(f"modbus simulator: {exc}", file=sys.stderr)
+        return 2
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     try:
-        simulator.start()
+        simulator.start()  # type: ignore[attr-defined]
     except OSError as exc:
-        print(
-            f"modbus simulator: cannot listen on {args.host}:{args.port} ({exc.strerror})",
-            file=sys.stderr,
-        )
+        where = args.link if args.rtu else f"{args.host}:{args.port}"
+        print(f"modbus simulator: cannot serve on {where} ({exc.strerror})", file=sys.stderr)
         return 2
-    where = f"{args.host}:{simulator.port}"
-    print(f"modbus simulator listening on {where} unit {args.unit}", flush=True)
-    while not stop.wait(0.5):
+    units = sorted(simulator.devices)
+    which = f"unit {units[0]}" if len(units) == 1 else "units " + ",".join(map(str, units))
+    if args.rtu:
+        tty = simulator.tty_name  # type: ignore[attr-defined]
+        where = f"{simulator.path} (pty {tty})"  # type: ignore[attr-defined]
+        print(f"modbus simulator (RTU) on {where} {which}", flush=True)
+    else:
+        framing = " (RTU over TCP)" if args.framer == "rtu" else ""
+        where = f"{args.host}:{simulator.port}"  # type: ignore[attr-defined]
+        print(f"modbus simulator listening on {where}{framing} {which}", flush=True)
+    threading.Thread(target=_read_commands, args=(simulator,), daemon=True).start()
+    while not stop.wait(0.2):
         pass
-    simulator.stop()
+    simulator.stop()  # type: ignore[attr-defined]
     return 0
 
 

@@ -1,0 +1,63 @@
+"""``station-agent probe``: read every channel of configured devices once and show the wire.
+
+Works for any driver: one implementing ``Probeable`` shows its request plan and raw data; any
+other is read with ``read()`` and shown without them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+from agent.errors import DeviceError
+from drivers.base import DeviceConfig, Driver, Probeable, ProbeRow
+
+COLUMNS = ("channel", "raw", "value", "unit", "status", "error")
+
+
+def probe_device(config: DeviceConfig, driver: Driver) -> tuple[list[str], list[ProbeRow]]:
+    """(request plan lines, one row per channel) for one device; never raises DeviceError."""
+    time_ms = int(time.time() * 1000)
+    try:
+        driver.open()
+    except DeviceError as exc:
+        return [], [ProbeRow(c.param, "", None, c.unit, "02", str(exc)) for c in driver.channels]
+    try:
+        if isinstance(driver, Probeable):
+            rows = driver.probe(time_ms)
+            return driver.plan(), rows  # after the read: the plan it learned from the device
+        try:
+            readings = driver.read(time_ms)
+        except DeviceError as exc:
+            rows = [ProbeRow(c.param, "", None, c.unit, "02", str(exc)) for c in driver.channels]
+            return [], rows
+        rows = [ProbeRow(r.param, "-", r.value, r.unit, r.status, r.error) for r in readings]
+        return [], rows
+    finally:
+        driver.close()
+
+
+def render(name: str, driver_name: str, plan: Sequence[str], rows: Sequence[ProbeRow]) -> str:
+    """The text ``probe`` prints for one device."""
+    lines = [f"device {name!r} ({driver_name})"]
+    if plan:
+        lines.append("request plan:")
+        lines.extend(f"  {step}" for step in plan)
+    else:
+        lines.append("request plan: (not shown by this driver)")
+    table = [COLUMNS] + [
+        (
+            r.channel,
+            r.raw,
+            "null" if r.value is None else repr(r.value),
+            r.unit,
+            r.status,
+            r.error or "",
+        )
+        for r in rows
+    ]
+    widths = [max(len(row[i]) for row in table) for i in range(len(COLUMNS) - 1)]
+    for row in table:
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
+        lines.append("  ".join([*cells, row[-1]]).rstrip())
+    return "\n".join(lines)
