@@ -268,6 +268,9 @@ def _handler(warehouse: Warehouse) -> type[BaseHTTPRequestHandler]:
                 self._reply(413, "body too large")
                 return
             body = self.rfile.read(length)
+            if len(body) < length:  # the sender went away mid-upload: nothing was received
+                self.close_connection = True
+                return
             if self.path == "/_admin/fault":
                 mode = body.decode().strip()
                 warehouse.fault = mode if mode in FAULTS else None

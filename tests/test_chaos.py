@@ -164,8 +164,11 @@ def test_recovery_procedure_in_the_docs_works(tmp_path):
     aside = tmp_path / "buffer.db.damaged"
     path.rename(aside)
     subprocess.run(  # the command docs/durability.md gives, verbatim but for the names
-        f"sqlite3 {aside} .dump | sed 's/^ROLLBACK; -- due to errors$/COMMIT;/' "
-        f"| sqlite3 {path}", shell=True, check=True, capture_output=True)
+        f"sqlite3 {aside} .dump | sed 's/^ROLLBACK; -- due to errors$/COMMIT;/' | sqlite3 {path}",
+        shell=True,
+        check=True,
+        capture_output=True,
+    )
     recovered = Buffer(path)
     assert recovered.integrity_check() == "ok"
     assert len(recovered.readings()) >= 9000, "all but the destroyed page is recovered"
