@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import httpx
 import pytest
@@ -147,3 +148,19 @@ def test_malformed_payload_json_is_rejected(post, signer, station_id):
     nan = signer.sign(build_payload(station_id, 1, None, 1, ROWS).replace(b"41.5", b"NaN"))
     r = post(nan)
     assert r.status_code == 400 and "malformed payload" in r.text
+
+
+def test_upload_cut_short_is_not_received_and_not_rejected(post, signer, station_id, warehouse):
+    import socket
+
+    token = _batch(signer, station_id, 1, None).encode()
+    port = warehouse._http.server_address[1]
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        s.sendall(
+            f"POST /stations/{station_id}/batches HTTP/1.1\r\nHost: x\r\n"
+            f"Content-Type: application/jose\r\nContent-Length: {len(token)}\r\n\r\n".encode()
+            + token[: len(token) // 2]
+        )
+    time.sleep(0.3)
+    assert warehouse.rejections() == []
+    assert post(token).status_code == 201
