@@ -4,8 +4,8 @@
 key (the serial port path, or host:port). A bus sends strictly one request at a time, whatever
 thread asks (the daemon polls each device in its own thread), and keeps the line silent for the
 largest ``request_delay_s`` of its devices between the end of one request and the next. Each try
-takes the bus once, so a dead device holds it for one timeout at a time and the others' requests
-go in between.
+takes the bus once, in the order the threads asked for it, so a dead device holds it for one
+timeout at a time and the others' requests go in between.
 
 When the link fails (serial adapter unplugged, TCP peer reset) the bus closes it and reopens it
 at the next request: the first reopen is immediate, then the wait between attempts doubles from
@@ -33,6 +33,27 @@ from drivers.modbus_wire import (
 
 BACKOFF_FIRST_S = 0.5
 BACKOFF_MAX_S = 30.0
+
+
+class FairLock:
+    """A lock granted in the order it was asked for, so no device can starve the others."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._next_ticket = 0
+        self._serving = 0
+
+    def __enter__(self) -> None:
+        with self._cond:
+            ticket = self._next_ticket
+            self._next_ticket += 1
+            while ticket != self._serving:
+                self._cond.wait()
+
+    def __exit__(self, *exc_info: object) -> None:
+        with self._cond:
+            self._serving += 1
+            self._cond.notify_all()
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +131,7 @@ class Bus:
 
     endpoint: Endpoint
     users: dict[object, tuple[str, float]] = field(default_factory=dict)  # owner -> name, delay
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    lock: FairLock = field(default_factory=FairLock)
     _link: Link | None = None
     _used: bool = False  # the open link has carried an answer
     _last_end: float = 0.0

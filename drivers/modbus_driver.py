@@ -7,6 +7,9 @@
   ``retries + 1`` times when it gets no answer or a garbled one. A device that stayed silent in
   its last poll is tried once per request until it answers again, so a dead device costs the
   bus one timeout per poll.
+* RTU frames carry no transaction id: an answer from another unit id (a late answer to an
+  earlier request) is skipped, and input pending before a request is discarded; a late answer
+  arriving during a retry of the same request is taken, being that device's answer to it.
 * no answer after every try, or a link that cannot be opened, raises ``DeviceError`` naming the
   device, the unit, the port and what to check; the poller turns it into fault readings.
 * a Modbus exception to a merged request makes each of its channels be read alone, so one bad

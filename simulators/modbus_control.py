@@ -54,14 +54,18 @@ def _units(simulator: ModbusServerCore, which: str) -> list[int]:
 
 def _fault(simulator: ModbusServerCore, args: list[str]) -> str:
     units, kind = _units(simulator, args[0]), args[1]
-    changes: dict[str, object] = {
-        "no_answer": {"no_answer": True},
-        "crc": {"corrupt_crc": True},
-        "truncate": {"truncate": True},
-        "delay": {"delay_s": float(args[2]) if len(args) > 2 else 0.0},
-        "exception": {"exception_code": int(args[2]) if len(args) > 2 else 4},
-    }.get(kind, {})
-    if not changes:
+    changes: dict[str, object]
+    if kind == "no_answer":
+        changes = {"no_answer": True}
+    elif kind == "crc":
+        changes = {"corrupt_crc": True}
+    elif kind == "truncate":
+        changes = {"truncate": True}
+    elif kind == "delay":
+        changes = {"delay_s": float(args[2])}
+    elif kind == "exception":
+        changes = {"exception_code": int(args[2])}
+    else:
         raise ValueError(f"unknown fault {kind!r}")
     for unit in units:
         fault = simulator.faults.get(unit, Fault())

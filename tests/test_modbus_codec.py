@@ -14,10 +14,15 @@ from drivers.modbus_codec import (
     TYPES,
     NonFiniteValueError,
     decode,
+    decode_bit,
+    decode_string,
     decode_value,
     encode,
+    encode_bit,
+    encode_string,
     register_count,
     scale_value,
+    string_value,
 )
 
 INT_RANGES = {
@@ -177,3 +182,51 @@ def test_float32_of_a_short_decimal_decodes_to_that_decimal(
 def test_float64_round_trips_exactly(value: float, order: str) -> None:
     decoded = decode(encode(value, "float64", order), "float64", order)
     assert struct.pack(">d", decoded) == struct.pack(">d", value)
+
+
+# Bits in registers and text in registers.
+
+
+@given(register=st.integers(0, 0xFFFF), bit=st.integers(0, 15), value=st.booleans())
+def test_bit_round_trips_and_leaves_the_other_bits_alone(
+    register: int, bit: int, value: bool
+) -> None:
+    changed = encode_bit(register, bit, value)
+    assert decode_bit(changed, bit) == int(value)
+    assert changed & ~(1 << bit) == register & ~(1 << bit)
+    assert encode_bit(changed, bit, bool(decode_bit(register, bit))) == register
+
+
+def test_bit_zero_is_the_least_significant() -> None:
+    assert [decode_bit(0x8001, b) for b in (0, 1, 15)] == [1, 0, 1]
+    with pytest.raises(ValueError, match="bit 16"):
+        decode_bit(1, 16)
+
+
+ascii_text = st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E), max_size=20)
+
+
+@given(text=ascii_text, extra=st.integers(0, 3), order=orders)
+def test_string_round_trips_in_every_order(text: str, extra: int, order: str) -> None:
+    length = (len(text) + 1) // 2 + extra
+    registers = encode_string(text, length, order)
+    assert len(registers) == length
+    assert decode_string(registers, order) == text
+
+
+def test_string_byte_orders_and_numbers() -> None:
+    assert encode_string("AB", 1) == [0x4142]
+    assert encode_string("AB", 1, "BADC") == [0x4241]
+    assert decode_string([0x3132, 0x2E35, 0x2000], "CDAB") == "12.5"
+    assert string_value(" 12.5 ", scale=2) == 25.0
+    with pytest.raises(ValueError, match="text 'OVER' is not a number"):
+        string_value("OVER")
+    with pytest.raises(ValueError, match="not ASCII"):
+        decode_string([0xFFFF])
+
+
+@given(value=st.floats(allow_nan=False, allow_infinity=False, width=32), order=orders)
+def test_number_written_as_text_round_trips(value: float, order: str) -> None:
+    text = repr(value)
+    registers = encode_string(text, (len(text) + 1) // 2, order)
+    assert string_value(decode_string(registers, order)) == value
