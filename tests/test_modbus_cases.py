@@ -31,7 +31,8 @@ from simulators.modbus_description import load_description
 from simulators.modbus_rtu import ModbusRtuSimulator
 from simulators.modbus_server import ModbusServerCore, ModbusTcpSimulator
 
-CASES_DIR = Path(__file__).parent / "cases"
+ROOT = Path(__file__).resolve().parent.parent
+CASES_DIR = ROOT / "tests" / "cases"
 LINES = ("modbus_rtu", "modbus_tcp", "modbus_rtu_over_tcp")
 CASES = sorted(p for line in LINES for p in (CASES_DIR / line).glob("*") if p.is_dir())
 
@@ -117,3 +118,25 @@ def test_case(case: tuple[Path, ModbusServerCore]) -> None:
             assert reading.error is None, where
     if "requests" in expected:
         assert sum(simulator.requests.values()) == expected["requests"], simulator.log
+
+
+@pytest.mark.parametrize("line", ["modbus_rtu", "modbus_tcp"])
+def test_sample_configs_validate_and_build(line: str) -> None:
+    from agent.config import load_config
+    from drivers import make_driver
+
+    config = load_config(ROOT / "config" / f"{line}.example.toml")
+    drivers = [make_driver(device) for device in config.devices]
+    assert {d.driver for d in config.devices} == {line}
+    for driver in drivers:
+        driver.close()
+
+
+def test_sample_rtu_config_is_the_sample_config_case() -> None:
+    sample = tomllib.loads((ROOT / "config" / "modbus_rtu.example.toml").read_text())
+    case = tomllib.loads(
+        (CASES_DIR / "modbus_rtu" / "sample_config" / "config.toml")
+        .read_text()
+        .replace("{port}", sample["devices"][0]["port"])
+    )
+    assert case["devices"] == sample["devices"]
