@@ -101,7 +101,7 @@ def _cmd_probe(args: argparse.Namespace) -> int:
         raise AgentError(f"{args.config}: no device named {args.device!r} (devices: {names})")
     failed = False
     for index, device in enumerate(devices):
-        plan, rows = probe_device(device, make_driver(device))
+        plan, rows = probe_device(make_driver(device))
         failed = failed or any(r.error for r in rows)
         print(("\n" if index else "") + render(device.name, device.driver, plan, rows), flush=True)
     return 1 if failed else 0

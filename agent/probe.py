@@ -10,12 +10,12 @@ import time
 from collections.abc import Sequence
 
 from agent.errors import DeviceError
-from drivers.base import DeviceConfig, Driver, Probeable, ProbeRow
+from drivers.base import Driver, Probeable, ProbeRow
 
 COLUMNS = ("channel", "raw", "value", "unit", "status", "error")
 
 
-def probe_device(config: DeviceConfig, driver: Driver) -> tuple[list[str], list[ProbeRow]]:
+def probe_device(driver: Driver) -> tuple[list[str], list[ProbeRow]]:
     """(request plan lines, one row per channel) for one device; never raises DeviceError."""
     time_ms = int(time.time() * 1000)
     try:

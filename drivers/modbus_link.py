@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import select
 import socket
+import termios
 import time
 
 import serial
@@ -85,7 +86,7 @@ class SerialLink:
         assert self._serial is not None
         try:
             self._serial.reset_input_buffer()
-        except (serial.SerialException, OSError, Exception) as exc:
+        except (serial.SerialException, OSError, termios.error) as exc:
             raise self._lost(exc) from None
 
     def close(self) -> None:

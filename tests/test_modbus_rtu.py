@@ -363,3 +363,70 @@ def test_scan_of_a_missing_port_says_so(capsys: pytest.CaptureFixture[str]) -> N
 def test_rtu_frame_crc_matches_a_published_example() -> None:
     # "read 10 holding registers from 0 at unit 1", as printed in Modbus RTU guides
     assert rtu_frame(1, bytes([3, 0, 0, 0, 10])) == bytes.fromhex("01 03 00 00 00 0a c5 cd")
+
+
+def test_agent_polls_devices_sharing_a_port_in_parallel_jobs_with_one_dead(
+    tmp_path: Path, bus: ModbusRtuSimulator, station_key
+) -> None:
+    from conftest import buffer_readings, make_config
+
+    from agent.daemon import Agent
+
+    bus.faults[2] = Fault(no_answer=True)
+    devices = [
+        {
+            "name": f"analyzer-{unit}",
+            "driver": "modbus_rtu",
+            "port": bus.path,
+            "unit": unit,
+            "poll_interval_s": 0.5,
+            "timeout_s": 0.2,
+            "channels": [{"param": "SO2", "unit": "mg/Nm3", "register": 0}],
+        }
+        for unit in (1, 2, 3)
+    ]
+    transport = {"type": "https", "base_url": "http://127.0.0.1:9", "allow_plain_http": True}
+    config = make_config(tmp_path, "T-RTU", station_key[0], devices, [transport])
+    agent = Agent(config)
+    agent.start()
+    time.sleep(2.6)
+    agent.stop(grace_s=0.5)
+
+    readings = buffer_readings(config.buffer.path)
+    by_device: dict[str, set[tuple[float | None, str]]] = {}
+    polls: dict[str, int] = {}
+    for (name, _, _, _, reading_value, status), count in readings.items():
+        by_device.setdefault(name, set()).add((reading_value, status))
+        polls[name] = polls.get(name, 0) + count
+    assert by_device == {
+        "analyzer-1": {(VALUES[1], "00")},
+        "analyzer-2": {(None, "02")},
+        "analyzer-3": {(VALUES[3], "00")},
+    }
+    assert min(polls.values()) >= 4  # every 0.5 s for 2.6 s: the dead device stalls nobody
+
+
+def test_probe_falls_back_to_read_for_a_driver_without_probe() -> None:
+    from agent.model import Reading
+    from agent.probe import probe_device, render
+    from drivers.base import Channel
+
+    class PlainDriver:  # implements Driver only, as a minimal third-party driver would
+        name = "plain"
+        channels = [Channel("CO", "mg/Nm3")]
+
+        def open(self) -> None: ...
+
+        def close(self) -> None: ...
+
+        def read(self, time_ms: int) -> list[Reading]:
+            return [Reading("plain", "CO", "mg/Nm3", time_ms, 25.5)]
+
+    plan, rows = probe_device(PlainDriver())
+    assert plan == []
+    assert render("plain", "custom", plan, rows).splitlines() == [
+        "device 'plain' (custom)",
+        "request plan: (not shown by this driver)",
+        "channel  raw  value  unit    status  error",
+        "CO       -    25.5   mg/Nm3  00",
+    ]
