@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
 from dataclasses import dataclass, field
 
 from agent.errors import ConfigError
@@ -130,7 +131,10 @@ class Bus:
     """One link and the lock that makes its requests one at a time."""
 
     endpoint: Endpoint
-    users: dict[object, tuple[str, float]] = field(default_factory=dict)  # owner -> name, delay
+    # owner (a driver) -> (device name, request delay); a driver dropped without close() leaves
+    users: weakref.WeakKeyDictionary[object, tuple[str, float]] = field(
+        default_factory=weakref.WeakKeyDictionary
+    )
     lock: FairLock = field(default_factory=FairLock)
     _link: Link | None = None
     _used: bool = False  # the open link has carried an answer
@@ -213,6 +217,10 @@ def attach(endpoint: Endpoint, owner: object, device: str, request_delay_s: floa
     """
     with _registry_lock:
         bus = _buses.get(endpoint.key)
+        if bus is not None and not bus.users:  # every driver on it was dropped unclosed
+            with bus.lock:
+                bus.close()
+            bus = None
         if bus is None:
             bus = _buses[endpoint.key] = Bus(endpoint)
         elif bus.endpoint != endpoint:
