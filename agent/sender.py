@@ -94,7 +94,7 @@ class Sender:
                 self._drain_outcomes()
                 if self._stopping:
                     # Flush what is pending within the grace period, unless in backoff.
-                    if time.monotonic() >= self._stop_deadline:
+                    if time.monotonic() >= self._stop_deadline or not self._reachable():
                         return
                     if not self._in_flight:
                         self._fill_window()
@@ -107,6 +107,11 @@ class Sender:
                     log, logging.ERROR, "sender_storage_error", transport=self.name, error=str(exc)
                 )
                 time.sleep(1.0)
+
+    def _reachable(self) -> bool:
+        """False when the transport knows it is offline: waiting for acks would be in vain."""
+        connected = getattr(self.transport, "connected", None)
+        return connected is None or connected.is_set()
 
     def _fill_window(self) -> None:
         if self._retry_at and time.monotonic() < self._retry_at:

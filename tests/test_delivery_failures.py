@@ -149,7 +149,7 @@ def test_rejected_batch_is_quarantined_and_later_batches_still_flow(
 
 
 def test_status_names_a_device_that_does_not_answer(tmp_path, station_id, station_key, warehouse):
-    from conftest import free_port
+    from simulators.mosquitto import free_port
 
     port = warehouse.start_http()
     config = make_config(
