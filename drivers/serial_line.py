@@ -32,7 +32,8 @@ Options of a ``serial_line`` device section (every key is checked; a misspelt ke
       unit             unit of the value, e.g. "ug/m3"                  (default "")
       group            named group in ``pattern`` holding the value     (default: the param)
       scale, offset    value = number * scale + offset                  (default 1, 0)
-      status_group     this channel's status group; overrides ``status.group``, uses ``status.map``
+      status_group     this channel's status group; overrides ``status.group``; read with
+                       ``status.map`` (or the default map when there is no ``status``)
 
 One pattern per device, one named group per channel: an instrument answers one line per request,
 so the line is matched once and each channel picks its group. Patterns are checked when the
