@@ -44,7 +44,7 @@ def report(
     """Print one figure line (and append it to $BENCH_JSON if set)."""
     verdict = "INFO" if passed is None else ("PASS" if passed else "FAIL")
     shown = f"{value:,.0f}" if abs(value) >= 100 else f"{value:,.2f}"
-    print(f"{name:<40} {shown:>12} {unit:<14} {target or '-':<26} {verdict}", flush=True)
+    print(f"{name:<48} {shown:>10} {unit:<12} {target or '-':<24} {verdict}", flush=True)
     out = os.environ.get("BENCH_JSON")
     if out:
         with open(out, "a") as f:
