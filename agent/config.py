@@ -220,6 +220,13 @@ def _field_path(loc: tuple[Any, ...]) -> str:
 
 def _describe(error: dict[str, Any]) -> str:
     msg = error["msg"].removeprefix("Value error, ")
+    ctx = error.get("ctx") or {}
+    if error["type"] in ("union_tag_not_found", "union_tag_invalid"):
+        key = str(ctx.get("discriminator", "")).strip("'")
+        expected = f"expected one of: {_tags(key)}"
+        if error["type"] == "union_tag_not_found":
+            return f"key {key} is missing ({expected})"
+        return f"{key} = {ctx.get('tag')!r} is not known ({expected})"
     if error["type"] == "extra_forbidden":
         return "unknown key (check the spelling against config/example.toml)"
     if error["type"] == "missing":
@@ -231,6 +238,12 @@ def _describe(error: dict[str, Any]) -> str:
     ):
         return f"{msg} (got {error['input']!r})"
     return msg
+
+
+def _tags(key: str) -> str:
+    """The values a discriminator key may take (the drivers, the transport types)."""
+    known = {"driver": ", ".join(repr(d) for d in DRIVERS), "type": "'mqtt', 'https'"}
+    return known.get(key, "?")
 
 
 def format_validation_error(path: Path, exc: ValidationError) -> str:

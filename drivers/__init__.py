@@ -15,12 +15,9 @@ DRIVERS: dict[str, tuple[type[DeviceConfig], type]] = {
     "serial_line": (SerialLineConfig, SerialLineDriver),
 }
 
-DeviceConfigs = ModbusTcpConfig
-
-
 def make_driver(config: DeviceConfig) -> Driver:
     """Build the driver for one validated device section."""
     return DRIVERS[config.driver][1](config)
 
 
-__all__ = ["DRIVERS", "Channel", "DeviceConfig", "DeviceConfigs", "Driver", "make_driver"]
+__all__ = ["DRIVERS", "Channel", "DeviceConfig", "Driver", "make_driver"]

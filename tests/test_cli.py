@@ -220,3 +220,21 @@ def test_cli_usage_errors_do_not_traceback():
     result = run_cli("frobnicate")
     assert result.returncode == 2 and "invalid choice" in result.stderr
     _no_traceback(result)
+
+
+@pytest.mark.parametrize(
+    "device, expected",
+    [
+        ({"name": "x"}, "devices[0]: key driver is missing (expected one of: 'modbus_tcp'"),
+        ({"name": "x", "driver": "modbus_tpc"},
+         "devices[0]: driver = 'modbus_tpc' is not known (expected one of: 'modbus_tcp'"),
+    ],
+)
+def test_unknown_or_missing_driver_is_named_plainly(tmp_path, device, expected):
+    import tomllib
+
+    data = tomllib.loads(EXAMPLE.read_text())
+    data["devices"] = [device]
+    path = write_toml(tmp_path / "c.toml", data)
+    result = run_cli("config", "validate", str(path))
+    assert result.returncode == 1 and expected in result.stderr, result.stderr
