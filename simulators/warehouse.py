@@ -250,6 +250,9 @@ def _claimed_seq(body: bytes) -> int | None:
 def _handler(warehouse: Warehouse) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # Headers and body are written separately: without TCP_NODELAY, Nagle + the client's
+        # delayed ACK stall every answer by ~40 ms (bench/RESULTS.md).
+        disable_nagle_algorithm = True
 
         def log_message(self, format: str, *args) -> None:  # quiet: the store records everything
             pass
