@@ -22,8 +22,6 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import sqlite_utils
-
 from agent.errors import DiskFullError, StorageError
 from agent.jws import b64url, b64url_decode, chain_digest
 from agent.model import Reading
@@ -100,9 +98,14 @@ class Buffer:
 
     # --- schema ---------------------------------------------------------------------------
     def _create_schema(self) -> None:
-        db = sqlite_utils.Database(self._conn)
-        if "meta" in db.table_names():
+        exists = self._conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
+        ).fetchone()
+        if exists:
             return
+        import sqlite_utils  # only needed once, to create the schema: keeps the daemon small
+
+        db = sqlite_utils.Database(self._conn)
         # Each step is idempotent, and ``meta`` (the marker) comes last: a crash half-way
         # through creating the schema is finished at the next start.
         db["channels"].create(
@@ -345,11 +348,19 @@ class Buffer:
         return SealedBatch(seq, jws, count, sealed_at_ms)
 
     def pending(
-        self, transport: str, *, after: int = 0, exclude: Iterable[int] = (), limit: int = 20
+        self,
+        transport: str,
+        *,
+        after: int = 0,
+        exclude: Iterable[int] = (),
+        limit: int = 20,
+        max_bytes: int | None = None,
     ) -> list[SealedBatch]:
-        """Batches not yet acknowledged nor quarantined for ``transport``, oldest first."""
+        """Batches not yet acknowledged nor quarantined for ``transport``, oldest first: at most
+        ``limit`` of them and, past the first, at most ``max_bytes`` of JWS in all."""
         skip = set(exclude)
         out: list[SealedBatch] = []
+        size = 0
         with self._lock:
             cur = self._conn.execute(
                 "SELECT seq, count, sealed_at_ms, header, payload, signature, digest "
@@ -360,7 +371,11 @@ class Buffer:
             for row in cur:
                 if row[0] in skip:
                     continue
-                out.append(self._load(row))
+                batch = self._load(row)
+                size += len(batch.jws)
+                if out and max_bytes is not None and size > max_bytes:
+                    break
+                out.append(batch)
                 if len(out) >= limit:
                     break
             cur.close()

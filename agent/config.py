@@ -124,6 +124,7 @@ class MqttTransportConfig(_Section):
     tls: TlsConfig | None = None
     keepalive_s: int = Field(default=30, ge=5, le=3600)
     inflight: int = Field(default=20, ge=1, le=1000)
+    inflight_bytes: int = Field(default=2 * 1024 * 1024, ge=64 * 1024)
     ack_timeout_s: float = Field(default=60.0, gt=0)
 
     @model_validator(mode="after")

@@ -16,6 +16,7 @@ import threading
 import time
 from datetime import UTC, datetime
 
+from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
@@ -36,6 +37,7 @@ from drivers import Driver, make_driver
 log = logging.getLogger("agent")
 PRUNE_EVERY_S = 3600
 HEALTH_EVERY_S = 1.0
+MAX_WORKERS = 20
 
 
 def aligned_start(interval_s: float, now: float | None = None) -> datetime:
@@ -82,7 +84,12 @@ class Agent:
         self.seal_error: str | None = None
         self._health = HealthFile(health_path(config.buffer.path))
         self._started_ms = int(time.time() * 1000)
-        self._scheduler = BackgroundScheduler(timezone=UTC)
+        # One worker per device (a slow device must not delay another's poll) plus sealing,
+        # pruning and health; capped, since devices on one serial bus take turns anyway.
+        workers = min(MAX_WORKERS, len(self.drivers) + 3)
+        self._scheduler = BackgroundScheduler(
+            timezone=UTC, executors={"default": ThreadPoolExecutor(max_workers=workers)}
+        )
         self._stopped = threading.Event()
         self._seal_lock = threading.Lock()
 

@@ -40,7 +40,7 @@ class Sender:
         self._wake = threading.Event()
         self._stop_deadline = 0.0
         self._outcomes: deque[tuple[int, Outcome]] = deque()
-        self._in_flight: set[int] = set()
+        self._in_flight: dict[int, int] = {}  # seq -> bytes
         self._done_above_floor: set[int] = set()
         self._floor = 0  # every seq <= floor is acknowledged or quarantined
         self._backoff_s = 0.0
@@ -113,21 +113,30 @@ class Sender:
         connected = getattr(self.transport, "connected", None)
         return connected is None or connected.is_set()
 
+    def _byte_budget(self) -> int | None:
+        """Bytes that may still go in flight (None: no byte cap). The cap keeps memory flat
+        however large the backlog and the batches are."""
+        cap = getattr(self.transport, "window_bytes", None)
+        if cap is None:
+            return None
+        return max(0, cap - sum(self._in_flight.values()))
+
     def _fill_window(self) -> None:
         if self._retry_at and time.monotonic() < self._retry_at:
             return
         self._retry_at = 0.0
         free = self.transport.window - len(self._in_flight)
-        if free <= 0:
+        if free <= 0 or (self._in_flight and self._byte_budget() == 0):
             return
         batches = self.buffer.pending(
             self.name,
             after=self._floor,
-            exclude=self._in_flight | self._done_above_floor,
+            exclude=self._in_flight.keys() | self._done_above_floor,
+            max_bytes=self._byte_budget(),
             limit=free,
         )
         for batch in batches:
-            self._in_flight.add(batch.seq)
+            self._in_flight[batch.seq] = len(batch.jws)
             self.transport.submit(batch)
 
     def _drain_outcomes(self) -> None:
@@ -146,7 +155,7 @@ class Sender:
                 except StorageError:
                     self._outcomes.appendleft((seq, outcome))
                     raise
-                self._in_flight.discard(seq)
+                self._in_flight.pop(seq, None)
                 self._done(seq)
                 event(
                     log,
@@ -157,7 +166,7 @@ class Sender:
                     reason=outcome.reason,
                 )
             elif isinstance(outcome, Retry):
-                self._in_flight.discard(seq)
+                self._in_flight.pop(seq, None)
                 self._schedule_retry(seq, outcome.reason)
         if acked:
             try:
@@ -167,7 +176,7 @@ class Sender:
                 self._outcomes.extendleft((seq, Ack()) for seq in reversed(acked))
                 raise
             for seq in acked:
-                self._in_flight.discard(seq)
+                self._in_flight.pop(seq, None)
                 self._done(seq)
             self.acked += len(acked)
             self._backoff_s = 0.0

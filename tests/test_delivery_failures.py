@@ -170,3 +170,36 @@ def test_status_names_a_device_that_does_not_answer(tmp_path, station_id, statio
     assert "so2-analyzer" in text and "connection refused" in text.lower()
     held = warehouse_readings(warehouse.jws_list(station_id))
     assert all(value is None and status == "02" for (_d, _p, _u, _t, value, status) in held)
+
+
+def test_mqtt_in_flight_bytes_are_capped_whatever_the_backlog(tmp_path, station_key, mosquitto):
+    """Memory stays flat in a drain: large batches are sent a few at a time, not 20 at once."""
+    from agent.batch import Signer
+    from agent.buffer import Buffer
+    from agent.clock import SystemClock
+    from agent.config import MqttTransportConfig
+    from agent.keys import load_private_key
+    from agent.model import Reading
+    from agent.sealing import Sealer
+    from agent.sender import Sender
+    from agent.transports.mqtt import MqttTransport
+
+    buf = Buffer(tmp_path / "b.db", durability="process")
+    for poll in range(40):
+        buf.store_poll([Reading("d", f"p{i}", "u", poll * 1000, i * 1.5) for i in range(50)])
+    Sealer(buf, Signer(load_private_key(station_key[0])), "S", SystemClock(), 500).seal_pending()
+    size = len(buf.pending("x", limit=1)[0].jws)
+    cfg = MqttTransportConfig(type="mqtt", host="127.0.0.1", port=mosquitto.port,
+                              inflight=20, inflight_bytes=max(65536, int(size * 1.5)))
+    sender = Sender(buf, MqttTransport(cfg, "S"), SystemClock())
+    peak = 0
+    sender.start()
+    try:
+        deadline = time.monotonic() + 20
+        while buf.first_pending_seq("mqtt") is not None and time.monotonic() < deadline:
+            peak = max(peak, sender.in_flight())
+            time.sleep(0.001)
+    finally:
+        sender.stop(2)
+    assert buf.first_pending_seq("mqtt") is None, "all 4 batches acknowledged"
+    assert 1 <= peak <= 2, f"{peak} batches of {size} bytes were in flight at once"

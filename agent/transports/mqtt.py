@@ -34,6 +34,7 @@ class MqttTransport:
     def __init__(self, config: MqttTransportConfig, station: str) -> None:
         self.config, self.name, self.station = config, config.name, station
         self.window = config.inflight
+        self.window_bytes = config.inflight_bytes
         self.topic = f"{config.topic_prefix}/{station}/batches"
         self.status_topic = f"{config.topic_prefix}/{station}/status"
         self._lock = threading.Lock()  # never held while calling into paho (paho holds its own)
