@@ -33,6 +33,8 @@ from agent.model import Reading  # noqa: E402
 from drivers.base import Channel  # noqa: E402
 
 STATION = "BENCH-01"
+# The agent runs with the environment systemd/station-agent.service gives it.
+UNIT_ENVIRONMENT = {"MALLOC_ARENA_MAX": "2"}
 PAGE = os.sysconf("SC_PAGE_SIZE")
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -137,6 +139,7 @@ class AgentProcess:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "agent.cli", "run", "--config", str(self.config)],
             cwd=ROOT,
+            env={**os.environ, **UNIT_ENVIRONMENT},
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )
