@@ -21,6 +21,8 @@ import time
 import weakref
 from dataclasses import dataclass, field
 
+from pymodbus.pdu import ModbusPDU
+
 from agent.errors import ConfigError
 from drivers.modbus_link import SerialLink, TcpLink, sleep_until
 from drivers.modbus_wire import (
@@ -148,15 +150,18 @@ class Bus:
     def request_delay_s(self) -> float:
         return max((delay for _, delay in self.users.values()), default=0.0)
 
-    def transact(self, unit: int, pdu: bytes, timeout_s: float) -> bytes:
-        """One try of one request; raises ``NoAnswer``, ``BadAnswer`` or ``LinkDown``."""
+    def transact(self, request: ModbusPDU, timeout_s: float) -> ModbusPDU:
+        """One try of one request (to ``request.dev_id``); the answer, decoded by pymodbus.
+
+        Raises ``NoAnswer``, ``BadAnswer`` or ``LinkDown``.
+        """
         with self.lock:
             try:
                 for attempt in (0, 1):
                     fresh = self._ensure_open(timeout_s)
                     sleep_until(self._last_end + self.request_delay_s)
                     try:
-                        answer = self._exchange(unit, pdu, time.monotonic() + timeout_s)
+                        answer = self._exchange(request, time.monotonic() + timeout_s)
                     except LinkDown:
                         self.close()
                         if fresh or attempt:
@@ -172,11 +177,11 @@ class Bus:
             finally:
                 self._last_end = time.monotonic()
 
-    def _exchange(self, unit: int, pdu: bytes, deadline: float) -> bytes:
+    def _exchange(self, request: ModbusPDU, deadline: float) -> ModbusPDU:
         assert self._link is not None
         if self.endpoint.framer == "tcp":
-            return mbap_transaction(self._link, unit, pdu, deadline, self._tids)
-        return rtu_transaction(self._link, unit, pdu, deadline)
+            return mbap_transaction(self._link, request, deadline, self._tids)
+        return rtu_transaction(self._link, request, deadline)
 
     def _ensure_open(self, timeout_s: float) -> bool:
         """Open the link if closed (respecting the backoff); True if it was opened now."""

@@ -3,7 +3,8 @@
 ``ModbusDriver(config, endpoint)`` polls one device (unit id) on a shared bus
 (``drivers/modbus_bus.py``). It implements ``Driver`` and ``Probeable``. What a poll does:
 
-* the request plan (``drivers/modbus_plan.py``) is sent in order; each request is tried
+* the request plan (``drivers/modbus_plan.py``) is sent in order, each request encoded,
+  framed and its answer decoded by pymodbus (``drivers/modbus_wire.py``); each request is tried
   ``retries + 1`` times when it gets no answer or a garbled one. A device that stayed silent in
   its last poll is tried once per request until it answers again, so a dead device costs the
   bus one timeout per poll.
@@ -28,7 +29,7 @@ from drivers.modbus_bus import Bus, Endpoint, attach, detach
 from drivers.modbus_codec import decode_bit, decode_string, decode_value, scale_value, string_value
 from drivers.modbus_config import BIT_TABLES, DEFAULT_STATUS_MAP, ModbusChannel, ModbusDeviceConfig
 from drivers.modbus_plan import Request, Span, plan
-from drivers.modbus_wire import BadAnswer, LinkDown, LinkError, NoAnswer, parse_read, read_pdu
+from drivers.modbus_wire import BadAnswer, LinkDown, LinkError, NoAnswer, parse_read, read_request
 
 EXCEPTION_NAMES = {
     1: "illegal function",
@@ -173,11 +174,11 @@ class ModbusDriver:
         """Registers or bits read, or the Modbus exception code the device answered."""
         cfg = self.config
         tries = 1 if self._silent else cfg.retries + 1
-        pdu = read_pdu(span.function, span.address, span.count)
+        request = read_request(span.function, span.address, span.count, cfg.unit)
         failure: LinkError = NoAnswer("no answer")
         for _ in range(tries):
             try:
-                answer = self._attach().transact(cfg.unit, pdu, cfg.timeout_s)
+                answer = self._attach().transact(request, cfg.timeout_s)
                 result = parse_read(answer, span.function, span.count)
             except LinkDown as exc:
                 raise DeviceError(f"{self.where}: {exc}") from None

@@ -1,4 +1,7 @@
-"""Byte links under the Modbus framers: a serial port (pyserial) and a TCP connection.
+"""Byte links under pymodbus's framers: a serial port (pyserial) and a TCP connection.
+
+``drivers/modbus_wire.py`` writes the frames pymodbus builds and reads answers through these,
+each read bounded by a deadline.
 
 Every failure to open or keep the link becomes ``LinkDown`` with a technician's sentence; the
 bus closes the link and reopens it on a later request (see ``drivers/modbus_bus.py``).

@@ -13,11 +13,13 @@ channels...) except host, port and framer, plus::
     unit             Modbus unit id (slave id), 1..247                (default 1)
     request_delay_s  silence before each request on the port, 0..5 s  (default 0.02)
 
-Several devices (unit ids) on one port share it: give them the same port and the same line
-settings (baudrate, parity, stopbits, bytesize; a mismatch is a start-up error). Requests go
-one at a time; the port is silent for the largest ``request_delay_s`` of its devices between
-two requests. A device that does not answer holds the port for at most ``timeout_s`` per try
-and is tried once per poll while it stays silent, so the others keep their readings.
+pymodbus builds the requests and decodes the answers, framing them as RTU frames with CRC
+(``drivers/modbus_wire.py``); pyserial drives the port. Several devices (unit ids) on one port
+share it: give them the same port and the same line settings (baudrate, parity, stopbits,
+bytesize; a mismatch is a start-up error). Requests go one at a time; the port is silent for
+the largest ``request_delay_s`` of its devices between two requests. A device that does not
+answer holds the port for at most ``timeout_s`` per try and is tried once per poll while it
+stays silent, so the others keep their readings.
 
 If the adapter disappears (USB unplugged) the read fails with a ``DeviceError`` saying so; the
 port is reopened by itself when the path returns (first retry at once, then backing off from

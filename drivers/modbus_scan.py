@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from agent.errors import AgentError
 from drivers.modbus_bus import Bus, Endpoint
 from drivers.modbus_driver import EXCEPTION_NAMES
-from drivers.modbus_wire import BadAnswer, LinkDown, NoAnswer, parse_read, read_pdu
+from drivers.modbus_wire import BadAnswer, LinkDown, NoAnswer, parse_read, read_request
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,13 +55,13 @@ def scan(
     bus = Bus(endpoint)
     units = list(units)
     hits: list[ScanHit] = []
-    pdu = read_pdu(function, register, 1)
     try:
         for done, unit in enumerate(units, 1):
             if progress is not None:
                 progress(done, len(units), unit)
             try:
-                answer = parse_read(bus.transact(unit, pdu, timeout_s), function, 1)
+                request = read_request(function, register, 1, unit)
+                answer = parse_read(bus.transact(request, timeout_s), function, 1)
             except NoAnswer:
                 continue
             except BadAnswer as exc:

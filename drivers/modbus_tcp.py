@@ -45,10 +45,12 @@ Status of a reading: from its status register or bit through the map; "00" when 
 configured and the value was read; "02" with an ``error`` when the channel could not be read (a
 Modbus exception, a NaN/infinite float, text that is not a number).
 
-Devices with the same host and port share one connection and take turns (one request at a
-time). If a device does not answer, ``read`` raises ``DeviceError`` after ``timeout_s *
-(retries + 1)`` seconds; with framer "tcp" each try after a silence uses a new connection, so a
-late answer is never taken for the answer to a later request. A refused connection fails at
+pymodbus builds the requests and decodes the answers, framing them as MBAP or RTU (with CRC)
+frames (``drivers/modbus_wire.py``). Devices with the same host and port share one connection
+and take turns (one request at a time). If a device does not answer, ``read`` raises
+``DeviceError`` after ``timeout_s * (retries + 1)`` seconds; with framer "tcp" each try after a
+silence uses a new connection, so a late answer is never taken for the answer to a later
+request. A refused connection fails at
 once; reconnecting backs off as described in ``drivers/modbus_bus.py``; a connection the device
 dropped while idle is reopened without an error. Requests are coalesced as described in
 ``drivers/modbus_plan.py`` (``station-agent probe`` shows the plan).

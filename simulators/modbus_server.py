@@ -13,6 +13,9 @@ Layers:
   "tcp") or RTU frames (``framer`` "rtu", a serial device server); ``vanish()`` and
   ``reappear()`` take the whole device off the network and back on the same port.
 * ``simulators/modbus_rtu.py``: the same core on a pseudo-terminal, for Modbus RTU.
+
+The simulator keeps its own RTU framing (``rtu_frame``, ``crc16``), independent of the
+driver's (pymodbus), so that it can inject faults and the two check each other.
 """
 
 from __future__ import annotations
@@ -25,8 +28,6 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import NamedTuple, Self
-
-from drivers.modbus_wire import crc16, rtu_frame
 
 ILLEGAL_FUNCTION = 1
 ILLEGAL_DATA_ADDRESS = 2
@@ -254,6 +255,22 @@ class ModbusServerCore:
         with self._log_lock:
             self.requests.clear()
             self.log.clear()
+
+
+def crc16(data: bytes) -> int:
+    """Modbus RTU CRC-16 (polynomial 0xA001, initial 0xFFFF)."""
+    crc = 0xFFFF
+    for byte in data:
+        crc ^= byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
+    return crc
+
+
+def rtu_frame(unit: int, pdu: bytes) -> bytes:
+    """Unit id + PDU + CRC (low byte first)."""
+    body = bytes([unit]) + pdu
+    return body + struct.pack("<H", crc16(body))
 
 
 def rtu_answer(unit: int, pdu: bytes, fault: Fault) -> bytes:

@@ -18,10 +18,9 @@ from agent.errors import DeviceError
 from drivers.modbus_codec import encode
 from drivers.modbus_rtu import ModbusRtuConfig, ModbusRtuDriver
 from drivers.modbus_tcp import ModbusTcpConfig, ModbusTcpDriver
-from drivers.modbus_wire import rtu_frame
 from simulators.modbus_control import apply_command
 from simulators.modbus_rtu import LineSettings, ModbusRtuSimulator
-from simulators.modbus_server import Fault, ModbusDevice, ModbusTcpSimulator
+from simulators.modbus_server import Fault, ModbusDevice, ModbusTcpSimulator, rtu_frame
 
 pytestmark = pytest.mark.timeout(30)
 ROOT = Path(__file__).resolve().parent.parent
