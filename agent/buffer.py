@@ -71,6 +71,7 @@ class Buffer:
                 self.path, isolation_level=None, check_same_thread=False, timeout=30
             )
             self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA cache_size=-1024")  # 1 MiB: RSS must not grow with a backlog
             self._sync("FULL" if self._durable_commits else "NORMAL")
             self._create_schema()
             quick = self._conn.execute("PRAGMA quick_check").fetchone()[0]

@@ -34,7 +34,7 @@ from drivers.base import Channel  # noqa: E402
 
 STATION = "BENCH-01"
 # The agent runs with the environment systemd/station-agent.service gives it.
-UNIT_ENVIRONMENT = {"MALLOC_ARENA_MAX": "2"}
+UNIT_ENVIRONMENT = {"MALLOC_ARENA_MAX": "2", "MALLOC_MMAP_THRESHOLD_": "131072"}
 PAGE = os.sysconf("SC_PAGE_SIZE")
 TICKS = os.sysconf("SC_CLK_TCK")
 
