@@ -15,6 +15,7 @@ DRIVERS: dict[str, tuple[type[DeviceConfig], type]] = {
     "serial_line": (SerialLineConfig, SerialLineDriver),
 }
 
+
 def make_driver(config: DeviceConfig) -> Driver:
     """Build the driver for one validated device section."""
     return DRIVERS[config.driver][1](config)

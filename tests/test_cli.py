@@ -226,8 +226,10 @@ def test_cli_usage_errors_do_not_traceback():
     "device, expected",
     [
         ({"name": "x"}, "devices[0]: key driver is missing (expected one of: 'modbus_tcp'"),
-        ({"name": "x", "driver": "modbus_tpc"},
-         "devices[0]: driver = 'modbus_tpc' is not known (expected one of: 'modbus_tcp'"),
+        (
+            {"name": "x", "driver": "modbus_tpc"},
+            "devices[0]: driver = 'modbus_tpc' is not known (expected one of: 'modbus_tcp'",
+        ),
     ],
 )
 def test_unknown_or_missing_driver_is_named_plainly(tmp_path, device, expected):

@@ -189,8 +189,13 @@ def test_mqtt_in_flight_bytes_are_capped_whatever_the_backlog(tmp_path, station_
         buf.store_poll([Reading("d", f"p{i}", "u", poll * 1000, i * 1.5) for i in range(50)])
     Sealer(buf, Signer(load_private_key(station_key[0])), "S", SystemClock(), 500).seal_pending()
     size = len(buf.pending("x", limit=1)[0].jws)
-    cfg = MqttTransportConfig(type="mqtt", host="127.0.0.1", port=mosquitto.port,
-                              inflight=20, inflight_bytes=max(65536, int(size * 1.5)))
+    cfg = MqttTransportConfig(
+        type="mqtt",
+        host="127.0.0.1",
+        port=mosquitto.port,
+        inflight=20,
+        inflight_bytes=max(65536, int(size * 1.5)),
+    )
     sender = Sender(buf, MqttTransport(cfg, "S"), SystemClock())
     peak = 0
     sender.start()
