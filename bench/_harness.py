@@ -31,6 +31,7 @@ from agent.clock import SystemClock  # noqa: E402
 from agent.keys import generate_key, load_private_key  # noqa: E402
 from agent.model import Reading  # noqa: E402
 from drivers.base import Channel  # noqa: E402
+from simulators.mosquitto import Mosquitto, free_port  # noqa: E402, F401 (re-exported)
 
 STATION = "BENCH-01"
 # The agent runs with the environment systemd/station-agent.service gives it.
@@ -60,12 +61,6 @@ def note(text: str) -> None:
 
 
 # --- processes ----------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def wait_for(condition: Callable[[], object], timeout: float, what: str) -> object:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -82,36 +77,6 @@ def listening(port: int) -> bool:
         return True
     except OSError:
         return False
-
-
-class Mosquitto:
-    """A private Mosquitto on a free port (as tests/conftest.py does), no persistence."""
-
-    def __init__(self, directory: Path) -> None:
-        self.port = free_port()
-        directory.mkdir(parents=True, exist_ok=True)
-        self.conf = directory / "mosquitto.conf"
-        self.conf.write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-            f"log_dest file {directory}/mosquitto.log\nmax_queued_messages 100000\n"
-        )
-        self.proc: subprocess.Popen | None = None
-
-    def __enter__(self) -> Mosquitto:
-        if shutil.which("mosquitto") is None:
-            raise SystemExit("bench: mosquitto is not installed (apt-get install mosquitto)")
-        self.proc = subprocess.Popen(
-            ["mosquitto", "-c", str(self.conf)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        wait_for(lambda: listening(self.port), 10, f"mosquitto on port {self.port}")
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
 
 
 def rss_mib(pid: int) -> float:

@@ -85,7 +85,9 @@ def drain(
     counter = broker = warehouse = None
     try:
         if transport == "mqtt":
-            broker = Mosquitto(run_dir / "mosquitto").__enter__()
+            broker = Mosquitto(
+                run_dir / "mosquitto", "max_queued_messages 100000", persistence=False
+            ).start()
             counter = BatchCounter(broker.port, last_seq)
             transports = mqtt_transport_toml(broker.port)
         else:
@@ -138,7 +140,7 @@ def drain(
         if counter is not None:
             counter.close()
         if broker is not None:
-            broker.__exit__(None, None, None)
+            broker.stop()
         if warehouse is not None:
             warehouse.__exit__(None, None, None)
         analyzer.stop()

@@ -29,6 +29,7 @@ class Mosquitto:
         extra_conf: str = "",
         port: int | None = None,
         listener: str | None = None,
+        persistence: bool = True,
     ) -> None:
         if shutil.which("mosquitto") is None:
             raise RuntimeError("mosquitto is not installed (apt-get install mosquitto)")
@@ -40,8 +41,12 @@ class Mosquitto:
             # As root, mosquitto would switch to user "mosquitto", which cannot write its
             # sessions here: they would be lost on restart. Stay the user we are.
             f"user {getpass.getuser()}\n"
-            f"persistence true\npersistence_location {directory}/\nautosave_interval 1\n"
-            f"log_dest file {directory}/mosquitto.log\n{extra_conf}\n"
+            + (
+                f"persistence true\npersistence_location {directory}/\nautosave_interval 1\n"
+                if persistence
+                else "persistence false\n"
+            )
+            + f"log_dest file {directory}/mosquitto.log\n{extra_conf}\n"
         )
         self.proc: subprocess.Popen | None = None
 
@@ -68,6 +73,12 @@ class Mosquitto:
             return True
         except OSError:
             return False
+
+    def __enter__(self) -> Mosquitto:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
