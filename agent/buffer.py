@@ -412,6 +412,24 @@ class Buffer:
             ),
         )
 
+    def requeue(self, transport: str, seqs: Sequence[int] | None = None) -> list[int]:
+        """Make quarantined batches (all, or these seqs) pending again for ``transport``.
+        Returns the seqs requeued; a running agent sends them after its next start."""
+
+        def requeue(conn: sqlite3.Connection) -> list[int]:
+            rows = conn.execute(
+                "SELECT seq FROM deliveries WHERE transport = ? AND state = ? ORDER BY seq",
+                (transport, QUARANTINED),
+            ).fetchall()
+            chosen = [s for (s,) in rows if seqs is None or s in set(seqs)]
+            conn.executemany(
+                "DELETE FROM deliveries WHERE transport = ? AND seq = ? AND state = ?",
+                [(transport, s, QUARANTINED) for s in chosen],
+            )
+            return chosen
+
+        return self._write("requeueing quarantined batches", requeue)
+
     # --- upkeep ---------------------------------------------------------------------------
     def prune(self, transports: Sequence[str], older_than_ms: int) -> int:
         """Delete batches (and their readings) sealed before ``older_than_ms`` that every

@@ -83,6 +83,31 @@ def _cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_requeue(args: argparse.Namespace) -> int:
+    from agent.buffer import Buffer
+    from agent.config import load_config
+
+    config = load_config(args.config)
+    names = [t.name for t in config.transports]
+    if args.transport not in names:
+        raise AgentError(
+            f"{args.config}: no transport named {args.transport!r} (have: {', '.join(names)})"
+        )
+    buffer = Buffer(config.buffer.path, durability=config.buffer.durability)
+    try:
+        seqs = buffer.requeue(args.transport, args.seq or None)
+    finally:
+        buffer.close()
+    if not seqs:
+        print(f"{args.transport}: no quarantined batch to requeue")
+        return 0
+    print(
+        f"{args.transport}: requeued {len(seqs)} batch(es) (seq {', '.join(map(str, seqs))}); "
+        "restart the agent to send them (systemctl restart station-agent)"
+    )
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from agent.demo import run_demo
 
@@ -181,6 +206,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jwk", required=True, help="the station's public key (station.jwk)")
     p.add_argument("inputs", nargs="+", help="files holding JWS (one per line) or a warehouse.db")
     p.set_defaults(func=_cmd_verify)
+
+    p = sub.add_parser("requeue", help="send quarantined batches again (after a fix)")
+    p.add_argument("--config", required=True)
+    p.add_argument("--transport", required=True, help="the transport's name in the config")
+    p.add_argument("--seq", type=int, action="append", help="only this seq (repeatable)")
+    p.set_defaults(func=_cmd_requeue)
 
     p = sub.add_parser("status", help="backlog, acknowledgements and device health")
     p.add_argument("--config", required=True)

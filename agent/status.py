@@ -147,6 +147,11 @@ def render(status: dict[str, Any]) -> str:
             lines.append(f"    failing now: {live['last_error']}")
         for q in t["quarantined"]:
             lines.append(f"    QUARANTINED seq {q['seq']}: {q['reason']}")
+        if t["quarantined"]:
+            lines.append(
+                f"    once the cause is fixed: station-agent requeue --config FILE --transport "
+                f"{t['name']}, then restart the agent"
+            )
     lines.append("devices:")
     for d in status["devices"]:
         lines.append(

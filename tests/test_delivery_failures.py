@@ -147,6 +147,34 @@ def test_rejected_batch_is_quarantined_and_later_batches_still_flow(
     assert min(seqs) == 1
     assert warehouse.gaps(station_id), "the warehouse should see the quarantined seqs as a gap"
 
+    # The technician fixes the cause, requeues, restarts: the gap is filled, the chain whole.
+    from conftest import write_toml
+
+    from agent.cli import main
+
+    toml = write_toml(
+        tmp_path / "agent.toml",
+        {
+            "station": {"id": station_id},
+            "signing": {"key": str(station_key[0])},
+            "buffer": {"path": str(config.buffer.path)},
+            "transports": [
+                {"type": "https", "base_url": f"http://127.0.0.1:{port}", "allow_plain_http": True}
+            ],
+        },
+    )
+    assert main(["requeue", "--config", str(toml), "--transport", "https"]) == 0
+    assert gather(config)["transports"][0]["quarantined"] == []
+    agent = Agent(config)
+    agent.start()
+    try:
+        wait_for(lambda: not warehouse.gaps(station_id), 15, "the requeued batches")
+    finally:
+        agent.stop(grace_s=5)
+    report = verify_chain(enumerate(warehouse.jws_list(station_id)), station_key[1])
+    assert report.ok, report.lines()
+    assert warehouse_readings(warehouse.jws_list(station_id)) == buffer_readings(config.buffer.path)
+
 
 def test_status_names_a_device_that_does_not_answer(tmp_path, station_id, station_key, warehouse):
     from simulators.mosquitto import free_port
