@@ -45,6 +45,8 @@ def render(name: str, driver_name: str, plan: Sequence[str], rows: Sequence[Prob
         lines.extend(f"  {step}" for step in plan)
     else:
         lines.append("request plan: (not shown by this driver)")
+    errors = {r.error for r in rows}
+    shared = errors.pop() if len(rows) > 1 and len(errors) == 1 else None
     table = [COLUMNS] + [
         (
             r.channel,
@@ -52,7 +54,7 @@ def render(name: str, driver_name: str, plan: Sequence[str], rows: Sequence[Prob
             "null" if r.value is None else repr(r.value),
             r.unit,
             r.status,
-            r.error or "",
+            "(see below)" if shared else (r.error or ""),
         )
         for r in rows
     ]
@@ -60,4 +62,6 @@ def render(name: str, driver_name: str, plan: Sequence[str], rows: Sequence[Prob
     for row in table:
         cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
         lines.append("  ".join([*cells, row[-1]]).rstrip())
+    if shared:  # the whole device failed: say it once
+        lines.append(f"every channel: {shared}")
     return "\n".join(lines)
