@@ -125,20 +125,6 @@ class ModbusRtuSimulator(ModbusServerCore):
                 if fd is not None:
                     os.close(fd)
 
-    def reappear(self) -> None:
-        """Plug back in: a new pty behind the same symlink."""
-        self.start()
-
-    def stop(self) -> None:
-        """Stop serving; same as ``vanish()``."""
-        self.vanish()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
     def _serve(self, master: int) -> None:
         buffer = b""
         while self._master == master:

@@ -256,6 +256,27 @@ class ModbusServerCore:
             self.requests.clear()
             self.log.clear()
 
+    # Lifecycle shared by the TCP and RTU servers; each defines start() and vanish().
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def vanish(self) -> None:
+        raise NotImplementedError
+
+    def reappear(self) -> None:
+        """Come back after ``vanish()``: the same port, or a new pty behind the same link."""
+        self.start()
+
+    def stop(self) -> None:
+        """Stop serving; same as ``vanish()``."""
+        self.vanish()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
 
 def crc16(data: bytes) -> int:
     """Modbus RTU CRC-16 (polynomial 0xA001, initial 0xFFFF)."""
@@ -377,20 +398,6 @@ class ModbusTcpSimulator(ModbusServerCore):
             except OSError:
                 pass
             conn.close()
-
-    def reappear(self) -> None:
-        """Listen again on the same port after ``vanish()``."""
-        self.start()
-
-    def stop(self) -> None:
-        """Stop serving; same as ``vanish()``."""
-        self.vanish()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
 
     def _accept(self, listener: socket.socket) -> None:
         while self._listener is listener:
