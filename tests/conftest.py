@@ -91,6 +91,16 @@ def analyzer_device(port: int, name: str = "stack-analyzer", poll: float = 0.2) 
     }
 
 
+def http_transport(port: int, **extra: object) -> dict:
+    """A plain-HTTP transport to the reference warehouse on loopback (tests only)."""
+    return {
+        "type": "https",
+        "base_url": f"http://127.0.0.1:{port}",
+        "allow_plain_http": True,
+        **extra,
+    }
+
+
 def make_config(
     tmp_path: Path,
     station_id: str,

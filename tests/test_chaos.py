@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, agent_env, analyzer_device, wait_for, write_toml
+from conftest import ROOT, agent_env, analyzer_device, http_transport, wait_for, write_toml
 
 from simulators.chaos import run_chaos
 
@@ -48,9 +48,7 @@ def test_full_disk_is_reported_and_the_agent_resumes_by_itself(
             "signing": {"key": str(station_key[0])},
             "buffer": {"path": str(disk / "buffer.db"), "seal_interval_s": 0.3},
             "devices": [analyzer_device(analyzer.port, poll=0.2)],
-            "transports": [
-                {"type": "https", "base_url": f"http://127.0.0.1:{port}", "allow_plain_http": True}
-            ],
+            "transports": [http_transport(port)],
         }
         config = write_toml(tmp_path / "agent.toml", data)
         proc = subprocess.Popen(

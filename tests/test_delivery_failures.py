@@ -5,7 +5,14 @@ from __future__ import annotations
 import sqlite3
 import time
 
-from conftest import analyzer_device, buffer_readings, make_config, wait_for, warehouse_readings
+from conftest import (
+    analyzer_device,
+    buffer_readings,
+    http_transport,
+    make_config,
+    wait_for,
+    warehouse_readings,
+)
 
 from agent.daemon import Agent
 from agent.status import gather, render
@@ -71,15 +78,7 @@ def test_http_500s_then_recovery_delivers_everything_once(
         station_id,
         station_key[0],
         [analyzer_device(analyzer.port)],
-        [
-            {
-                "type": "https",
-                "base_url": f"http://127.0.0.1:{port}",
-                "allow_plain_http": True,
-                "backoff_initial_s": 0.1,
-                "backoff_max_s": 0.5,
-            }
-        ],
+        [http_transport(port, backoff_initial_s=0.1, backoff_max_s=0.5)],
     )
     warehouse.fault = "500"
     agent = Agent(config)
@@ -120,7 +119,7 @@ def test_rejected_batch_is_quarantined_and_later_batches_still_flow(
         station_id,
         station_key[0],
         [analyzer_device(analyzer.port)],
-        [{"type": "https", "base_url": f"http://127.0.0.1:{port}", "allow_plain_http": True}],
+        [http_transport(port)],
     )
     agent = Agent(config)
     agent.start()
@@ -158,9 +157,7 @@ def test_rejected_batch_is_quarantined_and_later_batches_still_flow(
             "station": {"id": station_id},
             "signing": {"key": str(station_key[0])},
             "buffer": {"path": str(config.buffer.path)},
-            "transports": [
-                {"type": "https", "base_url": f"http://127.0.0.1:{port}", "allow_plain_http": True}
-            ],
+            "transports": [http_transport(port)],
         },
     )
     assert main(["requeue", "--config", str(toml), "--transport", "https"]) == 0
@@ -185,7 +182,7 @@ def test_status_names_a_device_that_does_not_answer(tmp_path, station_id, statio
         station_id,
         station_key[0],
         [analyzer_device(free_port(), name="so2-analyzer")],
-        [{"type": "https", "base_url": f"http://127.0.0.1:{port}", "allow_plain_http": True}],
+        [http_transport(port)],
     )
     agent = Agent(config)
     agent.start()

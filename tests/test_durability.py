@@ -15,6 +15,7 @@ from conftest import (
     agent_env,
     analyzer_device,
     buffer_readings,
+    http_transport,
     make_config,
     wait_for,
     warehouse_readings,
@@ -52,15 +53,7 @@ def test_kill_9_loses_nothing_and_the_chain_stays_whole(
         "signing": {"key": str(station_key[0])},
         "buffer": {"path": str(tmp_path / "buffer.db"), "seal_interval_s": 0.3},
         "devices": [analyzer_device(analyzer.port, poll=0.1)],
-        "transports": [
-            {
-                "type": "https",
-                "base_url": f"http://127.0.0.1:{port}",
-                "allow_plain_http": True,
-                "backoff_initial_s": 0.1,
-                "backoff_max_s": 0.5,
-            }
-        ],
+        "transports": [http_transport(port, backoff_initial_s=0.1, backoff_max_s=0.5)],
     }
     config_path = write_toml(tmp_path / "agent.toml", data)
     rng = random.Random(7)

@@ -8,6 +8,7 @@ import pytest
 from conftest import (
     analyzer_device,
     buffer_readings,
+    http_transport,
     make_config,
     wait_for,
     warehouse_readings,
@@ -93,7 +94,7 @@ def test_every_batch_verifies_with_joserfc(tmp_path, station_id, station_key, an
         station_id,
         station_key[0],
         [analyzer_device(analyzer.port)],
-        [{"type": "https", "base_url": f"http://127.0.0.1:{port}", "allow_plain_http": True}],
+        [http_transport(port)],
     )
     _run_until(Agent(config), warehouse, station_id, 3)
     jwk = load_jwk(station_key[0].parent / "station.jwk")
@@ -150,7 +151,7 @@ def test_chain_continues_across_an_agent_restart(
         station_id,
         station_key[0],
         [analyzer_device(analyzer.port)],
-        [{"type": "https", "base_url": f"http://127.0.0.1:{port}", "allow_plain_http": True}],
+        [http_transport(port)],
     )
     _run_until(Agent(config), warehouse, station_id, 3)
     first_run = warehouse.count(station_id)[0]

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ROOT, agent_env, make_config, wait_for, warehouse_readings
+from conftest import ROOT, agent_env, http_transport, make_config, wait_for, warehouse_readings
 
 from agent.cli import main as cli_main
 from agent.config import load_config, parse_config
@@ -346,7 +346,7 @@ def test_agent_delivers_serial_sensor_readings_to_the_warehouse(
             station_id,
             station_key[0],
             [device],
-            [{"type": "https", "base_url": f"http://127.0.0.1:{port}", "allow_plain_http": True}],
+            [http_transport(port)],
         )
         agent = Agent(config)
         agent.start()
