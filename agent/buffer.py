@@ -15,8 +15,10 @@ Durability, stated once (docs/durability.md proves each with a test):
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
+import time
 import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -382,6 +384,17 @@ class Buffer:
             cur.close()
         return out
 
+    def requeue_marker(self, transport: str) -> tuple[int, list[int]] | None:
+        """(when, seqs) of the last ``requeue`` for ``transport``, or None."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT value FROM meta WHERE key = ?", (f"requeue:{transport}",)
+            ).fetchone()
+        if row is None:
+            return None
+        data = json.loads(row[0])
+        return data["at"], data["seqs"]
+
     def first_pending_seq(self, transport: str) -> int | None:
         """The oldest batch ``transport`` still owes, or None."""
         with self._lock:
@@ -414,7 +427,7 @@ class Buffer:
 
     def requeue(self, transport: str, seqs: Sequence[int] | None = None) -> list[int]:
         """Make quarantined batches (all, or these seqs) pending again for ``transport``.
-        Returns the seqs requeued; a running agent sends them after its next start."""
+        Returns the seqs requeued; a running agent's sender picks them up within seconds."""
 
         def requeue(conn: sqlite3.Connection) -> list[int]:
             rows = conn.execute(
@@ -426,6 +439,11 @@ class Buffer:
                 "DELETE FROM deliveries WHERE transport = ? AND seq = ? AND state = ?",
                 [(transport, s, QUARANTINED) for s in chosen],
             )
+            if chosen:  # tells a running agent's sender to look back for them
+                conn.execute(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                    (f"requeue:{transport}", json.dumps({"at": time.time_ns(), "seqs": chosen})),
+                )
             return chosen
 
         return self._write("requeueing quarantined batches", requeue)

@@ -103,7 +103,7 @@ def _cmd_requeue(args: argparse.Namespace) -> int:
         return 0
     print(
         f"{args.transport}: requeued {len(seqs)} batch(es) (seq {', '.join(map(str, seqs))}); "
-        "restart the agent to send them (systemctl restart station-agent)"
+        "the running agent sends them within seconds (or at its next start)"
     )
     return 0
 

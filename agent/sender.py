@@ -20,6 +20,7 @@ from agent.logs import event
 from agent.transports import Ack, Outcome, Reject, Retry, Transport
 
 log = logging.getLogger("agent.sender")
+REQUEUE_CHECK_S = 5.0
 
 
 class Sender:
@@ -39,6 +40,9 @@ class Sender:
         self.backoff_initial_s, self.backoff_max_s = backoff_initial_s, backoff_max_s
         self._wake = threading.Event()
         self._stop_deadline = 0.0
+        self._requeue_mark: tuple[int, list[int]] | None = None
+        self._requeue_check_at = 0.0
+        self._requeued: set[int] = set()  # picked up, not yet done: the floor is low meanwhile
         self._outcomes: deque[tuple[int, Outcome]] = deque()
         self._in_flight: dict[int, int] = {}  # seq -> bytes
         self._done_above_floor: set[int] = set()
@@ -52,8 +56,8 @@ class Sender:
 
     # --- lifecycle ------------------------------------------------------------------------
     def start(self) -> None:
-        first = self.buffer.first_pending_seq(self.name)
-        self._floor = (first - 1) if first is not None else self.buffer.chain_head()[0]
+        self._reset_floor()
+        self._requeue_mark = self.buffer.requeue_marker(self.name)
         self.transport.start(self._on_outcome)
         self._thread = threading.Thread(target=self._run, name=f"sender-{self.name}", daemon=True)
         self._thread.start()
@@ -101,12 +105,38 @@ class Sender:
                         if not self._in_flight:
                             return
                     continue
+                self._pick_up_requeued()
                 self._fill_window()
             except StorageError as exc:
                 event(
                     log, logging.ERROR, "sender_storage_error", transport=self.name, error=str(exc)
                 )
                 time.sleep(1.0)
+
+    def _reset_floor(self) -> None:
+        first = self.buffer.first_pending_seq(self.name)
+        self._floor = (first - 1) if first is not None else self.buffer.chain_head()[0]
+        self._done_above_floor = {s for s in self._done_above_floor if s > self._floor}
+
+    def _pick_up_requeued(self) -> None:
+        """``station-agent requeue`` made quarantined batches pending again: look back."""
+        if time.monotonic() < self._requeue_check_at:
+            return
+        self._requeue_check_at = time.monotonic() + REQUEUE_CHECK_S
+        mark = self.buffer.requeue_marker(self.name)
+        if mark is None or mark == self._requeue_mark:
+            return
+        self._requeue_mark = mark
+        self._done_above_floor -= set(mark[1])
+        self._requeued = set(mark[1])
+        self._reset_floor()
+        event(
+            log,
+            logging.INFO,
+            "requeued_batches_picked_up",
+            transport=self.name,
+            seqs=_ranges(mark[1]),
+        )
 
     def _reachable(self) -> bool:
         """False when the transport knows it is offline: waiting for acks would be in vain."""
@@ -188,6 +218,10 @@ class Sender:
         while self._floor + 1 in self._done_above_floor:
             self._floor += 1
             self._done_above_floor.discard(self._floor)
+        if self._requeued:
+            self._requeued.discard(seq)
+            if not self._requeued:  # the requeued batches are through: raise the floor again
+                self._reset_floor()
 
     def _schedule_retry(self, seq: int, reason: str) -> None:
         self._backoff_s = min(self.backoff_max_s, max(self.backoff_initial_s, self._backoff_s * 2))

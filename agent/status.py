@@ -150,7 +150,7 @@ def render(status: dict[str, Any]) -> str:
         if t["quarantined"]:
             lines.append(
                 f"    once the cause is fixed: station-agent requeue --config FILE --transport "
-                f"{t['name']}, then restart the agent"
+                f"{t['name']}"
             )
     lines.append("devices:")
     for d in status["devices"]:

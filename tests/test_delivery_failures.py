@@ -160,12 +160,15 @@ def test_rejected_batch_is_quarantined_and_later_batches_still_flow(
             "transports": [http_transport(port)],
         },
     )
-    assert main(["requeue", "--config", str(toml), "--transport", "https"]) == 0
-    assert gather(config)["transports"][0]["quarantined"] == []
     agent = Agent(config)
-    agent.start()
+    agent.start()  # running while the technician requeues: it picks them up by itself
     try:
+        time.sleep(1)
+        assert main(["requeue", "--config", str(toml), "--transport", "https"]) == 0
+        assert gather(config)["transports"][0]["quarantined"] == []
         wait_for(lambda: not warehouse.gaps(station_id), 15, "the requeued batches")
+        sealed = agent.buffer.chain_head()[0]
+        wait_for(lambda: warehouse.count(station_id)[0] >= sealed + 2, 10, "later batches too")
     finally:
         agent.stop(grace_s=5)
     report = verify_chain(enumerate(warehouse.jws_list(station_id)), station_key[1])
