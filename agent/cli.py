@@ -24,10 +24,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from agent.config import load_config
+    from agent.config import file_warnings, load_config
 
     config = load_config(args.file)
     print(f"{args.file}: OK — {config.summary()}")
+    for warning in file_warnings(config):
+        print(f"{args.file}: warning: {warning}", file=sys.stderr)
     return 0
 
 

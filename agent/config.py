@@ -195,6 +195,24 @@ class Config(_Section):
         )
 
 
+def file_warnings(config: Config) -> list[str]:
+    """Files the configuration names that are not there yet (valid, but ``run`` would fail)."""
+    out = []
+    if not config.signing.key.exists():
+        out.append(
+            f"signing.key {config.signing.key} does not exist yet "
+            "(create it with: station-agent keygen --out DIR)"
+        )
+    if not config.buffer.path.parent.is_dir():
+        out.append(f"buffer.path: directory {config.buffer.path.parent} does not exist")
+    for i, t in enumerate(config.transports):
+        for name in ("ca_file", "cert_file", "key_file"):
+            path = getattr(t.tls, name, None) if t.tls else None
+            if path is not None and not path.exists():
+                out.append(f"transports[{i}].tls.{name} {path} does not exist")
+    return out
+
+
 def _absolutize(value: Any, base: Path) -> Any:
     if isinstance(value, Path) and not value.is_absolute():
         return (base / value).resolve()
