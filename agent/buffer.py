@@ -450,17 +450,19 @@ class Buffer:
 
     # --- upkeep ---------------------------------------------------------------------------
     def prune(self, transports: Sequence[str], older_than_ms: int) -> int:
-        """Delete batches (and their readings) sealed before ``older_than_ms`` that every
-        transport acknowledged; the newest batch is always kept for the chain. Returns the
-        number of readings deleted."""
+        """Delete the oldest batches (and their readings) that every transport acknowledged
+        before ``older_than_ms`` and that were sealed before it: always a prefix of the chain,
+        never a batch still owed or quarantined anywhere, never the newest batch (it carries
+        the chain head). Returns the number of readings deleted."""
         if not transports:
             return 0
+        names = ",".join("?" * len(transports))
 
         def prune(conn: sqlite3.Connection) -> int:
             floor = conn.execute("SELECT max(seq) FROM batches").fetchone()[0]
             if floor is None:
                 return 0
-            floor -= 1  # the newest batch carries the chain head: always kept
+            floor -= 1
             for name in transports:
                 first_unacked = conn.execute(
                     "SELECT min(seq) FROM batches b WHERE NOT EXISTS (SELECT 1 FROM deliveries "
@@ -469,13 +471,23 @@ class Buffer:
                 ).fetchone()[0]
                 if first_unacked is not None:
                     floor = min(floor, first_unacked - 1)
+            # The first batch too young by its sealing or by its last acknowledgement ends the
+            # prefix (the clock may have gone backwards, so seq order is not time order).
+            too_young = conn.execute(
+                "SELECT min(b.seq) FROM batches b WHERE b.seq <= ? AND (b.sealed_at_ms >= ? OR "
+                f"(SELECT max(d.at_ms) FROM deliveries d WHERE d.seq = b.seq AND d.state = {ACKED} "
+                f"AND d.transport IN ({names})) >= ?)",
+                (floor, older_than_ms, *transports, older_than_ms),
+            ).fetchone()[0]
+            if too_young is not None:
+                floor = min(floor, too_young - 1)
             row = conn.execute(
-                "SELECT max(seq), max(last_id) FROM batches WHERE seq <= ? AND sealed_at_ms < ?",
-                (floor, older_than_ms),
+                "SELECT seq, last_id FROM batches WHERE seq <= ? ORDER BY seq DESC LIMIT 1",
+                (floor,),
             ).fetchone()
-            upto_seq, upto_id = row
-            if upto_seq is None:
+            if row is None:
                 return 0
+            upto_seq, upto_id = row
             deleted = conn.execute("DELETE FROM readings WHERE id <= ?", (upto_id,)).rowcount
             conn.execute("DELETE FROM batches WHERE seq <= ?", (upto_seq,))
             conn.execute("DELETE FROM deliveries WHERE seq <= ?", (upto_seq,))

@@ -83,6 +83,26 @@ def test_kill_9_loses_nothing_and_the_chain_stays_whole(
     assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
 
+def test_prune_keeps_readings_for_the_retention_after_their_acknowledgement(tmp_path, station_key):
+    """Sealed long ago but acknowledged only now (after an outage): kept, counted from the ack."""
+    day = 86_400_000
+    now = SystemClock().now_ms()
+
+    class SeventyDaysAgo:
+        def now_ms(self) -> int:
+            return now - 70 * day
+
+    buf = Buffer(tmp_path / "b.db")
+    sealer = Sealer(buf, Signer(load_private_key(station_key[0])), "S", SeventyDaysAgo(), 1)
+    buf.store_poll([_reading(i) for i in range(4)], device="dev")
+    sealer.seal_pending()
+    buf.mark_acked("a", [1], now - 61 * day)  # acknowledged 61 days ago
+    buf.mark_acked("a", [2], now - 1 * day)  # acknowledged yesterday, after an outage
+    buf.mark_acked("a", [3, 4], now - 61 * day)
+    assert buf.prune(["a"], now - 60 * day) == 1, "only seq 1: seq 2 ends the prefix"
+    assert [r.time_ms for r in buf.readings()] == [1, 2, 3]
+
+
 def _reading(t: int, value: float = 1.0) -> Reading:
     return Reading("dev", "SO2", "mg/Nm3", t, value, "00")
 
