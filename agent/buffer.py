@@ -273,13 +273,6 @@ class Buffer:
             ).fetchone()
         return (row[0], row[1], row[2]) if row else (0, None, 0)
 
-    def unsealed_count(self) -> int:
-        with self._lock:
-            _seq, _digest, upto = self.chain_head()
-            return self._conn.execute(
-                "SELECT count(*) FROM readings WHERE id > ?", (upto,)
-            ).fetchone()[0]
-
     def seal(
         self,
         make_jws: Callable[[int, str | None, list[ReadingRow]], tuple[str, int]],
