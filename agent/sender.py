@@ -72,7 +72,10 @@ class Sender:
         if self._thread:
             self._thread.join(timeout_s + 1.0)
         self.transport.stop(max(0.1, deadline - time.monotonic()))
-        self._drain_outcomes()  # acks that raced the shutdown still count
+        try:
+            self._drain_outcomes()  # acks that raced the shutdown still count
+        except StorageError as exc:  # not recorded: those batches are re-sent at the next start
+            event(log, logging.ERROR, "sender_storage_error", transport=self.name, error=str(exc))
 
     def wake(self) -> None:
         """New batches were sealed: look for work now."""
