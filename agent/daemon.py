@@ -217,6 +217,8 @@ class Agent:
             "agent_stopped",
             **{f"first_unacked_{k}": v for k, v in backlog.items()},
         )
+        if self.poller.waiting():  # the buffer could not take them (full disk) before the stop
+            event(log, logging.ERROR, "readings_lost_at_stop", polls=self.poller.waiting())
 
     def run_until_signal(self) -> None:
         """Run until SIGTERM or SIGINT, then stop cleanly."""
