@@ -198,6 +198,7 @@ class Agent:
             return
         self._stopped.set()
         self._scheduler.shutdown(wait=True)
+        self.poller.flush()
         self.seal_and_wake()
         deadline = time.monotonic() + grace_s
         for sender in self.senders:

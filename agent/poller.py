@@ -82,6 +82,11 @@ class Poller:
                 event(log, logging.WARNING, "buffer_writable_again", error_was=self.storage_error)
                 self.storage_error = None
 
+    def flush(self) -> None:
+        """Try once more to store polls waiting in memory (at shutdown)."""
+        with self._lock:
+            self._store_waiting()
+
     def waiting(self) -> int:
         return len(self._unstored)
 
