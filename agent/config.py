@@ -8,6 +8,7 @@ expected. Relative paths in the file are resolved against the file's directory. 
 
 from __future__ import annotations
 
+import functools
 import os
 import tomllib
 from pathlib import Path
@@ -21,12 +22,13 @@ from pydantic import (
     SecretStr,
     ValidationError,
     ValidationInfo,
+    create_model,
     field_validator,
     model_validator,
 )
 
 from agent.errors import ConfigError
-from drivers import DRIVERS
+from drivers import DRIVERS, DeviceConfig
 
 _NAME = r"^[A-Za-z0-9_.\-]+$"
 
@@ -159,19 +161,12 @@ TransportConfig = Annotated[
     Field(discriminator="type"),
 ]
 
-_device_models = tuple(model for model, _driver in DRIVERS.values())
-DeviceSection = (
-    Annotated[Union[_device_models], Field(discriminator="driver")]  # noqa: UP007
-    if len(_device_models) > 1
-    else _device_models[0]
-)
-
 
 class Config(_Section):
     station: StationConfig
     signing: SigningConfig
     buffer: BufferConfig
-    devices: list[DeviceSection] = Field(default_factory=list)  # type: ignore[valid-type]
+    devices: list[DeviceConfig] = Field(default_factory=list)  # narrowed by _config_model
     transports: list[TransportConfig] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -271,10 +266,41 @@ def format_validation_error(path: Path, exc: ValidationError) -> str:
     return "\n".join(lines)
 
 
+def _drivers_named(data: Any) -> tuple[str, ...]:
+    """The drivers the file's devices name; every driver if one is missing or unknown (so the
+    error lists the choices)."""
+    devices = data.get("devices") if isinstance(data, dict) else None
+    if not devices:
+        return ()
+    if not isinstance(devices, list):
+        return tuple(DRIVERS)
+    names = [d.get("driver") if isinstance(d, dict) else None for d in devices]
+    if not all(isinstance(n, str) and n in DRIVERS for n in names):
+        return tuple(DRIVERS)
+    return tuple(sorted(set(names)))
+
+
+@functools.cache
+def _config_model(drivers: tuple[str, ...]) -> type[Config]:
+    """``Config`` whose devices are validated by these drivers' models (imported now)."""
+    if not drivers:
+        return Config
+    models = tuple(DRIVERS[name][0] for name in drivers)
+    section = (
+        Annotated[Union[models], Field(discriminator="driver")]  # noqa: UP007
+        if len(models) > 1
+        else models[0]
+    )
+    return create_model(
+        "Config", __base__=Config, devices=(list[section], Field(default_factory=list))
+    )
+
+
 def parse_config(data: dict[str, Any], path: Path) -> Config:
     """Validate already-parsed TOML data as if it came from ``path``."""
     try:
-        config = Config.model_validate(data, context={"base": path.parent.resolve()})
+        model = _config_model(_drivers_named(data))
+        config = model.model_validate(data, context={"base": path.parent.resolve()})
     except ValidationError as exc:
         raise ConfigError(format_validation_error(path, exc)) from None
     _absolutize(config, path.parent.resolve())

@@ -244,3 +244,29 @@ def test_unknown_or_missing_driver_is_named_plainly(tmp_path, device, expected):
     path = write_toml(tmp_path / "c.toml", data)
     result = run_cli("config", "validate", str(path))
     assert result.returncode == 1 and expected in result.stderr, result.stderr
+
+
+def test_a_station_loads_only_the_drivers_it_configures(tmp_path):
+    """Memory on a small station computer: a Modbus station never imports the serial driver."""
+    code = (
+        "import sys; from agent.config import load_config; "
+        "load_config(sys.argv[1]); "
+        "print('serial_line' if 'drivers.serial_line' in sys.modules else '-', "
+        "'pymodbus' if 'pymodbus' in sys.modules else '-')"
+    )
+    modbus = subprocess.run(
+        [sys.executable, "-c", code, str(EXAMPLE)],
+        capture_output=True,
+        text=True,
+        env=agent_env(),
+        cwd=ROOT,
+    )
+    assert modbus.stdout.split() == ["-", "pymodbus"], modbus.stderr
+    serial = subprocess.run(
+        [sys.executable, "-c", code, str(ROOT / "config" / "serial_line.example.toml")],
+        capture_output=True,
+        text=True,
+        env=agent_env(),
+        cwd=ROOT,
+    )
+    assert serial.stdout.split() == ["serial_line", "-"], serial.stderr
