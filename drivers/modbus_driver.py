@@ -12,7 +12,9 @@
   earlier request) is skipped, and input pending before a request is discarded; a late answer
   arriving during a retry of the same request is taken, being that device's answer to it.
 * no answer after every try, or a link that cannot be opened, raises ``DeviceError`` naming the
-  device, the unit, the port and what to check; the poller turns it into fault readings.
+  device, the unit, the port and what to check; the poller turns it into fault readings. If the
+  device stops answering part-way through a poll, the values already read are kept and the
+  channels (or statuses) not read get status "02" with that error.
 * a Modbus exception to a merged request makes each of its channels be read alone, so one bad
   address faults only its channel; after exception 2 (illegal data address) the merged request
   is not tried again.
@@ -149,26 +151,38 @@ class ModbusDriver:
         return _StatusSource(Span(function, register, 1), bit, mapping)
 
     def _fetch_all(self) -> Results:
+        """Every span's registers (or why not). If the device stops answering part-way through
+        a poll, the values already read are kept and the rest of the poll is not waited for."""
         results: Results = {}
-        for request in self._requests:
-            members = request.members
-            outcome = None if request.span in self._split else self._request(request.span)
-            if outcome is None or (isinstance(outcome, int) and len(members) > 1):
-                if outcome == ILLEGAL_DATA_ADDRESS:
-                    self._split.add(request.span)
-                for span in members:
-                    single = self._request(span)
-                    results[span] = (
-                        exception_text(single, span) if isinstance(single, int) else single
-                    )
-                continue
-            for span in members:
-                if isinstance(outcome, int):
-                    results[span] = exception_text(outcome, span)
-                else:
-                    start = span.address - request.span.address
-                    results[span] = outcome[start : start + span.count]
+        for index, request in enumerate(self._requests):
+            try:
+                self._fetch(request, results)
+            except DeviceError as exc:
+                if not results:
+                    raise  # nothing answered: the device is unreachable
+                for later in self._requests[index:]:
+                    for span in later.members:
+                        results.setdefault(span, str(exc))
+                break
         return results
+
+    def _fetch(self, request: Request, results: Results) -> None:
+        """Read one planned request into ``results``; raises ``DeviceError`` on no answer."""
+        members = request.members
+        outcome = None if request.span in self._split else self._request(request.span)
+        if outcome is None or (isinstance(outcome, int) and len(members) > 1):
+            if outcome == ILLEGAL_DATA_ADDRESS:
+                self._split.add(request.span)
+            for span in members:
+                single = self._request(span)
+                results[span] = exception_text(single, span) if isinstance(single, int) else single
+            return
+        for span in members:
+            if isinstance(outcome, int):
+                results[span] = exception_text(outcome, span)
+            else:
+                start = span.address - request.span.address
+                results[span] = outcome[start : start + span.count]
 
     def _request(self, span: Span) -> list[int] | int:
         """Registers or bits read, or the Modbus exception code the device answered."""

@@ -368,3 +368,34 @@ def test_simulator_cli_serves_until_sigterm() -> None:
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+class _GoesSilentAfterFirstRequest(ModbusDevice):
+    """Answers the first request of a poll, then stops answering (too late) for the rest."""
+
+    def __init__(self) -> None:
+        super().__init__(holding={a: 0 for a in range(12)} | {100 + i: 0 for i in range(6)})
+        for i, value in enumerate(BASES.values()):
+            self.set_registers(2 * i, encode(value, "float32", "ABCD"))
+        self.calls = 0
+
+    def refresh(self) -> None:
+        self.calls += 1
+        if self.calls > 1:
+            time.sleep(0.5)  # past the driver's 0.2 s timeout
+
+
+def test_device_going_silent_mid_poll_keeps_the_values_already_read() -> None:
+    device = _GoesSilentAfterFirstRequest()
+    with ModbusTcpSimulator(devices={1: device}) as sim:
+        driver = ModbusTcpDriver(analyzer_config(sim.port, retries=1))
+        started = time.monotonic()
+        try:
+            readings = by_param(driver.read(1))
+        finally:
+            driver.close()
+    elapsed = time.monotonic() - started
+    assert readings["SO2"].value == 40.0 and readings["Temp"].value == 140.0
+    for r in readings.values():  # the status registers (second request) never came
+        assert r.status == "02" and "no answer in 0.2 s (2 tries)" in r.error
+    assert elapsed < 0.2 * 2 + 0.5, "the rest of the poll is not waited for"
