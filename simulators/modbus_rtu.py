@@ -30,8 +30,7 @@ from simulators.modbus_server import (
     ModbusDevice,
     ModbusServerCore,
     rtu_answer,
-    rtu_crc_ok,
-    split_rtu_request,
+    rtu_frames,
 )
 
 _SPEEDS = {
@@ -138,14 +137,8 @@ class ModbusRtuSimulator(ModbusServerCore):
                 return
             if not self.line.matches(master):
                 continue  # at the wrong baud rate or parity the devices hear only noise
-            buffer += chunk
-            while True:
-                frame, buffer = split_rtu_request(buffer)
-                if frame is None:
-                    break
-                if not rtu_crc_ok(frame):
-                    buffer = b""
-                    break
+            frames, buffer = rtu_frames(buffer + chunk)
+            for frame in frames:
                 self._dispatch(master, frame)
 
     def _dispatch(self, master: int, frame: bytes) -> None:

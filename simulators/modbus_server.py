@@ -329,6 +329,19 @@ def rtu_crc_ok(frame: bytes) -> bool:
     return len(frame) >= 4 and crc16(frame[:-2]) == struct.unpack("<H", frame[-2:])[0]
 
 
+def rtu_frames(buffer: bytes) -> tuple[list[bytes], bytes]:
+    """The whole request frames at the start of ``buffer`` and what is left of it. A frame with
+    a bad CRC drops the rest: the device resynchronises, as after an RTU silence."""
+    frames = []
+    while True:
+        frame, buffer = split_rtu_request(buffer)
+        if frame is None:
+            return frames, buffer
+        if not rtu_crc_ok(frame):
+            return frames, b""
+        frames.append(frame)
+
+
 class ModbusTcpSimulator(ModbusServerCore):
     """Modbus TCP server on a background thread; ``port=0`` picks a free port.
 
@@ -440,14 +453,8 @@ class ModbusTcpSimulator(ModbusServerCore):
         buffer = b""
         try:
             while chunk := conn.recv(512):
-                buffer += chunk
-                while True:
-                    frame, buffer = split_rtu_request(buffer)
-                    if frame is None:
-                        break
-                    if not rtu_crc_ok(frame):
-                        buffer = b""  # garbage: resynchronise, as a device does after silence
-                        break
+                frames, buffer = rtu_frames(buffer + chunk)
+                for frame in frames:
                     response, fault = self.answer(frame[0], frame[1:-2])
                     if response is None or frame[0] == 0:
                         continue
