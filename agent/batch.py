@@ -17,9 +17,9 @@ from typing import Annotated, Literal
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 
-from agent.errors import VerificationError
 from agent.jws import public_jwk, sign_compact
-from agent.model import rfc3339_ms
+from core.errors import VerificationError
+from core.reading import rfc3339_ms
 
 PAYLOAD_VERSION = 1
 _RFC3339_UTC = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?Z$"

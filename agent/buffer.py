@@ -24,24 +24,15 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.errors import DiskFullError, StorageError
 from agent.jws import b64url, b64url_decode, chain_digest
-from agent.model import Reading
+from core.batch import SealedBatch
+from core.errors import DiskFullError, StorageError
+from core.reading import Reading
 
 SCHEMA_VERSION = 1
 ACKED, QUARANTINED = 1, 2
 _STATUS_CODE = {"00": 0, "01": 1, "02": 2}
 _STATUS_TEXT = ("00", "01", "02")
-
-
-@dataclass(frozen=True, slots=True)
-class SealedBatch:
-    """A stored, signed batch ready to send: ``jws`` is the exact byte string sent every time."""
-
-    seq: int
-    jws: str
-    count: int
-    sealed_at_ms: int
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from agent import __version__
-from agent.errors import AgentError
+from core.errors import AgentError
 
 
 def _cmd_run(args: argparse.Namespace) -> int:

@@ -27,7 +27,7 @@ from pydantic import (
     model_validator,
 )
 
-from agent.errors import ConfigError
+from core.errors import ConfigError
 from drivers import DRIVERS, DeviceConfig
 
 _NAME = r"^[A-Za-z0-9_.\-]+$"

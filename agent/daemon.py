@@ -8,6 +8,7 @@ everything else queued on disk.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -24,7 +25,6 @@ from agent.batch import Signer
 from agent.buffer import Buffer
 from agent.clock import Clock, default_clock
 from agent.config import Config
-from agent.errors import StorageError
 from agent.health import HealthFile, health_path
 from agent.keys import load_private_key
 from agent.logs import event
@@ -32,7 +32,8 @@ from agent.poller import Poller
 from agent.sealing import Sealer
 from agent.sender import Sender
 from agent.transports import make_transport
-from drivers import Driver, make_driver
+from core.errors import StorageError
+from drivers import Driver, ListeningDriver, make_driver
 
 log = logging.getLogger("agent")
 PRUNE_EVERY_S = 3600
@@ -67,7 +68,7 @@ class Agent:
             config.buffer.max_readings_per_batch,
         )
         self.poller = Poller(self.buffer, self.clock)
-        self.drivers: list[Driver] = [make_driver(d) for d in config.devices]
+        self.drivers: list[Driver | ListeningDriver] = [make_driver(d) for d in config.devices]
         self.senders: list[Sender] = []
         for tc in config.transports:
             backoff = (getattr(tc, "backoff_initial_s", 1.0), getattr(tc, "backoff_max_s", 60.0))
@@ -97,6 +98,9 @@ class Agent:
         """Open devices, start senders and the schedule; returns at once."""
         cfg = self.config
         for driver in self.drivers:
+            if isinstance(driver, ListeningDriver):
+                driver.start(functools.partial(self.poller.accept, driver.name))
+                continue
             try:
                 driver.open()
             except Exception as exc:  # a device down at start-up is polled (and reported) anyway
@@ -106,6 +110,8 @@ class Agent:
         for sender in self.senders:
             sender.start()
         for driver, dcfg in zip(self.drivers, cfg.devices, strict=True):
+            if isinstance(driver, ListeningDriver):
+                continue
             self._add_job(self.poller.poll, dcfg.poll_interval_s, f"poll-{driver.name}", driver)
         self._add_job(self.seal_and_wake, cfg.buffer.seal_interval_s, "seal")
         self._add_job(self.prune, PRUNE_EVERY_S, "prune")
@@ -198,16 +204,17 @@ class Agent:
             return
         self._stopped.set()
         self._scheduler.shutdown(wait=True)
+        for driver in self.drivers:  # no more pushed readings once we seal the last batch
+            if isinstance(driver, ListeningDriver):
+                self._close(driver)
         self.poller.flush()
         self.seal_and_wake()
         deadline = time.monotonic() + grace_s
         for sender in self.senders:
             sender.stop(max(0.5, deadline - time.monotonic()))
         for driver in self.drivers:
-            try:
-                driver.close()
-            except Exception:  # closing a dead connection must not block shutdown
-                pass
+            if not isinstance(driver, ListeningDriver):
+                self._close(driver)
         backlog = {s.name: s.buffer.first_pending_seq(s.name) for s in self.senders}
         self.buffer.close()
         self._health.write({**self.health(), "pid": None, "stopped": True})
@@ -220,6 +227,13 @@ class Agent:
         )
         if self.poller.waiting():  # the buffer could not take them (full disk) before the stop
             event(log, logging.ERROR, "readings_lost_at_stop", polls=self.poller.waiting())
+
+    @staticmethod
+    def _close(driver: Driver | ListeningDriver) -> None:
+        try:
+            driver.stop() if isinstance(driver, ListeningDriver) else driver.close()
+        except Exception:  # closing a dead connection must not block shutdown
+            pass
 
     def run_until_signal(self) -> None:
         """Run until SIGTERM or SIGINT, then stop cleanly."""

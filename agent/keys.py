@@ -15,8 +15,8 @@ from cryptography.hazmat.primitives.serialization import (
     load_pem_private_key,
 )
 
-from agent.errors import KeyFileError
 from agent.jws import public_jwk
+from core.errors import KeyFileError
 
 KEY_NAME = "station.key"
 JWK_NAME = "station.jwk"

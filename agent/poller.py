@@ -13,9 +13,9 @@ from collections import deque
 
 from agent.buffer import Buffer
 from agent.clock import Clock
-from agent.errors import DeviceError, StorageError
 from agent.logs import event
-from agent.model import FAULT, Reading
+from core.errors import DeviceError, StorageError
+from core.reading import FAULT, Reading
 from drivers import Driver
 
 log = logging.getLogger("agent.poller")
@@ -52,12 +52,22 @@ class Poller:
     def poll(self, driver: Driver) -> None:
         """Read one device and commit its readings (see the module docstring on failure)."""
         readings, error, time_ms = self.read(driver)
+        self.accept(driver.name, readings, error, time_ms)
+
+    def accept(
+        self, device: str, readings: list[Reading], error: str | None = None, time_ms: int = 0
+    ) -> None:
+        """Commit readings a device produced (polled, or pushed by a listening driver); returns
+        when they are stored, or queued in memory if the buffer cannot take them now."""
+        if not readings:
+            return
         if error:
-            event(log, logging.WARNING, "device_error", device=driver.name, error=error)
+            event(log, logging.WARNING, "device_error", device=device, error=error)
+        time_ms = time_ms or max(r.time_ms for r in readings)
         with self._lock:
             if len(self._unstored) == self._unstored.maxlen:
                 self.dropped += 1  # the oldest waiting poll falls out now: counted and logged
-            self._unstored.append((driver.name, readings, error, time_ms))
+            self._unstored.append((device, readings, error, time_ms))
             self._store_waiting()
 
     def _store_waiting(self) -> None:

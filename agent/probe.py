@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from agent.errors import DeviceError
+from core.errors import DeviceError
 from drivers.base import Driver, Probeable, ProbeRow
 
 COLUMNS = ("channel", "raw", "value", "unit", "status", "error")

@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 
 from agent.batch import Signer, build_payload
-from agent.buffer import Buffer, ReadingRow, SealedBatch
+from agent.buffer import Buffer, ReadingRow
 from agent.clock import Clock
 from agent.logs import event
+from core.batch import SealedBatch
 
 log = logging.getLogger("agent.sealing")
 

@@ -15,9 +15,10 @@ from collections import deque
 
 from agent.buffer import Buffer
 from agent.clock import Clock
-from agent.errors import StorageError
 from agent.logs import event
-from agent.transports import Ack, Outcome, Reject, Retry, Transport
+from agent.transports import Transport
+from core.errors import StorageError
+from core.outcomes import Ack, Outcome, Reject, Retry
 
 log = logging.getLogger("agent.sender")
 REQUEUE_CHECK_S = 5.0

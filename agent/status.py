@@ -13,8 +13,8 @@ from typing import Any
 
 from agent.buffer import ACKED, QUARANTINED
 from agent.config import Config
-from agent.errors import StorageError
 from agent.health import read_health
+from core.errors import StorageError
 
 
 def _when(ms: int | None) -> str:

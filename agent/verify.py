@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from agent.batch import PayloadModel, parse_payload
-from agent.errors import VerificationError
 from agent.jws import chain_digest, key_from_jwk, thumbprint, verify_compact
+from core.errors import VerificationError
 
 
 @dataclass(frozen=True)

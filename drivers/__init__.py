@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Iterator, Mapping
 
-from drivers.base import Channel, DeviceConfig, Driver
+from drivers.base import Channel, DeviceConfig, Driver, ListeningDriver
 
 _REGISTRY: dict[str, tuple[str, str, str]] = {
     "modbus_tcp": ("drivers.modbus_tcp", "ModbusTcpConfig", "ModbusTcpDriver"),
@@ -41,9 +41,16 @@ class _Drivers(Mapping[str, tuple[type[DeviceConfig], type]]):
 DRIVERS = _Drivers()
 
 
-def make_driver(config: DeviceConfig) -> Driver:
+def make_driver(config: DeviceConfig) -> Driver | ListeningDriver:
     """Build the driver for one validated device section."""
     return DRIVERS[config.driver][1](config)
 
 
-__all__ = ["DRIVERS", "Channel", "DeviceConfig", "Driver", "make_driver"]
+__all__ = [
+    "DRIVERS",
+    "Channel",
+    "DeviceConfig",
+    "Driver",
+    "ListeningDriver",
+    "make_driver",
+]

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from agent.model import Reading
+from core.reading import Reading
 
 
 class DeviceConfig(BaseModel):
@@ -46,6 +47,29 @@ class Driver(Protocol):
     def read(self, time_ms: int) -> list[Reading]: ...
 
     def close(self) -> None: ...
+
+
+Deliver = Callable[[list[Reading]], None]
+
+
+@runtime_checkable
+class ListeningDriver(Protocol):
+    """A device that sends its data by itself (a datalogger pushing packets) instead of being
+    polled.
+
+    ``start(deliver)`` begins listening (or connecting) in the driver's own threads and returns at
+    once; each time readings arrive the driver calls ``deliver(readings)``, which returns only
+    when they are committed to the buffer (or queued in memory when the disk is full), so a
+    driver may acknowledge its device after ``deliver`` returns. ``stop`` ends the threads.
+    The daemon tells the two kinds apart by ``isinstance(driver, ListeningDriver)``.
+    """
+
+    name: str
+    channels: list[Channel]
+
+    def start(self, deliver: Deliver) -> None: ...
+
+    def stop(self) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)

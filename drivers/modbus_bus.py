@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from pymodbus.pdu import ModbusPDU
 
-from agent.errors import ConfigError
+from core.errors import ConfigError
 from drivers.modbus_link import SerialLink, TcpLink, sleep_until
 from drivers.modbus_wire import (
     Link,

@@ -24,8 +24,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from agent.errors import DeviceError
-from agent.model import FAULT, MEASURING, Reading
+from core.errors import DeviceError
+from core.reading import FAULT, MEASURING, Reading
 from drivers.base import Channel, ProbeRow
 from drivers.modbus_bus import Bus, Endpoint, attach, detach
 from drivers.modbus_codec import decode_bit, decode_string, decode_value, scale_value, string_value

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from agent.errors import AgentError
+from core.errors import AgentError
 from drivers.modbus_bus import Bus, Endpoint
 from drivers.modbus_driver import EXCEPTION_NAMES
 from drivers.modbus_wire import BadAnswer, LinkDown, NoAnswer, parse_read, read_request

@@ -74,8 +74,8 @@ from dataclasses import dataclass
 
 import serial
 
-from agent.errors import DeviceError
-from agent.model import FAULT, MEASURING, Reading
+from core.errors import DeviceError
+from core.reading import FAULT, MEASURING, Reading
 from drivers.base import Channel, ProbeRow
 from drivers.serial_line_config import (
     _DEFAULT_MAP,

@@ -37,8 +37,8 @@ from pathlib import Path
 
 from agent.jws import parse_compact
 from agent.keys import generate_key, load_jwk
-from agent.model import parse_rfc3339
 from agent.verify import StationKey, verify_chain
+from core.reading import parse_rfc3339
 from simulators.certs import make_tls_files
 from simulators.float_device import FloatDevice
 from simulators.modbus_server import ModbusTcpSimulator

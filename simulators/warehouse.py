@@ -29,10 +29,10 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from agent.errors import AgentError, VerificationError
 from agent.jws import chain_digest, parse_compact
 from agent.keys import load_jwk
 from agent.verify import StationKey, check_batch
+from core.errors import AgentError, VerificationError
 
 MAX_BODY = 64 * 1024 * 1024
 FAULTS = ("500", "hang", "close")

@@ -168,7 +168,7 @@ def buffer_readings(db_path: Path) -> Counter:
 
 def warehouse_readings(jws_list: list[str]) -> Counter:
     """Every reading the warehouse holds, in the same shape as ``buffer_readings``."""
-    from agent.model import parse_rfc3339
+    from core.reading import parse_rfc3339
 
     out: Counter = Counter()
     for token in jws_list:

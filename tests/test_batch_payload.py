@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from agent.batch import PAYLOAD_VERSION, build_payload
-from agent.model import rfc3339_ms
+from core.reading import rfc3339_ms
 
 
 def _reference(station, seq, prev, sealed_at_ms, rows) -> bytes:

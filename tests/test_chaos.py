@@ -105,7 +105,7 @@ def test_full_disk_is_reported_and_the_agent_resumes_by_itself(
 @pytest.mark.parametrize("damage", ["truncated", "corrupted"])
 def test_damaged_buffer_refuses_to_start_and_keeps_the_file(tmp_path, station_key, damage):
     from agent.buffer import Buffer
-    from agent.model import Reading
+    from core.reading import Reading
 
     path = tmp_path / "buffer.db"
     buf = Buffer(path)
@@ -147,7 +147,7 @@ def test_recovery_procedure_in_the_docs_works(tmp_path):
     if shutil.which("sqlite3") is None:
         pytest.skip("the sqlite3 shell is not installed")
     from agent.buffer import Buffer
-    from agent.model import Reading
+    from core.reading import Reading
 
     path = tmp_path / "buffer.db"
     buf = Buffer(path)

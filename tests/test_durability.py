@@ -26,11 +26,11 @@ from agent.batch import Signer
 from agent.buffer import Buffer
 from agent.clock import SystemClock
 from agent.daemon import aligned_start
-from agent.errors import StorageError
 from agent.keys import load_private_key
-from agent.model import Reading
 from agent.sealing import Sealer
 from agent.verify import verify_chain
+from core.errors import StorageError
+from core.reading import Reading
 
 
 def _start_agent(config_path):

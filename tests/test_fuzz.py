@@ -14,10 +14,10 @@ from hypothesis import strategies as st
 
 from agent.batch import Signer, build_payload
 from agent.config import parse_config
-from agent.errors import ConfigError, DeviceError, VerificationError
 from agent.jws import b64url
 from agent.keys import generate_key, load_jwk, load_private_key
 from agent.verify import StationKey, check_batch
+from core.errors import ConfigError, DeviceError, VerificationError
 from drivers.modbus_tcp import ModbusTcpConfig, ModbusTcpDriver
 
 FUZZ = settings(

@@ -24,8 +24,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from agent.errors import AgentError, DeviceError
-from agent.model import FAULT, Reading
+from core.errors import AgentError, DeviceError
+from core.reading import FAULT, Reading
 from drivers import DRIVERS
 from simulators.modbus_description import load_description
 from simulators.modbus_rtu import ModbusRtuSimulator

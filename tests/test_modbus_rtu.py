@@ -14,7 +14,7 @@ import pytest
 from conftest import wait_for, write_toml
 
 from agent.cli import main as cli_main
-from agent.errors import DeviceError
+from core.errors import DeviceError
 from drivers.modbus_codec import encode
 from drivers.modbus_rtu import ModbusRtuConfig, ModbusRtuDriver
 from drivers.modbus_tcp import ModbusTcpConfig, ModbusTcpDriver
@@ -406,8 +406,8 @@ def test_agent_polls_devices_sharing_a_port_in_parallel_jobs_with_one_dead(
 
 
 def test_probe_falls_back_to_read_for_a_driver_without_probe() -> None:
-    from agent.model import Reading
     from agent.probe import probe_device, render
+    from core.reading import Reading
     from drivers.base import Channel
 
     class PlainDriver:  # implements Driver only, as a minimal third-party driver would

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from agent.errors import DeviceError
-from agent.model import Reading
+from core.errors import DeviceError
+from core.reading import Reading
 from drivers.base import Driver
 from drivers.modbus_codec import encode
 from drivers.modbus_tcp import ModbusTcpConfig, ModbusTcpDriver

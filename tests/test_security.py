@@ -199,7 +199,7 @@ def test_private_key_and_passwords_never_appear_in_logs_or_status(
 def test_key_readable_by_others_is_refused(tmp_path, station_key, mode):
     import os
 
-    from agent.errors import KeyFileError
+    from core.errors import KeyFileError
 
     os.chmod(station_key[0], mode)
     with pytest.raises(KeyFileError, match="accessible by group/others"):

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from agent.config import parse_config
-from agent.errors import ConfigError, DeviceError
+from core.errors import ConfigError, DeviceError
 from drivers import make_driver
 from simulators.ascii_sensor import AsciiSensorSimulator
 

@@ -17,8 +17,8 @@ from conftest import ROOT, agent_env, http_transport, make_config, wait_for, war
 from agent.cli import main as cli_main
 from agent.config import load_config, parse_config
 from agent.daemon import Agent
-from agent.errors import ConfigError, DeviceError
-from agent.model import Reading
+from core.errors import ConfigError, DeviceError
+from core.reading import Reading
 from drivers.serial_line import SerialLineConfig, SerialLineDriver
 from simulators.ascii_sensor import AsciiSensorSimulator
 

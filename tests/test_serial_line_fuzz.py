@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent.errors import DeviceError
+from core.errors import DeviceError
 from drivers.serial_line import SerialLineConfig, SerialLineDriver, decode_escapes
 
 pytestmark = pytest.mark.timeout(60)

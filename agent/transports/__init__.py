@@ -10,30 +10,10 @@ transport calls ``on_outcome(seq, outcome)`` exactly once for that submission, f
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Protocol
 
-from agent.buffer import SealedBatch
-
-
-@dataclass(frozen=True, slots=True)
-class Ack:
-    pass
-
-
-@dataclass(frozen=True, slots=True)
-class Reject:
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class Retry:
-    reason: str
-
-
-Outcome = Ack | Reject | Retry
-OnOutcome = Callable[[int, Outcome], None]
+from core.batch import SealedBatch
+from core.outcomes import OnOutcome
 
 
 class Transport(Protocol):

@@ -15,11 +15,11 @@ import threading
 
 import httpx
 
-from agent.buffer import SealedBatch
 from agent.config import HttpsTransportConfig
 from agent.logs import event
-from agent.transports import Ack, OnOutcome, Outcome, Reject, Retry
 from agent.transports.tls import client_context
+from core.batch import SealedBatch
+from core.outcomes import Ack, OnOutcome, Outcome, Reject, Retry
 
 log = logging.getLogger("agent.transports.https")
 _RETRY_4XX = {401, 403, 404, 408, 425, 429}

@@ -19,11 +19,11 @@ import time
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
-from agent.buffer import SealedBatch
 from agent.config import MqttTransportConfig
 from agent.logs import event
-from agent.transports import Ack, OnOutcome, Retry
 from agent.transports.tls import client_context
+from core.batch import SealedBatch
+from core.outcomes import Ack, OnOutcome, Retry
 
 log = logging.getLogger("agent.transports.mqtt")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ssl
 
 from agent.config import TlsConfig
-from agent.errors import ConfigError
+from core.errors import ConfigError
 
 
 def client_context(tls: TlsConfig | None) -> ssl.SSLContext:

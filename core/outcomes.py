@@ -1,0 +1,34 @@
+"""What a destination said about one submitted batch.
+
+* ``Ack`` — the destination acknowledged it (MQTT PUBACK, HTTP 2xx/409);
+* ``Reject(reason)`` — the destination refused this batch for good (quarantine it);
+* ``Retry(reason)`` — not delivered this time (connection, timeout, 5xx); send it again later.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """The destination has the batch."""
+
+
+@dataclass(frozen=True, slots=True)
+class Reject:
+    """The destination refused the batch for good."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    """Not delivered this time; send again later."""
+
+    reason: str
+
+
+Outcome = Ack | Reject | Retry
+OnOutcome = Callable[[int, Outcome], None]
