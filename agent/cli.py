@@ -135,8 +135,8 @@ def _cmd_probe(args: argparse.Namespace) -> int:
 
 
 def _cmd_scan(args: argparse.Namespace) -> int:
-    from drivers.modbus_bus import SerialEndpoint, TcpEndpoint
-    from drivers.modbus_scan import parse_units, scan
+    from drivers.modbus.bus import SerialEndpoint, TcpEndpoint
+    from drivers.modbus.scan import parse_units, scan
 
     try:
         units = parse_units(args.units)

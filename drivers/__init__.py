@@ -14,9 +14,9 @@ from collections.abc import Iterator, Mapping
 from drivers.base import Channel, DeviceConfig, Driver, ListeningDriver
 
 _REGISTRY: dict[str, tuple[str, str, str]] = {
-    "modbus_tcp": ("drivers.modbus_tcp", "ModbusTcpConfig", "ModbusTcpDriver"),
-    "modbus_rtu": ("drivers.modbus_rtu", "ModbusRtuConfig", "ModbusRtuDriver"),
-    "serial_line": ("drivers.serial_line", "SerialLineConfig", "SerialLineDriver"),
+    "modbus_tcp": ("drivers.modbus.tcp", "ModbusTcpConfig", "ModbusTcpDriver"),
+    "modbus_rtu": ("drivers.modbus.rtu", "ModbusRtuConfig", "ModbusRtuDriver"),
+    "serial_line": ("drivers.serial_line.driver", "SerialLineConfig", "SerialLineDriver"),
 }
 
 

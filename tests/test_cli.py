@@ -251,7 +251,7 @@ def test_a_station_loads_only_the_drivers_it_configures(tmp_path):
     code = (
         "import sys; from agent.config import load_config; "
         "load_config(sys.argv[1]); "
-        "print('serial_line' if 'drivers.serial_line' in sys.modules else '-', "
+        "print('serial_line' if 'drivers.serial_line.driver' in sys.modules else '-', "
         "'pymodbus' if 'pymodbus' in sys.modules else '-')"
     )
     modbus = subprocess.run(

@@ -15,9 +15,9 @@ from conftest import wait_for, write_toml
 
 from agent.cli import main as cli_main
 from core.errors import DeviceError
-from drivers.modbus_codec import encode
-from drivers.modbus_rtu import ModbusRtuConfig, ModbusRtuDriver
-from drivers.modbus_tcp import ModbusTcpConfig, ModbusTcpDriver
+from drivers.modbus.codec import encode
+from drivers.modbus.rtu import ModbusRtuConfig, ModbusRtuDriver
+from drivers.modbus.tcp import ModbusTcpConfig, ModbusTcpDriver
 from simulators.modbus_control import apply_command
 from simulators.modbus_rtu import LineSettings, ModbusRtuSimulator
 from simulators.modbus_server import Fault, ModbusDevice, ModbusTcpSimulator, rtu_frame

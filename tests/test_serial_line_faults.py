@@ -19,7 +19,7 @@ from agent.config import load_config, parse_config
 from agent.daemon import Agent
 from core.errors import ConfigError, DeviceError
 from core.reading import Reading
-from drivers.serial_line import SerialLineConfig, SerialLineDriver
+from drivers.serial_line.driver import SerialLineConfig, SerialLineDriver
 from simulators.ascii_sensor import AsciiSensorSimulator
 
 pytestmark = pytest.mark.timeout(15)

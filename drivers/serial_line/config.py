@@ -1,6 +1,6 @@
 """Configuration of the ``serial_line`` driver: its pydantic models, escapes and checksums.
 
-Every option is described in ``drivers/serial_line.py``; this module validates them (regexes
+Every option is described in ``drivers/serial_line/driver.py``; this module validates them (regexes
 compile, channel groups exist in the pattern) so ``config validate`` reports mistakes early.
 """
 

@@ -46,14 +46,14 @@ configured and the value was read; "02" with an ``error`` when the channel could
 Modbus exception, a NaN/infinite float, text that is not a number).
 
 pymodbus builds the requests and decodes the answers, framing them as MBAP or RTU (with CRC)
-frames (``drivers/modbus_wire.py``). Devices with the same host and port share one connection
+frames (``drivers/modbus/wire.py``). Devices with the same host and port share one connection
 and take turns (one request at a time). If a device does not answer, ``read`` raises
 ``DeviceError`` after ``timeout_s * (retries + 1)`` seconds; with framer "tcp" each try after a
 silence uses a new connection, so a late answer is never taken for the answer to a later
 request. A refused connection fails at
-once; reconnecting backs off as described in ``drivers/modbus_bus.py``; a connection the device
+once; reconnecting backs off as described in ``drivers/modbus/bus.py``; a connection the device
 dropped while idle is reopened without an error. Requests are coalesced as described in
-``drivers/modbus_plan.py`` (``station-agent probe`` shows the plan).
+``drivers/modbus/plan.py`` (``station-agent probe`` shows the plan).
 """
 
 from __future__ import annotations
@@ -62,9 +62,9 @@ from typing import Literal
 
 from pydantic import ConfigDict, Field
 
-from drivers.modbus_bus import TcpEndpoint
-from drivers.modbus_config import ModbusChannel, ModbusDeviceConfig, StatusConfig
-from drivers.modbus_driver import ModbusDriver
+from drivers.modbus.bus import TcpEndpoint
+from drivers.modbus.config import ModbusChannel, ModbusDeviceConfig, StatusConfig
+from drivers.modbus.driver import ModbusDriver
 
 
 class ModbusTcpConfig(ModbusDeviceConfig):

@@ -4,7 +4,7 @@ pymodbus (>= 3.10, < 4) builds each read request (``ReadHoldingRegistersRequest`
 it (``FramerRTU`` with its CRC, ``FramerSocket`` with the MBAP header), says how long an RTU
 answer is from its first bytes, checks its CRC, unpacks the answer frame and decodes its PDU
 (``DecodePDU``). Its clients (``ModbusTcpClient``, ``ModbusSerialClient``) are not used; this
-module reads the bytes itself from a ``Link`` (``drivers/modbus_link.py``) against a deadline,
+module reads the bytes itself from a ``Link`` (``drivers/modbus/link.py``) against a deadline,
 exactly as many as pymodbus says the frame has, so that
 
 * a try never outlasts its timeout (the sync clients restart their wait after each chunk

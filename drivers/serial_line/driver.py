@@ -77,7 +77,7 @@ import serial
 from core.errors import DeviceError
 from core.reading import FAULT, MEASURING, Reading
 from drivers.base import Channel, ProbeRow
-from drivers.serial_line_config import (
+from drivers.serial_line.config import (
     _DEFAULT_MAP,
     CHECKSUMS,
     SerialChannel,

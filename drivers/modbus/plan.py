@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from drivers.modbus_config import BIT_TABLES, FUNCTION_CODES
+from drivers.modbus.config import BIT_TABLES, FUNCTION_CODES
 
 MAX_REGISTERS = 125
 MAX_BITS = 2000

@@ -1,10 +1,10 @@
 """Byte links under pymodbus's framers: a serial port (pyserial) and a TCP connection.
 
-``drivers/modbus_wire.py`` writes the frames pymodbus builds and reads answers through these,
+``drivers/modbus/wire.py`` writes the frames pymodbus builds and reads answers through these,
 each read bounded by a deadline.
 
 Every failure to open or keep the link becomes ``LinkDown`` with a technician's sentence; the
-bus closes the link and reopens it on a later request (see ``drivers/modbus_bus.py``).
+bus closes the link and reopens it on a later request (see ``drivers/modbus/bus.py``).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import time
 
 import serial
 
-from drivers.modbus_wire import LinkDown, remaining
+from drivers.modbus.wire import LinkDown, remaining
 
 
 class SerialLink:

@@ -1,10 +1,10 @@
 """The Modbus device driver shared by every line: plan, request with retries, decode, status.
 
 ``ModbusDriver(config, endpoint)`` polls one device (unit id) on a shared bus
-(``drivers/modbus_bus.py``). It implements ``Driver`` and ``Probeable``. What a poll does:
+(``drivers/modbus/bus.py``). It implements ``Driver`` and ``Probeable``. What a poll does:
 
-* the request plan (``drivers/modbus_plan.py``) is sent in order, each request encoded,
-  framed and its answer decoded by pymodbus (``drivers/modbus_wire.py``); each request is tried
+* the request plan (``drivers/modbus/plan.py``) is sent in order, each request encoded,
+  framed and its answer decoded by pymodbus (``drivers/modbus/wire.py``); each request is tried
   ``retries + 1`` times when it gets no answer or a garbled one. A device that stayed silent in
   its last poll is tried once per request until it answers again, so a dead device costs the
   bus one timeout per poll.
@@ -27,11 +27,11 @@ from dataclasses import dataclass
 from core.errors import DeviceError
 from core.reading import FAULT, MEASURING, Reading
 from drivers.base import Channel, ProbeRow
-from drivers.modbus_bus import Bus, Endpoint, attach, detach
-from drivers.modbus_codec import decode_bit, decode_string, decode_value, scale_value, string_value
-from drivers.modbus_config import BIT_TABLES, DEFAULT_STATUS_MAP, ModbusChannel, ModbusDeviceConfig
-from drivers.modbus_plan import Request, Span, plan
-from drivers.modbus_wire import BadAnswer, LinkDown, LinkError, NoAnswer, parse_read, read_request
+from drivers.modbus.bus import Bus, Endpoint, attach, detach
+from drivers.modbus.codec import decode_bit, decode_string, decode_value, scale_value, string_value
+from drivers.modbus.config import BIT_TABLES, DEFAULT_STATUS_MAP, ModbusChannel, ModbusDeviceConfig
+from drivers.modbus.plan import Request, Span, plan
+from drivers.modbus.wire import BadAnswer, LinkDown, LinkError, NoAnswer, parse_read, read_request
 
 EXCEPTION_NAMES = {
     1: "illegal function",

@@ -12,9 +12,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from core.errors import AgentError
-from drivers.modbus_bus import Bus, Endpoint
-from drivers.modbus_driver import EXCEPTION_NAMES
-from drivers.modbus_wire import BadAnswer, LinkDown, NoAnswer, parse_read, read_request
+from drivers.modbus.bus import Bus, Endpoint
+from drivers.modbus.driver import EXCEPTION_NAMES
+from drivers.modbus.wire import BadAnswer, LinkDown, NoAnswer, parse_read, read_request
 
 
 @dataclass(frozen=True, slots=True)

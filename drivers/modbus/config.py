@@ -1,6 +1,6 @@
 """Configuration shared by every Modbus driver: channels, status, coalescing, forbidden ranges.
 
-The keys are documented with each driver (``drivers/modbus_tcp.py``, ``drivers/modbus_rtu.py``);
+The keys are documented with each driver (``drivers/modbus/tcp.py``, ``drivers/modbus/rtu.py``);
 this module holds the one definition of each. Tables and function codes::
 
     "coil"      FC 1, read coils              bits
@@ -17,7 +17,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from drivers.base import DeviceConfig
-from drivers.modbus_codec import ByteOrder, RegisterType, register_count
+from drivers.modbus.codec import ByteOrder, RegisterType, register_count
 
 Function = Literal["coil", "discrete", "holding", "input"]
 ValueType = Literal[

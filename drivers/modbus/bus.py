@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from pymodbus.pdu import ModbusPDU
 
 from core.errors import ConfigError
-from drivers.modbus_link import SerialLink, TcpLink, sleep_until
-from drivers.modbus_wire import (
+from drivers.modbus.link import SerialLink, TcpLink, sleep_until
+from drivers.modbus.wire import (
     Link,
     LinkDown,
     MbapCounter,

@@ -1,7 +1,7 @@
 """Modbus RTU driver (``driver = "modbus_rtu"``): devices on an RS-485/RS-232 serial port.
 
 Options of a ``modbus_rtu`` device section: every key of ``modbus_tcp`` (see
-``drivers/modbus_tcp.py``: unit, timeout_s, retries, request_delay_s, max_gap, forbidden, status,
+``drivers/modbus/tcp.py``: unit, timeout_s, retries, request_delay_s, max_gap, forbidden, status,
 channels...) except host, port and framer, plus::
 
     port             serial port, e.g. "/dev/ttyUSB0" or a stable "/dev/serial/by-id/..." path
@@ -14,7 +14,7 @@ channels...) except host, port and framer, plus::
     request_delay_s  silence before each request on the port, 0..5 s  (default 0.02)
 
 pymodbus builds the requests and decodes the answers, framing them as RTU frames with CRC
-(``drivers/modbus_wire.py``); pyserial drives the port. Several devices (unit ids) on one port
+(``drivers/modbus/wire.py``); pyserial drives the port. Several devices (unit ids) on one port
 share it: give them the same port and the same line settings (baudrate, parity, stopbits,
 bytesize; a mismatch is a start-up error). Requests go one at a time; the port is silent for
 the largest ``request_delay_s`` of its devices between two requests. A device that does not
@@ -32,9 +32,9 @@ from typing import Literal
 
 from pydantic import ConfigDict, Field
 
-from drivers.modbus_bus import SerialEndpoint
-from drivers.modbus_config import ModbusDeviceConfig
-from drivers.modbus_driver import ModbusDriver
+from drivers.modbus.bus import SerialEndpoint
+from drivers.modbus.config import ModbusDeviceConfig
+from drivers.modbus.driver import ModbusDriver
 
 BAUDRATES = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
 
