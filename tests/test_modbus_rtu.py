@@ -222,7 +222,7 @@ def test_fault_set_at_run_time_hits_only_its_device(
 
 
 def test_simulator_cli_serves_rtu_from_a_description_and_takes_commands(tmp_path: Path) -> None:
-    case = ROOT / "tests/cases/modbus_rtu/two_units_with_status/device.toml"
+    case = ROOT / "drivers/modbus/testcases/rtu_two_units_with_status/simulator.toml"
     link = tmp_path / "ttyUSB9"
     process = subprocess.Popen(
         [sys.executable, "-m", "simulators.modbus", "--rtu", "--device", str(case)]
