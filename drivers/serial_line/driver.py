@@ -1,64 +1,10 @@
 """Serial line driver: instruments that answer a request with one line of text over RS-232/485.
 
-Options of a ``serial_line`` device section (every key is checked; a misspelt key is an error)::
-
-    name             device name, used in readings and messages         (required)
-    driver           "serial_line"                                      (required)
-    poll_interval_s  seconds between polls                              (default 60)
-    port             serial device path, e.g. "/dev/ttyUSB1"            (required)
-    baudrate         bits per second                                    (default 9600)
-    bytesize         data bits: 5, 6, 7 or 8                            (default 8)
-    parity           "N" none, "E" even, "O" odd, "M" mark, "S" space   (default "N")
-    stopbits         1, 1.5 or 2                                        (default 1)
-    encoding         text encoding of requests and answers              (default "ascii")
-    request          what to send each poll, escapes allowed (below); leave it out for an
-                     instrument that sends lines by itself              (default: none)
-    terminator       what ends an answer line, escapes allowed          (default "\\r\\n")
-    timeout_s        seconds to wait for a whole line, per try, >0, <=30 (default 1.0)
-    retries          extra tries after no answer or a bad line, 0..10   (default 2)
-    delay_s          seconds of silence on the line before each request (default 0)
-    pattern          regular expression searched in each answer line (terminator removed);
-                     each value sits in a named group (?P<name>...)     (required)
-    checksum         "none", "sum8" (sum of bytes mod 256) or "xor8" (NMEA-style), both as two
-                     hex digits in the group ``checksum``; computed over the group ``checked``
-                     if the pattern has one, else over the line before the ``checksum`` group
-                                                                        (default "none")
-    status           device-wide status from the line (optional):
-      group            named group holding the status text, e.g. a letter    (required)
-      map              status text -> "00"/"01"/"02"; text not in the map gives "02"
-                                                         (default {"0"="00", "1"="01", "2"="02"})
-    channels         one entry per measured parameter (at least one):
-      param            parameter name, unique within the device         (required)
-      unit             unit of the value, e.g. "ug/m3"                  (default "")
-      group            named group in ``pattern`` holding the value     (default: the param)
-      scale, offset    value = number * scale + offset                  (default 1, 0)
-      status_group     this channel's status group; overrides ``status.group``; read with
-                       ``status.map`` (or the default map when there is no ``status``)
-
-One pattern per device, one named group per channel: an instrument answers one line per request,
-so the line is matched once and each channel picks its group. Patterns are checked when the
-configuration is loaded: an invalid expression, or a channel, status or checksum group the
-pattern lacks, is a configuration error naming the field.
-
-Escapes in ``request`` and ``terminator``: ``\\r \\n \\t \\0 \\\\`` and ``\\xHH`` (one byte). Write
-them in a TOML literal string ('READ\\r\\n', '\\x02R\\x03'); a TOML "double-quoted" string
-decodes ``\\r\\n`` itself and does not accept ``\\x``.
-
-A poll: wait until ``delay_s`` passed since the last exchange, discard whatever input is pending
-(a late answer to an earlier request is never taken for this one), send the request, read until
-the terminator, at most ``timeout_s``. Without a request the driver discards pending input,
-skips the first (probably cut) line and takes the next one: ``timeout_s`` must then cover two of
-the instrument's send intervals. A line that is cut short, is not text in ``encoding``, does not
-match the pattern or fails the checksum is tried again; after the last try every channel gets
-``value null, status "02"`` and an error describing that line. A value that is not a number
-faults only its channel. If no try got a single byte, ``read`` raises ``DeviceError`` (the
-poller then records fault readings). Lines longer than 4096 bytes are cut and count as bad.
-
-Status of a reading: its status group through the map; "00" when no status is configured.
-
-The port is opened at the first poll and reopened at the next poll after any port error (USB
-adapter unplugged and plugged back). A port that disappeared while idle is reopened once within
-the same poll, without an error. The port is opened exclusively (no other program may share it).
+Its options (``config.py``), the pattern and escapes, what a poll does and how a reading gets
+its status are in ``README.md``. Implementation notes: a poll drains stale input, sends the
+request and reads until the terminator against a deadline, on a port opened exclusively; a
+line that is cut, not text, does not match or fails its checksum is tried again; if no try got
+a byte, ``read`` raises ``DeviceError`` (the poller then records fault readings).
 """
 
 from __future__ import annotations
