@@ -20,7 +20,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
-import annotated_types
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
@@ -79,18 +78,17 @@ def _kind(annotation: Any) -> str:
 
 def _bounds(field: FieldInfo) -> str:
     """The field's range and length limits, e.g. ``0..247`` or ``> 0, <= 30``."""
-    low = high = ""
-    length = ""
-    for item in field.metadata:
-        if isinstance(item, annotated_types.Ge):
+    low = high = length = ""
+    for item in field.metadata:  # annotated_types' Ge, Gt, Le, Lt, MinLen
+        if getattr(item, "ge", None) is not None:
             low = f">= {item.ge}"
-        elif isinstance(item, annotated_types.Gt):
+        elif getattr(item, "gt", None) is not None:
             low = f"> {item.gt}"
-        elif isinstance(item, annotated_types.Le):
+        elif getattr(item, "le", None) is not None:
             high = f"<= {item.le}"
-        elif isinstance(item, annotated_types.Lt):
+        elif getattr(item, "lt", None) is not None:
             high = f"< {item.lt}"
-        elif isinstance(item, annotated_types.MinLen) and item.min_length > 0:
+        elif getattr(item, "min_length", 0):
             length = "not empty" if item.min_length == 1 else f"at least {item.min_length}"
     if low.startswith(">=") and high.startswith("<="):
         return ", ".join(p for p in (f"{low[3:]}..{high[3:]}", length) if p)
