@@ -33,6 +33,17 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_sample(args: argparse.Namespace) -> int:
+    from agent.config_sample import station_sample
+    from drivers import DRIVERS
+
+    if args.driver is not None and args.driver not in DRIVERS:
+        known = ", ".join(DRIVERS)
+        raise AgentError(f"config sample: unknown driver {args.driver!r} (known: {known})")
+    print(station_sample([args.driver] if args.driver else list(DRIVERS)), end="")
+    return 0
+
+
 def _cmd_keygen(args: argparse.Namespace) -> int:
     from agent.keys import generate_key, load_jwk
 
@@ -135,8 +146,8 @@ def _cmd_probe(args: argparse.Namespace) -> int:
 
 
 def _cmd_scan(args: argparse.Namespace) -> int:
-    from drivers.modbus_bus import SerialEndpoint, TcpEndpoint
-    from drivers.modbus_scan import parse_units, scan
+    from drivers.modbus.bus import SerialEndpoint, TcpEndpoint
+    from drivers.modbus.scan import parse_units, scan
 
     try:
         units = parse_units(args.units)
@@ -199,6 +210,15 @@ def build_parser() -> argparse.ArgumentParser:
     v = csub.add_parser("validate", help="check a configuration file")
     v.add_argument("file")
     v.set_defaults(func=_cmd_validate)
+    v = csub.add_parser(
+        "sample",
+        help="print a complete, valid, commented configuration",
+        description="Print a complete configuration (station, signing, buffer, one transport) "
+        "with the sample devices of DRIVER, or of every driver when DRIVER is left out. "
+        "Redirect it to a file, edit it, check it with `config validate`.",
+    )
+    v.add_argument("driver", nargs="?", metavar="DRIVER", help="e.g. modbus_tcp, modbus_rtu")
+    v.set_defaults(func=_cmd_sample)
 
     p = sub.add_parser("keygen", help="create the station's Ed25519 signing key")
     p.add_argument("--out", required=True, help="directory for station.key and station.jwk")

@@ -283,7 +283,7 @@ class DataloggerDevice:
 
     @staticmethod
     def simulator(n: int):
-        from drivers.modbus_codec import encode
+        from drivers.modbus.codec import encode
         from simulators.modbus_server import ModbusDevice, ModbusTcpSimulator
 
         class _Device(ModbusDevice):

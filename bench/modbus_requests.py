@@ -17,8 +17,8 @@ from typing import Any
 from _harness import note, report
 
 from drivers import make_driver
-from drivers.modbus_codec import register_count
-from drivers.modbus_tcp import ModbusTcpConfig
+from drivers.modbus.codec import register_count
+from drivers.modbus.tcp import ModbusTcpConfig
 from simulators.modbus_server import ModbusDevice, ModbusTcpSimulator
 
 MAX = 125

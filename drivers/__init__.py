@@ -1,7 +1,9 @@
 """Device drivers: each turns one configured device into readings.
 
-A driver module defines a pydantic config model (subclass of ``DeviceConfig`` with a literal
-``driver`` field) and a class implementing ``Driver``; it is listed in ``_REGISTRY`` below.
+Each driver lives in its own folder (``drivers/<folder>/``, see ``drivers/README.md``): a
+pydantic config model (subclass of ``DeviceConfig`` with a literal ``driver`` field), a class
+implementing ``Driver`` or ``ListeningDriver``, a README, a sample and test cases. Adding a
+driver is its folder plus one line in ``_REGISTRY`` below: name -> (module, model, class).
 Driver modules are imported on first use, so a station loads only the drivers it configures
 (pymodbus for Modbus, pyserial's line handling for serial instruments).
 """
@@ -14,9 +16,9 @@ from collections.abc import Iterator, Mapping
 from drivers.base import Channel, DeviceConfig, Driver, ListeningDriver
 
 _REGISTRY: dict[str, tuple[str, str, str]] = {
-    "modbus_tcp": ("drivers.modbus_tcp", "ModbusTcpConfig", "ModbusTcpDriver"),
-    "modbus_rtu": ("drivers.modbus_rtu", "ModbusRtuConfig", "ModbusRtuDriver"),
-    "serial_line": ("drivers.serial_line", "SerialLineConfig", "SerialLineDriver"),
+    "modbus_tcp": ("drivers.modbus.tcp", "ModbusTcpConfig", "ModbusTcpDriver"),
+    "modbus_rtu": ("drivers.modbus.rtu", "ModbusRtuConfig", "ModbusRtuDriver"),
+    "serial_line": ("drivers.serial_line.driver", "SerialLineConfig", "SerialLineDriver"),
 }
 
 
@@ -41,6 +43,11 @@ class _Drivers(Mapping[str, tuple[type[DeviceConfig], type]]):
 DRIVERS = _Drivers()
 
 
+def package_of(name: str) -> str:
+    """The folder (package) of a registered driver, e.g. ``drivers.modbus`` for ``modbus_tcp``."""
+    return _REGISTRY[name][0].rpartition(".")[0]
+
+
 def make_driver(config: DeviceConfig) -> Driver | ListeningDriver:
     """Build the driver for one validated device section."""
     return DRIVERS[config.driver][1](config)
@@ -53,4 +60,5 @@ __all__ = [
     "Driver",
     "ListeningDriver",
     "make_driver",
+    "package_of",
 ]

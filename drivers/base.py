@@ -14,11 +14,14 @@ from core.reading import Reading
 class DeviceConfig(BaseModel):
     """Keys common to every device section of the configuration."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")
+    """Device name, used in readings, logs and status: letters, digits, ``_ . -``."""
     driver: str
+    """The driver that reads the device."""
     poll_interval_s: float = Field(default=60.0, gt=0, le=86400)
+    """Seconds between polls; polls are aligned to the clock (60 fires at every minute's :00)."""
 
 
 @dataclass(frozen=True, slots=True)

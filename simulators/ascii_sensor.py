@@ -45,7 +45,7 @@ from functools import reduce
 from pathlib import Path
 from typing import Any
 
-from drivers.serial_line import decode_escapes
+from drivers.serial_line.config import decode_escapes
 
 FAULTS = ("none", "no-answer", "garbage", "partial", "bad-checksum")
 GARBAGE = b"\x8f\xfe#@!\x00\xc3~"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import time
 
-from drivers.modbus_codec import encode
+from drivers.modbus.codec import encode
 from simulators.modbus_server import ModbusDevice
 
 

@@ -27,7 +27,7 @@ import threading
 import time
 from typing import NamedTuple
 
-from drivers.modbus_codec import encode
+from drivers.modbus.codec import encode
 from simulators.modbus_control import apply_command
 from simulators.modbus_server import Fault, ModbusDevice, ModbusServerCore, ModbusTcpSimulator
 

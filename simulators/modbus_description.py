@@ -46,7 +46,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from drivers.modbus_codec import encode, encode_bit, encode_string
+from drivers.modbus.codec import encode, encode_bit, encode_string
 from simulators.modbus_rtu import LineSettings
 from simulators.modbus_server import Fault, ModbusDevice
 

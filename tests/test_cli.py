@@ -11,6 +11,8 @@ import sys
 import pytest
 from conftest import ROOT, agent_env, write_toml
 
+from agent.config_sample import station_sample
+
 EXAMPLE = ROOT / "config" / "example.toml"
 
 
@@ -251,7 +253,7 @@ def test_a_station_loads_only_the_drivers_it_configures(tmp_path):
     code = (
         "import sys; from agent.config import load_config; "
         "load_config(sys.argv[1]); "
-        "print('serial_line' if 'drivers.serial_line' in sys.modules else '-', "
+        "print('serial_line' if 'drivers.serial_line.driver' in sys.modules else '-', "
         "'pymodbus' if 'pymodbus' in sys.modules else '-')"
     )
     modbus = subprocess.run(
@@ -262,8 +264,10 @@ def test_a_station_loads_only_the_drivers_it_configures(tmp_path):
         cwd=ROOT,
     )
     assert modbus.stdout.split() == ["-", "pymodbus"], modbus.stderr
+    serial_config = tmp_path / "serial.toml"
+    serial_config.write_text(station_sample(["serial_line"]))
     serial = subprocess.run(
-        [sys.executable, "-c", code, str(ROOT / "config" / "serial_line.example.toml")],
+        [sys.executable, "-c", code, str(serial_config)],
         capture_output=True,
         text=True,
         env=agent_env(),

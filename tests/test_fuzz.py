@@ -18,7 +18,7 @@ from agent.jws import b64url
 from agent.keys import generate_key, load_jwk, load_private_key
 from agent.verify import StationKey, check_batch
 from core.errors import ConfigError, DeviceError, VerificationError
-from drivers.modbus_tcp import ModbusTcpConfig, ModbusTcpDriver
+from drivers.modbus.tcp import ModbusTcpConfig, ModbusTcpDriver
 
 FUZZ = settings(
     max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from drivers.modbus_codec import (
+from drivers.modbus.codec import (
     ORDERS,
     TYPES,
     NonFiniteValueError,

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from drivers.modbus_plan import MAX_BITS, MAX_REGISTERS, Span, _fits, plan
-from drivers.modbus_tcp import ModbusTcpConfig, ModbusTcpDriver
+from drivers.modbus.plan import MAX_BITS, MAX_REGISTERS, Span, _fits, plan
+from drivers.modbus.tcp import ModbusTcpConfig, ModbusTcpDriver
 from simulators.modbus_server import ModbusDevice, ModbusTcpSimulator
 
 pytestmark = pytest.mark.timeout(30)

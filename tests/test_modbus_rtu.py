@@ -15,9 +15,9 @@ from conftest import wait_for, write_toml
 
 from agent.cli import main as cli_main
 from core.errors import DeviceError
-from drivers.modbus_codec import encode
-from drivers.modbus_rtu import ModbusRtuConfig, ModbusRtuDriver
-from drivers.modbus_tcp import ModbusTcpConfig, ModbusTcpDriver
+from drivers.modbus.codec import encode
+from drivers.modbus.rtu import ModbusRtuConfig, ModbusRtuDriver
+from drivers.modbus.tcp import ModbusTcpConfig, ModbusTcpDriver
 from simulators.modbus_control import apply_command
 from simulators.modbus_rtu import LineSettings, ModbusRtuSimulator
 from simulators.modbus_server import Fault, ModbusDevice, ModbusTcpSimulator, rtu_frame
@@ -222,7 +222,7 @@ def test_fault_set_at_run_time_hits_only_its_device(
 
 
 def test_simulator_cli_serves_rtu_from_a_description_and_takes_commands(tmp_path: Path) -> None:
-    case = ROOT / "tests/cases/modbus_rtu/two_units_with_status/device.toml"
+    case = ROOT / "drivers/modbus/testcases/rtu_two_units_with_status/simulator.toml"
     link = tmp_path / "ttyUSB9"
     process = subprocess.Popen(
         [sys.executable, "-m", "simulators.modbus", "--rtu", "--device", str(case)]

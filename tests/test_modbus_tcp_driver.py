@@ -16,8 +16,8 @@ from pydantic import ValidationError
 from core.errors import DeviceError
 from core.reading import Reading
 from drivers.base import Driver
-from drivers.modbus_codec import encode
-from drivers.modbus_tcp import ModbusTcpConfig, ModbusTcpDriver
+from drivers.modbus.codec import encode
+from drivers.modbus.tcp import ModbusTcpConfig, ModbusTcpDriver
 from simulators.modbus import analyzer_channels, analyzer_simulator
 from simulators.modbus_server import ModbusDevice, ModbusTcpSimulator, handle_pdu
 

@@ -16,10 +16,11 @@ from conftest import ROOT, agent_env, http_transport, make_config, wait_for, war
 
 from agent.cli import main as cli_main
 from agent.config import load_config, parse_config
+from agent.config_sample import station_sample
 from agent.daemon import Agent
 from core.errors import ConfigError, DeviceError
 from core.reading import Reading
-from drivers.serial_line import SerialLineConfig, SerialLineDriver
+from drivers.serial_line.driver import SerialLineConfig, SerialLineDriver
 from simulators.ascii_sensor import AsciiSensorSimulator
 
 pytestmark = pytest.mark.timeout(15)
@@ -297,8 +298,9 @@ def test_simulator_command_line_prints_the_port_and_stops_on_sigterm(tmp_path):
     assert not link.exists(), "the simulator removes its port on exit"
 
 
-def test_example_config_validates_and_reads_the_simulator(tmp_path, capsys):
-    example = ROOT / "config" / "serial_line.example.toml"
+def test_sample_config_validates_and_reads_the_simulator(tmp_path, capsys):
+    example = tmp_path / "serial.toml"
+    example.write_text(station_sample(["serial_line"]))
     assert cli_main(["config", "validate", str(example)]) == 0
     assert "1 device(s), 2 channel(s)" in capsys.readouterr().out
     device = load_config(example).devices[0]

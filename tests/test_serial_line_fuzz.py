@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from core.errors import DeviceError
-from drivers.serial_line import SerialLineConfig, SerialLineDriver, decode_escapes
+from drivers.serial_line.driver import SerialLineConfig, SerialLineDriver, decode_escapes
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -1,0 +1,276 @@
+"""The Modbus device driver shared by every line: plan, request with retries, decode, status.
+
+``ModbusDriver(config, endpoint)`` polls one device (unit id) on a shared bus
+(``drivers/modbus/bus.py``). It implements ``Driver`` and ``Probeable``. What a poll does:
+
+* the request plan (``drivers/modbus/plan.py``) is sent in order, each request encoded,
+  framed and its answer decoded by pymodbus (``drivers/modbus/wire.py``); each request is tried
+  ``retries + 1`` times when it gets no answer or a garbled one. A device that stayed silent in
+  its last poll is tried once per request until it answers again, so a dead device costs the
+  bus one timeout per poll.
+* RTU frames carry no transaction id: an answer from another unit id (a late answer to an
+  earlier request) is skipped, and input pending before a request is discarded; a late answer
+  arriving during a retry of the same request is taken, being that device's answer to it.
+* no answer after every try, or a link that cannot be opened, raises ``DeviceError`` naming the
+  device, the unit, the port and what to check; the poller turns it into fault readings. If the
+  device stops answering part-way through a poll, the values already read are kept and the
+  channels (or statuses) not read get status "02" with that error.
+* a Modbus exception to a merged request makes each of its channels be read alone, so one bad
+  address faults only its channel; after exception 2 (illegal data address) the merged request
+  is not tried again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from core.errors import DeviceError
+from core.reading import FAULT, MEASURING, Reading
+from drivers.base import Channel, ProbeRow
+from drivers.modbus.bus import Bus, Endpoint, attach, detach
+from drivers.modbus.codec import decode_bit, decode_string, decode_value, scale_value, string_value
+from drivers.modbus.config import BIT_TABLES, DEFAULT_STATUS_MAP, ModbusChannel, ModbusDeviceConfig
+from drivers.modbus.plan import Request, Span, plan
+from drivers.modbus.wire import BadAnswer, LinkDown, LinkError, NoAnswer, parse_read, read_request
+
+EXCEPTION_NAMES = {
+    1: "illegal function",
+    2: "illegal data address",
+    3: "illegal data value",
+    4: "server device failure",
+    5: "acknowledge",
+    6: "server device busy",
+    8: "memory parity error",
+    10: "gateway path unavailable",
+    11: "gateway target device failed to respond",
+}
+ILLEGAL_DATA_ADDRESS = 2
+
+Results = dict[Span, list[int] | str]  # registers (or bits) of each span, or why it failed
+
+
+@dataclass(frozen=True, slots=True)
+class _StatusSource:
+    span: Span
+    bit: int | None
+    map: dict[int, str]
+
+
+def exception_text(code: int, span: Span) -> str:
+    """E.g. 'Modbus exception 2 (illegal data address) reading holding register 2'."""
+    name = EXCEPTION_NAMES.get(code, "unknown exception")
+    return f"Modbus exception {code} ({name}) reading {span.function} register {span.address}"
+
+
+class ModbusDriver:
+    """Polls one Modbus device on its bus; one poller thread per device (the bus serializes)."""
+
+    def __init__(self, config: ModbusDeviceConfig, endpoint: Endpoint) -> None:
+        self.config, self.endpoint = config, endpoint
+        self.name = config.name
+        self.channels = [Channel(c.param, c.unit) for c in config.channels]
+        self.where = f"device {config.name!r} ({endpoint.where(config.unit)})"
+        self._values = {c.param: Span(c.function, c.register, c.count) for c in config.channels}
+        self._statuses = {c.param: self._status_source(c) for c in config.channels}
+        spans = set(self._values.values())
+        spans.update(s.span for s in self._statuses.values() if s is not None)
+        forbidden = [Span(f.function, f.first, f.last - f.first + 1) for f in config.forbidden]
+        self._requests = plan(spans, config.max_gap, forbidden)
+        self._split: set[Span] = set()  # merged requests the device refused with exception 2
+        self._silent = False  # the last request got no answer after every try
+        self._bus: Bus | None = None
+        self._attach()
+
+    def _attach(self) -> Bus:
+        if self._bus is None:
+            cfg = self.config
+            self._bus = attach(self.endpoint, self, cfg.name, cfg.request_delay_s)
+        return self._bus
+
+    def open(self) -> None:
+        """Nothing to do up front: the link opens on the first request, so a device that is
+        down at start-up shows as fault readings, not as a start-up failure."""
+        self._attach()
+
+    def close(self) -> None:
+        """Leave the bus (the last device on it closes the port); a later ``read`` rejoins."""
+        if self._bus is not None:
+            detach(self._bus, self)
+            self._bus = None
+
+    def read(self, time_ms: int) -> list[Reading]:
+        """Read every channel and its status; raise ``DeviceError`` if the device is unreachable."""
+        results = self._fetch_all()
+        return [self._reading(c, results, time_ms) for c in self.config.channels]
+
+    def plan(self) -> list[str]:
+        """The requests one poll makes, one line each."""
+        lines = []
+        for request in self._requests:
+            if request.span in self._split:
+                lines.extend(Request(m, (m,)).describe(self.config.unit) for m in request.members)
+            else:
+                lines.append(request.describe(self.config.unit))
+        return lines
+
+    def probe(self, time_ms: int) -> list[ProbeRow]:
+        """Read every channel once, showing the raw registers; device faults go in ``error``."""
+        try:
+            results = self._fetch_all()
+        except DeviceError as exc:
+            return [
+                ProbeRow(c.param, "", None, c.unit, FAULT, str(exc)) for c in self.config.channels
+            ]
+        rows = []
+        for channel in self.config.channels:
+            reading = self._reading(channel, results, time_ms)
+            rows.append(
+                ProbeRow(
+                    channel.param,
+                    self._raw(channel, results),
+                    reading.value,
+                    channel.unit,
+                    reading.status,
+                    reading.error,
+                )
+            )
+        return rows
+
+    def _status_source(self, channel: ModbusChannel) -> _StatusSource | None:
+        status = self.config.status
+        register = channel.status_register
+        if register is None and status is not None:
+            register = status.register
+        if register is None:
+            return None
+        function = status.function if status is not None else "holding"
+        bit = channel.status_bit if channel.status_bit is not None else (status and status.bit)
+        if function in BIT_TABLES:
+            bit = None
+        mapping = dict(status.map) if status is not None else dict(DEFAULT_STATUS_MAP)
+        return _StatusSource(Span(function, register, 1), bit, mapping)
+
+    def _fetch_all(self) -> Results:
+        """Every span's registers (or why not). If the device stops answering part-way through
+        a poll, the values already read are kept and the rest of the poll is not waited for."""
+        results: Results = {}
+        for index, request in enumerate(self._requests):
+            try:
+                self._fetch(request, results)
+            except DeviceError as exc:
+                if not results:
+                    raise  # nothing answered: the device is unreachable
+                for later in self._requests[index:]:
+                    for span in later.members:
+                        results.setdefault(span, str(exc))
+                break
+        return results
+
+    def _fetch(self, request: Request, results: Results) -> None:
+        """Read one planned request into ``results``; raises ``DeviceError`` on no answer."""
+        members = request.members
+        outcome = None if request.span in self._split else self._request(request.span)
+        if outcome is None or (isinstance(outcome, int) and len(members) > 1):
+            if outcome == ILLEGAL_DATA_ADDRESS:
+                self._split.add(request.span)
+            for span in members:
+                single = self._request(span)
+                results[span] = exception_text(single, span) if isinstance(single, int) else single
+            return
+        for span in members:
+            if isinstance(outcome, int):
+                results[span] = exception_text(outcome, span)
+            else:
+                start = span.address - request.span.address
+                results[span] = outcome[start : start + span.count]
+
+    def _request(self, span: Span) -> list[int] | int:
+        """Registers or bits read, or the Modbus exception code the device answered."""
+        cfg = self.config
+        tries = 1 if self._silent else cfg.retries + 1
+        request = read_request(span.function, span.address, span.count, cfg.unit)
+        failure: LinkError = NoAnswer("no answer")
+        for _ in range(tries):
+            try:
+                answer = self._attach().transact(request, cfg.timeout_s)
+                result = parse_read(answer, span.function, span.count)
+            except LinkDown as exc:
+                raise DeviceError(f"{self.where}: {exc}") from None
+            except (NoAnswer, BadAnswer) as exc:
+                failure = exc
+                continue
+            self._silent = False
+            if isinstance(result, int) and result in (10, 11):
+                raise DeviceError(
+                    f"{self.where}: {exception_text(result, span)} — the gateway cannot reach "
+                    "the device: check the line behind the gateway and the unit id"
+                )
+            return result
+        was_silent, self._silent = self._silent, isinstance(failure, NoAnswer)
+        count = f"{tries} {'try' if tries == 1 else 'tries'}"
+        if isinstance(failure, NoAnswer):
+            again = "; not retried while it stays silent" if was_silent else ""
+            raise DeviceError(
+                f"{self.where}: no answer in {cfg.timeout_s} s ({count}{again}) — "
+                f"{self.endpoint.hint(silent=True)}"
+            )
+        raise DeviceError(
+            f"{self.where}: {failure} reading {span.describe()}, {count} — "
+            f"{self.endpoint.hint(silent=False)}"
+        )
+
+    def _value(self, channel: ModbusChannel, registers: list[int]) -> float:
+        if channel.function in BIT_TABLES:
+            return scale_value(registers[0], channel.scale, channel.offset)
+        if channel.type == "bit":
+            assert channel.bit is not None
+            return scale_value(decode_bit(registers[0], channel.bit), channel.scale, channel.offset)
+        if channel.type == "string":
+            text = decode_string(registers, channel.order)
+            return string_value(text, channel.scale, channel.offset)
+        return decode_value(
+            registers, channel.numeric_type, channel.order, channel.scale, channel.offset
+        )
+
+    def _reading(self, channel: ModbusChannel, results: Results, time_ms: int) -> Reading:
+        def make(value: float | None, status: str, error: str | None = None) -> Reading:
+            return Reading(self.name, channel.param, channel.unit, time_ms, value, status, error)
+
+        span = self._values[channel.param]
+        registers = results[span]
+        if isinstance(registers, str):
+            return make(None, FAULT, registers)
+        try:
+            value = self._value(channel, registers)
+        except ValueError as exc:
+            return make(None, FAULT, f"{span.function} register {span.address}: {exc}")
+        source = self._statuses[channel.param]
+        if source is None:
+            return make(value, MEASURING)
+        status = results[source.span]
+        if isinstance(status, str):
+            return make(value, FAULT, f"status unknown: {status}")
+        word = status[0] if source.bit is None else decode_bit(status[0], source.bit)
+        code = source.map.get(word)
+        if code is None:
+            where = f"{source.span.function} register {source.span.address}"
+            if source.bit is not None:
+                where += f" bit {source.bit}"
+            return make(value, FAULT, f"status {word} in {where} is not in the status map")
+        return make(value, code)
+
+    def _raw(self, channel: ModbusChannel, results: Results) -> str:
+        parts = []
+        for label, span in (
+            ("", self._values[channel.param]),
+            ("status ", self._status_span(channel)),
+        ):
+            got = results.get(span) if span is not None else None
+            if isinstance(got, list):
+                bits = span is not None and span.is_bits
+                parts.append(label + " ".join(str(v) if bits else f"0x{v:04X}" for v in got))
+        return "; ".join(parts)
+
+    def _status_span(self, channel: ModbusChannel) -> Span | None:
+        source = self._statuses[channel.param]
+        return None if source is None else source.span
