@@ -205,11 +205,10 @@ def test_mqtt_in_flight_bytes_are_capped_whatever_the_backlog(tmp_path, station_
     from agent.batch import Signer
     from agent.buffer import Buffer
     from agent.clock import SystemClock
-    from agent.config import MqttTransportConfig
     from agent.keys import load_private_key
     from agent.sealing import Sealer
     from agent.sender import Sender
-    from agent.transports.mqtt import MqttTransport
+    from agent.transports.mqtt import MqttTransport, MqttTransportConfig
     from core.reading import Reading
 
     buf = Buffer(tmp_path / "b.db", durability="process")
