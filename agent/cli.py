@@ -6,10 +6,13 @@ import argparse
 import json
 import sqlite3
 import sys
+from importlib.metadata import entry_points
 from pathlib import Path
 
 from agent import __version__
 from core.errors import AgentError
+
+PLUGIN_GROUP = "station_agent.commands"
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -110,12 +113,6 @@ def _cmd_requeue(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_demo(args: argparse.Namespace) -> int:
-    from agent.demo import run_demo
-
-    return run_demo(Path(args.workdir), seconds=args.seconds)
-
-
 def _cmd_probe(args: argparse.Namespace) -> int:
     from agent.config import load_config
     from agent.probe import probe_device, render
@@ -176,6 +173,19 @@ def _cmd_scan(args: argparse.Namespace) -> int:
     return 0 if found else 1
 
 
+def _add_plugin_commands(sub: argparse._SubParsersAction) -> None:
+    """Commands other installed packages add (entry points ``station_agent.commands``, e.g. the
+    simulators' ``demo``): each names a function that adds its sub-command."""
+    for entry in sorted(entry_points(group=PLUGIN_GROUP), key=lambda e: e.name):
+        try:
+            entry.load()(sub)
+        except Exception as exc:  # a broken plugin must not take the agent's own commands down
+            print(
+                f"warning: command {entry.name!r} ({entry.value}) not loaded: {exc}",
+                file=sys.stderr,
+            )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="station-agent",
@@ -189,10 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.set_defaults(func=_cmd_run)
 
-    p = sub.add_parser("demo", help="run simulators + warehouse + agent on loopback")
-    p.add_argument("--seconds", type=float, default=20.0, help="how long to run (default 20)")
-    p.add_argument("--workdir", default="demo-out", help="where to leave keys and databases")
-    p.set_defaults(func=_cmd_demo)
+    _add_plugin_commands(sub)
 
     p = sub.add_parser("config", help="configuration tools")
     csub = p.add_subparsers(dest="config_command", required=True, metavar="ACTION")

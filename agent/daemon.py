@@ -23,7 +23,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from agent.batch import Signer
 from agent.buffer import Buffer
-from agent.clock import Clock, default_clock
+from agent.clock import Clock, SystemClock
 from agent.config import Config
 from agent.health import HealthFile, health_path
 from agent.keys import load_private_key
@@ -52,7 +52,7 @@ class Agent:
 
     def __init__(self, config: Config, clock: Clock | None = None) -> None:
         self.config = config
-        self.clock = clock or default_clock()
+        self.clock = clock or SystemClock()
         key = load_private_key(config.signing.key)  # refuses a key others can read
         self.signer = Signer(key)
         self.buffer = Buffer(

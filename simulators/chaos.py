@@ -11,7 +11,8 @@ reference warehouse); each transport has its own warehouse database. At random m
   500, hang, or close the connection mid-request;
 * fills the disk holding the buffer (a small tmpfs, when the machine allows mounting one) and
   frees it again;
-* jumps the agent's clock forwards or backwards (``STATION_AGENT_CLOCK_OFFSET_FILE``).
+* jumps the agent's clock forwards or backwards (the agent runs under
+  ``simulators.agent_with_clock``, whose clock follows an offset file).
 
 At the end the faults are cleared, a last agent without devices drains the backlog, and the
 buffer is compared with both warehouses. ``python -m simulators.chaos --events 120`` is the long
@@ -110,13 +111,22 @@ class Summary:
 
 
 class _AgentProcess:
-    """``station-agent run`` as a child, with its log lines watched for kill points."""
+    """The agent (``station-agent run`` with an offset clock) as a child, with its log lines
+    watched for kill points."""
 
-    def __init__(self, config: Path, env: dict[str, str], log_path: Path) -> None:
+    def __init__(self, config: Path, clock_file: Path, env: dict[str, str], log_path: Path) -> None:
         self.sealed, self.acked = threading.Event(), threading.Event()
         self._log = open(log_path, "a")  # noqa: SIM115 (closed in wait)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "agent.cli", "run", "--config", str(config)],
+            [
+                sys.executable,
+                "-m",
+                "simulators.agent_with_clock",
+                "--clock-offset-file",
+                str(clock_file),
+                "--config",
+                str(config),
+            ],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -292,13 +302,9 @@ def run_chaos(workdir: Path, events: int = 24, seed: int = 1, log=print) -> Summ
             buffer_dir, key_dir / "station.key", sim.port, broker.port, https_port, tls.ca, True
         )
     )
-    env = dict(
-        os.environ,
-        STATION_AGENT_CLOCK_OFFSET_FILE=str(clock_file),
-        PYTHONPATH=str(Path(__file__).resolve().parent.parent),
-    )
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent))
     agent_log = workdir / "agent.log"
-    agent = _AgentProcess(config, env, agent_log)
+    agent = _AgentProcess(config, clock_file, env, agent_log)
     kinds = [k for k in KINDS if tmpfs or k != "disk_full"]
     try:
         time.sleep(1.5)
@@ -315,7 +321,7 @@ def run_chaos(workdir: Path, events: int = 24, seed: int = 1, log=print) -> Summ
                     flag.wait(10)
                 agent.kill()
                 time.sleep(rng.uniform(0.0, 0.5))
-                agent = _AgentProcess(config, env, agent_log)
+                agent = _AgentProcess(config, clock_file, env, agent_log)
             elif kind == "broker_down":
                 broker.stop()
                 time.sleep(rng.uniform(0.5, 3.0))
@@ -351,7 +357,7 @@ def run_chaos(workdir: Path, events: int = 24, seed: int = 1, log=print) -> Summ
                 False,
             )
         )
-        agent = _AgentProcess(config, env, agent_log)
+        agent = _AgentProcess(config, clock_file, env, agent_log)
         deadline = time.monotonic() + 120
         while _backlog(buffer_dir / "buffer.db") and time.monotonic() < deadline:
             time.sleep(0.5)

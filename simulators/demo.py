@@ -1,5 +1,8 @@
 """``station-agent demo``: the whole chain on loopback, no hardware and no broker needed.
 
+A command the simulators add to ``station-agent`` (see ``simulators/commands.py``): the agent
+never imports this package.
+
 Starts the Modbus TCP analyzer simulator, the reference warehouse (HTTPS with a throw-away CA)
 and the agent; prints a live summary; stops everything; verifies what the warehouse holds.
 """
