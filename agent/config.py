@@ -37,7 +37,7 @@ __all__ = ["Config", "ConfigError", "TlsConfig", "TransportSection", "load_confi
 class StationConfig(_Section):
     id: str = Field(min_length=1, max_length=64, pattern=_NAME)
     name: str = ""
-    timezone: str = "Asia/Ho_Chi_Minh"
+    timezone: str = "Asia/Ho_Chi_Minh"  # local times in `status`; readings are stamped in UTC
 
     @field_validator("timezone")
     @classmethod
