@@ -116,7 +116,7 @@ def _cmd_requeue(args: argparse.Namespace) -> int:
 def _cmd_probe(args: argparse.Namespace) -> int:
     from agent.config import load_config
     from agent.probe import probe_device, render
-    from drivers import make_driver
+    from drivers import Driver, make_driver
 
     config = load_config(args.config)
     devices = [d for d in config.devices if args.device in (None, d.name)]
@@ -125,7 +125,13 @@ def _cmd_probe(args: argparse.Namespace) -> int:
         raise AgentError(f"{args.config}: no device named {args.device!r} (devices: {names})")
     failed = False
     for index, device in enumerate(devices):
-        plan, rows = probe_device(make_driver(device))
+        driver = make_driver(device)
+        if not isinstance(driver, Driver):
+            raise AgentError(
+                f"{args.config}: device {device.name!r} ({device.driver}) pushes its readings; "
+                "probe reads polled devices only"
+            )
+        plan, rows = probe_device(driver)
         failed = failed or any(r.error for r in rows)
         print(("\n" if index else "") + render(device.name, device.driver, plan, rows), flush=True)
     return 1 if failed else 0
@@ -142,6 +148,7 @@ def _cmd_scan(args: argparse.Namespace) -> int:
         raise AgentError(f"scan: {exc}") from None
     if (args.port is None) == (args.host is None):
         raise AgentError("scan: give either --port (serial) or --host (TCP)")
+    endpoints: list[SerialEndpoint | TcpEndpoint]
     if args.host is not None:
         host, _, port = args.host.partition(":")
         endpoints = [TcpEndpoint(host, int(port or 502), args.framer)]

@@ -23,6 +23,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import ErrorDetails
 
 from agent.sections import NAME_PATTERN as _NAME
 from agent.sections import Section as _Section
@@ -82,7 +83,7 @@ class Config(_Section):
 
     def summary(self) -> str:
         """One line describing what this configuration will do."""
-        channels = sum(len(d.channels) for d in self.devices)
+        channels = sum(len(getattr(d, "channels", ())) for d in self.devices)  # pushed: none
         transports = ", ".join(f"{t.name} ({t.type})" for t in self.transports)
         return (
             f"station {self.station.id}: {len(self.devices)} device(s), {channels} channel(s), "
@@ -131,7 +132,7 @@ def _field_path(loc: tuple[Any, ...]) -> str:
     return "".join(parts) or "(top level)"
 
 
-def _describe(error: dict[str, Any]) -> str:
+def _describe(error: ErrorDetails) -> str:
     msg = error["msg"].removeprefix("Value error, ")
     ctx = error.get("ctx") or {}
     if error["type"] in ("union_tag_not_found", "union_tag_invalid"):
@@ -178,7 +179,7 @@ def _tags_named(items: Any, key: str, registry: Mapping[str, Any]) -> tuple[str,
     names = [d.get(key) if isinstance(d, dict) else None for d in items]
     if not all(isinstance(n, str) and n in registry for n in names):
         return tuple(registry)
-    return tuple(sorted(set(names)))
+    return tuple(sorted({n for n in names if isinstance(n, str)}))
 
 
 def _union(models: tuple[type[BaseModel], ...], key: str) -> Any:
@@ -195,10 +196,10 @@ def _config_model(drivers: tuple[str, ...], transports: tuple[str, ...] = ()) ->
     fields: dict[str, Any] = {}
     if drivers:
         section = _union(tuple(DRIVERS[name][0] for name in drivers), "driver")
-        fields["devices"] = (list[section], Field(default_factory=list))
+        fields["devices"] = (list[section], Field(default_factory=list))  # type: ignore[valid-type]
     if transports:
         section = _union(tuple(TRANSPORTS[name][0] for name in transports), "type")
-        fields["transports"] = (list[section], Field(min_length=1))
+        fields["transports"] = (list[section], Field(min_length=1))  # type: ignore[valid-type]
     if not fields:
         return Config
     return create_model("Config", __base__=Config, **fields)
