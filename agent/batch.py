@@ -134,8 +134,12 @@ class PayloadModel(BaseModel):
 def parse_payload(payload: bytes) -> PayloadModel:
     """Decode and validate a payload; raises VerificationError saying what is wrong."""
     try:
-        data = json.loads(payload.decode("utf-8"), parse_constant=_reject_constant)
-    except (UnicodeDecodeError, ValueError) as exc:
+        data = json.loads(
+            payload.decode("utf-8"),
+            parse_constant=_reject_constant,
+            object_pairs_hook=_refuse_duplicate_keys,
+        )
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise VerificationError(f"malformed payload: not UTF-8 JSON ({exc})") from None
     try:
         model = PayloadModel.model_validate(data)
@@ -148,6 +152,15 @@ def parse_payload(payload: bytes) -> PayloadModel:
     if model.seq > 1 and model.prev is None:
         raise VerificationError(f"malformed payload: seq {model.seq} has prev null")
     return model
+
+
+def _refuse_duplicate_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    out: dict[str, object] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"duplicate key {key!r}")
+        out[key] = value
+    return out
 
 
 def _reject_constant(name: str) -> None:

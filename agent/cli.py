@@ -6,10 +6,13 @@ import argparse
 import json
 import sqlite3
 import sys
+from importlib.metadata import entry_points
 from pathlib import Path
 
 from agent import __version__
 from core.errors import AgentError
+
+PLUGIN_GROUP = "station_agent.commands"
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -121,16 +124,10 @@ def _cmd_requeue(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_demo(args: argparse.Namespace) -> int:
-    from agent.demo import run_demo
-
-    return run_demo(Path(args.workdir), seconds=args.seconds)
-
-
 def _cmd_probe(args: argparse.Namespace) -> int:
     from agent.config import load_config
     from agent.probe import probe_device, render
-    from drivers import make_driver
+    from drivers import Driver, make_driver
 
     config = load_config(args.config)
     devices = [d for d in config.devices if args.device in (None, d.name)]
@@ -139,7 +136,13 @@ def _cmd_probe(args: argparse.Namespace) -> int:
         raise AgentError(f"{args.config}: no device named {args.device!r} (devices: {names})")
     failed = False
     for index, device in enumerate(devices):
-        plan, rows = probe_device(make_driver(device))
+        driver = make_driver(device)
+        if not isinstance(driver, Driver):
+            raise AgentError(
+                f"{args.config}: device {device.name!r} ({device.driver}) pushes its readings; "
+                "probe reads polled devices only"
+            )
+        plan, rows = probe_device(driver)
         failed = failed or any(r.error for r in rows)
         print(("\n" if index else "") + render(device.name, device.driver, plan, rows), flush=True)
     return 1 if failed else 0
@@ -156,6 +159,7 @@ def _cmd_scan(args: argparse.Namespace) -> int:
         raise AgentError(f"scan: {exc}") from None
     if (args.port is None) == (args.host is None):
         raise AgentError("scan: give either --port (serial) or --host (TCP)")
+    endpoints: list[SerialEndpoint | TcpEndpoint]
     if args.host is not None:
         host, _, port = args.host.partition(":")
         endpoints = [TcpEndpoint(host, int(port or 502), args.framer)]
@@ -187,6 +191,19 @@ def _cmd_scan(args: argparse.Namespace) -> int:
     return 0 if found else 1
 
 
+def _add_plugin_commands(sub: argparse._SubParsersAction) -> None:
+    """Commands other installed packages add (entry points ``station_agent.commands``, e.g. the
+    simulators' ``demo``): each names a function that adds its sub-command."""
+    for entry in sorted(entry_points(group=PLUGIN_GROUP), key=lambda e: e.name):
+        try:
+            entry.load()(sub)
+        except Exception as exc:  # a broken plugin must not take the agent's own commands down
+            print(
+                f"warning: command {entry.name!r} ({entry.value}) not loaded: {exc}",
+                file=sys.stderr,
+            )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="station-agent",
@@ -200,10 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.set_defaults(func=_cmd_run)
 
-    p = sub.add_parser("demo", help="run simulators + warehouse + agent on loopback")
-    p.add_argument("--seconds", type=float, default=20.0, help="how long to run (default 20)")
-    p.add_argument("--workdir", default="demo-out", help="where to leave keys and databases")
-    p.set_defaults(func=_cmd_demo)
+    _add_plugin_commands(sub)
 
     p = sub.add_parser("config", help="configuration tools")
     csub = p.add_subparsers(dest="config_command", required=True, metavar="ACTION")

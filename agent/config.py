@@ -9,38 +9,36 @@ expected. Relative paths in the file are resolved against the file's directory. 
 from __future__ import annotations
 
 import functools
-import os
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     BaseModel,
-    ConfigDict,
     Field,
-    SecretStr,
     ValidationError,
-    ValidationInfo,
     create_model,
     field_validator,
     model_validator,
 )
+from pydantic_core import ErrorDetails
 
+from agent.sections import NAME_PATTERN as _NAME
+from agent.sections import Section as _Section
+from agent.sections import TlsConfig, TransportSection
+from agent.transports import TRANSPORTS
 from core.errors import ConfigError
 from drivers import DRIVERS, DeviceConfig
 
-_NAME = r"^[A-Za-z0-9_.\-]+$"
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+__all__ = ["Config", "ConfigError", "TlsConfig", "TransportSection", "load_config", "parse_config"]
 
 
 class StationConfig(_Section):
     id: str = Field(min_length=1, max_length=64, pattern=_NAME)
     name: str = ""
-    timezone: str = "Asia/Ho_Chi_Minh"
+    timezone: str = "Asia/Ho_Chi_Minh"  # local times in `status`; readings are stamped in UTC
 
     @field_validator("timezone")
     @classmethod
@@ -65,109 +63,12 @@ class BufferConfig(_Section):
     durability: Literal["power", "process"] = "power"
 
 
-def _resolve_secret(
-    where: str,
-    inline: SecretStr | None,
-    env: str | None,
-    file: Path | None,
-    info: ValidationInfo,
-) -> SecretStr | None:
-    """A secret given inline, by environment variable name, or by file (its first line)."""
-    given = [x for x in (inline, env, file) if x is not None]
-    if len(given) > 1:
-        raise ValueError(f"give {where} only once (inline, {where}_env or {where}_file)")
-    if env is not None:
-        if env not in os.environ:
-            raise ValueError(f"{where}_env names environment variable {env!r}, which is not set")
-        return SecretStr(os.environ[env])
-    if file is not None:
-        base = (info.context or {}).get("base")
-        if base is not None and not file.is_absolute():
-            file = base / file
-        try:
-            lines = file.read_text().splitlines()
-        except OSError as exc:
-            raise ValueError(f"{where}_file {str(file)!r} cannot be read: {exc.strerror}") from None
-        return SecretStr(lines[0] if lines else "")
-    return inline
-
-
-class TlsConfig(_Section):
-    """TLS settings. Verification is always on; ``ca_file`` adds a private CA."""
-
-    ca_file: Path | None = None
-    cert_file: Path | None = None
-    key_file: Path | None = None
-    key_password: SecretStr | None = None
-    key_password_env: str | None = None
-    key_password_file: Path | None = None
-
-    @model_validator(mode="after")
-    def _client_pair(self, info: ValidationInfo) -> TlsConfig:
-        if (self.cert_file is None) != (self.key_file is None):
-            raise ValueError("cert_file and key_file go together (mutual TLS needs both)")
-        self.key_password = _resolve_secret(
-            "key_password", self.key_password, self.key_password_env, self.key_password_file, info
-        )
-        return self
-
-
-class MqttTransportConfig(_Section):
-    type: Literal["mqtt"]
-    name: str = Field(default="mqtt", pattern=_NAME)
-    host: str
-    port: int = Field(default=1883, ge=1, le=65535)
-    client_id: str | None = None
-    topic_prefix: str = "stations"
-    username: str | None = None
-    password: SecretStr | None = None
-    password_env: str | None = None
-    password_file: Path | None = None
-    tls: TlsConfig | None = None
-    keepalive_s: int = Field(default=30, ge=5, le=3600)
-    inflight: int = Field(default=20, ge=1, le=1000)
-    inflight_bytes: int = Field(default=2 * 1024 * 1024, ge=64 * 1024)
-    ack_timeout_s: float = Field(default=60.0, gt=0)
-
-    @model_validator(mode="after")
-    def _secret(self, info: ValidationInfo) -> MqttTransportConfig:
-        self.password = _resolve_secret(
-            "password", self.password, self.password_env, self.password_file, info
-        )
-        return self
-
-
-class HttpsTransportConfig(_Section):
-    type: Literal["https"]
-    name: str = Field(default="https", pattern=_NAME)
-    base_url: str = Field(pattern=r"^https?://")
-    allow_plain_http: bool = False
-    tls: TlsConfig | None = None
-    timeout_s: float = Field(default=15.0, gt=0, le=600)
-    backoff_initial_s: float = Field(default=1.0, gt=0)
-    backoff_max_s: float = Field(default=60.0, gt=0)
-
-    @model_validator(mode="after")
-    def _https_unless_allowed(self) -> HttpsTransportConfig:
-        if self.base_url.startswith("http://") and not self.allow_plain_http:
-            raise ValueError(
-                "base_url uses plain http://; use https:// or set allow_plain_http = true"
-            )
-        return self
-
-
-TransportConfig = Annotated[
-    Union[MqttTransportConfig, HttpsTransportConfig],  # noqa: UP007
-    Field(discriminator="type"),
-]
-
-
 class Config(_Section):
     station: StationConfig
     signing: SigningConfig
     buffer: BufferConfig
     devices: list[DeviceConfig] = Field(default_factory=list)  # narrowed by _config_model
-    transports: list[TransportConfig] = Field(min_length=1)
+    transports: list[TransportSection] = Field(min_length=1)  # narrowed by _config_model
 
     @model_validator(mode="after")
     def _unique_names(self) -> Config:
@@ -182,7 +83,7 @@ class Config(_Section):
 
     def summary(self) -> str:
         """One line describing what this configuration will do."""
-        channels = sum(len(d.channels) for d in self.devices)
+        channels = sum(len(getattr(d, "channels", ())) for d in self.devices)  # pushed: none
         transports = ", ".join(f"{t.name} ({t.type})" for t in self.transports)
         return (
             f"station {self.station.id}: {len(self.devices)} device(s), {channels} channel(s), "
@@ -201,10 +102,9 @@ def file_warnings(config: Config) -> list[str]:
     if not config.buffer.path.parent.is_dir():
         out.append(f"buffer.path: directory {config.buffer.path.parent} does not exist")
     for i, t in enumerate(config.transports):
-        for name in ("ca_file", "cert_file", "key_file"):
-            path = getattr(t.tls, name, None) if t.tls else None
-            if path is not None and not path.exists():
-                out.append(f"transports[{i}].tls.{name} {path} does not exist")
+        for key, path in t.files().items():
+            if not path.exists():
+                out.append(f"transports[{i}].{key} {path} does not exist")
     return out
 
 
@@ -225,14 +125,14 @@ def _field_path(loc: tuple[Any, ...]) -> str:
     for item in loc:
         if isinstance(item, int):
             parts.append(f"[{item}]")
-        elif item in DRIVERS or item in ("mqtt", "https"):
+        elif item in DRIVERS or item in TRANSPORTS:
             continue  # the discriminator tag pydantic inserts; the user never wrote it
         else:
             parts.append(("." if parts else "") + str(item))
     return "".join(parts) or "(top level)"
 
 
-def _describe(error: dict[str, Any]) -> str:
+def _describe(error: ErrorDetails) -> str:
     msg = error["msg"].removeprefix("Value error, ")
     ctx = error.get("ctx") or {}
     if error["type"] in ("union_tag_not_found", "union_tag_invalid"):
@@ -256,7 +156,10 @@ def _describe(error: dict[str, Any]) -> str:
 
 def _tags(key: str) -> str:
     """The values a discriminator key may take (the drivers, the transport types)."""
-    known = {"driver": ", ".join(repr(d) for d in DRIVERS), "type": "'mqtt', 'https'"}
+    known = {
+        "driver": ", ".join(repr(d) for d in DRIVERS),
+        "type": ", ".join(repr(t) for t in TRANSPORTS),
+    }
     return known.get(key, "?")
 
 
@@ -266,40 +169,50 @@ def format_validation_error(path: Path, exc: ValidationError) -> str:
     return "\n".join(lines)
 
 
-def _drivers_named(data: Any) -> tuple[str, ...]:
-    """The drivers the file's devices name; every driver if one is missing or unknown (so the
-    error lists the choices)."""
-    devices = data.get("devices") if isinstance(data, dict) else None
-    if not devices:
+def _tags_named(items: Any, key: str, registry: Mapping[str, Any]) -> tuple[str, ...]:
+    """The ``key`` tags (drivers, transport types) a list of sections names; every known tag
+    if one is missing or unknown (so the error lists the choices)."""
+    if not items:
         return ()
-    if not isinstance(devices, list):
-        return tuple(DRIVERS)
-    names = [d.get("driver") if isinstance(d, dict) else None for d in devices]
-    if not all(isinstance(n, str) and n in DRIVERS for n in names):
-        return tuple(DRIVERS)
-    return tuple(sorted(set(names)))
+    if not isinstance(items, list):
+        return tuple(registry)
+    names = [d.get(key) if isinstance(d, dict) else None for d in items]
+    if not all(isinstance(n, str) and n in registry for n in names):
+        return tuple(registry)
+    return tuple(sorted({n for n in names if isinstance(n, str)}))
+
+
+def _union(models: tuple[type[BaseModel], ...], key: str) -> Any:
+    """One model, or a union of them told apart by ``key``."""
+    if len(models) == 1:
+        return models[0]
+    return Annotated[Union[models], Field(discriminator=key)]  # noqa: UP007
 
 
 @functools.cache
-def _config_model(drivers: tuple[str, ...]) -> type[Config]:
-    """``Config`` whose devices are validated by these drivers' models (imported now)."""
-    if not drivers:
+def _config_model(drivers: tuple[str, ...], transports: tuple[str, ...] = ()) -> type[Config]:
+    """``Config`` whose devices and transports are validated by the models of these drivers
+    and transport types (their modules are imported now, the others never)."""
+    fields: dict[str, Any] = {}
+    if drivers:
+        section = _union(tuple(DRIVERS[name][0] for name in drivers), "driver")
+        fields["devices"] = (list[section], Field(default_factory=list))  # type: ignore[valid-type]
+    if transports:
+        section = _union(tuple(TRANSPORTS[name][0] for name in transports), "type")
+        fields["transports"] = (list[section], Field(min_length=1))  # type: ignore[valid-type]
+    if not fields:
         return Config
-    models = tuple(DRIVERS[name][0] for name in drivers)
-    section = (
-        Annotated[Union[models], Field(discriminator="driver")]  # noqa: UP007
-        if len(models) > 1
-        else models[0]
-    )
-    return create_model(
-        "Config", __base__=Config, devices=(list[section], Field(default_factory=list))
-    )
+    return create_model("Config", __base__=Config, **fields)
 
 
 def parse_config(data: dict[str, Any], path: Path) -> Config:
     """Validate already-parsed TOML data as if it came from ``path``."""
     try:
-        model = _config_model(_drivers_named(data))
+        sections = data if isinstance(data, dict) else {}
+        model = _config_model(
+            _tags_named(sections.get("devices"), "driver", DRIVERS),
+            _tags_named(sections.get("transports"), "type", TRANSPORTS),
+        )
         config = model.model_validate(data, context={"base": path.parent.resolve()})
     except ValidationError as exc:
         raise ConfigError(format_validation_error(path, exc)) from None

@@ -23,7 +23,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from agent.batch import Signer
 from agent.buffer import Buffer
-from agent.clock import Clock, default_clock
+from agent.clock import Clock, SystemClock
 from agent.config import Config
 from agent.health import HealthFile, health_path
 from agent.keys import load_private_key
@@ -52,7 +52,7 @@ class Agent:
 
     def __init__(self, config: Config, clock: Clock | None = None) -> None:
         self.config = config
-        self.clock = clock or default_clock()
+        self.clock = clock or SystemClock()
         key = load_private_key(config.signing.key)  # refuses a key others can read
         self.signer = Signer(key)
         self.buffer = Buffer(
@@ -71,16 +71,8 @@ class Agent:
         self.drivers: list[Driver | ListeningDriver] = [make_driver(d) for d in config.devices]
         self.senders: list[Sender] = []
         for tc in config.transports:
-            backoff = (getattr(tc, "backoff_initial_s", 1.0), getattr(tc, "backoff_max_s", 60.0))
-            self.senders.append(
-                Sender(
-                    self.buffer,
-                    make_transport(tc, config.station.id),
-                    self.clock,
-                    backoff_initial_s=backoff[0],
-                    backoff_max_s=backoff[1],
-                )
-            )
+            transport = make_transport(tc, config.station.id)
+            self.senders.append(Sender(self.buffer, transport, self.clock))
         self.sealed = 0
         self.seal_error: str | None = None
         self._health = HealthFile(health_path(config.buffer.path))
@@ -168,7 +160,8 @@ class Agent:
                 s.name: {
                     "in_flight": s.in_flight(),
                     "acked": s.acked,
-                    "last_error": s.last_error or getattr(s.transport, "last_error", None),
+                    "last_error": s.last_error or s.transport.last_error,
+                    "connected": s.transport.connected(),
                 }
                 for s in self.senders
             },

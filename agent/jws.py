@@ -24,11 +24,23 @@ def b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
+_B64URL_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+
+
 def b64url_decode(text: str) -> bytes:
-    """Decode base64url without padding; raises ValueError on bad input."""
-    if not isinstance(text, str) or any(c in text for c in "=+/ \n"):
+    """Decode base64url without padding; raises ValueError unless ``text`` is exactly the
+    canonical encoding of the bytes (so one signature has one spelling)."""
+    if not isinstance(text, str) or not _B64URL_CHARS.issuperset(text) or len(text) % 4 == 1:
         raise ValueError("not base64url")
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    if b64url(data) != text:
+        raise ValueError("not canonical base64url (stray bits in the last character)")
+    return data
+
+
+def protected_header(kid: str) -> bytes:
+    """The protected header every batch carries, byte for byte (docs/protocol.md)."""
+    return json.dumps({"alg": "EdDSA", "kid": kid, "typ": "JOSE"}, separators=(",", ":")).encode()
 
 
 def public_jwk(key: Ed25519PublicKey) -> dict[str, str]:
@@ -58,8 +70,7 @@ def key_from_jwk(jwk: dict[str, Any]) -> Ed25519PublicKey:
 
 def sign_compact(payload: bytes, key: Ed25519PrivateKey, kid: str) -> str:
     """Sign payload bytes; returns the compact serialization ``header.payload.signature``."""
-    header = json.dumps({"alg": "EdDSA", "kid": kid, "typ": "JOSE"}, separators=(",", ":"))
-    signing_input = f"{b64url(header.encode())}.{b64url(payload)}"
+    signing_input = f"{b64url(protected_header(kid))}.{b64url(payload)}"
     return f"{signing_input}.{b64url(key.sign(signing_input.encode('ascii')))}"
 
 
@@ -68,6 +79,7 @@ class Parsed:
     """A compact JWS split into its decoded parts (signature not yet checked)."""
 
     header: dict[str, Any]
+    header_bytes: bytes
     payload: bytes
     signing_input: bytes
     signature: bytes
@@ -85,8 +97,9 @@ def parse_compact(token: str | bytes) -> Parsed:
     if len(parts) != 3:
         raise VerificationError(f"malformed JWS: expected 3 dot-separated parts, got {len(parts)}")
     try:
-        header = json.loads(b64url_decode(parts[0]))
-    except (ValueError, UnicodeDecodeError):
+        header_bytes = b64url_decode(parts[0])
+        header = json.loads(header_bytes)
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise VerificationError("malformed JWS: protected header is not base64url JSON") from None
     if not isinstance(header, dict):
         raise VerificationError("malformed JWS: protected header is not a JSON object")
@@ -94,7 +107,8 @@ def parse_compact(token: str | bytes) -> Parsed:
         payload, signature = b64url_decode(parts[1]), b64url_decode(parts[2])
     except ValueError:
         raise VerificationError("malformed JWS: payload or signature is not base64url") from None
-    return Parsed(header, payload, f"{parts[0]}.{parts[1]}".encode("ascii"), signature)
+    signing_input = f"{parts[0]}.{parts[1]}".encode("ascii")
+    return Parsed(header, header_bytes, payload, signing_input, signature)
 
 
 def verify_compact(token: str | bytes, key: Ed25519PublicKey, kid: str | None = None) -> Parsed:
@@ -108,6 +122,12 @@ def verify_compact(token: str | bytes, key: Ed25519PublicKey, kid: str | None = 
     if kid is not None and parsed.header.get("kid") != kid:
         raise VerificationError(
             f"kid {parsed.header.get('kid')!r} is not the station's registered key {kid!r}"
+        )
+    claimed = parsed.header.get("kid")
+    if not isinstance(claimed, str) or parsed.header_bytes != protected_header(claimed):
+        raise VerificationError(
+            "protected header is not exactly "
+            + protected_header(claimed if isinstance(claimed, str) else "<kid>").decode()
         )
     try:
         key.verify(parsed.signature, parsed.signing_input)

@@ -32,13 +32,9 @@ class Sender:
         buffer: Buffer,
         transport: Transport,
         clock: Clock,
-        *,
-        backoff_initial_s: float = 1.0,
-        backoff_max_s: float = 60.0,
     ) -> None:
         self.buffer, self.transport, self.clock = buffer, transport, clock
         self.name = transport.name
-        self.backoff_initial_s, self.backoff_max_s = backoff_initial_s, backoff_max_s
         self._wake = threading.Event()
         self._stop_deadline = 0.0
         self._requeue_mark: tuple[int, list[int]] | None = None
@@ -144,13 +140,12 @@ class Sender:
 
     def _reachable(self) -> bool:
         """False when the transport knows it is offline: waiting for acks would be in vain."""
-        connected = getattr(self.transport, "connected", None)
-        return connected is None or connected.is_set()
+        return self.transport.connected()
 
     def _byte_budget(self) -> int | None:
         """Bytes that may still go in flight (None: no byte cap). The cap keeps memory flat
         however large the backlog and the batches are."""
-        cap = getattr(self.transport, "window_bytes", None)
+        cap = self.transport.window_bytes
         if cap is None:
             return None
         return max(0, cap - sum(self._in_flight.values()))
@@ -228,7 +223,8 @@ class Sender:
                 self._reset_floor()
 
     def _schedule_retry(self, seq: int, reason: str) -> None:
-        self._backoff_s = min(self.backoff_max_s, max(self.backoff_initial_s, self._backoff_s * 2))
+        initial, cap = self.transport.backoff_initial_s, self.transport.backoff_max_s
+        self._backoff_s = min(cap, max(initial, self._backoff_s * 2))
         delay = self._backoff_s * random.uniform(0.5, 1.0)  # full jitter, lower-bounded
         self._retry_at = time.monotonic() + delay
         self.last_error = reason

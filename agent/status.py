@@ -10,6 +10,7 @@ import sqlite3
 import time
 from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from agent.buffer import ACKED, QUARANTINED
 from agent.config import Config
@@ -17,10 +18,13 @@ from agent.health import read_health
 from core.errors import StorageError
 
 
-def _when(ms: int | None) -> str:
+def _when(ms: int | None, tz: ZoneInfo) -> str:
+    """A time as the technician on site reads it: the station's local time, then UTC."""
     if ms is None:
         return "never"
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    utc = datetime.fromtimestamp(ms / 1000, tz=UTC)
+    local = utc.astimezone(tz)
+    return f"{local:%Y-%m-%d %H:%M:%S} {local.tzname()} ({utc:%H:%M:%S} UTC)"
 
 
 def gather(config: Config) -> dict[str, Any]:
@@ -58,6 +62,7 @@ def _agent_state(health: dict[str, Any] | None) -> dict[str, Any]:
 def _gather(db: sqlite3.Connection, config: Config) -> dict[str, Any]:
     head = db.execute("SELECT seq, last_id FROM batches ORDER BY seq DESC LIMIT 1").fetchone()
     last_seq, sealed_upto = head if head else (0, 0)
+    tz = ZoneInfo(config.station.timezone)
     unsealed = db.execute("SELECT count(*) FROM readings WHERE id > ?", (sealed_upto,)).fetchone()
     out: dict[str, Any] = {
         "station": config.station.id,
@@ -91,7 +96,7 @@ def _gather(db: sqlite3.Connection, config: Config) -> dict[str, Any]:
                 "backlog_readings": pending[1] + unsealed[0],
                 "oldest_unacked_seq": pending[2],
                 "last_acked_seq": last[0] if last else None,
-                "last_acked_at": _when(last[1]) if last else "never",
+                "last_acked_at": _when(last[1], tz) if last else "never",
                 "quarantined": [{"seq": s, "reason": r} for s, r in quarantined],
             }
         )
@@ -107,9 +112,9 @@ def _gather(db: sqlite3.Connection, config: Config) -> dict[str, Any]:
             {
                 "name": name,
                 "state": "never polled" if not r[4] else ("FAULT" if failing else "ok"),
-                "last_good": _when(r[1]),
+                "last_good": _when(r[1], tz),
                 "last_error": r[2],
-                "last_error_at": _when(r[3]),
+                "last_error_at": _when(r[3], tz),
                 "polls": r[4],
                 "faults": r[5],
             }

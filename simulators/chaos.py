@@ -11,7 +11,8 @@ reference warehouse); each transport has its own warehouse database. At random m
   500, hang, or close the connection mid-request;
 * fills the disk holding the buffer (a small tmpfs, when the machine allows mounting one) and
   frees it again;
-* jumps the agent's clock forwards or backwards (``STATION_AGENT_CLOCK_OFFSET_FILE``).
+* jumps the agent's clock forwards or backwards (the agent runs under
+  ``simulators.agent_with_clock``, whose clock follows an offset file).
 
 At the end the faults are cleared, a last agent without devices drains the backlog, and the
 buffer is compared with both warehouses. ``python -m simulators.chaos --events 120`` is the long
@@ -21,7 +22,6 @@ run; ``tests/test_chaos.py`` runs a short one in CI.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import shutil
@@ -35,15 +35,14 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agent.jws import parse_compact
-from agent.keys import generate_key, load_jwk
-from agent.verify import StationKey, verify_chain
+from agent.keys import generate_key
 from core.reading import parse_rfc3339
 from simulators.certs import make_tls_files
 from simulators.float_device import FloatDevice
 from simulators.modbus_server import ModbusTcpSimulator
 from simulators.mosquitto import Mosquitto
-from simulators.warehouse import Warehouse
+from simulators.verifier import check_chain, unverified_payload
+from simulators.warehouse import Warehouse, load_station_jwk
 
 STATION = "CHAOS-01"
 CHANNELS = 20
@@ -110,13 +109,22 @@ class Summary:
 
 
 class _AgentProcess:
-    """``station-agent run`` as a child, with its log lines watched for kill points."""
+    """The agent (``station-agent run`` with an offset clock) as a child, with its log lines
+    watched for kill points."""
 
-    def __init__(self, config: Path, env: dict[str, str], log_path: Path) -> None:
+    def __init__(self, config: Path, clock_file: Path, env: dict[str, str], log_path: Path) -> None:
         self.sealed, self.acked = threading.Event(), threading.Event()
         self._log = open(log_path, "a")  # noqa: SIM115 (closed in wait)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "agent.cli", "run", "--config", str(config)],
+            [
+                sys.executable,
+                "-m",
+                "simulators.agent_with_clock",
+                "--clock-offset-file",
+                str(clock_file),
+                "--config",
+                str(config),
+            ],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -230,7 +238,7 @@ tls.ca_file = "{ca}"
 def _readings(tokens: list[str]) -> Counter:
     out: Counter = Counter()
     for token in tokens:
-        for r in json.loads(parse_compact(token).payload)["readings"]:
+        for r in (unverified_payload(token) or {}).get("readings", []):
             t = round(parse_rfc3339(r["time"]).timestamp() * 1000)
             out[(r["device"], r["param"], t, r["value"], r["status"])] += 1
     return out
@@ -271,7 +279,7 @@ def run_chaos(workdir: Path, events: int = 24, seed: int = 1, log=print) -> Summ
     key_dir = workdir / "keys"
     if not (key_dir / "station.key").exists():
         generate_key(key_dir)
-    station_key = StationKey.from_jwk(load_jwk(key_dir / "station.jwk"))
+    station_key = load_station_jwk(key_dir / "station.jwk")
     tls = make_tls_files(workdir / "tls")
     buffer_dir = workdir / "buffer"
     tmpfs = _mount_tmpfs(buffer_dir, 64)
@@ -292,13 +300,9 @@ def run_chaos(workdir: Path, events: int = 24, seed: int = 1, log=print) -> Summ
             buffer_dir, key_dir / "station.key", sim.port, broker.port, https_port, tls.ca, True
         )
     )
-    env = dict(
-        os.environ,
-        STATION_AGENT_CLOCK_OFFSET_FILE=str(clock_file),
-        PYTHONPATH=str(Path(__file__).resolve().parent.parent),
-    )
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent))
     agent_log = workdir / "agent.log"
-    agent = _AgentProcess(config, env, agent_log)
+    agent = _AgentProcess(config, clock_file, env, agent_log)
     kinds = [k for k in KINDS if tmpfs or k != "disk_full"]
     try:
         time.sleep(1.5)
@@ -315,7 +319,7 @@ def run_chaos(workdir: Path, events: int = 24, seed: int = 1, log=print) -> Summ
                     flag.wait(10)
                 agent.kill()
                 time.sleep(rng.uniform(0.0, 0.5))
-                agent = _AgentProcess(config, env, agent_log)
+                agent = _AgentProcess(config, clock_file, env, agent_log)
             elif kind == "broker_down":
                 broker.stop()
                 time.sleep(rng.uniform(0.5, 3.0))
@@ -351,7 +355,7 @@ def run_chaos(workdir: Path, events: int = 24, seed: int = 1, log=print) -> Summ
                 False,
             )
         )
-        agent = _AgentProcess(config, env, agent_log)
+        agent = _AgentProcess(config, clock_file, env, agent_log)
         deadline = time.monotonic() + 120
         while _backlog(buffer_dir / "buffer.db") and time.monotonic() < deadline:
             time.sleep(0.5)
@@ -373,9 +377,7 @@ def run_chaos(workdir: Path, events: int = 24, seed: int = 1, log=print) -> Summ
             v - 1 for held in (held_mqtt, held_https) for v in held.values() if v > 1
         )
         summary.gaps = wh_mqtt.gaps(STATION) + wh_https.gaps(STATION)
-        reports = [
-            verify_chain(enumerate(w.jws_list(STATION)), station_key) for w in (wh_mqtt, wh_https)
-        ]
+        reports = [check_chain(w.jws_list(STATION), station_key) for w in (wh_mqtt, wh_https)]
         summary.chain_ok = all(r.ok for r in reports)
         summary.rejections = len(wh_mqtt.rejections()) + len(wh_https.rejections())
         db = sqlite3.connect(buffer_dir / "buffer.db")

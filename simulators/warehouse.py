@@ -1,10 +1,11 @@
 """The reference warehouse: receives batches over HTTP(S) and MQTT, verifies and stores them.
 
 For every batch: signature with the station's registered key (kid must match), payload format,
-station match, and the seq/prev chain against what it already holds. Stores the JWS verbatim in
-``batches(station, seq, jws, ...)``. HTTP answers: 201 stored, 409 already have these exact
-bytes, 400 rejected (reason in the body and in table ``rejections``), 404 unknown station.
-Gaps are noticed on arrival (table ``gap_events``) and listed by ``gaps()``.
+station match, and the seq/prev chain against what it already holds. It verifies with its own
+code (``simulators/verifier.py``), never the agent's, so a bug in one cannot hide in the other.
+Stores the JWS verbatim in ``batches(station, seq, jws, ...)``. HTTP answers: 201 stored, 409
+already have these exact bytes, 400 rejected (reason in the body and in table ``rejections``),
+404 unknown station. Gaps are noticed on arrival (table ``gap_events``) and listed by ``gaps()``.
 
 Testers run it by hand::
 
@@ -29,10 +30,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from agent.jws import chain_digest, parse_compact
-from agent.keys import load_jwk
-from agent.verify import StationKey, check_batch
-from core.errors import AgentError, VerificationError
+from core.errors import VerificationError
+from simulators.verifier import Batch, RegisteredKey, check, digest_of, unverified_payload
 
 MAX_BODY = 64 * 1024 * 1024
 FAULTS = ("500", "hang", "close")
@@ -41,7 +40,7 @@ FAULTS = ("500", "hang", "close")
 class Warehouse:
     """Verifying batch store, shared by the HTTP endpoint and the MQTT subscriber."""
 
-    def __init__(self, db_path: Path, keys: dict[str, StationKey]) -> None:
+    def __init__(self, db_path: Path, keys: dict[str, RegisteredKey]) -> None:
         self.db_path, self.keys = Path(db_path), keys
         self._lock = threading.Lock()
         self._db = sqlite3.connect(self.db_path, check_same_thread=False, isolation_level=None)
@@ -72,7 +71,7 @@ class Warehouse:
         with self._lock:
             self.received += 1
             try:
-                batch = check_batch(body, key, station)
+                batch = check(body, key, station)
                 status, message = self._store(batch, station, key.kid, via, now)
             except VerificationError as exc:
                 status, message = 400, str(exc)
@@ -91,7 +90,7 @@ class Warehouse:
                 )
         return status, message
 
-    def _store(self, batch, station: str, kid: str, via: str, now: str) -> tuple[int, str]:
+    def _store(self, batch: Batch, station: str, kid: str, via: str, now: str) -> tuple[int, str]:
         seq = batch.seq
         rows = dict(
             self._db.execute(
@@ -103,14 +102,14 @@ class Warehouse:
             if rows[seq] == batch.jws:
                 return 409, f"seq {seq} already received (identical)"
             return 400, f"replay: seq {seq} already received with different content"
-        if seq - 1 in rows and batch.payload.prev != chain_digest(rows[seq - 1]):
+        if seq - 1 in rows and batch.prev != digest_of(rows[seq - 1]):
             return 400, f"chain broken: prev of seq {seq} is not the digest of seq {seq - 1}"
         if seq + 1 in rows and _prev_of(rows[seq + 1]) != batch.digest:
             return 400, f"chain broken: seq {seq + 1} does not follow this seq {seq}"
         self._db.execute(
             "INSERT INTO batches (station, seq, jws, kid, readings, received_at, via) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (station, seq, batch.jws, kid, len(batch.payload.readings), now, via),
+            (station, seq, batch.jws, kid, len(batch.readings), now, via),
         )
         if seq > 1 and seq - 1 not in rows:
             below = self._db.execute(
@@ -235,16 +234,28 @@ class Warehouse:
 
 
 def _prev_of(jws: str) -> str | None:
-    return json.loads(parse_compact(jws).payload).get("prev")
+    payload = unverified_payload(jws)  # a batch held here: it verified when it arrived
+    return payload.get("prev") if payload else None
 
 
 def _claimed_seq(body: bytes) -> int | None:
     """The seq a rejected body claims, if it can be read at all (for the rejection record)."""
-    try:
-        seq = json.loads(parse_compact(body).payload).get("seq")
-    except (AgentError, ValueError, AttributeError, UnicodeDecodeError):
-        return None
+    seq = (unverified_payload(body) or {}).get("seq")
     return seq if type(seq) is int and -(2**63) <= seq < 2**63 else None
+
+
+def load_station_jwk(path: Path) -> RegisteredKey:
+    """A station's public key from its ``station.jwk`` file."""
+    try:
+        jwk = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise VerificationError(f"{path}: not a readable JWK file ({exc})") from None
+    if not isinstance(jwk, dict):
+        raise VerificationError(f"{path}: not a JWK (a JSON object)")
+    try:
+        return RegisteredKey.from_jwk(jwk)
+    except VerificationError as exc:
+        raise VerificationError(f"{path}: {exc}") from None
 
 
 def _handler(warehouse: Warehouse) -> type[BaseHTTPRequestHandler]:
@@ -333,8 +344,8 @@ def main(argv: list[str] | None = None) -> int:
             station, sep, path = item.partition("=")
             if not sep:
                 parser.error(f"--station {item!r}: expected ID=JWK_FILE")
-            keys[station] = StationKey.from_jwk(load_jwk(Path(path)))
-    except AgentError as exc:
+            keys[station] = load_station_jwk(Path(path))
+    except VerificationError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     warehouse = Warehouse(args.db, keys)

@@ -20,7 +20,7 @@ from agent.verify import StationKey
 from simulators.certs import TlsFiles, make_tls_files
 from simulators.modbus import analyzer_channels, analyzer_simulator
 from simulators.mosquitto import Mosquitto
-from simulators.warehouse import Warehouse
+from simulators.warehouse import Warehouse, load_station_jwk
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -69,7 +69,8 @@ def analyzer() -> Iterator:
 
 @pytest.fixture
 def warehouse(tmp_path: Path, station_id: str, station_key) -> Iterator[Warehouse]:
-    wh = Warehouse(tmp_path / "warehouse.db", {station_id: station_key[1]})
+    registered = load_station_jwk(station_key[0].parent / "station.jwk")
+    wh = Warehouse(tmp_path / "warehouse.db", {station_id: registered})
     yield wh
     wh.stop()
 

@@ -107,12 +107,12 @@ def test_rejected_batch_is_quarantined_and_later_batches_still_flow(
     tmp_path, station_id, station_key, analyzer, warehouse
 ):
     """The warehouse answers 400 (here: it holds the wrong key for a while)."""
-    from agent.keys import generate_key, load_jwk
-    from agent.verify import StationKey
+    from agent.keys import generate_key
+    from simulators.warehouse import load_station_jwk
 
     right_key = warehouse.keys[station_id]
     _k, other_jwk = generate_key(tmp_path / "other")
-    warehouse.keys[station_id] = StationKey.from_jwk(load_jwk(other_jwk))
+    warehouse.keys[station_id] = load_station_jwk(other_jwk)
     port = warehouse.start_http()
     config = make_config(
         tmp_path,
@@ -205,11 +205,10 @@ def test_mqtt_in_flight_bytes_are_capped_whatever_the_backlog(tmp_path, station_
     from agent.batch import Signer
     from agent.buffer import Buffer
     from agent.clock import SystemClock
-    from agent.config import MqttTransportConfig
     from agent.keys import load_private_key
     from agent.sealing import Sealer
     from agent.sender import Sender
-    from agent.transports.mqtt import MqttTransport
+    from agent.transports.mqtt import MqttTransport, MqttTransportConfig
     from core.reading import Reading
 
     buf = Buffer(tmp_path / "b.db", durability="process")

@@ -15,3 +15,8 @@ def test_ci_runs_the_readme_test_command():
     demo, tests = _commands()
     assert "station-agent demo --seconds 20" in demo
     assert tests in (ROOT / ".ci" / "run").read_text()
+
+
+def test_the_test_command_checks_import_contracts_and_types():
+    _demo, tests = _commands()
+    assert ".venv/bin/lint-imports" in tests and ".venv/bin/mypy" in tests

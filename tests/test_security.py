@@ -113,7 +113,7 @@ def test_mqtt_tls_is_verified_and_mutual_tls_is_required(
         try:
             time.sleep(3)
             assert no_client_cert.senders[0].acked == 0
-            assert not no_client_cert.senders[0].transport.connected.is_set()
+            assert not no_client_cert.senders[0].transport.connected()
         finally:
             no_client_cert.stop(grace_s=0.5)
 

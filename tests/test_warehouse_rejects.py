@@ -144,7 +144,7 @@ def test_malformed_bodies_are_rejected(post, body, reason):
 def test_malformed_payload_json_is_rejected(post, signer, station_id):
     token = signer.sign(b'{"v":1,"station":"%s","seq":1,"prev":null}' % station_id.encode())
     r = post(token)
-    assert r.status_code == 400 and "malformed payload: sealed_at: Field required" in r.text
+    assert r.status_code == 400 and "malformed payload: sealed_at: missing" in r.text
     nan = signer.sign(build_payload(station_id, 1, None, 1, ROWS).replace(b"41.5", b"NaN"))
     r = post(nan)
     assert r.status_code == 400 and "malformed payload" in r.text

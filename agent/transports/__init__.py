@@ -6,19 +6,42 @@ transport calls ``on_outcome(seq, outcome)`` exactly once for that submission, f
 * ``Ack`` — the destination acknowledged it (MQTT PUBACK, HTTP 2xx/409);
 * ``Reject(reason)`` — the destination refused this batch for good (quarantine it);
 * ``Retry(reason)`` — not delivered this time (connection, timeout, 5xx); send it again later.
+
+Adding a transport: one module defining a config model (subclass of
+``agent.sections.TransportSection`` with a literal ``type``) and a class implementing
+``Transport``, plus one line in ``_REGISTRY`` below. Modules are imported on first use, so a
+station loads only the transports it configures (paho for MQTT, httpx for HTTPS).
 """
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Iterator, Mapping
 from typing import Protocol
 
+from agent.sections import TransportSection
 from core.batch import SealedBatch
 from core.outcomes import OnOutcome
 
+_REGISTRY: dict[str, tuple[str, str, str]] = {
+    "mqtt": ("agent.transports.mqtt", "MqttTransportConfig", "MqttTransport"),
+    "https": ("agent.transports.https", "HttpsTransportConfig", "HttpsTransport"),
+}
+
 
 class Transport(Protocol):
+    """What the sender, the daemon and the health report use of a transport."""
+
     name: str
     window: int  # how many batches may be in flight at once
+    window_bytes: int | None  # how many bytes of batches may be in flight (None: no cap)
+    backoff_initial_s: float  # after a Retry, wait this long, doubling up to backoff_max_s
+    backoff_max_s: float
+    last_error: str | None  # the transport's own diagnosis of why it cannot deliver, if any
+
+    def connected(self) -> bool:
+        """False when the transport knows it cannot deliver now (waiting for acks is in vain)."""
+        ...
 
     def start(self, on_outcome: OnOutcome) -> None: ...
 
@@ -27,12 +50,31 @@ class Transport(Protocol):
     def stop(self, timeout_s: float = 5.0) -> None: ...
 
 
-def make_transport(config, station: str) -> Transport:
+class TransportFactory(Protocol):
+    def __call__(self, config: TransportSection, station: str) -> Transport: ...
+
+
+class _Transports(Mapping[str, tuple[type[TransportSection], TransportFactory]]):
+    """Transport type -> (config model, transport class), each imported when first asked for."""
+
+    def __getitem__(self, name: str) -> tuple[type[TransportSection], TransportFactory]:
+        module_name, config_name, transport_name = _REGISTRY[name]
+        module = importlib.import_module(module_name)
+        return getattr(module, config_name), getattr(module, transport_name)
+
+    def __contains__(self, name: object) -> bool:
+        return name in _REGISTRY
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(_REGISTRY)
+
+    def __len__(self) -> int:
+        return len(_REGISTRY)
+
+
+TRANSPORTS = _Transports()
+
+
+def make_transport(config: TransportSection, station: str) -> Transport:
     """Build the transport for one validated ``[[transports]]`` section."""
-    if config.type == "mqtt":
-        from agent.transports.mqtt import MqttTransport
-
-        return MqttTransport(config, station)
-    from agent.transports.https import HttpsTransport
-
-    return HttpsTransport(config, station)
+    return TRANSPORTS[config.type][1](config, station)

@@ -12,17 +12,42 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+from pathlib import Path
+from typing import Literal
 
 import httpx
+from pydantic import Field, model_validator
 
-from agent.config import HttpsTransportConfig
 from agent.logs import event
+from agent.sections import NAME_PATTERN, TlsConfig, TransportSection
 from agent.transports.tls import client_context
 from core.batch import SealedBatch
 from core.outcomes import Ack, OnOutcome, Outcome, Reject, Retry
 
 log = logging.getLogger("agent.transports.https")
 _RETRY_4XX = {401, 403, 404, 408, 425, 429}
+
+
+class HttpsTransportConfig(TransportSection):
+    """``[[transports]] type = "https"``: POST each batch to the warehouse."""
+
+    type: Literal["https"]
+    name: str = Field(default="https", pattern=NAME_PATTERN)
+    base_url: str = Field(pattern=r"^https?://")
+    allow_plain_http: bool = False
+    tls: TlsConfig | None = None
+    timeout_s: float = Field(default=15.0, gt=0, le=600)
+
+    @model_validator(mode="after")
+    def _https_unless_allowed(self) -> HttpsTransportConfig:
+        if self.base_url.startswith("http://") and not self.allow_plain_http:
+            raise ValueError(
+                "base_url uses plain http://; use https:// or set allow_plain_http = true"
+            )
+        return self
+
+    def files(self) -> dict[str, Path]:
+        return self.tls.files() if self.tls else {}
 
 
 def classify(status: int, body: str) -> Outcome:
@@ -41,9 +66,12 @@ class HttpsTransport:
     """Delivers batches to the warehouse's REST endpoint."""
 
     window = 1
+    window_bytes: int | None = None  # one request at a time: the window bounds memory already
 
     def __init__(self, config: HttpsTransportConfig, station: str) -> None:
         self.config, self.name = config, config.name
+        self.backoff_initial_s, self.backoff_max_s = config.backoff_initial_s, config.backoff_max_s
+        self.last_error: str | None = None  # each failure's reason goes to the sender as Retry
         self.url = f"{config.base_url.rstrip('/')}/stations/{station}/batches"
         self._queue: queue.Queue[SealedBatch | None] = queue.Queue()
         self._thread: threading.Thread | None = None
@@ -60,6 +88,9 @@ class HttpsTransport:
         )
         self._thread = threading.Thread(target=self._run, name=f"https-{self.name}", daemon=True)
         self._thread.start()
+
+    def connected(self) -> bool:
+        return True  # no standing connection: every request finds out for itself
 
     def submit(self, batch: SealedBatch) -> None:
         self._queue.put(batch)

@@ -3,8 +3,11 @@
 A batch is acknowledged when its PUBACK arrives (``on_publish`` with its message id); paho's
 ``is_published()`` is not used because it is unreliable after a publish made while offline.
 The client id is stable and the session persistent, so paho re-sends unacknowledged messages
-after a reconnect. A retained ``online`` status is published on connect, and the broker
-publishes the retained ``offline`` last will if the agent vanishes.
+after a reconnect. A batch whose PUBACK has not come ``ack_timeout_s`` after it was sent on a
+live connection (a hung broker keeps the TCP connection open) is reported ``Retry``: the sender
+publishes it again after its backoff, and a late PUBACK for the first copy is ignored (the
+warehouse de-duplicates the identical bytes). A retained ``online`` status is published on
+connect, and the broker publishes the retained ``offline`` last will if the agent vanishes.
 """
 
 from __future__ import annotations
@@ -15,17 +18,50 @@ import socket
 import ssl
 import threading
 import time
+from pathlib import Path
+from typing import Literal
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from pydantic import Field, SecretStr, ValidationInfo, model_validator
 
-from agent.config import MqttTransportConfig
 from agent.logs import event
+from agent.sections import NAME_PATTERN, TlsConfig, TransportSection, resolve_secret
 from agent.transports.tls import client_context
 from core.batch import SealedBatch
 from core.outcomes import Ack, OnOutcome, Retry
 
 log = logging.getLogger("agent.transports.mqtt")
+
+
+class MqttTransportConfig(TransportSection):
+    """``[[transports]] type = "mqtt"``: publish to a broker with QoS 1."""
+
+    type: Literal["mqtt"]
+    name: str = Field(default="mqtt", pattern=NAME_PATTERN)
+    host: str
+    port: int = Field(default=1883, ge=1, le=65535)
+    client_id: str | None = None
+    topic_prefix: str = "stations"
+    username: str | None = None
+    password: SecretStr | None = None
+    password_env: str | None = None
+    password_file: Path | None = None
+    tls: TlsConfig | None = None
+    keepalive_s: int = Field(default=30, ge=5, le=3600)
+    inflight: int = Field(default=20, ge=1, le=1000)
+    inflight_bytes: int = Field(default=2 * 1024 * 1024, ge=64 * 1024)
+    ack_timeout_s: float = Field(default=60.0, gt=0, le=3600)
+
+    @model_validator(mode="after")
+    def _secret(self, info: ValidationInfo) -> MqttTransportConfig:
+        self.password = resolve_secret(
+            "password", self.password, self.password_env, self.password_file, info
+        )
+        return self
+
+    def files(self) -> dict[str, Path]:
+        return self.tls.files() if self.tls else {}
 
 
 class MqttTransport:
@@ -34,13 +70,18 @@ class MqttTransport:
     def __init__(self, config: MqttTransportConfig, station: str) -> None:
         self.config, self.name, self.station = config, config.name, station
         self.window = config.inflight
-        self.window_bytes = config.inflight_bytes
+        self.window_bytes: int | None = config.inflight_bytes
+        self.backoff_initial_s, self.backoff_max_s = config.backoff_initial_s, config.backoff_max_s
         self.topic = f"{config.topic_prefix}/{station}/batches"
         self.status_topic = f"{config.topic_prefix}/{station}/status"
         self._lock = threading.Lock()  # never held while calling into paho (paho holds its own)
         self._waiting: dict[int, int | None] = {}  # mid -> seq (None: our status message)
         self._early: set[int] = set()  # PUBACKs that arrived before publish() returned
-        self.connected = threading.Event()
+        self._sent_at: dict[int, float] = {}  # mid -> when it went out on a live connection
+        self._expired: set[int] = set()  # mids reported Retry: their late PUBACK is ignored
+        self._online = threading.Event()
+        self._stopping = threading.Event()
+        self._watchdog: threading.Thread | None = None
         self.last_error: str | None = None
         self._diagnosed_at = 0.0
         self._client = self._make_client()
@@ -75,6 +116,13 @@ class MqttTransport:
         self._on_outcome = on_outcome
         self._client.connect_async(self.config.host, self.config.port, self.config.keepalive_s)
         self._client.loop_start()
+        self._watchdog = threading.Thread(
+            target=self._watch_acks, name=f"mqtt-acks-{self.name}", daemon=True
+        )
+        self._watchdog.start()
+
+    def connected(self) -> bool:
+        return self._online.is_set()
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
@@ -87,7 +135,10 @@ class MqttTransport:
                 reason=str(reason_code),
             )
             return
-        self.connected.set()
+        with self._lock:  # paho re-sends what is unacknowledged now: the timeouts start again
+            now = time.monotonic()
+            self._sent_at = dict.fromkeys(self._sent_at, now)
+        self._online.set()
         event(
             log,
             logging.INFO,
@@ -114,7 +165,7 @@ class MqttTransport:
         )
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
-        if self.connected.is_set():
+        if self._online.is_set():
             event(
                 log,
                 logging.WARNING,
@@ -122,7 +173,7 @@ class MqttTransport:
                 transport=self.name,
                 reason=str(reason_code),
             )
-        self.connected.clear()
+        self._online.clear()
 
     def _register(self, mid: int, seq: int | None) -> None:
         with self._lock:
@@ -131,18 +182,43 @@ class MqttTransport:
                 acked = True
             else:
                 self._waiting[mid] = seq
+                if seq is not None:
+                    self._sent_at[mid] = time.monotonic()
                 acked = False
         if acked and seq is not None:
             self._on_outcome(seq, Ack())
 
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
         with self._lock:
+            if mid in self._expired:  # a copy already reported Retry: the re-sent one counts
+                self._expired.discard(mid)
+                return
             if mid not in self._waiting:
                 self._early.add(mid)
                 return
             seq = self._waiting.pop(mid)
+            self._sent_at.pop(mid, None)
         if seq is not None:
             self._on_outcome(seq, Ack())
+
+    def _watch_acks(self) -> None:
+        """Report ``Retry`` for batches whose PUBACK is overdue on a live connection."""
+        timeout = self.config.ack_timeout_s
+        while not self._stopping.wait(min(1.0, timeout / 4)):
+            if not self._online.is_set():
+                continue  # offline: paho re-sends on reconnect, and the timeouts restart then
+            overdue: list[int] = []
+            with self._lock:
+                limit = time.monotonic() - timeout
+                for mid, sent_at in list(self._sent_at.items()):
+                    if sent_at <= limit:
+                        del self._sent_at[mid]
+                        seq = self._waiting.pop(mid)
+                        self._expired.add(mid)
+                        if seq is not None:
+                            overdue.append(seq)
+            for seq in overdue:
+                self._on_outcome(seq, Retry(f"no PUBACK from the broker within {timeout} s"))
 
     def submit(self, batch: SealedBatch) -> None:
         info = self._client.publish(self.topic, batch.jws, qos=1, retain=False)
@@ -150,6 +226,8 @@ class MqttTransport:
             self._on_outcome(batch.seq, Retry("paho's outgoing queue is full"))
             return
         # MQTT_ERR_NO_CONN still queues the message: paho sends it once connected.
+        with self._lock:
+            self._expired.discard(info.mid)  # the 16-bit id came round again: it is this one now
         self._register(info.mid, batch.seq)
 
     def in_flight(self) -> int:
@@ -158,9 +236,10 @@ class MqttTransport:
 
     def stop(self, timeout_s: float = 5.0) -> None:
         deadline = time.monotonic() + timeout_s
-        while self.in_flight() and self.connected.is_set() and time.monotonic() < deadline:
+        self._stopping.set()
+        while self.in_flight() and self._online.is_set() and time.monotonic() < deadline:
             time.sleep(0.05)
-        if self.connected.is_set():
+        if self._online.is_set():
             info = self._client.publish(
                 self.status_topic, self._status("offline"), qos=1, retain=True
             )

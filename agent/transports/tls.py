@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ssl
 
-from agent.config import TlsConfig
+from agent.sections import TlsConfig
 from core.errors import ConfigError
 
 

@@ -1,5 +1,8 @@
 """``station-agent demo``: the whole chain on loopback, no hardware and no broker needed.
 
+A command the simulators add to ``station-agent`` (see ``simulators/commands.py``): the agent
+never imports this package.
+
 Starts the Modbus TCP analyzer simulator, the reference warehouse (HTTPS with a throw-away CA)
 and the agent; prints a live summary; stops everything; verifies what the warehouse holds.
 """
@@ -61,7 +64,7 @@ def run_demo(workdir: Path, seconds: float = 20.0) -> int:
     """Run the demo for ``seconds``; returns 0 if the warehouse verified every batch."""
     from simulators.certs import make_tls_files
     from simulators.modbus import analyzer_simulator
-    from simulators.warehouse import Warehouse
+    from simulators.warehouse import Warehouse, load_station_jwk
 
     workdir = workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
@@ -70,11 +73,12 @@ def run_demo(workdir: Path, seconds: float = 20.0) -> int:
     if not (workdir / KEY_NAME).exists():
         generate_key(workdir)
     tls = make_tls_files(workdir / "tls")
-    station_key = StationKey.from_jwk(load_jwk(workdir / "station.jwk"))
+    station_key = StationKey.from_jwk(load_jwk(workdir / "station.jwk"))  # station-agent verify
 
     simulator = analyzer_simulator(port=0, calibrate_at=5.0, calibrate_for=5.0)
     simulator.start()
-    warehouse = Warehouse(workdir / "warehouse.db", {STATION: station_key})
+    registered = load_station_jwk(workdir / "station.jwk")  # the warehouse's own key handling
+    warehouse = Warehouse(workdir / "warehouse.db", {STATION: registered})
     https_port = warehouse.start_http(cert=tls.server_cert, key=tls.server_key)
     config_path = workdir / "station-agent.toml"
     config_path.write_text(_toml_config(workdir, simulator.port, https_port))

@@ -1,0 +1,86 @@
+"""Building blocks of configuration sections, shared by ``agent.config`` and the transports.
+
+Each transport module defines its section model next to its code (a subclass of
+``TransportSection``); they all use the strictness, names and secrets defined here.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, model_validator
+
+NAME_PATTERN = r"^[A-Za-z0-9_.\-]+$"
+
+
+class Section(BaseModel):
+    """A configuration section: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+def resolve_secret(
+    where: str,
+    inline: SecretStr | None,
+    env: str | None,
+    file: Path | None,
+    info: ValidationInfo,
+) -> SecretStr | None:
+    """A secret given inline, by environment variable name, or by file (its first line)."""
+    given = [x for x in (inline, env, file) if x is not None]
+    if len(given) > 1:
+        raise ValueError(f"give {where} only once (inline, {where}_env or {where}_file)")
+    if env is not None:
+        if env not in os.environ:
+            raise ValueError(f"{where}_env names environment variable {env!r}, which is not set")
+        return SecretStr(os.environ[env])
+    if file is not None:
+        base = (info.context or {}).get("base")
+        if base is not None and not file.is_absolute():
+            file = base / file
+        try:
+            lines = file.read_text().splitlines()
+        except OSError as exc:
+            raise ValueError(f"{where}_file {str(file)!r} cannot be read: {exc.strerror}") from None
+        return SecretStr(lines[0] if lines else "")
+    return inline
+
+
+class TlsConfig(Section):
+    """TLS settings. Verification is always on; ``ca_file`` adds a private CA."""
+
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    key_password: SecretStr | None = None
+    key_password_env: str | None = None
+    key_password_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _client_pair(self, info: ValidationInfo) -> TlsConfig:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together (mutual TLS needs both)")
+        self.key_password = resolve_secret(
+            "key_password", self.key_password, self.key_password_env, self.key_password_file, info
+        )
+        return self
+
+    def files(self) -> dict[str, Path]:
+        """The files this section names, by key."""
+        named = {"ca_file": self.ca_file, "cert_file": self.cert_file, "key_file": self.key_file}
+        return {f"tls.{k}": v for k, v in named.items() if v is not None}
+
+
+class TransportSection(Section):
+    """What every ``[[transports]]`` section has. A transport's model subclasses it with a
+    ``type: Literal[...]`` tag, a default ``name`` and its own keys."""
+
+    type: str
+    name: str = Field(pattern=NAME_PATTERN)
+    backoff_initial_s: float = Field(default=1.0, gt=0)
+    backoff_max_s: float = Field(default=60.0, gt=0)
+
+    def files(self) -> dict[str, Path]:
+        """Files this section names (key -> path), checked by ``config validate``."""
+        return {}

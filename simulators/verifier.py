@@ -1,0 +1,273 @@
+"""The reference warehouse's own verification of signed batches, written apart from the agent's.
+
+It shares no code with ``agent.jws``/``agent.verify`` (an import contract in pyproject.toml keeps
+it so): a bug on one side cannot hide in the other. It follows docs/protocol.md literally:
+
+* compact JWS, three parts of strict base64url (alphabet ``A-Z a-z 0-9 - _``, no padding, and
+  the canonical encoding of the decoded bytes: no stray low bits in the last character);
+* the protected header is exactly ``{"alg":"EdDSA","kid":"<registered kid>","typ":"JOSE"}``;
+* the Ed25519 signature (``cryptography``) over ``header "." payload`` as sent;
+* the payload is UTF-8 JSON without duplicate keys, NaN or Infinity, with exactly the fields of
+  the protocol; ``prev`` is base64url(SHA-256(exact bytes of the previous JWS)).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from core.errors import VerificationError
+
+MAX_HEADER_CHARS = 512  # the fixed header is about 100 characters
+_B64URL = re.compile(r"[A-Za-z0-9_-]*")
+_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z")
+_PREV = re.compile(r"[A-Za-z0-9_-]{43}")
+_PAYLOAD_KEYS = ("v", "station", "seq", "prev", "sealed_at", "readings")
+_READING_KEYS = ("device", "param", "value", "unit", "time", "status")
+_STATUSES = ("00", "01", "02")
+
+
+def b64url_strict(text: str, what: str) -> bytes:
+    """Decode unpadded base64url, refusing any text that is not the canonical encoding."""
+    if not _B64URL.fullmatch(text) or len(text) % 4 == 1:
+        raise VerificationError(f"malformed JWS: {what} is not base64url")
+    data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    if base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii") != text:
+        raise VerificationError(f"malformed JWS: {what} is not canonical base64url")
+    return data
+
+
+def b64url_encode(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def digest_of(jws: str) -> str:
+    """What the next batch's ``prev`` must be: base64url(SHA-256(the exact JWS bytes))."""
+    return b64url_encode(hashlib.sha256(jws.encode("ascii")).digest())
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"duplicate key {key!r}")
+        out[key] = value
+    return out
+
+
+def _no_constants(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+def strict_json(data: bytes, what: str) -> Any:
+    """Parse UTF-8 JSON refusing duplicate keys, NaN/Infinity and absurd nesting."""
+    try:
+        return json.loads(
+            data.decode("utf-8"), object_pairs_hook=_no_duplicates, parse_constant=_no_constants
+        )
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise VerificationError(f"malformed {what}: not strict UTF-8 JSON ({exc})") from None
+
+
+@dataclass(frozen=True)
+class RegisteredKey:
+    """A station's public key as the warehouse registered it."""
+
+    kid: str
+    key: Ed25519PublicKey
+
+    @classmethod
+    def from_jwk(cls, jwk: dict[str, Any]) -> RegisteredKey:
+        """From an OKP JWK; the kid is its RFC 7638 thumbprint, computed here."""
+        if (
+            jwk.get("kty") != "OKP"
+            or jwk.get("crv") != "Ed25519"
+            or not isinstance(jwk.get("x"), str)
+        ):
+            raise VerificationError("JWK is not an Ed25519 OKP key (kty OKP, crv Ed25519, x)")
+        raw = b64url_strict(jwk["x"], "JWK x")
+        if len(raw) != 32:
+            raise VerificationError("JWK x is not a 32-byte Ed25519 key")
+        members = f'{{"crv":"Ed25519","kty":"OKP","x":"{jwk["x"]}"}}'
+        kid = b64url_encode(hashlib.sha256(members.encode("ascii")).digest())
+        return cls(kid, Ed25519PublicKey.from_public_bytes(raw))
+
+
+@dataclass(frozen=True)
+class Batch:
+    """A batch whose signature and payload verified."""
+
+    jws: str
+    payload: dict[str, Any]
+
+    @property
+    def seq(self) -> int:
+        return int(self.payload["seq"])
+
+    @property
+    def prev(self) -> str | None:
+        return self.payload["prev"]
+
+    @property
+    def readings(self) -> list[dict[str, Any]]:
+        return list(self.payload["readings"])
+
+    @property
+    def digest(self) -> str:
+        return digest_of(self.jws)
+
+
+def split(token: str | bytes) -> tuple[str, str, str]:
+    """The three base64url parts of a compact JWS (not decoded)."""
+    if isinstance(token, bytes):
+        try:
+            token = token.decode("ascii")
+        except UnicodeDecodeError:
+            raise VerificationError("malformed JWS: not ASCII") from None
+    parts = token.strip().split(".")
+    if len(parts) != 3:
+        raise VerificationError(f"malformed JWS: expected 3 dot-separated parts, got {len(parts)}")
+    return parts[0], parts[1], parts[2]
+
+
+def unverified_payload(token: str | bytes) -> dict[str, Any] | None:
+    """The payload a token claims, without any check (for reports of what was refused)."""
+    try:
+        payload = strict_json(b64url_strict(split(token)[1], "payload"), "payload")
+    except VerificationError:
+        return None
+    return payload if isinstance(payload, dict) else None
+
+
+def check(token: str | bytes, key: RegisteredKey, station: str | None = None) -> Batch:
+    """Verify one compact JWS from ``station``; raises VerificationError saying why not."""
+    head, body, sig = split(token)
+    if len(head) > MAX_HEADER_CHARS:
+        raise VerificationError("malformed JWS: protected header too long")
+    try:
+        header = strict_json(b64url_strict(head, "protected header"), "protected header")
+    except VerificationError as exc:
+        raise VerificationError(
+            f"malformed JWS: protected header is not base64url JSON ({exc})"
+        ) from None
+    if not isinstance(header, dict):
+        raise VerificationError("malformed JWS: protected header is not a JSON object")
+    if header.get("alg") != "EdDSA":
+        raise VerificationError(
+            f"unsupported alg {header.get('alg')!r}: only EdDSA (Ed25519) is accepted"
+        )
+    if header.get("kid") != key.kid:
+        raise VerificationError(
+            f"kid {header.get('kid')!r} is not the station's registered key {key.kid!r}"
+        )
+    expected = f'{{"alg":"EdDSA","kid":"{key.kid}","typ":"JOSE"}}'
+    if b64url_strict(head, "protected header") != expected.encode("ascii"):
+        raise VerificationError(f"protected header is not exactly {expected}")
+    signature = b64url_strict(sig, "signature")
+    try:
+        key.key.verify(signature, f"{head}.{body}".encode("ascii"))
+    except InvalidSignature:
+        raise VerificationError("signature does not verify: payload altered or wrong key") from None
+    payload = strict_json(b64url_strict(body, "payload"), "payload")
+    _check_payload(payload)
+    if station is not None and payload["station"] != station:
+        raise VerificationError(
+            f"payload station {payload['station']!r} does not match the sender {station!r}"
+        )
+    return Batch(f"{head}.{body}.{sig}", payload)
+
+
+def _check_payload(payload: Any) -> None:
+    def fail(where: str, what: str) -> VerificationError:
+        return VerificationError(f"malformed payload: {where}: {what}")
+
+    if not isinstance(payload, dict):
+        raise fail("(top level)", "not a JSON object")
+    for key in _PAYLOAD_KEYS:
+        if key not in payload:
+            raise fail(key, "missing")
+    extra = sorted(set(payload) - set(_PAYLOAD_KEYS))
+    if extra:
+        raise fail(extra[0], "not a field of the payload")
+    if payload["v"] != 1 or type(payload["v"]) is not int:
+        raise fail("v", "must be 1")
+    if not isinstance(payload["station"], str) or not payload["station"]:
+        raise fail("station", "must be a non-empty string")
+    seq, prev = payload["seq"], payload["prev"]
+    if type(seq) is not int or seq < 1:
+        raise fail("seq", "must be an integer >= 1")
+    if seq == 1 and prev is not None:
+        raise fail("prev", "must be null for seq 1")
+    if seq > 1 and not (isinstance(prev, str) and _PREV.fullmatch(prev)):
+        raise fail("prev", f"seq {seq} needs the 43-character base64url digest of seq {seq - 1}")
+    _check_time(payload["sealed_at"], "sealed_at", fail)
+    if not isinstance(payload["readings"], list):
+        raise fail("readings", "must be a list")
+    for i, reading in enumerate(payload["readings"]):
+        where = f"readings.{i}"
+        if not isinstance(reading, dict) or sorted(reading) != sorted(_READING_KEYS):
+            raise fail(where, f"must have exactly the keys {', '.join(_READING_KEYS)}")
+        for key in ("device", "param", "unit"):
+            if not isinstance(reading[key], str):
+                raise fail(f"{where}.{key}", "must be a string")
+        value = reading["value"]
+        if value is not None and (type(value) not in (int, float)):
+            raise fail(f"{where}.value", "must be a number or null")
+        _check_time(reading["time"], f"{where}.time", fail)
+        if reading["status"] not in _STATUSES:
+            raise fail(f"{where}.status", "must be '00', '01' or '02'")
+
+
+def _check_time(text: Any, where: str, fail) -> None:
+    if not (isinstance(text, str) and _TIME.fullmatch(text)):
+        raise fail(where, "must be RFC 3339 UTC with milliseconds (YYYY-MM-DDTHH:MM:SS.mmmZ)")
+    try:
+        datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ")
+    except ValueError:
+        raise fail(where, f"{text!r} is not a real date and time") from None
+
+
+@dataclass
+class ChainCheck:
+    """What checking a set of batches of one station found."""
+
+    batches: dict[int, Batch] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def check_chain(tokens: Iterable[str | bytes], key: RegisteredKey) -> ChainCheck:
+    """Every token verifies, seqs run 1..n without a gap or replay, and each ``prev`` is the
+    digest of the batch before it."""
+    out = ChainCheck()
+    for n, token in enumerate(tokens):
+        try:
+            batch = check(token, key)
+        except VerificationError as exc:
+            out.problems.append(f"token {n}: {exc}")
+            continue
+        held = out.batches.get(batch.seq)
+        if held is not None and held.jws != batch.jws:
+            out.problems.append(f"replay: seq {batch.seq} twice with different content")
+        out.batches.setdefault(batch.seq, batch)
+    for expected, seq in enumerate(sorted(out.batches), start=1):
+        if seq != expected:
+            out.problems.append(f"gap: seq {expected} missing")
+            break
+        if seq > 1 and out.batches[seq].prev != out.batches[seq - 1].digest:
+            out.problems.append(
+                f"chain broken: prev of seq {seq} is not the digest of seq {seq - 1}"
+            )
+    return out
