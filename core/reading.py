@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Literal
 
 MEASURING = "00"
 CALIBRATING = "01"
 FAULT = "02"
 STATUSES = (MEASURING, CALIBRATING, FAULT)
+StatusCode = Literal["00", "01", "02"]  # equipment status: measuring, calibrating, fault
 
 
 @dataclass(frozen=True, slots=True)

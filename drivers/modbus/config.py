@@ -16,6 +16,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from core.reading import StatusCode
 from drivers.base import DeviceConfig
 from drivers.modbus.codec import ByteOrder, RegisterType, register_count
 
@@ -23,11 +24,10 @@ Function = Literal["coil", "discrete", "holding", "input"]
 ValueType = Literal[
     "int16", "uint16", "int32", "uint32", "float32", "int64", "uint64", "float64", "bit", "string"
 ]
-StatusCode = Literal["00", "01", "02"]
 
 FUNCTION_CODES: dict[str, int] = {"coil": 1, "discrete": 2, "holding": 3, "input": 4}
 BIT_TABLES = ("coil", "discrete")
-DEFAULT_STATUS_MAP: dict[int, str] = {0: "00", 1: "01", 2: "02"}
+DEFAULT_STATUS_MAP: dict[int, StatusCode] = {0: "00", 1: "01", 2: "02"}
 
 # "register" is the field's name in the field's words; it only hides ABCMeta.register.
 warnings.filterwarnings(

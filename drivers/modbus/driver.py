@@ -22,6 +22,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from core.errors import DeviceError
@@ -53,7 +54,7 @@ Results = dict[Span, list[int] | str]  # registers (or bits) of each span, or wh
 class _StatusSource:
     span: Span
     bit: int | None
-    map: dict[int, str]
+    map: Mapping[int, str]
 
 
 def exception_text(code: int, span: Span) -> str:
@@ -105,7 +106,7 @@ class ModbusDriver:
 
     def plan(self) -> list[str]:
         """The requests one poll makes, one line each."""
-        lines = []
+        lines: list[str] = []
         for request in self._requests:
             if request.span in self._split:
                 lines.extend(Request(m, (m,)).describe(self.config.unit) for m in request.members)
@@ -144,7 +145,9 @@ class ModbusDriver:
         if register is None:
             return None
         function = status.function if status is not None else "holding"
-        bit = channel.status_bit if channel.status_bit is not None else (status and status.bit)
+        bit = channel.status_bit
+        if bit is None and status is not None:
+            bit = status.bit
         if function in BIT_TABLES:
             bit = None
         mapping = dict(status.map) if status is not None else dict(DEFAULT_STATUS_MAP)

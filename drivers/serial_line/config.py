@@ -14,14 +14,14 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from core.reading import StatusCode
 from drivers.base import DeviceConfig
 
-StatusCode = Literal["00", "01", "02"]
 Checksum = Literal["none", "sum8", "xor8"]
 
 _ESCAPES = {"r": b"\r", "n": b"\n", "t": b"\t", "0": b"\0", "\\": b"\\"}
 _HEX = frozenset("0123456789abcdefABCDEF")
-_DEFAULT_MAP = {"0": "00", "1": "01", "2": "02"}
+_DEFAULT_MAP: dict[str, StatusCode] = {"0": "00", "1": "01", "2": "02"}
 
 
 def decode_escapes(text: str, encoding: str = "ascii") -> bytes:
@@ -127,7 +127,7 @@ class SerialLineConfig(DeviceConfig):
     """Data bits per character."""
     parity: Literal["N", "E", "O", "M", "S"] = "N"
     """Parity: N none, E even, O odd, M mark, S space."""
-    stopbits: Literal[1, 1.5, 2] = 1
+    stopbits: Literal[1, 1.5, 2] = 1  # type: ignore[valid-type]  # pydantic takes a float literal
     """Stop bits."""
     encoding: str = "ascii"
     """Text encoding of requests and answers (a Python codec name, e.g. "ascii", "latin-1")."""
@@ -161,7 +161,7 @@ class SerialLineConfig(DeviceConfig):
             info = codecs.lookup(value)
         except LookupError:
             raise ValueError(f"unknown encoding {value!r} (e.g. ascii, latin-1, utf-8)") from None
-        if not info._is_text_encoding:  # type: ignore[attr-defined]
+        if not info._is_text_encoding:
             raise ValueError(f"{value!r} is not a text encoding (e.g. ascii, latin-1, utf-8)")
         return value
 
