@@ -27,6 +27,7 @@ from pydantic import (
     model_validator,
 )
 
+from agent.transports.tt10.config import Tt10TransportConfig
 from core.errors import ConfigError
 from drivers import DRIVERS, DeviceConfig
 
@@ -157,7 +158,7 @@ class HttpsTransportConfig(_Section):
 
 
 TransportConfig = Annotated[
-    Union[MqttTransportConfig, HttpsTransportConfig],  # noqa: UP007
+    Union[MqttTransportConfig, HttpsTransportConfig, Tt10TransportConfig],  # noqa: UP007
     Field(discriminator="type"),
 ]
 
@@ -201,8 +202,9 @@ def file_warnings(config: Config) -> list[str]:
     if not config.buffer.path.parent.is_dir():
         out.append(f"buffer.path: directory {config.buffer.path.parent} does not exist")
     for i, t in enumerate(config.transports):
+        tls = getattr(t, "tls", None)
         for name in ("ca_file", "cert_file", "key_file"):
-            path = getattr(t.tls, name, None) if t.tls else None
+            path = getattr(tls, name, None) if tls else None
             if path is not None and not path.exists():
                 out.append(f"transports[{i}].tls.{name} {path} does not exist")
     return out
@@ -225,7 +227,7 @@ def _field_path(loc: tuple[Any, ...]) -> str:
     for item in loc:
         if isinstance(item, int):
             parts.append(f"[{item}]")
-        elif item in DRIVERS or item in ("mqtt", "https"):
+        elif item in DRIVERS or item in ("mqtt", "https", "tt10"):
             continue  # the discriminator tag pydantic inserts; the user never wrote it
         else:
             parts.append(("." if parts else "") + str(item))
@@ -256,7 +258,7 @@ def _describe(error: dict[str, Any]) -> str:
 
 def _tags(key: str) -> str:
     """The values a discriminator key may take (the drivers, the transport types)."""
-    known = {"driver": ", ".join(repr(d) for d in DRIVERS), "type": "'mqtt', 'https'"}
+    known = {"driver": ", ".join(repr(d) for d in DRIVERS), "type": "'mqtt', 'https', 'tt10'"}
     return known.get(key, "?")
 
 

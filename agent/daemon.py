@@ -32,6 +32,7 @@ from agent.poller import Poller
 from agent.sealing import Sealer
 from agent.sender import Sender
 from agent.transports import make_transport
+from agent.transports.tt10.transport import Tt10Transport
 from core.errors import StorageError
 from drivers import Driver, ListeningDriver, make_driver
 
@@ -70,7 +71,15 @@ class Agent:
         self.poller = Poller(self.buffer, self.clock)
         self.drivers: list[Driver | ListeningDriver] = [make_driver(d) for d in config.devices]
         self.senders: list[Sender] = []
+        # TT10 files are rebuilt from stored readings, not sent as batches: a loop of their own.
+        self.file_transports = [
+            Tt10Transport(tc, config.buffer.path, self.clock)
+            for tc in config.transports
+            if tc.type == "tt10"
+        ]
         for tc in config.transports:
+            if tc.type == "tt10":
+                continue
             backoff = (getattr(tc, "backoff_initial_s", 1.0), getattr(tc, "backoff_max_s", 60.0))
             self.senders.append(
                 Sender(
@@ -109,6 +118,8 @@ class Agent:
                 )
         for sender in self.senders:
             sender.start()
+        for file_transport in self.file_transports:
+            file_transport.start()
         for driver, dcfg in zip(self.drivers, cfg.devices, strict=True):
             if isinstance(driver, ListeningDriver):
                 continue
@@ -124,7 +135,9 @@ class Agent:
             station=cfg.station.id,
             kid=self.signer.kid,
             devices=len(self.drivers),
-            transports=",".join(s.name for s in self.senders),
+            transports=",".join(
+                [s.name for s in self.senders] + [t.name for t in self.file_transports]
+            ),
             buffer=str(cfg.buffer.path),
         )
 
@@ -171,6 +184,10 @@ class Agent:
                     "last_error": s.last_error or getattr(s.transport, "last_error", None),
                 }
                 for s in self.senders
+            }
+            | {
+                t.name: {"in_flight": 0, "acked": t.delivered, "last_error": t.last_error}
+                for t in self.file_transports
             },
         }
 
@@ -184,6 +201,8 @@ class Agent:
         """Delete what every transport acknowledged more than ``retention_days`` ago."""
         cutoff = self.clock.now_ms() - self.config.buffer.retention_days * 86_400_000
         try:
+            for file_transport in self.file_transports:  # keep what an unsent file needs
+                cutoff = min(cutoff, file_transport.prune_floor_ms(cutoff))
             deleted = self.buffer.prune([s.name for s in self.senders], cutoff)
         except StorageError as exc:
             event(log, logging.ERROR, "prune_failed", error=str(exc))
@@ -212,6 +231,8 @@ class Agent:
         deadline = time.monotonic() + grace_s
         for sender in self.senders:
             sender.stop(max(0.5, deadline - time.monotonic()))
+        for file_transport in self.file_transports:
+            file_transport.stop(max(0.5, deadline - time.monotonic()))
         for driver in self.drivers:
             if not isinstance(driver, ListeningDriver):
                 self._close(driver)
