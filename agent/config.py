@@ -27,7 +27,7 @@ from pydantic import (
     model_validator,
 )
 
-from agent.transports.tt10.config import Tt10TransportConfig
+from agent.transports.tt10.config import Tt10TransportConfig, check_channels
 from core.errors import ConfigError
 from drivers import DRIVERS, DeviceConfig
 
@@ -179,6 +179,7 @@ class Config(_Section):
             dupes = sorted({n for n in names if names.count(n) > 1})
             if dupes:
                 raise ValueError(f"{what}: names must be unique, repeated: {', '.join(dupes)}")
+        check_channels(self.transports, self.devices)
         return self
 
     def summary(self) -> str:

@@ -158,3 +158,24 @@ class Tt10TransportConfig(_Section):
                 for p in self.parameters
             ),
         )
+
+
+def check_channels(transports: list, devices: list) -> None:
+    """Every TT10 parameter names a configured device and one of its channels."""
+    known: dict[str, set[str] | None] = {}
+    for d in devices:
+        channels = getattr(d, "channels", None)
+        known[d.name] = None if channels is None else {c.param for c in channels}
+    for i, t in enumerate(transports):
+        if t.type != "tt10":
+            continue
+        for j, p in enumerate(t.parameters):
+            where = f"transports[{i}].parameters[{j}]"
+            if p.device not in known:
+                raise ValueError(f"{where}: no device named {p.device!r} in [[devices]]")
+            params = known[p.device]
+            if params is not None and p.param not in params:
+                raise ValueError(
+                    f"{where}: device {p.device!r} has no channel {p.param!r} "
+                    f"(it has: {', '.join(sorted(params))})"
+                )
