@@ -14,7 +14,7 @@ from test_tt10_transport import T0, FixedClock, store, tt10_config
 from agent.buffer import Buffer
 from agent.cli import main
 from agent.config import load_config
-from agent.transports.tt10.config import Tt10TransportConfig
+from agent.transports.tt10.config import Tt10TransportConfig, options_markdown
 from agent.transports.tt10.transport import Tt10Transport
 from core.errors import ConfigError
 from simulators.tt10_servers import FtpReceiver
@@ -110,6 +110,10 @@ def test_example_config_validates_and_shows_every_tt10_option(monkeypatch) -> No
         assert re.search(rf"^\s*#?\s*{pattern}", text, re.M), f"{name} missing from the example"
     data = tomllib.loads(text)
     assert data["transports"][1]["protocol"] == "ftps"
+
+
+def test_docs_list_every_option_as_the_config_model_says() -> None:
+    assert options_markdown() in (ROOT / "docs" / "tt10.md").read_text()
 
 
 def test_a_parameter_naming_an_unknown_channel_is_refused(tmp_path: Path) -> None:

@@ -135,7 +135,10 @@ def test_backlog_after_an_outage_goes_oldest_first_with_original_names(
         assert status["backlog_files"] == 8
         assert status["oldest_unsent_period"] == "2026-05-29 03:30:00 UTC+7"
         assert "server down" in status["last_error"]
-        assert "backlog 8 file(s)" in "\n".join(tt10_status.render(status))
+        assert (
+            "backlog 8 file(s), oldest unsent /KT01/20260529/HN_NMX_KT01_20260529033500.txt "
+            "(period from 2026-05-29 03:30:00 UTC+7)" in "\n".join(tt10_status.render(status))
+        )
         server.start()
         assert transport.run_once() == 8
         status = tt10_status.gather(db, config)

@@ -179,3 +179,26 @@ def check_channels(transports: list, devices: list) -> None:
                     f"{where}: device {p.device!r} has no channel {p.param!r} "
                     f"(it has: {', '.join(sorted(params))})"
                 )
+
+
+def options_markdown() -> str:
+    """The options tables of docs/tt10.md (``python -m agent.transports.tt10.config``)."""
+    import json
+
+    out = []
+    for model in (Tt10TransportConfig, Tt10Parameter):
+        out += ["| key | default | meaning |", "|---|---|---|"]
+        for name, field in model.model_fields.items():
+            if field.is_required():
+                default = "required"
+            elif field.default is None:
+                default = "-"
+            else:
+                default = f"`{json.dumps(field.default)}`"
+            out.append(f"| `{name}` | {default} | {field.description} |")
+        out.append("")
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    print(options_markdown())

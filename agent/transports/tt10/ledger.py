@@ -49,6 +49,7 @@ class LedgerSummary:
     last_delivered_ms: int | None
     backlog: int
     oldest_unsent_ms: int | None
+    oldest_unsent_path: str | None
     last_error: str | None
     last_error_ms: int | None
 
@@ -194,9 +195,13 @@ def summary(db: sqlite3.Connection, transport: str) -> LedgerSummary:
             "NOT NULL ORDER BY period_ms DESC LIMIT 1",
             (transport,),
         ).fetchone()
-        backlog, oldest = db.execute(
-            "SELECT count(*), min(period_ms) FROM tt10_files WHERE transport = ? AND "
-            "delivered_ms IS NULL",
+        backlog = db.execute(
+            "SELECT count(*) FROM tt10_files WHERE transport = ? AND delivered_ms IS NULL",
+            (transport,),
+        ).fetchone()[0]
+        oldest = db.execute(
+            "SELECT period_ms, path FROM tt10_files WHERE transport = ? AND delivered_ms IS NULL "
+            "ORDER BY period_ms LIMIT 1",
             (transport,),
         ).fetchone()
         error = db.execute(
@@ -205,12 +210,13 @@ def summary(db: sqlite3.Connection, transport: str) -> LedgerSummary:
             (transport,),
         ).fetchone()
     except sqlite3.OperationalError:  # the transport has not run yet: no ledger tables
-        return LedgerSummary(None, None, 0, None, None, None)
+        return LedgerSummary(None, None, 0, None, None, None, None)
     return LedgerSummary(
         last[0] if last else None,
         last[1] if last else None,
         backlog,
-        oldest,
+        oldest[0] if oldest else None,
+        oldest[1] if oldest else None,
         error[0] if error else None,
         error[1] if error else None,
     )

@@ -25,6 +25,7 @@ def gather(db: sqlite3.Connection, config: Any) -> dict[str, Any]:
         "last_file_delivered": s.last_delivered_path,
         "last_delivered_at": _utc(s.last_delivered_ms),
         "backlog_files": s.backlog,
+        "oldest_unsent_file": s.oldest_unsent_path,
         "oldest_unsent_period": (
             vn_time(s.oldest_unsent_ms).strftime("%Y-%m-%d %H:%M:%S UTC+7")
             if s.oldest_unsent_ms is not None
@@ -40,7 +41,11 @@ def render(t: dict[str, Any]) -> list[str]:
     lines = [
         f"  {t['name']} (tt10): last file delivered {t['last_file_delivered'] or '-'} at "
         f"{t['last_delivered_at']}; backlog {t['backlog_files']} file(s)"
-        + (f", oldest unsent period {t['oldest_unsent_period']}" if t["backlog_files"] else "")
+        + (
+            f", oldest unsent {t['oldest_unsent_file']} (period from {t['oldest_unsent_period']})"
+            if t["backlog_files"]
+            else ""
+        )
     ]
     if t["last_error"]:
         lines.append(f"    last error ({t['last_error_at']}): {t['last_error']}")
