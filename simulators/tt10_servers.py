@@ -9,6 +9,7 @@ connection after the first bytes of a file; ``"deny"`` writes are refused (550 p
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import signal
@@ -53,6 +54,7 @@ class FtpReceiver:
         self.slow_bytes_per_s: int | None = None
         self.stored: list[str] = []  # every completed STOR, in order (server-side paths)
         self.stors = 0  # every STOR started
+        self.arrived: dict[str, float] = {}  # final path -> time.time() of its rename
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._server: FTPServer | None = None
@@ -100,6 +102,12 @@ class FtpReceiver:
                     return None
                 return super().ftp_STOR(file, mode)
 
+            def ftp_RNTO(self, path):
+                done = super().ftp_RNTO(path)
+                if done:
+                    receiver.arrived["/" + os.path.relpath(done[1], receiver.root)] = time.time()
+                return done
+
             def on_file_received(self, file):
                 receiver.stored.append("/" + os.path.relpath(file, receiver.root))
 
@@ -118,6 +126,10 @@ class FtpReceiver:
         return Handler
 
     def start(self) -> FtpReceiver:
+        quiet = logging.getLogger("pyftpdlib")  # else it logs every command (and every loop)
+        if not quiet.handlers:
+            quiet.addHandler(logging.NullHandler())  # a handler: pyftpdlib adds none of its own
+        quiet.setLevel(logging.WARNING)
         self._stop.clear()
         self._server = FTPServer(("127.0.0.1", self.port), self._handler())
         self._server.max_cons = 50
