@@ -1,10 +1,11 @@
-"""Real receivers for TT10 files, on loopback: a pyftpdlib FTP/FTPS server with switchable
+"""The TT10 receivers, real, on loopback: a pyftpdlib FTP/FTPS server with switchable
 faults, and OpenSSH's sshd (SFTP) started with its own config and host key.
 
-Faults of the FTP server (``server.fault = ...``, changeable while it runs):
-``"full"`` every upload is refused with 552 (disk quota exceeded); ``"cut"`` the server drops the
-connection after the first bytes of a file; ``"deny"`` writes are refused (550 permission);
-``slow_bytes_per_s`` throttles uploads.
+Faults of the FTP server (``server.fault = ...``, changeable while it runs): ``"full"`` every
+upload is refused with 552 (disk quota exceeded); ``"cut"`` the server drops the connection
+after the first bytes of a file; ``"deny"`` writes are refused (550 permission);
+``"mute_rename"`` the file is renamed into place but the reply never comes (the client cannot
+know it was delivered). ``slow_bytes_per_s`` throttles uploads.
 """
 
 from __future__ import annotations
@@ -103,6 +104,11 @@ class FtpReceiver:
                 return super().ftp_STOR(file, mode)
 
             def ftp_RNTO(self, path):
+                if receiver.fault == "mute_rename" and self._rnfr:
+                    source, self._rnfr = self._rnfr, None
+                    self.run_as_current_user(self.fs.rename, source, path)
+                    receiver.arrived["/" + os.path.relpath(path, receiver.root)] = time.time()
+                    return None  # renamed on disk, but the reply never comes
                 done = super().ftp_RNTO(path)
                 if done:
                     receiver.arrived["/" + os.path.relpath(done[1], receiver.root)] = time.time()

@@ -29,6 +29,7 @@ from core.errors import StorageError, TransportError
 
 log = logging.getLogger("agent.tt10")
 DAY_MS = 86_400_000
+MAX_WAIT_S = 5.0  # look again at least this often: the clock may jump (NTP at boot) mid-wait
 
 
 def build_period(ledger: Ledger, fmt: FileFormat, period_ms: int) -> Tt10File:
@@ -162,7 +163,7 @@ class Tt10Transport:
             try:
                 self.run_once()
                 self._backoff_s = 0.0
-                wait = self._next_close_s()
+                wait = min(MAX_WAIT_S, self._next_close_s())
             except (TransportError, StorageError) as exc:
                 if isinstance(exc, StorageError):
                     self.last_error = str(exc)
@@ -170,7 +171,7 @@ class Tt10Transport:
                 self._backoff_s = min(
                     cfg.backoff_max_s, max(cfg.backoff_initial_s, self._backoff_s * 2)
                 )
-                wait = min(self._next_close_s(), self._backoff_s * random.uniform(0.8, 1.2))
+                wait = self._backoff_s * random.uniform(0.8, 1.2)
             self._wake.wait(wait)
             self._wake.clear()
 
