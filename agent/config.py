@@ -208,6 +208,10 @@ def file_warnings(config: Config) -> list[str]:
             path = getattr(tls, name, None) if tls else None
             if path is not None and not path.exists():
                 out.append(f"transports[{i}].tls.{name} {path} does not exist")
+        for name in ("ca_file", "known_hosts", "private_key"):  # tt10
+            path = getattr(t, name, None)
+            if path is not None and not path.exists():
+                out.append(f"transports[{i}].{name} {path} does not exist")
     return out
 
 

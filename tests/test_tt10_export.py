@@ -13,7 +13,7 @@ from test_tt10_transport import T0, FixedClock, store, tt10_config
 
 from agent.buffer import Buffer
 from agent.cli import main
-from agent.config import load_config
+from agent.config import file_warnings, load_config
 from agent.transports.tt10.config import Tt10TransportConfig, options_markdown
 from agent.transports.tt10.transport import Tt10Transport
 from core.errors import ConfigError
@@ -121,3 +121,12 @@ def test_a_parameter_naming_an_unknown_channel_is_refused(tmp_path: Path) -> Non
     transport["parameters"][1]["param"] = "NOx"
     with pytest.raises(ConfigError, match=r"parameters\[1\]: device 'stack' has no channel 'NOx'"):
         load_config(_station_toml(tmp_path, transport))
+
+
+def test_validate_warns_of_a_missing_known_hosts_file(tmp_path: Path) -> None:
+    transport = _as_toml_dict(tt10_config(22))
+    transport |= {"protocol": "sftp", "known_hosts": str(tmp_path / "nowhere")}
+    config = load_config(_station_toml(tmp_path, transport))
+    assert f"transports[0].known_hosts {tmp_path / 'nowhere'} does not exist" in file_warnings(
+        config
+    )
