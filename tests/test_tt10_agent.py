@@ -5,7 +5,7 @@ gives; status shows it; pruning keeps the readings of a file not yet delivered."
 from __future__ import annotations
 
 import sqlite3
-import threading
+import time
 from pathlib import Path
 
 from conftest import analyzer_device, http_transport, make_config, wait_for
@@ -23,14 +23,10 @@ class ShiftedClock:
     """The system clock moved by ``offset_ms`` (changeable while the agent runs)."""
 
     def __init__(self) -> None:
-        import time
-
-        self._time = time
         self.offset_ms = 0
-        self.lock = threading.Lock()
 
     def now_ms(self) -> int:
-        return self._time.time_ns() // 1_000_000 + self.offset_ms
+        return time.time_ns() // 1_000_000 + self.offset_ms
 
 
 def _tt10(port: int) -> dict:
