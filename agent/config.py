@@ -79,6 +79,8 @@ class Config(_Section):
             dupes = sorted({n for n in names if names.count(n) > 1})
             if dupes:
                 raise ValueError(f"{what}: names must be unique, repeated: {', '.join(dupes)}")
+        for i, t in enumerate(self.transports):
+            t.check_devices(self.devices, f"transports[{i}]")
         return self
 
     def summary(self) -> str:

@@ -31,7 +31,7 @@ from agent.logs import event
 from agent.poller import Poller
 from agent.sealing import Sealer
 from agent.sender import Sender
-from agent.transports import make_transport
+from agent.transports import PeriodFileTransport, make_period_file_transport, make_transport
 from core.errors import StorageError
 from drivers import Driver, ListeningDriver, make_driver
 
@@ -70,9 +70,16 @@ class Agent:
         self.poller = Poller(self.buffer, self.clock)
         self.drivers: list[Driver | ListeningDriver] = [make_driver(d) for d in config.devices]
         self.senders: list[Sender] = []
+        # Period files (TT10) are rebuilt from stored readings, not sent as batches: own loops.
+        self.file_transports: list[PeriodFileTransport] = []
         for tc in config.transports:
-            transport = make_transport(tc, config.station.id)
-            self.senders.append(Sender(self.buffer, transport, self.clock))
+            if tc.delivers == "period_files":
+                self.file_transports.append(
+                    make_period_file_transport(tc, config.buffer.path, self.clock)
+                )
+            else:
+                transport = make_transport(tc, config.station.id)
+                self.senders.append(Sender(self.buffer, transport, self.clock))
         self.sealed = 0
         self.seal_error: str | None = None
         self._health = HealthFile(health_path(config.buffer.path))
@@ -101,6 +108,8 @@ class Agent:
                 )
         for sender in self.senders:
             sender.start()
+        for file_transport in self.file_transports:
+            file_transport.start()
         for driver, dcfg in zip(self.drivers, cfg.devices, strict=True):
             if isinstance(driver, ListeningDriver):
                 continue
@@ -116,7 +125,9 @@ class Agent:
             station=cfg.station.id,
             kid=self.signer.kid,
             devices=len(self.drivers),
-            transports=",".join(s.name for s in self.senders),
+            transports=",".join(
+                [s.name for s in self.senders] + [t.name for t in self.file_transports]
+            ),
             buffer=str(cfg.buffer.path),
         )
 
@@ -164,6 +175,10 @@ class Agent:
                     "connected": s.transport.connected(),
                 }
                 for s in self.senders
+            }
+            | {
+                t.name: {"in_flight": 0, "acked": t.delivered, "last_error": t.last_error}
+                for t in self.file_transports
             },
         }
 
@@ -177,6 +192,8 @@ class Agent:
         """Delete what every transport acknowledged more than ``retention_days`` ago."""
         cutoff = self.clock.now_ms() - self.config.buffer.retention_days * 86_400_000
         try:
+            for file_transport in self.file_transports:  # keep what an unsent file needs
+                cutoff = min(cutoff, file_transport.prune_floor_ms(cutoff))
             deleted = self.buffer.prune([s.name for s in self.senders], cutoff)
         except StorageError as exc:
             event(log, logging.ERROR, "prune_failed", error=str(exc))
@@ -205,6 +222,8 @@ class Agent:
         deadline = time.monotonic() + grace_s
         for sender in self.senders:
             sender.stop(max(0.5, deadline - time.monotonic()))
+        for file_transport in self.file_transports:
+            file_transport.stop(max(0.5, deadline - time.monotonic()))
         for driver in self.drivers:
             if not isinstance(driver, ListeningDriver):
                 self._close(driver)

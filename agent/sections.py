@@ -7,7 +7,9 @@ Each transport module defines its section model next to its code (a subclass of
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, model_validator
 
@@ -81,6 +83,14 @@ class TransportSection(Section):
     backoff_initial_s: float = Field(default=1.0, gt=0)
     backoff_max_s: float = Field(default=60.0, gt=0)
 
+    delivers: ClassVar[Literal["batches", "period_files"]] = "batches"
+    """``batches``: the sender hands it sealed batches. ``period_files``: it builds files from
+    the stored readings in a loop of its own (``agent.transports.PeriodFileTransport``)."""
+
     def files(self) -> dict[str, Path]:
         """Files this section names (key -> path), checked by ``config validate``."""
         return {}
+
+    def check_devices(self, devices: Sequence[Any], where: str) -> None:
+        """Check this section against the configured devices; raise ``ValueError`` saying
+        what is wrong (``where`` is this section's path, e.g. ``transports[1]``)."""

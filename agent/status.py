@@ -74,6 +74,11 @@ def _gather(db: sqlite3.Connection, config: Config) -> dict[str, Any]:
         "devices": [],
     }
     for t in config.transports:
+        if t.type == "tt10":  # files from stored readings, with a ledger of their own
+            from agent.transports.tt10 import status as tt10_status
+
+            out["transports"].append(tt10_status.gather(db, t))
+            continue
         pending = db.execute(
             "SELECT count(*), coalesce(sum(count), 0), min(seq) FROM batches b WHERE NOT EXISTS "
             "(SELECT 1 FROM deliveries d WHERE d.transport = ? AND d.seq = b.seq)",
@@ -142,6 +147,11 @@ def render(status: dict[str, Any]) -> str:
         )
     lines.append("transports:")
     for t in status["transports"]:
+        if t["type"] == "tt10":
+            from agent.transports.tt10 import status as tt10_status
+
+            lines.extend(tt10_status.render(t))
+            continue
         lines.append(
             f"  {t['name']} ({t['type']}): backlog {t['backlog_batches']} batch(es), "
             f"{t['backlog_readings']} reading(s); last acknowledged seq "

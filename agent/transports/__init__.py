@@ -9,15 +9,19 @@ transport calls ``on_outcome(seq, outcome)`` exactly once for that submission, f
 
 Adding a transport: one module defining a config model (subclass of
 ``agent.sections.TransportSection`` with a literal ``type``) and a class implementing
-``Transport``, plus one line in ``_REGISTRY`` below. Modules are imported on first use, so a
-station loads only the transports it configures (paho for MQTT, httpx for HTTPS).
+``Transport``, plus one line in ``_REGISTRY`` below. A transport whose section says
+``delivers = "period_files"`` (TT10 text files) implements ``PeriodFileTransport`` instead: it
+builds its files from the stored readings in a loop of its own and keeps its own ledger.
+Modules are imported on first use, so a station loads only the transports it configures (paho
+for MQTT, httpx for HTTPS).
 """
 
 from __future__ import annotations
 
 import importlib
 from collections.abc import Iterator, Mapping
-from typing import Protocol
+from pathlib import Path
+from typing import Any, Protocol, cast
 
 from agent.sections import TransportSection
 from core.batch import SealedBatch
@@ -26,6 +30,7 @@ from core.outcomes import OnOutcome
 _REGISTRY: dict[str, tuple[str, str, str]] = {
     "mqtt": ("agent.transports.mqtt", "MqttTransportConfig", "MqttTransport"),
     "https": ("agent.transports.https", "HttpsTransportConfig", "HttpsTransport"),
+    "tt10": ("agent.transports.tt10.transport", "Tt10TransportConfig", "Tt10Transport"),
 }
 
 
@@ -50,8 +55,24 @@ class Transport(Protocol):
     def stop(self, timeout_s: float = 5.0) -> None: ...
 
 
+class PeriodFileTransport(Protocol):
+    """A transport that delivers files rebuilt from stored readings, one per period."""
+
+    name: str
+    last_error: str | None
+    delivered: int  # files delivered since start
+
+    def start(self) -> None: ...
+
+    def stop(self, timeout_s: float = 5.0) -> None: ...
+
+    def prune_floor_ms(self, retention_cutoff_ms: int) -> int:
+        """The prune cutoff lowered so that no reading an undelivered file needs is deleted."""
+        ...
+
+
 class TransportFactory(Protocol):
-    def __call__(self, config: TransportSection, station: str) -> Transport: ...
+    def __call__(self, config: Any, *args: Any) -> Transport | PeriodFileTransport: ...
 
 
 class _Transports(Mapping[str, tuple[type[TransportSection], TransportFactory]]):
@@ -76,5 +97,12 @@ TRANSPORTS = _Transports()
 
 
 def make_transport(config: TransportSection, station: str) -> Transport:
-    """Build the transport for one validated ``[[transports]]`` section."""
-    return TRANSPORTS[config.type][1](config, station)
+    """Build the transport for one validated ``[[transports]]`` section that takes batches."""
+    return cast(Transport, TRANSPORTS[config.type][1](config, station))
+
+
+def make_period_file_transport(
+    config: TransportSection, buffer_path: Path, clock: Any
+) -> PeriodFileTransport:
+    """Build the loop of one ``delivers = "period_files"`` section."""
+    return cast(PeriodFileTransport, TRANSPORTS[config.type][1](config, buffer_path, clock))
