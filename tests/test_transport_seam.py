@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from agent.config import parse_config
-from agent.transports import TRANSPORTS, Transport, make_transport
+from agent.transports import TRANSPORTS, PeriodFileTransport, Transport, make_transport
 from core.errors import ConfigError
 
 SECTIONS = {
@@ -27,8 +27,23 @@ def _config(*transports: dict) -> dict:
     }
 
 
+PERIOD_FILE_TRANSPORTS = {"tt10"}  # files rebuilt from stored readings (agent/transports/tt10)
+
+
 def test_every_registered_transport_has_a_sample_section_here() -> None:
-    assert set(SECTIONS) == set(TRANSPORTS)
+    assert set(SECTIONS) | PERIOD_FILE_TRANSPORTS == set(TRANSPORTS)
+
+
+@pytest.mark.parametrize("kind", sorted(PERIOD_FILE_TRANSPORTS))
+def test_period_file_transports_declare_what_the_daemon_uses(kind: str) -> None:
+    model, factory = TRANSPORTS[kind]
+    assert model.delivers == "period_files"
+    members = ["name", "last_error", "delivered", "start", "stop", "prune_floor_ms"]
+    declared = set(PeriodFileTransport.__annotations__) | {"start", "stop", "prune_floor_ms"}
+    assert declared <= set(members)
+    source = Path(sys.modules[factory.__module__].__file__ or "").read_text()
+    missing = [m for m in members if m not in source]
+    assert not missing, f"{kind} transport lacks {missing}"
 
 
 @pytest.mark.parametrize("kind", sorted(SECTIONS))

@@ -21,7 +21,6 @@ from pathlib import Path
 
 from conftest import agent_env, analyzer_device, wait_for, write_toml
 
-from agent.clock import CLOCK_OFFSET_ENV
 from agent.keys import generate_key
 from agent.transports.tt10.config import Tt10TransportConfig
 from agent.transports.tt10.fileformat import build_file, periods_with_readings
@@ -81,11 +80,11 @@ def _tt10(port: int) -> dict:
 
 
 def _start(config: Path, offset_file: Path) -> subprocess.Popen:
-    env = agent_env() | {CLOCK_OFFSET_ENV: str(offset_file)}
+    launcher = ["-m", "simulators.agent_with_clock", "--clock-offset-file", str(offset_file)]
     with open(config.parent / "agent.log", "ab") as log:  # every agent's log lines, kept
         return subprocess.Popen(
-            [sys.executable, "-m", "agent.cli", "run", "--config", str(config)],
-            env=env,
+            [sys.executable, *launcher, "--config", str(config)],
+            env=agent_env(),
             stdout=subprocess.DEVNULL,
             stderr=log,
         )
