@@ -192,3 +192,27 @@ def test_a_schema_1_buffer_migrates_and_keeps_delivering(tmp_path, v1_copy, pris
     buf = Buffer(v1_copy, read_only=True)
     assert buf.ledger.quarantined("warehouse") == [(3, "HTTP 422: unit not allowed")]
     buf.close()
+
+
+def test_a_migration_cut_short_leaves_the_previous_version_and_runs_again(v1_copy):
+    from agent.buffer import schema
+
+    real = schema.MIGRATIONS[1]
+
+    def dies_at_the_end(db) -> None:
+        real(db)
+        raise KeyboardInterrupt  # stands in for the process dying before COMMIT
+
+    schema.MIGRATIONS[1] = dies_at_the_end
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            Buffer(v1_copy)
+    finally:
+        schema.MIGRATIONS[1] = real
+    db = sqlite3.connect(v1_copy)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 0
+    assert db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("1",)
+    assert len(_raw_readings(v1_copy)) == 63, "nothing of version 2 was committed"
+    db.close()
+    Buffer(v1_copy).close()
+    assert len(_raw_readings(v1_copy)) == 56

@@ -140,9 +140,14 @@ def migrate(conn: sqlite3.Connection, path: Path) -> list[int]:
                 conn.execute("BEGIN IMMEDIATE")
             conn.execute(f"PRAGMA user_version = {target}")
             conn.execute("COMMIT")
-        except BaseException:
+        except BaseException as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise StorageError(
+                    f"{path}: migrating the buffer to schema version {target} failed: {exc}; "
+                    f"the file is left at version {target - 1} (free disk space and restart)"
+                ) from None
             raise
         applied.append(target)
     if version:  # a new file is not news
