@@ -1,6 +1,8 @@
 """``station-agent status``: what is waiting, what was acknowledged, how each device is doing.
 
-Reads the buffer read-only, so it is safe to run beside the running agent.
+Reads the buffer through its own parts opened read-only (``Buffer(path, read_only=True)``: the
+same queries the agent uses, no SQL here), so it is safe to run beside the running agent, and
+never migrates or changes the file.
 """
 
 from __future__ import annotations
@@ -114,7 +116,8 @@ def render(status: dict[str, Any]) -> str:
     else:
         state = "NOT RUNNING"
     lines = [
-        f"station {status['station']}  buffer {status['buffer']}",
+        f"station {status['station']}  buffer {status['buffer']} "
+        f"(schema version {status['schema_version']})",
         f"  agent: {state}",
         f"  last sealed batch: seq {status['last_seq']}; readings stored "
         f"{status['stored_readings']}, not yet sealed {status['unsealed_readings']}",

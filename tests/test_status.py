@@ -31,4 +31,5 @@ def test_status_reads_a_buffer_without_changing_it(tmp_path, station_key):
     devices = {d["name"]: d for d in status["devices"]}
     assert (devices["stack"]["state"], devices["stack"]["polls"]) == ("ok", 16)
     assert (devices["dust"]["faults"], devices["dust"]["last_error"]) == (1, "dust: no answer")
+    assert "(schema version 1)" in render(status)
     assert "QUARANTINED seq 3: HTTP 422: unit not allowed" in render(status)
