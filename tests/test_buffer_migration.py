@@ -216,3 +216,35 @@ def test_a_migration_cut_short_leaves_the_previous_version_and_runs_again(v1_cop
     db.close()
     Buffer(v1_copy).close()
     assert len(_raw_readings(v1_copy)) == 56
+
+
+def _schema(path: Path) -> set[tuple]:
+    db = sqlite_utils.Database(path)
+    rows = db.execute("SELECT type, name, tbl_name, sql FROM sqlite_master").fetchall()
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    db.close()
+    return {*rows, ("user_version", version)}
+
+
+def test_a_new_buffer_gets_the_schema_that_migrating_an_old_one_gives(tmp_path, v1_copy):
+    Buffer(v1_copy).close()
+    Buffer(tmp_path / "new.db").close()
+    assert _schema(tmp_path / "new.db") == _schema(v1_copy)
+    assert "sqlite_utils" not in _imports_of_opening_a_new_buffer(tmp_path / "other.db")
+
+
+def _imports_of_opening_a_new_buffer(path: Path) -> str:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from agent.buffer import Buffer; "
+        f"Buffer({str(path)!r}).close(); print(' '.join(sys.modules))"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=FIXTURE.parent.parent.parent,
+    ).stdout

@@ -2,12 +2,15 @@
 
 The version is ``PRAGMA user_version`` (schema 1, written before migrations existed, left it 0
 and kept ``meta.schema_version = '1'``; a file with that row and ``user_version`` 0 is version
-1). ``migrate`` applies, in order, each migration above the file's version, each in its own
-``BEGIN IMMEDIATE`` transaction that also sets ``user_version``: a crash during a migration leaves
-the file at the previous version, and the migration runs again at the next start. Migrations are
-also idempotent, so one that must commit part-way (sqlite-utils' ``transform`` commits) is safe
-to re-run. sqlite-utils is imported only when there is something to migrate (it costs memory the
-daemon need not carry).
+1). A new, empty file gets the latest schema at once (``LATEST``, one transaction). An older
+file is brought up by ``migrate``: in order, each migration above the file's version, each in its
+own ``BEGIN IMMEDIATE`` transaction that also sets ``user_version``, so a crash during a
+migration leaves the file at the previous version and the migration runs again at the next
+start. Migrations are also idempotent, so one that must commit part-way (sqlite-utils'
+``transform`` commits) is safe to re-run. Migrations use sqlite-utils (``create_index``,
+``transform``, ``add_column``); it is imported only when an old file is migrated (it costs the
+daemon 2 MiB it need not carry otherwise). A test keeps ``LATEST`` equal to what migrating a
+schema-1 file gives.
 
 Versions:
 
@@ -96,6 +99,27 @@ def _v2_readings_once(db: sqlite_utils.Database) -> None:
         event(log, logging.WARNING, "buffer_duplicate_readings_removed", copies=copies)
 
 
+# The schema every migration leads to, as SQLite stores it (sqlite_master.sql): a new file gets
+# it in one go, without importing sqlite-utils.
+LATEST = (
+    "CREATE TABLE [channels] (\n   [id] INTEGER PRIMARY KEY,\n   [device] TEXT,\n"
+    "   [param] TEXT,\n   [unit] TEXT\n)",
+    "CREATE UNIQUE INDEX [idx_channels_device_param_unit]\n"
+    "    ON [channels] ([device], [param], [unit])",
+    "CREATE TABLE [readings] (\n   [id] INTEGER PRIMARY KEY,\n   [channel] INTEGER,\n"
+    "   [time_ms] INTEGER,\n   [value] FLOAT,\n   [status] INTEGER\n)",
+    "CREATE UNIQUE INDEX [readings_time_channel]\n    ON [readings] ([time_ms], [channel])",
+    "CREATE TABLE [batches] (\n   [seq] INTEGER PRIMARY KEY,\n   [first_id] INTEGER,\n"
+    "   [last_id] INTEGER,\n   [count] INTEGER,\n   [sealed_at_ms] INTEGER,\n"
+    "   [header] TEXT,\n   [payload] BLOB,\n   [signature] TEXT,\n   [digest] TEXT\n)",
+    "CREATE TABLE deliveries (transport TEXT, seq INTEGER, state INTEGER, at_ms INTEGER, "
+    "detail TEXT, PRIMARY KEY (transport, seq)) WITHOUT ROWID",
+    "CREATE TABLE [devices] (\n   [name] TEXT PRIMARY KEY,\n   [last_good_ms] INTEGER,\n"
+    "   [last_error] TEXT,\n   [last_error_ms] INTEGER,\n   [polls] INTEGER,\n"
+    "   [faults] INTEGER\n)",
+    "CREATE TABLE [meta] (\n   [key] TEXT PRIMARY KEY,\n   [value] TEXT\n)",
+)
+
 Migration = Callable[["sqlite_utils.Database"], None]
 MIGRATIONS: list[Migration] = [_v1_tables, _v2_readings_once]  # MIGRATIONS[n-1] makes version n
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -128,31 +152,42 @@ def migrate(conn: sqlite3.Connection, path: Path) -> list[int]:
     _refuse_newer(version, path)
     if version == SCHEMA_VERSION:
         return []
+    if version == 0 and _is_empty(conn):
+        _step(conn, path, SCHEMA_VERSION, lambda: [conn.execute(sql) for sql in LATEST])
+        return [SCHEMA_VERSION]
     import sqlite_utils
 
     db = sqlite_utils.Database(conn)
     applied = []
     for target in range(version + 1, SCHEMA_VERSION + 1):
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            MIGRATIONS[target - 1](db)
-            if not conn.in_transaction:  # a step committed part-way (see the docstring)
-                conn.execute("BEGIN IMMEDIATE")
-            conn.execute(f"PRAGMA user_version = {target}")
-            conn.execute("COMMIT")
-        except BaseException as exc:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            if isinstance(exc, sqlite3.Error):
-                raise StorageError(
-                    f"{path}: migrating the buffer to schema version {target} failed: {exc}; "
-                    f"the file is left at version {target - 1} (free disk space and restart)"
-                ) from None
-            raise
+        _step(conn, path, target, lambda target=target: MIGRATIONS[target - 1](db))
         applied.append(target)
-    if version:  # a new file is not news
-        event(log, logging.INFO, "buffer_migrated", path=str(path), versions=applied)
+    event(log, logging.INFO, "buffer_migrated", path=str(path), versions=applied)
     return applied
+
+
+def _step(conn: sqlite3.Connection, path: Path, target: int, fn: Callable[[], object]) -> None:
+    """Run ``fn`` and set ``user_version = target`` in one transaction."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        fn()
+        if not conn.in_transaction:  # a step committed part-way (see the module docstring)
+            conn.execute("BEGIN IMMEDIATE")
+        conn.execute(f"PRAGMA user_version = {target}")
+        conn.execute("COMMIT")
+    except BaseException as exc:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        if isinstance(exc, sqlite3.Error):
+            raise StorageError(
+                f"{path}: bringing the buffer to schema version {target} failed: {exc}; "
+                "the file is left as it was before that step (free disk space and restart)"
+            ) from None
+        raise
+
+
+def _is_empty(conn: sqlite3.Connection) -> bool:
+    return conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0
 
 
 def check_readable(conn: sqlite3.Connection, path: Path) -> int:
