@@ -67,8 +67,8 @@ class Chain:
         self, conn: sqlite3.Connection, make_jws: MakeJws, max_readings: int
     ) -> SealedBatch | None:
         last_seq, prev, upto = self._head(conn)
-        ids, readings = self.store.rows_after(conn, upto, max_readings)
-        if not ids:
+        first_id, last_id, readings = self.store.rows_after(conn, upto, max_readings)
+        if not readings:
             return None
         seq = last_seq + 1
         jws, sealed_at_ms = make_jws(seq, prev, readings)
@@ -78,9 +78,9 @@ class Chain:
             "signature, digest) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 seq,
-                ids[0],
-                ids[-1],
-                len(ids),
+                first_id,
+                last_id,
+                len(readings),
                 sealed_at_ms,
                 header,
                 zlib.compress(b64url_decode(payload_b64), 1),
@@ -88,7 +88,7 @@ class Chain:
                 chain_digest(jws),
             ),
         )
-        return SealedBatch(seq, jws, len(ids), sealed_at_ms)
+        return SealedBatch(seq, jws, len(readings), sealed_at_ms)
 
     def batch_from_row(self, row: tuple) -> SealedBatch:
         """A stored batch (a row of ``BATCH_COLUMNS``), its bytes checked against its digest."""

@@ -94,17 +94,26 @@ class ReadingsStore:
 
     def rows_after(
         self, conn: sqlite3.Connection, after_id: int, limit: int
-    ) -> tuple[list[int], list[ReadingRow]]:
-        """(ids, readings) of the first ``limit`` readings stored after ``after_id``."""
+    ) -> tuple[int, int, list[ReadingRow]]:
+        """(first id, last id, readings) of the first ``limit`` readings stored after
+        ``after_id``; (0, 0, []) when there are none."""
         rows = conn.execute(
             "SELECT id, channel, time_ms, value, status FROM readings WHERE id > ? "
             "ORDER BY id LIMIT ?",
             (after_id, limit),
         ).fetchall()
-        names = self._names
-        if any(channel not in names for _i, channel, *_ in rows):
+        if not rows:
+            return 0, 0, []
+        try:
+            readings = self._rows(rows)
+        except KeyError:  # a channel another process added: reload once
             self._load_channels(conn)
-        return [r[0] for r in rows], [
+            readings = self._rows(rows)
+        return rows[0][0], rows[-1][0], readings
+
+    def _rows(self, rows: list[tuple]) -> list[ReadingRow]:
+        names = self._names  # the sealing hot path: one pass, no per-row method calls
+        return [
             ReadingRow(*names[channel], time_ms, value, _STATUS_TEXT[status])
             for _id, channel, time_ms, value, status in rows
         ]
@@ -123,7 +132,7 @@ class ReadingsStore:
     def readings(self, first_id: int = 0, limit: int = 1_000_000) -> list[ReadingRow]:
         """Stored readings in arrival order (for inspection and tests)."""
         with self.file.read() as conn:
-            return self.rows_after(conn, first_id, limit)[1]
+            return self.rows_after(conn, first_id, limit)[2]
 
     def count(self, after_id: int = 0) -> int:
         """How many readings are stored (after ``after_id``)."""
