@@ -62,13 +62,16 @@ class ReadingsStore:
     def _channel_id(self, conn: sqlite3.Connection, key: ChannelKey) -> int:
         cid = self._ids.get(key)
         if cid is None:
-            cid = int(
-                conn.execute(
-                    "INSERT INTO channels (device, param, unit) VALUES (?, ?, ?)", key
-                ).lastrowid
-            )
-            self._ids[key], self._names[cid] = cid, key
-            self.file.on_rollback(lambda: (self._ids.pop(key, None), self._names.pop(cid, None)))
+            cur = conn.execute("INSERT INTO channels (device, param, unit) VALUES (?, ?, ?)", key)
+            new = int(cur.lastrowid or 0)
+            self._ids[key], self._names[new] = new, key
+
+            def forget() -> None:  # the transaction rolled back: the row is gone, so is the id
+                self._ids.pop(key, None)
+                self._names.pop(new, None)
+
+            self.file.on_rollback(forget)
+            return new
         return cid
 
     # --- inside a caller's transaction (``BufferFile.write``) ------------------------------

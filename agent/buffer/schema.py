@@ -24,6 +24,7 @@ A buffer written by a newer agent (higher version) is refused with a clear error
 
 from __future__ import annotations
 
+import functools
 import logging
 import sqlite3
 from collections.abc import Callable
@@ -35,22 +36,31 @@ from core.errors import StorageError
 
 if TYPE_CHECKING:
     import sqlite_utils
+    import sqlite_utils.db
 
 log = logging.getLogger("agent.buffer")
 TABLES = ("channels", "readings", "batches", "deliveries", "devices", "meta")
 
 
+def _table(db: sqlite_utils.Database, name: str) -> sqlite_utils.db.Table:
+    from sqlite_utils.db import Table
+
+    return Table(db, name)
+
+
 def _v1_tables(db: sqlite_utils.Database) -> None:
-    db["channels"].create(
+    _table(db, "channels").create(
         {"id": int, "device": str, "param": str, "unit": str}, pk="id", if_not_exists=True
     )
-    db["channels"].create_index(["device", "param", "unit"], unique=True, if_not_exists=True)
-    db["readings"].create(
+    _table(db, "channels").create_index(
+        ["device", "param", "unit"], unique=True, if_not_exists=True
+    )
+    _table(db, "readings").create(
         {"id": int, "channel": int, "time_ms": int, "value": float, "status": int},
         pk="id",
         if_not_exists=True,
     )
-    db["batches"].create(
+    _table(db, "batches").create(
         {
             "seq": int,
             "first_id": int,
@@ -69,7 +79,7 @@ def _v1_tables(db: sqlite_utils.Database) -> None:
         "CREATE TABLE IF NOT EXISTS deliveries (transport TEXT, seq INTEGER, state INTEGER, "
         "at_ms INTEGER, detail TEXT, PRIMARY KEY (transport, seq)) WITHOUT ROWID"
     )
-    db["devices"].create(
+    _table(db, "devices").create(
         {
             "name": str,
             "last_good_ms": int,
@@ -81,7 +91,7 @@ def _v1_tables(db: sqlite_utils.Database) -> None:
         pk="name",
         if_not_exists=True,
     )
-    db["meta"].create({"key": str, "value": str}, pk="key", if_not_exists=True)
+    _table(db, "meta").create({"key": str, "value": str}, pk="key", if_not_exists=True)
 
 
 def _v2_readings_once(db: sqlite_utils.Database) -> None:
@@ -91,7 +101,7 @@ def _v2_readings_once(db: sqlite_utils.Database) -> None:
         "DELETE FROM readings WHERE id NOT IN "
         "(SELECT min(id) FROM readings GROUP BY channel, time_ms)"
     ).rowcount
-    db["readings"].create_index(
+    _table(db, "readings").create_index(
         ["time_ms", "channel"], index_name="readings_time_channel", unique=True, if_not_exists=True
     )
     db.execute("DELETE FROM meta WHERE key = 'schema_version'")
@@ -160,7 +170,7 @@ def migrate(conn: sqlite3.Connection, path: Path) -> list[int]:
     db = sqlite_utils.Database(conn)
     applied = []
     for target in range(version + 1, SCHEMA_VERSION + 1):
-        _step(conn, path, target, lambda target=target: MIGRATIONS[target - 1](db))
+        _step(conn, path, target, functools.partial(MIGRATIONS[target - 1], db))
         applied.append(target)
     event(log, logging.INFO, "buffer_migrated", path=str(path), versions=applied)
     return applied
