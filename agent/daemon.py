@@ -74,9 +74,9 @@ class Agent:
         self.file_transports: list[PeriodFileTransport] = []
         for tc in config.transports:
             if tc.delivers == "period_files":
-                self.file_transports.append(
-                    make_period_file_transport(tc, config.buffer.path, self.clock)
-                )
+                file_transport = make_period_file_transport(tc, config.buffer.path, self.clock)
+                self.buffer.retention.register(file_transport)  # keeps what unsent files need
+                self.file_transports.append(file_transport)
             else:
                 transport = make_transport(tc, config.station.id)
                 self.senders.append(Sender(self.buffer, transport, self.clock))
@@ -192,8 +192,8 @@ class Agent:
         """Delete what every transport acknowledged more than ``retention_days`` ago."""
         cutoff = self.clock.now_ms() - self.config.buffer.retention_days * 86_400_000
         try:
-            for file_transport in self.file_transports:  # keep what an unsent file needs
-                cutoff = min(cutoff, file_transport.prune_floor_ms(cutoff))
+            for file_transport in self.file_transports:
+                file_transport.forget_delivered_before(cutoff)
             deleted = self.buffer.prune([s.name for s in self.senders], cutoff)
         except StorageError as exc:
             event(log, logging.ERROR, "prune_failed", error=str(exc))

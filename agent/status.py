@@ -1,6 +1,8 @@
 """``station-agent status``: what is waiting, what was acknowledged, how each device is doing.
 
-Reads the buffer read-only, so it is safe to run beside the running agent.
+Reads the buffer through its own parts opened read-only (``Buffer(path, read_only=True)``: the
+same queries the agent uses, no SQL here), so it is safe to run beside the running agent, and
+never migrates or changes the file.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from agent.buffer import ACKED, QUARANTINED
+from agent.buffer import Buffer, DeviceState
 from agent.config import Config
 from agent.health import read_health
 from core.errors import StorageError
@@ -33,8 +35,11 @@ def gather(config: Config) -> dict[str, Any]:
     if not path.exists():
         raise StorageError(f"{path}: no buffer yet (has the agent run with this config?)")
     try:
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
-        out = _gather(db, config)
+        buffer = Buffer(path, read_only=True)
+        try:
+            out = _gather(buffer, config)
+        finally:
+            buffer.close()
     except sqlite3.DatabaseError as exc:
         raise StorageError(f"{path}: cannot read the buffer: {exc}") from None
     out["agent"] = _agent_state(read_health(path))
@@ -59,69 +64,56 @@ def _agent_state(health: dict[str, Any] | None) -> dict[str, Any]:
     return {**health, "running": alive and age_s < 30, "updated_s_ago": round(age_s, 1)}
 
 
-def _gather(db: sqlite3.Connection, config: Config) -> dict[str, Any]:
-    head = db.execute("SELECT seq, last_id FROM batches ORDER BY seq DESC LIMIT 1").fetchone()
-    last_seq, sealed_upto = head if head else (0, 0)
-    tz = ZoneInfo(config.station.timezone)
-    unsealed = db.execute("SELECT count(*) FROM readings WHERE id > ?", (sealed_upto,)).fetchone()
+def _gather(buffer: Buffer, config: Config) -> dict[str, Any]:
+    last_seq, _digest, sealed_upto = buffer.chain.head()
+    unsealed = buffer.store.count(after_id=sealed_upto)
     out: dict[str, Any] = {
         "station": config.station.id,
         "buffer": str(config.buffer.path),
+        "schema_version": buffer.file.schema_version,
         "last_seq": last_seq,
-        "unsealed_readings": unsealed[0],
-        "stored_readings": db.execute("SELECT count(*) FROM readings").fetchone()[0],
+        "unsealed_readings": unsealed,
+        "stored_readings": buffer.store.count(),
         "transports": [],
         "devices": [],
     }
+    tz = ZoneInfo(config.station.timezone)
     for t in config.transports:
         if t.type == "tt10":  # files from stored readings, with a ledger of their own
             from agent.transports.tt10 import status as tt10_status
 
-            out["transports"].append(tt10_status.gather(db, t))
+            with buffer.file.read() as conn:
+                out["transports"].append(tt10_status.gather(conn, t))
             continue
-        pending = db.execute(
-            "SELECT count(*), coalesce(sum(count), 0), min(seq) FROM batches b WHERE NOT EXISTS "
-            "(SELECT 1 FROM deliveries d WHERE d.transport = ? AND d.seq = b.seq)",
-            (t.name,),
-        ).fetchone()
-        last = db.execute(
-            "SELECT seq, at_ms FROM deliveries WHERE transport = ? AND state = ? "
-            "ORDER BY seq DESC LIMIT 1",
-            (t.name, ACKED),
-        ).fetchone()
-        quarantined = db.execute(
-            "SELECT seq, detail FROM deliveries WHERE transport = ? AND state = ? ORDER BY seq",
-            (t.name, QUARANTINED),
-        ).fetchall()
+        batches, readings, oldest = buffer.ledger.backlog(t.name)
+        last = buffer.ledger.last_acked(t.name)
         out["transports"].append(
             {
                 "name": t.name,
                 "type": t.type,
-                "backlog_batches": pending[0],
-                "backlog_readings": pending[1] + unsealed[0],
-                "oldest_unacked_seq": pending[2],
+                "backlog_batches": batches,
+                "backlog_readings": readings + unsealed,
+                "oldest_unacked_seq": oldest,
                 "last_acked_seq": last[0] if last else None,
                 "last_acked_at": _when(last[1], tz) if last else "never",
-                "quarantined": [{"seq": s, "reason": r} for s, r in quarantined],
+                "quarantined": [
+                    {"seq": s, "reason": r} for s, r in buffer.ledger.quarantined(t.name)
+                ],
             }
         )
-    known = {d.name for d in config.devices}
-    rows = db.execute(
-        "SELECT name, last_good_ms, last_error, last_error_ms, polls, faults FROM devices"
-    ).fetchall()
-    by_name = {r[0]: r for r in rows}
-    for name in [d.name for d in config.devices] + sorted(set(by_name) - known):
-        r = by_name.get(name, (name, None, None, None, 0, 0))
-        failing = r[3] is not None and (r[1] is None or r[3] > r[1])
+    known = [d.name for d in config.devices]
+    by_name = buffer.devices.all()
+    for name in known + sorted(set(by_name) - set(known)):
+        d = by_name.get(name) or DeviceState(name, None, None, None, 0, 0)
         out["devices"].append(
             {
                 "name": name,
-                "state": "never polled" if not r[4] else ("FAULT" if failing else "ok"),
-                "last_good": _when(r[1], tz),
-                "last_error": r[2],
-                "last_error_at": _when(r[3], tz),
-                "polls": r[4],
-                "faults": r[5],
+                "state": "never polled" if not d.polls else ("FAULT" if d.failing else "ok"),
+                "last_good": _when(d.last_good_ms, tz),
+                "last_error": d.last_error,
+                "last_error_at": _when(d.last_error_ms, tz),
+                "polls": d.polls,
+                "faults": d.faults,
             }
         )
     return out
@@ -135,7 +127,8 @@ def render(status: dict[str, Any]) -> str:
     else:
         state = "NOT RUNNING"
     lines = [
-        f"station {status['station']}  buffer {status['buffer']}",
+        f"station {status['station']}  buffer {status['buffer']} "
+        f"(schema version {status['schema_version']})",
         f"  agent: {state}",
         f"  last sealed batch: seq {status['last_seq']}; readings stored "
         f"{status['stored_readings']}, not yet sealed {status['unsealed_readings']}",

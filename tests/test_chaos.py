@@ -111,7 +111,7 @@ def test_damaged_buffer_refuses_to_start_and_keeps_the_file(tmp_path, station_ke
     buf = Buffer(path)
     for i in range(200):
         buf.store_poll([Reading("d", f"p{j}", "u", i, 1.0) for j in range(50)], device="d")
-    buf._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    buf.file.checkpoint()
     buf.close()
     raw = path.read_bytes()
     if damage == "truncated":
@@ -153,7 +153,7 @@ def test_recovery_procedure_in_the_docs_works(tmp_path):
     buf = Buffer(path)
     for i in range(100):
         buf.store_poll([Reading("d", "p", "u", i * 100 + j, float(j)) for j in range(100)])
-    buf._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    buf.file.checkpoint()
     buf.close()
     raw = bytearray(path.read_bytes())
     middle = len(raw) // 4096 // 2 * 4096

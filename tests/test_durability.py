@@ -22,12 +22,8 @@ from conftest import (
     write_toml,
 )
 
-from agent.batch import Signer
 from agent.buffer import Buffer
-from agent.clock import SystemClock
 from agent.daemon import aligned_start
-from agent.keys import load_private_key
-from agent.sealing import Sealer
 from agent.verify import verify_chain
 from core.errors import StorageError
 from core.reading import Reading
@@ -83,76 +79,8 @@ def test_kill_9_loses_nothing_and_the_chain_stays_whole(
     assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
 
-def test_prune_keeps_readings_for_the_retention_after_their_acknowledgement(tmp_path, station_key):
-    """Sealed long ago but acknowledged only now (after an outage): kept, counted from the ack."""
-    day = 86_400_000
-    now = SystemClock().now_ms()
-
-    class SeventyDaysAgo:
-        def now_ms(self) -> int:
-            return now - 70 * day
-
-    buf = Buffer(tmp_path / "b.db")
-    sealer = Sealer(buf, Signer(load_private_key(station_key[0])), "S", SeventyDaysAgo(), 1)
-    buf.store_poll([_reading(i) for i in range(4)], device="dev")
-    sealer.seal_pending()
-    buf.mark_acked("a", [1], now - 61 * day)  # acknowledged 61 days ago
-    buf.mark_acked("a", [2], now - 1 * day)  # acknowledged yesterday, after an outage
-    buf.mark_acked("a", [3, 4], now - 61 * day)
-    assert buf.prune(["a"], now - 60 * day) == 1, "only seq 1: seq 2 ends the prefix"
-    assert [r.time_ms for r in buf.readings()] == [1, 2, 3]
-
-
 def _reading(t: int, value: float = 1.0) -> Reading:
     return Reading("dev", "SO2", "mg/Nm3", t, value, "00")
-
-
-def test_sealed_batch_is_on_disk_when_seal_returns(tmp_path, station_key):
-    """A second connection (as after a crash) sees the batch, byte for byte."""
-    buf = Buffer(tmp_path / "b.db")
-    buf.store_poll([_reading(1000 + i) for i in range(10)], device="dev")
-    sealer = Sealer(buf, Signer(load_private_key(station_key[0])), "S", SystemClock(), 4)
-    batches = sealer.seal_pending()
-    assert [b.seq for b in batches] == [1, 2, 3] and [b.count for b in batches] == [4, 4, 2]
-    other = Buffer(tmp_path / "b.db")
-    again = other.pending("t", limit=10)
-    assert [b.jws for b in again] == [b.jws for b in batches]
-    assert sealer.seal_pending() == []
-
-
-def test_kill_between_signing_and_commit_never_reuses_a_seq_that_was_sent(tmp_path, station_key):
-    """Signing happens inside the seal transaction: a crash before COMMIT leaves no batch."""
-    buf = Buffer(tmp_path / "b.db")
-    buf.store_poll([_reading(1000)], device="dev")
-
-    def crash(seq, prev, rows):
-        raise KeyboardInterrupt  # stands in for the process dying mid-transaction
-
-    with pytest.raises(KeyboardInterrupt):
-        buf.seal(crash, max_readings=10)
-    assert buf.chain_head() == (0, None, 0)
-    assert buf.pending("t") == []
-    sealer = Sealer(buf, Signer(load_private_key(station_key[0])), "S", SystemClock(), 10)
-    assert [b.seq for b in sealer.seal_pending()] == [1]
-
-
-def test_prune_keeps_unacknowledged_and_recent_data(tmp_path, station_key):
-    buf = Buffer(tmp_path / "b.db")
-    sealer = Sealer(buf, Signer(load_private_key(station_key[0])), "S", SystemClock(), 2)
-    buf.store_poll([_reading(i) for i in range(8)], device="dev")
-    batches = sealer.seal_pending()
-    assert len(batches) == 4
-    buf.mark_acked("a", [1, 2, 3, 4], 0)
-    buf.mark_acked("b", [1], 0)
-    future = SystemClock().now_ms() + 1000
-    assert buf.prune(["a", "b"], future) == 2  # only seq 1 is acked by both
-    assert [b.seq for b in buf.pending("b")] == [2, 3, 4]
-    buf.mark_acked("b", [2, 3, 4], 0)
-    assert buf.prune(["a", "b"], 0) == 0, "nothing is older than the cutoff"
-    assert buf.prune(["a", "b"], future) == 4, "the newest batch stays (chain head)"
-    assert buf.chain_head()[0] == 4
-    buf.store_poll([_reading(100)], device="dev")
-    assert [b.seq for b in sealer.seal_pending()] == [5]
 
 
 def test_damaged_buffer_is_a_clear_error(tmp_path):

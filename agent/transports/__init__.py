@@ -66,8 +66,12 @@ class PeriodFileTransport(Protocol):
 
     def stop(self, timeout_s: float = 5.0) -> None: ...
 
-    def prune_floor_ms(self, retention_cutoff_ms: int) -> int:
-        """The prune cutoff lowered so that no reading an undelivered file needs is deleted."""
+    def oldest_needed_ms(self) -> int | None:
+        """The earliest reading time an undelivered file still needs (a retention consumer)."""
+        ...
+
+    def forget_delivered_before(self, cutoff_ms: int) -> None:
+        """Drop its own records of files delivered before the retention cutoff."""
         ...
 
 

@@ -11,9 +11,10 @@ import sqlite3
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from agent.buffer import Buffer
 from agent.transports.tt10.config import Tt10TransportConfig
 from agent.transports.tt10.fileformat import build_file, periods_with_readings
-from agent.transports.tt10.ledger import readings_between
+from agent.transports.tt10.ledger import stored_readings
 from core.errors import AgentError, StorageError
 
 VN = timezone(timedelta(hours=7))
@@ -56,15 +57,12 @@ def export_files(
         raise StorageError(f"{buffer_path}: no buffer (has the agent run with this config?)")
     fmt = config.file_format()
     written: list[Path] = []
-    try:
-        db = sqlite3.connect(f"file:{buffer_path}?mode=ro", uri=True, timeout=10)
-    except sqlite3.Error as exc:
-        raise StorageError(f"{buffer_path}: cannot open the buffer: {exc}") from None
+    buffer = Buffer(buffer_path, read_only=True)
     try:
         cursor = fmt.period_start(start_ms)
         while cursor < end_ms:
             upto = min(cursor + DAY_MS, fmt.period_start(end_ms - 1) + fmt.interval_ms)
-            readings = readings_between(db, cursor, upto)
+            readings = stored_readings(buffer, cursor, upto)
             for period in periods_with_readings(fmt, readings):
                 tt10_file = build_file(fmt, period, readings)
                 target = out / tt10_file.directory.strip("/") / tt10_file.name
@@ -75,5 +73,5 @@ def export_files(
     except sqlite3.Error as exc:
         raise StorageError(f"{buffer_path}: reading the buffer failed: {exc}") from None
     finally:
-        db.close()
+        buffer.close()
     return written

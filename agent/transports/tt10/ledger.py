@@ -14,6 +14,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from agent.buffer import Buffer
 from core.errors import StorageError
 from core.reading import Reading
 
@@ -23,24 +24,13 @@ _SCHEMA = (
     "DEFAULT 0, last_error TEXT, last_try_ms INTEGER, PRIMARY KEY (transport, period_ms)) "
     "WITHOUT ROWID",
     "CREATE TABLE IF NOT EXISTS tt10_cursor (transport TEXT PRIMARY KEY, scanned_upto_ms INTEGER)",
-    # Until the buffer offers its own time-ordered read (readings_between), a period's readings
-    # are found by time through this index rather than by scanning the whole table.
-    "CREATE INDEX IF NOT EXISTS tt10_readings_time ON readings (time_ms)",
 )
 
 
-def readings_between(db: sqlite3.Connection, start_ms: int, end_ms: int) -> list[Reading]:
-    """Stored readings with ``start_ms <= time < end_ms``, in stored order.
-
-    The one place that reads the buffer's own tables (swap for the buffer's read API)."""
-    statuses = ("00", "01", "02")
-    rows = db.execute(
-        "SELECT c.device, c.param, c.unit, r.time_ms, r.value, r.status FROM readings r "
-        "JOIN channels c ON c.id = r.channel WHERE r.time_ms >= ? AND r.time_ms < ? "
-        "ORDER BY r.id",
-        (start_ms, end_ms),
-    )
-    return [Reading(d, p, u, t, v, statuses[s]) for d, p, u, t, v, s in rows]
+def stored_readings(buffer: Buffer, start_ms: int, end_ms: int) -> list[Reading]:
+    """The buffer's readings taken in [start_ms, end_ms), in time order."""
+    rows = buffer.store.readings_between(start_ms, end_ms)
+    return [Reading(r.device, r.param, r.unit, r.time_ms, r.value, r.status) for r in rows]
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +50,7 @@ class Ledger:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self._lock = threading.Lock()
+        self._buffer: Buffer | None = None
         try:
             self._db = sqlite3.connect(
                 self.path, isolation_level=None, check_same_thread=False, timeout=30
@@ -91,7 +82,12 @@ class Ledger:
         """The buffer's readings with ``start_ms <= time < end_ms``, in stored order."""
         with self._lock:
             try:
-                return readings_between(self._db, start_ms, end_ms)
+                if self._buffer is None:  # the buffer's own read API, on a read-only connection
+                    self._buffer = Buffer(self.path, read_only=True)
+                rows = self._buffer.store.readings_between(start_ms, end_ms)
+                return [
+                    Reading(r.device, r.param, r.unit, r.time_ms, r.value, r.status) for r in rows
+                ]
             except sqlite3.Error as exc:
                 raise StorageError(f"{self.path}: reading the buffer failed: {exc}") from None
 
@@ -185,6 +181,8 @@ class Ledger:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+            if self._buffer is not None:
+                self._buffer.close()
 
 
 def summary(db: sqlite3.Connection, transport: str) -> LedgerSummary:

@@ -4,7 +4,7 @@ It does not take signed batches: every file is rebuilt from the buffer's stored 
 period's file has the same bytes whenever it is (re)built. A period is closed ``grace_s`` after
 its end; its file is recorded in the ledger, then uploaded, oldest first. While the server is
 unreachable the periods queue up in the ledger (the readings stay in the buffer: see
-``prune_floor_ms``) and go out in order when it returns.
+``oldest_needed_ms``) and go out in order when it returns.
 """
 
 from __future__ import annotations
@@ -134,13 +134,14 @@ class Tt10Transport:
         return self.send_pending()
 
     # --- the pruning hold-back ----------------------------------------------------------------
-    def prune_floor_ms(self, retention_cutoff_ms: int) -> int:
-        """The pruning cutoff this transport allows: readings of periods not yet delivered (or
-        not yet scanned) are kept whatever their age; delivered rows older than the retention
-        go. The agent prunes below ``min`` of every transport's floor."""
-        self.ledger.forget_delivered_before(self.name, retention_cutoff_ms)
-        needed = self.ledger.oldest_needed_ms(self.name)
-        return retention_cutoff_ms if needed is None else min(retention_cutoff_ms, needed)
+    def oldest_needed_ms(self) -> int | None:
+        """As a retention consumer (``Buffer.retention.register``): the start of the oldest
+        period not yet delivered or not yet scanned; its readings are kept whatever their age."""
+        return self.ledger.oldest_needed_ms(self.name)
+
+    def forget_delivered_before(self, cutoff_ms: int) -> None:
+        """Drop the ledger rows of delivered files older than the retention cutoff."""
+        self.ledger.forget_delivered_before(self.name, cutoff_ms)
 
     # --- the thread ---------------------------------------------------------------------------
     def start(self) -> None:

@@ -1,0 +1,161 @@
+"""The local buffer: every reading, every sealed batch and every acknowledgement, in SQLite.
+
+One file, split by concern into parts that share it:
+
+| part | module | tables |
+|---|---|---|
+| the file: connection, lock, transactions | ``db.BufferFile`` | |
+| schema version and migrations | ``schema`` | (all) |
+| readings store (ingest, by id, by time) | ``readings.ReadingsStore`` | channels, readings |
+| batch chain (seal, head) | ``chain.Chain`` | batches |
+| delivery ledger (acks, quarantine, requeue) | ``ledger.DeliveryLedger`` | deliveries, meta |
+| retention (prune, consumers' holds) | ``retention.Retention`` | |
+| device health | ``devices.DeviceHealth`` | devices |
+
+**How a transaction is taken** (the one discipline; see ``db``): every write goes through
+``BufferFile.write(what, fn)``: the one connection's lock, ``BEGIN IMMEDIATE``, ``fn(conn)``,
+``COMMIT`` or ``ROLLBACK``, SQLite errors turned into ``StorageError``/``DiskFullError``. A part's
+method that takes ``conn`` runs inside its caller's transaction and never begins one; the other
+methods take the lock (reads) or a transaction (writes) themselves. A write that spans parts (a
+poll's readings and its device's health; pruning) is one ``write`` whose ``fn`` calls each part.
+``Buffer(path, read_only=True)`` opens the same parts on a read-only connection (``status``).
+
+Durability, stated once (docs/durability.md proves each with a test):
+
+* ``store_poll`` returns only after the readings are committed (WAL). With
+  ``durability = "power"`` (default) that commit is fsynced: it survives a power cut; with
+  ``"process"`` it survives a crash of the agent, and the next seal's fsync covers it.
+* ``seal`` assigns ``seq``, builds and signs the payload and commits it in one transaction,
+  fsynced (synchronous=FULL) before it returns. A batch is only ever sent after that, so a crash
+  can never make the agent issue the same ``seq`` with different content.
+* ``mark_acked`` records a transport's acknowledgement; losing it to a power cut only causes a
+  re-send of byte-identical bytes, which the warehouse de-duplicates.
+* Nothing that is not acknowledged by every configured transport is ever pruned.
+
+``Buffer`` below only wires the parts together and keeps the calls the poller, sealer, senders,
+daemon and CLI make; new code may use the parts (``buffer.store``, ``.chain``, ``.ledger``,
+``.retention``, ``.devices``) directly.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from agent.buffer.chain import Chain, MakeJws
+from agent.buffer.db import BufferFile
+from agent.buffer.devices import DeviceHealth, DeviceState
+from agent.buffer.ledger import ACKED, QUARANTINED, DeliveryLedger
+from agent.buffer.readings import ReadingRow, ReadingsStore
+from agent.buffer.retention import ReadingsConsumer, Retention
+from agent.buffer.schema import SCHEMA_VERSION
+from core.batch import SealedBatch
+from core.reading import Reading
+
+__all__ = [
+    "ACKED",
+    "QUARANTINED",
+    "SCHEMA_VERSION",
+    "Buffer",
+    "DeviceState",
+    "ReadingRow",
+    "ReadingsConsumer",
+]
+
+
+class Buffer:
+    """The agent's buffer: the parts above over one ``BufferFile``. Thread-safe."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        durability: str = "power",
+        max_disk_mb: float | None = None,
+        read_only: bool = False,
+    ) -> None:
+        self.file = BufferFile(
+            path, durability=durability, max_disk_mb=max_disk_mb, read_only=read_only
+        )
+        self.store = ReadingsStore(self.file)
+        self.devices = DeviceHealth(self.file)
+        self.chain = Chain(self.file, self.store)
+        self.ledger = DeliveryLedger(self.file, self.chain)
+        self.retention = Retention(self.file, self.store, self.chain, self.ledger)
+
+    @property
+    def path(self) -> Path:
+        return self.file.path
+
+    def store_poll(
+        self,
+        readings: Sequence[Reading],
+        *,
+        device: str | None = None,
+        error: str | None = None,
+        time_ms: int | None = None,
+    ) -> None:
+        """Commit one poll's readings (and the device's health) in one transaction before
+        returning. A reading already stored (same channel and time) is not stored again."""
+
+        def store(conn: sqlite3.Connection) -> None:
+            self.store.insert(conn, readings)
+            if device is not None:
+                at = time_ms if time_ms is not None else (readings[0].time_ms if readings else 0)
+                self.devices.record_poll(conn, device, error, at)
+
+        self.file.write("storing readings", store)
+
+    # The calls the rest of the agent makes, each answered by one part.
+    def seal(
+        self, make_jws: MakeJws, *, max_readings: int, max_batches: int | None = None
+    ) -> list[SealedBatch]:
+        """See ``Chain.seal``."""
+        return self.chain.seal(make_jws, max_readings=max_readings, max_batches=max_batches)
+
+    def chain_head(self) -> tuple[int, str | None, int]:
+        """See ``Chain.head``."""
+        return self.chain.head()
+
+    def pending(
+        self,
+        transport: str,
+        *,
+        after: int = 0,
+        exclude: Iterable[int] = (),
+        limit: int = 20,
+        max_bytes: int | None = None,
+    ) -> list[SealedBatch]:
+        """See ``DeliveryLedger.pending``."""
+        return self.ledger.pending(
+            transport, after=after, exclude=exclude, limit=limit, max_bytes=max_bytes
+        )
+
+    def first_pending_seq(self, transport: str) -> int | None:
+        return self.ledger.first_pending_seq(transport)
+
+    def mark_acked(self, transport: str, seqs: Iterable[int], at_ms: int) -> None:
+        self.ledger.mark_acked(transport, seqs, at_ms)
+
+    def quarantine(self, transport: str, seq: int, at_ms: int, reason: str) -> None:
+        self.ledger.quarantine(transport, seq, at_ms, reason)
+
+    def requeue(self, transport: str, seqs: Sequence[int] | None = None) -> list[int]:
+        return self.ledger.requeue(transport, seqs)
+
+    def requeue_marker(self, transport: str) -> tuple[int, list[int]] | None:
+        return self.ledger.requeue_marker(transport)
+
+    def prune(self, transports: Sequence[str], older_than_ms: int) -> int:
+        """See ``Retention.prune``."""
+        return self.retention.prune(transports, older_than_ms)
+
+    def readings(self, first_id: int = 0, limit: int = 1_000_000) -> list[ReadingRow]:
+        return self.store.readings(first_id, limit)
+
+    def integrity_check(self) -> str:
+        return self.file.integrity_check()
+
+    def close(self) -> None:
+        self.file.close()

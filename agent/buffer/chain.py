@@ -1,0 +1,127 @@
+"""The batch chain: sealing unsealed readings into numbered, signed batches, and its head.
+
+Table ``batches``: per batch its ``seq``, the range of reading ids it sealed, the JWS (header,
+zlib-compressed payload, signature, stored once and never re-signed) and its chain digest
+(``prev`` of the next batch), checked again before every send.
+
+``seal`` builds, signs and commits one batch per transaction, fsynced (synchronous=FULL) before
+the next is built and before it returns; signing happens inside the transaction, so a crash
+before COMMIT leaves no batch and no used ``seq``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import zlib
+from collections.abc import Callable
+
+from agent.buffer.db import BufferFile
+from agent.buffer.readings import ReadingRow, ReadingsStore
+from agent.jws import b64url, b64url_decode, chain_digest
+from core.batch import SealedBatch
+from core.errors import StorageError
+
+MakeJws = Callable[[int, str | None, list[ReadingRow]], tuple[str, int]]
+# The columns ``batch_from_row`` takes, in order (readers select them with this string).
+BATCH_COLUMNS = "seq, count, sealed_at_ms, header, payload, signature, digest"
+
+
+class Chain:
+    """Seals the store's readings into the chain and reads batches back, checked."""
+
+    def __init__(self, file: BufferFile, store: ReadingsStore) -> None:
+        self.file, self.store = file, store
+
+    def _head(self, conn: sqlite3.Connection) -> tuple[int, str | None, int]:
+        row = conn.execute(
+            "SELECT seq, digest, last_id FROM batches ORDER BY seq DESC LIMIT 1"
+        ).fetchone()
+        return (row[0], row[1], row[2]) if row else (0, None, 0)
+
+    def head(self) -> tuple[int, str | None, int]:
+        """(last seq, its chain digest, last sealed reading id); (0, None, 0) when empty."""
+        with self.file.read() as conn:
+            return self._head(conn)
+
+    def seal(
+        self, make_jws: MakeJws, *, max_readings: int, max_batches: int | None = None
+    ) -> list[SealedBatch]:
+        """Seal unsealed readings into batches of at most ``max_readings``.
+
+        ``make_jws(seq, prev, rows)`` returns (compact JWS, sealed_at_ms). Each batch is committed
+        with synchronous=FULL before the next is built and before this returns.
+        """
+        sealed: list[SealedBatch] = []
+        while max_batches is None or len(sealed) < max_batches:
+            batch = self.file.write(
+                "sealing a batch",
+                lambda conn: self._seal_one(conn, make_jws, max_readings),
+                durable=True,
+            )
+            if batch is None:
+                break
+            sealed.append(batch)
+        return sealed
+
+    def _seal_one(
+        self, conn: sqlite3.Connection, make_jws: MakeJws, max_readings: int
+    ) -> SealedBatch | None:
+        last_seq, prev, upto = self._head(conn)
+        first_id, last_id, readings = self.store.rows_after(conn, upto, max_readings)
+        if not readings:
+            return None
+        seq = last_seq + 1
+        jws, sealed_at_ms = make_jws(seq, prev, readings)
+        header, payload_b64, signature = jws.split(".")
+        conn.execute(
+            "INSERT INTO batches (seq, first_id, last_id, count, sealed_at_ms, header, payload, "
+            "signature, digest) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                seq,
+                first_id,
+                last_id,
+                len(readings),
+                sealed_at_ms,
+                header,
+                zlib.compress(b64url_decode(payload_b64), 1),
+                signature,
+                chain_digest(jws),
+            ),
+        )
+        return SealedBatch(seq, jws, len(readings), sealed_at_ms)
+
+    def batch_from_row(self, row: tuple) -> SealedBatch:
+        """A stored batch (a row of ``BATCH_COLUMNS``), its bytes checked against its digest."""
+        seq, count, sealed_at_ms, header, payload, signature, digest = row
+        jws = f"{header}.{b64url(zlib.decompress(payload))}.{signature}"
+        if chain_digest(jws) != digest:
+            raise StorageError(
+                f"{self.file.path}: batch {seq} is damaged on disk (digest mismatch)"
+            )
+        return SealedBatch(seq, jws, count, sealed_at_ms)
+
+    # --- for retention, inside its transaction ------------------------------------------------
+    def first_sealed_since(
+        self, conn: sqlite3.Connection, upto_seq: int, time_ms: int
+    ) -> int | None:
+        """The lowest seq up to ``upto_seq`` sealed at or after ``time_ms``."""
+        return conn.execute(
+            "SELECT min(seq) FROM batches WHERE seq <= ? AND sealed_at_ms >= ?", (upto_seq, time_ms)
+        ).fetchone()[0]
+
+    def seq_holding(self, conn: sqlite3.Connection, reading_id: int) -> int | None:
+        """The batch that sealed reading ``reading_id`` (or the first after it), if sealed."""
+        return conn.execute(
+            "SELECT min(seq) FROM batches WHERE last_id >= ?", (reading_id,)
+        ).fetchone()[0]
+
+    def last_upto(self, conn: sqlite3.Connection, upto_seq: int) -> tuple[int, int] | None:
+        """(seq, last reading id) of the newest batch at or below ``upto_seq``."""
+        row = conn.execute(
+            "SELECT seq, last_id FROM batches WHERE seq <= ? ORDER BY seq DESC LIMIT 1",
+            (upto_seq,),
+        ).fetchone()
+        return (row[0], row[1]) if row else None
+
+    def delete_upto(self, conn: sqlite3.Connection, seq: int) -> None:
+        conn.execute("DELETE FROM batches WHERE seq <= ?", (seq,))

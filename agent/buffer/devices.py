@@ -1,0 +1,61 @@
+"""Device health: per device, the last good poll, the last error, and how many polls and faults.
+
+Table ``devices``. Written in the same transaction as the poll's readings (``Buffer.store_poll``),
+so the figures always match what is stored; read by ``station-agent status``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+
+from agent.buffer.db import BufferFile
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceState:
+    """One device's record, as stored."""
+
+    name: str
+    last_good_ms: int | None
+    last_error: str | None
+    last_error_ms: int | None
+    polls: int
+    faults: int
+
+    @property
+    def failing(self) -> bool:
+        """The last poll failed (an error newer than the last good poll)."""
+        return self.last_error_ms is not None and (
+            self.last_good_ms is None or self.last_error_ms > self.last_good_ms
+        )
+
+
+class DeviceHealth:
+    """Records each poll's outcome per device."""
+
+    def __init__(self, file: BufferFile) -> None:
+        self.file = file
+
+    def record_poll(
+        self, conn: sqlite3.Connection, device: str, error: str | None, at_ms: int
+    ) -> None:
+        """Inside a caller's transaction: count one poll of ``device``, good or failed."""
+        good = error is None
+        conn.execute(
+            "INSERT INTO devices (name, last_good_ms, last_error, last_error_ms, polls, "
+            "faults) VALUES (?, ?, ?, ?, 1, ?) ON CONFLICT (name) DO UPDATE SET "
+            "polls = polls + 1, faults = faults + excluded.faults, "
+            "last_good_ms = coalesce(excluded.last_good_ms, last_good_ms), "
+            "last_error = coalesce(excluded.last_error, last_error), "
+            "last_error_ms = coalesce(excluded.last_error_ms, last_error_ms)",
+            (device, at_ms if good else None, error, None if good else at_ms, 0 if good else 1),
+        )
+
+    def all(self) -> dict[str, DeviceState]:
+        """Every device ever polled, by name."""
+        with self.file.read() as conn:
+            rows = conn.execute(
+                "SELECT name, last_good_ms, last_error, last_error_ms, polls, faults FROM devices"
+            ).fetchall()
+        return {r[0]: DeviceState(*r) for r in rows}

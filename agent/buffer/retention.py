@@ -1,0 +1,107 @@
+"""Retention: delete the oldest batches and their readings once nobody needs them.
+
+``prune(transports, older_than_ms)`` deletes a prefix of the chain (batches 1..N, their
+readings and delivery rows) in one transaction. N is the largest seq such that every batch up to
+it is:
+
+* acknowledged by every transport in ``transports`` (owed or quarantined anywhere: kept);
+* sealed before ``older_than_ms``, and acknowledged (by each) before it: a batch delivered late,
+  after a long outage, is kept the retention period from its delivery;
+* below the newest batch, which carries the chain head the next batch links to;
+* holding no reading a registered consumer still needs (below).
+
+It is always a prefix, so a clock that went backwards cannot make pruning skip ahead; readings
+not yet sealed are never pruned.
+
+Consumers that read by time (a transport building files per 5-minute period from
+``ReadingsStore.readings_between``) register themselves with ``register(consumer)``: a
+consumer has a ``name`` and ``oldest_needed_ms()``, the earliest reading time it has not yet
+delivered (or still wants kept), or None when it needs nothing. ``prune`` asks each at every run
+and keeps every batch holding a reading taken at or after that time, and all batches after it.
+Where a consumer records its progress is its own business (a table of its own, or a file); it
+only has to answer truthfully, and from a state that survives a restart.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from typing import Protocol
+
+from agent.buffer.chain import Chain
+from agent.buffer.db import BufferFile
+from agent.buffer.ledger import DeliveryLedger
+from agent.buffer.readings import ReadingsStore
+
+
+class ReadingsConsumer(Protocol):
+    """Something that reads readings by time and must be asked before they are pruned."""
+
+    name: str
+
+    def oldest_needed_ms(self) -> int | None: ...
+
+
+class Retention:
+    """Prunes what every transport and every registered consumer is done with."""
+
+    def __init__(
+        self, file: BufferFile, store: ReadingsStore, chain: Chain, ledger: DeliveryLedger
+    ) -> None:
+        self.file, self.store, self.chain, self.ledger = file, store, chain, ledger
+        self.consumers: list[ReadingsConsumer] = []
+
+    def register(self, consumer: ReadingsConsumer) -> None:
+        """Ask ``consumer`` before every prune from now on."""
+        self.consumers.append(consumer)
+
+    def prune(self, transports: Sequence[str], older_than_ms: int) -> int:
+        """Delete the prefix of the chain described in the module docstring; returns the
+        number of readings deleted."""
+        if not transports and not self.consumers:
+            return 0
+        needs = {c.name: c.oldest_needed_ms() for c in self.consumers}  # outside the lock
+
+        def prune(conn: sqlite3.Connection) -> int:
+            floor = self._floor(conn, transports, older_than_ms, needs)
+            last = self.chain.last_upto(conn, floor) if floor > 0 else None
+            if last is None:
+                return 0
+            upto_seq, upto_id = last
+            deleted = self.store.delete_upto(conn, upto_id)
+            self.chain.delete_upto(conn, upto_seq)
+            self.ledger.delete_upto(conn, upto_seq)
+            return deleted
+
+        return self.file.write("pruning old readings", prune)
+
+    def _floor(
+        self,
+        conn: sqlite3.Connection,
+        transports: Sequence[str],
+        older_than_ms: int,
+        needs: dict[str, int | None],
+    ) -> int:
+        """The highest seq that may go."""
+        head = self.chain.head()[0]  # same connection, same transaction (re-entrant lock)
+        floor = head - 1
+        for name in transports:
+            first_unacked = self.ledger.first_unacked_seq(conn, name)
+            if first_unacked is not None:
+                floor = min(floor, first_unacked - 1)
+        # Seq order is not time order (the clock may go backwards): the first batch too young
+        # by its sealing or by an acknowledgement ends the prefix.
+        for too_young in (
+            self.chain.first_sealed_since(conn, floor, older_than_ms),
+            self.ledger.first_acked_since(conn, transports, floor, older_than_ms),
+        ):
+            if too_young is not None:
+                floor = min(floor, too_young - 1)
+        for since_ms in needs.values():
+            if since_ms is None:
+                continue
+            first_id = self.store.first_id_since(conn, since_ms)
+            seq = None if first_id is None else self.chain.seq_holding(conn, first_id)
+            if seq is not None:
+                floor = min(floor, seq - 1)
+        return floor

@@ -1,0 +1,85 @@
+"""The batch chain: sealing is durable and atomic, and each batch links to the one before."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+
+import pytest
+
+from agent.batch import Signer
+from agent.buffer import Buffer
+from agent.clock import SystemClock
+from agent.keys import load_private_key
+from agent.sealing import Sealer
+from core.reading import Reading
+
+
+def _reading(t: int, value: float = 1.0) -> Reading:
+    return Reading("dev", "SO2", "mg/Nm3", t, value, "00")
+
+
+def test_sealed_batch_is_on_disk_when_seal_returns(tmp_path, station_key):
+    """A second connection (as after a crash) sees the batch, byte for byte."""
+    buf = Buffer(tmp_path / "b.db")
+    buf.store_poll([_reading(1000 + i) for i in range(10)], device="dev")
+    sealer = Sealer(buf, Signer(load_private_key(station_key[0])), "S", SystemClock(), 4)
+    batches = sealer.seal_pending()
+    assert [b.seq for b in batches] == [1, 2, 3] and [b.count for b in batches] == [4, 4, 2]
+    other = Buffer(tmp_path / "b.db")
+    again = other.pending("t", limit=10)
+    assert [b.jws for b in again] == [b.jws for b in batches]
+    assert sealer.seal_pending() == []
+
+
+def test_kill_between_signing_and_commit_never_reuses_a_seq_that_was_sent(tmp_path, station_key):
+    """Signing happens inside the seal transaction: a crash before COMMIT leaves no batch."""
+    buf = Buffer(tmp_path / "b.db")
+    buf.store_poll([_reading(1000)], device="dev")
+
+    def crash(seq, prev, rows):
+        raise KeyboardInterrupt  # stands in for the process dying mid-transaction
+
+    with pytest.raises(KeyboardInterrupt):
+        buf.seal(crash, max_readings=10)
+    assert buf.chain_head() == (0, None, 0)
+    assert buf.pending("t") == []
+    sealer = Sealer(buf, Signer(load_private_key(station_key[0])), "S", SystemClock(), 10)
+    assert [b.seq for b in sealer.seal_pending()] == [1]
+
+
+def test_each_batch_carries_seq_and_the_sha256_of_the_previous_batch(tmp_path, station_key):
+    buf = Buffer(tmp_path / "b.db")
+    sealer = Sealer(buf, Signer(load_private_key(station_key[0])), "S", SystemClock(), 3)
+    buf.store_poll([_reading(1000 + i) for i in range(10)], device="dev")
+    batches = sealer.seal_pending()
+    payloads = [json.loads(_b64decode(b.jws.split(".")[1])) for b in batches]
+    assert [p["seq"] for p in payloads] == [1, 2, 3, 4]
+    assert payloads[0].get("prev") is None
+    for before, payload in zip(batches, payloads[1:], strict=False):
+        digest = hashlib.sha256(before.jws.encode("ascii")).digest()
+        assert payload["prev"] == base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+    head_seq, head_digest, last_id = buf.chain_head()
+    last = hashlib.sha256(batches[-1].jws.encode("ascii")).digest()
+    assert (head_seq, last_id) == (4, 10)
+    assert head_digest == base64.urlsafe_b64encode(last).rstrip(b"=").decode()
+
+
+def test_a_batch_altered_on_disk_is_never_sent(tmp_path, station_key):
+    import sqlite3
+
+    from core.errors import StorageError
+
+    buf = Buffer(tmp_path / "b.db")
+    buf.store_poll([_reading(1000)], device="dev")
+    Sealer(buf, Signer(load_private_key(station_key[0])), "S", SystemClock(), 10).seal_pending()
+    db = sqlite3.connect(tmp_path / "b.db")
+    db.execute("UPDATE batches SET signature = 'AAAA' WHERE seq = 1")
+    db.commit()
+    with pytest.raises(StorageError, match="batch 1 is damaged"):
+        buf.pending("t")
+
+
+def _b64decode(part: str) -> bytes:
+    return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
