@@ -236,7 +236,7 @@ def test_mqtt_in_flight_bytes_are_capped_whatever_the_backlog(tmp_path, station_
         deadline = time.monotonic() + 20
         while buf.first_pending_seq("mqtt") is not None and time.monotonic() < deadline:
             peak = max(peak, sender.in_flight())
-            time.sleep(0.001)
+            time.sleep(0.001)  # sampling the in-flight count until the deadline, not waiting
     finally:
         sender.stop(2)
     assert buf.first_pending_seq("mqtt") is None, "all 4 batches acknowledged"
