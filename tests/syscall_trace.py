@@ -266,3 +266,85 @@ def batch_in(body: bytes) -> BatchOnTheWire | None:
     except (ValueError, KeyError, TypeError):
         return None
     return BatchOnTheWire(int(seq), parts[2].decode())
+
+
+# --- MQTT 3.1.1 on sockets: PUBLISH (QoS 1) out, PUBACK in ---------------------------------------
+@dataclass
+class Publish:
+    """One QoS 1 PUBLISH the process sent, and when it read the broker's PUBACK for it."""
+
+    socket: str
+    first_byte_sent: int  # line of the send holding the packet's first byte
+    packet_id: int
+    payload: bytes
+    puback_read: int | None = None  # line of the read that completed the PUBACK
+
+
+def _packets(chunks: list[tuple[int, bytes]]) -> list[tuple[int, int, bytes]]:
+    """Split a byte stream, received or sent in chunks (line, bytes), into MQTT control packets:
+    (line holding the first byte, line holding the last byte, packet)."""
+    stream = b"".join(data for _line, data in chunks)
+    offsets, at = [], 0
+    for line, data in chunks:
+        offsets.append((at, line))
+        at += len(data)
+
+    def line_of(position: int) -> int:
+        return max((o, line) for o, line in offsets if o <= position)[1]
+
+    out, pos = [], 0
+    while pos + 2 <= len(stream):
+        length, shift, i = 0, 0, pos + 1
+        while i < len(stream):
+            byte = stream[i]
+            length |= (byte & 0x7F) << shift
+            shift, i = shift + 7, i + 1
+            if byte < 0x80 or shift > 21:
+                break
+        end = i + length
+        if end > len(stream):
+            break  # cut short: the process ended mid-packet
+        out.append((line_of(pos), line_of(end - 1), stream[pos:end]))
+        pos = end
+    return out
+
+
+def mqtt_publishes(calls: Iterable[Syscall]) -> list[Publish]:
+    """QoS 1 PUBLISH packets sent on MQTT connections (those opened with CONNECT) and their
+    PUBACKs, matched by packet id on the same connection."""
+    sent: dict[str, list[tuple[int, bytes]]] = {}
+    read: dict[str, list[tuple[int, bytes]]] = {}
+    for c in calls:
+        if not c.is_socket or c.result <= 0:
+            continue
+        if c.name in WRITES:
+            sent.setdefault(c.target, []).append((c.start, c.data))
+        elif c.name in READS:
+            read.setdefault(c.target, []).append((c.end, c.data))
+    out: list[Publish] = []
+    for sock, chunks in sent.items():
+        if not chunks[0][1].startswith(b"\x10"):  # not an MQTT connection
+            continue
+        events: list[tuple[int, int, Publish | None]] = []  # (line, packet id, publish)
+        for first, _last, packet in _packets(chunks):
+            if packet[0] >> 4 != 3 or (packet[0] >> 1) & 3 != 1:
+                continue  # not a QoS 1 PUBLISH
+            body = packet[1:]
+            while body[0] & 0x80:  # skip the remaining-length bytes
+                body = body[1:]
+            body = body[1:]
+            topic_end = 2 + int.from_bytes(body[:2], "big")
+            packet_id = int.from_bytes(body[topic_end : topic_end + 2], "big")
+            publish = Publish(sock, first, packet_id, body[topic_end + 2 :])
+            events.append((first, packet_id, publish))
+            out.append(publish)
+        for _first, last, packet in _packets(read.get(sock, [])):
+            if packet[0] == 0x40:  # PUBACK
+                events.append((last, int.from_bytes(packet[2:4], "big"), None))
+        waiting: dict[int, Publish] = {}
+        for line, packet_id, publish in sorted(events, key=lambda e: (e[0], e[2] is None)):
+            if publish is not None:
+                waiting[packet_id] = publish
+            elif packet_id in waiting:
+                waiting.pop(packet_id).puback_read = line
+    return out
