@@ -1,4 +1,10 @@
-"""Shared fixtures: real keys, a real warehouse, the Modbus simulator, Mosquitto instances."""
+"""Shared fixtures: real keys, a real warehouse, the Modbus simulator, Mosquitto instances.
+
+Also the waiting helper (``wait_for``: tests poll a condition with a deadline, never sleep a
+fixed time) and the skip policy: with the environment variable ``CI`` set, a skipped test
+fails unless it is marked ``allowed_skip(reason)``; every skip is listed with its reason at the
+end of the run.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,15 +32,77 @@ from simulators.warehouse import Warehouse, load_station_jwk
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def wait_for(condition: Callable[[], object], timeout: float = 20.0, what: str = "") -> object:
-    """Poll ``condition`` until truthy; fail the test with ``what`` on timeout."""
+def wait_for(condition: Callable[[], object], timeout: float = 20.0, what: str = "") -> Any:
+    """Poll ``condition`` until it returns something truthy, and return that; fail the test,
+    saying what it waited for and what the condition last returned, after ``timeout`` s."""
+    __tracebackhide__ = True
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    value = None
+    while True:
         value = condition()
         if value:
             return value
+        if time.monotonic() >= deadline:
+            break
         time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what or condition}")
+    raise AssertionError(
+        f"timed out after {timeout} s waiting for {what or condition} (last: {value!r:.200})"
+    )
+
+
+# --- skips: none may pass unnoticed in CI ----------------------------------------------------
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "allowed_skip(reason): this test may skip in CI; the reason is printed"
+    )
+
+
+def _skip_reason(report: pytest.TestReport | pytest.CollectReport) -> str:
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:
+        return str(longrepr[2]).removeprefix("Skipped: ")
+    return str(longrepr)
+
+
+def _in_ci() -> bool:
+    return bool(os.environ.get("CI"))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()
+    if not report.skipped or hasattr(report, "wasxfail"):
+        return
+    allowed = item.get_closest_marker("allowed_skip")
+    if allowed is not None:
+        report.allowed_skip = allowed.kwargs.get("reason") or " ".join(map(str, allowed.args))
+    elif _in_ci():
+        report.outcome = "failed"
+        report.longrepr = (
+            f"skipped in CI ({_skip_reason(report)}); install what it needs in .ci/run, or "
+            "mark it @pytest.mark.allowed_skip(reason) if skipping is right there"
+        )
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and _in_ci():
+        report.outcome = "failed"
+        report.longrepr = f"a whole module skipped in CI: {_skip_reason(report)}"
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    skipped = [r for r in terminalreporter.stats.get("skipped", []) if not hasattr(r, "wasxfail")]
+    if not skipped:
+        return
+    terminalreporter.section(f"{len(skipped)} skipped (reasons)")
+    for r in skipped:
+        allowed = getattr(r, "allowed_skip", None)
+        note = f" [allowed in CI: {allowed}]" if allowed is not None else ""
+        terminalreporter.write_line(f"SKIPPED {r.nodeid}: {_skip_reason(r)}{note}")
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ def _reading(t: int, value: float = 1.0) -> Reading:
     return Reading("dev", "SO2", "mg/Nm3", t, value, "00")
 
 
-def test_sealed_batch_is_on_disk_when_seal_returns(tmp_path, station_key):
+def test_a_new_connection_sees_the_sealed_batches_after_seal(tmp_path, station_key):
     """A second connection (as after a crash) sees the batch, byte for byte."""
     buf = Buffer(tmp_path / "b.db")
     buf.store_poll([_reading(1000 + i) for i in range(10)], device="dev")
@@ -33,7 +33,7 @@ def test_sealed_batch_is_on_disk_when_seal_returns(tmp_path, station_key):
     assert sealer.seal_pending() == []
 
 
-def test_kill_between_signing_and_commit_never_reuses_a_seq_that_was_sent(tmp_path, station_key):
+def test_a_failure_while_signing_leaves_no_batch_and_no_used_seq(tmp_path, station_key):
     """Signing happens inside the seal transaction: a crash before COMMIT leaves no batch."""
     buf = Buffer(tmp_path / "b.db")
     buf.store_poll([_reading(1000)], device="dev")

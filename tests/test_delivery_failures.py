@@ -46,9 +46,11 @@ def test_broker_outage_backlog_drains_in_order_without_loss(
     try:
         wait_for(lambda: warehouse.count(station_id)[0] >= 2, 20, "first batches")
         mosquitto.stop()
-        time.sleep(4)  # polling and sealing go on while the broker is away
-        backlog = gather(config)["transports"][0]["backlog_batches"]
-        assert backlog >= 10, f"expected a backlog during the outage, found {backlog}"
+        wait_for(  # polling and sealing go on while the broker is away
+            lambda: gather(config)["transports"][0]["backlog_batches"] >= 10,
+            30,
+            "a backlog of 10 batches during the outage",
+        )
         mosquitto.start()
         sealed = agent.buffer.chain_head()[0]
         wait_for(lambda: warehouse.count(station_id)[0] >= sealed, 30, "backlog drained")
@@ -88,7 +90,9 @@ def test_http_500s_then_recovery_delivers_everything_once(
             lambda: warehouse.received == 0 and agent.senders[0].last_error, 10, "a failed send"
         )
         assert "HTTP 500" in agent.senders[0].last_error
-        time.sleep(2)
+        wait_for(  # a while of failing sends: several batches sealed, none delivered
+            lambda: agent.buffer.chain_head()[0] >= 4, 20, "4 batches sealed during the 500s"
+        )
         assert warehouse.count(station_id)[0] == 0
         warehouse.fault = None
         wait_for(
@@ -163,7 +167,8 @@ def test_rejected_batch_is_quarantined_and_later_batches_still_flow(
     agent = Agent(config)
     agent.start()  # running while the technician requeues: it picks them up by itself
     try:
-        time.sleep(1)
+        before = warehouse.count(station_id)[0]
+        wait_for(lambda: warehouse.count(station_id)[0] > before, 15, "the restarted agent sending")
         assert main(["requeue", "--config", str(toml), "--transport", "https"]) == 0
         assert gather(config)["transports"][0]["quarantined"] == []
         wait_for(lambda: not warehouse.gaps(station_id), 15, "the requeued batches")
@@ -230,7 +235,7 @@ def test_mqtt_in_flight_bytes_are_capped_whatever_the_backlog(tmp_path, station_
         deadline = time.monotonic() + 20
         while buf.first_pending_seq("mqtt") is not None and time.monotonic() < deadline:
             peak = max(peak, sender.in_flight())
-            time.sleep(0.001)
+            time.sleep(0.001)  # sampling the in-flight count until the deadline, not waiting
     finally:
         sender.stop(2)
     assert buf.first_pending_seq("mqtt") is None, "all 4 batches acknowledged"

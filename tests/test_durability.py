@@ -55,11 +55,16 @@ def test_kill_9_loses_nothing_and_the_chain_stays_whole(
     rng = random.Random(7)
     for _ in range(4):
         proc = _start_agent(config_path)
-        time.sleep(rng.uniform(1.5, 3.0))
+        time.sleep(rng.uniform(1.5, 3.0))  # the scenario: SIGKILL at a random moment
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
+    left = _last_seq(tmp_path / "buffer.db")
     proc = _start_agent(config_path)
-    time.sleep(2.0)
+    wait_for(
+        lambda: warehouse.count(station_id)[0] > left,
+        60,
+        f"the restarted agent to deliver the {left} batches left by the kills and one of its own",
+    )
     proc.send_signal(signal.SIGTERM)
     _out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
@@ -77,6 +82,18 @@ def test_kill_9_loses_nothing_and_the_chain_stays_whole(
     assert not any("replay" in reason for _s, reason in warehouse.rejections())
     db = sqlite3.connect(tmp_path / "buffer.db")
     assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def _last_seq(db_path) -> int:
+    if not db_path.exists():
+        return 0
+    db = sqlite3.connect(db_path)
+    try:
+        return db.execute("SELECT coalesce(max(seq), 0) FROM batches").fetchone()[0]
+    except sqlite3.OperationalError:  # killed before it created the schema
+        return 0
+    finally:
+        db.close()
 
 
 def _reading(t: int, value: float = 1.0) -> Reading:

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from drivers.modbus.plan import MAX_BITS, MAX_REGISTERS, Span, _fits, plan
+from drivers.modbus.plan import MAX_BITS, MAX_REGISTERS, Span, plan
 from drivers.modbus.tcp import ModbusTcpConfig, ModbusTcpDriver
 from simulators.modbus_server import ModbusDevice, ModbusTcpSimulator
 
@@ -55,33 +55,73 @@ def test_tables_are_never_mixed_and_overlaps_are_read_once() -> None:
     ]
 
 
+# The oracle shares no code with the planner: it tries every way of grouping the spans into
+# requests (not only cuts of a sorted list) and keeps the valid groupings, judged by the Modbus
+# limits written out again here.
+_LIMIT = {"holding": 125, "input": 125, "coil": 2000, "discrete": 2000}  # FC3/4: 125, FC1/2: 2000
+_GAP_UNIT = {"holding": 1, "input": 1, "coil": 16, "discrete": 16}  # max_gap counts registers
+
+
+def _one_request(group: list[Span], max_gap: int, forbidden: list[Span]) -> bool:
+    """Whether one request can serve exactly these spans."""
+    if len({s.function for s in group}) != 1:
+        return False
+    function = group[0].function
+    low = min(s.address for s in group)
+    high = max(s.address + s.count for s in group)
+    if high - low > _LIMIT[function]:
+        return False
+    if any(
+        f.function == function and f.address < high and low < f.address + f.count for f in forbidden
+    ):
+        return False
+    covered = [False] * (high - low)
+    for s in group:
+        for a in range(s.address, s.address + s.count):
+            covered[a - low] = True
+    unread = 0
+    for c in covered:  # every unread run inside the request is at most the allowed gap
+        unread = 0 if c else unread + 1
+        if unread > max_gap * _GAP_UNIT[function]:
+            return False
+    return True
+
+
 def _fewest(spans: list[Span], max_gap: int, forbidden: list[Span]) -> int:
-    """The fewest requests by exhaustive search over where to cut the sorted spans."""
-    ordered = sorted(set(spans), key=lambda s: (s.function, s.address, s.count))
+    """The fewest requests, by exhaustive search over every partition of each table's spans."""
+    total = 0
+    for function in {s.function for s in spans}:
+        table = sorted({s for s in spans if s.function == function}, key=repr)
+        n = len(table)
+        valid = [
+            _one_request([table[i] for i in range(n) if mask >> i & 1], max_gap, forbidden)
+            for mask in range(1 << n)
+        ]
 
-    def feasible(i: int, j: int) -> bool:  # spans i..j-1 in one request
-        block = ordered[i]
-        for span in ordered[i + 1 : j]:
-            if not _fits(block, span, max_gap, forbidden):
-                return False
-            end = max(block.end, span.end)
-            block = Span(block.function, block.address, end - block.address)
-        return True
+        @cache
+        def best(mask: int, valid=valid) -> int:
+            if mask == 0:
+                return 0
+            low = mask & -mask  # the group holding the lowest remaining span
+            rest = mask ^ low
+            result, sub = mask.bit_count() + 1, rest  # more than one request per span
+            while True:
+                if valid[sub | low]:
+                    result = min(result, 1 + best(rest ^ sub))
+                if sub == 0:
+                    break
+                sub = (sub - 1) & rest
+            return result
 
-    @cache
-    def best(i: int) -> int:
-        if i == len(ordered):
-            return 0
-        return min(1 + best(j) for j in range(i + 1, len(ordered) + 1) if feasible(i, j))
-
-    return best(0)
+        total += best((1 << n) - 1)
+    return total
 
 
 spans = st.builds(
     Span,
     st.sampled_from(["holding", "input", "coil"]),
-    st.integers(0, 400),
-    st.sampled_from([1, 2, 4]),
+    st.integers(0, 400) | st.integers(0, 40),  # dense layouts hit the gap and size limits
+    st.sampled_from([1, 2, 4, 50]),
 )
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import wait_for
 from pydantic import ValidationError
 
 from core.errors import DeviceError
@@ -88,8 +89,11 @@ def test_nox_is_calibrating_during_the_calibration_window() -> None:
     with analyzer_simulator(calibrate_at=0, calibrate_for=0.5) as simulator:
         driver = ModbusTcpDriver(analyzer_config(simulator.port))
         during = by_param(driver.read(1))
-        time.sleep(0.6)
-        after = by_param(driver.read(2))
+        after = wait_for(
+            lambda: (now := by_param(driver.read(2)))["NOx"].status == "00" and now,
+            10,
+            "NOx to leave its 0.5 s calibration window",
+        )
         driver.close()
 
     assert during["NOx"].status == "01"

@@ -65,15 +65,15 @@ def test_https_delivers_every_reading_signed_and_chained(
 
 
 def test_mqtt_delivers_every_reading_via_the_running_broker(
-    tmp_path, station_id, station_key, analyzer, warehouse
+    tmp_path, station_id, station_key, analyzer, warehouse, mosquitto
 ):
-    warehouse.start_mqtt("127.0.0.1", 1883, client_id=f"wh-{station_id}")
+    warehouse.start_mqtt("127.0.0.1", mosquitto.port, client_id=f"wh-{station_id}")
     config = make_config(
         tmp_path,
         station_id,
         station_key[0],
         [analyzer_device(analyzer.port)],
-        [{"type": "mqtt", "host": "127.0.0.1", "port": 1883}],
+        [{"type": "mqtt", "host": "127.0.0.1", "port": mosquitto.port}],
     )
     _run_until(Agent(config), warehouse, station_id, 5)
     wait_for(
@@ -112,10 +112,10 @@ def test_every_batch_verifies_with_joserfc(tmp_path, station_id, station_key, an
 
 
 def test_both_transports_each_receive_every_batch(
-    tmp_path, station_id, station_key, analyzer, warehouse
+    tmp_path, station_id, station_key, analyzer, warehouse, mosquitto
 ):
     port = warehouse.start_http()
-    warehouse.start_mqtt("127.0.0.1", 1883, client_id=f"wh-{station_id}")
+    warehouse.start_mqtt("127.0.0.1", mosquitto.port, client_id=f"wh-{station_id}")
     config = make_config(
         tmp_path,
         station_id,
@@ -128,7 +128,7 @@ def test_both_transports_each_receive_every_batch(
                 "base_url": f"http://127.0.0.1:{port}",
                 "allow_plain_http": True,
             },
-            {"type": "mqtt", "name": "broker", "host": "127.0.0.1"},
+            {"type": "mqtt", "name": "broker", "host": "127.0.0.1", "port": mosquitto.port},
         ],
     )
     agent = Agent(config)

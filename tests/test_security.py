@@ -41,7 +41,7 @@ def test_https_to_a_self_signed_server_is_refused_without_its_ca(
         wait_for(lambda: agent.senders[0].last_error, 10, "a refused TLS handshake")
         assert "TLS certificate not trusted" in agent.senders[0].last_error
         assert "tls.ca_file" in agent.senders[0].last_error
-        time.sleep(0.5)
+        time.sleep(0.5)  # the scenario: a while of refused handshakes, none turns into a delivery
     finally:
         agent.stop(grace_s=0.5)
     assert warehouse.count(station_id) == (0, 0)
@@ -109,9 +109,17 @@ def test_mqtt_tls_is_verified_and_mutual_tls_is_required(
         finally:
             no_ca.stop(grace_s=0.5)
 
+        broker_log = broker.directory / "mosquitto.log"
+        refused = broker_log.read_text().count("peer did not return a certificate")
         no_client_cert = run({"ca_file": str(tls_files.ca)}, "no-cert")
         try:
-            time.sleep(3)
+            wait_for(
+                lambda: (
+                    broker_log.read_text().count("peer did not return a certificate") >= refused + 2
+                ),
+                30,
+                "the broker to refuse two connections without a client certificate",
+            )
             assert no_client_cert.senders[0].acked == 0
             assert not no_client_cert.senders[0].transport.connected()
         finally:
@@ -171,13 +179,20 @@ def test_private_key_and_passwords_never_appear_in_logs_or_status(
         stdout=subprocess.PIPE,
         text=True,
     )
-    time.sleep(3)
-    status = subprocess.run(
-        [sys.executable, "-m", "agent.cli", "status", "--json", "--config", str(config)],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
+
+    def run_status() -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "agent.cli", "status", "--json", "--config", str(config)],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        )
+
+    status = wait_for(
+        lambda: (done := run_status()) and "cannot connect to 127.0.0.1:1" in done.stdout and done,
+        30,
+        "status to report the live connection failure",
     )
     proc.terminate()
     out, err = proc.communicate(timeout=30)

@@ -16,7 +16,7 @@ UNIT = Path(__file__).resolve().parent.parent / "systemd" / "station-agent.servi
 @pytest.fixture
 def unit(tmp_path) -> Path:
     if shutil.which("systemd-analyze") is None:
-        pytest.skip("systemd-analyze is not installed")
+        pytest.fail("systemd-analyze is not installed: apt-get install systemd (.ci/run does)")
     agent = Path(sys.executable).parent / "station-agent"
     text = UNIT.read_text().replace("/opt/station-agent/.venv/bin/station-agent", str(agent))
     path = tmp_path / "station-agent.service"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 import httpx
 import pytest
@@ -161,6 +160,8 @@ def test_upload_cut_short_is_not_received_and_not_rejected(post, signer, station
             f"Content-Type: application/jose\r\nContent-Length: {len(token)}\r\n\r\n".encode()
             + token[: len(token) // 2]
         )
-    time.sleep(0.3)
+        s.shutdown(socket.SHUT_WR)  # the sender goes away mid-upload
+        s.settimeout(30)
+        assert s.recv(1) == b"", "the warehouse closes a cut upload without answering"
     assert warehouse.rejections() == []
     assert post(token).status_code == 201
