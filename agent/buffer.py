@@ -41,7 +41,7 @@ class ReadingRow:
     param: str
     unit: str
     time_ms: int
-    value: float | None
+    value: float | int | str | None
     status: str
 
 
@@ -106,10 +106,11 @@ class Buffer:
             {"id": int, "device": str, "param": str, "unit": str}, pk="id", if_not_exists=True
         )
         db["channels"].create_index(["device", "param", "unit"], unique=True, if_not_exists=True)
-        db["readings"].create(
-            {"id": int, "channel": int, "time_ms": int, "value": float, "status": int},
-            pk="id",
-            if_not_exists=True,
+        # value has no declared type (no affinity): SQLite keeps an int, a float or a text as
+        # given; a FLOAT column would turn -123456 into -123456.0 and the text "0042" into 42.0
+        self._conn.execute(
+            "CREATE TABLE IF NOT EXISTS [readings] ([id] INTEGER PRIMARY KEY, [channel] INTEGER,"
+            " [time_ms] INTEGER, [value], [status] INTEGER)"
         )
         db["batches"].create(
             {

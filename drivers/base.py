@@ -81,7 +81,7 @@ class ProbeRow:
 
     channel: str
     raw: str  # e.g. "0x4144 0xCCCD" for registers, the received line for a serial sensor
-    value: float | None
+    value: float | int | str | None
     unit: str
     status: str
     error: str | None = None

@@ -28,7 +28,13 @@ from core.errors import DeviceError
 from core.reading import FAULT, MEASURING, Reading
 from drivers.base import Channel, ProbeRow
 from drivers.modbus.bus import Bus, Endpoint, attach, detach
-from drivers.modbus.codec import decode_bit, decode_string, decode_value, scale_value, string_value
+from drivers.modbus.codec import (
+    channel_value,
+    decode_bit,
+    decode_string,
+    decode_value,
+    text_number,
+)
 from drivers.modbus.config import BIT_TABLES, DEFAULT_STATUS_MAP, ModbusChannel, ModbusDeviceConfig
 from drivers.modbus.plan import Request, Span, plan
 from drivers.modbus.wire import BadAnswer, LinkDown, LinkError, NoAnswer, parse_read, read_request
@@ -219,21 +225,24 @@ class ModbusDriver:
             f"{self.endpoint.hint(silent=False)}"
         )
 
-    def _value(self, channel: ModbusChannel, registers: list[int]) -> float:
+    def _value(self, channel: ModbusChannel, registers: list[int]) -> int | float | str:
         if channel.function in BIT_TABLES:
-            return scale_value(registers[0], channel.scale, channel.offset)
+            return channel_value(registers[0], channel.scale, channel.offset)
         if channel.type == "bit":
             assert channel.bit is not None
-            return scale_value(decode_bit(registers[0], channel.bit), channel.scale, channel.offset)
+            bit = decode_bit(registers[0], channel.bit)
+            return channel_value(bit, channel.scale, channel.offset)
         if channel.type == "string":
+            return decode_string(registers, channel.order)
+        if channel.type == "number_text":
             text = decode_string(registers, channel.order)
-            return string_value(text, channel.scale, channel.offset)
+            return text_number(text, channel.scale, channel.offset)
         return decode_value(
             registers, channel.numeric_type, channel.order, channel.scale, channel.offset
         )
 
     def _reading(self, channel: ModbusChannel, results: Results, time_ms: int) -> Reading:
-        def make(value: float | None, status: str, error: str | None = None) -> Reading:
+        def make(value: float | int | str | None, status: str, error: str | None = None) -> Reading:
             return Reading(self.name, channel.param, channel.unit, time_ms, value, status, error)
 
         span = self._values[channel.param]
