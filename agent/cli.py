@@ -147,7 +147,7 @@ def _cmd_probe(args: argparse.Namespace) -> int:
 
 def _cmd_scan(args: argparse.Namespace) -> int:
     from drivers.modbus.bus import SerialEndpoint, TcpEndpoint
-    from drivers.modbus.scan import parse_units, scan
+    from drivers.modbus.scan import gateway_lines, parse_units, scan
 
     try:
         units = parse_units(args.units)
@@ -170,20 +170,28 @@ def _cmd_scan(args: argparse.Namespace) -> int:
             end = "\r" if interactive and done < total else "\n"
             print(f"scanning {where}: unit {unit} ({done}/{total})", end=end, file=sys.stderr)
 
-    found = 0
+    found = gateway = 0
     for endpoint in endpoints:
         where = f"{endpoint.key} {endpoint.settings}"
-        for hit in scan(
+        hits = scan(
             endpoint,
             units,
             timeout_s=args.timeout,
             register=args.register,
             function=args.function,
             progress=progress,
-        ):
-            found += not hit.garbled
-            print(hit.line(), flush=True)
-    print(f"{found} unit(s) answered", flush=True)
+        )
+        for hit in hits:
+            found += hit.kind == "device"
+            gateway += hit.kind == "gateway"
+            if hit.kind != "gateway":
+                print(hit.line(), flush=True)
+        for line in gateway_lines(hits):
+            print(line, flush=True)
+    summary = f"{found} unit(s) answered"
+    if gateway:
+        summary += f"; {gateway} unit id(s) with no device behind the gateway (exception 10/11)"
+    print(summary, flush=True)
     return 0 if found else 1
 
 
