@@ -129,7 +129,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def _cmd_probe(args: argparse.Namespace) -> int:
     from agent.config import load_config
-    from agent.probe import probe_device, render
+    from agent.probe import probe_all, watch
     from drivers import make_driver
 
     config = load_config(args.config)
@@ -137,12 +137,16 @@ def _cmd_probe(args: argparse.Namespace) -> int:
     if not devices:
         names = ", ".join(d.name for d in config.devices) or "none"
         raise AgentError(f"{args.config}: no device named {args.device!r} (devices: {names})")
-    failed = False
-    for index, device in enumerate(devices):
-        plan, rows = probe_device(make_driver(device))
-        failed = failed or any(r.error for r in rows)
-        print(("\n" if index else "") + render(device.name, device.driver, plan, rows), flush=True)
-    return 1 if failed else 0
+    drivers = [(d.name, d.driver, make_driver(d)) for d in devices]
+    if args.watch is None:
+        return 1 if probe_all(drivers) else 0
+    if args.watch <= 0:
+        raise AgentError(f"probe: --watch needs a number of seconds above 0, not {args.watch}")
+    try:
+        watch(drivers, args.watch)
+    except KeyboardInterrupt:
+        print(flush=True)
+    return 0
 
 
 def _cmd_scan(args: argparse.Namespace) -> int:
@@ -215,8 +219,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("config", help="configuration tools")
     csub = p.add_subparsers(dest="config_command", required=True, metavar="ACTION")
-    v = csub.add_parser("validate", help="check a configuration file")
-    v.add_argument("file")
+    v = csub.add_parser(
+        "validate",
+        help="check a configuration file",
+        description="Check a configuration file as the agent would at start-up: every key, "
+        "range and cross-check; prints a summary, or the errors naming file and field.",
+    )
+    v.add_argument("file", help="the TOML configuration file to check")
     v.set_defaults(func=_cmd_validate)
     v = csub.add_parser(
         "sample",
@@ -248,24 +257,64 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.set_defaults(func=_cmd_status)
 
-    p = sub.add_parser("probe", help="read every channel once: raw data, values, request plan")
+    p = sub.add_parser(
+        "probe",
+        help="read every channel once: raw data, values, request plan",
+        description="Read every channel of the configured devices once (the agent need not "
+        "run; stop it first if it holds the serial port) and show the request plan, the raw "
+        "registers, the decoded values and any error; then hints: a float that looks like a "
+        "wrong byte order in all four orders, a range the device refused with the forbidden "
+        "entry to add. Exit status 1 if a channel failed.",
+    )
     p.add_argument("--config", required=True, help="the TOML configuration file")
-    p.add_argument("--device", help="only this device (its name)")
+    p.add_argument("--device", metavar="NAME", help="only this device (default: every device)")
+    p.add_argument(
+        "--watch",
+        nargs="?",
+        type=float,
+        const=2.0,
+        metavar="SECONDS",
+        help="repeat every SECONDS (default 2), clearing the screen, until Ctrl-C",
+    )
     p.set_defaults(func=_cmd_probe)
 
-    p = sub.add_parser("scan", help="find the Modbus unit ids that answer on a port or host")
-    p.add_argument("--port", help="serial port, e.g. /dev/ttyUSB0")
+    p = sub.add_parser(
+        "scan",
+        help="find the Modbus unit ids that answer on a port or host",
+        description="Ask each unit id for one register and list those that answer (a Modbus "
+        "exception counts: the device is there). Exceptions 10 and 11 come from a gateway "
+        "saying no device answered behind it: listed apart, not counted. Exit status 1 if "
+        "no device answered.",
+    )
+    p.add_argument("--port", help="serial port, e.g. /dev/ttyUSB0 (Modbus RTU)")
     p.add_argument("--host", help="Modbus TCP device or gateway, HOST[:PORT] (port 502)")
-    p.add_argument("--baud", default="9600", help="baud rates to try, e.g. 9600,19200")
-    p.add_argument("--parity", default="N", choices=["N", "E", "O"])
-    p.add_argument("--stopbits", type=int, default=1, choices=[1, 2])
-    p.add_argument("--bytesize", type=int, default=8, choices=[7, 8])
-    p.add_argument("--framer", default="tcp", choices=["tcp", "rtu"], help="with --host")
-    p.add_argument("--units", default="1-247", help="unit ids, e.g. 1-247 or 1,3,10-20")
+    p.add_argument(
+        "--baud", default="9600", help="with --port: baud rates to try in turn, e.g. 9600,19200"
+    )
+    p.add_argument(
+        "--parity", default="N", choices=["N", "E", "O"], help="with --port: parity (default N)"
+    )
+    p.add_argument(
+        "--stopbits", type=int, default=1, choices=[1, 2], help="with --port: stop bits (1)"
+    )
+    p.add_argument(
+        "--bytesize", type=int, default=8, choices=[7, 8], help="with --port: data bits (8)"
+    )
+    p.add_argument(
+        "--framer",
+        default="tcp",
+        choices=["tcp", "rtu"],
+        help="with --host: tcp = Modbus TCP (default), rtu = RTU frames over TCP (serial "
+        "device servers)",
+    )
+    p.add_argument("--units", default="1-247", help="unit ids, e.g. 1-247 (default) or 1,3,10-20")
     p.add_argument("--timeout", type=float, default=0.1, help="seconds per unit (default 0.1)")
     p.add_argument("--register", type=int, default=0, help="register to ask for (default 0)")
     p.add_argument(
-        "--function", default="holding", choices=["holding", "input", "coil", "discrete"]
+        "--function",
+        default="holding",
+        choices=["holding", "input", "coil", "discrete"],
+        help="table of --register (default holding)",
     )
     p.set_defaults(func=_cmd_scan)
     return parser

@@ -85,6 +85,7 @@ class ProbeRow:
     unit: str
     status: str
     error: str | None = None
+    notes: tuple[str, ...] = ()  # hints for the technician, e.g. the value in other byte orders
 
 
 @runtime_checkable
@@ -98,3 +99,6 @@ class Probeable(Protocol):
     def probe(self, time_ms: int) -> list[ProbeRow]:
         """Read every channel once; never raises for device faults (they go in ``error``)."""
         ...
+
+    # Optional, looked up with getattr: ``advice() -> list[str]``, what the driver learned
+    # about the device that the configuration should say (e.g. a range the device refuses).

@@ -17,16 +17,20 @@
   channels (or statuses) not read get status "02" with that error.
 * a Modbus exception to a merged request makes each of its channels be read alone, so one bad
   address faults only its channel; after exception 2 (illegal data address) the merged request
-  is not tried again.
+  is not tried again, and a warning (``modbus_merged_read_refused``, also ``advice()`` for
+  ``probe``) names the refused range and the ``forbidden`` entry to add
+  (``drivers/modbus/advice.py``).
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from core.errors import DeviceError
 from core.reading import FAULT, MEASURING, Reading
 from drivers.base import Channel, ProbeRow
+from drivers.modbus.advice import byte_order_notes, refused_merge
 from drivers.modbus.bus import Bus, Endpoint, attach, detach
 from drivers.modbus.codec import (
     channel_value,
@@ -51,6 +55,7 @@ EXCEPTION_NAMES = {
     11: "gateway target device failed to respond",
 }
 ILLEGAL_DATA_ADDRESS = 2
+log = logging.getLogger("drivers.modbus")
 
 Results = dict[Span, list[int] | str]  # registers (or bits) of each span, or why it failed
 
@@ -82,7 +87,7 @@ class ModbusDriver:
         spans.update(s.span for s in self._statuses.values() if s is not None)
         forbidden = [Span(f.function, f.first, f.last - f.first + 1) for f in config.forbidden]
         self._requests = plan(spans, config.max_gap, forbidden)
-        self._split: set[Span] = set()  # merged requests the device refused with exception 2
+        self._split: dict[Span, str] = {}  # merged requests refused with exception 2: advice
         self._silent = False  # the last request got no answer after every try
         self._bus: Bus | None = None
         self._attach()
@@ -119,6 +124,10 @@ class ModbusDriver:
                 lines.append(request.describe(self.config.unit))
         return lines
 
+    def advice(self) -> list[str]:
+        """What the configuration should say, learned from the device (refused ranges)."""
+        return list(self._split.values())
+
     def probe(self, time_ms: int) -> list[ProbeRow]:
         """Read every channel once, showing the raw registers; device faults go in ``error``."""
         try:
@@ -130,6 +139,8 @@ class ModbusDriver:
         rows = []
         for channel in self.config.channels:
             reading = self._reading(channel, results, time_ms)
+            registers = results[self._values[channel.param]]
+            notes = byte_order_notes(channel, registers) if isinstance(registers, list) else ()
             rows.append(
                 ProbeRow(
                     channel.param,
@@ -138,6 +149,7 @@ class ModbusDriver:
                     channel.unit,
                     reading.status,
                     reading.error,
+                    notes,
                 )
             )
         return rows
@@ -177,11 +189,13 @@ class ModbusDriver:
         members = request.members
         outcome = None if request.span in self._split else self._request(request.span)
         if outcome is None or (isinstance(outcome, int) and len(members) > 1):
-            if outcome == ILLEGAL_DATA_ADDRESS:
-                self._split.add(request.span)
             for span in members:
                 single = self._request(span)
                 results[span] = exception_text(single, span) if isinstance(single, int) else single
+            if outcome == ILLEGAL_DATA_ADDRESS:
+                advice = refused_merge(self.name, request, results, self.config.max_gap)
+                self._split[request.span] = advice
+                log.warning("modbus_merged_read_refused", extra={"fields": {"advice": advice}})
             return
         for span in members:
             if isinstance(outcome, int):
