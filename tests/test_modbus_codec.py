@@ -265,3 +265,19 @@ def test_number_written_as_text_round_trips(value: float, order: str) -> None:
     text = repr(value)
     registers = encode_string(text, (len(text) + 1) // 2, order)
     assert text_number(decode_string(registers, order)) == value
+
+
+@given(
+    registers=st.lists(st.integers(0, 0xFFFF), min_size=1, max_size=125),
+    order=orders,
+)
+def test_any_registers_give_printable_text_or_a_clear_error(
+    registers: list[int], order: str
+) -> None:
+    try:
+        text = decode_string(registers, order)
+    except ValueError as exc:
+        assert "not printable ASCII text" in str(exc)
+        return
+    assert len(text) <= 2 * len(registers)
+    assert all(0x20 <= ord(c) <= 0x7E for c in text) and not text.endswith(" ")
