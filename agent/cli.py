@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sqlite3
 import sys
 from pathlib import Path
@@ -137,15 +138,22 @@ def _cmd_probe(args: argparse.Namespace) -> int:
     if not devices:
         names = ", ".join(d.name for d in config.devices) or "none"
         raise AgentError(f"{args.config}: no device named {args.device!r} (devices: {names})")
-    drivers = [(d.name, d.driver, make_driver(d)) for d in devices]
-    if args.watch is None:
-        return 1 if probe_all(drivers) else 0
-    if args.watch <= 0:
+    if args.watch is not None and args.watch <= 0:
         raise AgentError(f"probe: --watch needs a number of seconds above 0, not {args.watch}")
+    drivers = [(d.name, d.driver, make_driver(d)) for d in devices]
+    # probe prints the drivers' advice itself; their warnings would repeat it on stderr
+    quiet, level = logging.getLogger("drivers"), logging.getLogger("drivers").level
+    quiet.setLevel(logging.ERROR)
     try:
+        if args.watch is None:
+            return 1 if probe_all(drivers) else 0
         watch(drivers, args.watch)
     except KeyboardInterrupt:
-        print(flush=True)
+        if args.watch is None:
+            raise
+        print(flush=True)  # Ctrl-C is how --watch ends
+    finally:
+        quiet.setLevel(level)
     return 0
 
 

@@ -55,12 +55,11 @@ def test_a_refused_merged_read_is_named_with_the_forbidden_entry_to_add(
 ) -> None:
     channels = [{"param": "A", "register": 0}, {"param": "B", "register": 10}]
     with ModbusTcpSimulator(devices={1: _refusing_device()}) as sim:
-        with caplog.at_level(logging.WARNING, logger="drivers.modbus"):
-            assert (
-                cli_main(["probe", "--config", str(_config(tmp_path, sim.port, channels=channels))])
-                == 0
-            )
-        out = capsys.readouterr().out
+        assert (
+            cli_main(["probe", "--config", str(_config(tmp_path, sim.port, channels=channels))])
+            == 0
+        )
+        out, err = capsys.readouterr()
         advice = [line for line in out.splitlines() if line.startswith("advice: ")]
         assert advice == [
             "advice: device 'analyzer': the device refused holding registers 0-11 read as one "
@@ -70,6 +69,20 @@ def test_a_refused_merged_read_is_named_with_the_forbidden_entry_to_add(
             "last = 9 }] (then 2 request(s) per poll, none refused; now one per channel: 2)"
         ], out
         assert "  FC3 unit 1 holding registers 0-1 (2)" in out  # the plan it fell back to
+        assert "modbus_merged_read_refused" not in err  # probe said it once, above
+
+        # The agent's log says it too, once (the merged read is not sent again).
+        config = ModbusTcpConfig.model_validate(
+            {"name": "analyzer", "driver": "modbus_tcp", "host": "127.0.0.1", "port": sim.port}
+            | {"channels": channels}
+        )
+        driver = ModbusTcpDriver(config)
+        try:
+            with caplog.at_level(logging.WARNING, logger="drivers.modbus"):
+                driver.read(0)
+                driver.read(1)
+        finally:
+            driver.close()
         logged = [r for r in caplog.records if r.getMessage() == "modbus_merged_read_refused"]
         assert [r.fields["advice"] for r in logged] == [advice[0].removeprefix("advice: ")]
 
