@@ -96,3 +96,22 @@ def test_the_simulator_cli_acts_as_a_gateway(capsys: pytest.CaptureFixture[str])
         "gateway says: target not responding (exception 11, gateway target device failed to "
         "respond) for unit ids 2,4"
     ) in out
+
+
+def test_the_741_of_741_case_on_a_serial_line(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 16: a line answering every unit id with exception 11, at three baud rates."""
+    from simulators.modbus_rtu import ModbusRtuSimulator
+
+    simulator = ModbusRtuSimulator({}, path=tmp_path / "ttyUSB0")
+    simulator.absent_exception = 11
+    with simulator as sim:
+        code = cli_main(["scan", "--port", sim.path, "--baud", "9600,19200,38400"])
+        asked = sum(sim.requests.values())
+    out = capsys.readouterr().out.splitlines()
+    assert asked == 741
+    assert code == 1
+    assert out[-1] == (
+        "0 unit(s) answered; 741 unit id(s) with no device behind the gateway (exception 10/11)"
+    )
+    assert [line.split(":")[0] for line in out[:-1]] == ["9600 8N1", "19200 8N1", "38400 8N1"]
+    assert all(line.endswith("for unit ids 1-247") for line in out[:-1])
