@@ -131,7 +131,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _cmd_probe(args: argparse.Namespace) -> int:
     from agent.config import load_config
     from agent.probe import probe_all, watch
-    from drivers import make_driver
+    from drivers import Driver, make_driver
 
     config = load_config(args.config)
     devices = [d for d in config.devices if args.device in (None, d.name)]
@@ -140,7 +140,15 @@ def _cmd_probe(args: argparse.Namespace) -> int:
         raise AgentError(f"{args.config}: no device named {args.device!r} (devices: {names})")
     if args.watch is not None and args.watch <= 0:
         raise AgentError(f"probe: --watch needs a number of seconds above 0, not {args.watch}")
-    drivers = [(d.name, d.driver, make_driver(d)) for d in devices]
+    drivers: list[tuple[str, str, Driver]] = []
+    for device in devices:
+        driver = make_driver(device)
+        if not isinstance(driver, Driver):
+            raise AgentError(
+                f"{args.config}: device {device.name!r} ({device.driver}) pushes its readings; "
+                "probe reads polled devices only"
+            )
+        drivers.append((device.name, device.driver, driver))
     # probe prints the drivers' advice itself; their warnings would repeat it on stderr
     quiet, level = logging.getLogger("drivers"), logging.getLogger("drivers").level
     quiet.setLevel(logging.ERROR)
@@ -168,6 +176,7 @@ def _cmd_scan(args: argparse.Namespace) -> int:
         raise AgentError(f"scan: {exc}") from None
     if (args.port is None) == (args.host is None):
         raise AgentError("scan: give either --port (serial) or --host (TCP)")
+    endpoints: list[SerialEndpoint | TcpEndpoint]
     if args.host is not None:
         host, _, port = args.host.partition(":")
         endpoints = [TcpEndpoint(host, int(port or 502), args.framer)]
