@@ -3,8 +3,13 @@
 Payload (UTF-8 JSON, see docs/protocol.md and docs/batch.schema.json)::
 
     {"v":1,"station":str,"seq":int,"prev":str|null,"sealed_at":RFC3339 UTC,
-     "readings":[{"device":str,"param":str,"value":number|null,"unit":str,
+     "readings":[{"device":str,"param":str,"value":integer|number|string|null,"unit":str,
                   "time":RFC3339 UTC,"status":"00"|"01"|"02"}, ...]}
+
+``value``: a JSON integer for integer registers and bits (exact, no ``.0``), a number with a
+fraction or exponent for measured values, a string for text registers (at most
+``MAX_TEXT_VALUE`` characters), ``null`` when there is no value. A value that cannot be sent
+(NaN, infinity, a longer text) goes as ``null`` with status "02".
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from core.errors import VerificationError
 from core.reading import rfc3339_ms
 
 PAYLOAD_VERSION = 1
+MAX_TEXT_VALUE = 256  # characters of a text value (a Modbus string is at most 250)
 _RFC3339_UTC = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?Z$"
 
 
@@ -46,7 +52,7 @@ def build_payload(
     seq: int,
     prev: str | None,
     sealed_at_ms: int,
-    rows: Iterable[tuple[str, str, str, int, float | None, str]],
+    rows: Iterable[tuple[str, str, str, int, float | int | str | None, str]],
 ) -> bytes:
     """Serialize a batch payload from (device, param, unit, time_ms, value, status) rows.
 
@@ -77,7 +83,11 @@ def build_payload(
             number = "null"
         elif value.__class__ is float and value - value == 0.0:  # finite float: the usual case
             number = _float_repr(value)
-        elif math.isfinite(value):
+        elif isinstance(value, int):  # exact: -123456, not -123456.0 (a bool is 0 or 1)
+            number = _int_repr(int(value))
+        elif (isinstance(value, str) and len(value) <= MAX_TEXT_VALUE) or (
+            isinstance(value, float) and math.isfinite(value)
+        ):
             number = _json(value)
         else:
             number, status = "null", "02"
@@ -99,6 +109,7 @@ def build_payload(
 
 
 _float_repr = float.__repr__  # what json.dumps writes for a float
+_int_repr = int.__repr__
 
 
 def _json(value: object) -> str:
@@ -112,7 +123,12 @@ class ReadingModel(BaseModel):
 
     device: StrictStr
     param: StrictStr
-    value: Annotated[float, Field(allow_inf_nan=False, strict=True)] | None
+    value: (
+        StrictInt
+        | Annotated[float, Field(allow_inf_nan=False, strict=True)]
+        | Annotated[str, Field(max_length=MAX_TEXT_VALUE, strict=True)]
+        | None
+    )
     unit: StrictStr
     time: Annotated[str, Field(pattern=_RFC3339_UTC)]
     status: Literal["00", "01", "02"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sqlite3
 import sys
 from importlib.metadata import entry_points
@@ -138,7 +139,7 @@ def _cmd_tt10_export(args: argparse.Namespace) -> int:
 
 def _cmd_probe(args: argparse.Namespace) -> int:
     from agent.config import load_config
-    from agent.probe import probe_device, render
+    from agent.probe import probe_all, watch
     from drivers import Driver, make_driver
 
     config = load_config(args.config)
@@ -146,23 +147,36 @@ def _cmd_probe(args: argparse.Namespace) -> int:
     if not devices:
         names = ", ".join(d.name for d in config.devices) or "none"
         raise AgentError(f"{args.config}: no device named {args.device!r} (devices: {names})")
-    failed = False
-    for index, device in enumerate(devices):
+    if args.watch is not None and args.watch <= 0:
+        raise AgentError(f"probe: --watch needs a number of seconds above 0, not {args.watch}")
+    drivers: list[tuple[str, str, Driver]] = []
+    for device in devices:
         driver = make_driver(device)
         if not isinstance(driver, Driver):
             raise AgentError(
                 f"{args.config}: device {device.name!r} ({device.driver}) pushes its readings; "
                 "probe reads polled devices only"
             )
-        plan, rows = probe_device(driver)
-        failed = failed or any(r.error for r in rows)
-        print(("\n" if index else "") + render(device.name, device.driver, plan, rows), flush=True)
-    return 1 if failed else 0
+        drivers.append((device.name, device.driver, driver))
+    # probe prints the drivers' advice itself; their warnings would repeat it on stderr
+    quiet, level = logging.getLogger("drivers"), logging.getLogger("drivers").level
+    quiet.setLevel(logging.ERROR)
+    try:
+        if args.watch is None:
+            return 1 if probe_all(drivers) else 0
+        watch(drivers, args.watch)
+    except KeyboardInterrupt:
+        if args.watch is None:
+            raise
+        print(flush=True)  # Ctrl-C is how --watch ends
+    finally:
+        quiet.setLevel(level)
+    return 0
 
 
 def _cmd_scan(args: argparse.Namespace) -> int:
     from drivers.modbus.bus import SerialEndpoint, TcpEndpoint
-    from drivers.modbus.scan import parse_units, scan
+    from drivers.modbus.scan import gateway_lines, parse_units, scan
 
     try:
         units = parse_units(args.units)
@@ -186,20 +200,28 @@ def _cmd_scan(args: argparse.Namespace) -> int:
             end = "\r" if interactive and done < total else "\n"
             print(f"scanning {where}: unit {unit} ({done}/{total})", end=end, file=sys.stderr)
 
-    found = 0
+    found = gateway = 0
     for endpoint in endpoints:
         where = f"{endpoint.key} {endpoint.settings}"
-        for hit in scan(
+        hits = scan(
             endpoint,
             units,
             timeout_s=args.timeout,
             register=args.register,
             function=args.function,
             progress=progress,
-        ):
-            found += not hit.garbled
-            print(hit.line(), flush=True)
-    print(f"{found} unit(s) answered", flush=True)
+        )
+        for hit in hits:
+            found += hit.kind == "device"
+            gateway += hit.kind == "gateway"
+            if hit.kind != "gateway":
+                print(hit.line(), flush=True)
+        for line in gateway_lines(hits):
+            print(line, flush=True)
+    summary = f"{found} unit(s) answered"
+    if gateway:
+        summary += f"; {gateway} unit id(s) with no device behind the gateway (exception 10/11)"
+    print(summary, flush=True)
     return 0 if found else 1
 
 
@@ -233,8 +255,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("config", help="configuration tools")
     csub = p.add_subparsers(dest="config_command", required=True, metavar="ACTION")
-    v = csub.add_parser("validate", help="check a configuration file")
-    v.add_argument("file")
+    v = csub.add_parser(
+        "validate",
+        help="check a configuration file",
+        description="Check a configuration file as the agent would at start-up: every key, "
+        "range and cross-check; prints a summary, or the errors naming file and field.",
+    )
+    v.add_argument("file", help="the TOML configuration file to check")
     v.set_defaults(func=_cmd_validate)
     v = csub.add_parser(
         "sample",
@@ -276,24 +303,64 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--transport", help="the tt10 transport's name, if there are several")
     e.set_defaults(func=_cmd_tt10_export)
 
-    p = sub.add_parser("probe", help="read every channel once: raw data, values, request plan")
+    p = sub.add_parser(
+        "probe",
+        help="read every channel once: raw data, values, request plan",
+        description="Read every channel of the configured devices once (the agent need not "
+        "run; stop it first if it holds the serial port) and show the request plan, the raw "
+        "registers, the decoded values and any error; then hints: a float that looks like a "
+        "wrong byte order in all four orders, a range the device refused with the forbidden "
+        "entry to add. Exit status 1 if a channel failed.",
+    )
     p.add_argument("--config", required=True, help="the TOML configuration file")
-    p.add_argument("--device", help="only this device (its name)")
+    p.add_argument("--device", metavar="NAME", help="only this device (default: every device)")
+    p.add_argument(
+        "--watch",
+        nargs="?",
+        type=float,
+        const=2.0,
+        metavar="SECONDS",
+        help="repeat every SECONDS (default 2), clearing the screen, until Ctrl-C",
+    )
     p.set_defaults(func=_cmd_probe)
 
-    p = sub.add_parser("scan", help="find the Modbus unit ids that answer on a port or host")
-    p.add_argument("--port", help="serial port, e.g. /dev/ttyUSB0")
+    p = sub.add_parser(
+        "scan",
+        help="find the Modbus unit ids that answer on a port or host",
+        description="Ask each unit id for one register and list those that answer (a Modbus "
+        "exception counts: the device is there). Exceptions 10 and 11 come from a gateway "
+        "saying no device answered behind it: listed apart, not counted. Exit status 1 if "
+        "no device answered.",
+    )
+    p.add_argument("--port", help="serial port, e.g. /dev/ttyUSB0 (Modbus RTU)")
     p.add_argument("--host", help="Modbus TCP device or gateway, HOST[:PORT] (port 502)")
-    p.add_argument("--baud", default="9600", help="baud rates to try, e.g. 9600,19200")
-    p.add_argument("--parity", default="N", choices=["N", "E", "O"])
-    p.add_argument("--stopbits", type=int, default=1, choices=[1, 2])
-    p.add_argument("--bytesize", type=int, default=8, choices=[7, 8])
-    p.add_argument("--framer", default="tcp", choices=["tcp", "rtu"], help="with --host")
-    p.add_argument("--units", default="1-247", help="unit ids, e.g. 1-247 or 1,3,10-20")
+    p.add_argument(
+        "--baud", default="9600", help="with --port: baud rates to try in turn, e.g. 9600,19200"
+    )
+    p.add_argument(
+        "--parity", default="N", choices=["N", "E", "O"], help="with --port: parity (default N)"
+    )
+    p.add_argument(
+        "--stopbits", type=int, default=1, choices=[1, 2], help="with --port: stop bits (1)"
+    )
+    p.add_argument(
+        "--bytesize", type=int, default=8, choices=[7, 8], help="with --port: data bits (8)"
+    )
+    p.add_argument(
+        "--framer",
+        default="tcp",
+        choices=["tcp", "rtu"],
+        help="with --host: tcp = Modbus TCP (default), rtu = RTU frames over TCP (serial "
+        "device servers)",
+    )
+    p.add_argument("--units", default="1-247", help="unit ids, e.g. 1-247 (default) or 1,3,10-20")
     p.add_argument("--timeout", type=float, default=0.1, help="seconds per unit (default 0.1)")
     p.add_argument("--register", type=int, default=0, help="register to ask for (default 0)")
     p.add_argument(
-        "--function", default="holding", choices=["holding", "input", "coil", "discrete"]
+        "--function",
+        default="holding",
+        choices=["holding", "input", "coil", "discrete"],
+        help="table of --register (default holding)",
     )
     p.set_defaults(func=_cmd_scan)
     return parser

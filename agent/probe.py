@@ -1,48 +1,74 @@
 """``station-agent probe``: read every channel of configured devices once and show the wire.
 
 Works for any driver: one implementing ``Probeable`` shows its request plan and raw data; any
-other is read with ``read()`` and shown without them.
+other is read with ``read()`` and shown without them. Under the table come the driver's hints:
+per channel (a float in every byte order when its value looks wrong) and per device
+(``advice()``: e.g. a range the device refused and the ``forbidden`` entry to add).
+``watch`` repeats the probe every few seconds, clearing the terminal, until Ctrl-C.
 """
 
 from __future__ import annotations
 
+import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TextIO
 
 from core.errors import DeviceError
+from core.reading import rfc3339_ms
 from drivers.base import Driver, Probeable, ProbeRow
 
 COLUMNS = ("channel", "raw", "value", "unit", "status", "error")
+CLEAR = "\033[H\033[2J"  # cursor home, clear screen
 
 
-def probe_device(driver: Driver) -> tuple[list[str], list[ProbeRow]]:
-    """(request plan lines, one row per channel) for one device; never raises DeviceError."""
+@dataclass
+class DeviceProbe:
+    """What one probe of one device showed."""
+
+    plan: list[str]
+    rows: list[ProbeRow]
+    advice: list[str] = field(default_factory=list)
+
+    @property
+    def failed(self) -> bool:
+        return any(r.error for r in self.rows)
+
+
+def probe_device(driver: Driver) -> DeviceProbe:
+    """Read one device once: its request plan, one row per channel, the driver's advice; never
+    raises DeviceError."""
     time_ms = int(time.time() * 1000)
     try:
         driver.open()
     except DeviceError as exc:
-        return [], [ProbeRow(c.param, "", None, c.unit, "02", str(exc)) for c in driver.channels]
+        rows = [ProbeRow(c.param, "", None, c.unit, "02", str(exc)) for c in driver.channels]
+        return DeviceProbe([], rows)
     try:
         if isinstance(driver, Probeable):
             rows = driver.probe(time_ms)
-            return driver.plan(), rows  # after the read: the plan it learned from the device
+            advice = getattr(driver, "advice", None)
+            # after the read: the plan and the advice it learned from the device
+            return DeviceProbe(driver.plan(), rows, list(advice()) if advice else [])
         try:
             readings = driver.read(time_ms)
         except DeviceError as exc:
             rows = [ProbeRow(c.param, "", None, c.unit, "02", str(exc)) for c in driver.channels]
-            return [], rows
+            return DeviceProbe([], rows)
         rows = [ProbeRow(r.param, "-", r.value, r.unit, r.status, r.error) for r in readings]
-        return [], rows
+        return DeviceProbe([], rows)
     finally:
         driver.close()
 
 
-def render(name: str, driver_name: str, plan: Sequence[str], rows: Sequence[ProbeRow]) -> str:
+def render(name: str, driver_name: str, probe: DeviceProbe) -> str:
     """The text ``probe`` prints for one device."""
+    rows = probe.rows
     lines = [f"device {name!r} ({driver_name})"]
-    if plan:
+    if probe.plan:
         lines.append("request plan:")
-        lines.extend(f"  {step}" for step in plan)
+        lines.extend(f"  {step}" for step in probe.plan)
     else:
         lines.append("request plan: (not shown by this driver)")
     errors = {r.error for r in rows}
@@ -51,7 +77,7 @@ def render(name: str, driver_name: str, plan: Sequence[str], rows: Sequence[Prob
         (
             r.channel,
             r.raw,
-            "null" if r.value is None else repr(r.value),
+            _value(r.value),
             r.unit,
             r.status,
             "(see below)" if shared else (r.error or ""),
@@ -64,4 +90,43 @@ def render(name: str, driver_name: str, plan: Sequence[str], rows: Sequence[Prob
         lines.append("  ".join([*cells, row[-1]]).rstrip())
     if shared:  # the whole device failed: say it once
         lines.append(f"every channel: {shared}")
+    lines.extend(f"check: {note}" for r in rows for note in r.notes)
+    lines.extend(f"advice: {text}" for text in probe.advice)
     return "\n".join(lines)
+
+
+def _value(value: float | int | str | None) -> str:
+    """As the payload carries it: null, 12.5, -123456, "SO2-A1"."""
+    if value is None:
+        return "null"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return repr(value)
+
+
+def probe_all(devices: Sequence[tuple[str, str, Driver]], out: TextIO | None = None) -> bool:
+    """Probe each (name, driver name, driver) in turn, printing as it goes; True if any failed."""
+    out = out or sys.stdout
+    failed = False
+    for index, (name, driver_name, driver) in enumerate(devices):
+        probe = probe_device(driver)
+        failed = failed or probe.failed
+        print(("\n" if index else "") + render(name, driver_name, probe), file=out, flush=True)
+    return failed
+
+
+def watch(
+    devices: Sequence[tuple[str, str, Driver]],
+    every_s: float,
+    out: TextIO | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> None:
+    """Probe every ``every_s`` seconds, clearing the terminal each time, until Ctrl-C."""
+    out = out or sys.stdout
+    clear = CLEAR if out.isatty() else ""
+    start = time.monotonic()
+    for tick in range(sys.maxsize):
+        stamp = rfc3339_ms(int(time.time() * 1000))
+        print(f"{clear}probe at {stamp}, every {every_s:g} s (Ctrl-C to stop)\n", file=out)
+        probe_all(devices, out)
+        sleep(max(0.0, start + (tick + 1) * every_s - time.monotonic()))

@@ -21,7 +21,7 @@ class Reading:
     param: str
     unit: str
     time_ms: int
-    value: float | None
+    value: float | int | str | None  # int: integers and bits, exactly; str: text registers
     status: str = MEASURING
     error: str | None = None  # why the value is missing or faulty; kept locally, never sent
 

@@ -81,10 +81,11 @@ class ProbeRow:
 
     channel: str
     raw: str  # e.g. "0x4144 0xCCCD" for registers, the received line for a serial sensor
-    value: float | None
+    value: float | int | str | None
     unit: str
     status: str
     error: str | None = None
+    notes: tuple[str, ...] = ()  # hints for the technician, e.g. the value in other byte orders
 
 
 @runtime_checkable
@@ -98,3 +99,6 @@ class Probeable(Protocol):
     def probe(self, time_ms: int) -> list[ProbeRow]:
         """Read every channel once; never raises for device faults (they go in ``error``)."""
         ...
+
+    # Optional, looked up with getattr: ``advice() -> list[str]``, what the driver learned
+    # about the device that the configuration should say (e.g. a range the device refuses).

@@ -136,6 +136,13 @@ def _parser() -> argparse.ArgumentParser:
         help="answer every request with Modbus exception N (1..255)",
     )
     parser.add_argument(
+        "--gateway-exception",
+        type=int,
+        choices=(10, 11),
+        metavar="N",
+        help="act as a gateway: a unit id with no device gets exception N (10 or 11)",
+    )
+    parser.add_argument(
         "--corrupt-crc", action="store_true", help="RTU framing: answer with a wrong CRC"
     )
     parser.add_argument("--truncate", action="store_true", help="send half of every answer")
@@ -166,9 +173,11 @@ def _build(args: argparse.Namespace) -> ModbusServerCore:
 
     faults: dict[int, Fault] = {}
     line = LineSettings()
+    absent_exception = args.gateway_exception
     if args.device:
         description = load_description(args.device)
         devices, faults, line = description.devices, description.faults, description.line
+        absent_exception = absent_exception or description.absent_exception
     else:
         devices = {args.unit: AnalyzerDevice(args.calibrate_at, args.calibrate_for)}
     simulator: ModbusServerCore
@@ -181,6 +190,7 @@ def _build(args: argparse.Namespace) -> ModbusServerCore:
     simulator.no_answer = args.no_answer
     simulator.delay_s = args.delay
     simulator.exception_code = args.exception
+    simulator.absent_exception = absent_exception
     if args.corrupt_crc or args.truncate:
         for unit in devices:
             simulator.faults[unit] = Fault(corrupt_crc=args.corrupt_crc, truncate=args.truncate)

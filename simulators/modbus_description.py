@@ -8,6 +8,9 @@ One file describes every unit id on a simulated bus (or behind a TCP port)::
     stopbits = 1
     bytesize = 8
 
+    [gateway]                   # optional: the units sit behind a gateway, which answers
+    absent_exception = 11       # a unit id with no device with this exception (10 or 11)
+
     [[units]]
     unit = 3                    # unit id, 0..247
     fault = { delay_s = 0.5 }   # optional, from the start: no_answer, delay_s,
@@ -101,6 +104,10 @@ class RegistersSpec(_Model):
     words: list[int]
 
 
+class GatewaySpec(_Model):
+    absent_exception: Literal[10, 11] = 11
+
+
 class ForbiddenSpec(_Model):
     function: Function = "holding"
     first: int = Field(ge=0, le=65535)
@@ -117,16 +124,19 @@ class UnitSpec(_Model):
 
 class DescriptionSpec(_Model):
     line: LineSpec | None = None
-    units: list[UnitSpec] = Field(min_length=1)
+    gateway: GatewaySpec | None = None
+    units: list[UnitSpec] = Field(default_factory=list)
 
 
 @dataclass
 class Description:
-    """What a description file builds: devices by unit id, their faults, the line settings."""
+    """What a description file builds: devices by unit id, their faults, the line settings, and
+    the exception a gateway answers for a unit id with no device (None: not a gateway)."""
 
     devices: dict[int, ModbusDevice]
     faults: dict[int, Fault]
     line: LineSettings
+    absent_exception: int | None = None
 
 
 def load_description(path: str | Path) -> Description:
@@ -147,7 +157,10 @@ def load_description(path: str | Path) -> Description:
         if unit.fault is not None:
             faults[unit.unit] = Fault(**unit.fault.model_dump())
     line = LineSettings(**spec.line.model_dump()) if spec.line else LineSettings()
-    return Description(devices, faults, line)
+    if not spec.units and spec.gateway is None:
+        raise ValueError(f"{path}: no [[units]] (only a [gateway] may have none)")
+    gateway = spec.gateway.absent_exception if spec.gateway else None
+    return Description(devices, faults, line, gateway)
 
 
 def build_device(unit: UnitSpec) -> ModbusDevice:

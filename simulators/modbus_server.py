@@ -9,6 +9,8 @@ Layers:
   unit (attributes ``no_answer``, ``delay_s``, ``exception_code``) or one unit (``faults[unit]``,
   a ``Fault``: also ``corrupt_crc`` and ``truncate``); ``answer(unit, pdu)`` returns the
   response PDU (None for no answer: unknown unit id, or ``no_answer``) and the fault to apply.
+  ``absent_exception`` (10 or 11) makes it a gateway: a unit id with no device behind it gets
+  that exception instead of silence.
 * ``ModbusTcpSimulator``: a TCP server, a thread per connection, with MBAP framing (``framer``
   "tcp") or RTU frames (``framer`` "rtu", a serial device server); ``vanish()`` and
   ``reappear()`` take the whole device off the network and back on the same port.
@@ -214,6 +216,7 @@ class ModbusServerCore:
         self.delay_s = delay_s  # answer this late
         self.exception_code = exception_code  # answer every request with this exception
         self.faults: dict[int, Fault] = dict(faults or {})  # per unit id, on top of the above
+        self.absent_exception: int | None = None  # a gateway's answer for a unit id not there
         self.requests: Counter[int] = Counter()  # requests received, by unit id
         self.log: list[Request] = []
         self._log_lock = threading.Lock()
@@ -237,6 +240,8 @@ class ModbusServerCore:
             self.log.append(Request(unit, *request_fields(pdu)))
         fault = self.fault(unit)
         device = self.devices.get(unit)
+        if device is None and self.absent_exception is not None and pdu and not fault.no_answer:
+            return bytes([pdu[0] | 0x80, self.absent_exception]), fault
         if device is None or fault.no_answer or not pdu:
             return None, fault
         if fault.exception_code is not None:

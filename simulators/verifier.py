@@ -220,8 +220,11 @@ def _check_payload(payload: Any) -> None:
             if not isinstance(reading[key], str):
                 raise fail(f"{where}.{key}", "must be a string")
         value = reading["value"]
-        if value is not None and (type(value) not in (int, float)):
-            raise fail(f"{where}.value", "must be a number or null")
+        if type(value) is str:
+            if len(value) > 256:
+                raise fail(f"{where}.value", "a text value must be at most 256 characters")
+        elif value is not None and (type(value) not in (int, float)):
+            raise fail(f"{where}.value", "must be a number, a text or null")
         _check_time(reading["time"], f"{where}.time", fail)
         if reading["status"] not in _STATUSES:
             raise fail(f"{where}.status", "must be '00', '01' or '02'")

@@ -47,6 +47,7 @@ def _modbus_rtu(
     simulator = ModbusRtuSimulator(
         description.devices, path=tmp / "ttyUSB0", line=description.line, faults=description.faults
     )
+    simulator.absent_exception = description.absent_exception
     simulator.start()
     try:
         yield Simulated(
@@ -69,6 +70,7 @@ def _modbus_tcp(
     simulator = ModbusTcpSimulator(
         devices=description.devices, faults=description.faults, framer=framers.pop()
     )
+    simulator.absent_exception = description.absent_exception
     simulator.start()
     try:
         yield Simulated(

@@ -8,14 +8,18 @@ import math
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent.batch import PAYLOAD_VERSION, build_payload
+from agent.batch import MAX_TEXT_VALUE, PAYLOAD_VERSION, build_payload, parse_payload
+from core.errors import VerificationError
 from core.reading import rfc3339_ms
 
 
 def _reference(station, seq, prev, sealed_at_ms, rows) -> bytes:
     readings = []
     for device, param, unit, time_ms, value, status in rows:
-        if value is not None and not math.isfinite(value):
+        if isinstance(value, str):
+            if len(value) > MAX_TEXT_VALUE:
+                value, status = None, "02"
+        elif value is not None and not math.isfinite(value):
             value, status = None, "02"
         readings.append(
             {
@@ -45,7 +49,10 @@ _rows = st.lists(
         _text,
         st.sampled_from(["mg/Nm3", "%", "", "°C"]),
         st.integers(min_value=0, max_value=4_102_444_800_000),
-        st.none() | st.floats() | st.integers(min_value=-(2**53), max_value=2**53),
+        st.none()
+        | st.floats()
+        | st.integers(min_value=-(2**63), max_value=2**63 - 1)
+        | st.text(max_size=MAX_TEXT_VALUE + 2),
         st.sampled_from(["00", "01", "02"]),
     ),
     max_size=30,
@@ -69,3 +76,44 @@ def test_a_non_finite_value_is_sent_as_null_with_fault_status() -> None:
     rows = [("d", "p", "u", 0, float("nan"), "00"), ("d", "p", "u", 0, float("-inf"), "01")]
     payload = json.loads(build_payload("S", 1, None, 0, rows))
     assert [(r["value"], r["status"]) for r in payload["readings"]] == [(None, "02"), (None, "02")]
+
+
+def test_integers_bits_and_text_keep_their_json_types() -> None:
+    """An independent reading of the bytes: integers without a fraction, text as strings."""
+    rows = [
+        ("d", "i32", "", 0, -123456, "00"),
+        ("d", "coil", "", 0, 1, "00"),
+        ("d", "u64", "", 0, 2**63 - 1, "00"),
+        ("d", "flow", "", 0, 12.0, "00"),
+        ("d", "label", "", 0, "SO2-A1", "00"),
+        ("d", "serial", "", 0, "0042", "00"),
+        ("d", "long", "", 0, "x" * (MAX_TEXT_VALUE + 1), "00"),
+    ]
+    payload = build_payload("S", 1, None, 0, rows)
+    text = payload.decode()
+    assert '"value":-123456,' in text and '"value":1,' in text and '"value":12.0,' in text
+    assert f'"value":{2**63 - 1},' in text
+    got = [(r["value"], r["status"]) for r in json.loads(text)["readings"]]
+    assert got == [
+        (-123456, "00"),
+        (1, "00"),
+        (2**63 - 1, "00"),
+        (12.0, "00"),
+        ("SO2-A1", "00"),
+        ("0042", "00"),
+        (None, "02"),
+    ]
+    assert [type(v) for v, _ in got[:4]] == [int, int, int, float]
+    model = parse_payload(payload)  # the warehouse's check accepts every kind and keeps it
+    assert [type(r.value) for r in model.readings] == [int, int, int, float, str, str, type(None)]
+
+
+def test_the_payload_check_refuses_values_of_other_kinds() -> None:
+    good = build_payload("S", 1, None, 0, [("d", "p", "", 0, 7, "00")])
+    for bad in (b"true", b"[7]", b'{"a":1}', b'"' + b"x" * 257 + b'"'):
+        try:
+            parse_payload(good.replace(b'"value":7', b'"value":' + bad))
+        except VerificationError as exc:
+            assert "readings.0.value" in str(exc)
+        else:
+            raise AssertionError(f"value {bad!r} accepted")

@@ -26,6 +26,7 @@ from agent.buffer import SCHEMA_VERSION, Buffer
 from agent.jws import public_jwk
 from agent.verify import StationKey
 from core.errors import StorageError
+from core.reading import Reading
 from simulators.warehouse import Warehouse
 
 FIXTURE = Path(__file__).parent / "fixtures" / "buffer-v1.db"
@@ -97,7 +98,7 @@ def test_migration_removes_copies_of_a_reading_and_keeps_the_first(v1_copy, pris
     after = _raw_readings(v1_copy)
     assert sorted(r[0] for r in after) == sorted(first_of.values())
     db = sqlite_utils.Database(v1_copy)
-    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
     index = {i.name: i for i in db["readings"].indexes}["readings_time_channel"]
     assert index.unique and index.columns == ["time_ms", "channel"]
     assert db.execute("SELECT count(*) FROM meta WHERE key = 'schema_version'").fetchone()[0] == 0
@@ -248,3 +249,35 @@ def _imports_of_opening_a_new_buffer(path: Path) -> str:
         check=True,
         cwd=FIXTURE.parent.parent.parent,
     ).stdout
+
+
+def test_a_migrated_buffer_keeps_integers_and_text_as_they_were_given(v1_copy):
+    """Schema 3: readings.value has no declared type; a FLOAT column made -123456 a float and
+    the label "0042" the number 42.0. Rows stored before keep what they were stored as."""
+    old = sqlite3.connect(v1_copy).execute("SELECT id, value FROM readings").fetchall()
+    buf = Buffer(v1_copy)
+    kept = dict(sqlite3.connect(v1_copy).execute("SELECT id, value FROM readings").fetchall())
+    assert all(kept[i] == v for i, v in old if i in kept)  # the copy kept every stored value
+    buf.store_poll(
+        [
+            Reading("dev", "count", "1", 2_000_000_000_000, -123456, "00"),
+            Reading("dev", "label", "", 2_000_000_000_000, "0042", "00"),
+            Reading("dev", "temp", "C", 2_000_000_000_000, 21.5, "00"),
+        ],
+        device="dev",
+    )
+    buf.close()
+    db = sqlite3.connect(v1_copy)
+    assert (
+        "[value] FLOAT"
+        not in db.execute("SELECT sql FROM sqlite_master WHERE name = 'readings'").fetchone()[0]
+    )
+    kinds = db.execute(
+        "SELECT c.param, typeof(r.value), r.value FROM readings r JOIN channels c "
+        "ON c.id = r.channel WHERE r.time_ms = 2000000000000 ORDER BY c.param"
+    ).fetchall()
+    assert kinds == [
+        ("count", "integer", -123456),
+        ("label", "text", "0042"),
+        ("temp", "real", 21.5),
+    ]

@@ -7,8 +7,10 @@ The format is written down in ``drivers/README.md``. In short, a case folder hol
   of the driver (``tests/driver_harness.py``) starts it and fills ``{port}`` and ``{host}``;
 * ``expected.toml``: ``readings = [{device, param, value, status, unit, error}]`` in the order
   one poll of every device gives them (``device`` may be left out when there is one device,
-  ``value`` left out means null, ``error`` is a part of the error text, ``unit`` is checked when
-  given), and optionally ``requests``, the requests the simulated device received;
+  ``value`` left out means null, ``value`` is compared with its TOML type (``1`` is an
+  integer value, ``1.0`` a float, ``"A1"`` a text), ``error`` is a part of the error text,
+  ``unit`` is checked when given), and optionally ``requests``, the requests the simulated
+  device received;
 * or ``expected_error.txt``: lines that must each appear in the start-up error (the
   configuration check or building the drivers).
 
@@ -155,7 +157,8 @@ def test_case(case: Path, tmp_path: Path) -> None:
     ], outcome
     for w, reading in zip(expected["readings"], outcome, strict=True):
         where = f"{reading.device}/{reading.param}: {reading}"
-        assert reading.value == w.get("value"), where
+        want = w.get("value")
+        assert reading.value == want and type(reading.value) is type(want), where
         assert reading.status == w["status"], where
         if "unit" in w:
             assert reading.unit == w["unit"], where

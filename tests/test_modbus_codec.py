@@ -13,16 +13,19 @@ from drivers.modbus.codec import (
     ORDERS,
     TYPES,
     NonFiniteValueError,
+    channel_value,
     decode,
     decode_bit,
+    decode_every_order,
     decode_string,
     decode_value,
     encode,
     encode_bit,
     encode_string,
+    implausible,
     register_count,
     scale_value,
-    string_value,
+    text_number,
 )
 
 INT_RANGES = {
@@ -112,6 +115,38 @@ def test_scale_and_offset_are_exact_in_decimal() -> None:
     assert decode_value([123], "int16", scale=0.1) == 12.3
     assert decode_value(encode(12.3, "float32"), "float32", scale=10, offset=-3) == 120.0
     assert scale_value(3, 0.1) == 0.3
+
+
+def test_unscaled_integers_stay_exact_integers() -> None:
+    assert type(decode_value(encode(-123456, "int32"), "int32")) is int
+    assert decode_value(encode(-123456, "int32"), "int32") == -123456
+    big = 2**63 - 1  # beyond 2**53: a float would round it
+    assert decode_value(encode(big, "int64"), "int64") == big
+    assert type(channel_value(True)) is int and channel_value(True) == 1
+    assert channel_value(2**64 - 1) == float(2**64 - 1)  # beyond the buffer's signed 64 bits
+    assert type(decode_value([123], "int16", scale=0.1)) is float
+    assert type(decode_value([123], "int16", offset=1)) is float
+    assert type(decode_value(encode(2.0, "float32"), "float32")) is float
+
+
+def test_text_ends_at_the_first_nul_and_must_be_printable() -> None:
+    assert decode_string(encode_string("SO2-A1", 4)) == "SO2-A1"
+    assert decode_string([0x4142, 0x0043, 0x4400]) == "AB"
+    assert decode_string([0x4142, 0x2020]) == "AB"
+    with pytest.raises(ValueError, match="not printable ASCII"):
+        decode_string([0x4107])  # BEL
+
+
+def test_implausible_floats_and_every_byte_order() -> None:
+    registers = encode(1.0, "float32", "DCBA")
+    decoded = decode_every_order(registers, "float32")
+    assert decoded["DCBA"] == 1.0
+    assert list(decoded) == ["ABCD", "CDAB", "BADC", "DCBA"]
+    assert implausible(decoded["ABCD"], "float32")  # 4.6e-41: denormal, a wrong byte order
+    assert not implausible(12.3, "float32") and not implausible(0.0, "float32")
+    assert implausible(2.4e-41, "float32") and not implausible(2.4e-41, "float64")
+    assert implausible(3.9e23, "float64") and implausible(-2e15, "float32")
+    assert "NaN" in decode_every_order([0x7FC0, 0x0000], "float32")["ABCD"]
 
 
 def test_scaling_overflow_is_not_a_number() -> None:
@@ -218,10 +253,10 @@ def test_string_byte_orders_and_numbers() -> None:
     assert encode_string("AB", 1) == [0x4142]
     assert encode_string("AB", 1, "BADC") == [0x4241]
     assert decode_string([0x3132, 0x2E35, 0x2000], "CDAB") == "12.5"
-    assert string_value(" 12.5 ", scale=2) == 25.0
+    assert text_number(" 12.5 ", scale=2) == 25.0
     with pytest.raises(ValueError, match="text 'OVER' is not a number"):
-        string_value("OVER")
-    with pytest.raises(ValueError, match="not ASCII"):
+        text_number("OVER")
+    with pytest.raises(ValueError, match="not printable ASCII"):
         decode_string([0xFFFF])
 
 
@@ -229,4 +264,20 @@ def test_string_byte_orders_and_numbers() -> None:
 def test_number_written_as_text_round_trips(value: float, order: str) -> None:
     text = repr(value)
     registers = encode_string(text, (len(text) + 1) // 2, order)
-    assert string_value(decode_string(registers, order)) == value
+    assert text_number(decode_string(registers, order)) == value
+
+
+@given(
+    registers=st.lists(st.integers(0, 0xFFFF), min_size=1, max_size=125),
+    order=orders,
+)
+def test_any_registers_give_printable_text_or_a_clear_error(
+    registers: list[int], order: str
+) -> None:
+    try:
+        text = decode_string(registers, order)
+    except ValueError as exc:
+        assert "not printable ASCII text" in str(exc)
+        return
+    assert len(text) <= 2 * len(registers)
+    assert all(0x20 <= ord(c) <= 0x7E for c in text) and not text.endswith(" ")

@@ -440,9 +440,9 @@ def test_probe_falls_back_to_read_for_a_driver_without_probe() -> None:
         def read(self, time_ms: int) -> list[Reading]:
             return [Reading("plain", "CO", "mg/Nm3", time_ms, 25.5)]
 
-    plan, rows = probe_device(PlainDriver())
-    assert plan == []
-    assert render("plain", "custom", plan, rows).splitlines() == [
+    probe = probe_device(PlainDriver())
+    assert probe.plan == [] and probe.advice == []
+    assert render("plain", "custom", probe).splitlines() == [
         "device 'plain' (custom)",
         "request plan: (not shown by this driver)",
         "channel  raw  value  unit    status  error",

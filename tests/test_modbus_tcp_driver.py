@@ -294,6 +294,15 @@ def test_nan_value_is_a_fault_reading_not_a_number() -> None:
             "float32 at register 65535 ends at 65536, beyond the last register 65535",
         ),
         (lambda s: s.update(channels=[]), "channels\n  List should have at least 1 item"),
+        (
+            lambda s: s["channels"][0].update(type="string", length=4, scale=0.1),
+            "type 'string' is text, it has no scale or offset; a number written as text is "
+            "type 'number_text'",
+        ),
+        (
+            lambda s: s["channels"][0].update(type="number_text"),
+            "type 'number_text' needs length = number of registers",
+        ),
     ],
 )
 def test_config_errors_name_the_field_and_the_problem(

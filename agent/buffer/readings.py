@@ -31,7 +31,7 @@ class ReadingRow:
     param: str
     unit: str
     time_ms: int
-    value: float | None
+    value: float | int | str | None
     status: str
 
 

@@ -18,6 +18,9 @@ Versions:
 2. a reading is stored once per (channel, time_ms): copies removed, the oldest kept; unique
    index ``readings_time_channel`` (also the time order ``readings_between`` reads in);
    ``meta.schema_version`` removed (``user_version`` is the version).
+3. ``readings.value`` has no declared type: SQLite keeps an integer, a float or a text as given
+   (a FLOAT column turned the int32 ``-123456`` into ``-123456.0`` and the label ``"0042"`` into
+   ``42.0``). Rows already stored keep the value they were stored with.
 
 A buffer written by a newer agent (higher version) is refused with a clear error.
 """
@@ -109,6 +112,30 @@ def _v2_readings_once(db: sqlite_utils.Database) -> None:
         event(log, logging.WARNING, "buffer_duplicate_readings_removed", copies=copies)
 
 
+_READINGS_V3 = (
+    "CREATE TABLE [readings] (\n   [id] INTEGER PRIMARY KEY,\n   [channel] INTEGER,\n"
+    "   [time_ms] INTEGER,\n   [value],\n   [status] INTEGER\n)"
+)
+_READINGS_INDEX = (
+    "CREATE UNIQUE INDEX [readings_time_channel]\n    ON [readings] ([time_ms], [channel])"
+)
+
+
+def _v3_values_keep_their_kind(db: sqlite_utils.Database) -> None:
+    # sqlite-utils' transform cannot declare "no type" and commits part-way: plain SQL, one
+    # transaction (a copy, then the swap).
+    sql = db.execute("SELECT sql FROM sqlite_master WHERE name = 'readings'").fetchone()[0]
+    if "[value] FLOAT" not in sql:
+        return
+    db.execute(_READINGS_V3.replace("[readings]", "[readings_v3]", 1))
+    db.execute("INSERT INTO readings_v3 SELECT id, channel, time_ms, value, status FROM readings")
+    db.execute("DROP TABLE readings")
+    db.execute(_READINGS_V3)
+    db.execute("INSERT INTO readings SELECT * FROM readings_v3")
+    db.execute("DROP TABLE readings_v3")
+    db.execute(_READINGS_INDEX)
+
+
 # The schema every migration leads to, as SQLite stores it (sqlite_master.sql): a new file gets
 # it in one go, without importing sqlite-utils.
 LATEST = (
@@ -116,9 +143,8 @@ LATEST = (
     "   [param] TEXT,\n   [unit] TEXT\n)",
     "CREATE UNIQUE INDEX [idx_channels_device_param_unit]\n"
     "    ON [channels] ([device], [param], [unit])",
-    "CREATE TABLE [readings] (\n   [id] INTEGER PRIMARY KEY,\n   [channel] INTEGER,\n"
-    "   [time_ms] INTEGER,\n   [value] FLOAT,\n   [status] INTEGER\n)",
-    "CREATE UNIQUE INDEX [readings_time_channel]\n    ON [readings] ([time_ms], [channel])",
+    _READINGS_V3,
+    _READINGS_INDEX,
     "CREATE TABLE [batches] (\n   [seq] INTEGER PRIMARY KEY,\n   [first_id] INTEGER,\n"
     "   [last_id] INTEGER,\n   [count] INTEGER,\n   [sealed_at_ms] INTEGER,\n"
     "   [header] TEXT,\n   [payload] BLOB,\n   [signature] TEXT,\n   [digest] TEXT\n)",
@@ -131,7 +157,11 @@ LATEST = (
 )
 
 Migration = Callable[["sqlite_utils.Database"], None]
-MIGRATIONS: list[Migration] = [_v1_tables, _v2_readings_once]  # MIGRATIONS[n-1] makes version n
+MIGRATIONS: list[Migration] = [
+    _v1_tables,
+    _v2_readings_once,
+    _v3_values_keep_their_kind,
+]  # MIGRATIONS[n-1] makes version n
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

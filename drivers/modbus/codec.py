@@ -11,7 +11,12 @@ value", so they must never reach the buffer as numbers.
 Two more shapes a value can take: a ``bit`` of a register (``decode_bit``; bit 0 is the least
 significant) and a ``string`` of ASCII characters, two per register (``decode_string``; ABCD and
 CDAB put the first character in the high byte, BADC and DCBA in the low byte; word order does
-not apply to text). A string channel carries a number written as text, e.g. ``" 12.5"``.
+not apply to text). A string is delivered as text (a label such as ``SO2-A1``, a serial
+number); a number written as text (``" 12.5"``) is read with ``text_number``.
+
+Integers stay integers: ``channel_value`` gives an int for an integer register or a bit that is
+not scaled (scale 1, offset 0), so -123456 is delivered as -123456, not -123456.0. An integer
+beyond the buffer's signed 64 bits (a uint64 of 2**63 or more) becomes a float.
 """
 
 from __future__ import annotations
@@ -92,15 +97,49 @@ def scale_value(value: int | float, scale: float = 1.0, offset: float = 0.0) -> 
     return result
 
 
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+def channel_value(raw: int | float, scale: float = 1.0, offset: float = 0.0) -> int | float:
+    """The value a reading carries: an unscaled integer stays an exact int, the rest floats."""
+    if isinstance(raw, int) and scale == 1.0 and offset == 0.0 and INT64_MIN <= raw <= INT64_MAX:
+        return int(raw)  # int(): a bool becomes 0 or 1
+    return scale_value(raw, scale, offset)
+
+
 def decode_value(
     registers: Sequence[int],
     type: RegisterType,
     order: ByteOrder = "ABCD",
     scale: float = 1.0,
     offset: float = 0.0,
-) -> float:
+) -> int | float:
     """Decode registers and apply scale and offset: the value a reading carries."""
-    return scale_value(decode(registers, type, order), scale, offset)
+    return channel_value(decode(registers, type, order), scale, offset)
+
+
+# Below the smallest normal number a float is denormal: no instrument measures there, but a
+# wrong byte order lands there often (2.4e-41); above 1e15 neither (3.9e+23).
+_SMALLEST_NORMAL = {"float32": 1.1754943508222875e-38, "float64": 2.2250738585072014e-308}
+IMPLAUSIBLE_ABOVE = 1e15
+
+
+def implausible(value: float, type: RegisterType) -> bool:
+    """True for a float that a wrong byte order gives more often than an instrument: denormal,
+    or larger than 1e15 in magnitude (NaN and infinity never reach here: they raise)."""
+    magnitude = abs(value)
+    return magnitude > IMPLAUSIBLE_ABOVE or 0.0 < magnitude < _SMALLEST_NORMAL.get(type, 0.0)
+
+
+def decode_every_order(registers: Sequence[int], type: RegisterType) -> dict[str, float | str]:
+    """The registers decoded in each of the four byte orders; a value, or why it is none."""
+    decoded: dict[str, float | str] = {}
+    for order in ORDERS:
+        try:
+            decoded[order] = decode(registers, type, order)  # type: ignore[arg-type]
+        except ValueError as exc:
+            decoded[order] = str(exc)
+    return decoded
 
 
 def _format(type: str) -> str:
@@ -150,7 +189,8 @@ def encode_bit(register: int, bit: int, value: bool) -> int:
 
 
 def decode_string(registers: Sequence[int], order: ByteOrder = "ABCD") -> str:
-    """ASCII text held two characters per register; trailing NULs and spaces are dropped."""
+    """ASCII text held two characters per register: it ends at the first NUL, trailing spaces
+    are dropped; a control character or a byte above 0x7E is a ``ValueError``."""
     if order not in ORDERS:
         raise ValueError(f"unknown byte order {order!r}; expected one of {ORDERS}")
     for register in registers:
@@ -158,10 +198,10 @@ def decode_string(registers: Sequence[int], order: ByteOrder = "ABCD") -> str:
             raise ValueError(f"register value {register} is not a 16-bit unsigned integer")
     byteorder: Literal["big", "little"] = "little" if order in ("BADC", "DCBA") else "big"
     data = b"".join(r.to_bytes(2, byteorder) for r in registers)
-    try:
-        return data.decode("ascii").rstrip("\x00 ")
-    except UnicodeDecodeError:
-        raise ValueError(f"registers {_hex(registers)} are not ASCII text") from None
+    text = data.split(b"\x00", 1)[0]
+    if any(byte < 0x20 or byte > 0x7E for byte in text):
+        raise ValueError(f"registers {_hex(registers)} are not printable ASCII text")
+    return text.decode("ascii").rstrip(" ")
 
 
 def encode_string(text: str, length: int, order: ByteOrder = "ABCD") -> list[int]:
@@ -174,8 +214,9 @@ def encode_string(text: str, length: int, order: ByteOrder = "ABCD") -> list[int
     return [int.from_bytes(data[i : i + 2], byteorder) for i in range(0, len(data), 2)]
 
 
-def string_value(text: str, scale: float = 1.0, offset: float = 0.0) -> float:
-    """The number a string channel carries, scaled; ``ValueError`` if the text is not a number."""
+def text_number(text: str, scale: float = 1.0, offset: float = 0.0) -> float:
+    """The number a ``number_text`` channel carries, scaled; ``ValueError`` if the text is not
+    a number."""
     try:
         value = float(text.strip())
     except ValueError:

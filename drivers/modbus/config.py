@@ -22,8 +22,19 @@ from drivers.modbus.codec import ByteOrder, RegisterType, register_count
 
 Function = Literal["coil", "discrete", "holding", "input"]
 ValueType = Literal[
-    "int16", "uint16", "int32", "uint32", "float32", "int64", "uint64", "float64", "bit", "string"
+    "int16",
+    "uint16",
+    "int32",
+    "uint32",
+    "float32",
+    "int64",
+    "uint64",
+    "float64",
+    "bit",
+    "string",
+    "number_text",
 ]
+TEXT_TYPES = ("string", "number_text")
 
 FUNCTION_CODES: dict[str, int] = {"coil": 1, "discrete": 2, "holding": 3, "input": 4}
 BIT_TABLES = ("coil", "discrete")
@@ -72,14 +83,15 @@ class ModbusChannel(BaseModel):
     function: Function = "holding"
     """Table: "holding" (FC 3), "input" (FC 4), "coil" (FC 1) or "discrete" (FC 2)."""
     type: ValueType = "float32"
-    """Value type; coils and discrete inputs are always "bit"."""
+    """Value type; coils and discrete inputs are always "bit". Integer types and bits are
+    delivered as integers when not scaled; "string" is text delivered as text (a label, a serial
+    number); "number_text" is a number written as text (e.g. " 12.5"), delivered as a number."""
     order: ByteOrder = "ABCD"
     """Byte order: ABCD big-endian, CDAB word swap, BADC byte swap, DCBA little-endian."""
     bit: int | None = Field(default=None, ge=0, le=15)
     """For type "bit" in a register: which bit (0 = least significant)."""
     length: int | None = Field(default=None, ge=1, le=125)
-    """For type "string": number of registers (two characters each); the text must be a number,
-    e.g. " 12.5"."""
+    """For types "string" and "number_text": number of registers (two characters each)."""
     scale: float = Field(default=1.0, allow_inf_nan=False)
     """Multiplier applied to the raw value."""
     offset: float = Field(default=0.0, allow_inf_nan=False)
@@ -104,10 +116,15 @@ class ModbusChannel(BaseModel):
             raise ValueError(f"{where}: type 'bit' in a {self.function} register needs bit = 0..15")
         if self.type != "bit" and self.bit is not None:
             raise ValueError(f"{where}: bit is only for type 'bit' (type is {self.type!r})")
-        if self.type == "string" and self.length is None:
-            raise ValueError(f"{where}: type 'string' needs length = number of registers")
-        if self.type != "string" and self.length is not None:
-            raise ValueError(f"{where}: length is only for type 'string'")
+        if self.type in TEXT_TYPES and self.length is None:
+            raise ValueError(f"{where}: type {self.type!r} needs length = number of registers")
+        if self.type not in TEXT_TYPES and self.length is not None:
+            raise ValueError(f"{where}: length is only for types 'string' and 'number_text'")
+        if self.type == "string" and (self.scale != 1.0 or self.offset != 0.0):
+            raise ValueError(
+                f"{where}: type 'string' is text, it has no scale or offset; a number written "
+                "as text is type 'number_text'"
+            )
         last = self.register + self.count - 1
         if last > 65535:
             raise ValueError(
@@ -121,7 +138,7 @@ class ModbusChannel(BaseModel):
         """Registers (or bits) the value occupies."""
         if self.type == "bit":
             return 1
-        if self.type == "string":
+        if self.type in TEXT_TYPES:
             return self.length or 1
         return register_count(self.numeric_type)
 

@@ -17,19 +17,29 @@
   channels (or statuses) not read get status "02" with that error.
 * a Modbus exception to a merged request makes each of its channels be read alone, so one bad
   address faults only its channel; after exception 2 (illegal data address) the merged request
-  is not tried again.
+  is not tried again, and a warning (``modbus_merged_read_refused``, also ``advice()`` for
+  ``probe``) names the refused range and the ``forbidden`` entry to add
+  (``drivers/modbus/advice.py``).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from core.errors import DeviceError
 from core.reading import FAULT, MEASURING, Reading
 from drivers.base import Channel, ProbeRow
+from drivers.modbus.advice import byte_order_notes, refused_merge
 from drivers.modbus.bus import Bus, Endpoint, attach, detach
-from drivers.modbus.codec import decode_bit, decode_string, decode_value, scale_value, string_value
+from drivers.modbus.codec import (
+    channel_value,
+    decode_bit,
+    decode_string,
+    decode_value,
+    text_number,
+)
 from drivers.modbus.config import BIT_TABLES, DEFAULT_STATUS_MAP, ModbusChannel, ModbusDeviceConfig
 from drivers.modbus.plan import Request, Span, plan
 from drivers.modbus.wire import BadAnswer, LinkDown, LinkError, NoAnswer, parse_read, read_request
@@ -46,6 +56,7 @@ EXCEPTION_NAMES = {
     11: "gateway target device failed to respond",
 }
 ILLEGAL_DATA_ADDRESS = 2
+log = logging.getLogger("drivers.modbus")
 
 Results = dict[Span, list[int] | str]  # registers (or bits) of each span, or why it failed
 
@@ -77,7 +88,7 @@ class ModbusDriver:
         spans.update(s.span for s in self._statuses.values() if s is not None)
         forbidden = [Span(f.function, f.first, f.last - f.first + 1) for f in config.forbidden]
         self._requests = plan(spans, config.max_gap, forbidden)
-        self._split: set[Span] = set()  # merged requests the device refused with exception 2
+        self._split: dict[Span, str] = {}  # merged requests refused with exception 2: advice
         self._silent = False  # the last request got no answer after every try
         self._bus: Bus | None = None
         self._attach()
@@ -114,6 +125,10 @@ class ModbusDriver:
                 lines.append(request.describe(self.config.unit))
         return lines
 
+    def advice(self) -> list[str]:
+        """What the configuration should say, learned from the device (refused ranges)."""
+        return list(self._split.values())
+
     def probe(self, time_ms: int) -> list[ProbeRow]:
         """Read every channel once, showing the raw registers; device faults go in ``error``."""
         try:
@@ -125,6 +140,8 @@ class ModbusDriver:
         rows = []
         for channel in self.config.channels:
             reading = self._reading(channel, results, time_ms)
+            registers = results[self._values[channel.param]]
+            notes = byte_order_notes(channel, registers) if isinstance(registers, list) else ()
             rows.append(
                 ProbeRow(
                     channel.param,
@@ -133,6 +150,7 @@ class ModbusDriver:
                     channel.unit,
                     reading.status,
                     reading.error,
+                    notes,
                 )
             )
         return rows
@@ -174,11 +192,13 @@ class ModbusDriver:
         members = request.members
         outcome = None if request.span in self._split else self._request(request.span)
         if outcome is None or (isinstance(outcome, int) and len(members) > 1):
-            if outcome == ILLEGAL_DATA_ADDRESS:
-                self._split.add(request.span)
             for span in members:
                 single = self._request(span)
                 results[span] = exception_text(single, span) if isinstance(single, int) else single
+            if outcome == ILLEGAL_DATA_ADDRESS:
+                advice = refused_merge(self.name, request, results, self.config.max_gap)
+                self._split[request.span] = advice
+                log.warning("modbus_merged_read_refused", extra={"fields": {"advice": advice}})
             return
         for span in members:
             if isinstance(outcome, int):
@@ -222,21 +242,24 @@ class ModbusDriver:
             f"{self.endpoint.hint(silent=False)}"
         )
 
-    def _value(self, channel: ModbusChannel, registers: list[int]) -> float:
+    def _value(self, channel: ModbusChannel, registers: list[int]) -> int | float | str:
         if channel.function in BIT_TABLES:
-            return scale_value(registers[0], channel.scale, channel.offset)
+            return channel_value(registers[0], channel.scale, channel.offset)
         if channel.type == "bit":
             assert channel.bit is not None
-            return scale_value(decode_bit(registers[0], channel.bit), channel.scale, channel.offset)
+            bit = decode_bit(registers[0], channel.bit)
+            return channel_value(bit, channel.scale, channel.offset)
         if channel.type == "string":
+            return decode_string(registers, channel.order)
+        if channel.type == "number_text":
             text = decode_string(registers, channel.order)
-            return string_value(text, channel.scale, channel.offset)
+            return text_number(text, channel.scale, channel.offset)
         return decode_value(
             registers, channel.numeric_type, channel.order, channel.scale, channel.offset
         )
 
     def _reading(self, channel: ModbusChannel, results: Results, time_ms: int) -> Reading:
-        def make(value: float | None, status: str, error: str | None = None) -> Reading:
+        def make(value: float | int | str | None, status: str, error: str | None = None) -> Reading:
             return Reading(self.name, channel.param, channel.unit, time_ms, value, status, error)
 
         span = self._values[channel.param]

@@ -157,7 +157,8 @@ def _value_text(value: float, decimals: int) -> str:
 def parameter_value(fmt: FileFormat, p: Parameter, readings: list[Reading]) -> tuple[str, str]:
     """(value text, status) of one parameter over one period's readings (in stored order)."""
     has = {r.status for r in readings}
-    good = [r for r in readings if r.value is not None and math.isfinite(r.value)]
+    # a text value (a label register) is no measurement: it counts as no value
+    good = [r for r in readings if isinstance(r.value, int | float) and math.isfinite(r.value)]
     if any(r.status == MEASURING for r in good):
         status = MEASURING
     elif CALIBRATING in has:
@@ -210,5 +211,5 @@ def periods_with_readings(fmt: FileFormat, readings: Iterable[Reading]) -> list[
 
 def _number(reading: Reading) -> float:
     """The value of a reading already known to have one."""
-    assert reading.value is not None
-    return reading.value
+    assert isinstance(reading.value, int | float)
+    return float(reading.value)

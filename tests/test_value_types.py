@@ -1,0 +1,84 @@
+"""Integers, bits and text travel from the device to the signed payload with their JSON kind.
+
+A simulated Modbus device -> the real driver -> a real SQLite buffer -> a sealed, signed batch;
+the payload is read back from the JWS with base64 and json only (not agent.batch).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import sqlite3
+from pathlib import Path
+
+from agent.batch import Signer
+from agent.buffer import Buffer
+from agent.clock import SystemClock
+from agent.keys import load_private_key
+from agent.sealing import Sealer
+from drivers.modbus.tcp import ModbusTcpConfig, ModbusTcpDriver
+from simulators.modbus_description import load_description
+from simulators.modbus_server import ModbusTcpSimulator
+
+CASE = (
+    Path(__file__).resolve().parent.parent
+    / "drivers/modbus/testcases/tcp_integers_bits_and_text/simulator.toml"
+)
+
+
+def _payload(jws: str) -> str:
+    part = jws.split(".")[1]
+    return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)).decode()
+
+
+def test_integers_bits_and_text_reach_the_payload_exactly(tmp_path: Path, station_key) -> None:
+    description = load_description(CASE)
+    simulator = ModbusTcpSimulator(devices=description.devices).start()
+    config = ModbusTcpConfig.model_validate(
+        {
+            "name": "plc",
+            "driver": "modbus_tcp",
+            "host": "127.0.0.1",
+            "port": simulator.port,
+            "channels": [
+                {"param": "counter", "register": 0, "type": "int32"},
+                {"param": "total", "register": 2, "type": "uint64"},
+                {"param": "temp", "register": 6, "type": "int16", "scale": 0.1},
+                {"param": "label", "register": 7, "type": "string", "length": 4},
+                {"param": "serial", "register": 11, "type": "string", "length": 2},
+                {"param": "pump", "register": 0, "function": "coil"},
+            ],
+        }
+    )
+    driver = ModbusTcpDriver(config)
+    try:
+        readings = driver.read(1_700_000_000_000)
+    finally:
+        driver.close()
+        simulator.stop()
+    buffer = Buffer(tmp_path / "buffer.db")
+    try:
+        buffer.store_poll(readings, device="plc")
+        sealer = Sealer(buffer, Signer(load_private_key(station_key[0])), "S", SystemClock(), 100)
+        (batch,) = sealer.seal_pending()
+    finally:
+        buffer.close()
+    text = _payload(batch.jws)
+    values = dict(re.findall(r'"param":"(\w+)","value":([^,]+),', text))
+    assert values == {
+        "counter": "-123456",
+        "total": "9007199254740993",  # 2**53 + 1: exact, a float would give ...992
+        "temp": "21.5",
+        "label": '"SO2-A1"',
+        "serial": '"0042"',
+        "pump": "1",
+    }, text
+    parsed = {r["param"]: r["value"] for r in json.loads(text)["readings"]}
+    assert parsed["counter"] == -123456 and type(parsed["counter"]) is int
+    assert parsed["serial"] == "0042"
+    # the buffer itself keeps the kinds (SQLite's own view of each stored value)
+    db = sqlite3.connect(tmp_path / "buffer.db")
+    kinds = [k for (k,) in db.execute("SELECT typeof(value) FROM readings ORDER BY id")]
+    db.close()
+    assert kinds == ["integer", "integer", "real", "text", "text", "integer"]
