@@ -17,13 +17,12 @@ PLUGIN_GROUP = "station_agent.commands"
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from agent.config import load_config
-    from agent.daemon import Agent
     from agent.logs import setup_logging
+    from agent.service import Service
 
     config = load_config(args.config)
     setup_logging(args.log_level)
-    Agent(config).run_until_signal()
-    return 0
+    return Service(config, args.config).run()
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
@@ -212,7 +211,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"station-agent {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("run", help="run the agent until SIGTERM/SIGINT")
+    p = sub.add_parser(
+        "run", help="run the agent until SIGTERM/SIGINT (SIGHUP: reload the configuration)"
+    )
     p.add_argument("--config", required=True, help="the TOML configuration file")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.set_defaults(func=_cmd_run)

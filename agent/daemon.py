@@ -4,6 +4,9 @@ Polls run on APScheduler at each device's interval, aligned to the clock (a 60 s
 :00). Sealing runs every ``buffer.seal_interval_s`` and wakes the senders. ``stop`` lets running
 polls finish, seals what they stored, gives in-flight sends a grace period, and leaves
 everything else queued on disk.
+
+A poll that cannot start on time is recorded as a hole (``agent.poller``); ``check`` tells the
+service (``agent.service``) whether every worker is alive and making progress.
 """
 
 from __future__ import annotations
@@ -12,11 +15,12 @@ import functools
 import logging
 import math
 import os
-import signal
 import threading
 import time
 from datetime import UTC, datetime
+from typing import Any
 
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobEvent
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
@@ -26,12 +30,14 @@ from agent.buffer import Buffer
 from agent.clock import Clock, SystemClock
 from agent.config import Config
 from agent.health import HealthFile, health_path
+from agent.instance_lock import InstanceLock
 from agent.keys import load_private_key
 from agent.logs import event
 from agent.poller import Poller
 from agent.sealing import Sealer
 from agent.sender import Sender
 from agent.transports import make_transport
+from agent.workers import Workers
 from core.errors import StorageError
 from drivers import Driver, ListeningDriver, make_driver
 
@@ -39,6 +45,11 @@ log = logging.getLogger("agent")
 PRUNE_EVERY_S = 3600
 HEALTH_EVERY_S = 1.0
 MAX_WORKERS = 20
+STUCK_S = 120.0  # a worker without progress this long stops the watchdog pings
+
+
+def _beat(sender: Sender) -> float:
+    return sender.beat
 
 
 def aligned_start(interval_s: float, now: float | None = None) -> datetime:
@@ -50,11 +61,25 @@ def aligned_start(interval_s: float, now: float | None = None) -> datetime:
 class Agent:
     """One running station agent."""
 
-    def __init__(self, config: Config, clock: Clock | None = None) -> None:
+    def __init__(
+        self, config: Config, clock: Clock | None = None, lock: InstanceLock | None = None
+    ) -> None:
         self.config = config
         self.clock = clock or SystemClock()
         key = load_private_key(config.signing.key)  # refuses a key others can read
         self.signer = Signer(key)
+        self._own_lock = lock is None  # one agent per buffer: ours, or the service's
+        self.lock = lock or InstanceLock(config.buffer.path)
+        if not self.lock.held:
+            self.lock.acquire()
+        try:
+            self._build(config)
+        except BaseException:
+            if self._own_lock:
+                self.lock.release()
+            raise
+
+    def _build(self, config: Config) -> None:
         self.buffer = Buffer(
             config.buffer.path,
             durability=config.buffer.durability,
@@ -85,6 +110,9 @@ class Agent:
         )
         self._stopped = threading.Event()
         self._seal_lock = threading.Lock()
+        self.workers = Workers()
+        self._health_beat = time.monotonic()
+        self._scheduler.add_listener(self._on_missed, EVENT_JOB_MAX_INSTANCES | EVENT_JOB_MISSED)
 
     def start(self) -> None:
         """Open devices, start senders and the schedule; returns at once."""
@@ -101,6 +129,7 @@ class Agent:
                 )
         for sender in self.senders:
             sender.start()
+            self.workers.loop(f"sender-{sender.name}", STUCK_S, functools.partial(_beat, sender))
         for driver, dcfg in zip(self.drivers, cfg.devices, strict=True):
             if isinstance(driver, ListeningDriver):
                 continue
@@ -108,6 +137,7 @@ class Agent:
         self._add_job(self.seal_and_wake, cfg.buffer.seal_interval_s, "seal")
         self._add_job(self.prune, PRUNE_EVERY_S, "prune")
         self._add_job(self.write_health, HEALTH_EVERY_S, "health")
+        self.workers.loop("scheduler", STUCK_S, lambda: self._health_beat)
         self._scheduler.start()
         event(
             log,
@@ -121,15 +151,39 @@ class Agent:
         )
 
     def _add_job(self, fn, interval_s: float, job_id: str, *args) -> None:
+        polling = job_id.startswith("poll-")
         self._scheduler.add_job(
-            fn,
+            self.workers.job(job_id, max(STUCK_S, 2 * interval_s), fn),
             IntervalTrigger(seconds=interval_s, start_date=aligned_start(interval_s), timezone=UTC),
             args=args,
             id=job_id,
             max_instances=1,
-            coalesce=True,
+            coalesce=not polling,  # each poll slot either runs or is recorded as missed
             misfire_grace_time=max(1, int(interval_s)),
         )
+
+    def _on_missed(self, ev: JobEvent) -> None:
+        """APScheduler could not start a job at its time: for a poll, record the hole."""
+        if not ev.job_id.startswith("poll-"):
+            return
+        if ev.code == EVENT_JOB_MAX_INSTANCES:
+            times = list(getattr(ev, "scheduled_run_times", []))
+            reason = "poll skipped: the previous poll of this device was still running"
+        else:
+            times = [ev.scheduled_run_time]
+            reason = "poll skipped: the agent could not start it on time (busy or suspended)"
+        offset_ms = self.clock.now_ms() - int(time.time() * 1000)  # the agent's clock
+        slots = [int(t.timestamp() * 1000) + offset_ms for t in times]
+        self.poller.missed(ev.job_id.removeprefix("poll-"), slots, reason)
+
+    def check(self) -> tuple[str | None, str | None]:
+        """(dead worker, stuck worker): what has ended, what makes no progress; None if none."""
+        for sender in self.senders:
+            if not sender.alive():
+                return f"sender-{sender.name} ({sender.died or 'ended'})", None
+        if not self._stopped.is_set() and not self._scheduler.running:
+            return "scheduler (stopped)", None
+        return None, self.workers.stuck()
 
     def seal_and_wake(self) -> int:
         """Seal what is unsealed and tell the senders. Returns the number of new batches."""
@@ -147,7 +201,7 @@ class Agent:
                 sender.wake()
         return len(batches)
 
-    def health(self) -> dict:
+    def health(self) -> dict[str, Any]:
         """What ``station-agent status`` shows about the running process."""
         return {
             "pid": os.getpid(),
@@ -156,11 +210,13 @@ class Agent:
             "storage_error": self.poller.storage_error or self.seal_error,
             "waiting_polls": self.poller.waiting(),
             "dropped_polls": self.poller.dropped,
+            "missed_polls": self.poller.missed_polls,
             "transports": {
                 s.name: {
                     "in_flight": s.in_flight(),
                     "acked": s.acked,
                     "last_error": s.last_error or s.transport.last_error,
+                    "failing_since_ms": s.failing_since_ms,
                     "connected": s.transport.connected(),
                 }
                 for s in self.senders
@@ -168,6 +224,7 @@ class Agent:
         }
 
     def write_health(self) -> None:
+        self._health_beat = time.monotonic()
         try:
             self._health.write(self.health())
         except OSError as exc:  # reporting must never stop the agent
@@ -200,6 +257,8 @@ class Agent:
         for driver in self.drivers:  # no more pushed readings once we seal the last batch
             if isinstance(driver, ListeningDriver):
                 self._close(driver)
+            else:
+                self.poller.store_holes(driver)
         self.poller.flush()
         self.seal_and_wake()
         deadline = time.monotonic() + grace_s
@@ -212,6 +271,8 @@ class Agent:
         self.buffer.close()
         self._health.write({**self.health(), "pid": None, "stopped": True})
         self._health.close()
+        if self._own_lock:
+            self.lock.release()
         event(
             log,
             logging.INFO,
@@ -228,17 +289,8 @@ class Agent:
         except Exception:  # closing a dead connection must not block shutdown
             pass
 
-    def run_until_signal(self) -> None:
-        """Run until SIGTERM or SIGINT, then stop cleanly."""
-        stop = threading.Event()
+    def run_until_signal(self) -> int:
+        """Run until SIGTERM or SIGINT, then stop cleanly; returns the exit code."""
+        from agent.service import Service
 
-        def _handler(signum, frame) -> None:
-            event(log, logging.INFO, "signal_received", signal=signal.Signals(signum).name)
-            stop.set()
-
-        signal.signal(signal.SIGTERM, _handler)
-        signal.signal(signal.SIGINT, _handler)
-        self.start()
-        while not stop.wait(1.0):
-            pass
-        self.stop()
+        return Service(self.config, agent=self).run()
