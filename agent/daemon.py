@@ -111,6 +111,7 @@ class Agent:
         self._stopped = threading.Event()
         self._seal_lock = threading.Lock()
         self.workers = Workers()
+        self.stuck_s = STUCK_S  # no progress this long: stuck (the service sets its watchdog)
         self._health_beat = time.monotonic()
         self._scheduler.add_listener(self._on_missed, EVENT_JOB_MAX_INSTANCES | EVENT_JOB_MISSED)
 
@@ -129,7 +130,9 @@ class Agent:
                 )
         for sender in self.senders:
             sender.start()
-            self.workers.loop(f"sender-{sender.name}", STUCK_S, functools.partial(_beat, sender))
+            self.workers.loop(
+                f"sender-{sender.name}", self.stuck_s, functools.partial(_beat, sender)
+            )
         for driver, dcfg in zip(self.drivers, cfg.devices, strict=True):
             if isinstance(driver, ListeningDriver):
                 continue
@@ -137,7 +140,7 @@ class Agent:
         self._add_job(self.seal_and_wake, cfg.buffer.seal_interval_s, "seal")
         self._add_job(self.prune, PRUNE_EVERY_S, "prune")
         self._add_job(self.write_health, HEALTH_EVERY_S, "health")
-        self.workers.loop("scheduler", STUCK_S, lambda: self._health_beat)
+        self.workers.loop("scheduler", self.stuck_s, lambda: self._health_beat)
         self._scheduler.start()
         event(
             log,
@@ -153,7 +156,7 @@ class Agent:
     def _add_job(self, fn, interval_s: float, job_id: str, *args) -> None:
         polling = job_id.startswith("poll-")
         self._scheduler.add_job(
-            self.workers.job(job_id, max(STUCK_S, 2 * interval_s), fn),
+            self.workers.job(job_id, max(self.stuck_s, 2 * interval_s), fn),
             IntervalTrigger(seconds=interval_s, start_date=aligned_start(interval_s), timezone=UTC),
             args=args,
             id=job_id,

@@ -6,8 +6,10 @@
   tick, ``WATCHDOG=1`` only while every worker is alive and making progress.
 * A worker that has *ended* (a sender thread killed by an error, the scheduler gone) ends the
   process with exit code 70 and a ``worker_died`` line naming it: systemd restarts the agent.
-  A worker that is *stuck* is logged (``worker_stuck``) and the pings stop, so systemd's
-  watchdog (``WatchdogSec=``) kills and restarts it.
+  A worker that is *stuck* — one run or turn lasting longer than the watchdog period
+  (``WatchdogSec=``; 120 s without one) — is logged (``worker_stuck``), told to systemd in
+  ``STATUS=``, and the pings stop until it moves again: systemd's watchdog restarts a process
+  that stays stuck.
 * SIGHUP reloads the configuration file: an invalid file is refused with the errors
   ``config validate`` prints and the agent keeps running on the old one; a valid one replaces
   the running agent the way a stop and a start would (polls finish, everything is sealed,
@@ -63,6 +65,7 @@ class Service:
         self._stop_signal: str | None = None
         self._reload_requested = False
         self._stuck: str | None = None
+        self._watchdog_s: float | None = None
 
     def _on_signal(self, signum: int, frame: object) -> None:
         name = signal.Signals(signum).name
@@ -76,8 +79,9 @@ class Service:
     def run(self) -> int:
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(signum, self._on_signal)
-        watchdog_s = watchdog_interval_s()
+        watchdog_s = self._watchdog_s = watchdog_interval_s()
         tick = min(1.0, watchdog_s / 4) if watchdog_s else 1.0
+        self._limit(self.agent)
         self.agent.start()
         notify(f"READY=1\nSTATUS={self.config.summary()}")
         try:
@@ -103,11 +107,18 @@ class Service:
             if self._lock is not None:
                 self._lock.release()
 
+    def _limit(self, agent: Agent) -> None:
+        """A worker is stuck after one watchdog period without progress."""
+        if self._watchdog_s:
+            agent.stuck_s = self._watchdog_s
+
     def _report_stuck(self, stuck: str | None) -> None:
         if stuck is not None and self._stuck is None:
             event(log, logging.ERROR, "worker_stuck", worker=stuck, watchdog="pings stopped")
+            notify(f"STATUS=worker stuck: {stuck}")
         elif stuck is None and self._stuck is not None:
             event(log, logging.WARNING, "worker_progressing_again", was=self._stuck)
+            notify(f"STATUS={self.config.summary()}")
         self._stuck = stuck
 
     def reload(self) -> bool:
@@ -130,6 +141,7 @@ class Service:
         notify(reloading_message())
         self.agent.stop(grace_s=RELOAD_GRACE_S)
         self.agent, self.config = new, config
+        self._limit(new)
         new.start()
         notify(f"READY=1\nSTATUS={config.summary()}")
         event(log, logging.INFO, "config_reloaded", config=str(self.config_path))
