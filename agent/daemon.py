@@ -175,7 +175,8 @@ class Agent:
         else:
             times = [ev.scheduled_run_time]
             reason = "poll skipped: the agent could not start it on time (busy or suspended)"
-        offset_ms = self.clock.now_ms() - int(time.time() * 1000)  # the agent's clock
+        # The slot in the agent's clock (rounded: the two clocks are read microseconds apart).
+        offset_ms = round((self.clock.now_ms() - time.time_ns() // 1_000_000) / 10) * 10
         slots = [int(t.timestamp() * 1000) + offset_ms for t in times]
         self.poller.missed(ev.job_id.removeprefix("poll-"), slots, reason)
 
