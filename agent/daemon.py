@@ -113,6 +113,7 @@ class Agent:
         self.workers = Workers()
         self.stuck_s = STUCK_S  # no progress this long: stuck (the service sets its watchdog)
         self._health_beat = time.monotonic()
+        self._failing: dict[str, int] = {}  # transport -> since when (ms) it fails
         self._scheduler.add_listener(self._on_missed, EVENT_JOB_MAX_INSTANCES | EVENT_JOB_MISSED)
 
     def start(self) -> None:
@@ -220,12 +221,26 @@ class Agent:
                     "in_flight": s.in_flight(),
                     "acked": s.acked,
                     "last_error": s.last_error or s.transport.last_error,
-                    "failing_since_ms": s.failing_since_ms,
+                    "failing_since_ms": self._failing_since(s),
                     "connected": s.transport.connected(),
                 }
                 for s in self.senders
             },
         }
+
+    def _failing_since(self, sender: Sender) -> int | None:
+        """Since when ``sender``'s transport has been offline or failing (None: it is not);
+        cleared as soon as it is connected again and nothing has failed since."""
+        failing = not sender.transport.connected() or bool(
+            sender.last_error or sender.transport.last_error
+        )
+        if not failing:
+            self._failing.pop(sender.name, None)
+            return None
+        since = self._failing.setdefault(sender.name, int(time.time() * 1000))
+        if sender.failing_since_ms is not None:
+            since = min(since, sender.failing_since_ms)
+        return since
 
     def write_health(self) -> None:
         self._health_beat = time.monotonic()

@@ -244,8 +244,8 @@ class Sender:
         delay = self._backoff_s * random.uniform(0.5, 1.0)  # full jitter, lower-bounded
         self._retry_at = time.monotonic() + delay
         self.last_error = reason
-        if self.failing_since_ms is None:
-            self.failing_since_ms = self.clock.now_ms()
+        if self.failing_since_ms is None:  # wall time: status compares it with its own clock
+            self.failing_since_ms = int(time.time() * 1000)
         event(
             log,
             logging.WARNING,

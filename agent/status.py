@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 from agent.buffer import ACKED, QUARANTINED
 from agent.config import Config
 from agent.health import read_health
+from agent.status_view import add_backlog_age, failing_for_s, rfc3339
 from core.errors import StorageError
 
 
@@ -35,6 +36,7 @@ def gather(config: Config) -> dict[str, Any]:
     try:
         db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
         out = _gather(db, config)
+        add_backlog_age(out, db, int(time.time() * 1000))
     except sqlite3.DatabaseError as exc:
         raise StorageError(f"{path}: cannot read the buffer: {exc}") from None
     out["agent"] = _agent_state(read_health(path))
@@ -97,6 +99,7 @@ def _gather(db: sqlite3.Connection, config: Config) -> dict[str, Any]:
                 "oldest_unacked_seq": pending[2],
                 "last_acked_seq": last[0] if last else None,
                 "last_acked_at": _when(last[1], tz) if last else "never",
+                "last_acked_at_ms": last[1] if last else None,
                 "quarantined": [{"seq": s, "reason": r} for s, r in quarantined],
             }
         )
@@ -113,8 +116,10 @@ def _gather(db: sqlite3.Connection, config: Config) -> dict[str, Any]:
                 "name": name,
                 "state": "never polled" if not r[4] else ("FAULT" if failing else "ok"),
                 "last_good": _when(r[1], tz),
+                "last_good_ms": r[1],
                 "last_error": r[2],
                 "last_error_at": _when(r[3], tz),
+                "last_error_at_ms": r[3],
                 "polls": r[4],
                 "faults": r[5],
             }
@@ -135,6 +140,11 @@ def render(status: dict[str, Any]) -> str:
         f"  last sealed batch: seq {status['last_seq']}; readings stored "
         f"{status['stored_readings']}, not yet sealed {status['unsealed_readings']}",
     ]
+    if agent.get("running") and agent.get("missed_polls"):
+        lines.append(
+            f"  MISSED POLLS: {agent['missed_polls']} poll slot(s) could not start on time "
+            "(stored as status 02 readings with the reason)"
+        )
     if agent.get("running") and agent.get("storage_error"):
         lines.append(
             f"  BUFFER CANNOT STORE: {agent['storage_error']} — {agent['waiting_polls']} poll(s) "
@@ -147,9 +157,18 @@ def render(status: dict[str, Any]) -> str:
             f"{t['backlog_readings']} reading(s); last acknowledged seq "
             f"{t['last_acked_seq'] or '-'} at {t['last_acked_at']}"
         )
+        if t.get("oldest_unacked_reading_age_s") is not None:
+            lines.append(
+                f"    oldest unacknowledged reading: {t['oldest_unacked_reading_age_s']} s old "
+                f"({rfc3339(t['oldest_unacked_reading_at_ms'])})"
+            )
         live = agent.get("transports", {}).get(t["name"], {}) if agent.get("running") else {}
-        if live.get("last_error"):
-            lines.append(f"    failing now: {live['last_error']}")
+        failing = failing_for_s(status, t["name"], int(time.time() * 1000))
+        if failing is not None:
+            lines.append(
+                f"    FAILING for {failing:.0f} s (since "
+                f"{rfc3339(live.get('failing_since_ms'))}): {live.get('last_error') or 'offline'}"
+            )
         for q in t["quarantined"]:
             lines.append(f"    QUARANTINED seq {q['seq']}: {q['reason']}")
         if t["quarantined"]:
