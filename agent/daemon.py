@@ -17,7 +17,7 @@ import math
 import os
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobEvent
@@ -114,6 +114,7 @@ class Agent:
         self.stuck_s = STUCK_S  # no progress this long: stuck (the service sets its watchdog)
         self._health_beat = time.monotonic()
         self._failing: dict[str, int] = {}  # transport -> since when (ms) it fails
+        self._final_polls: dict[str, tuple[float, datetime]] | None = None
         self._scheduler.add_listener(self._on_missed, EVENT_JOB_MAX_INSTANCES | EVENT_JOB_MISSED)
 
     def start(self) -> None:
@@ -176,10 +177,38 @@ class Agent:
         else:
             times = [ev.scheduled_run_time]
             reason = "poll skipped: the agent could not start it on time (busy or suspended)"
-        # The slot in the agent's clock (rounded: the two clocks are read microseconds apart).
+        self.poller.missed(ev.job_id.removeprefix("poll-"), self._slots_ms(times), reason)
+
+    def _slots_ms(self, times: list[datetime]) -> list[int]:
+        """Scheduled times in the agent's clock (rounded: the clocks are read µs apart)."""
         offset_ms = round((self.clock.now_ms() - time.time_ns() // 1_000_000) / 10) * 10
-        slots = [int(t.timestamp() * 1000) + offset_ms for t in times]
-        self.poller.missed(ev.job_id.removeprefix("poll-"), slots, reason)
+        return [int(t.timestamp() * 1000) + offset_ms for t in times]
+
+    def next_polls(self) -> dict[str, tuple[float, datetime]]:
+        """Each polled device's (interval, first slot not yet started); after ``stop``, the
+        first slot this agent never polled."""
+        if self._final_polls is not None:
+            return self._final_polls
+        out = {}
+        for job in self._scheduler.get_jobs():
+            if job.id.startswith("poll-") and job.next_run_time is not None:
+                interval = job.trigger.interval.total_seconds()
+                out[job.id.removeprefix("poll-")] = (interval, job.next_run_time)
+        return out
+
+    def missed_since(self, before: dict[str, tuple[float, datetime]], reason: str) -> None:
+        """Record as holes the slots between another agent's ``next_polls`` (stopped) and this
+        one's first poll, for the devices both poll at the same interval (a reload)."""
+        for name, (interval, first) in self.next_polls().items():
+            if before.get(name, (None,))[0] != interval:
+                continue
+            slots: list[datetime] = []
+            slot = before[name][1]
+            while slot < first and len(slots) < 100_000:
+                slots.append(slot)
+                slot += timedelta(seconds=interval)
+            if slots:
+                self.poller.missed(name, self._slots_ms(slots), reason)
 
     def check(self) -> tuple[str | None, str | None]:
         """(dead worker, stuck worker): what has ended, what makes no progress; None if none."""
@@ -272,6 +301,8 @@ class Agent:
         if self._stopped.is_set():
             return
         self._stopped.set()
+        self._scheduler.pause()  # nothing more starts; the slots not started are known now
+        self._final_polls = self.next_polls()
         self._scheduler.shutdown(wait=True)
         for driver in self.drivers:  # no more pushed readings once we seal the last batch
             if isinstance(driver, ListeningDriver):

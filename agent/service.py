@@ -13,7 +13,8 @@
 * SIGHUP reloads the configuration file: an invalid file is refused with the errors
   ``config validate`` prints and the agent keeps running on the old one; a valid one replaces
   the running agent the way a stop and a start would (polls finish, everything is sealed,
-  unacknowledged batches stay queued on disk) without releasing the lock.
+  unacknowledged batches stay queued on disk) without releasing the lock; poll slots that
+  fall in the switch are recorded as missed (``agent.poller``).
 * SIGTERM / SIGINT stop cleanly (exit 0).
 """
 
@@ -140,9 +141,11 @@ class Service:
             return False
         notify(reloading_message())
         self.agent.stop(grace_s=RELOAD_GRACE_S)
+        before = self.agent.next_polls()
         self.agent, self.config = new, config
         self._limit(new)
         new.start()
+        new.missed_since(before, "poll skipped: the configuration was being reloaded")
         notify(f"READY=1\nSTATUS={config.summary()}")
         event(log, logging.INFO, "config_reloaded", config=str(self.config_path))
         return True

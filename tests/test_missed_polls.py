@@ -78,3 +78,43 @@ def test_polls_that_could_not_start_while_the_buffer_stalled_are_recorded(
     holes = [t for t, status in rows if status == 2 and t % INTERVAL_MS == 0]
     assert len(holes) >= 8 * len(analyzer_device(0)["channels"]) // 2
     assert "poll skipped" in last_error
+
+
+def test_slots_between_a_stopped_agent_and_its_successor_are_recorded(
+    tmp_path, station_id, station_key, analyzer, warehouse
+):
+    """What a reload does, slowed down: the first agent stops, slots pass, the second starts
+    and records the slots nobody polled."""
+    port = warehouse.start_http()
+    config = make_config(
+        tmp_path,
+        station_id,
+        station_key[0],
+        [analyzer_device(analyzer.port, poll=INTERVAL_MS / 1000)],
+        [http_transport(port)],
+    )
+    first = Agent(config)
+    first.start()
+    wait_for(lambda: first.poller.polled >= 5, 30, "some polls")
+    first.stop(grace_s=1)
+    before = first.next_polls()
+    stopped_at = time.time() * 1000
+    wait_for(lambda: time.time() * 1000 > stopped_at + 4 * INTERVAL_MS, 10, "slots passing")
+    second = Agent(config)
+    second.start()
+    try:
+        second.missed_since(before, "poll skipped: the configuration was being reloaded")
+        assert second.poller.missed_polls >= 4
+        wait_for(lambda: _holes_stored(tmp_path) >= second.poller.missed_polls, 30, "stored")
+    finally:
+        second.stop(grace_s=1)
+    db = sqlite3.connect(tmp_path / "buffer.db")
+    times = sorted(
+        t // INTERVAL_MS
+        for (t,) in db.execute(
+            "SELECT DISTINCT r.time_ms FROM readings r JOIN channels c ON c.id = r.channel "
+            "WHERE c.device = 'stack-analyzer'"
+        )
+    )
+    db.close()
+    assert [s for s in range(times[0], times[-1] + 1) if s not in set(times)] == []

@@ -6,6 +6,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import time
 
 from agent_process import AgentProcess, station_config, write_config
 from conftest import (
@@ -17,6 +18,8 @@ from conftest import (
     warehouse_readings,
 )
 
+INTERVAL_MS = 500
+
 
 def _devices_at_warehouse(warehouse, station_id) -> set[str]:
     return {key[0] for key in warehouse_readings(warehouse.jws_list(station_id))}
@@ -27,7 +30,8 @@ def test_sighup_reloads_without_losing_or_duplicating_and_refuses_a_bad_file(
 ):
     port = warehouse.start_http()
     path = tmp_path / "agent.toml"
-    data = station_config(tmp_path, station_id, station_key[0], analyzer.port, port)
+    first = analyzer_device(analyzer.port, poll=INTERVAL_MS / 1000)
+    data = station_config(tmp_path, station_id, station_key[0], analyzer.port, port, [first])
     write_config(path, data)
     agent = AgentProcess(path, tmp_path / "agent.log")
     try:
@@ -37,8 +41,18 @@ def test_sighup_reloads_without_losing_or_duplicating_and_refuses_a_bad_file(
         # A valid new file: a second device.
         data["devices"].append(analyzer_device(analyzer.port, name="second-analyzer"))
         write_config(path, data)
+        hup_at = time.time() * 1000
         agent.signal(signal.SIGHUP)
         agent.wait_log("event=config_reloaded")
+        reloaded_at = time.time() * 1000
+        wait_for(
+            lambda: any(
+                key[0] == "stack-analyzer" and key[3] > reloaded_at + 3 * INTERVAL_MS
+                for key in warehouse_readings(warehouse.jws_list(station_id))
+            ),
+            30,
+            "polls well after the reload",
+        )
         wait_for(
             lambda: "second-analyzer" in _devices_at_warehouse(warehouse, station_id),
             30,
@@ -77,3 +91,11 @@ def test_sighup_reloads_without_losing_or_duplicating_and_refuses_a_bad_file(
     assert held == stored, "the warehouse holds exactly what was stored"
     assert warehouse.gaps(station_id) == []
     assert warehouse.rejections() == []
+    # Every poll slot of the device that stayed, across the reload, left readings: real ones,
+    # or the slots the switch made it miss, recorded as such.
+    slots = {t // INTERVAL_MS for (device, _, _, t, _, _) in stored if device == "stack-analyzer"}
+    first_slot = min(slots)
+    window = range(
+        max(first_slot + 1, int(hup_at // INTERVAL_MS) - 2), int(reloaded_at // INTERVAL_MS) + 3
+    )
+    assert [s for s in window if s not in slots] == []
