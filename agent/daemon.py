@@ -13,17 +13,11 @@ from __future__ import annotations
 
 import functools
 import logging
-import math
 import os
 import threading
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
-
-from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobEvent
-from apscheduler.executors.pool import ThreadPoolExecutor
-from apscheduler.schedulers.background import BackgroundScheduler
-from apscheduler.triggers.interval import IntervalTrigger
 
 from agent.batch import Signer
 from agent.buffer import Buffer
@@ -34,6 +28,7 @@ from agent.instance_lock import InstanceLock
 from agent.keys import load_private_key
 from agent.logs import event
 from agent.poller import Poller
+from agent.schedule import Schedule, aligned_start  # noqa: F401 (re-exported)
 from agent.sealing import Sealer
 from agent.sender import Sender
 from agent.transports import make_transport
@@ -50,12 +45,6 @@ STUCK_S = 120.0  # a worker without progress this long stops the watchdog pings
 
 def _beat(sender: Sender) -> float:
     return sender.beat
-
-
-def aligned_start(interval_s: float, now: float | None = None) -> datetime:
-    """The next instant that is a whole multiple of ``interval_s`` since the epoch."""
-    now = time.time() if now is None else now
-    return datetime.fromtimestamp(math.ceil(now / interval_s) * interval_s, tz=UTC)
 
 
 class Agent:
@@ -105,17 +94,13 @@ class Agent:
         # One worker per device (a slow device must not delay another's poll) plus sealing,
         # pruning and health; capped, since devices on one serial bus take turns anyway.
         workers = min(MAX_WORKERS, len(self.drivers) + 3)
-        self._scheduler = BackgroundScheduler(
-            timezone=UTC, executors={"default": ThreadPoolExecutor(max_workers=workers)}
-        )
+        self.workers = Workers()
+        self.schedule = Schedule(workers, self.poller, self.clock, self.workers)
         self._stopped = threading.Event()
         self._seal_lock = threading.Lock()
-        self.workers = Workers()
         self.stuck_s = STUCK_S  # no progress this long: stuck (the service sets its watchdog)
         self._health_beat = time.monotonic()
         self._failing: dict[str, int] = {}  # transport -> since when (ms) it fails
-        self._final_polls: dict[str, tuple[float, datetime]] | None = None
-        self._scheduler.add_listener(self._on_missed, EVENT_JOB_MAX_INSTANCES | EVENT_JOB_MISSED)
 
     def start(self) -> None:
         """Open devices, start senders and the schedule; returns at once."""
@@ -143,7 +128,7 @@ class Agent:
         self._add_job(self.prune, PRUNE_EVERY_S, "prune")
         self._add_job(self.write_health, HEALTH_EVERY_S, "health")
         self.workers.loop("scheduler", self.stuck_s, lambda: self._health_beat)
-        self._scheduler.start()
+        self.schedule.start()
         event(
             log,
             logging.INFO,
@@ -156,66 +141,22 @@ class Agent:
         )
 
     def _add_job(self, fn, interval_s: float, job_id: str, *args) -> None:
-        polling = job_id.startswith("poll-")
-        self._scheduler.add_job(
-            self.workers.job(job_id, max(self.stuck_s, 2 * interval_s), fn),
-            IntervalTrigger(seconds=interval_s, start_date=aligned_start(interval_s), timezone=UTC),
-            args=args,
-            id=job_id,
-            max_instances=1,
-            coalesce=not polling,  # each poll slot either runs or is recorded as missed
-            misfire_grace_time=max(1, int(interval_s)),
-        )
-
-    def _on_missed(self, ev: JobEvent) -> None:
-        """APScheduler could not start a job at its time: for a poll, record the hole."""
-        if not ev.job_id.startswith("poll-"):
-            return
-        if ev.code == EVENT_JOB_MAX_INSTANCES:
-            times = list(getattr(ev, "scheduled_run_times", []))
-            reason = "poll skipped: the previous poll of this device was still running"
-        else:
-            times = [ev.scheduled_run_time]
-            reason = "poll skipped: the agent could not start it on time (busy or suspended)"
-        self.poller.missed(ev.job_id.removeprefix("poll-"), self._slots_ms(times), reason)
-
-    def _slots_ms(self, times: list[datetime]) -> list[int]:
-        """Scheduled times in the agent's clock (rounded: the clocks are read µs apart)."""
-        offset_ms = round((self.clock.now_ms() - time.time_ns() // 1_000_000) / 10) * 10
-        return [int(t.timestamp() * 1000) + offset_ms for t in times]
+        self.schedule.add(fn, interval_s, job_id, max(self.stuck_s, 2 * interval_s), *args)
 
     def next_polls(self) -> dict[str, tuple[float, datetime]]:
-        """Each polled device's (interval, first slot not yet started); after ``stop``, the
-        first slot this agent never polled."""
-        if self._final_polls is not None:
-            return self._final_polls
-        out = {}
-        for job in self._scheduler.get_jobs():
-            if job.id.startswith("poll-") and job.next_run_time is not None:
-                interval = job.trigger.interval.total_seconds()
-                out[job.id.removeprefix("poll-")] = (interval, job.next_run_time)
-        return out
+        """See ``Schedule.next_polls``."""
+        return self.schedule.next_polls()
 
     def missed_since(self, before: dict[str, tuple[float, datetime]], reason: str) -> None:
-        """Record as holes the slots between another agent's ``next_polls`` (stopped) and this
-        one's first poll, for the devices both poll at the same interval (a reload)."""
-        for name, (interval, first) in self.next_polls().items():
-            if before.get(name, (None,))[0] != interval:
-                continue
-            slots: list[datetime] = []
-            slot = before[name][1]
-            while slot < first and len(slots) < 100_000:
-                slots.append(slot)
-                slot += timedelta(seconds=interval)
-            if slots:
-                self.poller.missed(name, self._slots_ms(slots), reason)
+        """See ``Schedule.missed_since``."""
+        self.schedule.missed_since(before, reason)
 
     def check(self) -> tuple[str | None, str | None]:
         """(dead worker, stuck worker): what has ended, what makes no progress; None if none."""
         for sender in self.senders:
             if not sender.alive():
                 return f"sender-{sender.name} ({sender.died or 'ended'})", None
-        if not self._stopped.is_set() and not self._scheduler.running:
+        if not self._stopped.is_set() and not self.schedule.running:
             return "scheduler (stopped)", None
         return None, self.workers.stuck()
 
@@ -301,9 +242,7 @@ class Agent:
         if self._stopped.is_set():
             return
         self._stopped.set()
-        self._scheduler.pause()  # nothing more starts; the slots not started are known now
-        self._final_polls = self.next_polls()
-        self._scheduler.shutdown(wait=True)
+        self.schedule.shutdown()
         for driver in self.drivers:  # no more pushed readings once we seal the last batch
             if isinstance(driver, ListeningDriver):
                 self._close(driver)
