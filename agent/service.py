@@ -83,9 +83,9 @@ class Service:
         watchdog_s = self._watchdog_s = watchdog_interval_s()
         tick = min(1.0, watchdog_s / 4) if watchdog_s else 1.0
         self._limit(self.agent)
-        self.agent.start()
-        notify(f"READY=1\nSTATUS={self.config.summary()}")
         try:
+            self.agent.start()
+            notify(f"READY=1\nSTATUS={self.config.summary()}")
             while self._stop_signal is None:
                 self._wake.wait(tick)
                 self._wake.clear()
@@ -138,6 +138,15 @@ class Service:
             new = self._make_agent(config, self._lock)  # key, drivers, transports: may fail
         except AgentError as exc:
             event(log, logging.ERROR, "reload_refused", errors=str(exc), kept="old config")
+            return False
+        except Exception as exc:  # whatever the new file makes fail, the old agent runs on
+            event(
+                log,
+                logging.ERROR,
+                "reload_refused",
+                errors=f"{type(exc).__name__}: {exc}",
+                kept="old config",
+            )
             return False
         notify(reloading_message())
         self.agent.stop(grace_s=RELOAD_GRACE_S)
