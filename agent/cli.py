@@ -18,21 +18,21 @@ PLUGIN_GROUP = "station_agent.commands"
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from agent.config import load_config
-    from agent.daemon import Agent
     from agent.logs import setup_logging
+    from agent.service import Service
 
     config = load_config(args.config)
     setup_logging(args.log_level)
-    Agent(config).run_until_signal()
-    return 0
+    return Service(config, args.config).run()
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
     from agent.config import file_warnings, load_config
 
-    config = load_config(args.file)
+    unresolved: list[str] = []
+    config = load_config(args.file, secrets=False, unresolved=unresolved)
     print(f"{args.file}: OK — {config.summary()}")
-    for warning in file_warnings(config):
+    for warning in file_warnings(config) + unresolved:
         print(f"{args.file}: warning: {warning}", file=sys.stderr)
     return 0
 
@@ -94,10 +94,11 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 def _cmd_status(args: argparse.Namespace) -> int:
     from agent.config import load_config
     from agent.status import gather, render
+    from agent.status_view import exit_code, json_view
 
-    status = gather(load_config(args.config))
-    print(json.dumps(status, indent=2) if args.json else render(status))
-    return 0
+    status = gather(load_config(args.config, secrets=False))
+    print(json.dumps(json_view(status), indent=2) if args.json else render(status))
+    return exit_code(status, args.fail_after)
 
 
 def _cmd_requeue(args: argparse.Namespace) -> int:
@@ -246,7 +247,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"station-agent {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("run", help="run the agent until SIGTERM/SIGINT")
+    p = sub.add_parser(
+        "run", help="run the agent until SIGTERM/SIGINT (SIGHUP: reload the configuration)"
+    )
     p.add_argument("--config", required=True, help="the TOML configuration file")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.set_defaults(func=_cmd_run)
@@ -288,9 +291,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seq", type=int, action="append", help="only this seq (repeatable)")
     p.set_defaults(func=_cmd_requeue)
 
-    p = sub.add_parser("status", help="backlog, acknowledgements and device health")
+    p = sub.add_parser(
+        "status",
+        help="backlog, acknowledgements and device health",
+        description="Exit code: 0 healthy, 3 the agent is not running, 4 a transport has been "
+        "failing longer than --fail-after seconds, 1 the buffer cannot be read.",
+    )
     p.add_argument("--config", required=True)
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.add_argument(
+        "--fail-after",
+        type=float,
+        default=900.0,
+        metavar="SECONDS",
+        help="exit 4 when a transport has been failing longer than this (default 900)",
+    )
     p.set_defaults(func=_cmd_status)
 
     p = sub.add_parser("tt10", help="TT10 text files: export any period again")

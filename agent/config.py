@@ -207,23 +207,34 @@ def _config_model(drivers: tuple[str, ...], transports: tuple[str, ...] = ()) ->
     return create_model("Config", __base__=Config, **fields)
 
 
-def parse_config(data: dict[str, Any], path: Path) -> Config:
-    """Validate already-parsed TOML data as if it came from ``path``."""
+def parse_config(
+    data: dict[str, Any], path: Path, *, secrets: bool = True, unresolved: list[str] | None = None
+) -> Config:
+    """Validate already-parsed TOML data as if it came from ``path``. With ``secrets=False``
+    secrets given by environment variable or file are not read (left None); ``unresolved``
+    collects the environment variables that are not set."""
+    context: dict[str, Any] = {"base": path.parent.resolve()}
+    if not secrets:
+        context["secrets"] = False
+        context["unresolved"] = unresolved if unresolved is not None else []
     try:
         sections = data if isinstance(data, dict) else {}
         model = _config_model(
             _tags_named(sections.get("devices"), "driver", DRIVERS),
             _tags_named(sections.get("transports"), "type", TRANSPORTS),
         )
-        config = model.model_validate(data, context={"base": path.parent.resolve()})
+        config = model.model_validate(data, context=context)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(path, exc)) from None
     _absolutize(config, path.parent.resolve())
     return config
 
 
-def load_config(path: str | Path) -> Config:
-    """Read and validate a configuration file; raises ``ConfigError`` with every problem found."""
+def load_config(
+    path: str | Path, *, secrets: bool = True, unresolved: list[str] | None = None
+) -> Config:
+    """Read and validate a configuration file; raises ``ConfigError`` with every problem found.
+    ``secrets=False``: do not read secrets (``config validate``, ``status``)."""
     path = Path(path)
     try:
         raw = path.read_bytes()
@@ -237,4 +248,4 @@ def load_config(path: str | Path) -> Config:
         raise ConfigError(f"{path}: not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    return parse_config(data, path)
+    return parse_config(data, path, secrets=secrets, unresolved=unresolved)

@@ -4,34 +4,35 @@ Polls run on APScheduler at each device's interval, aligned to the clock (a 60 s
 :00). Sealing runs every ``buffer.seal_interval_s`` and wakes the senders. ``stop`` lets running
 polls finish, seals what they stored, gives in-flight sends a grace period, and leaves
 everything else queued on disk.
+
+A poll that cannot start on time is recorded as a hole (``agent.poller``); ``check`` tells the
+service (``agent.service``) whether every worker is alive and making progress.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-import math
 import os
-import signal
 import threading
 import time
-from datetime import UTC, datetime
-
-from apscheduler.executors.pool import ThreadPoolExecutor
-from apscheduler.schedulers.background import BackgroundScheduler
-from apscheduler.triggers.interval import IntervalTrigger
+from datetime import datetime
+from typing import Any
 
 from agent.batch import Signer
 from agent.buffer import Buffer
 from agent.clock import Clock, SystemClock
 from agent.config import Config
 from agent.health import HealthFile, health_path
+from agent.instance_lock import InstanceLock
 from agent.keys import load_private_key
 from agent.logs import event
 from agent.poller import Poller
+from agent.schedule import Schedule, aligned_start  # noqa: F401 (re-exported)
 from agent.sealing import Sealer
 from agent.sender import Sender
 from agent.transports import PeriodFileTransport, make_period_file_transport, make_transport
+from agent.workers import Workers
 from core.errors import StorageError
 from drivers import Driver, ListeningDriver, make_driver
 
@@ -39,22 +40,35 @@ log = logging.getLogger("agent")
 PRUNE_EVERY_S = 3600
 HEALTH_EVERY_S = 1.0
 MAX_WORKERS = 20
+STUCK_S = 120.0  # a worker without progress this long stops the watchdog pings
 
 
-def aligned_start(interval_s: float, now: float | None = None) -> datetime:
-    """The next instant that is a whole multiple of ``interval_s`` since the epoch."""
-    now = time.time() if now is None else now
-    return datetime.fromtimestamp(math.ceil(now / interval_s) * interval_s, tz=UTC)
+def _beat(sender: Sender) -> float:
+    return sender.beat
 
 
 class Agent:
     """One running station agent."""
 
-    def __init__(self, config: Config, clock: Clock | None = None) -> None:
+    def __init__(
+        self, config: Config, clock: Clock | None = None, lock: InstanceLock | None = None
+    ) -> None:
         self.config = config
         self.clock = clock or SystemClock()
         key = load_private_key(config.signing.key)  # refuses a key others can read
         self.signer = Signer(key)
+        self._own_lock = lock is None  # one agent per buffer: ours, or the service's
+        self.lock = lock or InstanceLock(config.buffer.path)
+        if not self.lock.held:
+            self.lock.acquire()
+        try:
+            self._build(config)
+        except BaseException:
+            if self._own_lock:
+                self.lock.release()
+            raise
+
+    def _build(self, config: Config) -> None:
         self.buffer = Buffer(
             config.buffer.path,
             durability=config.buffer.durability,
@@ -87,11 +101,13 @@ class Agent:
         # One worker per device (a slow device must not delay another's poll) plus sealing,
         # pruning and health; capped, since devices on one serial bus take turns anyway.
         workers = min(MAX_WORKERS, len(self.drivers) + 3)
-        self._scheduler = BackgroundScheduler(
-            timezone=UTC, executors={"default": ThreadPoolExecutor(max_workers=workers)}
-        )
+        self.workers = Workers()
+        self.schedule = Schedule(workers, self.poller, self.clock, self.workers)
         self._stopped = threading.Event()
         self._seal_lock = threading.Lock()
+        self.stuck_s = STUCK_S  # no progress this long: stuck (the service sets its watchdog)
+        self._health_beat = time.monotonic()
+        self._failing: dict[str, int] = {}  # transport -> since when (ms) it fails
 
     def start(self) -> None:
         """Open devices, start senders and the schedule; returns at once."""
@@ -108,6 +124,9 @@ class Agent:
                 )
         for sender in self.senders:
             sender.start()
+            self.workers.loop(
+                f"sender-{sender.name}", self.stuck_s, functools.partial(_beat, sender)
+            )
         for file_transport in self.file_transports:
             file_transport.start()
         for driver, dcfg in zip(self.drivers, cfg.devices, strict=True):
@@ -117,7 +136,8 @@ class Agent:
         self._add_job(self.seal_and_wake, cfg.buffer.seal_interval_s, "seal")
         self._add_job(self.prune, PRUNE_EVERY_S, "prune")
         self._add_job(self.write_health, HEALTH_EVERY_S, "health")
-        self._scheduler.start()
+        self.workers.loop("scheduler", self.stuck_s, lambda: self._health_beat)
+        self.schedule.start()
         event(
             log,
             logging.INFO,
@@ -132,15 +152,24 @@ class Agent:
         )
 
     def _add_job(self, fn, interval_s: float, job_id: str, *args) -> None:
-        self._scheduler.add_job(
-            fn,
-            IntervalTrigger(seconds=interval_s, start_date=aligned_start(interval_s), timezone=UTC),
-            args=args,
-            id=job_id,
-            max_instances=1,
-            coalesce=True,
-            misfire_grace_time=max(1, int(interval_s)),
-        )
+        self.schedule.add(fn, interval_s, job_id, max(self.stuck_s, 2 * interval_s), *args)
+
+    def next_polls(self) -> dict[str, tuple[float, datetime]]:
+        """See ``Schedule.next_polls``."""
+        return self.schedule.next_polls()
+
+    def missed_since(self, before: dict[str, tuple[float, datetime]], reason: str) -> None:
+        """See ``Schedule.missed_since``."""
+        self.schedule.missed_since(before, reason)
+
+    def check(self) -> tuple[str | None, str | None]:
+        """(dead worker, stuck worker): what has ended, what makes no progress; None if none."""
+        for sender in self.senders:
+            if not sender.alive():
+                return f"sender-{sender.name} ({sender.died or 'ended'})", None
+        if not self._stopped.is_set() and not self.schedule.running:
+            return "scheduler (stopped)", None
+        return None, self.workers.stuck()
 
     def seal_and_wake(self) -> int:
         """Seal what is unsealed and tell the senders. Returns the number of new batches."""
@@ -158,7 +187,7 @@ class Agent:
                 sender.wake()
         return len(batches)
 
-    def health(self) -> dict:
+    def health(self) -> dict[str, Any]:
         """What ``station-agent status`` shows about the running process."""
         return {
             "pid": os.getpid(),
@@ -167,11 +196,13 @@ class Agent:
             "storage_error": self.poller.storage_error or self.seal_error,
             "waiting_polls": self.poller.waiting(),
             "dropped_polls": self.poller.dropped,
+            "missed_polls": self.poller.missed_polls,
             "transports": {
                 s.name: {
                     "in_flight": s.in_flight(),
                     "acked": s.acked,
                     "last_error": s.last_error or s.transport.last_error,
+                    "failing_since_ms": self._failing_since(s),
                     "connected": s.transport.connected(),
                 }
                 for s in self.senders
@@ -182,7 +213,22 @@ class Agent:
             },
         }
 
+    def _failing_since(self, sender: Sender) -> int | None:
+        """Since when ``sender``'s transport has been offline or failing (None: it is not);
+        cleared as soon as it is connected again and nothing has failed since."""
+        failing = not sender.transport.connected() or bool(
+            sender.last_error or sender.transport.last_error
+        )
+        if not failing:
+            self._failing.pop(sender.name, None)
+            return None
+        since = self._failing.setdefault(sender.name, int(time.time() * 1000))
+        if sender.failing_since_ms is not None:
+            since = min(since, sender.failing_since_ms)
+        return since
+
     def write_health(self) -> None:
+        self._health_beat = time.monotonic()
         try:
             self._health.write(self.health())
         except OSError as exc:  # reporting must never stop the agent
@@ -213,10 +259,12 @@ class Agent:
         if self._stopped.is_set():
             return
         self._stopped.set()
-        self._scheduler.shutdown(wait=True)
+        self.schedule.shutdown()
         for driver in self.drivers:  # no more pushed readings once we seal the last batch
             if isinstance(driver, ListeningDriver):
                 self._close(driver)
+            else:
+                self.poller.store_holes(driver)
         self.poller.flush()
         self.seal_and_wake()
         deadline = time.monotonic() + grace_s
@@ -231,6 +279,8 @@ class Agent:
         self.buffer.close()
         self._health.write({**self.health(), "pid": None, "stopped": True})
         self._health.close()
+        if self._own_lock:
+            self.lock.release()
         event(
             log,
             logging.INFO,
@@ -247,17 +297,8 @@ class Agent:
         except Exception:  # closing a dead connection must not block shutdown
             pass
 
-    def run_until_signal(self) -> None:
-        """Run until SIGTERM or SIGINT, then stop cleanly."""
-        stop = threading.Event()
+    def run_until_signal(self) -> int:
+        """Run until SIGTERM or SIGINT, then stop cleanly; returns the exit code."""
+        from agent.service import Service
 
-        def _handler(signum, frame) -> None:
-            event(log, logging.INFO, "signal_received", signal=signal.Signals(signum).name)
-            stop.set()
-
-        signal.signal(signal.SIGTERM, _handler)
-        signal.signal(signal.SIGINT, _handler)
-        self.start()
-        while not stop.wait(1.0):
-            pass
-        self.stop()
+        return Service(self.config, agent=self).run()

@@ -3,6 +3,11 @@
 A poll is done only when its readings are committed to the buffer. If the buffer cannot take
 them (disk full, cap reached), they wait in a bounded queue in memory and are stored first at
 the next poll; the condition is logged on every poll until it clears.
+
+A poll that could not start on time (the previous one still running, the process busy) is a
+*hole*: ``missed`` records it at once (counted, logged) and the device's next poll first
+stores, for each missed slot, its channels as fault readings (status ``02``) stamped with the
+slot's time, the reason being the device's error. No slot of the schedule passes unrecorded.
 """
 
 from __future__ import annotations
@@ -33,6 +38,9 @@ class Poller:
         self._lock = threading.Lock()  # polls of different devices run in parallel
         self.polled = 0
         self.dropped = 0
+        self.missed_polls = 0
+        self._holes: dict[str, list[tuple[int, str]]] = {}  # device -> (slot ms, reason)
+        self._holes_lock = threading.Lock()  # never held while storing
         self.storage_error: str | None = None
 
     def read(self, driver: Driver) -> tuple[list[Reading], str | None, int]:
@@ -51,8 +59,25 @@ class Poller:
 
     def poll(self, driver: Driver) -> None:
         """Read one device and commit its readings (see the module docstring on failure)."""
+        self.store_holes(driver)
         readings, error, time_ms = self.read(driver)
         self.accept(driver.name, readings, error, time_ms)
+
+    def missed(self, device: str, slots_ms: list[int], reason: str) -> None:
+        """Polls of ``device`` due at ``slots_ms`` did not run: record them (never blocks)."""
+        with self._holes_lock:
+            self._holes.setdefault(device, []).extend((t, reason) for t in slots_ms)
+            self.missed_polls += len(slots_ms)
+        event(
+            log, logging.WARNING, "poll_missed", device=device, slots=len(slots_ms), reason=reason
+        )
+
+    def store_holes(self, driver: Driver) -> None:
+        """Store the missed slots of ``driver`` as fault readings (at its next poll, at stop)."""
+        with self._holes_lock:
+            holes = self._holes.pop(driver.name, [])
+        for slot_ms, reason in holes:
+            self.accept(driver.name, _fault_readings(driver, slot_ms, reason), reason, slot_ms)
 
     def accept(
         self, device: str, readings: list[Reading], error: str | None = None, time_ms: int = 0

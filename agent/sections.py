@@ -29,10 +29,29 @@ def resolve_secret(
     file: Path | None,
     info: ValidationInfo,
 ) -> SecretStr | None:
-    """A secret given inline, by environment variable name, or by file (its first line)."""
+    """A secret given inline, by environment variable name, or by file (its first line).
+
+    When the validation context says ``secrets: False`` (``config validate``, ``status``: a
+    technician's shell need not hold the service's secrets) an env/file secret is not read;
+    what could not be read is listed in the context's ``unresolved`` for a warning."""
     given = [x for x in (inline, env, file) if x is not None]
     if len(given) > 1:
         raise ValueError(f"give {where} only once (inline, {where}_env or {where}_file)")
+    context = info.context or {}
+    if context.get("secrets") is False and (env is not None or file is not None):
+        if env is not None and env not in os.environ:
+            context.setdefault("unresolved", []).append(
+                f"{where}_env: environment variable {env!r} is not set in this shell "
+                "(the service must have it, e.g. from /etc/station-agent/secrets.env)"
+            )
+        if file is not None:
+            base = context.get("base")
+            path = base / file if base is not None and not file.is_absolute() else file
+            if not os.access(path, os.R_OK):
+                context.setdefault("unresolved", []).append(
+                    f"{where}_file {str(path)!r} cannot be read from this shell"
+                )
+        return None
     if env is not None:
         if env not in os.environ:
             raise ValueError(f"{where}_env names environment variable {env!r}, which is not set")

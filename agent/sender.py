@@ -50,6 +50,9 @@ class Sender:
         self._thread: threading.Thread | None = None
         self.acked = 0
         self.last_error: str | None = None
+        self.failing_since_ms: int | None = None  # when the current run of failures began
+        self.beat = time.monotonic()  # the loop's last turn: the daemon's watchdog reads it
+        self.died: str | None = None  # why the loop ended, if it ended by an error
 
     # --- lifecycle ------------------------------------------------------------------------
     def start(self) -> None:
@@ -81,6 +84,10 @@ class Sender:
     def in_flight(self) -> int:
         return len(self._in_flight)
 
+    def alive(self) -> bool:
+        """The loop is running (or not started yet, or stopped on request)."""
+        return self._thread is None or self._thread.is_alive() or self._stopping
+
     # --- the loop (only this thread touches the in-flight state) ----------------------------
     def _on_outcome(self, seq: int, outcome: Outcome) -> None:
         # Called from transport threads, possibly while they hold their own locks: never block.
@@ -88,7 +95,15 @@ class Sender:
         self._wake.set()
 
     def _run(self) -> None:
+        try:
+            self._loop()
+        except BaseException as exc:  # the daemon notices the dead thread and exits non-zero
+            self.died = f"{type(exc).__name__}: {exc}"
+            raise
+
+    def _loop(self) -> None:
         while True:
+            self.beat = time.monotonic()
             wait = 1.0
             if self._retry_at:
                 wait = max(0.0, min(wait, self._retry_at - time.monotonic()))
@@ -210,6 +225,7 @@ class Sender:
             self.acked += len(acked)
             self._backoff_s = 0.0
             self.last_error = None
+            self.failing_since_ms = None
             event(log, logging.INFO, "batches_acked", transport=self.name, seqs=_ranges(acked))
 
     def _done(self, seq: int) -> None:
@@ -228,6 +244,8 @@ class Sender:
         delay = self._backoff_s * random.uniform(0.5, 1.0)  # full jitter, lower-bounded
         self._retry_at = time.monotonic() + delay
         self.last_error = reason
+        if self.failing_since_ms is None:  # wall time: status compares it with its own clock
+            self.failing_since_ms = int(time.time() * 1000)
         event(
             log,
             logging.WARNING,

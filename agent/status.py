@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 from agent.buffer import Buffer, DeviceState
 from agent.config import Config
 from agent.health import read_health
+from agent.status_view import add_backlog_age, failing_for_s, rfc3339
 from core.errors import StorageError
 
 
@@ -38,6 +39,8 @@ def gather(config: Config) -> dict[str, Any]:
         buffer = Buffer(path, read_only=True)
         try:
             out = _gather(buffer, config)
+            with buffer.file.read() as conn:
+                add_backlog_age(out, conn, int(time.time() * 1000))
         finally:
             buffer.close()
     except sqlite3.DatabaseError as exc:
@@ -96,6 +99,7 @@ def _gather(buffer: Buffer, config: Config) -> dict[str, Any]:
                 "oldest_unacked_seq": oldest,
                 "last_acked_seq": last[0] if last else None,
                 "last_acked_at": _when(last[1], tz) if last else "never",
+                "last_acked_at_ms": last[1] if last else None,
                 "quarantined": [
                     {"seq": s, "reason": r} for s, r in buffer.ledger.quarantined(t.name)
                 ],
@@ -110,8 +114,10 @@ def _gather(buffer: Buffer, config: Config) -> dict[str, Any]:
                 "name": name,
                 "state": "never polled" if not d.polls else ("FAULT" if d.failing else "ok"),
                 "last_good": _when(d.last_good_ms, tz),
+                "last_good_ms": d.last_good_ms,
                 "last_error": d.last_error,
                 "last_error_at": _when(d.last_error_ms, tz),
+                "last_error_at_ms": d.last_error_ms,
                 "polls": d.polls,
                 "faults": d.faults,
             }
@@ -133,6 +139,11 @@ def render(status: dict[str, Any]) -> str:
         f"  last sealed batch: seq {status['last_seq']}; readings stored "
         f"{status['stored_readings']}, not yet sealed {status['unsealed_readings']}",
     ]
+    if agent.get("running") and agent.get("missed_polls"):
+        lines.append(
+            f"  MISSED POLLS: {agent['missed_polls']} poll slot(s) could not start on time "
+            "(stored as status 02 readings with the reason)"
+        )
     if agent.get("running") and agent.get("storage_error"):
         lines.append(
             f"  BUFFER CANNOT STORE: {agent['storage_error']} — {agent['waiting_polls']} poll(s) "
@@ -150,9 +161,18 @@ def render(status: dict[str, Any]) -> str:
             f"{t['backlog_readings']} reading(s); last acknowledged seq "
             f"{t['last_acked_seq'] or '-'} at {t['last_acked_at']}"
         )
+        if t.get("oldest_unacked_reading_age_s") is not None:
+            lines.append(
+                f"    oldest unacknowledged reading: {t['oldest_unacked_reading_age_s']} s old "
+                f"({rfc3339(t['oldest_unacked_reading_at_ms'])})"
+            )
         live = agent.get("transports", {}).get(t["name"], {}) if agent.get("running") else {}
-        if live.get("last_error"):
-            lines.append(f"    failing now: {live['last_error']}")
+        failing = failing_for_s(status, t["name"], int(time.time() * 1000))
+        if failing is not None:
+            lines.append(
+                f"    FAILING for {failing:.0f} s (since "
+                f"{rfc3339(live.get('failing_since_ms'))}): {live.get('last_error') or 'offline'}"
+            )
         for q in t["quarantined"]:
             lines.append(f"    QUARANTINED seq {q['seq']}: {q['reason']}")
         if t["quarantined"]:

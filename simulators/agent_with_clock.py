@@ -48,16 +48,19 @@ def main(argv: list[str] | None = None) -> int:
     from agent.config import load_config
     from agent.daemon import Agent
     from agent.logs import setup_logging
+    from agent.service import Service
     from core.errors import AgentError
 
+    clock = OffsetFileClock(args.clock_offset_file)
     try:
         config = load_config(args.config)
         setup_logging(args.log_level)
-        Agent(config, clock=OffsetFileClock(args.clock_offset_file)).run_until_signal()
+        return Service(
+            config, args.config, make_agent=lambda cfg, lock: Agent(cfg, clock=clock, lock=lock)
+        ).run()
     except AgentError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    return 0
 
 
 if __name__ == "__main__":

@@ -7,6 +7,13 @@ Stores the JWS verbatim in ``batches(station, seq, jws, ...)``. HTTP answers: 20
 already have these exact bytes, 400 rejected (reason in the body and in table ``rejections``),
 404 unknown station. Gaps are noticed on arrival (table ``gap_events``) and listed by ``gaps()``.
 
+Over MQTT it subscribes to ``{prefix}/+/batches`` with a stable client id and a persistent
+session (the broker keeps what arrives while it is away) and, once a batch is committed (or
+found already held, or refused), publishes ``{"seq", "digest", "result", "reason"}`` on
+``{prefix}/{station}/acks`` with QoS 1, ``digest`` being base64url(SHA-256) of the bytes it
+received; the broker's PUBACK for the batch goes back only after that (paho acknowledges a
+QoS 1 message when the callback returns).
+
 Testers run it by hand::
 
     python -m simulators.warehouse --db warehouse.db --station HN-01=station.jwk \\
@@ -20,6 +27,8 @@ Fault injection (HTTP): ``--fault 500|hang|close`` at start, or at run time
 from __future__ import annotations
 
 import argparse
+import base64
+import hashlib
 import json
 import signal
 import sqlite3
@@ -185,15 +194,23 @@ class Warehouse:
         return server.server_address[1]
 
     # --- MQTT -----------------------------------------------------------------------------
-    def start_mqtt(self, host: str, port: int, prefix: str = "stations", client_id=None) -> None:
-        """Subscribe to ``{prefix}/+/batches`` (QoS 1, persistent session) and store batches."""
+    def default_client_id(self) -> str:
+        """Stable for one database file, so a restarted warehouse finds its session again."""
+        where = hashlib.sha256(str(self.db_path.resolve()).encode()).hexdigest()[:12]
+        return f"warehouse-{where}"
+
+    def start_mqtt(
+        self, host: str, port: int, prefix: str = "stations", client_id: str | None = None
+    ) -> None:
+        """Subscribe to ``{prefix}/+/batches`` (QoS 1, persistent session), store batches and
+        publish an acknowledgement for each on ``{prefix}/{station}/acks``."""
         import paho.mqtt.client as mqtt
         from paho.mqtt.enums import CallbackAPIVersion
 
         connected = threading.Event()
         client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
-            client_id=client_id or f"warehouse-{self.db_path.stem}-{id(self):x}",
+            client_id=client_id or self.default_client_id(),
             clean_session=False,
         )
         topic = f"{prefix}/+/batches"
@@ -206,7 +223,10 @@ class Warehouse:
 
         def on_message(c, userdata, msg) -> None:
             station = msg.topic.split("/")[-2]
-            self.receive(station, msg.payload, "mqtt")
+            status, message = self.receive(station, msg.payload, "mqtt")
+            ack = mqtt_ack(msg.payload, status, message)
+            if ack is not None:
+                c.publish(f"{prefix}/{station}/acks", ack, qos=1)
 
         client.on_connect, client.on_subscribe = on_connect, on_subscribe
         client.on_message = on_message
@@ -231,6 +251,19 @@ class Warehouse:
             self._mqtt.loop_stop()
         with self._lock:
             self._db.close()
+
+
+def mqtt_ack(body: bytes, status: int, message: str) -> bytes | None:
+    """The acknowledgement for a batch received over MQTT (None: nothing to acknowledge)."""
+    result = {201: "stored", 409: "duplicate", 400: "rejected"}.get(status)
+    seq = _claimed_seq(body)
+    if result is None or seq is None or seq < 1:
+        return None
+    digest = base64.urlsafe_b64encode(hashlib.sha256(body).digest()).rstrip(b"=").decode()
+    ack = {"seq": seq, "digest": digest, "result": result}
+    if result == "rejected":
+        ack["reason"] = message
+    return json.dumps(ack).encode()
 
 
 def _prev_of(jws: str) -> str | None:

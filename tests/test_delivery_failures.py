@@ -227,6 +227,7 @@ def test_mqtt_in_flight_bytes_are_capped_whatever_the_backlog(tmp_path, station_
         port=mosquitto.port,
         inflight=20,
         inflight_bytes=max(65536, int(size * 1.5)),
+        ack="broker",  # no warehouse here: the window is what this test is about
     )
     sender = Sender(buf, MqttTransport(cfg, "S"), SystemClock())
     peak = 0

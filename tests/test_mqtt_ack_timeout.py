@@ -36,6 +36,7 @@ def test_a_hung_broker_gets_the_batch_again_after_ack_timeout(tmp_path, station_
         client_id="ack-timeout-test",
         keepalive_s=600,  # the frozen broker must not be noticed by a missed ping first
         ack_timeout_s=1.0,
+        ack="broker",  # this test is about the broker's PUBACK
         backoff_initial_s=0.2,
         backoff_max_s=0.5,
     )

@@ -93,6 +93,7 @@ def test_mqtt_tls_is_verified_and_mutual_tls_is_required(
                         "port": broker.port,
                         "tls": tls,
                         "client_id": f"{station_id}-{sub}",
+                        "ack": "broker",  # no warehouse here: TLS is the point
                     }
                 ],
             )

@@ -50,5 +50,8 @@ def test_unit_runs_as_its_own_user_with_a_private_state_directory():
         "NoNewPrivileges=yes",
         "ProtectSystem=strict",
         "KillSignal=SIGTERM",
+        "Type=notify",
+        "WatchdogSec=120",
+        "ExecReload=/bin/kill -HUP $MAINPID",
     ):
         assert line in text

@@ -1,13 +1,17 @@
 """MQTT transport: publish each batch's JWS to ``{prefix}/{station}/batches``, QoS 1.
 
-A batch is acknowledged when its PUBACK arrives (``on_publish`` with its message id); paho's
-``is_published()`` is not used because it is unreliable after a publish made while offline.
-The client id is stable and the session persistent, so paho re-sends unacknowledged messages
-after a reconnect. A batch whose PUBACK has not come ``ack_timeout_s`` after it was sent on a
-live connection (a hung broker keeps the TCP connection open) is reported ``Retry``: the sender
-publishes it again after its backoff, and a late PUBACK for the first copy is ignored (the
-warehouse de-duplicates the identical bytes). A retained ``online`` status is published on
-connect, and the broker publishes the retained ``offline`` last will if the agent vanishes.
+With ``ack = "warehouse"`` (the default) a batch is acknowledged only when the warehouse says,
+on ``{prefix}/{station}/acks``, that it stored these very bytes (``agent.transports.mqtt_acks``);
+the broker's PUBACK only frees paho's in-flight slot. With ``ack = "broker"`` the PUBACK
+acknowledges it (a broker that loses its queue then loses the batch). Either way a batch whose
+acknowledgement has not come ``ack_timeout_s`` after it was sent on a live connection (a hung
+broker, a warehouse consumer that is down, a broker restarted without persistence) is reported
+``Retry``: the sender publishes it again, byte-identical, after its backoff; the warehouse
+answers a duplicate with the same acknowledgement. paho's ``is_published()`` is not used
+(unreliable after a publish made while offline). The client id is stable and the session
+persistent, so paho re-sends unacknowledged messages after a reconnect and the broker keeps
+acknowledgements that come while the agent is away. A retained ``online`` status is published
+on connect, and the broker publishes the retained ``offline`` last will if the agent vanishes.
 """
 
 from __future__ import annotations
@@ -23,13 +27,14 @@ from typing import Literal
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
-from pydantic import Field, SecretStr, ValidationInfo, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 
 from agent.logs import event
 from agent.sections import NAME_PATTERN, TlsConfig, TransportSection, resolve_secret
+from agent.transports.mqtt_acks import AckError, AwaitedAcks, parse_ack
 from agent.transports.tls import client_context
 from core.batch import SealedBatch
-from core.outcomes import Ack, OnOutcome, Retry
+from core.outcomes import Ack, OnOutcome, Reject, Retry
 
 log = logging.getLogger("agent.transports.mqtt")
 
@@ -52,6 +57,19 @@ class MqttTransportConfig(TransportSection):
     inflight: int = Field(default=20, ge=1, le=1000)
     inflight_bytes: int = Field(default=2 * 1024 * 1024, ge=64 * 1024)
     ack_timeout_s: float = Field(default=60.0, gt=0, le=3600)
+    ack: Literal["warehouse", "broker"] = "warehouse"
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _topic_levels(cls, value: str) -> str:
+        return check_topic_part(value)
+
+    @field_validator("client_id")
+    @classmethod
+    def _client_id(cls, value: str | None) -> str | None:
+        if value is not None and not 1 <= len(value.encode()) <= 65535:
+            raise ValueError("client_id must be 1 to 65535 bytes")
+        return value
 
     @model_validator(mode="after")
     def _secret(self, info: ValidationInfo) -> MqttTransportConfig:
@@ -64,6 +82,21 @@ class MqttTransportConfig(TransportSection):
         return self.tls.files() if self.tls else {}
 
 
+def check_topic_part(value: str) -> str:
+    """A topic prefix the agent can publish under: no wildcards, no empty levels."""
+    if not value:
+        raise ValueError("must not be empty")
+    if "+" in value or "#" in value:
+        raise ValueError("MQTT wildcards + and # cannot be used in a topic to publish to")
+    if "\x00" in value:
+        raise ValueError("must not contain a NUL character")
+    if value.startswith("/") or value.endswith("/") or "//" in value:
+        raise ValueError("empty topic level (leading, trailing or doubled '/')")
+    if len(value.encode()) > 60000:
+        raise ValueError("too long for an MQTT topic")
+    return value
+
+
 class MqttTransport:
     """Delivers batches to an MQTT broker with QoS 1."""
 
@@ -74,6 +107,9 @@ class MqttTransport:
         self.backoff_initial_s, self.backoff_max_s = config.backoff_initial_s, config.backoff_max_s
         self.topic = f"{config.topic_prefix}/{station}/batches"
         self.status_topic = f"{config.topic_prefix}/{station}/status"
+        self.ack_topic = f"{config.topic_prefix}/{station}/acks"
+        self._end_to_end = config.ack == "warehouse"
+        self._acks = AwaitedAcks()  # ack = "warehouse": batches the warehouse has not confirmed
         self._lock = threading.Lock()  # never held while calling into paho (paho holds its own)
         self._waiting: dict[int, int | None] = {}  # mid -> seq (None: our status message)
         self._early: set[int] = set()  # PUBACKs that arrived before publish() returned
@@ -110,6 +146,7 @@ class MqttTransport:
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
         client.on_connect_fail = self._on_connect_fail
+        client.on_message = self._on_message
         return client
 
     def start(self, on_outcome: OnOutcome) -> None:
@@ -138,6 +175,10 @@ class MqttTransport:
         with self._lock:  # paho re-sends what is unacknowledged now: the timeouts start again
             now = time.monotonic()
             self._sent_at = dict.fromkeys(self._sent_at, now)
+        self._acks.restart_clocks()
+        if self._end_to_end:  # again at every connect: a broker without persistence forgets it
+            client.subscribe(self.ack_topic, qos=1)
+        self.last_error = None
         self._online.set()
         event(
             log,
@@ -182,10 +223,10 @@ class MqttTransport:
                 acked = True
             else:
                 self._waiting[mid] = seq
-                if seq is not None:
+                if seq is not None and not self._end_to_end:
                     self._sent_at[mid] = time.monotonic()
                 acked = False
-        if acked and seq is not None:
+        if acked and seq is not None and not self._end_to_end:
             self._on_outcome(seq, Ack())
 
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
@@ -198,15 +239,43 @@ class MqttTransport:
                 return
             seq = self._waiting.pop(mid)
             self._sent_at.pop(mid, None)
-        if seq is not None:
+        if seq is not None and not self._end_to_end:  # end to end: only the warehouse acks
             self._on_outcome(seq, Ack())
 
+    def _on_message(self, client, userdata, msg) -> None:
+        """An acknowledgement from the warehouse (the only topic subscribed to)."""
+        try:
+            ack = parse_ack(msg.payload)
+        except AckError as exc:
+            event(log, logging.ERROR, "mqtt_ack_refused", transport=self.name, reason=str(exc))
+            return
+        taken, refusal = self._acks.match(ack)
+        if refusal is not None:
+            event(
+                log,
+                logging.ERROR,
+                "mqtt_ack_refused",
+                transport=self.name,
+                seq=ack.seq,
+                reason=refusal,
+            )
+        if not taken:
+            return
+        if ack.result == "rejected":
+            self._on_outcome(ack.seq, Reject(f"warehouse: {ack.reason}"))
+        else:
+            self._on_outcome(ack.seq, Ack())
+
     def _watch_acks(self) -> None:
-        """Report ``Retry`` for batches whose PUBACK is overdue on a live connection."""
+        """Report ``Retry`` for batches whose acknowledgement is overdue on a live connection."""
         timeout = self.config.ack_timeout_s
         while not self._stopping.wait(min(1.0, timeout / 4)):
             if not self._online.is_set():
                 continue  # offline: paho re-sends on reconnect, and the timeouts restart then
+            for late in self._acks.overdue(timeout):
+                self._on_outcome(
+                    late, Retry(f"no acknowledgement from the warehouse within {timeout} s")
+                )
             overdue: list[int] = []
             with self._lock:
                 limit = time.monotonic() - timeout
@@ -221,8 +290,11 @@ class MqttTransport:
                 self._on_outcome(seq, Retry(f"no PUBACK from the broker within {timeout} s"))
 
     def submit(self, batch: SealedBatch) -> None:
+        if self._end_to_end:  # before publishing: the warehouse may answer at once
+            self._acks.expect(batch.seq, batch.jws)
         info = self._client.publish(self.topic, batch.jws, qos=1, retain=False)
         if info.rc == MQTTErrorCode.MQTT_ERR_QUEUE_SIZE:
+            self._acks.forget(batch.seq)
             self._on_outcome(batch.seq, Retry("paho's outgoing queue is full"))
             return
         # MQTT_ERR_NO_CONN still queues the message: paho sends it once connected.
@@ -231,6 +303,8 @@ class MqttTransport:
         self._register(info.mid, batch.seq)
 
     def in_flight(self) -> int:
+        if self._end_to_end:
+            return len(self._acks)
         with self._lock:
             return sum(1 for seq in self._waiting.values() if seq is not None)
 

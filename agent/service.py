@@ -1,0 +1,160 @@
+"""The process around the agent: one per buffer, signals, systemd readiness and watchdog, reload.
+
+* The buffer's lock (``agent.instance_lock``) is taken before anything else and held across
+  reloads: a second ``run`` on the same buffer exits 1, "already running (pid N)".
+* ``READY=1`` once the buffer is open and the senders and the schedule run; then, at every
+  tick, ``WATCHDOG=1`` only while every worker is alive and making progress.
+* A worker that has *ended* (a sender thread killed by an error, the scheduler gone) ends the
+  process with exit code 70 and a ``worker_died`` line naming it: systemd restarts the agent.
+  A worker that is *stuck* — one run or turn lasting longer than the watchdog period
+  (``WatchdogSec=``; 120 s without one) — is logged (``worker_stuck``), told to systemd in
+  ``STATUS=``, and the pings stop until it moves again: systemd's watchdog restarts a process
+  that stays stuck.
+* SIGHUP reloads the configuration file: an invalid file is refused with the errors
+  ``config validate`` prints and the agent keeps running on the old one; a valid one replaces
+  the running agent the way a stop and a start would (polls finish, everything is sealed,
+  unacknowledged batches stay queued on disk) without releasing the lock; poll slots that
+  fall in the switch are recorded as missed (``agent.poller``).
+* SIGTERM / SIGINT stop cleanly (exit 0).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from agent.config import Config, load_config
+from agent.daemon import Agent
+from agent.instance_lock import InstanceLock
+from agent.logs import event
+from agent.systemd import notify, reloading_message, watchdog_interval_s
+from core.errors import AgentError
+
+log = logging.getLogger("agent.service")
+EXIT_WORKER_DIED = 70  # EX_SOFTWARE
+RELOAD_GRACE_S = 3.0
+
+
+class Service:
+    """Runs one agent until a stop signal; ``run()`` returns the process's exit code."""
+
+    def __init__(
+        self,
+        config: Config,
+        config_path: Path | str | None = None,
+        *,
+        agent: Agent | None = None,
+        make_agent: Callable[[Config, InstanceLock], Agent] | None = None,
+    ) -> None:
+        self.config = config
+        self.config_path = Path(config_path) if config_path is not None else None
+        self._make_agent = make_agent or (lambda cfg, lock: Agent(cfg, lock=lock))
+        self._lock: InstanceLock | None = None
+        if agent is None:
+            self._lock = InstanceLock(config.buffer.path)
+            self._lock.acquire()
+            try:
+                agent = self._make_agent(config, self._lock)
+            except BaseException:
+                self._lock.release()
+                raise
+        self.agent = agent
+        self._wake = threading.Event()
+        self._stop_signal: str | None = None
+        self._reload_requested = False
+        self._stuck: str | None = None
+        self._watchdog_s: float | None = None
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        name = signal.Signals(signum).name
+        event(log, logging.INFO, "signal_received", signal=name)
+        if signum == signal.SIGHUP:
+            self._reload_requested = True
+        else:
+            self._stop_signal = name
+        self._wake.set()
+
+    def run(self) -> int:
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(signum, self._on_signal)
+        watchdog_s = self._watchdog_s = watchdog_interval_s()
+        tick = min(1.0, watchdog_s / 4) if watchdog_s else 1.0
+        self._limit(self.agent)
+        try:
+            self.agent.start()
+            notify(f"READY=1\nSTATUS={self.config.summary()}")
+            while self._stop_signal is None:
+                self._wake.wait(tick)
+                self._wake.clear()
+                if self._reload_requested:
+                    self._reload_requested = False
+                    self.reload()
+                dead, stuck = self.agent.check()
+                if dead is not None:
+                    event(log, logging.CRITICAL, "worker_died", worker=dead)
+                    notify(f"STOPPING=1\nSTATUS=worker died: {dead}")
+                    self.agent.stop(grace_s=5.0)
+                    return EXIT_WORKER_DIED
+                self._report_stuck(stuck)
+                if watchdog_s and stuck is None:
+                    notify("WATCHDOG=1")
+            notify("STOPPING=1")
+            self.agent.stop()
+            return 0
+        finally:
+            if self._lock is not None:
+                self._lock.release()
+
+    def _limit(self, agent: Agent) -> None:
+        """A worker is stuck after one watchdog period without progress."""
+        if self._watchdog_s:
+            agent.stuck_s = self._watchdog_s
+
+    def _report_stuck(self, stuck: str | None) -> None:
+        if stuck is not None and self._stuck is None:
+            event(log, logging.ERROR, "worker_stuck", worker=stuck, watchdog="pings stopped")
+            notify(f"STATUS=worker stuck: {stuck}")
+        elif stuck is None and self._stuck is not None:
+            event(log, logging.WARNING, "worker_progressing_again", was=self._stuck)
+            notify(f"STATUS={self.config.summary()}")
+        self._stuck = stuck
+
+    def reload(self) -> bool:
+        """Replace the running agent by one on the configuration file as it is now; on any
+        error keep the running one. Returns True when reloaded."""
+        if self.config_path is None or self._lock is None:
+            event(log, logging.ERROR, "reload_refused", error="no configuration file to reload")
+            return False
+        try:
+            config = load_config(self.config_path)
+            if config.buffer.path != self.config.buffer.path:
+                raise AgentError(
+                    f"{self.config_path}: buffer.path cannot change on reload "
+                    f"({self.config.buffer.path} -> {config.buffer.path}); restart the service"
+                )
+            new = self._make_agent(config, self._lock)  # key, drivers, transports: may fail
+        except AgentError as exc:
+            event(log, logging.ERROR, "reload_refused", errors=str(exc), kept="old config")
+            return False
+        except Exception as exc:  # whatever the new file makes fail, the old agent runs on
+            event(
+                log,
+                logging.ERROR,
+                "reload_refused",
+                errors=f"{type(exc).__name__}: {exc}",
+                kept="old config",
+            )
+            return False
+        notify(reloading_message())
+        self.agent.stop(grace_s=RELOAD_GRACE_S)
+        before = self.agent.next_polls()
+        self.agent, self.config = new, config
+        self._limit(new)
+        new.start()
+        new.missed_since(before, "poll skipped: the configuration was being reloaded")
+        notify(f"READY=1\nSTATUS={config.summary()}")
+        event(log, logging.INFO, "config_reloaded", config=str(self.config_path))
+        return True

@@ -1,0 +1,120 @@
+"""No silent holes: a poll that cannot start on time is stored as fault readings of its slot."""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+import time
+
+from conftest import analyzer_device, http_transport, make_config, wait_for
+
+from agent.daemon import Agent
+
+INTERVAL_MS = 200
+
+
+def _holes_stored(tmp_path) -> int:
+    """Poll slots stored as faults at the slot's exact time (a real poll is a bit later)."""
+    db = sqlite3.connect(tmp_path / "buffer.db", timeout=30)
+    try:
+        return db.execute(
+            "SELECT count(DISTINCT time_ms) FROM readings WHERE status = 2 AND time_ms % ? = 0",
+            (INTERVAL_MS,),
+        ).fetchone()[0]
+    finally:
+        db.close()
+
+
+def test_polls_that_could_not_start_while_the_buffer_stalled_are_recorded(
+    tmp_path, station_id, station_key, analyzer, warehouse
+):
+    """Another connection holds the buffer's write lock: the running poll hangs in its commit
+    and the next slots cannot start. Each of those slots is stored, once the buffer moves
+    again, as status-02 readings stamped with the slot's time, with the reason; counted."""
+    port = warehouse.start_http()
+    config = make_config(
+        tmp_path,
+        station_id,
+        station_key[0],
+        [analyzer_device(analyzer.port, poll=INTERVAL_MS / 1000)],
+        [http_transport(port)],
+    )
+    agent = Agent(config)
+    agent.start()
+    staller = sqlite3.connect(tmp_path / "buffer.db", isolation_level=None, timeout=30)
+    try:
+        wait_for(lambda: agent.poller.polled >= 10, 30, "some polls stored")
+        staller.execute("BEGIN EXCLUSIVE")
+        stalled_from = time.time() * 1000
+        wait_for(lambda: agent.poller.missed_polls >= 8, 30, "polls that could not start")
+        stalled_to = time.time() * 1000
+        staller.execute("ROLLBACK")
+        wait_for(
+            lambda: _holes_stored(tmp_path) >= agent.poller.missed_polls,
+            30,
+            "the missed slots stored by the next polls (not only at the stop)",
+        )
+        assert agent.health()["missed_polls"] == agent.poller.missed_polls
+    finally:
+        staller.close()
+        agent.stop(grace_s=2)
+
+    db = sqlite3.connect(tmp_path / "buffer.db")
+    rows = db.execute(
+        "SELECT r.time_ms, r.status FROM readings r JOIN channels c ON c.id = r.channel "
+        "WHERE c.device = 'stack-analyzer'"
+    ).fetchall()
+    last_error = db.execute(
+        "SELECT last_error FROM devices WHERE name = 'stack-analyzer'"
+    ).fetchone()[0]
+    db.close()
+    # Every slot well inside the stall has readings: real ones or the recorded hole.
+    first = math.ceil(stalled_from / INTERVAL_MS) + 2
+    last = math.floor(stalled_to / INTERVAL_MS) - 2
+    assert last - first >= 3
+    slots = {t // INTERVAL_MS for t, _ in rows}
+    missing = [s for s in range(first, last + 1) if s not in slots]
+    assert missing == [], f"{len(missing)} slot(s) of the stall left no trace"
+    holes = [t for t, status in rows if status == 2 and t % INTERVAL_MS == 0]
+    assert len(holes) >= 8 * len(analyzer_device(0)["channels"]) // 2
+    assert "poll skipped" in last_error
+
+
+def test_slots_between_a_stopped_agent_and_its_successor_are_recorded(
+    tmp_path, station_id, station_key, analyzer, warehouse
+):
+    """What a reload does, slowed down: the first agent stops, slots pass, the second starts
+    and records the slots nobody polled."""
+    port = warehouse.start_http()
+    config = make_config(
+        tmp_path,
+        station_id,
+        station_key[0],
+        [analyzer_device(analyzer.port, poll=INTERVAL_MS / 1000)],
+        [http_transport(port)],
+    )
+    first = Agent(config)
+    first.start()
+    wait_for(lambda: first.poller.polled >= 5, 30, "some polls")
+    first.stop(grace_s=1)
+    before = first.next_polls()
+    stopped_at = time.time() * 1000
+    wait_for(lambda: time.time() * 1000 > stopped_at + 4 * INTERVAL_MS, 10, "slots passing")
+    second = Agent(config)
+    second.start()
+    try:
+        second.missed_since(before, "poll skipped: the configuration was being reloaded")
+        assert second.poller.missed_polls >= 4
+        wait_for(lambda: _holes_stored(tmp_path) >= second.poller.missed_polls, 30, "stored")
+    finally:
+        second.stop(grace_s=1)
+    db = sqlite3.connect(tmp_path / "buffer.db")
+    times = sorted(
+        t // INTERVAL_MS
+        for (t,) in db.execute(
+            "SELECT DISTINCT r.time_ms FROM readings r JOIN channels c ON c.id = r.channel "
+            "WHERE c.device = 'stack-analyzer'"
+        )
+    )
+    db.close()
+    assert [s for s in range(times[0], times[-1] + 1) if s not in set(times)] == []
