@@ -77,7 +77,13 @@ def _traced_run(base: Path, durability: str) -> Run:
                 "devices": [analyzer_device(analyzer.port, poll=0.2)],
                 "transports": [
                     http_transport(port, name=HTTP),
-                    {"type": "mqtt", "name": MQTT, "host": "127.0.0.1", "port": broker.port},
+                    {
+                        "type": "mqtt",
+                        "name": MQTT,
+                        "host": "127.0.0.1",
+                        "port": broker.port,
+                        "ack": "broker",  # rule c on PUBACK (warehouse acks: own tests)
+                    },
                 ],
             },
         )
