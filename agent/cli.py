@@ -126,18 +126,6 @@ def _cmd_requeue(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_tt10_export(args: argparse.Namespace) -> int:
-    from agent.config import load_config
-    from agent.transports.tt10.export import export_files, parse_time, pick_transport
-
-    config = load_config(args.config)
-    transport = pick_transport(config.transports, args.transport)
-    start, end = parse_time(args.start, "--from"), parse_time(args.end, "--to")
-    written = export_files(config.buffer.path, transport, start, end, Path(args.out))
-    print(f"{transport.name}: wrote {len(written)} file(s) under {args.out}")
-    return 0
-
-
 def _cmd_probe(args: argparse.Namespace) -> int:
     from agent.config import load_config
     from agent.probe import probe_all, watch
@@ -307,16 +295,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="exit 4 when a transport has been failing longer than this (default 900)",
     )
     p.set_defaults(func=_cmd_status)
-
-    p = sub.add_parser("tt10", help="TT10 text files: export any period again")
-    tsub = p.add_subparsers(dest="tt10_command", required=True, metavar="ACTION")
-    e = tsub.add_parser("export", help="write the files of a time window, rebuilt from the buffer")
-    e.add_argument("--config", required=True)
-    e.add_argument("--from", dest="start", required=True, help="ISO time (UTC+7 unless offset)")
-    e.add_argument("--to", dest="end", required=True, help="ISO time, exclusive")
-    e.add_argument("--out", required=True, help="directory to write the files into")
-    e.add_argument("--transport", help="the tt10 transport's name, if there are several")
-    e.set_defaults(func=_cmd_tt10_export)
 
     p = sub.add_parser(
         "probe",

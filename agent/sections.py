@@ -106,6 +106,10 @@ class TransportSection(Section):
     """``batches``: the sender hands it sealed batches. ``period_files``: it builds files from
     the stored readings in a loop of its own (``agent.transports.PeriodFileTransport``)."""
 
+    status_module: ClassVar[str | None] = None
+    """A ``period_files`` transport's status module: ``gather(conn, section) -> dict`` from a
+    read-only connection to buffer.db, and ``render(dict) -> list[str]`` for ``status``."""
+
     def files(self) -> dict[str, Path]:
         """Files this section names (key -> path), checked by ``config validate``."""
         return {}

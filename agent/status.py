@@ -7,6 +7,7 @@ never migrates or changes the file.
 
 from __future__ import annotations
 
+import importlib
 import os
 import sqlite3
 import time
@@ -82,11 +83,10 @@ def _gather(buffer: Buffer, config: Config) -> dict[str, Any]:
     }
     tz = ZoneInfo(config.station.timezone)
     for t in config.transports:
-        if t.type == "tt10":  # files from stored readings, with a ledger of their own
-            from agent.transports.tt10 import status as tt10_status
-
+        if t.status_module:  # files from stored readings, with a ledger of their own
             with buffer.file.read() as conn:
-                out["transports"].append(tt10_status.gather(conn, t))
+                gathered = importlib.import_module(t.status_module).gather(conn, t)
+            out["transports"].append({**gathered, "status_module": t.status_module})
             continue
         batches, readings, oldest = buffer.ledger.backlog(t.name)
         last = buffer.ledger.last_acked(t.name)
@@ -151,10 +151,8 @@ def render(status: dict[str, Any]) -> str:
         )
     lines.append("transports:")
     for t in status["transports"]:
-        if t["type"] == "tt10":
-            from agent.transports.tt10 import status as tt10_status
-
-            lines.extend(tt10_status.render(t))
+        if t.get("status_module"):
+            lines.extend(importlib.import_module(t["status_module"]).render(t))
             continue
         lines.append(
             f"  {t['name']} ({t['type']}): backlog {t['backlog_batches']} batch(es), "

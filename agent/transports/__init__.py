@@ -11,7 +11,9 @@ Adding a transport: one module defining a config model (subclass of
 ``agent.sections.TransportSection`` with a literal ``type``) and a class implementing
 ``Transport``, plus one line in ``_REGISTRY`` below. A transport whose section says
 ``delivers = "period_files"`` (TT10 text files) implements ``PeriodFileTransport`` instead: it
-builds its files from the stored readings in a loop of its own and keeps its own ledger.
+builds its files from the stored readings in a loop of its own and keeps its own ledger; its
+section names a ``status_module`` for ``station-agent status``, and a command of its own is one
+``station_agent.commands`` entry point (``tt10 export``).
 Modules are imported on first use, so a station loads only the transports it configures (paho
 for MQTT, httpx for HTTPS).
 """

@@ -41,6 +41,7 @@ class Tt10TransportConfig(TransportSection):
     """TT10/2021 text files, one per station and period, pushed over FTP, FTPS or SFTP."""
 
     delivers: ClassVar[Literal["batches", "period_files"]] = "period_files"
+    status_module: ClassVar[str | None] = "agent.transports.tt10.status"
 
     type: Literal["tt10"] = Field(description="Selects this transport.")
     name: str = Field(default="tt10", pattern=NAME_PATTERN, description="Used in logs and status.")
