@@ -17,6 +17,7 @@ _REGISTRY: dict[str, tuple[str, str, str]] = {
     "modbus_tcp": ("drivers.modbus_tcp", "ModbusTcpConfig", "ModbusTcpDriver"),
     "modbus_rtu": ("drivers.modbus_rtu", "ModbusRtuConfig", "ModbusRtuDriver"),
     "serial_line": ("drivers.serial_line", "SerialLineConfig", "SerialLineDriver"),
+    "hj212": ("drivers.hj212", "Hj212Config", "Hj212Driver"),
 }
 
 
