@@ -144,10 +144,9 @@ class TcpServer:
         """The server for (host, port), started on first use; ``session`` joins it."""
         with cls._shared_lock:
             server = cls._shared.get((host, port)) if port else None
-            if server is None:
+            if server is None:  # port 0: a new server on a free port, shared from then on
                 server = cls(host, port, session.config.max_length, session.config.idle_timeout_s)
-                if port:
-                    cls._shared[(host, port)] = server
+                cls._shared[server.key] = server
             if session.config.mn in server.dispatcher.sessions:
                 raise ValueError(f"two devices on {host}:{port} have MN {session.config.mn!r}")
             server.dispatcher.sessions[session.config.mn] = session
@@ -166,10 +165,10 @@ class TcpServer:
     def __init__(self, host: str, port: int, max_length: int, idle_timeout_s: float) -> None:
         self.dispatcher = Dispatcher()
         self.max_length, self.idle_timeout_s = max_length, idle_timeout_s
-        self.key = (host, port)
         self._sock = socket.create_server((host, port))
         self._sock.settimeout(_SLICE_S)
         self.address: tuple[str, int] = self._sock.getsockname()[:2]
+        self.key = (host, self.address[1])
         self._stop = threading.Event()
         self._conns: dict[socket.socket, threading.Thread] = {}
         self._lock = threading.Lock()
