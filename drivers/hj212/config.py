@@ -194,10 +194,20 @@ class Hj212Config(DeviceConfig):
 
     def params_of(self, channel: Hj212Channel) -> list[str]:
         """Every param one channel may produce with this device's ``data``."""
-        out = [channel.param] if channel.realtime and "2011" in self.data else []
+        return [param for param, _ in self.channel_params(channel)]
+
+    def channel_params(self, channel: Hj212Channel) -> list[tuple[str, str]]:
+        """(param, unit) of everything one channel may produce with this device's ``data``."""
+        out = [(channel.param, channel.unit)] if channel.realtime and "2011" in self.data else []
         for cn in self.data:
             if cn != "2011":
-                out += [self.aggregate_name(channel, f, cn) for f in channel.aggregates]
+                out += [
+                    (
+                        self.aggregate_name(channel, f, cn),
+                        channel.cou_unit or channel.unit if f == "Cou" else channel.unit,
+                    )
+                    for f in channel.aggregates
+                ]
         return out
 
 
@@ -222,6 +232,8 @@ def _show_default(info) -> str:
     value = info.get_default(call_default_factory=True)
     if value is None:
         return "—"
+    if isinstance(value, bool):
+        return f"`{str(value).lower()}`"
     if isinstance(value, dict):
         return "see flag table"
     return f"`{value!r}`".replace("'", '"')

@@ -19,9 +19,9 @@ class Hj212Driver:
         self.config = config
         self.name = config.name
         self.channels = [
-            Channel(param, c.cou_unit or c.unit if param.endswith("Cou") else c.unit)
+            Channel(param, unit)
             for c in config.channels
-            for param in config.params_of(c)
+            for param, unit in config.channel_params(c)
         ]
         self.session = Session(config, config.name)
         self._server: TcpServer | None = None
