@@ -212,3 +212,45 @@ def test_a_packet_the_agent_could_not_store_is_not_answered():
         sim.stop()
         driver.stop()
     assert not sim.answered
+
+
+def test_probe_shows_the_packets_and_does_not_answer(tmp_path, capsys):
+    from conftest import write_toml
+
+    from agent.cli import main
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = write_toml(
+        tmp_path / "agent.toml",
+        {
+            "station": {"id": "S-1"},
+            "signing": {"key": "station.key"},
+            "buffer": {"path": "buffer.db"},
+            "devices": [
+                {
+                    "name": "cems",
+                    "driver": "hj212",
+                    "host": "127.0.0.1",
+                    "port": port,
+                    "mn": "MN-P",
+                    "password": "123456",
+                    "time_sync_interval_s": 0,
+                    "channels": [{"code": c, "param": p, "unit": u} for c, (p, u) in CODES.items()],
+                }
+            ],
+            "transports": [{"type": "https", "base_url": "https://warehouse.invalid"}],
+        },
+    )
+    sim = logger("MN-P", count=3, resend_after_s=60).start(f"127.0.0.1:{port}")
+    try:
+        assert main(["probe", "--config", str(config)]) == 0
+    finally:
+        sim.stop()
+    out = capsys.readouterr().out
+    assert "listen on 127.0.0.1" in out and "2 reading(s) decoded (probe: not stored" in out
+    assert "CRC" in out and "no answer" not in out
+    assert "SO2" in out and "Dust" in out
+    assert "codes sent but not configured: a99999" in out
+    assert not sim.answered, "probe answered: the datalogger would drop data the agent never stored"

@@ -65,7 +65,10 @@ class Hj212Driver:
 
     # --- station-agent probe: listen for a while, show what came -------------------------------
     def open(self) -> None:
+        """For probe: listen without answering, so the datalogger keeps its data for the agent."""
         self._probed = []
+        self.session.config = self.config.model_copy(update={"answer": False})
+        self.session.stored_means = "decoded (probe: not stored, not answered)"
         self.start(self._probed.extend)
 
     def close(self) -> None:
@@ -104,7 +107,8 @@ class Hj212Driver:
         for ch in self.channels:
             r = got.get(ch.param)
             if r is None:
-                rows.append(ProbeRow(ch.param, "", None, ch.unit, "02", "not in the packets seen"))
+                # aggregates come every minute/hour/day: not seen yet is not a fault
+                rows.append(ProbeRow(ch.param, "(not sent yet)", None, ch.unit, "-"))
             else:
                 rows.append(ProbeRow(ch.param, "HJ 212", r.value, r.unit, r.status, r.error))
         return rows

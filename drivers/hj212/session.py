@@ -81,6 +81,7 @@ class Session:
         self.deliver: Callable[[list[Reading]], None] | None = None
         self.link: Link | None = None
         self.stored = 0
+        self.stored_means = "stored"  # what happened to delivered readings (probe: decoded)
         self.answers = 0
         self.clock_offset_s: float | None = None
         self._answered: OrderedDict[tuple[str, str, int | None], None] = OrderedDict()
@@ -241,7 +242,9 @@ class Session:
                 self._answered[(packet.qn, packet.cn, pno)] = None
             while len(self._answered) > _REMEMBERED:
                 self._answered.popitem(last=False)
-        outcome = f"{len(readings)} reading(s) stored" if packet.cn in DATA_COMMANDS else "noted"
+        outcome = f"{len(readings)} reading(s) {self.stored_means}"
+        if packet.cn not in DATA_COMMANDS:
+            outcome = "noted"
         self._seen(frame, peer, outcome, self._answer(packet))
 
     def _on_answer(self, frame: Frame, packet: Packet, peer: str) -> None:
