@@ -1,13 +1,14 @@
 """From a data packet to readings: channels, fields, flags -> status, DataTime -> UTC.
 
-Also ``Reassembly``: a message split into PNUM packets (same QN) is put back together before
-it is read, with a bounded number of messages waiting.
+Also ``Reassembly``: the parts of a message split into PNUM packets (same QN) are read as soon
+as the message's DataTime is known, with a bounded number of messages waiting.
 """
 
 from __future__ import annotations
 
 import math
 from collections import OrderedDict
+from dataclasses import dataclass, field
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -99,46 +100,57 @@ class ReadingMaker:
         return status, None if flag == "N" else f"HJ 212 flag {flag}"
 
 
+@dataclass
+class _Message:
+    pnum: int
+    data_time: str | None = None
+    seen: set[int] = field(default_factory=set)
+    held: dict[int, tuple[Packet, CpData]] = field(default_factory=dict)
+
+
 class Reassembly:
-    """Collects the packets of split messages (PNUM/PNO, same MN and QN) until each is whole."""
+    """Parts of split messages (PNUM/PNO, same MN, QN and CN).
+
+    A part is readable as soon as the message's ``DataTime`` is known (from this part or an
+    earlier one); a part that comes before it waits (at most ``limit`` messages wait, the
+    oldest is given up first). When the last part came, every waiting part is released.
+    """
 
     def __init__(self, limit: int = MAX_WAITING_MESSAGES) -> None:
         self.limit = limit
-        self._waiting: OrderedDict[tuple[str, str | None, str], dict[int, Packet]] = OrderedDict()
+        self._waiting: OrderedDict[tuple[str, str | None, str], _Message] = OrderedDict()
 
-    def add(self, packet: Packet) -> tuple[Packet | None, str | None]:
-        """(the whole message when this packet completes it, or None; a dropped message's
-        description when an older one had to be given up)."""
+    def add(self, packet: Packet) -> tuple[list[tuple[Packet, CpData]], str | None]:
+        """(the parts readable now, each with its CP and DataTime; a given-up message's
+        description or None). PacketError if PNUM/PNO are wrong."""
         check_parts(packet)
+        cp = parse_cp(packet.cp)
         if not packet.split:
-            return packet, None
+            return [(packet, cp)], None
         key = (packet.mn, packet.qn, packet.cn)
-        parts = self._waiting.setdefault(key, {})
-        parts[packet.pno] = packet  # a part sent twice replaces itself
-        dropped = None
-        if len(parts) == packet.pnum:
+        message = self._waiting.get(key)
+        if message is None:
+            message = self._waiting[key] = _Message(packet.pnum)
+        message.seen.add(packet.pno)
+        message.data_time = message.data_time or cp.data_time
+        message.held[packet.pno] = (packet, cp)  # a part sent twice replaces itself
+        ready: list[tuple[Packet, CpData]] = []
+        if message.data_time or len(message.seen) >= message.pnum:
+            for pno in sorted(message.held):
+                part, part_cp = message.held[pno]
+                time = part_cp.data_time or message.data_time
+                ready.append((part, CpData(time, part_cp.values, part_cp.other)))
+            message.held.clear()
+        if len(message.seen) >= message.pnum:
             del self._waiting[key]
-            ordered = [parts[i] for i in sorted(parts)]
-            cp = ";".join(p.cp.strip(";") for p in ordered)
-            first = ordered[0]
-            whole = Packet(
-                cn=first.cn,
-                mn=first.mn,
-                qn=first.qn,
-                st=first.st,
-                pw=first.pw,
-                flag=first.flag,
-                pnum=None,
-                pno=None,
-                cp=cp,
-                header=first.header,
-            )
-            return whole, None
+        dropped = None
         if len(self._waiting) > self.limit:
             (_, qn, cn), old = self._waiting.popitem(last=False)
-            total = next(iter(old.values())).pnum
-            dropped = f"split message QN={qn} CN={cn}: only {len(old)} of {total} part(s) came"
-        return None, dropped
+            dropped = (
+                f"split message QN={qn} CN={cn}: {len(old.seen)} of {old.pnum} part(s) came, "
+                f"{len(old.held)} not readable without DataTime"
+            )
+        return ready, dropped
 
     def waiting(self) -> int:
         return len(self._waiting)

@@ -219,14 +219,16 @@ class Session:
             self._seen(frame, peer, "duplicate (stored before)", self._answer(packet))
             return
         try:
-            whole, dropped = self.reassembly.add(packet)
+            ready, dropped = self.reassembly.add(packet)
             if dropped:
                 self.counts["incomplete_message"] += 1
                 event(logging.WARNING, "hj212_message_dropped", device=self.device, detail=dropped)
-            if whole is None:
-                self._seen(frame, peer, f"part {packet.pno} of {packet.pnum}", None)
+            if not ready:
+                self._seen(
+                    frame, peer, f"part {packet.pno} of {packet.pnum}: waits for DataTime", None
+                )
                 return
-            readings = self.maker.readings(whole)
+            readings = [r for part, cp in ready for r in self.maker.readings(part, cp)]
         except PacketError as exc:
             self.on_packet_fault("bad_data", str(exc), frame, peer)
             return
@@ -237,11 +239,11 @@ class Session:
                 self.on_packet_fault("not_stored", str(exc), frame, peer)
                 return
             self.stored += len(readings)
-        if packet.qn:
-            for pno in range(1, packet.pnum + 1) if packet.split else [packet.pno]:
-                self._answered[(packet.qn, packet.cn, pno)] = None
-            while len(self._answered) > _REMEMBERED:
-                self._answered.popitem(last=False)
+        for part, _ in ready:
+            if part.qn:
+                self._answered[(part.qn, part.cn, part.pno)] = None
+        while len(self._answered) > _REMEMBERED:
+            self._answered.popitem(last=False)
         outcome = f"{len(readings)} reading(s) {self.stored_means}"
         if packet.cn not in DATA_COMMANDS:
             outcome = "noted"
