@@ -38,22 +38,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from simulators.hj212_wire import Reader, fields, packet
+from simulators.hj212_wire import FAULTS, Reader, fields, packet, spoil
 
-FAULTS = (
-    "garbage",
-    "bad-crc",
-    "truncated",
-    "split",
-    "merged",
-    "wrong-length",
-    "oversize",
-    "duplicate",
-    "wrong-password",
-    "unknown-mn",
-    "no-flag",
-)
-GARBAGE = b"\x00\xffAT+CSQ\r\n\x8f"
 DEFAULT_POLLUTANTS = {"a21026": 35.0, "a21002": 60.0, "a34013": 8.0, "a01012": 120.0}
 
 
@@ -139,35 +125,6 @@ class Datalogger:
         )
         return Sent(qn, cn, data_time, values, segment)
 
-    def _faulty(self, fault: str | None, sent: Sent) -> list[bytes]:
-        """The writes that carry ``sent`` under ``fault`` (a packet spoilt without its good copy
-        following is re-sent when its answer does not come)."""
-        good = packet(sent.segment)
-        if fault is None:
-            return [good]
-        if fault == "garbage":
-            return [GARBAGE, good]
-        if fault == "bad-crc":
-            return [good[:-6] + (b"0000" if not good[:-2].endswith(b"0000") else b"1111") + b"\r\n"]
-        if fault == "truncated":
-            return [good[: len(good) // 2], good]
-        if fault == "split":
-            third = len(good) // 3
-            return [good[:third], good[third : 2 * third], good[2 * third :]]
-        if fault == "wrong-length":
-            return [b"##%04d" % (int(good[2:6]) + 7) + good[6:], good]
-        if fault == "oversize":
-            return [b"##9000" + b"x" * 20, good]
-        if fault == "duplicate":
-            return [good, good]
-        if fault == "wrong-password":
-            return [packet(sent.segment.replace(f"PW={self.password}", "PW=bad000")), good]
-        if fault == "unknown-mn":
-            return [packet(sent.segment.replace(f"MN={self.mn}", "MN=NOBODY")), good]
-        if fault == "no-flag":
-            return [packet(sent.segment.replace("Flag=5;", ""))]  # no answer will come
-        raise ValueError(f"unknown fault {fault!r} (known: {', '.join(FAULTS)})")
-
     def send_data(self, cn: str = "2011") -> Sent:
         """Send one data packet now (with the next queued fault)."""
         with self._lock:
@@ -182,7 +139,7 @@ class Datalogger:
                 self._held += packet(sent.segment)
                 writes: list[bytes] = []
             else:
-                writes = self._faulty(fault, sent)
+                writes = spoil(fault, sent.segment, self.password, self.mn)
                 if self._held:
                     writes = [self._held + writes[0], *writes[1:]]
                     self._held = b""
@@ -264,52 +221,6 @@ class Datalogger:
                 self.on_segment(segment)
         self._conn = None
 
-    def _socket_loop(self, make: Callable[[], socket.socket | None]) -> None:
-        while not self._stop.is_set():
-            sock = make()
-            if sock is None:
-                self._stop.wait(0.2)
-                continue
-            sock.settimeout(0.2)
-
-            def read(sock: socket.socket = sock) -> bytes | None:
-                try:
-                    return sock.recv(65536) or None
-                except TimeoutError:
-                    return b""
-                except OSError:
-                    return None
-
-            with contextlib.closing(sock):
-                self._serve(read, sock.sendall)
-
-    def _pty_loop(self, link: Path) -> None:
-        master, slave = os.openpty()
-        tty.setraw(master)
-        tty.setraw(slave)
-        with contextlib.suppress(FileNotFoundError):
-            link.unlink()
-        link.symlink_to(os.ttyname(slave))
-        os.set_blocking(master, False)
-
-        def read() -> bytes | None:
-            import select
-
-            ready, _, _ = select.select([master], [], [], 0.2)
-            if not ready:
-                return b""
-            try:
-                return os.read(master, 65536)
-            except OSError:
-                return b""  # no reader on the slave side yet
-
-        try:
-            self._serve(read, lambda data: os.write(master, data) and None)
-        finally:
-            link.unlink(missing_ok=True)
-            os.close(master)
-            os.close(slave)
-
     def _sender(self) -> None:
         sent = 0
         while not self._stop.wait(self.interval_s):
@@ -335,7 +246,7 @@ class Datalogger:
                 except OSError:
                     return None
 
-            target: Callable[[], None] = lambda: self._socket_loop(dial)  # noqa: E731
+            target: Callable[[], None] = lambda: _socket_loop(self, dial)  # noqa: E731
         elif listen is not None:
             server = socket.create_server(("127.0.0.1", listen))
             server.settimeout(0.2)
@@ -347,9 +258,9 @@ class Datalogger:
                 except (TimeoutError, OSError):
                     return None
 
-            target = lambda: self._socket_loop(accept)  # noqa: E731
+            target = lambda: _socket_loop(self, accept)  # noqa: E731
         elif link:
-            target = lambda: self._pty_loop(Path(link))  # noqa: E731
+            target = lambda: _pty_loop(self, Path(link))  # noqa: E731
         else:
             raise ValueError("give connect, listen or link")
         for fn in (target, self._sender):
@@ -385,6 +296,56 @@ class Datalogger:
             self.flags[words[1]] = words[2]
             return f"{words[1]} flag {words[2]}"
         return "commands: fault NAME (" + ", ".join(FAULTS) + "), flag CODE LETTER, help"
+
+
+def _socket_loop(logger: Datalogger, make: Callable[[], socket.socket | None]) -> None:
+    """Serve connections one after the other (dialled or accepted) until the logger stops."""
+    while not logger._stop.is_set():
+        sock = make()
+        if sock is None:
+            logger._stop.wait(0.2)
+            continue
+        sock.settimeout(0.2)
+
+        def read(sock: socket.socket = sock) -> bytes | None:
+            try:
+                return sock.recv(65536) or None
+            except TimeoutError:
+                return b""
+            except OSError:
+                return None
+
+        with contextlib.closing(sock):
+            logger._serve(read, sock.sendall)
+
+
+def _pty_loop(logger: Datalogger, link: Path) -> None:
+    """Serve a pseudo-terminal whose slave side ``link`` points to."""
+    master, slave = os.openpty()
+    tty.setraw(master)
+    tty.setraw(slave)
+    with contextlib.suppress(FileNotFoundError):
+        link.unlink()
+    link.symlink_to(os.ttyname(slave))
+    os.set_blocking(master, False)
+
+    def read() -> bytes | None:
+        import select
+
+        ready, _, _ = select.select([master], [], [], 0.2)
+        if not ready:
+            return b""
+        try:
+            return os.read(master, 65536)
+        except OSError:
+            return b""  # no reader on the slave side yet
+
+    try:
+        logger._serve(read, lambda data: os.write(master, data) and None)
+    finally:
+        link.unlink(missing_ok=True)
+        os.close(master)
+        os.close(slave)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,11 +1,26 @@
 """The simulated datalogger's own HJ 212 wire code, written apart from the driver's (so each
-checks the other): Appendix A CRC, packets, and a forgiving reader of what the agent sends."""
+checks the other): Appendix A CRC, packets, a forgiving reader of what the agent sends, and the
+faults a datalogger's packets can suffer on the way (``spoil``)."""
 
 from __future__ import annotations
 
 import re
 
 _FRAME = re.compile(rb"##(\d{4})")
+FAULTS = (
+    "garbage",
+    "bad-crc",
+    "truncated",
+    "split",
+    "merged",
+    "wrong-length",
+    "oversize",
+    "duplicate",
+    "wrong-password",
+    "unknown-mn",
+    "no-flag",
+)
+GARBAGE = b"\x00\xffAT+CSQ\r\n\x8f"
 
 
 def crc16(data: bytes) -> int:
@@ -66,3 +81,33 @@ class Reader:
                 out.append(seg.decode("latin-1"))
             else:
                 self.bad += 1
+
+
+def spoil(fault: str | None, segment: str, password: str, mn: str) -> list[bytes]:
+    """The writes that carry ``segment`` under ``fault`` (a packet spoilt without its good copy
+    following is re-sent when its answer does not come)."""
+    good = packet(segment)
+    if fault is None:
+        return [good]
+    if fault == "garbage":
+        return [GARBAGE, good]
+    if fault == "bad-crc":
+        return [good[:-6] + (b"0000" if not good[:-2].endswith(b"0000") else b"1111") + b"\r\n"]
+    if fault == "truncated":
+        return [good[: len(good) // 2], good]
+    if fault == "split":
+        third = len(good) // 3
+        return [good[:third], good[third : 2 * third], good[2 * third :]]
+    if fault == "wrong-length":
+        return [b"##%04d" % (int(good[2:6]) + 7) + good[6:], good]
+    if fault == "oversize":
+        return [b"##9000" + b"x" * 20, good]
+    if fault == "duplicate":
+        return [good, good]
+    if fault == "wrong-password":
+        return [packet(segment.replace(f"PW={password}", "PW=bad000")), good]
+    if fault == "unknown-mn":
+        return [packet(segment.replace(f"MN={mn}", "MN=NOBODY")), good]
+    if fault == "no-flag":
+        return [packet(segment.replace("Flag=5;", ""))]  # no answer will come
+    raise ValueError(f"unknown fault {fault!r} (known: {', '.join(FAULTS)})")

@@ -254,3 +254,31 @@ def test_probe_shows_the_packets_and_does_not_answer(tmp_path, capsys):
     assert "SO2" in out and "Dust" in out
     assert "codes sent but not configured: a99999" in out
     assert not sim.answered, "probe answered: the datalogger would drop data the agent never stored"
+
+
+def test_the_simulator_command_takes_faults_and_flags_at_run_time():
+    import subprocess
+    import sys
+
+    from conftest import ROOT, agent_env
+
+    driver = Hj212Driver(device("cli-sim", "MN-R"))
+    got: list[Reading] = []
+    driver.start(got.extend)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "simulators.hj212", "--connect", f"127.0.0.1:{driver.address[1]}",
+         "--mn", "MN-R", "--interval", "0.2", "--pollutants", "a21026:35,a34013:8"],
+        cwd=ROOT, env=agent_env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        wait_for(lambda: got, 20, "the first readings")
+        proc.stdin.write("fault bad-crc\nflag a21026 C\n")
+        proc.stdin.flush()
+        wait_for(lambda: driver.counts.get("bad_crc"), 20, "the bad CRC counted")
+        wait_for(lambda: any(r.status == "01" for r in got), 20, "a calibration reading")
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=20)
+        driver.stop()
+    assert "next packet: bad-crc" in out and "a21026 flag C" in out
+    assert all(r.param in ("SO2", "Dust") for r in got)
