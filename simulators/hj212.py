@@ -186,13 +186,13 @@ class Datalogger:
 
     def _reconnected(self) -> None:
         """A new connection: send again what waits for an answer, and (a datalogger that
-        re-sends its recent history) the last ``resend_on_reconnect`` packets."""
+        re-sends its recent history) the last ``resend_on_reconnect`` answered packets."""
         self.connections += 1
         with self._lock:
             again = []
             if self.connections > 1 and self.resend_on_reconnect:
-                recent = self.sent[-self.resend_on_reconnect :]
-                again = [s for s in recent if s.qn not in self.waiting]
+                answered = [s for s in self.sent if s.qn in self.answered]
+                again = answered[-self.resend_on_reconnect :]
             for sent in [*again, *self.waiting.values()]:
                 sent.tries += 1
                 sent.last_sent = time.monotonic()

@@ -151,8 +151,8 @@ def test_kill_9_mid_stream_loses_nothing_answered_and_doubles_nothing(
         "transports": [http_transport(http, backoff_initial_s=0.1, backoff_max_s=0.5)],
     }
     config_path = write_toml(tmp_path / "agent.toml", data)
-    # a datalogger that re-sends its last 30 packets after every reconnect (many do): packets
-    # the killed agent had already stored and answered come again to a fresh process
+    # a datalogger that re-sends its last 30 answered packets after every reconnect (many do):
+    # packets the killed agent had stored and answered come again to a fresh process
     sim = datalogger(400, resend_after_s=1.0, resend_on_reconnect=30)
     proc = _start_agent(config_path)
     try:
@@ -169,6 +169,7 @@ def test_kill_9_mid_stream_loses_nothing_answered_and_doubles_nothing(
         _out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert sim.connections >= 2
+    assert sum(s.tries > 1 for s in sim.sent if s.qn in answered_before_kill) >= 30
     stored = buffer_readings(tmp_path / "buffer.db")
     wait_for(
         lambda: warehouse_readings(warehouse.jws_list(station_id)) == stored,
