@@ -98,6 +98,7 @@ class Datalogger:
         self._stop = threading.Event()
         self._conn: Callable[[bytes], None] | None = None
         self._threads: list[threading.Thread] = []
+        self._closing: list[socket.socket] = []  # a listening socket, closed by stop()
 
     # --- the packets ---------------------------------------------------------------------------
     def _qn(self) -> str:
@@ -249,6 +250,7 @@ class Datalogger:
             target: Callable[[], None] = lambda: _socket_loop(self, dial)  # noqa: E731
         elif listen is not None:
             server = socket.create_server(("127.0.0.1", listen))
+            self._closing.append(server)
             server.settimeout(0.2)
             self.port = server.getsockname()[1]
 
@@ -273,6 +275,8 @@ class Datalogger:
         self._stop.set()
         for thread in self._threads:
             thread.join(5)
+        for sock in self._closing:
+            sock.close()
 
     def record(self) -> dict:
         """What was sent and answered, as JSON-ready data."""

@@ -46,10 +46,7 @@ def logger(mn: str, **extra) -> Datalogger:
         mn,
         "123456",
         {"a21026": 35.0, "a34013": 8.0, "a99999": 1.0},
-        interval_s=0.05,
-        time_step_s=60,
-        start_time=START,
-        **extra,
+        **{"interval_s": 0.05, "time_step_s": 60, "start_time": START, **extra},
     )
 
 
@@ -282,3 +279,60 @@ def test_the_simulator_command_takes_faults_and_flags_at_run_time():
         driver.stop()
     assert "next packet: bad-crc" in out and "a21026 flag C" in out
     assert all(r.param in ("SO2", "Dust") for r in got)
+
+
+def test_client_and_serial_reconnect_after_the_datalogger_restarts(tmp_path: Path):
+    first = logger("MN-K", count=3).start(listen=0)
+    port = first.port
+    client = Hj212Driver(device("client", "MN-K", mode="client", port=port, reconnect_s=0.2))
+    link = tmp_path / "ttyHJ1"
+    first_serial = logger("MN-L", count=3).start(link=str(link))
+    wait_for(link.exists, 10, "the pty")
+    serial_driver = Hj212Driver(
+        device("serial", "MN-L", mode="serial", serial_port=str(link), reconnect_s=0.2)
+    )
+    got: list[Reading] = []
+    client.start(got.extend)
+    serial_driver.start(got.extend)
+    second = second_serial = None
+    try:
+        wait_for(lambda: len(first.answered) == 3, 30, "the first datalogger answered")
+        wait_for(lambda: len(first_serial.answered) == 3, 30, "the first serial one answered")
+        first.stop()
+        first_serial.stop()  # the pty and its link vanish
+        second = logger("MN-K", count=3, start_time=START.replace(hour=9)).start(listen=port)
+        second_serial = logger("MN-L", count=3, start_time=START.replace(hour=9))
+        second_serial.start(link=str(link))
+        wait_for(lambda: len(second.answered) == 3, 30, "the restarted datalogger answered")
+        wait_for(lambda: len(second_serial.answered) == 3, 30, "the new pty answered")
+    finally:
+        for sim in (first, first_serial, second, second_serial):
+            if sim is not None:
+                sim.stop()
+        client.stop()
+        serial_driver.stop()
+    assert len(got) == 4 * 3 * 2
+
+
+def test_connections_are_bounded_and_a_silent_one_is_closed():
+    from drivers.hj212.links import MAX_CONNECTIONS
+
+    driver = Hj212Driver(device("bounded", "MN-B2", idle_timeout_s=1.0))
+    driver.start(lambda readings: None)
+    socks = []
+    try:
+        for _ in range(MAX_CONNECTIONS):
+            socks.append(socket.create_connection(driver.address, timeout=10))
+        wait_for(lambda: driver._server.connections() == MAX_CONNECTIONS, 20, "all accepted")
+        extra = socket.create_connection(driver.address, timeout=10)
+        assert extra.recv(16) == b"", "a connection over the limit was kept"
+        assert driver._server.refused == 1
+        extra.close()
+        # silent for idle_timeout_s: every connection is closed by the agent
+        for sock in socks:
+            assert sock.recv(16) == b""
+        wait_for(lambda: driver._server.connections() == 0, 20, "the silent connections closed")
+    finally:
+        for sock in socks:
+            sock.close()
+        driver.stop()
