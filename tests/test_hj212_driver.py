@@ -102,7 +102,14 @@ def test_client_mode_keeps_the_dataloggers_clock_right():
     sim.clock_offset_s = 300.0  # five minutes fast
     sim.start(listen=0)
     driver = Hj212Driver(
-        device("client", "MN-C", mode="client", port=sim.port, time_sync_interval_s=3600)
+        device(
+            "client",
+            "MN-C",
+            mode="client",
+            port=sim.port,
+            time_sync_interval_s=3600,
+            request_realtime=True,
+        )
     )
     got: list[Reading] = []
     driver.start(got.extend)
@@ -112,7 +119,7 @@ def test_client_mode_keeps_the_dataloggers_clock_right():
     finally:
         driver.stop()
         sim.stop()
-    assert sim.commands[:2] == ["1011", "1012"]
+    assert sim.commands[:3] == ["2011", "1011", "1012"]  # real-time asked for, clock read, set
     assert driver.counts["clock_set"] == 1
     assert abs(driver.session.clock_offset_s - 300) < 5
     assert as_set(got) == expected_readings("client", sim, sim.answered)

@@ -72,8 +72,10 @@ def sent_readings(sim: Datalogger, qns: set[str]) -> Counter:
             continue
         t = datetime.strptime(sent.time, "%Y%m%d%H%M%S").replace(tzinfo=ZONE)
         ms = int(t.astimezone(UTC).timestamp() * 1000)
+        period = {"2011": None, "2051": "minute", "2061": "hour"}[sent.cn]
         for code, (value, flag) in sent.values.items():
             param, unit = CODES[code]
+            param = f"{param}_Avg_{period}" if period else param
             out[("cems", param, unit, ms, value, FLAG_STATUS[flag])] = 1
     return out
 
@@ -93,18 +95,19 @@ def test_values_and_statuses_reach_the_warehouse_as_sent(
     )
     agent = Agent(config)
     agent.start()
-    sim = datalogger(60)
+    sim = datalogger(60, minute_every=5, hour_every=30)
     try:
         sim.start(f"127.0.0.1:{agent.drivers[0].address[1]}")
         wait_for(lambda: len(sim.sent) >= 20, 30, "20 packets")
         sim.command("flag a21002 C")  # calibration, switched at run time
         sim.command("flag a34013 D")
-        wait_for(lambda: len(sim.sent) == 60 and not sim.waiting, 60, "every packet answered")
+        wait_for(lambda: len(sim.sent) == 74 and not sim.waiting, 60, "every packet answered")
     finally:
         sim.stop()
         agent.stop(grace_s=5)
     expected = sent_readings(sim, sim.answered)
     assert {k[5] for k in expected} == {"00", "01", "02"}
+    assert {"SO2", "SO2_Avg_minute", "SO2_Avg_hour"} <= {k[1] for k in expected}
     wait_for(
         lambda: warehouse_readings(warehouse.jws_list(station_id)) == expected,
         30,
