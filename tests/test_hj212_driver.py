@@ -343,3 +343,15 @@ def test_connections_are_bounded_and_a_silent_one_is_closed():
         for sock in socks:
             sock.close()
         driver.stop()
+
+
+def test_probe_without_any_packet_says_so(tmp_path, capsys, monkeypatch):
+    import drivers.hj212.driver as hj212_driver
+
+    monkeypatch.setattr(hj212_driver, "PROBE_WAIT_S", 0.5)
+    driver = Hj212Driver(device("silent", "MN-Q"))
+    from agent.probe import probe_device, render
+
+    plan, rows = probe_device(driver)
+    assert all(r.error == "no data packet with MN MN-Q in 0.5 s" for r in rows)
+    assert "every channel: no data packet" in render("silent", "hj212", plan, rows)

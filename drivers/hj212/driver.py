@@ -102,6 +102,9 @@ class Hj212Driver:
         deadline = time.monotonic() + PROBE_WAIT_S
         while not self._probed and time.monotonic() < deadline:
             time.sleep(0.1)
+        if not self._probed:
+            error = f"no data packet with MN {self.config.mn} in {PROBE_WAIT_S:g} s"
+            return [ProbeRow(ch.param, "", None, ch.unit, "02", error) for ch in self.channels]
         got = {r.param: r for r in self._probed}
         rows = []
         for ch in self.channels:
