@@ -94,6 +94,7 @@ class Datalogger:
         self.connections = 0
         self._held = b""  # a "merged" packet waiting for the next
         self._seq = 0
+        self._last_qn = 0
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._conn: Callable[[bytes], None] | None = None
@@ -102,9 +103,12 @@ class Datalogger:
 
     # --- the packets ---------------------------------------------------------------------------
     def _qn(self) -> str:
+        """A request id as dataloggers make it (local time to the millisecond), never reused."""
         self._seq += 1
         now = datetime.now(self.zone)
-        return f"{now:%Y%m%d%H%M%S}{self._seq % 1000:03d}"
+        qn = int(f"{now:%Y%m%d%H%M%S}{now.microsecond // 1000:03d}")
+        self._last_qn = max(qn, self._last_qn + 1)
+        return str(self._last_qn)
 
     def _data_segment(self, cn: str, when: datetime) -> Sent:
         field_name = "Rtd" if cn == "2011" else "Avg"

@@ -2,7 +2,7 @@
 
 An answer (CN 9014) is sent only after ``deliver`` returned, i.e. once the readings are
 committed: a datalogger that got its answer may forget the data. A packet re-sent after a lost
-answer (same QN, CN, PNO) is answered again but not delivered twice. The agent reads the
+answer (same QN, CN, PNO and CP) is answered again but not delivered twice. The agent reads the
 datalogger's clock (CN 1011) on connect and every ``time_sync_interval_s`` and sets it
 (CN 1012) when it is off by more than ``max_clock_drift_s``, or when the datalogger asks
 (CN 1013). Every fault is counted in ``counts`` by reason and logged.
@@ -67,6 +67,12 @@ class Seen:
     reply: str | None
 
 
+def _resend_key(packet: Packet) -> tuple[str, str, int | None, int]:
+    """What makes a packet the same packet sent again: QN, CN, PNO and the same CP content
+    (a datalogger reusing a QN for other data is not taken for a re-send)."""
+    return (packet.qn or "", packet.cn, packet.pno, hash(packet.cp))
+
+
 class Session:
     """The protocol state of one configured datalogger; thread-safe."""
 
@@ -84,7 +90,7 @@ class Session:
         self.stored_means = "stored"  # what happened to delivered readings (probe: decoded)
         self.answers = 0
         self.clock_offset_s: float | None = None
-        self._answered: OrderedDict[tuple[str, str, int | None], None] = OrderedDict()
+        self._answered: OrderedDict[tuple[str, str, int | None, int], None] = OrderedDict()
         self._commands: OrderedDict[str, str] = OrderedDict()  # QN -> CN we sent
         self._st = "91"
         self._next_sync = 0.0
@@ -212,7 +218,7 @@ class Session:
         return None
 
     def _on_data(self, frame: Frame, packet: Packet, peer: str) -> None:
-        key = (packet.qn, packet.cn, packet.pno) if packet.qn else None
+        key = _resend_key(packet) if packet.qn else None
         if key is not None and key in self._answered:
             self.counts["duplicate"] += 1
             event(logging.INFO, "hj212_duplicate", device=self.device, qn=packet.qn, cn=packet.cn)
@@ -241,7 +247,7 @@ class Session:
             self.stored += len(readings)
         for part, _ in ready:
             if part.qn:
-                self._answered[(part.qn, part.cn, part.pno)] = None
+                self._answered[_resend_key(part)] = None
         while len(self._answered) > _REMEMBERED:
             self._answered.popitem(last=False)
         outcome = f"{len(readings)} reading(s) {self.stored_means}"
