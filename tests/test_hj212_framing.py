@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-import tracemalloc
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -177,15 +176,15 @@ def test_arbitrary_bytes_never_crash_and_memory_stays_bounded(data, cuts):
 
 
 def test_time_and_memory_per_byte_are_bounded():
-    """1 MB of near-miss input (headers that never complete) is split in linear time."""
+    """1 MB of near-miss input (headers that never complete) is split in linear time, holding
+    at most one frame plus one read (CPU of this thread only: the suite runs other threads)."""
     nasty = (b"##0999" + b"x" * 500 + b"\r\n") * 1500 + b"##" * 20000 + b"#0" * 20000
     splitter = Splitter()
-    tracemalloc.start()
-    started = time.process_time()
+    started = time.thread_time()
     for i in range(0, len(nasty), 4096):
         splitter.feed(nasty[i : i + 4096])
-    elapsed = time.process_time() - started
-    peak = tracemalloc.get_traced_memory()[1]
-    tracemalloc.stop()
+        assert splitter.pending() <= 6 + 1024 + 6 + 4096
+    elapsed = time.thread_time() - started
     assert elapsed < 20, f"{len(nasty)} bytes took {elapsed:.1f} s of CPU"
-    assert peak < 2_000_000, f"peak {peak} bytes held"
+    faults = splitter.close()
+    assert all(len(f.raw) <= 6 + 1024 + 6 + 4096 for f in faults)

@@ -99,10 +99,10 @@ def test_arbitrary_segments_give_readings_or_a_packet_error(segment):
 )
 def test_a_worst_case_segment_is_parsed_in_bounded_time(body):
     segment = (HEAD.format(cn="2011", flag="5") + "CP=&&DataTime=20240101120000;" + body)[:9990]
-    started = time.process_time()
+    started = time.thread_time()
     for _ in range(20):
         _check((segment + "&&").encode())
-    assert time.process_time() - started < 10
+    assert time.thread_time() - started < 10
 
 
 class _Link:
