@@ -216,6 +216,12 @@ def _add_plugin_commands(sub: argparse._SubParsersAction) -> None:
             )
 
 
+def _cmd_hj212(args: argparse.Namespace) -> int:
+    from agent.hj212_cli import run
+
+    return run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="station-agent",
@@ -296,6 +302,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--function", default="holding", choices=["holding", "input", "coil", "discrete"]
     )
     p.set_defaults(func=_cmd_scan)
+
+    from agent.hj212_cli import add_arguments
+
+    p = sub.add_parser("hj212", help="HJ 212 datalogger tools: decode a pasted packet")
+    add_arguments(p)
+    p.set_defaults(func=_cmd_hj212)
     return parser
 
 
