@@ -138,8 +138,8 @@ def _cmd_tt10_export(args: argparse.Namespace) -> int:
 
 def _cmd_probe(args: argparse.Namespace) -> int:
     from agent.config import load_config
-    from agent.probe import probe_device, render
-    from drivers import Driver, make_driver
+    from agent.probe import can_probe, probe_device, render
+    from drivers import make_driver
 
     config = load_config(args.config)
     devices = [d for d in config.devices if args.device in (None, d.name)]
@@ -149,10 +149,10 @@ def _cmd_probe(args: argparse.Namespace) -> int:
     failed = False
     for index, device in enumerate(devices):
         driver = make_driver(device)
-        if not isinstance(driver, Driver):
+        if not can_probe(driver):
             raise AgentError(
-                f"{args.config}: device {device.name!r} ({device.driver}) pushes its readings; "
-                "probe reads polled devices only"
+                f"{args.config}: device {device.name!r} ({device.driver}) pushes its readings "
+                "and its driver cannot be probed"
             )
         plan, rows = probe_device(driver)
         failed = failed or any(r.error for r in rows)

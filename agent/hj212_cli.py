@@ -56,12 +56,14 @@ def run(args: argparse.Namespace) -> int:
 
 def _maker(config_path: str, device: str | None):
     from agent.config import load_config
+    from drivers.hj212.config import Hj212Config
     from drivers.hj212.readings import ReadingMaker
 
     config = load_config(config_path)
-    devices = [d for d in config.devices if d.driver == "hj212" and device in (None, d.name)]
+    hj212 = [d for d in config.devices if isinstance(d, Hj212Config)]
+    devices = [d for d in hj212 if device in (None, d.name)]
     if len(devices) != 1:
-        names = ", ".join(d.name for d in config.devices if d.driver == "hj212") or "none"
+        names = ", ".join(d.name for d in hj212) or "none"
         raise AgentError(f"{config_path}: name one HJ 212 device with --device (have: {names})")
     return ReadingMaker(devices[0], devices[0].name)
 

@@ -1,21 +1,43 @@
 """``station-agent probe``: read every channel of configured devices once and show the wire.
 
-Works for any driver: one implementing ``Probeable`` shows its request plan and raw data; any
-other is read with ``read()`` and shown without them.
+Works for any polled driver: one implementing ``Probeable`` shows its request plan and raw
+data; any other is read with ``read()`` and shown without them. A listening driver is probed
+when it implements ``Probeable`` and ``open``/``close`` (HJ 212: listen a while, show what came).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from typing import Protocol, TypeGuard, runtime_checkable
 
 from core.errors import DeviceError
-from drivers.base import Driver, Probeable, ProbeRow
+from drivers.base import Channel, Driver, Probeable, ProbeRow
 
 COLUMNS = ("channel", "raw", "value", "unit", "status", "error")
 
 
-def probe_device(driver: Driver) -> tuple[list[str], list[ProbeRow]]:
+@runtime_checkable
+class Openable(Protocol):
+    """What probe opens and closes: every polled driver, and listening drivers that can be
+    probed."""
+
+    name: str
+    channels: list[Channel]
+
+    def open(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def can_probe(driver: object) -> TypeGuard[Openable]:
+    """Whether ``probe_device`` can show this driver: polled, or probeable and openable."""
+    return isinstance(driver, Driver) or (
+        isinstance(driver, Probeable) and isinstance(driver, Openable)
+    )
+
+
+def probe_device(driver: Openable) -> tuple[list[str], list[ProbeRow]]:
     """(request plan lines, one row per channel) for one device; never raises DeviceError."""
     time_ms = int(time.time() * 1000)
     try:
@@ -26,6 +48,8 @@ def probe_device(driver: Driver) -> tuple[list[str], list[ProbeRow]]:
         if isinstance(driver, Probeable):
             rows = driver.probe(time_ms)
             return driver.plan(), rows  # after the read: the plan it learned from the device
+        if not isinstance(driver, Driver):
+            raise TypeError(f"{driver.name}: neither probeable nor polled")
         try:
             readings = driver.read(time_ms)
         except DeviceError as exc:

@@ -58,7 +58,7 @@ def encode(segment: str | bytes) -> bytes:
     return b"%s%04d%s%04X%s" % (HEADER, len(data), data, crc16(data), TRAILER)
 
 
-def show(raw: bytes, limit: int = 120) -> str:
+def show(raw: bytes | bytearray, limit: int = 120) -> str:
     """Bytes quoted for a log line or a technician: text as is, the rest as escapes."""
     text = repr(bytes(raw[:limit]))[2:-1]
     return text + (f"... ({len(raw)} bytes)" if len(raw) > limit else "")

@@ -321,7 +321,7 @@ class SerialPort:
                     return None
 
             try:
-                link = _SerialLink(port, cfg.serial_port)
+                link = _SerialLink(port, cfg.serial_port or "")
                 self.session.on_link(link)
                 # a serial line is never "idle closed": dataloggers may send once an hour
                 pump(read, link, self.dispatcher, cfg.max_length, float("inf"), self._stop)

@@ -121,7 +121,8 @@ def check_parts(packet: Packet) -> None:
     """PNUM/PNO make sense (1 <= PNO <= PNUM <= MAX_PARTS)."""
     if (packet.pnum is None) != (packet.pno is None):
         raise PacketError("PNUM and PNO go together (one of them is missing)")
-    if packet.pnum is not None and not 1 <= packet.pno <= packet.pnum <= MAX_PARTS:
+    pnum, pno = packet.pnum, packet.pno
+    if pnum is not None and pno is not None and not 1 <= pno <= pnum <= MAX_PARTS:
         raise PacketError(f"PNO={packet.pno} of PNUM={packet.pnum} (expected 1 <= PNO <= PNUM)")
 
 

@@ -125,15 +125,16 @@ class Reassembly:
         description or None). PacketError if PNUM/PNO are wrong."""
         check_parts(packet)
         cp = parse_cp(packet.cp)
-        if not packet.split:
+        pnum, pno = packet.pnum, packet.pno
+        if not packet.split or pnum is None or pno is None:
             return [(packet, cp)], None
         key = (packet.mn, packet.qn, packet.cn)
         message = self._waiting.get(key)
         if message is None:
-            message = self._waiting[key] = _Message(packet.pnum)
-        message.seen.add(packet.pno)
+            message = self._waiting[key] = _Message(pnum)
+        message.seen.add(pno)
         message.data_time = message.data_time or cp.data_time
-        message.held[packet.pno] = (packet, cp)  # a part sent twice replaces itself
+        message.held[pno] = (packet, cp)  # a part sent twice replaces itself
         ready: list[tuple[Packet, CpData]] = []
         if message.data_time or len(message.seen) >= message.pnum:
             for pno in sorted(message.held):

@@ -240,6 +240,8 @@ class Session:
             return
         if readings:
             try:
+                if self.deliver is None:
+                    raise RuntimeError("the driver is not started")
                 self.deliver(readings)  # returns once committed
             except Exception as exc:  # the agent could not store: no answer, the logger resends
                 self.on_packet_fault("not_stored", str(exc), frame, peer)
