@@ -61,7 +61,7 @@ def load_writes(simulator_toml: Path) -> list[bytes]:
     try:
         name = tomllib.loads(simulator_toml.read_text())["packets"]
     except (tomllib.TOMLDecodeError, KeyError) as exc:
-        raise ScriptError(f"{simulator_toml}: expected packets = \"FILE\" ({exc})") from None
+        raise ScriptError(f'{simulator_toml}: expected packets = "FILE" ({exc})') from None
     path = simulator_toml.parent / name
     if path.stat().st_size > MAX_SCRIPT_BYTES:
         raise ScriptError(f"{path}: over {MAX_SCRIPT_BYTES} bytes")
@@ -126,7 +126,7 @@ class ScriptedDatalogger:
         reader = Reader()
         segments = [fields(segment) for segment in reader.feed(self.data)]
         if reader.bad:
-            raise ValueError(f"{reader.bad} packet(s) from the agent with a wrong CRC: {self.data!r}")
+            raise ValueError(f"{reader.bad} packet(s) from the agent, CRC wrong: {self.data!r}")
         return [f.get("CN", "?") for f in segments if f.get("QN") != SENTINEL_QN]
 
     def close(self) -> None:
