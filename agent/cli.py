@@ -128,8 +128,8 @@ def _cmd_requeue(args: argparse.Namespace) -> int:
 
 def _cmd_probe(args: argparse.Namespace) -> int:
     from agent.config import load_config
-    from agent.probe import probe_all, watch
-    from drivers import Driver, make_driver
+    from agent.probe import Openable, can_probe, probe_all, watch
+    from drivers import make_driver
 
     config = load_config(args.config)
     devices = [d for d in config.devices if args.device in (None, d.name)]
@@ -138,13 +138,13 @@ def _cmd_probe(args: argparse.Namespace) -> int:
         raise AgentError(f"{args.config}: no device named {args.device!r} (devices: {names})")
     if args.watch is not None and args.watch <= 0:
         raise AgentError(f"probe: --watch needs a number of seconds above 0, not {args.watch}")
-    drivers: list[tuple[str, str, Driver]] = []
+    drivers: list[tuple[str, str, Openable]] = []
     for device in devices:
         driver = make_driver(device)
-        if not isinstance(driver, Driver):
+        if not can_probe(driver):
             raise AgentError(
-                f"{args.config}: device {device.name!r} ({device.driver}) pushes its readings; "
-                "probe reads polled devices only"
+                f"{args.config}: device {device.name!r} ({device.driver}) pushes its readings "
+                "and its driver cannot be probed"
             )
         drivers.append((device.name, device.driver, driver))
     # probe prints the drivers' advice itself; their warnings would repeat it on stderr
@@ -225,6 +225,12 @@ def _add_plugin_commands(sub: argparse._SubParsersAction) -> None:
                 f"warning: command {entry.name!r} ({entry.value}) not loaded: {exc}",
                 file=sys.stderr,
             )
+
+
+def _cmd_hj212(args: argparse.Namespace) -> int:
+    from agent.hj212_cli import run
+
+    return run(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -356,6 +362,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="table of --register (default holding)",
     )
     p.set_defaults(func=_cmd_scan)
+
+    from agent.hj212_cli import add_arguments
+
+    p = sub.add_parser("hj212", help="HJ 212 datalogger tools: decode a pasted packet")
+    add_arguments(p)
+    p.set_defaults(func=_cmd_hj212)
     return parser
 
 

@@ -1,9 +1,12 @@
 """The agent: wires drivers -> poller -> buffer -> sealer -> senders, on a schedule.
 
 Polls run on APScheduler at each device's interval, aligned to the clock (a 60 s poll fires at
-:00). Sealing runs every ``buffer.seal_interval_s`` and wakes the senders. ``stop`` lets running
-polls finish, seals what they stored, gives in-flight sends a grace period, and leaves
-everything else queued on disk.
+Polls run on APScheduler at each device's interval, aligned to the clock (a 60 s poll fires at
+:00). Listening drivers are started; one that cannot start (its port in use) is a device error,
+logged and retried every ``poll_interval_s``, like a polled device that is down: the other
+devices work on. Sealing runs every ``buffer.seal_interval_s`` and wakes the senders. ``stop``
+lets running polls finish, seals what they stored, gives in-flight sends a grace period, and
+leaves everything else queued on disk.
 
 A poll that cannot start on time is recorded as a hole (``agent.poller``); ``check`` tells the
 service (``agent.service``) whether every worker is alive and making progress.
@@ -96,6 +99,7 @@ class Agent:
                 self.senders.append(Sender(self.buffer, transport, self.clock))
         self.sealed = 0
         self.seal_error: str | None = None
+        self.not_started: dict[str, str] = {}  # listening device -> why it could not start
         self._health = HealthFile(health_path(config.buffer.path))
         self._started_ms = int(time.time() * 1000)
         # One worker per device (a slow device must not delay another's poll) plus sealing,
@@ -112,9 +116,11 @@ class Agent:
     def start(self) -> None:
         """Open devices, start senders and the schedule; returns at once."""
         cfg = self.config
-        for driver in self.drivers:
+        for driver, dcfg in zip(self.drivers, cfg.devices, strict=True):
             if isinstance(driver, ListeningDriver):
-                driver.start(functools.partial(self.poller.accept, driver.name))
+                if not self._start_listening(driver):
+                    job = self._listen_job(driver)
+                    self._add_job(self._retry_listening, dcfg.poll_interval_s, job, driver)
                 continue
             try:
                 driver.open()
@@ -150,6 +156,27 @@ class Agent:
             ),
             buffer=str(cfg.buffer.path),
         )
+
+    def _start_listening(self, driver: ListeningDriver) -> bool:
+        """Start a listening driver; False (logged, kept for status) if it cannot start."""
+        try:
+            driver.start(functools.partial(self.poller.accept, driver.name))
+        except Exception as exc:  # port in use, a driver bug: this device only, retried
+            self._close(driver)
+            self.not_started[driver.name] = str(exc)
+            event(log, logging.WARNING, "device_start_failed", device=driver.name, error=str(exc))
+            return False
+        if self.not_started.pop(driver.name, None) is not None:
+            event(log, logging.INFO, "device_started", device=driver.name)
+        return True
+
+    def _retry_listening(self, driver: ListeningDriver) -> None:
+        if self._start_listening(driver):
+            self.schedule.remove(self._listen_job(driver))
+
+    @staticmethod
+    def _listen_job(driver: ListeningDriver) -> str:
+        return f"listen-{driver.name}"
 
     def _add_job(self, fn, interval_s: float, job_id: str, *args) -> None:
         self.schedule.add(fn, interval_s, job_id, max(self.stuck_s, 2 * interval_s), *args)
@@ -197,6 +224,7 @@ class Agent:
             "waiting_polls": self.poller.waiting(),
             "dropped_polls": self.poller.dropped,
             "missed_polls": self.poller.missed_polls,
+            "devices_not_started": dict(self.not_started),
             "transports": {
                 s.name: {
                     "in_flight": s.in_flight(),

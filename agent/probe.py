@@ -1,9 +1,11 @@
 """``station-agent probe``: read every channel of configured devices once and show the wire.
 
-Works for any driver: one implementing ``Probeable`` shows its request plan and raw data; any
-other is read with ``read()`` and shown without them. Under the table come the driver's hints:
-per channel (a float in every byte order when its value looks wrong) and per device
-(``advice()``: e.g. a range the device refused and the ``forbidden`` entry to add).
+Works for any polled driver: one implementing ``Probeable`` shows its request plan and raw
+data; any other is read with ``read()`` and shown without them. A listening driver is probed
+when it implements ``Probeable`` and ``open``/``close`` (HJ 212: listen a while, show what came).
+Under the table come the driver's hints: per channel (a float in every byte order when its value
+looks wrong) and per device (``advice()``: e.g. a range the device refused and the
+``forbidden`` entry to add).
 ``watch`` repeats the probe every few seconds, clearing the terminal, until Ctrl-C.
 """
 
@@ -13,11 +15,11 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TextIO
+from typing import Protocol, TextIO, TypeGuard, runtime_checkable
 
 from core.errors import DeviceError
 from core.reading import rfc3339_ms
-from drivers.base import Driver, Probeable, ProbeRow
+from drivers.base import Channel, Driver, Probeable, ProbeRow
 
 COLUMNS = ("channel", "raw", "value", "unit", "status", "error")
 CLEAR = "\033[H\033[2J"  # cursor home, clear screen
@@ -36,7 +38,27 @@ class DeviceProbe:
         return any(r.error for r in self.rows)
 
 
-def probe_device(driver: Driver) -> DeviceProbe:
+@runtime_checkable
+class Openable(Protocol):
+    """What probe opens and closes: every polled driver, and listening drivers that can be
+    probed."""
+
+    name: str
+    channels: list[Channel]
+
+    def open(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def can_probe(driver: object) -> TypeGuard[Openable]:
+    """Whether ``probe_device`` can show this driver: polled, or probeable and openable."""
+    return isinstance(driver, Driver) or (
+        isinstance(driver, Probeable) and isinstance(driver, Openable)
+    )
+
+
+def probe_device(driver: Openable) -> DeviceProbe:
     """Read one device once: its request plan, one row per channel, the driver's advice; never
     raises DeviceError."""
     time_ms = int(time.time() * 1000)
@@ -51,6 +73,8 @@ def probe_device(driver: Driver) -> DeviceProbe:
             advice = getattr(driver, "advice", None)
             # after the read: the plan and the advice it learned from the device
             return DeviceProbe(driver.plan(), rows, list(advice()) if advice else [])
+        if not isinstance(driver, Driver):
+            raise TypeError(f"{driver.name}: neither probeable nor polled")
         try:
             readings = driver.read(time_ms)
         except DeviceError as exc:
@@ -104,7 +128,7 @@ def _value(value: float | int | str | None) -> str:
     return repr(value)
 
 
-def probe_all(devices: Sequence[tuple[str, str, Driver]], out: TextIO | None = None) -> bool:
+def probe_all(devices: Sequence[tuple[str, str, Openable]], out: TextIO | None = None) -> bool:
     """Probe each (name, driver name, driver) in turn, printing as it goes; True if any failed."""
     out = out or sys.stdout
     failed = False
@@ -116,7 +140,7 @@ def probe_all(devices: Sequence[tuple[str, str, Driver]], out: TextIO | None = N
 
 
 def watch(
-    devices: Sequence[tuple[str, str, Driver]],
+    devices: Sequence[tuple[str, str, Openable]],
     every_s: float,
     out: TextIO | None = None,
     sleep: Callable[[float], None] = time.sleep,

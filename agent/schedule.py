@@ -58,6 +58,10 @@ class Schedule:
             misfire_grace_time=max(1, int(interval_s)),
         )
 
+    def remove(self, job_id: str) -> None:
+        """Run ``job_id`` no more (it may be running now; that run ends normally)."""
+        self._scheduler.remove_job(job_id)
+
     def start(self) -> None:
         self._scheduler.start()
 

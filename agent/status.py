@@ -179,11 +179,14 @@ def render(status: dict[str, Any]) -> str:
                 f"{t['name']}"
             )
     lines.append("devices:")
+    not_started = agent.get("devices_not_started") or {} if agent.get("running") else {}
     for d in status["devices"]:
         lines.append(
             f"  {d['name']}: {d['state']}; last good reading {d['last_good']}; "
             f"polls {d['polls']}, faults {d['faults']}"
         )
+        if d["name"] in not_started:
+            lines.append(f"    NOT LISTENING (retried): {not_started[d['name']]}")
         if d["last_error"]:
             lines.append(f"    last error ({d['last_error_at']}): {d['last_error']}")
     return "\n".join(lines)

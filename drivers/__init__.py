@@ -19,6 +19,7 @@ _REGISTRY: dict[str, tuple[str, str, str]] = {
     "modbus_tcp": ("drivers.modbus.tcp", "ModbusTcpConfig", "ModbusTcpDriver"),
     "modbus_rtu": ("drivers.modbus.rtu", "ModbusRtuConfig", "ModbusRtuDriver"),
     "serial_line": ("drivers.serial_line.driver", "SerialLineConfig", "SerialLineDriver"),
+    "hj212": ("drivers.hj212.driver", "Hj212Config", "Hj212Driver"),
 }
 
 

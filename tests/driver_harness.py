@@ -8,6 +8,7 @@ in ``drivers/``: drivers never import ``simulators``. A new driver adds one entr
 
 from __future__ import annotations
 
+import socket
 import tomllib
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from simulators.ascii_sensor import AsciiSensorSimulator
+from simulators.hj212_script import ScriptedDatalogger, load_writes
 from simulators.modbus_description import load_description
 from simulators.modbus_rtu import ModbusRtuSimulator
 from simulators.modbus_server import ModbusTcpSimulator
@@ -31,8 +33,12 @@ class Simulated:
     """Requests the device received so far (``requests`` in expected.toml)."""
     log: Callable[[], str] = lambda: ""
     """What the device saw, for failure messages."""
-    send: Callable[[], None] = field(default=lambda: None)
-    """For listening drivers: make the device send its data (called after ``start``)."""
+    send: Callable[[Any], None] = field(default=lambda driver: None)
+    """For listening drivers: make the device send its data to the started driver (given);
+    returns once the driver has handled all of it."""
+    replies: Callable[[], list[str]] | None = None
+    """For a device that sends: what the agent sent back, in the harness's words (``replies``
+    in expected.toml; checked for every case when the harness has it)."""
 
 
 # simulator.toml, the case's [[devices]] sections (placeholders not yet filled), a scratch folder
@@ -98,7 +104,40 @@ def _serial_line(
         simulator.stop()
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def _hj212(script_file: Path, devices: list[dict[str, Any]], tmp: Path) -> Iterator[Simulated]:
+    """The datalogger dials the agent: ``{host}:{port}`` is where the driver listens (a free
+    loopback port). ``replies``: the CN of each packet the agent sent back."""
+    (device,) = devices
+    datalogger = ScriptedDatalogger(load_writes(script_file), device["mn"], device["password"])
+    host, port = "127.0.0.1", _free_port()
+
+    def send(driver: Any) -> None:
+        def handled(qn: str) -> bool:
+            return any(qn in seen.raw for seen in driver.session.recent)
+
+        datalogger.send(host, port, handled, answers=device.get("answer", True))
+
+    try:
+        yield Simulated(
+            {"host": host, "port": port},
+            lambda: len(datalogger.replies()),
+            lambda: repr(datalogger.data),
+            send,
+            datalogger.replies,
+        )
+    finally:
+        datalogger.close()
+
+
 HARNESSES: dict[str, Harness] = {
+    "hj212": _hj212,
     "modbus_rtu": _modbus_rtu,
     "modbus_tcp": _modbus_tcp,
     "serial_line": _serial_line,

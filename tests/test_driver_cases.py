@@ -5,17 +5,21 @@ The format is written down in ``drivers/README.md``. In short, a case folder hol
 * ``devices.toml``: ``[[devices]]`` sections exactly as in a station configuration;
 * ``simulator.toml`` (optional): the simulated device, in its simulator's format; the harness
   of the driver (``tests/driver_harness.py``) starts it and fills ``{port}`` and ``{host}``;
-* ``expected.toml``: ``readings = [{device, param, value, status, unit, error}]`` in the order
-  one poll of every device gives them (``device`` may be left out when there is one device,
-  ``value`` left out means null, ``value`` is compared with its TOML type (``1`` is an
-  integer value, ``1.0`` a float, ``"A1"`` a text), ``error`` is a part of the error text,
-  ``unit`` is checked when given), and optionally ``requests``, the requests the simulated
-  device received;
+* ``expected.toml``: ``readings = [{device, param, value, status, unit, time, error}]`` in the
+  order one poll of every device gives them (none if left out; ``device`` may be left out when
+  there is one device, ``value`` left out means null and is compared with its TOML type (``1`` is an
+  integer, ``1.0`` a float, ``"A1"`` a text), ``error`` is a part of the error text,
+  ``unit`` and ``time`` are checked when given), and optionally ``requests``, the requests the
+  simulated device received; ``replies``, what a sending device got back (checked whenever its
+  harness reports them); ``[counts]``, a driver's fault counters (checked whenever the driver
+  has ``counts``; a reason left out must be 0);
 * or ``expected_error.txt``: lines that must each appear in the start-up error (the
   configuration check or building the drivers).
 
 The devices are validated as the agent does (``agent.config.parse_config``), then each is opened
-and read once, in order; a ``DeviceError`` becomes fault readings, as the poller makes them.
+and read once, in order; a ``DeviceError`` becomes fault readings, as the poller makes them. A
+listening driver is started and the harness makes its device send; ``send`` returns once the
+driver handled everything.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from __future__ import annotations
 import threading
 import time
 import tomllib
+from collections import Counter
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -32,7 +37,7 @@ from driver_harness import HARNESSES, Simulated
 
 from agent.config import parse_config
 from core.errors import AgentError, ConfigError, DeviceError
-from core.reading import FAULT, Reading
+from core.reading import FAULT, Reading, parse_rfc3339
 from drivers import ListeningDriver, make_driver
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -76,7 +81,7 @@ def _listen(driver: ListeningDriver, simulated: Simulated | None, expected: int)
     driver.start(deliver)
     try:
         if simulated is not None:
-            simulated.send()
+            simulated.send(driver)
         deadline = time.monotonic() + 15
         with arrived:
             while len(got) < expected and time.monotonic() < deadline:
@@ -87,7 +92,8 @@ def _listen(driver: ListeningDriver, simulated: Simulated | None, expected: int)
 
 
 def _run(devices: list[dict[str, Any]], simulated: Simulated | None, tmp: Path, expected: int):
-    """The readings of one poll of every device, or the text of the start-up error."""
+    """(the readings of one poll of every device, the drivers' counts or None if none keeps
+    them), or the text of the start-up error."""
     data = {
         "station": {"id": "CASE-01"},
         "signing": {"key": "station.key"},
@@ -116,7 +122,9 @@ def _run(devices: list[dict[str, Any]], simulated: Simulated | None, tmp: Path, 
                 readings += driver.read(TIME_MS)
             except DeviceError as exc:
                 readings += _fault_readings(driver, str(exc))
-        return readings
+        counted = [driver.counts for driver in drivers if hasattr(driver, "counts")]
+        counts = sum((Counter(c) for c in counted), Counter()) if counted else None
+        return readings, counts
     finally:
         for driver in drivers:
             if not isinstance(driver, ListeningDriver):
@@ -144,27 +152,39 @@ def test_case(case: Path, tmp_path: Path) -> None:
         outcome = _run(_fill(devices, placeholders), simulated, tmp_path, len(want))
         requests = simulated.requests() if simulated is not None else None
         log = simulated.log() if simulated is not None else ""
+        replies = simulated.replies() if simulated and simulated.replies else None
     if error_file.exists():
         assert isinstance(outcome, str), f"expected a start-up error, got readings {outcome}"
         for line in _fill(expected_text, placeholders).splitlines():
             assert not line.strip() or line in outcome, f"{line!r} not in:\n{outcome}"
         return
     assert not isinstance(outcome, str), f"unexpected start-up error: {outcome}"
+    outcome, counts = outcome
     expected = _fill(expected, placeholders)
     only = devices[0]["name"] if len(devices) == 1 else None
     assert [(r.device, r.param) for r in outcome] == [
-        (w.get("device", only), w["param"]) for w in expected["readings"]
+        (w.get("device", only), w["param"]) for w in expected.get("readings", [])
     ], outcome
-    for w, reading in zip(expected["readings"], outcome, strict=True):
+    for w, reading in zip(expected.get("readings", []), outcome, strict=True):
         where = f"{reading.device}/{reading.param}: {reading}"
         want = w.get("value")
         assert reading.value == want and type(reading.value) is type(want), where
         assert reading.status == w["status"], where
         if "unit" in w:
             assert reading.unit == w["unit"], where
+        if "time" in w:
+            assert reading.time_ms == round(parse_rfc3339(w["time"]).timestamp() * 1000), where
         if "error" in w:
             assert reading.error is not None and w["error"] in reading.error, where
         else:
             assert reading.error is None, where
     if "requests" in expected:
         assert requests == expected["requests"], log
+    if replies is not None:
+        assert replies == expected.get("replies", []), log
+    else:
+        assert "replies" not in expected, f"{case}: the {driver_name} harness reports no replies"
+    if counts is not None:
+        assert {k: n for k, n in counts.items() if n} == expected.get("counts", {})
+    else:
+        assert "counts" not in expected, f"{case}: {driver_name} keeps no counts"

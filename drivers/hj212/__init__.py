@@ -1,0 +1,1 @@
+"""HJ 212-2017 dataloggers (see README.md in this folder); the registry loads ``driver``."""
