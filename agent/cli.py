@@ -11,6 +11,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 from agent import __version__
+from agent.logs import LEVELS
 from core.errors import AgentError
 
 PLUGIN_GROUP = "station_agent.commands"
@@ -22,7 +23,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from agent.service import Service
 
     config = load_config(args.config)
-    setup_logging(args.log_level)
+    setup_logging(args.log_level or "info")
+    if args.once:
+        from agent.once import run_once
+
+        return run_once(config)
     return Service(config, args.config).run()
 
 
@@ -251,7 +256,12 @@ def build_parser() -> argparse.ArgumentParser:
         "run", help="run the agent until SIGTERM/SIGINT (SIGHUP: reload the configuration)"
     )
     p.add_argument("--config", required=True, help="the TOML configuration file")
-    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.add_argument(
+        "--once",
+        action="store_true",
+        help="poll every device once, print the batch that would be sealed, send nothing and "
+        "touch no buffer (a dry run beside a running agent)",
+    )
     p.set_defaults(func=_cmd_run)
 
     _add_plugin_commands(sub)
@@ -286,7 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_verify)
 
     p = sub.add_parser("requeue", help="send quarantined batches again (after a fix)")
-    p.add_argument("--config", required=True)
+    p.add_argument("--config", required=True, help="the TOML configuration file")
     p.add_argument("--transport", required=True, help="the transport's name in the config")
     p.add_argument("--seq", type=int, action="append", help="only this seq (repeatable)")
     p.set_defaults(func=_cmd_requeue)
@@ -297,7 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Exit code: 0 healthy, 3 the agent is not running, 4 a transport has been "
         "failing longer than --fail-after seconds, 1 the buffer cannot be read.",
     )
-    p.add_argument("--config", required=True)
+    p.add_argument("--config", required=True, help="the TOML configuration file")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.add_argument(
         "--fail-after",
@@ -311,7 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("tt10", help="TT10 text files: export any period again")
     tsub = p.add_subparsers(dest="tt10_command", required=True, metavar="ACTION")
     e = tsub.add_parser("export", help="write the files of a time window, rebuilt from the buffer")
-    e.add_argument("--config", required=True)
+    e.add_argument("--config", required=True, help="the TOML configuration file")
     e.add_argument("--from", dest="start", required=True, help="ISO time (UTC+7 unless offset)")
     e.add_argument("--to", dest="end", required=True, help="ISO time, exclusive")
     e.add_argument("--out", required=True, help="directory to write the files into")
@@ -378,12 +388,33 @@ def build_parser() -> argparse.ArgumentParser:
         help="table of --register (default holding)",
     )
     p.set_defaults(func=_cmd_scan)
+    _add_log_level(parser)
     return parser
+
+
+def _add_log_level(parser: argparse.ArgumentParser) -> None:
+    """``--log-level`` on every command (sub-commands of sub-commands included)."""
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not subs:
+        parser.add_argument(
+            "--log-level",
+            choices=LEVELS,
+            default=None,
+            help="show log events from this level up on stderr (run: info by default; other "
+            "commands: warnings only); debug shows each poll's values",
+        )
+    for sub in subs:
+        for child in set(sub.choices.values()):
+            _add_log_level(child)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``station-agent`` command."""
     args = build_parser().parse_args(argv)
+    if getattr(args, "log_level", None) and args.func is not _cmd_run:
+        from agent.logs import setup_logging
+
+        setup_logging(args.log_level)
     try:
         return args.func(args)
     except AgentError as exc:

@@ -201,6 +201,7 @@ class Agent:
                 s.name: {
                     "in_flight": s.in_flight(),
                     "acked": s.acked,
+                    "failures": s.failures,
                     "last_error": s.last_error or s.transport.last_error,
                     "failing_since_ms": self._failing_since(s),
                     "connected": s.transport.connected(),

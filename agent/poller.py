@@ -18,7 +18,7 @@ from collections import deque
 
 from agent.buffer import Buffer
 from agent.clock import Clock
-from agent.logs import event
+from agent.logs import Repeats, event
 from core.errors import DeviceError, StorageError
 from core.reading import FAULT, Reading
 from drivers import Driver
@@ -42,6 +42,10 @@ class Poller:
         self._holes: dict[str, list[tuple[int, str]]] = {}  # device -> (slot ms, reason)
         self._holes_lock = threading.Lock()  # never held while storing
         self.storage_error: str | None = None
+        self._repeats = Repeats(log)
+        self.read_by_device: dict[str, int] = {}  # readings produced, by device (metrics)
+        self.stored_by_device: dict[str, int] = {}  # readings committed, by device
+        self.last: dict[str, tuple[list[Reading], str | None, int]] = {}  # the live view
 
     def read(self, driver: Driver) -> tuple[list[Reading], str | None, int]:
         """Read one device now: (readings, error or None, time_ms). Never raises."""
@@ -87,7 +91,13 @@ class Poller:
         if not readings:
             return
         if error:
-            event(log, logging.WARNING, "device_error", device=device, error=error)
+            self._repeats.failed(device, logging.WARNING, "device_error", error, device=device)
+        else:
+            self._repeats.ok(device, "device_recovered", device=device)
+        if log.isEnabledFor(logging.DEBUG):
+            event(log, logging.DEBUG, "poll_values", device=device, values=_values(readings))
+        self.last[device] = (readings, error, time_ms or max(r.time_ms for r in readings))
+        self.read_by_device[device] = self.read_by_device.get(device, 0) + len(readings)
         time_ms = time_ms or max(r.time_ms for r in readings)
         with self._lock:
             if len(self._unstored) == self._unstored.maxlen:
@@ -102,19 +112,20 @@ class Poller:
                 self.buffer.store_poll(readings, device=device, error=error, time_ms=time_ms)
             except StorageError as exc:
                 self.storage_error = str(exc)
-                event(
-                    log,
+                self._repeats.failed(
+                    "buffer",
                     logging.ERROR,
                     "readings_not_stored",
-                    error=str(exc),
+                    str(exc),
                     waiting_polls=len(self._unstored),
                     dropped_polls=self.dropped,
                 )
                 return
             self._unstored.popleft()
             self.polled += len(readings)
+            self.stored_by_device[device] = self.stored_by_device.get(device, 0) + len(readings)
             if self.storage_error:
-                event(log, logging.WARNING, "buffer_writable_again", error_was=self.storage_error)
+                self._repeats.ok("buffer", "buffer_writable_again")
                 self.storage_error = None
 
     def flush(self) -> None:
@@ -124,6 +135,13 @@ class Poller:
 
     def waiting(self) -> int:
         return len(self._unstored)
+
+
+def _values(readings: list[Reading]) -> str:
+    """``SO2=40.12 mg/Nm3 00, NOx=null mg/Nm3 02`` for the debug log."""
+    return ", ".join(
+        f"{r.param}={'null' if r.value is None else r.value} {r.unit} {r.status}" for r in readings
+    )
 
 
 def _fault_readings(driver: Driver, time_ms: int, message: str) -> list[Reading]:
