@@ -32,6 +32,7 @@ from agent.schedule import Schedule, aligned_start  # noqa: F401 (re-exported)
 from agent.sealing import Sealer
 from agent.sender import Sender
 from agent.transports import PeriodFileTransport, make_period_file_transport, make_transport
+from agent.web.server import WebServer
 from agent.workers import Workers
 from core.errors import StorageError
 from drivers import Driver, ListeningDriver, make_driver
@@ -108,6 +109,9 @@ class Agent:
         self.stuck_s = STUCK_S  # no progress this long: stuck (the service sets its watchdog)
         self._health_beat = time.monotonic()
         self._failing: dict[str, int] = {}  # transport -> since when (ms) it fails
+        self.web: WebServer | None = None  # the station page and /metrics, when configured
+        if config.web is not None:
+            self.web = WebServer(self, config.web)
 
     def start(self) -> None:
         """Open devices, start senders and the schedule; returns at once."""
@@ -138,6 +142,8 @@ class Agent:
         self._add_job(self.write_health, HEALTH_EVERY_S, "health")
         self.workers.loop("scheduler", self.stuck_s, lambda: self._health_beat)
         self.schedule.start()
+        if self.web is not None:
+            self.web.start()
         event(
             log,
             logging.INFO,
@@ -260,6 +266,8 @@ class Agent:
         if self._stopped.is_set():
             return
         self._stopped.set()
+        if self.web is not None:
+            self.web.stop()
         self.schedule.shutdown()
         for driver in self.drivers:  # no more pushed readings once we seal the last batch
             if isinstance(driver, ListeningDriver):

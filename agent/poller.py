@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import deque
+from collections.abc import Callable
 
 from agent.buffer import Buffer
 from agent.clock import Clock
@@ -46,6 +48,7 @@ class Poller:
         self.read_by_device: dict[str, int] = {}  # readings produced, by device (metrics)
         self.stored_by_device: dict[str, int] = {}  # readings committed, by device
         self.last: dict[str, tuple[list[Reading], str | None, int]] = {}  # the live view
+        self.on_poll: Callable[[str, float], None] | None = None  # (device, seconds)
 
     def read(self, driver: Driver) -> tuple[list[Reading], str | None, int]:
         """Read one device now: (readings, error or None, time_ms). Never raises."""
@@ -64,7 +67,10 @@ class Poller:
     def poll(self, driver: Driver) -> None:
         """Read one device and commit its readings (see the module docstring on failure)."""
         self.store_holes(driver)
+        started = time.monotonic()
         readings, error, time_ms = self.read(driver)
+        if self.on_poll is not None:  # metrics: how long the device took to answer
+            self.on_poll(driver.name, time.monotonic() - started)
         self.accept(driver.name, readings, error, time_ms)
 
     def missed(self, device: str, slots_ms: list[int], reason: str) -> None:
