@@ -107,11 +107,14 @@ async function chart() {
   const x = (t) => pad + ((t - data.from_ms) / (data.to_ms - data.from_ms)) * (W - pad - 10);
   const y = (v) => H - pad / 2 - ((v - lo) / span) * (H - pad);
   g.strokeStyle = "#ccc"; g.fillStyle = "#666"; g.font = "12px sans-serif";
-  g.fillText(value(hi), 2, y(hi) + 4); g.fillText(value(lo), 2, y(lo));
+  g.fillText(value(hi), 2, y(hi) + 10);
+  if (hi !== lo) g.fillText(value(lo), 2, y(lo));
   g.fillText("-24 h", pad, H - 4); g.fillText("now", W - 34, H - 4);
   g.strokeStyle = "#1b5fb3"; g.lineWidth = 2; g.beginPath();
   data.points.forEach((p, i) => (i ? g.lineTo(x(p[0]), y(p[1])) : g.moveTo(x(p[0]), y(p[1]))));
   g.stroke();
+  g.fillStyle = "#1b5fb3";
+  if (data.points.length < 50) for (const p of data.points) g.fillRect(x(p[0]) - 2, y(p[1]) - 2, 4, 4);
   g.fillStyle = "#b3261e";
   for (const t of data.fault_ms) g.fillRect(x(t) - 1, H - pad / 2, 3, 6);
 }
