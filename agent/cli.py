@@ -231,6 +231,18 @@ def _cmd_scan(args: argparse.Namespace) -> int:
     return 0 if found else 1
 
 
+def _cmd_check_transports(args: argparse.Namespace) -> int:
+    from agent.check_transports import check_all
+    from agent.config import load_config
+
+    verdicts = check_all(load_config(args.config), timeout=args.timeout)
+    for verdict in verdicts:
+        print("\n".join(verdict.lines()), flush=True)
+    failed = [v.name for v in verdicts if not v.ok]
+    print(f"{len(verdicts) - len(failed)} of {len(verdicts)} transport(s) ok", flush=True)
+    return 1 if failed else 0
+
+
 def _add_plugin_commands(sub: argparse._SubParsersAction) -> None:
     """Commands other installed packages add (entry points ``station_agent.commands``, e.g. the
     simulators' ``demo``): each names a function that adds its sub-command."""
@@ -388,6 +400,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="table of --register (default holding)",
     )
     p.set_defaults(func=_cmd_scan)
+
+    p = sub.add_parser(
+        "check-transports",
+        help="test each transport's connection, TLS, login and permissions; sends no data",
+        description="For each configured transport: TCP, TLS (certificate verified), login, "
+        "and for MQTT the permission to subscribe to the acknowledgements and to publish "
+        "under the station's topic prefix; for HTTPS one GET of the batches URL. No batch is "
+        "sent, the buffer is not opened. Exit status 1 if any transport failed.",
+    )
+    p.add_argument("--config", required=True, help="the TOML configuration file")
+    p.add_argument(
+        "--timeout", type=float, default=10.0, help="seconds to wait for each answer (10)"
+    )
+    p.set_defaults(func=_cmd_check_transports)
     _add_log_level(parser)
     return parser
 

@@ -59,7 +59,7 @@ def run_once(config: Config, out: TextIO | None = None) -> int:
         rows.extend(readings)
     payload = build_payload(
         config.station.id,
-        0,
+        1,  # placeholder: the running agent assigns seq and prev when it seals
         None,
         time_ms,
         ((r.device, r.param, r.unit, r.time_ms, r.value, r.status) for r in rows),

@@ -127,7 +127,7 @@ def _leaves(parser: argparse.ArgumentParser, path: str = "") -> list:
 
 def test_every_command_takes_log_level():
     leaves = _leaves(build_parser())
-    assert len(leaves) >= 11
+    assert len(leaves) >= 12
     for name, parser in leaves:
         options = {o for a in parser._actions for o in a.option_strings}
         assert "--log-level" in options, name
