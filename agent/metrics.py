@@ -37,9 +37,15 @@ class _AgentCollector(Collector):
                 family.add_metric([device], values.get(device, 0))
             return family
 
-        yield per_device("readings_polled", "Readings the devices produced.", poller.read_by_device)
         yield per_device(
-            "readings_stored", "Readings committed to the buffer.", poller.stored_by_device
+            "readings_polled",
+            "Readings the devices answered (missed poll slots not included).",
+            poller.read_by_device,
+        )
+        yield per_device(
+            "readings_stored",
+            "Readings committed to the buffer (missed slots' fault readings included).",
+            poller.stored_by_device,
         )
         up = GaugeMetricFamily(
             f"{PREFIX}_device_up", "1 if the device's last poll had no error.", labels=["device"]

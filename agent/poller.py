@@ -66,7 +66,8 @@ class Poller:
 
     def poll(self, driver: Driver) -> None:
         """Read one device and commit its readings (see the module docstring on failure)."""
-        self.store_holes(driver)
+        if not self.store_holes(driver):
+            self._repeats.ok(f"missed:{driver.name}", "polls_on_time_again", device=driver.name)
         started = time.monotonic()
         readings, error, time_ms = self.read(driver)
         if self.on_poll is not None:  # metrics: how long the device took to answer
@@ -78,38 +79,59 @@ class Poller:
         with self._holes_lock:
             self._holes.setdefault(device, []).extend((t, reason) for t in slots_ms)
             self.missed_polls += len(slots_ms)
-        event(
-            log, logging.WARNING, "poll_missed", device=device, slots=len(slots_ms), reason=reason
+        self._repeats.failed(
+            f"missed:{device}",
+            logging.WARNING,
+            "poll_missed",
+            reason,
+            device=device,
+            slots=len(slots_ms),
         )
 
-    def store_holes(self, driver: Driver) -> None:
-        """Store the missed slots of ``driver`` as fault readings (at its next poll, at stop)."""
+    def store_holes(self, driver: Driver) -> int:
+        """Store the missed slots of ``driver`` as fault readings (at its next poll, at stop);
+        returns how many. Logged as ``poll_missed`` already, not again as device errors."""
         with self._holes_lock:
             holes = self._holes.pop(driver.name, [])
         for slot_ms, reason in holes:
-            self.accept(driver.name, _fault_readings(driver, slot_ms, reason), reason, slot_ms)
+            readings = _fault_readings(driver, slot_ms, reason)
+            self.accept(driver.name, readings, reason, slot_ms, hole=True)
+        return len(holes)
 
     def accept(
-        self, device: str, readings: list[Reading], error: str | None = None, time_ms: int = 0
+        self,
+        device: str,
+        readings: list[Reading],
+        error: str | None = None,
+        time_ms: int = 0,
+        *,
+        hole: bool = False,
     ) -> None:
         """Commit readings a device produced (polled, or pushed by a listening driver); returns
         when they are stored, or queued in memory if the buffer cannot take them now."""
         if not readings:
             return
+        time_ms = time_ms or max(r.time_ms for r in readings)
+        if not hole:  # a missed slot is logged by ``missed`` and says nothing of the device
+            self._observe(device, readings, error, time_ms)
+        with self._lock:
+            if len(self._unstored) == self._unstored.maxlen:
+                self.dropped += 1  # the oldest waiting poll falls out now: counted and logged
+            self._unstored.append((device, readings, error, time_ms))
+            self._store_waiting()
+
+    def _observe(
+        self, device: str, readings: list[Reading], error: str | None, time_ms: int
+    ) -> None:
+        """What the device answered: its state in the log, the live view, the counters."""
         if error:
             self._repeats.failed(device, logging.WARNING, "device_error", error, device=device)
         else:
             self._repeats.ok(device, "device_recovered", device=device)
         if log.isEnabledFor(logging.DEBUG):
             event(log, logging.DEBUG, "poll_values", device=device, values=_values(readings))
-        self.last[device] = (readings, error, time_ms or max(r.time_ms for r in readings))
+        self.last[device] = (readings, error, time_ms)
         self.read_by_device[device] = self.read_by_device.get(device, 0) + len(readings)
-        time_ms = time_ms or max(r.time_ms for r in readings)
-        with self._lock:
-            if len(self._unstored) == self._unstored.maxlen:
-                self.dropped += 1  # the oldest waiting poll falls out now: counted and logged
-            self._unstored.append((device, readings, error, time_ms))
-            self._store_waiting()
 
     def _store_waiting(self) -> None:
         while self._unstored:
