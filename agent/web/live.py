@@ -172,6 +172,7 @@ class StationView:
             "unit": unit,
             "from_ms": start,
             "to_ms": now_ms,
+            "slice_ms": width,
             "points": [[start + s * width, round(t / n, 4)] for s, (t, n) in sorted(sums.items())],
             "fault_ms": [start + s * width for s in sorted(faults)],
         }

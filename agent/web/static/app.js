@@ -111,7 +111,10 @@ async function chart() {
   if (hi !== lo) g.fillText(value(lo), 2, y(lo));
   g.fillText("-24 h", pad, H - 4); g.fillText("now", W - 34, H - 4);
   g.strokeStyle = "#1b5fb3"; g.lineWidth = 2; g.beginPath();
-  data.points.forEach((p, i) => (i ? g.lineTo(x(p[0]), y(p[1])) : g.moveTo(x(p[0]), y(p[1]))));
+  data.points.forEach((p, i) => {
+    const gap = i && p[0] - data.points[i - 1][0] > 3 * data.slice_ms;  // no data: no line
+    (i && !gap ? g.lineTo : g.moveTo).call(g, x(p[0]), y(p[1]));
+  });
   g.stroke();
   g.fillStyle = "#1b5fb3";
   if (data.points.length < 50) for (const p of data.points) g.fillRect(x(p[0]) - 2, y(p[1]) - 2, 4, 4);
