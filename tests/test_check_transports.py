@@ -164,3 +164,28 @@ def test_https_tls_trust_and_reachability_verdicts_without_posting(tmp_path, war
     assert "1 of 3 transport(s) ok" in out
     assert warehouse.received == 0  # nothing was posted
     assert not (tmp_path / "buffer.db").exists()
+
+
+def test_mqtt_over_tls_untrusted_then_trusted(tmp_path, tls_files):
+    extra = (
+        f"cafile {tls_files.ca}\ncertfile {tls_files.server_cert}\n"
+        f"keyfile {tls_files.server_key}\nrequire_certificate false\n"
+    )
+    broker = Mosquitto(tmp_path / "tls-broker", extra_conf=extra).start()
+    try:
+        base = {"type": "mqtt", "host": "localhost", "port": broker.port}
+        result = _check(
+            _config(
+                tmp_path,
+                [
+                    base | {"name": "untrusted", "tls": {}},
+                    base | {"name": "trusted", "tls": {"ca_file": str(tls_files.ca)}},
+                ],
+            )
+        )
+    finally:
+        broker.stop()
+    out = result.stdout
+    assert result.returncode == 1, out
+    assert "untrusted (mqtt): FAILED" in out and "certificate not trusted" in out
+    assert "trusted (mqtt): ok" in out and "MQTT login anonymously accepted" in out
