@@ -11,6 +11,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 from agent import __version__
+from agent.logs import LEVELS
 from core.errors import AgentError
 
 PLUGIN_GROUP = "station_agent.commands"
@@ -22,7 +23,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from agent.service import Service
 
     config = load_config(args.config)
-    setup_logging(args.log_level)
+    setup_logging(args.log_level or "info")
+    if args.once:
+        from agent.once import run_once
+
+        return run_once(config)
     return Service(config, args.config).run()
 
 
@@ -214,6 +219,18 @@ def _cmd_scan(args: argparse.Namespace) -> int:
     return 0 if found else 1
 
 
+def _cmd_check_transports(args: argparse.Namespace) -> int:
+    from agent.check_transports import check_all
+    from agent.config import load_config
+
+    verdicts = check_all(load_config(args.config), timeout=args.timeout)
+    for verdict in verdicts:
+        print("\n".join(verdict.lines()), flush=True)
+    failed = [v.name for v in verdicts if not v.ok]
+    print(f"{len(verdicts) - len(failed)} of {len(verdicts)} transport(s) ok", flush=True)
+    return 1 if failed else 0
+
+
 def _add_plugin_commands(sub: argparse._SubParsersAction) -> None:
     """Commands other installed packages add (entry points ``station_agent.commands``, e.g. the
     simulators' ``demo``): each names a function that adds its sub-command."""
@@ -245,7 +262,12 @@ def build_parser() -> argparse.ArgumentParser:
         "run", help="run the agent until SIGTERM/SIGINT (SIGHUP: reload the configuration)"
     )
     p.add_argument("--config", required=True, help="the TOML configuration file")
-    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.add_argument(
+        "--once",
+        action="store_true",
+        help="poll every device once, print the batch that would be sealed, send nothing and "
+        "touch no buffer (a dry run beside a running agent)",
+    )
     p.set_defaults(func=_cmd_run)
 
     _add_plugin_commands(sub)
@@ -280,7 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_verify)
 
     p = sub.add_parser("requeue", help="send quarantined batches again (after a fix)")
-    p.add_argument("--config", required=True)
+    p.add_argument("--config", required=True, help="the TOML configuration file")
     p.add_argument("--transport", required=True, help="the transport's name in the config")
     p.add_argument("--seq", type=int, action="append", help="only this seq (repeatable)")
     p.set_defaults(func=_cmd_requeue)
@@ -291,7 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Exit code: 0 healthy, 3 the agent is not running, 4 a transport has been "
         "failing longer than --fail-after seconds, 1 the buffer cannot be read.",
     )
-    p.add_argument("--config", required=True)
+    p.add_argument("--config", required=True, help="the TOML configuration file")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.add_argument(
         "--fail-after",
@@ -368,12 +390,47 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("hj212", help="HJ 212 datalogger tools: decode a pasted packet")
     add_arguments(p)
     p.set_defaults(func=_cmd_hj212)
+
+    p = sub.add_parser(
+        "check-transports",
+        help="test each transport's connection, TLS, login and permissions; sends no data",
+        description="For each configured transport: TCP, TLS (certificate verified), login, "
+        "and for MQTT the permission to subscribe to the acknowledgements and to publish "
+        "under the station's topic prefix; for HTTPS one GET of the batches URL. No batch is "
+        "sent, the buffer is not opened. Exit status 1 if any transport failed.",
+    )
+    p.add_argument("--config", required=True, help="the TOML configuration file")
+    p.add_argument(
+        "--timeout", type=float, default=10.0, help="seconds to wait for each answer (10)"
+    )
+    p.set_defaults(func=_cmd_check_transports)
+    _add_log_level(parser)
     return parser
+
+
+def _add_log_level(parser: argparse.ArgumentParser) -> None:
+    """``--log-level`` on every command (sub-commands of sub-commands included)."""
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not subs:
+        parser.add_argument(
+            "--log-level",
+            choices=LEVELS,
+            default=None,
+            help="show log events from this level up on stderr (run: info by default; other "
+            "commands: warnings only); debug shows each poll's values",
+        )
+    for sub in subs:
+        for child in set(sub.choices.values()):
+            _add_log_level(child)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``station-agent`` command."""
     args = build_parser().parse_args(argv)
+    if getattr(args, "log_level", None) and args.func is not _cmd_run:
+        from agent.logs import setup_logging
+
+        setup_logging(args.log_level)
     try:
         return args.func(args)
     except AgentError as exc:

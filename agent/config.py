@@ -29,6 +29,7 @@ from agent.sections import NAME_PATTERN as _NAME
 from agent.sections import Section as _Section
 from agent.sections import TlsConfig, TransportSection
 from agent.transports import TRANSPORTS
+from agent.web.section import WebConfig
 from core.errors import ConfigError
 from drivers import DRIVERS, DeviceConfig
 
@@ -69,6 +70,7 @@ class Config(_Section):
     buffer: BufferConfig
     devices: list[DeviceConfig] = Field(default_factory=list)  # narrowed by _config_model
     transports: list[TransportSection] = Field(min_length=1)  # narrowed by _config_model
+    web: WebConfig | None = None  # the station page and /metrics: off unless configured
 
     @model_validator(mode="after")
     def _unique_names(self) -> Config:

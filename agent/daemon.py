@@ -35,6 +35,7 @@ from agent.schedule import Schedule, aligned_start  # noqa: F401 (re-exported)
 from agent.sealing import Sealer
 from agent.sender import Sender
 from agent.transports import PeriodFileTransport, make_period_file_transport, make_transport
+from agent.web.server import WebServer
 from agent.workers import Workers
 from core.errors import StorageError
 from drivers import Driver, ListeningDriver, make_driver
@@ -112,6 +113,9 @@ class Agent:
         self.stuck_s = STUCK_S  # no progress this long: stuck (the service sets its watchdog)
         self._health_beat = time.monotonic()
         self._failing: dict[str, int] = {}  # transport -> since when (ms) it fails
+        self.web: WebServer | None = None  # the station page and /metrics, when configured
+        if config.web is not None:
+            self.web = WebServer(self, config.web)
 
     def start(self) -> None:
         """Open devices, start senders and the schedule; returns at once."""
@@ -144,6 +148,8 @@ class Agent:
         self._add_job(self.write_health, HEALTH_EVERY_S, "health")
         self.workers.loop("scheduler", self.stuck_s, lambda: self._health_beat)
         self.schedule.start()
+        if self.web is not None:
+            self.web.start()
         event(
             log,
             logging.INFO,
@@ -229,6 +235,7 @@ class Agent:
                 s.name: {
                     "in_flight": s.in_flight(),
                     "acked": s.acked,
+                    "failures": s.failures,
                     "last_error": s.last_error or s.transport.last_error,
                     "failing_since_ms": self._failing_since(s),
                     "connected": s.transport.connected(),
@@ -287,6 +294,8 @@ class Agent:
         if self._stopped.is_set():
             return
         self._stopped.set()
+        if self.web is not None:
+            self.web.stop()
         self.schedule.shutdown()
         for driver in self.drivers:  # no more pushed readings once we seal the last batch
             if isinstance(driver, ListeningDriver):

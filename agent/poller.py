@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import deque
+from collections.abc import Callable
 
 from agent.buffer import Buffer
 from agent.clock import Clock
-from agent.logs import event
+from agent.logs import Repeats, event
 from core.errors import DeviceError, StorageError
 from core.reading import FAULT, Reading
 from drivers import Driver
@@ -42,6 +44,11 @@ class Poller:
         self._holes: dict[str, list[tuple[int, str]]] = {}  # device -> (slot ms, reason)
         self._holes_lock = threading.Lock()  # never held while storing
         self.storage_error: str | None = None
+        self._repeats = Repeats(log)
+        self.read_by_device: dict[str, int] = {}  # readings produced, by device (metrics)
+        self.stored_by_device: dict[str, int] = {}  # readings committed, by device
+        self.last: dict[str, tuple[list[Reading], str | None, int]] = {}  # the live view
+        self.on_poll: Callable[[str, float], None] | None = None  # (device, seconds)
 
     def read(self, driver: Driver) -> tuple[list[Reading], str | None, int]:
         """Read one device now: (readings, error or None, time_ms). Never raises."""
@@ -59,8 +66,12 @@ class Poller:
 
     def poll(self, driver: Driver) -> None:
         """Read one device and commit its readings (see the module docstring on failure)."""
-        self.store_holes(driver)
+        if not self.store_holes(driver):
+            self._repeats.ok(f"missed:{driver.name}", "polls_on_time_again", device=driver.name)
+        started = time.monotonic()
         readings, error, time_ms = self.read(driver)
+        if self.on_poll is not None:  # metrics: how long the device took to answer
+            self.on_poll(driver.name, time.monotonic() - started)
         self.accept(driver.name, readings, error, time_ms)
 
     def missed(self, device: str, slots_ms: list[int], reason: str) -> None:
@@ -68,32 +79,59 @@ class Poller:
         with self._holes_lock:
             self._holes.setdefault(device, []).extend((t, reason) for t in slots_ms)
             self.missed_polls += len(slots_ms)
-        event(
-            log, logging.WARNING, "poll_missed", device=device, slots=len(slots_ms), reason=reason
+        self._repeats.failed(
+            f"missed:{device}",
+            logging.WARNING,
+            "poll_missed",
+            reason,
+            device=device,
+            slots=len(slots_ms),
         )
 
-    def store_holes(self, driver: Driver) -> None:
-        """Store the missed slots of ``driver`` as fault readings (at its next poll, at stop)."""
+    def store_holes(self, driver: Driver) -> int:
+        """Store the missed slots of ``driver`` as fault readings (at its next poll, at stop);
+        returns how many. Logged as ``poll_missed`` already, not again as device errors."""
         with self._holes_lock:
             holes = self._holes.pop(driver.name, [])
         for slot_ms, reason in holes:
-            self.accept(driver.name, _fault_readings(driver, slot_ms, reason), reason, slot_ms)
+            readings = _fault_readings(driver, slot_ms, reason)
+            self.accept(driver.name, readings, reason, slot_ms, hole=True)
+        return len(holes)
 
     def accept(
-        self, device: str, readings: list[Reading], error: str | None = None, time_ms: int = 0
+        self,
+        device: str,
+        readings: list[Reading],
+        error: str | None = None,
+        time_ms: int = 0,
+        *,
+        hole: bool = False,
     ) -> None:
         """Commit readings a device produced (polled, or pushed by a listening driver); returns
         when they are stored, or queued in memory if the buffer cannot take them now."""
         if not readings:
             return
-        if error:
-            event(log, logging.WARNING, "device_error", device=device, error=error)
         time_ms = time_ms or max(r.time_ms for r in readings)
+        if not hole:  # a missed slot is logged by ``missed`` and says nothing of the device
+            self._observe(device, readings, error, time_ms)
         with self._lock:
             if len(self._unstored) == self._unstored.maxlen:
                 self.dropped += 1  # the oldest waiting poll falls out now: counted and logged
             self._unstored.append((device, readings, error, time_ms))
             self._store_waiting()
+
+    def _observe(
+        self, device: str, readings: list[Reading], error: str | None, time_ms: int
+    ) -> None:
+        """What the device answered: its state in the log, the live view, the counters."""
+        if error:
+            self._repeats.failed(device, logging.WARNING, "device_error", error, device=device)
+        else:
+            self._repeats.ok(device, "device_recovered", device=device)
+        if log.isEnabledFor(logging.DEBUG):
+            event(log, logging.DEBUG, "poll_values", device=device, values=_values(readings))
+        self.last[device] = (readings, error, time_ms)
+        self.read_by_device[device] = self.read_by_device.get(device, 0) + len(readings)
 
     def _store_waiting(self) -> None:
         while self._unstored:
@@ -102,19 +140,20 @@ class Poller:
                 self.buffer.store_poll(readings, device=device, error=error, time_ms=time_ms)
             except StorageError as exc:
                 self.storage_error = str(exc)
-                event(
-                    log,
+                self._repeats.failed(
+                    "buffer",
                     logging.ERROR,
                     "readings_not_stored",
-                    error=str(exc),
+                    str(exc),
                     waiting_polls=len(self._unstored),
                     dropped_polls=self.dropped,
                 )
                 return
             self._unstored.popleft()
             self.polled += len(readings)
+            self.stored_by_device[device] = self.stored_by_device.get(device, 0) + len(readings)
             if self.storage_error:
-                event(log, logging.WARNING, "buffer_writable_again", error_was=self.storage_error)
+                self._repeats.ok("buffer", "buffer_writable_again")
                 self.storage_error = None
 
     def flush(self) -> None:
@@ -124,6 +163,13 @@ class Poller:
 
     def waiting(self) -> int:
         return len(self._unstored)
+
+
+def _values(readings: list[Reading]) -> str:
+    """``SO2=40.12 mg/Nm3 00, NOx=null mg/Nm3 02`` for the debug log."""
+    return ", ".join(
+        f"{r.param}={'null' if r.value is None else r.value} {r.unit} {r.status}" for r in readings
+    )
 
 
 def _fault_readings(driver: Driver, time_ms: int, message: str) -> list[Reading]:

@@ -15,7 +15,7 @@ from collections import deque
 
 from agent.buffer import Buffer
 from agent.clock import Clock
-from agent.logs import event
+from agent.logs import Repeats, event
 from agent.transports import Transport
 from core.errors import StorageError
 from core.outcomes import Ack, Outcome, Reject, Retry
@@ -49,6 +49,8 @@ class Sender:
         self._stopping = False
         self._thread: threading.Thread | None = None
         self.acked = 0
+        self.failures = 0  # Retry outcomes since start (metrics)
+        self._repeats = Repeats(log)
         self.last_error: str | None = None
         self.failing_since_ms: int | None = None  # when the current run of failures began
         self.beat = time.monotonic()  # the loop's last turn: the daemon's watchdog reads it
@@ -226,6 +228,7 @@ class Sender:
             self._backoff_s = 0.0
             self.last_error = None
             self.failing_since_ms = None
+            self._repeats.ok(self.name, "send_recovered", transport=self.name)
             event(log, logging.INFO, "batches_acked", transport=self.name, seqs=_ranges(acked))
 
     def _done(self, seq: int) -> None:
@@ -246,13 +249,14 @@ class Sender:
         self.last_error = reason
         if self.failing_since_ms is None:  # wall time: status compares it with its own clock
             self.failing_since_ms = int(time.time() * 1000)
-        event(
-            log,
+        self.failures += 1
+        self._repeats.failed(  # one line when it starts, hourly reminders, one when it ends
+            self.name,
             logging.WARNING,
             "send_failed",
+            reason,
             transport=self.name,
             seq=seq,
-            reason=reason,
             retry_in_s=round(delay, 2),
         )
 

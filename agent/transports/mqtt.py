@@ -29,7 +29,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 
-from agent.logs import event
+from agent.logs import Repeats, event
 from agent.sections import NAME_PATTERN, TlsConfig, TransportSection, resolve_secret
 from agent.transports.mqtt_acks import AckError, AwaitedAcks, parse_ack
 from agent.transports.tls import client_context
@@ -120,6 +120,7 @@ class MqttTransport:
         self._watchdog: threading.Thread | None = None
         self.last_error: str | None = None
         self._diagnosed_at = 0.0
+        self._repeats = Repeats(log)
         self._client = self._make_client()
 
     def _status(self, state: str) -> str:
@@ -180,6 +181,7 @@ class MqttTransport:
             client.subscribe(self.ack_topic, qos=1)
         self.last_error = None
         self._online.set()
+        self._repeats.ok("connect", "mqtt_connect_recovered", transport=self.name)
         event(
             log,
             logging.INFO,
@@ -196,13 +198,13 @@ class MqttTransport:
             return
         self._diagnosed_at = time.monotonic()
         self.last_error = diagnose(self.config.host, self.config.port, self._tls)
-        event(
-            log,
+        self._repeats.failed(
+            "connect",
             logging.ERROR,
             "mqtt_connect_failed",
+            self.last_error,
             transport=self.name,
             broker=f"{self.config.host}:{self.config.port}",
-            reason=self.last_error,
         )
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:

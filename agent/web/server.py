@@ -1,0 +1,123 @@
+"""The ``[web]`` listener: the station page, its assets, its JSON, and ``/metrics``.
+
+Read-only and GET only. Every asset is served from ``agent/web/static`` (no CDN: the station may
+have no internet). Query parameters are bounded; an unknown path is a 404, a failure while
+gathering a 500 with the reason, never a traceback on the wire.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib.resources import files
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, urlsplit
+
+from agent.logs import event
+from agent.metrics import Metrics
+from agent.web.live import MAX_NAME, StationView
+from agent.web.section import WebConfig
+
+if TYPE_CHECKING:
+    from agent.daemon import Agent
+
+log = logging.getLogger("agent.web")
+ASSETS = {
+    "/": ("index.html", "text/html; charset=utf-8"),
+    "/app.js": ("app.js", "text/javascript; charset=utf-8"),
+    "/style.css": ("style.css", "text/css; charset=utf-8"),
+}
+MAX_PATH = 2048
+
+
+def _asset(name: str) -> bytes:
+    return files("agent.web").joinpath("static", name).read_bytes()
+
+
+class WebServer:
+    """Serves one agent's page and metrics on a thread of its own."""
+
+    def __init__(self, agent: Agent, config: WebConfig) -> None:
+        self.agent, self.config = agent, config
+        self.view = StationView(agent)
+        self.metrics = Metrics(agent, self.view)
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        return f"http://{self.config.host}:{self._server.server_address[1]}/"
+
+    def start(self) -> None:
+        try:
+            server = ThreadingHTTPServer((self.config.host, self.config.port), _handler(self))
+        except OSError as exc:  # the station goes on measuring without its page
+            where = f"{self.config.host}:{self.config.port}"
+            event(log, logging.ERROR, "web_not_listening", listen=where, error=str(exc))
+            return
+        server.daemon_threads = True
+        self._server = server
+        self._thread = threading.Thread(target=server.serve_forever, name="web", daemon=True)
+        self._thread.start()
+        event(log, logging.INFO, "web_listening", url=self.url, metrics=self.url + "metrics")
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        self.view.close()
+
+    def answer(self, path: str) -> tuple[int, str, bytes]:
+        """(status, content type, body) for a GET of ``path``."""
+        if len(path) > MAX_PATH:
+            return 414, "text/plain", b"request line too long"
+        parts = urlsplit(path)
+        if parts.path in ASSETS:
+            name, kind = ASSETS[parts.path]
+            return 200, kind, _asset(name)
+        if parts.path == "/metrics":
+            return 200, "text/plain; version=0.0.4; charset=utf-8", self.metrics.exposition()
+        if parts.path == "/api/live":
+            return _json(self.view.live())
+        if parts.path == "/api/chart":
+            query = {k: v[0] for k, v in parse_qs(parts.query, max_num_fields=10).items()}
+            missing = [k for k in ("device", "param", "unit") if k not in query]
+            if missing or any(len(v) > MAX_NAME for v in query.values()):
+                return 400, "text/plain", b"expected ?device=NAME&param=NAME&unit=UNIT"
+            chart = self.view.chart(
+                query["device"], query["param"], query["unit"], self.config.chart_points
+            )
+            return _json(chart)
+        return 404, "text/plain", b"not found"
+
+
+def _json(data: Any) -> tuple[int, str, bytes]:
+    body = json.dumps(data, ensure_ascii=False, allow_nan=False, default=str).encode()
+    return 200, "application/json", body
+
+
+def _handler(web: WebServer) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        server_version = "station-agent"
+
+        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+            try:
+                status, kind, body = web.answer(self.path)
+            except Exception as exc:  # the page must never take the agent down
+                event(log, logging.WARNING, "web_request_failed", path=self.path, error=str(exc))
+                status, kind = 500, "text/plain"
+                body = f"{type(exc).__name__}: {exc}".encode()
+            self.send_response(status)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Cache-Control", "no-store")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass  # one line per page refresh would flood the journal
+
+    return Handler

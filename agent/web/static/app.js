@@ -1,0 +1,127 @@
+// The station page: polls /api/live every 2 s; a click on a channel draws its last 24 h.
+"use strict";
+const STATUS = { "00": "measuring", "01": "calibrating", "02": "FAULT" };
+let chartChannel = null;
+
+function el(tag, attrs, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, v);
+  for (const c of children) node.append(c === null || c === undefined ? "" : c);
+  return node;
+}
+function when(ms) {
+  if (ms === null || ms === undefined) return "never";
+  return new Date(ms).toLocaleString();
+}
+function age(s) {
+  if (s === null || s === undefined) return "-";
+  if (s < 120) return Math.round(s) + " s";
+  if (s < 7200) return Math.round(s / 60) + " min";
+  return (s / 3600).toFixed(1) + " h";
+}
+function bytes(n) {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
+  return n.toFixed(i ? 1 : 0) + " " + units[i];
+}
+function value(v) {
+  if (v === null || v === undefined) return "—";
+  return typeof v === "number" && !Number.isInteger(v) ? v.toFixed(2) : String(v);
+}
+
+function device(d) {
+  const head = el("h3", {}, el("span", {}, d.name + " (" + d.driver + ")"),
+    el("span", { class: "muted" }, d.state === "waiting" ? "waiting for the first poll"
+      : d.state + " · " + when(d.time_ms)));
+  const body = el("tbody");
+  for (const c of d.channels) {
+    const row = el("tr", { class: "channel s" + (c.status || ""), "data-param": c.param },
+      el("td", {}, c.param), el("td", { class: "num value" }, value(c.value)),
+      el("td", {}, c.unit), el("td", { class: "status" }, STATUS[c.status] || "—"),
+      el("td", { class: "muted" }, c.error || ""));
+    row.addEventListener("click", () => { chartChannel = [d.name, c.param, c.unit]; chart(); });
+    body.append(row);
+  }
+  const box = el("div", { class: "device " + d.state, id: "device-" + d.name, "data-state": d.state },
+    head, el("table", {}, body));
+  if (d.error) box.append(el("div", { class: "error" }, d.error));
+  else if (d.last_error) {
+    box.append(el("div", { class: "muted", style: "padding:0 0.6rem 0.4rem" },
+      "last error " + when(d.last_error_ms) + ": " + d.last_error));
+  }
+  box.append(el("div", { class: "muted", style: "padding:0 0.6rem 0.4rem" },
+    "polls " + d.polls + ", faults " + d.faults + ", last good " + when(d.last_good_ms)));
+  return box;
+}
+
+function transport(t, now) {
+  const oldest = t.oldest_unacked_reading_ms ? (now - t.oldest_unacked_reading_ms) / 1000 : null;
+  const failing = t.failing_since_ms !== null && t.failing_since_ms !== undefined;
+  const state = failing ? "FAILING since " + when(t.failing_since_ms) + ": " + (t.last_error || "offline")
+    : "ok";
+  return el("tr", { class: failing ? "s02" : "s00", id: "transport-" + t.name },
+    el("td", {}, t.name + " (" + t.type + ")"),
+    el("td", { class: "num" }, t.backlog_readings === undefined ? "-" : t.backlog_readings + " readings"),
+    el("td", { class: "num" }, age(oldest)),
+    el("td", {}, t.last_acked_seq ? "seq " + t.last_acked_seq + " at " + when(t.last_acked_at_ms) : "never"),
+    el("td", { class: "status" }, state));
+}
+
+async function refresh() {
+  try {
+    const r = await fetch("/api/live", { cache: "no-store" });
+    if (!r.ok) throw new Error("HTTP " + r.status);
+    const live = await r.json();
+    document.getElementById("station").textContent =
+      "Station " + live.station + (live.station_name ? " — " + live.station_name : "");
+    document.getElementById("updated").textContent = "updated " + when(live.now_ms);
+    document.getElementById("devices").replaceChildren(...live.devices.map(device));
+    document.querySelector("#transports tbody")
+      .replaceChildren(...live.transports.map((t) => transport(t, live.now_ms)));
+    const d = live.disk;
+    document.getElementById("disk").textContent = "buffer " + bytes(d.buffer_bytes) + "; free " +
+      bytes(d.free_bytes) + " of " + bytes(d.total_bytes) + " (" + d.path + ")";
+    const problem = document.getElementById("problem");
+    problem.hidden = !live.storage_error;
+    problem.textContent = live.storage_error ? "BUFFER CANNOT STORE: " + live.storage_error : "";
+  } catch (e) {
+    document.getElementById("updated").textContent = "agent not reachable (" + e.message + ")";
+  }
+}
+
+async function chart() {
+  if (!chartChannel) return;
+  const [dev, param, unit] = chartChannel;
+  const q = new URLSearchParams({ device: dev, param: param, unit: unit });
+  const data = await (await fetch("/api/chart?" + q, { cache: "no-store" })).json();
+  document.getElementById("chart-box").hidden = false;
+  document.getElementById("chart-title").textContent = "Last 24 h: " + dev + " " + param + " (" + unit + ")";
+  const canvas = document.getElementById("chart");
+  const g = canvas.getContext("2d");
+  const W = canvas.width, H = canvas.height, pad = 40;
+  g.clearRect(0, 0, W, H);
+  const ys = data.points.map((p) => p[1]);
+  const lo = ys.length ? Math.min(...ys) : 0, hi = ys.length ? Math.max(...ys) : 1;
+  const span = hi - lo || 1;
+  const x = (t) => pad + ((t - data.from_ms) / (data.to_ms - data.from_ms)) * (W - pad - 10);
+  const y = (v) => H - pad / 2 - ((v - lo) / span) * (H - pad);
+  g.strokeStyle = "#ccc"; g.fillStyle = "#666"; g.font = "12px sans-serif";
+  g.fillText(value(hi), 2, y(hi) + 10);
+  if (hi !== lo) g.fillText(value(lo), 2, y(lo));
+  g.fillText("-24 h", pad, H - 4); g.fillText("now", W - 34, H - 4);
+  g.strokeStyle = "#1b5fb3"; g.lineWidth = 2; g.beginPath();
+  data.points.forEach((p, i) => {
+    const gap = i && p[0] - data.points[i - 1][0] > 3 * data.slice_ms;  // no data: no line
+    (i && !gap ? g.lineTo : g.moveTo).call(g, x(p[0]), y(p[1]));
+  });
+  g.stroke();
+  g.fillStyle = "#1b5fb3";
+  if (data.points.length < 50) for (const p of data.points) g.fillRect(x(p[0]) - 2, y(p[1]) - 2, 4, 4);
+  g.fillStyle = "#b3261e";
+  for (const t of data.fault_ms) g.fillRect(x(t) - 1, H - pad / 2, 3, 6);
+}
+
+refresh();
+setInterval(refresh, 2000);
+setInterval(chart, 30000);

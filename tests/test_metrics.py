@@ -1,0 +1,113 @@
+"""Prometheus metrics, scraped over HTTP from a real running agent (``[web]`` listener)."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+
+import httpx
+from conftest import analyzer_device, http_transport, make_config, wait_for
+
+from agent.daemon import Agent
+from agent.web.section import WebConfig
+from simulators.mosquitto import free_port
+
+_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)$")
+
+
+def scrape(url: str) -> dict[str, float]:
+    """``name{labels}`` -> value, parsed here (not by prometheus_client)."""
+    text = httpx.get(url + "metrics", timeout=10).text
+    out = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        match = _SAMPLE.match(line)
+        assert match, f"not a Prometheus sample line: {line!r}"
+        out[match.group(1) + (match.group(2) or "")] = float(match.group(3))
+    return out
+
+
+def _db_count(path, device: str) -> int:
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return db.execute(
+            "SELECT count(*) FROM readings r JOIN channels c ON c.id = r.channel "
+            "WHERE c.device = ?",
+            (device,),
+        ).fetchone()[0]
+    finally:
+        db.close()
+
+
+def test_metrics_follow_polls_seals_acks_and_an_outage(
+    tmp_path, station_id, station_key, analyzer, warehouse
+):
+    wh_port = warehouse.start_http()
+    config = make_config(
+        tmp_path,
+        station_id,
+        station_key[0],
+        [analyzer_device(analyzer.port)],
+        [http_transport(wh_port, backoff_initial_s=0.05, backoff_max_s=0.2)],
+    )
+    config.web = WebConfig(port=free_port())
+    agent = Agent(config)
+    agent.start()
+    dev = '{device="stack-analyzer"}'
+    try:
+        assert agent.web is not None
+        url = agent.web.url
+        assert url.startswith("http://127.0.0.1:")
+        m = wait_for(
+            lambda: (
+                (s := scrape(url)).get('station_agent_acks_total{transport="https"}', 0) >= 2 and s
+            ),
+            60,
+            "two acknowledged batches in /metrics",
+        )
+        before = _db_count(config.buffer.path, "stack-analyzer")
+        m = scrape(url)
+        after = _db_count(config.buffer.path, "stack-analyzer")
+        stored = m[f"station_agent_readings_stored_total{dev}"]
+        assert before <= stored <= after  # what the buffer holds, counted independently
+        assert m[f"station_agent_readings_polled_total{dev}"] > 0
+        assert m[f"station_agent_poll_duration_seconds_count{dev}"] >= 2
+        assert m["station_agent_batches_sealed_total"] >= 2
+        assert m[f"station_agent_device_up{dev}"] == 1
+        assert m['station_agent_send_failures_total{transport="https"}'] == 0
+        assert m["station_agent_missed_polls_total"] == 0
+        assert m["station_agent_buffer_bytes"] >= config.buffer.path.stat().st_size > 0
+
+        warehouse.fault = "500"  # the warehouse fails: failures and backlog grow
+        m = wait_for(
+            lambda: (
+                (s := scrape(url)).get('station_agent_send_failures_total{transport="https"}')
+                and s['station_agent_oldest_unacked_reading_age_seconds{transport="https"}'] >= 1
+                and s
+            ),
+            60,
+            "failures and an aging backlog in /metrics",
+        )
+        assert m['station_agent_backlog_readings{transport="https"}'] > 0
+
+        analyzer.no_answer = True  # the analyzer stops answering
+        wait_for(lambda: scrape(url)[f"station_agent_device_up{dev}"] == 0, 30, "device down")
+    finally:
+        agent.stop(grace_s=1)
+
+
+def test_web_listener_is_off_unless_configured_and_binds_loopback_by_default(
+    tmp_path, station_id, station_key, warehouse
+):
+    config = make_config(
+        tmp_path, station_id, station_key[0], [], [http_transport(warehouse.start_http())]
+    )
+    assert config.web is None
+    agent = Agent(config)
+    try:
+        assert agent.web is None
+    finally:
+        agent.lock.release()
+        agent.buffer.close()
+    assert WebConfig().host == "127.0.0.1"
