@@ -10,9 +10,10 @@ from __future__ import annotations
 import os
 import re
 import stat
+from collections.abc import Iterable
 from pathlib import Path
-from typing import BinaryIO
 
+MAX_ANSWER = 4096  # bytes of a warehouse's answer that are read (the rest is never received)
 MAX_SECRET_FILE = 64 * 1024  # a password or a PEM key is a few hundred bytes
 MAX_JSON_DEPTH = 8  # the deepest document we read (a batch payload) nests 3 levels
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
@@ -38,9 +39,14 @@ def check_json_depth(text: str, max_depth: int = MAX_JSON_DEPTH) -> None:
         raise ValueError(f"nested deeper than {max_depth} levels")
 
 
-def read_capped(stream: BinaryIO, limit: int) -> bytes:
-    """At most ``limit`` bytes of ``stream`` (the rest is left unread)."""
-    return stream.read(limit)
+def first_bytes(chunks: Iterable[bytes], limit: int) -> bytes:
+    """The first ``limit`` bytes of a stream of chunks; stops reading once it has them."""
+    out = bytearray()
+    for chunk in chunks:
+        out += chunk[: limit - len(out)]
+        if len(out) >= limit:
+            break
+    return bytes(out)
 
 
 def read_secret_file(path: Path, what: str) -> bytes:
@@ -50,27 +56,27 @@ def read_secret_file(path: Path, what: str) -> bytes:
         # O_NONBLOCK: a FIFO named as a secret must not hang the agent (refused below)
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError as exc:
-        raise ValueError(f"{what} {str(path)!r} cannot be read: {exc.strerror}") from None
+        raise ValueError(f"{path}: {what} cannot be read: {exc.strerror}") from None
     with os.fdopen(fd, "rb") as f:
         info = os.fstat(f.fileno())
         if not stat.S_ISREG(info.st_mode):
-            raise ValueError(f"{what} {str(path)!r} is not a regular file")
+            raise ValueError(f"{path}: {what} is not a regular file")
         if info.st_uid != os.geteuid():
             raise ValueError(
-                f"{what} {str(path)!r} is owned by uid {info.st_uid}, not by the agent's user "
+                f"{path}: {what} is owned by uid {info.st_uid}, not by the agent's user "
                 f"(uid {os.geteuid()}); run: chown {os.geteuid()} {path}"
             )
         if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
             raise ValueError(
-                f"{what} {str(path)!r} is accessible by group/others "
+                f"{path}: {what} is accessible by group/others "
                 f"(mode {stat.S_IMODE(info.st_mode):04o}); run: chmod 600 {path}"
             )
         if info.st_size > MAX_SECRET_FILE:
             raise ValueError(
-                f"{what} {str(path)!r} is {info.st_size} bytes; a secret file is at most "
+                f"{path}: {what} is {info.st_size} bytes; a secret file is at most "
                 f"{MAX_SECRET_FILE} bytes"
             )
         data = f.read(MAX_SECRET_FILE + 1)
     if len(data) > MAX_SECRET_FILE:
-        raise ValueError(f"{what} {str(path)!r} is larger than {MAX_SECRET_FILE} bytes")
+        raise ValueError(f"{path}: {what} is larger than {MAX_SECRET_FILE} bytes")
     return data
