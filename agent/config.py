@@ -62,7 +62,7 @@ class BufferConfig(_Section):
     retention_days: int = Field(default=60, ge=60, le=3650)
     seal_interval_s: float = Field(default=10.0, gt=0, le=240)
     max_readings_per_batch: int = Field(default=2000, ge=1, le=50_000)
-    max_disk_mb: float | None = Field(default=None, gt=0, le=1_000_000)
+    max_disk_mb: float = Field(default=2048, gt=0, le=1_000_000)  # main file + WAL
     durability: Literal["power", "process"] = "power"
 
 

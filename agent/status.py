@@ -15,6 +15,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from agent.buffer import Buffer, DeviceState
+from agent.buffer.retention import Hold
 from agent.config import Config
 from agent.health import read_health
 from agent.status_view import add_backlog_age, failing_for_s, rfc3339
@@ -81,6 +82,7 @@ def _gather(buffer: Buffer, config: Config) -> dict[str, Any]:
         "devices": [],
     }
     tz = ZoneInfo(config.station.timezone)
+    holds = {h.transport: h for h in buffer.retention.holds([t.name for t in config.transports])}
     for t in config.transports:
         if t.type == "tt10":  # files from stored readings, with a ledger of their own
             from agent.transports.tt10 import status as tt10_status
@@ -103,6 +105,7 @@ def _gather(buffer: Buffer, config: Config) -> dict[str, Any]:
                 "quarantined": [
                     {"seq": s, "reason": r} for s, r in buffer.ledger.quarantined(t.name)
                 ],
+                "retention_held": _hold(holds.get(t.name)),
             }
         )
     known = [d.name for d in config.devices]
@@ -123,6 +126,21 @@ def _gather(buffer: Buffer, config: Config) -> dict[str, Any]:
             }
         )
     return out
+
+
+def _hold(hold: Hold | None) -> dict[str, Any] | None:
+    """The batch from which on this transport keeps everything (pruning stops there)."""
+    if hold is None:
+        return None
+    now = int(time.time() * 1000)
+    return {
+        "seq": hold.seq,
+        "state": "quarantined" if hold.quarantined_at_ms is not None else "owed",
+        "sealed_at_ms": hold.sealed_at_ms,
+        "age_s": round((now - hold.sealed_at_ms) / 1000),
+        "quarantined_at_ms": hold.quarantined_at_ms,
+        "way_out": hold.way_out(),
+    }
 
 
 def render(status: dict[str, Any]) -> str:
@@ -179,6 +197,13 @@ def render(status: dict[str, Any]) -> str:
             lines.append(
                 f"    once the cause is fixed: station-agent requeue --config FILE --transport "
                 f"{t['name']}"
+            )
+        hold = t.get("retention_held")
+        if hold and (hold["state"] == "quarantined" or hold["age_s"] >= 86_400):
+            lines.append(
+                f"    PRUNING HELD at seq {hold['seq']} ({hold['state']}, sealed "
+                f"{hold['age_s'] / 86_400:.1f} days ago): nothing from it on is deleted and the "
+                f"buffer grows; {hold['way_out']}"
             )
     lines.append("devices:")
     for d in status["devices"]:
