@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 
 from agent.buffer import Buffer, DeviceState
 from agent.buffer.retention import Hold
+from agent.clock_sync import MAX_ERROR_US, max_error_us
 from agent.config import Config
 from agent.health import read_health
 from agent.status_view import add_backlog_age, failing_for_s, rfc3339
@@ -47,6 +48,11 @@ def gather(config: Config) -> dict[str, Any]:
     except sqlite3.DatabaseError as exc:
         raise StorageError(f"{path}: cannot read the buffer: {exc}") from None
     out["agent"] = _agent_state(read_health(path))
+    error_us = max_error_us()
+    out["clock"] = {
+        "synchronized": None if error_us is None else error_us < MAX_ERROR_US,
+        "max_error_s": None if error_us is None else round(error_us / 1e6, 3),
+    }
     return out
 
 
@@ -166,6 +172,14 @@ def render(status: dict[str, Any]) -> str:
         lines.append(
             f"  BUFFER CANNOT STORE: {agent['storage_error']} — {agent['waiting_polls']} poll(s) "
             f"waiting in memory, {agent['dropped_polls']} dropped; free disk space"
+        )
+    clock = status.get("clock") or {}
+    if clock.get("synchronized"):
+        lines.append(f"  clock: synchronized (max error {clock['max_error_s']} s)")
+    elif clock.get("synchronized") is False:
+        lines.append(
+            "  CLOCK NOT SYNCHRONIZED: readings are stamped by a clock no time service "
+            "disciplines; check chrony or systemd-timesyncd (timedatectl)"
         )
     lines.append("transports:")
     for t in status["transports"]:

@@ -176,3 +176,22 @@ def test_max_disk_mb_has_a_default_and_counts_the_wal(tmp_path, station_id, stat
     finally:
         reader.close()
         buf.close()
+
+
+def test_status_says_whether_the_clock_is_synchronized(tmp_path, station_id, station_key):
+    import time
+
+    from agent.clock_sync import MAX_ERROR_US, read_timex
+
+    timex = read_timex()
+    assert timex is not None
+    # the struct is read at the right offsets: its time is now, its tick the kernel's 10 ms
+    assert abs(timex.time_sec - time.time()) < 5 and timex.tick == 10_000
+    assert 0 <= timex.maxerror <= MAX_ERROR_US
+    config, agent = _agent(tmp_path, station_id, station_key)
+    agent.stop()
+    status = gather(config)
+    synced = read_timex().maxerror < MAX_ERROR_US
+    assert status["clock"]["synchronized"] is synced
+    expected = "clock: synchronized" if synced else "CLOCK NOT SYNCHRONIZED"
+    assert expected in render(status)
