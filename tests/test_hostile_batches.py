@@ -8,20 +8,28 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import subprocess
 import sys
+import warnings
 
 import httpx
 import paho.mqtt.client as mqtt
 import pytest
 from conftest import wait_for
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from joserfc import jws as jose_jws
+from joserfc.errors import JoseError
+from joserfc.jwk import OKPKey
 from paho.mqtt.enums import CallbackAPIVersion
 
 from agent.batch import Signer, build_payload
-from agent.keys import load_private_key
+from agent.bounded import json_depth
+from agent.keys import load_jwk, load_private_key
 from agent.verify import check_batch
 from core.errors import VerificationError
-from simulators.verifier import RegisteredKey, check
+from simulators.verifier import RegisteredKey, check, nesting
 from simulators.warehouse import load_station_jwk
 
 ROWS = [("dev", "SO2", "mg/Nm3", 1_764_000_000_000, 41.5, "00")]
@@ -174,8 +182,38 @@ def test_a_variant_posted_first_does_not_make_the_warehouse_refuse_the_genuine_b
 def test_outsider_variants_are_refused_by_every_verifier(signer, station_key, station_id):
     token = batch(signer, station_id, 1, None)
     registered: RegisteredKey = load_station_jwk(station_key[0].parent / "station.jwk")
+    jose_key = OKPKey.import_key(load_jwk(station_key[0].parent / "station.jwk"))
     for variant in outsider_variants(token).values():
         with pytest.raises(VerificationError):
             check_batch(variant, station_key[1])
         with pytest.raises(VerificationError):
             check(variant, registered)
+        with warnings.catch_warnings(), pytest.raises(JoseError):  # the reference agrees
+            warnings.simplefilter("ignore")  # joserfc: RFC 9864 prefers "Ed25519"
+            jose_jws.deserialize_compact(variant, jose_key, algorithms=["EdDSA"])
+
+
+def _depth_of(value: object) -> int:
+    """The oracle: nesting of a Python value, recursively (fine for the small values drawn)."""
+    if isinstance(value, dict):
+        return 1 + max((_depth_of(v) for v in value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max((_depth_of(v) for v in value), default=0)
+    return 0
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(alphabet='[]{}"\\ab\n', max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3)
+    ),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=_JSON, ascii_only=st.booleans())
+def test_both_depth_counts_agree_with_the_parsed_value(value, ascii_only):
+    text = json.dumps(value, ensure_ascii=ascii_only)
+    assert json_depth(text) == _depth_of(value)
+    assert nesting(text.encode()) == _depth_of(value)
