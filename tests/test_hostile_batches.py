@@ -76,7 +76,7 @@ def outsider_variants(token: str) -> dict[str, str]:
     s = int.from_bytes(raw[32:], "little")
     malleated = b64(raw[:32] + (s + L).to_bytes(32, "little"))
     spare_bit = ALPHABET[ALPHABET.index(sig[-1]) ^ 1]
-    return {
+    variants = {
         "signature respelled (spare low bit)": f"{head}.{body}.{sig[:-1]}{spare_bit}",
         "signature padded": f"{token}==",
         "trailing newline": token + "\n",
@@ -85,6 +85,8 @@ def outsider_variants(token: str) -> dict[str, str]:
         "standard base64 alphabet": token.translate(str.maketrans("-_", "+/")),
         "signature S + L (malleated)": f"{head}.{body}.{malleated}",
     }
+    # a token without "-" or "_" has no standard-alphabet spelling of its own
+    return {name: v for name, v in variants.items() if v != token}
 
 
 @pytest.mark.parametrize("part", ["header", "payload"])
@@ -169,7 +171,6 @@ def test_a_variant_posted_first_does_not_make_the_warehouse_refuse_the_genuine_b
     three = batch(signer, station_id, 3, digest(two))
     assert httpx.post(url, content=one, headers=headers).status_code == 201
     for name, variant in outsider_variants(two).items():
-        assert variant != two
         answer = httpx.post(url, content=variant.encode(), headers=headers)
         assert answer.status_code == 400, f"{name}: {answer.status_code} {answer.text}"
     replayed = httpx.post(url, content=three, headers=headers)  # k+1 seen and posted first too
