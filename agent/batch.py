@@ -22,6 +22,7 @@ from typing import Annotated, Literal
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 
+from agent.bounded import check_json_depth
 from agent.jws import public_jwk, sign_compact
 from core.errors import VerificationError
 from core.reading import rfc3339_ms
@@ -150,12 +151,14 @@ class PayloadModel(BaseModel):
 def parse_payload(payload: bytes) -> PayloadModel:
     """Decode and validate a payload; raises VerificationError saying what is wrong."""
     try:
+        text = payload.decode("utf-8")
+        check_json_depth(text)
         data = json.loads(
-            payload.decode("utf-8"),
+            text,
             parse_constant=_reject_constant,
             object_pairs_hook=_refuse_duplicate_keys,
         )
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+    except (UnicodeDecodeError, ValueError) as exc:
         raise VerificationError(f"malformed payload: not UTF-8 JSON ({exc})") from None
     try:
         model = PayloadModel.model_validate(data)

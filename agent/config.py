@@ -35,6 +35,9 @@ from drivers import DRIVERS, DeviceConfig
 
 __all__ = ["Config", "ConfigError", "TlsConfig", "TransportSection", "load_config", "parse_config"]
 
+MAX_CONFIG_BYTES = 1024 * 1024  # a station's configuration is a few KiB
+MAX_CONFIG_DEPTH = 8  # a valid configuration nests at most 5 (devices, channels, ...)
+
 
 class StationConfig(_Section):
     id: str = Field(min_length=1, max_length=64, pattern=_NAME)
@@ -60,7 +63,7 @@ class BufferConfig(_Section):
     retention_days: int = Field(default=60, ge=60, le=3650)
     seal_interval_s: float = Field(default=10.0, gt=0, le=240)
     max_readings_per_batch: int = Field(default=2000, ge=1, le=50_000)
-    max_disk_mb: float | None = Field(default=None, gt=0)
+    max_disk_mb: float = Field(default=2048, gt=0, le=1_000_000)  # main file + WAL
     durability: Literal["power", "process"] = "power"
 
 
@@ -239,15 +242,34 @@ def load_config(
     ``secrets=False``: do not read secrets (``config validate``, ``status``)."""
     path = Path(path)
     try:
-        raw = path.read_bytes()
+        with path.open("rb") as f:
+            raw = f.read(MAX_CONFIG_BYTES + 1)
     except FileNotFoundError:
         raise ConfigError(f"{path}: file not found") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES} bytes; not a configuration")
     try:
         data = tomllib.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except RecursionError:  # tomllib parses nested arrays and inline tables recursively
+        raise ConfigError(f"{path}: arrays or tables nested too deep") from None
+    if _depth(data) > MAX_CONFIG_DEPTH:
+        raise ConfigError(f"{path}: arrays or tables nested deeper than {MAX_CONFIG_DEPTH} levels")
     return parse_config(data, path, secrets=secrets, unresolved=unresolved)
+
+
+def _depth(data: Any) -> int:
+    """How deep tables and arrays nest in parsed TOML (iteratively: no recursion limit)."""
+    deepest, stack = 0, [(data, 1)]
+    while stack:
+        value, level = stack.pop()
+        if isinstance(value, dict | list):
+            deepest = max(deepest, level)
+            children = value.values() if isinstance(value, dict) else value
+            stack.extend((child, level + 1) for child in children)
+    return deepest

@@ -271,11 +271,12 @@ class Agent:
 
     def prune(self) -> int:
         """Delete what every transport acknowledged more than ``retention_days`` ago."""
-        cutoff = self.clock.now_ms() - self.config.buffer.retention_days * 86_400_000
+        keep_ms = self.config.buffer.retention_days * 86_400_000
+        cutoff = self.clock.now_ms() - keep_ms
         try:
             for file_transport in self.file_transports:
                 file_transport.forget_delivered_before(cutoff)
-            deleted = self.buffer.prune([s.name for s in self.senders], cutoff)
+            deleted = self.buffer.prune([s.name for s in self.senders], cutoff, keep_ms)
         except StorageError as exc:
             event(log, logging.ERROR, "prune_failed", error=str(exc))
             return 0
@@ -287,7 +288,27 @@ class Agent:
                 readings=deleted,
                 retention_days=self.config.buffer.retention_days,
             )
+        self._report_holds(cutoff)
         return deleted
+
+    def _report_holds(self, cutoff_ms: int) -> None:
+        """Log every transport that keeps data past the retention period from being pruned."""
+        try:
+            holds = self.buffer.retention.holds([s.name for s in self.senders])
+        except StorageError:
+            return
+        for hold in holds:
+            if hold.sealed_at_ms < cutoff_ms:
+                event(
+                    log,
+                    logging.WARNING,
+                    "retention_held",
+                    transport=hold.transport,
+                    seq=hold.seq,
+                    age_days=round((self.clock.now_ms() - hold.sealed_at_ms) / 86_400_000, 1),
+                    state="quarantined" if hold.quarantined_at_ms is not None else "owed",
+                    way_out=hold.way_out(),
+                )
 
     def stop(self, grace_s: float = 10.0) -> None:
         """Stop cleanly: finish polls, seal, let in-flight sends finish, close everything."""

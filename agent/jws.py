@@ -18,6 +18,8 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from core.errors import VerificationError
 
+MAX_HEADER_CHARS = 512  # the one protected header we accept is about 100 characters
+
 
 def b64url(data: bytes) -> str:
     """Base64url without padding."""
@@ -92,14 +94,15 @@ def parse_compact(token: str | bytes) -> Parsed:
             token = token.decode("ascii")
         except UnicodeDecodeError:
             raise VerificationError("malformed JWS: not ASCII") from None
-    token = token.strip()
-    parts = token.split(".")
+    parts = token.split(".")  # no stripping: one batch has exactly one byte string
     if len(parts) != 3:
         raise VerificationError(f"malformed JWS: expected 3 dot-separated parts, got {len(parts)}")
+    if len(parts[0]) > MAX_HEADER_CHARS:
+        raise VerificationError("malformed JWS: protected header too long")
     try:
         header_bytes = b64url_decode(parts[0])
         header = json.loads(header_bytes)
-    except (ValueError, UnicodeDecodeError, RecursionError):
+    except (ValueError, UnicodeDecodeError):
         raise VerificationError("malformed JWS: protected header is not base64url JSON") from None
     if not isinstance(header, dict):
         raise VerificationError("malformed JWS: protected header is not a JSON object")

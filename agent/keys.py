@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import stat
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -15,6 +14,7 @@ from cryptography.hazmat.primitives.serialization import (
     load_pem_private_key,
 )
 
+from agent.bounded import read_secret_file
 from agent.jws import public_jwk
 from core.errors import KeyFileError
 
@@ -42,24 +42,19 @@ def generate_key(out_dir: Path) -> tuple[Path, Path]:
 
 
 def load_private_key(path: Path) -> Ed25519PrivateKey:
-    """Load the station key, refusing one that group or others can access."""
-    try:
-        mode = path.stat().st_mode
-    except FileNotFoundError:
+    """Load the station key: a regular file of the agent's user, mode 0600, at most 64 KiB."""
+    if not path.exists():
         raise KeyFileError(
             f"{path}: signing key not found (create one with: station-agent keygen --out DIR)"
-        ) from None
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise KeyFileError(
-            f"{path}: signing key is accessible by group/others (mode {stat.S_IMODE(mode):04o}); "
-            f"run: chmod 600 {path}"
         )
     try:
-        key = load_pem_private_key(path.read_bytes(), password=None)
+        pem = read_secret_file(path, "signing key")
+    except ValueError as exc:
+        raise KeyFileError(str(exc)) from None
+    try:
+        key = load_pem_private_key(pem, password=None)
     except (ValueError, TypeError):
         raise KeyFileError(f"{path}: not an unencrypted PKCS#8 PEM private key") from None
-    except OSError as exc:
-        raise KeyFileError(f"{path}: cannot read: {exc.strerror}") from None
     if not isinstance(key, Ed25519PrivateKey):
         raise KeyFileError(f"{path}: expected an Ed25519 key, found {type(key).__name__}")
     return key

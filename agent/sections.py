@@ -13,6 +13,8 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, model_validator
 
+from agent.bounded import read_secret_file
+
 NAME_PATTERN = r"^[A-Za-z0-9_.\-]+$"
 
 
@@ -29,7 +31,8 @@ def resolve_secret(
     file: Path | None,
     info: ValidationInfo,
 ) -> SecretStr | None:
-    """A secret given inline, by environment variable name, or by file (its first line).
+    """A secret given inline, by environment variable name, or by file (its first line; the
+    file must be a regular file of the agent's user, mode 0600, at most 64 KiB).
 
     When the validation context says ``secrets: False`` (``config validate``, ``status``: a
     technician's shell need not hold the service's secrets) an env/file secret is not read;
@@ -60,10 +63,11 @@ def resolve_secret(
         base = (info.context or {}).get("base")
         if base is not None and not file.is_absolute():
             file = base / file
+        data = read_secret_file(file, f"{where}_file")
         try:
-            lines = file.read_text().splitlines()
-        except OSError as exc:
-            raise ValueError(f"{where}_file {str(file)!r} cannot be read: {exc.strerror}") from None
+            lines = data.decode("utf-8").splitlines()
+        except UnicodeDecodeError:
+            raise ValueError(f"{file}: {where}_file is not UTF-8 text") from None
         return SecretStr(lines[0] if lines else "")
     return inline
 
@@ -99,8 +103,8 @@ class TransportSection(Section):
 
     type: str
     name: str = Field(pattern=NAME_PATTERN)
-    backoff_initial_s: float = Field(default=1.0, gt=0)
-    backoff_max_s: float = Field(default=60.0, gt=0)
+    backoff_initial_s: float = Field(default=1.0, gt=0, le=3600)
+    backoff_max_s: float = Field(default=60.0, gt=0, le=86400)
 
     delivers: ClassVar[Literal["batches", "period_files"]] = "batches"
     """``batches``: the sender hands it sealed batches. ``period_files``: it builds files from

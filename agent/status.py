@@ -16,6 +16,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from agent.buffer import Buffer, DeviceState
+from agent.buffer.retention import Hold
+from agent.clock_sync import MAX_ERROR_US, max_error_us
 from agent.config import Config
 from agent.health import read_health
 from agent.status_view import add_backlog_age, failing_for_s, rfc3339
@@ -47,6 +49,11 @@ def gather(config: Config) -> dict[str, Any]:
     except sqlite3.DatabaseError as exc:
         raise StorageError(f"{path}: cannot read the buffer: {exc}") from None
     out["agent"] = _agent_state(read_health(path))
+    error_us = max_error_us()
+    out["clock"] = {
+        "synchronized": None if error_us is None else error_us < MAX_ERROR_US,
+        "max_error_s": None if error_us is None else round(error_us / 1e6, 3),
+    }
     return out
 
 
@@ -82,6 +89,7 @@ def _gather(buffer: Buffer, config: Config) -> dict[str, Any]:
         "devices": [],
     }
     tz = ZoneInfo(config.station.timezone)
+    holds = {h.transport: h for h in buffer.retention.holds([t.name for t in config.transports])}
     for t in config.transports:
         if t.status_module:  # files from stored readings, with a ledger of their own
             with buffer.file.read() as conn:
@@ -103,6 +111,7 @@ def _gather(buffer: Buffer, config: Config) -> dict[str, Any]:
                 "quarantined": [
                     {"seq": s, "reason": r} for s, r in buffer.ledger.quarantined(t.name)
                 ],
+                "retention_held": _hold(holds.get(t.name)),
             }
         )
     known = [d.name for d in config.devices]
@@ -123,6 +132,21 @@ def _gather(buffer: Buffer, config: Config) -> dict[str, Any]:
             }
         )
     return out
+
+
+def _hold(hold: Hold | None) -> dict[str, Any] | None:
+    """The batch from which on this transport keeps everything (pruning stops there)."""
+    if hold is None:
+        return None
+    now = int(time.time() * 1000)
+    return {
+        "seq": hold.seq,
+        "state": "quarantined" if hold.quarantined_at_ms is not None else "owed",
+        "sealed_at_ms": hold.sealed_at_ms,
+        "age_s": round((now - hold.sealed_at_ms) / 1000),
+        "quarantined_at_ms": hold.quarantined_at_ms,
+        "way_out": hold.way_out(),
+    }
 
 
 def render(status: dict[str, Any]) -> str:
@@ -148,6 +172,14 @@ def render(status: dict[str, Any]) -> str:
         lines.append(
             f"  BUFFER CANNOT STORE: {agent['storage_error']} — {agent['waiting_polls']} poll(s) "
             f"waiting in memory, {agent['dropped_polls']} dropped; free disk space"
+        )
+    clock = status.get("clock") or {}
+    if clock.get("synchronized"):
+        lines.append(f"  clock: synchronized (max error {clock['max_error_s']} s)")
+    elif clock.get("synchronized") is False:
+        lines.append(
+            "  CLOCK NOT SYNCHRONIZED: readings are stamped by a clock no time service "
+            "disciplines; check chrony or systemd-timesyncd (timedatectl)"
         )
     lines.append("transports:")
     for t in status["transports"]:
@@ -177,6 +209,13 @@ def render(status: dict[str, Any]) -> str:
             lines.append(
                 f"    once the cause is fixed: station-agent requeue --config FILE --transport "
                 f"{t['name']}"
+            )
+        hold = t.get("retention_held")
+        if hold and (hold["state"] == "quarantined" or hold["age_s"] >= 86_400):
+            lines.append(
+                f"    PRUNING HELD at seq {hold['seq']} ({hold['state']}, sealed "
+                f"{hold['age_s'] / 86_400:.1f} days ago): nothing from it on is deleted and the "
+                f"buffer grows; {hold['way_out']}"
             )
     lines.append("devices:")
     not_started = agent.get("devices_not_started") or {} if agent.get("running") else {}

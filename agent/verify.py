@@ -57,7 +57,7 @@ def check_batch(token: str | bytes, key: StationKey, station: str | None = None)
             f"payload station {payload.station!r} does not match the sender {station!r}"
         )
     text = token.decode("ascii") if isinstance(token, bytes) else token
-    return CheckedBatch(text.strip(), payload)
+    return CheckedBatch(text, payload)
 
 
 @dataclass

@@ -379,7 +379,7 @@ def run_chaos(workdir: Path, events: int = 24, seed: int = 1, log=print) -> Summ
         summary.gaps = wh_mqtt.gaps(STATION) + wh_https.gaps(STATION)
         reports = [check_chain(w.jws_list(STATION), station_key) for w in (wh_mqtt, wh_https)]
         summary.chain_ok = all(r.ok for r in reports)
-        summary.rejections = len(wh_mqtt.rejections()) + len(wh_https.rejections())
+        summary.rejections = wh_mqtt.rejected_count() + wh_https.rejected_count()
         db = sqlite3.connect(buffer_dir / "buffer.db")
         summary.integrity = db.execute("PRAGMA integrity_check").fetchone()[0]
         db.close()

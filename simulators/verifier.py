@@ -7,8 +7,14 @@ it so): a bug on one side cannot hide in the other. It follows docs/protocol.md 
   the canonical encoding of the decoded bytes: no stray low bits in the last character);
 * the protected header is exactly ``{"alg":"EdDSA","kid":"<registered kid>","typ":"JOSE"}``;
 * the Ed25519 signature (``cryptography``) over ``header "." payload`` as sent;
-* the payload is UTF-8 JSON without duplicate keys, NaN or Infinity, with exactly the fields of
-  the protocol; ``prev`` is base64url(SHA-256(exact bytes of the previous JWS)).
+* the payload is UTF-8 JSON without duplicate keys, NaN or Infinity, nested at most
+  ``MAX_DEPTH`` levels (checked before parsing: no input can exhaust the recursion limit), with
+  exactly the fields of the protocol; ``prev`` is base64url(SHA-256(exact bytes of the previous
+  JWS)).
+
+One batch has one byte string: nothing is stripped or normalised, so a variant of a genuine
+batch (re-spelled base64url, padding, whitespace) is refused and can never be stored in place of
+the genuine bytes, whoever posts it first.
 """
 
 from __future__ import annotations
@@ -28,6 +34,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from core.errors import VerificationError
 
 MAX_HEADER_CHARS = 512  # the fixed header is about 100 characters
+MAX_DEPTH = 8  # a payload nests 3 levels (object, readings list, reading object)
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_BRACKET = re.compile(rb"[\[\]{}]")
 _B64URL = re.compile(r"[A-Za-z0-9_-]*")
 _TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z")
 _PREV = re.compile(r"[A-Za-z0-9_-]{43}")
@@ -68,13 +77,27 @@ def _no_constants(name: str) -> None:
     raise ValueError(f"{name} is not JSON")
 
 
+def nesting(data: bytes) -> int:
+    """How deep arrays and objects nest (outside strings), counted without recursion."""
+    level = deepest = 0
+    for bracket in _BRACKET.findall(_JSON_STRING.sub(b"", data)):
+        if bracket in (b"[", b"{"):
+            level += 1
+            deepest = max(deepest, level)
+        else:
+            level -= 1
+    return deepest
+
+
 def strict_json(data: bytes, what: str) -> Any:
     """Parse UTF-8 JSON refusing duplicate keys, NaN/Infinity and absurd nesting."""
+    if nesting(data) > MAX_DEPTH:
+        raise VerificationError(f"malformed {what}: nested deeper than {MAX_DEPTH} levels")
     try:
         return json.loads(
             data.decode("utf-8"), object_pairs_hook=_no_duplicates, parse_constant=_no_constants
         )
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+    except (UnicodeDecodeError, ValueError) as exc:
         raise VerificationError(f"malformed {what}: not strict UTF-8 JSON ({exc})") from None
 
 
@@ -133,7 +156,7 @@ def split(token: str | bytes) -> tuple[str, str, str]:
             token = token.decode("ascii")
         except UnicodeDecodeError:
             raise VerificationError("malformed JWS: not ASCII") from None
-    parts = token.strip().split(".")
+    parts = token.split(".")  # nothing stripped: one batch, one byte string
     if len(parts) != 3:
         raise VerificationError(f"malformed JWS: expected 3 dot-separated parts, got {len(parts)}")
     return parts[0], parts[1], parts[2]

@@ -20,8 +20,13 @@ Testers run it by hand::
         --http-port 8443 --tls-cert server.pem --tls-key server.key \\
         --mqtt-host 127.0.0.1 --mqtt-port 1883
 
-Fault injection (HTTP): ``--fault 500|hang|close`` at start, or at run time
-``POST /_admin/fault`` with body ``500``, ``hang``, ``close`` or ``none``.
+Fault injection (HTTP): ``--fault 500|hang|close`` at start, or at run time (only when started
+with ``--admin``) ``POST /_admin/fault`` with body ``500``, ``hang``, ``close`` or ``none``.
+
+It does not fall over (``simulators/warehouse_http.py``): every malformed request is answered,
+connections time out and are capped, the MQTT receiving thread survives any message, and refused
+bodies are counted (``rejected_count``) but only the latest ``KEEP_REJECTIONS`` are kept, with
+at most ``SAMPLE_BYTES`` of the body for the latest ``SAMPLE_BODIES`` of them.
 """
 
 from __future__ import annotations
@@ -36,14 +41,15 @@ import ssl
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from core.errors import VerificationError
 from simulators.verifier import Batch, RegisteredKey, check, digest_of, unverified_payload
+from simulators.warehouse_http import FAULTS, MAX_BODY, Server, make_server
 
-MAX_BODY = 64 * 1024 * 1024
-FAULTS = ("500", "hang", "close")
+KEEP_REJECTIONS = 1000  # rejection records kept (station, seq, reason); all are counted
+SAMPLE_BODIES = 20  # of those, the latest this many keep the start of the refused body
+SAMPLE_BYTES = 4096
 
 
 class Warehouse:
@@ -63,11 +69,14 @@ class Warehouse:
                 seq INTEGER, reason TEXT, via TEXT, received_at TEXT, body TEXT);
             CREATE TABLE IF NOT EXISTS gap_events (id INTEGER PRIMARY KEY, station TEXT,
                 from_seq INTEGER, to_seq INTEGER, noticed_at TEXT);
+            CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, n INTEGER NOT NULL);
             """
         )
         self.fault: str | None = None
+        self.admin = False  # POST /_admin/fault answers 404 unless this is set (--admin)
         self.received = 0
-        self._http: ThreadingHTTPServer | None = None
+        self.errors = 0  # exceptions caught while receiving (answered 500 / not acknowledged)
+        self._http: Server | None = None
         self._mqtt = None
 
     # --- the verifying store --------------------------------------------------------------
@@ -80,24 +89,39 @@ class Warehouse:
         with self._lock:
             self.received += 1
             try:
+                if len(body) > MAX_BODY:
+                    raise VerificationError(f"batch of {len(body)} bytes (at most {MAX_BODY})")
                 batch = check(body, key, station)
                 status, message = self._store(batch, station, key.kid, via, now)
             except VerificationError as exc:
                 status, message = 400, str(exc)
             if status == 400:
-                self._db.execute(
-                    "INSERT INTO rejections (station, seq, reason, via, received_at, body) "
-                    "VALUES (?, ?, ?, ?, ?, ?)",
-                    (
-                        station,
-                        _claimed_seq(body),
-                        message,
-                        via,
-                        now,
-                        body[:100_000].decode("ascii", "replace"),
-                    ),
-                )
+                self._record_rejection(station, body, message, via, now)
         return status, message
+
+    def _record_rejection(self, station: str, body: bytes, reason: str, via: str, now: str) -> None:
+        """Count every refusal; keep a bounded record of the latest and a sample of bodies."""
+        self._db.execute(
+            "INSERT INTO counters (name, n) VALUES ('rejected', 1) "
+            "ON CONFLICT (name) DO UPDATE SET n = n + 1"
+        )
+        rowid = self._db.execute(
+            "INSERT INTO rejections (station, seq, reason, via, received_at, body) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                station,
+                _claimed_seq(body),
+                reason[:500],
+                via,
+                now,
+                body[:SAMPLE_BYTES].decode("ascii", "replace"),
+            ),
+        ).lastrowid
+        self._db.execute("DELETE FROM rejections WHERE id <= ?", (rowid - KEEP_REJECTIONS,))
+        self._db.execute(
+            "UPDATE rejections SET body = NULL WHERE id <= ? AND body IS NOT NULL",
+            (rowid - SAMPLE_BODIES,),
+        )
 
     def _store(self, batch: Batch, station: str, kid: str, via: str, now: str) -> tuple[int, str]:
         seq = batch.seq
@@ -166,8 +190,15 @@ class Warehouse:
         return n, r
 
     def rejections(self) -> list[tuple[str, str]]:
+        """(station, reason) of the latest refusals kept (at most ``KEEP_REJECTIONS``)."""
         with self._lock:
             return list(self._db.execute("SELECT station, reason FROM rejections ORDER BY id"))
+
+    def rejected_count(self) -> int:
+        """How many batches were refused (400) since the database was made."""
+        with self._lock:
+            row = self._db.execute("SELECT n FROM counters WHERE name = 'rejected'").fetchone()
+        return row[0] if row else 0
 
     # --- HTTP -----------------------------------------------------------------------------
     def start_http(
@@ -178,17 +209,21 @@ class Warehouse:
         cert: Path | None = None,
         key: Path | None = None,
         client_ca: Path | None = None,
+        timeout_s: float = 30.0,
+        max_connections: int = 64,
     ) -> int:
-        """Serve ``POST /stations/{station}/batches``; returns the port."""
-        server = ThreadingHTTPServer((host, port), _handler(self))
-        server.daemon_threads = True
+        """Serve ``POST /stations/{station}/batches``; returns the port. Each connection times
+        out after ``timeout_s`` without progress; at most ``max_connections`` at once."""
+        ctx = None
         if cert is not None:
             ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             ctx.load_cert_chain(str(cert), str(key))
             if client_ca is not None:
                 ctx.load_verify_locations(str(client_ca))
                 ctx.verify_mode = ssl.CERT_REQUIRED
-            server.socket = ctx.wrap_socket(server.socket, server_side=True)
+        server = make_server(
+            self, (host, port), tls=ctx, timeout_s=timeout_s, max_connections=max_connections
+        )
         self._http = server
         threading.Thread(target=server.serve_forever, name="warehouse-http", daemon=True).start()
         return server.server_address[1]
@@ -222,11 +257,17 @@ class Warehouse:
             connected.set()
 
         def on_message(c, userdata, msg) -> None:
-            station = msg.topic.split("/")[-2]
-            status, message = self.receive(station, msg.payload, "mqtt")
-            ack = mqtt_ack(msg.payload, status, message)
-            if ack is not None:
-                c.publish(f"{prefix}/{station}/acks", ack, qos=1)
+            # Whatever a message does, the receiving thread goes on: an exception escaping a
+            # paho callback would end the loop, and no later batch would ever be stored.
+            try:
+                station = msg.topic.split("/")[-2]
+                status, message = self.receive(station, msg.payload, "mqtt")
+                ack = mqtt_ack(msg.payload, status, message)
+                if ack is not None:
+                    c.publish(f"{prefix}/{station}/acks", ack, qos=1)
+            except Exception as exc:  # not acknowledged: the agent publishes it again
+                self.errors += 1
+                print(f"warehouse: message on {msg.topic!r} not handled: {exc!r}", file=sys.stderr)
 
         client.on_connect, client.on_subscribe = on_connect, on_subscribe
         client.on_message = on_message
@@ -291,63 +332,6 @@ def load_station_jwk(path: Path) -> RegisteredKey:
         raise VerificationError(f"{path}: {exc}") from None
 
 
-def _handler(warehouse: Warehouse) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        # Headers and body are written separately: without TCP_NODELAY, Nagle + the client's
-        # delayed ACK stall every answer by ~40 ms (bench/RESULTS.md).
-        disable_nagle_algorithm = True
-
-        def log_message(self, format: str, *args) -> None:  # quiet: the store records everything
-            pass
-
-        def _reply(self, status: int, message: str) -> None:
-            body = (json.dumps({"status": status, "message": message}) + "\n").encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
-            length = int(self.headers.get("Content-Length") or 0)
-            if length > MAX_BODY:
-                self._reply(413, "body too large")
-                return
-            body = self.rfile.read(length)
-            if len(body) < length:  # the sender went away mid-upload: nothing was received
-                self.close_connection = True
-                return
-            if self.path == "/_admin/fault":
-                mode = body.decode().strip()
-                warehouse.fault = mode if mode in FAULTS else None
-                self._reply(200, f"fault {warehouse.fault}")
-                return
-            fault = warehouse.fault
-            if fault == "500":
-                self._reply(500, "injected fault")
-                return
-            if fault == "close":
-                self.close_connection = True
-                self.connection.shutdown(2)
-                return
-            if fault == "hang":
-                while warehouse.fault == "hang":
-                    time.sleep(0.1)
-                self.close_connection = True
-                return
-            parts = self.path.strip("/").split("/")
-            if len(parts) != 3 or parts[0] != "stations" or parts[2] != "batches":
-                self._reply(404, "expected POST /stations/{station}/batches")
-                return
-            if self.headers.get("Content-Type", "").split(";")[0] != "application/jose":
-                self._reply(415, "Content-Type must be application/jose")
-                return
-            self._reply(*warehouse.receive(parts[1], body, "http"))
-
-    return Handler
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m simulators.warehouse", description=__doc__.split("\n\n")[0]
@@ -370,6 +354,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mqtt-port", type=int, default=1883)
     parser.add_argument("--topic-prefix", default="stations")
     parser.add_argument("--fault", choices=FAULTS, help="start with this HTTP fault injected")
+    parser.add_argument(
+        "--admin", action="store_true", help="enable POST /_admin/fault (off by default)"
+    )
+    parser.add_argument("--http-timeout", type=float, default=30.0, help="socket timeout, s")
+    parser.add_argument("--max-connections", type=int, default=64, help="HTTP connections at once")
     args = parser.parse_args(argv)
     keys = {}
     try:
@@ -382,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     warehouse = Warehouse(args.db, keys)
-    warehouse.fault = args.fault
+    warehouse.fault, warehouse.admin = args.fault, args.admin
     if args.http_port is not None:
         port = warehouse.start_http(
             args.http_host,
@@ -390,6 +379,8 @@ def main(argv: list[str] | None = None) -> int:
             cert=args.tls_cert,
             key=args.tls_key,
             client_ca=args.client_ca,
+            timeout_s=args.http_timeout,
+            max_connections=args.max_connections,
         )
         scheme = "https" if args.tls_cert else "http"
         print(f"warehouse listening on {scheme}://{args.http_host}:{port}", flush=True)

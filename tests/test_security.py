@@ -167,6 +167,7 @@ def test_private_key_and_passwords_never_appear_in_logs_or_status(
                 "port": 1,
                 "username": "station",
                 "password_env": "TEST_MQTT_PASSWORD",
+                "allow_insecure": True,  # a closed loopback test: no TLS
             }
         ],
     }

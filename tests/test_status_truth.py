@@ -79,6 +79,7 @@ def test_status_follows_a_broker_outage_and_needs_no_secrets(
                 "backoff_max_s": 2,
                 "username": "station",
                 "password_env": SECRET_ENV,
+                "allow_insecure": True,  # loopback test broker: no TLS
             }
         ],
     }

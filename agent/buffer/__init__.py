@@ -147,9 +147,11 @@ class Buffer:
     def requeue_marker(self, transport: str) -> tuple[int, list[int]] | None:
         return self.ledger.requeue_marker(transport)
 
-    def prune(self, transports: Sequence[str], older_than_ms: int) -> int:
+    def prune(
+        self, transports: Sequence[str], older_than_ms: int, keep_ms: int | None = None
+    ) -> int:
         """See ``Retention.prune``."""
-        return self.retention.prune(transports, older_than_ms)
+        return self.retention.prune(transports, older_than_ms, keep_ms)
 
     def readings(self, first_id: int = 0, limit: int = 1_000_000) -> list[ReadingRow]:
         return self.store.readings(first_id, limit)

@@ -109,6 +109,17 @@ class Chain:
             "SELECT min(seq) FROM batches WHERE seq <= ? AND sealed_at_ms >= ?", (upto_seq, time_ms)
         ).fetchone()[0]
 
+    def last_aged(self, conn: sqlite3.Connection, age_ms: int, max_gap_ms: int) -> int | None:
+        """The highest seq followed by at least ``age_ms`` of sealing time, each gap between
+        consecutive batches counted between 0 and ``max_gap_ms`` (a clock jump is not age)."""
+        return conn.execute(
+            "SELECT max(seq) FROM (SELECT seq, coalesce(sum(gap) OVER (ORDER BY seq DESC "
+            "ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS after FROM (SELECT seq, "
+            "min(max(sealed_at_ms - coalesce(lag(sealed_at_ms) OVER (ORDER BY seq), "
+            "sealed_at_ms), 0), ?) AS gap FROM batches)) WHERE after >= ?",
+            (max_gap_ms, age_ms),
+        ).fetchone()[0]
+
     def seq_holding(self, conn: sqlite3.Connection, reading_id: int) -> int | None:
         """The batch that sealed reading ``reading_id`` (or the first after it), if sealed."""
         return conn.execute(

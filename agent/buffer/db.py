@@ -9,12 +9,18 @@ handed the same ``BufferFile`` and goes through it:
   commit fsynced (synchronous=FULL) even with ``durability = "process"``.
 * ``file.read()`` takes the lock and yields the connection for reads (autocommit: each statement
   sees a committed state).
+* ``max_disk_mb`` counts the main file and its WAL: the main file may take the cap minus a WAL
+  allowance (an eighth of it, at most 64 MiB; SQLite ``max_page_count``), the WAL is truncated
+  back to the allowance after each checkpoint (``journal_size_limit``), and a write that finds
+  the WAL larger than its allowance checkpoints first, or is refused as ``DiskFullError`` if
+  the WAL cannot be emptied (a reader holding it).
 * A part keeping an in-memory cache of rows it inserts registers ``file.on_rollback(undo)`` from
   inside ``fn``; ``undo`` runs if that transaction does not commit.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
@@ -26,6 +32,7 @@ from agent.buffer import schema
 from core.errors import DiskFullError, StorageError
 
 T = TypeVar("T")
+MAX_WAL_ALLOWANCE = 64 * 1024 * 1024
 
 
 def _is_full(exc: sqlite3.Error) -> bool:
@@ -48,6 +55,7 @@ class BufferFile:
         self._lock = threading.RLock()
         self._durable_commits = durability == "power"
         self._undo: list[Callable[[], None]] = []
+        self._wal_allowance: int | None = None
         try:
             if read_only:
                 self._conn = sqlite3.connect(
@@ -76,9 +84,31 @@ class BufferFile:
                 "(see docs/durability.md, 'A damaged buffer.db'); never delete it."
             )
         if max_disk_mb is not None:
+            cap = int(max_disk_mb * 1024 * 1024)
+            self._wal_allowance = min(MAX_WAL_ALLOWANCE, cap // 8)
             page_size = self._conn.execute("PRAGMA page_size").fetchone()[0]
-            pages = max(int(max_disk_mb * 1024 * 1024 / page_size), 16)
+            pages = max((cap - self._wal_allowance) // page_size, 16)
             self._conn.execute(f"PRAGMA max_page_count={pages}")
+            self._conn.execute(f"PRAGMA journal_size_limit={self._wal_allowance}")
+
+    def wal_bytes(self) -> int:
+        """The size of the write-ahead log beside the file (0 when there is none)."""
+        try:
+            return os.stat(f"{self.path}-wal").st_size
+        except FileNotFoundError:
+            return 0
+
+    def _check_wal(self) -> None:
+        """Under the lock, before a write: keep the WAL within its share of ``max_disk_mb``."""
+        if self._wal_allowance is None or self.wal_bytes() <= self._wal_allowance:
+            return
+        self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        if self.wal_bytes() > self._wal_allowance:
+            raise sqlite3.OperationalError(
+                f"database or disk is full: the WAL holds {self.wal_bytes()} bytes, more than "
+                f"its {self._wal_allowance} bytes of max_disk_mb, and cannot be checkpointed "
+                "(another process holds a read open on the buffer?)"
+            )
 
     def _sync(self, mode: str) -> None:
         self._conn.execute(f"PRAGMA synchronous={mode}")
@@ -101,6 +131,7 @@ class BufferFile:
                 self._sync("FULL")
             conn, committed = self._conn, False
             try:
+                self._check_wal()
                 conn.execute("BEGIN IMMEDIATE")
                 yield conn
                 conn.execute("COMMIT")
@@ -128,7 +159,7 @@ class BufferFile:
             if _is_full(exc):
                 raise DiskFullError(
                     f"{self.path}: buffer full while {what} (disk or max_disk_mb); "
-                    "data already stored is kept"
+                    f"data already stored is kept ({exc})"
                 ) from None
             raise StorageError(f"{self.path}: {what} failed: {exc}") from None
 

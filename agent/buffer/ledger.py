@@ -166,6 +166,21 @@ class DeliveryLedger:
             (transport,),
         ).fetchone()[0]
 
+    def first_unacked(
+        self, conn: sqlite3.Connection, transport: str
+    ) -> tuple[int, int, int | None] | None:
+        """(seq, sealed_at_ms, quarantined_at_ms or None) of the lowest batch ``transport`` has
+        not acknowledged: retention keeps it and everything after it."""
+        row = conn.execute(
+            "SELECT b.seq, b.sealed_at_ms, d.state, d.at_ms FROM batches b LEFT JOIN deliveries d "
+            f"ON d.transport = ? AND d.seq = b.seq WHERE d.state IS NOT {ACKED} "
+            "ORDER BY b.seq LIMIT 1",
+            (transport,),
+        ).fetchone()
+        if row is None:
+            return None
+        return row[0], row[1], row[3] if row[2] == QUARANTINED else None
+
     def first_acked_since(
         self, conn: sqlite3.Connection, transports: Sequence[str], upto_seq: int, time_ms: int
     ) -> int | None:

@@ -121,6 +121,10 @@ class ReadingsStore:
             for _id, channel, time_ms, value, status in rows
         ]
 
+    def newest_time(self, conn: sqlite3.Connection) -> int | None:
+        """The time of the newest reading stored (by its time, not its arrival)."""
+        return conn.execute("SELECT max(time_ms) FROM readings").fetchone()[0]
+
     def first_id_since(self, conn: sqlite3.Connection, time_ms: int) -> int | None:
         """The oldest-stored reading taken at or after ``time_ms`` (for retention holds)."""
         return conn.execute(

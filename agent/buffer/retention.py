@@ -13,6 +13,16 @@ it is:
 It is always a prefix, so a clock that went backwards cannot make pruning skip ahead; readings
 not yet sealed are never pruned.
 
+With ``keep_ms`` (the retention period; the agent always gives it) the station's own clock
+cannot fool it either:
+
+* no reading taken within ``keep_ms`` of the newest reading's time is pruned;
+* a batch is old enough only once ``keep_ms`` of *observed* time followed it: the sum of the
+  gaps between the sealing times of the batches after it, each gap counted between 0 (a clock
+  that went back) and ``MAX_GAP_MS`` (a clock that jumped forward, or an agent stopped for a
+  while). A forward jump larger than the retention period therefore prunes nothing early; an
+  outage only makes data stay longer.
+
 Consumers that read by time (a transport building files per 5-minute period from
 ``ReadingsStore.readings_between``) register themselves with ``register(consumer)``: a
 consumer has a ``name`` and ``oldest_needed_ms()``, the earliest reading time it has not yet
@@ -26,12 +36,37 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from agent.buffer.chain import Chain
 from agent.buffer.db import BufferFile
 from agent.buffer.ledger import DeliveryLedger
 from agent.buffer.readings import ReadingsStore
+
+MAX_GAP_MS = 3_600_000  # batches are sealed every few minutes at most: a longer gap is not age
+
+
+@dataclass(frozen=True)
+class Hold:
+    """A transport holding pruning back: its first batch not acknowledged."""
+
+    transport: str
+    seq: int
+    sealed_at_ms: int
+    quarantined_at_ms: int | None  # None: owed (never acknowledged), not refused
+
+    def way_out(self) -> str:
+        """What the operator does about it (docs/operations.md)."""
+        if self.quarantined_at_ms is not None:
+            return (
+                f"fix what the warehouse refused, then: station-agent requeue --config FILE "
+                f"--transport {self.transport}"
+            )
+        return (
+            f"make {self.transport} deliver again, or, if it is decommissioned, remove it from "
+            "the configuration (its acknowledgements then stop holding pruning back)"
+        )
 
 
 class ReadingsConsumer(Protocol):
@@ -55,7 +90,9 @@ class Retention:
         """Ask ``consumer`` before every prune from now on."""
         self.consumers.append(consumer)
 
-    def prune(self, transports: Sequence[str], older_than_ms: int) -> int:
+    def prune(
+        self, transports: Sequence[str], older_than_ms: int, keep_ms: int | None = None
+    ) -> int:
         """Delete the prefix of the chain described in the module docstring; returns the
         number of readings deleted."""
         if not transports and not self.consumers:
@@ -64,6 +101,8 @@ class Retention:
 
         def prune(conn: sqlite3.Connection) -> int:
             floor = self._floor(conn, transports, older_than_ms, needs)
+            if keep_ms is not None:
+                floor = min(floor, self._aged_floor(conn, keep_ms))
             last = self.chain.last_upto(conn, floor) if floor > 0 else None
             if last is None:
                 return 0
@@ -101,6 +140,23 @@ class Retention:
             if since_ms is None:
                 continue
             first_id = self.store.first_id_since(conn, since_ms)
+            seq = None if first_id is None else self.chain.seq_holding(conn, first_id)
+            if seq is not None:
+                floor = min(floor, seq - 1)
+        return floor
+
+    def holds(self, transports: Sequence[str]) -> list[Hold]:
+        """Per transport, the first batch it has not acknowledged (what pruning stops at)."""
+        with self.file.read() as conn:
+            found = [(name, self.ledger.first_unacked(conn, name)) for name in transports]
+        return [Hold(name, *first) for name, first in found if first is not None]
+
+    def _aged_floor(self, conn: sqlite3.Connection, keep_ms: int) -> int:
+        """The highest seq old enough by the station's own timeline (module docstring)."""
+        newest = self.store.newest_time(conn)
+        floor = self.chain.last_aged(conn, keep_ms, MAX_GAP_MS) or 0
+        if newest is not None:
+            first_id = self.store.first_id_since(conn, newest - keep_ms)
             seq = None if first_id is None else self.chain.seq_holding(conn, first_id)
             if seq is not None:
                 floor = min(floor, seq - 1)

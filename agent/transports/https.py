@@ -18,6 +18,7 @@ from typing import Literal
 import httpx
 from pydantic import Field, model_validator
 
+from agent.bounded import MAX_ANSWER, first_bytes
 from agent.logs import event
 from agent.sections import NAME_PATTERN, TlsConfig, TransportSection
 from agent.transports.tls import client_context
@@ -84,7 +85,11 @@ class HttpsTransport:
             verify=verify,
             timeout=httpx.Timeout(self.config.timeout_s),
             follow_redirects=False,
-            headers={"Content-Type": "application/jose", "User-Agent": "station-agent"},
+            headers={
+                "Content-Type": "application/jose",
+                "User-Agent": "station-agent",
+                "Accept-Encoding": "identity",  # an answer is read raw and only its start
+            },
         )
         self._thread = threading.Thread(target=self._run, name=f"https-{self.name}", daemon=True)
         self._thread.start()
@@ -102,12 +107,18 @@ class HttpsTransport:
     def _post(self, batch: SealedBatch) -> Outcome:
         assert self._client is not None
         try:
-            response = self._client.post(self.url, content=batch.jws.encode("ascii"))
+            body = batch.jws.encode("ascii")
+            request = self._client.build_request("POST", self.url, content=body)
+            response = self._client.send(request, stream=True)
+            try:  # the answer's first few KiB say all we need; a huge body is never read
+                answer = first_bytes(response.iter_raw(), MAX_ANSWER)
+            finally:
+                response.close()
         except httpx.TimeoutException:
             return Retry(f"no answer from {self.url} within {self.config.timeout_s} s")
         except httpx.HTTPError as exc:
             return Retry(f"cannot reach {self.url}: {_reason(exc)}")
-        outcome = classify(response.status_code, response.text)
+        outcome = classify(response.status_code, answer.decode("utf-8", "replace"))
         if response.status_code in (401, 403, 404):
             event(
                 log,

@@ -55,9 +55,10 @@ class MqttTransportConfig(TransportSection):
     tls: TlsConfig | None = None
     keepalive_s: int = Field(default=30, ge=5, le=3600)
     inflight: int = Field(default=20, ge=1, le=1000)
-    inflight_bytes: int = Field(default=2 * 1024 * 1024, ge=64 * 1024)
+    inflight_bytes: int = Field(default=2 * 1024 * 1024, ge=64 * 1024, le=256 * 1024 * 1024)
     ack_timeout_s: float = Field(default=60.0, gt=0, le=3600)
     ack: Literal["warehouse", "broker"] = "warehouse"
+    allow_insecure: bool = False  # a password over plain MQTT (no tls): test benches only
 
     @field_validator("topic_prefix")
     @classmethod
@@ -73,6 +74,12 @@ class MqttTransportConfig(TransportSection):
 
     @model_validator(mode="after")
     def _secret(self, info: ValidationInfo) -> MqttTransportConfig:
+        given = (self.password, self.password_env, self.password_file)
+        if self.tls is None and any(x is not None for x in given) and not self.allow_insecure:
+            raise ValueError(
+                "a password over plain MQTT (no [transports.tls]) travels in clear text; "
+                "add a tls section, or set allow_insecure = true on a closed test network"
+            )
         self.password = resolve_secret(
             "password", self.password, self.password_env, self.password_file, info
         )

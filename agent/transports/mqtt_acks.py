@@ -18,6 +18,7 @@ import threading
 import time
 from dataclasses import dataclass
 
+from agent.bounded import check_json_depth
 from agent.jws import chain_digest
 
 MAX_ACK_BYTES = 4096
@@ -41,8 +42,10 @@ def parse_ack(payload: bytes) -> WarehouseAck:
     if len(payload) > MAX_ACK_BYTES:
         raise AckError(f"acknowledgement of {len(payload)} bytes (at most {MAX_ACK_BYTES})")
     try:
-        data = json.loads(payload.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError):
+        text = payload.decode("utf-8")
+        check_json_depth(text, 1)
+        data = json.loads(text)
+    except (UnicodeDecodeError, ValueError):
         raise AckError("acknowledgement is not a JSON object") from None
     if not isinstance(data, dict):
         raise AckError("acknowledgement is not a JSON object")

@@ -92,9 +92,9 @@ class ModbusChannel(BaseModel):
     """For type "bit" in a register: which bit (0 = least significant)."""
     length: int | None = Field(default=None, ge=1, le=125)
     """For types "string" and "number_text": number of registers (two characters each)."""
-    scale: float = Field(default=1.0, allow_inf_nan=False)
+    scale: float = Field(default=1.0, ge=-1e9, le=1e9, allow_inf_nan=False)
     """Multiplier applied to the raw value."""
-    offset: float = Field(default=0.0, allow_inf_nan=False)
+    offset: float = Field(default=0.0, ge=-1e12, le=1e12, allow_inf_nan=False)
     """Added after scaling: value = raw * scale + offset."""
     status_register: int | None = Field(default=None, ge=0, le=65535)
     """This channel's status register; overrides the device-wide ``status.register`` and is read

@@ -13,7 +13,9 @@ exactly as many as pymodbus says the frame has, so that
   and report no response;
 * an RTU answer from another unit id (a late answer to an earlier request) is skipped without
   swallowing the answer behind it (pymodbus's RTU decoder takes the rest of its buffer with a
-  frame), as is an MBAP frame with another transaction id.
+  frame), as is an MBAP frame with another transaction id;
+* an MBAP answer with this transaction id but another unit id, or to another function, is a
+  ``BadAnswer``, never taken as the asked device's registers (a gateway mixing up its devices).
 
 ``rtu_transaction`` and ``mbap_transaction`` send one request and return the decoded answer,
 or raise ``NoAnswer`` (nothing before the deadline), ``BadAnswer`` (CRC error, incomplete
@@ -190,11 +192,16 @@ def mbap_transaction(
         body = link.read(length - 1, deadline)
         if len(body) < length - 1:
             raise BadAnswer(f"incomplete answer ({7 + len(body)} of {6 + length} bytes)")
-        _, _, tid, pdu = _MBAP.decode(head + body)
+        _, unit, tid, pdu = _MBAP.decode(head + body)
         if not pdu:
             raise BadAnswer(f"not a Modbus TCP answer ({head.hex(' ')})")
-        if tid == request.transaction_id:
-            return _decode(pdu, request)
+        if tid != request.transaction_id:
+            continue  # an answer to an earlier request that timed out
+        if unit != request.dev_id:
+            raise BadAnswer(f"answer from unit {unit}, asked unit {request.dev_id}")
+        if pdu[0] & 0x7F != request.function_code:
+            raise BadAnswer(f"answer to function {pdu[0] & 0x7F}, asked {request.function_code}")
+        return _decode(pdu, request)
 
 
 def remaining(deadline: float) -> float:

@@ -100,9 +100,9 @@ class SerialChannel(BaseModel):
     """Unit of the value after scaling (e.g. "ug/m3")."""
     group: str | None = None
     """Named group of ``pattern`` holding the value; default: the param name."""
-    scale: float = Field(default=1.0, allow_inf_nan=False)
+    scale: float = Field(default=1.0, ge=-1e9, le=1e9, allow_inf_nan=False)
     """Multiplier applied to the number read."""
-    offset: float = Field(default=0.0, allow_inf_nan=False)
+    offset: float = Field(default=0.0, ge=-1e12, le=1e12, allow_inf_nan=False)
     """Added after scaling: value = number * scale + offset."""
     status_group: str | None = None
     """This channel's status group; overrides ``status.group`` (the map is ``status.map``)."""

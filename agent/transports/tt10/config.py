@@ -112,8 +112,8 @@ class Tt10TransportConfig(TransportSection):
     backfill_h: float = Field(
         default=24.0, ge=0, le=1440, description="At the very first start, send this far back."
     )
-    backoff_initial_s: float = Field(default=5.0, gt=0, description="First retry delay.")
-    backoff_max_s: float = Field(default=120.0, gt=0, description="Longest retry delay.")
+    backoff_initial_s: float = Field(default=5.0, gt=0, le=3600, description="First retry delay.")
+    backoff_max_s: float = Field(default=120.0, gt=0, le=86400, description="Longest retry delay.")
     parameters: list[Tt10Parameter] = Field(
         min_length=1, description="One [[transports.parameters]] per line of the file."
     )

@@ -1,0 +1,197 @@
+"""The reference warehouse's HTTP(S) front: a server that cannot be made to fall over.
+
+Every request gets an answer or a closed connection, never a dead thread: a missing, negative
+or non-numeric ``Content-Length`` is answered 411/400, a body over ``MAX_BODY`` 413, an error
+inside the store 500. Each connection has a socket timeout (a TLS handshake included: it runs
+in the connection's thread, not in the accepting one), and at most ``max_connections`` are
+served at once; one more is answered 503 (plain HTTP) or closed (TLS).
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import ssl
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Protocol
+
+MAX_BODY = 64 * 1024 * 1024
+FAULTS = ("500", "hang", "close")
+_BUSY_BODY = b'{"status": 503, "message": "too many connections, retry later"}\n'
+_BUSY = (
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+    b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(_BUSY_BODY), _BUSY_BODY)
+)
+
+
+class Store(Protocol):
+    """What the HTTP front needs of the warehouse."""
+
+    fault: str | None
+    admin: bool
+    errors: int
+
+    def receive(self, station: str, body: bytes, via: str) -> tuple[int, str]: ...
+
+
+class Server(ThreadingHTTPServer):
+    """A threading HTTP server with a cap on connections served at once."""
+
+    daemon_threads = True
+
+    def __init__(
+        self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], limit: int
+    ) -> None:
+        super().__init__(address, handler)
+        self._slots = threading.BoundedSemaphore(limit)
+        self.turned_away = 0
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.turned_away += 1
+            if not isinstance(request, ssl.SSLSocket):  # no handshake yet: nothing to say in TLS
+                try:
+                    request.sendall(_BUSY)
+                except OSError:
+                    pass
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that vanished, timed out or failed its TLS handshake: not the server's fault.
+        exc = sys.exc_info()[1]
+        if not isinstance(exc, OSError | ssl.SSLError):
+            super().handle_error(request, client_address)
+
+
+def make_server(
+    store: Store,
+    address: tuple[str, int],
+    *,
+    tls: ssl.SSLContext | None,
+    timeout_s: float,
+    max_connections: int,
+) -> Server:
+    """The HTTP(S) server for ``store`` (not yet serving)."""
+    server = Server(address, handler(store, timeout_s), max_connections)
+    if tls is not None:
+        server.socket = tls.wrap_socket(
+            server.socket, server_side=True, do_handshake_on_connect=False
+        )
+    return server
+
+
+def handler(store: Store, timeout_s: float) -> type[BaseHTTPRequestHandler]:
+    """The request handler class for ``store``."""
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        default_request_version = "HTTP/1.0"  # answer garbage with a status line, not HTTP/0.9
+        timeout = timeout_s  # socket timeout for every read and write of this connection
+        # Headers and body are written separately: without TCP_NODELAY, Nagle + the client's
+        # delayed ACK stall every answer by ~40 ms (bench/RESULTS.md).
+        disable_nagle_algorithm = True
+
+        def setup(self) -> None:
+            super().setup()
+            if isinstance(self.connection, ssl.SSLSocket):
+                self.connection.do_handshake()  # here, under the timeout, not in accept()
+
+        def log_message(self, format: str, *args: Any) -> None:  # the store records everything
+            pass
+
+        def _reply(self, status: int, message: str) -> None:
+            body = (json.dumps({"status": status, "message": message}) + "\n").encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            if self.close_connection:
+                self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def _refuse(self, status: int, message: str) -> None:
+            self.close_connection = True  # the body, if any, was not read: no next request
+            self._reply(status, message)
+
+        def _length(self) -> int | None:
+            if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+                self._refuse(411, "a Content-Length is required (no chunked bodies)")
+                return None
+            values = self.headers.get_all("Content-Length") or ["0"]
+            text = values[0].strip()
+            if len(values) > 1 or not text.isdigit() or not text.isascii():
+                self._refuse(400, "Content-Length must be one non-negative decimal integer")
+                return None
+            length = int(text)
+            if length > MAX_BODY:
+                self._refuse(413, f"body too large (at most {MAX_BODY} bytes)")
+                return None
+            return length
+
+        def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+            try:
+                self._post()
+            except (OSError, ssl.SSLError):
+                self.close_connection = True  # the client went away or timed out
+            except Exception as exc:  # the store failed: answer, keep serving
+                store.errors += 1
+                self.close_connection = True
+                try:
+                    self._reply(500, f"warehouse error: {type(exc).__name__}: {exc}")
+                except OSError:
+                    pass
+
+        def _post(self) -> None:
+            length = self._length()
+            if length is None:
+                return
+            body = self.rfile.read(length)
+            if len(body) < length:  # the sender went away mid-upload: nothing was received
+                self.close_connection = True
+                return
+            if self.path == "/_admin/fault":
+                if not store.admin:
+                    self._reply(404, "the admin endpoint is off (start with --admin)")
+                    return
+                mode = body.decode("ascii", "replace").strip()
+                store.fault = mode if mode in FAULTS else None
+                self._reply(200, f"fault {store.fault}")
+                return
+            fault = store.fault
+            if fault == "500":
+                self._reply(500, "injected fault")
+                return
+            if fault == "close":
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return
+            if fault == "hang":
+                while store.fault == "hang":
+                    time.sleep(0.1)
+                self.close_connection = True
+                return
+            parts = self.path.strip("/").split("/")
+            if len(parts) != 3 or parts[0] != "stations" or parts[2] != "batches":
+                self._reply(404, "expected POST /stations/{station}/batches")
+                return
+            if self.headers.get("Content-Type", "").split(";")[0] != "application/jose":
+                self._reply(415, "Content-Type must be application/jose")
+                return
+            self._reply(*store.receive(parts[1], body, "http"))
+
+    return Handler
