@@ -100,6 +100,7 @@ def _mqtt(port: int, user: str, password: str, name: str) -> dict:
         "port": port,
         "username": user,
         "password": password,
+        "allow_insecure": True,  # a loopback test broker without TLS
     }
 
 

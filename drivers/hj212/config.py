@@ -76,7 +76,7 @@ class Hj212Config(DeviceConfig):
     """TCP port (server, client); 0: any free port."""
     serial_port: str | None = None
     """serial: e.g. ``/dev/ttyUSB0``."""
-    baudrate: int = Field(default=9600, gt=0)
+    baudrate: int = Field(default=9600, gt=0, le=4_000_000)
     """serial: bits per second."""
     bytesize: Literal[7, 8] = 8
     """serial: data bits."""
@@ -102,9 +102,9 @@ class Hj212Config(DeviceConfig):
     """Status of a value sent without a ``code-Flag``."""
     answer: bool = True
     """Answer (CN 9014) packets whose Flag asks for it, once stored."""
-    time_sync_interval_s: float = Field(default=3600, ge=0)
+    time_sync_interval_s: float = Field(default=3600, ge=0, le=7 * 86_400)
     """Read the datalogger's clock (CN 1011) on connect and this often; 0: never."""
-    max_clock_drift_s: float = Field(default=5, gt=0)
+    max_clock_drift_s: float = Field(default=5, gt=0, le=86_400)
     """Set the clock (CN 1012) when it is off by more than this."""
     request_realtime: bool = False
     """On each connection, ask for real-time data (CN 2011)."""
@@ -112,7 +112,7 @@ class Hj212Config(DeviceConfig):
     """Longest data segment accepted (the standard says 1024)."""
     reconnect_s: float = Field(default=5, gt=0, le=3600)
     """client/serial: wait before reconnecting."""
-    idle_timeout_s: float = Field(default=900, gt=0)
+    idle_timeout_s: float = Field(default=900, gt=0, le=86_400)
     """Close a connection silent this long."""
     channels: list[Hj212Channel] = Field(min_length=1)
     """The pollutants to store."""
