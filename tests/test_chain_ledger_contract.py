@@ -103,6 +103,8 @@ def test_pending_starts_at_seq_1_and_gives_20_by_default(tmp_path):
     buf = stored(tmp_path, 25)
     buf.chain.seal(make_jws, max_readings=1)
     assert [b.seq for b in buf.pending("t")] == list(range(1, 21))
+    # the ledger's own defaults (the TT10 transport calls it without arguments)
+    assert [b.seq for b in buf.ledger.pending("t")] == list(range(1, 21))
     assert buf.ledger.first_pending_seq("t") == 1
 
 
