@@ -329,13 +329,14 @@ def https_transport_toml(port: int, ca: Path) -> str:
 class WarehouseProcess:
     """The reference warehouse (``python -m simulators.warehouse``) over HTTPS, in a subprocess."""
 
-    def __init__(self, directory: Path, jwk: Path) -> None:
+    def __init__(self, directory: Path, jwk: Path, mqtt_port: int | None = None) -> None:
         from simulators.certs import make_tls_files
 
         self.tls = make_tls_files(directory / "tls")
         self.db = directory / "warehouse.db"
         self.port = free_port()
         self.jwk = jwk
+        self.mqtt_port = mqtt_port  # also subscribe to batches there, and acknowledge them
         self.log = directory / "warehouse.log"
         self.proc: subprocess.Popen | None = None
 
@@ -346,10 +347,16 @@ class WarehouseProcess:
                 sys.executable, "-m", "simulators.warehouse", "--db", str(self.db),
                 "--station", f"{STATION}={self.jwk}", "--http-port", str(self.port),
                 "--tls-cert", str(self.tls.server_cert), "--tls-key", str(self.tls.server_key),
-            ],
+            ] + (
+                ["--mqtt-host", "127.0.0.1", "--mqtt-port", str(self.mqtt_port)]
+                if self.mqtt_port is not None else []
+            ),
             cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT,
         )  # fmt: skip
         wait_for(lambda: listening(self.port), 20, "the warehouse")
+        if self.mqtt_port is not None:
+            subscribed = lambda: "subscribed" in self.log.read_text()  # noqa: E731
+            wait_for(subscribed, 20, "the warehouse's MQTT subscription")
         return self
 
     def counts(self, max_seq: int | None = None) -> tuple[int, int]:
@@ -377,45 +384,18 @@ class WarehouseProcess:
         self._log.close()
 
 
-class BatchCounter:
-    """An MQTT subscriber (QoS 1) counting the readings of each distinct batch it receives."""
+def acked_batches(db: Path, transport: str, upto_seq: int) -> int:
+    """How many of batches 1..``upto_seq`` the agent has recorded as acknowledged by
+    ``transport``'s destination (read from its buffer, as another process would)."""
+    import sqlite3
 
-    def __init__(self, port: int, max_seq: int) -> None:
-        import paho.mqtt.client as mqtt
-        from paho.mqtt.enums import CallbackAPIVersion
-
-        self.max_seq = max_seq
-        self.seqs: set[int] = set()
-        self.readings = 0
-        self.first_at = self.last_at = 0.0
-        self.first_readings = 0
-        self._subscribed = False
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-counter-{port}")
-        client.on_connect = lambda c, *a: c.subscribe("stations/+/batches", qos=1)
-        client.on_subscribe = lambda *a: setattr(self, "_subscribed", True)
-        client.on_message = self._on_message
-        client.connect("127.0.0.1", port, 60)
-        client.loop_start()
-        wait_for(lambda: self._subscribed, 10, "the counting subscriber")
-        self._client = client
-
-    def _on_message(self, client, userdata, msg) -> None:
-        from agent.jws import b64url_decode
-
-        payload = json.loads(b64url_decode(msg.payload.split(b".")[1].decode()))
-        seq = payload["seq"]
-        if seq > self.max_seq or seq in self.seqs:
-            return
-        now = time.perf_counter()
-        self.seqs.add(seq)
-        self.readings += len(payload["readings"])
-        if not self.first_at:
-            self.first_at, self.first_readings = now, self.readings
-        self.last_at = now
-
-    def done(self) -> bool:
-        return len(self.seqs) == self.max_seq
-
-    def close(self) -> None:
-        self._client.disconnect()
-        self._client.loop_stop()
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
+    try:
+        return conn.execute(
+            "SELECT count(*) FROM deliveries WHERE transport = ? AND state = 1 AND seq <= ?",
+            (transport, upto_seq),
+        ).fetchone()[0]
+    except sqlite3.OperationalError:
+        return 0
+    finally:
+        conn.close()

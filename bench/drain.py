@@ -4,13 +4,15 @@ A buffer holding N readings (50-channel polls, sealed into batches of ``--batch`
 ``station-agent run`` (a subprocess, as on a station) while a Modbus analyzer simulator keeps
 being polled every second. Destinations:
 
-* mqtt  — a private Mosquitto, QoS 1, ``inflight`` batches in flight; a separate subscriber
-  counts the readings of every distinct backlog batch it receives;
-* https — the reference warehouse (``python -m simulators.warehouse``, TLS on loopback, verifies
-  signature, payload and chain, stores every batch); counted in its database.
+* mqtt  — a private Mosquitto, QoS 1, ``inflight`` batches in flight; the reference warehouse
+  (``python -m simulators.warehouse --mqtt-host``) subscribes, verifies and stores every batch
+  and publishes its acknowledgement, which the agent waits for (``ack = "warehouse"``);
+* https — the reference warehouse over HTTPS (TLS on loopback), same verification.
 
-The rate runs from the first backlog batch received to the last (agent start-up excluded; the
-wall time from launch is printed too). The agent's RSS is sampled every 0.1 s; the small drain's
+Either way the warehouse verifies every batch (signature, payload, chain) before it acks it.
+The clock stops when the agent has recorded the ack of the last backlog batch in its buffer.
+Two rates: from the first backlog batch stored by the warehouse (start-up excluded), and from
+the agent's launch. The agent's RSS is sampled every 0.1 s; the small drain's
 agent is kept running (polling, sealing) as long as the big drain's took, so both peaks cover the
 same lifetime and differ only by the backlog.
 
@@ -28,9 +30,9 @@ from pathlib import Path
 from _harness import (
     STATION,
     AgentProcess,
-    BatchCounter,
     Mosquitto,
     WarehouseProcess,
+    acked_batches,
     agent_toml,
     fill_buffer,
     https_transport_toml,
@@ -82,17 +84,21 @@ def drain(
     analyzer.start()
     chans = [(c.param, c.unit, c.register, c.status_register) for c in analyzer_channels()]
     devices = modbus_device_toml("stack-analyzer", analyzer.port, chans, 1.0)
-    counter = broker = warehouse = None
+    broker = warehouse = None
     try:
         if transport == "mqtt":
             broker = Mosquitto(
                 run_dir / "mosquitto", "max_queued_messages 100000", persistence=False
             ).start()
-            counter = BatchCounter(broker.port, last_seq)
-            transports = mqtt_transport_toml(broker.port)
+            # The reference warehouse subscribes, verifies each batch (signature, payload,
+            # chain) and publishes its acknowledgement, which the agent waits for (ack =
+            # "warehouse", the default).
+            warehouse = WarehouseProcess(run_dir, jwk, mqtt_port=broker.port).__enter__()
+            transports, name = mqtt_transport_toml(broker.port), "broker"
         else:
             warehouse = WarehouseProcess(run_dir, jwk).__enter__()
             transports = https_transport_toml(warehouse.port, warehouse.tls.ca)
+            name = "warehouse"
         config = agent_toml(run_dir, key, transports=transports, devices=devices, batch=batch)
         peak = 0.0
         trace: list[tuple[float, float]] = []
@@ -106,43 +112,36 @@ def drain(
                 rss = rss_mib(agent.pid)
                 peak = max(peak, rss)
                 trace.append((time.perf_counter() - launched, rss))
-                if counter is not None:
-                    if counter.done():
-                        break
-                else:
+                if not first_at:
                     batches, readings = warehouse.counts(last_seq)
-                    if batches and not first_at:
+                    if batches:
                         first_at, first_readings = time.perf_counter(), readings
-                    if batches == last_seq:
-                        last_at = time.perf_counter()
-                        break
+                # The clock stops when the agent has recorded the warehouse's ack of every
+                # backlog batch (not when the broker or the warehouse got the last one).
+                if acked_batches(run_dir / "buffer.db", name, last_seq) == last_seq:
+                    last_at = time.perf_counter()
+                    break
                 time.sleep(0.1)
             else:
                 raise SystemExit(f"bench: {transport} drain did not finish in 600 s")
-            finished = time.perf_counter()
             # Same agent lifetime as the big drain: polls, seals and the scheduler's worker
             # threads then weigh the same in both peaks, and only the backlog differs.
             while time.perf_counter() < launched + min_wall:
                 peak = max(peak, rss_mib(agent.pid))
                 time.sleep(0.1)
-        if counter is not None:
-            first_at, last_at = counter.first_at, counter.last_at
-            first_readings, total = counter.first_readings, counter.readings
-        else:
-            total = warehouse.counts(last_seq)[1]
+        total = warehouse.counts(last_seq)[1]
         assert total == n, (total, n)
         rate = (total - first_readings) / max(last_at - first_at, 1e-9)
         if os.environ.get("BENCH_RSS_TRACE"):
             step = max(1, len(trace) // 20)
             note("  RSS MiB over time: " + " ".join(f"{t:.0f}s:{r:.0f}" for t, r in trace[::step]))
-        return {"rate": rate, "peak_rss": peak, "wall": finished - launched}
+        wall = last_at - launched
+        return {"rate": rate, "launch_rate": n / wall, "peak_rss": peak, "wall": wall}
     finally:
-        if counter is not None:
-            counter.close()
-        if broker is not None:
-            broker.stop()
         if warehouse is not None:
             warehouse.__exit__(None, None, None)
+        if broker is not None:
+            broker.stop()
         analyzer.stop()
 
 
@@ -175,7 +174,18 @@ def main() -> None:
                 f">= {target:,}",
                 result["rate"] >= target,
             )
-            note(f"  wall time from agent launch: {result['wall']:.1f} s")
+            report(
+                f"drain {args.readings:,} via {transport}, from agent launch{tag}",
+                result["launch_rate"],
+                "readings/s",
+                f">= {target:,}",
+                result["launch_rate"] >= target,
+            )
+            note(
+                f"  wall time from agent launch to the last ack recorded: {result['wall']:.1f} s;"
+                " every batch's signature, payload and chain verified by the reference"
+                " warehouse before its ack"
+            )
             result_small = drain(
                 d / f"{transport}-small", small, transport, args.batch, args.small, result["wall"]
             )
