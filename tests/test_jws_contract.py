@@ -123,9 +123,13 @@ def test_sign_compact_is_the_rfc_7515_compact_form():
     assert jws == token(header("K"))  # Ed25519 is deterministic
 
 
-def test_parse_compact_takes_bytes_and_surrounding_whitespace():
+def test_parse_compact_takes_bytes_and_refuses_any_other_spelling():
+    """One batch, one byte string: bytes are taken, surrounding whitespace is not stripped."""
     jws = token(header("K"))
-    for form in (jws.encode(), f" {jws}\n", f"{jws}\r\n".encode()):
+    for other in (f" {jws}\n", f"{jws}\r\n".encode()):
+        with pytest.raises(VerificationError):
+            parse_compact(other)
+    for form in (jws.encode(), jws):
         parsed = parse_compact(form)
         assert parsed.header == {"alg": "EdDSA", "kid": "K", "typ": "JOSE"}
         assert parsed.header_bytes == header("K").encode()

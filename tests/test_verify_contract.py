@@ -65,7 +65,9 @@ def test_station_key_kid_is_the_rfc_7638_thumbprint():
 
 def test_check_batch_takes_bytes_and_keeps_the_text():
     jws = batch(1, None)
-    checked = check_batch(f"{jws}\n".encode(), STATION_KEY, "S1")
+    with pytest.raises(VerificationError):  # one batch, one byte string: nothing is stripped
+        check_batch(f"{jws}\n".encode(), STATION_KEY, "S1")
+    checked = check_batch(jws.encode(), STATION_KEY, "S1")
     assert checked.jws == jws and checked.seq == 1 and checked.station == "S1"
     assert checked.digest == digest(jws)
 
