@@ -20,7 +20,7 @@ import os
 import threading
 import time
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent.batch import Signer
 from agent.buffer import Buffer
@@ -35,10 +35,12 @@ from agent.schedule import Schedule, aligned_start  # noqa: F401 (re-exported)
 from agent.sealing import Sealer
 from agent.sender import Sender
 from agent.transports import PeriodFileTransport, make_period_file_transport, make_transport
-from agent.web.server import WebServer
 from agent.workers import Workers
 from core.errors import StorageError
 from drivers import Driver, ListeningDriver, make_driver
+
+if TYPE_CHECKING:
+    from agent.web.server import WebServer
 
 log = logging.getLogger("agent")
 PRUNE_EVERY_S = 3600
@@ -114,7 +116,9 @@ class Agent:
         self._health_beat = time.monotonic()
         self._failing: dict[str, int] = {}  # transport -> since when (ms) it fails
         self.web: WebServer | None = None  # the station page and /metrics, when configured
-        if config.web is not None:
+        if config.web is not None:  # imported only then: prometheus-client costs RSS
+            from agent.web.server import WebServer
+
             self.web = WebServer(self, config.web)
 
     def start(self) -> None:

@@ -111,3 +111,13 @@ def test_web_listener_is_off_unless_configured_and_binds_loopback_by_default(
         agent.lock.release()
         agent.buffer.close()
     assert WebConfig().host == "127.0.0.1"
+
+
+def test_without_a_web_section_prometheus_is_not_even_imported():
+    """Idle RSS: a station without [web] does not load prometheus-client."""
+    import subprocess
+    import sys
+
+    code = "import sys, agent.daemon; print('prometheus_client' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
