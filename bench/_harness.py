@@ -408,7 +408,11 @@ class BatchCounter:
             return
         now = time.perf_counter()
         self.seqs.add(seq)
-        self.readings += len(payload["readings"])
+        self.readings += (
+            len(payload["readings"])
+            if payload["v"] == 1
+            else sum(len(c["values"]) for c in payload["channels"])
+        )
         if not self.first_at:
             self.first_at, self.first_readings = now, self.readings
         self.last_at = now
