@@ -7,6 +7,7 @@ appended to it as one JSON line, so ``bench/run_all`` can print a summary table.
 
 from __future__ import annotations
 
+import gzip
 import json
 import math
 import os
@@ -391,7 +392,9 @@ class BatchCounter:
         self.first_readings = 0
         self._subscribed = False
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-counter-{port}")
-        client.on_connect = lambda c, *a: c.subscribe("stations/+/batches", qos=1)
+        client.on_connect = lambda c, *a: c.subscribe(
+            [("stations/+/batches", 1), ("stations/+/batches/gzip", 1)]
+        )
         client.on_subscribe = lambda *a: setattr(self, "_subscribed", True)
         client.on_message = self._on_message
         client.connect("127.0.0.1", port, 60)
@@ -402,7 +405,8 @@ class BatchCounter:
     def _on_message(self, client, userdata, msg) -> None:
         from agent.jws import b64url_decode
 
-        payload = json.loads(b64url_decode(msg.payload.split(b".")[1].decode()))
+        body = gzip.decompress(msg.payload) if msg.topic.endswith("/gzip") else msg.payload
+        payload = json.loads(b64url_decode(body.split(b".")[1].decode()))
         seq = payload["seq"]
         if seq > self.max_seq or seq in self.seqs:
             return

@@ -40,6 +40,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from core.errors import VerificationError
+from simulators.inflate import ENCODINGS, InflateError, inflate
 from simulators.verifier import Batch, RegisteredKey, check, digest_of, unverified_payload
 
 MAX_BODY = 64 * 1024 * 1024
@@ -213,18 +214,25 @@ class Warehouse:
             client_id=client_id or self.default_client_id(),
             clean_session=False,
         )
-        topic = f"{prefix}/+/batches"
+        topics = [(f"{prefix}/+/batches", 1), (f"{prefix}/+/batches/gzip", 1)]
 
         def on_connect(c, userdata, flags, rc, props) -> None:
-            c.subscribe(topic, qos=1)
+            c.subscribe(topics)
 
         def on_subscribe(c, userdata, mid, rcs, props) -> None:
             connected.set()
 
         def on_message(c, userdata, msg) -> None:
-            station = msg.topic.split("/")[-2]
-            status, message = self.receive(station, msg.payload, "mqtt")
-            ack = mqtt_ack(msg.payload, status, message)
+            levels = msg.topic[len(prefix) + 1 :].split("/")
+            station, body = levels[0], msg.payload
+            if levels[-1] == "gzip":
+                try:
+                    body = inflate(body, "gzip")
+                except InflateError as exc:  # no seq to acknowledge: the station sends it again
+                    print(f"warehouse: {msg.topic}: {exc}", file=sys.stderr)
+                    return
+            status, message = self.receive(station, body, "mqtt")
+            ack = mqtt_ack(body, status, message)
             if ack is not None:
                 c.publish(f"{prefix}/{station}/acks", ack, qos=1)
 
@@ -342,6 +350,13 @@ def _handler(warehouse: Warehouse) -> type[BaseHTTPRequestHandler]:
                 return
             if self.headers.get("Content-Type", "").split(";")[0] != "application/jose":
                 self._reply(415, "Content-Type must be application/jose")
+                return
+            coding = (self.headers.get("Content-Encoding") or "identity").strip().lower()
+            try:
+                body = inflate(body, coding)
+            except InflateError as exc:
+                status = 413 if exc.too_large else 400 if coding in ENCODINGS else 415
+                self._reply(status, str(exc))
                 return
             self._reply(*warehouse.receive(parts[1], body, "http"))
 

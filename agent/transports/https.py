@@ -5,6 +5,9 @@ Answers: 2xx or 409 (already have it) -> acknowledged. 408, 425, 429 and 5xx -> 
 batch is bad, and quarantining every batch for a wrong URL would be worse. Any other 4xx ->
 rejected (the batch is quarantined). Timeouts and connection errors -> retry. One request at a
 time, in order; the connection is kept alive between requests.
+
+``compression = "gzip"`` (default) sends the JWS gzip'd with ``Content-Encoding: gzip``; a
+warehouse that answers 415 to a compressed request is sent identity bodies from then on.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from pydantic import Field, model_validator
 
 from agent.logs import event
 from agent.sections import NAME_PATTERN, TlsConfig, TransportSection
+from agent.transports.compression import Bodies, Compression
 from agent.transports.tls import client_context
 from core.batch import SealedBatch
 from core.outcomes import Ack, OnOutcome, Outcome, Reject, Retry
@@ -37,6 +41,7 @@ class HttpsTransportConfig(TransportSection):
     allow_plain_http: bool = False
     tls: TlsConfig | None = None
     timeout_s: float = Field(default=15.0, gt=0, le=600)
+    compression: Compression = "gzip"
 
     @model_validator(mode="after")
     def _https_unless_allowed(self) -> HttpsTransportConfig:
@@ -76,9 +81,10 @@ class HttpsTransport:
         self._queue: queue.Queue[SealedBatch | None] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._client: httpx.Client | None = None
+        self._bodies = Bodies(config.compression)
 
     def start(self, on_outcome: OnOutcome) -> None:
-        self._on_outcome = on_outcome
+        self._on_outcome = self._bodies.releasing(on_outcome)
         verify = client_context(self.config.tls) if self.url.startswith("https") else True
         self._client = httpx.Client(
             verify=verify,
@@ -101,12 +107,26 @@ class HttpsTransport:
 
     def _post(self, batch: SealedBatch) -> Outcome:
         assert self._client is not None
+        compressed = self._bodies.compression == "gzip"
+        headers = {"Content-Encoding": "gzip"} if compressed else None
         try:
-            response = self._client.post(self.url, content=batch.jws.encode("ascii"))
+            response = self._client.post(
+                self.url, content=self._bodies.body(batch), headers=headers
+            )
         except httpx.TimeoutException:
             return Retry(f"no answer from {self.url} within {self.config.timeout_s} s")
         except httpx.HTTPError as exc:
             return Retry(f"cannot reach {self.url}: {_reason(exc)}")
+        if response.status_code == 415 and compressed:
+            event(
+                log,
+                logging.WARNING,
+                "compression_refused",
+                transport=self.name,
+                hint="the warehouse takes no gzip bodies: sending them uncompressed",
+            )
+            self._bodies = Bodies("none")
+            return Retry(f"HTTP 415 to a gzip body: {response.text.strip()[:200]}")
         outcome = classify(response.status_code, response.text)
         if response.status_code in (401, 403, 404):
             event(
