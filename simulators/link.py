@@ -7,8 +7,9 @@ mid-transfer, between the agent and a warehouse or broker (kernel netem is not a
     link.stop()
 
 Latency is one way, each direction (a round trip costs ``2 * latency_s``); the bandwidth cap is
-per direction and per connection. A cut resets both sides (RST), as a dropped cellular link
-looks to a TCP peer once it gives up. ``python -m simulators.link --help`` runs one.
+per direction and per connection. ``cut_ratio`` is the share of upload bursts (requests: data
+after 50 ms of silence) cut within their first 16 KiB. A cut resets both sides (RST), as a
+dropped cellular link looks to a TCP peer once it gives up. ``python -m simulators.link`` runs one.
 """
 
 from __future__ import annotations
@@ -81,8 +82,13 @@ class Link:
             self.connections += 1
             if self._cuts:
                 return self._cuts.pop(0)
+        return None
+
+    def _burst_cut(self) -> int | None:
+        """With ``cut_ratio``, where in an upload burst (a request) to cut, if at all."""
+        with self._lock:
             if self.cut_ratio and self._random.random() < self.cut_ratio:
-                return self._random.randint(1, 64 * 1024), False
+                return self._random.randint(1, 16 * 1024)
         return None
 
     def _serve(self, client: socket.socket) -> None:
@@ -118,11 +124,17 @@ class _Connection:
 
     def _read(self, src: socket.socket, pending: queue.Queue, up: bool) -> None:
         carried = 0
+        last = 0.0
         while not self.closed.is_set():
             try:
                 data = src.recv(_CHUNK)
             except OSError:
                 data = b""
+            now = time.monotonic()
+            if up and data and self.cut_at is None and now - last > 0.05:  # a new request
+                at = self.link._burst_cut()
+                self.cut_at = None if at is None else carried + at
+            last = now
             if up and self.cut_at is not None and carried + len(data) >= self.cut_at:
                 data = data[: self.cut_at - carried]
                 if self.link.record:
