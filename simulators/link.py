@@ -7,9 +7,10 @@ mid-transfer, between the agent and a warehouse or broker (kernel netem is not a
     link.stop()
 
 Latency is one way, each direction (a round trip costs ``2 * latency_s``); the bandwidth cap is
-per direction and per connection. ``cut_ratio`` is the share of upload bursts (requests: data
-after 50 ms of silence) cut within their first 16 KiB. A cut resets both sides (RST), as a
-dropped cellular link looks to a TCP peer once it gives up. ``python -m simulators.link`` runs one.
+per direction, shared by all connections. ``cut_ratio`` is the share of upload bursts
+(requests: data after 50 ms of silence) cut within their first 16 KiB. A cut resets both
+sides (RST), as a dropped cellular link looks to a TCP peer once it gives up.
+``python -m simulators.link`` runs one.
 """
 
 from __future__ import annotations
@@ -45,16 +46,27 @@ class Link:
         self._lock = threading.Lock()
         self.bytes_up = self.bytes_down = 0  # forwarded client -> server, server -> client
         self.connections = self.cut = 0
+        self.open = self.peak_open = 0  # connections open now, and at most at once
         self.uploads: list[bytes] = []  # per connection, what the client sent (if recording)
         self.record = False
         self._server: socket.socket | None = None
         self._stopping = threading.Event()
+        self._free_at = {True: 0.0, False: 0.0}  # per direction: when the link is free again
 
     def start(self) -> int:
         """Listen on a free loopback port; returns it."""
         self._server = socket.create_server(("127.0.0.1", 0))
         threading.Thread(target=self._accept, name="link-accept", daemon=True).start()
         return self._server.getsockname()[1]
+
+    def _airtime(self, n: int, up: bool) -> float:
+        """How long until ``n`` bytes have crossed the link in this direction, shared by every
+        connection (the cap is the link's, not each connection's)."""
+        with self._lock:
+            now = time.monotonic()
+            start = max(now, self._free_at[up])
+            self._free_at[up] = start + n * 8 / (self.rate_bps or 1)
+            return self._free_at[up] - now
 
     def cut_next(self, after_bytes: int, *, fin: bool = False) -> None:
         """Cut the next new connection once it has carried ``after_bytes`` upstream: reset both
@@ -80,6 +92,8 @@ class Link:
     def _plan_cut(self) -> tuple[int, bool] | None:
         with self._lock:
             self.connections += 1
+            self.open += 1
+            self.peak_open = max(self.peak_open, self.open)
             if self._cuts:
                 return self._cuts.pop(0)
         return None
@@ -161,7 +175,7 @@ class _Connection:
             if delay > 0:
                 time.sleep(delay)  # the link's latency, not a test's synchronisation
             if self.link.rate_bps:
-                time.sleep(len(data) * 8 / self.link.rate_bps)
+                time.sleep(self.link._airtime(len(data), up))
             try:
                 dst.sendall(data)
             except OSError:
@@ -189,6 +203,8 @@ class _Connection:
         if self.closed.is_set():
             return
         self.closed.set()
+        with self.link._lock:
+            self.link.open -= 1
         if self.link.record:
             with self.link._lock:
                 self.link.uploads.append(bytes(self.upload))

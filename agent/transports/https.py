@@ -3,8 +3,10 @@
 Answers: 2xx or 409 (already have it) -> acknowledged. 408, 425, 429 and 5xx -> retry later.
 401, 403, 404 -> retry later too: they mean the station or URL is misconfigured, not that this
 batch is bad, and quarantining every batch for a wrong URL would be worse. Any other 4xx ->
-rejected (the batch is quarantined). Timeouts and connection errors -> retry. One request at a
-time, in order; the connection is kept alive between requests.
+rejected (the batch is quarantined). Timeouts and connection errors -> retry. Up to ``inflight``
+requests at once (one connection each, kept alive), oldest batch first; their answers come in
+any order, and the warehouse accepts a batch whose predecessor is still on its way (a gap it
+fills when that one arrives).
 
 ``compression = "gzip"`` (default) sends the JWS gzip'd with ``Content-Encoding: gzip``; a
 warehouse that answers 415 to a compressed request is sent identity bodies from then on.
@@ -15,6 +17,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from pathlib import Path
 from typing import Literal
 
@@ -42,6 +45,7 @@ class HttpsTransportConfig(TransportSection):
     tls: TlsConfig | None = None
     timeout_s: float = Field(default=15.0, gt=0, le=600)
     compression: Compression = "gzip"
+    inflight: int = Field(default=4, ge=1, le=32)  # requests at once: a slow link's round trip
 
     @model_validator(mode="after")
     def _https_unless_allowed(self) -> HttpsTransportConfig:
@@ -70,16 +74,16 @@ def classify(status: int, body: str) -> Outcome:
 class HttpsTransport:
     """Delivers batches to the warehouse's REST endpoint."""
 
-    window = 1
-    window_bytes: int | None = None  # one request at a time: the window bounds memory already
+    window_bytes: int | None = None  # a few requests at a time: the window bounds memory already
 
     def __init__(self, config: HttpsTransportConfig, station: str) -> None:
         self.config, self.name = config, config.name
+        self.window = config.inflight
         self.backoff_initial_s, self.backoff_max_s = config.backoff_initial_s, config.backoff_max_s
         self.last_error: str | None = None  # each failure's reason goes to the sender as Retry
         self.url = f"{config.base_url.rstrip('/')}/stations/{station}/batches"
         self._queue: queue.Queue[SealedBatch | None] = queue.Queue()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
         self._client: httpx.Client | None = None
         self._bodies = Bodies(config.compression)
 
@@ -91,9 +95,12 @@ class HttpsTransport:
             timeout=httpx.Timeout(self.config.timeout_s),
             follow_redirects=False,
             headers={"Content-Type": "application/jose", "User-Agent": "station-agent"},
+            limits=httpx.Limits(max_connections=self.window, max_keepalive_connections=self.window),
         )
-        self._thread = threading.Thread(target=self._run, name=f"https-{self.name}", daemon=True)
-        self._thread.start()
+        for i in range(self.window):
+            thread = threading.Thread(target=self._run, name=f"https-{self.name}-{i}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
 
     def connected(self) -> bool:
         return True  # no standing connection: every request finds out for itself
@@ -140,9 +147,11 @@ class HttpsTransport:
         return outcome
 
     def stop(self, timeout_s: float = 5.0) -> None:
-        self._queue.put(None)
-        if self._thread:
-            self._thread.join(timeout_s)
+        deadline = time.monotonic() + timeout_s
+        for _ in self._threads:
+            self._queue.put(None)
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
         if self._client:
             self._client.close()
 
