@@ -114,12 +114,11 @@ class HttpsTransport:
 
     def _post(self, batch: SealedBatch) -> Outcome:
         assert self._client is not None
-        compressed = self._bodies.compression == "gzip"
+        bodies = self._bodies  # one choice per request: header and body agree
+        compressed = bodies.compression == "gzip"
         headers = {"Content-Encoding": "gzip"} if compressed else None
         try:
-            response = self._client.post(
-                self.url, content=self._bodies.body(batch), headers=headers
-            )
+            response = self._client.post(self.url, content=bodies.body(batch), headers=headers)
         except httpx.TimeoutException:
             return Retry(f"no answer from {self.url} within {self.config.timeout_s} s")
         except httpx.HTTPError as exc:
