@@ -1,6 +1,7 @@
 """The batch: its payload (built at sealing, checked at the warehouse) and its signature.
 
-Payload (UTF-8 JSON, see docs/protocol.md and docs/batch.schema.json)::
+Payload version 1 (UTF-8 JSON, see docs/protocol.md and docs/batch.schema.json; version 2, the
+columnar form sealing writes by default, is ``agent.payload_v2``)::
 
     {"v":1,"station":str,"seq":int,"prev":str|null,"sealed_at":RFC3339 UTC,
      "readings":[{"device":str,"param":str,"value":integer|number|string|null,"unit":str,
@@ -24,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, Validat
 
 from agent.bounded import check_json_depth
 from agent.jws import public_jwk, sign_compact
+from agent.payload_v2 import PAYLOAD_V2, PayloadV2Model
 from core.errors import VerificationError
 from core.reading import rfc3339_ms
 
@@ -148,8 +150,12 @@ class PayloadModel(BaseModel):
     readings: list[ReadingModel]
 
 
-def parse_payload(payload: bytes) -> PayloadModel:
-    """Decode and validate a payload; raises VerificationError saying what is wrong."""
+AnyPayload = PayloadModel | PayloadV2Model
+
+
+def parse_payload(payload: bytes) -> AnyPayload:
+    """Decode and validate a payload (v1 or v2); raises VerificationError saying what is
+    wrong."""
     try:
         text = payload.decode("utf-8")
         check_json_depth(text)
@@ -161,7 +167,11 @@ def parse_payload(payload: bytes) -> PayloadModel:
     except (UnicodeDecodeError, ValueError) as exc:
         raise VerificationError(f"malformed payload: not UTF-8 JSON ({exc})") from None
     try:
-        model = PayloadModel.model_validate(data)
+        model: AnyPayload
+        if isinstance(data, dict) and data.get("v") == PAYLOAD_V2 and type(data["v"]) is int:
+            model = PayloadV2Model.model_validate(data)
+        else:
+            model = PayloadModel.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "(top level)"

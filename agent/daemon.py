@@ -86,6 +86,7 @@ class Agent:
             config.station.id,
             self.clock,
             config.buffer.max_readings_per_batch,
+            payload_version=config.buffer.payload_version,
         )
         self.poller = Poller(self.buffer, self.clock)
         self.drivers: list[Driver | ListeningDriver] = [make_driver(d) for d in config.devices]

@@ -1,4 +1,8 @@
-"""Sealing: turn unsealed readings into signed, chained, stored batches."""
+"""Sealing: turn unsealed readings into signed, chained, stored batches.
+
+New batches are written as payload version 2 unless the configuration asks for 1; batches
+already stored keep their bytes whatever their version (a chain may hold both).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from agent.batch import Signer, build_payload
 from agent.buffer import Buffer, ReadingRow
 from agent.clock import Clock
 from agent.logs import event
+from agent.payload_v2 import PAYLOAD_V2, build_payload_v2
 from core.batch import SealedBatch
 
 log = logging.getLogger("agent.sealing")
@@ -17,14 +22,22 @@ class Sealer:
     """Seals the buffer's unsealed readings for one station with one key."""
 
     def __init__(
-        self, buffer: Buffer, signer: Signer, station: str, clock: Clock, max_readings: int
+        self,
+        buffer: Buffer,
+        signer: Signer,
+        station: str,
+        clock: Clock,
+        max_readings: int,
+        *,
+        payload_version: int = PAYLOAD_V2,
     ) -> None:
         self.buffer, self.signer, self.station = buffer, signer, station
         self.clock, self.max_readings = clock, max_readings
+        self._build = build_payload_v2 if payload_version == PAYLOAD_V2 else build_payload
 
     def _make_jws(self, seq: int, prev: str | None, rows: list[ReadingRow]) -> tuple[str, int]:
         sealed_at = self.clock.now_ms()
-        payload = build_payload(
+        payload = self._build(
             self.station,
             seq,
             prev,

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from agent.batch import PayloadModel, parse_payload
+from agent.batch import AnyPayload, parse_payload
 from agent.jws import chain_digest, key_from_jwk, thumbprint, verify_compact
 from core.errors import VerificationError
 
@@ -33,7 +33,7 @@ class CheckedBatch:
     """A batch whose signature and payload verified."""
 
     jws: str
-    payload: PayloadModel
+    payload: AnyPayload
 
     @property
     def seq(self) -> int:

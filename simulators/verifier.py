@@ -9,8 +9,8 @@ it so): a bug on one side cannot hide in the other. It follows docs/protocol.md 
 * the Ed25519 signature (``cryptography``) over ``header "." payload`` as sent;
 * the payload is UTF-8 JSON without duplicate keys, NaN or Infinity, nested at most
   ``MAX_DEPTH`` levels (checked before parsing: no input can exhaust the recursion limit), with
-  exactly the fields of the protocol; ``prev`` is base64url(SHA-256(exact bytes of the previous
-  JWS)).
+  exactly the fields of the protocol, version 1 or version 2 (columnar,
+  ``simulators.payload_v2``); ``prev`` is base64url(SHA-256(exact bytes of the previous JWS)).
 
 One batch has one byte string: nothing is stripped or normalised, so a variant of a genuine
 batch (re-spelled base64url, padding, whitespace) is refused and can never be stored in place of
@@ -32,6 +32,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from core.errors import VerificationError
+from simulators.payload_v2 import check_v2, expand_v2
 
 MAX_HEADER_CHARS = 512  # the fixed header is about 100 characters
 MAX_DEPTH = 8  # a payload nests 3 levels (object, readings list, reading object)
@@ -142,6 +143,9 @@ class Batch:
 
     @property
     def readings(self) -> list[dict[str, Any]]:
+        """Every reading (a v2 payload's channels expanded by ``simulators.payload_v2``)."""
+        if self.payload["v"] == 2:
+            return expand_v2(self.payload)
         return list(self.payload["readings"])
 
     @property
@@ -215,6 +219,16 @@ def _check_payload(payload: Any) -> None:
 
     if not isinstance(payload, dict):
         raise fail("(top level)", "not a JSON object")
+    if payload.get("v") == 2 and type(payload["v"]) is int:
+        check_v2(payload, fail, lambda text, where: _check_time(text, where, fail))
+    else:
+        _check_v1_fields(payload, fail)
+    _check_head(payload, fail)
+    if payload["v"] == 1:
+        _check_v1_readings(payload["readings"], fail)
+
+
+def _check_v1_fields(payload: dict[str, Any], fail) -> None:
     for key in _PAYLOAD_KEYS:
         if key not in payload:
             raise fail(key, "missing")
@@ -222,7 +236,10 @@ def _check_payload(payload: Any) -> None:
     if extra:
         raise fail(extra[0], "not a field of the payload")
     if payload["v"] != 1 or type(payload["v"]) is not int:
-        raise fail("v", "must be 1")
+        raise fail("v", "must be 1 or 2")
+
+
+def _check_head(payload: dict[str, Any], fail) -> None:
     if not isinstance(payload["station"], str) or not payload["station"]:
         raise fail("station", "must be a non-empty string")
     seq, prev = payload["seq"], payload["prev"]
@@ -233,9 +250,12 @@ def _check_payload(payload: Any) -> None:
     if seq > 1 and not (isinstance(prev, str) and _PREV.fullmatch(prev)):
         raise fail("prev", f"seq {seq} needs the 43-character base64url digest of seq {seq - 1}")
     _check_time(payload["sealed_at"], "sealed_at", fail)
-    if not isinstance(payload["readings"], list):
+
+
+def _check_v1_readings(readings: Any, fail) -> None:
+    if not isinstance(readings, list):
         raise fail("readings", "must be a list")
-    for i, reading in enumerate(payload["readings"]):
+    for i, reading in enumerate(readings):
         where = f"readings.{i}"
         if not isinstance(reading, dict) or sorted(reading) != sorted(_READING_KEYS):
             raise fail(where, f"must have exactly the keys {', '.join(_READING_KEYS)}")

@@ -44,6 +44,7 @@ import time
 from pathlib import Path
 
 from core.errors import VerificationError
+from simulators.inflate import InflateError, inflate
 from simulators.verifier import Batch, RegisteredKey, check, digest_of, unverified_payload
 from simulators.warehouse_http import FAULTS, MAX_BODY, Server, make_server
 
@@ -248,10 +249,10 @@ class Warehouse:
             client_id=client_id or self.default_client_id(),
             clean_session=False,
         )
-        topic = f"{prefix}/+/batches"
+        topics = [(f"{prefix}/+/batches", 1), (f"{prefix}/+/batches/gzip", 1)]
 
         def on_connect(c, userdata, flags, rc, props) -> None:
-            c.subscribe(topic, qos=1)
+            c.subscribe(topics)
 
         def on_subscribe(c, userdata, mid, rcs, props) -> None:
             connected.set()
@@ -260,9 +261,16 @@ class Warehouse:
             # Whatever a message does, the receiving thread goes on: an exception escaping a
             # paho callback would end the loop, and no later batch would ever be stored.
             try:
-                station = msg.topic.split("/")[-2]
-                status, message = self.receive(station, msg.payload, "mqtt")
-                ack = mqtt_ack(msg.payload, status, message)
+                levels = msg.topic[len(prefix) + 1 :].split("/")
+                station, body = levels[0], msg.payload
+                if levels[-1] == "gzip":
+                    try:
+                        body = inflate(body, "gzip")
+                    except InflateError as exc:  # no seq to acknowledge: the station sends again
+                        print(f"warehouse: {msg.topic}: {exc}", file=sys.stderr)
+                        return
+                status, message = self.receive(station, body, "mqtt")
+                ack = mqtt_ack(body, status, message)
                 if ack is not None:
                     c.publish(f"{prefix}/{station}/acks", ack, qos=1)
             except Exception as exc:  # not acknowledged: the agent publishes it again

@@ -18,6 +18,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
 
+from simulators.inflate import ENCODINGS, InflateError, inflate
+
 MAX_BODY = 64 * 1024 * 1024
 FAULTS = ("500", "hang", "close")
 _BUSY_BODY = b'{"status": 503, "message": "too many connections, retry later"}\n'
@@ -191,6 +193,13 @@ def handler(store: Store, timeout_s: float) -> type[BaseHTTPRequestHandler]:
                 return
             if self.headers.get("Content-Type", "").split(";")[0] != "application/jose":
                 self._reply(415, "Content-Type must be application/jose")
+                return
+            coding = (self.headers.get("Content-Encoding") or "identity").strip().lower()
+            try:
+                body = inflate(body, coding)
+            except InflateError as exc:
+                status = 413 if exc.too_large else 400 if coding in ENCODINGS else 415
+                self._reply(status, str(exc))
                 return
             self._reply(*store.receive(parts[1], body, "http"))
 

@@ -8,6 +8,7 @@ end of the run.
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import sqlite3
@@ -242,9 +243,38 @@ def warehouse_readings(jws_list: list[str]) -> Counter:
 
     out: Counter = Counter()
     for token in jws_list:
-        for r in json.loads(parse_compact(token).payload)["readings"]:
+        for r in payload_readings(json.loads(parse_compact(token).payload)):
             t = round(parse_rfc3339(r["time"]).timestamp() * 1000)
             out[(r["device"], r["param"], r["unit"], t, r["value"], r["status"])] += 1
+    return out
+
+
+def payload_readings(payload: dict) -> list[dict]:
+    """The readings of a v1 or v2 payload as v1 objects: the tests' own decoder of v2, written
+    from docs/protocol.md (times: t0, then each t the milliseconds since the one before)."""
+    if payload["v"] == 1:
+        return payload["readings"]
+    assert payload["v"] == 2, payload["v"]
+    t0 = datetime.datetime.strptime(payload["t0"], "%Y-%m-%dT%H:%M:%S.%fZ")
+    out = []
+    for ch in payload["channels"]:
+        statuses = "".join(code * count for code, count in ch["status"])
+        statuses_list = [statuses[i : i + 2] for i in range(0, len(statuses), 2)]
+        assert len(ch["t"]) == len(ch["values"]) == len(statuses_list), ch["param"]
+        elapsed = 0
+        for dt, value, status in zip(ch["t"], ch["values"], statuses_list, strict=True):
+            elapsed += dt
+            at = t0 + datetime.timedelta(milliseconds=elapsed)
+            out.append(
+                {
+                    "device": ch["device"],
+                    "param": ch["param"],
+                    "value": value,
+                    "unit": ch["unit"],
+                    "time": at.isoformat(timespec="milliseconds") + "Z",
+                    "status": status,
+                }
+            )
     return out
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -256,7 +257,13 @@ class BatchOnTheWire:
 
 
 def batch_in(body: bytes) -> BatchOnTheWire | None:
-    """The seq and signature of a compact JWS body (payload decoded with base64/json)."""
+    """The seq and signature of a compact JWS body, gzip'd or not (payload decoded with
+    base64/json)."""
+    if body.startswith(b"\x1f\x8b"):  # gzip (HTTP Content-Encoding, MQTT .../batches/gzip)
+        try:
+            body = zlib.decompressobj(31).decompress(body, 64 * 1024 * 1024)
+        except zlib.error:
+            return None
     parts = body.strip().split(b".")
     if len(parts) != 3:
         return None

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import sqlite_utils
-from conftest import analyzer_device, http_transport, make_config, wait_for
+from conftest import analyzer_device, http_transport, make_config, payload_readings, wait_for
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
@@ -181,7 +181,7 @@ def test_a_schema_1_buffer_migrates_and_keeps_delivering(tmp_path, v1_copy, pris
     fixture_devices = [
         (r["device"], r["param"], r["time"])
         for seq in seqs[3:]
-        for r in _payload(received[seq])["readings"]
+        for r in payload_readings(_payload(received[seq]))
         if r["device"] in ("stack", "dust")
     ]
     expected = {

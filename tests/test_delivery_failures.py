@@ -80,7 +80,8 @@ def test_http_500s_then_recovery_delivers_everything_once(
         station_id,
         station_key[0],
         [analyzer_device(analyzer.port)],
-        [http_transport(port, backoff_initial_s=0.1, backoff_max_s=0.5)],
+        # one request at a time: then batches also arrive in seq order (checked below)
+        [http_transport(port, backoff_initial_s=0.1, backoff_max_s=0.5, inflight=1)],
     )
     warehouse.fault = "500"
     agent = Agent(config)
@@ -219,7 +220,9 @@ def test_mqtt_in_flight_bytes_are_capped_whatever_the_backlog(tmp_path, station_
     buf = Buffer(tmp_path / "b.db", durability="process")
     for poll in range(40):
         buf.store_poll([Reading("d", f"p{i}", "u", poll * 1000, i * 1.5) for i in range(50)])
-    Sealer(buf, Signer(load_private_key(station_key[0])), "S", SystemClock(), 500).seal_pending()
+    signer = Signer(load_private_key(station_key[0]))
+    # v1: batches large enough (~80 KB) that the byte cap, not the count, limits the window
+    Sealer(buf, signer, "S", SystemClock(), 500, payload_version=1).seal_pending()
     size = len(buf.pending("x", limit=1)[0].jws)
     cfg = MqttTransportConfig(
         type="mqtt",

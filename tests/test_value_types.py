@@ -12,6 +12,8 @@ import re
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 from agent.batch import Signer
 from agent.buffer import Buffer
 from agent.clock import SystemClock
@@ -20,6 +22,7 @@ from agent.sealing import Sealer
 from drivers.modbus.tcp import ModbusTcpConfig, ModbusTcpDriver
 from simulators.modbus_description import load_description
 from simulators.modbus_server import ModbusTcpSimulator
+from simulators.payload_v2 import expand_v2
 
 CASE = (
     Path(__file__).resolve().parent.parent
@@ -32,7 +35,10 @@ def _payload(jws: str) -> str:
     return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)).decode()
 
 
-def test_integers_bits_and_text_reach_the_payload_exactly(tmp_path: Path, station_key) -> None:
+@pytest.mark.parametrize("version", [1, 2])
+def test_integers_bits_and_text_reach_the_payload_exactly(
+    tmp_path: Path, station_key, version: int
+) -> None:
     description = load_description(CASE)
     simulator = ModbusTcpSimulator(devices=description.devices).start()
     config = ModbusTcpConfig.model_validate(
@@ -60,12 +66,18 @@ def test_integers_bits_and_text_reach_the_payload_exactly(tmp_path: Path, statio
     buffer = Buffer(tmp_path / "buffer.db")
     try:
         buffer.store_poll(readings, device="plc")
-        sealer = Sealer(buffer, Signer(load_private_key(station_key[0])), "S", SystemClock(), 100)
+        signer = Signer(load_private_key(station_key[0]))
+        sealer = Sealer(buffer, signer, "S", SystemClock(), 100, payload_version=version)
         (batch,) = sealer.seal_pending()
     finally:
         buffer.close()
     text = _payload(batch.jws)
-    values = dict(re.findall(r'"param":"(\w+)","value":([^,]+),', text))
+    value_text = (
+        r'"param":"(\w+)","value":([^,]+),'
+        if version == 1
+        else r'"param":"(\w+)","unit":"","t":\[0\],"values":\[([^\]]+)\]'
+    )
+    values = dict(re.findall(value_text, text))
     assert values == {
         "counter": "-123456",
         "total": "9007199254740993",  # 2**53 + 1: exact, a float would give ...992
@@ -74,7 +86,9 @@ def test_integers_bits_and_text_reach_the_payload_exactly(tmp_path: Path, statio
         "serial": '"0042"',
         "pump": "1",
     }, text
-    parsed = {r["param"]: r["value"] for r in json.loads(text)["readings"]}
+    payload = json.loads(text)
+    readings = payload["readings"] if version == 1 else expand_v2(payload)
+    parsed = {r["param"]: r["value"] for r in readings}
     assert parsed["counter"] == -123456 and type(parsed["counter"]) is int
     assert parsed["serial"] == "0042"
     # the buffer itself keeps the kinds (SQLite's own view of each stored value)

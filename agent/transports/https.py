@@ -3,8 +3,13 @@
 Answers: 2xx or 409 (already have it) -> acknowledged. 408, 425, 429 and 5xx -> retry later.
 401, 403, 404 -> retry later too: they mean the station or URL is misconfigured, not that this
 batch is bad, and quarantining every batch for a wrong URL would be worse. Any other 4xx ->
-rejected (the batch is quarantined). Timeouts and connection errors -> retry. One request at a
-time, in order; the connection is kept alive between requests.
+rejected (the batch is quarantined). Timeouts and connection errors -> retry. Up to ``inflight``
+requests at once (one connection each, kept alive), oldest batch first; their answers come in
+any order, and the warehouse accepts a batch whose predecessor is still on its way (a gap it
+fills when that one arrives).
+
+``compression = "gzip"`` (default) sends the JWS gzip'd with ``Content-Encoding: gzip``; a
+warehouse that answers 415 to a compressed request is sent identity bodies from then on.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from pathlib import Path
 from typing import Literal
 
@@ -21,6 +27,7 @@ from pydantic import Field, model_validator
 from agent.bounded import MAX_ANSWER, first_bytes
 from agent.logs import event
 from agent.sections import NAME_PATTERN, TlsConfig, TransportSection
+from agent.transports.compression import Bodies, Compression
 from agent.transports.tls import client_context
 from core.batch import SealedBatch
 from core.outcomes import Ack, OnOutcome, Outcome, Reject, Retry
@@ -38,6 +45,8 @@ class HttpsTransportConfig(TransportSection):
     allow_plain_http: bool = False
     tls: TlsConfig | None = None
     timeout_s: float = Field(default=15.0, gt=0, le=600)
+    compression: Compression = "gzip"
+    inflight: int = Field(default=4, ge=1, le=32)  # requests at once: a slow link's round trip
 
     @model_validator(mode="after")
     def _https_unless_allowed(self) -> HttpsTransportConfig:
@@ -66,20 +75,21 @@ def classify(status: int, body: str) -> Outcome:
 class HttpsTransport:
     """Delivers batches to the warehouse's REST endpoint."""
 
-    window = 1
-    window_bytes: int | None = None  # one request at a time: the window bounds memory already
+    window_bytes: int | None = None  # a few requests at a time: the window bounds memory already
 
     def __init__(self, config: HttpsTransportConfig, station: str) -> None:
         self.config, self.name = config, config.name
+        self.window = config.inflight
         self.backoff_initial_s, self.backoff_max_s = config.backoff_initial_s, config.backoff_max_s
         self.last_error: str | None = None  # each failure's reason goes to the sender as Retry
         self.url = f"{config.base_url.rstrip('/')}/stations/{station}/batches"
         self._queue: queue.Queue[SealedBatch | None] = queue.Queue()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
         self._client: httpx.Client | None = None
+        self._bodies = Bodies(config.compression)
 
     def start(self, on_outcome: OnOutcome) -> None:
-        self._on_outcome = on_outcome
+        self._on_outcome = self._bodies.releasing(on_outcome)
         verify = client_context(self.config.tls) if self.url.startswith("https") else True
         self._client = httpx.Client(
             verify=verify,
@@ -90,9 +100,12 @@ class HttpsTransport:
                 "User-Agent": "station-agent",
                 "Accept-Encoding": "identity",  # an answer is read raw and only its start
             },
+            limits=httpx.Limits(max_connections=self.window, max_keepalive_connections=self.window),
         )
-        self._thread = threading.Thread(target=self._run, name=f"https-{self.name}", daemon=True)
-        self._thread.start()
+        for i in range(self.window):
+            thread = threading.Thread(target=self._run, name=f"https-{self.name}-{i}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
 
     def connected(self) -> bool:
         return True  # no standing connection: every request finds out for itself
@@ -106,9 +119,13 @@ class HttpsTransport:
 
     def _post(self, batch: SealedBatch) -> Outcome:
         assert self._client is not None
+        bodies = self._bodies  # one choice per request: header and body agree
+        compressed = bodies.compression == "gzip"
+        headers = {"Content-Encoding": "gzip"} if compressed else None
         try:
-            body = batch.jws.encode("ascii")
-            request = self._client.build_request("POST", self.url, content=body)
+            request = self._client.build_request(
+                "POST", self.url, content=bodies.body(batch), headers=headers
+            )
             response = self._client.send(request, stream=True)
             try:  # the answer's first few KiB say all we need; a huge body is never read
                 answer = first_bytes(response.iter_raw(), MAX_ANSWER)
@@ -118,7 +135,18 @@ class HttpsTransport:
             return Retry(f"no answer from {self.url} within {self.config.timeout_s} s")
         except httpx.HTTPError as exc:
             return Retry(f"cannot reach {self.url}: {_reason(exc)}")
-        outcome = classify(response.status_code, answer.decode("utf-8", "replace"))
+        text = answer.decode("utf-8", "replace")
+        if response.status_code == 415 and compressed:
+            event(
+                log,
+                logging.WARNING,
+                "compression_refused",
+                transport=self.name,
+                hint="the warehouse takes no gzip bodies: sending them uncompressed",
+            )
+            self._bodies = Bodies("none")
+            return Retry(f"HTTP 415 to a gzip body: {text.strip()[:200]}")
+        outcome = classify(response.status_code, text)
         if response.status_code in (401, 403, 404):
             event(
                 log,
@@ -131,9 +159,11 @@ class HttpsTransport:
         return outcome
 
     def stop(self, timeout_s: float = 5.0) -> None:
-        self._queue.put(None)
-        if self._thread:
-            self._thread.join(timeout_s)
+        deadline = time.monotonic() + timeout_s
+        for _ in self._threads:
+            self._queue.put(None)
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
         if self._client:
             self._client.close()
 

@@ -1,4 +1,5 @@
-"""MQTT transport: publish each batch's JWS to ``{prefix}/{station}/batches``, QoS 1.
+"""MQTT transport: publish each batch's JWS to ``{prefix}/{station}/batches``, QoS 1 (gzip'd,
+to ``{prefix}/{station}/batches/gzip``, with ``compression = "gzip"``: ``.compression``).
 
 With ``ack = "warehouse"`` (the default) a batch is acknowledged only when the warehouse says,
 on ``{prefix}/{station}/acks``, that it stored these very bytes (``agent.transports.mqtt_acks``);
@@ -31,6 +32,7 @@ from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_va
 
 from agent.logs import Repeats, event
 from agent.sections import NAME_PATTERN, TlsConfig, TransportSection, resolve_secret
+from agent.transports.compression import Bodies, Compression
 from agent.transports.mqtt_acks import AckError, AwaitedAcks, parse_ack
 from agent.transports.tls import client_context
 from core.batch import SealedBatch
@@ -59,6 +61,9 @@ class MqttTransportConfig(TransportSection):
     ack_timeout_s: float = Field(default=60.0, gt=0, le=3600)
     ack: Literal["warehouse", "broker"] = "warehouse"
     allow_insecure: bool = False  # a password over plain MQTT (no tls): test benches only
+    # gzip: publish to .../batches/gzip; default gzip with warehouse acks (a warehouse that does
+    # not read that topic never acknowledges: visible, nothing lost), none with broker acks.
+    compression: Compression | None = None
 
     @field_validator("topic_prefix")
     @classmethod
@@ -83,6 +88,12 @@ class MqttTransportConfig(TransportSection):
         self.password = resolve_secret(
             "password", self.password, self.password_env, self.password_file, info
         )
+        return self
+
+    @model_validator(mode="after")
+    def _compression_default(self) -> MqttTransportConfig:
+        if self.compression is None:
+            self.compression = "gzip" if self.ack == "warehouse" else "none"
         return self
 
     def files(self) -> dict[str, Path]:
@@ -112,7 +123,10 @@ class MqttTransport:
         self.window = config.inflight
         self.window_bytes: int | None = config.inflight_bytes
         self.backoff_initial_s, self.backoff_max_s = config.backoff_initial_s, config.backoff_max_s
+        self._bodies = Bodies(config.compression or "none")
         self.topic = f"{config.topic_prefix}/{station}/batches"
+        if self._bodies.compression == "gzip":
+            self.topic += "/gzip"
         self.status_topic = f"{config.topic_prefix}/{station}/status"
         self.ack_topic = f"{config.topic_prefix}/{station}/acks"
         self._end_to_end = config.ack == "warehouse"
@@ -158,7 +172,7 @@ class MqttTransport:
         return client
 
     def start(self, on_outcome: OnOutcome) -> None:
-        self._on_outcome = on_outcome
+        self._on_outcome = self._bodies.releasing(on_outcome)
         self._client.connect_async(self.config.host, self.config.port, self.config.keepalive_s)
         self._client.loop_start()
         self._watchdog = threading.Thread(
@@ -301,7 +315,7 @@ class MqttTransport:
     def submit(self, batch: SealedBatch) -> None:
         if self._end_to_end:  # before publishing: the warehouse may answer at once
             self._acks.expect(batch.seq, batch.jws)
-        info = self._client.publish(self.topic, batch.jws, qos=1, retain=False)
+        info = self._client.publish(self.topic, self._bodies.body(batch), qos=1, retain=False)
         if info.rc == MQTTErrorCode.MQTT_ERR_QUEUE_SIZE:
             self._acks.forget(batch.seq)
             self._on_outcome(batch.seq, Retry("paho's outgoing queue is full"))
