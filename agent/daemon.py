@@ -22,6 +22,7 @@ import time
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from agent import pruning
 from agent.batch import Signer
 from agent.buffer import Buffer
 from agent.clock import Clock, SystemClock
@@ -34,6 +35,7 @@ from agent.poller import Poller
 from agent.schedule import Schedule, aligned_start  # noqa: F401 (re-exported)
 from agent.sealing import Sealer
 from agent.sender import Sender
+from agent.transport_health import TransportHealth
 from agent.transports import PeriodFileTransport, make_period_file_transport, make_transport
 from agent.workers import Workers
 from core.errors import StorageError
@@ -115,7 +117,7 @@ class Agent:
         self._seal_lock = threading.Lock()
         self.stuck_s = STUCK_S  # no progress this long: stuck (the service sets its watchdog)
         self._health_beat = time.monotonic()
-        self._failing: dict[str, int] = {}  # transport -> since when (ms) it fails
+        self._transport_health = TransportHealth()  # failing since when, per transport
         self.web: WebServer | None = None  # the station page and /metrics, when configured
         if config.web is not None:  # imported only then: prometheus-client costs RSS
             from agent.web.server import WebServer
@@ -236,36 +238,8 @@ class Agent:
             "dropped_polls": self.poller.dropped,
             "missed_polls": self.poller.missed_polls,
             "devices_not_started": dict(self.not_started),
-            "transports": {
-                s.name: {
-                    "in_flight": s.in_flight(),
-                    "acked": s.acked,
-                    "failures": s.failures,
-                    "last_error": s.last_error or s.transport.last_error,
-                    "failing_since_ms": self._failing_since(s),
-                    "connected": s.transport.connected(),
-                }
-                for s in self.senders
-            }
-            | {
-                t.name: {"in_flight": 0, "acked": t.delivered, "last_error": t.last_error}
-                for t in self.file_transports
-            },
+            "transports": self._transport_health.report(self.senders, self.file_transports),
         }
-
-    def _failing_since(self, sender: Sender) -> int | None:
-        """Since when ``sender``'s transport has been offline or failing (None: it is not);
-        cleared as soon as it is connected again and nothing has failed since."""
-        failing = not sender.transport.connected() or bool(
-            sender.last_error or sender.transport.last_error
-        )
-        if not failing:
-            self._failing.pop(sender.name, None)
-            return None
-        since = self._failing.setdefault(sender.name, int(time.time() * 1000))
-        if sender.failing_since_ms is not None:
-            since = min(since, sender.failing_since_ms)
-        return since
 
     def write_health(self) -> None:
         self._health_beat = time.monotonic()
@@ -275,45 +249,10 @@ class Agent:
             event(log, logging.WARNING, "health_write_failed", error=str(exc))
 
     def prune(self) -> int:
-        """Delete what every transport acknowledged more than ``retention_days`` ago."""
-        keep_ms = self.config.buffer.retention_days * 86_400_000
-        cutoff = self.clock.now_ms() - keep_ms
-        try:
-            for file_transport in self.file_transports:
-                file_transport.forget_delivered_before(cutoff)
-            deleted = self.buffer.prune([s.name for s in self.senders], cutoff, keep_ms)
-        except StorageError as exc:
-            event(log, logging.ERROR, "prune_failed", error=str(exc))
-            return 0
-        if deleted:
-            event(
-                log,
-                logging.INFO,
-                "readings_pruned",
-                readings=deleted,
-                retention_days=self.config.buffer.retention_days,
-            )
-        self._report_holds(cutoff)
-        return deleted
-
-    def _report_holds(self, cutoff_ms: int) -> None:
-        """Log every transport that keeps data past the retention period from being pruned."""
-        try:
-            holds = self.buffer.retention.holds([s.name for s in self.senders])
-        except StorageError:
-            return
-        for hold in holds:
-            if hold.sealed_at_ms < cutoff_ms:
-                event(
-                    log,
-                    logging.WARNING,
-                    "retention_held",
-                    transport=hold.transport,
-                    seq=hold.seq,
-                    age_days=round((self.clock.now_ms() - hold.sealed_at_ms) / 86_400_000, 1),
-                    state="quarantined" if hold.quarantined_at_ms is not None else "owed",
-                    way_out=hold.way_out(),
-                )
+        """See ``agent.pruning.prune``."""
+        senders = [s.name for s in self.senders]
+        retention_days = self.config.buffer.retention_days
+        return pruning.prune(self.buffer, self.clock, retention_days, senders, self.file_transports)
 
     def stop(self, grace_s: float = 10.0) -> None:
         """Stop cleanly: finish polls, seal, let in-flight sends finish, close everything."""

@@ -16,7 +16,6 @@ import re
 import select
 import termios
 import time
-from dataclasses import dataclass
 
 import serial
 
@@ -25,44 +24,19 @@ from core.reading import FAULT, MEASURING, Reading
 from drivers.base import Channel, ProbeRow
 from drivers.serial_line.config import (
     _DEFAULT_MAP,
-    CHECKSUMS,
     SerialChannel,
     SerialLineConfig,
     decode_escapes,
 )
+from drivers.serial_line.lines import MAX_LINE_BYTES, Line, LineParser, Parsed, show
 
 __all__ = ["SerialLineConfig", "SerialLineDriver", "decode_escapes"]
 
-MAX_LINE_BYTES = 4096
 _DRAIN_BYTES = 65536  # at most this much stale input is discarded before a request
-_SHOW_BYTES = 80  # a line quoted in a message is cut after this many bytes
-
-
-@dataclass(frozen=True, slots=True)
-class _Line:
-    """What one try received: the bytes before the terminator, or everything if none came."""
-
-    raw: bytes
-    complete: bool
-    overlong: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class _Parsed:
-    """A line that passed framing, decoding, pattern and checksum, or why it did not."""
-
-    match: re.Match[str] | None
-    error: str | None
 
 
 class _PortGone(Exception):
     """The port stopped working (unplugged adapter, hung-up pseudo-terminal)."""
-
-
-def show(raw: bytes) -> str:
-    """Bytes quoted for a technician: printable text as is, the rest as escapes."""
-    text = repr(raw[:_SHOW_BYTES])[1:]
-    return text + (f"... ({len(raw)} bytes)" if len(raw) > _SHOW_BYTES else "")
 
 
 class SerialLineDriver:
@@ -78,6 +52,7 @@ class SerialLineDriver:
         self._terminator = decode_escapes(config.terminator, config.encoding)
         self._pattern = re.compile(config.pattern)
         self._has_checked = "checked" in self._pattern.groupindex
+        self._parse = LineParser(config, self._pattern, self._terminator).parse
         self._tries = config.retries + 1
         settings = f"{config.baudrate} {config.bytesize}{config.parity}{config.stopbits:g}"
         self._where = f"device {config.name!r} on {config.port} ({settings})"
@@ -107,7 +82,7 @@ class SerialLineDriver:
 
     def parse(self, raw: bytes, time_ms: int, complete: bool = True) -> list[Reading]:
         """Readings from one received line (without its terminator); never raises."""
-        return self._readings(self._parse(_Line(raw, complete)), time_ms)
+        return self._readings(self._parse(Line(raw, complete)), time_ms)
 
     def plan(self) -> list[str]:
         """What one poll does, one step per line."""
@@ -160,12 +135,12 @@ class SerialLineDriver:
 
     # -- the exchange ---------------------------------------------------------------------
 
-    def _exchange(self) -> tuple[_Line, _Parsed]:
+    def _exchange(self) -> tuple[Line, Parsed]:
         """The first good line of up to ``retries + 1`` tries, else the last bad one.
 
         Raises ``DeviceError`` when no try received a byte or the port cannot be used.
         """
-        bad: tuple[_Line, _Parsed] | None = None
+        bad: tuple[Line, Parsed] | None = None
         for _ in range(self._tries):
             line = self._try_once()
             if not line.raw and not line.complete:
@@ -177,7 +152,7 @@ class SerialLineDriver:
         if bad is not None:
             line, parsed = bad
             tries = f" ({self._tries} {'try' if self._tries == 1 else 'tries'})"
-            return line, _Parsed(None, f"{parsed.error}{tries}")
+            return line, Parsed(None, f"{parsed.error}{tries}")
         check = (
             "the request string"
             if self._request is not None
@@ -188,7 +163,7 @@ class SerialLineDriver:
             f"{'try' if self._tries == 1 else 'tries'}) — check wiring, baud rate, and {check}"
         )
 
-    def _try_once(self) -> _Line:
+    def _try_once(self) -> Line:
         reopened = False
         while True:
             port = self._open()
@@ -235,7 +210,7 @@ class SerialLineDriver:
         self._port, self._used = port, False
         return port
 
-    def _talk(self, port: serial.Serial) -> _Line:
+    def _talk(self, port: serial.Serial) -> Line:
         """One try: pause, discard stale input, send the request, read one line."""
         pause = self._last_io + self.config.delay_s - time.monotonic()
         if self._request is not None and pause > 0:
@@ -251,7 +226,7 @@ class SerialLineDriver:
                 ) from None
         return self._receive(port.fileno(), skip_first=self._request is None)
 
-    def _receive(self, fd: int, skip_first: bool) -> _Line:
+    def _receive(self, fd: int, skip_first: bool) -> Line:
         """Read until the terminator; never longer than ``timeout_s``."""
         term = self._terminator
         deadline = time.monotonic() + self.config.timeout_s
@@ -263,12 +238,12 @@ class SerialLineDriver:
                 skip_first = False
                 continue
             if end >= 0:
-                return _Line(bytes(buffer[:end]), complete=True)
+                return Line(bytes(buffer[:end]), complete=True)
             if len(buffer) > MAX_LINE_BYTES:
-                return _Line(bytes(buffer[:MAX_LINE_BYTES]), complete=False, overlong=True)
+                return Line(bytes(buffer[:MAX_LINE_BYTES]), complete=False, overlong=True)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                return _Line(b"" if skip_first else bytes(buffer), complete=False)
+                return Line(b"" if skip_first else bytes(buffer), complete=False)
             ready, _, _ = select.select([fd], [], [], remaining)
             if ready:
                 chunk = os.read(fd, 4096)
@@ -278,74 +253,15 @@ class SerialLineDriver:
 
     # -- parsing ----------------------------------------------------------------------------
 
-    def _parse(self, line: _Line) -> _Parsed:
-        cfg = self.config
-        shown = show(line.raw)
-        if line.overlong:
-            return _Parsed(
-                None,
-                f"no terminator {show(self._terminator)} in {MAX_LINE_BYTES} "
-                f"bytes received: {shown}",
-            )
-        if not line.complete:
-            if not line.raw:
-                return _Parsed(None, f"no answer in {cfg.timeout_s} s")
-            return _Parsed(
-                None,
-                f"incomplete line {shown}: no terminator {show(self._terminator)} "
-                f"in {cfg.timeout_s} s",
-            )
-        try:
-            text = line.raw.decode(cfg.encoding)
-        except UnicodeDecodeError as exc:
-            return _Parsed(
-                None,
-                f"garbage {shown}: byte {line.raw[exc.start]:#04x} at position {exc.start} is "
-                f"not {cfg.encoding} text — check baud rate, parity and encoding",
-            )
-        match = self._pattern.search(text)
-        if match is None:
-            return _Parsed(None, f"line {shown} does not match the pattern")
-        if cfg.checksum != "none":
-            error = self._checksum_error(match, text, shown)
-            if error is not None:
-                return _Parsed(None, error)
-        return _Parsed(match, None)
-
-    def _checksum_error(self, match: re.Match[str], text: str, shown: str) -> str | None:
-        cfg = self.config
-        given = match.group("checksum")
-        if given is None:
-            return f"line {shown} has no checksum"
-        if self._has_checked:
-            checked = match.group("checked") or ""
-            over = "group 'checked'"
-        else:
-            checked = text[: match.start("checksum")]
-            over = "the text before it"
-        try:
-            stated = int(given, 16)
-        except ValueError:
-            stated = -1
-        if not 1 <= len(given) <= 2 or stated < 0:
-            return f"checksum {given!r} in line {shown} is not two hex digits"
-        computed = CHECKSUMS[cfg.checksum](checked.encode(cfg.encoding, errors="replace"))
-        if computed != stated:
-            return (
-                f"wrong checksum in line {shown}: the line says {given.upper()}, "
-                f"{cfg.checksum} of {over} is {computed:02X}"
-            )
-        return None
-
     def _status_group(self, channel: SerialChannel) -> str | None:
         if channel.status_group:
             return channel.status_group
         return self.config.status.group if self.config.status is not None else None
 
-    def _readings(self, parsed: _Parsed, time_ms: int) -> list[Reading]:
+    def _readings(self, parsed: Parsed, time_ms: int) -> list[Reading]:
         return [self._reading(c, parsed, time_ms) for c in self.config.channels]
 
-    def _reading(self, channel: SerialChannel, parsed: _Parsed, time_ms: int) -> Reading:
+    def _reading(self, channel: SerialChannel, parsed: Parsed, time_ms: int) -> Reading:
         def make(value: float | None, status: str, error: str | None = None) -> Reading:
             return Reading(self.name, channel.param, channel.unit, time_ms, value, status, error)
 
