@@ -10,9 +10,7 @@ Driver modules are imported on first use, so a station loads only the drivers it
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Iterator, Mapping
-
+from core.registry import LazyRegistry
 from drivers.base import Channel, DeviceConfig, Driver, ListeningDriver
 
 _REGISTRY: dict[str, tuple[str, str, str]] = {
@@ -23,30 +21,13 @@ _REGISTRY: dict[str, tuple[str, str, str]] = {
 }
 
 
-class _Drivers(Mapping[str, tuple[type[DeviceConfig], type]]):
-    """Driver name -> (config model, driver class), each imported when first asked for."""
-
-    def __getitem__(self, name: str) -> tuple[type[DeviceConfig], type]:
-        module_name, config_name, driver_name = _REGISTRY[name]
-        module = importlib.import_module(module_name)
-        return getattr(module, config_name), getattr(module, driver_name)
-
-    def __contains__(self, name: object) -> bool:
-        return name in _REGISTRY
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(_REGISTRY)
-
-    def __len__(self) -> int:
-        return len(_REGISTRY)
-
-
-DRIVERS = _Drivers()
+DRIVERS: LazyRegistry[type[DeviceConfig], type] = LazyRegistry(_REGISTRY)
+"""Driver name -> (config model, driver class), each imported when first asked for."""
 
 
 def package_of(name: str) -> str:
     """The folder (package) of a registered driver, e.g. ``drivers.modbus`` for ``modbus_tcp``."""
-    return _REGISTRY[name][0].rpartition(".")[0]
+    return DRIVERS.module_of(name).rpartition(".")[0]
 
 
 def make_driver(config: DeviceConfig) -> Driver | ListeningDriver:

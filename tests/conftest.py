@@ -25,6 +25,7 @@ from agent.config import Config, parse_config
 from agent.jws import parse_compact
 from agent.keys import generate_key, load_jwk
 from agent.verify import StationKey
+from core.reading import Reading
 from simulators.certs import TlsFiles, make_tls_files
 from simulators.modbus import analyzer_channels, analyzer_simulator
 from simulators.mosquitto import Mosquitto
@@ -52,6 +53,20 @@ def wait_for(condition: Callable[[], object], timeout: float = 20.0, what: str =
 
 
 # --- skips: none may pass unnoticed in CI ----------------------------------------------------
+def stored_readings(db_path: Path) -> list[Reading]:
+    """Every reading in a buffer.db, in time order, read with plain SQL (an oracle independent
+    of the buffer's read API)."""
+    db = sqlite3.connect(db_path)
+    try:
+        rows = db.execute(
+            "SELECT c.device, c.param, c.unit, r.time_ms, r.value, r.status FROM readings r "
+            "JOIN channels c ON c.id = r.channel ORDER BY r.time_ms, r.id"
+        ).fetchall()
+    finally:
+        db.close()
+    return [Reading(d, p, u, t, v, ("00", "01", "02")[s]) for d, p, u, t, v, s in rows]
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "allowed_skip(reason): this test may skip in CI; the reason is printed"

@@ -8,13 +8,12 @@ import sqlite3
 import time
 from pathlib import Path
 
-from conftest import analyzer_device, http_transport, make_config, wait_for
+from conftest import analyzer_device, http_transport, make_config, stored_readings, wait_for
 from test_tt10_format import read_and_check
 
 from agent.daemon import Agent
 from agent.status import gather, render
 from agent.transports.tt10.fileformat import build_file
-from core.reading import Reading
 from simulators.modbus import analyzer_channels
 from simulators.tt10_servers import FtpReceiver
 
@@ -60,7 +59,7 @@ def _delivered(config) -> str | None:
 
 def _rebuild_all(config, db_path: Path) -> dict[str, bytes]:
     fmt = config.transports[1].file_format()
-    readings = _raw_readings(db_path)
+    readings = stored_readings(db_path)
     starts = sorted({fmt.period_start(r.time_ms) for r in readings})
     return {f.path: f.data for f in (build_file(fmt, s, readings) for s in starts)}, readings
 
@@ -138,14 +137,3 @@ def test_prune_keeps_the_readings_of_a_period_whose_file_is_not_delivered(
         assert before == 0  # while what the file does not need was pruned
     finally:
         agent.stop()
-
-
-def _raw_readings(db_path: Path) -> list[Reading]:
-    """Every stored reading, read with plain SQL (independent of the buffer's read API)."""
-    db = sqlite3.connect(db_path)
-    rows = db.execute(
-        "SELECT c.device, c.param, c.unit, r.time_ms, r.value, r.status FROM readings r "
-        "JOIN channels c ON c.id = r.channel ORDER BY r.time_ms, r.id"
-    ).fetchall()
-    db.close()
-    return [Reading(d, p, u, t, v, ("00", "01", "02")[s]) for d, p, u, t, v, s in rows]

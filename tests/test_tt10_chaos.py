@@ -19,12 +19,11 @@ import threading
 import time
 from pathlib import Path
 
-from conftest import agent_env, analyzer_device, wait_for, write_toml
+from conftest import agent_env, analyzer_device, stored_readings, wait_for, write_toml
 
 from agent.keys import generate_key
 from agent.transports.tt10.config import Tt10TransportConfig
 from agent.transports.tt10.fileformat import build_file, periods_with_readings
-from core.reading import Reading
 from simulators.modbus import analyzer_channels
 from simulators.tt10_servers import FtpReceiver
 
@@ -179,7 +178,7 @@ def test_every_period_on_the_server_exactly_once_through_kills_and_outages(
     pending, cursor = _ledger(tmp_path / "buffer.db")
     config = Tt10TransportConfig.model_validate(_tt10(ftp.port))
     fmt = config.file_format()
-    readings = _raw_readings(tmp_path / "buffer.db")
+    readings = stored_readings(tmp_path / "buffer.db")
     closed = [p for p in periods_with_readings(fmt, readings) if p < cursor]
     rebuilt = {f.path: f.data for f in (build_file(fmt, p, readings) for p in closed)}
     on_server = ftp.files()
@@ -191,14 +190,3 @@ def test_every_period_on_the_server_exactly_once_through_kills_and_outages(
     assert sorted(on_server) == sorted(rebuilt), f"events: {events}"  # once each, no .tmp left
     for path, data in rebuilt.items():
         assert on_server[path] == data, f"{path} differs from its rebuild (events: {events})"
-
-
-def _raw_readings(db_path: Path) -> list[Reading]:
-    """Every stored reading, read with plain SQL (independent of the buffer's read API)."""
-    db = sqlite3.connect(db_path)
-    rows = db.execute(
-        "SELECT c.device, c.param, c.unit, r.time_ms, r.value, r.status FROM readings r "
-        "JOIN channels c ON c.id = r.channel ORDER BY r.time_ms, r.id"
-    ).fetchall()
-    db.close()
-    return [Reading(d, p, u, t, v, ("00", "01", "02")[s]) for d, p, u, t, v, s in rows]

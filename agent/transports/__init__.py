@@ -20,14 +20,13 @@ for MQTT, httpx for HTTPS).
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Protocol, cast
 
 from agent.sections import TransportSection
 from core.batch import SealedBatch
 from core.outcomes import OnOutcome
+from core.registry import LazyRegistry
 
 _REGISTRY: dict[str, tuple[str, str, str]] = {
     "mqtt": ("agent.transports.mqtt", "MqttTransportConfig", "MqttTransport"),
@@ -81,25 +80,8 @@ class TransportFactory(Protocol):
     def __call__(self, config: Any, *args: Any) -> Transport | PeriodFileTransport: ...
 
 
-class _Transports(Mapping[str, tuple[type[TransportSection], TransportFactory]]):
-    """Transport type -> (config model, transport class), each imported when first asked for."""
-
-    def __getitem__(self, name: str) -> tuple[type[TransportSection], TransportFactory]:
-        module_name, config_name, transport_name = _REGISTRY[name]
-        module = importlib.import_module(module_name)
-        return getattr(module, config_name), getattr(module, transport_name)
-
-    def __contains__(self, name: object) -> bool:
-        return name in _REGISTRY
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(_REGISTRY)
-
-    def __len__(self) -> int:
-        return len(_REGISTRY)
-
-
-TRANSPORTS = _Transports()
+TRANSPORTS: LazyRegistry[type[TransportSection], TransportFactory] = LazyRegistry(_REGISTRY)
+"""Transport type -> (config model, transport class), each imported when first asked for."""
 
 
 def make_transport(config: TransportSection, station: str) -> Transport:
