@@ -15,7 +15,7 @@ from pathlib import Path
 
 import annotated_types
 import pytest
-from conftest import write_toml
+from conftest import wait_for, write_toml
 from pydantic import BaseModel
 
 from agent.config import Config, load_config
@@ -75,10 +75,8 @@ def test_a_huge_answer_body_is_not_read(tmp_path):
     transport.start(lambda seq, outcome: outcomes.append(outcome))
     try:
         transport.submit(SealedBatch(1, "a.b.c", 1, 0))
-        deadline = time.monotonic() + 60
-        while not outcomes and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert outcomes and isinstance(outcomes[0], Retry), outcomes
+        wait_for(lambda: outcomes, 60, "the transport's outcome for the huge answer")
+        assert isinstance(outcomes[0], Retry), outcomes
         assert "HTTP 500" in outcomes[0].reason and len(outcomes[0].reason) < 300
     finally:
         transport.stop()
