@@ -93,6 +93,7 @@ def test_config_sample_works_from_a_wheel(tmp_path: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     for folder in FOLDERS:
         assert f"{folder.replace('.', '/')}/sample.toml" in names, sorted(names)
+    assert "agent/catalogue/parameters.toml" in names  # config validate's parameter catalogue
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
     env = agent_env() | {"PYTHONPATH": str(site)}
