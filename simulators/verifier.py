@@ -11,7 +11,8 @@ it so): a bug on one side cannot hide in the other. It follows docs/protocol.md 
 * the payload is UTF-8 JSON without duplicate keys, NaN or Infinity, nested at most
   ``MAX_DEPTH`` levels (checked before parsing: no input can exhaust the recursion limit), with
   exactly the fields of the protocol, version 1, 2 (columnar, ``simulators.payload_v2``) or 3
-  (a ``kind``: readings or a record, ``simulators.payload_v3``); ``prev`` is base64url(SHA-256(exact bytes of the previous JWS)).
+  (a ``kind``: readings or a record, ``simulators.payload_v3``); ``prev`` is
+  base64url(SHA-256(exact bytes of the previous JWS)).
 
 One batch has one byte string: nothing is stripped or normalised, so a variant of a genuine
 batch (re-spelled base64url, padding, whitespace) is refused and can never be stored in place of

@@ -170,7 +170,9 @@ def test_verify_compact_accepts_the_genuine_token_with_or_without_kid():
 
 def test_verify_compact_refuses_other_algorithms():
     h = json.dumps({"alg": "none", "kid": "K", "typ": "JOSE"}, separators=(",", ":"))
-    assert refusal(token(h)) == "unsupported alg 'none': only Ed25519 (or EdDSA before payload v3) is accepted"
+    assert refusal(token(h)) == (
+        "unsupported alg 'none': only Ed25519 (or EdDSA before payload v3) is accepted"
+    )
 
 
 def test_verify_compact_refuses_crit():

@@ -45,6 +45,10 @@ class Chain:
         ).fetchone()
         return (row[0], row[1], row[2]) if row else (0, None, 0)
 
+    def last_sealed_id(self, conn: sqlite3.Connection) -> int:
+        """The id of the last reading sealed (0: none), inside the caller's transaction."""
+        return self._head(conn)[2]
+
     def head(self) -> tuple[int, str | None, int]:
         """(last seq, its chain digest, last sealed reading id); (0, None, 0) when empty."""
         with self.file.read() as conn:
