@@ -13,12 +13,15 @@ import io
 import json
 import sqlite3
 import subprocess
+import threading
+import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 import jwt
 import pytest
+from conftest import analyzer_device, http_transport, make_config, wait_for
 from joserfc import jws as jose_jws
 from joserfc.errors import JoseError
 from joserfc.jwk import OKPKey
@@ -415,3 +418,61 @@ def test_payload_v2_signed_by_sealer_v2_still_uses_eddsa(tmp_path, keys, station
     token = signer.sign(build_payload_v2(station_id, 1, None, T0, []))
     assert _header(token)["alg"] == "EdDSA"
     check(token, registered)
+
+
+class UnsyncedClock:
+    """The machine's time, reported as not synchronized (a station that booted before NTP)."""
+
+    def now_ms(self) -> int:
+        return time.time_ns() // 1_000_000
+
+    def synchronized(self) -> bool:
+        return False
+
+
+def test_request_record_from_many_threads_while_the_agent_seals_and_sends(
+    tmp_path, analyzer, warehouse, station_id, station_key
+):
+    """Agent.request_record is safe from any thread: every record lands once, the chain stays
+    whole at the warehouse, readings taken meanwhile carry the clock flag."""
+    from agent.daemon import Agent
+
+    port = warehouse.start_http()
+    transport = http_transport(port, name="warehouse", backoff_initial_s=0.1, backoff_max_s=0.5)
+    config = make_config(
+        tmp_path,
+        station_id,
+        station_key[0],
+        [analyzer_device(analyzer.port, poll=0.1)],
+        [transport],
+    )
+    agent = Agent(config, clock=UnsyncedClock())
+    agent.start()
+    sealed: list[int] = []
+    try:
+
+        def ask(n: int) -> None:
+            for i in range(3):
+                sealed.append(agent.request_record("note", {"text": f"{n}-{i}"}).seq)
+                time.sleep(0.05)  # interleave with polls and seal ticks (not a synchronisation)
+
+        threads = [threading.Thread(target=ask, args=(n,)) for n in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=30)
+        assert len(set(sealed)) == 12
+        wait_for(lambda: warehouse.count(station_id)[0] >= max(sealed), what="all delivered")
+    finally:
+        agent.stop(grace_s=2)
+        warehouse.stop_http()
+    tokens = warehouse.jws_list(station_id)
+    assert walk_chain(tokens) == list(range(1, len(tokens) + 1))
+    notes = sorted(_payload(t)["body"]["text"] for t in tokens if _payload(t)["kind"] == "note")
+    assert notes == sorted(f"{n}-{i}" for n in range(4) for i in range(3))
+    readings = [t for t in tokens if _payload(t)["kind"] == "readings"]
+    assert readings and all(
+        c["unsynced"] == [[0, len(c["values"])]] for t in readings for c in _payload(t)["channels"]
+    ), "every reading was taken with the clock unsynchronized"
+    stored = warehouse._db.execute("SELECT sum(readings), sum(unsynced) FROM batches").fetchone()
+    assert stored[0] == stored[1] > 0
