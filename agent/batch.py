@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, Validat
 from agent.bounded import check_json_depth
 from agent.jws import public_jwk, sign_compact
 from agent.payload_v2 import PAYLOAD_V2, PayloadV2Model
+from agent.payload_v3 import PAYLOAD_V3, PayloadV3Model, RecordPayloadModel
 from core.errors import VerificationError
 from core.reading import rfc3339_ms
 
@@ -42,9 +43,13 @@ class Signer:
         self.jwk = public_jwk(key.public_key())
         self.kid = self.jwk["kid"]
 
-    def sign(self, payload: bytes) -> str:
-        """Return the compact JWS of ``payload``."""
-        return sign_compact(payload, self._key, self.kid)
+    def sign(self, payload: bytes, alg: str | None = None) -> str:
+        """Return the compact JWS of ``payload``. ``alg`` defaults to what the payload's version
+        takes: ``EdDSA`` for a payload starting ``{"v":1,`` or ``{"v":2,`` (as the builders write
+        them), ``Ed25519`` otherwise (docs/protocol.md)."""
+        if alg is None:
+            alg = "EdDSA" if payload[:7] in (b'{"v":1,', b'{"v":2,') else "Ed25519"
+        return sign_compact(payload, self._key, self.kid, alg)
 
     def __repr__(self) -> str:  # never show key material
         return f"Signer(kid={self.kid!r})"
@@ -150,12 +155,17 @@ class PayloadModel(BaseModel):
     readings: list[ReadingModel]
 
 
-AnyPayload = PayloadModel | PayloadV2Model
+AnyPayload = PayloadModel | PayloadV2Model | PayloadV3Model | RecordPayloadModel
+
+
+def alg_for(version: int) -> str:
+    """The one ``alg`` a payload of this version is signed with (docs/protocol.md)."""
+    return "Ed25519" if version >= PAYLOAD_V3 else "EdDSA"
 
 
 def parse_payload(payload: bytes) -> AnyPayload:
-    """Decode and validate a payload (v1 or v2); raises VerificationError saying what is
-    wrong."""
+    """Decode and validate a payload (v1, v2, or v3 of any registered kind); raises
+    VerificationError saying what is wrong."""
     try:
         text = payload.decode("utf-8")
         check_json_depth(text)
@@ -168,8 +178,15 @@ def parse_payload(payload: bytes) -> AnyPayload:
         raise VerificationError(f"malformed payload: not UTF-8 JSON ({exc})") from None
     try:
         model: AnyPayload
-        if isinstance(data, dict) and data.get("v") == PAYLOAD_V2 and type(data["v"]) is int:
+        version = data.get("v") if isinstance(data, dict) else None
+        if type(version) is not int:
+            version = None
+        if version == PAYLOAD_V2:
             model = PayloadV2Model.model_validate(data)
+        elif version == PAYLOAD_V3 and data.get("kind") == "readings":
+            model = PayloadV3Model.model_validate(data)
+        elif version == PAYLOAD_V3:
+            model = RecordPayloadModel.model_validate(data)
         else:
             model = PayloadModel.model_validate(data)
     except ValidationError as exc:

@@ -6,13 +6,15 @@ maximum error estimate is below 16 s (``maxerror < 16000000`` µs); a time daemo
 systemd-timesyncd, ntpd) keeps it low while it disciplines the clock, and the kernel lets it
 grow by 500 ppm once nobody does. A station PC without a battery-backed clock that boots before
 the network is up stamps its first readings with a clock that is not synchronized: ``status``
-says so.
+says so, and such readings are flagged in the buffer and in the signed payload (v3
+``unsynced``; ``agent.poller``).
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import sys
 
 MAX_ERROR_US = 16_000_000  # the kernel's ceiling for maxerror: "no idea"
@@ -52,11 +54,16 @@ def read_timex() -> _Timex | None:
     """The kernel's clock state from ``adjtimex`` in read-only mode (None: cannot ask)."""
     if not sys.platform.startswith("linux"):
         return None
-    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    libc = _libc()
     timex = _Timex()  # modes = 0: read only, nothing is changed
     if libc.adjtimex(ctypes.byref(timex)) < 0:
         return None
     return timex
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)  # found once: it forks
 
 
 def max_error_us() -> int | None:

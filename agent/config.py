@@ -65,7 +65,7 @@ class BufferConfig(_Section):
     max_readings_per_batch: int = Field(default=2000, ge=1, le=50_000)
     max_disk_mb: float = Field(default=2048, gt=0, le=1_000_000)  # main file + WAL
     durability: Literal["power", "process"] = "power"
-    payload_version: Literal[1, 2] = 2  # how new batches are written (docs/protocol.md)
+    payload_version: Literal[1, 2, 3] = 3  # how new batches are written (docs/protocol.md)
 
 
 class Config(_Section):

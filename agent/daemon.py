@@ -26,6 +26,7 @@ from agent import pruning
 from agent.batch import Signer
 from agent.buffer import Buffer
 from agent.clock import Clock, SystemClock
+from agent.clock_sync import clock_synchronized
 from agent.config import Config
 from agent.health import HealthFile, health_path
 from agent.instance_lock import InstanceLock
@@ -38,6 +39,7 @@ from agent.sender import Sender
 from agent.transport_health import TransportHealth
 from agent.transports import PeriodFileTransport, make_period_file_transport, make_transport
 from agent.workers import Workers
+from core.batch import SealedBatch
 from core.errors import StorageError
 from drivers import Driver, ListeningDriver, make_driver
 
@@ -90,7 +92,9 @@ class Agent:
             config.buffer.max_readings_per_batch,
             payload_version=config.buffer.payload_version,
         )
-        self.poller = Poller(self.buffer, self.clock)
+        self.poller = Poller(
+            self.buffer, self.clock, getattr(self.clock, "synchronized", clock_synchronized)
+        )
         self.drivers: list[Driver | ListeningDriver] = [make_driver(d) for d in config.devices]
         self.senders: list[Sender] = []
         # Period files (TT10) are rebuilt from stored readings, not sent as batches: own loops.
@@ -226,6 +230,29 @@ class Agent:
             for sender in self.senders:
                 sender.wake()
         return len(batches)
+
+    def request_record(self, kind: str, body: dict[str, Any]) -> SealedBatch:
+        """Seal a record of ``kind`` (registered in ``core.records``) now; thread-safe.
+
+        Any thread may call it: it takes the seal lock (so it waits for a seal tick in progress,
+        and the sealing thread waits for it), first seals the readings stored before the call
+        (so a record follows every reading stored before it was asked for), then seals the
+        record, fsynced (synchronous=FULL) before it returns, and wakes the senders. Raises
+        ``core.records.RecordError`` (nothing sealed) if the body does not fit the kind's model,
+        ``StorageError`` if the buffer cannot take it (also kept in ``seal_error``)."""
+        with self._seal_lock:
+            try:
+                batches = self.sealer.seal_pending()
+                record = self.sealer.seal_record(kind, body)
+            except StorageError as exc:
+                self.seal_error = str(exc)
+                event(log, logging.ERROR, "seal_failed", error=str(exc), kind=kind)
+                raise
+        self.seal_error = None
+        self.sealed += len(batches) + 1
+        for sender in self.senders:
+            sender.wake()
+        return record
 
     def health(self) -> dict[str, Any]:
         """What ``station-agent status`` shows about the running process."""

@@ -1,7 +1,9 @@
 """Compact JWS with Ed25519 (RFC 7515 / RFC 8037), keys as OKP JWK with RFC 7638 thumbprints.
 
-Deliberately small: the only algorithm produced or accepted is ``EdDSA`` over Ed25519. Any other
-``alg`` (``none``, ``HS256``...) is refused before a key is touched.
+Deliberately small: the only key type is Ed25519, named by ``alg`` ``Ed25519`` (RFC 9864, the
+fully-specified name; payload version 3) or ``EdDSA`` (the polymorphic RFC 8037 name RFC 9864
+deprecates; payload versions 1 and 2 only, checked by ``agent.verify``). Any other ``alg``
+(``none``, ``HS256``...) is refused before a key is touched.
 """
 
 from __future__ import annotations
@@ -40,16 +42,21 @@ def b64url_decode(text: str) -> bytes:
     return data
 
 
-def protected_header(kid: str) -> bytes:
+ALGS = ("Ed25519", "EdDSA")  # Ed25519: payload v3 on; EdDSA: v1 and v2 (docs/protocol.md)
+
+
+def protected_header(kid: str, alg: str = "Ed25519") -> bytes:
     """The protected header every batch carries, byte for byte (docs/protocol.md)."""
-    return json.dumps({"alg": "EdDSA", "kid": kid, "typ": "JOSE"}, separators=(",", ":")).encode()
+    return json.dumps({"alg": alg, "kid": kid, "typ": "JOSE"}, separators=(",", ":")).encode()
 
 
 def public_jwk(key: Ed25519PublicKey) -> dict[str, str]:
-    """The public key as an OKP JWK, with its thumbprint as ``kid``."""
+    """The public key as an OKP JWK, with its thumbprint as ``kid``. No ``alg`` member: one key
+    verifies ``Ed25519`` (payload v3) and ``EdDSA`` (v1, v2) batches, and a JOSE library given a
+    key whose ``alg`` names one refuses the other (joserfc does; docs/protocol.md)."""
     raw = key.public_bytes(Encoding.Raw, PublicFormat.Raw)
     jwk = {"kty": "OKP", "crv": "Ed25519", "x": b64url(raw)}
-    return {**jwk, "kid": thumbprint(jwk), "alg": "EdDSA", "use": "sig"}
+    return {**jwk, "kid": thumbprint(jwk), "use": "sig"}
 
 
 def thumbprint(jwk: dict[str, Any]) -> str:
@@ -70,9 +77,9 @@ def key_from_jwk(jwk: dict[str, Any]) -> Ed25519PublicKey:
         raise VerificationError("JWK 'x' is not a 32-byte base64url Ed25519 key") from None
 
 
-def sign_compact(payload: bytes, key: Ed25519PrivateKey, kid: str) -> str:
+def sign_compact(payload: bytes, key: Ed25519PrivateKey, kid: str, alg: str = "Ed25519") -> str:
     """Sign payload bytes; returns the compact serialization ``header.payload.signature``."""
-    signing_input = f"{b64url(protected_header(kid))}.{b64url(payload)}"
+    signing_input = f"{b64url(protected_header(kid, alg))}.{b64url(payload)}"
     return f"{signing_input}.{b64url(key.sign(signing_input.encode('ascii')))}"
 
 
@@ -115,11 +122,15 @@ def parse_compact(token: str | bytes) -> Parsed:
 
 
 def verify_compact(token: str | bytes, key: Ed25519PublicKey, kid: str | None = None) -> Parsed:
-    """Verify an EdDSA compact JWS against ``key`` (and ``kid`` if given); return its parts."""
+    """Verify an Ed25519 compact JWS (``alg`` ``Ed25519`` or ``EdDSA``) against ``key`` (and
+    ``kid`` if given); return its parts. Which ``alg`` a payload version may carry is the
+    caller's check (``agent.verify``)."""
     parsed = parse_compact(token)
     alg = parsed.header.get("alg")
-    if alg != "EdDSA":
-        raise VerificationError(f"unsupported alg {alg!r}: only EdDSA (Ed25519) is accepted")
+    if alg not in ALGS:
+        raise VerificationError(
+            f"unsupported alg {alg!r}: only Ed25519 (or EdDSA before payload v3) is accepted"
+        )
     if "crit" in parsed.header:
         raise VerificationError("unsupported 'crit' header parameter")
     if kid is not None and parsed.header.get("kid") != kid:
@@ -127,10 +138,10 @@ def verify_compact(token: str | bytes, key: Ed25519PublicKey, kid: str | None = 
             f"kid {parsed.header.get('kid')!r} is not the station's registered key {kid!r}"
         )
     claimed = parsed.header.get("kid")
-    if not isinstance(claimed, str) or parsed.header_bytes != protected_header(claimed):
+    if not isinstance(claimed, str) or parsed.header_bytes != protected_header(claimed, alg):
         raise VerificationError(
             "protected header is not exactly "
-            + protected_header(claimed if isinstance(claimed, str) else "<kid>").decode()
+            + protected_header(claimed if isinstance(claimed, str) else "<kid>", alg).decode()
         )
     try:
         key.verify(parsed.signature, parsed.signing_input)

@@ -20,6 +20,7 @@ from collections.abc import Callable
 
 from agent.buffer import Buffer
 from agent.clock import Clock
+from agent.clock_sync import clock_synchronized
 from agent.logs import Repeats, event
 from core.errors import DeviceError, StorageError
 from core.reading import FAULT, Reading
@@ -32,9 +33,16 @@ MAX_UNSTORED_POLLS = 10_000
 class Poller:
     """Polls devices into the buffer; one instance serves every device of the agent."""
 
-    def __init__(self, buffer: Buffer, clock: Clock) -> None:
-        self.buffer, self.clock = buffer, clock
-        self._unstored: deque[tuple[str, list[Reading], str | None, int]] = deque(
+    def __init__(
+        self,
+        buffer: Buffer,
+        clock: Clock,
+        synchronized: Callable[[], bool | None] = clock_synchronized,
+    ) -> None:
+        """``synchronized()``: is the clock that stamps readings synchronized? (None: cannot
+        tell.) Readings accepted while it answers False are stored flagged ``unsynced``."""
+        self.buffer, self.clock, self.synchronized = buffer, clock, synchronized
+        self._unstored: deque[tuple[str, list[Reading], str | None, int, bool]] = deque(
             maxlen=MAX_UNSTORED_POLLS
         )
         self._lock = threading.Lock()  # polls of different devices run in parallel
@@ -112,12 +120,13 @@ class Poller:
         if not readings:
             return
         time_ms = time_ms or max(r.time_ms for r in readings)
+        unsynced = self.synchronized() is False
         if not hole:  # a missed slot is logged by ``missed`` and says nothing of the device
             self._observe(device, readings, error, time_ms)
         with self._lock:
             if len(self._unstored) == self._unstored.maxlen:
                 self.dropped += 1  # the oldest waiting poll falls out now: counted and logged
-            self._unstored.append((device, readings, error, time_ms))
+            self._unstored.append((device, readings, error, time_ms, unsynced))
             self._store_waiting()
 
     def _observe(
@@ -135,9 +144,11 @@ class Poller:
 
     def _store_waiting(self) -> None:
         while self._unstored:
-            device, readings, error, time_ms = self._unstored[0]
+            device, readings, error, time_ms, unsynced = self._unstored[0]
             try:
-                self.buffer.store_poll(readings, device=device, error=error, time_ms=time_ms)
+                self.buffer.store_poll(
+                    readings, device=device, error=error, time_ms=time_ms, unsynced=unsynced
+                )
             except StorageError as exc:
                 self.storage_error = str(exc)
                 self._repeats.failed(

@@ -1,5 +1,7 @@
-"""The batch payload's JSON Schema (both versions), generated from ``agent.batch.PayloadModel``
-(v1) and ``agent.payload_v2.PayloadV2Model`` (v2).
+"""The batch payload's JSON Schema (every version), generated from ``agent.batch.PayloadModel``
+(v1), ``agent.payload_v2.PayloadV2Model`` (v2), ``agent.payload_v3.PayloadV3Model`` (v3
+readings) and ``agent.payload_v3.RecordPayloadModel`` (v3 records; each kind's ``body`` is
+checked by its model in ``core.records``, not by this schema).
 
 ``python -m agent.schema > docs/batch.schema.json`` refreshes the published file; a test keeps
 the two equal.
@@ -14,21 +16,27 @@ from pydantic import Field, TypeAdapter
 
 from agent.batch import PayloadModel
 from agent.payload_v2 import PayloadV2Model
+from agent.payload_v3 import PayloadV3Model, RecordPayloadModel
 
 _Payload = Annotated[PayloadModel | PayloadV2Model, Field(discriminator="v")]
+_AnyPayload = _Payload | PayloadV3Model | RecordPayloadModel
 
 
 def payload_schema() -> dict:
-    """JSON Schema (draft 2020-12) of a batch payload: version 1 or version 2, told by ``v``."""
-    schema = TypeAdapter(_Payload).json_schema()
+    """JSON Schema (draft 2020-12) of a batch payload: version 1, 2 or 3 (told by ``v``; v3 by
+    ``kind``: ``readings`` or a record)."""
+    schema = TypeAdapter(_AnyPayload).json_schema()
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": "https://station-agent.example/schemas/batch-payload.json",
-        "title": "station-agent batch payload, version 1 or 2",
+        "title": "station-agent batch payload, version 1, 2 or 3",
         "description": (
-            "v2 also requires, per channel, as many t and values as the status counts add up "
-            "to, each channel (device, param, unit) once, and every time t0 + running sum of t "
-            "within 1970..9999 (docs/protocol.md)"
+            "v2 and v3 readings also require, per channel, as many t and values as the status "
+            "counts add up to, each channel (device, param, unit) once, and every time t0 + "
+            "running sum of t within 1970..9999; v3 readings: unsynced index ranges ascending, "
+            "neither overlapping nor touching, within the channel's readings; a v3 record's kind "
+            "is registered (never 'readings') and its body fits that kind's model "
+            "(docs/protocol.md)"
         ),
         **schema,
     }

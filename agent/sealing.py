@@ -1,25 +1,32 @@
-"""Sealing: turn unsealed readings into signed, chained, stored batches.
+"""Sealing: turn unsealed readings into signed, chained, stored batches, and seal records.
 
-New batches are written as payload version 2 unless the configuration asks for 1; batches
-already stored keep their bytes whatever their version (a chain may hold both).
+New batches are written as payload version 3 (``kind`` ``readings``, ``alg`` ``Ed25519``) unless
+the configuration asks for 1 or 2; batches already stored keep their bytes whatever their
+version (a chain may hold all three). Records of other kinds (``core.records``) are always v3.
+
+Only one thread seals at a time: in the daemon that is whoever holds ``Agent``'s seal lock
+(``Agent.seal_and_wake`` and ``Agent.request_record``); a ``Sealer`` used alone (CLI ``once``,
+tests) is used from one thread.
 """
 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
-from agent.batch import Signer, build_payload
+from agent.batch import Signer, alg_for, build_payload
 from agent.buffer import Buffer, ReadingRow
 from agent.clock import Clock
 from agent.logs import event
 from agent.payload_v2 import PAYLOAD_V2, build_payload_v2
+from agent.payload_v3 import PAYLOAD_V3, build_payload_v3, build_record
 from core.batch import SealedBatch
 
 log = logging.getLogger("agent.sealing")
 
 
 class Sealer:
-    """Seals the buffer's unsealed readings for one station with one key."""
+    """Seals the buffer's unsealed readings, and records, for one station with one key."""
 
     def __init__(
         self,
@@ -29,22 +36,39 @@ class Sealer:
         clock: Clock,
         max_readings: int,
         *,
-        payload_version: int = PAYLOAD_V2,
+        payload_version: int = PAYLOAD_V3,
     ) -> None:
+        if payload_version not in (1, PAYLOAD_V2, PAYLOAD_V3):
+            raise ValueError(f"payload_version {payload_version}: must be 1, 2 or 3")
         self.buffer, self.signer, self.station = buffer, signer, station
         self.clock, self.max_readings = clock, max_readings
-        self._build = build_payload_v2 if payload_version == PAYLOAD_V2 else build_payload
+        self.payload_version = payload_version
 
-    def _make_jws(self, seq: int, prev: str | None, rows: list[ReadingRow]) -> tuple[str, int]:
-        sealed_at = self.clock.now_ms()
-        payload = self._build(
+    def _payload(self, seq: int, prev: str | None, sealed_at: int, rows: list[ReadingRow]) -> bytes:
+        if self.payload_version == PAYLOAD_V3:
+            return build_payload_v3(
+                self.station,
+                seq,
+                prev,
+                sealed_at,
+                (
+                    (r.device, r.param, r.unit, r.time_ms, r.value, r.status, r.unsynced)
+                    for r in rows
+                ),
+            )
+        build = build_payload_v2 if self.payload_version == PAYLOAD_V2 else build_payload
+        return build(
             self.station,
             seq,
             prev,
             sealed_at,
             ((r.device, r.param, r.unit, r.time_ms, r.value, r.status) for r in rows),
         )
-        return self.signer.sign(payload), sealed_at
+
+    def _make_jws(self, seq: int, prev: str | None, rows: list[ReadingRow]) -> tuple[str, int]:
+        sealed_at = self.clock.now_ms()
+        payload = self._payload(seq, prev, sealed_at, rows)
+        return self.signer.sign(payload, alg_for(self.payload_version)), sealed_at
 
     def seal_pending(self, max_batches: int | None = None) -> list[SealedBatch]:
         """Seal everything unsealed (durably, see agent.buffer); returns the new batches."""
@@ -54,3 +78,21 @@ class Sealer:
         for b in batches:
             event(log, logging.INFO, "batch_sealed", seq=b.seq, readings=b.count)
         return batches
+
+    def seal_record(self, kind: str, body: dict[str, Any]) -> SealedBatch:
+        """Seal one record of a kind registered in ``core.records`` as the chain's next batch:
+        payload v3, ``alg`` ``Ed25519``, next ``seq``, ``prev`` the head's digest, committed
+        with synchronous=FULL before this returns (as ``seal_pending``). The body is checked
+        against its kind's model first: ``core.records.RecordError`` and nothing sealed if it
+        does not fit. Readings stored but not yet sealed stay so (they follow the record);
+        ``Agent.request_record`` seals them first."""
+        build_record(kind, body, self.station, 1, None, 0)  # check before taking the lock
+
+        def make_jws(seq: int, prev: str | None) -> tuple[str, int]:
+            sealed_at = self.clock.now_ms()
+            payload = build_record(kind, body, self.station, seq, prev, sealed_at)
+            return self.signer.sign(payload, alg_for(PAYLOAD_V3)), sealed_at
+
+        batch = self.buffer.seal_record(kind, make_jws)
+        event(log, logging.INFO, "record_sealed", seq=batch.seq, kind=kind)
+        return batch

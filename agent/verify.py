@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from agent.batch import AnyPayload, parse_payload
+from agent.batch import AnyPayload, alg_for, parse_payload
 from agent.jws import chain_digest, key_from_jwk, thumbprint, verify_compact
 from core.errors import VerificationError
 
@@ -47,11 +47,22 @@ class CheckedBatch:
     def digest(self) -> str:
         return chain_digest(self.jws)
 
+    @property
+    def kind(self) -> str:
+        """``readings`` for a measurement batch (every v1/v2 batch), else the record's kind."""
+        return getattr(self.payload, "kind", "readings")
+
 
 def check_batch(token: str | bytes, key: StationKey, station: str | None = None) -> CheckedBatch:
     """Verify one compact JWS against the station's key; raises VerificationError why not."""
     parsed = verify_compact(token, key.key, key.kid)
     payload = parse_payload(parsed.payload)
+    alg = parsed.header.get("alg")
+    if alg != alg_for(payload.v):
+        raise VerificationError(
+            f"alg {alg!r} does not go with payload version {payload.v}: "
+            f"version {payload.v} is signed with {alg_for(payload.v)!r} (RFC 9864)"
+        )
     if station is not None and payload.station != station:
         raise VerificationError(
             f"payload station {payload.station!r} does not match the sender {station!r}"
@@ -87,9 +98,11 @@ class ChainReport:
         if self.verified:
             seqs = sorted(self.verified)
             stations = sorted({b.station for b in self.verified.values()})
+            records = sum(b.kind != "readings" for b in self.verified.values())
             out.append(
                 f"verified {len(seqs)} batch(es) of station {', '.join(stations)} "
                 f"(seq {seqs[0]}-{seqs[-1]}), {self.readings} reading(s)"
+                + (f", {records} record(s)" if records else "")
                 + (f", {self.duplicates} identical duplicate(s)" if self.duplicates else "")
             )
         out.append("OK" if self.ok else "FAILED")

@@ -5,12 +5,14 @@ it so): a bug on one side cannot hide in the other. It follows docs/protocol.md 
 
 * compact JWS, three parts of strict base64url (alphabet ``A-Z a-z 0-9 - _``, no padding, and
   the canonical encoding of the decoded bytes: no stray low bits in the last character);
-* the protected header is exactly ``{"alg":"EdDSA","kid":"<registered kid>","typ":"JOSE"}``;
+* the protected header is exactly ``{"alg":ALG,"kid":"<registered kid>","typ":"JOSE"}``, ALG
+  being ``Ed25519`` for a version 3 payload and ``EdDSA`` for versions 1 and 2 (RFC 9864);
 * the Ed25519 signature (``cryptography``) over ``header "." payload`` as sent;
 * the payload is UTF-8 JSON without duplicate keys, NaN or Infinity, nested at most
   ``MAX_DEPTH`` levels (checked before parsing: no input can exhaust the recursion limit), with
-  exactly the fields of the protocol, version 1 or version 2 (columnar,
-  ``simulators.payload_v2``); ``prev`` is base64url(SHA-256(exact bytes of the previous JWS)).
+  exactly the fields of the protocol, version 1, 2 (columnar, ``simulators.payload_v2``) or 3
+  (a ``kind``: readings or a record, ``simulators.payload_v3``); ``prev`` is
+  base64url(SHA-256(exact bytes of the previous JWS)).
 
 One batch has one byte string: nothing is stripped or normalised, so a variant of a genuine
 batch (re-spelled base64url, padding, whitespace) is refused and can never be stored in place of
@@ -33,6 +35,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from core.errors import VerificationError
 from simulators.payload_v2 import check_v2, expand_v2
+from simulators.payload_v3 import check_v3, expand_v3
 
 MAX_HEADER_CHARS = 512  # the fixed header is about 100 characters
 MAX_DEPTH = 8  # a payload nests 3 levels (object, readings list, reading object)
@@ -142,8 +145,15 @@ class Batch:
         return self.payload["prev"]
 
     @property
+    def kind(self) -> str:
+        """``readings`` for a measurement batch (every v1/v2 one), else the record's kind."""
+        return str(self.payload.get("kind", "readings"))
+
+    @property
     def readings(self) -> list[dict[str, Any]]:
-        """Every reading (a v2 payload's channels expanded by ``simulators.payload_v2``)."""
+        """Every reading (v2/v3 channels expanded; none in a record)."""
+        if self.payload["v"] == 3:
+            return expand_v3(self.payload)
         if self.payload["v"] == 2:
             return expand_v2(self.payload)
         return list(self.payload["readings"])
@@ -188,15 +198,16 @@ def check(token: str | bytes, key: RegisteredKey, station: str | None = None) ->
         ) from None
     if not isinstance(header, dict):
         raise VerificationError("malformed JWS: protected header is not a JSON object")
-    if header.get("alg") != "EdDSA":
+    alg = header.get("alg")
+    if alg not in ("Ed25519", "EdDSA"):
         raise VerificationError(
-            f"unsupported alg {header.get('alg')!r}: only EdDSA (Ed25519) is accepted"
+            f"unsupported alg {alg!r}: only Ed25519 (or EdDSA before payload v3) is accepted"
         )
     if header.get("kid") != key.kid:
         raise VerificationError(
             f"kid {header.get('kid')!r} is not the station's registered key {key.kid!r}"
         )
-    expected = f'{{"alg":"EdDSA","kid":"{key.kid}","typ":"JOSE"}}'
+    expected = f'{{"alg":"{alg}","kid":"{key.kid}","typ":"JOSE"}}'
     if b64url_strict(head, "protected header") != expected.encode("ascii"):
         raise VerificationError(f"protected header is not exactly {expected}")
     signature = b64url_strict(sig, "signature")
@@ -206,6 +217,11 @@ def check(token: str | bytes, key: RegisteredKey, station: str | None = None) ->
         raise VerificationError("signature does not verify: payload altered or wrong key") from None
     payload = strict_json(b64url_strict(body, "payload"), "payload")
     _check_payload(payload)
+    wanted = "Ed25519" if payload["v"] == 3 else "EdDSA"
+    if alg != wanted:
+        raise VerificationError(
+            f"alg {alg!r} does not go with payload version {payload['v']} (signed with {wanted!r})"
+        )
     if station is not None and payload["station"] != station:
         raise VerificationError(
             f"payload station {payload['station']!r} does not match the sender {station!r}"
@@ -219,8 +235,11 @@ def _check_payload(payload: Any) -> None:
 
     if not isinstance(payload, dict):
         raise fail("(top level)", "not a JSON object")
-    if payload.get("v") == 2 and type(payload["v"]) is int:
+    version = payload.get("v") if type(payload.get("v")) is int else None
+    if version == 2:
         check_v2(payload, fail, lambda text, where: _check_time(text, where, fail))
+    elif version == 3:
+        check_v3(payload, fail, lambda text, where: _check_time(text, where, fail))
     else:
         _check_v1_fields(payload, fail)
     _check_head(payload, fail)
@@ -236,7 +255,7 @@ def _check_v1_fields(payload: dict[str, Any], fail) -> None:
     if extra:
         raise fail(extra[0], "not a field of the payload")
     if payload["v"] != 1 or type(payload["v"]) is not int:
-        raise fail("v", "must be 1 or 2")
+        raise fail("v", "must be 1, 2 or 3")
 
 
 def _check_head(payload: dict[str, Any], fail) -> None:

@@ -3,7 +3,9 @@
 For every batch: signature with the station's registered key (kid must match), payload format,
 station match, and the seq/prev chain against what it already holds. It verifies with its own
 code (``simulators/verifier.py``), never the agent's, so a bug in one cannot hide in the other.
-Stores the JWS verbatim in ``batches(station, seq, jws, ...)``. HTTP answers: 201 stored, 409
+Stores the JWS verbatim in ``batches(station, seq, jws, ...)``, with its ``kind`` (``readings``
+or a record kind, payload v3) and ``unsynced``, how many of its readings were taken while the
+station's clock was not synchronized (payload v3). HTTP answers: 201 stored, 409
 already have these exact bytes, 400 rejected (reason in the body and in table ``rejections``),
 404 unknown station. Gaps are noticed on arrival (table ``gap_events``) and listed by ``gaps()``.
 
@@ -65,6 +67,7 @@ class Warehouse:
             """
             CREATE TABLE IF NOT EXISTS batches (station TEXT NOT NULL, seq INTEGER NOT NULL,
                 jws TEXT NOT NULL, kid TEXT, readings INTEGER, received_at TEXT, via TEXT,
+                kind TEXT NOT NULL DEFAULT 'readings', unsynced INTEGER NOT NULL DEFAULT 0,
                 PRIMARY KEY (station, seq));
             CREATE TABLE IF NOT EXISTS rejections (id INTEGER PRIMARY KEY, station TEXT,
                 seq INTEGER, reason TEXT, via TEXT, received_at TEXT, body TEXT);
@@ -140,10 +143,12 @@ class Warehouse:
             return 400, f"chain broken: prev of seq {seq} is not the digest of seq {seq - 1}"
         if seq + 1 in rows and _prev_of(rows[seq + 1]) != batch.digest:
             return 400, f"chain broken: seq {seq + 1} does not follow this seq {seq}"
+        readings = batch.readings
+        unsynced = sum(1 for r in readings if r.get("clock_unsynced"))
         self._db.execute(
-            "INSERT INTO batches (station, seq, jws, kid, readings, received_at, via) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (station, seq, batch.jws, kid, len(batch.readings), now, via),
+            "INSERT INTO batches (station, seq, jws, kid, readings, received_at, via, kind, "
+            "unsynced) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (station, seq, batch.jws, kid, len(readings), now, via, batch.kind, unsynced),
         )
         if seq > 1 and seq - 1 not in rows:
             below = self._db.execute(

@@ -86,7 +86,6 @@ def test_public_jwk_is_the_rfc_8037_key_with_its_rfc_7638_thumbprint():
         "crv": "Ed25519",
         "x": x,
         "kid": kid,
-        "alg": "EdDSA",
         "use": "sig",
     }
 
@@ -119,8 +118,10 @@ def test_key_from_jwk_loads_the_key():
 
 
 def test_sign_compact_is_the_rfc_7515_compact_form():
-    jws = sign_compact(b'{"seq":1}', KEY, "K")
+    jws = sign_compact(b'{"seq":1}', KEY, "K", "EdDSA")
     assert jws == token(header("K"))  # Ed25519 is deterministic
+    v3_header = json.dumps({"alg": "Ed25519", "kid": "K", "typ": "JOSE"}, separators=(",", ":"))
+    assert sign_compact(b'{"seq":1}', KEY, "K") == token(v3_header)  # RFC 9864 by default
 
 
 def test_parse_compact_takes_bytes_and_refuses_any_other_spelling():
@@ -169,7 +170,9 @@ def test_verify_compact_accepts_the_genuine_token_with_or_without_kid():
 
 def test_verify_compact_refuses_other_algorithms():
     h = json.dumps({"alg": "none", "kid": "K", "typ": "JOSE"}, separators=(",", ":"))
-    assert refusal(token(h)) == "unsupported alg 'none': only EdDSA (Ed25519) is accepted"
+    assert refusal(token(h)) == (
+        "unsupported alg 'none': only Ed25519 (or EdDSA before payload v3) is accepted"
+    )
 
 
 def test_verify_compact_refuses_crit():

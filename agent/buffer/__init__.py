@@ -43,7 +43,7 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from agent.buffer.chain import Chain, MakeJws
+from agent.buffer.chain import Chain, MakeJws, MakeRecordJws
 from agent.buffer.db import BufferFile
 from agent.buffer.devices import DeviceHealth, DeviceState
 from agent.buffer.ledger import ACKED, QUARANTINED, DeliveryLedger
@@ -95,12 +95,14 @@ class Buffer:
         device: str | None = None,
         error: str | None = None,
         time_ms: int | None = None,
+        unsynced: bool = False,
     ) -> None:
         """Commit one poll's readings (and the device's health) in one transaction before
-        returning. A reading already stored (same channel and time) is not stored again."""
+        returning. A reading already stored (same channel and time) is not stored again.
+        ``unsynced``: the readings were taken while the system clock was not synchronized."""
 
         def store(conn: sqlite3.Connection) -> None:
-            self.store.insert(conn, readings)
+            self.store.insert(conn, readings, unsynced=unsynced)
             if device is not None:
                 at = time_ms if time_ms is not None else (readings[0].time_ms if readings else 0)
                 self.devices.record_poll(conn, device, error, at)
@@ -113,6 +115,10 @@ class Buffer:
     ) -> list[SealedBatch]:
         """See ``Chain.seal``."""
         return self.chain.seal(make_jws, max_readings=max_readings, max_batches=max_batches)
+
+    def seal_record(self, kind: str, make_jws: MakeRecordJws) -> SealedBatch:
+        """See ``Chain.seal_record``."""
+        return self.chain.seal_record(kind, make_jws)
 
     def chain_head(self) -> tuple[int, str | None, int]:
         """See ``Chain.head``."""

@@ -7,6 +7,12 @@ zlib-compressed payload, signature, stored once and never re-signed) and its cha
 ``seal`` builds, signs and commits one batch per transaction, fsynced (synchronous=FULL) before
 the next is built and before it returns; signing happens inside the transaction, so a crash
 before COMMIT leaves no batch and no used ``seq``.
+
+``seal_record`` seals a record (payload v3, a ``kind`` other than ``readings``) the same way:
+next ``seq``, ``prev`` the head's digest, one fsynced transaction. A record seals no readings:
+its row has ``count`` 0 and the reading range empty (``first_id`` = ``last_id`` + 1, ``last_id``
+the head's, so "the last sealed reading" stays what it was); the ledger, retention, status and
+requeue go by ``seq`` and treat it as any batch.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from core.batch import SealedBatch
 from core.errors import StorageError
 
 MakeJws = Callable[[int, str | None, list[ReadingRow]], tuple[str, int]]
+MakeRecordJws = Callable[[int, str | None], tuple[str, int]]  # (seq, prev) -> (JWS, sealed_at)
 # The columns ``batch_from_row`` takes, in order (readers select them with this string).
 BATCH_COLUMNS = "seq, count, sealed_at_ms, header, payload, signature, digest"
 
@@ -37,6 +44,10 @@ class Chain:
             "SELECT seq, digest, last_id FROM batches ORDER BY seq DESC LIMIT 1"
         ).fetchone()
         return (row[0], row[1], row[2]) if row else (0, None, 0)
+
+    def last_sealed_id(self, conn: sqlite3.Connection) -> int:
+        """The id of the last reading sealed (0: none), inside the caller's transaction."""
+        return self._head(conn)[2]
 
     def head(self) -> tuple[int, str | None, int]:
         """(last seq, its chain digest, last sealed reading id); (0, None, 0) when empty."""
@@ -72,23 +83,46 @@ class Chain:
             return None
         seq = last_seq + 1
         jws, sealed_at_ms = make_jws(seq, prev, readings)
+        self._insert(conn, seq, (first_id, last_id, len(readings)), sealed_at_ms, jws, "readings")
+        return SealedBatch(seq, jws, len(readings), sealed_at_ms)
+
+    def seal_record(self, kind: str, make_jws: MakeRecordJws) -> SealedBatch:
+        """Seal one record as the next batch; committed with synchronous=FULL before this
+        returns. ``make_jws(seq, prev)`` returns (compact JWS, sealed_at_ms)."""
+
+        def seal(conn: sqlite3.Connection) -> SealedBatch:
+            last_seq, prev, upto = self._head(conn)
+            seq = last_seq + 1
+            jws, sealed_at_ms = make_jws(seq, prev)
+            self._insert(conn, seq, (upto + 1, upto, 0), sealed_at_ms, jws, kind)
+            return SealedBatch(seq, jws, 0, sealed_at_ms)
+
+        return self.file.write(f"sealing a {kind} record", seal, durable=True)
+
+    @staticmethod
+    def _insert(
+        conn: sqlite3.Connection,
+        seq: int,
+        span: tuple[int, int, int],
+        sealed_at_ms: int,
+        jws: str,
+        kind: str,
+    ) -> None:
         header, payload_b64, signature = jws.split(".")
         conn.execute(
             "INSERT INTO batches (seq, first_id, last_id, count, sealed_at_ms, header, payload, "
-            "signature, digest) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "signature, digest, kind) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 seq,
-                first_id,
-                last_id,
-                len(readings),
+                *span,
                 sealed_at_ms,
                 header,
                 zlib.compress(b64url_decode(payload_b64), 1),
                 signature,
                 chain_digest(jws),
+                kind,
             ),
         )
-        return SealedBatch(seq, jws, len(readings), sealed_at_ms)
 
     def batch_from_row(self, row: tuple) -> SealedBatch:
         """A stored batch (a row of ``BATCH_COLUMNS``), its bytes checked against its digest."""

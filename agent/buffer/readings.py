@@ -33,6 +33,7 @@ class ReadingRow:
     time_ms: int
     value: float | int | str | None
     status: str
+    unsynced: bool = False  # taken while the system clock was not synchronized (schema 4)
 
 
 class ReadingsStore:
@@ -75,21 +76,27 @@ class ReadingsStore:
         return cid
 
     # --- inside a caller's transaction (``BufferFile.write``) ------------------------------
-    def insert(self, conn: sqlite3.Connection, readings: Iterable[Reading]) -> int:
-        """Add readings; a copy of a stored one (same channel and time_ms) is skipped.
-        Returns how many were new."""
+    def insert(
+        self, conn: sqlite3.Connection, readings: Iterable[Reading], *, unsynced: bool = False
+    ) -> int:
+        """Add readings (``unsynced``: taken while the system clock was not synchronized); a
+        copy of a stored one (same channel and time_ms) is skipped. Returns how many were
+        new."""
+        flag = 1 if unsynced else 0
         rows = [
             (
                 self._channel_id(conn, (r.device, r.param, r.unit)),
                 r.time_ms,
                 r.value,
                 _STATUS_CODE[r.status],
+                flag,
             )
             for r in readings
         ]
         before = conn.total_changes
         conn.executemany(
-            "INSERT INTO readings (channel, time_ms, value, status) VALUES (?, ?, ?, ?) "
+            "INSERT INTO readings (channel, time_ms, value, status, unsynced) "
+            "VALUES (?, ?, ?, ?, ?) "
             "ON CONFLICT (time_ms, channel) DO NOTHING",
             rows,
         )
@@ -101,7 +108,7 @@ class ReadingsStore:
         """(first id, last id, readings) of the first ``limit`` readings stored after
         ``after_id``; (0, 0, []) when there are none."""
         rows = conn.execute(
-            "SELECT id, channel, time_ms, value, status FROM readings WHERE id > ? "
+            "SELECT id, channel, time_ms, value, status, unsynced FROM readings WHERE id > ? "
             "ORDER BY id LIMIT ?",
             (after_id, limit),
         ).fetchall()
@@ -117,8 +124,8 @@ class ReadingsStore:
     def _rows(self, rows: list[tuple]) -> list[ReadingRow]:
         names = self._names  # the sealing hot path: one pass, no per-row method calls
         return [
-            ReadingRow(*names[channel], time_ms, value, _STATUS_TEXT[status])
-            for _id, channel, time_ms, value, status in rows
+            ReadingRow(*names[channel], time_ms, value, _STATUS_TEXT[status], unsynced == 1)
+            for _id, channel, time_ms, value, status, unsynced in rows
         ]
 
     def newest_time(self, conn: sqlite3.Connection) -> int | None:

@@ -107,7 +107,11 @@ class Retention:
             if last is None:
                 return 0
             upto_seq, upto_id = last
-            deleted = self.store.delete_upto(conn, upto_id)
+            # The reading the head sealed last stays: SQLite numbers a new reading max(id) + 1,
+            # and with records (no readings) at the head, deleting it could restart ids below
+            # the head's last_id, where sealing would never find them.
+            head_last_id = self.chain.last_sealed_id(conn)
+            deleted = self.store.delete_upto(conn, min(upto_id, head_last_id - 1))
             self.chain.delete_upto(conn, upto_seq)
             self.ledger.delete_upto(conn, upto_seq)
             return deleted

@@ -21,6 +21,9 @@ Versions:
 3. ``readings.value`` has no declared type: SQLite keeps an integer, a float or a text as given
    (a FLOAT column turned the int32 ``-123456`` into ``-123456.0`` and the label ``"0042"`` into
    ``42.0``). Rows already stored keep the value they were stored with.
+4. ``readings.unsynced`` (1: taken while the system clock was not synchronized, 0 otherwise;
+   older rows 0) and ``batches.kind`` (``readings`` for a measurement batch, else the record
+   kind of a payload v3 record, which seals no readings; older rows ``readings``).
 
 A buffer written by a newer agent (higher version) is refused with a clear error.
 """
@@ -136,6 +139,22 @@ def _v3_values_keep_their_kind(db: sqlite_utils.Database) -> None:
     db.execute(_READINGS_INDEX)
 
 
+_UNSYNCED = "unsynced INTEGER NOT NULL DEFAULT 0"
+_KIND = "kind TEXT NOT NULL DEFAULT 'readings'"
+
+
+def _v4_clock_flag_and_record_kinds(db: sqlite_utils.Database) -> None:
+    for table, column in (("readings", _UNSYNCED), ("batches", _KIND)):
+        have = {row[1] for row in db.execute(f"PRAGMA table_info({table})").fetchall()}
+        if column.split()[0] not in have:
+            db.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
+
+
+def _added(create: str, column: str) -> str:
+    """What SQLite stores for ``create`` after ``ALTER TABLE ... ADD COLUMN column``."""
+    return f"{create[:-1]}, {column})"
+
+
 # The schema every migration leads to, as SQLite stores it (sqlite_master.sql): a new file gets
 # it in one go, without importing sqlite-utils.
 LATEST = (
@@ -143,11 +162,14 @@ LATEST = (
     "   [param] TEXT,\n   [unit] TEXT\n)",
     "CREATE UNIQUE INDEX [idx_channels_device_param_unit]\n"
     "    ON [channels] ([device], [param], [unit])",
-    _READINGS_V3,
+    _added(_READINGS_V3, _UNSYNCED),
     _READINGS_INDEX,
-    "CREATE TABLE [batches] (\n   [seq] INTEGER PRIMARY KEY,\n   [first_id] INTEGER,\n"
-    "   [last_id] INTEGER,\n   [count] INTEGER,\n   [sealed_at_ms] INTEGER,\n"
-    "   [header] TEXT,\n   [payload] BLOB,\n   [signature] TEXT,\n   [digest] TEXT\n)",
+    _added(
+        "CREATE TABLE [batches] (\n   [seq] INTEGER PRIMARY KEY,\n   [first_id] INTEGER,\n"
+        "   [last_id] INTEGER,\n   [count] INTEGER,\n   [sealed_at_ms] INTEGER,\n"
+        "   [header] TEXT,\n   [payload] BLOB,\n   [signature] TEXT,\n   [digest] TEXT\n)",
+        _KIND,
+    ),
     "CREATE TABLE deliveries (transport TEXT, seq INTEGER, state INTEGER, at_ms INTEGER, "
     "detail TEXT, PRIMARY KEY (transport, seq)) WITHOUT ROWID",
     "CREATE TABLE [devices] (\n   [name] TEXT PRIMARY KEY,\n   [last_good_ms] INTEGER,\n"
@@ -161,6 +183,7 @@ MIGRATIONS: list[Migration] = [
     _v1_tables,
     _v2_readings_once,
     _v3_values_keep_their_kind,
+    _v4_clock_flag_and_record_kinds,
 ]  # MIGRATIONS[n-1] makes version n
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -1,0 +1,4 @@
+"""The record kinds the project ships: one module per kind, imported here (see core.records).
+
+Add a kind: ``from core.record_kinds import <name>  # noqa: F401`` below.
+"""
