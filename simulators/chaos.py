@@ -41,8 +41,7 @@ from simulators.certs import make_tls_files
 from simulators.float_device import FloatDevice
 from simulators.modbus_server import ModbusTcpSimulator
 from simulators.mosquitto import Mosquitto
-from simulators.payload_v2 import expand_v2
-from simulators.verifier import check_chain, unverified_payload
+from simulators.verifier import check_chain, readings_of, unverified_payload
 from simulators.warehouse import Warehouse, load_station_jwk
 
 STATION = "CHAOS-01"
@@ -240,7 +239,7 @@ def _readings(tokens: list[str]) -> Counter:
     out: Counter = Counter()
     for token in tokens:
         payload = unverified_payload(token) or {}
-        readings = expand_v2(payload) if payload.get("v") == 2 else payload.get("readings", [])
+        readings = readings_of(payload) if payload else []
         for r in readings:
             t = round(parse_rfc3339(r["time"]).timestamp() * 1000)
             out[(r["device"], r["param"], t, r["value"], r["status"])] += 1

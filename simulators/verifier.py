@@ -152,15 +152,20 @@ class Batch:
     @property
     def readings(self) -> list[dict[str, Any]]:
         """Every reading (v2/v3 channels expanded; none in a record)."""
-        if self.payload["v"] == 3:
-            return expand_v3(self.payload)
-        if self.payload["v"] == 2:
-            return expand_v2(self.payload)
-        return list(self.payload["readings"])
+        return readings_of(self.payload)
 
     @property
     def digest(self) -> str:
         return digest_of(self.jws)
+
+
+def readings_of(payload: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every reading of a checked payload of any version, as v1 objects (none in a record)."""
+    if payload["v"] == 3:
+        return expand_v3(payload)
+    if payload["v"] == 2:
+        return expand_v2(payload)
+    return list(payload["readings"])
 
 
 def split(token: str | bytes) -> tuple[str, str, str]:
