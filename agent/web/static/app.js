@@ -47,7 +47,7 @@ function device(d) {
     const row = el("tr", { class: "channel s" + (c.status || ""), "data-param": c.param },
       el("td", {}, c.param), el("td", { class: "num value" }, value(c.value)),
       el("td", {}, c.unit), el("td", { class: "status" }, STATUS[c.status] || "—"),
-      el("td", { class: "muted" }, c.error || ""));
+      el("td", { class: "muted" }, c.error && c.error !== d.error ? c.error : ""));
     if (raw) row.append(el("td", { class: "raw", title: "raw registers of the last answer" }, c.raw || "—"));
     row.addEventListener("click", () => { chartChannel = [d.name, c.param, c.unit]; chart(); });
     body.append(row);
