@@ -27,6 +27,7 @@ from agent.buffer import Buffer
 from agent.config import load_config
 from agent.daemon import Agent
 from agent.web import live as web_live
+from agent.web.live import StationView
 from agent.web.section import WebConfig
 from core.errors import ConfigError
 from core.reading import FAULT, MEASURING, Reading
@@ -182,6 +183,16 @@ def test_page_shows_live_values_and_a_fault_turns_the_device_red(
 
         sim.no_answer = False
         wait_for(lambda: page.get_attribute(box, "data-state") == "ok", 30, "the device back")
+        # the Maintenance panel draws the section `status` shows (given here: this agent keeps
+        # no windows yet; `station-agent maintenance` fills it)
+        assert _text(page, "#maintenance") == "no maintenance windows kept by this agent"
+        line = "stack-analyzer: span check by jo, since 10:00, until 10:30"
+        section = {"active": [{"device": "stack-analyzer", "reason": "span", "line": line}]}
+        monkeypatch.setattr(
+            StationView, "maintenance", lambda self: section | {"recently_ended": []}
+        )
+        wait_for(lambda: _text(page, "#maintenance tr.active"), 30, "the maintenance window")
+        assert _text(page, "#maintenance tr.active") == f"IN MAINTENANCE\t{line}"
         assert requests and all(r.startswith(url) for r in requests), requests
     finally:
         agent.stop(grace_s=1)
@@ -211,6 +222,7 @@ def test_page_actions_need_the_configured_token(
     """Batches quarantined (the warehouse holds a wrong key for a while): without a token the
     page offers nothing and the API refuses (403); with ``token_file`` a wrong or missing token
     is refused (401) and the right one requeues them, which fills the warehouse's gap."""
+    shots = Path(os.environ.get("SCREENSHOT_DIR", tmp_path))
     from agent.keys import generate_key
     from simulators.warehouse import load_station_jwk
 
@@ -270,6 +282,7 @@ def test_page_actions_need_the_configured_token(
         page.goto(url)
         requeue = "#transport-https button[data-action=requeue]"
         page.wait_for_selector(requeue, timeout=30_000)
+        page.screenshot(path=str(shots / "station-page-actions.png"), full_page=True)
         page.click(requeue)
         assert _text(page, "#action-result") == "enter the token first"
         page.fill("#token", "not-the-token-0123456789")

@@ -6,9 +6,10 @@ come from the poller's memory (each device's last poll); a Modbus device's raw r
 request counters from its driver (``drivers.base.WireCounters``); clock sync from the kernel
 (``agent.clock_sync``).
 
-``maintenance`` is the place kept for maintenance windows (``station-agent maintenance``): a
-list of ``{"device", "start_ms", "end_ms", "reason"}`` (``end_ms`` None while open), shown in
-the page's Maintenance panel; None while this agent has no maintenance windows to show.
+``maintenance`` is the place kept for maintenance windows (``station-agent maintenance``): the
+same section ``status`` shows, ``{"active": [...], "recently_ended": [...]}``, each window with
+at least ``device``, ``reason`` and ``line`` (its one-line description), drawn by the page's
+Maintenance panel; None while this agent keeps no maintenance windows.
 """
 
 from __future__ import annotations
@@ -179,9 +180,9 @@ class StationView:
             },
         }
 
-    def maintenance(self) -> list[dict[str, Any]] | None:
-        """Maintenance windows for the page's panel (see the module docstring); None: none
-        kept by this agent yet."""
+    def maintenance(self) -> dict[str, list[dict[str, Any]]] | None:
+        """Maintenance windows for the page's panel, as ``status`` shows them (see the module
+        docstring); None: this agent keeps none yet."""
         return None
 
     def chart(self, device: str, param: str, unit: str, points: int) -> dict[str, Any]:

@@ -122,17 +122,18 @@ function clock(c) {
       : "CLOCK NOT SYNCHRONIZED (max error " + c.max_error_s + " s): readings carry a clock no time service checks";
 }
 
-function maintenance(windows) {
+function maintenance(section) {  // the same section `status` shows: active, recently ended
   const box = document.getElementById("maintenance");
-  if (windows === null || windows === undefined) {
+  if (section === null || section === undefined) {
     box.replaceChildren(el("p", { class: "muted" }, "no maintenance windows kept by this agent"));
     return;
   }
-  if (!windows.length) { box.replaceChildren(el("p", { class: "muted" }, "none")); return; }
-  box.replaceChildren(el("table", {}, el("tbody", {}, ...windows.map((w) =>
-    el("tr", { class: w.end_ms ? "" : "s01" }, el("td", {}, w.device || "whole station"),
-      el("td", {}, when(w.start_ms) + " – " + (w.end_ms ? when(w.end_ms) : "open")),
-      el("td", { class: "muted" }, w.reason || ""))))));
+  const rows = [...section.active.map((w) => [w, true]), ...section.recently_ended.map((w) => [w, false])];
+  if (!rows.length) { box.replaceChildren(el("p", { class: "muted" }, "none now or in the last 24 h")); return; }
+  box.replaceChildren(el("table", {}, el("tbody", {}, ...rows.map(([w, active]) =>
+    el("tr", { class: active ? "s01 window active" : "window ended" },
+      el("td", { class: "status" }, active ? "IN MAINTENANCE" : "ended"),
+      el("td", {}, w.line || ((w.device || "whole station") + ": " + (w.reason || ""))))))));
 }
 
 async function refresh() {
