@@ -15,7 +15,9 @@ from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from agent.clock_sync import MAX_ERROR_US, max_error_us
 from agent.web.live import StationView, buffer_bytes
+from drivers.base import WireCounters
 
 if TYPE_CHECKING:
     from agent.daemon import Agent
@@ -54,6 +56,7 @@ class _AgentCollector(Collector):
             last = poller.last.get(device.name)
             up.add_metric([device.name], 1 if last and last[1] is None else 0)
         yield up
+        yield from self._wire()
         yield CounterMetricFamily(
             f"{PREFIX}_missed_polls",
             "Poll slots that could not start on time.",
@@ -102,6 +105,45 @@ class _AgentCollector(Collector):
             "Size of the buffer on disk (database and write-ahead log).",
             buffer_bytes(agent.config.buffer.path),
         )
+        yield from _clock()
+
+    def _wire(self) -> Iterator[Metric]:
+        """Requests and failed requests by kind, per Modbus device (counted by its driver)."""
+        requests = CounterMetricFamily(
+            f"{PREFIX}_modbus_requests",
+            "Modbus requests sent (each try counts).",
+            labels=["device"],
+        )
+        errors = CounterMetricFamily(
+            f"{PREFIX}_modbus_errors",
+            "Modbus requests that failed, by kind: timeout, crc, incomplete, unit_mismatch, "
+            "function_mismatch, malformed, link_down, exception_N (Modbus exception code N).",
+            labels=["device", "kind"],
+        )
+        for driver in self.agent.drivers:
+            if isinstance(driver, WireCounters):
+                sent, failed = driver.request_counts()
+                requests.add_metric([driver.name], sent)
+                for kind, count in sorted(failed.items()):
+                    errors.add_metric([driver.name, kind], count)
+        yield requests
+        yield errors
+
+
+def _clock() -> Iterator[Metric]:
+    error_us = max_error_us()
+    if error_us is None:
+        return
+    yield GaugeMetricFamily(
+        f"{PREFIX}_clock_synchronized",
+        "1 if the system clock is synchronized (kernel maximum error below 16 s, as timedatectl).",
+        1 if error_us < MAX_ERROR_US else 0,
+    )
+    yield GaugeMetricFamily(
+        f"{PREFIX}_clock_max_error_seconds",
+        "The kernel's maximum error estimate of the system clock.",
+        error_us / 1e6,
+    )
 
 
 class Metrics:

@@ -102,3 +102,17 @@ class Probeable(Protocol):
 
     # Optional, looked up with getattr: ``advice() -> list[str]``, what the driver learned
     # about the device that the configuration should say (e.g. a range the device refuses).
+
+
+@runtime_checkable
+class WireCounters(Protocol):
+    """Optional driver extension for the station page and ``/metrics``: what a register-based
+    driver saw on the wire. Both are cheap reads of counters the driver keeps anyway."""
+
+    def raw_registers(self) -> dict[str, str]:
+        """Per channel, the raw words of its last answer ('' if its last read failed)."""
+        ...
+
+    def request_counts(self) -> tuple[int, dict[str, int]]:
+        """(requests sent, failed requests by kind, e.g. {'timeout': 3, 'exception_2': 1})."""
+        ...

@@ -2,7 +2,7 @@
 
 Commands::
 
-    fault UNIT|all no_answer | delay S | exception N | crc | truncate   add a fault
+    fault UNIT|all no_answer | delay S | exception N | crc | truncate | wrong_unit   add a fault
     clear [UNIT|all]                                                    remove faults
     vanish                       take the device off the line (pty path / TCP port disappears)
     return                       put it back
@@ -61,6 +61,8 @@ def _fault(simulator: ModbusServerCore, args: list[str]) -> str:
         changes = {"corrupt_crc": True}
     elif kind == "truncate":
         changes = {"truncate": True}
+    elif kind == "wrong_unit":
+        changes = {"wrong_unit": True}
     elif kind == "delay":
         changes = {"delay_s": float(args[2])}
     elif kind == "exception":

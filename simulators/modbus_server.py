@@ -7,8 +7,9 @@ Layers:
   exception PDU (1 illegal function, 2 illegal data address, 3 illegal data value).
 * ``ModbusServerCore``: devices by unit id, request counters and log, fault injection for every
   unit (attributes ``no_answer``, ``delay_s``, ``exception_code``) or one unit (``faults[unit]``,
-  a ``Fault``: also ``corrupt_crc`` and ``truncate``); ``answer(unit, pdu)`` returns the
-  response PDU (None for no answer: unknown unit id, or ``no_answer``) and the fault to apply.
+  a ``Fault``: also ``corrupt_crc``, ``truncate`` and ``wrong_unit``); ``answer(unit, pdu)``
+  returns the response PDU (None for no answer: unknown unit id, or ``no_answer``) and the
+  fault to apply.
   ``absent_exception`` (10 or 11) makes it a gateway: a unit id with no device behind it gets
   that exception instead of silence.
 * ``ModbusTcpSimulator``: a TCP server, a thread per connection, with MBAP framing (``framer``
@@ -189,9 +190,11 @@ class Fault:
     exception_code: int | None = None
     corrupt_crc: bool = False  # RTU framing only: the answer's CRC is wrong
     truncate: bool = False  # only the first half of the answer frame is sent
+    wrong_unit: bool = False  # Modbus TCP only: the answer's MBAP header names unit + 1
 
     def describe(self) -> str:
-        parts = [name for name in ("no_answer", "corrupt_crc", "truncate") if getattr(self, name)]
+        names = ("no_answer", "corrupt_crc", "truncate", "wrong_unit")
+        parts = [name for name in names if getattr(self, name)]
         if self.delay_s:
             parts.append(f"delay {self.delay_s} s")
         if self.exception_code is not None:
@@ -445,7 +448,8 @@ class ModbusTcpSimulator(ModbusServerCore):
                     continue
                 if fault.delay_s > 0:
                     time.sleep(fault.delay_s)
-                frame = struct.pack(">HHHB", tid, 0, len(response) + 1, unit) + response
+                answering = (unit + 1) & 0xFF if fault.wrong_unit else unit
+                frame = struct.pack(">HHHB", tid, 0, len(response) + 1, answering) + response
                 conn.sendall(frame[: len(frame) // 2] if fault.truncate else frame)
         except OSError:
             pass

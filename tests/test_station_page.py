@@ -1,9 +1,12 @@
 """The local station page in a real headless Chromium (Playwright, Debian's chromium).
 
 A Modbus simulator whose registers the test sets, a running agent with ``[web]``, a browser on
-its page: the value shown changes when the device's value changes, the device's row turns red
-when it stops answering, every request stays on the agent (no CDN). Screenshots go to
-``$SCREENSHOT_DIR`` (the test's temporary directory by default; ``docs/`` holds two).
+its page: the value shown changes when the device's value changes, and so do its raw registers;
+the device's row turns red when it stops answering; the clock's state is shown; every request
+stays on the agent (no CDN). Without ``[web] token_file`` the page offers no action and its API
+refuses every change; with it, an action runs only for the right token. Screenshots go to
+``$SCREENSHOT_DIR`` (the test's temporary directory by default; ``docs/screenshots/`` holds
+them: ``SCREENSHOT_DIR=docs/screenshots pytest tests/test_station_page.py``).
 """
 
 from __future__ import annotations
@@ -11,17 +14,22 @@ from __future__ import annotations
 import math
 import os
 import sqlite3
+import struct
 import time
 from pathlib import Path
 
 import httpx
 import pytest
-from conftest import http_transport, make_config, wait_for
+from conftest import http_transport, make_config, wait_for, write_toml
 from playwright.sync_api import Page, sync_playwright
 
 from agent.buffer import Buffer
+from agent.config import load_config
 from agent.daemon import Agent
+from agent.web import live as web_live
+from agent.web.live import StationView
 from agent.web.section import WebConfig
+from core.errors import ConfigError
 from core.reading import FAULT, MEASURING, Reading
 from drivers.modbus.codec import encode
 from simulators.modbus_server import ModbusDevice, ModbusTcpSimulator
@@ -87,6 +95,12 @@ def _check_chart(url: str, buffer: Path, points: int) -> None:
         db.close()
 
 
+def _words(value: float) -> str:
+    """A float32's two registers as the page shows them (big-endian words), with struct."""
+    hi, lo = struct.unpack(">HH", struct.pack(">f", value))
+    return f"0x{hi:04X} 0x{lo:04X}"
+
+
 def _text(page: Page, selector: str) -> str:
     node = page.query_selector(selector)
     return node.inner_text() if node else ""
@@ -102,8 +116,10 @@ def browser():
 
 
 def test_page_shows_live_values_and_a_fault_turns_the_device_red(
-    tmp_path, station_id, station_key, warehouse, browser
+    tmp_path, station_id, station_key, warehouse, browser, monkeypatch
 ):
+    # the kernel's clock error (adjtimex) cannot be set by a test: given here, both sides of 16 s
+    monkeypatch.setattr(web_live, "max_error_us", lambda: 250_000)
     shots = Path(os.environ.get("SCREENSHOT_DIR", tmp_path))
     device = ModbusDevice()
     device.set_registers(0, encode(12.5, "float32"))
@@ -131,9 +147,14 @@ def test_page_shows_live_values_and_a_fault_turns_the_device_red(
         wait_for(lambda: _text(page, so2) == "12.50", 30, "SO2 12.50 on the page")
         assert "mg/Nm3" in _text(page, "#device-stack-analyzer tr[data-param=SO2]")
         assert _text(page, "#device-stack-analyzer tr[data-param=SO2] .status") == "measuring"
+        raw = "#device-stack-analyzer tr[data-param=SO2] .raw"
+        assert _text(page, raw) == _words(12.5) == "0x4148 0x0000"
+        assert _text(page, "#device-stack-analyzer tr[data-param=O2] .raw") == _words(20.75)
+        assert _text(page, "#clock") == "clock synchronized (±0.25 s)"
 
         device.set_registers(0, encode(77.25, "float32"))  # the analyzer's value changes
         wait_for(lambda: _text(page, so2) == "77.25", 30, "SO2 77.25 on the page")
+        wait_for(lambda: _text(page, raw) == _words(77.25), 30, "its raw registers")
         wait_for(lambda: "seq" in _text(page, "#transport-https"), 30, "a last acknowledged batch")
         page.click("#device-stack-analyzer tr[data-param=SO2]")  # its 24 h chart
         page.wait_for_selector("#chart-box:not([hidden])", timeout=30_000)
@@ -148,6 +169,12 @@ def test_page_shows_live_values_and_a_fault_turns_the_device_red(
         assert page.eval_on_selector(box, "e => getComputedStyle(e).backgroundColor") == RED
         assert _text(page, so2) == "—"
         assert _text(page, "#device-stack-analyzer tr[data-param=SO2] .status") == "FAULT"
+        assert _text(page, raw) == "—"  # no answer: no raw words, not the last good ones
+        monkeypatch.setattr(web_live, "max_error_us", lambda: 16_000_000)
+        wait_for(lambda: "CLOCK NOT SYNCHRONIZED" in _text(page, "#clock"), 30, "clock unsynced")
+        assert page.eval_on_selector("#clock", "e => getComputedStyle(e).backgroundColor") == (
+            "rgb(179, 38, 30)"  # --bad
+        )
         _check_chart(url, config.buffer.path, config.web.chart_points)
         phone = browser.new_page(viewport={"width": 390, "height": 844}, is_mobile=True)
         phone.goto(url)
@@ -156,7 +183,167 @@ def test_page_shows_live_values_and_a_fault_turns_the_device_red(
 
         sim.no_answer = False
         wait_for(lambda: page.get_attribute(box, "data-state") == "ok", 30, "the device back")
+        # the Maintenance panel draws the section `status` shows (given here: this agent keeps
+        # no windows yet; `station-agent maintenance` fills it)
+        assert _text(page, "#maintenance") == "no maintenance windows kept by this agent"
+        line = "stack-analyzer: span check by jo, since 10:00, until 10:30"
+        section = {"active": [{"device": "stack-analyzer", "reason": "span", "line": line}]}
+        monkeypatch.setattr(
+            StationView, "maintenance", lambda self: section | {"recently_ended": []}
+        )
+        wait_for(lambda: _text(page, "#maintenance tr.active"), 30, "the maintenance window")
+        assert _text(page, "#maintenance tr.active") == f"IN MAINTENANCE\t{line}"
         assert requests and all(r.startswith(url) for r in requests), requests
     finally:
         agent.stop(grace_s=1)
         sim.stop()
+
+
+def _quarantined(path: Path) -> list[int]:
+    """Seqs quarantined for the https transport, read with plain SQL."""
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        rows = db.execute("SELECT seq FROM deliveries WHERE state = 2 ORDER BY seq").fetchall()
+        return [seq for (seq,) in rows]
+    finally:
+        db.close()
+
+
+def _post(url: str, token: str | None) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+    return httpx.post(
+        url + "api/action/requeue", json={"transport": "https"}, headers=headers, timeout=10
+    )
+
+
+def test_page_actions_need_the_configured_token(
+    tmp_path, station_id, station_key, analyzer, warehouse, browser
+):
+    """Batches quarantined (the warehouse holds a wrong key for a while): without a token the
+    page offers nothing and the API refuses (403); with ``token_file`` a wrong or missing token
+    is refused (401) and the right one requeues them, which fills the warehouse's gap."""
+    shots = Path(os.environ.get("SCREENSHOT_DIR", tmp_path))
+    from agent.keys import generate_key
+    from simulators.warehouse import load_station_jwk
+
+    right_key = warehouse.keys[station_id]
+    _k, other_jwk = generate_key(tmp_path / "other")
+    warehouse.keys[station_id] = load_station_jwk(other_jwk)
+    config = make_config(
+        tmp_path,
+        station_id,
+        station_key[0],
+        [_device(analyzer.port)],
+        [http_transport(warehouse.start_http())],
+    )
+    config.web = WebConfig(port=free_port())
+    agent = Agent(config)
+    agent.start()
+    try:
+        assert agent.web is not None
+        url = agent.web.url
+        wait_for(lambda: len(warehouse.rejections()) >= 2, 30, "rejected batches")
+        warehouse.keys[station_id] = right_key
+        page = browser.new_page(viewport={"width": 1000, "height": 900})
+        page.goto(url)
+        wait_for(lambda: "seq 1" in _text(page, "#transport-https"), 30, "quarantine shown")
+        assert page.query_selector_all("button.action") == []
+        assert page.is_hidden("#actions-box")
+        held = _quarantined(config.buffer.path)
+        assert held and held[0] == 1
+        for token in (None, "anything-at-all-0123456789"):
+            answer = _post(url, token)
+            assert answer.status_code == 403 and "read-only" in answer.json()["error"]
+        assert httpx.put(url + "api/action/requeue", timeout=10).status_code == 405
+        assert _quarantined(config.buffer.path) == held
+    finally:
+        agent.stop(grace_s=1)
+
+    token = "s3cret-token-for-the-page-42"
+    token_file = tmp_path / "web.token"
+    token_file.write_text(token + "\n")
+    token_file.chmod(0o600)
+    config.web = WebConfig(port=free_port(), token_file=token_file)
+    agent = Agent(config)
+    agent.start()
+    try:
+        assert agent.web is not None
+        url = agent.web.url
+        for wrong in (None, "Bearer " + token[:-1], f"Bearer {token}x", "Basic " + token, token):
+            headers = {} if wrong is None else {"Authorization": wrong}
+            answer = httpx.post(
+                url + "api/action/requeue", json={"transport": "https"}, headers=headers, timeout=10
+            )
+            assert answer.status_code == 401, wrong
+            assert answer.headers["www-authenticate"] == "Bearer"
+        assert _quarantined(config.buffer.path) == held
+
+        page = browser.new_page(viewport={"width": 1000, "height": 900})
+        page.goto(url)
+        requeue = "#transport-https button[data-action=requeue]"
+        page.wait_for_selector(requeue, timeout=30_000)
+        page.screenshot(path=str(shots / "station-page-actions.png"), full_page=True)
+        page.click(requeue)
+        assert _text(page, "#action-result") == "enter the token first"
+        page.fill("#token", "not-the-token-0123456789")
+        page.click(requeue)
+        wait_for(lambda: "refused (401)" in _text(page, "#action-result"), 30, "refused")
+        assert _quarantined(config.buffer.path) == held
+        page.fill("#token", token)
+        page.click(requeue)
+        wait_for(lambda: "requeue:" in _text(page, "#action-result"), 30, "requeued")
+        assert _quarantined(config.buffer.path) == []
+        wait_for(lambda: not warehouse.gaps(station_id), 30, "the warehouse's gap filled")
+        wait_for(lambda: page.query_selector(requeue) is None, 30, "nothing left to requeue")
+    finally:
+        agent.stop(grace_s=1)
+
+
+@pytest.mark.parametrize(
+    ("content", "mode", "web", "error"),
+    [
+        (b"s3cret-token-for-the-page-42\n", 0o644, {}, r"token_file is accessible by group/others"),
+        (b"x" * (64 * 1024 + 1), 0o600, {}, r"token_file is 65537 bytes"),
+        (b"short\n", 0o600, {}, r"token_file holds a token of fewer than 16 characters"),
+        (None, 0, {"token_file": "/dev/zero"}, r"/dev/zero: token_file is not a regular file"),
+        (None, 0, {"token": "s3cret-token-for-the-page-42"}, r"not in the configuration"),
+    ],
+)
+def test_a_bad_web_token_file_is_refused_like_the_other_secret_files(
+    tmp_path, content, mode, web, error
+):
+    if content is not None:
+        (tmp_path / "web.token").write_bytes(content)
+        (tmp_path / "web.token").chmod(mode)
+        web = {"token_file": "web.token"}  # relative: next to the configuration file
+    path = write_toml(
+        tmp_path / "station.toml",
+        {
+            "station": {"id": "ST-1"},
+            "signing": {"key": str(tmp_path / "station.key")},
+            "buffer": {"path": str(tmp_path / "buffer.db")},
+            "transports": [{"type": "mqtt", "host": "127.0.0.1", "allow_insecure": True}],
+            "web": web,
+        },
+    )
+    with pytest.raises(ConfigError, match=error):
+        load_config(path)
+
+
+def test_the_web_token_is_read_from_its_file_and_never_shown(tmp_path):
+    (tmp_path / "web.token").write_bytes(b"  s3cret-token-for-the-page-42  \nsecond line\n")
+    (tmp_path / "web.token").chmod(0o600)
+    data = {
+        "station": {"id": "ST-1"},
+        "signing": {"key": str(tmp_path / "station.key")},
+        "buffer": {"path": str(tmp_path / "buffer.db")},
+        "transports": [{"type": "mqtt", "host": "127.0.0.1", "allow_insecure": True}],
+        "web": {"token_file": "web.token"},
+    }
+    config = load_config(write_toml(tmp_path / "station.toml", data))
+    assert config.web is not None and config.web.actions_enabled
+    assert config.web.token is not None
+    assert config.web.token.get_secret_value() == "s3cret-token-for-the-page-42"
+    assert "s3cret" not in repr(config.web) and "s3cret" not in config.model_dump_json()
+    unread = load_config(tmp_path / "station.toml", secrets=False)  # status, config validate
+    assert unread.web is not None and unread.web.token is None

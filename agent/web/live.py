@@ -2,7 +2,14 @@
 
 The buffer is read through its own read-only connection (``Buffer(path, read_only=True)``, as
 ``status`` does): the page never takes the agent's write lock nor changes the file. Live values
-come from the poller's memory (each device's last poll).
+come from the poller's memory (each device's last poll); a Modbus device's raw registers and
+request counters from its driver (``drivers.base.WireCounters``); clock sync from the kernel
+(``agent.clock_sync``).
+
+``maintenance`` is the place kept for maintenance windows (``station-agent maintenance``): the
+same section ``status`` shows, ``{"active": [...], "recently_ended": [...]}``, each window with
+at least ``device``, ``reason`` and ``line`` (its one-line description), drawn by the page's
+Maintenance panel; None while this agent keeps no maintenance windows.
 """
 
 from __future__ import annotations
@@ -14,13 +21,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agent.buffer import Buffer, DeviceState
+from agent.clock_sync import MAX_ERROR_US, max_error_us
 from agent.status_view import oldest_unacked_reading_ms
+from drivers.base import WireCounters
 
 if TYPE_CHECKING:
     from agent.daemon import Agent
 
 DAY_MS = 86_400_000
 MAX_NAME = 200  # query parameters longer than this name nothing configured
+MAX_LISTED_SEQS = 50  # quarantined batches listed per transport (the count is always whole)
 
 
 def buffer_bytes(path: Path) -> int:
@@ -32,6 +42,15 @@ def buffer_bytes(path: Path) -> int:
         except OSError:
             pass
     return total
+
+
+def clock_state() -> dict[str, Any]:
+    """Is the system clock synchronized (as ``status`` and ``timedatectl`` say)?"""
+    error_us = max_error_us()
+    return {
+        "synchronized": None if error_us is None else error_us < MAX_ERROR_US,
+        "max_error_s": None if error_us is None else round(error_us / 1e6, 3),
+    }
 
 
 def device_state(readings: list[Any], error: str | None) -> str:
@@ -75,7 +94,10 @@ class StationView:
             with buffer.file.read() as conn:
                 oldest_ms = oldest_unacked_reading_ms(conn, sender.name)
             last = buffer.ledger.last_acked(sender.name)
+            quarantined = [seq for seq, _ in buffer.ledger.quarantined(sender.name)]
             out[sender.name] = {
+                "quarantined": len(quarantined),
+                "quarantined_seqs": quarantined[:MAX_LISTED_SEQS],
                 "backlog_batches": batches,
                 "backlog_readings": readings + unsealed,
                 "oldest_unacked_reading_ms": oldest_ms,
@@ -90,17 +112,21 @@ class StationView:
         health = agent.health()
         stored: dict[str, DeviceState] = self.buffer().devices.all()
         devices = []
-        for dcfg in agent.config.devices:
+        for dcfg, driver in zip(agent.config.devices, agent.drivers, strict=True):
             readings, error, at_ms = agent.poller.last.get(dcfg.name, ([], None, None))
             d = stored.get(dcfg.name)
+            wire = driver if isinstance(driver, WireCounters) else None
+            raw = wire.raw_registers() if wire else {}
             channels = [
                 {"param": r.param, "unit": r.unit, "value": r.value, "status": r.status}
-                | {"error": r.error}
+                | {"error": r.error, "raw": raw.get(r.param)}
                 for r in readings
             ] or [
                 {"param": c.param, "unit": c.unit, "value": None, "status": None, "error": None}
+                | {"raw": None}
                 for c in getattr(dcfg, "channels", ())
             ]
+            requests, errors = wire.request_counts() if wire else (None, {})
             devices.append(
                 {
                     "name": dcfg.name,
@@ -114,6 +140,8 @@ class StationView:
                     "last_error_ms": d.last_error_ms if d else None,
                     "polls": d.polls if d else 0,
                     "faults": d.faults if d else 0,
+                    "requests": requests,
+                    "request_errors": errors,
                 }
             )
         backlog = self.backlog()
@@ -139,6 +167,9 @@ class StationView:
             "started_at_ms": health["started_at_ms"],
             "storage_error": health["storage_error"],
             "missed_polls": health["missed_polls"],
+            "clock": clock_state(),
+            "actions": agent.web is not None and agent.web.config.actions_enabled,
+            "maintenance": self.maintenance(),
             "devices": devices,
             "transports": transports,
             "disk": {
@@ -148,6 +179,11 @@ class StationView:
                 "total_bytes": disk.total,
             },
         }
+
+    def maintenance(self) -> dict[str, list[dict[str, Any]]] | None:
+        """Maintenance windows for the page's panel, as ``status`` shows them (see the module
+        docstring); None: this agent keeps none yet."""
+        return None
 
     def chart(self, device: str, param: str, unit: str, points: int) -> dict[str, Any]:
         """The last 24 h of one channel, averaged into at most ``points`` time slices."""

@@ -1,6 +1,8 @@
 """The ``[web]`` listener: the station page, its assets, its JSON, and ``/metrics``.
 
-Read-only and GET only. Every asset is served from ``agent/web/static`` (no CDN: the station may
+GET serves the page, its JSON and the metrics; POST runs one of the page's actions, only with
+the ``[web]`` token (``agent/web/actions.py``: without a token configured every POST is a 403,
+with a wrong one a 401). Every asset is served from ``agent/web/static`` (no CDN: the station may
 have no internet). Query parameters are bounded; an unknown path is a 404, a failure while
 gathering a 500 with the reason, never a traceback on the wire.
 """
@@ -10,6 +12,8 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections.abc import Callable
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib.resources import files
 from typing import TYPE_CHECKING, Any
@@ -17,6 +21,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from agent.logs import event
 from agent.metrics import Metrics
+from agent.web.actions import ACTIONS, MAX_BODY, ActionError, refusal
 from agent.web.live import MAX_NAME, StationView
 from agent.web.section import WebConfig
 
@@ -93,10 +98,28 @@ class WebServer:
             return _json(chart)
         return 404, "text/plain", b"not found"
 
+    def act(self, path: str, authorization: str | None, body: bytes) -> tuple[int, str, bytes]:
+        """(status, content type, body) for a POST of ``path``: an action, token checked first."""
+        refused = refusal(self.config, authorization)
+        if refused is not None:
+            event(log, logging.WARNING, "web_action_refused", path=path[:200], status=refused[0])
+            return _json({"error": refused[1]}, refused[0])
+        name = urlsplit(path).path.removeprefix("/api/action/")
+        action = ACTIONS.get(name) if path.startswith("/api/action/") else None
+        if action is None:
+            return _json({"error": f"no action {name!r}; have {sorted(ACTIONS)}"}, 404)
+        try:
+            args = json.loads(body or b"{}")
+            if not isinstance(args, dict):
+                raise ActionError("expected a JSON object")
+            return _json(action(self.agent, args))
+        except (ValueError, UnicodeDecodeError) as exc:  # ActionError, bad JSON
+            return _json({"error": str(exc)}, 400)
 
-def _json(data: Any) -> tuple[int, str, bytes]:
+
+def _json(data: Any, status: int = 200) -> tuple[int, str, bytes]:
     body = json.dumps(data, ensure_ascii=False, allow_nan=False, default=str).encode()
-    return 200, "application/json", body
+    return status, "application/json", body
 
 
 def _handler(web: WebServer) -> type[BaseHTTPRequestHandler]:
@@ -104,13 +127,40 @@ def _handler(web: WebServer) -> type[BaseHTTPRequestHandler]:
         server_version = "station-agent"
 
         def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+            self._reply(lambda: web.answer(self.path))
+
+        def do_POST(self) -> None:  # noqa: N802
             try:
-                status, kind, body = web.answer(self.path)
+                length = int(self.headers.get("Content-Length") or 0)
+            except ValueError:
+                length = -1
+            if not 0 <= length <= MAX_BODY:
+                self.close_connection = True  # the body is not read: drop the connection
+                self._send(413, "text/plain", f"body: at most {MAX_BODY} bytes".encode())
+                return
+            body = self.rfile.read(length)
+            auth = self.headers.get("Authorization")
+            self._reply(lambda: web.act(self.path, auth, body))
+
+        def _refuse_method(self) -> None:
+            self._send(405, "text/plain", b"GET or POST only", allow="GET, POST")
+
+        do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _refuse_method  # noqa: N815
+
+        def _reply(self, answer: Callable[[], tuple[int, str, bytes]]) -> None:
+            try:
+                status, kind, body = answer()
             except Exception as exc:  # the page must never take the agent down
                 event(log, logging.WARNING, "web_request_failed", path=self.path, error=str(exc))
                 status, kind = 500, "text/plain"
                 body = f"{type(exc).__name__}: {exc}".encode()
+            extra = {"www_authenticate": "Bearer"} if status == HTTPStatus.UNAUTHORIZED else {}
+            self._send(status, kind, body, **extra)
+
+        def _send(self, status: int, kind: str, body: bytes, **headers: str) -> None:
             self.send_response(status)
+            for name, value in headers.items():
+                self.send_header(name.replace("_", "-").title(), value)
             self.send_header("Content-Type", kind)
             self.send_header("Content-Length", str(len(body)))
             self.send_header("Cache-Control", "no-store")

@@ -20,6 +20,12 @@
   is not tried again, and a warning (``modbus_merged_read_refused``, also ``advice()`` for
   ``probe``) names the refused range and the ``forbidden`` entry to add
   (``drivers/modbus/advice.py``).
+
+What the station page and ``/metrics`` see (``drivers.base.WireCounters``): ``requests`` counts
+every try and ``errors`` each failed one by kind (``timeout``, ``crc``, ``incomplete``,
+``unit_mismatch``, ``function_mismatch``, ``malformed``, ``link_down``, ``exception_N``); ``raw``
+keeps, per read block, the words of its last answer (the list the answer was decoded into, no
+copy), dropped when that block fails. ``raw_registers()`` slices them per channel on demand.
 """
 
 from __future__ import annotations
@@ -90,6 +96,9 @@ class ModbusDriver:
         self._requests = plan(spans, config.max_gap, forbidden)
         self._split: dict[Span, str] = {}  # merged requests refused with exception 2: advice
         self._silent = False  # the last request got no answer after every try
+        self.requests = 0  # tries sent (the page and /metrics read these; see the docstring)
+        self.errors: dict[str, int] = {}
+        self.raw: dict[Span, list[int]] = {}
         self._bus: Bus | None = None
         self._attach()
 
@@ -179,6 +188,10 @@ class ModbusDriver:
             try:
                 self._fetch(request, results)
             except DeviceError as exc:
+                for later in self._requests[index:]:  # no answer: no raw words either
+                    self.raw.pop(later.span, None)
+                    for span in later.members:
+                        self.raw.pop(span, None)
                 if not results:
                     raise  # nothing answered: the device is unreachable
                 for later in self._requests[index:]:
@@ -191,10 +204,12 @@ class ModbusDriver:
         """Read one planned request into ``results``; raises ``DeviceError`` on no answer."""
         members = request.members
         outcome = None if request.span in self._split else self._request(request.span)
+        self._keep_raw(request.span, outcome)
         if outcome is None or (isinstance(outcome, int) and len(members) > 1):
             for span in members:
                 single = self._request(span)
                 results[span] = exception_text(single, span) if isinstance(single, int) else single
+                self._keep_raw(span, single)
             if outcome == ILLEGAL_DATA_ADDRESS:
                 advice = refused_merge(self.name, request, results, self.config.max_gap)
                 self._split[request.span] = advice
@@ -214,15 +229,20 @@ class ModbusDriver:
         request = read_request(span.function, span.address, span.count, cfg.unit)
         failure: LinkError = NoAnswer("no answer")
         for _ in range(tries):
+            self.requests += 1
             try:
                 answer = self._attach().transact(request, cfg.timeout_s)
                 result = parse_read(answer, span.function, span.count)
             except LinkDown as exc:
+                self._count("link_down")
                 raise DeviceError(f"{self.where}: {exc}") from None
             except (NoAnswer, BadAnswer) as exc:
+                self._count(exc.kind if isinstance(exc, BadAnswer) else "timeout")
                 failure = exc
                 continue
             self._silent = False
+            if isinstance(result, int):
+                self._count(f"exception_{result}")
             if isinstance(result, int) and result in (10, 11):
                 raise DeviceError(
                     f"{self.where}: {exception_text(result, span)} — the gateway cannot reach "
@@ -241,6 +261,33 @@ class ModbusDriver:
             f"{self.where}: {failure} reading {span.describe()}, {count} — "
             f"{self.endpoint.hint(silent=False)}"
         )
+
+    def _count(self, kind: str) -> None:
+        self.errors[kind] = self.errors.get(kind, 0) + 1
+
+    def _keep_raw(self, span: Span, outcome: list[int] | int | None) -> None:
+        if isinstance(outcome, list):
+            self.raw[span] = outcome
+        elif outcome is not None:
+            self.raw.pop(span, None)
+
+    def raw_registers(self) -> dict[str, str]:
+        """Per channel, the words (or bits) of its last answer, e.g. '0x4144 0xCCCD; status
+        0x0000'; '' for a channel whose last read failed."""
+        blocks = list(self.raw.items())  # a snapshot: the poller's thread may replace entries
+        results: Results = {}
+        statuses = [s.span for s in self._statuses.values() if s is not None]
+        for span in {*self._values.values(), *statuses}:
+            for block, words in blocks:
+                offset = span.address - block.address
+                if block.function == span.function and 0 <= offset <= block.count - span.count:
+                    results[span] = words[offset : offset + span.count]
+                    break
+        return {c.param: self._raw(c, results) for c in self.config.channels}
+
+    def request_counts(self) -> tuple[int, dict[str, int]]:
+        """(tries sent, failed tries by kind) since the driver was made."""
+        return self.requests, dict(self.errors)
 
     def _value(self, channel: ModbusChannel, registers: list[int]) -> int | float | str:
         if channel.function in BIT_TABLES:

@@ -57,7 +57,15 @@ class NoAnswer(LinkError):
 
 
 class BadAnswer(LinkError):
-    """Something came back, but not a whole, valid Modbus answer."""
+    """Something came back, but not a whole, valid Modbus answer.
+
+    ``kind`` names the fault for the error counters (``/metrics``): ``crc``, ``incomplete``,
+    ``unit_mismatch``, ``function_mismatch`` or ``malformed``.
+    """
+
+    def __init__(self, message: str, kind: str = "malformed") -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 class LinkDown(LinkError):
@@ -143,22 +151,25 @@ def rtu_transaction(link: Link, request: ModbusPDU, deadline: float) -> ModbusPD
         if not head:
             raise NoAnswer("no answer")
         if len(head) < 3:
-            raise BadAnswer(f"incomplete answer ({len(head)} bytes)")
+            raise BadAnswer(f"incomplete answer ({len(head)} bytes)", "incomplete")
         length = _rtu_length(head)
         if length is None:
             raise BadAnswer(f"garbled answer (function {head[1]}, bytes {head.hex(' ')})")
         frame = head + link.read(length - 3, deadline)
         if len(frame) < length:
-            raise BadAnswer(f"incomplete answer ({len(frame)} of {length} bytes)")
+            raise BadAnswer(f"incomplete answer ({len(frame)} of {length} bytes)", "incomplete")
         if not FramerRTU.check_CRC(frame[:-2], int.from_bytes(frame[-2:], "big")):
-            raise BadAnswer("garbled answer (CRC error)")
+            raise BadAnswer("garbled answer (CRC error)", "crc")
         _, unit, _, pdu = _RTU.decode(frame)
         if not pdu:
             raise BadAnswer(f"garbled answer ({frame.hex(' ')})")
         if unit != request.dev_id:
             continue  # another device's late answer
         if pdu[0] & 0x7F != request.function_code:
-            raise BadAnswer(f"answer to function {pdu[0] & 0x7F}, asked {request.function_code}")
+            raise BadAnswer(
+                f"answer to function {pdu[0] & 0x7F}, asked {request.function_code}",
+                "function_mismatch",
+            )
         return _decode(pdu, request)
 
 
@@ -184,23 +195,30 @@ def mbap_transaction(
         if not head:
             raise NoAnswer("no answer")
         if len(head) < 7:
-            raise BadAnswer(f"incomplete answer ({len(head)} bytes)")
+            raise BadAnswer(f"incomplete answer ({len(head)} bytes)", "incomplete")
         # the MBAP length says how much to read; pymodbus unpacks the frame once it is whole
         protocol, length = struct.unpack(">HH", head[2:6])
         if protocol != 0 or not 2 <= length <= 254:
             raise BadAnswer(f"not a Modbus TCP answer ({head.hex(' ')})")
         body = link.read(length - 1, deadline)
         if len(body) < length - 1:
-            raise BadAnswer(f"incomplete answer ({7 + len(body)} of {6 + length} bytes)")
+            raise BadAnswer(
+                f"incomplete answer ({7 + len(body)} of {6 + length} bytes)", "incomplete"
+            )
         _, unit, tid, pdu = _MBAP.decode(head + body)
         if not pdu:
             raise BadAnswer(f"not a Modbus TCP answer ({head.hex(' ')})")
         if tid != request.transaction_id:
             continue  # an answer to an earlier request that timed out
         if unit != request.dev_id:
-            raise BadAnswer(f"answer from unit {unit}, asked unit {request.dev_id}")
+            raise BadAnswer(
+                f"answer from unit {unit}, asked unit {request.dev_id}", "unit_mismatch"
+            )
         if pdu[0] & 0x7F != request.function_code:
-            raise BadAnswer(f"answer to function {pdu[0] & 0x7F}, asked {request.function_code}")
+            raise BadAnswer(
+                f"answer to function {pdu[0] & 0x7F}, asked {request.function_code}",
+                "function_mismatch",
+            )
         return _decode(pdu, request)
 
 

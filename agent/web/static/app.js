@@ -1,4 +1,5 @@
 // The station page: polls /api/live every 2 s; a click on a channel draws its last 24 h.
+// Actions (requeue...) appear only when the agent has a [web] token; they send it as a Bearer.
 "use strict";
 const STATUS = { "00": "measuring", "01": "calibrating", "02": "FAULT" };
 let chartChannel = null;
@@ -30,7 +31,14 @@ function value(v) {
   return typeof v === "number" && !Number.isInteger(v) ? v.toFixed(2) : String(v);
 }
 
+function counts(d) {
+  if (d.requests === null || d.requests === undefined) return "";
+  const kinds = Object.entries(d.request_errors).map(([k, n]) => k + " " + n).join(", ");
+  return "; requests " + d.requests + ", failed " + (kinds || "none");
+}
+
 function device(d) {
+  const raw = d.channels.some((c) => c.raw !== null && c.raw !== undefined);
   const head = el("h3", {}, el("span", {}, d.name + " (" + d.driver + ")"),
     el("span", { class: "muted" }, d.state === "waiting" ? "waiting for the first poll"
       : d.state + " · " + when(d.time_ms)));
@@ -39,7 +47,8 @@ function device(d) {
     const row = el("tr", { class: "channel s" + (c.status || ""), "data-param": c.param },
       el("td", {}, c.param), el("td", { class: "num value" }, value(c.value)),
       el("td", {}, c.unit), el("td", { class: "status" }, STATUS[c.status] || "—"),
-      el("td", { class: "muted" }, c.error || ""));
+      el("td", { class: "muted" }, c.error && c.error !== d.error ? c.error : ""));
+    if (raw) row.append(el("td", { class: "raw", title: "raw registers of the last answer" }, c.raw || "—"));
     row.addEventListener("click", () => { chartChannel = [d.name, c.param, c.unit]; chart(); });
     body.append(row);
   }
@@ -51,11 +60,38 @@ function device(d) {
       "last error " + when(d.last_error_ms) + ": " + d.last_error));
   }
   box.append(el("div", { class: "muted", style: "padding:0 0.6rem 0.4rem" },
-    "polls " + d.polls + ", faults " + d.faults + ", last good " + when(d.last_good_ms)));
+    "polls " + d.polls + ", faults " + d.faults + ", last good " + when(d.last_good_ms) + counts(d)));
   return box;
 }
 
-function transport(t, now) {
+function button(label, action, args) {
+  const b = el("button", { type: "button", class: "action", "data-action": action }, label);
+  b.addEventListener("click", () => act(action, args, b));
+  return b;
+}
+
+async function act(action, args, b) {
+  const out = document.getElementById("action-result");
+  const token = document.getElementById("token").value.trim();
+  if (!token) { out.textContent = "enter the token first"; return; }
+  b.disabled = true;
+  try {
+    const r = await fetch("/api/action/" + action, { method: "POST", cache: "no-store",
+      headers: { "Authorization": "Bearer " + token, "Content-Type": "application/json" },
+      body: JSON.stringify(args) });
+    const answer = await r.json();
+    out.textContent = r.ok ? action + ": " + JSON.stringify(answer) : "refused (" + r.status + "): " + answer.error;
+    out.className = r.ok ? "ok" : "bad";
+    if (r.ok) sessionStorage.setItem("token", token);
+  } catch (e) {
+    out.textContent = action + " failed: " + e.message;
+  } finally {
+    b.disabled = false;
+    refresh();
+  }
+}
+
+function transport(t, now, actions) {
   const oldest = t.oldest_unacked_reading_ms ? (now - t.oldest_unacked_reading_ms) / 1000 : null;
   const failing = t.failing_since_ms !== null && t.failing_since_ms !== undefined;
   const state = failing ? "FAILING since " + when(t.failing_since_ms) + ": " + (t.last_error || "offline")
@@ -65,7 +101,39 @@ function transport(t, now) {
     el("td", { class: "num" }, t.backlog_readings === undefined ? "-" : t.backlog_readings + " readings"),
     el("td", { class: "num" }, age(oldest)),
     el("td", {}, t.last_acked_seq ? "seq " + t.last_acked_seq + " at " + when(t.last_acked_at_ms) : "never"),
-    el("td", { class: "status" }, state));
+    el("td", { class: "status" }, state),
+    el("td", { class: t.quarantined ? "bad" : "muted" }, quarantined(t, actions)));
+}
+
+function quarantined(t, actions) {
+  if (!t.quarantined) return "none";
+  const box = el("span", {}, t.quarantined + " (seq " + t.quarantined_seqs.join(", ") +
+    (t.quarantined > t.quarantined_seqs.length ? ", …" : "") + ") ");
+  if (actions) box.append(button("requeue", "requeue", { transport: t.name }));
+  return box;
+}
+
+function clock(c) {
+  const node = document.getElementById("clock");
+  node.className = c.synchronized === false ? "badge bad" : "badge";
+  node.dataset.synchronized = String(c.synchronized);
+  node.textContent = c.synchronized === null ? "clock sync unknown"
+    : c.synchronized ? "clock synchronized (±" + c.max_error_s + " s)"
+      : "CLOCK NOT SYNCHRONIZED (max error " + c.max_error_s + " s): readings carry a clock no time service checks";
+}
+
+function maintenance(section) {  // the same section `status` shows: active, recently ended
+  const box = document.getElementById("maintenance");
+  if (section === null || section === undefined) {
+    box.replaceChildren(el("p", { class: "muted" }, "no maintenance windows kept by this agent"));
+    return;
+  }
+  const rows = [...section.active.map((w) => [w, true]), ...section.recently_ended.map((w) => [w, false])];
+  if (!rows.length) { box.replaceChildren(el("p", { class: "muted" }, "none now or in the last 24 h")); return; }
+  box.replaceChildren(el("table", {}, el("tbody", {}, ...rows.map(([w, active]) =>
+    el("tr", { class: active ? "s01 window active" : "window ended" },
+      el("td", { class: "status" }, active ? "IN MAINTENANCE" : "ended"),
+      el("td", {}, w.line || ((w.device || "whole station") + ": " + (w.reason || ""))))))));
 }
 
 async function refresh() {
@@ -78,7 +146,10 @@ async function refresh() {
     document.getElementById("updated").textContent = "updated " + when(live.now_ms);
     document.getElementById("devices").replaceChildren(...live.devices.map(device));
     document.querySelector("#transports tbody")
-      .replaceChildren(...live.transports.map((t) => transport(t, live.now_ms)));
+      .replaceChildren(...live.transports.map((t) => transport(t, live.now_ms, live.actions)));
+    document.getElementById("actions-box").hidden = !live.actions;
+    clock(live.clock);
+    maintenance(live.maintenance);
     const d = live.disk;
     document.getElementById("disk").textContent = "buffer " + bytes(d.buffer_bytes) + "; free " +
       bytes(d.free_bytes) + " of " + bytes(d.total_bytes) + " (" + d.path + ")";
@@ -122,6 +193,7 @@ async function chart() {
   for (const t of data.fault_ms) g.fillRect(x(t) - 1, H - pad / 2, 3, 6);
 }
 
+document.getElementById("token").value = sessionStorage.getItem("token") || "";
 refresh();
 setInterval(refresh, 2000);
 setInterval(chart, 30000);
