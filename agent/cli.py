@@ -404,6 +404,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--timeout", type=float, default=10.0, help="seconds to wait for each answer (10)"
     )
     p.set_defaults(func=_cmd_check_transports)
+
+    from agent.completion import add_command as add_completion
+    from agent.shipped import add_command as add_docs
+
+    add_docs(sub)
+    add_completion(sub)
     _add_log_level(parser)
     return parser
 
