@@ -30,9 +30,9 @@ def script(parser: argparse.ArgumentParser, shell: str) -> str:
     for p in _walk(parser):
         for action in p._actions:
             if action.dest in _FILES:
-                action.complete = shtab.FILE  # type: ignore[attr-defined]
+                action.complete = shtab.FILE
             elif action.dest in _DIRECTORIES:
-                action.complete = shtab.DIRECTORY  # type: ignore[attr-defined]
+                action.complete = shtab.DIRECTORY
     return shtab.complete(parser, shell=shell)
 
 

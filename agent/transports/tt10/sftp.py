@@ -129,7 +129,9 @@ class SftpFiles:
         except FileNotFoundError:
             return False
         except Exception as exc:
-            raise TransportError(describe_sftp_error(exc, f"{self.where} stat {directory}")) from None
+            raise TransportError(
+                describe_sftp_error(exc, f"{self.where} stat {directory}")
+            ) from None
         return mode is not None and stat.S_ISDIR(mode)
 
     def delete(self, path: str) -> None:
