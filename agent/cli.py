@@ -115,7 +115,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     key = StationKey.from_jwk(load_jwk(Path(args.jwk)))
     tokens: list[tuple[str, str]] = []
     if not 0 < args.max_mb <= 64 * 1024:
-        raise AgentError(f"verify: --max-mb must be within 1..65536, not {args.max_mb}")
+        raise AgentError(f"verify: --max-mb must be above 0 and at most 65536, not {args.max_mb}")
     for name in args.inputs:
         tokens.extend(_read_tokens(Path(name), args.max_mb))
     if not tokens:
