@@ -14,11 +14,14 @@ No batch is sent and the buffer is not opened:
   appended, so a running agent is not disturbed.
 * HTTPS: TCP, TLS (with the client certificate if configured), one ``GET`` of the batches URL:
   any answer but 401/403 (refused), 404 (wrong URL) or a server failure counts.
-* TT10 period files: not checked by this command (said so, not counted as a failure).
+* Any other transport: its own check, named by its section (``TransportSection.check``), e.g.
+  TT10 (``agent/transports/tt10/check.py``): login, the upload directory, a probe file written
+  and deleted. A transport without one is listed as not checked (not counted as a failure).
 """
 
 from __future__ import annotations
 
+import importlib
 import socket
 import ssl
 import threading
@@ -58,7 +61,7 @@ class Verdict:
         ]
 
 
-def _tcp(verdict: Verdict, host: str, port: int, timeout: float) -> bool:
+def tcp_reachable(verdict: Verdict, host: str, port: int, timeout: float) -> bool:
     try:
         socket.create_connection((host, port), timeout).close()
     except OSError as exc:
@@ -94,7 +97,7 @@ def check_mqtt(cfg: Any, station: str, timeout: float = TIMEOUT_S) -> Verdict:
 
     verdict = Verdict(cfg.name, "mqtt")
     ctx = client_context(cfg.tls) if cfg.tls is not None else None
-    if not _tcp(verdict, cfg.host, cfg.port, timeout):
+    if not tcp_reachable(verdict, cfg.host, cfg.port, timeout):
         return verdict
     if ctx is not None and not _tls(verdict, cfg.host, cfg.port, ctx, timeout):
         return verdict
@@ -189,7 +192,7 @@ def check_https(cfg: Any, station: str, timeout: float = TIMEOUT_S) -> Verdict:
     secure = parts.scheme == "https"
     host, port = parts.hostname or "", parts.port or (443 if secure else 80)
     ctx = client_context(cfg.tls) if secure else None
-    if not _tcp(verdict, host, port, timeout):
+    if not tcp_reachable(verdict, host, port, timeout):
         return verdict
     if ctx is not None and not _tls(verdict, host, port, ctx, timeout):
         return verdict
@@ -216,14 +219,14 @@ def check_all(config: Config, timeout: float = TIMEOUT_S) -> list[Verdict]:
     verdicts = []
     for t in config.transports:
         try:
-            if t.type == "mqtt":
-                verdicts.append(check_mqtt(t, config.station.id, timeout))
-            elif t.type == "https":
-                verdicts.append(check_https(t, config.station.id, timeout))
-            else:
+            if t.check is None:
                 verdict = Verdict(t.name, t.type)
-                verdict.steps.append((True, "not checked by this command (sends files)"))
+                verdict.steps.append((True, "not checked: this transport has no check"))
                 verdicts.append(verdict)
+                continue
+            module, _, function = t.check.partition(":")
+            check = getattr(importlib.import_module(module), function)
+            verdicts.append(check(t, config.station.id, timeout))
         except ConfigError as exc:  # TLS files that cannot be loaded
             verdict = Verdict(t.name, t.type)
             verdict.step(False, str(exc))

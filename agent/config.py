@@ -150,7 +150,10 @@ def _describe(error: ErrorDetails) -> str:
             return f"key {key} is missing ({expected})"
         return f"{key} = {ctx.get('tag')!r} is not known ({expected})"
     if error["type"] == "extra_forbidden":
-        return "unknown key (check the spelling against config/example.toml)"
+        return (
+            "unknown key (check the spelling against config/example.toml: "
+            "station-agent docs example.toml)"
+        )
     if error["type"] == "missing":
         return "required key is missing"
     if (

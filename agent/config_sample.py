@@ -9,8 +9,9 @@ from __future__ import annotations
 _HEAD = """\
 # station-agent configuration sample ({what}), printed by `station-agent config sample`.
 # Check it with:  station-agent config validate FILE   (relative paths: from the file's folder)
-# Every key of [station], [signing], [buffer] and the transports: config/example.toml in the
-# source; every device option: `drivers/<driver>/README.md`.
+# Every key of [station], [signing], [buffer] and the transports: config/example.toml
+# (station-agent docs example.toml); every device option: drivers/<driver>/README.md
+# (station-agent docs drivers/<driver>/README.md).
 
 [station]
 id = "HN-STACK-001"             # the station id registered at the warehouse: A-Z a-z 0-9 _ . -

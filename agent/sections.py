@@ -114,6 +114,11 @@ class TransportSection(Section):
     """A ``period_files`` transport's status module: ``gather(conn, section) -> dict`` from a
     read-only connection to buffer.db, and ``render(dict) -> list[str]`` for ``status``."""
 
+    check: ClassVar[str | None] = None
+    """``station-agent check-transports``: ``"module:function"`` of this transport's check,
+    ``function(section, station, timeout) -> agent.check_transports.Verdict``; it proves the
+    connection, TLS, login and permissions, and leaves no data at the destination."""
+
     def files(self) -> dict[str, Path]:
         """Files this section names (key -> path), checked by ``config validate``."""
         return {}

@@ -169,8 +169,11 @@ class SshReceiver:
     """OpenSSH's sshd on 127.0.0.1 with its own config, host key and one authorized client key;
     SFTP by the internal-sftp subsystem. Logs in as the user running the tests."""
 
-    def __init__(self, workdir: Path, client_public_key: str, port: int = 0) -> None:
+    def __init__(
+        self, workdir: Path, client_public_key: str, port: int = 0, *, read_only: bool = False
+    ) -> None:
         self.dir = Path(workdir)
+        self.read_only = read_only  # internal-sftp -R: every write refused (permission denied)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
         self.host_key = self.dir / "ssh_host_ed25519_key"
@@ -206,7 +209,7 @@ class SshReceiver:
                     "PermitRootLogin prohibit-password",
                     "StrictModes no",
                     "UsePAM no",
-                    "Subsystem sftp internal-sftp",
+                    "Subsystem sftp internal-sftp" + (" -R" if self.read_only else ""),
                     "LogLevel ERROR",
                     "",
                 ]

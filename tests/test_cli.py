@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -280,3 +281,27 @@ def test_a_station_loads_only_the_drivers_it_configures(tmp_path):
         cwd=ROOT,
     )
     assert serial.stdout.split() == ["serial_line", "-"], serial.stderr
+
+
+def test_verify_reads_a_bounded_amount_and_names_the_file_and_the_limit(tmp_path, station_key):
+    jwk = station_key[0].parent / "station.jwk"
+    huge = tmp_path / "batches.txt"
+    with huge.open("wb") as f:  # 8 GiB, sparse: reading it whole would take minutes and RAM
+        f.truncate(8 * 1024**3)
+    result = run_cli("verify", "--jwk", str(jwk), "--max-mb", "1", str(huge))
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        f"error: {huge}: more than 1 MiB of batches; verify reads at most that much per input "
+        "(raise it with --max-mb, or verify a part)"
+    )
+    db = tmp_path / "warehouse.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE batches (station TEXT, seq INTEGER, jws TEXT)")
+        conn.executemany(
+            "INSERT INTO batches VALUES ('S', ?, ?)", [(i, "x" * 1000) for i in range(3)]
+        )
+    result = run_cli("verify", "--jwk", str(jwk), "--max-mb", "0.002", str(db))
+    assert result.returncode == 1 and f"error: {db}: more than 0.002 MiB" in result.stderr
+    result = run_cli("verify", "--jwk", str(jwk), "/dev/zero")
+    assert result.stderr.strip() == "error: /dev/zero: not a regular file"
+    _no_traceback(result)

@@ -76,12 +76,14 @@ class BufferFile:
         except sqlite3.DatabaseError as exc:
             raise StorageError(
                 f"{self.path}: cannot open the buffer: {exc}. If the file is damaged, see "
-                "docs/durability.md ('A damaged buffer.db'): move it aside, never delete it."
+                "docs/durability.md ('A damaged buffer.db'; station-agent docs durability): "
+                "move it aside, never delete it."
             ) from None
         if quick != "ok":
             raise StorageError(
                 f"{self.path}: the buffer is damaged (quick_check: {quick}). Move it aside "
-                "(see docs/durability.md, 'A damaged buffer.db'); never delete it."
+                "(see docs/durability.md, 'A damaged buffer.db'; station-agent docs durability); "
+                "never delete it."
             )
         if max_disk_mb is not None:
             cap = int(max_disk_mb * 1024 * 1024)

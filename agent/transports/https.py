@@ -19,7 +19,7 @@ import queue
 import threading
 import time
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import httpx
 from pydantic import Field, model_validator
@@ -39,6 +39,7 @@ _RETRY_4XX = {401, 403, 404, 408, 425, 429}
 class HttpsTransportConfig(TransportSection):
     """``[[transports]] type = "https"``: POST each batch to the warehouse."""
 
+    check: ClassVar[str | None] = "agent.check_transports:check_https"
     type: Literal["https"]
     name: str = Field(default="https", pattern=NAME_PATTERN)
     base_url: str = Field(pattern=r"^https?://")

@@ -24,7 +24,7 @@ import ssl
 import threading
 import time
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
@@ -44,6 +44,7 @@ log = logging.getLogger("agent.transports.mqtt")
 class MqttTransportConfig(TransportSection):
     """``[[transports]] type = "mqtt"``: publish to a broker with QoS 1."""
 
+    check: ClassVar[str | None] = "agent.check_transports:check_mqtt"
     type: Literal["mqtt"]
     name: str = Field(default="mqtt", pattern=NAME_PATTERN)
     host: str

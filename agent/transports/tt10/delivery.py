@@ -27,6 +27,10 @@ class RemoteFiles(Protocol):
 
     def rename(self, source: str, target: str) -> None: ...  # replaces ``target``
 
+    def is_dir(self, directory: str) -> bool: ...  # '' = the login directory
+
+    def delete(self, path: str) -> None: ...
+
     def close(self) -> None: ...
 
 

@@ -31,7 +31,7 @@ def describe_ftp_error(exc: BaseException, where: str) -> str:
             return f"{where}: login refused: {text}"
         if code in ("452", "552") or "space" in low or "quota" in low:
             return f"{where}: server full (disk or quota): {text}"
-        if "denied" in low or "permission" in low:
+        if "denied" in low or "permission" in low or "privilege" in low:
             return f"{where}: permission denied: {text}"
         if "no such file" in low or "not found" in low:
             return f"{where}: no such directory or file: {text}"
@@ -115,6 +115,23 @@ class FtpFiles:
             raise TransportError(describe_ftp_error(exc, f"{self.where} RNTO {target}")) from None
         self._call(f"DELE {target}", self._ftp.delete, target)  # a server that will not replace
         self._call(f"RNTO {target}", self._ftp.rename, source, target)
+
+    def is_dir(self, directory: str) -> bool:
+        """Whether ``directory`` exists ('' = the login directory): CWD there and back."""
+        if not directory:
+            return True
+        here = self._call("PWD", self._ftp.pwd)
+        try:
+            self._ftp.cwd(directory)
+        except ftplib.error_perm:
+            return False
+        except Exception as exc:
+            raise TransportError(describe_ftp_error(exc, f"{self.where} CWD {directory}")) from None
+        self._call(f"CWD {here}", self._ftp.cwd, here)
+        return True
+
+    def delete(self, path: str) -> None:
+        self._call(f"DELE {path}", self._ftp.delete, path)
 
     def close(self) -> None:
         ftp = getattr(self, "_ftp", None)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import errno
 import io
 import socket
+import stat
 
 import paramiko
 
@@ -118,6 +119,23 @@ class SftpFiles:
             raise TransportError(
                 describe_sftp_error(exc, f"{self.where} rename {target}")
             ) from None
+
+    def is_dir(self, directory: str) -> bool:
+        """Whether ``directory`` exists ('' = the login directory)."""
+        if not directory:
+            return True
+        try:
+            mode = self._sftp.stat(directory).st_mode
+        except FileNotFoundError:
+            return False
+        except Exception as exc:
+            raise TransportError(
+                describe_sftp_error(exc, f"{self.where} stat {directory}")
+            ) from None
+        return mode is not None and stat.S_ISDIR(mode)
+
+    def delete(self, path: str) -> None:
+        self._call(f"remove {path}", self._sftp.remove, path)
 
     def close(self) -> None:
         self._client.close()
