@@ -113,3 +113,42 @@ def test_the_clock_wait_command_ends_even_when_the_clock_never_synchronizes():
     result = subprocess.run(command, capture_output=True, text=True, timeout=60)
     assert result.returncode in (0, 124), result.stderr
     assert time.monotonic() - started < 30
+
+
+def _syscalls(group: str) -> set[str]:
+    """The system calls systemd puts in a group (``systemd-analyze syscall-filter``), nested
+    groups expanded."""
+    out = subprocess.run(
+        ["systemd-analyze", "syscall-filter", group], capture_output=True, text=True, check=True
+    ).stdout
+    names: set[str] = set()
+    for line in out.splitlines()[1:]:
+        word = line.strip()
+        if not word or word.startswith("#"):
+            continue
+        names |= _syscalls(word) if word.startswith("@") else {word}
+    return names
+
+
+def test_the_unit_lets_the_agent_read_the_clock_state_but_never_set_the_clock():
+    """The signed clock flag needs adjtimex(2) in read-only mode inside the unit: the effective
+    filter (allow-list, then the lines that remove and add, in order) allows it, refuses every
+    call that sets the clock, and no ProtectClock= adds a second filter refusing it again."""
+    lines = [
+        line.split("=", 1)[1].split()
+        for line in UNIT.read_text().splitlines()
+        if line.startswith("SystemCallFilter=")
+    ]
+    allowed: set[str] = set()
+    for i, words in enumerate(lines):
+        deny = words[0].startswith("~")
+        names = set().union(*(
+            _syscalls(w.lstrip("~")) if w.lstrip("~").startswith("@") else {w.lstrip("~")}
+            for w in words
+        ))  # fmt: skip
+        assert i > 0 or not deny, "the first SystemCallFilter= must be an allow-list"
+        allowed = allowed - names if deny else allowed | names
+    assert {"adjtimex", "clock_adjtime"} <= allowed
+    assert not {"settimeofday", "clock_settime"} & allowed
+    assert not re.search(r"^ProtectClock=yes", UNIT.read_text(), re.M)
+    assert "CapabilityBoundingSet=\n" in UNIT.read_text()  # no CAP_SYS_TIME: writes refused
