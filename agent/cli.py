@@ -343,6 +343,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seq", type=int, action="append", help="only this seq (repeatable)")
     p.set_defaults(func=_cmd_requeue)
 
+    from agent.maintenance_cli import add_parser as add_maintenance
+
+    add_maintenance(sub)
+
     p = sub.add_parser(
         "status",
         help="backlog, acknowledgements and device health",

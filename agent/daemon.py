@@ -32,6 +32,7 @@ from agent.health import HealthFile, health_path
 from agent.instance_lock import InstanceLock
 from agent.keys import load_private_key
 from agent.logs import event
+from agent.maintenance_watch import REFRESH_S, MaintenanceWatch
 from agent.poller import Poller
 from agent.schedule import Schedule, aligned_start  # noqa: F401 (re-exported)
 from agent.sealing import Sealer
@@ -96,6 +97,9 @@ class Agent:
             self.buffer, self.clock, getattr(self.clock, "synchronized", clock_synchronized)
         )
         self.drivers: list[Driver | ListeningDriver] = [make_driver(d) for d in config.devices]
+        channels = {d.name: [c.param for c in d.channels] for d in self.drivers}
+        self.maintenance = MaintenanceWatch(self.buffer.maintenance, self.clock, channels)
+        self.poller.status_filter = self.maintenance.accept
         self.senders: list[Sender] = []
         # Period files (TT10) are rebuilt from stored readings, not sent as batches: own loops.
         self.file_transports: list[PeriodFileTransport] = []
@@ -131,6 +135,7 @@ class Agent:
     def start(self) -> None:
         """Open devices, start senders and the schedule; returns at once."""
         cfg = self.config
+        self.maintenance.start()  # before the first reading: windows lasting across a restart
         for driver, dcfg in zip(self.drivers, cfg.devices, strict=True):
             if isinstance(driver, ListeningDriver):
                 if not self._start_listening(driver):
@@ -156,6 +161,7 @@ class Agent:
             self._add_job(self.poller.poll, dcfg.poll_interval_s, f"poll-{driver.name}", driver)
         self._add_job(self.seal_and_wake, cfg.buffer.seal_interval_s, "seal")
         self._add_job(self.prune, PRUNE_EVERY_S, "prune")
+        self._add_job(self.maintenance.refresh, REFRESH_S, "maintenance")
         self._add_job(self.write_health, HEALTH_EVERY_S, "health")
         self.workers.loop("scheduler", self.stuck_s, lambda: self._health_beat)
         self.schedule.start()
@@ -295,6 +301,7 @@ class Agent:
             else:
                 self.poller.store_holes(driver)
         self.poller.flush()
+        self.maintenance.refresh()  # the records of windows that ended meanwhile
         self.seal_and_wake()
         deadline = time.monotonic() + grace_s
         for sender in self.senders:

@@ -57,6 +57,8 @@ class Poller:
         self.stored_by_device: dict[str, int] = {}  # readings committed, by device
         self.last: dict[str, tuple[list[Reading], str | None, int]] = {}  # the live view
         self.on_poll: Callable[[str, float], None] | None = None  # (device, seconds)
+        # (device, readings) -> readings with the status windows give (agent.maintenance_watch)
+        self.status_filter: Callable[[str, list[Reading]], list[Reading]] | None = None
 
     def read(self, driver: Driver) -> tuple[list[Reading], str | None, int]:
         """Read one device now: (readings, error or None, time_ms). Never raises."""
@@ -122,6 +124,8 @@ class Poller:
         time_ms = time_ms or max(r.time_ms for r in readings)
         unsynced = self.synchronized() is False
         if not hole:  # a missed slot is logged by ``missed`` and says nothing of the device
+            if self.status_filter is not None:
+                readings = self.status_filter(device, readings)
             self._observe(device, readings, error, time_ms)
         with self._lock:
             if len(self._unstored) == self._unstored.maxlen:

@@ -34,6 +34,7 @@ def prune(
         for file_transport in file_transports:
             file_transport.forget_delivered_before(cutoff)
         deleted = buffer.prune(list(transports), cutoff, keep_ms)
+        buffer.maintenance.forget_ended_before(cutoff)
     except StorageError as exc:
         event(log, logging.ERROR, "prune_failed", error=str(exc))
         return 0

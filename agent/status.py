@@ -20,6 +20,7 @@ from agent.buffer.retention import Hold
 from agent.clock_sync import MAX_ERROR_US, max_error_us
 from agent.config import Config
 from agent.health import read_health
+from agent.maintenance_cli import status_lines, status_section
 from agent.status_view import add_backlog_age, failing_for_s, rfc3339
 from core.errors import StorageError
 
@@ -89,6 +90,7 @@ def _gather(buffer: Buffer, config: Config) -> dict[str, Any]:
         "devices": [],
     }
     tz = ZoneInfo(config.station.timezone)
+    out["maintenance"] = status_section(buffer, tz)
     holds = {h.transport: h for h in buffer.retention.holds([t.name for t in config.transports])}
     for t in config.transports:
         if t.status_module:  # files from stored readings, with a ledger of their own
@@ -217,6 +219,7 @@ def render(status: dict[str, Any]) -> str:
                 f"{hold['age_s'] / 86_400:.1f} days ago): nothing from it on is deleted and the "
                 f"buffer grows; {hold['way_out']}"
             )
+    lines.extend(status_lines(status["maintenance"]))
     lines.append("devices:")
     not_started = agent.get("devices_not_started") or {} if agent.get("running") else {}
     for d in status["devices"]:

@@ -11,6 +11,7 @@ One file, split by concern into parts that share it:
 | delivery ledger (acks, quarantine, requeue) | ``ledger.DeliveryLedger`` | deliveries, meta |
 | retention (prune, consumers' holds) | ``retention.Retention`` | |
 | device health | ``devices.DeviceHealth`` | devices |
+| maintenance windows | ``maintenance.MaintenanceLog`` | maintenance |
 
 **How a transaction is taken** (the one discipline; see ``db``): every write goes through
 ``BufferFile.write(what, fn)``: the one connection's lock, ``BEGIN IMMEDIATE``, ``fn(conn)``,
@@ -47,6 +48,7 @@ from agent.buffer.chain import Chain, MakeJws, MakeRecordJws
 from agent.buffer.db import BufferFile
 from agent.buffer.devices import DeviceHealth, DeviceState
 from agent.buffer.ledger import ACKED, QUARANTINED, DeliveryLedger
+from agent.buffer.maintenance import MaintenanceLog
 from agent.buffer.readings import ReadingRow, ReadingsStore
 from agent.buffer.retention import ReadingsConsumer, Retention
 from agent.buffer.schema import SCHEMA_VERSION
@@ -83,6 +85,7 @@ class Buffer:
         self.chain = Chain(self.file, self.store)
         self.ledger = DeliveryLedger(self.file, self.chain)
         self.retention = Retention(self.file, self.store, self.chain, self.ledger)
+        self.maintenance = MaintenanceLog(self.file)
 
     @property
     def path(self) -> Path:

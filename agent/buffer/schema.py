@@ -24,6 +24,7 @@ Versions:
 4. ``readings.unsynced`` (1: taken while the system clock was not synchronized, 0 otherwise;
    older rows 0) and ``batches.kind`` (``readings`` for a measurement batch, else the record
    kind of a payload v3 record, which seals no readings; older rows ``readings``).
+5. table ``maintenance``: maintenance and calibration windows (``agent.buffer.maintenance``).
 
 A buffer written by a newer agent (higher version) is refused with a clear error.
 """
@@ -155,6 +156,20 @@ def _added(create: str, column: str) -> str:
     return f"{create[:-1]}, {column})"
 
 
+MAINTENANCE_TABLE = (
+    "CREATE TABLE maintenance (id INTEGER PRIMARY KEY, source TEXT NOT NULL, "
+    "device TEXT NOT NULL, channels TEXT, technician TEXT, reason TEXT, "
+    "start_ms INTEGER NOT NULL, until_ms INTEGER, stopped_ms INTEGER, stopped_by TEXT, "
+    "start_seq INTEGER, end_seq INTEGER)"
+)
+
+
+def _v5_maintenance(db: sqlite_utils.Database) -> None:
+    exists = db.execute("SELECT 1 FROM sqlite_master WHERE name = 'maintenance'").fetchone()
+    if not exists:
+        db.execute(MAINTENANCE_TABLE)
+
+
 # The schema every migration leads to, as SQLite stores it (sqlite_master.sql): a new file gets
 # it in one go, without importing sqlite-utils.
 LATEST = (
@@ -176,6 +191,7 @@ LATEST = (
     "   [last_error] TEXT,\n   [last_error_ms] INTEGER,\n   [polls] INTEGER,\n"
     "   [faults] INTEGER\n)",
     "CREATE TABLE [meta] (\n   [key] TEXT PRIMARY KEY,\n   [value] TEXT\n)",
+    MAINTENANCE_TABLE,
 )
 
 Migration = Callable[["sqlite_utils.Database"], None]
@@ -184,6 +200,7 @@ MIGRATIONS: list[Migration] = [
     _v2_readings_once,
     _v3_values_keep_their_kind,
     _v4_clock_flag_and_record_kinds,
+    _v5_maintenance,
 ]  # MIGRATIONS[n-1] makes version n
 SCHEMA_VERSION = len(MIGRATIONS)
 
