@@ -36,7 +36,13 @@ Event = Literal["start", "stop", "expire", "end"]
 class MaintenanceRecord(BaseModel):
     """The body of a ``maintenance`` record (times RFC 3339 UTC with milliseconds)."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        validate_by_name=True,
+        validate_by_alias=True,
+        serialize_by_alias=True,  # "from" in JSON, whoever dumps it
+    )
 
     event: Event
     """``start``; ``stop`` (a technician ended it early), ``expire`` (its time ran out), ``end``
@@ -66,20 +72,20 @@ def _time(ms: int | None) -> str | None:
 def record_body(window: Window, event: Event) -> dict:
     """The record body for ``event`` of a stored window (validated by ``MaintenanceRecord``)."""
     ended = event != "start"
-    body = MaintenanceRecord(
-        event=event,
-        source=window.source,
-        window=window.id,
-        device=window.device,
-        channels=None if window.channels is None else list(window.channels),
-        technician=window.technician,
-        reason=window.reason,
-        from_=rfc3339_ms(window.start_ms),
-        until=_time(window.until_ms),
-        stopped=_time(window.end_ms) if ended else None,
-        stopped_by=window.stopped_by if event == "stop" else None,
-    )
-    return body.model_dump(by_alias=True)
+    body = {
+        "event": event,
+        "source": window.source,
+        "window": window.id,
+        "device": window.device,
+        "channels": None if window.channels is None else list(window.channels),
+        "technician": window.technician,
+        "reason": window.reason,
+        "from": rfc3339_ms(window.start_ms),
+        "until": _time(window.until_ms),
+        "stopped": _time(window.end_ms) if ended else None,
+        "stopped_by": window.stopped_by if event == "stop" else None,
+    }
+    return MaintenanceRecord.model_validate(body).model_dump()
 
 
 def parse_duration(text: str) -> int:

@@ -1,0 +1,210 @@
+"""Maintenance windows with a real agent process: ``station-agent maintenance`` writes the
+buffer beside the running agent, whose readings of that device go 01 and back; windows expire
+by themselves, survive a restart and overlap sensibly; the analyzer's own calibration is
+noted. Readings are read back with plain SQL (``stored_readings``), never the agent's code."""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from agent_process import AgentProcess, station_config, write_config
+from conftest import analyzer_device, stored_readings, wait_for
+
+from agent.cli import main
+from core.reading import Reading
+from simulators.modbus import analyzer_simulator
+
+STACK, OTHER = "stack-analyzer", "other-analyzer"
+PICKUP_S = 10  # the agent applies a window within about a second; generous for busy cores
+
+
+@pytest.fixture
+def steady_analyzer() -> Iterator:
+    """The analyzer simulator without a calibration of its own (all readings 00)."""
+    sim = analyzer_simulator(port=0, calibrate_at=1e9, calibrate_for=1)
+    sim.start()
+    yield sim
+    sim.stop()
+
+
+def _start_agent(tmp_path, station_id, station_key, port, warehouse, devices) -> tuple:
+    path = tmp_path / "agent.toml"
+    data = station_config(tmp_path, station_id, station_key[0], port, warehouse.start_http())
+    data["devices"] = devices
+    write_config(path, data)
+    agent = AgentProcess(path, tmp_path / "agent.log")
+    agent.wait_log("event=agent_started")
+    return agent, path
+
+
+def _maintenance(config: Path, action: str, *argv: str) -> None:
+    assert main(["maintenance", action, "--config", str(config), *argv]) == 0
+
+
+def _readings(tmp_path: Path, device: str, params: tuple[str, ...] = ()) -> list[Reading]:
+    return [
+        r
+        for r in stored_readings(tmp_path / "buffer.db")
+        if r.device == device and (not params or r.param in params)
+    ]
+
+
+def _windows(tmp_path: Path) -> list[tuple[int, int, int | None]]:
+    """(start_ms, until_ms, stopped_ms) of each window, read with plain SQL."""
+    db = sqlite3.connect(tmp_path / "buffer.db")
+    try:
+        return db.execute(
+            "SELECT start_ms, until_ms, stopped_ms FROM maintenance ORDER BY id"
+        ).fetchall()
+    finally:
+        db.close()
+
+
+def _wait_readings_after(tmp_path: Path, device: str, t_ms: float, what: str) -> None:
+    wait_for(
+        lambda: any(r.time_ms > t_ms for r in _readings(tmp_path, device)),
+        60,
+        f"readings of {device} after {what}",
+    )
+
+
+def _marked_from_pickup_to_end(
+    readings: list[Reading], start_ms: int, end_ms: int
+) -> tuple[int, list[Reading]]:
+    """Check the window's readings: 00 before its start, 01 from the first 01 (the pickup, at
+    most PICKUP_S after the start) until its end, 00 from its end; returns (pickup, inside).
+
+    A failed read (status 02, no value: a poll that timed out on busy cores) stays a fault in
+    or out of a window and is left out; every other reading keeps its value."""
+    assert all(r.value is None for r in readings if r.status == "02")
+    readings = [r for r in readings if r.status != "02"]
+    assert all(r.value is not None for r in readings)  # a window never blanks a value
+    assert all(r.status == "00" for r in readings if r.time_ms < start_ms)
+    first = min((r.time_ms for r in readings if r.status == "01"), default=None)
+    assert first is not None and start_ms <= first <= start_ms + PICKUP_S * 1000, first
+    inside = [r for r in readings if first <= r.time_ms < end_ms]
+    assert inside and all(r.status == "01" for r in inside), [
+        (r.param, r.time_ms, r.status) for r in inside if r.status != "01"
+    ][:5]
+    after = [r for r in readings if r.time_ms >= end_ms]
+    assert after and all(r.status == "00" for r in after), [
+        (r.param, r.time_ms, r.status) for r in after if r.status != "00"
+    ][:5]
+    return first, inside
+
+
+def _polls_complete(readings: list[Reading]) -> None:
+    """Every poll stored all six channels: no reading was dropped."""
+    per_poll: dict[int, int] = {}
+    for r in readings:
+        per_poll[r.time_ms] = per_poll.get(r.time_ms, 0) + 1
+    assert set(per_poll.values()) == {6}
+
+
+def test_start_and_stop_while_the_agent_runs(
+    tmp_path, station_id, station_key, steady_analyzer, warehouse
+):
+    port = steady_analyzer.port
+    devices = [analyzer_device(port, STACK), analyzer_device(port, OTHER)]
+    agent, config = _start_agent(tmp_path, station_id, station_key, port, warehouse, devices)
+    try:
+        _wait_readings_after(tmp_path, STACK, 0, "the start")
+        _maintenance(
+            config, "start", STACK, "--for", "1h", "--reason", "span", "--technician", "Lan"
+        )
+        wait_for(lambda: any(r.status == "01" for r in _readings(tmp_path, STACK)), 30, "status 01")
+        _wait_readings_after(tmp_path, STACK, time.time() * 1000 + 1000, "a second of 01")
+        _maintenance(config, "stop", STACK, "--technician", "Binh")
+        ((start_ms, _until, stopped_ms),) = _windows(tmp_path)
+        assert stopped_ms is not None
+        _wait_readings_after(tmp_path, STACK, stopped_ms + PICKUP_S * 1000, "the stop")
+    finally:
+        agent.signal(signal.SIGTERM)
+        assert agent.wait() == 0
+    stack = _readings(tmp_path, STACK)
+    # The stop is applied within a second or so: a reading up to PICKUP_S after it may be 01.
+    settled = [r for r in stack if not stopped_ms <= r.time_ms < stopped_ms + PICKUP_S * 1000]
+    _marked_from_pickup_to_end(settled, start_ms, stopped_ms)
+    _polls_complete(stack)
+    other = _readings(tmp_path, OTHER)
+    assert other and {r.status for r in other} <= {"00", "02"}
+
+
+def test_overlapping_windows_expire_by_themselves(
+    tmp_path, station_id, station_key, steady_analyzer, warehouse
+):
+    port = steady_analyzer.port
+    devices = [analyzer_device(port, STACK)]
+    agent, config = _start_agent(tmp_path, station_id, station_key, port, warehouse, devices)
+    try:
+        _wait_readings_after(tmp_path, STACK, 0, "the start")
+        common = ("--reason", "zero check", "--technician", "Lan")
+        _maintenance(config, "start", STACK, "--channels", "SO2", "--for", "12s", *common)
+        _maintenance(config, "start", STACK, "--channels", "SO2,NOx", "--for", "6s", *common)
+        (so2_start, long_until, _), (nox_start, short_until, _) = _windows(tmp_path)
+        _wait_readings_after(tmp_path, STACK, long_until + 1000, "both windows' end")
+    finally:
+        agent.signal(signal.SIGTERM)
+        assert agent.wait() == 0
+    # SO2 is 01 while either window lasts (through the end of the short one), NOx only
+    # while the short one does; CO, in neither, never.
+    _marked_from_pickup_to_end(_readings(tmp_path, STACK, ("SO2",)), so2_start, long_until)
+    _marked_from_pickup_to_end(_readings(tmp_path, STACK, ("NOx",)), nox_start, short_until)
+    assert {r.status for r in _readings(tmp_path, STACK, ("CO", "O2"))} <= {"00", "02"}
+
+
+def test_a_window_lasts_across_a_restart_and_ends_on_time(
+    tmp_path, station_id, station_key, steady_analyzer, warehouse
+):
+    port = steady_analyzer.port
+    devices = [analyzer_device(port, STACK)]
+    agent, config = _start_agent(tmp_path, station_id, station_key, port, warehouse, devices)
+    try:
+        _wait_readings_after(tmp_path, STACK, 0, "the start")
+        _maintenance(config, "start", STACK, "--for", "12s", "--reason", "r", "--technician", "L")
+        wait_for(lambda: any(r.status == "01" for r in _readings(tmp_path, STACK)), 30, "status 01")
+    finally:
+        agent.signal(signal.SIGTERM)
+        assert agent.wait() == 0
+    ((start_ms, until_ms, _),) = _windows(tmp_path)
+    restarted_ms = time.time() * 1000
+    assert restarted_ms < until_ms - 3000, "the agent took too long to stop"
+    agent = AgentProcess(config, tmp_path / "agent2.log")
+    try:
+        agent.wait_log("event=agent_started")
+        _wait_readings_after(tmp_path, STACK, until_ms + 1000, "the window's end")
+    finally:
+        agent.signal(signal.SIGTERM)
+        assert agent.wait() == 0
+    readings = _readings(tmp_path, STACK)
+    _, inside = _marked_from_pickup_to_end(readings, start_ms, until_ms)
+    assert any(r.time_ms > restarted_ms for r in inside)  # 01 after the restart too
+
+
+def test_the_analyzers_own_calibration_is_noted(tmp_path, station_id, station_key, warehouse):
+    sim = analyzer_simulator(port=0, calibrate_at=1.0, calibrate_for=1.5)
+    sim.start()
+    try:
+        devices = [analyzer_device(sim.port, STACK)]
+        agent, _ = _start_agent(tmp_path, station_id, station_key, sim.port, warehouse, devices)
+        try:
+            wait_for(
+                lambda: any(w[2] is not None for w in _windows(tmp_path)),
+                30,
+                "the analyzer's calibration to begin and end",
+            )
+        finally:
+            agent.signal(signal.SIGTERM)
+            assert agent.wait() == 0
+    finally:
+        sim.stop()
+    ((start_ms, until_ms, stopped_ms),) = _windows(tmp_path)
+    nox = _readings(tmp_path, STACK, ("NOx",))
+    assert until_ms is None
+    assert start_ms == min(r.time_ms for r in nox if r.status == "01")
+    assert stopped_ms == min(r.time_ms for r in nox if r.time_ms > start_ms and r.status == "00")
