@@ -4,6 +4,7 @@ calibration noted as windows, and the CLI's checks of what a technician types.""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 
 import pytest
@@ -271,3 +272,37 @@ def test_the_cli_starts_lists_and_stops_a_window(config_file, capsys):
     assert main(["maintenance", "list", *args]) == 0
     out = capsys.readouterr().out
     assert "no maintenance window lasting now" in out and "by Binh" in out
+
+
+def test_status_shows_windows_lasting_now_and_those_ended_lately(config_file, capsys):
+    args = ["--config", str(config_file)]
+    common = ["--reason", "span calibration", "--technician", "Lan"]
+    assert main(["maintenance", "start", "gas", *args, "--for", "30m", *common]) == 0
+    assert (
+        main(["maintenance", "start", "gas", *args, "--channels", "NOx", "--for", "2h", *common])
+        == 0
+    )
+    assert main(["maintenance", "stop", "gas", *args, "--technician", "Binh"]) == 0
+    assert (
+        main(["maintenance", "start", "gas", *args, "--channels", "SO2,O2", "--for", "1h", *common])
+        == 0
+    )
+    capsys.readouterr()
+    main(["status", *args])
+    out = capsys.readouterr().out
+    assert "maintenance:\n  IN MAINTENANCE (status 01): gas [SO2,O2] until " in out
+    assert "by Lan — span calibration (window 3)" in out
+    assert out.count("  ended: gas [") == 2 and out.count(" by Binh, by Lan") == 2
+    main(["status", "--json", *args])
+    section = json.loads(capsys.readouterr().out)["maintenance"]
+    (active,) = section["active"]
+    assert (active["device"], active["channels"], active["technician"]) == (
+        "gas",
+        ["SO2", "O2"],
+        "Lan",
+    )
+    assert active["until"].endswith("Z") and active["ended"] is None
+    assert [(e["window"], e["ended_how"], e["stopped_by"]) for e in section["recently_ended"]] == [
+        (1, "stop", "Binh"),
+        (2, "stop", "Binh"),
+    ]
