@@ -98,7 +98,9 @@ class Agent:
         )
         self.drivers: list[Driver | ListeningDriver] = [make_driver(d) for d in config.devices]
         channels = {d.name: [c.param for c in d.channels] for d in self.drivers}
-        self.maintenance = MaintenanceWatch(self.buffer.maintenance, self.clock, channels)
+        self.maintenance = MaintenanceWatch(
+            self.buffer.maintenance, self.clock, channels, self.request_record
+        )
         self.poller.status_filter = self.maintenance.accept
         self.senders: list[Sender] = []
         # Period files (TT10) are rebuilt from stored readings, not sent as batches: own loops.

@@ -12,10 +12,11 @@
   reads it, so a window started or stopped is applied within about a second. Its end is
   applied by the reading's time, whenever ``refresh`` runs, so a window ends on time, also
   across a restart.
-* **Records.** ``refresh`` seals, through ``seal(kind, body)``, the start record of each window
-  that has none yet and the end record (``stop`` / ``expire`` / ``end``) of each that has ended,
-  and notes their seqs in the row. A crash between the seal and that note seals the same event
-  once more at the next start (same ``window`` and ``event``: the warehouse can tell).
+* **Records.** ``refresh`` seals, through ``seal(kind, body)`` (``Agent.request_record``), the
+  start record of each window that has none yet and the end record (``stop`` / ``expire`` /
+  ``end``) of each that has ended, and notes their seqs in the row. A crash between the seal and
+  that note is repaired at the next start from the chain itself (``sealed_events``): each event
+  of a window is sealed once.
 * **The analyzer's own calibration.** ``accept`` also watches the status each device reports
   (before any window applies): a channel switching to ``01`` opens an analyzer window, its first
   reading with another status (``00``, or a ``02`` that carries a value) closes it. A failed read
@@ -31,15 +32,17 @@ from collections.abc import Callable, Iterable, Mapping
 
 from agent.buffer.maintenance import ANALYZER, TECHNICIAN, MaintenanceLog, Window
 from agent.clock import Clock
-from agent.logs import event
+from agent.logs import Repeats, event
 from agent.maintenance import KIND, record_body
+from core.batch import SealedBatch
 from core.errors import StorageError
 from core.reading import CALIBRATING, FAULT, MEASURING, Reading
+from core.records import RecordError
 
 log = logging.getLogger("agent.maintenance")
 REFRESH_S = 1.0
 LATE_MS = 3_600_000  # readings pushed up to an hour late still see the window they fell in
-Seal = Callable[[str, dict], int]  # (kind, body) -> seq of the sealed record
+Seal = Callable[[str, dict], SealedBatch]  # (kind, body) -> the sealed record
 
 
 class MaintenanceWatch:
@@ -59,6 +62,7 @@ class MaintenanceWatch:
         self._lock = threading.Lock()  # the analyzer's windows (polls run in parallel)
         self._refresh_lock = threading.Lock()
         self.error: str | None = None
+        self._repeats = Repeats(log)
 
     def start(self) -> None:
         """Load the windows (a restart: which channels the analyzer said were calibrating)."""
@@ -72,10 +76,27 @@ class MaintenanceWatch:
                     self._calibrating[(window.device, param)] = window.id
                 else:  # the channel left the configuration while calibrating: its window ends
                     self.windows.close_window(window.id, now)
+            self._adopt_sealed()
         except StorageError as exc:  # the readings matter more: poll on, refresh retries
-            self.error = str(exc)
-            event(log, logging.ERROR, "maintenance_refresh_failed", error=str(exc))
+            self._failed(exc)
         self.refresh()
+
+    def _adopt_sealed(self) -> None:
+        """Note records the chain holds but the table does not (a crash in between)."""
+        now = self.clock.now_ms()
+        due = [
+            w for w in self.windows.current(now, now) if w.start_seq is None or w.end_seq is None
+        ]
+        if not due:
+            return
+        sealed = self.windows.sealed_events()
+        for window in due:
+            start = sealed.get((window.id, "start"))
+            if window.start_seq is None and start is not None:
+                self.windows.mark_sealed(window.id, "start", start)
+            end = sealed.get((window.id, window.event_at_end()))
+            if window.end_seq is None and window.end_ms is not None and end is not None:
+                self.windows.mark_sealed(window.id, "end", end)
 
     # --- the poller's accept path ---------------------------------------------------------
     def accept(self, device: str, readings: list[Reading]) -> list[Reading]:
@@ -103,7 +124,6 @@ class MaintenanceWatch:
                 try:
                     self._switch(key, calibrating, r.time_ms)
                 except StorageError as exc:  # the readings themselves must still be stored
-                    self.error = str(exc)
                     event(log, logging.ERROR, "calibration_not_recorded", error=str(exc))
 
     def _switch(self, key: tuple[str, str], calibrating: bool, time_ms: int) -> None:
@@ -121,11 +141,18 @@ class MaintenanceWatch:
         """Re-read the windows and seal the records that are due; returns how many."""
         with self._refresh_lock:
             try:
-                return self._refresh()
-            except StorageError as exc:
-                self.error = str(exc)
-                event(log, logging.ERROR, "maintenance_refresh_failed", error=str(exc))
+                sealed = self._refresh()
+            except (StorageError, RecordError) as exc:
+                self._failed(exc)
                 return 0
+        if self.error is not None:
+            self._repeats.ok("refresh", "maintenance_refresh_recovered")
+            self.error = None
+        return sealed
+
+    def _failed(self, exc: Exception) -> None:
+        self.error = str(exc)
+        self._repeats.failed("refresh", logging.ERROR, "maintenance_refresh_failed", str(exc))
 
     def _refresh(self) -> int:
         now = self.clock.now_ms()
@@ -142,13 +169,12 @@ class MaintenanceWatch:
             if window.end_seq is None and end is not None and end <= now:
                 self._seal(window, window.event_at_end())
                 sealed += 1
-        self.error = None
         return sealed
 
     def _seal(self, window: Window, what: str) -> None:
         assert self.seal is not None
         body = record_body(window, what)  # type: ignore[arg-type]
-        seq = self.seal(KIND, body)
+        seq = self.seal(KIND, body).seq
         self.windows.mark_sealed(window.id, "start" if what == "start" else "end", seq)
         event(
             log,

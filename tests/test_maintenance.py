@@ -15,6 +15,7 @@ from agent.buffer.maintenance import ANALYZER, TECHNICIAN
 from agent.cli import main
 from agent.maintenance import MaintenanceRecord, parse_duration, record_body
 from agent.maintenance_watch import MaintenanceWatch
+from core.batch import SealedBatch
 from core.errors import AgentError
 from core.reading import Reading
 
@@ -135,10 +136,10 @@ def test_records_are_sealed_once_start_then_end_in_order(buffer):
     clock = FixedClock(T0)
     sealed: list[dict] = []
 
-    def seal(kind: str, body: dict) -> int:
+    def seal(kind: str, body: dict) -> SealedBatch:
         assert kind == "maintenance"
         sealed.append(body)
-        return len(sealed)
+        return SealedBatch(len(sealed), "jws", 0, clock.now)
 
     log = buffer.maintenance
     log.open_window(

@@ -1,19 +1,27 @@
 """Maintenance windows with a real agent process: ``station-agent maintenance`` writes the
 buffer beside the running agent, whose readings of that device go 01 and back; windows expire
 by themselves, survive a restart and overlap sensibly; the analyzer's own calibration is
-noted. Readings are read back with plain SQL (``stored_readings``), never the agent's code."""
+noted; each start and end is a signed ``maintenance`` record at the reference warehouse.
+Oracles: plain SQL for the readings (``stored_readings``), joserfc for the signatures, hashlib
+for the chain, the tests' own RFC 3339 formatting for the record times."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
 import signal
 import sqlite3
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from agent_process import AgentProcess, station_config, write_config
 from conftest import analyzer_device, stored_readings, wait_for
+from joserfc import jws as jose_jws
+from joserfc.jwk import OKPKey
 
 from agent.cli import main
 from core.reading import Reading
@@ -63,6 +71,60 @@ def _windows(tmp_path: Path) -> list[tuple[int, int, int | None]]:
         ).fetchall()
     finally:
         db.close()
+
+
+def _rfc3339(ms: int | None) -> str | None:
+    if ms is None:
+        return None
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def _records(warehouse, station_id: str, station_key) -> list[dict]:
+    """The bodies of the ``maintenance`` records the warehouse holds, after checking every
+    batch's signature with joserfc (Ed25519) and the whole chain with hashlib."""
+    jwk = json.loads((station_key[0].parent / "station.jwk").read_text())
+    key = OKPKey.import_key(jwk)
+    prev, bodies = None, []
+    for seq, token in enumerate(warehouse.jws_list(station_id), start=1):
+        payload = json.loads(
+            jose_jws.deserialize_compact(token, key, algorithms=["Ed25519"]).payload
+        )
+        assert (payload["seq"], payload["prev"]) == (seq, prev), f"chain broken at seq {seq}"
+        prev = (
+            base64.urlsafe_b64encode(hashlib.sha256(token.encode()).digest()).decode().rstrip("=")
+        )
+        if payload["kind"] == "maintenance":
+            bodies.append(payload["body"])
+    assert warehouse.rejected_count() == 0
+    return bodies
+
+
+def _wait_records(warehouse, station_id: str, station_key, n: int) -> list[dict]:
+    return wait_for(
+        lambda: (lambda b: b if len(b) >= n else None)(
+            _records(warehouse, station_id, station_key)
+        ),
+        30,
+        f"{n} maintenance record(s) at the warehouse",
+    )
+
+
+def _technician_record(
+    event, window, channels, start, until, stopped=None, by=None, who="Lan", why="span"
+):
+    return {
+        "event": event,
+        "source": "technician",
+        "window": window,
+        "device": STACK,
+        "channels": channels,
+        "technician": who,
+        "reason": why,
+        "from": _rfc3339(start),
+        "until": _rfc3339(until),
+        "stopped": _rfc3339(stopped),
+        "stopped_by": by,
+    }
 
 
 def _wait_readings_after(tmp_path: Path, device: str, t_ms: float, what: str) -> None:
@@ -120,9 +182,10 @@ def test_start_and_stop_while_the_agent_runs(
         wait_for(lambda: any(r.status == "01" for r in _readings(tmp_path, STACK)), 30, "status 01")
         _wait_readings_after(tmp_path, STACK, time.time() * 1000 + 1000, "a second of 01")
         _maintenance(config, "stop", STACK, "--technician", "Binh")
-        ((start_ms, _until, stopped_ms),) = _windows(tmp_path)
+        ((start_ms, until_ms, stopped_ms),) = _windows(tmp_path)
         assert stopped_ms is not None
         _wait_readings_after(tmp_path, STACK, stopped_ms + PICKUP_S * 1000, "the stop")
+        records = _wait_records(warehouse, station_id, station_key, 2)
     finally:
         agent.signal(signal.SIGTERM)
         assert agent.wait() == 0
@@ -133,6 +196,10 @@ def test_start_and_stop_while_the_agent_runs(
     _polls_complete(stack)
     other = _readings(tmp_path, OTHER)
     assert other and {r.status for r in other} <= {"00", "02"}
+    assert records == [
+        _technician_record("start", 1, None, start_ms, until_ms),
+        _technician_record("stop", 1, None, start_ms, until_ms, stopped_ms, "Binh"),
+    ]
 
 
 def test_overlapping_windows_expire_by_themselves(
@@ -148,6 +215,7 @@ def test_overlapping_windows_expire_by_themselves(
         _maintenance(config, "start", STACK, "--channels", "SO2,NOx", "--for", "6s", *common)
         (so2_start, long_until, _), (nox_start, short_until, _) = _windows(tmp_path)
         _wait_readings_after(tmp_path, STACK, long_until + 1000, "both windows' end")
+        records = _wait_records(warehouse, station_id, station_key, 4)
     finally:
         agent.signal(signal.SIGTERM)
         assert agent.wait() == 0
@@ -156,6 +224,15 @@ def test_overlapping_windows_expire_by_themselves(
     _marked_from_pickup_to_end(_readings(tmp_path, STACK, ("SO2",)), so2_start, long_until)
     _marked_from_pickup_to_end(_readings(tmp_path, STACK, ("NOx",)), nox_start, short_until)
     assert {r.status for r in _readings(tmp_path, STACK, ("CO", "O2"))} <= {"00", "02"}
+    why = "zero check"
+    assert records == [
+        _technician_record("start", 1, ["SO2"], so2_start, long_until, why=why),
+        _technician_record("start", 2, ["SO2", "NOx"], nox_start, short_until, why=why),
+        _technician_record(
+            "expire", 2, ["SO2", "NOx"], nox_start, short_until, short_until, why=why
+        ),
+        _technician_record("expire", 1, ["SO2"], so2_start, long_until, long_until, why=why),
+    ]
 
 
 def test_a_window_lasts_across_a_crash_and_restart_and_ends_on_time(
@@ -177,9 +254,14 @@ def test_a_window_lasts_across_a_crash_and_restart_and_ends_on_time(
     try:
         agent.wait_log("event=agent_started")
         _wait_readings_after(tmp_path, STACK, until_ms + 1000, "the window's end")
+        records = _wait_records(warehouse, station_id, station_key, 2)
     finally:
         agent.signal(signal.SIGTERM)
         assert agent.wait() == 0
+    assert records == [  # each once, though the agent was killed once
+        _technician_record("start", 1, None, start_ms, until_ms, who="L", why="r"),
+        _technician_record("expire", 1, None, start_ms, until_ms, until_ms, who="L", why="r"),
+    ]
     readings = _readings(tmp_path, STACK)
     _, inside = _marked_from_pickup_to_end(readings, start_ms, until_ms)
     assert any(r.time_ms > restarted_ms for r in inside)  # 01 after the restart too
@@ -197,6 +279,7 @@ def test_the_analyzers_own_calibration_is_noted(tmp_path, station_id, station_ke
                 30,
                 "the analyzer's calibration to begin and end",
             )
+            records = _wait_records(warehouse, station_id, station_key, 2)
         finally:
             agent.signal(signal.SIGTERM)
             assert agent.wait() == 0
@@ -207,3 +290,15 @@ def test_the_analyzers_own_calibration_is_noted(tmp_path, station_id, station_ke
     assert until_ms is None
     assert start_ms == min(r.time_ms for r in nox if r.status == "01")
     assert stopped_ms == min(r.time_ms for r in nox if r.time_ms > start_ms and r.status == "00")
+    common = {"source": "analyzer", "window": 1, "device": STACK, "channels": ["NOx"]}
+    nobody = {"technician": None, "reason": None, "until": None, "stopped_by": None}
+    assert records == [
+        {"event": "start", **common, **nobody, "from": _rfc3339(start_ms), "stopped": None},
+        {
+            "event": "end",
+            **common,
+            **nobody,
+            "from": _rfc3339(start_ms),
+            "stopped": _rfc3339(stopped_ms),
+        },
+    ]

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -33,7 +34,6 @@ _COLUMNS = (
     "id, source, device, channels, technician, reason, start_ms, until_ms, stopped_ms, "
     "stopped_by, start_seq, end_seq"
 )
-
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,6 +208,22 @@ class MaintenanceLog:
                 (now_ms + 1, ended_since_ms),
             ).fetchall()
         return [_window(r) for r in rows]
+
+    def sealed_events(self, limit: int = 1000) -> dict[tuple[int, str], int]:
+        """(window, event) -> seq of the ``maintenance`` records among the last ``limit`` of the
+        chain (read from the stored payloads): what is already sealed, whatever the table says
+        (a crash between sealing a record and ``mark_sealed``)."""
+        with self.file.read() as conn:
+            rows = conn.execute(
+                "SELECT seq, payload FROM batches WHERE kind = 'maintenance' "
+                "ORDER BY seq DESC LIMIT ?",
+                (limit,),
+            ).fetchall()
+        out: dict[tuple[int, str], int] = {}
+        for seq, payload in rows:
+            body = json.loads(zlib.decompress(payload))["body"]
+            out.setdefault((body["window"], body["event"]), seq)
+        return out
 
     def forget_ended_before(self, before_ms: int) -> int:
         """Delete windows whose records are sealed and that ended before ``before_ms`` (pruning,

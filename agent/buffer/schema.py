@@ -24,7 +24,8 @@ Versions:
 4. ``readings.unsynced`` (1: taken while the system clock was not synchronized, 0 otherwise;
    older rows 0) and ``batches.kind`` (``readings`` for a measurement batch, else the record
    kind of a payload v3 record, which seals no readings; older rows ``readings``).
-5. table ``maintenance``: maintenance and calibration windows (``agent.buffer.maintenance``).
+5. table ``maintenance``: maintenance and calibration windows (``agent.buffer.maintenance``;
+   ``AUTOINCREMENT``: a window's number is never used twice, also after pruning).
 
 A buffer written by a newer agent (higher version) is refused with a clear error.
 """
@@ -157,7 +158,7 @@ def _added(create: str, column: str) -> str:
 
 
 MAINTENANCE_TABLE = (
-    "CREATE TABLE maintenance (id INTEGER PRIMARY KEY, source TEXT NOT NULL, "
+    "CREATE TABLE maintenance (id INTEGER PRIMARY KEY AUTOINCREMENT, source TEXT NOT NULL, "
     "device TEXT NOT NULL, channels TEXT, technician TEXT, reason TEXT, "
     "start_ms INTEGER NOT NULL, until_ms INTEGER, stopped_ms INTEGER, stopped_by TEXT, "
     "start_seq INTEGER, end_seq INTEGER)"
