@@ -4,17 +4,21 @@ calibration noted as windows, and the CLI's checks of what a technician types.""
 
 from __future__ import annotations
 
+import base64
 import json
 import sqlite3
 
 import pytest
 from conftest import analyzer_device, write_toml
 
+from agent.batch import Signer
 from agent.buffer import Buffer
 from agent.buffer.maintenance import ANALYZER, TECHNICIAN
 from agent.cli import main
+from agent.keys import load_private_key
 from agent.maintenance import MaintenanceRecord, parse_duration, record_body
 from agent.maintenance_watch import MaintenanceWatch
+from agent.sealing import Sealer
 from core.batch import SealedBatch
 from core.errors import AgentError
 from core.reading import Reading
@@ -307,3 +311,32 @@ def test_status_shows_windows_lasting_now_and_those_ended_lately(config_file, ca
         (1, "stop", "Binh"),
         (2, "stop", "Binh"),
     ]
+
+
+class Killed(BaseException):
+    """The process dies here."""
+
+
+def test_a_crash_between_sealing_a_record_and_noting_it_does_not_seal_it_twice(buffer, station_key):
+    clock = FixedClock(T0 + 20_000)
+    sealer = Sealer(buffer, Signer(load_private_key(station_key[0])), "S1", clock, 1000)
+    log = buffer.maintenance
+    log.open_window(TECHNICIAN, "gas", None, T0, until_ms=T0 + 10_000, technician="L")
+
+    def seal_then_die(kind: str, body: dict) -> SealedBatch:
+        sealer.seal_record(kind, body)
+        raise Killed  # before the window's row notes the record
+
+    with pytest.raises(Killed):
+        MaintenanceWatch(log, clock, CHANNELS, seal_then_die).start()
+    for _ in range(2):  # the next start, and the one after: nothing sealed twice
+        watch = MaintenanceWatch(log, clock, CHANNELS, sealer.seal_record)
+        watch.start()
+        watch.refresh()
+    events = []
+    for batch in buffer.pending("wh", limit=100):
+        payload = json.loads(base64.urlsafe_b64decode(batch.jws.split(".")[1] + "=="))
+        events.append((payload["seq"], payload["body"]["window"], payload["body"]["event"]))
+    assert events == [(1, 1, "start"), (2, 1, "expire")]
+    row = sqlite3.connect(buffer.path).execute("SELECT start_seq, end_seq FROM maintenance")
+    assert row.fetchall() == [(1, 2)]
