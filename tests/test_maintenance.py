@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import sqlite3
+from pathlib import Path
 
 import pytest
 from conftest import analyzer_device, write_toml
@@ -340,3 +341,11 @@ def test_a_crash_between_sealing_a_record_and_noting_it_does_not_seal_it_twice(b
     assert events == [(1, 1, "start"), (2, 1, "expire")]
     row = sqlite3.connect(buffer.path).execute("SELECT start_seq, end_seq FROM maintenance")
     assert row.fetchall() == [(1, 2)]
+
+
+def test_the_protocol_docs_example_body_fits_the_model():
+    text = (Path(__file__).resolve().parent.parent / "docs" / "protocol.md").read_text()
+    section = text.split("#### Record kind `maintenance`", 1)[1]
+    example = section.split("```json\n", 1)[1].split("```", 1)[0]
+    body = MaintenanceRecord.model_validate(json.loads(example))
+    assert body.model_dump() == json.loads(example)
