@@ -30,7 +30,7 @@ from jwcrypto import jws as cjws
 from pydantic import BaseModel, ConfigDict, StrictStr
 
 from agent.batch import Signer
-from agent.buffer import Buffer
+from agent.buffer import SCHEMA_VERSION, Buffer
 from agent.cli import main as cli_main
 from agent.keys import load_private_key
 from agent.payload_v2 import build_payload_v2
@@ -380,7 +380,7 @@ def test_a_v2_buffer_migrated_to_schema_4_goes_on_with_v3_and_the_warehouse_take
         db.execute("PRAGMA user_version = 3")
     buffer = Buffer(path)
     with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == 4
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         assert {r[0] for r in db.execute("SELECT kind FROM batches")} == {"readings"}
     sealer = _sealer(buffer, signer, station_id)
     sealer.seal_record("note", {"text": "upgraded"})
