@@ -14,17 +14,21 @@ import signal
 import sqlite3
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from agent_process import AgentProcess, station_config, write_config
-from conftest import analyzer_device, stored_readings, wait_for
+from conftest import analyzer_device, http_transport, make_config, stored_readings, wait_for
 from joserfc import jws as jose_jws
 from joserfc.jwk import OKPKey
+from test_hj212_end_to_end import ZONE, hj212_device
 
+from agent.buffer.maintenance import TECHNICIAN
 from agent.cli import main
+from agent.daemon import Agent
 from core.reading import Reading
+from simulators.hj212 import Datalogger
 from simulators.modbus import analyzer_simulator
 
 STACK, OTHER = "stack-analyzer", "other-analyzer"
@@ -315,3 +319,46 @@ def test_the_analyzers_own_calibration_is_noted(tmp_path, station_id, station_ke
             "stopped": _rfc3339(stopped_ms),
         },
     ]
+
+
+def test_readings_a_datalogger_pushes_get_01_when_taken_inside_a_window(
+    tmp_path, station_id, station_key, warehouse
+):
+    """HJ 212 (a listening driver): the window applies by the time the data was taken."""
+
+    first = datetime.now(ZONE).replace(microsecond=0) - timedelta(seconds=40)
+    first_ms = int(first.timestamp() * 1000)
+    window = (first_ms + 10_000, first_ms + 20_000)  # data times 10 s to 20 s (excluded)
+    config = make_config(
+        tmp_path,
+        station_id,
+        station_key[0],
+        [hj212_device(0)],
+        [http_transport(warehouse.start_http())],
+    )
+    agent = Agent(config)
+    agent.buffer.maintenance.open_window(
+        TECHNICIAN, "cems", ["SO2"], window[0], until_ms=window[1], technician="Lan", reason="r"
+    )
+    agent.start()
+    sim = Datalogger(
+        "88888880000001",
+        "123456",
+        {"a21026": 35.0, "a21002": 60.0},
+        interval_s=0.02,
+        time_step_s=1,
+        start_time=first,
+        count=30,
+    )
+    try:
+        sim.start(f"127.0.0.1:{agent.drivers[0].address[1]}")
+        wait_for(lambda: len(sim.sent) == 30 and not sim.waiting, 60, "every packet answered")
+    finally:
+        sim.stop()
+        agent.stop(grace_s=5)
+    readings = _readings(tmp_path, "cems")
+    assert len(readings) == 60
+    for r in readings:
+        inside = r.param == "SO2" and window[0] <= r.time_ms < window[1]
+        assert r.status == ("01" if inside else "00"), (r.param, r.time_ms - first_ms, r.status)
+    assert sum(r.status == "01" for r in readings) == 10
