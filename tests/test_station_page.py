@@ -24,10 +24,10 @@ from conftest import http_transport, make_config, wait_for, write_toml
 from playwright.sync_api import Page, sync_playwright
 
 from agent.buffer import Buffer
+from agent.buffer.maintenance import TECHNICIAN
 from agent.config import load_config
 from agent.daemon import Agent
 from agent.web import live as web_live
-from agent.web.live import StationView
 from agent.web.section import WebConfig
 from core.errors import ConfigError
 from core.reading import FAULT, MEASURING, Reading
@@ -183,16 +183,21 @@ def test_page_shows_live_values_and_a_fault_turns_the_device_red(
 
         sim.no_answer = False
         wait_for(lambda: page.get_attribute(box, "data-state") == "ok", 30, "the device back")
-        # the Maintenance panel draws the section `status` shows (given here: this agent keeps
-        # no windows yet; `station-agent maintenance` fills it)
-        assert _text(page, "#maintenance") == "no maintenance windows kept by this agent"
-        line = "stack-analyzer: span check by jo, since 10:00, until 10:30"
-        section = {"active": [{"device": "stack-analyzer", "reason": "span", "line": line}]}
-        monkeypatch.setattr(
-            StationView, "maintenance", lambda self: section | {"recently_ended": []}
-        )
+        # the Maintenance panel: a window a technician starts with the CLI shows within seconds
+        wait_for(lambda: _text(page, "#maintenance") == "none now or in the last 24 h", 30, "panel")
+        other = Buffer(config.buffer.path)  # as `station-agent maintenance start` does
+        try:
+            now = int(time.time() * 1000)
+            other.maintenance.open_window(
+                TECHNICIAN, "stack-analyzer", None, now, until_ms=now + 1_800_000,
+                technician="jo", reason="span check",
+            )  # fmt: skip
+        finally:
+            other.close()
         wait_for(lambda: _text(page, "#maintenance tr.active"), 30, "the maintenance window")
-        assert _text(page, "#maintenance tr.active") == f"IN MAINTENANCE\t{line}"
+        shown = _text(page, "#maintenance tr.active")
+        assert shown.startswith("IN MAINTENANCE\tstack-analyzer") and "span check" in shown, shown
+        assert "jo" in shown
         assert requests and all(r.startswith(url) for r in requests), requests
     finally:
         agent.stop(grace_s=1)

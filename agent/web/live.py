@@ -6,10 +6,10 @@ come from the poller's memory (each device's last poll); a Modbus device's raw r
 request counters from its driver (``drivers.base.WireCounters``); clock sync from the kernel
 (``agent.clock_sync``).
 
-``maintenance`` is the place kept for maintenance windows (``station-agent maintenance``): the
-same section ``status`` shows, ``{"active": [...], "recently_ended": [...]}``, each window with
-at least ``device``, ``reason`` and ``line`` (its one-line description), drawn by the page's
-Maintenance panel; None while this agent keeps no maintenance windows.
+``maintenance`` gives the maintenance windows (``station-agent maintenance``): the same section
+``status`` shows, ``{"active": [...], "recently_ended": [...]}``, each window with at least
+``device``, ``reason`` and ``line`` (its one-line description), drawn by the page's Maintenance
+panel.
 """
 
 from __future__ import annotations
@@ -181,9 +181,13 @@ class StationView:
         }
 
     def maintenance(self) -> dict[str, list[dict[str, Any]]] | None:
-        """Maintenance windows for the page's panel, as ``status`` shows them (see the module
-        docstring); None: this agent keeps none yet."""
-        return None
+        """Maintenance windows for the page's panel, as ``status`` shows them: lasting now, and
+        ended in the last 24 h (``station-agent maintenance``)."""
+        from zoneinfo import ZoneInfo
+
+        from agent.maintenance_cli import status_section
+
+        return status_section(self.buffer(), ZoneInfo(self.agent.config.station.timezone))
 
     def chart(self, device: str, param: str, unit: str, points: int) -> dict[str, Any]:
         """The last 24 h of one channel, averaged into at most ``points`` time slices."""
