@@ -141,6 +141,21 @@ def file_warnings(config: Config) -> list[str]:
     return out
 
 
+def catalogue_warnings(config: Config) -> list[str]:
+    """One warning per channel whose param or unit the parameter catalogue does not vouch for
+    (allowed: ``config validate`` warns, it never fails for that)."""
+    from agent import catalogue
+
+    known = catalogue.load()
+    out = []
+    for i, device in enumerate(config.devices):
+        for param, unit in device.channel_units():
+            warning = known.check(param, unit)
+            if warning is not None:
+                out.append(f"devices[{i}] ({device.name}) channel {param!r}: {warning}")
+    return out
+
+
 def _absolutize(value: Any, base: Path) -> Any:
     if isinstance(value, Path) and not value.is_absolute():
         return (base / value).resolve()
