@@ -11,7 +11,6 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from core.reading import Reading
 
 
-
 def _text() -> Any:
     return Field(default="", max_length=128)
 

@@ -51,7 +51,7 @@ def _check_readings(payload: dict[str, Any], fail: Fail, check_time) -> None:
     named = payload["descriptor"]
     seq = payload.get("seq")
     if named is not None and not (type(named) is int and type(seq) is int and 1 <= named < seq):
-        raise fail("descriptor", "must be null or the seq (an integer below this seq) of a descriptor")
+        raise fail("descriptor", "must be null or a descriptor's seq (an integer below this seq)")
     as_v2 = {k: v for k, v in payload.items() if k not in ("kind", "descriptor")}
     as_v2["channels"] = []
     for i, channel in enumerate(channels):

@@ -10,7 +10,8 @@ descriptor record a v3 readings batch names. HTTP answers: 201 stored, 409
 already have these exact bytes, 400 rejected (reason in the body and in table ``rejections``),
 404 unknown station, 425 a v3 readings batch names a descriptor record not received yet (it
 may still be on its way: batches arrive out of order; the station retries, never quarantines;
-over MQTT no acknowledgement, so the station publishes it again). Gaps are noticed on arrival (table ``gap_events``) and listed by ``gaps()``.
+over MQTT no acknowledgement, so the station publishes it again). Gaps are noticed on arrival
+(table ``gap_events``) and listed by ``gaps()``.
 
 Over MQTT it subscribes to ``{prefix}/+/batches`` with a stable client id and a persistent
 session (the broker keeps what arrives while it is away) and, once a batch is committed (or

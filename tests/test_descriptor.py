@@ -150,8 +150,12 @@ def test_readings_stored_before_a_change_name_the_old_descriptor(tmp_path, stati
         "buffer": {"path": str(tmp_path / "buffer.db")},
         "devices": [],
         "transports": [
-            {"type": "https", "name": "wh", "base_url": "http://127.0.0.1:9/x",
-             "allow_plain_http": True}
+            {
+                "type": "https",
+                "name": "wh",
+                "base_url": "http://127.0.0.1:9/x",
+                "allow_plain_http": True,
+            }
         ],
     }
     agent = Agent(parse_config(data, tmp_path / "a.toml"))
@@ -190,8 +194,13 @@ def test_warehouse_answers_425_until_it_has_the_descriptor_then_stores(
     record = sealer.seal_record(
         "descriptor",
         {
-            "station": {"id": station_id, "name": "", "type": None, "operator": "",
-                        "location": None},
+            "station": {
+                "id": station_id,
+                "name": "",
+                "type": None,
+                "operator": "",
+                "location": None,
+            },
             "devices": [],
             "channels": [],
             "catalogue": "x",
