@@ -33,6 +33,7 @@ from agent.buffer import Buffer
 from agent.config import Config
 from agent.logs import event
 from core.batch import SealedBatch
+from core.errors import StorageError
 from core.records import check_body
 
 if TYPE_CHECKING:
@@ -178,4 +179,7 @@ def reseal_if_pruned(agent: Agent) -> SealedBatch | None:
         return None
     body = descriptor_body(agent.config)
     digest = body_digest(body)
-    return _seal(agent, body, digest, "pruned" if digest == held.digest else "changed")
+    try:
+        return _seal(agent, body, digest, "pruned" if digest == held.digest else "changed")
+    except StorageError:  # logged by request_record (seal_failed); tried again after the next prune
+        return None

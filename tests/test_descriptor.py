@@ -281,3 +281,55 @@ def test_metadata_is_optional_and_checked(tmp_path, station_key):
             assert expected in str(exc) and "a.toml" in str(exc), str(exc)
         else:
             raise AssertionError(f"{key}={value!r} accepted")
+
+
+def test_descriptor_pruned_by_retention_is_sealed_again_and_named(tmp_path, station_key):
+    """Once retention pruned the descriptor record in force, the same descriptor is sealed
+    again and later batches name the new record; a restart after that seals nothing."""
+    from agent import descriptor
+    from agent.config import parse_config
+    from agent.daemon import Agent
+    from core.reading import Reading
+
+    data = {
+        "station": {"id": "ST-1", **STATION_META},
+        "signing": {"key": str(station_key[0])},
+        "buffer": {"path": str(tmp_path / "buffer.db")},
+        "transports": [
+            {
+                "type": "https",
+                "name": "wh",
+                "base_url": "http://127.0.0.1:9/x",
+                "allow_plain_http": True,
+            }
+        ],
+    }
+    config = parse_config(data, tmp_path / "a.toml")
+    agent = Agent(config)
+    first = descriptor.seal_if_changed(agent)
+    assert first is not None
+    for t in (1_000, 2_000):
+        agent.buffer.store_poll([Reading("d", "SO2", "mg/Nm3", t, 1.0, "00")])
+        agent.seal_and_wake()
+    assert descriptor.reseal_if_pruned(agent) is None  # still held: nothing to do
+    agent.buffer.mark_acked("wh", [1, 2, 3], 0)
+    agent.buffer.retention.prune(["wh"], older_than_ms=10**15)  # no age guard: prune now
+    assert agent.buffer.chain_head()[0] == 3
+    again = descriptor.reseal_if_pruned(agent)
+    assert again is not None and again.seq == 4
+    agent.buffer.store_poll([Reading("d", "SO2", "mg/Nm3", 3_000, 1.0, "00")])
+    agent.seal_and_wake()
+    tokens = [b.jws for b in agent.buffer.pending("wh", limit=10)]
+    payloads = [_payload(t) for t in tokens]
+    assert [(p["seq"], p["kind"], p.get("descriptor")) for p in payloads] == [
+        (4, "descriptor", None),
+        (5, "readings", 4),
+    ]
+    assert payloads[0]["body"] == _payload(first.jws)["body"]
+    agent.buffer.close()
+    agent.lock.release()
+    restarted = Agent(config)
+    assert descriptor.seal_if_changed(restarted) is None
+    assert restarted.sealer.descriptor_seq == 4
+    restarted.buffer.close()
+    restarted.lock.release()
