@@ -10,7 +10,9 @@ descriptor record a v3 readings batch names. HTTP answers: 201 stored, 409
 already have these exact bytes, 400 rejected (reason in the body and in table ``rejections``),
 404 unknown station, 425 a v3 readings batch names a descriptor record not received yet (it
 may still be on its way: batches arrive out of order; the station retries, never quarantines;
-over MQTT no acknowledgement, so the station publishes it again). Gaps are noticed on arrival
+over MQTT no acknowledgement, so the station publishes it again). A batch naming a descriptor
+this warehouse refused (400; it will not come by waiting) is stored and ``descriptor_of`` says
+None for it until the descriptor is requeued and stored. Gaps are noticed on arrival
 (table ``gap_events``) and listed by ``gaps()``.
 
 Over MQTT it subscribes to ``{prefix}/+/batches`` with a stable client id and a persistent
@@ -155,9 +157,12 @@ class Warehouse:
             held = self._db.execute(
                 "SELECT kind FROM batches WHERE station = ? AND seq = ?", (station, named)
             ).fetchone()
-            if held is None:  # on its way (out of order) or refused: the station retries
+            refused = self._db.execute(
+                "SELECT 1 FROM rejections WHERE station = ? AND seq = ?", (station, named)
+            ).fetchone()
+            if held is None and refused is None:  # on its way (out of order): retry
                 return 425, f"seq {seq} names descriptor seq {named}, not received yet"
-            if held[0] != "descriptor":
+            if held is not None and held[0] != "descriptor":
                 return 400, f"seq {seq} names seq {named} as its descriptor: a {held[0]} batch"
         readings = batch.readings
         unsynced = sum(1 for r in readings if r.get("clock_unsynced"))
