@@ -34,12 +34,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from agent.config import file_warnings, load_config
+    from agent.config import catalogue_warnings, file_warnings, load_config
 
     unresolved: list[str] = []
     config = load_config(args.file, secrets=False, unresolved=unresolved)
     print(f"{args.file}: OK — {config.summary()}")
-    for warning in file_warnings(config) + unresolved:
+    for warning in file_warnings(config) + unresolved + catalogue_warnings(config):
         print(f"{args.file}: warning: {warning}", file=sys.stderr)
     return 0
 

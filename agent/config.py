@@ -39,10 +39,35 @@ MAX_CONFIG_BYTES = 1024 * 1024  # a station's configuration is a few KiB
 MAX_CONFIG_DEPTH = 8  # a valid configuration nests at most 5 (devices, channels, ...)
 
 
+STATION_TYPES = ("air", "surface_water", "groundwater", "wastewater", "stack")
+
+
+class LocationConfig(_Section):
+    """Where the station is: WGS 84, and optionally its VN-2000 grid coordinates."""
+
+    lat: float = Field(ge=-90, le=90, allow_inf_nan=False)
+    lon: float = Field(ge=-180, le=180, allow_inf_nan=False)
+    vn2000_x: float | None = Field(default=None, ge=0, le=10_000_000, allow_inf_nan=False)
+    vn2000_y: float | None = Field(default=None, ge=0, le=1_000_000, allow_inf_nan=False)
+    vn2000_meridian: float | None = Field(default=None, ge=100, le=112, allow_inf_nan=False)
+    vn2000_zone: Literal[3, 6] = 3  # zone width in degrees (3 for provincial maps)
+
+    @model_validator(mode="after")
+    def _vn2000_complete(self) -> LocationConfig:
+        given = [self.vn2000_x, self.vn2000_y, self.vn2000_meridian]
+        if any(v is not None for v in given) and any(v is None for v in given):
+            raise ValueError("VN-2000 needs vn2000_x, vn2000_y and vn2000_meridian together")
+        return self
+
+
 class StationConfig(_Section):
     id: str = Field(min_length=1, max_length=64, pattern=_NAME)
-    name: str = ""
+    name: str = Field(default="", max_length=256)
     timezone: str = "Asia/Ho_Chi_Minh"  # local times in `status`; readings are stamped in UTC
+    # Station descriptor metadata (docs/protocol.md, "The station descriptor"); all optional.
+    type: Literal["air", "surface_water", "groundwater", "wastewater", "stack"] | None = None
+    operator: str = Field(default="", max_length=256)
+    location: LocationConfig | None = None
 
     @field_validator("timezone")
     @classmethod
@@ -113,6 +138,21 @@ def file_warnings(config: Config) -> list[str]:
         for key, path in t.files().items():
             if not path.exists():
                 out.append(f"transports[{i}].{key} {path} does not exist")
+    return out
+
+
+def catalogue_warnings(config: Config) -> list[str]:
+    """One warning per channel whose param or unit the parameter catalogue does not vouch for
+    (allowed: ``config validate`` warns, it never fails for that)."""
+    from agent import catalogue
+
+    known = catalogue.load()
+    out = []
+    for i, device in enumerate(config.devices):
+        for param, unit in device.channel_units():
+            warning = known.check(param, unit)
+            if warning is not None:
+                out.append(f"devices[{i}] ({device.name}) channel {param!r}: {warning}")
     return out
 
 

@@ -22,7 +22,7 @@ import time
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from agent import pruning
+from agent import descriptor, pruning
 from agent.batch import Signer
 from agent.buffer import Buffer
 from agent.clock import Clock, SystemClock
@@ -135,8 +135,10 @@ class Agent:
             self.web = WebServer(self, config.web)
 
     def start(self) -> None:
-        """Open devices, start senders and the schedule; returns at once."""
+        """Seal the descriptor if it changed, open devices, start senders and the schedule;
+        returns at once."""
         cfg = self.config
+        descriptor.seal_if_changed(self)  # before any reading of this config is sealed
         self.maintenance.start()  # before the first reading: windows lasting across a restart
         for driver, dcfg in zip(self.drivers, cfg.devices, strict=True):
             if isinstance(driver, ListeningDriver):
@@ -287,7 +289,11 @@ class Agent:
         """See ``agent.pruning.prune``."""
         senders = [s.name for s in self.senders]
         retention_days = self.config.buffer.retention_days
-        return pruning.prune(self.buffer, self.clock, retention_days, senders, self.file_transports)
+        deleted = pruning.prune(
+            self.buffer, self.clock, retention_days, senders, self.file_transports
+        )
+        descriptor.reseal_if_pruned(self)
+        return deleted
 
     def stop(self, grace_s: float = 10.0) -> None:
         """Stop cleanly: finish polls, seal, let in-flight sends finish, close everything."""

@@ -4,9 +4,11 @@ Readings (``"kind":"readings"``): version 2's columns, plus per channel ``unsync
 readings taken while the station's clock was not synchronized, as index ranges::
 
     {"v":3,"kind":"readings","station":str,"seq":int,"prev":str|null,"sealed_at":RFC3339,
-     "t0":RFC3339,"channels":[{"device":str,"param":str,"unit":str,"t":[int,...],
+     "descriptor":int|null,"t0":RFC3339,"channels":[{"device":str,"param":str,"unit":str,"t":[int,...],
      "values":[value,...],"status":[["00",n],...],"unsynced":[[first,count],...]}, ...]}
 
+``descriptor`` is the ``seq`` of the descriptor record in force when the readings were taken
+(``null``: none sealed yet in this chain); it is below ``seq``.
 ``unsynced`` is ``[]`` when every reading of the channel was taken with a synchronized clock;
 otherwise ``[first index, count]`` pairs, ascending, each ``count`` >= 1, neither overlapping
 nor touching (``[[0,2],[2,1]]`` is written ``[[0,3]]``), all within the channel's readings.
@@ -50,9 +52,15 @@ def _dumps(payload: dict[str, Any]) -> bytes:
 
 
 def build_payload_v3(
-    station: str, seq: int, prev: str | None, sealed_at_ms: int, rows: Iterable[RowV3]
+    station: str,
+    seq: int,
+    prev: str | None,
+    sealed_at_ms: int,
+    rows: Iterable[RowV3],
+    descriptor: int | None = None,
 ) -> bytes:
-    """Serialize a v3 readings payload from rows (see ``RowV3``)."""
+    """Serialize a v3 readings payload from rows (see ``RowV3``), naming the descriptor record
+    (its seq) the readings were taken under."""
     columns: dict[tuple[str, str, str], tuple[list[int], list[Value], list[list], list[list]]] = {}
     t0: int | None = None
     for device, param, unit, time_ms, raw, raw_status, unsynced in rows:
@@ -95,6 +103,7 @@ def build_payload_v3(
             "seq": seq,
             "prev": prev,
             "sealed_at": rfc3339_ms(sealed_at_ms),
+            "descriptor": descriptor,
             "t0": rfc3339_ms(base),
             "channels": channels,
         }
@@ -159,7 +168,14 @@ class PayloadV3Model(PayloadV2Model):
 
     v: Literal[3]  # type: ignore[assignment]
     kind: Literal["readings"]
+    descriptor: Annotated[StrictInt, Field(ge=1)] | None
     channels: list[ChannelV3Model]  # type: ignore[assignment]
+
+    @model_validator(mode="after")
+    def _descriptor_before(self) -> PayloadV3Model:
+        if self.descriptor is not None and self.descriptor >= self.seq:
+            raise ValueError(f"descriptor {self.descriptor} must be a seq below {self.seq}")
+        return self
 
     @property
     def readings(self) -> list[ExpandedReading]:

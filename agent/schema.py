@@ -34,7 +34,8 @@ def payload_schema() -> dict:
             "v2 and v3 readings also require, per channel, as many t and values as the status "
             "counts add up to, each channel (device, param, unit) once, and every time t0 + "
             "running sum of t within 1970..9999; v3 readings: unsynced index ranges ascending, "
-            "neither overlapping nor touching, within the channel's readings; a v3 record's kind "
+            "neither overlapping nor touching, within the channel's readings, and descriptor "
+            "(the descriptor record's seq) below seq; a v3 record's kind "
             "is registered (never 'readings') and its body fits that kind's model "
             "(docs/protocol.md)"
         ),

@@ -43,6 +43,9 @@ class Sealer:
         self.buffer, self.signer, self.station = buffer, signer, station
         self.clock, self.max_readings = clock, max_readings
         self.payload_version = payload_version
+        # The seq of the descriptor record in force, named by every v3 readings batch
+        # (set by agent.descriptor; None: no descriptor sealed in this chain yet).
+        self.descriptor_seq: int | None = None
 
     def _payload(self, seq: int, prev: str | None, sealed_at: int, rows: list[ReadingRow]) -> bytes:
         if self.payload_version == PAYLOAD_V3:
@@ -55,6 +58,7 @@ class Sealer:
                     (r.device, r.param, r.unit, r.time_ms, r.value, r.status, r.unsynced)
                     for r in rows
                 ),
+                self.descriptor_seq,
             )
         build = build_payload_v2 if self.payload_version == PAYLOAD_V2 else build_payload
         return build(

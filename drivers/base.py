@@ -4,11 +4,36 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from core.reading import Reading
+
+
+def _text() -> Any:
+    return Field(default="", max_length=128)
+
+
+class LimitConfig(BaseModel):
+    """A limit value a channel is judged against (the QCVN limit its permit names)."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    max: float | None = Field(default=None, allow_inf_nan=False)
+    """Upper limit, in the channel's unit."""
+    min: float | None = Field(default=None, allow_inf_nan=False)
+    """Lower limit (e.g. pH 5.5), in the channel's unit."""
+    standard: str = Field(default="", max_length=128)
+    """The regulation and column the limit comes from, e.g. ``QCVN 19:2009/BTNMT B``."""
+
+    @model_validator(mode="after")
+    def _some_bound(self) -> LimitConfig:
+        if self.max is None and self.min is None:
+            raise ValueError("a limit needs max, min or both")
+        if self.max is not None and self.min is not None and self.min > self.max:
+            raise ValueError(f"min {self.min} is above max {self.max}")
+        return self
 
 
 class DeviceConfig(BaseModel):
@@ -22,6 +47,34 @@ class DeviceConfig(BaseModel):
     """The driver that reads the device."""
     poll_interval_s: float = Field(default=60.0, gt=0, le=86400)
     """Seconds between polls; polls are aligned to the clock (60 fires at every minute's :00)."""
+    make: str = _text()
+    """Manufacturer of the analyzer (station descriptor; optional)."""
+    model: str = _text()
+    """Model of the analyzer (station descriptor; optional)."""
+    serial_number: str = _text()
+    """Serial number of the analyzer (station descriptor; optional)."""
+    principle: str = _text()
+    """Measuring principle, e.g. ``NDIR``, ``UV fluorescence`` (station descriptor; optional)."""
+    range: str = _text()
+    """Measuring range as the maker states it, e.g. ``0-500 mg/Nm3`` (descriptor; optional)."""
+    limits: dict[str, LimitConfig] = Field(default_factory=dict)
+    """Limit values per param of this device: ``[devices.limits] SO2 = {max = 500, standard =
+    "QCVN 19:2009/BTNMT B"}``; every key must be a param of one of the device's channels."""
+
+    def channel_units(self) -> list[tuple[str, str]]:
+        """(param, unit) of every channel the device's readings are stored under."""
+        return [(c.param, c.unit) for c in getattr(self, "channels", ())]
+
+    @model_validator(mode="after")
+    def _limits_name_channels(self) -> DeviceConfig:
+        params = {p for p, _ in self.channel_units()}
+        unknown = sorted(set(self.limits) - params)
+        if unknown:
+            raise ValueError(
+                f"limits: {', '.join(repr(p) for p in unknown)} is not a param of device "
+                f"{self.name!r} (its params: {', '.join(sorted(params)) or 'none'})"
+            )
+        return self
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,7 +1,8 @@
 """The warehouse's own reading of payload version 3, written from docs/protocol.md apart from
 the agent's ``agent.payload_v3`` (the import contract forbids sharing).
 
-A v3 payload has a ``kind``: ``readings`` is version 2's columns plus ``kind`` and, per channel,
+A v3 payload has a ``kind``: ``readings`` is version 2's columns plus ``kind``, ``descriptor``
+(the seq of the descriptor record the readings were taken under, or null) and, per channel,
 ``unsynced`` index ranges (readings taken while the station clock was not synchronized); any
 other kind is a record ``{"v","kind","station","seq","prev","sealed_at","body"}`` whose body is
 checked by the model its kind registered in ``core.records`` (the kinds' shared data contract).
@@ -45,7 +46,13 @@ def _check_readings(payload: dict[str, Any], fail: Fail, check_time) -> None:
     channels = payload.get("channels")
     if not isinstance(channels, list):
         raise fail("channels", "missing or not a list")
-    as_v2 = {k: v for k, v in payload.items() if k != "kind"}
+    if "descriptor" not in payload:
+        raise fail("descriptor", "missing")
+    named = payload["descriptor"]
+    seq = payload.get("seq")
+    if named is not None and not (type(named) is int and type(seq) is int and 1 <= named < seq):
+        raise fail("descriptor", "must be null or a descriptor's seq (an integer below this seq)")
+    as_v2 = {k: v for k, v in payload.items() if k not in ("kind", "descriptor")}
     as_v2["channels"] = []
     for i, channel in enumerate(channels):
         if not isinstance(channel, dict) or "unsynced" not in channel:

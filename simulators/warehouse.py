@@ -5,9 +5,15 @@ station match, and the seq/prev chain against what it already holds. It verifies
 code (``simulators/verifier.py``), never the agent's, so a bug in one cannot hide in the other.
 Stores the JWS verbatim in ``batches(station, seq, jws, ...)``, with its ``kind`` (``readings``
 or a record kind, payload v3) and ``unsynced``, how many of its readings were taken while the
-station's clock was not synchronized (payload v3). HTTP answers: 201 stored, 409
+station's clock was not synchronized (payload v3), and ``descriptor``, the seq of the
+descriptor record a v3 readings batch names. HTTP answers: 201 stored, 409
 already have these exact bytes, 400 rejected (reason in the body and in table ``rejections``),
-404 unknown station. Gaps are noticed on arrival (table ``gap_events``) and listed by ``gaps()``.
+404 unknown station, 425 a v3 readings batch names a descriptor record not received yet (it
+may still be on its way: batches arrive out of order; the station retries, never quarantines;
+over MQTT no acknowledgement, so the station publishes it again). A batch naming a descriptor
+this warehouse refused (400; it will not come by waiting) is stored and ``descriptor_of`` says
+None for it until the descriptor is requeued and stored. Gaps are noticed on arrival
+(table ``gap_events``) and listed by ``gaps()``.
 
 Over MQTT it subscribes to ``{prefix}/+/batches`` with a stable client id and a persistent
 session (the broker keeps what arrives while it is away) and, once a batch is committed (or
@@ -68,7 +74,7 @@ class Warehouse:
             CREATE TABLE IF NOT EXISTS batches (station TEXT NOT NULL, seq INTEGER NOT NULL,
                 jws TEXT NOT NULL, kid TEXT, readings INTEGER, received_at TEXT, via TEXT,
                 kind TEXT NOT NULL DEFAULT 'readings', unsynced INTEGER NOT NULL DEFAULT 0,
-                PRIMARY KEY (station, seq));
+                descriptor INTEGER, PRIMARY KEY (station, seq));
             CREATE TABLE IF NOT EXISTS rejections (id INTEGER PRIMARY KEY, station TEXT,
                 seq INTEGER, reason TEXT, via TEXT, received_at TEXT, body TEXT);
             CREATE TABLE IF NOT EXISTS gap_events (id INTEGER PRIMARY KEY, station TEXT,
@@ -76,6 +82,9 @@ class Warehouse:
             CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, n INTEGER NOT NULL);
             """
         )
+        columns = {r[1] for r in self._db.execute("PRAGMA table_info(batches)")}
+        if "descriptor" not in columns:  # a file made before descriptors
+            self._db.execute("ALTER TABLE batches ADD COLUMN descriptor INTEGER")
         self.fault: str | None = None
         self.admin = False  # POST /_admin/fault answers 404 unless this is set (--admin)
         self.received = 0
@@ -143,12 +152,24 @@ class Warehouse:
             return 400, f"chain broken: prev of seq {seq} is not the digest of seq {seq - 1}"
         if seq + 1 in rows and _prev_of(rows[seq + 1]) != batch.digest:
             return 400, f"chain broken: seq {seq + 1} does not follow this seq {seq}"
+        named = batch.payload.get("descriptor") if batch.kind == "readings" else None
+        if named is not None:
+            held = self._db.execute(
+                "SELECT kind FROM batches WHERE station = ? AND seq = ?", (station, named)
+            ).fetchone()
+            refused = self._db.execute(
+                "SELECT 1 FROM rejections WHERE station = ? AND seq = ?", (station, named)
+            ).fetchone()
+            if held is None and refused is None:  # on its way (out of order): retry
+                return 425, f"seq {seq} names descriptor seq {named}, not received yet"
+            if held is not None and held[0] != "descriptor":
+                return 400, f"seq {seq} names seq {named} as its descriptor: a {held[0]} batch"
         readings = batch.readings
         unsynced = sum(1 for r in readings if r.get("clock_unsynced"))
         self._db.execute(
             "INSERT INTO batches (station, seq, jws, kid, readings, received_at, via, kind, "
-            "unsynced) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (station, seq, batch.jws, kid, len(readings), now, via, batch.kind, unsynced),
+            "unsynced, descriptor) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (station, seq, batch.jws, kid, len(readings), now, via, batch.kind, unsynced, named),
         )
         if seq > 1 and seq - 1 not in rows:
             below = self._db.execute(
@@ -176,6 +197,38 @@ class Warehouse:
                 out.append((expected, s - 1))
             expected = s + 1
         return out
+
+    def descriptor_of(self, station: str, seq: int) -> dict | None:
+        """The body of the descriptor a readings batch was taken under (None: it names none,
+        or no such batch is held); for a descriptor record, its own body."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT kind, descriptor FROM batches WHERE station = ? AND seq = ?",
+                (station, seq),
+            ).fetchone()
+            if row is None:
+                return None
+            named = seq if row[0] == "descriptor" else row[1]
+            if named is None:
+                return None
+            jws = self._db.execute(
+                "SELECT jws FROM batches WHERE station = ? AND seq = ? AND kind = 'descriptor'",
+                (station, named),
+            ).fetchone()
+        payload = unverified_payload(jws[0]) if jws else None  # verified when it arrived
+        return payload["body"] if payload else None
+
+    def descriptors(self, station: str) -> list[int]:
+        """The seqs of the descriptor records held for ``station``."""
+        with self._lock:
+            return [
+                r[0]
+                for r in self._db.execute(
+                    "SELECT seq FROM batches WHERE station = ? AND kind = 'descriptor' "
+                    "ORDER BY seq",
+                    (station,),
+                )
+            ]
 
     def jws_list(self, station: str) -> list[str]:
         with self._lock:

@@ -15,9 +15,10 @@ DAY_MS = 86_400_000
 def _run_until_delivered(cmd: list[str], warehouse, station_id: str, env: dict) -> list[int]:
     """Run an agent process until the warehouse holds a new batch; its readings' times."""
     before = len(warehouse.jws_list(station_id))
+    readings = warehouse.count(station_id)[1]  # the first new batch may be a descriptor record
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        wait_for(lambda: len(warehouse.jws_list(station_id)) > before, 60, "a delivered batch")
+        wait_for(lambda: warehouse.count(station_id)[1] > readings, 60, "delivered readings")
     finally:
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=30)

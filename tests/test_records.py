@@ -334,6 +334,7 @@ def test_unsynced_ranges_that_are_not_canonical_are_refused_by_both_verifiers(
         "seq": 1,
         "prev": None,
         "sealed_at": "2026-11-28T00:00:00.000Z",
+        "descriptor": None,
         "t0": "2026-11-28T00:00:00.000Z",
         "channels": [
             {

@@ -142,17 +142,20 @@ def test_a_quarantined_batch_holding_pruning_is_reported_with_its_age_and_way_ou
 def test_a_transport_that_never_acknowledges_is_reported(tmp_path, station_id, station_key, caplog):
     config, agent = _agent(tmp_path, station_id, station_key)
     try:
+        # seq 1 is the station descriptor sealed at start (now): acknowledged, so the hold is
+        # the first old batch
+        agent.buffer.mark_acked(config.transports[0].name, [1], agent.clock.now_ms())
         past = Script(agent.clock.now_ms() - 61 * DAY)
         old = Sealer(agent.buffer, agent.signer, station_id, past, 1)
         _seal_at(agent.buffer, old, past, [past.now, past.now + 1])
         with caplog.at_level(logging.WARNING):
             agent.prune()
         held = [r.fields for r in caplog.records if r.getMessage() == "retention_held"]
-        assert held and held[0]["state"] == "owed" and held[0]["seq"] == 1
+        assert held and held[0]["state"] == "owed" and held[0]["seq"] == 2
         assert "remove it from the configuration" in held[0]["way_out"]
     finally:
         agent.stop()
-    assert "PRUNING HELD at seq 1 (owed, sealed 61.0 days ago)" in render(gather(config))
+    assert "PRUNING HELD at seq 2 (owed, sealed 61.0 days ago)" in render(gather(config))
 
 
 def test_max_disk_mb_has_a_default_and_counts_the_wal(tmp_path, station_id, station_key):

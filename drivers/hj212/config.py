@@ -174,6 +174,10 @@ class Hj212Config(DeviceConfig):
         """Every param one channel may produce with this device's ``data``."""
         return [param for param, _ in self.channel_params(channel)]
 
+    def channel_units(self) -> list[tuple[str, str]]:
+        """(param, unit) of everything the device's channels may produce."""
+        return [pu for c in self.channels for pu in self.channel_params(c)]
+
     def channel_params(self, channel: Hj212Channel) -> list[tuple[str, str]]:
         """(param, unit) of everything one channel may produce with this device's ``data``."""
         out = [(channel.param, channel.unit)] if channel.realtime and "2011" in self.data else []

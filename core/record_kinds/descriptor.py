@@ -1,0 +1,88 @@
+"""The station descriptor record (kind ``descriptor``): what the station's readings mean.
+
+Sealed by the agent at first start and whenever its content changes (``agent.descriptor``);
+every v3 readings batch names the descriptor in force by its ``seq`` (docs/protocol.md)::
+
+    {"station": {"id", "name", "type", "operator", "location": {...} | null},
+     "devices": [{"name", "driver", "make", "model", "serial_number", "principle", "range"}],
+     "channels": [{"device", "param", "unit", "limits": {"min", "max", "standard"} | null}],
+     "catalogue": "<parameter catalogue version>"}
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
+
+from core.records import register_kind
+
+_Text = Annotated[StrictStr, Field(max_length=256)]
+_Name = Annotated[StrictStr, Field(min_length=1, max_length=256)]
+_Number = StrictInt | StrictFloat
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class Vn2000(_Strict):
+    """VN-2000 grid coordinates: northing ``x``, easting ``y`` (m), central meridian, zone."""
+
+    x: _Number
+    y: _Number
+    meridian: _Number
+    zone: Literal[3, 6]
+
+
+class Location(_Strict):
+    """WGS 84 latitude and longitude in degrees, and optionally VN-2000."""
+
+    lat: Annotated[_Number, Field(ge=-90, le=90)]
+    lon: Annotated[_Number, Field(ge=-180, le=180)]
+    vn2000: Vn2000 | None
+
+
+class Station(_Strict):
+    id: _Name
+    name: _Text
+    type: Literal["air", "surface_water", "groundwater", "wastewater", "stack"] | None
+    operator: _Text
+    location: Location | None
+
+
+class Device(_Strict):
+    name: _Name
+    driver: _Name
+    make: _Text
+    model: _Text
+    serial_number: _Text
+    principle: _Text
+    range: _Text
+
+
+class Limits(_Strict):
+    """The limit values a channel is judged against, in the channel's unit."""
+
+    min: _Number | None
+    max: _Number | None
+    standard: _Text
+
+
+class DescriptorChannel(_Strict):
+    device: _Name
+    param: _Name
+    unit: _Text
+    limits: Limits | None
+
+
+class Descriptor(_Strict):
+    """The body of a ``descriptor`` record."""
+
+    station: Station
+    devices: Annotated[list[Device], Field(max_length=1000)]
+    channels: Annotated[list[DescriptorChannel], Field(max_length=10_000)]
+    catalogue: _Name
+
+
+register_kind("descriptor", Descriptor)
