@@ -7,7 +7,10 @@ Stores the JWS verbatim in ``batches(station, seq, jws, ...)``, with its ``kind`
 or a record kind, payload v3) and ``unsynced``, how many of its readings were taken while the
 station's clock was not synchronized (payload v3). HTTP answers: 201 stored, 409
 already have these exact bytes, 400 rejected (reason in the body and in table ``rejections``),
-404 unknown station. Gaps are noticed on arrival (table ``gap_events``) and listed by ``gaps()``.
+404 unknown station, 425 signed by a key it does not know (yet): a key rotation record hands the
+chain to a new key (``simulators/key_book.py``), and a batch of the new key that overtook its
+record is sent again by the agent. Gaps are noticed on arrival (table ``gap_events``) and
+listed by ``gaps()``.
 
 Over MQTT it subscribes to ``{prefix}/+/batches`` with a stable client id and a persistent
 session (the broker keeps what arrives while it is away) and, once a batch is committed (or
@@ -46,7 +49,9 @@ import time
 from pathlib import Path
 
 from core.errors import VerificationError
+from core.record_kinds.rotation import KIND as ROTATION
 from simulators.inflate import InflateError, inflate
+from simulators.key_book import KeyBook, UnknownKey
 from simulators.verifier import Batch, RegisteredKey, check, digest_of, unverified_payload
 from simulators.warehouse_http import FAULTS, MAX_BODY, Server, make_server
 
@@ -76,6 +81,8 @@ class Warehouse:
             CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, n INTEGER NOT NULL);
             """
         )
+        self.key_book = KeyBook(self._db)  # keys learned from rotation records
+        self.too_early = 0  # batches answered 425: signed by a key not known (yet)
         self.fault: str | None = None
         self.admin = False  # POST /_admin/fault answers 404 unless this is set (--admin)
         self.received = 0
@@ -95,8 +102,16 @@ class Warehouse:
             try:
                 if len(body) > MAX_BODY:
                     raise VerificationError(f"batch of {len(body)} bytes (at most {MAX_BODY})")
+                key = self.key_book.key_for(station, key, body)
                 batch = check(body, key, station)
+                if batch.kind == ROTATION:
+                    self.key_book.check_rotation(station, batch, key)
                 status, message = self._store(batch, station, key.kid, via, now)
+                if status == 201 and batch.kind == ROTATION:
+                    self.key_book.forget(station)  # the new key signs from the next seq on
+            except UnknownKey as exc:
+                self.too_early += 1
+                status, message = 425, str(exc)
             except VerificationError as exc:
                 status, message = 400, str(exc)
             if status == 400:

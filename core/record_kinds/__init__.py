@@ -2,3 +2,5 @@
 
 Add a kind: ``from core.record_kinds import <name>  # noqa: F401`` below.
 """
+
+from core.record_kinds import rotation  # noqa: F401
