@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from agent.batch import AnyPayload, alg_for, parse_payload
+from agent.bounded import check_json_depth
 from agent.jws import chain_digest, key_from_jwk, parse_compact, thumbprint, verify_compact
 from agent.rotation_proof import check_rotation
 from core.errors import VerificationError
@@ -118,7 +119,9 @@ class ChainReport:
 def _claimed_seq(token: str | bytes) -> int:
     """The seq a token claims before any check (0 when it cannot be read): the walking order."""
     try:
-        seq = json.loads(parse_compact(token).payload).get("seq")
+        text = parse_compact(token).payload.decode("utf-8")
+        check_json_depth(text)
+        seq = json.loads(text).get("seq")
     except (VerificationError, ValueError, AttributeError):
         return 0
     return seq if type(seq) is int else 0

@@ -123,15 +123,21 @@ class KeyBook:
 
 
 def _claims(token: bytes) -> tuple[str, int] | None:
-    """(kid, seq) a well-formed token claims, before any check; None if it is malformed."""
+    """(kid, seq) a token claims before any check; None unless its header is exactly the one
+    of the protocol and its payload has a seq (a malformed token gets its 400 from the checks)."""
     try:
-        header = strict_json(b64url_strict(split(token)[0], "protected header"), "header")
+        head = b64url_strict(split(token)[0], "protected header")
+        header = strict_json(head, "protected header")
     except VerificationError:
         return None
-    payload = unverified_payload(token)
     kid = header.get("kid") if isinstance(header, dict) else None
+    if not isinstance(kid, str) or head not in (
+        f'{{"alg":"{alg}","kid":"{kid}","typ":"JOSE"}}'.encode() for alg in ("Ed25519", "EdDSA")
+    ):
+        return None
+    payload = unverified_payload(token)
     seq = payload.get("seq") if payload else None
-    if not isinstance(kid, str) or type(seq) is not int or seq < 1:
+    if type(seq) is not int or seq < 1:
         return None
     return kid, seq
 
