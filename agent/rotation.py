@@ -136,6 +136,13 @@ class KeyRotation:
         request = read_request(self.buffer)
         if request is None or request.get("state") != "asked":
             return None
+        if request.get("kid") == self.sealer.signer.kid:  # sealed, then killed before answering
+            with self.buffer.file.read() as conn:
+                seqs = [seq for seq, _old, new in rotations(conn) if new == request["kid"]]
+            write_request(
+                self.buffer, {**request, "state": "sealed", "seq": seqs[-1] if seqs else 0}
+            )
+            return None
         try:
             new = self.files.load_next()
             if new is None or new.kid != request.get("kid"):
