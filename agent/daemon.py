@@ -274,7 +274,10 @@ class Agent:
             self.signer = self.sealer.signer
             for sender in self.senders:
                 sender.wake()
-        self.rotation.retire_acknowledged([s.name for s in self.senders])
+        try:
+            self.rotation.retire_acknowledged([s.name for s in self.senders])
+        except (OSError, StorageError) as exc:  # tried again at the next check
+            event(log, logging.WARNING, "old_key_retire_failed", error=str(exc))
 
     def health(self) -> dict[str, Any]:
         """What ``station-agent status`` shows about the running process."""

@@ -44,7 +44,7 @@ from agent.rotation_keys import KeyFiles
 from agent.rotation_proof import rotation_body
 from agent.sealing import Sealer
 from core.batch import SealedBatch
-from core.errors import AgentError, KeyFileError
+from core.errors import AgentError, KeyFileError, StorageError
 from core.record_kinds.rotation import KIND
 
 log = logging.getLogger("agent.rotation")
@@ -61,9 +61,14 @@ def chain_key(buffer: Buffer) -> tuple[int, str] | None:
     if row is None:
         return None
     seq, kind, header, payload = row
-    if kind == KIND:
-        return seq, json.loads(zlib.decompress(payload))["body"]["new_key"]["kid"]
-    return seq, json.loads(b64url_decode(header))["kid"]
+    try:
+        if kind == KIND:
+            return seq, str(json.loads(zlib.decompress(payload))["body"]["new_key"]["kid"])
+        return seq, str(json.loads(b64url_decode(header))["kid"])
+    except (ValueError, KeyError, TypeError, zlib.error):
+        raise StorageError(
+            f"{buffer.path}: batch {seq} is damaged: no key id can be read"
+        ) from None
 
 
 def rotations(conn: sqlite3.Connection) -> list[tuple[int, str, str]]:

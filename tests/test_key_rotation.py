@@ -13,6 +13,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -34,6 +35,7 @@ from agent.cli import main
 from agent.daemon import Agent
 from agent.keys import generate_key, load_jwk, load_private_key
 from core.errors import KeyFileError
+from simulators.verifier import unverified_payload
 from simulators.warehouse import Warehouse, load_station_jwk
 
 KILL_AT_THE_SWITCH = """
@@ -218,6 +220,37 @@ def test_a_transport_down_during_the_rotation_catches_up_and_only_then_the_old_k
     assert agent.wait(30) == 0, agent.text()[-2000:]
     new = _check_the_chain(rig, seq)
     _check_key_files(rig, old, new)
+
+
+def test_new_key_batches_overtaking_the_record_are_retried_not_quarantined(rig_factory):
+    """The HTTPS warehouse takes 2 s over the rotation record; meanwhile the window sends the
+    new key's first batches: each is answered 425 and sent again, none is quarantined."""
+    rig = rig_factory()
+    receive = rig.https.receive
+
+    def slow_on_the_record(station: str, body: bytes, via: str) -> tuple[int, str]:
+        if (unverified_payload(body) or {}).get("kind") == "rotation":
+            time.sleep(2.0)  # outside the warehouse's lock: later requests go on meanwhile
+        return receive(station, body, via)
+
+    rig.https.receive = slow_on_the_record  # type: ignore[method-assign]
+    agent = rig.start()
+    wait_for(lambda: rig.held(rig.https) >= 2, 60, "batches before")
+    code, output = rig.rotate()
+    assert code == 0, output
+    seq = _sealed_seq(output)
+    wait_for(lambda: rig.held(rig.https) >= seq + 3, 60, "batches after")
+    assert rig.https.too_early >= 1, "no batch of the new key overtook the record"
+    assert "HTTP 425" in agent.text()
+    agent.signal(signal.SIGTERM)
+    assert agent.wait(30) == 0, agent.text()[-2000:]
+    _check_the_chain(rig, seq)  # also: nothing quarantined, every seq's bytes as sealed
+    (quarantined,) = (
+        sqlite3.connect(rig.buffer)
+        .execute("SELECT count(*) FROM deliveries WHERE state = 2")
+        .fetchone()
+    )
+    assert quarantined == 0
 
 
 def test_killed_between_sealing_the_record_and_switching_keys_the_restart_finishes_it(
