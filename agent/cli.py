@@ -64,6 +64,13 @@ def _cmd_keygen(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_rotate_key(args: argparse.Namespace) -> int:
+    from agent.config import load_config
+    from agent.rotation_cli import rotate_key
+
+    return rotate_key(load_config(args.config), args.wait)
+
+
 VERIFY_MAX_MB = 256  # JWS text read by `verify`, per input (--max-mb)
 
 
@@ -325,8 +332,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="directory for station.key and station.jwk")
     p.set_defaults(func=_cmd_keygen)
 
+    p = sub.add_parser(
+        "rotate-key",
+        help="replace the station's signing key, keeping the chain",
+        description="Make a new key (station.key.next beside signing.key) and seal a rotation "
+        "record signed by the old key carrying the new public key: the running agent does it "
+        "within a second, or this command when no agent runs. Every later batch is signed by "
+        "the new key; the old key file is removed once every transport acknowledged the "
+        "record. Exit status 0 sealed, 1 failed, 2 the agent has not answered within --wait.",
+    )
+    p.add_argument("--config", required=True, help="the TOML configuration file")
+    p.add_argument(
+        "--wait", type=float, default=60.0, help="seconds to wait for the running agent (60)"
+    )
+    p.set_defaults(func=_cmd_rotate_key)
+
     p = sub.add_parser("verify", help="verify signed batches and their chain")
-    p.add_argument("--jwk", required=True, help="the station's public key (station.jwk)")
+    p.add_argument(
+        "--jwk",
+        required=True,
+        help="the station's first public key (station.jwk as registered); later keys are "
+        "learned from the chain's rotation records",
+    )
     p.add_argument("inputs", nargs="+", help="files holding JWS (one per line) or a warehouse.db")
     p.add_argument(
         "--max-mb",

@@ -34,6 +34,7 @@ from agent.keys import load_private_key
 from agent.logs import event
 from agent.maintenance_watch import REFRESH_S, MaintenanceWatch
 from agent.poller import Poller
+from agent.rotation import CHECK_EVERY_S, KeyRotation
 from agent.schedule import Schedule, aligned_start  # noqa: F401 (re-exported)
 from agent.sealing import Sealer
 from agent.sender import Sender
@@ -93,6 +94,11 @@ class Agent:
             config.buffer.max_readings_per_batch,
             payload_version=config.buffer.payload_version,
         )
+        # The chain names the key in force: a rotation a crash interrupted is finished here, a
+        # key the chain does not name is refused (agent.rotation).
+        self.rotation = KeyRotation(config.signing.key, self.buffer, self.sealer)
+        self.rotation.settle()
+        self.signer = self.sealer.signer
         self.poller = Poller(
             self.buffer, self.clock, getattr(self.clock, "synchronized", clock_synchronized)
         )
@@ -166,6 +172,7 @@ class Agent:
         self._add_job(self.seal_and_wake, cfg.buffer.seal_interval_s, "seal")
         self._add_job(self.prune, PRUNE_EVERY_S, "prune")
         self._add_job(self.maintenance.refresh, REFRESH_S, "maintenance")
+        self._add_job(self.rotate_key_if_asked, CHECK_EVERY_S, "rotation")
         self._add_job(self.write_health, HEALTH_EVERY_S, "health")
         self.workers.loop("scheduler", self.stuck_s, lambda: self._health_beat)
         self.schedule.start()
@@ -263,6 +270,24 @@ class Agent:
         for sender in self.senders:
             sender.wake()
         return record
+
+    def rotate_key_if_asked(self) -> None:
+        """Seal the rotation ``station-agent rotate-key`` asked for, if any, and retire old
+        keys every transport has seen rotated away (agent.rotation)."""
+        with self._seal_lock:
+            try:
+                record = self.rotation.answer_request()
+            except StorageError as exc:
+                event(log, logging.ERROR, "seal_failed", error=str(exc), kind="rotation")
+                return
+        if record is not None:
+            self.signer = self.sealer.signer
+            for sender in self.senders:
+                sender.wake()
+        try:
+            self.rotation.retire_acknowledged([s.name for s in self.senders])
+        except (OSError, StorageError) as exc:  # tried again at the next check
+            event(log, logging.WARNING, "old_key_retire_failed", error=str(exc))
 
     def health(self) -> dict[str, Any]:
         """What ``station-agent status`` shows about the running process."""

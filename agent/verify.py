@@ -1,17 +1,22 @@
 """Verifying signed batches: one batch (signature, key, payload) and a set of them (the chain).
 
-Used by ``station-agent verify`` and by the reference warehouse, so both say the same thing.
+Used by ``station-agent verify``. A chain is walked in seq order from the station's first key:
+a ``rotation`` record, checked with the key in force at its seq (``agent.rotation_proof``), hands
+every later seq to its new key, so the first key is all a verifier needs.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from agent.batch import AnyPayload, alg_for, parse_payload
-from agent.jws import chain_digest, key_from_jwk, thumbprint, verify_compact
+from agent.bounded import check_json_depth
+from agent.jws import chain_digest, key_from_jwk, parse_compact, thumbprint, verify_compact
+from agent.rotation_proof import check_rotation
 from core.errors import VerificationError
 
 
@@ -80,6 +85,7 @@ class ChainReport:
     replays: list[str] = field(default_factory=list)
     duplicates: int = 0
     gaps: list[tuple[int, int]] = field(default_factory=list)
+    rotations: list[tuple[int, str, str]] = field(default_factory=list)  # seq, old kid, new kid
 
     @property
     def ok(self) -> bool:
@@ -105,17 +111,32 @@ class ChainReport:
                 + (f", {records} record(s)" if records else "")
                 + (f", {self.duplicates} identical duplicate(s)" if self.duplicates else "")
             )
+        out += [f"key rotation at seq {s}: kid {a} -> kid {b}" for s, a, b in self.rotations]
         out.append("OK" if self.ok else "FAILED")
         return out
 
 
+def _claimed_seq(token: str | bytes) -> int:
+    """The seq a token claims before any check (0 when it cannot be read): the walking order."""
+    try:
+        text = parse_compact(token).payload.decode("utf-8")
+        check_json_depth(text)
+        seq = json.loads(text).get("seq")
+    except (VerificationError, ValueError, AttributeError):
+        return 0
+    return seq if type(seq) is int else 0
+
+
 def verify_chain(items: Iterable[tuple[str, str | bytes]], key: StationKey) -> ChainReport:
-    """Verify (source, token) pairs: signatures, then seq/prev links, gaps and replays."""
+    """Verify (source, token) pairs: in seq order, each with the key in force at its seq (``key``
+    first, then each rotation record's new key), then seq/prev links, gaps and replays."""
     report = ChainReport()
     sources: dict[int, str] = {}
-    for source, token in items:
+    in_force: list[tuple[int, StationKey]] = [(1, key)]
+    for source, token in sorted(items, key=lambda item: _claimed_seq(item[1])):
+        signer = [k for first, k in in_force if first <= _claimed_seq(token)] or [in_force[0][1]]
         try:
-            batch = check_batch(token, key)
+            batch = check_batch(token, signer[-1])
         except VerificationError as exc:
             report.failures.append(f"forged or malformed: {source}: {exc}")
             continue
@@ -128,6 +149,14 @@ def verify_chain(items: Iterable[tuple[str, str | bytes]], key: StationKey) -> C
                     f"replay: seq {batch.seq} in {source} differs from {sources[batch.seq]}"
                 )
             continue
+        if batch.kind == "rotation":
+            try:
+                jwk = check_rotation(batch.payload, signer[-1].kid)
+            except VerificationError as exc:
+                report.failures.append(f"forged rotation: {source}: {exc}")
+                continue
+            in_force.append((batch.seq + 1, StationKey.from_jwk(jwk)))
+            report.rotations.append((batch.seq, signer[-1].kid, jwk["kid"]))
         report.verified[batch.seq] = batch
         sources[batch.seq] = source
     seqs = sorted(report.verified)

@@ -8,10 +8,12 @@ or a record kind, payload v3) and ``unsynced``, how many of its readings were ta
 station's clock was not synchronized (payload v3), and ``descriptor``, the seq of the
 descriptor record a v3 readings batch names. HTTP answers: 201 stored, 409
 already have these exact bytes, 400 rejected (reason in the body and in table ``rejections``),
-404 unknown station, 425 a v3 readings batch names a descriptor record not received yet (it
-may still be on its way: batches arrive out of order; the station retries, never quarantines;
-over MQTT no acknowledgement, so the station publishes it again). A batch naming a descriptor
-this warehouse refused (400; it will not come by waiting) is stored and ``descriptor_of`` says
+404 unknown station, 425 (retry later: nothing stored) for a v3 readings batch naming a
+descriptor record not received yet, or signed by a key it does not know (yet): batches
+arrive out of order, and a key rotation record hands the chain to a new key
+(``simulators/key_book.py``); the station retries, never quarantines (over MQTT no
+acknowledgement, so the station publishes it again). A batch naming a descriptor this
+warehouse refused (400; it will not come by waiting) is stored and ``descriptor_of`` says
 None for it until the descriptor is requeued and stored. Gaps are noticed on arrival
 (table ``gap_events``) and listed by ``gaps()``.
 
@@ -52,7 +54,9 @@ import time
 from pathlib import Path
 
 from core.errors import VerificationError
+from core.record_kinds.rotation import KIND as ROTATION
 from simulators.inflate import InflateError, inflate
+from simulators.key_book import KeyBook, UnknownKey
 from simulators.verifier import Batch, RegisteredKey, check, digest_of, unverified_payload
 from simulators.warehouse_http import FAULTS, MAX_BODY, Server, make_server
 
@@ -85,6 +89,8 @@ class Warehouse:
         columns = {r[1] for r in self._db.execute("PRAGMA table_info(batches)")}
         if "descriptor" not in columns:  # a file made before descriptors
             self._db.execute("ALTER TABLE batches ADD COLUMN descriptor INTEGER")
+        self.key_book = KeyBook(self._db)  # keys learned from rotation records
+        self.too_early = 0  # batches answered 425: signed by a key not known (yet)
         self.fault: str | None = None
         self.admin = False  # POST /_admin/fault answers 404 unless this is set (--admin)
         self.received = 0
@@ -104,8 +110,16 @@ class Warehouse:
             try:
                 if len(body) > MAX_BODY:
                     raise VerificationError(f"batch of {len(body)} bytes (at most {MAX_BODY})")
+                key = self.key_book.key_for(station, key, body)
                 batch = check(body, key, station)
+                if batch.kind == ROTATION:
+                    self.key_book.check_rotation(station, batch, key)
                 status, message = self._store(batch, station, key.kid, via, now)
+                if status == 201 and batch.kind == ROTATION:
+                    self.key_book.forget(station)  # the new key signs from the next seq on
+            except UnknownKey as exc:
+                self.too_early += 1
+                status, message = 425, str(exc)
             except VerificationError as exc:
                 status, message = 400, str(exc)
             if status == 400:

@@ -111,13 +111,15 @@ def test_http_500s_then_recovery_delivers_everything_once(
 def test_rejected_batch_is_quarantined_and_later_batches_still_flow(
     tmp_path, station_id, station_key, analyzer, warehouse
 ):
-    """The warehouse answers 400 (here: it holds the wrong key for a while)."""
+    """The warehouse answers 400 (here: for a while it holds the station's kid with the wrong
+    public key, so no signature verifies; an unknown kid would be 425, retried)."""
     from agent.keys import generate_key
+    from simulators.verifier import RegisteredKey
     from simulators.warehouse import load_station_jwk
 
     right_key = warehouse.keys[station_id]
     _k, other_jwk = generate_key(tmp_path / "other")
-    warehouse.keys[station_id] = load_station_jwk(other_jwk)
+    warehouse.keys[station_id] = RegisteredKey(right_key.kid, load_station_jwk(other_jwk).key)
     port = warehouse.start_http()
     config = make_config(
         tmp_path,
@@ -138,7 +140,10 @@ def test_rejected_batch_is_quarantined_and_later_batches_still_flow(
     status = gather(config)
     quarantined = status["transports"][0]["quarantined"]
     assert len(quarantined) >= 2
-    assert all("kid" in q["reason"] and "HTTP 400" in q["reason"] for q in quarantined)
+    assert all(
+        "signature does not verify" in q["reason"] and "HTTP 400" in q["reason"]
+        for q in quarantined
+    )
     assert status["transports"][0]["backlog_batches"] == 0
     assert "QUARANTINED seq 1: HTTP 400" in render(status)
     # quarantined batches are kept in the buffer, not dropped

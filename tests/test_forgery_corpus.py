@@ -246,12 +246,17 @@ def test_every_verifier_refuses_each_forgery(keys: Keys, corpus, name: str) -> N
         assert not joserfc_accepts(token, keys), f"joserfc accepts {name!r}"
 
 
+# A well-formed batch signed by a key the warehouse does not know may come from a new key whose
+# rotation record is still on its way: 425 (sent again later), stored never (docs/protocol.md).
+TOO_EARLY = {"wrong kid (another key, its own kid)"}
+
+
 def test_warehouse_answers_400_to_each_forgery(keys: Keys, corpus, tmp_path: Path) -> None:
     warehouse = Warehouse(tmp_path / "wh.db", {STATION: RegisteredKey.from_jwk(keys.jwk)})
     try:
         for name, (token, _j) in corpus.items():
             status, message = warehouse.receive(STATION, token.encode(), "test")
-            assert status == 400, f"{name}: {status} {message}"
+            assert status == (425 if name in TOO_EARLY else 400), f"{name}: {status} {message}"
         assert warehouse.count(STATION) == (0, 0)
         assert warehouse.receive(STATION, genuine(keys).encode(), "test")[0] == 201
     finally:

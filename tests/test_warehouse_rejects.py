@@ -55,10 +55,15 @@ def test_modified_payload_is_rejected(post, signer, station_id):
     assert r.status_code == 400 and "signature does not verify" in r.text
 
 
-def test_wrong_key_is_rejected_naming_the_kid(post, station_id, tmp_path):
+def test_unknown_key_is_answered_too_early_naming_the_kid_and_not_stored(
+    post, station_id, tmp_path, warehouse
+):
+    """A kid the warehouse does not know may be a new key whose rotation record has not arrived
+    yet: 425, which the agent retries (never quarantines); nothing is stored."""
     other = Signer(load_private_key(generate_key(tmp_path / "other")[0]))
     r = post(_batch(other, station_id, 1, None))
-    assert r.status_code == 400 and "is not the station's registered key" in r.text
+    assert r.status_code == 425 and f"kid {other.kid!r} is not a key of station" in r.text
+    assert warehouse.count(station_id) == (0, 0) and warehouse.rejected_count() == 0
 
 
 def test_forged_kid_with_wrong_key_is_rejected(post, signer, station_id, tmp_path):

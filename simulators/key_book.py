@@ -1,0 +1,167 @@
+"""The reference warehouse's keys per station: the registered one, then each one a rotation
+record handed over, checked with the warehouse's own code (``simulators.verifier``).
+
+The book is what the warehouse holds: the registered key signs from seq 1; a ``rotation``
+record stored at seq N (signed by the key in force at N, carrying the new public key and its
+proof of possession) makes the new key sign from N + 1 on. Nothing else is stored: after a
+restart the book is read again from the stored rotation records.
+
+A batch is checked with the key in force at its seq. Its ``kid`` names:
+
+* that key: go on (signature, payload, chain);
+* another key of the station (a retired one, or one from later on): refused, 400;
+* no key the warehouse knows: **425 Too Early**, not stored. It may be a batch signed by a new
+  key whose rotation record has not arrived yet (the HTTPS window lets batches overtake one
+  another): the agent sends it again later, by then the record is there. Over MQTT no
+  acknowledgement is published, so the agent publishes it again after ``ack_timeout_s``.
+
+A rotation record is refused (400) unless ``old_kid`` is the key that signed it, ``new_key`` is
+an Ed25519 JWK whose ``kid`` is its RFC 7638 thumbprint and is no key the station had, the
+``proof`` is a compact JWS by the new key over exactly ``{"purpose":"key-rotation","station":…,
+"seq":…,"old_kid":…,"new_kid":…}``, no later rotation is held, and no batch after its seq is
+held signed by the old key.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+
+from core.errors import VerificationError
+from core.record_kinds.rotation import KIND, PURPOSE
+from simulators.verifier import (
+    Batch,
+    RegisteredKey,
+    b64url_strict,
+    split,
+    strict_json,
+    unverified_payload,
+)
+
+
+class UnknownKey(Exception):
+    """A batch signed by a key the warehouse does not know (yet): answered 425, not stored."""
+
+
+class KeyBook:
+    """Which key signs which seq, per station, as the stored rotation records say."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+        self._learned: dict[str, list[tuple[int, RegisteredKey]]] = {}
+
+    def keys(self, station: str, registered: RegisteredKey) -> list[tuple[int, RegisteredKey]]:
+        """(first seq it signs, key), oldest first."""
+        learned = self._learned.get(station)
+        if learned is None:
+            learned = self._learned[station] = []
+            rows = self._db.execute(
+                "SELECT seq, jws FROM batches WHERE station = ? AND kind = ? ORDER BY seq",
+                (station, KIND),
+            ).fetchall()
+            for seq, jws in rows:  # held: each was checked when it arrived
+                payload = unverified_payload(jws) or {}
+                learned.append((seq + 1, RegisteredKey.from_jwk(payload["body"]["new_key"])))
+        return [(1, registered), *learned]
+
+    def forget(self, station: str) -> None:
+        """A rotation record was stored: read the station's keys again."""
+        self._learned.pop(station, None)
+
+    def key_for(self, station: str, registered: RegisteredKey, token: bytes) -> RegisteredKey:
+        """The key to check ``token`` with; raises UnknownKey (425) or VerificationError (400)."""
+        chain = self.keys(station, registered)
+        claimed = _claims(token)
+        if claimed is None:  # malformed: the checks say how, with the key in force
+            return chain[-1][1]
+        kid, seq = claimed
+        in_force = [key for first, key in chain if first <= seq][-1]
+        if kid == in_force.kid:
+            return in_force
+        if any(key.kid == kid for _first, key in chain):
+            raise VerificationError(
+                f"kid {kid!r} does not sign seq {seq}: the key in force at seq {seq} is "
+                f"{in_force.kid!r}"
+            )
+        raise UnknownKey(
+            f"kid {kid!r} is not a key of station {station!r} (yet): a batch signed by a new key "
+            "is taken once its rotation record has arrived; send it again later"
+        )
+
+    def check_rotation(self, station: str, batch: Batch, signed_by: RegisteredKey) -> None:
+        """Raise VerificationError unless ``batch`` (a verified rotation record signed by
+        ``signed_by``) may hand the chain to its new key."""
+        seq, body = batch.seq, batch.payload["body"]
+        held = self._db.execute(
+            "SELECT jws FROM batches WHERE station = ? AND seq = ?", (station, seq)
+        ).fetchone()
+        if held is not None:
+            return  # the store answers: 409 the same bytes, 400 a replay
+        where = f"rotation at seq {seq}"
+        if body["old_kid"] != signed_by.kid:
+            raise VerificationError(
+                f"{where}: old_kid {body['old_kid']!r} is not the key that signed it"
+            )
+        new = RegisteredKey.from_jwk(body["new_key"])
+        if body["new_key"]["kid"] != new.kid:
+            raise VerificationError(f"{where}: new_key.kid is not the key's thumbprint {new.kid}")
+        chain = [key for _first, key in self.keys(station, signed_by)]
+        if any(key.kid == new.kid for key in chain):
+            raise VerificationError(f"{where}: the new key {new.kid} was already a key of it")
+        _check_proof(body["proof"], new, _proof_bytes(station, seq, signed_by.kid, new.kid), where)
+        later = self._db.execute(
+            "SELECT min(seq) FROM batches WHERE station = ? AND seq > ? AND (kind = ? OR kid = ?)",
+            (station, seq, KIND, signed_by.kid),
+        ).fetchone()[0]
+        if later is not None:
+            raise VerificationError(
+                f"{where}: seq {later} is held, signed by the old key or rotating it already"
+            )
+
+
+def _claims(token: bytes) -> tuple[str, int] | None:
+    """(kid, seq) a token claims before any check; None unless its header is exactly the one
+    of the protocol and its payload has a seq (a malformed token gets its 400 from the checks)."""
+    try:
+        head = b64url_strict(split(token)[0], "protected header")
+        header = strict_json(head, "protected header")
+    except VerificationError:
+        return None
+    kid = header.get("kid") if isinstance(header, dict) else None
+    if not isinstance(kid, str) or head not in (
+        f'{{"alg":"{alg}","kid":"{kid}","typ":"JOSE"}}'.encode() for alg in ("Ed25519", "EdDSA")
+    ):
+        return None
+    payload = unverified_payload(token)
+    seq = payload.get("seq") if payload else None
+    if type(seq) is not int or seq < 1:
+        return None
+    return kid, seq
+
+
+def _proof_bytes(station: str, seq: int, old_kid: str, new_kid: str) -> bytes:
+    return (
+        f'{{"purpose":"{PURPOSE}","station":{json.dumps(station)},"seq":{seq},'
+        f'"old_kid":"{old_kid}","new_kid":"{new_kid}"}}'
+    ).encode()
+
+
+def _check_proof(proof: Any, key: RegisteredKey, expected: bytes, where: str) -> None:
+    try:
+        head, body, sig = split(proof)
+        header = b64url_strict(head, "proof header")
+        payload = b64url_strict(body, "proof payload")
+        signature = b64url_strict(sig, "proof signature")
+    except VerificationError as exc:
+        raise VerificationError(f"{where}: proof: {exc}") from None
+    if header != f'{{"alg":"Ed25519","kid":"{key.kid}","typ":"JOSE"}}'.encode():
+        raise VerificationError(f"{where}: proof header is not the new key's Ed25519 header")
+    try:
+        key.key.verify(signature, f"{head}.{body}".encode("ascii"))
+    except InvalidSignature:
+        raise VerificationError(f"{where}: proof does not verify with the new key") from None
+    if payload != expected:
+        raise VerificationError(f"{where}: proof is not over this station, seq and pair of keys")
