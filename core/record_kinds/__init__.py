@@ -3,6 +3,8 @@
 Add a kind: ``from core.record_kinds import <name>  # noqa: F401`` below.
 """
 
-from core.record_kinds import descriptor  # noqa: F401
-from core.record_kinds import maintenance  # noqa: F401
-from core.record_kinds import rotation  # noqa: F401
+from core.record_kinds import (
+    descriptor,  # noqa: F401
+    maintenance,  # noqa: F401
+    rotation,  # noqa: F401
+)
