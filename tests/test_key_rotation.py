@@ -312,14 +312,18 @@ def test_rotate_key_with_no_agent_running_then_a_restored_old_key_is_refused(
     agent.start()
     try:
         assert agent.signer.kid == new.kid
-        wait_for(lambda: warehouse.count(station_id)[0] == 1, 20, "the record delivered")
+        # seq 1 the rotation, seq 2 the station descriptor the agent seals at its first start
+        wait_for(lambda: warehouse.count(station_id)[0] == 2, 20, "the record delivered")
         wait_for(lambda: not kept.exists(), 20, "the old key retired")
     finally:
         agent.stop(grace_s=5)
-    assert walk(buffer_tokens(config.buffer.path), first_jwk, station_id) == {1: old.kid}
+    assert walk(buffer_tokens(config.buffer.path), first_jwk, station_id) == {
+        1: old.kid,
+        2: new.kid,
+    }
     # the old key put back in place: the chain says it was rotated away, the agent refuses it
     key_path.unlink()
     key_path.write_bytes(old_pem)
     key_path.chmod(0o600)
-    with pytest.raises(KeyFileError, match=f"is signed by key {new.kid} from seq 1 on"):
+    with pytest.raises(KeyFileError, match=f"is signed by key {new.kid} from seq 2 on"):
         Agent(config)
