@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from agent import pruning
 from agent.batch import Signer
+from agent.batch_size import BatchSizer
 from agent.buffer import Buffer
 from agent.clock import Clock, SystemClock
 from agent.config import Config
@@ -90,6 +91,7 @@ class Agent:
             config.buffer.max_readings_per_batch,
             payload_version=config.buffer.payload_version,
         )
+        self.sizer = BatchSizer.from_config(config.buffer)  # larger batches after an outage
         self.poller = Poller(self.buffer, self.clock)
         self.drivers: list[Driver | ListeningDriver] = [make_driver(d) for d in config.devices]
         self.senders: list[Sender] = []
@@ -211,11 +213,11 @@ class Agent:
             return "scheduler (stopped)", None
         return None, self.workers.stuck()
 
-    def seal_and_wake(self) -> int:
-        """Seal what is unsealed and tell the senders. Returns the number of new batches."""
+    def seal_and_wake(self, final: bool = False) -> int:
+        """Seal as ``agent.batch_size`` says (all if ``final``), wake the senders; new batches."""
         with self._seal_lock:
             try:
-                batches = self.sealer.seal_pending()
+                batches = self.sizer.seal(self.sealer, self.senders, final=final)
             except StorageError as exc:
                 self.seal_error = str(exc)
                 event(log, logging.ERROR, "seal_failed", error=str(exc))
@@ -268,7 +270,7 @@ class Agent:
             else:
                 self.poller.store_holes(driver)
         self.poller.flush()
-        self.seal_and_wake()
+        self.seal_and_wake(final=True)
         deadline = time.monotonic() + grace_s
         for sender in self.senders:
             sender.stop(max(0.5, deadline - time.monotonic()))

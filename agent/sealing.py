@@ -46,10 +46,15 @@ class Sealer:
         )
         return self.signer.sign(payload), sealed_at
 
-    def seal_pending(self, max_batches: int | None = None) -> list[SealedBatch]:
-        """Seal everything unsealed (durably, see agent.buffer); returns the new batches."""
+    def seal_pending(
+        self, max_batches: int | None = None, *, max_readings: int | None = None
+    ) -> list[SealedBatch]:
+        """Seal everything unsealed (durably, see agent.buffer), or ``max_batches`` batches, of
+        at most ``max_readings`` readings (default: the configured size); returns them."""
         batches = self.buffer.seal(
-            self._make_jws, max_readings=self.max_readings, max_batches=max_batches
+            self._make_jws,
+            max_readings=max_readings or self.max_readings,
+            max_batches=max_batches,
         )
         for b in batches:
             event(log, logging.INFO, "batch_sealed", seq=b.seq, readings=b.count)

@@ -1,8 +1,16 @@
-"""The sender: one per transport, it feeds pending batches oldest-first and records outcomes.
+"""The sender: one per transport, it feeds pending batches and records outcomes.
 
 It keeps at most ``transport.window`` batches in flight, marks a batch acknowledged in the buffer
 only when the transport reports ``Ack``, quarantines on ``Reject`` and, on ``Retry``, waits a
-capped exponential backoff with jitter before offering the oldest pending batch again.
+capped exponential backoff with jitter before offering pending batches again.
+
+**New data is not starved by a backlog.** One slot of the window is the *fresh slot*: it carries
+the oldest owed batch among those sealed in the last ``FRESH_S`` seconds, one at a time. The
+other slots drain the backlog oldest first (and, with no backlog, carry fresh batches too).
+After an outage, a batch sealed during the drain therefore waits for at most the fresh batches
+sealed before it, never for the backlog. With a window of 1 the one slot takes a fresh batch
+first when there is one. The fresh slot is not counted against ``window_bytes`` (it holds one
+batch, capped in size by the sealing). docs/protocol.md, "Order of delivery".
 """
 
 from __future__ import annotations
@@ -17,11 +25,13 @@ from agent.buffer import Buffer
 from agent.clock import Clock
 from agent.logs import Repeats, event
 from agent.transports import Transport
+from core.batch import SealedBatch
 from core.errors import StorageError
 from core.outcomes import Ack, Outcome, Reject, Retry
 
 log = logging.getLogger("agent.sender")
 REQUEUE_CHECK_S = 5.0
+FRESH_S = 120.0  # a batch sealed this recently rides in the fresh slot (well inside 300 s)
 
 
 class Sender:
@@ -42,6 +52,7 @@ class Sender:
         self._requeued: set[int] = set()  # picked up, not yet done: the floor is low meanwhile
         self._outcomes: deque[tuple[int, Outcome]] = deque()
         self._in_flight: dict[int, int] = {}  # seq -> bytes
+        self._fresh: int | None = None  # the seq in the fresh slot, if any
         self._done_above_floor: set[int] = set()
         self._floor = 0  # every seq <= floor is acknowledged or quarantined
         self._backoff_s = 0.0
@@ -53,6 +64,7 @@ class Sender:
         self._repeats = Repeats(log)
         self.last_error: str | None = None
         self.failing_since_ms: int | None = None  # when the current run of failures began
+        self._failing_since = 0.0  # the same, monotonic (0: not failing)
         self.beat = time.monotonic()  # the loop's last turn: the daemon's watchdog reads it
         self.died: str | None = None  # why the loop ended, if it ended by an error
 
@@ -159,20 +171,41 @@ class Sender:
         """False when the transport knows it is offline: waiting for acks would be in vain."""
         return self.transport.connected()
 
+    def delivering(self) -> bool:
+        """False while the last attempt failed (Retry) or the transport knows it is offline."""
+        return self._failing_since == 0.0 and self.transport.connected()
+
     def _byte_budget(self) -> int | None:
-        """Bytes that may still go in flight (None: no byte cap). The cap keeps memory flat
-        however large the backlog and the batches are."""
+        """Bytes the backlog slots may still put in flight (None: no byte cap). The cap keeps
+        memory flat however large the backlog and the batches are."""
         cap = self.transport.window_bytes
         if cap is None:
             return None
-        return max(0, cap - sum(self._in_flight.values()))
+        return max(0, cap - sum(n for s, n in self._in_flight.items() if s != self._fresh))
+
+    def _submit(self, batch: SealedBatch) -> None:
+        self._in_flight[batch.seq] = len(batch.jws)
+        self.transport.submit(batch)
 
     def _fill_window(self) -> None:
         if self._retry_at and time.monotonic() < self._retry_at:
             return
         self._retry_at = 0.0
-        free = self.transport.window - len(self._in_flight)
-        if free <= 0 or (self._in_flight and self._byte_budget() == 0):
+        window = self.transport.window
+        if len(self._in_flight) >= window:
+            return
+        if self._fresh is None:
+            fresh = self.buffer.ledger.oldest_fresh(
+                self.name,
+                sealed_since_ms=self.clock.now_ms() - int(FRESH_S * 1000),
+                exclude=self._in_flight.keys() | self._done_above_floor,
+            )
+            if fresh is not None:
+                self._fresh = fresh.seq
+                self._submit(fresh)
+        backlog_in_flight = len(self._in_flight) - (self._fresh is not None)
+        free = min(window - len(self._in_flight), max(1, window - 1) - backlog_in_flight)
+        if free <= 0 or (backlog_in_flight and self._byte_budget() == 0):
             return
         batches = self.buffer.pending(
             self.name,
@@ -182,8 +215,12 @@ class Sender:
             limit=free,
         )
         for batch in batches:
-            self._in_flight[batch.seq] = len(batch.jws)
-            self.transport.submit(batch)
+            self._submit(batch)
+
+    def _release(self, seq: int) -> None:
+        self._in_flight.pop(seq, None)
+        if seq == self._fresh:
+            self._fresh = None
 
     def _drain_outcomes(self) -> None:
         if not self._outcomes:
@@ -201,7 +238,7 @@ class Sender:
                 except StorageError:
                     self._outcomes.appendleft((seq, outcome))
                     raise
-                self._in_flight.pop(seq, None)
+                self._release(seq)
                 self._done(seq)
                 event(
                     log,
@@ -212,7 +249,7 @@ class Sender:
                     reason=outcome.reason,
                 )
             elif isinstance(outcome, Retry):
-                self._in_flight.pop(seq, None)
+                self._release(seq)
                 self._schedule_retry(seq, outcome.reason)
         if acked:
             try:
@@ -222,12 +259,13 @@ class Sender:
                 self._outcomes.extendleft((seq, Ack()) for seq in reversed(acked))
                 raise
             for seq in acked:
-                self._in_flight.pop(seq, None)
+                self._release(seq)
                 self._done(seq)
             self.acked += len(acked)
             self._backoff_s = 0.0
             self.last_error = None
             self.failing_since_ms = None
+            self._failing_since = 0.0
             self._repeats.ok(self.name, "send_recovered", transport=self.name)
             event(log, logging.INFO, "batches_acked", transport=self.name, seqs=_ranges(acked))
 
@@ -249,6 +287,7 @@ class Sender:
         self.last_error = reason
         if self.failing_since_ms is None:  # wall time: status compares it with its own clock
             self.failing_since_ms = int(time.time() * 1000)
+            self._failing_since = time.monotonic()
         self.failures += 1
         self._repeats.failed(  # one line when it starts, hourly reminders, one when it ends
             self.name,
