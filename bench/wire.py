@@ -29,6 +29,7 @@ import math
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from _harness import machine, note, report
@@ -47,6 +48,11 @@ from drivers.modbus.codec import decode, encode
 from simulators.link import Link
 from simulators.verifier import RegisteredKey, check_chain
 from simulators.warehouse import Warehouse
+
+try:  # measured only: not a wire format of the agent (bench/RESULTS.md, "Wire")
+    import zstandard
+except ImportError:  # pip install zstandard
+    zstandard = None
 
 STATION = "HN-STACK-001"
 CHANNELS = 50
@@ -83,21 +89,31 @@ def gateway_messages(data: list) -> list[bytes]:
     ]
 
 
+def _compressors() -> dict[str, Callable[[bytes], bytes] | None]:
+    """Transport compressions measured: none, gzip (the agent's), zstd when installed."""
+    out: dict[str, Callable[[bytes], bytes] | None] = {
+        "": None,
+        "+gzip": lambda body: gzip.compress(body, GZIP_LEVEL, mtime=0),
+    }
+    if zstandard is not None:
+        for level in (3, 19):
+            out[f"+zstd-{level}"] = zstandard.ZstdCompressor(level=level).compress
+    return out
+
+
 def forms(signer: Signer, batch: list) -> dict[str, tuple[bytes, float]]:
     """Form name -> (bytes as sent, CPU seconds to make them from the rows)."""
     out = {}
-    for name, build, compress in (
-        ("v1", build_payload, False),
-        ("v1+gzip", build_payload, True),
-        ("v2", build_payload_v2, False),
-        ("v2+gzip", build_payload_v2, True),
-    ):
-        start = time.process_time()
-        for _ in range(5):
-            body = signer.sign(build(STATION, 42, "A" * 43, T0, batch)).encode()
-            if compress:
-                body = gzip.compress(body, GZIP_LEVEL, mtime=0)
-        out[name] = (body, (time.process_time() - start) / 5)
+    for version, build in (("v1", build_payload), ("v2", build_payload_v2)):
+        for suffix, compress in _compressors().items():
+            if version == "v1" and suffix.startswith("+zstd"):
+                continue
+            start = time.process_time()
+            for _ in range(5):
+                body = signer.sign(build(STATION, 42, "A" * 43, T0, batch)).encode()
+                if compress is not None:
+                    body = compress(body)
+            out[version + suffix] = (body, (time.process_time() - start) / 5)
     return out
 
 
@@ -210,13 +226,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     for k, v in machine().items():
         note(f"{k}: {v}")
-    note("zstd: not measured (no zstandard module here, and Python 3.11 has none built in)")
+    if zstandard is None:
+        note("zstd: not measured (pip install zstandard; Python 3.11 has none built in)")
+    else:
+        note(f"zstd: zstandard {zstandard.__version__}, levels 3 (its default) and 19")
     with tempfile.TemporaryDirectory() as tmp:
         key_path, _ = generate_key(Path(tmp) / "keys")
         signer = Signer(load_private_key(key_path))
         bytes_per_reading(signer, "steady", 500)
         bytes_per_reading(signer, "backlog", 2000)
         bytes_per_reading(signer, "backlog", 10_000, batches=2)
+        bytes_per_reading(signer, "backlog", 20_000, batches=2)  # backlog_readings_per_batch
+        bytes_per_reading(signer, "backlog", 50_000, batches=1)  # its upper bound
         if args.no_drain:
             return 0
         for latency_s, rate_bps, label in (
