@@ -4,7 +4,9 @@ Same data for every form: one device, 50 float32 channels polled every second (t
 Modbus driver gives for ``simulators.float_device``: ``10 (i+1) + sin(t/7 + i)`` rounded to 3
 decimals, through float32 and back to its shortest decimal), times with the poll's few ms of
 jitter. Steady state: the default seal interval (10 s: 500 readings a batch). Backlog: the
-default ``max_readings_per_batch`` (2000) and 10,000.
+default ``max_readings_per_batch`` (2000), 10,000, ``backlog_readings_per_batch`` (20,000) and
+its upper bound (50,000). Compressions: none, gzip (the agent's) and, when the ``zstandard``
+package is installed, zstd levels 3 and 19 — measured only, not a wire format of the agent.
 
 Counted: every byte of the HTTPS request body / MQTT payload as sent (after compression);
 headers (HTTP request line and headers, MQTT fixed header, topic and packet id) and TLS record
@@ -16,6 +18,7 @@ Then a drain: a buffer of sealed batches delivered by the agent's sender and HTT
 (1 or 4 requests in flight) through ``simulators.link`` (a TCP proxy adding latency, capping the
 rate and cutting 1 % of requests) to the reference warehouse over HTTP, which must then hold
 every batch once in a whole chain; extrapolated to the issue's 2-day backlog (8.64 M readings).
+The 2-day backlog itself, drained by the real agent and measured: ``bench/backlog.py``.
 
     .venv/bin/python bench/wire.py [--drain-batches 12] [--no-drain]
 """
