@@ -9,8 +9,8 @@ the oldest owed batch among those sealed in the last ``FRESH_S`` seconds, one at
 other slots drain the backlog oldest first (and, with no backlog, carry fresh batches too).
 After an outage, a batch sealed during the drain therefore waits for at most the fresh batches
 sealed before it, never for the backlog. With a window of 1 the one slot takes a fresh batch
-first when there is one. The fresh slot is not counted against ``window_bytes`` (it holds one
-batch, capped in size by the sealing). docs/protocol.md, "Order of delivery".
+first when there is one. Under a byte cap (``window_bytes``) the fresh slot takes the first
+room the acknowledgements make. docs/protocol.md, "Order of delivery".
 """
 
 from __future__ import annotations
@@ -64,7 +64,6 @@ class Sender:
         self._repeats = Repeats(log)
         self.last_error: str | None = None
         self.failing_since_ms: int | None = None  # when the current run of failures began
-        self._failing_since = 0.0  # the same, monotonic (0: not failing)
         self.beat = time.monotonic()  # the loop's last turn: the daemon's watchdog reads it
         self.died: str | None = None  # why the loop ended, if it ended by an error
 
@@ -173,15 +172,15 @@ class Sender:
 
     def delivering(self) -> bool:
         """False while the last attempt failed (Retry) or the transport knows it is offline."""
-        return self._failing_since == 0.0 and self.transport.connected()
+        return self.failing_since_ms is None and self.transport.connected()
 
     def _byte_budget(self) -> int | None:
-        """Bytes the backlog slots may still put in flight (None: no byte cap). The cap keeps
-        memory flat however large the backlog and the batches are."""
+        """Bytes that may still go in flight (None: no byte cap). The cap keeps memory flat
+        however large the backlog and the batches are."""
         cap = self.transport.window_bytes
         if cap is None:
             return None
-        return max(0, cap - sum(n for s, n in self._in_flight.items() if s != self._fresh))
+        return max(0, cap - sum(self._in_flight.values()))
 
     def _submit(self, batch: SealedBatch) -> None:
         self._in_flight[batch.seq] = len(batch.jws)
@@ -192,9 +191,9 @@ class Sender:
             return
         self._retry_at = 0.0
         window = self.transport.window
-        if len(self._in_flight) >= window:
+        if len(self._in_flight) >= window or (self._in_flight and self._byte_budget() == 0):
             return
-        if self._fresh is None:
+        if self._fresh is None:  # it goes first: it takes the first room acknowledgements make
             fresh = self.buffer.ledger.oldest_fresh(
                 self.name,
                 sealed_since_ms=self.clock.now_ms() - int(FRESH_S * 1000),
@@ -205,7 +204,7 @@ class Sender:
                 self._submit(fresh)
         backlog_in_flight = len(self._in_flight) - (self._fresh is not None)
         free = min(window - len(self._in_flight), max(1, window - 1) - backlog_in_flight)
-        if free <= 0 or (backlog_in_flight and self._byte_budget() == 0):
+        if free <= 0 or (self._in_flight and self._byte_budget() == 0):
             return
         batches = self.buffer.pending(
             self.name,
@@ -265,7 +264,6 @@ class Sender:
             self._backoff_s = 0.0
             self.last_error = None
             self.failing_since_ms = None
-            self._failing_since = 0.0
             self._repeats.ok(self.name, "send_recovered", transport=self.name)
             event(log, logging.INFO, "batches_acked", transport=self.name, seqs=_ranges(acked))
 
@@ -287,7 +285,6 @@ class Sender:
         self.last_error = reason
         if self.failing_since_ms is None:  # wall time: status compares it with its own clock
             self.failing_since_ms = int(time.time() * 1000)
-            self._failing_since = time.monotonic()
         self.failures += 1
         self._repeats.failed(  # one line when it starts, hourly reminders, one when it ends
             self.name,
