@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from agent import descriptor, pruning
 from agent.batch import Signer
+from agent.batch_size import BatchSizer
 from agent.buffer import Buffer
 from agent.clock import Clock, SystemClock
 from agent.clock_sync import clock_synchronized
@@ -94,6 +95,7 @@ class Agent:
             config.buffer.max_readings_per_batch,
             payload_version=config.buffer.payload_version,
         )
+        self.sizer = BatchSizer.from_config(config.buffer)  # larger batches after an outage
         # The chain names the key in force: a rotation a crash interrupted is finished here, a
         # key the chain does not name is refused (agent.rotation).
         self.rotation = KeyRotation(config.signing.key, self.buffer, self.sealer)
@@ -232,11 +234,11 @@ class Agent:
             return "scheduler (stopped)", None
         return None, self.workers.stuck()
 
-    def seal_and_wake(self) -> int:
-        """Seal what is unsealed and tell the senders. Returns the number of new batches."""
+    def seal_and_wake(self, final: bool = False) -> int:
+        """Seal as ``agent.batch_size`` says (all if ``final``), wake the senders; new batches."""
         with self._seal_lock:
             try:
-                batches = self.sealer.seal_pending()
+                batches = self.sizer.seal(self.sealer, self.senders, final=final)
             except StorageError as exc:
                 self.seal_error = str(exc)
                 event(log, logging.ERROR, "seal_failed", error=str(exc))
@@ -335,7 +337,7 @@ class Agent:
                 self.poller.store_holes(driver)
         self.poller.flush()
         self.maintenance.refresh()  # the records of windows that ended meanwhile
-        self.seal_and_wake()
+        self.seal_and_wake(final=True)
         deadline = time.monotonic() + grace_s
         for sender in self.senders:
             sender.stop(max(0.5, deadline - time.monotonic()))

@@ -74,10 +74,15 @@ class Sealer:
         payload = self._payload(seq, prev, sealed_at, rows)
         return self.signer.sign(payload, alg_for(self.payload_version)), sealed_at
 
-    def seal_pending(self, max_batches: int | None = None) -> list[SealedBatch]:
-        """Seal everything unsealed (durably, see agent.buffer); returns the new batches."""
+    def seal_pending(
+        self, max_batches: int | None = None, *, max_readings: int | None = None
+    ) -> list[SealedBatch]:
+        """Seal everything unsealed (durably, see agent.buffer), or ``max_batches`` batches, of
+        at most ``max_readings`` readings (default: the configured size); returns them."""
         batches = self.buffer.seal(
-            self._make_jws, max_readings=self.max_readings, max_batches=max_batches
+            self._make_jws,
+            max_readings=max_readings or self.max_readings,
+            max_batches=max_batches,
         )
         for b in batches:
             event(log, logging.INFO, "batch_sealed", seq=b.seq, readings=b.count)

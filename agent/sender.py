@@ -1,8 +1,16 @@
-"""The sender: one per transport, it feeds pending batches oldest-first and records outcomes.
+"""The sender: one per transport, it feeds pending batches and records outcomes.
 
 It keeps at most ``transport.window`` batches in flight, marks a batch acknowledged in the buffer
 only when the transport reports ``Ack``, quarantines on ``Reject`` and, on ``Retry``, waits a
-capped exponential backoff with jitter before offering the oldest pending batch again.
+capped exponential backoff with jitter before offering pending batches again.
+
+**New data is not starved by a backlog.** One slot of the window is the *fresh slot*: it carries
+the oldest owed batch among those sealed in the last ``FRESH_S`` seconds, one at a time. The
+other slots drain the backlog oldest first (and, with no backlog, carry fresh batches too).
+After an outage, a batch sealed during the drain therefore waits for at most the fresh batches
+sealed before it, never for the backlog. With a window of 1 the one slot takes a fresh batch
+first when there is one. Under a byte cap (``window_bytes``) the fresh slot takes the first
+room the acknowledgements make. docs/protocol.md, "Order of delivery".
 """
 
 from __future__ import annotations
@@ -17,11 +25,13 @@ from agent.buffer import Buffer
 from agent.clock import Clock
 from agent.logs import Repeats, event
 from agent.transports import Transport
+from core.batch import SealedBatch
 from core.errors import StorageError
 from core.outcomes import Ack, Outcome, Reject, Retry
 
 log = logging.getLogger("agent.sender")
 REQUEUE_CHECK_S = 5.0
+FRESH_S = 120.0  # a batch sealed this recently rides in the fresh slot (well inside 300 s)
 
 
 class Sender:
@@ -42,6 +52,7 @@ class Sender:
         self._requeued: set[int] = set()  # picked up, not yet done: the floor is low meanwhile
         self._outcomes: deque[tuple[int, Outcome]] = deque()
         self._in_flight: dict[int, int] = {}  # seq -> bytes
+        self._fresh: int | None = None  # the seq in the fresh slot, if any
         self._done_above_floor: set[int] = set()
         self._floor = 0  # every seq <= floor is acknowledged or quarantined
         self._backoff_s = 0.0
@@ -159,6 +170,10 @@ class Sender:
         """False when the transport knows it is offline: waiting for acks would be in vain."""
         return self.transport.connected()
 
+    def delivering(self) -> bool:
+        """False while the last attempt failed (Retry) or the transport knows it is offline."""
+        return self.failing_since_ms is None and self.transport.connected()
+
     def _byte_budget(self) -> int | None:
         """Bytes that may still go in flight (None: no byte cap). The cap keeps memory flat
         however large the backlog and the batches are."""
@@ -167,11 +182,28 @@ class Sender:
             return None
         return max(0, cap - sum(self._in_flight.values()))
 
+    def _submit(self, batch: SealedBatch) -> None:
+        self._in_flight[batch.seq] = len(batch.jws)
+        self.transport.submit(batch)
+
     def _fill_window(self) -> None:
         if self._retry_at and time.monotonic() < self._retry_at:
             return
         self._retry_at = 0.0
-        free = self.transport.window - len(self._in_flight)
+        window = self.transport.window
+        if len(self._in_flight) >= window or (self._in_flight and self._byte_budget() == 0):
+            return
+        if self._fresh is None:  # it goes first: it takes the first room acknowledgements make
+            fresh = self.buffer.ledger.oldest_fresh(
+                self.name,
+                sealed_since_ms=self.clock.now_ms() - int(FRESH_S * 1000),
+                exclude=self._in_flight.keys() | self._done_above_floor,
+            )
+            if fresh is not None:
+                self._fresh = fresh.seq
+                self._submit(fresh)
+        backlog_in_flight = len(self._in_flight) - (self._fresh is not None)
+        free = min(window - len(self._in_flight), max(1, window - 1) - backlog_in_flight)
         if free <= 0 or (self._in_flight and self._byte_budget() == 0):
             return
         batches = self.buffer.pending(
@@ -182,8 +214,12 @@ class Sender:
             limit=free,
         )
         for batch in batches:
-            self._in_flight[batch.seq] = len(batch.jws)
-            self.transport.submit(batch)
+            self._submit(batch)
+
+    def _release(self, seq: int) -> None:
+        self._in_flight.pop(seq, None)
+        if seq == self._fresh:
+            self._fresh = None
 
     def _drain_outcomes(self) -> None:
         if not self._outcomes:
@@ -201,7 +237,7 @@ class Sender:
                 except StorageError:
                     self._outcomes.appendleft((seq, outcome))
                     raise
-                self._in_flight.pop(seq, None)
+                self._release(seq)
                 self._done(seq)
                 event(
                     log,
@@ -212,7 +248,7 @@ class Sender:
                     reason=outcome.reason,
                 )
             elif isinstance(outcome, Retry):
-                self._in_flight.pop(seq, None)
+                self._release(seq)
                 self._schedule_retry(seq, outcome.reason)
         if acked:
             try:
@@ -222,7 +258,7 @@ class Sender:
                 self._outcomes.extendleft((seq, Ack()) for seq in reversed(acked))
                 raise
             for seq in acked:
-                self._in_flight.pop(seq, None)
+                self._release(seq)
                 self._done(seq)
             self.acked += len(acked)
             self._backoff_s = 0.0

@@ -4,7 +4,9 @@ Same data for every form: one device, 50 float32 channels polled every second (t
 Modbus driver gives for ``simulators.float_device``: ``10 (i+1) + sin(t/7 + i)`` rounded to 3
 decimals, through float32 and back to its shortest decimal), times with the poll's few ms of
 jitter. Steady state: the default seal interval (10 s: 500 readings a batch). Backlog: the
-default ``max_readings_per_batch`` (2000) and 10,000.
+default ``max_readings_per_batch`` (2000), 10,000, ``backlog_readings_per_batch`` (20,000) and
+its upper bound (50,000). Compressions: none, gzip (the agent's) and, when the ``zstandard``
+package is installed, zstd levels 3 and 19 — measured only, not a wire format of the agent.
 
 Counted: every byte of the HTTPS request body / MQTT payload as sent (after compression);
 headers (HTTP request line and headers, MQTT fixed header, topic and packet id) and TLS record
@@ -16,6 +18,7 @@ Then a drain: a buffer of sealed batches delivered by the agent's sender and HTT
 (1 or 4 requests in flight) through ``simulators.link`` (a TCP proxy adding latency, capping the
 rate and cutting 1 % of requests) to the reference warehouse over HTTP, which must then hold
 every batch once in a whole chain; extrapolated to the issue's 2-day backlog (8.64 M readings).
+The 2-day backlog itself, drained by the real agent and measured: ``bench/backlog.py``.
 
     .venv/bin/python bench/wire.py [--drain-batches 12] [--no-drain]
 """
@@ -29,6 +32,7 @@ import math
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from _harness import machine, note, report
@@ -47,6 +51,11 @@ from drivers.modbus.codec import decode, encode
 from simulators.link import Link
 from simulators.verifier import RegisteredKey, check_chain
 from simulators.warehouse import Warehouse
+
+try:  # measured only: not a wire format of the agent (bench/RESULTS.md, "Wire")
+    import zstandard
+except ImportError:  # pip install zstandard
+    zstandard = None
 
 STATION = "HN-STACK-001"
 CHANNELS = 50
@@ -83,21 +92,31 @@ def gateway_messages(data: list) -> list[bytes]:
     ]
 
 
+def _compressors() -> dict[str, Callable[[bytes], bytes] | None]:
+    """Transport compressions measured: none, gzip (the agent's), zstd when installed."""
+    out: dict[str, Callable[[bytes], bytes] | None] = {
+        "": None,
+        "+gzip": lambda body: gzip.compress(body, GZIP_LEVEL, mtime=0),
+    }
+    if zstandard is not None:
+        for level in (3, 19):
+            out[f"+zstd-{level}"] = zstandard.ZstdCompressor(level=level).compress
+    return out
+
+
 def forms(signer: Signer, batch: list) -> dict[str, tuple[bytes, float]]:
     """Form name -> (bytes as sent, CPU seconds to make them from the rows)."""
     out = {}
-    for name, build, compress in (
-        ("v1", build_payload, False),
-        ("v1+gzip", build_payload, True),
-        ("v2", build_payload_v2, False),
-        ("v2+gzip", build_payload_v2, True),
-    ):
-        start = time.process_time()
-        for _ in range(5):
-            body = signer.sign(build(STATION, 42, "A" * 43, T0, batch)).encode()
-            if compress:
-                body = gzip.compress(body, GZIP_LEVEL, mtime=0)
-        out[name] = (body, (time.process_time() - start) / 5)
+    for version, build in (("v1", build_payload), ("v2", build_payload_v2)):
+        for suffix, compress in _compressors().items():
+            if version == "v1" and suffix.startswith("+zstd"):
+                continue
+            start = time.process_time()
+            for _ in range(5):
+                body = signer.sign(build(STATION, 42, "A" * 43, T0, batch)).encode()
+                if compress is not None:
+                    body = compress(body)
+            out[version + suffix] = (body, (time.process_time() - start) / 5)
     return out
 
 
@@ -210,13 +229,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     for k, v in machine().items():
         note(f"{k}: {v}")
-    note("zstd: not measured (no zstandard module here, and Python 3.11 has none built in)")
+    if zstandard is None:
+        note("zstd: not measured (pip install zstandard; Python 3.11 has none built in)")
+    else:
+        note(f"zstd: zstandard {zstandard.__version__}, levels 3 (its default) and 19")
     with tempfile.TemporaryDirectory() as tmp:
         key_path, _ = generate_key(Path(tmp) / "keys")
         signer = Signer(load_private_key(key_path))
         bytes_per_reading(signer, "steady", 500)
         bytes_per_reading(signer, "backlog", 2000)
         bytes_per_reading(signer, "backlog", 10_000, batches=2)
+        bytes_per_reading(signer, "backlog", 20_000, batches=2)  # backlog_readings_per_batch
+        bytes_per_reading(signer, "backlog", 50_000, batches=1)  # its upper bound
         if args.no_drain:
             return 0
         for latency_s, rate_bps, label in (

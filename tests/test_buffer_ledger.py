@@ -57,3 +57,39 @@ def test_requeue_makes_quarantined_batches_pending_and_tells_the_running_agent(s
     assert seqs == [2] and at > 0
     assert [b.seq for b in sealed.pending("t")] == [2, 3, 4, 5]
     assert sealed.ledger.quarantined("t") == []
+
+
+class _Ticks:
+    """Seals batch n at n * 1000 ms."""
+
+    def __init__(self) -> None:
+        self.t = 0
+
+    def now_ms(self) -> int:
+        self.t += 1000
+        return self.t
+
+
+def test_oldest_fresh_is_the_oldest_owed_batch_sealed_since_and_reads_only_the_head(
+    tmp_path, station_key, monkeypatch
+):
+    buf = Buffer(tmp_path / "b.db")
+    buf.store_poll([Reading("d", f"p{i}", "u", 1000, float(i)) for i in range(60)], device="d")
+    Sealer(buf, Signer(load_private_key(station_key[0])), "S", _Ticks(), 10).seal_pending()
+    assert [b.sealed_at_ms for b in buf.pending("t")] == [1000, 2000, 3000, 4000, 5000, 6000]
+
+    def fresh(since_ms: int, exclude: tuple[int, ...] = ()) -> int | None:
+        batch = buf.ledger.oldest_fresh("t", sealed_since_ms=since_ms, exclude=exclude)
+        return None if batch is None else batch.seq
+
+    assert fresh(4000) == 4  # sealed at or after 4000: 4, 5, 6; the oldest
+    assert fresh(6001) is None
+    buf.mark_acked("t", [4], 1)
+    buf.quarantine("t", 5, 1, "refused")
+    assert fresh(4000) == 6  # neither acknowledged nor quarantined batches are owed
+    assert fresh(4000, exclude=(6,)) is None  # nor those already in flight
+    assert fresh(1000, exclude=(6,)) == 1
+    assert buf.ledger.oldest_fresh("other", sealed_since_ms=4000) == buf.pending("other")[3]
+    monkeypatch.setattr("agent.buffer.ledger.FRESH_SCAN", 2)  # a clock gone back: bounded scan
+    assert fresh(0) == 6 and fresh(0, exclude=(6,)) is None
+    buf.close()

@@ -22,6 +22,7 @@ from agent.buffer.db import BufferFile
 from core.batch import SealedBatch
 
 ACKED, QUARANTINED = 1, 2
+FRESH_SCAN = 1000  # batches read back from the head, at most, to find the fresh ones
 _OWED = "NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.transport = ? AND d.seq = b.seq)"
 
 
@@ -62,6 +63,32 @@ class DeliveryLedger:
                     break
             cur.close()
         return out
+
+    def oldest_fresh(
+        self, transport: str, *, sealed_since_ms: int, exclude: Iterable[int] = ()
+    ) -> SealedBatch | None:
+        """The oldest batch ``transport`` owes among those sealed at or after ``sealed_since_ms``
+        (not in ``exclude``). Reads back from the chain's head only, at most ``FRESH_SCAN``
+        batches, so a clock that jumped back cannot make it scan the whole chain."""
+        skip = set(exclude)
+        with self.file.read() as conn:
+            cur = conn.execute(
+                f"SELECT seq, sealed_at_ms, {_OWED} FROM batches b ORDER BY seq DESC LIMIT ?",
+                (transport, FRESH_SCAN),
+            )
+            oldest = None
+            for seq, sealed_at_ms, owed in cur:
+                if sealed_at_ms < sealed_since_ms:
+                    break
+                if owed and seq not in skip:
+                    oldest = seq
+            cur.close()
+            if oldest is None:
+                return None
+            row = conn.execute(
+                f"SELECT {BATCH_COLUMNS} FROM batches WHERE seq = ?", (oldest,)
+            ).fetchone()
+        return self.chain.batch_from_row(row)
 
     def first_pending_seq(self, transport: str) -> int | None:
         """The oldest batch ``transport`` still owes, or None."""
