@@ -285,14 +285,14 @@ def test_a_window_lasts_across_a_crash_and_restart_and_ends_on_time(
 
 
 def test_the_analyzers_own_calibration_is_noted(tmp_path, station_id, station_key, warehouse):
-    sim = analyzer_simulator(
-        port=0, calibrate_at=1.0, calibrate_for=4.0
-    )  # polls seen on a busy machine
+    sim = analyzer_simulator(port=0, calibrate_at=3600.0, calibrate_for=3.0)
     sim.start()
     try:
         devices = [analyzer_device(sim.port, STACK)]
         agent, _ = _start_agent(tmp_path, station_id, station_key, sim.port, warehouse, devices)
         try:
+            _wait_readings_after(tmp_path, STACK, 0, "the start")
+            sim.devices[1].calibrate_at = time.monotonic() - sim.devices[1].started + 1.0
             wait_for(
                 lambda: any(w[2] is not None for w in _windows(tmp_path)),
                 30,
