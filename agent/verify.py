@@ -171,4 +171,38 @@ def verify_chain(items: Iterable[tuple[str, str | bytes]], key: StationKey) -> C
                 f"chain broken: seq {seq} ({sources[seq]}) does not follow seq {seq - 1} "
                 f"({sources[seq - 1]}): its prev is not the digest of seq {seq - 1}"
             )
+    report.failures += _descriptor_findings(report.verified)
     return report
+
+
+def _descriptor_findings(verified: dict[int, CheckedBatch]) -> list[str]:
+    """A v3 readings batch must name the latest descriptor record before it (null: none before
+    it). Judged where the batches held say so: the descriptor found walking back without a gap,
+    or none back to seq 1; below a gap only a named seq that is held and no descriptor is."""
+    out: list[str] = []
+    latest, hole = None, 0  # the newest descriptor seen; the highest missing seq so far
+    expected = 1
+    for seq in sorted(verified):
+        if seq > expected:
+            hole = seq - 1
+        expected = seq + 1
+        batch = verified[seq]
+        if batch.kind == "descriptor":
+            latest = seq
+            continue
+        if batch.kind != "readings" or batch.payload.v < 3:
+            continue
+        named = getattr(batch.payload, "descriptor", None)
+        known = latest if latest is not None and latest > hole else None
+        if known is not None or hole == 0:
+            if named != known:
+                out.append(
+                    f"wrong descriptor: seq {seq} names "
+                    + (f"descriptor seq {named}" if named is not None else "no descriptor")
+                    + ", but the latest descriptor record before it is "
+                    + (f"seq {known}" if known is not None else "none")
+                )
+        elif named is not None and named > hole:  # held, and not a descriptor
+            what = f"a {verified[named].kind} batch" if named in verified else "not verified"
+            out.append(f"wrong descriptor: seq {seq} names seq {named} as its descriptor: {what}")
+    return out
