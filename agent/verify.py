@@ -177,8 +177,8 @@ def verify_chain(items: Iterable[tuple[str, str | bytes]], key: StationKey) -> C
 
 def _descriptor_findings(verified: dict[int, CheckedBatch]) -> list[str]:
     """A v3 readings batch must name the latest descriptor record before it (null: none before
-    it). Judged where the batches held say so: the descriptor found walking back without a gap,
-    or none back to seq 1; below a gap only a named seq that is held and no descriptor is."""
+    it). Judged where the batches held say so: a named seq held that is no descriptor; else the
+    latest descriptor held with no gap after it, or none back to seq 1 without a gap."""
     out: list[str] = []
     latest, hole = None, 0  # the newest descriptor seen; the highest missing seq so far
     expected = 1
@@ -194,15 +194,16 @@ def _descriptor_findings(verified: dict[int, CheckedBatch]) -> list[str]:
             continue
         named = getattr(batch.payload, "descriptor", None)
         known = latest if latest is not None and latest > hole else None
-        if known is not None or hole == 0:
-            if named != known:
-                out.append(
-                    f"wrong descriptor: seq {seq} names "
-                    + (f"descriptor seq {named}" if named is not None else "no descriptor")
-                    + ", but the latest descriptor record before it is "
-                    + (f"seq {known}" if known is not None else "none")
-                )
-        elif named is not None and named > hole:  # held, and not a descriptor
-            what = f"a {verified[named].kind} batch" if named in verified else "not verified"
-            out.append(f"wrong descriptor: seq {seq} names seq {named} as its descriptor: {what}")
+        if named is not None and named in verified and verified[named].kind != "descriptor":
+            out.append(
+                f"wrong descriptor: seq {seq} names seq {named} as its descriptor: "
+                f"a {verified[named].kind} batch"
+            )
+        elif (known is not None or hole == 0) and named != known:
+            out.append(
+                f"wrong descriptor: seq {seq} names "
+                + (f"descriptor seq {named}" if named is not None else "no descriptor")
+                + ", but the latest descriptor record before it is "
+                + (f"seq {known}" if known is not None else "none")
+            )
     return out
