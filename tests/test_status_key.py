@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import zlib
 
 from conftest import http_transport, make_config
 
@@ -17,6 +18,7 @@ from agent.rotation_cli import rotate_key
 from agent.sealing import Sealer
 from agent.status import gather, render
 from agent.status_view import json_view
+from core.reading import Reading
 
 BODY = {
     "station": {"id": "S", "name": "", "type": None, "operator": "", "location": None},
@@ -41,6 +43,7 @@ def test_status_shows_the_key_in_force_rotations_old_keys_and_the_descriptor(
     buffer = Buffer(config.buffer.path)
     sealer = Sealer(buffer, Signer(load_private_key(key_path)), station_id, _Clock(), 100)
     descriptor = sealer.seal_record("descriptor", {**BODY, "station": {**BODY["station"]}})
+    buffer.store_poll([Reading("d", "SO2", "mg/Nm3", 1_000, 1.0, "00")])  # sealed by rotate-key
     buffer.close()
 
     status = gather(config)
@@ -58,16 +61,21 @@ def test_status_shows_the_key_in_force_rotations_old_keys_and_the_descriptor(
 
     # sealed (no agent running: rotate-key seals it itself); the old key is kept, owed by both
     assert rotate_key(config, 1.0) == 0
+    db = sqlite3.connect(config.buffer.path)
+    kinds = db.execute("SELECT seq, kind, payload FROM batches ORDER BY seq").fetchall()
+    db.close()
+    assert [k[:2] for k in kinds] == [(1, "descriptor"), (2, "readings"), (3, "rotation")]
+    assert json.loads(zlib.decompress(kinds[1][2]))["descriptor"] == 1  # the one in force
     new_kid = json.loads(key_path.with_suffix(".jwk").read_text())["kid"]
     status = gather(config)
     key = status["signing_key"]
     assert key["kid"] == key["file_kid"] == new_kid != first_kid
     (old,) = key["old_keys_kept"]
-    assert (old["kid"], old["rotation_seq"], old["owed_by"]) == (first_kid, 2, ["rest", "backup"])
+    assert (old["kid"], old["rotation_seq"], old["owed_by"]) == (first_kid, 3, ["rest", "backup"])
     assert old["file"] == str(key_path.with_name(f"station.key.old-{first_kid}"))
     db = sqlite3.connect(config.buffer.path)
     with db:
-        db.execute("INSERT INTO deliveries VALUES ('rest', 2, 1, 0, NULL)")  # 1: acknowledged
+        db.execute("INSERT INTO deliveries VALUES ('rest', 3, 1, 0, NULL)")  # 1: acknowledged
     db.close()
     (old,) = gather(config)["signing_key"]["old_keys_kept"]
     assert old["owed_by"] == ["backup"]
