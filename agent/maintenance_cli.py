@@ -51,6 +51,15 @@ def _channels(option: str | None, known: list[str], device: str) -> list[str] | 
     return list(dict.fromkeys(wanted))
 
 
+def _window_number(text: str) -> int:
+    """``--window N``: a window's number as ``maintenance list`` shows it."""
+    if not text.isdigit() or not 0 < int(text) < 2**62:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected a window number (see maintenance list)"
+        )
+    return int(text)
+
+
 def _open_buffer(config: Config) -> Buffer:
     from agent.buffer import Buffer
 
@@ -119,6 +128,7 @@ def _cmd_start(args: argparse.Namespace) -> int:
 
 
 def _cmd_stop(args: argparse.Namespace) -> int:
+    from agent.buffer.maintenance import TECHNICIAN
     from agent.config import load_config
     from agent.maintenance import MAX_TECHNICIAN, check_text
 
@@ -130,9 +140,19 @@ def _cmd_stop(args: argparse.Namespace) -> int:
     now = int(time.time() * 1000)
     buffer = _open_buffer(config)
     try:
-        stopped = buffer.maintenance.stop(args.device, now, technician)
+        stopped = buffer.maintenance.stop(args.device, now, technician, args.window)
+        lasting = [
+            w.id
+            for w in buffer.maintenance.current(now, now)
+            if w.device == args.device and w.source == TECHNICIAN and w.active(now)
+        ]
     finally:
         buffer.close()
+    if not stopped and args.window is not None:
+        raise AgentError(
+            f"maintenance stop: {args.device} has no technician's window {args.window} lasting "
+            f"now (lasting: {', '.join(map(str, lasting)) or 'none'}; see maintenance list)"
+        )
     if not stopped:
         print(f"{args.device}: no maintenance window lasting now")
         return 0
@@ -188,9 +208,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--reason", required=True, help="why (at most 200 characters)")
     s.add_argument("--technician", required=True, help="your name, as the record shall say")
     s.set_defaults(func=_cmd_start)
-    s = msub.add_parser("stop", help="end every window lasting now on DEVICE")
+    s = msub.add_parser("stop", help="end every window lasting now on DEVICE (or one)")
     s.add_argument("device", metavar="DEVICE", help="the device's name in the config")
     s.add_argument("--config", required=True, help="the TOML configuration file")
+    s.add_argument(
+        "--window",
+        type=_window_number,
+        metavar="N",
+        help="end only window N (its number in maintenance list); default: every window",
+    )
     s.add_argument("--technician", help="who ends it (default: not said)")
     s.set_defaults(func=_cmd_stop)
     s = msub.add_parser("list", help="windows lasting now and those ended in the last 24 h")

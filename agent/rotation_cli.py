@@ -12,6 +12,7 @@ import time
 from agent.buffer import Buffer
 from agent.clock import SystemClock
 from agent.config import Config
+from agent.descriptor import in_force
 from agent.instance_lock import AlreadyRunning, InstanceLock
 from agent.rotation import KeyRotation, ask, read_request, write_request
 from agent.rotation_keys import KeyFiles
@@ -54,6 +55,8 @@ def _rotate_here(config: Config, files: KeyFiles) -> int:
             config.buffer.max_readings_per_batch,
             payload_version=config.buffer.payload_version,
         )
+        held = in_force(buffer)  # the readings it seals first name the descriptor in force
+        sealer.descriptor_seq = None if held is None else held.seq
         rotation = KeyRotation(config.signing.key, buffer, sealer)
         rotation.settle()
         old = sealer.signer

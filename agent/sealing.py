@@ -103,5 +103,7 @@ class Sealer:
             return self.signer.sign(payload, alg_for(PAYLOAD_V3)), sealed_at
 
         batch = self.buffer.seal_record(kind, make_jws)
+        if kind == "descriptor":  # in force from the next batch on, under the same seal lock
+            self.descriptor_seq = batch.seq
         event(log, logging.INFO, "record_sealed", seq=batch.seq, kind=kind)
         return batch

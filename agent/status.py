@@ -21,6 +21,7 @@ from agent.clock_sync import MAX_ERROR_US, max_error_us
 from agent.config import Config
 from agent.health import read_health
 from agent.maintenance_cli import status_lines, status_section
+from agent.status_key import key_lines, key_section
 from agent.status_view import add_backlog_age, failing_for_s, rfc3339
 from core.errors import StorageError
 
@@ -81,6 +82,7 @@ def _gather(buffer: Buffer, config: Config) -> dict[str, Any]:
     unsealed = buffer.store.count(after_id=sealed_upto)
     out: dict[str, Any] = {
         "station": config.station.id,
+        "timezone": config.station.timezone,
         "buffer": str(config.buffer.path),
         "schema_version": buffer.file.schema_version,
         "last_seq": last_seq,
@@ -91,6 +93,7 @@ def _gather(buffer: Buffer, config: Config) -> dict[str, Any]:
     }
     tz = ZoneInfo(config.station.timezone)
     out["maintenance"] = status_section(buffer, tz)
+    out.update(key_section(buffer, config))
     holds = {h.transport: h for h in buffer.retention.holds([t.name for t in config.transports])}
     for t in config.transports:
         if t.status_module:  # files from stored readings, with a ledger of their own
@@ -183,6 +186,7 @@ def render(status: dict[str, Any]) -> str:
             "  CLOCK NOT SYNCHRONIZED: readings are stamped by a clock no time service "
             "disciplines; check chrony or systemd-timesyncd (timedatectl)"
         )
+    lines.extend(key_lines(status, lambda ms: _when(ms, ZoneInfo(status["timezone"]))))
     lines.append("transports:")
     for t in status["transports"]:
         if t.get("status_module"):

@@ -171,4 +171,39 @@ def verify_chain(items: Iterable[tuple[str, str | bytes]], key: StationKey) -> C
                 f"chain broken: seq {seq} ({sources[seq]}) does not follow seq {seq - 1} "
                 f"({sources[seq - 1]}): its prev is not the digest of seq {seq - 1}"
             )
+    report.failures += _descriptor_findings(report.verified)
     return report
+
+
+def _descriptor_findings(verified: dict[int, CheckedBatch]) -> list[str]:
+    """A v3 readings batch must name the latest descriptor record before it (null: none before
+    it). Judged where the batches held say so: a named seq held that is no descriptor; else the
+    latest descriptor held with no gap after it, or none back to seq 1 without a gap."""
+    out: list[str] = []
+    latest, hole = None, 0  # the newest descriptor seen; the highest missing seq so far
+    expected = 1
+    for seq in sorted(verified):
+        if seq > expected:
+            hole = seq - 1
+        expected = seq + 1
+        batch = verified[seq]
+        if batch.kind == "descriptor":
+            latest = seq
+            continue
+        if batch.kind != "readings" or batch.payload.v < 3:
+            continue
+        named = getattr(batch.payload, "descriptor", None)
+        known = latest if latest is not None and latest > hole else None
+        if named is not None and named in verified and verified[named].kind != "descriptor":
+            out.append(
+                f"wrong descriptor: seq {seq} names seq {named} as its descriptor: "
+                f"a {verified[named].kind} batch"
+            )
+        elif (known is not None or hole == 0) and named != known:
+            out.append(
+                f"wrong descriptor: seq {seq} names "
+                + (f"descriptor seq {named}" if named is not None else "no descriptor")
+                + ", but the latest descriptor record before it is "
+                + (f"seq {known}" if known is not None else "none")
+            )
+    return out

@@ -12,16 +12,21 @@ reference warehouse); each transport has its own warehouse database. At random m
 * fills the disk holding the buffer (a small tmpfs, when the machine allows mounting one) and
   frees it again;
 * jumps the agent's clock forwards or backwards (the agent runs under
-  ``simulators.agent_with_clock``, whose clock follows an offset file).
+  ``simulators.agent_with_clock``, whose clock follows an offset file);
+* rotates the station key (``station-agent rotate-key`` beside the running agent), half the
+  time killing the agent (SIGKILL) soon after; one rotation at least happens in every run.
 
 At the end the faults are cleared, a last agent without devices drains the backlog, and the
-buffer is compared with both warehouses. ``python -m simulators.chaos --events 120`` is the long
+buffer is compared with both warehouses; each warehouse must have followed every rotation record
+the buffer sealed (its chain walked from the first key across them, ``check_chain``).
+``python -m simulators.chaos --events 120`` is the long
 run; ``tests/test_chaos.py`` runs a short one in CI.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import shutil
@@ -57,6 +62,7 @@ KINDS = (
     "http_close",
     "disk_full",
     "clock_jump",
+    "rotate_key",
 )
 
 
@@ -72,6 +78,8 @@ class Summary:
     rejections: int = 0
     integrity: str = ""
     stuck: int = 0
+    rotations: int = 0  # rotation records the buffer sealed
+    rotations_followed: bool = False  # each warehouse holds them all, and signs on with the last
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -92,6 +100,7 @@ class Summary:
             and self.rejections == 0
             and self.integrity == "ok"
             and self.stuck == 0
+            and self.rotations_followed
         )
 
     def lines(self) -> list[str]:
@@ -103,6 +112,8 @@ class Summary:
             f"lost (https) {self.lost_https}; duplicated {self.duplicated}; gaps {self.gaps}; "
             f"chain {'ok' if self.chain_ok else 'BROKEN'}; warehouse rejections "
             f"{self.rejections}; stuck batches {self.stuck}; integrity_check {self.integrity}",
+            f"chaos: key rotations {self.rotations}, followed by both warehouses: "
+            f"{'yes' if self.rotations_followed else 'NO'}",
             *[f"chaos: note: {n}" for n in self.notes],
             f"chaos: {'PASS' if self.ok else 'FAIL'}",
         ]
@@ -114,6 +125,7 @@ class _AgentProcess:
 
     def __init__(self, config: Path, clock_file: Path, env: dict[str, str], log_path: Path) -> None:
         self.sealed, self.acked = threading.Event(), threading.Event()
+        self.rotated = threading.Event()
         self._log = open(log_path, "a")  # noqa: SIM115 (closed in wait)
         self.proc = subprocess.Popen(
             [
@@ -139,6 +151,8 @@ class _AgentProcess:
             self._log.write(line)
             if "event=batch_sealed" in line:
                 self.sealed.set()
+            elif "event=key_rotated" in line:
+                self.rotated.set()
             elif "event=batches_acked" in line:
                 self.acked.set()
 
@@ -273,6 +287,38 @@ def _backlog(buffer_db: Path) -> int:
         db.close()
 
 
+def _rotate_key(config: Path, env: dict[str, str], log_path: Path) -> subprocess.Popen:
+    """``station-agent rotate-key`` beside the running agent (it asks, then waits for it)."""
+    with open(log_path, "a") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "agent.cli", "rotate-key", "--config", str(config)]
+            + ["--wait", "20"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def _rotations_followed(buffer_db: Path, key_jwk: Path, warehouses: list[Warehouse]) -> int:
+    """How many rotation records the warehouses hold; raises AssertionError unless both hold
+    the same ones, every one the buffer still holds among them, and the last one hands the chain
+    to the station's key in force (``station.jwk``)."""
+    db = sqlite3.connect(f"file:{buffer_db}?mode=ro", uri=True)
+    in_buffer = [r[0] for r in db.execute("SELECT seq FROM batches WHERE kind = 'rotation'")]
+    db.close()
+    kid = json.loads(key_jwk.read_text())["kid"]
+    held = []
+    for wh in warehouses:
+        payloads = [unverified_payload(t) or {} for t in wh.jws_list(STATION)]
+        records = [p for p in payloads if p.get("kind") == "rotation"]
+        seqs = [p["seq"] for p in records]
+        assert set(in_buffer) <= set(seqs), f"buffer rotations {in_buffer}, warehouse {seqs}"
+        assert not records or records[-1]["body"]["new_key"]["kid"] == kid, "not the key in force"
+        held.append(seqs)
+    assert all(seqs == held[0] for seqs in held), f"the warehouses differ: {held}"
+    return len(held[0])
+
+
 def run_chaos(workdir: Path, events: int = 24, seed: int = 1, log=print) -> Summary:
     """Run ``events`` random faults against a live agent; compare buffer and warehouses."""
     rng = random.Random(seed)
@@ -306,10 +352,11 @@ def run_chaos(workdir: Path, events: int = 24, seed: int = 1, log=print) -> Summ
     agent_log = workdir / "agent.log"
     agent = _AgentProcess(config, clock_file, env, agent_log)
     kinds = [k for k in KINDS if tmpfs or k != "disk_full"]
+    rotating: list[subprocess.Popen] = []
     try:
         time.sleep(1.5)
         for n in range(events):
-            kind = rng.choice(kinds)
+            kind = "rotate_key" if n == events // 2 else rng.choice(kinds)
             summary.events[kind] += 1
             log(f"chaos: event {n + 1}/{events}: {kind}")
             if kind.startswith("kill"):
@@ -338,11 +385,25 @@ def run_chaos(workdir: Path, events: int = 24, seed: int = 1, log=print) -> Summ
                 filler = _fill_disk(buffer_dir)
                 time.sleep(rng.uniform(1.0, 3.0))
                 filler.unlink()
+            elif kind == "rotate_key":
+                agent.rotated.clear()
+                rotating.append(_rotate_key(config, env, workdir / "rotate-key.log"))
+                if rng.random() < 0.5:
+                    if rng.random() < 0.5:
+                        agent.rotated.wait(10)  # right after the record is committed
+                    else:
+                        time.sleep(rng.uniform(0.0, 1.0))
+                    summary.events["kill_after_rotate"] += 1
+                    agent.kill()
+                    time.sleep(rng.uniform(0.0, 0.5))
+                    agent = _AgentProcess(config, clock_file, env, agent_log)
             elif kind == "clock_jump":
                 offset = rng.choice([-1, 1]) * rng.uniform(60, 7 * 86400)
                 clock_file.write_text(f"{offset:.3f}")
             time.sleep(rng.uniform(0.2, 1.0))
         clock_file.write_text("0")
+        for command in rotating:  # a rotation asked of an agent killed meanwhile: its next start
+            command.wait(30)
         if agent.terminate() != 0:
             summary.notes.append("the agent did not exit 0 on SIGTERM")
         # Drain: an agent without devices, until nothing is owed to either transport.
@@ -382,6 +443,13 @@ def run_chaos(workdir: Path, events: int = 24, seed: int = 1, log=print) -> Summ
         reports = [check_chain(w.jws_list(STATION), station_key) for w in (wh_mqtt, wh_https)]
         summary.chain_ok = all(r.ok for r in reports)
         summary.rejections = wh_mqtt.rejected_count() + wh_https.rejected_count()
+        try:
+            summary.rotations = _rotations_followed(
+                buffer_dir / "buffer.db", key_dir / "station.jwk", [wh_mqtt, wh_https]
+            )
+            summary.rotations_followed = summary.rotations > 0
+        except AssertionError as exc:
+            summary.notes.append(f"a warehouse did not follow the rotations: {exc}")
         db = sqlite3.connect(buffer_dir / "buffer.db")
         summary.integrity = db.execute("PRAGMA integrity_check").fetchone()[0]
         db.close()

@@ -34,6 +34,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from core.errors import VerificationError
+from core.record_kinds.rotation import KIND as ROTATION
+from core.record_kinds.rotation import PURPOSE
 from simulators.payload_v2 import check_v2, expand_v2
 from simulators.payload_v3 import check_v3, expand_v3
 
@@ -319,12 +321,19 @@ class ChainCheck:
 
 
 def check_chain(tokens: Iterable[str | bytes], key: RegisteredKey) -> ChainCheck:
-    """Every token verifies, seqs run 1..n without a gap or replay, and each ``prev`` is the
-    digest of the batch before it."""
+    """Every token verifies with the key in force at its seq (``key``, then the new key of each
+    rotation record before it), seqs run 1..n without a gap or replay, each ``prev`` is the
+    digest of the batch before it, and each v3 readings batch names the latest descriptor
+    record before it (null: none before it)."""
     out = ChainCheck()
-    for n, token in enumerate(tokens):
+    in_force = [(1, key)]
+    for n, token in sorted(enumerate(tokens), key=lambda item: _seq_claimed(item[1])):
+        signer = [k for first, k in in_force if first <= _seq_claimed(token)][-1]
         try:
-            batch = check(token, key)
+            batch = check(token, signer)
+            if batch.kind == ROTATION and batch.seq not in out.batches:
+                new = rotation_key(batch.payload["station"], batch, signer)
+                in_force.append((batch.seq + 1, new))
         except VerificationError as exc:
             out.problems.append(f"token {n}: {exc}")
             continue
@@ -332,12 +341,70 @@ def check_chain(tokens: Iterable[str | bytes], key: RegisteredKey) -> ChainCheck
         if held is not None and held.jws != batch.jws:
             out.problems.append(f"replay: seq {batch.seq} twice with different content")
         out.batches.setdefault(batch.seq, batch)
+    latest = None
     for expected, seq in enumerate(sorted(out.batches), start=1):
         if seq != expected:
             out.problems.append(f"gap: seq {expected} missing")
             break
-        if seq > 1 and out.batches[seq].prev != out.batches[seq - 1].digest:
+        batch = out.batches[seq]
+        if seq > 1 and batch.prev != out.batches[seq - 1].digest:
             out.problems.append(
                 f"chain broken: prev of seq {seq} is not the digest of seq {seq - 1}"
             )
+        if batch.kind == "descriptor":
+            latest = seq
+        elif batch.kind == "readings" and batch.payload.get("descriptor", latest) != latest:
+            out.problems.append(  # v3 readings (v1/v2 name no descriptor)
+                f"seq {seq} names descriptor {batch.payload['descriptor']}, but the latest "
+                f"descriptor record before it is {latest}"
+            )
     return out
+
+
+def _seq_claimed(token: str | bytes) -> int:
+    """The seq a token claims before any check (0 when none can be read): the walking order."""
+    payload = unverified_payload(token)
+    seq = payload.get("seq") if payload else None
+    return seq if type(seq) is int else 0
+
+
+def rotation_key(station: str, batch: Batch, signed_by: RegisteredKey) -> RegisteredKey:
+    """The new key a verified rotation record signed by ``signed_by`` hands its chain to; raises
+    VerificationError unless ``old_kid`` is ``signed_by``, ``new_key.kid`` its thumbprint and the
+    proof verifies with it over exactly the documented claims (docs/protocol.md)."""
+    seq, body = batch.seq, batch.payload["body"]
+    where = f"rotation at seq {seq}"
+    if body["old_kid"] != signed_by.kid:
+        raise VerificationError(
+            f"{where}: old_kid {body['old_kid']!r} is not the key that signed it"
+        )
+    new = RegisteredKey.from_jwk(body["new_key"])
+    if body["new_key"]["kid"] != new.kid:
+        raise VerificationError(f"{where}: new_key.kid is not the key's thumbprint {new.kid}")
+    _check_proof(body["proof"], new, _proof_bytes(station, seq, signed_by.kid, new.kid), where)
+    return new
+
+
+def _proof_bytes(station: str, seq: int, old_kid: str, new_kid: str) -> bytes:
+    return (
+        f'{{"purpose":"{PURPOSE}","station":{json.dumps(station)},"seq":{seq},'
+        f'"old_kid":"{old_kid}","new_kid":"{new_kid}"}}'
+    ).encode()
+
+
+def _check_proof(proof: Any, key: RegisteredKey, expected: bytes, where: str) -> None:
+    try:
+        head, body, sig = split(proof)
+        header = b64url_strict(head, "proof header")
+        payload = b64url_strict(body, "proof payload")
+        signature = b64url_strict(sig, "proof signature")
+    except VerificationError as exc:
+        raise VerificationError(f"{where}: proof: {exc}") from None
+    if header != f'{{"alg":"Ed25519","kid":"{key.kid}","typ":"JOSE"}}'.encode():
+        raise VerificationError(f"{where}: proof header is not the new key's Ed25519 header")
+    try:
+        key.key.verify(signature, f"{head}.{body}".encode("ascii"))
+    except InvalidSignature:
+        raise VerificationError(f"{where}: proof does not verify with the new key") from None
+    if payload != expected:
+        raise VerificationError(f"{where}: proof is not over this station, seq and pair of keys")

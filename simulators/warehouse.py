@@ -167,6 +167,14 @@ class Warehouse:
         if seq + 1 in rows and _prev_of(rows[seq + 1]) != batch.digest:
             return 400, f"chain broken: seq {seq + 1} does not follow this seq {seq}"
         named = batch.payload.get("descriptor") if batch.kind == "readings" else None
+        latest = self._latest_descriptor(station, seq) if batch.kind == "readings" else None
+        if latest is not None and batch.payload["v"] == 3 and (named or 0) < latest:
+            return 400, (
+                f"seq {seq} names "
+                + ("no descriptor" if named is None else f"descriptor seq {named}")
+                + f", but descriptor seq {latest} comes before it: a readings batch names the "
+                "latest descriptor record before it"
+            )
         if named is not None:
             held = self._db.execute(
                 "SELECT kind FROM batches WHERE station = ? AND seq = ?", (station, named)
@@ -194,6 +202,13 @@ class Warehouse:
                 (station, (below or 0) + 1, seq - 1, now),
             )
         return 201, f"stored seq {seq}"
+
+    def _latest_descriptor(self, station: str, seq: int) -> int | None:
+        """The newest descriptor record held below ``seq`` (None: none held)."""
+        return self._db.execute(
+            "SELECT max(seq) FROM batches WHERE station = ? AND kind = 'descriptor' AND seq < ?",
+            (station, seq),
+        ).fetchone()[0]
 
     # --- queries for testers --------------------------------------------------------------
     def gaps(self, station: str) -> list[tuple[int, int]]:

@@ -349,3 +349,45 @@ def test_the_protocol_docs_example_body_fits_the_model():
     example = section.split("```json\n", 1)[1].split("```", 1)[0]
     body = MaintenanceRecord.model_validate(json.loads(example))
     assert body.model_dump() == json.loads(example)
+
+
+def test_stop_window_ends_that_window_only(config_file, capsys):
+    args = ["--config", str(config_file)]
+    common = ["--reason", "span calibration", "--technician", "Lan"]
+    for channels in ("SO2", "NOx"):
+        assert (
+            main(
+                [
+                    "maintenance",
+                    "start",
+                    "gas",
+                    *args,
+                    "--channels",
+                    channels,
+                    "--for",
+                    "1h",
+                    *common,
+                ]
+            )
+            == 0
+        )
+    capsys.readouterr()
+    assert main(["maintenance", "stop", "gas", *args, "--window", "2", "--technician", "Binh"]) == 0
+    assert "maintenance stopped: gas [NOx] stopped" in capsys.readouterr().out
+    main(["status", "--json", *args])
+    section = json.loads(capsys.readouterr().out)["maintenance"]
+    assert [e["window"] for e in section["active"]] == [1]
+    assert [(e["window"], e["stopped_by"]) for e in section["recently_ended"]] == [(2, "Binh")]
+    # a window already ended, or not this device's: a clear error, nothing else ended
+    for window in ("2", "9"):
+        assert main(["maintenance", "stop", "gas", *args, "--window", window]) == 1
+        err = capsys.readouterr().err
+        assert f"gas has no technician's window {window} lasting now (lasting: 1;" in err
+    with pytest.raises(SystemExit) as exit_:
+        main(["maintenance", "stop", "gas", *args, "--window", "x"])
+    assert exit_.value.code == 2
+    assert "'x': expected a window number" in capsys.readouterr().err
+    main(["status", "--json", *args])
+    assert [e["window"] for e in json.loads(capsys.readouterr().out)["maintenance"]["active"]] == [
+        1
+    ]

@@ -147,16 +147,21 @@ class MaintenanceLog:
         assert found is not None
         return found
 
-    def stop(self, device: str, at_ms: int, stopped_by: str | None) -> list[Window]:
-        """End every technician window of ``device`` still lasting at ``at_ms``; returns them."""
+    def stop(
+        self, device: str, at_ms: int, stopped_by: str | None, window_id: int | None = None
+    ) -> list[Window]:
+        """End every technician window of ``device`` still lasting at ``at_ms`` (only window
+        ``window_id`` if given); returns them."""
+        only = "" if window_id is None else " AND id = ?"
+        chosen = () if window_id is None else (window_id,)
 
         def stop(conn: sqlite3.Connection) -> list[int]:
             ids = [
                 r[0]
                 for r in conn.execute(
                     "SELECT id FROM maintenance WHERE device = ? AND source = ? AND "
-                    "stopped_ms IS NULL AND until_ms > ? ORDER BY id",
-                    (device, TECHNICIAN, at_ms),
+                    f"stopped_ms IS NULL AND until_ms > ?{only} ORDER BY id",
+                    (device, TECHNICIAN, at_ms, *chosen),
                 )
             ]
             conn.executemany(
