@@ -64,10 +64,12 @@ def test_metrics_follow_polls_seals_acks_and_an_outage(
         assert url.startswith("http://127.0.0.1:")
         m = wait_for(
             lambda: (
-                (s := scrape(url)).get('station_agent_acks_total{transport="https"}', 0) >= 2 and s
+                (s := scrape(url)).get('station_agent_acks_total{transport="https"}', 0) >= 2
+                and s.get(f"station_agent_poll_duration_seconds_count{dev}", 0) >= 2
+                and s
             ),
             60,
-            "two acknowledged batches in /metrics",
+            "two acknowledged batches (the first may be the descriptor) and two polls",
         )
         before = _db_count(config.buffer.path, "stack-analyzer")
         m = scrape(url)

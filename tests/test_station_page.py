@@ -11,6 +11,7 @@ them: ``SCREENSHOT_DIR=docs/screenshots pytest tests/test_station_page.py``).
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import sqlite3
@@ -198,6 +199,14 @@ def test_page_shows_live_values_and_a_fault_turns_the_device_red(
         shown = _text(page, "#maintenance tr.active")
         assert shown.startswith("IN MAINTENANCE\tstack-analyzer") and "span check" in shown, shown
         assert "jo" in shown
+        # the signing key in force (its RFC 7638 thumbprint, as station.jwk says) and the
+        # descriptor the agent sealed at its first start
+        kid = json.loads((station_key[0].parent / "station.jwk").read_text())["kid"]
+        assert _text(page, "#kid") == f"key in force: {kid}"
+        db = sqlite3.connect(config.buffer.path)
+        (seq,) = db.execute("SELECT max(seq) FROM batches WHERE kind = 'descriptor'").fetchone()
+        db.close()
+        assert _text(page, "#descriptor").startswith(f"station descriptor: seq {seq}, sealed ")
         assert requests and all(r.startswith(url) for r in requests), requests
     finally:
         agent.stop(grace_s=1)
@@ -229,11 +238,13 @@ def test_page_actions_need_the_configured_token(
     is refused (401) and the right one requeues them, which fills the warehouse's gap."""
     shots = Path(os.environ.get("SCREENSHOT_DIR", tmp_path))
     from agent.keys import generate_key
-    from simulators.warehouse import load_station_jwk
+    from simulators.warehouse import RegisteredKey, load_station_jwk
 
     right_key = warehouse.keys[station_id]
     _k, other_jwk = generate_key(tmp_path / "other")
-    warehouse.keys[station_id] = load_station_jwk(other_jwk)
+    # the station's kid with another public key: no signature verifies, 400 (an unknown kid
+    # would be 425, retried)
+    warehouse.keys[station_id] = RegisteredKey(right_key.kid, load_station_jwk(other_jwk).key)
     config = make_config(
         tmp_path,
         station_id,

@@ -170,6 +170,7 @@ class StationView:
             "clock": clock_state(),
             "actions": agent.web is not None and agent.web.config.actions_enabled,
             "maintenance": self.maintenance(),
+            "signing": self.signing(),
             "devices": devices,
             "transports": transports,
             "disk": {
@@ -188,6 +189,13 @@ class StationView:
         from agent.maintenance_cli import status_section
 
         return status_section(self.buffer(), ZoneInfo(self.agent.config.station.timezone))
+
+    def signing(self) -> dict[str, Any]:
+        """The signing key in force, a rotation asked for, old keys kept, and the descriptor in
+        force: the ``signing_key`` and ``descriptor`` sections of ``status --json``."""
+        from agent.status_key import key_section
+
+        return key_section(self.buffer(), self.agent.config)
 
     def chart(self, device: str, param: str, unit: str, points: int) -> dict[str, Any]:
         """The last 24 h of one channel, averaged into at most ``points`` time slices."""

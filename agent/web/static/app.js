@@ -136,6 +136,26 @@ function maintenance(section) {  // the same section `status` shows: active, rec
       el("td", {}, w.line || ((w.device || "whole station") + ": " + (w.reason || ""))))))));
 }
 
+function signing(s) {  // status --json's signing_key and descriptor sections
+  const k = s.signing_key, lines = [el("p", { id: "kid" }, "key in force: " + (k.kid || "unknown"))];
+  if (k.file_kid && k.kid && k.file_kid !== k.kid) {
+    lines.push(el("p", { class: "bad" }, "KEY FILE HOLDS " + k.file_kid + ", NOT THE KEY THE CHAIN NAMES"));
+  }
+  const r = k.rotation_request;
+  if (r && r.state !== "sealed") {
+    lines.push(el("p", { class: r.state === "failed" ? "bad" : "" }, "key rotation " + r.state +
+      (r.error ? ": " + r.error : "")));
+  }
+  for (const old of k.old_keys_kept) {
+    lines.push(el("p", { class: "muted" }, "old key " + old.kid + " kept until acknowledged by " +
+      (old.owed_by.length ? old.owed_by.join(", ") : "(retiring)")));
+  }
+  const d = s.descriptor;
+  lines.push(el("p", { id: "descriptor" }, d ? "station descriptor: seq " + d.seq +
+    (d.sealed_at_ms ? ", sealed " + when(d.sealed_at_ms) : "") : "no station descriptor sealed yet"));
+  document.getElementById("signing").replaceChildren(...lines);
+}
+
 async function refresh() {
   try {
     const r = await fetch("/api/live", { cache: "no-store" });
@@ -150,6 +170,7 @@ async function refresh() {
     document.getElementById("actions-box").hidden = !live.actions;
     clock(live.clock);
     maintenance(live.maintenance);
+    signing(live.signing);
     const d = live.disk;
     document.getElementById("disk").textContent = "buffer " + bytes(d.buffer_bytes) + "; free " +
       bytes(d.free_bytes) + " of " + bytes(d.total_bytes) + " (" + d.path + ")";
