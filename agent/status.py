@@ -123,7 +123,7 @@ def _gather(buffer: Buffer, config: Config) -> dict[str, Any]:
         out["devices"].append(
             {
                 "name": name,
-                "state": "never polled" if not d.polls else ("FAULT" if d.failing else "ok"),
+                "state": _device_state(buffer, d),
                 "last_good": _when(d.last_good_ms, tz),
                 "last_good_ms": d.last_good_ms,
                 "last_error": d.last_error,
@@ -134,6 +134,19 @@ def _gather(buffer: Buffer, config: Config) -> dict[str, Any]:
             }
         )
     return out
+
+
+def _device_state(buffer: Buffer, d: DeviceState) -> str:
+    """``ok``, ``FAULT`` (nothing read), ``partly failing: A, B`` (the channels that failed
+    in the last poll while the others read) or ``never polled``."""
+    if not d.polls:
+        return "never polled"
+    if d.failing:
+        return "FAULT"
+    if d.partly_failing and d.last_error_ms is not None:
+        channels = buffer.devices.failing_channels(d.name, d.last_error_ms)
+        return "partly failing" + (f": {', '.join(channels)}" if channels else "")
+    return "ok"
 
 
 def _hold(hold: Hold | None) -> dict[str, Any] | None:
