@@ -57,12 +57,14 @@ def test_one_channel_always_failing_makes_the_device_partly_failing_with_it_name
     assert (state.polls, state.faults, state.last_good_ms) == (3, 3, 3000)
     assert (state.partly_failing, state.failing) == (True, False)
     [device] = gather(config)["devices"]
-    assert device["state"] == "partly failing: HF"
+    assert (device["state"], device["failing_channels"]) == ("partly failing: HF", ["HF"])
     assert "stack: partly failing: HF; last good reading " in render(gather(config))
 
     _poll(buf, 4000, {f"C{i}" for i in range(9)} | {"HF"})  # nothing read: the device is down
-    assert gather(config)["devices"][0]["state"] == "FAULT"
+    [device] = gather(config)["devices"]
+    assert (device["state"], len(device["failing_channels"])) == ("FAULT", 10)
     _poll(buf, 5000, {"C3", "HF"})
     assert gather(config)["devices"][0]["state"] == "partly failing: C3, HF"
     _poll(buf, 6000, set())
-    assert gather(config)["devices"][0]["state"] == "ok"
+    [device] = gather(config)["devices"]
+    assert (device["state"], device["failing_channels"]) == ("ok", [])
