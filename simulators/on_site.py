@@ -56,11 +56,12 @@ def _https(port: int, **extra: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _device(port: int, channels: str, name: str = "analyzer", poll: float = 1.0) -> str:
+def _device(port: int, channels: str, name: str = "analyzer", limits: str = "") -> str:
     return (
         f'[[devices]]\nname = "{name}"\ndriver = "modbus_tcp"\nhost = "127.0.0.1"\n'
-        f"port = {port}\nunit = 1\npoll_interval_s = {poll}\ntimeout_s = 0.5\nretries = 0\n"
-        f"{channels}"
+        f"port = {port}\nunit = 1\npoll_interval_s = 1\ntimeout_s = 0.5\nretries = 0\n"
+        + (f"[devices.limits]\n{limits}" if limits else "")
+        + channels
     )
 
 
@@ -256,6 +257,9 @@ def byte_order(s: Session) -> None:
     channels = _channel("SO2", 0) + _channel("pressure", 2, unit="hPa")
     s.write("station.toml", _HEAD + _device(sim.port, channels) + _https(1))
     s.run("probe", "--config", "station.toml")
+    limits = "pressure = { max = 1100 }      # a limit makes 1000 times it implausible too\n"
+    s.show_file("limits.toml", _HEAD + _device(sim.port, channels, limits=limits) + _https(1))
+    s.run("probe", "--config", "limits.toml")
 
 
 def integers(s: Session) -> None:
