@@ -126,7 +126,7 @@ def _gather(buffer: Buffer, config: Config) -> dict[str, Any]:
         out["devices"].append(
             {
                 "name": name,
-                "state": "never polled" if not d.polls else ("FAULT" if d.failing else "ok"),
+                **_device_state(buffer, d),
                 "last_good": _when(d.last_good_ms, tz),
                 "last_good_ms": d.last_good_ms,
                 "last_error": d.last_error,
@@ -137,6 +137,24 @@ def _gather(buffer: Buffer, config: Config) -> dict[str, Any]:
             }
         )
     return out
+
+
+def _device_state(buffer: Buffer, d: DeviceState) -> dict[str, Any]:
+    """``state``: ``ok``, ``FAULT`` (the last poll read nothing), ``partly failing: A, B``
+    (the last poll read some channels, not A and B) or ``never polled``; and
+    ``failing_channels``, the channels whose reading in the last poll is a fault."""
+    failing: list[str] = []
+    if d.last_error_ms is not None and (d.failing or d.partly_failing):
+        failing = buffer.devices.failing_channels(d.name, d.last_error_ms)
+    if not d.polls:
+        state = "never polled"
+    elif d.failing:
+        state = "FAULT"
+    elif d.partly_failing:
+        state = "partly failing" + (f": {', '.join(failing)}" if failing else "")
+    else:
+        state = "ok"
+    return {"state": state, "failing_channels": failing}
 
 
 def _hold(hold: Hold | None) -> dict[str, Any] | None:

@@ -28,3 +28,43 @@ def test_a_status_reader_sees_what_the_agent_committed(tmp_path):
     buf.store_poll([Reading("dust", "PM", "mg/Nm3", 5000, 3.0)], device="dust")
     reader = Buffer(tmp_path / "b.db", read_only=True)
     assert reader.devices.all()["dust"].last_good_ms == 5000
+
+
+def _poll(buf: Buffer, at: int, failing: set[str]) -> None:
+    """One poll of ten channels, those in ``failing`` refused as the driver reports it."""
+    readings = [
+        Reading("stack", p, "mg/Nm3", at, None, FAULT, "Modbus exception 2")
+        if p in failing
+        else Reading("stack", p, "mg/Nm3", at, 1.0)
+        for p in [f"C{i}" for i in range(9)] + ["HF"]
+    ]
+    error = "; ".join(f"{r.param}: {r.error}" for r in readings if r.error) or None
+    buf.store_poll(readings, device="stack", error=error, time_ms=at)
+
+
+def test_one_channel_always_failing_makes_the_device_partly_failing_with_it_named(
+    tmp_path, station_key
+):
+    from conftest import http_transport, make_config
+
+    from agent.status import gather, render
+
+    config = make_config(tmp_path, "T-1", station_key[0], [], [http_transport(1)])
+    buf = Buffer(config.buffer.path)
+    for at in (1000, 2000, 3000):
+        _poll(buf, at, {"HF"})
+    state = buf.devices.all()["stack"]
+    assert (state.polls, state.faults, state.last_good_ms) == (3, 3, 3000)
+    assert (state.partly_failing, state.failing) == (True, False)
+    [device] = gather(config)["devices"]
+    assert (device["state"], device["failing_channels"]) == ("partly failing: HF", ["HF"])
+    assert "stack: partly failing: HF; last good reading " in render(gather(config))
+
+    _poll(buf, 4000, {f"C{i}" for i in range(9)} | {"HF"})  # nothing read: the device is down
+    [device] = gather(config)["devices"]
+    assert (device["state"], len(device["failing_channels"])) == ("FAULT", 10)
+    _poll(buf, 5000, {"C3", "HF"})
+    assert gather(config)["devices"][0]["state"] == "partly failing: C3, HF"
+    _poll(buf, 6000, set())
+    [device] = gather(config)["devices"]
+    assert (device["state"], device["failing_channels"]) == ("ok", [])

@@ -232,3 +232,26 @@ def test_every_option_has_help_text(command: tuple[str, ...]) -> None:
         if isinstance(action, argparse._HelpAction):
             continue
         assert action.help, f"{' '.join(command)} {action.option_strings or action.dest}"
+
+
+def test_a_float_far_beyond_its_configured_limit_is_shown_in_all_four_byte_orders(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Word-swapped 1013.2 reads 107619304.0 in ABCD: not denormal, not beyond 1e15, but
+    1000 times over a 1100 limit; the same value without a limit gets no hint."""
+    device = ModbusDevice()
+    device.set_registers(0, encode(1013.2, "float32", "CDAB"))
+    device.set_registers(2, encode(1013.2, "float32", "CDAB"))
+    channels = [{"param": "pressure", "register": 0}, {"param": "P2", "register": 2}]
+    limits = {"pressure": {"max": 1100}}
+    with ModbusTcpSimulator(devices={1: device}) as sim:
+        config = _config(tmp_path, sim.port, channels=channels, limits=limits)
+        assert cli_main(["probe", "--config", str(config)]) == 0
+    checks = [line for line in capsys.readouterr().out.splitlines() if line.startswith("check: ")]
+    wrong = struct.unpack(">f", struct.pack(">HH", *encode(1013.2, "float32", "CDAB")))[0]
+    assert checks == [
+        f"check: pressure: float32 in order ABCD looks implausible ({wrong!r}, over 1000 times "
+        f"its limit 1100); the same registers in each byte order: ABCD {wrong!r} (configured), "
+        + checks[0].split("(configured), ")[1]
+    ]
+    assert "CDAB 1013.2" in checks[0]

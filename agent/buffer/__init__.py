@@ -108,7 +108,8 @@ class Buffer:
             self.store.insert(conn, readings, unsynced=unsynced)
             if device is not None:
                 at = time_ms if time_ms is not None else (readings[0].time_ms if readings else 0)
-                self.devices.record_poll(conn, device, error, at)
+                some_read = any(r.value is not None and not r.error for r in readings)
+                self.devices.record_poll(conn, device, error, at, some_read)
 
         self.file.write("storing readings", store)
 

@@ -5,8 +5,8 @@
   read through: the advice names them and gives the ``forbidden`` entry that keeps the plan
   from reading across them (fewer requests than one per channel, every poll).
 * ``byte_order_notes``: a float channel whose value looks like a wrong byte order (NaN, a
-  denormal, or beyond 1e15) gets the registers decoded in all four orders, so the technician
-  can pick the one that gives the plausible value.
+  denormal, beyond 1e15, or beyond 1000 times the limit configured for it) gets the registers
+  decoded in all four orders, so the technician can pick the one that gives the plausible value.
 """
 
 from __future__ import annotations
@@ -67,8 +67,15 @@ def _gaps(merged: Span, members: tuple[Span, ...]) -> list[Span]:
     return gaps
 
 
-def byte_order_notes(channel: ModbusChannel, registers: list[int]) -> tuple[str, ...]:
-    """For a float channel with an implausible value: the value in every byte order."""
+LIMIT_FACTOR = 1000  # a value this many times the channel's limit is not a measurement
+
+
+def byte_order_notes(
+    channel: ModbusChannel, registers: list[int], limit: float | None = None
+) -> tuple[str, ...]:
+    """For a float channel with an implausible value: the value in every byte order.
+    ``limit``: the channel's configured limit (``[devices.limits]`` max); a value beyond
+    ``LIMIT_FACTOR`` times it is implausible too (107619304.0 for a 500 mg/Nm3 limit)."""
     if channel.type not in FLOAT_TYPES:
         return ()
     try:
@@ -78,9 +85,11 @@ def byte_order_notes(channel: ModbusChannel, registers: list[int]) -> tuple[str,
     except ValueError:
         return ()
     else:
-        if not implausible(value, channel.numeric_type):
+        beyond_limit = limit is not None and limit > 0 and abs(value) > LIMIT_FACTOR * limit
+        if not (implausible(value, channel.numeric_type) or beyond_limit):
             return ()
-        why = f"looks implausible ({value!r})"
+        why = f"looks implausible ({value!r}"
+        why += f", over {LIMIT_FACTOR} times its limit {limit:g})" if beyond_limit else ")"
     shown = []
     for order, decoded in decode_every_order(registers, channel.numeric_type).items():
         if isinstance(decoded, str):

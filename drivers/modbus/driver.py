@@ -150,7 +150,12 @@ class ModbusDriver:
         for channel in self.config.channels:
             reading = self._reading(channel, results, time_ms)
             registers = results[self._values[channel.param]]
-            notes = byte_order_notes(channel, registers) if isinstance(registers, list) else ()
+            limit = self.config.limits.get(channel.param)
+            notes = (
+                byte_order_notes(channel, registers, limit.max if limit else None)
+                if isinstance(registers, list)
+                else ()
+            )
             rows.append(
                 ProbeRow(
                     channel.param,
