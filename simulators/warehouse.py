@@ -11,8 +11,8 @@ already have these exact bytes, 400 rejected (reason in the body and in table ``
 404 unknown station, 425 (retry later: nothing stored) for a v3 readings batch naming a
 descriptor record not received yet, or signed by a key it does not know (yet): batches
 arrive out of order, and a key rotation record hands the chain to a new key
-(``simulators/key_book.py``); the station retries, never quarantines (over MQTT no
-acknowledgement, so the station publishes it again). A batch naming a descriptor this
+(``simulators/key_book.py``); the station retries, never quarantines (over MQTT an
+acknowledgement with result "retry"). A batch naming a descriptor this
 warehouse refused (400; it will not come by waiting) is stored and ``descriptor_of`` says
 None for it until the descriptor is requeued and stored. Gaps are noticed on arrival
 (table ``gap_events``) and listed by ``gaps()``.
@@ -391,13 +391,13 @@ class Warehouse:
 
 def mqtt_ack(body: bytes, status: int, message: str) -> bytes | None:
     """The acknowledgement for a batch received over MQTT (None: nothing to acknowledge)."""
-    result = {201: "stored", 409: "duplicate", 400: "rejected"}.get(status)
+    result = {201: "stored", 409: "duplicate", 400: "rejected", 425: "retry"}.get(status)
     seq = _claimed_seq(body)
     if result is None or seq is None or seq < 1:
         return None
     digest = base64.urlsafe_b64encode(hashlib.sha256(body).digest()).rstrip(b"=").decode()
     ack = {"seq": seq, "digest": digest, "result": result}
-    if result == "rejected":
+    if result in ("rejected", "retry"):
         ack["reason"] = message
     return json.dumps(ack).encode()
 

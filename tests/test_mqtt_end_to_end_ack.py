@@ -132,6 +132,41 @@ def test_a_broker_restarted_without_persistence_loses_nothing(tmp_path, station_
         broker.stop()
 
 
+class TooEarlyOnce(Warehouse):
+    """The reference warehouse, answering 425 (too early: nothing stored) to the first copy of
+    seq 2 it receives, as it does to a batch naming a record that has not arrived yet."""
+
+    answered_425 = 0
+
+    def receive(self, station: str, body: bytes, via: str) -> tuple[int, str]:
+        claimed = json.loads(base64.urlsafe_b64decode(body.split(b".")[1] + b"==")).get("seq")
+        if claimed == 2 and not self.answered_425:
+            self.answered_425 += 1
+            return 425, "seq 2 names descriptor seq 1, not received yet"
+        return super().receive(station, body, via)
+
+
+def test_too_early_is_answered_retry_and_sent_again_at_once(tmp_path, station_key, mosquitto):
+    """A 425 over MQTT is an acknowledgement saying ``retry``: the agent publishes the batch
+    again after its backoff (here 0.2 s), not after the 60 s acknowledgement timeout, and it is
+    stored once, quarantined never."""
+    warehouse = TooEarlyOnce(
+        tmp_path / "warehouse.db",
+        {STATION: load_station_jwk(station_key[0].parent / "station.jwk")},
+    )
+    warehouse.start_mqtt("127.0.0.1", mosquitto.port)
+    station = Station(tmp_path, station_key[0], mosquitto.port, ack_timeout_s=60)
+    try:
+        station.seal(3)
+        wait_for(station.all_delivered, 20, "every batch acknowledged well before 60 s")
+        assert warehouse.answered_425 == 1
+        assert warehouse.count(STATION) == (3, 3)
+        assert warehouse.rejections() == [] and station.buffer.ledger.quarantined("mqtt") == []
+    finally:
+        station.stop()
+        warehouse.stop()
+
+
 def test_an_ack_naming_other_bytes_is_refused_and_logged(tmp_path, station_key, mosquitto, caplog):
     """An acknowledgement for seq 1 whose digest is not that of the bytes sent is refused (and
     logged); the one with the right digest, computed here with hashlib, is taken."""

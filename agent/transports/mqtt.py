@@ -287,6 +287,8 @@ class MqttTransport:
             return
         if ack.result == "rejected":
             self._on_outcome(ack.seq, Reject(f"warehouse: {ack.reason}"))
+        elif ack.result == "retry":  # too early (HTTP 425): nothing stored, send it again
+            self._on_outcome(ack.seq, Retry(f"warehouse: not yet: {ack.reason}"))
         else:
             self._on_outcome(ack.seq, Ack())
 

@@ -4,7 +4,11 @@ After it has durably stored a batch (or found it already held), the warehouse pu
 ``{prefix}/{station}/acks``, QoS 1, a small JSON object::
 
     {"seq": 17, "digest": "<base64url SHA-256 of the JWS bytes it received>",
-     "result": "stored" | "duplicate" | "rejected", "reason": "..."}
+     "result": "stored" | "duplicate" | "rejected" | "retry", "reason": "..."}
+
+``retry`` is the warehouse's "too early" (HTTP 425: nothing stored, e.g. a batch naming a record
+that has not arrived yet): the agent sends the batch again after its backoff, instead of waiting
+out ``ack_timeout_s``.
 
 The agent accepts it only when ``digest`` is the digest of the bytes it sent for that seq: an
 acknowledgement of other bytes (a forged or confused one) is refused and logged. ``parse_ack``
@@ -22,7 +26,7 @@ from agent.bounded import check_json_depth
 from agent.jws import chain_digest
 
 MAX_ACK_BYTES = 4096
-RESULTS = ("stored", "duplicate", "rejected")
+RESULTS = ("stored", "duplicate", "rejected", "retry")
 
 
 class AckError(ValueError):
