@@ -241,8 +241,9 @@ def _measure(w, directory, agent, warehouse, seconds, warmup, pyspy) -> dict:
     spy = None
     if pyspy:
         spy = subprocess.Popen(
-            ["py-spy", "record", "-o", pyspy, "--pid", str(agent.pid), "-d", str(span_ms // 1000)]
-            + ["--nonblocking", "-r", "50"],
+            [str(Path(sys.executable).parent / "py-spy"), "record", "-o", pyspy, "--pid"]
+            + [str(agent.pid), "-d", str(span_ms // 1000), "--nonblocking", "-r", "50"]
+            + (["--format", "raw"] if pyspy.endswith(".txt") else []),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

@@ -25,9 +25,10 @@ Durability, stated once (docs/durability.md proves each with a test):
 * ``store_poll`` returns only after the readings are committed (WAL). With
   ``durability = "power"`` (default) that commit is fsynced: it survives a power cut; with
   ``"process"`` it survives a crash of the agent, and the next seal's fsync covers it.
-* ``seal`` assigns ``seq``, builds and signs the payload and commits it in one transaction,
-  fsynced (synchronous=FULL) before it returns. A batch is only ever sent after that, so a crash
-  can never make the agent issue the same ``seq`` with different content.
+* ``seal`` builds and signs the next batch without the lock (polls go on), then commits it in
+  one short transaction, fsynced (synchronous=FULL), if the chain head has not moved (see
+  ``chain``). A batch is only ever sent after that, so a crash can never make the agent issue
+  the same ``seq`` with different content.
 * ``mark_acked`` records a transport's acknowledgement; losing it to a power cut only causes a
   re-send of byte-identical bytes, which the warehouse de-duplicates.
 * Nothing that is not acknowledged by every configured transport is ever pruned.

@@ -4,9 +4,13 @@ Table ``batches``: per batch its ``seq``, the range of reading ids it sealed, th
 zlib-compressed payload, signature, stored once and never re-signed) and its chain digest
 (``prev`` of the next batch), checked again before every send.
 
-``seal`` builds, signs and commits one batch per transaction, fsynced (synchronous=FULL) before
-the next is built and before it returns; signing happens inside the transaction, so a crash
-before COMMIT leaves no batch and no used ``seq``.
+``seal`` seals one batch at a time in three steps, so that polls keep committing while a batch
+is built: (1) under the buffer's lock, read the chain head and the next unsealed readings (a
+moment); (2) with no lock held, build and sign the batch (the slow part); (3) one short write
+transaction, fsynced (synchronous=FULL), that inserts it only if the head is still the one it
+was built on. Nothing is written before that COMMIT, so a crash before it leaves no batch and
+no used ``seq``. If the head moved (another writer appended to the chain meanwhile), the built
+batch is dropped unstored and built again on the new head.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from core.errors import StorageError
 MakeJws = Callable[[int, str | None, list[ReadingRow]], tuple[str, int]]
 # The columns ``batch_from_row`` takes, in order (readers select them with this string).
 BATCH_COLUMNS = "seq, count, sealed_at_ms, header, payload, signature, digest"
+MAX_HEAD_MOVES = 3  # rebuilds of one batch whose head moved before this is an error
 
 
 class Chain:
@@ -48,47 +53,68 @@ class Chain:
     ) -> list[SealedBatch]:
         """Seal unsealed readings into batches of at most ``max_readings``.
 
-        ``make_jws(seq, prev, rows)`` returns (compact JWS, sealed_at_ms). Each batch is committed
-        with synchronous=FULL before the next is built and before this returns.
+        ``make_jws(seq, prev, rows)`` returns (compact JWS, sealed_at_ms); it runs without the
+        buffer's lock. Each batch is committed with synchronous=FULL before the next is built
+        and before this returns.
         """
         sealed: list[SealedBatch] = []
         while max_batches is None or len(sealed) < max_batches:
-            batch = self.file.write(
-                "sealing a batch",
-                lambda conn: self._seal_one(conn, make_jws, max_readings),
-                durable=True,
-            )
+            batch = self._seal_one(make_jws, max_readings)
             if batch is None:
                 break
             sealed.append(batch)
         return sealed
 
-    def _seal_one(
-        self, conn: sqlite3.Connection, make_jws: MakeJws, max_readings: int
-    ) -> SealedBatch | None:
-        last_seq, prev, upto = self._head(conn)
-        first_id, last_id, readings = self.store.rows_after(conn, upto, max_readings)
-        if not readings:
-            return None
-        seq = last_seq + 1
-        jws, sealed_at_ms = make_jws(seq, prev, readings)
-        header, payload_b64, signature = jws.split(".")
+    def _seal_one(self, make_jws: MakeJws, max_readings: int) -> SealedBatch | None:
+        for _attempt in range(MAX_HEAD_MOVES + 1):
+            with self.file.read() as conn:  # (1) a moment under the lock
+                head = self._head(conn)
+                first_id, last_id, readings = self.store.rows_after(conn, head[2], max_readings)
+            if not readings:
+                return None
+            seq = head[0] + 1
+            jws, sealed_at_ms = make_jws(seq, head[1], readings)  # (2) no lock held
+            batch = SealedBatch(seq, jws, len(readings), sealed_at_ms)
+            stored = self.file.write(  # (3) a short transaction, fsynced
+                "sealing a batch",
+                lambda conn: self._insert_if_head(conn, head, batch, first_id, last_id),
+                durable=True,
+            )
+            if stored:
+                return batch
+        raise StorageError(
+            f"{self.file.path}: the chain head moved {MAX_HEAD_MOVES + 1} times while a batch "
+            "was being sealed (another writer appending to the chain?)"
+        )
+
+    def _insert_if_head(
+        self,
+        conn: sqlite3.Connection,
+        head: tuple[int, str | None, int],
+        batch: SealedBatch,
+        first_id: int,
+        last_id: int,
+    ) -> bool:
+        """Inside the sealing transaction: store ``batch`` if the head is still ``head``."""
+        if self._head(conn) != head:
+            return False
+        header, payload_b64, signature = batch.jws.split(".")
         conn.execute(
             "INSERT INTO batches (seq, first_id, last_id, count, sealed_at_ms, header, payload, "
             "signature, digest) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
-                seq,
+                batch.seq,
                 first_id,
                 last_id,
-                len(readings),
-                sealed_at_ms,
+                batch.count,
+                batch.sealed_at_ms,
                 header,
                 zlib.compress(b64url_decode(payload_b64), 1),
                 signature,
-                chain_digest(jws),
+                chain_digest(batch.jws),
             ),
         )
-        return SealedBatch(seq, jws, len(readings), sealed_at_ms)
+        return True
 
     def batch_from_row(self, row: tuple) -> SealedBatch:
         """A stored batch (a row of ``BATCH_COLUMNS``), its bytes checked against its digest."""
