@@ -1,4 +1,4 @@
-"""Workloads: D devices x C float32 channels polled every I s, end to end, counted reading by reading.
+"""Workloads: D devices x C float32 channels polled every I s, end to end, every reading counted.
 
 A simulator process serves D Modbus TCP devices (one port each, ``C`` float32 values and a status
 register: ``_harness.DataloggerDevice``). The real agent (``station-agent run`` with a generated
@@ -242,7 +242,7 @@ def _measure(w, directory, agent, warehouse, seconds, warmup, pyspy) -> dict:
     if pyspy:
         spy = subprocess.Popen(
             [str(Path(sys.executable).parent / "py-spy"), "record", "-o", pyspy, "--pid"]
-            + [str(agent.pid), "-d", str(span_ms // 1000), "--nonblocking", "-r", "50"]
+            + [str(agent.pid), "-d", str(span_ms // 1000), "--nonblocking", "--gil", "-r", "50"]
             + (["--format", "raw"] if pyspy.endswith(".txt") else []),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

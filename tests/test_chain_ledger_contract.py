@@ -67,9 +67,9 @@ def test_a_seal_commit_is_fsynced_even_with_durability_process(tmp_path):
     seen: list[int] = []
     insert = buf.chain._insert_if_head
 
-    def observing(conn, *args):  # runs inside the seal transaction, on its connection
+    def observing(conn, **kwargs):  # runs inside the seal transaction, on its connection
         seen.append(conn.execute("PRAGMA synchronous").fetchone()[0])
-        return insert(conn, *args)
+        return insert(conn, **kwargs)
 
     buf.chain._insert_if_head = observing
     buf.chain.seal(make_jws, max_readings=1)

@@ -54,12 +54,15 @@ from agent.buffer.schema import SCHEMA_VERSION
 from core.batch import SealedBatch
 from core.reading import Reading
 
+Poll = tuple[str | None, Sequence[Reading], str | None, int | None]  # device, readings, error, time
+
 __all__ = [
     "ACKED",
     "QUARANTINED",
     "SCHEMA_VERSION",
     "Buffer",
     "DeviceState",
+    "Poll",
     "ReadingRow",
     "ReadingsConsumer",
 ]
@@ -99,12 +102,18 @@ class Buffer:
     ) -> None:
         """Commit one poll's readings (and the device's health) in one transaction before
         returning. A reading already stored (same channel and time) is not stored again."""
+        self.store_polls([(device, readings, error, time_ms)])
+
+    def store_polls(self, polls: Sequence[Poll]) -> None:
+        """Commit several polls ``(device, readings, error, time_ms)`` in one transaction (a
+        group commit: one fsync for all of them with ``durability = "power"``)."""
 
         def store(conn: sqlite3.Connection) -> None:
-            self.store.insert(conn, readings)
-            if device is not None:
-                at = time_ms if time_ms is not None else (readings[0].time_ms if readings else 0)
-                self.devices.record_poll(conn, device, error, at)
+            self.store.insert(conn, [r for _d, readings, _e, _t in polls for r in readings])
+            for device, readings, error, time_ms in polls:
+                if device is not None:
+                    at = time_ms if time_ms is not None else readings[0].time_ms if readings else 0
+                    self.devices.record_poll(conn, device, error, at)
 
         self.file.write("storing readings", store)
 

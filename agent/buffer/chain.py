@@ -15,6 +15,7 @@ batch is dropped unstored and built again on the new head.
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 import zlib
 from collections.abc import Callable
@@ -69,17 +70,14 @@ class Chain:
         for _attempt in range(MAX_HEAD_MOVES + 1):
             with self.file.read() as conn:  # (1) a moment under the lock
                 head = self._head(conn)
-                first_id, last_id, readings = self.store.rows_after(conn, head[2], max_readings)
+                *ids, readings = self.store.rows_after(conn, head[2], max_readings)
             if not readings:
                 return None
             seq = head[0] + 1
             jws, sealed_at_ms = make_jws(seq, head[1], readings)  # (2) no lock held
             batch = SealedBatch(seq, jws, len(readings), sealed_at_ms)
-            stored = self.file.write(  # (3) a short transaction, fsynced
-                "sealing a batch",
-                lambda conn: self._insert_if_head(conn, head, batch, first_id, last_id),
-                durable=True,
-            )
+            insert = functools.partial(self._insert_if_head, head=head, batch=batch, ids=ids)
+            stored = self.file.write("sealing a batch", insert, durable=True)  # (3) short, fsynced
             if stored:
                 return batch
         raise StorageError(
@@ -90,10 +88,10 @@ class Chain:
     def _insert_if_head(
         self,
         conn: sqlite3.Connection,
+        *,
         head: tuple[int, str | None, int],
         batch: SealedBatch,
-        first_id: int,
-        last_id: int,
+        ids: list[int],
     ) -> bool:
         """Inside the sealing transaction: store ``batch`` if the head is still ``head``."""
         if self._head(conn) != head:
@@ -104,8 +102,7 @@ class Chain:
             "signature, digest) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 batch.seq,
-                first_id,
-                last_id,
+                *ids,
                 batch.count,
                 batch.sealed_at_ms,
                 header,
