@@ -242,7 +242,7 @@ def _measure(w, directory, agent, warehouse, seconds, warmup, pyspy) -> dict:
     if pyspy:
         spy = subprocess.Popen(
             [str(Path(sys.executable).parent / "py-spy"), "record", "-o", pyspy, "--pid"]
-            + [str(agent.pid), "-d", str(span_ms // 1000), "--nonblocking", "--gil", "-r", "50"]
+            + [str(agent.pid), "-d", str(span_ms // 1000), "--nonblocking", "--gil", "-r", "200"]
             + (["--format", "raw"] if pyspy.endswith(".txt") else []),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
