@@ -42,7 +42,7 @@ class Sealer:
             seq,
             prev,
             sealed_at,
-            ((r.device, r.param, r.unit, r.time_ms, r.value, r.status) for r in rows),
+            rows,  # each row is (device, param, unit, time_ms, value, status)
         )
         return self.signer.sign(payload), sealed_at
 
