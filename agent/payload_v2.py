@@ -56,6 +56,7 @@ def build_payload_v2(
     The bytes are ``json.dumps(payload, separators=(",", ":"), ensure_ascii=False)``.
     """
     columns: dict[tuple[str, str, str], tuple[list[int], list[Value], list[list]]] = {}
+    value: Value
     for device, param, unit, time_ms, raw, raw_status in rows:
         if raw.__class__ is float and raw - raw == 0.0:  # a finite float: most readings
             value, status = raw, raw_status

@@ -201,7 +201,9 @@ def delivered(warehouse_db: Path, since_ms: int, until_ms: int) -> int:
 
 
 # --- one run --------------------------------------------------------------------------------
-def run(w: Workload, base: Path, seconds: float, warmup: float, pyspy: str | None) -> dict:
+def run(
+    w: Workload, base: Path, seconds: float, warmup: float, pyspy: str | None, threads: bool = False
+) -> dict:
     directory = base / w.name.replace(" ", "_").replace("@", "-")
     directory.mkdir(parents=True)
     key, jwk = station_key(directory)
@@ -221,13 +223,43 @@ def run(w: Workload, base: Path, seconds: float, warmup: float, pyspy: str | Non
                 seal_interval_s=w.seal,
             )
             with AgentProcess(config, directory / "agent.log") as agent:
-                return _measure(w, directory, agent, warehouse, seconds, warmup, pyspy)
+                return _measure(w, directory, agent, warehouse, seconds, warmup, pyspy, threads)
     finally:
         broker.stop()
         sims.stop()
 
 
-def _measure(w, directory, agent, warehouse, seconds, warmup, pyspy) -> dict:
+def thread_cpu(pid: int) -> dict[int, float]:
+    """CPU seconds (user + system) of each thread of ``pid``, by thread id."""
+    out = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            out[int(task.name)] = cpu_seconds(int(task.name), f"/proc/{pid}/task/{task.name}/stat")
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return out
+
+
+def _by_name(pid: int, before: dict[int, float], after: dict[int, float]) -> dict[str, float]:
+    """CPU ms in the window per Python thread name (names from ``py-spy dump``)."""
+    spy = Path(sys.executable).parent / "py-spy"
+    dump = subprocess.run(
+        [str(spy), "dump", "--pid", str(pid), "--nonblocking"], capture_output=True, text=True
+    ).stdout
+    names = {}
+    for line in dump.splitlines():
+        if line.startswith("Thread "):  # Thread 1234 (idle): "ThreadPoolExecutor-0_3"
+            tid = int(line.split()[1], 0)
+            names[tid] = line.split('"')[1] if '"' in line else "?"
+    out: dict[str, float] = {}
+    for tid, t in after.items():
+        name = names.get(tid, "other")
+        name = name.rsplit("_", 1)[0] if name.startswith("ThreadPoolExecutor") else name
+        out[name] = out.get(name, 0) + round(1000 * (t - before.get(tid, 0)))
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+
+
+def _measure(w, directory, agent, warehouse, seconds, warmup, pyspy, threads=False) -> dict:
     db = directory / "buffer.db"
     interval_ms = round(w.interval * 1000)
     # The window: whole poll slots and whole seal intervals (sealing is part of the cost).
@@ -238,6 +270,7 @@ def _measure(w, directory, agent, warehouse, seconds, warmup, pyspy) -> dict:
     until_ms = since_ms + span_ms
     _sleep_until(since_ms / 1000)
     cpu0, missed0 = cpu_seconds(agent.pid), health(db).get("missed_polls", 0)
+    threads0 = thread_cpu(agent.pid)
     spy = None
     if pyspy:
         spy = subprocess.Popen(
@@ -254,6 +287,7 @@ def _measure(w, directory, agent, warehouse, seconds, warmup, pyspy) -> dict:
         rss.append(rss_mib(agent.pid))
         time.sleep(0.5)
     cpu = cpu_seconds(agent.pid) - cpu0
+    by_thread = _by_name(agent.pid, threads0, thread_cpu(agent.pid)) if threads else {}
     _sleep_until(until_ms / 1000 + 2 * w.interval)  # the last slots' polls are stored
     missed = health(db).get("missed_polls", 0) - missed0
     deadline = time.monotonic() + w.seal + 60
@@ -279,6 +313,7 @@ def _measure(w, directory, agent, warehouse, seconds, warmup, pyspy) -> dict:
         "p99": percentile(lat, unacked, 99),
         "unacked": unacked,
         "window_s": span_ms / 1000,
+        "cpu_ms_by_thread": by_thread,
     }
 
 
@@ -328,6 +363,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=8.0)
     parser.add_argument("--knee", action="store_true", help="raise D at 0.2 s until it breaks")
     parser.add_argument("--pyspy", help="record a py-spy flame graph of the window to this file")
+    parser.add_argument("--threads", action="store_true", help="CPU per agent thread (py-spy)")
     args = parser.parse_args()
     if args.serve:
         return serve(*args.serve)
@@ -345,7 +381,7 @@ def main() -> None:
     with workdir("workload") as base:
         for d, c, i, seals in suite:
             for s in seals:
-                r = run(Workload(d, c, i, s), base, seconds, args.warmup, args.pyspy)
+                r = run(Workload(d, c, i, s), base, seconds, args.warmup, args.pyspy, args.threads)
                 show(r)
                 print("# " + json.dumps(r), flush=True)
                 if args.knee and (r["stored_pct"] < 99.99 or r["missed"]):
