@@ -158,3 +158,24 @@ def test_a_poll_slower_than_its_interval_runs_late_or_is_recorded_never_dropped(
     assert len(holes) == agent.poller.missed_polls > 0
     late = [t for t in polls if t % INTERVAL_MS > INTERVAL_MS // 4]
     assert late, "no poll ran late: the device was not slow enough to test anything"
+
+
+def test_a_slot_the_scheduler_cannot_submit_is_recorded_as_missed(tmp_path):
+    """APScheduler only logs a job it could not hand to its executor ("Error submitting job")
+    and moves on to the next slot: the schedule records that slot as missed instead."""
+    from agent.buffer import Buffer
+    from agent.clock import SystemClock
+    from agent.poller import Poller
+    from agent.schedule import Schedule
+    from agent.workers import Workers
+
+    poller = Poller(Buffer(tmp_path / "b.db"), SystemClock())
+    schedule = Schedule(2, poller, SystemClock(), Workers())
+    schedule.add(lambda: None, INTERVAL_MS / 1000, "poll-dev", 60)
+    schedule.start()
+    try:
+        schedule._scheduler._lookup_executor("default")._pool.shutdown()  # refuses new work
+        wait_for(lambda: poller.missed_polls >= 2, 30, "slots that could not be submitted")
+    finally:
+        schedule.shutdown()
+    assert all("poll not started" in reason for _slot, reason in poller._holes["dev"])
