@@ -60,3 +60,26 @@ def test_polls_finishing_together_share_one_commit_and_return_only_once_stored(t
     assert seen == {f"dev{i}": True for i in range(DEVICES)}
     assert len(commits) <= 2, f"{len(commits)} commits for {DEVICES} polls"
     assert poller.polled == DEVICES and poller.waiting() == 0
+
+
+def test_a_group_commit_keeps_each_polls_clock_flag(tmp_path):
+    """Polls stored together keep their own ``unsynced`` flag (taken with or without a
+    synchronized clock), reading by reading."""
+    path = tmp_path / "b.db"
+    buffer = Buffer(path)
+    flags = [False, True, True, False]
+    buffer.store_polls(
+        [
+            (f"dev{i}", [Reading(f"dev{i}", "SO2", "mg/Nm3", 1000, 1.0, "00")], None, 1000, flag)
+            for i, flag in enumerate(flags)
+        ]
+    )
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        stored = db.execute(
+            "SELECT c.device, r.unsynced FROM readings r JOIN channels c ON c.id = r.channel "
+            "ORDER BY r.id"
+        ).fetchall()
+    finally:
+        db.close()
+    assert stored == [(f"dev{i}", int(flag)) for i, flag in enumerate(flags)]
