@@ -179,7 +179,7 @@ def percentile(weighted: list[tuple[int, int]], missing: int, p: float) -> float
 
 def delivered(warehouse_db: Path, since_ms: int, until_ms: int) -> int:
     """Readings (status 00) with a time in the window in the batches the warehouse stored,
-    decoded from the JWS it verified (payload version 2, columnar)."""
+    decoded from the JWS it verified (payload version 2 or 3, columnar; records skipped)."""
     import base64
 
     from simulators.payload_v2 import epoch_ms
@@ -187,7 +187,7 @@ def delivered(warehouse_db: Path, since_ms: int, until_ms: int) -> int:
     conn = sqlite3.connect(f"file:{warehouse_db}?mode=ro", uri=True, timeout=30)
     count = 0
     try:
-        for (jws,) in conn.execute("SELECT jws FROM batches"):
+        for (jws,) in conn.execute("SELECT jws FROM batches WHERE kind = 'readings'"):
             part = jws.split(".")[1]
             payload = json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
             base = epoch_ms(payload["t0"])
