@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import sys
 import threading
 import time
 from datetime import datetime
@@ -53,6 +54,7 @@ log = logging.getLogger("agent")
 PRUNE_EVERY_S = 3600
 HEALTH_EVERY_S = 1.0
 MAX_WORKERS = 20
+SWITCH_INTERVAL_S = 0.001
 STUCK_S = 120.0  # a worker without progress this long stops the watchdog pings
 
 
@@ -146,6 +148,11 @@ class Agent:
         """Seal the descriptor if it changed, open devices, start senders and the schedule;
         returns at once."""
         cfg = self.config
+        # A poll gives the GIL up a dozen times (each request, each answer, the commit) and
+        # waits up to the switch interval to get it back from a thread that computes (sealing
+        # a batch): at the default 5 ms, polls of many devices fall seconds behind while a big
+        # seal runs. 1 ms keeps them on time for a few % more switching.
+        sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_S))
         descriptor.seal_if_changed(self)  # before any reading of this config is sealed
         self.maintenance.start()  # before the first reading: windows lasting across a restart
         for driver, dcfg in zip(self.drivers, cfg.devices, strict=True):

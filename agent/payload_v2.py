@@ -56,9 +56,12 @@ def build_payload_v2(
     The bytes are ``json.dumps(payload, separators=(",", ":"), ensure_ascii=False)``.
     """
     columns: dict[tuple[str, str, str], tuple[list[int], list[Value], list[list]]] = {}
-    t0: int | None = None
+    value: Value
     for device, param, unit, time_ms, raw, raw_status in rows:
-        value, status = sendable(raw, raw_status)
+        if raw.__class__ is float and raw - raw == 0.0:  # a finite float: most readings
+            value, status = raw, raw_status
+        else:
+            value, status = sendable(raw, raw_status)
         column = columns.get((device, param, unit))
         if column is None:
             column = columns[(device, param, unit)] = ([], [], [])
@@ -69,9 +72,7 @@ def build_payload_v2(
             runs[-1][1] += 1
         else:
             runs.append([status, 1])
-        if t0 is None or time_ms < t0:
-            t0 = time_ms
-    base = t0 if t0 is not None else sealed_at_ms
+    base = min((min(c[0]) for c in columns.values()), default=sealed_at_ms)
     channels = []
     for (device, param, unit), (times, values, runs) in columns.items():
         deltas = [times[0] - base] + [b - a for a, b in zip(times, times[1:], strict=False)]

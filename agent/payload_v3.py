@@ -62,9 +62,12 @@ def build_payload_v3(
     """Serialize a v3 readings payload from rows (see ``RowV3``), naming the descriptor record
     (its seq) the readings were taken under."""
     columns: dict[tuple[str, str, str], tuple[list[int], list[Value], list[list], list[list]]] = {}
-    t0: int | None = None
+    value: Value
     for device, param, unit, time_ms, raw, raw_status, unsynced in rows:
-        value, status = sendable(raw, raw_status)
+        if raw.__class__ is float and raw - raw == 0.0:  # a finite float: most readings
+            value, status = raw, raw_status
+        else:
+            value, status = sendable(raw, raw_status)
         column = columns.get((device, param, unit))
         if column is None:
             column = columns[(device, param, unit)] = ([], [], [], [])
@@ -80,9 +83,7 @@ def build_payload_v3(
             runs[-1][1] += 1
         else:
             runs.append([status, 1])
-        if t0 is None or time_ms < t0:
-            t0 = time_ms
-    base = t0 if t0 is not None else sealed_at_ms
+    base = min((min(c[0]) for c in columns.values()), default=sealed_at_ms)
     channels = [
         {
             "device": device,

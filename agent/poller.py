@@ -1,10 +1,16 @@
 """Polling one device: read it, turn failures into fault readings, commit them at once.
 
-A poll is done only when its readings are committed to the buffer. If the buffer cannot take
-them (disk full, cap reached), they wait in a bounded queue in memory and are stored first at
-the next poll; the condition is logged on every poll until it clears.
+A poll is done only when its readings are committed to the buffer. Polls of several devices
+finishing together share one commit (a *group commit*: the polls that arrive while a commit
+runs are all stored by the next one, in one transaction, fsynced with ``durability =
+"power"``), and each ``accept`` returns only once its own readings are in a committed
+transaction. If the buffer cannot take them (disk full, cap reached), they wait in a bounded
+queue in memory and are stored first at the next poll; the condition is logged on every poll
+until it clears.
 
-A poll that could not start on time (the previous one still running, the process busy) is a
+A poll whose slot comes while the device's previous poll is still running waits for it and
+runs late, stamped with the time it really ran (``poll`` holds a lock per device). A poll that
+could not start at all (two before it still running, the process busy) is a
 *hole*: ``missed`` records it at once (counted, logged) and the device's next poll first
 stores, for each missed slot, its channels as fault readings (status ``02``) stamped with the
 slot's time, the reason being the device's error. No slot of the schedule passes unrecorded.
@@ -42,10 +48,14 @@ class Poller:
         """``synchronized()``: is the clock that stamps readings synchronized? (None: cannot
         tell.) Readings accepted while it answers False are stored flagged ``unsynced``."""
         self.buffer, self.clock, self.synchronized = buffer, clock, synchronized
-        self._unstored: deque[tuple[str, list[Reading], str | None, int, bool]] = deque(
+        # Polls waiting to be committed, oldest first, each with its ticket (1, 2, ...).
+        self._unstored: deque[tuple[int, str, list[Reading], str | None, int, bool]] = deque(
             maxlen=MAX_UNSTORED_POLLS
         )
-        self._lock = threading.Lock()  # polls of different devices run in parallel
+        self._lock = threading.Lock()  # the queue and its tickets: held a moment, never to store
+        self._commit_lock = threading.Lock()  # one group commit at a time
+        self._queued = 0  # tickets given out
+        self._settled = 0  # every ticket up to this one is stored (or was dropped)
         self.polled = 0
         self.dropped = 0
         self.missed_polls = 0
@@ -59,6 +69,7 @@ class Poller:
         self.on_poll: Callable[[str, float], None] | None = None  # (device, seconds)
         # (device, readings) -> readings with the status windows give (agent.maintenance_watch)
         self.status_filter: Callable[[str, list[Reading]], list[Reading]] | None = None
+        self._device_locks: dict[str, threading.Lock] = {}
 
     def read(self, driver: Driver) -> tuple[list[Reading], str | None, int]:
         """Read one device now: (readings, error or None, time_ms). Never raises."""
@@ -75,14 +86,19 @@ class Poller:
         return readings, ("; ".join(errors) or None), time_ms
 
     def poll(self, driver: Driver) -> None:
-        """Read one device and commit its readings (see the module docstring on failure)."""
-        if not self.store_holes(driver):
-            self._repeats.ok(f"missed:{driver.name}", "polls_on_time_again", device=driver.name)
-        started = time.monotonic()
-        readings, error, time_ms = self.read(driver)
-        if self.on_poll is not None:  # metrics: how long the device took to answer
-            self.on_poll(driver.name, time.monotonic() - started)
-        self.accept(driver.name, readings, error, time_ms)
+        """Read one device and commit its readings (see the module docstring on failure); a
+        poll of a device whose previous poll is still running waits for it, then runs."""
+        lock = self._device_locks.get(driver.name)
+        if lock is None:
+            lock = self._device_locks.setdefault(driver.name, threading.Lock())
+        with lock:
+            if not self.store_holes(driver):
+                self._repeats.ok(f"missed:{driver.name}", "polls_on_time_again", device=driver.name)
+            started = time.monotonic()
+            readings, error, time_ms = self.read(driver)
+            if self.on_poll is not None:  # metrics: how long the device took to answer
+                self.on_poll(driver.name, time.monotonic() - started)
+            self.accept(driver.name, readings, error, time_ms)
 
     def missed(self, device: str, slots_ms: list[int], reason: str) -> None:
         """Polls of ``device`` due at ``slots_ms`` did not run: record them (never blocks)."""
@@ -130,8 +146,11 @@ class Poller:
         with self._lock:
             if len(self._unstored) == self._unstored.maxlen:
                 self.dropped += 1  # the oldest waiting poll falls out now: counted and logged
-            self._unstored.append((device, readings, error, time_ms, unsynced))
-            self._store_waiting()
+                self._settled = self._unstored[0][0]
+            self._queued += 1
+            ticket = self._queued
+            self._unstored.append((ticket, device, readings, error, time_ms, unsynced))
+        self._commit(ticket)
 
     def _observe(
         self, device: str, readings: list[Reading], error: str | None, time_ms: int
@@ -146,13 +165,18 @@ class Poller:
         self.last[device] = (readings, error, time_ms)
         self.read_by_device[device] = self.read_by_device.get(device, 0) + len(readings)
 
-    def _store_waiting(self) -> None:
-        while self._unstored:
-            device, readings, error, time_ms, unsynced = self._unstored[0]
+    def _commit(self, ticket: int | None) -> None:
+        """Store every waiting poll in one transaction, unless the poll holding ``ticket`` was
+        stored by a commit that ran while this one waited for its turn."""
+        with self._commit_lock:
+            with self._lock:
+                if ticket is not None and self._settled >= ticket:
+                    return
+                group = list(self._unstored)
+            if not group:
+                return
             try:
-                self.buffer.store_poll(
-                    readings, device=device, error=error, time_ms=time_ms, unsynced=unsynced
-                )
+                self.buffer.store_polls([entry[1:] for entry in group])
             except StorageError as exc:
                 self.storage_error = str(exc)
                 self._repeats.failed(
@@ -164,17 +188,21 @@ class Poller:
                     dropped_polls=self.dropped,
                 )
                 return
-            self._unstored.popleft()
-            self.polled += len(readings)
-            self.stored_by_device[device] = self.stored_by_device.get(device, 0) + len(readings)
+            last = group[-1][0]
+            with self._lock:
+                while self._unstored and self._unstored[0][0] <= last:
+                    self._unstored.popleft()
+                self._settled = max(self._settled, last)
+            for _n, device, readings, _e, _t, _u in group:
+                self.polled += len(readings)
+                self.stored_by_device[device] = self.stored_by_device.get(device, 0) + len(readings)
             if self.storage_error:
                 self._repeats.ok("buffer", "buffer_writable_again")
                 self.storage_error = None
 
     def flush(self) -> None:
         """Try once more to store polls waiting in memory (at shutdown)."""
-        with self._lock:
-            self._store_waiting()
+        self._commit(None)
 
     def waiting(self) -> int:
         return len(self._unstored)

@@ -12,6 +12,7 @@ tests) is used from one thread.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from agent.batch import Signer, alg_for, build_payload
@@ -23,6 +24,7 @@ from agent.payload_v3 import PAYLOAD_V3, build_payload_v3, build_record
 from core.batch import SealedBatch
 
 log = logging.getLogger("agent.sealing")
+MAX_PAUSE_S = 0.05
 
 
 class Sealer:
@@ -54,10 +56,7 @@ class Sealer:
                 seq,
                 prev,
                 sealed_at,
-                (
-                    (r.device, r.param, r.unit, r.time_ms, r.value, r.status, r.unsynced)
-                    for r in rows
-                ),
+                rows,  # each row is (device, param, unit, time_ms, value, status, unsynced)
                 self.descriptor_seq,
             )
         build = build_payload_v2 if self.payload_version == PAYLOAD_V2 else build_payload
@@ -66,7 +65,7 @@ class Sealer:
             seq,
             prev,
             sealed_at,
-            ((r.device, r.param, r.unit, r.time_ms, r.value, r.status) for r in rows),
+            (row[:6] for row in rows),  # (device, param, unit, time_ms, value, status)
         )
 
     def _make_jws(self, seq: int, prev: str | None, rows: list[ReadingRow]) -> tuple[str, int]:
@@ -78,14 +77,22 @@ class Sealer:
         self, max_batches: int | None = None, *, max_readings: int | None = None
     ) -> list[SealedBatch]:
         """Seal everything unsealed (durably, see agent.buffer), or ``max_batches`` batches, of
-        at most ``max_readings`` readings (default: the configured size); returns them."""
-        batches = self.buffer.seal(
-            self._make_jws,
-            max_readings=max_readings or self.max_readings,
-            max_batches=max_batches,
-        )
-        for b in batches:
-            event(log, logging.INFO, "batch_sealed", seq=b.seq, readings=b.count)
+        at most ``max_readings`` readings (default: the configured size); returns them.
+
+        Between two full batches it pauses as long as the last one took to seal (at most
+        ``MAX_PAUSE_S``): a backlog of many batches (a long seal interval at a high rate) is
+        sealed at half speed rather than taking the GIL from the polls for seconds."""
+        size = max_readings or self.max_readings
+        batches: list[SealedBatch] = []
+        while max_batches is None or len(batches) < max_batches:
+            started = time.monotonic()
+            got = self.buffer.seal(self._make_jws, max_readings=size, max_batches=1)
+            for b in got:
+                event(log, logging.INFO, "batch_sealed", seq=b.seq, readings=b.count)
+            batches.extend(got)
+            if not got or got[-1].count < size or len(batches) == max_batches:
+                break
+            time.sleep(min(MAX_PAUSE_S, time.monotonic() - started))
         return batches
 
     def seal_record(self, kind: str, body: dict[str, Any]) -> SealedBatch:

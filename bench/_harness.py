@@ -85,9 +85,10 @@ def rss_mib(pid: int) -> float:
         return int(f.read().split()[1]) * PAGE / 2**20
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time a process has used so far, seconds."""
-    with open(f"/proc/{pid}/stat") as f:
+def cpu_seconds(pid: int, stat: str | None = None) -> float:
+    """User + system CPU time a process (or the thread whose ``stat`` file is given) has used
+    so far, seconds."""
+    with open(stat or f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICKS
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import threading
 
 import pytest
 
@@ -34,7 +35,7 @@ def test_a_new_connection_sees_the_sealed_batches_after_seal(tmp_path, station_k
 
 
 def test_a_failure_while_signing_leaves_no_batch_and_no_used_seq(tmp_path, station_key):
-    """Signing happens inside the seal transaction: a crash before COMMIT leaves no batch."""
+    """Nothing is written before the seal's COMMIT: a crash while signing leaves no batch."""
     buf = Buffer(tmp_path / "b.db")
     buf.store_poll([_reading(1000)], device="dev")
 
@@ -47,6 +48,58 @@ def test_a_failure_while_signing_leaves_no_batch_and_no_used_seq(tmp_path, stati
     assert buf.pending("t") == []
     sealer = Sealer(buf, Signer(load_private_key(station_key[0])), "S", SystemClock(), 10)
     assert [b.seq for b in sealer.seal_pending()] == [1]
+
+
+def test_polls_commit_while_a_batch_is_being_built_and_signed(tmp_path, station_key):
+    """Building and signing run without the buffer's lock: a poll stores its readings while a
+    batch is being signed, and the next batch takes them."""
+    buf = Buffer(tmp_path / "b.db")
+    buf.store_poll([_reading(1000)], device="dev")
+    sealer = Sealer(buf, Signer(load_private_key(station_key[0])), "S", SystemClock(), 10)
+    signing, release = threading.Event(), threading.Event()
+
+    def slow_jws(seq, prev, rows):
+        signing.set()
+        assert release.wait(30), "the poll never got through"
+        return sealer._make_jws(seq, prev, rows)
+
+    sealing = threading.Thread(target=lambda: buf.seal(slow_jws, max_readings=10, max_batches=1))
+    sealing.start()
+    try:
+        assert signing.wait(30)
+        poll = threading.Thread(target=buf.store_poll, args=([_reading(2000)],), daemon=True)
+        poll.start()
+        poll.join(10)
+        assert not poll.is_alive(), "a poll waited for the batch being signed"
+    finally:
+        release.set()
+        sealing.join(30)
+    assert [b.count for b in buf.pending("t")] == [1]
+    assert [(b.seq, b.count) for b in sealer.seal_pending()] == [(2, 1)]
+
+
+def test_a_batch_built_while_the_head_moved_is_built_again_on_the_new_head(tmp_path, station_key):
+    """Another writer appends to the chain while a batch is being signed: the built batch is
+    not stored (its seq stays unused by it) and is built again on the new head."""
+    buf = Buffer(tmp_path / "b.db")
+    buf.store_poll([_reading(1000 + i) for i in range(3)], device="dev")
+    sealer = Sealer(buf, Signer(load_private_key(station_key[0])), "S", SystemClock(), 10)
+    built: list[tuple[int, int]] = []
+
+    def racing_jws(seq, prev, rows):
+        built.append((seq, len(rows)))
+        if len(built) == 1:  # the other writer seals the first reading meanwhile
+            buf.seal(sealer._make_jws, max_readings=1, max_batches=1)
+        return sealer._make_jws(seq, prev, rows)
+
+    batches = buf.seal(racing_jws, max_readings=10)
+    assert built == [(1, 3), (2, 2)]
+    stored = buf.pending("t", limit=10)
+    assert [(b.seq, b.count) for b in stored] == [(1, 1), (2, 2)]
+    assert [b.jws for b in batches] == [stored[1].jws]
+    payload = json.loads(_b64decode(stored[1].jws.split(".")[1]))
+    digest = hashlib.sha256(stored[0].jws.encode("ascii")).digest()
+    assert payload["prev"] == base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
 def test_each_batch_carries_seq_and_the_sha256_of_the_previous_batch(tmp_path, station_key):

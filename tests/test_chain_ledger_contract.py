@@ -65,13 +65,14 @@ def test_a_seal_commit_is_fsynced_even_with_durability_process(tmp_path):
     """synchronous=FULL while the batch is written, whatever the buffer's durability."""
     buf = stored(tmp_path, 2, durability="process")
     seen: list[int] = []
+    insert = buf.chain._insert_if_head
 
-    def observing(seq, prev, rows):
-        with buf.file.read() as conn:  # the same connection, inside the seal transaction
-            seen.append(conn.execute("PRAGMA synchronous").fetchone()[0])
-        return make_jws(seq, prev, rows)
+    def observing(conn, **kwargs):  # runs inside the seal transaction, on its connection
+        seen.append(conn.execute("PRAGMA synchronous").fetchone()[0])
+        return insert(conn, **kwargs)
 
-    buf.chain.seal(observing, max_readings=1)
+    buf.chain._insert_if_head = observing
+    buf.chain.seal(make_jws, max_readings=1)
     assert seen == [2, 2], "2 = FULL"
     with buf.file.read() as conn:
         assert conn.execute("PRAGMA synchronous").fetchone()[0] == 1, "NORMAL again after"

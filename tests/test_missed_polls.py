@@ -118,3 +118,64 @@ def test_slots_between_a_stopped_agent_and_its_successor_are_recorded(
     )
     db.close()
     assert [s for s in range(times[0], times[-1] + 1) if s not in set(times)] == []
+
+
+def test_a_poll_slower_than_its_interval_runs_late_or_is_recorded_never_dropped(
+    tmp_path, station_id, station_key, analyzer, warehouse
+):
+    """The device answers so slowly that a poll lasts longer than its interval: every slot of
+    the schedule, from the first to the first never started, is either a poll (run late,
+    stamped with its real time) or a counted hole (status 02 at the slot's time)."""
+    analyzer.delay_s = 0.15  # per request: a poll lasts 0.3 s or more, its interval is 0.2 s
+    port = warehouse.start_http()
+    config = make_config(
+        tmp_path,
+        station_id,
+        station_key[0],
+        [analyzer_device(analyzer.port, poll=INTERVAL_MS / 1000) | {"timeout_s": 1.0}],
+        [http_transport(port)],
+    )
+    agent = Agent(config)
+    agent.start()
+    try:
+        channels = len(analyzer_device(0)["channels"])
+        wait_for(lambda: agent.poller.polled >= 15 * channels, 60, "15 slots stored")
+    finally:
+        agent.stop(grace_s=1)
+    end_ms = int(agent.next_polls()["stack-analyzer"][1].timestamp() * 1000)
+    db = sqlite3.connect(tmp_path / "buffer.db")
+    times = db.execute(
+        "SELECT DISTINCT r.time_ms, r.status = 2 AND r.time_ms % ? = 0 FROM readings r "
+        "JOIN channels c ON c.id = r.channel WHERE c.device = 'stack-analyzer'",
+        (INTERVAL_MS,),
+    ).fetchall()
+    db.close()
+    polls = sorted(t for t, hole in times if not hole)
+    holes = [t for t, hole in times if hole]
+    first_ms = min(t for t, _h in times) // INTERVAL_MS * INTERVAL_MS
+    slots = (end_ms - first_ms) // INTERVAL_MS
+    assert len(polls) + len(holes) == slots, (len(polls), len(holes), slots)
+    assert len(holes) == agent.poller.missed_polls > 0
+    late = [t for t in polls if t % INTERVAL_MS > INTERVAL_MS // 4]
+    assert late, "no poll ran late: the device was not slow enough to test anything"
+
+
+def test_a_slot_the_scheduler_cannot_submit_is_recorded_as_missed(tmp_path):
+    """APScheduler only logs a job it could not hand to its executor ("Error submitting job")
+    and moves on to the next slot: the schedule records that slot as missed instead."""
+    from agent.buffer import Buffer
+    from agent.clock import SystemClock
+    from agent.poller import Poller
+    from agent.schedule import Schedule
+    from agent.workers import Workers
+
+    poller = Poller(Buffer(tmp_path / "b.db"), SystemClock())
+    schedule = Schedule(2, poller, SystemClock(), Workers())
+    schedule.add(lambda: None, INTERVAL_MS / 1000, "poll-dev", 60)
+    schedule.start()
+    try:
+        schedule._scheduler._lookup_executor("default")._pool.shutdown()  # refuses new work
+        wait_for(lambda: poller.missed_polls >= 2, 30, "slots that could not be submitted")
+    finally:
+        schedule.shutdown()
+    assert all("poll not started" in reason for _slot, reason in poller._holes["dev"])

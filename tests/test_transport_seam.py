@@ -94,3 +94,16 @@ def test_only_the_configured_transports_are_imported(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path
     )
     assert out.stdout.split() == ["False", "True"]
+
+
+def test_the_https_transport_does_not_load_the_httpx_command_line():
+    """Idle RSS: httpx's command line (click, rich, pygments: ~5 MiB) stays unloaded."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, agent.transports.https, httpx; "
+        "print(sorted({'click', 'rich', 'pygments'} & set(sys.modules)), callable(httpx.main))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[] True"

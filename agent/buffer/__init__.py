@@ -26,9 +26,10 @@ Durability, stated once (docs/durability.md proves each with a test):
 * ``store_poll`` returns only after the readings are committed (WAL). With
   ``durability = "power"`` (default) that commit is fsynced: it survives a power cut; with
   ``"process"`` it survives a crash of the agent, and the next seal's fsync covers it.
-* ``seal`` assigns ``seq``, builds and signs the payload and commits it in one transaction,
-  fsynced (synchronous=FULL) before it returns. A batch is only ever sent after that, so a crash
-  can never make the agent issue the same ``seq`` with different content.
+* ``seal`` builds and signs the next batch without the lock (polls go on), then commits it in
+  one short transaction, fsynced (synchronous=FULL), if the chain head has not moved (see
+  ``chain``). A batch is only ever sent after that, so a crash can never make the agent issue
+  the same ``seq`` with different content.
 * ``mark_acked`` records a transport's acknowledgement; losing it to a power cut only causes a
   re-send of byte-identical bytes, which the warehouse de-duplicates.
 * Nothing that is not acknowledged by every configured transport is ever pruned.
@@ -40,6 +41,7 @@ daemon and CLI make; new code may use the parts (``buffer.store``, ``.chain``, `
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -55,12 +57,16 @@ from agent.buffer.schema import SCHEMA_VERSION
 from core.batch import SealedBatch
 from core.reading import Reading
 
+# One poll to store: (device, readings, error, time_ms, unsynced); see ``Buffer.store_poll``.
+Poll = tuple[str | None, Sequence[Reading], str | None, int | None, bool]
+
 __all__ = [
     "ACKED",
     "QUARANTINED",
     "SCHEMA_VERSION",
     "Buffer",
     "DeviceState",
+    "Poll",
     "ReadingRow",
     "ReadingsConsumer",
 ]
@@ -103,13 +109,22 @@ class Buffer:
         """Commit one poll's readings (and the device's health) in one transaction before
         returning. A reading already stored (same channel and time) is not stored again.
         ``unsynced``: the readings were taken while the system clock was not synchronized."""
+        self.store_polls([(device, readings, error, time_ms, unsynced)])
+
+    def store_polls(self, polls: Sequence[Poll]) -> None:
+        """Commit several polls ``(device, readings, error, time_ms, unsynced)`` in one
+        transaction (a group commit: one fsync for all of them with ``durability = "power"``)."""
 
         def store(conn: sqlite3.Connection) -> None:
-            self.store.insert(conn, readings, unsynced=unsynced)
-            if device is not None:
-                at = time_ms if time_ms is not None else (readings[0].time_ms if readings else 0)
-                some_read = any(r.value is not None and not r.error for r in readings)
-                self.devices.record_poll(conn, device, error, at, some_read)
+            # One insert per run of polls with the same clock flag (one in the common case).
+            for flag, run in itertools.groupby(polls, key=lambda p: p[4]):
+                together = [r for _d, rs, _e, _t, _u in run for r in rs]
+                self.store.insert(conn, together, unsynced=flag)
+            for device, readings, error, time_ms, _unsynced in polls:
+                if device is not None:
+                    at = time_ms if time_ms is not None else readings[0].time_ms if readings else 0
+                    some_read = any(r.value is not None and not r.error for r in readings)
+                    self.devices.record_poll(conn, device, error, at, some_read)
 
         self.file.write("storing readings", store)
 

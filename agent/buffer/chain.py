@@ -4,19 +4,25 @@ Table ``batches``: per batch its ``seq``, the range of reading ids it sealed, th
 zlib-compressed payload, signature, stored once and never re-signed) and its chain digest
 (``prev`` of the next batch), checked again before every send.
 
-``seal`` builds, signs and commits one batch per transaction, fsynced (synchronous=FULL) before
-the next is built and before it returns; signing happens inside the transaction, so a crash
-before COMMIT leaves no batch and no used ``seq``.
+``seal`` seals one batch at a time in three steps, so that polls keep committing while a batch
+is built: (1) under the buffer's lock, read the chain head and the next unsealed readings (a
+moment); (2) with no lock held, build and sign the batch (the slow part); (3) one short write
+transaction, fsynced (synchronous=FULL), that inserts it only if the head is still the one it
+was built on. Nothing is written before that COMMIT, so a crash before it leaves no batch and
+no used ``seq``. If the head moved (another writer appended to the chain meanwhile), the built
+batch is dropped unstored and built again on the new head.
 
-``seal_record`` seals a record (payload v3, a ``kind`` other than ``readings``) the same way:
-next ``seq``, ``prev`` the head's digest, one fsynced transaction. A record seals no readings:
-its row has ``count`` 0 and the reading range empty (``first_id`` = ``last_id`` + 1, ``last_id``
+``seal_record`` seals a record (payload v3, a ``kind`` other than ``readings``) in one fsynced
+transaction: next ``seq``, ``prev`` the head's digest (a readings batch being built meanwhile
+sees the head moved and is built again after it). A record seals no readings: its row has
+``count`` 0 and the reading range empty (``first_id`` = ``last_id`` + 1, ``last_id``
 the head's, so "the last sealed reading" stays what it was); the ledger, retention, status and
 requeue go by ``seq`` and treat it as any batch.
 """
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 import zlib
 from collections.abc import Callable
@@ -31,6 +37,7 @@ MakeJws = Callable[[int, str | None, list[ReadingRow]], tuple[str, int]]
 MakeRecordJws = Callable[[int, str | None], tuple[str, int]]  # (seq, prev) -> (JWS, sealed_at)
 # The columns ``batch_from_row`` takes, in order (readers select them with this string).
 BATCH_COLUMNS = "seq, count, sealed_at_ms, header, payload, signature, digest"
+MAX_HEAD_MOVES = 3  # rebuilds of one batch whose head moved before this is an error
 
 
 class Chain:
@@ -59,32 +66,52 @@ class Chain:
     ) -> list[SealedBatch]:
         """Seal unsealed readings into batches of at most ``max_readings``.
 
-        ``make_jws(seq, prev, rows)`` returns (compact JWS, sealed_at_ms). Each batch is committed
-        with synchronous=FULL before the next is built and before this returns.
+        ``make_jws(seq, prev, rows)`` returns (compact JWS, sealed_at_ms); it runs without the
+        buffer's lock. Each batch is committed with synchronous=FULL before the next is built
+        and before this returns.
         """
         sealed: list[SealedBatch] = []
         while max_batches is None or len(sealed) < max_batches:
-            batch = self.file.write(
-                "sealing a batch",
-                lambda conn: self._seal_one(conn, make_jws, max_readings),
-                durable=True,
-            )
+            batch = self._seal_one(make_jws, max_readings)
             if batch is None:
                 break
             sealed.append(batch)
         return sealed
 
-    def _seal_one(
-        self, conn: sqlite3.Connection, make_jws: MakeJws, max_readings: int
-    ) -> SealedBatch | None:
-        last_seq, prev, upto = self._head(conn)
-        first_id, last_id, readings = self.store.rows_after(conn, upto, max_readings)
-        if not readings:
-            return None
-        seq = last_seq + 1
-        jws, sealed_at_ms = make_jws(seq, prev, readings)
-        self._insert(conn, seq, (first_id, last_id, len(readings)), sealed_at_ms, jws, "readings")
-        return SealedBatch(seq, jws, len(readings), sealed_at_ms)
+    def _seal_one(self, make_jws: MakeJws, max_readings: int) -> SealedBatch | None:
+        for _attempt in range(MAX_HEAD_MOVES + 1):
+            with self.file.read() as conn:  # (1) a moment under the lock
+                head = self._head(conn)
+                *ids, readings = self.store.rows_after(conn, head[2], max_readings)
+            if not readings:
+                return None
+            seq = head[0] + 1
+            jws, sealed_at_ms = make_jws(seq, head[1], readings)  # (2) no lock held
+            batch = SealedBatch(seq, jws, len(readings), sealed_at_ms)
+            insert = functools.partial(self._insert_if_head, head=head, batch=batch, ids=ids)
+            stored = self.file.write("sealing a batch", insert, durable=True)  # (3) short, fsynced
+            if stored:
+                return batch
+        raise StorageError(
+            f"{self.file.path}: the chain head moved {MAX_HEAD_MOVES + 1} times while a batch "
+            "was being sealed (another writer appending to the chain?)"
+        )
+
+    def _insert_if_head(
+        self,
+        conn: sqlite3.Connection,
+        *,
+        head: tuple[int, str | None, int],
+        batch: SealedBatch,
+        ids: list[int],
+    ) -> bool:
+        """Inside the sealing transaction: store ``batch`` if the head is still ``head``."""
+        if self._head(conn) != head:
+            return False
+        first_id, last_id = ids
+        span = (first_id, last_id, batch.count)
+        self._insert(conn, batch.seq, span, batch.sealed_at_ms, batch.jws, "readings")
+        return True
 
     def seal_record(self, kind: str, make_jws: MakeRecordJws) -> SealedBatch:
         """Seal one record as the next batch; committed with synchronous=FULL before this

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from agent.buffer.db import BufferFile
 from core.reading import Reading
@@ -23,9 +23,8 @@ _STATUS_TEXT = ("00", "01", "02")
 ChannelKey = tuple[str, str, str]
 
 
-@dataclass(frozen=True, slots=True)
-class ReadingRow:
-    """A stored reading."""
+class ReadingRow(NamedTuple):
+    """A stored reading (a tuple in the order sealing reads it: built by the thousand)."""
 
     device: str
     param: str

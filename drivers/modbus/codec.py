@@ -47,13 +47,19 @@ _FORMATS: dict[str, str] = {
 }
 
 
+_STRUCTS = {t: struct.Struct(">" + f) for t, f in _FORMATS.items()}
+_COUNTS = {t: s.size // 2 for t, s in _STRUCTS.items()}
+_REGISTERS = {n: struct.Struct(f">{n}H") for n in set(_COUNTS.values())}
+
+
 class NonFiniteValueError(ValueError):
     """The registers hold a float NaN or infinity, or scaling overflowed."""
 
 
 def register_count(type: RegisterType) -> int:
     """Number of 16-bit registers a value of ``type`` occupies."""
-    return struct.calcsize(">" + _format(type)) // 2
+    count = _COUNTS.get(type)
+    return count if count is not None else struct.calcsize(">" + _format(type)) // 2
 
 
 def decode(registers: Sequence[int], type: RegisterType, order: ByteOrder = "ABCD") -> int | float:
@@ -61,12 +67,15 @@ def decode(registers: Sequence[int], type: RegisterType, order: ByteOrder = "ABC
     count = register_count(type)
     if len(registers) != count:
         raise ValueError(f"{type} needs {count} registers, got {len(registers)}")
-    for register in registers:
-        if not 0 <= register <= 0xFFFF:
-            raise ValueError(f"register value {register} is not a 16-bit unsigned integer")
-    data = _reorder(b"".join(r.to_bytes(2, "big") for r in registers), order)
-    (value,) = struct.unpack(">" + _format(type), data)
-    if isinstance(value, float):
+    try:
+        data = _REGISTERS[count].pack(*registers)
+    except struct.error:
+        bad = next((r for r in registers if not 0 <= r <= 0xFFFF), registers)
+        raise ValueError(f"register value {bad} is not a 16-bit unsigned integer") from None
+    if order != "ABCD":
+        data = _reorder(data, order)
+    (value,) = _STRUCTS[type].unpack(data)
+    if value.__class__ is float:
         if math.isnan(value):
             raise NonFiniteValueError(f"{type} value is NaN")
         if math.isinf(value):
@@ -160,12 +169,16 @@ def _reorder(data: bytes, order: str) -> bytes:
     return data
 
 
+_FLOAT32 = struct.Struct(">f")
+_PRECISIONS = (".6g", ".7g", ".8g", ".9g")
+
+
 def _shortest_float32(value: float, big_endian: bytes) -> float:
     """The shortest decimal that packs back to the same float32 (12.3, not 12.300000190734863)."""
-    for precision in range(6, 10):
-        candidate = float(f"{value:.{precision}g}")
+    for precision in _PRECISIONS:
+        candidate = float(format(value, precision))
         try:
-            if struct.pack(">f", candidate) == big_endian:
+            if _FLOAT32.pack(candidate) == big_endian:
                 return candidate
         except OverflowError:  # rounded up past the largest float32
             continue

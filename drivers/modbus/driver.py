@@ -311,10 +311,12 @@ class ModbusDriver:
         )
 
     def _reading(self, channel: ModbusChannel, results: Results, time_ms: int) -> Reading:
-        def make(value: float | int | str | None, status: str, error: str | None = None) -> Reading:
-            return Reading(self.name, channel.param, channel.unit, time_ms, value, status, error)
+        name, param, unit = self.name, channel.param, channel.unit
 
-        span = self._values[channel.param]
+        def make(value: float | int | str | None, status: str, error: str | None = None) -> Reading:
+            return Reading(name, param, unit, time_ms, value, status, error)
+
+        span = self._values[param]
         registers = results[span]
         if isinstance(registers, str):
             return make(None, FAULT, registers)
