@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -44,10 +45,27 @@ class HealthFile:
         os.close(self._fd)
 
 
+READ_TRIES = 20  # a read racing the agent's in-place rewrite sees a torn page: read again
+
+
 def read_health(buffer_path: Path) -> dict[str, Any] | None:
-    """The last state the agent wrote, or None if there is none (or it is unreadable)."""
-    try:
-        text = health_path(buffer_path).read_bytes().strip()
-        return json.loads(text) if text else None
-    except (OSError, ValueError):
-        return None
+    """The last state the agent wrote, or None if there is none (or it stays unreadable).
+
+    The agent rewrites the file in place (``pwrite``), and a read racing that write may see a
+    mix of two states: such a read is not valid JSON, so it is read again (up to ``READ_TRIES``
+    times, about 0.2 s) rather than taken for "no agent"."""
+    for attempt in range(READ_TRIES):
+        try:
+            text = health_path(buffer_path).read_bytes().strip()
+        except OSError:
+            return None
+        if not text:
+            return None
+        try:
+            state = json.loads(text)
+        except ValueError:
+            if attempt + 1 < READ_TRIES:
+                time.sleep(0.01)
+            continue
+        return state if isinstance(state, dict) else None
+    return None
