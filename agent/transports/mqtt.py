@@ -3,9 +3,10 @@ to ``{prefix}/{station}/batches/gzip``, with ``compression = "gzip"``: ``.compre
 
 With ``ack = "warehouse"`` (the default) a batch is acknowledged only when the warehouse says,
 on ``{prefix}/{station}/acks``, that it stored these very bytes (``agent.transports.mqtt_acks``);
-the broker's PUBACK only frees paho's in-flight slot. With ``ack = "broker"`` the PUBACK
-acknowledges it (a broker that loses its queue then loses the batch). Either way a batch whose
-acknowledgement has not come ``ack_timeout_s`` after it was sent on a live connection (a hung
+the broker's PUBACK only frees paho's in-flight slot; batches go out only once the broker has
+confirmed (SUBACK) the subscription to the acks on this connection. With ``ack = "broker"`` the
+PUBACK acknowledges it (a broker that loses its queue then loses the batch). Either way a batch
+whose acknowledgement has not come ``ack_timeout_s`` after it was sent on a live connection (a hung
 broker, a warehouse consumer that is down, a broker restarted without persistence) is reported
 ``Retry``: the sender publishes it again, byte-identical, after its backoff; the warehouse
 answers a duplicate with the same acknowledgement. paho's ``is_published()`` is not used
