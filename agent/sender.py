@@ -10,7 +10,9 @@ other slots drain the backlog oldest first (and, with no backlog, carry fresh ba
 After an outage, a batch sealed during the drain therefore waits for at most the fresh batches
 sealed before it, never for the backlog. With a window of 1 the one slot takes a fresh batch
 first when there is one. Under a byte cap (``window_bytes``) the fresh slot takes the first
-room the acknowledgements make. docs/protocol.md, "Order of delivery".
+room the acknowledgements make. A fresh batch still unanswered after ``FRESH_OVERDUE_S`` (a
+lost acknowledgement) stays in flight but counts among the backlog's places, and the fresh slot
+takes the next fresh batch. docs/protocol.md, "Order of delivery".
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from core.outcomes import Ack, Outcome, Reject, Retry
 log = logging.getLogger("agent.sender")
 REQUEUE_CHECK_S = 5.0
 FRESH_S = 120.0  # a batch sealed this recently rides in the fresh slot (well inside 300 s)
+FRESH_OVERDUE_S = 5.0  # a fresh batch unanswered this long leaves the fresh slot to the next
 
 
 class Sender:
@@ -53,6 +56,7 @@ class Sender:
         self._outcomes: deque[tuple[int, Outcome]] = deque()
         self._in_flight: dict[int, int] = {}  # seq -> bytes
         self._fresh: int | None = None  # the seq in the fresh slot, if any
+        self._fresh_at = 0.0  # when it went into the fresh slot (monotonic)
         self._done_above_floor: set[int] = set()
         self._floor = 0  # every seq <= floor is acknowledged or quarantined
         self._backoff_s = 0.0
@@ -193,6 +197,8 @@ class Sender:
         window = self.transport.window
         if len(self._in_flight) >= window or (self._in_flight and self._byte_budget() == 0):
             return
+        if self._fresh is not None and time.monotonic() - self._fresh_at > FRESH_OVERDUE_S:
+            self._fresh = None  # its answer is late: it waits among the backlog's places now
         if self._fresh is None:  # it goes first: it takes the first room acknowledgements make
             fresh = self.buffer.ledger.oldest_fresh(
                 self.name,
@@ -200,7 +206,7 @@ class Sender:
                 exclude=self._in_flight.keys() | self._done_above_floor,
             )
             if fresh is not None:
-                self._fresh = fresh.seq
+                self._fresh, self._fresh_at = fresh.seq, time.monotonic()
                 self._submit(fresh)
         backlog_in_flight = len(self._in_flight) - (self._fresh is not None)
         free = min(window - len(self._in_flight), max(1, window - 1) - backlog_in_flight)

@@ -96,7 +96,7 @@ def build(directory: Path, hours: float, batch: int) -> tuple[Path, Path, Path, 
 
 def _fresh_latency(db: Path, after_seq: int, until_ms: int) -> tuple[list[float], list[float]]:
     """For batches above ``after_seq`` acked by ``until_ms``: (seal -> ack s, oldest reading ->
-    ack s), read from the agent's buffer."""
+    ack s, readings batches only), read from the agent's buffer."""
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
     rows = conn.execute(
         "SELECT b.sealed_at_ms, d.at_ms, (SELECT min(time_ms) FROM readings r WHERE r.id "
@@ -105,7 +105,10 @@ def _fresh_latency(db: Path, after_seq: int, until_ms: int) -> tuple[list[float]
         (after_seq, until_ms),
     ).fetchall()
     conn.close()
-    return [(a - s) / 1000 for s, a, _ in rows], [(a - t) / 1000 for _, a, t in rows]
+    # A record (the descriptor sealed at start) holds no readings: no reading -> ack for it.
+    return [(a - s) / 1000 for s, a, _ in rows], [
+        (a - t) / 1000 for _, a, t in rows if t is not None
+    ]
 
 
 def _warehouse_check(db: Path, last_seq: int) -> tuple[int, int, int, int]:

@@ -3,9 +3,10 @@ to ``{prefix}/{station}/batches/gzip``, with ``compression = "gzip"``: ``.compre
 
 With ``ack = "warehouse"`` (the default) a batch is acknowledged only when the warehouse says,
 on ``{prefix}/{station}/acks``, that it stored these very bytes (``agent.transports.mqtt_acks``);
-the broker's PUBACK only frees paho's in-flight slot. With ``ack = "broker"`` the PUBACK
-acknowledges it (a broker that loses its queue then loses the batch). Either way a batch whose
-acknowledgement has not come ``ack_timeout_s`` after it was sent on a live connection (a hung
+the broker's PUBACK only frees paho's in-flight slot; batches go out only once the broker has
+confirmed (SUBACK) the subscription to the acks on this connection. With ``ack = "broker"`` the
+PUBACK acknowledges it (a broker that loses its queue then loses the batch). Either way a batch
+whose acknowledgement has not come ``ack_timeout_s`` after it was sent on a live connection (a hung
 broker, a warehouse consumer that is down, a broker restarted without persistence) is reported
 ``Retry``: the sender publishes it again, byte-identical, after its backoff; the warehouse
 answers a duplicate with the same acknowledgement. paho's ``is_published()`` is not used
@@ -137,6 +138,11 @@ class MqttTransport:
         self._early: set[int] = set()  # PUBACKs that arrived before publish() returned
         self._sent_at: dict[int, float] = {}  # mid -> when it went out on a live connection
         self._expired: set[int] = set()  # mids reported Retry: their late PUBACK is ignored
+        # ack = "warehouse": batches are held back until the broker has confirmed (SUBACK) the
+        # subscription to the acks on this connection (see ``submit``).
+        self._subscribed = False
+        self._ack_sub_mid: int | None = None
+        self._held: list[SealedBatch] = []
         self._online = threading.Event()
         self._stopping = threading.Event()
         self._watchdog: threading.Thread | None = None
@@ -170,6 +176,7 @@ class MqttTransport:
         client.on_publish = self._on_publish
         client.on_connect_fail = self._on_connect_fail
         client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
         return client
 
     def start(self, on_outcome: OnOutcome) -> None:
@@ -200,7 +207,9 @@ class MqttTransport:
             self._sent_at = dict.fromkeys(self._sent_at, now)
         self._acks.restart_clocks()
         if self._end_to_end:  # again at every connect: a broker without persistence forgets it
-            client.subscribe(self.ack_topic, qos=1)
+            _, mid = client.subscribe(self.ack_topic, qos=1)
+            with self._lock:  # SUBACK comes later, on this same thread
+                self._subscribed, self._ack_sub_mid = False, mid
         self.last_error = None
         self._online.set()
         self._repeats.ok("connect", "mqtt_connect_recovered", transport=self.name)
@@ -239,6 +248,26 @@ class MqttTransport:
                 reason=str(reason_code),
             )
         self._online.clear()
+        with self._lock:
+            self._subscribed = False
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        """The broker confirmed the subscription to the acks: publish what was held back."""
+        with self._lock:
+            if mid != self._ack_sub_mid:
+                return
+            self._subscribed, held, self._held = True, self._held, []
+        if any(rc.is_failure for rc in reason_codes):
+            event(
+                log,
+                logging.ERROR,
+                "mqtt_ack_subscribe_refused",
+                transport=self.name,
+                topic=self.ack_topic,
+                reason=str(reason_codes[0]),
+            )
+        for batch in held:
+            self._publish(batch)
 
     def _register(self, mid: int, seq: int | None) -> None:
         with self._lock:
@@ -299,6 +328,8 @@ class MqttTransport:
             if not self._online.is_set():
                 continue  # offline: paho re-sends on reconnect, and the timeouts restart then
             for late in self._acks.overdue(timeout):
+                with self._lock:  # held back and never published: the Retry re-submits it
+                    self._held = [b for b in self._held if b.seq != late]
                 self._on_outcome(
                     late, Retry(f"no acknowledgement from the warehouse within {timeout} s")
                 )
@@ -316,8 +347,19 @@ class MqttTransport:
                 self._on_outcome(seq, Retry(f"no PUBACK from the broker within {timeout} s"))
 
     def submit(self, batch: SealedBatch) -> None:
+        """Publish ``batch``. With warehouse acks, not before the broker has confirmed the
+        subscription to them on this connection: paho writes a PUBLISH as soon as the socket
+        is open, ahead of the SUBSCRIBE sent on CONNACK, and on a brand-new session the
+        broker drops an acknowledgement that comes before the subscription."""
         if self._end_to_end:  # before publishing: the warehouse may answer at once
             self._acks.expect(batch.seq, batch.jws)
+            with self._lock:
+                if not self._subscribed:
+                    self._held.append(batch)
+                    return
+        self._publish(batch)
+
+    def _publish(self, batch: SealedBatch) -> None:
         info = self._client.publish(self.topic, self._bodies.body(batch), qos=1, retain=False)
         if info.rc == MQTTErrorCode.MQTT_ERR_QUEUE_SIZE:
             self._acks.forget(batch.seq)
