@@ -184,6 +184,7 @@ class Agent:
         self._add_job(self.rotate_key_if_asked, CHECK_EVERY_S, "rotation")
         self._add_job(self.write_health, HEALTH_EVERY_S, "health")
         self.workers.loop("scheduler", self.stuck_s, lambda: self._health_beat)
+        self.write_health()  # `status` says "running" from the first moment, not a second later
         self.schedule.start()
         if self.web is not None:
             self.web.start()

@@ -125,7 +125,8 @@ def test_a_batch_of_the_new_key_before_its_record_is_answered_425_then_stored(ke
     status, message = _post(house, three)  # overtook the record (the HTTPS window)
     assert status == 425 and b.kid in message
     assert isinstance(classify(status, message), Retry)  # the agent sends it again later
-    assert mqtt_ack(three.encode(), status, message) is None  # MQTT: no ack, published again
+    ack = json.loads(mqtt_ack(three.encode(), status, message) or b"{}")  # MQTT: "retry"
+    assert ack["seq"] == 3 and ack["result"] == "retry" and ack["reason"] == message
     assert house.count(STATION)[0] == 1 and house.rejected_count() == 0
     assert [_post(house, t)[0] for t in (two, three, three)] == [201, 201, 409]
     assert house.gaps(STATION) == []
