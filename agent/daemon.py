@@ -37,7 +37,7 @@ from agent.logs import event
 from agent.maintenance_watch import REFRESH_S, MaintenanceWatch
 from agent.poller import Poller
 from agent.rotation import CHECK_EVERY_S, KeyRotation
-from agent.schedule import Schedule, aligned_start  # noqa: F401 (re-exported)
+from agent.schedule import POLL_INSTANCES, Schedule, aligned_start  # noqa: F401 (re-exported)
 from agent.sealing import Sealer
 from agent.sender import Sender
 from agent.transport_health import TransportHealth
@@ -53,6 +53,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("agent")
 PRUNE_EVERY_S = 3600
 HEALTH_EVERY_S = 1.0
+HOUSEKEEPING_JOBS = 5  # the scheduled jobs besides the polls (see Agent.start)
 MAX_WORKERS = 20
 SWITCH_INTERVAL_S = 0.001
 STUCK_S = 120.0  # a worker without progress this long stops the watchdog pings
@@ -128,9 +129,11 @@ class Agent:
         self.not_started: dict[str, str] = {}  # listening device -> why it could not start
         self._health = HealthFile(health_path(config.buffer.path))
         self._started_ms = int(time.time() * 1000)
-        # One worker per device (a slow device must not delay another's poll) plus sealing,
-        # pruning and health; capped, since devices on one serial bus take turns anyway.
-        workers = min(MAX_WORKERS, len(self.drivers) + 3)
+        # Per device room for its poll and one late run behind it (a slow device must not delay
+        # another's poll; capped, since devices on one serial bus take turns anyway), plus one
+        # worker for each other job (seal, prune, maintenance, rotation, health): polls stuck on
+        # a locked buffer must never keep the health file from being written.
+        workers = min(MAX_WORKERS, len(self.drivers) * POLL_INSTANCES) + HOUSEKEEPING_JOBS
         self.workers = Workers()
         self.schedule = Schedule(workers, self.poller, self.clock, self.workers)
         self._stopped = threading.Event()

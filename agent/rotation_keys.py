@@ -78,12 +78,16 @@ class KeyFiles:
         """Make ``new`` (the key in ``station.key.next``) the key in force; keep ``old`` aside.
         Safe to run again after a crash at any point of it."""
         if self.next_key.exists():
+            # station.key is still the old key: the copy is made (again) from it, whole or not
+            # at all (written aside, then renamed), so a crash while copying never leaves a torn
+            # copy that would stop the next start.
             kept = self.old_key(old.kid)
             pem = self.key.read_bytes()
-            if not kept.exists():
-                _write_new(kept, pem, 0o600)
-            elif kept.read_bytes() != pem:
-                raise KeyFileError(f"{kept}: exists and is not the key {old.kid}")
+            if not kept.exists() or kept.read_bytes() != pem:
+                aside = kept.with_name(f".{kept.name}.tmp")
+                aside.unlink(missing_ok=True)
+                _write_new(aside, pem, 0o600)
+                os.replace(aside, kept)
             _sync_dir(self.key.parent)
             os.replace(self.next_key, self.key)  # atomic: station.key is old or new, never none
             _sync_dir(self.key.parent)

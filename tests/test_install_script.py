@@ -164,6 +164,7 @@ def _as_agent(root: Path, *command: str) -> subprocess.CompletedProcess:
     return _in_root(root, *who, *command)
 
 
+@pytest.mark.slow  # ~1.5 min (debootstrap); CI's default run keeps the --root install test
 def test_install_on_a_fresh_debian_root(debian_root: Path, tmp_path: Path) -> None:
     root = debian_root
     wheelhouse = _wheelhouse(tmp_path / "wheelhouse")

@@ -14,14 +14,14 @@ from simulators.on_site import CHEAP, SCENARIOS
 DOC = ROOT / "docs" / "on-site.md"
 _BLOCK = re.compile(r"<!-- capture: ([\w-]+) -->\n```text\n(.*?)\n```", re.S)
 _VOLATILE = [
+    # the checkout the doc was captured in, and the one the test runs in
+    (re.compile(r"/\S+?/(?=(drivers|docs|config|systemd)/)"), "SRC/"),
     (re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z"), "TIME"),
     (re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d\d"), "LOCALTIME"),
     (re.compile(r"127\.0\.0\.1:\d+"), "127.0.0.1:PORT"),
     (re.compile(r"^port = \d+"), "port = PORT"),
     (re.compile(r"\S*/agent/share/"), "SHARE/"),
     (re.compile(r"/tmp/\S+"), "TMP"),
-    # the checkout the doc was captured in, and the one the test runs in
-    (re.compile(r"/\S+?/(?=(drivers|docs|config|systemd)/)"), "SRC/"),
 ]
 
 
