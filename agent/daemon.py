@@ -31,12 +31,13 @@ from agent.clock import Clock, SystemClock
 from agent.clock_sync import clock_synchronized
 from agent.config import Config
 from agent.health import HealthFile, health_path
+from agent.housekeeping import EVERY_S, Housekeeping
 from agent.instance_lock import InstanceLock
 from agent.keys import load_private_key
 from agent.logs import event
-from agent.maintenance_watch import REFRESH_S, MaintenanceWatch
+from agent.maintenance_watch import MaintenanceWatch
 from agent.poller import Poller
-from agent.rotation import CHECK_EVERY_S, KeyRotation
+from agent.rotation import KeyRotation
 from agent.schedule import POLL_INSTANCES, Schedule, aligned_start  # noqa: F401 (re-exported)
 from agent.sealing import Sealer
 from agent.sender import Sender
@@ -53,7 +54,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("agent")
 PRUNE_EVERY_S = 3600
 HEALTH_EVERY_S = 1.0
-HOUSEKEEPING_JOBS = 5  # the scheduled jobs besides the polls (see Agent.start)
+HOUSEKEEPING_JOBS = 4  # the scheduled jobs besides the polls (see Agent.start)
 MAX_WORKERS = 20
 SWITCH_INTERVAL_S = 0.001
 STUCK_S = 120.0  # a worker without progress this long stops the watchdog pings
@@ -131,13 +132,22 @@ class Agent:
         self._started_ms = int(time.time() * 1000)
         # Per device room for its poll and one late run behind it (a slow device must not delay
         # another's poll; capped, since devices on one serial bus take turns anyway), plus one
-        # worker for each other job (seal, prune, maintenance, rotation, health): polls stuck on
+        # worker for each other job (seal, prune, housekeeping, health): polls stuck on
         # a locked buffer must never keep the health file from being written.
         workers = min(MAX_WORKERS, len(self.drivers) * POLL_INSTANCES) + HOUSEKEEPING_JOBS
         self.workers = Workers()
         self.schedule = Schedule(workers, self.poller, self.clock, self.workers)
         self._stopped = threading.Event()
         self._seal_lock = threading.Lock()
+        self.housekeeping = Housekeeping(
+            self.buffer,
+            self.clock,
+            self.maintenance,
+            self.rotation,
+            self._seal_lock,
+            lambda: [s.name for s in self.senders],
+            self._record_sealed,
+        )
         self.stuck_s = STUCK_S  # no progress this long: stuck (the service sets its watchdog)
         self._health_beat = time.monotonic()
         self._transport_health = TransportHealth()  # failing since when, per transport
@@ -183,8 +193,7 @@ class Agent:
             self._add_job(self.poller.poll, dcfg.poll_interval_s, f"poll-{driver.name}", driver)
         self._add_job(self.seal_and_wake, cfg.buffer.seal_interval_s, "seal")
         self._add_job(self.prune, PRUNE_EVERY_S, "prune")
-        self._add_job(self.maintenance.refresh, REFRESH_S, "maintenance")
-        self._add_job(self.rotate_key_if_asked, CHECK_EVERY_S, "rotation")
+        self._add_job(self.housekeeping.run, EVERY_S, "housekeeping")
         self._add_job(self.write_health, HEALTH_EVERY_S, "health")
         self.workers.loop("scheduler", self.stuck_s, lambda: self._health_beat)
         self.write_health()  # `status` says "running" from the first moment, not a second later
@@ -284,23 +293,11 @@ class Agent:
             sender.wake()
         return record
 
-    def rotate_key_if_asked(self) -> None:
-        """Seal the rotation ``station-agent rotate-key`` asked for, if any, and retire old
-        keys every transport has seen rotated away (agent.rotation)."""
-        with self._seal_lock:
-            try:
-                record = self.rotation.answer_request()
-            except StorageError as exc:
-                event(log, logging.ERROR, "seal_failed", error=str(exc), kind="rotation")
-                return
-        if record is not None:
-            self.signer = self.sealer.signer
-            for sender in self.senders:
-                sender.wake()
-        try:
-            self.rotation.retire_acknowledged([s.name for s in self.senders])
-        except (OSError, StorageError) as exc:  # tried again at the next check
-            event(log, logging.WARNING, "old_key_retire_failed", error=str(exc))
+    def _record_sealed(self) -> None:
+        """Housekeeping sealed a record (a rotation: the signer changed)."""
+        self.signer = self.sealer.signer
+        for sender in self.senders:
+            sender.wake()
 
     def health(self) -> dict[str, Any]:
         """What ``station-agent status`` shows about the running process."""

@@ -8,10 +8,10 @@
   fault, with its reason). Windows may overlap: a channel is in maintenance while any window
   covering it lasts.
 * **Seeing the CLI's windows.** ``station-agent maintenance`` writes the table from another
-  process; ``refresh`` (every ``REFRESH_S`` on the agent's schedule, and at start and stop)
-  reads it, so a window started or stopped is applied within about a second. Its end is
-  applied by the reading's time, whenever ``refresh`` runs, so a window ends on time, also
-  across a restart.
+  process; ``refresh`` reads it (at start and stop, and within a second of any write to the
+  table, ``agent.housekeeping``), so a window started or stopped is applied within about a
+  second. Its end is applied by the reading's time, whatever ``refresh`` does, so a window ends
+  on time, also across a restart; ``due`` says when its end record is to be sealed.
 * **Records.** ``refresh`` seals, through ``seal(kind, body)`` (``Agent.request_record``), the
   start record of each window that has none yet and the end record (``stop`` / ``expire`` /
   ``end``) of each that has ended, and notes their seqs in the row. A crash between the seal and
@@ -40,7 +40,6 @@ from core.reading import CALIBRATING, FAULT, MEASURING, Reading
 from core.records import RecordError
 
 log = logging.getLogger("agent.maintenance")
-REFRESH_S = 1.0
 LATE_MS = 3_600_000  # readings pushed up to an hour late still see the window they fell in
 Seal = Callable[[str, dict], SealedBatch]  # (kind, body) -> the sealed record
 
@@ -62,6 +61,7 @@ class MaintenanceWatch:
         self._lock = threading.Lock()  # the analyzer's windows (polls run in parallel)
         self._refresh_lock = threading.Lock()
         self.error: str | None = None
+        self._next_due_ms: int | None = None  # the first window end whose record is not sealed
         self._repeats = Repeats(log)
 
     def start(self) -> None:
@@ -150,6 +150,12 @@ class MaintenanceWatch:
             self.error = None
         return sealed
 
+    def due(self, now_ms: int) -> bool:
+        """Is a refresh due without any new write to the table: a window's end has come and
+        its record is not sealed yet, or the last refresh failed?"""
+        due = self._next_due_ms
+        return self.error is not None or (due is not None and now_ms >= due)
+
     def _failed(self, exc: Exception) -> None:
         self.error = str(exc)
         self._repeats.failed("refresh", logging.ERROR, "maintenance_refresh_failed", str(exc))
@@ -158,6 +164,8 @@ class MaintenanceWatch:
         now = self.clock.now_ms()
         current = self.windows.current(now, now - LATE_MS)
         self._technician = [w for w in current if w.source == TECHNICIAN]
+        ends = [w.end_ms for w in current if w.end_seq is None and w.end_ms is not None]
+        self._next_due_ms = min((e for e in ends if e > now), default=None)
         sealed = 0
         if self.seal is None:
             return 0

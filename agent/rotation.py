@@ -2,7 +2,7 @@
 
 ``station-agent rotate-key`` makes a new key (``station.key.next``, ``agent.rotation_keys``) and
 asks for a rotation: the running agent picks the request up within a second from the buffer's
-``meta`` row ``rotate_key`` (as ``requeue`` reaches it); with no agent running the command does
+``meta`` row ``rotate_key`` (``agent.housekeeping``); with no agent running the command does
 it itself, holding the buffer's instance lock. Either way, under the seal lock:
 
 1. the readings stored so far are sealed (old key);
@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.batch import Signer
-from agent.buffer import ACKED, Buffer
+from agent.buffer import ACKED, Buffer, asks
 from agent.jws import b64url_decode
 from agent.logs import event
 from agent.payload_v3 import build_record
@@ -49,7 +49,6 @@ from core.record_kinds.rotation import KIND
 
 log = logging.getLogger("agent.rotation")
 REQUEST = "rotate_key"  # meta row: {"at": ns, "kid": new kid, "state": asked|sealed|failed, ...}
-CHECK_EVERY_S = 1.0
 
 
 def chain_key(buffer: Buffer) -> tuple[int, str] | None:
@@ -210,14 +209,14 @@ def read_request(buffer: Buffer) -> dict[str, Any] | None:
 
 
 def write_request(buffer: Buffer, request: dict[str, Any]) -> None:
-    buffer.file.write(
-        "recording a key rotation request",
-        lambda conn: conn.execute(
+    def write(conn: sqlite3.Connection) -> None:
+        conn.execute(
             "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
             (REQUEST, json.dumps(request)),
-        ),
-        durable=True,
-    )
+        )
+        asks.bump(conn)  # the running agent looks within a second (agent.housekeeping)
+
+    buffer.file.write("recording a key rotation request", write, durable=True)
 
 
 def ask(buffer: Buffer, kid: str) -> dict[str, Any]:

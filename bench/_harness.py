@@ -93,6 +93,12 @@ def cpu_seconds(pid: int, stat: str | None = None) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
+def kernel_cpu_seconds(pid: int) -> float:
+    """System (kernel) CPU time a process has used so far, seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[12]) / TICKS
+
+
 class AgentProcess:
     """``station-agent run --config FILE`` in a subprocess, stopped with SIGTERM."""
 

@@ -49,6 +49,7 @@ from _harness import (
     WarehouseProcess,
     agent_toml,
     cpu_seconds,
+    kernel_cpu_seconds,
     mqtt_transport_toml,
     note,
     report,
@@ -57,6 +58,7 @@ from _harness import (
     workdir,
 )
 
+PYSPY_GIL = True  # py-spy samples the thread holding the GIL (--pyspy-cpu: every busy thread)
 SUITE = [  # (devices, channels, interval s, seal intervals)
     (1, 50, 1.0, (1, 10)),
     (10, 50, 1.0, (1, 10)),
@@ -272,12 +274,14 @@ def _measure(w, directory, agent, warehouse, seconds, warmup, pyspy, threads=Fal
     until_ms = since_ms + span_ms
     _sleep_until(since_ms / 1000)
     cpu0, missed0 = cpu_seconds(agent.pid), health(db).get("missed_polls", 0)
+    kernel0 = kernel_cpu_seconds(agent.pid)
     threads0 = thread_cpu(agent.pid)
     spy = None
     if pyspy:
         spy = subprocess.Popen(
             [str(Path(sys.executable).parent / "py-spy"), "record", "-o", pyspy, "--pid"]
-            + [str(agent.pid), "-d", str(span_ms // 1000), "--nonblocking", "--gil", "-r", "500"]
+            + [str(agent.pid), "-d", str(span_ms // 1000), "--nonblocking", "-r", "500"]
+            + (["--gil"] if PYSPY_GIL else [])
             + (["--format", "raw"] if pyspy.endswith(".txt") else []),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -289,6 +293,7 @@ def _measure(w, directory, agent, warehouse, seconds, warmup, pyspy, threads=Fal
         rss.append(rss_mib(agent.pid))
         time.sleep(0.5)
     cpu = cpu_seconds(agent.pid) - cpu0
+    kernel = kernel_cpu_seconds(agent.pid) - kernel0
     by_thread = _by_name(agent.pid, threads0, thread_cpu(agent.pid)) if threads else {}
     _sleep_until(until_ms / 1000 + 2 * w.interval)  # the last slots' polls are stored
     missed = health(db).get("missed_polls", 0) - missed0
@@ -310,6 +315,7 @@ def _measure(w, directory, agent, warehouse, seconds, warmup, pyspy, threads=Fal
         "missed_stored": holes,
         "unaccounted": slots - polls - holes,
         "cpu_ms_per_1000": 1000 * cpu * 1000 / max(good, 1),
+        "kernel_pct": 100 * kernel / cpu if cpu else 0.0,
         "rss_max": max(rss),
         "p50": percentile(lat, unacked, 50),
         "p99": percentile(lat, unacked, 99),
@@ -339,6 +345,7 @@ def show(r: dict) -> None:
         f"<= {cpu_target}",
         r["cpu_ms_per_1000"] <= cpu_target,
     )
+    report(f"{name}: CPU in the kernel", r.get("kernel_pct", 0.0), "%")
     report(f"{name}: RSS max", r["rss_max"], "MiB")
     report(f"{name}: poll->ack p50", r["p50"], "s")
     report(f"{name}: poll->ack p99", r["p99"], "s")
@@ -365,8 +372,15 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=8.0)
     parser.add_argument("--knee", action="store_true", help="raise D at 0.2 s until it breaks")
     parser.add_argument("--pyspy", help="record a py-spy flame graph of the window to this file")
+    parser.add_argument(
+        "--pyspy-cpu",
+        action="store_true",
+        help="sample every thread on a CPU (default: only the one holding the GIL)",
+    )
     parser.add_argument("--threads", action="store_true", help="CPU per agent thread (py-spy)")
     args = parser.parse_args()
+    global PYSPY_GIL
+    PYSPY_GIL = not args.pyspy_cpu
     if args.serve:
         return serve(*args.serve)
     if args.only:

@@ -46,6 +46,7 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from agent.buffer import asks as asks_counter
 from agent.buffer.chain import Chain, MakeJws, MakeRecordJws
 from agent.buffer.db import BufferFile
 from agent.buffer.devices import DeviceHealth, DeviceState
@@ -180,6 +181,11 @@ class Buffer:
 
     def readings(self, first_id: int = 0, limit: int = 1_000_000) -> list[ReadingRow]:
         return self.store.readings(first_id, limit)
+
+    def asks(self) -> int:
+        """How many requests other processes have written (``agent.buffer.asks``)."""
+        with self.file.read() as conn:
+            return asks_counter.read(conn)
 
     def integrity_check(self) -> str:
         return self.file.integrity_check()

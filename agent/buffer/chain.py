@@ -22,6 +22,7 @@ requeue go by ``seq`` and treat it as any batch.
 
 from __future__ import annotations
 
+import base64
 import functools
 import sqlite3
 import zlib
@@ -29,7 +30,7 @@ from collections.abc import Callable
 
 from agent.buffer.db import BufferFile
 from agent.buffer.readings import ReadingRow, ReadingsStore
-from agent.jws import b64url, b64url_decode, chain_digest
+from agent.jws import b64url, chain_digest
 from core.batch import SealedBatch
 from core.errors import StorageError
 
@@ -144,7 +145,7 @@ class Chain:
                 *span,
                 sealed_at_ms,
                 header,
-                zlib.compress(b64url_decode(payload_b64), 1),
+                zlib.compress(_own_payload(payload_b64), 1),
                 signature,
                 chain_digest(jws),
                 kind,
@@ -197,3 +198,9 @@ class Chain:
 
     def delete_upto(self, conn: sqlite3.Connection, seq: int) -> None:
         conn.execute("DELETE FROM batches WHERE seq <= ?", (seq,))
+
+
+def _own_payload(payload_b64: str) -> bytes:
+    """The bytes of a payload this agent has just encoded (no canonical-spelling check: that is
+    for JWS read from outside; what is stored is checked against its digest when read back)."""
+    return base64.urlsafe_b64decode(payload_b64 + "=" * (-len(payload_b64) % 4))

@@ -23,12 +23,14 @@ from __future__ import annotations
 import json
 import sqlite3
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeVar
 
+from agent.buffer import asks
 from agent.buffer.db import BufferFile
 
+T = TypeVar("T")
 TECHNICIAN, ANALYZER = "technician", "analyzer"
 _COLUMNS = (
     "id, source, device, channels, technician, reason, start_ms, until_ms, stopped_ms, "
@@ -93,6 +95,16 @@ class MaintenanceLog:
     def __init__(self, file: BufferFile) -> None:
         self.file = file
 
+    def _write(self, what: str, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """One transaction doing ``fn``; the running agent notices it (``agent.buffer.asks``)."""
+
+        def write(conn: sqlite3.Connection) -> T:
+            result = fn(conn)
+            asks.bump(conn)
+            return result
+
+        return self.file.write(what, write)
+
     def _has_table(self, conn: sqlite3.Connection) -> bool:
         return bool(
             conn.execute(
@@ -142,7 +154,7 @@ class MaintenanceLog:
             )
             return int(cursor.lastrowid or 0)
 
-        window_id = self.file.write("opening a maintenance window", insert)
+        window_id = self._write("opening a maintenance window", insert)
         found = self.get(window_id)
         assert found is not None
         return found
@@ -170,12 +182,12 @@ class MaintenanceLog:
             )
             return ids
 
-        ids = self.file.write("stopping maintenance windows", stop)
+        ids = self._write("stopping maintenance windows", stop)
         return [w for w in (self.get(i) for i in ids) if w is not None]
 
     def close_window(self, window_id: int, at_ms: int) -> None:
         """Set the end of an open window (the analyzer's own calibration ended)."""
-        self.file.write(
+        self._write(
             "closing a maintenance window",
             lambda conn: conn.execute(
                 "UPDATE maintenance SET stopped_ms = ? WHERE id = ? AND stopped_ms IS NULL",
@@ -186,7 +198,7 @@ class MaintenanceLog:
     def mark_sealed(self, window_id: int, which: str, seq: int) -> None:
         """Record that the start (``which='start'``) or end record of a window is sealed."""
         column = {"start": "start_seq", "end": "end_seq"}[which]
-        self.file.write(
+        self._write(
             "marking a maintenance record sealed",
             lambda conn: conn.execute(
                 f"UPDATE maintenance SET {column} = ? WHERE id = ?", (seq, window_id)
@@ -233,7 +245,7 @@ class MaintenanceLog:
     def forget_ended_before(self, before_ms: int) -> int:
         """Delete windows whose records are sealed and that ended before ``before_ms`` (pruning,
         with the retention period); returns how many."""
-        return self.file.write(
+        return self._write(
             "forgetting old maintenance windows",
             lambda conn: (
                 conn.execute(
