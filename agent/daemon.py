@@ -309,6 +309,7 @@ class Agent:
             "waiting_polls": self.poller.waiting(),
             "dropped_polls": self.poller.dropped,
             "missed_polls": self.poller.missed_polls,
+            "commits": self.poller.commits,
             "devices_not_started": dict(self.not_started),
             "transports": self._transport_health.report(self.senders, self.file_transports),
         }

@@ -34,6 +34,7 @@ from drivers import Driver
 
 log = logging.getLogger("agent.poller")
 MAX_UNSTORED_POLLS = 10_000
+GATHER_S = 0.05  # how long a commit waits for the polls still reading (one commit per tick)
 
 
 class Poller:
@@ -54,6 +55,10 @@ class Poller:
         )
         self._lock = threading.Lock()  # the queue and its tickets: held a moment, never to store
         self._commit_lock = threading.Lock()  # one group commit at a time
+        self._reads = threading.Condition(self._lock)  # a read ended (notified)
+        self._reads_started = 0  # reads started so far (each read's number)
+        self._reading: set[int] = set()  # the numbers of the reads going on now
+        self.commits = 0  # group commits made (polls / commits: how well they are shared)
         self._queued = 0  # tickets given out
         self._settled = 0  # every ticket up to this one is stored (or was dropped)
         self.polled = 0
@@ -95,7 +100,16 @@ class Poller:
             if not self.store_holes(driver):
                 self._repeats.ok(f"missed:{driver.name}", "polls_on_time_again", device=driver.name)
             started = time.monotonic()
-            readings, error, time_ms = self.read(driver)
+            with self._lock:
+                self._reads_started += 1
+                number = self._reads_started
+                self._reading.add(number)
+            try:
+                readings, error, time_ms = self.read(driver)
+            finally:
+                with self._lock:
+                    self._reading.discard(number)
+                    self._reads.notify_all()
             if self.on_poll is not None:  # metrics: how long the device took to answer
                 self.on_poll(driver.name, time.monotonic() - started)
             self.accept(driver.name, readings, error, time_ms)
@@ -172,6 +186,13 @@ class Poller:
             with self._lock:
                 if ticket is not None and self._settled >= ticket:
                     return
+                # Polls of one tick finish within milliseconds: wait (briefly) for the reads
+                # going on now, so that the tick takes one commit (one fsync), not one per device.
+                if self._reading:
+                    mark = self._reads_started
+                    self._reads.wait_for(
+                        lambda: not self._reading or min(self._reading) > mark, GATHER_S
+                    )
                 group = list(self._unstored)
             if not group:
                 return
@@ -188,6 +209,7 @@ class Poller:
                     dropped_polls=self.dropped,
                 )
                 return
+            self.commits += 1
             last = group[-1][0]
             with self._lock:
                 while self._unstored and self._unstored[0][0] <= last:

@@ -227,3 +227,27 @@ def test_malformed_device_replies_give_a_fault_not_a_crash_or_hang(reply):
 
 
 _EVIL = _EvilDevice()
+
+
+@given(
+    code=st.sampled_from([3, 4]),
+    registers=st.lists(st.integers(0, 0xFFFF), min_size=1, max_size=125),
+    unit=st.integers(1, 247),
+)
+def test_register_answers_unpack_as_pymodbus_decodes_them(code, registers, unit):
+    """The driver unpacks FC3/FC4 answers itself (the poll's hot path); pymodbus's own decoder
+    is the oracle: the same registers, the same function."""
+    from pymodbus.pdu import DecodePDU
+
+    from drivers.modbus.wire import _decode, read_request
+
+    pdu = bytes([code, 2 * len(registers)]) + b"".join(r.to_bytes(2, "big") for r in registers)
+    request = read_request("holding" if code == 3 else "input", 0, len(registers), unit)
+    ours = _decode(pdu, request)
+    theirs = DecodePDU(False).decode(pdu)
+    assert theirs is not None
+    assert (ours.function_code, list(ours.registers)) == (
+        theirs.function_code,
+        list(theirs.registers),
+    )
+    assert not ours.isError() and ours.dev_id == unit

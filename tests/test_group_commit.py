@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 
 from conftest import wait_for
 
 from agent.buffer import Buffer
 from agent.clock import SystemClock
-from agent.poller import Poller
+from agent.poller import GATHER_S, Poller
 from core.reading import Reading
+from drivers.base import Channel
 
 DEVICES = 10
 
@@ -83,3 +85,74 @@ def test_a_group_commit_keeps_each_polls_clock_flag(tmp_path):
     finally:
         db.close()
     assert stored == [(f"dev{i}", int(flag)) for i, flag in enumerate(flags)]
+
+
+class _Logger:
+    """A device that answers after ``delay_s`` (a poll of it, read in its own thread)."""
+
+    def __init__(self, name: str, delay_s: float) -> None:
+        self.name, self.delay_s = name, delay_s
+        self.channels = [Channel("SO2", "mg/Nm3")]
+
+    def open(self) -> None: ...
+
+    def close(self) -> None: ...
+
+    def read(self, time_ms: int) -> list[Reading]:
+        time.sleep(self.delay_s)  # the device's answer time, not a synchronization
+        return [Reading(self.name, "SO2", "mg/Nm3", time_ms, 1.0, "00")]
+
+
+def test_the_polls_of_one_tick_take_one_commit(tmp_path):
+    """Devices polled at the same tick answer a few ms apart: the first to finish waits for the
+    reads still going on (at most ``GATHER_S``), so the tick costs one commit and one fsync,
+    and every poll still returns only once its reading is committed."""
+    path = tmp_path / "b.db"
+    buffer = Buffer(path)  # durability "power": each commit fsynced
+    commits: list[str] = []
+    buffer.file._conn.set_trace_callback(lambda sql: sql == "COMMIT" and commits.append(sql))
+    poller = Poller(buffer, SystemClock())
+    loggers = [_Logger(f"dev{i}", 0.005 + 0.003 * i) for i in range(DEVICES)]  # over 27 ms
+    seen: dict[str, bool] = {}
+    tick = threading.Barrier(DEVICES)  # the scheduler starts them together
+
+    def poll(logger: _Logger) -> None:
+        tick.wait(30)
+        poller.poll(logger)
+        seen[logger.name] = _stored(path, logger.name)
+
+    threads = [threading.Thread(target=poll, args=(logger,)) for logger in loggers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert seen == {f"dev{i}": True for i in range(DEVICES)}
+    # One; two when a thread is scheduled late on a busy machine (it is not counted as reading).
+    assert len(commits) <= 2, f"{len(commits)} commits for the {DEVICES} polls of one tick"
+    assert poller.commits == len(commits) and poller.polled == DEVICES
+
+
+def test_a_slow_device_does_not_hold_the_others_commit(tmp_path):
+    """A device that takes long to answer (a timeout) delays the others' commit by at most
+    ``GATHER_S``: their readings are committed while it is still being read."""
+    path = tmp_path / "b.db"
+    poller = Poller(Buffer(path), SystemClock())
+    release = threading.Event()
+
+    class Stuck(_Logger):
+        def read(self, time_ms: int) -> list[Reading]:
+            release.wait(30)
+            return super().read(time_ms)
+
+    stuck = threading.Thread(target=poller.poll, args=(Stuck("stuck", 0),))
+    stuck.start()
+    try:
+        wait_for(lambda: poller._reading, 10, "the stuck device being read")
+        done = threading.Thread(target=poller.poll, args=(_Logger("quick", 0),))
+        done.start()
+        done.join(GATHER_S + 10)
+        assert not done.is_alive() and _stored(path, "quick")
+    finally:
+        release.set()
+        stuck.join(30)
+    assert _stored(path, "stuck")

@@ -31,7 +31,7 @@ copy), dropped when that block fails. ``raw_registers()`` slices them per channe
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from core.errors import DeviceError
@@ -43,8 +43,8 @@ from drivers.modbus.codec import (
     channel_value,
     decode_bit,
     decode_string,
-    decode_value,
     text_number,
+    value_decoder,
 )
 from drivers.modbus.config import BIT_TABLES, DEFAULT_STATUS_MAP, ModbusChannel, ModbusDeviceConfig
 from drivers.modbus.plan import Request, Span, plan
@@ -90,6 +90,8 @@ class ModbusDriver:
         self.where = f"device {config.name!r} ({endpoint.where(config.unit)})"
         self._values = {c.param: Span(c.function, c.register, c.count) for c in config.channels}
         self._statuses = {c.param: self._status_source(c) for c in config.channels}
+        # What a poll does per channel, worked out once: (channel, its span, its decoder).
+        self._decoding = [(c, self._values[c.param], self._decoder(c)) for c in config.channels]
         spans = set(self._values.values())
         spans.update(s.span for s in self._statuses.values() if s is not None)
         forbidden = [Span(f.function, f.first, f.last - f.first + 1) for f in config.forbidden]
@@ -122,7 +124,11 @@ class ModbusDriver:
     def read(self, time_ms: int) -> list[Reading]:
         """Read every channel and its status; raise ``DeviceError`` if the device is unreachable."""
         results = self._fetch_all()
-        return [self._reading(c, results, time_ms) for c in self.config.channels]
+        statuses: dict[Span, tuple[str, str | None]] = {}  # per channel sharing a status register
+        return [
+            self._reading(c, results, time_ms, span, decode, statuses)
+            for c, span, decode in self._decoding
+        ]
 
     def plan(self) -> list[str]:
         """The requests one poll makes, one line each."""
@@ -294,50 +300,70 @@ class ModbusDriver:
         """(tries sent, failed tries by kind) since the driver was made."""
         return self.requests, dict(self.errors)
 
-    def _value(self, channel: ModbusChannel, registers: list[int]) -> int | float | str:
+    def _decoder(self, channel: ModbusChannel) -> Callable[[list[int]], int | float | str]:
+        """The function turning the channel's registers (or bits) into its value."""
         if channel.function in BIT_TABLES:
-            return channel_value(registers[0], channel.scale, channel.offset)
+            return lambda bits: channel_value(bits[0], channel.scale, channel.offset)
         if channel.type == "bit":
             assert channel.bit is not None
-            bit = decode_bit(registers[0], channel.bit)
-            return channel_value(bit, channel.scale, channel.offset)
+            bit = channel.bit
+            return lambda registers: channel_value(
+                decode_bit(registers[0], bit), channel.scale, channel.offset
+            )
         if channel.type == "string":
-            return decode_string(registers, channel.order)
+            return lambda registers: decode_string(registers, channel.order)
         if channel.type == "number_text":
-            text = decode_string(registers, channel.order)
-            return text_number(text, channel.scale, channel.offset)
-        return decode_value(
-            registers, channel.numeric_type, channel.order, channel.scale, channel.offset
-        )
+            return lambda registers: text_number(
+                decode_string(registers, channel.order), channel.scale, channel.offset
+            )
+        return value_decoder(channel.numeric_type, channel.order, channel.scale, channel.offset)
 
-    def _reading(self, channel: ModbusChannel, results: Results, time_ms: int) -> Reading:
+    def _reading(
+        self,
+        channel: ModbusChannel,
+        results: Results,
+        time_ms: int,
+        span: Span | None = None,
+        decode: Callable[[list[int]], int | float | str] | None = None,
+        statuses: dict[Span, tuple[str, str | None]] | None = None,
+    ) -> Reading:
+        """The channel's reading from a poll's ``results`` (``span``, ``decode``: the channel's,
+        given by ``read``; ``statuses``: status codes already worked out in this poll)."""
         name, param, unit = self.name, channel.param, channel.unit
-
-        def make(value: float | int | str | None, status: str, error: str | None = None) -> Reading:
-            return Reading(name, param, unit, time_ms, value, status, error)
-
-        span = self._values[param]
+        if span is None or decode is None:
+            span, decode = self._values[param], self._decoder(channel)
         registers = results[span]
-        if isinstance(registers, str):
-            return make(None, FAULT, registers)
+        if registers.__class__ is str:
+            return Reading(name, param, unit, time_ms, None, FAULT, registers)
         try:
-            value = self._value(channel, registers)
+            value = decode(registers)  # type: ignore[arg-type]
         except ValueError as exc:
-            return make(None, FAULT, f"{span.function} register {span.address}: {exc}")
-        source = self._statuses[channel.param]
+            error = f"{span.function} register {span.address}: {exc}"
+            return Reading(name, param, unit, time_ms, None, FAULT, error)
+        source = self._statuses[param]
         if source is None:
-            return make(value, MEASURING)
+            return Reading(name, param, unit, time_ms, value, MEASURING)
+        known = statuses.get(source.span) if statuses is not None else None
+        if known is None:
+            known = self._status(source, results)
+            if statuses is not None:
+                statuses[source.span] = known
+        return Reading(name, param, unit, time_ms, value, known[0], known[1])
+
+    @staticmethod
+    def _status(source: _StatusSource, results: Results) -> tuple[str, str | None]:
+        """(status code, error or None) a status register says."""
         status = results[source.span]
         if isinstance(status, str):
-            return make(value, FAULT, f"status unknown: {status}")
+            return FAULT, f"status unknown: {status}"
         word = status[0] if source.bit is None else decode_bit(status[0], source.bit)
         code = source.map.get(word)
         if code is None:
             where = f"{source.span.function} register {source.span.address}"
             if source.bit is not None:
                 where += f" bit {source.bit}"
-            return make(value, FAULT, f"status {word} in {where} is not in the status map")
-        return make(value, code)
+            return FAULT, f"status {word} in {where} is not in the status map"
+        return code, None
 
     def _raw(self, channel: ModbusChannel, results: Results) -> str:
         parts = []

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from drivers.modbus.config import BIT_TABLES, FUNCTION_CODES
 
@@ -18,13 +19,13 @@ MAX_REGISTERS = 125
 MAX_BITS = 2000
 
 
-@dataclass(frozen=True, slots=True)
-class Span:
-    """A run of addresses in one table: what one request reads, or what one value needs."""
+class Span(NamedTuple):
+    """A run of addresses in one table: what one request reads, or what one value needs (a
+    tuple: a poll looks its spans up by the dozen, and a tuple hashes in C)."""
 
     function: str
     address: int
-    count: int
+    count: int  # type: ignore[assignment]  # (shadows tuple.count, never used)
 
     @property
     def end(self) -> int:

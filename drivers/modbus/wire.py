@@ -33,13 +33,24 @@ from pymodbus.exceptions import ModbusException
 from pymodbus.framer import FramerRTU, FramerSocket
 from pymodbus.pdu import DecodePDU, ModbusPDU
 from pymodbus.pdu.bit_message import ReadCoilsRequest, ReadDiscreteInputsRequest
-from pymodbus.pdu.register_message import ReadHoldingRegistersRequest, ReadInputRegistersRequest
+from pymodbus.pdu.register_message import (
+    ReadHoldingRegistersRequest,
+    ReadHoldingRegistersResponse,
+    ReadInputRegistersRequest,
+    ReadInputRegistersResponse,
+)
 
 _REQUESTS: dict[str, type[ModbusPDU]] = {
     "coil": ReadCoilsRequest,
     "discrete": ReadDiscreteInputsRequest,
     "holding": ReadHoldingRegistersRequest,
     "input": ReadInputRegistersRequest,
+}
+# Register answers (FC3, FC4), once their shape is checked, are unpacked here: what a poll
+# receives by the hundred a second (pymodbus's decoder formats a debug line for each).
+_REGISTER_ANSWERS: dict[int, type[ModbusPDU]] = {
+    3: ReadHoldingRegistersResponse,
+    4: ReadInputRegistersResponse,
 }
 _DECODER = DecodePDU(False)  # answers (the client side); holds no state per frame
 _RTU = FramerRTU(_DECODER)
@@ -117,8 +128,11 @@ def _decode(pdu: bytes, request: ModbusPDU) -> ModbusPDU:
     error = len(pdu) >= 2 and pdu[0] == code | 0x80
     if not error and (len(pdu) < 2 or pdu[0] != code or len(pdu) != 2 + pdu[1]):
         raise BadAnswer(f"malformed answer to function {code} ({pdu.hex(' ')})")
-    if not error and code in (3, 4) and pdu[1] % 2:
-        raise BadAnswer(f"answered {pdu[1] // 2} registers to a request for {request.count}")
+    if not error and code in (3, 4):
+        if pdu[1] % 2:
+            raise BadAnswer(f"answered {pdu[1] // 2} registers to a request for {request.count}")
+        registers = list(struct.unpack_from(f">{pdu[1] // 2}H", pdu, 2))
+        return _REGISTER_ANSWERS[code](registers=registers, dev_id=request.dev_id)
     try:
         answer = _DECODER.decode(pdu)
     except _UNDECODABLE:

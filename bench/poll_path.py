@@ -1,0 +1,99 @@
+"""CPU of one poll of a 50-channel datalogger, stage by stage, in one process and one thread.
+
+What ``bench/workload.py`` measures end to end, taken apart: a simulated datalogger (50 float32
+values and a status register, ``DataloggerDevice``) on loopback Modbus TCP, the real driver, the
+real poller and buffer (``durability = "power"``); no scheduler, no other thread. Stages:
+
+* **read**: ``ModbusDriver.read`` (request, answer, decode, readings);
+* **decode**: the part of *read* after the answer (registers -> readings), on a kept answer;
+* **accept**: ``Poller.accept`` (maintenance filter, live view, one commit per poll: fsync);
+* **seal**: ``Sealer.seal_pending`` per reading (build, sign, store; one batch of 10 s of polls).
+
+CPU is ``time.process_time`` of this process; the simulator is another process
+(``workload.py --serve``), as in the workload bench.
+
+    .venv/bin/python bench/poll_path.py [--polls 2000] [--channels 50]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+import tomllib
+from pathlib import Path
+
+from _harness import (
+    STATION,
+    DataloggerDevice,
+    mqtt_transport_toml,
+    note,
+    report,
+    signer,
+    station_key,
+)
+from workload import Simulators
+
+from agent.buffer import Buffer
+from agent.clock import SystemClock
+from agent.config import parse_config
+from agent.poller import Poller
+from agent.sealing import Sealer
+from drivers import make_driver
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--polls", type=int, default=2000)
+    parser.add_argument("--channels", type=int, default=50)
+    args = parser.parse_args()
+    n, channels = args.polls, args.channels
+    with tempfile.TemporaryDirectory(prefix="bench-poll-path-") as tmp:
+        directory = Path(tmp)
+        sim = Simulators(1, channels)
+        key, _ = station_key(directory / "keys")
+        text = (
+            f'[station]\nid = "{STATION}"\n[signing]\nkey = "{key}"\n'
+            f'[buffer]\npath = "{directory / "buffer.db"}"\n\n'
+            + DataloggerDevice.toml("logger", sim.ports[0], channels, 1.0)
+            + "\n"
+            + mqtt_transport_toml(1883)  # required by the configuration; not used here
+        )
+        config = parse_config(tomllib.loads(text), directory / "station-agent.toml")
+        driver = make_driver(config.devices[0])
+        driver.open()
+        buffer = Buffer(config.buffer.path, durability="power")
+        poller = Poller(buffer, SystemClock())
+        cpu = time.process_time
+
+        driver.read(0)  # connect, plan
+        c0 = cpu()
+        polls = [driver.read(1_700_000_000_000 + i * 200) for i in range(n)]
+        read = (cpu() - c0) / n
+        c0 = cpu()
+        for readings in polls:
+            poller.accept("logger", readings, None, readings[0].time_ms)
+        accept = (cpu() - c0) / n
+        results = driver._fetch_all()  # one answer, decoded n times
+        c0 = cpu()
+        for _ in range(n):
+            [driver._reading(c, results, 0) for c in driver.config.channels]
+        decode = (cpu() - c0) / n
+        sealer = Sealer(buffer, signer(key), STATION, SystemClock(), 10 * 5 * channels * 20)
+        c0 = cpu()
+        sealed = sum(b.count for b in sealer.seal_pending())
+        seal = (cpu() - c0) / sealed
+        driver.close()
+        buffer.close()
+        sim.stop()
+    report(f"read, {channels} channels", read * 1000, "ms/poll")
+    report("  of which decode", decode * 1000, "ms/poll")
+    report("accept (commit, power)", accept * 1000, "ms/poll")
+    report("seal + sign + store", seal * 1e6, "us/reading")
+    total = (read + accept) / channels + seal
+    report("poll path per 1000 readings", total * 1e6, "ms")
+    note(f"{n} polls of {channels} float32 channels; the agent's threads and scheduler not counted")
+
+
+if __name__ == "__main__":
+    main()
