@@ -34,7 +34,7 @@ from agent.payload_v2 import (
     ExpandedReading,
     PayloadV2Model,
     Value,
-    sendable,
+    columns,
 )
 from core.reading import rfc3339_ms
 from core.records import READINGS, RecordError, check_body
@@ -61,41 +61,7 @@ def build_payload_v3(
 ) -> bytes:
     """Serialize a v3 readings payload from rows (see ``RowV3``), naming the descriptor record
     (its seq) the readings were taken under."""
-    columns: dict[tuple[str, str, str], tuple[list[int], list[Value], list[list], list[list]]] = {}
-    value: Value
-    for device, param, unit, time_ms, raw, raw_status, unsynced in rows:
-        if raw.__class__ is float and raw - raw == 0.0:  # a finite float: most readings
-            value, status = raw, raw_status
-        else:
-            value, status = sendable(raw, raw_status)
-        column = columns.get((device, param, unit))
-        if column is None:
-            column = columns[(device, param, unit)] = ([], [], [], [])
-        times, values, runs, ranges = column
-        if unsynced:
-            if ranges and ranges[-1][0] + ranges[-1][1] == len(times):
-                ranges[-1][1] += 1
-            else:
-                ranges.append([len(times), 1])
-        times.append(time_ms)
-        values.append(value)
-        if runs and runs[-1][0] == status:
-            runs[-1][1] += 1
-        else:
-            runs.append([status, 1])
-    base = min((min(c[0]) for c in columns.values()), default=sealed_at_ms)
-    channels = [
-        {
-            "device": device,
-            "param": param,
-            "unit": unit,
-            "t": [times[0] - base] + [b - a for a, b in zip(times, times[1:], strict=False)],
-            "values": values,
-            "status": runs,
-            "unsynced": ranges,
-        }
-        for (device, param, unit), (times, values, runs, ranges) in columns.items()
-    ]
+    base, channels = columns(rows, sealed_at_ms, unsynced=True)
     return _dumps(
         {
             "v": PAYLOAD_V3,
