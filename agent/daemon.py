@@ -17,7 +17,6 @@ from __future__ import annotations
 import functools
 import logging
 import os
-import sys
 import threading
 import time
 from datetime import datetime
@@ -56,7 +55,6 @@ PRUNE_EVERY_S = 3600
 HEALTH_EVERY_S = 1.0
 HOUSEKEEPING_JOBS = 4  # the scheduled jobs besides the polls (see Agent.start)
 MAX_WORKERS = 20
-SWITCH_INTERVAL_S = 0.001
 STUCK_S = 120.0  # a worker without progress this long stops the watchdog pings
 
 
@@ -161,11 +159,9 @@ class Agent:
         """Seal the descriptor if it changed, open devices, start senders and the schedule;
         returns at once."""
         cfg = self.config
-        # A poll gives the GIL up a dozen times (each request, each answer, the commit) and
-        # waits up to the switch interval to get it back from a thread that computes (sealing
-        # a batch): at the default 5 ms, polls of many devices fall seconds behind while a big
-        # seal runs. 1 ms keeps them on time for a few % more switching.
-        sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_S))
+        # Python's GIL switch interval (5 ms) is kept: at 1 ms, polls waiting for the GIL woke
+        # five times as often, ~10 % more CPU; the seal's pauses between full batches keep the
+        # polls of 50 devices on time without it (bench/RESULTS.md).
         descriptor.seal_if_changed(self)  # before any reading of this config is sealed
         self.maintenance.start()  # before the first reading: windows lasting across a restart
         for driver, dcfg in zip(self.drivers, cfg.devices, strict=True):

@@ -25,7 +25,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping
@@ -106,7 +105,7 @@ class MaintenanceWatch:
         if not windows:
             return readings
         return [
-            dataclasses.replace(r, status=CALIBRATING)
+            r._replace(status=CALIBRATING)
             if r.status == MEASURING and any(w.covers(device, r.param, r.time_ms) for w in windows)
             else r
             for r in readings
