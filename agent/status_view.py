@@ -63,7 +63,18 @@ def failing_for_s(status: dict[str, Any], name: str, now_ms: int) -> float | Non
     if not agent.get("running"):
         return None
     since = (agent.get("transports") or {}).get(name, {}).get("failing_since_ms")
-    return None if since is None else max(0.0, (now_ms - since) / 1000)
+    if since is None:
+        return None
+    # The health file is rewritten each second; the buffer records each acknowledgement as it
+    # comes. One recorded after the agent last wrote its view says the transport delivers.
+    acked_ms = next(
+        (t.get("last_acked_at_ms") for t in status.get("transports", []) if t["name"] == name),
+        None,
+    )
+    written_ms = agent.get("updated_at_ms")
+    if acked_ms is not None and written_ms is not None and acked_ms > written_ms:
+        return None
+    return max(0.0, (now_ms - since) / 1000)
 
 
 def exit_code(status: dict[str, Any], fail_after_s: float, now_ms: int | None = None) -> int:

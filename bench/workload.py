@@ -274,6 +274,7 @@ def _measure(w, directory, agent, warehouse, seconds, warmup, pyspy, threads=Fal
     until_ms = since_ms + span_ms
     _sleep_until(since_ms / 1000)
     cpu0, missed0 = cpu_seconds(agent.pid), health(db).get("missed_polls", 0)
+    commits0 = health(db).get("commits", 0)
     kernel0 = kernel_cpu_seconds(agent.pid)
     threads0 = thread_cpu(agent.pid)
     spy = None
@@ -297,6 +298,7 @@ def _measure(w, directory, agent, warehouse, seconds, warmup, pyspy, threads=Fal
     by_thread = _by_name(agent.pid, threads0, thread_cpu(agent.pid)) if threads else {}
     _sleep_until(until_ms / 1000 + 2 * w.interval)  # the last slots' polls are stored
     missed = health(db).get("missed_polls", 0) - missed0
+    commits = health(db).get("commits", 0) - commits0
     deadline = time.monotonic() + w.seal + 60
     while delays(db, since_ms, until_ms)[1] and time.monotonic() < deadline:
         time.sleep(0.5)
@@ -316,6 +318,7 @@ def _measure(w, directory, agent, warehouse, seconds, warmup, pyspy, threads=Fal
         "unaccounted": slots - polls - holes,
         "cpu_ms_per_1000": 1000 * cpu * 1000 / max(good, 1),
         "kernel_pct": 100 * kernel / cpu if cpu else 0.0,
+        "polls_per_commit": polls / commits if commits else 0.0,
         "rss_max": max(rss),
         "p50": percentile(lat, unacked, 50),
         "p99": percentile(lat, unacked, 99),
@@ -346,6 +349,7 @@ def show(r: dict) -> None:
         r["cpu_ms_per_1000"] <= cpu_target,
     )
     report(f"{name}: CPU in the kernel", r.get("kernel_pct", 0.0), "%")
+    report(f"{name}: polls per commit", r.get("polls_per_commit", 0.0), "polls")
     report(f"{name}: RSS max", r["rss_max"], "MiB")
     report(f"{name}: poll->ack p50", r["p50"], "s")
     report(f"{name}: poll->ack p99", r["p99"], "s")
