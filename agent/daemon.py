@@ -139,7 +139,6 @@ class Agent:
         self._seal_lock = threading.Lock()
         self.housekeeping = Housekeeping(
             self.buffer,
-            self.clock,
             self.maintenance,
             self.rotation,
             self._seal_lock,

@@ -23,7 +23,6 @@ import threading
 from collections.abc import Callable
 
 from agent.buffer import Buffer
-from agent.clock import Clock
 from agent.logs import event
 from agent.maintenance_watch import MaintenanceWatch
 from agent.rotation import KeyRotation
@@ -39,7 +38,6 @@ class Housekeeping:
     def __init__(
         self,
         buffer: Buffer,
-        clock: Clock,
         maintenance: MaintenanceWatch,
         rotation: KeyRotation,
         seal_lock: threading.Lock,
@@ -48,13 +46,12 @@ class Housekeeping:
     ) -> None:
         """``transports()``: the names of the batch transports (who must acknowledge a rotation
         before the old key goes); ``on_sealed()``: a record was sealed (wake the senders)."""
-        self.buffer, self.clock = buffer, clock
+        self.buffer = buffer
         self.maintenance, self.rotation = maintenance, rotation
         self._seal_lock, self._transports, self._on_sealed = seal_lock, transports, on_sealed
         self._seen: int | None = None  # the counter at the last look (None: look at once)
         self._old_keys_kept = True  # until a look finds none (a rotation may have left some)
         self.checks = 0  # how many times the counter was read
-        self.runs = 0  # how many times the maintenance windows were read again
 
     def run(self) -> None:
         """Look at the counter; do what moved or fell due (see the module docstring)."""
@@ -65,8 +62,7 @@ class Housekeeping:
             return
         self.checks += 1
         moved, self._seen = seen != self._seen, seen  # a request written meanwhile: next run
-        if moved or self.maintenance.due(self.clock.now_ms()):
-            self.runs += 1
+        if moved or self.maintenance.due():
             self.maintenance.refresh()
         if moved:
             self._answer_rotation()
@@ -87,7 +83,6 @@ class Housekeeping:
 
     def _retire_old_keys(self) -> None:
         try:
-            self.rotation.retire_acknowledged(self._transports())
-            self._old_keys_kept = bool(self.rotation.files.retiring())
+            self._old_keys_kept = bool(self.rotation.retire_acknowledged(self._transports()))
         except (OSError, StorageError) as exc:  # tried again at the next run
             event(log, logging.WARNING, "old_key_retire_failed", error=str(exc))

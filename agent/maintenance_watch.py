@@ -149,11 +149,11 @@ class MaintenanceWatch:
             self.error = None
         return sealed
 
-    def due(self, now_ms: int) -> bool:
+    def due(self) -> bool:
         """Is a refresh due without any new write to the table: a window's end has come and
         its record is not sealed yet, or the last refresh failed?"""
         due = self._next_due_ms
-        return self.error is not None or (due is not None and now_ms >= due)
+        return self.error is not None or (due is not None and self.clock.now_ms() >= due)
 
     def _failed(self, exc: Exception) -> None:
         self.error = str(exc)

@@ -165,7 +165,8 @@ class KeyRotation:
 
     # --- retiring -------------------------------------------------------------------------
     def retire_acknowledged(self, transports: list[str]) -> list[str]:
-        """Remove each kept old key whose rotation record every transport acknowledged."""
+        """Remove each kept old key whose rotation record every transport acknowledged;
+        returns the old keys (kids) still kept."""
         kept = self.files.retiring()
         if not kept:
             return []
@@ -178,7 +179,7 @@ class KeyRotation:
                     done.append(kid)
         for kid in done:
             self.files.retire(kid)
-        return done
+        return [kid for kid in kept if kid not in done]
 
 
 def _acked_by_all(conn: sqlite3.Connection, seq: int, transports: list[str]) -> bool:

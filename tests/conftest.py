@@ -153,6 +153,15 @@ def analyzer() -> Iterator:
 
 
 @pytest.fixture
+def steady_analyzer() -> Iterator:
+    """The analyzer simulator without a calibration of its own (all readings 00)."""
+    sim = analyzer_simulator(port=0, calibrate_at=1e9, calibrate_for=1)
+    sim.start()
+    yield sim
+    sim.stop()
+
+
+@pytest.fixture
 def warehouse(tmp_path: Path, station_id: str, station_key) -> Iterator[Warehouse]:
     registered = load_station_jwk(station_key[0].parent / "station.jwk")
     wh = Warehouse(tmp_path / "warehouse.db", {station_id: registered})

@@ -10,23 +10,12 @@ import json
 import sqlite3
 import time
 import zlib
-from collections.abc import Iterator
 
-import pytest
 from conftest import analyzer_device, http_transport, make_config, wait_for
 
 from agent.buffer import Buffer
 from agent.buffer.maintenance import TECHNICIAN
 from agent.daemon import Agent
-from simulators.modbus import analyzer_simulator
-
-
-@pytest.fixture
-def steady_analyzer() -> Iterator:
-    sim = analyzer_simulator(port=0, calibrate_at=1e9, calibrate_for=1)
-    sim.start()
-    yield sim
-    sim.stop()
 
 
 def _maintenance_events(path) -> list[str]:

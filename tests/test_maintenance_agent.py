@@ -13,11 +13,9 @@ import json
 import signal
 import sqlite3
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import pytest
 from agent_process import AgentProcess, station_config, write_config
 from conftest import analyzer_device, http_transport, make_config, stored_readings, wait_for
 from joserfc import jws as jose_jws
@@ -33,15 +31,6 @@ from simulators.modbus import analyzer_simulator
 
 STACK, OTHER = "stack-analyzer", "other-analyzer"
 PICKUP_S = 10  # the agent applies a window within about a second; generous for busy cores
-
-
-@pytest.fixture
-def steady_analyzer() -> Iterator:
-    """The analyzer simulator without a calibration of its own (all readings 00)."""
-    sim = analyzer_simulator(port=0, calibrate_at=1e9, calibrate_for=1)
-    sim.start()
-    yield sim
-    sim.stop()
 
 
 def _start_agent(tmp_path, station_id, station_key, port, warehouse, devices) -> tuple:
