@@ -77,7 +77,7 @@ def main() -> None:
         results = driver._fetch_all()  # one answer, decoded n times
         c0 = cpu()
         for _ in range(n):
-            [driver._reading(c, results, 0) for c in driver.config.channels]
+            [driver._reading(c, results, 0, {}) for c in driver.config.channels]
         decode = (cpu() - c0) / n
         sealer = Sealer(buffer, signer(key), STATION, SystemClock(), 10 * 5 * channels * 20)
         c0 = cpu()

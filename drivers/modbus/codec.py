@@ -65,25 +65,33 @@ def register_count(type: RegisterType) -> int:
 
 def decode(registers: Sequence[int], type: RegisterType, order: ByteOrder = "ABCD") -> int | float:
     """Decode registers into the raw value: an int, or a float (float32 as its shortest repr)."""
-    count = register_count(type)
-    if len(registers) != count:
-        raise ValueError(f"{type} needs {count} registers, got {len(registers)}")
-    try:
-        data = _REGISTERS[count].pack(*registers)
-    except struct.error:
-        bad = next((r for r in registers if not 0 <= r <= 0xFFFF), registers)
-        raise ValueError(f"register value {bad} is not a 16-bit unsigned integer") from None
+    data = _pack(registers, type, register_count(type))
     if order != "ABCD":
         data = _reorder(data, order)
     (value,) = _STRUCTS[type].unpack(data)
     if value.__class__ is float:
-        if math.isnan(value):
-            raise NonFiniteValueError(f"{type} value is NaN")
-        if math.isinf(value):
-            raise NonFiniteValueError(f"{type} value is infinite")
+        _check_finite(value, type)
         if type == "float32":
             return _shortest_float32(value, data)
     return value
+
+
+def _pack(registers: Sequence[int], type: str, count: int) -> bytes:
+    """The big-endian bytes of ``count`` 16-bit registers; ``ValueError`` if they are not."""
+    if len(registers) != count:
+        raise ValueError(f"{type} needs {count} registers, got {len(registers)}")
+    try:
+        return _REGISTERS[count].pack(*registers)
+    except struct.error:
+        bad = next((r for r in registers if not 0 <= r <= 0xFFFF), registers)
+        raise ValueError(f"register value {bad} is not a 16-bit unsigned integer") from None
+
+
+def _check_finite(value: float, type: str) -> None:
+    if value - value != 0.0:  # NaN or infinite (a finite float minus itself is 0.0)
+        if math.isnan(value):
+            raise NonFiniteValueError(f"{type} value is NaN")
+        raise NonFiniteValueError(f"{type} value is infinite")
 
 
 def encode(value: float, type: RegisterType, order: ByteOrder = "ABCD") -> list[int]:
@@ -138,22 +146,12 @@ def value_decoder(
     values and the same errors either way (``tests/test_modbus_codec.py`` compares them)."""
     if order != "ABCD" or scale != 1.0 or offset != 0.0 or type not in ("float32", "float64"):
         return functools.partial(decode_value, type=type, order=order, scale=scale, offset=offset)
-    count, registers_struct, value_struct = _COUNTS[type], _REGISTERS[_COUNTS[type]], _STRUCTS[type]
-    shortest = type == "float32"
+    count, value_struct, shortest = _COUNTS[type], _STRUCTS[type], type == "float32"
 
     def decode_float(registers: Sequence[int]) -> int | float:
-        if len(registers) != count:
-            raise ValueError(f"{type} needs {count} registers, got {len(registers)}")
-        try:
-            data = registers_struct.pack(*registers)
-        except struct.error:
-            bad = next((r for r in registers if not 0 <= r <= 0xFFFF), registers)
-            raise ValueError(f"register value {bad} is not a 16-bit unsigned integer") from None
+        data = _pack(registers, type, count)
         (value,) = value_struct.unpack(data)
-        if value - value != 0.0:  # NaN or infinite (a finite float minus itself is 0.0)
-            if math.isnan(value):
-                raise NonFiniteValueError(f"{type} value is NaN")
-            raise NonFiniteValueError(f"{type} value is infinite")
+        _check_finite(value, type)
         return _shortest_float32(value, data) if shortest else value
 
     return decode_float

@@ -90,8 +90,7 @@ class ModbusDriver:
         self.where = f"device {config.name!r} ({endpoint.where(config.unit)})"
         self._values = {c.param: Span(c.function, c.register, c.count) for c in config.channels}
         self._statuses = {c.param: self._status_source(c) for c in config.channels}
-        # What a poll does per channel, worked out once: (channel, its span, its decoder).
-        self._decoding = [(c, self._values[c.param], self._decoder(c)) for c in config.channels]
+        self._decoders = {c.param: self._decoder(c) for c in config.channels}  # made once
         spans = set(self._values.values())
         spans.update(s.span for s in self._statuses.values() if s is not None)
         forbidden = [Span(f.function, f.first, f.last - f.first + 1) for f in config.forbidden]
@@ -125,10 +124,7 @@ class ModbusDriver:
         """Read every channel and its status; raise ``DeviceError`` if the device is unreachable."""
         results = self._fetch_all()
         statuses: dict[Span, tuple[str, str | None]] = {}  # per channel sharing a status register
-        return [
-            self._reading(c, results, time_ms, span, decode, statuses)
-            for c, span, decode in self._decoding
-        ]
+        return [self._reading(c, results, time_ms, statuses) for c in self.config.channels]
 
     def plan(self) -> list[str]:
         """The requests one poll makes, one line each."""
@@ -153,8 +149,9 @@ class ModbusDriver:
                 ProbeRow(c.param, "", None, c.unit, FAULT, str(exc)) for c in self.config.channels
             ]
         rows = []
+        statuses: dict[Span, tuple[str, str | None]] = {}
         for channel in self.config.channels:
-            reading = self._reading(channel, results, time_ms)
+            reading = self._reading(channel, results, time_ms, statuses)
             registers = results[self._values[channel.param]]
             limit = self.config.limits.get(channel.param)
             notes = (
@@ -323,31 +320,26 @@ class ModbusDriver:
         channel: ModbusChannel,
         results: Results,
         time_ms: int,
-        span: Span | None = None,
-        decode: Callable[[list[int]], int | float | str] | None = None,
-        statuses: dict[Span, tuple[str, str | None]] | None = None,
+        statuses: dict[Span, tuple[str, str | None]],
     ) -> Reading:
-        """The channel's reading from a poll's ``results`` (``span``, ``decode``: the channel's,
-        given by ``read``; ``statuses``: status codes already worked out in this poll)."""
+        """The channel's reading from a poll's ``results`` (``statuses``: the status codes
+        already worked out in this poll)."""
         name, param, unit = self.name, channel.param, channel.unit
-        if span is None or decode is None:
-            span, decode = self._values[param], self._decoder(channel)
+        span = self._values[param]
         registers = results[span]
         if registers.__class__ is str:
             return Reading(name, param, unit, time_ms, None, FAULT, registers)
         try:
-            value = decode(registers)  # type: ignore[arg-type]
+            value = self._decoders[param](registers)  # type: ignore[arg-type]
         except ValueError as exc:
             error = f"{span.function} register {span.address}: {exc}"
             return Reading(name, param, unit, time_ms, None, FAULT, error)
         source = self._statuses[param]
         if source is None:
             return Reading(name, param, unit, time_ms, value, MEASURING)
-        known = statuses.get(source.span) if statuses is not None else None
+        known = statuses.get(source.span)
         if known is None:
-            known = self._status(source, results)
-            if statuses is not None:
-                statuses[source.span] = known
+            known = statuses[source.span] = self._status(source, results)
         return Reading(name, param, unit, time_ms, value, known[0], known[1])
 
     @staticmethod
