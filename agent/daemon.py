@@ -35,9 +35,10 @@ from agent.instance_lock import InstanceLock
 from agent.keys import load_private_key
 from agent.logs import event
 from agent.maintenance_watch import MaintenanceWatch
+from agent.poll_clock import POLL_INSTANCES, PollClock, aligned_start  # noqa: F401 (re-exported)
 from agent.poller import Poller
 from agent.rotation import KeyRotation
-from agent.schedule import POLL_INSTANCES, Schedule, aligned_start  # noqa: F401 (re-exported)
+from agent.schedule import Schedule
 from agent.sealing import Sealer
 from agent.sender import Sender
 from agent.transport_health import TransportHealth
@@ -128,13 +129,16 @@ class Agent:
         self.not_started: dict[str, str] = {}  # listening device -> why it could not start
         self._health = HealthFile(health_path(config.buffer.path))
         self._started_ms = int(time.time() * 1000)
-        # Per device room for its poll and one late run behind it (a slow device must not delay
-        # another's poll; capped, since devices on one serial bus take turns anyway), plus one
-        # worker for each other job (seal, prune, housekeeping, health): polls stuck on
-        # a locked buffer must never keep the health file from being written.
-        workers = min(MAX_WORKERS, len(self.drivers) * POLL_INSTANCES) + HOUSEKEEPING_JOBS
+        # Polls: at most room per device for its poll and one late run behind it (a slow device
+        # must not delay another's poll; capped, since devices on one serial bus take turns
+        # anyway); the poll clock wakes these helpers only when polls wait (agent.poll_clock).
+        # One worker for each other job (seal, prune, housekeeping, health): polls stuck on a
+        # locked buffer never keep the health file from being written.
         self.workers = Workers()
-        self.schedule = Schedule(workers, self.poller, self.clock, self.workers)
+        helpers = min(MAX_WORKERS, len(self.drivers) * POLL_INSTANCES)
+        self.polls = PollClock(self.poller, self.clock, self.workers, helpers)
+        listening = sum(isinstance(d, ListeningDriver) for d in self.drivers)  # their retries
+        self.schedule = Schedule(HOUSEKEEPING_JOBS + listening, self.workers)
         self._stopped = threading.Event()
         self._seal_lock = threading.Lock()
         self.housekeeping = Housekeeping(
@@ -185,7 +189,8 @@ class Agent:
         for driver, dcfg in zip(self.drivers, cfg.devices, strict=True):
             if isinstance(driver, ListeningDriver):
                 continue
-            self._add_job(self.poller.poll, dcfg.poll_interval_s, f"poll-{driver.name}", driver)
+            interval_s = dcfg.poll_interval_s
+            self.polls.add(driver, interval_s, max(self.stuck_s, 2 * interval_s))
         self._add_job(self.seal_and_wake, cfg.buffer.seal_interval_s, "seal")
         self._add_job(self.prune, PRUNE_EVERY_S, "prune")
         self._add_job(self.housekeeping.run, EVERY_S, "housekeeping")
@@ -193,6 +198,7 @@ class Agent:
         self.workers.loop("scheduler", self.stuck_s, lambda: self._health_beat)
         self.write_health()  # `status` says "running" from the first moment, not a second later
         self.schedule.start()
+        self.polls.start()
         if self.web is not None:
             self.web.start()
         event(
@@ -233,12 +239,12 @@ class Agent:
         self.schedule.add(fn, interval_s, job_id, max(self.stuck_s, 2 * interval_s), *args)
 
     def next_polls(self) -> dict[str, tuple[float, datetime]]:
-        """See ``Schedule.next_polls``."""
-        return self.schedule.next_polls()
+        """See ``PollClock.next_polls``."""
+        return self.polls.next_polls()
 
     def missed_since(self, before: dict[str, tuple[float, datetime]], reason: str) -> None:
-        """See ``Schedule.missed_since``."""
-        self.schedule.missed_since(before, reason)
+        """See ``PollClock.missed_since``."""
+        self.polls.missed_since(before, reason)
 
     def check(self) -> tuple[str | None, str | None]:
         """(dead worker, stuck worker): what has ended, what makes no progress; None if none."""
@@ -247,6 +253,8 @@ class Agent:
                 return f"sender-{sender.name} ({sender.died or 'ended'})", None
         if not self._stopped.is_set() and not self.schedule.running:
             return "scheduler (stopped)", None
+        if not self._stopped.is_set() and not self.polls.running:
+            return "poll clock (stopped)", None
         return None, self.workers.stuck()
 
     def seal_and_wake(self, final: bool = False) -> int:
@@ -333,6 +341,7 @@ class Agent:
         self._stopped.set()
         if self.web is not None:
             self.web.stop()
+        self.polls.shutdown()
         self.schedule.shutdown()
         for driver in self.drivers:  # no more pushed readings once we seal the last batch
             if isinstance(driver, ListeningDriver):

@@ -90,9 +90,11 @@ class Poller:
         errors = [f"{r.param}: {r.error}" for r in readings if r.error]
         return readings, ("; ".join(errors) or None), time_ms
 
-    def poll(self, driver: Driver) -> None:
+    def poll(self, driver: Driver, commit: bool = True) -> None:
         """Read one device and commit its readings (see the module docstring on failure); a
-        poll of a device whose previous poll is still running waits for it, then runs."""
+        poll of a device whose previous poll is still running waits for it, then runs. With
+        ``commit`` False the readings wait for the caller's ``flush`` (the poll clock commits
+        the polls of a tick together)."""
         lock = self._device_locks.get(driver.name)
         if lock is None:
             lock = self._device_locks.setdefault(driver.name, threading.Lock())
@@ -112,7 +114,7 @@ class Poller:
                     self._reads.notify_all()
             if self.on_poll is not None:  # metrics: how long the device took to answer
                 self.on_poll(driver.name, time.monotonic() - started)
-            self.accept(driver.name, readings, error, time_ms)
+            self.accept(driver.name, readings, error, time_ms, commit=commit)
 
     def missed(self, device: str, slots_ms: list[int], reason: str) -> None:
         """Polls of ``device`` due at ``slots_ms`` did not run: record them (never blocks)."""
@@ -146,9 +148,11 @@ class Poller:
         time_ms: int = 0,
         *,
         hole: bool = False,
+        commit: bool = True,
     ) -> None:
         """Commit readings a device produced (polled, or pushed by a listening driver); returns
-        when they are stored, or queued in memory if the buffer cannot take them now."""
+        when they are stored, or queued in memory if the buffer cannot take them now (or, with
+        ``commit`` False, until the next commit)."""
         if not readings:
             return
         time_ms = time_ms or max(r.time_ms for r in readings)
@@ -164,7 +168,8 @@ class Poller:
             self._queued += 1
             ticket = self._queued
             self._unstored.append((ticket, device, readings, error, time_ms, unsynced))
-        self._commit(ticket)
+        if commit:
+            self._commit(ticket)
 
     def _observe(
         self, device: str, readings: list[Reading], error: str | None, time_ms: int
@@ -223,7 +228,7 @@ class Poller:
                 self.storage_error = None
 
     def flush(self) -> None:
-        """Try once more to store polls waiting in memory (at shutdown)."""
+        """Store every poll waiting in memory now (one commit)."""
         self._commit(None)
 
     def waiting(self) -> int:

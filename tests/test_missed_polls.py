@@ -160,22 +160,34 @@ def test_a_poll_slower_than_its_interval_runs_late_or_is_recorded_never_dropped(
     assert late, "no poll ran late: the device was not slow enough to test anything"
 
 
-def test_a_slot_the_scheduler_cannot_submit_is_recorded_as_missed(tmp_path):
-    """APScheduler only logs a job it could not hand to its executor ("Error submitting job")
-    and moves on to the next slot: the schedule records that slot as missed instead."""
+def test_a_poll_that_raises_is_recorded_as_missed(tmp_path, analyzer):
+    """A failure around the read (here the metrics hook raising) must not lose the slot: the
+    poll clock records it as missed, with the error, and keeps polling."""
     from agent.buffer import Buffer
     from agent.clock import SystemClock
+    from agent.poll_clock import PollClock
     from agent.poller import Poller
-    from agent.schedule import Schedule
     from agent.workers import Workers
+    from drivers import make_driver
+    from drivers.modbus.tcp import ModbusTcpConfig
 
     poller = Poller(Buffer(tmp_path / "b.db"), SystemClock())
-    schedule = Schedule(2, poller, SystemClock(), Workers())
-    schedule.add(lambda: None, INTERVAL_MS / 1000, "poll-dev", 60)
-    schedule.start()
+    calls = []
+
+    def broken_hook(device: str, seconds: float) -> None:
+        calls.append(device)
+        raise RuntimeError("metrics hook broke")
+
+    poller.on_poll = broken_hook
+    driver = make_driver(ModbusTcpConfig.model_validate(analyzer_device(analyzer.port)))
+    polls = PollClock(poller, SystemClock(), Workers(), helpers=2)
+    polls.add(driver, INTERVAL_MS / 1000, 60)
+    polls.start()
     try:
-        schedule._scheduler._lookup_executor("default")._pool.shutdown()  # refuses new work
-        wait_for(lambda: poller.missed_polls >= 2, 30, "slots that could not be submitted")
+        wait_for(lambda: poller.missed_polls >= 3, 30, "failed polls recorded")
+        assert polls.running, "the clock stopped polling after a failed poll"
     finally:
-        schedule.shutdown()
-    assert all("poll not started" in reason for _slot, reason in poller._holes["dev"])
+        polls.shutdown()
+        driver.close()
+    assert len(calls) >= 3
+    assert all("metrics hook broke" in reason for _slot, reason in poller._holes["stack-analyzer"])

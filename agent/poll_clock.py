@@ -1,0 +1,259 @@
+"""The polls' own clock: every device's poll slots, run by as few threads as keep them on time.
+
+Each device is polled at whole multiples of its interval since the epoch (a 60 s poll at :00).
+One thread keeps the slots. The polls due at a tick go into one queue; one worker takes them one
+after another and commits them together (one transaction, one fsync for the tick). A device
+slow to answer does not hold up the others: when no poll has been taken from the queue for
+``STALL_S`` (every worker waiting for a device), one more worker is woken, up to ``helpers``.
+Devices that answer at once thus cost no thread hand-off per poll (what a scheduler job per
+poll cost: bench/RESULTS.md, "Issue 17, third pass"); slow ones are polled side by side.
+
+A slot either runs — on time, or late, stamped with the time it really ran — or is handed to
+the poller as missed (``Poller.missed``: counted, logged, stored as status ``02``):
+
+* a device has at most one poll running and one waiting behind it (``POLL_INSTANCES``); a slot
+  due while both are taken is missed;
+* a slot this clock reaches later than its grace (``max(1 s, interval)``: the process was busy
+  or suspended) is missed;
+* a poll that raises is recorded as missed, with the error.
+
+``next_polls``/``missed_since`` carry the slots over a reload.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from agent.clock import Clock
+from agent.poller import GATHER_S, Poller
+from agent.workers import Workers
+from drivers import Driver
+
+log = logging.getLogger("agent.poll_clock")
+POLL = "poll-"  # a device's poll, as the workers (stuck detection) name it: "poll-{device}"
+POLL_INSTANCES = 2  # a device's poll running, and the next slot waiting to run late after it
+STALL_S = 0.02  # no poll taken from the queue this long: wake one more worker
+MAX_MISSED = 100_000  # slots recorded at once after a clock jump or a long suspend
+
+
+def aligned_start(interval_s: float, now: float | None = None) -> datetime:
+    """The next instant that is a whole multiple of ``interval_s`` since the epoch."""
+    now = time.time() if now is None else now
+    return datetime.fromtimestamp(math.ceil(now / interval_s) * interval_s, tz=UTC)
+
+
+@dataclass(eq=False)
+class _Device:
+    driver: Driver
+    interval_ms: int
+    grace_ms: int
+    next_ms: int  # the first slot not yet queued or recorded missed (wall clock, ms)
+    run: Callable[..., Any]  # the poll, as the workers see it
+    pending: int = 0  # polls queued or running
+
+
+class PollClock:
+    """Polls every added device on its slots with up to ``helpers`` worker threads."""
+
+    def __init__(
+        self, poller: Poller, clock: Clock, workers: Workers, helpers: int, stall_s: float = STALL_S
+    ) -> None:
+        self.poller, self.clock, self.workers = poller, clock, workers
+        self.helpers, self.stall_s = max(1, helpers), stall_s
+        self._devices: dict[str, _Device] = {}
+        self._queue: deque[tuple[_Device, int]] = deque()
+        self._cond = threading.Condition()
+        self._threads: list[threading.Thread] = []
+        self._idle = 0  # workers waiting for work
+        self._taken_at = 0.0  # when a poll was last taken from the queue (monotonic)
+        self._stopping = False
+        self._clock_thread: threading.Thread | None = None
+        self._final: dict[str, tuple[float, datetime]] | None = None
+
+    def add(self, driver: Driver, interval_s: float, limit_s: float) -> None:
+        """Poll ``driver`` every ``interval_s``; one poll lasting over ``limit_s`` is stuck."""
+        interval_ms = max(1, round(interval_s * 1000))
+        device = _Device(
+            driver,
+            interval_ms,
+            max(1000, int(interval_s) * 1000),
+            int(aligned_start(interval_s).timestamp() * 1000),
+            self.workers.job(POLL + driver.name, limit_s, self.poller.poll),
+        )
+        with self._cond:
+            self._devices[driver.name] = device
+            self._cond.notify_all()
+
+    def start(self) -> None:
+        self._clock_thread = threading.Thread(
+            target=self._keep_time, name="poll-clock", daemon=True
+        )
+        self._clock_thread.start()
+
+    @property
+    def running(self) -> bool:
+        thread = self._clock_thread
+        return thread is not None and thread.is_alive() and not self._stopping
+
+    def shutdown(self) -> None:
+        """Queue nothing more, note each device's first slot not queued, let the workers finish
+        the polls queued (and commit them)."""
+        with self._cond:
+            if self._final is None:
+                self._final = self.next_polls()
+            self._stopping = True
+            self._cond.notify_all()
+        for thread in [self._clock_thread, *self._threads]:
+            if thread is not None:
+                thread.join()
+
+    def next_polls(self) -> dict[str, tuple[float, datetime]]:
+        """Each polled device's (interval, first slot not yet started); after ``shutdown``,
+        the first slot this clock never started."""
+        if self._final is not None:
+            return self._final
+        return {
+            name: (d.interval_ms / 1000, datetime.fromtimestamp(d.next_ms / 1000, tz=UTC))
+            for name, d in list(self._devices.items())
+        }
+
+    def missed_since(self, before: dict[str, tuple[float, datetime]], reason: str) -> None:
+        """Record as holes the slots between another clock's ``next_polls`` (shut down) and
+        this one's first poll, for the devices both poll at the same interval (a reload)."""
+        for name, (interval, first) in self.next_polls().items():
+            if before.get(name, (None,))[0] != interval:
+                continue
+            slots: list[datetime] = []
+            slot = before[name][1]
+            while slot < first and len(slots) < MAX_MISSED:
+                slots.append(slot)
+                slot += timedelta(seconds=interval)
+            if slots:
+                self.poller.missed(
+                    name, self._in_agent_clock([s.timestamp() * 1000 for s in slots]), reason
+                )
+
+    # -- the clock thread ------------------------------------------------------------------
+
+    def _keep_time(self) -> None:
+        while True:
+            with self._cond:
+                if self._stopping:
+                    return
+                missed = self._queue_due(time.time_ns() // 1_000_000)
+                if not missed:
+                    self._cond.wait(self._wait_s())
+                    continue
+            for name, slots, reason in missed:
+                self.poller.missed(name, self._in_agent_clock(slots), reason)
+
+    def _queue_due(self, now_ms: int) -> list[tuple[str, list[float], str]]:
+        """Queue the slots that are due (under the lock); the slots missed, by device."""
+        missed = []
+        for device in self._devices.values():
+            if device.next_ms > now_ms:
+                continue
+            late: list[float] = []
+            busy: list[float] = []
+            while device.next_ms <= now_ms:
+                slot = device.next_ms
+                device.next_ms += device.interval_ms
+                if now_ms - slot > device.grace_ms:
+                    if len(late) < MAX_MISSED:
+                        late.append(slot)
+                elif device.pending >= POLL_INSTANCES:
+                    busy.append(slot)
+                else:
+                    device.pending += 1
+                    if not self._queue:
+                        self._taken_at = time.monotonic()
+                    self._queue.append((device, slot))
+            name = device.driver.name
+            if late:
+                reason = "poll skipped: the agent could not start it on time (busy or suspended)"
+                missed.append((name, late, reason))
+            if busy:
+                reason = "poll skipped: the previous polls of this device were still running"
+                missed.append((name, busy, reason))
+        nobody_taking = self._idle == len(self._threads)  # every worker waiting for work
+        stalled = time.monotonic() - self._taken_at >= self.stall_s  # or for devices
+        if self._queue and (nobody_taking or stalled):
+            self._wake_worker()
+        return missed
+
+    def _wake_worker(self) -> None:
+        """One more worker on the queue: an idle one, or a new one while under ``helpers``."""
+        self._taken_at = time.monotonic()  # give it ``stall_s`` before waking another
+        if self._idle:
+            self._cond.notify(1)
+        elif len(self._threads) < self.helpers:
+            thread = threading.Thread(
+                target=self._work, name=f"poll-{len(self._threads) + 1}", daemon=True
+            )
+            self._threads.append(thread)
+            thread.start()
+
+    def _wait_s(self) -> float:
+        """How long the clock may sleep: until the next slot, or the next stall check."""
+        first = min((d.next_ms for d in self._devices.values()), default=None)
+        wait = 3600.0 if first is None else max(0.0, first / 1000 - time.time())
+        if self._queue:
+            wait = min(wait, max(0.001, self._taken_at + self.stall_s - time.monotonic()))
+        return wait
+
+    def _in_agent_clock(self, slots_ms: list[float]) -> list[int]:
+        """Wall-clock slot times in the agent's clock (rounded: the clocks are read µs apart)."""
+        offset_ms = round((self.clock.now_ms() - time.time_ns() // 1_000_000) / 10) * 10
+        return [int(t) + offset_ms for t in slots_ms]
+
+    # -- the workers -----------------------------------------------------------------------
+
+    def _work(self) -> None:
+        """Take queued polls one after another; commit when the queue is empty (or, when it
+        never is, every ``GATHER_S``). A poll counts as running until it is committed."""
+        polled: list[_Device] = []  # polled by this worker, not yet committed
+        first_polled = 0.0
+        while True:
+            with self._cond:
+                item = None
+                if self._queue:
+                    item = self._queue.popleft()
+                    self._taken_at = time.monotonic()
+                elif not polled:
+                    if self._stopping:
+                        return
+                    self._idle += 1
+                    self._cond.wait()
+                    self._idle -= 1
+                    continue
+            if item is None:
+                self._commit(polled)
+                continue
+            device, slot = item
+            if not polled:
+                first_polled = time.monotonic()
+            polled.append(device)
+            try:
+                device.run(device.driver, False)
+            except Exception as exc:  # a bug around the read: the slot is recorded, not lost
+                log.exception("poll of %s failed", device.driver.name)
+                reason = f"poll failed: {exc!r}"
+                self.poller.missed(device.driver.name, self._in_agent_clock([slot]), reason)
+            if time.monotonic() - first_polled >= GATHER_S:
+                self._commit(polled)
+
+    def _commit(self, polled: list[_Device]) -> None:
+        """Commit the polls waiting in memory; the devices of ``polled`` may be polled again."""
+        self.poller.flush()
+        with self._cond:
+            for device in polled:
+                device.pending -= 1
+        polled.clear()
