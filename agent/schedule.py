@@ -1,15 +1,15 @@
-"""The agent's clock-aligned housekeeping jobs (sealing, pruning, health...) on APScheduler.
+"""The agent's housekeeping jobs (sealing, pruning, health...) on APScheduler.
 
-Every job runs at whole multiples of its interval since the epoch; a job whose previous run is
-still going is not started twice, and slots missed while the process was busy are coalesced
-into one run (these jobs catch up by themselves: a seal takes whatever is waiting). The polls
-keep their own clock, where no slot passes unrecorded (``agent.poll_clock``).
+Every job runs at whole multiples of its interval since the epoch plus ``PHASE_S``; a job
+whose previous run is still going is not started twice, and slots missed while the process was
+busy are coalesced into one run (these jobs catch up by themselves: a seal takes whatever is
+waiting). The polls keep their own clock, where no slot passes unrecorded (``agent.poll_clock``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC
+from datetime import UTC, timedelta
 from typing import Any
 
 from apscheduler.executors.pool import ThreadPoolExecutor
@@ -18,6 +18,11 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from agent.poll_clock import aligned_start
 from agent.workers import Workers
+
+# The jobs run this long after the whole multiples of their interval, off the grid where the
+# polls of common intervals (0.1, 0.2, 0.25, 0.5, 1 s...) fall: a job waking with a tick's polls
+# makes them contend for the interpreter (each wake-up costs more CPU, bench/RESULTS.md).
+PHASE_S = 0.35
 
 
 class Schedule:
@@ -34,7 +39,11 @@ class Schedule:
         """Run ``fn(*args)`` every ``interval_s``; one run lasting over ``limit_s`` is stuck."""
         self._scheduler.add_job(
             self.workers.job(job_id, limit_s, fn),
-            IntervalTrigger(seconds=interval_s, start_date=aligned_start(interval_s), timezone=UTC),
+            IntervalTrigger(
+                seconds=interval_s,
+                start_date=aligned_start(interval_s) + timedelta(seconds=PHASE_S),
+                timezone=UTC,
+            ),
             args=args,
             id=job_id,
             max_instances=1,

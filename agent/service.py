@@ -37,6 +37,7 @@ from core.errors import AgentError
 log = logging.getLogger("agent.service")
 EXIT_WORKER_DIED = 70  # EX_SOFTWARE
 RELOAD_GRACE_S = 3.0
+CHECK_S = 5.0  # workers checked this often (a quarter of the watchdog interval, if shorter)
 # The cyclic collector's young generation: collected after this many new containers (Python's
 # default is 700). Readings come by the thousand a second and are freed by reference counting;
 # collecting every 700 of them, and walking every object of the process each 100th time, was
@@ -87,7 +88,7 @@ class Service:
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(signum, self._on_signal)
         watchdog_s = self._watchdog_s = watchdog_interval_s()
-        tick = min(1.0, watchdog_s / 4) if watchdog_s else 1.0
+        tick = min(CHECK_S, watchdog_s / 4) if watchdog_s else CHECK_S
         self._limit(self.agent)
         try:
             self.agent.start()

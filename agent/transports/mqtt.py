@@ -40,6 +40,7 @@ from core.batch import SealedBatch
 from core.outcomes import Ack, OnOutcome, Reject, Retry
 
 log = logging.getLogger("agent.transports.mqtt")
+ACK_CHECK_S = 5.0  # overdue acknowledgements looked for this often (a quarter of short timeouts)
 
 
 class MqttTransportConfig(TransportSection):
@@ -324,7 +325,7 @@ class MqttTransport:
     def _watch_acks(self) -> None:
         """Report ``Retry`` for batches whose acknowledgement is overdue on a live connection."""
         timeout = self.config.ack_timeout_s
-        while not self._stopping.wait(min(1.0, timeout / 4)):
+        while not self._stopping.wait(min(ACK_CHECK_S, timeout / 4)):
             if not self._online.is_set():
                 continue  # offline: paho re-sends on reconnect, and the timeouts restart then
             for late in self._acks.overdue(timeout):
