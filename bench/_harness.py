@@ -231,7 +231,7 @@ def agent_toml(
     transports: str,
     devices: str = "",
     seal_interval_s: float = 10,
-    batch: int = 2000,
+    batch: int | None = None,
     durability: str = "power",
 ) -> Path:
     """Write a station-agent.toml in ``directory``; returns its path."""
@@ -239,7 +239,8 @@ def agent_toml(
     path.write_text(
         f'[station]\nid = "{STATION}"\n\n[signing]\nkey = "{key}"\n\n'
         f'[buffer]\npath = "{directory / "buffer.db"}"\nseal_interval_s = {seal_interval_s}\n'
-        f'max_readings_per_batch = {batch}\ndurability = "{durability}"\n\n'
+        + (f"max_readings_per_batch = {batch}\n" if batch else "")
+        + f'durability = "{durability}"\n\n'
         f"{devices}\n{transports}\n"
     )
     return path
