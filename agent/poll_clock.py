@@ -3,8 +3,9 @@
 Each device is polled at whole multiples of its interval since the epoch (a 60 s poll at :00).
 One thread keeps the slots. The polls due at a tick go into one queue; one worker takes them one
 after another and commits them together (one transaction, one fsync for the tick). A device
-slow to answer does not hold up the others: when no poll has been taken from the queue for
-``STALL_S`` (every worker waiting for a device), one more worker is woken, up to ``helpers``.
+slow to answer (or a tick of more polls than one worker gets through in time) does not hold up
+the others: when the first poll waiting in the queue is ``STALL_S`` past its slot, one more
+worker is woken (at most one per ``STALL_S``), up to ``helpers``.
 Devices that answer at once thus cost no thread hand-off per poll (what a scheduler job per
 poll cost: bench/RESULTS.md, "Issue 17, third pass"); slow ones are polled side by side.
 
@@ -16,6 +17,11 @@ the poller as missed (``Poller.missed``: counted, logged, stored as status ``02`
 * a slot this clock reaches later than its grace (``max(1 s, interval)``: the process was busy
   or suspended) is missed;
 * a poll that raises is recorded as missed, with the error.
+
+The wall clock stepping (NTP setting a clock that was hours off, at boot on a station without a
+battery-backed clock; an operator's correction) is not a run of missed slots: when the wall
+clock moves more than ``STEP_MS`` apart from the monotonic one between two wake-ups, the slots
+restart from the new time, logged (``clock_stepped``), none recorded as missed.
 
 ``next_polls``/``missed_since`` carry the slots over a reload.
 """
@@ -33,6 +39,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from agent.clock import Clock
+from agent.logs import event
 from agent.poller import GATHER_S, Poller
 from agent.workers import Workers
 from drivers import Driver
@@ -40,8 +47,9 @@ from drivers import Driver
 log = logging.getLogger("agent.poll_clock")
 POLL = "poll-"  # a device's poll, as the workers (stuck detection) name it: "poll-{device}"
 POLL_INSTANCES = 2  # a device's poll running, and the next slot waiting to run late after it
-STALL_S = 0.02  # no poll taken from the queue this long: wake one more worker
-MAX_MISSED = 100_000  # slots recorded at once after a clock jump or a long suspend
+STALL_S = 0.05  # no poll taken from the queue this long: wake one more worker
+MAX_MISSED = 100_000  # slots recorded at once after a long suspend
+STEP_MS = 1000  # the wall clock moved this much more (or less) than the monotonic one: a step
 
 
 def aligned_start(interval_s: float, now: float | None = None) -> datetime:
@@ -64,16 +72,27 @@ class PollClock:
     """Polls every added device on its slots with up to ``helpers`` worker threads."""
 
     def __init__(
-        self, poller: Poller, clock: Clock, workers: Workers, helpers: int, stall_s: float = STALL_S
+        self,
+        poller: Poller,
+        clock: Clock,
+        workers: Workers,
+        helpers: int,
+        stall_s: float = STALL_S,
+        wall_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
     ) -> None:
-        self.poller, self.clock, self.workers = poller, clock, workers
+        """``wall_ms``: the wall clock the slots are aligned to (ms since the epoch)."""
+        self.poller, self.clock, self.workers, self.wall_ms = poller, clock, workers, wall_ms
+        self._last_wake: tuple[int, float] | None = None  # (wall ms, monotonic s)
         self.helpers, self.stall_s = max(1, helpers), stall_s
         self._devices: dict[str, _Device] = {}
         self._queue: deque[tuple[_Device, int]] = deque()
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()  # guards the devices, the queue and the workers' state
+        self._cond = threading.Condition(self._lock)  # the clock's wake-up
         self._threads: list[threading.Thread] = []
-        self._idle = 0  # workers waiting for work
-        self._taken_at = 0.0  # when a poll was last taken from the queue (monotonic)
+        # The wake-ups of the workers waiting for work, the last to finish last: it is woken
+        # first (its memory is still in the CPU's caches, and the others stay asleep).
+        self._idle: list[threading.Condition] = []
+        self._woken_at = 0.0  # when a worker was last woken (monotonic)
         self._stopping = False
         self._clock_thread: threading.Thread | None = None
         self._final: dict[str, tuple[float, datetime]] | None = None
@@ -85,7 +104,7 @@ class PollClock:
             driver,
             interval_ms,
             max(1000, int(interval_s) * 1000),
-            int(aligned_start(interval_s).timestamp() * 1000),
+            int(aligned_start(interval_s, self.wall_ms() / 1000).timestamp() * 1000),
             self.workers.job(POLL + driver.name, limit_s, self.poller.poll),
         )
         with self._cond:
@@ -111,6 +130,8 @@ class PollClock:
                 self._final = self.next_polls()
             self._stopping = True
             self._cond.notify_all()
+            while self._idle:
+                self._idle.pop().notify()
         for thread in [self._clock_thread, *self._threads]:
             if thread is not None:
                 thread.join()
@@ -148,12 +169,28 @@ class PollClock:
             with self._cond:
                 if self._stopping:
                     return
-                missed = self._queue_due(time.time_ns() // 1_000_000)
+                missed = self._queue_due(self._wall_now())
                 if not missed:
                     self._cond.wait(self._wait_s())
                     continue
             for name, slots, reason in missed:
                 self.poller.missed(name, self._in_agent_clock(slots), reason)
+
+    def _wall_now(self) -> int:
+        """The wall clock now; when it stepped since the last wake-up, every device's slots
+        restart from it (under the lock)."""
+        now_ms, mono = self.wall_ms(), time.monotonic()
+        if self._last_wake is not None:
+            last_ms, last_mono = self._last_wake
+            step_ms = (now_ms - last_ms) - round((mono - last_mono) * 1000)
+            if abs(step_ms) > STEP_MS:
+                for device in self._devices.values():
+                    interval_s = device.interval_ms / 1000
+                    first = aligned_start(interval_s, now_ms / 1000)
+                    device.next_ms = int(first.timestamp() * 1000)
+                event(log, logging.WARNING, "clock_stepped", step_ms=step_ms)
+        self._last_wake = (now_ms, mono)
+        return now_ms
 
     def _queue_due(self, now_ms: int) -> list[tuple[str, list[float], str]]:
         """Queue the slots that are due (under the lock); the slots missed, by device."""
@@ -173,8 +210,6 @@ class PollClock:
                     busy.append(slot)
                 else:
                     device.pending += 1
-                    if not self._queue:
-                        self._taken_at = time.monotonic()
                     self._queue.append((device, slot))
             name = device.driver.name
             if late:
@@ -183,17 +218,15 @@ class PollClock:
             if busy:
                 reason = "poll skipped: the previous polls of this device were still running"
                 missed.append((name, busy, reason))
-        nobody_taking = self._idle == len(self._threads)  # every worker waiting for work
-        stalled = time.monotonic() - self._taken_at >= self.stall_s  # or for devices
-        if self._queue and (nobody_taking or stalled):
-            self._wake_worker()
+        if self._queue and (len(self._idle) == len(self._threads) or self._stall_s(now_ms) <= 0):
+            self._wake_worker()  # every worker waiting for work, or the queue stalled
         return missed
 
     def _wake_worker(self) -> None:
         """One more worker on the queue: an idle one, or a new one while under ``helpers``."""
-        self._taken_at = time.monotonic()  # give it ``stall_s`` before waking another
+        self._woken_at = time.monotonic()  # give it ``stall_s`` before waking another
         if self._idle:
-            self._cond.notify(1)
+            self._idle.pop().notify()
         elif len(self._threads) < self.helpers:
             thread = threading.Thread(
                 target=self._work, name=f"poll-{len(self._threads) + 1}", daemon=True
@@ -201,17 +234,23 @@ class PollClock:
             self._threads.append(thread)
             thread.start()
 
+    def _stall_s(self, now_ms: int) -> float:
+        """How long until the queue counts as stalled (<= 0: it does): its first poll
+        ``stall_s`` past its slot, and ``stall_s`` since a worker was last woken."""
+        head_s = (self._queue[0][1] - now_ms) / 1000 + self.stall_s
+        return max(head_s, self._woken_at + self.stall_s - time.monotonic())
+
     def _wait_s(self) -> float:
         """How long the clock may sleep: until the next slot, or the next stall check."""
         first = min((d.next_ms for d in self._devices.values()), default=None)
-        wait = 3600.0 if first is None else max(0.0, first / 1000 - time.time())
+        wait = 3600.0 if first is None else max(0.0, (first - self.wall_ms()) / 1000)
         if self._queue:
-            wait = min(wait, max(0.001, self._taken_at + self.stall_s - time.monotonic()))
+            wait = min(wait, max(0.001, self._stall_s(self.wall_ms())))
         return wait
 
     def _in_agent_clock(self, slots_ms: list[float]) -> list[int]:
         """Wall-clock slot times in the agent's clock (rounded: the clocks are read µs apart)."""
-        offset_ms = round((self.clock.now_ms() - time.time_ns() // 1_000_000) / 10) * 10
+        offset_ms = round((self.clock.now_ms() - self.wall_ms()) / 10) * 10
         return [int(t) + offset_ms for t in slots_ms]
 
     # -- the workers -----------------------------------------------------------------------
@@ -221,18 +260,17 @@ class PollClock:
         never is, every ``GATHER_S``). A poll counts as running until it is committed."""
         polled: list[_Device] = []  # polled by this worker, not yet committed
         first_polled = 0.0
+        wake = threading.Condition(self._lock)
         while True:
             with self._cond:
                 item = None
                 if self._queue:
                     item = self._queue.popleft()
-                    self._taken_at = time.monotonic()
                 elif not polled:
                     if self._stopping:
                         return
-                    self._idle += 1
-                    self._cond.wait()
-                    self._idle -= 1
+                    self._idle.append(wake)
+                    wake.wait()  # whoever notifies takes it off the idle list
                     continue
             if item is None:
                 self._commit(polled)

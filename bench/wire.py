@@ -3,11 +3,10 @@
 Same data for every form: one device, 50 float32 channels polled every second (the values the
 Modbus driver gives for ``simulators.float_device``: ``10 (i+1) + sin(t/7 + i)`` rounded to 3
 decimals, through float32 and back to its shortest decimal), times with the poll's few ms of
-jitter. Steady state: the default seal interval (10 s: 500 readings a batch). Backlog:
-``max_readings_per_batch`` 2000 (the default until issue 17), 10,000 (the default),
-``backlog_readings_per_batch`` (20,000) and its upper bound (50,000). Compressions: none, gzip
-(the agent's) and, when the ``zstandard`` package is installed, zstd levels 3 and 19 —
-measured only, not a wire format of the agent.
+jitter. Steady state: the default seal interval (10 s: 500 readings a batch). Backlog: the
+default ``max_readings_per_batch`` (2000), 10,000, ``backlog_readings_per_batch`` (20,000) and
+its upper bound (50,000). Compressions: none, gzip (the agent's) and, when the ``zstandard``
+package is installed, zstd levels 3 and 19 — measured only, not a wire format of the agent.
 
 Counted: every byte of the HTTPS request body / MQTT payload as sent (after compression);
 headers (HTTP request line and headers, MQTT fixed header, topic and packet id) and TLS record

@@ -6,6 +6,7 @@ from __future__ import annotations
 import sqlite3
 import statistics
 import threading
+import time
 
 import pytest
 from conftest import analyzer_device, wait_for
@@ -153,3 +154,37 @@ def test_slots_the_clock_reaches_after_their_grace_are_recorded_as_missed(tmp_pa
         INTERVAL_MS,
     )[0][0]
     assert holes == poller.missed_polls  # each one stored as a fault reading of its slot
+
+
+def test_a_wall_clock_step_restarts_the_slots_without_recording_any_missed(
+    tmp_path, analyzers, caplog
+):
+    """NTP sets a clock that was two days behind (a station without a battery-backed clock,
+    at boot), later an operator sets it back a day: the polls go on at the new time, no slot
+    of the two days is recorded as missed (there were none in real time), and polling does not
+    stop for the day the clock went back; each step is logged."""
+    offset_ms = [0]
+    driver = _driver(analyzers[0].port, "analyzer")
+    poller = Poller(Buffer(tmp_path / "buffer.db"), SystemClock())
+    polls = PollClock(
+        poller,
+        SystemClock(),
+        Workers(),
+        2,
+        wall_ms=lambda: time.time_ns() // 1_000_000 + offset_ms[0],
+    )
+    polls.add(driver, INTERVAL_MS / 1000, 60)
+    channels = len(driver.channels)
+    polls.start()
+    try:
+        for step_ms in (2 * 86_400_000, -86_400_000):
+            before = poller.polled
+            wait_for(lambda: poller.polled >= before + 3 * channels, 30, "polls")  # noqa: B023
+            offset_ms[0] += step_ms
+            wait_for(lambda: poller.polled >= before + 8 * channels, 30, "polls after the step")  # noqa: B023
+    finally:
+        polls.shutdown()
+        driver.close()
+    assert poller.missed_polls == 0
+    steps = [r for r in caplog.records if r.getMessage().startswith("clock_stepped")]
+    assert len(steps) == 2, [r.getMessage() for r in caplog.records]
