@@ -58,6 +58,11 @@ def aligned_start(interval_s: float, now: float | None = None) -> datetime:
     return datetime.fromtimestamp(math.ceil(now / interval_s) * interval_s, tz=UTC)
 
 
+def _first_slot_ms(interval_ms: int, now_ms: int) -> int:
+    """The first slot at or after ``now_ms`` (``aligned_start``, in ms)."""
+    return int(aligned_start(interval_ms / 1000, now_ms / 1000).timestamp() * 1000)
+
+
 @dataclass(eq=False)
 class _Device:
     driver: Driver
@@ -104,7 +109,7 @@ class PollClock:
             driver,
             interval_ms,
             max(1000, int(interval_s) * 1000),
-            int(aligned_start(interval_s, self.wall_ms() / 1000).timestamp() * 1000),
+            _first_slot_ms(interval_ms, self.wall_ms()),
             self.workers.job(POLL + driver.name, limit_s, self.poller.poll),
         )
         with self._cond:
@@ -185,9 +190,7 @@ class PollClock:
             step_ms = (now_ms - last_ms) - round((mono - last_mono) * 1000)
             if abs(step_ms) > STEP_MS:
                 for device in self._devices.values():
-                    interval_s = device.interval_ms / 1000
-                    first = aligned_start(interval_s, now_ms / 1000)
-                    device.next_ms = int(first.timestamp() * 1000)
+                    device.next_ms = _first_slot_ms(device.interval_ms, now_ms)
                 event(log, logging.WARNING, "clock_stepped", step_ms=step_ms)
         self._last_wake = (now_ms, mono)
         return now_ms
@@ -242,10 +245,11 @@ class PollClock:
 
     def _wait_s(self) -> float:
         """How long the clock may sleep: until the next slot, or the next stall check."""
+        now_ms = self.wall_ms()
         first = min((d.next_ms for d in self._devices.values()), default=None)
-        wait = 3600.0 if first is None else max(0.0, (first - self.wall_ms()) / 1000)
+        wait = 3600.0 if first is None else max(0.0, (first - now_ms) / 1000)
         if self._queue:
-            wait = min(wait, max(0.001, self._stall_s(self.wall_ms())))
+            wait = min(wait, max(0.001, self._stall_s(now_ms)))
         return wait
 
     def _in_agent_clock(self, slots_ms: list[float]) -> list[int]:

@@ -144,21 +144,22 @@ def station_key(tmp_path: Path) -> tuple[Path, StationKey]:
     return key_path, StationKey.from_jwk(load_jwk(jwk_path))
 
 
+def steady_analyzer_simulator():
+    """The analyzer simulator without a calibration of its own (all readings 00), not started."""
+    return analyzer_simulator(port=0, calibrate_at=1e9, calibrate_for=1)
+
+
 @pytest.fixture
 def analyzer() -> Iterator:
-    sim = analyzer_simulator(port=0, calibrate_at=0.5, calibrate_for=1.5)
-    sim.start()
-    yield sim
-    sim.stop()
+    with analyzer_simulator(port=0, calibrate_at=0.5, calibrate_for=1.5) as sim:
+        yield sim
 
 
 @pytest.fixture
 def steady_analyzer() -> Iterator:
     """The analyzer simulator without a calibration of its own (all readings 00)."""
-    sim = analyzer_simulator(port=0, calibrate_at=1e9, calibrate_for=1)
-    sim.start()
-    yield sim
-    sim.stop()
+    with steady_analyzer_simulator() as sim:
+        yield sim
 
 
 @pytest.fixture

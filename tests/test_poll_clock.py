@@ -9,7 +9,7 @@ import threading
 import time
 
 import pytest
-from conftest import analyzer_device, wait_for
+from conftest import analyzer_device, steady_analyzer_simulator, wait_for
 
 from agent.buffer import Buffer
 from agent.clock import SystemClock
@@ -18,7 +18,6 @@ from agent.poller import Poller
 from agent.workers import Workers
 from drivers import make_driver
 from drivers.modbus.tcp import ModbusTcpConfig
-from simulators.modbus import analyzer_simulator
 
 INTERVAL_MS = 200
 
@@ -26,7 +25,7 @@ INTERVAL_MS = 200
 @pytest.fixture
 def analyzers():
     """Five analyzer simulators that never calibrate (every reading 00)."""
-    sims = [analyzer_simulator(port=0, calibrate_at=1e9, calibrate_for=1) for _ in range(5)]
+    sims = [steady_analyzer_simulator() for _ in range(5)]
     for sim in sims:
         sim.start()
     yield sims
