@@ -1,10 +1,11 @@
 """The agent: wires drivers -> poller -> buffer -> sealer -> senders, on a schedule.
 
-Polls run on APScheduler at each device's interval, aligned to the clock (a 60 s poll fires at
-Polls run on APScheduler at each device's interval, aligned to the clock (a 60 s poll fires at
-:00). Listening drivers are started; one that cannot start (its port in use) is a device error,
-logged and retried every ``poll_interval_s``, like a polled device that is down: the other
-devices work on. Sealing runs every ``buffer.seal_interval_s`` and wakes the senders. ``stop``
+Polls run on their own clock at each device's interval, aligned to the clock (a 60 s poll fires
+at :00; ``agent.poll_clock``); the health report and the housekeeping look run every second on
+threads of their own (``agent.ticker``), sealing and pruning on APScheduler (``agent.schedule``).
+Listening drivers are started; one that cannot start (its port in use) is a device error, logged
+and retried every ``poll_interval_s``, like a polled device that is down: the other devices work
+on. Sealing runs every ``buffer.seal_interval_s`` and wakes the senders. ``stop``
 lets running polls finish, seals what they stored, gives in-flight sends a grace period, and
 leaves everything else queued on disk.
 
@@ -41,6 +42,7 @@ from agent.rotation import KeyRotation
 from agent.schedule import Schedule
 from agent.sealing import Sealer
 from agent.sender import Sender
+from agent.ticker import Ticker
 from agent.transport_health import TransportHealth
 from agent.transports import PeriodFileTransport, make_period_file_transport, make_transport
 from agent.workers import Workers
@@ -54,7 +56,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("agent")
 PRUNE_EVERY_S = 3600
 HEALTH_EVERY_S = 1.0
-HOUSEKEEPING_JOBS = 4  # the scheduled jobs besides the polls (see Agent.start)
+SCHEDULED_JOBS = 2  # sealing and pruning (see Agent.start), and a listening device's retries
 MAX_WORKERS = 20
 STUCK_S = 120.0  # a worker without progress this long stops the watchdog pings
 
@@ -132,13 +134,15 @@ class Agent:
         # Polls: at most room per device for its poll and one late run behind it (a slow device
         # must not delay another's poll; capped, since devices on one serial bus take turns
         # anyway); the poll clock wakes these helpers only when polls wait (agent.poll_clock).
-        # One worker for each other job (seal, prune, housekeeping, health): polls stuck on a
-        # locked buffer never keep the health file from being written.
+        # One worker for each scheduled job (seal, prune, retries) and a thread for each
+        # once-a-second duty (health, housekeeping): polls stuck on a locked buffer never keep
+        # the health file from being written.
         self.workers = Workers()
         helpers = min(MAX_WORKERS, len(self.drivers) * POLL_INSTANCES)
         self.polls = PollClock(self.poller, self.clock, self.workers, helpers)
         listening = sum(isinstance(d, ListeningDriver) for d in self.drivers)  # their retries
-        self.schedule = Schedule(HOUSEKEEPING_JOBS + listening, self.workers)
+        self.schedule = Schedule(SCHEDULED_JOBS + listening, self.workers)
+        self.tickers: list[Ticker] = []  # made in start(), once stuck_s is known
         self._stopped = threading.Event()
         self._seal_lock = threading.Lock()
         self.housekeeping = Housekeeping(
@@ -193,11 +197,15 @@ class Agent:
             self.polls.add(driver, interval_s, max(self.stuck_s, 2 * interval_s))
         self._add_job(self.seal_and_wake, cfg.buffer.seal_interval_s, "seal")
         self._add_job(self.prune, PRUNE_EVERY_S, "prune")
-        self._add_job(self.housekeeping.run, EVERY_S, "housekeeping")
-        self._add_job(self.write_health, HEALTH_EVERY_S, "health")
-        self.workers.loop("scheduler", self.stuck_s, lambda: self._health_beat)
+        self.tickers = [
+            Ticker("health", HEALTH_EVERY_S, self.write_health, self.workers, self.stuck_s),
+            Ticker("housekeeping", EVERY_S, self.housekeeping.run, self.workers, self.stuck_s),
+        ]
+        self.workers.loop("health", self.stuck_s, lambda: self._health_beat)
         self.write_health()  # `status` says "running" from the first moment, not a second later
         self.schedule.start()
+        for ticker in self.tickers:
+            ticker.start()
         self.polls.start()
         if self.web is not None:
             self.web.start()
@@ -255,6 +263,9 @@ class Agent:
             return "scheduler (stopped)", None
         if not self._stopped.is_set() and not self.polls.running:
             return "poll clock (stopped)", None
+        for ticker in self.tickers:
+            if not self._stopped.is_set() and not ticker.running:
+                return f"{ticker.name} (stopped)", None
         return None, self.workers.stuck()
 
     def seal_and_wake(self, final: bool = False) -> int:
@@ -343,6 +354,8 @@ class Agent:
             self.web.stop()
         self.polls.shutdown()
         self.schedule.shutdown()
+        for ticker in self.tickers:
+            ticker.stop()
         for driver in self.drivers:  # no more pushed readings once we seal the last batch
             if isinstance(driver, ListeningDriver):
                 self._close(driver)

@@ -1,9 +1,10 @@
-"""The agent's housekeeping jobs (sealing, pruning, health...) on APScheduler.
+"""The agent's seldom jobs (sealing, pruning, a listening device's retries) on APScheduler.
 
 Every job runs at whole multiples of its interval since the epoch plus ``PHASE_S``; a job
 whose previous run is still going is not started twice, and slots missed while the process was
 busy are coalesced into one run (these jobs catch up by themselves: a seal takes whatever is
-waiting). The polls keep their own clock, where no slot passes unrecorded (``agent.poll_clock``).
+waiting). The polls keep their own clock, where no slot passes unrecorded (``agent.poll_clock``);
+the once-a-second duties run on threads of their own (``agent.ticker``).
 """
 
 from __future__ import annotations
@@ -17,12 +18,8 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from agent.poll_clock import aligned_start
+from agent.ticker import PHASE_S  # the jobs run this long after the whole multiples too
 from agent.workers import Workers
-
-# The jobs run this long after the whole multiples of their interval, off the grid where the
-# polls of common intervals (0.1, 0.2, 0.25, 0.5, 1 s...) fall: a job waking with a tick's polls
-# makes them contend for the interpreter (each wake-up costs more CPU, bench/RESULTS.md).
-PHASE_S = 0.35
 
 
 class Schedule:

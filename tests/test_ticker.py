@@ -1,0 +1,124 @@
+"""The once-a-second duties' own threads (``agent.ticker``): on the phase, never twice for one
+tick, never a burst after an overrun, alive after a failure or a wall clock set back."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from agent.ticker import PHASE_S, Ticker, next_tick
+from agent.workers import Workers
+from tests.conftest import wait_for
+
+INTERVAL_S = 0.2
+
+
+class Runs:
+    """A duty that records when (wall clock) each run started; ``hold(i)`` seconds for run i."""
+
+    def __init__(self, hold: dict[int, float] | None = None, fail: set[int] | None = None):
+        self.at: list[float] = []
+        self._hold, self._fail = hold or {}, fail or set()
+        self._lock = threading.Lock()
+
+    def __call__(self) -> None:
+        with self._lock:
+            index = len(self.at)
+            self.at.append(time.time())
+        if index in self._fail:
+            raise RuntimeError(f"run {index} failed")
+        time.sleep(self._hold.get(index, 0.0))  # the duty's own length, not a synchronization
+
+    def count(self) -> int:
+        with self._lock:
+            return len(self.at)
+
+
+def ticker(fn, wall=time.time) -> Ticker:
+    return Ticker("duty", INTERVAL_S, fn, Workers(), limit_s=60, wall=wall)
+
+
+def test_next_tick_is_the_next_phase_after_a_whole_multiple():
+    # Brute force over a grid of instants: the tick is the least t > now with t = k*i + phase.
+    for now in [i / 1000 for i in range(0, 3000, 7)]:
+        tick = next_tick(INTERVAL_S, now)
+        k = round((tick - PHASE_S) / INTERVAL_S)
+        assert abs(tick - (k * INTERVAL_S + PHASE_S)) < 1e-9, now
+        assert now < tick <= now + INTERVAL_S + 1e-9, now
+
+
+def test_runs_fall_on_the_phase_once_per_tick():
+    runs = Runs()
+    t = ticker(runs)
+    t.start()
+    try:
+        wait_for(lambda: runs.count() >= 8, 20, "eight runs")
+    finally:
+        t.stop()
+    lateness = sorted((at - PHASE_S) % INTERVAL_S for at in runs.at)
+    assert lateness[len(lateness) // 2] < 0.1, lateness  # the median run is on its tick
+    ticks = [round((at - PHASE_S - 0.1) / INTERVAL_S) for at in runs.at]  # each run's tick
+    assert len(set(ticks)) == len(ticks), f"a tick ran twice: {ticks}"
+
+
+def test_a_run_that_overruns_is_followed_by_one_run_not_a_burst():
+    """Run 1 lasts five ticks: the ticks it covered give one run at once, then the grid."""
+    runs = Runs(hold={1: 5 * INTERVAL_S})
+    t = ticker(runs)
+    t.start()
+    try:
+        wait_for(lambda: runs.count() >= 5, 20, "runs after the long one")
+    finally:
+        t.stop()
+    after_long = [b - a for a, b in zip(runs.at[1:], runs.at[2:], strict=False)]
+    # The run right after the long one starts as it ends; the next waits for its tick.
+    assert after_long[0] >= 5 * INTERVAL_S - 0.02, runs.at
+    assert after_long[1] > 0.5 * INTERVAL_S, f"a burst of catch-up runs: {after_long}"
+
+
+def test_a_run_that_raises_is_logged_and_the_next_tick_runs(caplog):
+    runs = Runs(fail={0, 1})
+    t = ticker(runs)
+    with caplog.at_level(logging.ERROR, logger="agent"):
+        t.start()
+        try:
+            wait_for(lambda: runs.count() >= 4, 20, "runs after two failures")
+            assert t.running
+        finally:
+            t.stop()
+    failed = [r.fields for r in caplog.records if r.getMessage() == "job_failed"]
+    assert len(failed) == 2, failed
+    assert all(f["job"] == "duty" and "failed" in f["error"] for f in failed), failed
+
+
+def test_a_wall_clock_set_back_a_day_does_not_stop_the_runs():
+    offset = [0.0]
+    runs = Runs()
+    t = ticker(runs, wall=lambda: time.time() + offset[0])
+    t.start()
+    try:
+        wait_for(lambda: runs.count() >= 2, 20, "runs before the step")
+        offset[0] = -86_400.0
+        before = runs.count()
+        wait_for(lambda: runs.count() >= before + 5, 20, "runs after the wall clock went back")
+    finally:
+        t.stop()
+    assert not t.running
+
+
+def test_stop_waits_for_the_run_going_on():
+    started, hold = threading.Event(), threading.Event()
+    done: list[bool] = []
+
+    def duty() -> None:
+        started.set()
+        hold.wait(5)
+        done.append(True)
+
+    t = ticker(duty)
+    t.start()
+    wait_for(started.is_set, 20, "a run to start")
+    threading.Timer(0.3, hold.set).start()
+    t.stop()
+    assert done == [True] and not t.running
