@@ -62,7 +62,7 @@ STUCK_S = 120.0  # a worker without progress this long stops the watchdog pings
 
 
 def _beat(sender: Sender) -> float:
-    return sender.beat
+    return sender.progress()
 
 
 class Agent:

@@ -96,6 +96,29 @@ def test_ready_then_watchdog_pings_then_stopping(
         agent.kill()
 
 
+def test_a_sender_waiting_for_work_longer_than_the_watchdog_is_not_stuck(
+    tmp_path, station_id, station_key, analyzer, warehouse, notify_socket
+):
+    """Sealing once a minute, the sender has nothing to do for many watchdog periods (2 s):
+    it waits, it is not stuck, and the pings go on."""
+    data = station_config(
+        tmp_path, station_id, station_key[0], analyzer.port, warehouse.start_http()
+    )
+    data["buffer"]["seal_interval_s"] = 60
+    config = write_config(tmp_path / "agent.toml", data)
+    env = {"NOTIFY_SOCKET": notify_socket.path, "WATCHDOG_USEC": "2000000"}
+    agent = AgentProcess(config, tmp_path / "agent.log", env=env)
+    try:
+        wait_for(lambda: warehouse.count(station_id)[0] >= 1, 30, "the descriptor delivered")
+        pings = notify_socket.count("WATCHDOG=1")
+        wait_for(lambda: notify_socket.count("WATCHDOG=1") >= pings + 20, 60, "10 s of pings")
+        assert not [m for m in notify_socket.messages if "stuck" in m], notify_socket.messages
+        agent.signal(signal.SIGTERM)
+        assert agent.wait() == 0, agent.text()[-2000:]
+    finally:
+        agent.kill()
+
+
 def test_a_dead_sender_ends_the_process_non_zero_naming_it(
     tmp_path, station_id, station_key, analyzer, warehouse, notify_socket
 ):
