@@ -1,8 +1,9 @@
 """The agent: wires drivers -> poller -> buffer -> sealer -> senders, on a schedule.
 
 Polls run on their own clock at each device's interval, aligned to the clock (a 60 s poll fires
-at :00; ``agent.poll_clock``); the health report and the housekeeping look run every second on
-threads of their own (``agent.ticker``), sealing and pruning on APScheduler (``agent.schedule``).
+at :00; ``agent.poll_clock``, whose thread also writes the health report every second); the
+housekeeping look runs every second on a thread of its own (``agent.ticker``), sealing and
+pruning on APScheduler (``agent.schedule``).
 Listening drivers are started; one that cannot start (its port in use) is a device error, logged
 and retried every ``poll_interval_s``, like a polled device that is down: the other devices work
 on. Sealing runs every ``buffer.seal_interval_s`` and wakes the senders. ``stop``
@@ -134,12 +135,21 @@ class Agent:
         # Polls: at most room per device for its poll and one late run behind it (a slow device
         # must not delay another's poll; capped, since devices on one serial bus take turns
         # anyway); the poll clock wakes these helpers only when polls wait (agent.poll_clock).
-        # One worker for each scheduled job (seal, prune, retries) and a thread for each
-        # once-a-second duty (health, housekeeping): polls stuck on a locked buffer never keep
-        # the health file from being written.
+        # One worker for each scheduled job (seal, prune, retries), a thread for the
+        # housekeeping look; polls stuck on a locked buffer never keep the health file from
+        # being written (the clock's thread writes it).
         self.workers = Workers()
         helpers = min(MAX_WORKERS, len(self.drivers) * POLL_INSTANCES)
-        self.polls = PollClock(self.poller, self.clock, self.workers, helpers)
+        # The clock's thread writes the health report: it never waits for the buffer or a
+        # device, and the report riding on the polls' wake-ups costs no wake-up of its own.
+        self.polls = PollClock(
+            self.poller,
+            self.clock,
+            self.workers,
+            helpers,
+            beat=self.write_health,
+            beat_s=HEALTH_EVERY_S,
+        )
         listening = sum(isinstance(d, ListeningDriver) for d in self.drivers)  # their retries
         self.schedule = Schedule(SCHEDULED_JOBS + listening, self.workers)
         self.tickers: list[Ticker] = []  # made in start(), once stuck_s is known
@@ -198,7 +208,6 @@ class Agent:
         self._add_job(self.seal_and_wake, cfg.buffer.seal_interval_s, "seal")
         self._add_job(self.prune, PRUNE_EVERY_S, "prune")
         self.tickers = [
-            Ticker("health", HEALTH_EVERY_S, self.write_health, self.workers, self.stuck_s),
             Ticker("housekeeping", EVERY_S, self.housekeeping.run, self.workers, self.stuck_s),
         ]
         self.workers.loop("health", self.stuck_s, lambda: self._health_beat)

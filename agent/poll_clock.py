@@ -84,8 +84,15 @@ class PollClock:
         helpers: int,
         stall_s: float = STALL_S,
         wall_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+        beat: Callable[[], None] | None = None,
+        beat_s: float = 1.0,
     ) -> None:
-        """``wall_ms``: the wall clock the slots are aligned to (ms since the epoch)."""
+        """``wall_ms``: the wall clock the slots are aligned to (ms since the epoch);
+        ``beat()``: called on the clock's thread about every ``beat_s``, riding on the polls'
+        wake-ups when they fall within a quarter of it (the health report: it must never
+        block, and it stops when the clock does)."""
+        self._beat, self.beat_s = beat, beat_s
+        self._next_beat = 0.0  # monotonic: the first wake-up beats
         self.poller, self.clock, self.workers, self.wall_ms = poller, clock, workers, wall_ms
         self._last_wake: tuple[int, float] | None = None  # (wall ms, monotonic s)
         self.helpers, self.stall_s = max(1, helpers), stall_s
@@ -175,11 +182,24 @@ class PollClock:
                 if self._stopping:
                     return
                 missed = self._queue_due(self._wall_now())
-                if not missed:
+                beat = self._beat_due()
+                if not missed and not beat:
                     self._cond.wait(self._wait_s())
                     continue
+            if beat and self._beat is not None:
+                self._beat()
             for name, slots, reason in missed:
                 self.poller.missed(name, self._in_agent_clock(slots), reason)
+
+    def _beat_due(self) -> bool:
+        """Is a beat due (or a quarter of ``beat_s`` away: it rides on this wake-up)?"""
+        if self._beat is None:
+            return False
+        now = time.monotonic()
+        if now < self._next_beat - self.beat_s / 4:
+            return False
+        self._next_beat = now + self.beat_s
+        return True
 
     def _wall_now(self) -> int:
         """The wall clock now; when it stepped since the last wake-up, every device's slots
@@ -250,6 +270,8 @@ class PollClock:
         wait = 3600.0 if first is None else max(0.0, (first - now_ms) / 1000)
         if self._queue:
             wait = min(wait, max(0.001, self._stall_s(now_ms)))
+        if self._beat is not None:
+            wait = min(wait, max(0.0, self._next_beat - time.monotonic()))
         return wait
 
     def _in_agent_clock(self, slots_ms: list[float]) -> list[int]:

@@ -1,17 +1,17 @@
-"""A once-a-second duty on a thread of its own: the health report, the housekeeping look.
+"""A once-a-second duty on a thread of its own: the housekeeping look (``agent.housekeeping``).
 
-These two run every second for the life of the process, so what a run costs around the duty
-itself is paid 86,400 times a day: an APScheduler job run costs ~0.3 ms of CPU (the scheduler
-thread computes the next fire time and submits to its pool, a pool thread runs the job and
-reports back), a thread waking from ``Event.wait`` ~0.05 ms (bench/RESULTS.md, issue 17). The
-jobs that run seldom (sealing, pruning, a listening device's retries) stay on APScheduler
-(``agent.schedule``).
+It runs every second for the life of the process, so what a run costs around the duty itself
+is paid 86,400 times a day: an APScheduler job run costs ~0.3 ms of CPU (the scheduler thread
+computes the next fire time and submits to its pool, a pool thread runs the job and reports
+back), a thread waking from ``Event.wait`` about a third of that (bench/RESULTS.md, issue 17).
+The jobs that run seldom (sealing, pruning, a listening device's retries) stay on APScheduler
+(``agent.schedule``); the health report rides on the poll clock's wake-ups
+(``agent.poll_clock``), which never wait for the buffer, where this duty may.
 
-Each duty has its own thread, so one that waits (housekeeping on a locked buffer) never delays
-the other (the health report). A tick falls at whole multiples of the interval since the epoch
-plus ``PHASE_S``, off the poll grid; a run that overruns skips the ticks it covered (the next
-run takes whatever is due, as APScheduler's coalescing did). A wait never exceeds one interval,
-so a wall clock set back delays nothing.
+A tick falls at whole multiples of the interval since the epoch plus ``PHASE_S``, off the poll
+grid; a run that overruns skips the ticks it covered (the next run takes whatever is due, as
+APScheduler's coalescing did). A wait never exceeds one interval, so a wall clock set back
+delays nothing.
 """
 
 from __future__ import annotations

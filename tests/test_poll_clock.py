@@ -187,3 +187,20 @@ def test_a_wall_clock_step_restarts_the_slots_without_recording_any_missed(
     assert poller.missed_polls == 0
     steps = [r for r in caplog.records if r.getMessage().startswith("clock_stepped")]
     assert len(steps) == 2, [r.getMessage() for r in caplog.records]
+
+
+def test_the_clock_beats_about_every_beat_s_with_no_device_to_poll(tmp_path):
+    """The health report rides on the clock's thread: with nothing to poll (a station of
+    listening devices only) it still comes about every ``beat_s``."""
+    beats: list[float] = []
+    poller = Poller(Buffer(tmp_path / "b.db"), SystemClock())
+    clock = PollClock(
+        poller, SystemClock(), Workers(), 1, beat=lambda: beats.append(time.monotonic()), beat_s=0.1
+    )
+    clock.start()
+    try:
+        wait_for(lambda: len(beats) >= 10, 20, "ten beats")
+    finally:
+        clock.shutdown()
+    gaps = sorted(b - a for a, b in zip(beats, beats[1:], strict=False))
+    assert gaps[len(gaps) // 2] >= 0.07, gaps  # about every beat_s, not on every wake-up
