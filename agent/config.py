@@ -87,7 +87,9 @@ class BufferConfig(_Section):
     path: Path
     retention_days: int = Field(default=60, ge=60, le=3650)
     seal_interval_s: float = Field(default=10.0, gt=0, le=240)
-    max_readings_per_batch: int = Field(default=2000, ge=1, le=50_000)
+    # 10,000: a batch costs per channel as much as per reading; with 1,000-2,500 channels a
+    # batch of 2000 holds 1-2 readings of each (bench/RESULTS.md, issue 17, fourth pass)
+    max_readings_per_batch: int = Field(default=10_000, ge=1, le=50_000)
     # After an outage of backlog_after_s: larger batches from held readings (agent/batch_size.py)
     backlog_readings_per_batch: int = Field(default=20_000, ge=1, le=50_000)
     backlog_after_s: float = Field(default=60.0, gt=0, le=86_400)

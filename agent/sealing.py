@@ -12,6 +12,7 @@ tests) is used from one thread.
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from typing import Any
 
@@ -25,6 +26,13 @@ from core.batch import SealedBatch
 
 log = logging.getLogger("agent.sealing")
 MAX_PAUSE_S = 0.05
+# While a batch's payload is built (pure Python, ~45 ms for 10,000 readings), the interpreter
+# hands over to a waiting thread every 0.5 ms instead of Python's 5 ms: a poll needs the GIL back
+# after each of its 4-6 system calls, and at 5 ms each, 80 devices every 0.2 s missed 505 slots
+# in 40 s; at 0.5 ms, none (bench/RESULTS.md, issue 17, fourth pass). Only while building: at
+# 1 ms throughout, polls waiting for the GIL woke five times as often (~10 % more CPU).
+SWITCH_S = 0.005  # Python's default, restored after each payload
+SEAL_SWITCH_S = 0.0005
 
 
 class Sealer:
@@ -70,7 +78,11 @@ class Sealer:
 
     def _make_jws(self, seq: int, prev: str | None, rows: list[ReadingRow]) -> tuple[str, int]:
         sealed_at = self.clock.now_ms()
-        payload = self._payload(seq, prev, sealed_at, rows)
+        sys.setswitchinterval(SEAL_SWITCH_S)
+        try:
+            payload = self._payload(seq, prev, sealed_at, rows)
+        finally:
+            sys.setswitchinterval(SWITCH_S)
         return self.signer.sign(payload, alg_for(self.payload_version)), sealed_at
 
     def seal_pending(

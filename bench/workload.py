@@ -58,6 +58,7 @@ from _harness import (
     workdir,
 )
 
+BATCH: int | None = None  # max_readings_per_batch (--batch; None: the agent's default)
 PYSPY_GIL = True  # py-spy samples the thread holding the GIL (--pyspy-cpu: every busy thread)
 SUITE = [  # (devices, channels, interval s, seal intervals)
     (1, 50, 1.0, (1, 10)),
@@ -225,6 +226,7 @@ def run(
                 transports=mqtt_transport_toml(broker.port),
                 devices=devices,
                 seal_interval_s=w.seal,
+                batch=BATCH,
             )
             with AgentProcess(config, directory / "agent.log") as agent:
                 return _measure(w, directory, agent, warehouse, seconds, warmup, pyspy, threads)
@@ -384,9 +386,11 @@ def main() -> None:
         help="sample every thread on a CPU (default: only the one holding the GIL)",
     )
     parser.add_argument("--threads", action="store_true", help="CPU per agent thread (py-spy)")
+    parser.add_argument("--batch", type=int, help="max_readings_per_batch (default: the agent's)")
     args = parser.parse_args()
-    global PYSPY_GIL
+    global PYSPY_GIL, BATCH
     PYSPY_GIL = not args.pyspy_cpu
+    BATCH = args.batch
     if args.serve:
         return serve(*args.serve)
     if args.only:

@@ -136,3 +136,34 @@ def test_a_batch_altered_on_disk_is_never_sent(tmp_path, station_key):
 
 def _b64decode(part: str) -> bytes:
     return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+
+
+def test_a_payload_is_built_with_a_short_switch_interval_and_the_default_is_restored(
+    tmp_path, station_key, monkeypatch
+):
+    """Building a batch's payload is pure Python that may run for tens of milliseconds: the
+    interpreter hands over to a poll back from its socket every 0.5 ms meanwhile, not every
+    5 ms (bench/RESULTS.md: 10,000-reading batches without missed polls), and Python's
+    default is back once the payload is built, also when building it fails."""
+    import sys
+
+    from agent import sealing
+
+    seen: list[float] = []
+    build = sealing.build_payload_v3
+
+    def spy(*args, **kwargs):
+        seen.append(sys.getswitchinterval())
+        if len(seen) == 2:
+            raise RuntimeError("building failed")
+        return build(*args, **kwargs)
+
+    monkeypatch.setattr(sealing, "build_payload_v3", spy)
+    buf = Buffer(tmp_path / "b.db")
+    buf.store_poll([_reading(1000 + i) for i in range(4)], device="dev")
+    sealer = Sealer(buf, Signer(load_private_key(station_key[0])), "S", SystemClock(), 2)
+    with pytest.raises(RuntimeError, match="building failed"):
+        sealer.seal_pending()
+    assert seen == [pytest.approx(0.0005), pytest.approx(0.0005)]
+    assert sys.getswitchinterval() == pytest.approx(0.005)
+    assert [b.seq for b in buf.pending("t")] == [1]  # the first batch was sealed
