@@ -7,9 +7,10 @@ import logging
 import threading
 import time
 
+from conftest import wait_for
+
 from agent.ticker import PHASE_S, Ticker, next_tick
 from agent.workers import Workers
-from tests.conftest import wait_for
 
 INTERVAL_S = 0.2
 
