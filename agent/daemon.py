@@ -62,10 +62,6 @@ MAX_WORKERS = 20
 STUCK_S = 120.0  # a worker without progress this long stops the watchdog pings
 
 
-def _beat(sender: Sender) -> float:
-    return sender.progress()
-
-
 class Agent:
     """One running station agent."""
 
@@ -195,9 +191,7 @@ class Agent:
                 )
         for sender in self.senders:
             sender.start()
-            self.workers.loop(
-                f"sender-{sender.name}", self.stuck_s, functools.partial(_beat, sender)
-            )
+            self.workers.loop(f"sender-{sender.name}", self.stuck_s, sender.progress)
         for file_transport in self.file_transports:
             file_transport.start()
         for driver, dcfg in zip(self.drivers, cfg.devices, strict=True):

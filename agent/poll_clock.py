@@ -182,12 +182,12 @@ class PollClock:
                 if self._stopping:
                     return
                 missed = self._queue_due(self._wall_now())
-                beat = self._beat_due()
-                if not missed and not beat:
+                beat = self._beat if self._beat_due() else None
+                if not missed and beat is None:
                     self._cond.wait(self._wait_s())
                     continue
-            if beat and self._beat is not None:
-                self._beat()
+            if beat is not None:
+                beat()
             for name, slots, reason in missed:
                 self.poller.missed(name, self._in_agent_clock(slots), reason)
 

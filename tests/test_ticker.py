@@ -41,6 +41,16 @@ def ticker(fn, wall=time.time) -> Ticker:
     return Ticker("duty", INTERVAL_S, fn, Workers(), limit_s=60, wall=wall)
 
 
+def run_until(fn, done, what: str) -> None:
+    """Run ``fn`` on a ticker until ``done()``, then stop it."""
+    t = ticker(fn)
+    t.start()
+    try:
+        wait_for(done, 20, what)
+    finally:
+        t.stop()
+
+
 def test_next_tick_is_the_next_phase_after_a_whole_multiple():
     # Brute force over a grid of instants: the tick is the least t > now with t = k*i + phase.
     for now in [i / 1000 for i in range(0, 3000, 7)]:
@@ -52,12 +62,7 @@ def test_next_tick_is_the_next_phase_after_a_whole_multiple():
 
 def test_runs_fall_on_the_phase_once_per_tick():
     runs = Runs()
-    t = ticker(runs)
-    t.start()
-    try:
-        wait_for(lambda: runs.count() >= 8, 20, "eight runs")
-    finally:
-        t.stop()
+    run_until(runs, lambda: runs.count() >= 8, "eight runs")
     lateness = sorted((at - PHASE_S) % INTERVAL_S for at in runs.at)
     assert lateness[len(lateness) // 2] < 0.1, lateness  # the median run is on its tick
     # Each run belongs to the last tick at or before its start (5 ms: a wait may end a hair
@@ -69,12 +74,7 @@ def test_runs_fall_on_the_phase_once_per_tick():
 def test_a_run_that_overruns_is_followed_by_one_run_not_a_burst():
     """Run 1 lasts five ticks: the ticks it covered give one run at once, then the grid."""
     runs = Runs(hold={1: 5 * INTERVAL_S})
-    t = ticker(runs)
-    t.start()
-    try:
-        wait_for(lambda: runs.count() >= 5, 20, "runs after the long one")
-    finally:
-        t.stop()
+    run_until(runs, lambda: runs.count() >= 5, "runs after the long one")
     after_long = [b - a for a, b in zip(runs.at[1:], runs.at[2:], strict=False)]
     # The run right after the long one starts as it ends; the next waits for its tick.
     assert after_long[0] >= 5 * INTERVAL_S - 0.02, runs.at
