@@ -2,8 +2,8 @@
 
 Polls run on their own clock at each device's interval, aligned to the clock (a 60 s poll fires
 at :00; ``agent.poll_clock``, whose thread also writes the health report every second); the
-housekeeping look runs every second on a thread of its own (``agent.ticker``), sealing and
-pruning on APScheduler (``agent.schedule``).
+housekeeping look, sealing, pruning and a listening device's retries each run on a thread of
+their own (``agent.ticker``).
 Listening drivers are started; one that cannot start (its port in use) is a device error, logged
 and retried every ``poll_interval_s``, like a polled device that is down: the other devices work
 on. Sealing runs every ``buffer.seal_interval_s`` and wakes the senders. ``stop``
@@ -40,7 +40,6 @@ from agent.maintenance_watch import MaintenanceWatch
 from agent.poll_clock import POLL_INSTANCES, PollClock, aligned_start  # noqa: F401 (re-exported)
 from agent.poller import Poller
 from agent.rotation import KeyRotation
-from agent.schedule import Schedule
 from agent.sealing import Sealer
 from agent.sender import Sender
 from agent.ticker import Ticker
@@ -57,7 +56,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("agent")
 PRUNE_EVERY_S = 3600
 HEALTH_EVERY_S = 1.0
-SCHEDULED_JOBS = 2  # sealing and pruning (see Agent.start), and a listening device's retries
 MAX_WORKERS = 20
 STUCK_S = 120.0  # a worker without progress this long stops the watchdog pings
 
@@ -131,9 +129,8 @@ class Agent:
         # Polls: at most room per device for its poll and one late run behind it (a slow device
         # must not delay another's poll; capped, since devices on one serial bus take turns
         # anyway); the poll clock wakes these helpers only when polls wait (agent.poll_clock).
-        # One worker for each scheduled job (seal, prune, retries), a thread for the
-        # housekeeping look; polls stuck on a locked buffer never keep the health file from
-        # being written (the clock's thread writes it).
+        # A thread for each timed duty (agent.ticker); polls stuck on a locked buffer never
+        # keep the health file from being written (the clock's thread writes it).
         self.workers = Workers()
         helpers = min(MAX_WORKERS, len(self.drivers) * POLL_INSTANCES)
         # The clock's thread writes the health report: it never waits for the buffer or a
@@ -146,9 +143,7 @@ class Agent:
             beat=self.write_health,
             beat_s=HEALTH_EVERY_S,
         )
-        listening = sum(isinstance(d, ListeningDriver) for d in self.drivers)  # their retries
-        self.schedule = Schedule(SCHEDULED_JOBS + listening, self.workers)
-        self.tickers: list[Ticker] = []  # made in start(), once stuck_s is known
+        self.tickers: dict[str, Ticker] = {}  # the timed duties, made in start()
         self._stopped = threading.Event()
         self._seal_lock = threading.Lock()
         self.housekeeping = Housekeeping(
@@ -169,7 +164,7 @@ class Agent:
             self.web = WebServer(self, config.web)
 
     def start(self) -> None:
-        """Seal the descriptor if it changed, open devices, start senders and the schedule;
+        """Seal the descriptor if it changed, open devices, start senders and the timed duties;
         returns at once."""
         cfg = self.config
         # Python's GIL switch interval (5 ms) is kept: at 1 ms, polls waiting for the GIL woke
@@ -201,13 +196,10 @@ class Agent:
             self.polls.add(driver, interval_s, max(self.stuck_s, 2 * interval_s))
         self._add_job(self.seal_and_wake, cfg.buffer.seal_interval_s, "seal")
         self._add_job(self.prune, PRUNE_EVERY_S, "prune")
-        self.tickers = [
-            Ticker("housekeeping", EVERY_S, self.housekeeping.run, self.workers, self.stuck_s),
-        ]
+        self._add_job(self.housekeeping.run, EVERY_S, "housekeeping")
         self.workers.loop("health", self.stuck_s, lambda: self._health_beat)
         self.write_health()  # `status` says "running" from the first moment, not a second later
-        self.schedule.start()
-        for ticker in self.tickers:
+        for ticker in list(self.tickers.values()):
             ticker.start()
         self.polls.start()
         if self.web is not None:
@@ -240,14 +232,20 @@ class Agent:
 
     def _retry_listening(self, driver: ListeningDriver) -> None:
         if self._start_listening(driver):
-            self.schedule.remove(self._listen_job(driver))
+            ticker = self.tickers.pop(self._listen_job(driver), None)
+            if ticker is not None:  # this run is its last
+                ticker.stop()
 
     @staticmethod
     def _listen_job(driver: ListeningDriver) -> str:
         return f"listen-{driver.name}"
 
     def _add_job(self, fn, interval_s: float, job_id: str, *args) -> None:
-        self.schedule.add(fn, interval_s, job_id, max(self.stuck_s, 2 * interval_s), *args)
+        """Run ``fn(*args)`` every ``interval_s`` from start(); a run lasting over twice that
+        (at least ``stuck_s``) is stuck."""
+        limit_s = max(self.stuck_s, 2 * interval_s)
+        run = functools.partial(fn, *args)
+        self.tickers[job_id] = Ticker(job_id, interval_s, run, self.workers, limit_s)
 
     def next_polls(self) -> dict[str, tuple[float, datetime]]:
         """See ``PollClock.next_polls``."""
@@ -262,12 +260,10 @@ class Agent:
         for sender in self.senders:
             if not sender.alive():
                 return f"sender-{sender.name} ({sender.died or 'ended'})", None
-        if not self._stopped.is_set() and not self.schedule.running:
-            return "scheduler (stopped)", None
         if not self._stopped.is_set() and not self.polls.running:
             return "poll clock (stopped)", None
-        for ticker in self.tickers:
-            if not self._stopped.is_set() and not ticker.running:
+        for ticker in list(self.tickers.values()):  # a retry may end its own ticker meanwhile
+            if not self._stopped.is_set() and not ticker.running and not ticker.stopped:
                 return f"{ticker.name} (stopped)", None
         return None, self.workers.stuck()
 
@@ -356,8 +352,7 @@ class Agent:
         if self.web is not None:
             self.web.stop()
         self.polls.shutdown()
-        self.schedule.shutdown()
-        for ticker in self.tickers:
+        for ticker in list(self.tickers.values()):
             ticker.stop()
         for driver in self.drivers:  # no more pushed readings once we seal the last batch
             if isinstance(driver, ListeningDriver):

@@ -1,17 +1,18 @@
-"""A once-a-second duty on a thread of its own: the housekeeping look (``agent.housekeeping``).
+"""The agent's timed duties, each on a thread of its own: the housekeeping look (every second),
+sealing, pruning and a listening device's retries.
 
-It runs every second for the life of the process, so what a run costs around the duty itself
-is paid 86,400 times a day: an APScheduler job run costs ~0.3 ms of CPU (the scheduler thread
-computes the next fire time and submits to its pool, a pool thread runs the job and reports
-back), a thread waking from ``Event.wait`` about a third of that (bench/RESULTS.md, issue 17).
-The jobs that run seldom (sealing, pruning, a listening device's retries) stay on APScheduler
-(``agent.schedule``); the health report rides on the poll clock's wake-ups
-(``agent.poll_clock``), which never wait for the buffer, where this duty may.
+The housekeeping look runs every second for the life of the process, so what a run costs around
+the duty itself is paid 86,400 times a day: an APScheduler job run cost ~0.3 ms of CPU (the
+scheduler thread computed the next fire time and submitted to its pool, a pool thread ran the
+job and reported back), a thread waking from ``Event.wait`` about a third of that; and the
+scheduler's import and its two threads cost ~1.4 MiB of idle RSS (bench/RESULTS.md, issue 17).
+The polls keep their own clock, where no slot passes unrecorded (``agent.poll_clock``); the
+health report rides on its wake-ups, which never wait for the buffer, where these duties may.
 
 A tick falls at whole multiples of the interval since the epoch plus ``PHASE_S``, off the poll
-grid; a run that overruns skips the ticks it covered (the next run takes whatever is due, as
-APScheduler's coalescing did). A wait never exceeds one interval, so a wall clock set back
-delays nothing.
+grid. A duty never runs twice at once (one thread); a run that overruns skips the ticks it
+covered, and the next run takes whatever is due (a seal takes all that waits). A wait never
+exceeds one interval, so a wall clock set back delays nothing.
 """
 
 from __future__ import annotations
@@ -62,10 +63,15 @@ class Ticker:
     def running(self) -> bool:
         return self._thread.is_alive()
 
+    @property
+    def stopped(self) -> bool:
+        """Told to stop (its thread ends, or has ended, on purpose)."""
+        return self._stop.is_set()
+
     def stop(self, timeout_s: float = 10.0) -> None:
-        """Start no more runs; wait for the one going on."""
+        """Start no more runs; wait for the one going on (unless called from that run)."""
         self._stop.set()
-        if self._thread.is_alive():
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(timeout_s)
 
     def _loop(self) -> None:

@@ -71,6 +71,9 @@ def test_a_listening_device_whose_port_is_taken_is_retried_and_the_others_work_o
         taken.close()  # the port is free: the next try listens
         wait_for(lambda: not agent.health()["devices_not_started"], 30, "the device to listen")
         assert any(r.getMessage() == "device_started" for r in caplog.records)
+        # The retries end with the try that listened; no duty is reported dead for it.
+        wait_for(lambda: "listen-cems" not in agent.tickers, 10, "the retries to end")
+        assert agent.check() == (None, None)
         sim.start(f"127.0.0.1:{port}")
         wait_for(lambda: len(sim.sent) == 5 and not sim.waiting, 30, "every packet answered")
         assert _stored(tmp_path, "cems") == 5

@@ -1,5 +1,6 @@
-"""The once-a-second duties' own threads (``agent.ticker``): on the phase, never twice for one
-tick, never a burst after an overrun, alive after a failure or a wall clock set back."""
+"""The timed duties' own threads (``agent.ticker``): on the phase, never twice for one tick,
+never a burst after an overrun, alive after a failure or a wall clock set back, ended by a run
+of their own (a listening device's retry that succeeded)."""
 
 from __future__ import annotations
 
@@ -128,3 +129,22 @@ def test_stop_waits_for_the_run_going_on():
     threading.Timer(0.3, hold.set).start()
     t.stop()
     assert done == [True] and not t.running
+
+
+def test_a_run_may_end_its_own_ticker_and_is_its_last(caplog):
+    """A listening device's retry stops its ticker once the device listens."""
+    runs = Runs()
+    holder: list[Ticker] = []
+
+    def retry() -> None:
+        runs()
+        if runs.count() == 2:
+            holder[0].stop()
+
+    t = ticker(retry)
+    holder.append(t)
+    with caplog.at_level(logging.ERROR, logger="agent"):
+        t.start()
+        wait_for(lambda: not t.running, 20, "the ticker to end after its second run")
+    assert runs.count() == 2
+    assert not [r for r in caplog.records if r.getMessage() == "job_failed"], caplog.text
