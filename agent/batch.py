@@ -21,13 +21,14 @@ from collections.abc import Iterable
 from typing import Annotated, Literal
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
+from pydantic import ConfigDict, Field, StrictInt, StrictStr, ValidationError
 
 from agent.bounded import check_json_depth
 from agent.jws import public_jwk, sign_compact
 from agent.payload_v2 import PAYLOAD_V2, PayloadV2Model
 from agent.payload_v3 import PAYLOAD_V3, PayloadV3Model, RecordPayloadModel
 from core.errors import VerificationError
+from core.model import Model
 from core.reading import rfc3339_ms
 
 PAYLOAD_VERSION = 1
@@ -124,7 +125,7 @@ def _json(value: object) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
-class ReadingModel(BaseModel):
+class ReadingModel(Model):
     """One reading as it appears in a batch payload."""
 
     model_config = ConfigDict(extra="forbid")
@@ -142,7 +143,7 @@ class ReadingModel(BaseModel):
     status: Literal["00", "01", "02"]
 
 
-class PayloadModel(BaseModel):
+class PayloadModel(Model):
     """A batch payload; the JSON Schema in docs/batch.schema.json is generated from this."""
 
     model_config = ConfigDict(extra="forbid")

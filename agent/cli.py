@@ -9,7 +9,6 @@ import os
 import sqlite3
 import stat
 import sys
-from importlib.metadata import entry_points
 from pathlib import Path
 
 from agent import __version__
@@ -270,6 +269,8 @@ def _cmd_check_transports(args: argparse.Namespace) -> int:
 def _add_plugin_commands(sub: argparse._SubParsersAction) -> None:
     """Commands other installed packages add (entry points ``station_agent.commands``, e.g. the
     simulators' ``demo``): each names a function that adds its sub-command."""
+    from importlib.metadata import entry_points  # read only when a plug-in may be asked for
+
     for entry in sorted(entry_points(group=PLUGIN_GROUP), key=lambda e: e.name):
         try:
             entry.load()(sub)
@@ -286,7 +287,8 @@ def _cmd_hj212(args: argparse.Namespace) -> int:
     return run(args)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(plugins: bool = True) -> argparse.ArgumentParser:
+    """The command line; ``plugins=False``: without the commands other packages add."""
     parser = argparse.ArgumentParser(
         prog="station-agent",
         description="Poll station analyzers, buffer every reading, deliver signed batches.",
@@ -306,7 +308,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_cmd_run)
 
-    _add_plugin_commands(sub)
+    if plugins:
+        _add_plugin_commands(sub)
 
     p = sub.add_parser("config", help="configuration tools")
     csub = p.add_subparsers(dest="config_command", required=True, metavar="ACTION")
@@ -497,9 +500,21 @@ def _add_log_level(parser: argparse.ArgumentParser) -> None:
             _add_log_level(child)
 
 
+def _names_own_command(parser: argparse.ArgumentParser, argv: list[str]) -> bool:
+    """Whether ``argv`` asks for one of the agent's own commands: then the installed packages'
+    entry points need not be read (``run`` stays without importlib.metadata, issue 17)."""
+    words = [a for a in argv if not a.startswith("-")]  # no top-level option takes a value
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return bool(words) and words[0] in commands.choices
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``station-agent`` command."""
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(plugins=False)
+    if not _names_own_command(parser, argv):
+        parser = build_parser()  # a plug-in's command, or the help that lists them all
+    args = parser.parse_args(argv)
     if getattr(args, "log_level", None) and args.func is not _cmd_run:
         from agent.logs import setup_logging
 

@@ -19,8 +19,9 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, model_validator
+from pydantic import ConfigDict, Field, StrictInt, StrictStr, model_validator
 
+from core.model import Model
 from core.reading import parse_rfc3339, rfc3339_ms
 
 PAYLOAD_V2 = 2
@@ -121,7 +122,7 @@ _NumberValue = Annotated[float, Field(allow_inf_nan=False, strict=True)]
 _Status = Literal["00", "01", "02"]
 
 
-class ChannelModel(BaseModel):
+class ChannelModel(Model):
     """One channel's readings in a v2 payload (``t``, ``values`` and ``status`` agree in length)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -144,7 +145,7 @@ class ChannelModel(BaseModel):
         return self
 
 
-class ExpandedReading(BaseModel):
+class ExpandedReading(Model):
     """One reading of a v2 payload, expanded to v1's fields."""
 
     device: str
@@ -155,7 +156,7 @@ class ExpandedReading(BaseModel):
     status: str
 
 
-class PayloadV2Model(BaseModel):
+class PayloadV2Model(Model):
     """A version 2 batch payload (the schema's second form)."""
 
     model_config = ConfigDict(extra="forbid")

@@ -26,7 +26,7 @@ import json
 from collections.abc import Iterable
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
+from pydantic import ConfigDict, Field, StrictInt, model_validator
 
 from agent.payload_v2 import (
     MAX_TEXT_VALUE,
@@ -36,6 +36,7 @@ from agent.payload_v2 import (
     Value,
     columns,
 )
+from core.model import Model
 from core.reading import rfc3339_ms
 from core.records import READINGS, RecordError, check_body
 
@@ -161,7 +162,7 @@ class PayloadV3Model(PayloadV2Model):
         return out
 
 
-class RecordPayloadModel(BaseModel):
+class RecordPayloadModel(Model):
     """A version 3 record: a ``kind`` registered in ``core.records`` and its ``body``."""
 
     model_config = ConfigDict(extra="forbid")

@@ -11,14 +11,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, model_validator
+from pydantic import ConfigDict, Field, SecretStr, ValidationInfo, model_validator
 
 from agent.bounded import read_secret_file
+from core.model import Model
 
 NAME_PATTERN = r"^[A-Za-z0-9_.\-]+$"
 
 
-class Section(BaseModel):
+class Section(Model):
     """A configuration section: unknown keys are errors."""
 
     model_config = ConfigDict(extra="forbid")

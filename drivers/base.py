@@ -6,8 +6,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
+from core.model import Model
 from core.reading import Reading
 
 
@@ -15,7 +16,7 @@ def _text() -> Any:
     return Field(default="", max_length=128)
 
 
-class LimitConfig(BaseModel):
+class LimitConfig(Model):
     """A limit value a channel is judged against (the QCVN limit its permit names)."""
 
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
@@ -36,7 +37,7 @@ class LimitConfig(BaseModel):
         return self
 
 
-class DeviceConfig(BaseModel):
+class DeviceConfig(Model):
     """Keys common to every device section of the configuration."""
 
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)

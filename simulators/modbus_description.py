@@ -47,8 +47,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ConfigDict, Field, ValidationError
 
+from core.model import Model
 from drivers.modbus.codec import encode, encode_bit, encode_string
 from simulators.modbus_rtu import LineSettings
 from simulators.modbus_server import Fault, ModbusDevice
@@ -58,7 +59,7 @@ warnings.filterwarnings("ignore", message=r'Field name "register" in "\w+" shado
 _TABLES = {"holding": "holding", "input": "input", "coil": "coils", "discrete": "discrete"}
 
 
-class _Model(BaseModel):
+class _Model(Model):
     model_config = ConfigDict(extra="forbid")
 
 

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
+from pydantic import ConfigDict, Field, StrictFloat, StrictInt, StrictStr
 
+from core.model import Model
 from core.records import register_kind
 
 _Text = Annotated[StrictStr, Field(max_length=256)]
@@ -22,7 +23,7 @@ _Name = Annotated[StrictStr, Field(min_length=1, max_length=256)]
 _Number = StrictInt | StrictFloat
 
 
-class _Strict(BaseModel):
+class _Strict(Model):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
+from core.model import Model
 from core.records import register_kind
 
 MAX_TECHNICIAN = 64
@@ -22,7 +23,7 @@ _RFC3339 = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$"
 Event = Literal["start", "stop", "expire", "end"]
 
 
-class MaintenanceRecord(BaseModel):
+class MaintenanceRecord(Model):
     """The body of a ``maintenance`` record (times RFC 3339 UTC with milliseconds)."""
 
     model_config = ConfigDict(

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
+from core.model import Model
 from core.records import register_kind
 
 KIND = "rotation"
@@ -30,7 +31,7 @@ _COMPACT = r"^[A-Za-z0-9_-]{1,512}\.[A-Za-z0-9_-]{1,1024}\.[A-Za-z0-9_-]{86}$"
 Kid = Annotated[str, Field(pattern=_B64_32, strict=True)]
 
 
-class NewKey(BaseModel):
+class NewKey(Model):
     """The new public key, an OKP JWK as ``station-agent keygen`` writes it."""
 
     model_config = ConfigDict(extra="forbid")
@@ -42,7 +43,7 @@ class NewKey(BaseModel):
     use: Literal["sig"]
 
 
-class RotationBody(BaseModel):
+class RotationBody(Model):
     """The body of a ``rotation`` record."""
 
     model_config = ConfigDict(extra="forbid")

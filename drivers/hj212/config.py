@@ -9,8 +9,9 @@ from __future__ import annotations
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
+from core.model import Model
 from drivers.base import DeviceConfig
 from drivers.hj212.framing import LENGTH_FIELD_MAX, STANDARD_MAX_LENGTH
 
@@ -36,7 +37,7 @@ DEFAULT_FLAGS: dict[str, StatusCode] = {
 }
 
 
-class Hj212Channel(BaseModel):
+class Hj212Channel(Model):
     """One pollutant the datalogger reports, and the params it is stored as."""
 
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)

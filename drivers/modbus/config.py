@@ -14,8 +14,9 @@ from __future__ import annotations
 import warnings
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
+from core.model import Model
 from core.reading import StatusCode
 from drivers.base import DeviceConfig
 from drivers.modbus.codec import ByteOrder, RegisterType, register_count
@@ -48,7 +49,7 @@ warnings.filterwarnings(
 )
 
 
-class StatusConfig(BaseModel):
+class StatusConfig(Model):
     """Where the device reports its status (measuring, calibrating, fault)."""
 
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
@@ -69,7 +70,7 @@ class StatusConfig(BaseModel):
         return self
 
 
-class ModbusChannel(BaseModel):
+class ModbusChannel(Model):
     """One measured parameter and where the device holds it."""
 
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
@@ -147,7 +148,7 @@ class ModbusChannel(BaseModel):
         return self.type  # type: ignore[return-value]  # only called for numeric types
 
 
-class ForbiddenRange(BaseModel):
+class ForbiddenRange(Model):
     """Addresses a request must never touch (the device refuses, or reading them has effects)."""
 
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)

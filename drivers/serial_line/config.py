@@ -12,8 +12,9 @@ import re
 from functools import reduce
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator
 
+from core.model import Model
 from core.reading import StatusCode
 from drivers.base import DeviceConfig
 
@@ -78,7 +79,7 @@ def _compiled(info: ValidationInfo) -> re.Pattern[str] | None:
     return re.compile(pattern) if pattern is not None else None
 
 
-class SerialStatusConfig(BaseModel):
+class SerialStatusConfig(Model):
     """Where the line carries the instrument's status (measuring, calibrating, fault)."""
 
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
@@ -89,7 +90,7 @@ class SerialStatusConfig(BaseModel):
     """Status text -> status code; text not in the map means "02" (fault)."""
 
 
-class SerialChannel(BaseModel):
+class SerialChannel(Model):
     """One measured parameter and the group of the answer line that holds it."""
 
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)

@@ -1,0 +1,21 @@
+"""``Model``, the base of every pydantic model of station-agent: its validator is built at first
+use, not at import.
+
+The running agent imports ~40 models and validates with two of them directly: the configuration
+(once, at start) and the station descriptor. The others are checked inside those (a nested
+model's own validator is never used) or only by other commands (``verify``, the warehouse).
+Building every validator at import cost ~1.7 MiB of the agent's idle RSS (bench/RESULTS.md,
+issue 17). A first use builds it once; pydantic makes that build thread-safe from 2.14 (a
+concurrent first use could otherwise meet a half-built model), hence the lower bound of the
+dependency.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+
+class Model(BaseModel):
+    """A pydantic model whose validator and serializer are built when first used."""
+
+    model_config = ConfigDict(defer_build=True)
