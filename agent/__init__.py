@@ -5,11 +5,6 @@ __version__ = "0.1.0"
 import sys
 import types
 
-# httpx imports its command line (click, rich, pygments: 5 MiB of RSS) whenever those happen to
-# be installed; the agent never runs it. A None entry makes that import fail, and httpx then
-# defines a stub in its place (``httpx.main``), as it does when they are not installed.
-sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
-
 # pydantic looks for plugins the first time it builds a validator: its loader imports
 # importlib.metadata (with email, zipfile, csv) and reads every installed package's entry points.
 # The agent runs no pydantic plugin; a loader that finds none takes its place (issue 17: with

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import re
 import stat
-from collections.abc import Iterable
 from pathlib import Path
 
 MAX_ANSWER = 4096  # bytes of a warehouse's answer that are read (the rest is never received)
@@ -37,16 +36,6 @@ def check_json_depth(text: str, max_depth: int = MAX_JSON_DEPTH) -> None:
     """Raise ValueError if ``text`` nests deeper than ``max_depth``."""
     if json_depth(text) > max_depth:
         raise ValueError(f"nested deeper than {max_depth} levels")
-
-
-def first_bytes(chunks: Iterable[bytes], limit: int) -> bytes:
-    """The first ``limit`` bytes of a stream of chunks; stops reading once it has them."""
-    out = bytearray()
-    for chunk in chunks:
-        out += chunk[: limit - len(out)]
-        if len(out) >= limit:
-            break
-    return bytes(out)
 
 
 def read_secret_file(path: Path, what: str) -> bytes:

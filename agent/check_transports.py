@@ -21,6 +21,7 @@ No batch is sent and the buffer is not opened:
 
 from __future__ import annotations
 
+import http.client
 import importlib
 import socket
 import ssl
@@ -29,9 +30,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
-
 from agent.config import Config
+from agent.transports.https import connection
 from agent.transports.tls import client_context
 from core.errors import ConfigError
 
@@ -196,13 +196,15 @@ def check_https(cfg: Any, station: str, timeout: float = TIMEOUT_S) -> Verdict:
         return verdict
     if ctx is not None and not _tls(verdict, host, port, ctx, timeout):
         return verdict
+    conn = connection(url, ctx, timeout)
     try:
-        with httpx.Client(verify=ctx if ctx is not None else True, timeout=timeout) as client:
-            response = client.get(url, headers={"User-Agent": "station-agent check"})
-    except httpx.HTTPError as exc:
+        conn.request("GET", parts.path, headers={"User-Agent": "station-agent check"})
+        status = conn.getresponse().status  # the status says it all; the body is never read
+    except (OSError, http.client.HTTPException) as exc:
         verdict.step(False, f"GET {url}: {exc or type(exc).__name__}")
         return verdict
-    status = response.status_code
+    finally:
+        conn.close()
     if status in (401, 403):
         verdict.step(False, f"GET {url}: HTTP {status}, the warehouse refuses this station")
     elif status == 404:

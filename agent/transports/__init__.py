@@ -15,7 +15,7 @@ builds its files from the stored readings in a loop of its own and keeps its own
 section names a ``status_module`` for ``station-agent status``, and a command of its own is one
 ``station_agent.commands`` entry point (``tt10 export``).
 Modules are imported on first use, so a station loads only the transports it configures (paho
-for MQTT, httpx for HTTPS).
+for MQTT; HTTPS needs only the standard library).
 """
 
 from __future__ import annotations
