@@ -74,6 +74,10 @@ def test_a_listening_device_whose_port_is_taken_is_retried_and_the_others_work_o
         # The retries end with the try that listened; no duty is reported dead for it.
         wait_for(lambda: "listen-cems" not in agent.tickers, 10, "the retries to end")
         assert agent.check() == (None, None)
+        # A duty's thread ended on purpose is not a dead worker, even while still listed (a
+        # retry ending its ticker as check() looks); one that ended by itself would be.
+        agent.tickers["prune"].stop()
+        assert agent.check() == (None, None)
         sim.start(f"127.0.0.1:{port}")
         wait_for(lambda: len(sim.sent) == 5 and not sim.waiting, 30, "every packet answered")
         assert _stored(tmp_path, "cems") == 5
