@@ -82,25 +82,9 @@ def _transport(port: int) -> HttpsTransport:
     return HttpsTransport(config, STATION)
 
 
-def test_a_warehouse_closing_each_connection_after_answering_loses_no_batch_and_no_retry():
-    server = OneAnswerServer(close_after=1)
-    transport = _transport(server.port)
-    outcomes: list[tuple[int, Outcome]] = []
-    transport.start(lambda seq, outcome: outcomes.append((seq, outcome)))
-    try:
-        for seq in range(1, 7):  # one at a time: each request finds the last one's connection
-            transport.submit(SealedBatch(seq, f"jws-{seq}", 1, 0))
-            wait_for(lambda n=seq: len(outcomes) == n, 20, f"the answer to batch {seq}")
-    finally:
-        transport.stop()
-        server.stop()
-    assert [(seq, type(o)) for seq, o in outcomes] == [(s, Ack) for s in range(1, 7)], outcomes
-    assert server.bodies == [f"jws-{s}".encode() for s in range(1, 7)]  # each sent once
-    assert server.connections == 6
-
-
-def test_a_warehouse_keeping_the_connection_serves_every_batch_on_one():
-    server = OneAnswerServer(close_after=100)
+def _send_six(server: OneAnswerServer) -> list[tuple[int, Outcome]]:
+    """Batches 1-6 through an ``inflight = 1`` transport, one at a time: each request finds
+    the last one's connection; the outcomes in order."""
     transport = _transport(server.port)
     outcomes: list[tuple[int, Outcome]] = []
     transport.start(lambda seq, outcome: outcomes.append((seq, outcome)))
@@ -111,6 +95,20 @@ def test_a_warehouse_keeping_the_connection_serves_every_batch_on_one():
     finally:
         transport.stop()
         server.stop()
+    return outcomes
+
+
+def test_a_warehouse_closing_each_connection_after_answering_loses_no_batch_and_no_retry():
+    server = OneAnswerServer(close_after=1)
+    outcomes = _send_six(server)
+    assert [(seq, type(o)) for seq, o in outcomes] == [(s, Ack) for s in range(1, 7)], outcomes
+    assert server.bodies == [f"jws-{s}".encode() for s in range(1, 7)]  # each sent once
+    assert server.connections == 6
+
+
+def test_a_warehouse_keeping_the_connection_serves_every_batch_on_one():
+    server = OneAnswerServer(close_after=100)
+    outcomes = _send_six(server)
     assert all(isinstance(o, Ack) for _, o in outcomes) and len(outcomes) == 6
     assert server.connections == 1
 

@@ -133,21 +133,23 @@ class HttpsTransport:
         bodies = self._bodies  # one choice per request: header and body agree
         compressed = bodies.compression == "gzip"
         headers = {**HEADERS, "Content-Encoding": "gzip"} if compressed else HEADERS
-        path = self._path
+
+        def send() -> http.client.HTTPResponse:
+            conn.request("POST", self._path, body=bodies.body(batch), headers=headers)
+            return conn.getresponse()
+
         try:
             reused = conn.sock is not None
             if reused and _closed_by_peer(conn):
                 conn.close()  # the warehouse ended this kept-alive connection: a fresh one
                 reused = False
             try:
-                conn.request("POST", path, body=bodies.body(batch), headers=headers)
-                response = conn.getresponse()
+                response = send()
             except _STALE:
                 if not reused:
                     raise
                 conn.close()  # it broke under its first reuse: once more, on a new one
-                conn.request("POST", path, body=bodies.body(batch), headers=headers)
-                response = conn.getresponse()
+                response = send()
             # The answer's first few KiB say all we need; a huge body is never read.
             answer = response.read(MAX_ANSWER)  # to its end, or MAX_ANSWER bytes of it
             if not response.isclosed():
