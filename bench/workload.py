@@ -248,8 +248,25 @@ def thread_cpu(pid: int) -> dict[int, float]:
     return out
 
 
-def _by_name(pid: int, before: dict[int, float], after: dict[int, float]) -> dict[str, float]:
-    """CPU ms in the window per Python thread name (names from ``py-spy dump``)."""
+def thread_wakes(pid: int) -> dict[int, float]:
+    """Times each thread of ``pid`` went to sleep and was woken (``voluntary_ctxt_switches``),
+    by thread id: what a thread's wake-ups cost shows in its CPU, their number here."""
+    out = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            for line in (task / "status").read_text().splitlines():
+                if line.startswith("voluntary_ctxt_switches:"):
+                    out[int(task.name)] = float(line.split()[1])
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return out
+
+
+def _by_name(
+    pid: int, before: dict[int, float], after: dict[int, float], scale: float = 1000
+) -> dict[str, float]:
+    """``after - before`` (times ``scale``) per Python thread name (names from ``py-spy
+    dump``): CPU ms in the window, or with ``scale`` 1 / window wake-ups a second."""
     spy = Path(sys.executable).parent / "py-spy"
     dump = subprocess.run(
         [str(spy), "dump", "--pid", str(pid), "--nonblocking"], capture_output=True, text=True
@@ -263,7 +280,7 @@ def _by_name(pid: int, before: dict[int, float], after: dict[int, float]) -> dic
     for tid, t in after.items():
         name = names.get(tid, "other")
         name = name.rsplit("_", 1)[0] if name.startswith("ThreadPoolExecutor") else name
-        out[name] = out.get(name, 0) + round(1000 * (t - before.get(tid, 0)))
+        out[name] = out.get(name, 0) + round(scale * (t - before.get(tid, 0)), 1)
     return dict(sorted(out.items(), key=lambda kv: -kv[1]))
 
 
@@ -280,7 +297,7 @@ def _measure(w, directory, agent, warehouse, seconds, warmup, pyspy, threads=Fal
     cpu0, missed0 = cpu_seconds(agent.pid), health(db).get("missed_polls", 0)
     commits0 = health(db).get("commits", 0)
     kernel0 = kernel_cpu_seconds(agent.pid)
-    threads0 = thread_cpu(agent.pid)
+    threads0, wakes0 = thread_cpu(agent.pid), thread_wakes(agent.pid)
     spy = None
     if pyspy:
         spy = subprocess.Popen(
@@ -300,6 +317,7 @@ def _measure(w, directory, agent, warehouse, seconds, warmup, pyspy, threads=Fal
     cpu = cpu_seconds(agent.pid) - cpu0
     kernel = kernel_cpu_seconds(agent.pid) - kernel0
     by_thread = _by_name(agent.pid, threads0, thread_cpu(agent.pid)) if threads else {}
+    wakes = _by_name(agent.pid, wakes0, thread_wakes(agent.pid), 1000 / span_ms) if threads else {}
     _sleep_until(until_ms / 1000 + 2 * w.interval)  # the last slots' polls are stored
     missed = health(db).get("missed_polls", 0) - missed0
     commits = health(db).get("commits", 0) - commits0
@@ -329,7 +347,20 @@ def _measure(w, directory, agent, warehouse, seconds, warmup, pyspy, threads=Fal
         "unacked": unacked,
         "window_s": span_ms / 1000,
         "cpu_ms_by_thread": by_thread,
+        "wakes_per_s_by_thread": wakes,
+        "missed_log": missed_log(directory / "agent.log") if missed else [],
     }
+
+
+def missed_log(path: Path, limit: int = 8) -> list[str]:
+    """The agent's first ``poll_missed`` lines (each says why: busy, suspended, still running)
+    and the log lines just before the first one: what a run that missed slots was doing."""
+    lines = path.read_text(errors="replace").splitlines()
+    first = next((i for i, line in enumerate(lines) if "poll_missed" in line), None)
+    if first is None:
+        return []
+    hits = [line for line in lines[first:] if "poll_missed" in line][:limit]
+    return lines[max(0, first - limit) : first] + hits
 
 
 def _sleep_until(t: float) -> None:
@@ -361,6 +392,8 @@ def show(r: dict) -> None:
         f"  window {r['window_s']:g} s, {r['readings_per_s']:,.0f} readings/s, "
         f"{r['unacked']} unacknowledged, {r['missed_stored']} missed slots stored"
     )
+    for line in r.get("missed_log", []):
+        note(f"  agent.log: {line[:300]}")
 
 
 def parse_workload(text: str) -> tuple[int, int, float]:
