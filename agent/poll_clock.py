@@ -104,6 +104,7 @@ class PollClock:
         # The wake-ups of the workers waiting for work, the last to finish last: it is woken
         # first (its memory is still in the CPU's caches, and the others stay asleep).
         self._idle: list[threading.Condition] = []
+        self._notified = 0  # idle workers woken that have not yet taken the lock again
         self._woken_at = 0.0  # when a worker was last woken (monotonic)
         self._stopping = False
         self._clock_thread: threading.Thread | None = None
@@ -143,6 +144,7 @@ class PollClock:
             self._stopping = True
             self._cond.notify_all()
             while self._idle:
+                self._notified += 1
                 self._idle.pop().notify()
         for thread in [self._clock_thread, *self._threads]:
             if thread is not None:
@@ -249,6 +251,7 @@ class PollClock:
         """One more worker on the queue: an idle one, or a new one while under ``helpers``."""
         self._woken_at = time.monotonic()  # give it ``stall_s`` before waking another
         if self._idle:
+            self._notified += 1
             self._idle.pop().notify()
         elif len(self._threads) < self.helpers:
             thread = threading.Thread(
@@ -268,7 +271,10 @@ class PollClock:
         now_ms = self.wall_ms()
         first = min((d.next_ms for d in self._devices.values()), default=None)
         wait = 3600.0 if first is None else max(0.0, (first - now_ms) / 1000)
-        if self._queue:
+        # A stall check, unless each poll queued has a woken worker of its own on the way: it
+        # needs only the lock (which another helper would need too), not a device. A tick of
+        # one poll thus wakes this thread once, not again ``stall_s`` later.
+        if len(self._queue) > self._notified:
             wait = min(wait, max(0.001, self._stall_s(now_ms)))
         if self._beat is not None:
             wait = min(wait, max(0.0, self._next_beat - time.monotonic()))
@@ -297,6 +303,7 @@ class PollClock:
                         return
                     self._idle.append(wake)
                     wake.wait()  # whoever notifies takes it off the idle list
+                    self._notified -= 1
                     continue
             if item is None:
                 self._commit(polled)

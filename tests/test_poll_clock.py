@@ -204,3 +204,25 @@ def test_the_clock_beats_about_every_beat_s_with_no_device_to_poll(tmp_path):
         clock.shutdown()
     gaps = sorted(b - a for a, b in zip(beats, beats[1:], strict=False))
     assert gaps[len(gaps) // 2] >= 0.07, gaps  # about every beat_s, not on every wake-up
+
+
+def test_a_tick_of_one_poll_wakes_the_clock_once(tmp_path, analyzers):
+    """A tick of one poll, handed to the idle worker, needs no stall check: the clock sleeps
+    until the next slot, not ``stall_s`` later as well. (A station of one logger polled each
+    second pays for every wake-up: bench/RESULTS.md, issue 17.) Counted as the clock's waits."""
+    drivers = [_driver(analyzers[0].port, "analyzer")]
+    polls, poller = _clock(tmp_path, drivers, helpers=10)
+    waits: list[float | None] = []
+    wait = polls._cond.wait
+
+    def recording(timeout: float | None = None) -> bool:
+        waits.append(timeout)
+        return wait(timeout)
+
+    polls._cond.wait = recording  # type: ignore[method-assign]
+    channels = len(drivers[0].channels)
+    _run(polls, poller, drivers, lambda: poller.polled >= 20 * channels)
+    made = poller.polled // channels
+    assert poller.missed_polls == 0
+    # One wait per tick, plus the first slot's and the first tick's (its worker is new).
+    assert len(waits) <= made * 1.3 + 3, (made, waits)
