@@ -2,7 +2,10 @@
 
 It keeps at most ``transport.window`` batches in flight, marks a batch acknowledged in the buffer
 only when the transport reports ``Ack``, quarantines on ``Reject`` and, on ``Retry``, waits a
-capped exponential backoff with jitter before offering pending batches again.
+capped exponential backoff with jitter before offering pending batches again. A batch answered
+"too early" (it overtook a record it names, e.g. a rotation record or a descriptor still in
+flight) is sent again after the initial backoff, logged once at INFO (``send_too_early``), and
+is no failure unless the warehouse keeps saying so of one batch for ``TOO_EARLY_PATIENCE_S``.
 
 **New data is not starved by a backlog.** One slot of the window is the *fresh slot*: it carries
 the oldest owed batch among those sealed in the last ``FRESH_S`` seconds, one at a time. The
@@ -39,6 +42,9 @@ REQUEUE_CHECK_S = 5.0
 IDLE_S = 5.0
 FRESH_S = 120.0  # a batch sealed this recently rides in the fresh slot (well inside 300 s)
 FRESH_OVERDUE_S = 5.0  # a fresh batch unanswered this long leaves the fresh slot to the next
+# A batch answered "too early" (HTTP 425) for this long is a failure: batches overtaking their
+# record are stored seconds later; a record that never comes (docs/protocol.md) is not.
+TOO_EARLY_PATIENCE_S = 60.0
 
 
 class Sender:
@@ -72,6 +78,7 @@ class Sender:
         self._repeats = Repeats(log)
         self.last_error: str | None = None
         self.failing_since_ms: int | None = None  # when the current run of failures began
+        self._too_early: dict[int, float] = {}  # seq -> first answered "too early" (monotonic)
         self.beat = time.monotonic()  # the loop's last turn: the daemon's watchdog reads it
         self._idle = False  # waiting for work (not stuck, however long since the last turn)
         self.died: str | None = None  # why the loop ended, if it ended by an error
@@ -272,7 +279,8 @@ class Sender:
                 )
             elif isinstance(outcome, Retry):
                 self._release(seq)
-                self._schedule_retry(seq, outcome.reason)
+                if not (outcome.too_early and self._wait_for_earlier(seq, outcome.reason)):
+                    self._schedule_retry(seq, outcome.reason)
         if acked:
             try:
                 self.buffer.mark_acked(self.name, acked, self.clock.now_ms())
@@ -291,6 +299,7 @@ class Sender:
             event(log, logging.INFO, "batches_acked", transport=self.name, seqs=_ranges(acked))
 
     def _done(self, seq: int) -> None:
+        self._too_early.pop(seq, None)
         self._done_above_floor.add(seq)
         while self._floor + 1 in self._done_above_floor:
             self._floor += 1
@@ -299,6 +308,19 @@ class Sender:
             self._requeued.discard(seq)
             if not self._requeued:  # the requeued batches are through: raise the floor again
                 self._reset_floor()
+
+    def _wait_for_earlier(self, seq: int, reason: str) -> bool:
+        """``seq`` was answered "too early": send it again after the initial backoff, not as a
+        failure (True), unless it has been for ``TOO_EARLY_PATIENCE_S`` (False: it is one).
+        One INFO line when batches start overtaking, none for each further answer."""
+        now = time.monotonic()
+        if not self._too_early:
+            event(log, logging.INFO, "send_too_early", transport=self.name, seq=seq, reason=reason)
+        if now - self._too_early.setdefault(seq, now) >= TOO_EARLY_PATIENCE_S:
+            return False
+        delay = self.transport.backoff_initial_s * random.uniform(0.5, 1.0)
+        self._retry_at = max(self._retry_at, now + delay)
+        return True
 
     def _schedule_retry(self, seq: int, reason: str) -> None:
         initial, cap = self.transport.backoff_initial_s, self.transport.backoff_max_s

@@ -18,6 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from paho.mqtt.enums import CallbackAPIVersion
 
+import agent.sender as sender_module
 from agent.batch import Signer
 from agent.buffer import Buffer
 from agent.clock import SystemClock
@@ -137,19 +138,30 @@ class TooEarlyOnce(Warehouse):
     seq 2 it receives, as it does to a batch naming a record that has not arrived yet."""
 
     answered_425 = 0
+    times = 1  # how many copies of seq 2 are answered 425
 
     def receive(self, station: str, body: bytes, via: str) -> tuple[int, str]:
         claimed = json.loads(base64.urlsafe_b64decode(body.split(b".")[1] + b"==")).get("seq")
-        if claimed == 2 and not self.answered_425:
+        if claimed == 2 and self.answered_425 < self.times:
             self.answered_425 += 1
             return 425, "seq 2 names descriptor seq 1, not received yet"
         return super().receive(station, body, via)
 
 
-def test_too_early_is_answered_retry_and_sent_again_at_once(tmp_path, station_key, mosquitto):
+class TooEarlyAlways(TooEarlyOnce):
+    """Answers 425 to every copy of seq 2: the record it names never comes."""
+
+    times = 10**9
+
+
+def test_too_early_is_answered_retry_and_sent_again_at_once(
+    tmp_path, station_key, mosquitto, caplog
+):
     """A 425 over MQTT is an acknowledgement saying ``retry``: the agent publishes the batch
     again after its backoff (here 0.2 s), not after the 60 s acknowledgement timeout, and it is
-    stored once, quarantined never."""
+    stored once, quarantined never. A batch that overtook its record is no failure: one INFO
+    line, no ``send_failed``, nothing counted as failed."""
+    caplog.set_level(logging.INFO, logger="agent.sender")
     warehouse = TooEarlyOnce(
         tmp_path / "warehouse.db",
         {STATION: load_station_jwk(station_key[0].parent / "station.jwk")},
@@ -162,6 +174,40 @@ def test_too_early_is_answered_retry_and_sent_again_at_once(tmp_path, station_ke
         assert warehouse.answered_425 == 1
         assert warehouse.count(STATION) == (3, 3)
         assert warehouse.rejections() == [] and station.buffer.ledger.quarantined("mqtt") == []
+        events = [r.getMessage() for r in caplog.records]
+        assert events.count("send_too_early") == 1 and "send_failed" not in events, events
+        assert station.sender.failures == 0
+    finally:
+        station.stop()
+        warehouse.stop()
+
+
+def test_too_early_for_too_long_is_a_failure(tmp_path, station_key, mosquitto, caplog, monkeypatch):
+    """A batch answered 425 past ``TOO_EARLY_PATIENCE_S`` (here 1 s) shows as failing, with the
+    warehouse's reason: the record it waits for is not coming by itself. Never quarantined."""
+    monkeypatch.setattr(sender_module, "TOO_EARLY_PATIENCE_S", 1.0)
+    caplog.set_level(logging.INFO, logger="agent.sender")
+    warehouse = TooEarlyAlways(
+        tmp_path / "warehouse.db",
+        {STATION: load_station_jwk(station_key[0].parent / "station.jwk")},
+    )
+    warehouse.start_mqtt("127.0.0.1", mosquitto.port)
+    station = Station(tmp_path, station_key[0], mosquitto.port, ack_timeout_s=60)
+    try:
+        station.seal(3)
+        wait_for(
+            lambda: "send_failed" in [r.getMessage() for r in caplog.records],
+            20,
+            "seq 2 reported failing",
+        )
+        failed = next(r for r in caplog.records if r.getMessage() == "send_failed")
+        assert failed.levelno == logging.WARNING and failed.fields["seq"] == 2
+        assert "not received yet" in failed.fields["reason"]
+        assert station.sender.failing_since_ms is not None
+        assert "not received yet" in (station.sender.last_error or "")
+        assert warehouse.count(STATION) == (2, 2)  # seq 1 and 3
+        assert station.buffer.ledger.quarantined("mqtt") == []
+        assert station.buffer.first_pending_seq("mqtt") == 2
     finally:
         station.stop()
         warehouse.stop()

@@ -124,7 +124,9 @@ def test_a_batch_of_the_new_key_before_its_record_is_answered_425_then_stored(ke
     assert _post(house, one)[0] == 201
     status, message = _post(house, three)  # overtook the record (the HTTPS window)
     assert status == 425 and b.kid in message
-    assert isinstance(classify(status, message), Retry)  # the agent sends it again later
+    outcome = classify(status, message)  # the agent sends it again later, not as a failure
+    assert isinstance(outcome, Retry) and outcome.too_early
+    assert not classify(503, "busy").too_early  # a failure is not "too early"
     ack = json.loads(mqtt_ack(three.encode(), status, message) or b"{}")  # MQTT: "retry"
     assert ack["seq"] == 3 and ack["result"] == "retry" and ack["reason"] == message
     assert house.count(STATION)[0] == 1 and house.rejected_count() == 0

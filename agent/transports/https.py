@@ -82,6 +82,8 @@ def classify(status: int, body: str) -> Outcome:
     detail = f"HTTP {status}: {body.strip()[:200]}"
     if 200 <= status < 300 or status == 409:
         return Ack()
+    if status == 425:  # too early: a record this batch names has not arrived yet
+        return Retry(detail, too_early=True)
     if status in _RETRY_4XX or status >= 500 or status < 200:
         return Retry(detail)
     if 400 <= status < 500:

@@ -318,7 +318,7 @@ class MqttTransport:
         if ack.result == "rejected":
             self._on_outcome(ack.seq, Reject(f"warehouse: {ack.reason}"))
         elif ack.result == "retry":  # too early (HTTP 425): nothing stored, send it again
-            self._on_outcome(ack.seq, Retry(f"warehouse: not yet: {ack.reason}"))
+            self._on_outcome(ack.seq, Retry(f"warehouse: not yet: {ack.reason}", too_early=True))
         else:
             self._on_outcome(ack.seq, Ack())
 
