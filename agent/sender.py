@@ -1,11 +1,9 @@
 """The sender: one per transport, it feeds pending batches and records outcomes.
 
 It keeps at most ``transport.window`` batches in flight, marks a batch acknowledged in the buffer
-only when the transport reports ``Ack``, quarantines on ``Reject`` and, on ``Retry``, waits a
-capped exponential backoff with jitter before offering pending batches again. A batch answered
-"too early" (it overtook a record it names, e.g. a rotation record or a descriptor still in
-flight) is sent again after the initial backoff, logged once at INFO (``send_too_early``), and
-is no failure unless the warehouse keeps saying so of one batch for ``TOO_EARLY_PATIENCE_S``.
+only when the transport reports ``Ack``, quarantines on ``Reject`` and, on ``Retry``, backs off
+before offering pending batches again (``agent.send_failures``: the backoff, the failing state,
+and batches answered "too early", which are no failure while it does not last).
 
 **New data is not starved by a backlog.** One slot of the window is the *fresh slot*: it carries
 the oldest owed batch among those sealed in the last ``FRESH_S`` seconds, one at a time. The
@@ -21,14 +19,14 @@ takes the next fresh batch. docs/protocol.md, "Order of delivery".
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
 from collections import deque
 
 from agent.buffer import Buffer
 from agent.clock import Clock
-from agent.logs import Repeats, event
+from agent.logs import event
+from agent.send_failures import SendFailures
 from agent.transports import Transport
 from core.batch import SealedBatch
 from core.errors import StorageError
@@ -42,9 +40,6 @@ REQUEUE_CHECK_S = 5.0
 IDLE_S = 5.0
 FRESH_S = 120.0  # a batch sealed this recently rides in the fresh slot (well inside 300 s)
 FRESH_OVERDUE_S = 5.0  # a fresh batch unanswered this long leaves the fresh slot to the next
-# A batch answered "too early" (HTTP 425) for this long is a failure: batches overtaking their
-# record are stored seconds later; a record that never comes (docs/protocol.md) is not.
-TOO_EARLY_PATIENCE_S = 60.0
 
 
 class Sender:
@@ -69,16 +64,10 @@ class Sender:
         self._fresh_at = 0.0  # when it went into the fresh slot (monotonic)
         self._done_above_floor: set[int] = set()
         self._floor = 0  # every seq <= floor is acknowledged or quarantined
-        self._backoff_s = 0.0
-        self._retry_at = 0.0
         self._stopping = False
         self._thread: threading.Thread | None = None
         self.acked = 0
-        self.failures = 0  # Retry outcomes since start (metrics)
-        self._repeats = Repeats(log)
-        self.last_error: str | None = None
-        self.failing_since_ms: int | None = None  # when the current run of failures began
-        self._too_early: dict[int, float] = {}  # seq -> first answered "too early" (monotonic)
+        self.failing = SendFailures(transport)
         self.beat = time.monotonic()  # the loop's last turn: the daemon's watchdog reads it
         self._idle = False  # waiting for work (not stuck, however long since the last turn)
         self.died: str | None = None  # why the loop ended, if it ended by an error
@@ -114,6 +103,21 @@ class Sender:
         """When the loop last made progress (monotonic): now while it waits for work."""
         return time.monotonic() if self._idle else self.beat
 
+    @property
+    def last_error(self) -> str | None:
+        """Why the last send failed, while the transport is failing (None: it is not)."""
+        return self.failing.last_error
+
+    @property
+    def failing_since_ms(self) -> int | None:
+        """Since when (wall clock, ms) the transport has been failing (None: it is not)."""
+        return self.failing.since_ms
+
+    @property
+    def failures(self) -> int:
+        """Sends that failed since start (metrics)."""
+        return self.failing.count
+
     def in_flight(self) -> int:
         return len(self._in_flight)
 
@@ -141,8 +145,8 @@ class Sender:
             for due in (self._requeue_check_at, self._fresh_overdue_at()):
                 if due > now:  # one already past is looked at by the turn that follows
                     wait = min(wait, due - now)
-            if self._retry_at:
-                wait = max(0.0, min(wait, self._retry_at - now))
+            if self.failing.retry_at:
+                wait = max(0.0, min(wait, self.failing.retry_at - now))
             self._idle = True
             self._wake.wait(wait)
             self._idle = False
@@ -200,7 +204,7 @@ class Sender:
 
     def delivering(self) -> bool:
         """False while the last attempt failed (Retry) or the transport knows it is offline."""
-        return self.failing_since_ms is None and self.transport.connected()
+        return self.failing.since_ms is None and self.transport.connected()
 
     def _byte_budget(self) -> int | None:
         """Bytes that may still go in flight (None: no byte cap). The cap keeps memory flat
@@ -215,9 +219,8 @@ class Sender:
         self.transport.submit(batch)
 
     def _fill_window(self) -> None:
-        if self._retry_at and time.monotonic() < self._retry_at:
+        if self.failing.backing_off():
             return
-        self._retry_at = 0.0
         window = self.transport.window
         if len(self._in_flight) >= window or (self._in_flight and self._byte_budget() == 0):
             return
@@ -279,8 +282,7 @@ class Sender:
                 )
             elif isinstance(outcome, Retry):
                 self._release(seq)
-                if not (outcome.too_early and self._wait_for_earlier(seq, outcome.reason)):
-                    self._schedule_retry(seq, outcome.reason)
+                self.failing.retry(seq, outcome)
         if acked:
             try:
                 self.buffer.mark_acked(self.name, acked, self.clock.now_ms())
@@ -292,14 +294,11 @@ class Sender:
                 self._release(seq)
                 self._done(seq)
             self.acked += len(acked)
-            self._backoff_s = 0.0
-            self.last_error = None
-            self.failing_since_ms = None
-            self._repeats.ok(self.name, "send_recovered", transport=self.name)
+            self.failing.delivered()
             event(log, logging.INFO, "batches_acked", transport=self.name, seqs=_ranges(acked))
 
     def _done(self, seq: int) -> None:
-        self._too_early.pop(seq, None)
+        self.failing.done(seq)
         self._done_above_floor.add(seq)
         while self._floor + 1 in self._done_above_floor:
             self._floor += 1
@@ -308,38 +307,6 @@ class Sender:
             self._requeued.discard(seq)
             if not self._requeued:  # the requeued batches are through: raise the floor again
                 self._reset_floor()
-
-    def _wait_for_earlier(self, seq: int, reason: str) -> bool:
-        """``seq`` was answered "too early": send it again after the initial backoff, not as a
-        failure (True), unless it has been for ``TOO_EARLY_PATIENCE_S`` (False: it is one).
-        One INFO line when batches start overtaking, none for each further answer."""
-        now = time.monotonic()
-        if not self._too_early:
-            event(log, logging.INFO, "send_too_early", transport=self.name, seq=seq, reason=reason)
-        if now - self._too_early.setdefault(seq, now) >= TOO_EARLY_PATIENCE_S:
-            return False
-        delay = self.transport.backoff_initial_s * random.uniform(0.5, 1.0)
-        self._retry_at = max(self._retry_at, now + delay)
-        return True
-
-    def _schedule_retry(self, seq: int, reason: str) -> None:
-        initial, cap = self.transport.backoff_initial_s, self.transport.backoff_max_s
-        self._backoff_s = min(cap, max(initial, self._backoff_s * 2))
-        delay = self._backoff_s * random.uniform(0.5, 1.0)  # full jitter, lower-bounded
-        self._retry_at = time.monotonic() + delay
-        self.last_error = reason
-        if self.failing_since_ms is None:  # wall time: status compares it with its own clock
-            self.failing_since_ms = int(time.time() * 1000)
-        self.failures += 1
-        self._repeats.failed(  # one line when it starts, hourly reminders, one when it ends
-            self.name,
-            logging.WARNING,
-            "send_failed",
-            reason,
-            transport=self.name,
-            seq=seq,
-            retry_in_s=round(delay, 2),
-        )
 
 
 def _ranges(seqs: list[int]) -> str:

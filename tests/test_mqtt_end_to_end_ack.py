@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from paho.mqtt.enums import CallbackAPIVersion
 
-import agent.sender as sender_module
+import agent.send_failures as send_failures
 from agent.batch import Signer
 from agent.buffer import Buffer
 from agent.clock import SystemClock
@@ -185,7 +185,7 @@ def test_too_early_is_answered_retry_and_sent_again_at_once(
 def test_too_early_for_too_long_is_a_failure(tmp_path, station_key, mosquitto, caplog, monkeypatch):
     """A batch answered 425 past ``TOO_EARLY_PATIENCE_S`` (here 1 s) shows as failing, with the
     warehouse's reason: the record it waits for is not coming by itself. Never quarantined."""
-    monkeypatch.setattr(sender_module, "TOO_EARLY_PATIENCE_S", 1.0)
+    monkeypatch.setattr(send_failures, "TOO_EARLY_PATIENCE_S", 1.0)
     caplog.set_level(logging.INFO, logger="agent.sender")
     warehouse = TooEarlyAlways(
         tmp_path / "warehouse.db",
