@@ -38,6 +38,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -235,38 +236,36 @@ def run(
         sims.stop()
 
 
-def thread_cpu(pid: int) -> dict[int, float]:
-    """CPU seconds of each thread of ``pid``, by thread id (``schedstat``: time on a CPU in ns,
-    where ``stat``'s user + system count whole 10 ms clock ticks)."""
+def _per_thread(pid: int, value: Callable[[Path], float]) -> dict[int, float]:
+    """``value(/proc/PID/task/TID)`` for each thread of ``pid``, by thread id."""
     out = {}
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:
-            on_cpu_ns = (task / "schedstat").read_text().split()[0]
-            out[int(task.name)] = int(on_cpu_ns) / 1e9
+            out[int(task.name)] = value(task)
         except (FileNotFoundError, ProcessLookupError):
             continue
     return out
+
+
+def thread_cpu(pid: int) -> dict[int, float]:
+    """CPU seconds of each thread of ``pid``, by thread id (``schedstat``: time on a CPU in ns,
+    where ``stat``'s user + system count whole 10 ms clock ticks)."""
+    return _per_thread(pid, lambda task: int((task / "schedstat").read_text().split()[0]) / 1e9)
 
 
 def thread_wakes(pid: int) -> dict[int, float]:
     """Times each thread of ``pid`` went to sleep and was woken (``voluntary_ctxt_switches``),
     by thread id: what a thread's wake-ups cost shows in its CPU, their number here."""
-    out = {}
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            for line in (task / "status").read_text().splitlines():
-                if line.startswith("voluntary_ctxt_switches:"):
-                    out[int(task.name)] = float(line.split()[1])
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-    return out
+
+    def wakes(task: Path) -> float:
+        status = (task / "status").read_text()
+        return float(status.split("voluntary_ctxt_switches:")[1].split()[0])
+
+    return _per_thread(pid, wakes)
 
 
-def _by_name(
-    pid: int, before: dict[int, float], after: dict[int, float], scale: float = 1000
-) -> dict[str, float]:
-    """``after - before`` (times ``scale``) per Python thread name (names from ``py-spy
-    dump``): CPU ms in the window, or with ``scale`` 1 / window wake-ups a second."""
+def thread_names(pid: int) -> dict[int, str]:
+    """Python thread name by thread id (from ``py-spy dump``)."""
     spy = Path(sys.executable).parent / "py-spy"
     dump = subprocess.run(
         [str(spy), "dump", "--pid", str(pid), "--nonblocking"], capture_output=True, text=True
@@ -276,6 +275,14 @@ def _by_name(
         if line.startswith("Thread "):  # Thread 1234 (idle): "ThreadPoolExecutor-0_3"
             tid = int(line.split()[1], 0)
             names[tid] = line.split('"')[1] if '"' in line else "?"
+    return names
+
+
+def _by_name(
+    names: dict[int, str], before: dict[int, float], after: dict[int, float], scale: float
+) -> dict[str, float]:
+    """``after - before`` (times ``scale``) per thread name: CPU ms in the window with
+    ``scale`` 1000, wake-ups a second with 1 / window."""
     out: dict[str, float] = {}
     for tid, t in after.items():
         name = names.get(tid, "other")
@@ -316,8 +323,13 @@ def _measure(w, directory, agent, warehouse, seconds, warmup, pyspy, threads=Fal
         time.sleep(0.5)
     cpu = cpu_seconds(agent.pid) - cpu0
     kernel = kernel_cpu_seconds(agent.pid) - kernel0
-    by_thread = _by_name(agent.pid, threads0, thread_cpu(agent.pid)) if threads else {}
-    wakes = _by_name(agent.pid, wakes0, thread_wakes(agent.pid), 1000 / span_ms) if threads else {}
+    by_thread: dict[str, float] = {}
+    wakes: dict[str, float] = {}
+    if threads:
+        threads1, wakes1 = thread_cpu(agent.pid), thread_wakes(agent.pid)  # the window's end
+        names = thread_names(agent.pid)
+        by_thread = _by_name(names, threads0, threads1, 1000)
+        wakes = _by_name(names, wakes0, wakes1, 1000 / span_ms)
     _sleep_until(until_ms / 1000 + 2 * w.interval)  # the last slots' polls are stored
     missed = health(db).get("missed_polls", 0) - missed0
     commits = health(db).get("commits", 0) - commits0
