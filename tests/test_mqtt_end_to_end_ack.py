@@ -76,8 +76,8 @@ class Station:
         self.buffer.close()
 
 
-def _warehouse(tmp_path, key_path, port: int) -> Warehouse:
-    wh = Warehouse(
+def _warehouse(tmp_path, key_path, port: int, kind: type[Warehouse] = Warehouse) -> Warehouse:
+    wh = kind(
         tmp_path / "warehouse.db", {STATION: load_station_jwk(key_path.parent / "station.jwk")}
     )
     wh.start_mqtt("127.0.0.1", port)
@@ -162,11 +162,7 @@ def test_too_early_is_answered_retry_and_sent_again_at_once(
     stored once, quarantined never. A batch that overtook its record is no failure: one INFO
     line, no ``send_failed``, nothing counted as failed."""
     caplog.set_level(logging.INFO, logger="agent.sender")
-    warehouse = TooEarlyOnce(
-        tmp_path / "warehouse.db",
-        {STATION: load_station_jwk(station_key[0].parent / "station.jwk")},
-    )
-    warehouse.start_mqtt("127.0.0.1", mosquitto.port)
+    warehouse = _warehouse(tmp_path, station_key[0], mosquitto.port, TooEarlyOnce)
     station = Station(tmp_path, station_key[0], mosquitto.port, ack_timeout_s=60)
     try:
         station.seal(3)
@@ -187,11 +183,7 @@ def test_too_early_for_too_long_is_a_failure(tmp_path, station_key, mosquitto, c
     warehouse's reason: the record it waits for is not coming by itself. Never quarantined."""
     monkeypatch.setattr(send_failures, "TOO_EARLY_PATIENCE_S", 1.0)
     caplog.set_level(logging.INFO, logger="agent.sender")
-    warehouse = TooEarlyAlways(
-        tmp_path / "warehouse.db",
-        {STATION: load_station_jwk(station_key[0].parent / "station.jwk")},
-    )
-    warehouse.start_mqtt("127.0.0.1", mosquitto.port)
+    warehouse = _warehouse(tmp_path, station_key[0], mosquitto.port, TooEarlyAlways)
     station = Station(tmp_path, station_key[0], mosquitto.port, ack_timeout_s=60)
     try:
         station.seal(3)
