@@ -1,6 +1,6 @@
 """The process around the agent: one per buffer, signals, systemd readiness and watchdog, reload.
 
-* The buffer's lock (``agent.instance_lock``) is taken before anything else and held across
+* The buffer's lock (``agent.support.instance_lock``) is taken before anything else and held across
   reloads: a second ``run`` on the same buffer exits 1, "already running (pid N)".
 * ``READY=1`` once the buffer is open and the senders and the schedule run; then, at every
   tick, ``WATCHDOG=1`` only while every worker is alive and making progress.
@@ -14,7 +14,7 @@
   ``config validate`` prints and the agent keeps running on the old one; a valid one replaces
   the running agent the way a stop and a start would (polls finish, everything is sealed,
   unacknowledged batches stay queued on disk) without releasing the lock; poll slots that
-  fall in the switch are recorded as missed (``agent.poller``).
+  fall in the switch are recorded as missed (``agent.poll.poller``).
 * SIGTERM / SIGINT stop cleanly (exit 0).
 """
 
@@ -27,11 +27,11 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from agent.config import Config, load_config
-from agent.daemon import Agent
-from agent.instance_lock import InstanceLock
-from agent.logs import event
-from agent.systemd import notify, reloading_message, watchdog_interval_s
+from agent.config.model import Config, load_config
+from agent.runtime.agent import Agent
+from agent.support.instance_lock import InstanceLock
+from agent.support.logs import event
+from agent.support.systemd import notify, reloading_message, watchdog_interval_s
 from core.errors import AgentError
 
 log = logging.getLogger("agent.service")

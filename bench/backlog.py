@@ -2,8 +2,9 @@
 measured end to end (issue 15), while a live device's new readings keep flowing.
 
 The buffer is built fast through the buffer API: 50 channels polled every 1 s for ``--hours``
-(48: 8.64 M readings), sealed as the agent seals an outage (``agent.batch_size``: readings held,
-full batches of ``backlog_readings_per_batch``), each batch sealed when its last reading came in.
+(48: 8.64 M readings), sealed as the agent seals an outage (``agent.seal.batch_size``: held
+readings, full batches of ``backlog_readings_per_batch``), each batch sealed when its last
+reading came in.
 Then ``station-agent run`` (a subprocess, the unit's malloc settings, default configuration
 otherwise: seal every 10 s, 4 HTTPS requests in flight, gzip) delivers it through
 ``simulators.link`` (latency, rate cap, 1 % of requests cut mid-upload) to the reference
@@ -48,7 +49,7 @@ from _harness import (
 )
 
 from agent.buffer import Buffer
-from agent.sealing import Sealer
+from agent.seal.sealing import Sealer
 from simulators.link import Link
 from simulators.modbus import analyzer_channels, analyzer_simulator
 

@@ -47,8 +47,8 @@ from _harness import (
 )
 
 from agent.buffer import Buffer
-from agent.clock import SystemClock
-from agent.sealing import Sealer
+from agent.seal.sealing import Sealer
+from agent.support.clock import SystemClock
 from simulators.modbus import analyzer_channels, analyzer_simulator
 
 TARGETS = {"mqtt": 50_000, "https": 20_000}
@@ -58,7 +58,7 @@ def build_backlog(directory: Path, n: int, batch: int) -> tuple[Path, Path, Path
     """(buffer.db, key, jwk, last seq) holding ``n`` sealed, unsent readings."""
     import logging
 
-    logging.getLogger("agent.sealing").setLevel(logging.WARNING)
+    logging.getLogger("agent.seal.sealing").setLevel(logging.WARNING)
     directory.mkdir(parents=True, exist_ok=True)
     key, jwk = station_key(directory)
     buffer = Buffer(directory / "buffer.db", durability="process")

@@ -32,8 +32,8 @@ from _harness import (
 )
 
 from agent.buffer import Buffer
-from agent.clock import SystemClock
-from agent.poller import Poller
+from agent.poll.poller import Poller
+from agent.support.clock import SystemClock
 from drivers.hj212.config import Hj212Config
 from drivers.hj212.driver import Hj212Driver
 from drivers.hj212.framing import Splitter
@@ -130,8 +130,8 @@ def stored_rate(directory, durability: str, n: int, connections: int) -> float:
 
 def rss_with_dataloggers(directory, seconds: float) -> tuple[float, float]:
     key, jwk = station_key(directory / "keys")
-    from agent.keys import load_jwk
-    from agent.verify import StationKey
+    from agent.protocol.keys import load_jwk
+    from agent.protocol.verify import StationKey
 
     warehouse = Warehouse(
         directory / "warehouse.db", {"BENCH-01": StationKey.from_jwk(load_jwk(jwk))}

@@ -16,8 +16,8 @@ import time
 from _harness import SyntheticDriver, note, report, workdir
 
 from agent.buffer import Buffer
-from agent.clock import SystemClock
-from agent.poller import Poller
+from agent.poll.poller import Poller
+from agent.support.clock import SystemClock
 
 TARGET = 100_000
 

@@ -35,10 +35,10 @@ from _harness import (
 from workload import Simulators
 
 from agent.buffer import Buffer
-from agent.clock import SystemClock
-from agent.config import parse_config
-from agent.poller import Poller
-from agent.sealing import Sealer
+from agent.config.model import parse_config
+from agent.poll.poller import Poller
+from agent.seal.sealing import Sealer
+from agent.support.clock import SystemClock
 from drivers import make_driver
 
 

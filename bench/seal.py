@@ -14,8 +14,8 @@ import time
 from _harness import STATION, fill_buffer, note, report, signer, station_key, workdir
 
 from agent.buffer import Buffer
-from agent.clock import SystemClock
-from agent.sealing import Sealer
+from agent.seal.sealing import Sealer
+from agent.support.clock import SystemClock
 
 TARGET = 200_000
 
@@ -42,7 +42,7 @@ def main() -> None:
     args = parser.parse_args()
     import logging
 
-    logging.getLogger("agent.sealing").setLevel(logging.WARNING)
+    logging.getLogger("agent.seal.sealing").setLevel(logging.WARNING)
     with workdir("seal") as d:
         for i, batch in enumerate(args.batch):
             rate, batches = seal_rate(d, args.readings, batch)

@@ -37,15 +37,15 @@ from pathlib import Path
 
 from _harness import machine, note, report
 
-from agent.batch import Signer, build_payload
 from agent.buffer import Buffer
-from agent.clock import SystemClock
-from agent.keys import generate_key, load_jwk, load_private_key
-from agent.payload_v2 import build_payload_v2
-from agent.sealing import Sealer
-from agent.sender import Sender
+from agent.protocol.batch import Signer, build_payload
+from agent.protocol.keys import generate_key, load_jwk, load_private_key
+from agent.protocol.payload_v2 import build_payload_v2
+from agent.seal.sealing import Sealer
+from agent.send.sender import Sender
+from agent.support.clock import SystemClock
 from agent.transports.compression import GZIP_LEVEL
-from agent.transports.https import HttpsTransport, HttpsTransportConfig
+from agent.transports.https.transport import HttpsTransport, HttpsTransportConfig
 from core.reading import Reading
 from drivers.modbus.codec import decode, encode
 from simulators.link import Link

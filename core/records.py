@@ -1,6 +1,7 @@
 """Record kinds: what the chain carries beside measurement batches (payload v3).
 
-A v3 payload has a ``kind``. ``"readings"`` is a measurement batch (``agent.payload_v3``); every
+A v3 payload has a ``kind``. ``"readings"`` is a measurement batch (``agent.protocol.payload_v3``);
+every
 other kind is a *record* whose ``body`` is one JSON object checked by the pydantic model its kind
 registered here. The model is the data contract of that kind, shared by the agent (checked when
 a record is built) and the reference warehouse (checked when it arrives); the envelope around it

@@ -45,10 +45,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    from agent.config import load_config
-    from agent.daemon import Agent
-    from agent.logs import setup_logging
+    from agent.config.model import load_config
+    from agent.runtime.agent import Agent
     from agent.service import Service
+    from agent.support.logs import setup_logging
     from core.errors import AgentError
 
     clock = OffsetFileClock(args.clock_offset_file)

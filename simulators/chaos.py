@@ -40,7 +40,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agent.keys import generate_key
+from agent.protocol.keys import generate_key
 from core.reading import parse_rfc3339
 from simulators.certs import make_tls_files
 from simulators.float_device import FloatDevice

@@ -13,11 +13,11 @@ import logging
 import time
 from pathlib import Path
 
-from agent.config import load_config
-from agent.daemon import Agent
-from agent.keys import KEY_NAME, generate_key, load_jwk
-from agent.logs import setup_logging
-from agent.verify import StationKey, verify_chain
+from agent.config.model import load_config
+from agent.protocol.keys import KEY_NAME, generate_key, load_jwk
+from agent.protocol.verify import StationKey, verify_chain
+from agent.runtime.agent import Agent
+from agent.support.logs import setup_logging
 
 STATION = "DEMO-01"
 
@@ -69,7 +69,7 @@ def run_demo(workdir: Path, seconds: float = 20.0) -> int:
     workdir = workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     setup_logging("warning")
-    logging.getLogger("agent.sender").setLevel(logging.ERROR)
+    logging.getLogger("agent.send.sender").setLevel(logging.ERROR)
     if not (workdir / KEY_NAME).exists():
         generate_key(workdir)
     tls = make_tls_files(workdir / "tls")

@@ -25,7 +25,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from agent.health import read_health
+from agent.status.health import read_health
 from drivers.modbus.codec import encode, encode_string
 from simulators.modbus_server import ModbusDevice, ModbusTcpSimulator
 from simulators.mosquitto import Mosquitto, free_port

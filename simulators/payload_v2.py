@@ -1,5 +1,5 @@
 """The warehouse's own reading of payload version 2 (columnar), written from docs/protocol.md
-apart from the agent's ``agent.payload_v2`` (the import contract forbids sharing).
+apart from the agent's ``agent.protocol.payload_v2`` (the import contract forbids sharing).
 
 ``check_v2`` checks a parsed v2 payload field by field; ``expand_v2`` turns its channels back
 into v1-shaped readings (``device``, ``param``, ``value``, ``unit``, ``time``, ``status``).

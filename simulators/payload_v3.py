@@ -1,5 +1,5 @@
 """The warehouse's own reading of payload version 3, written from docs/protocol.md apart from
-the agent's ``agent.payload_v3`` (the import contract forbids sharing).
+the agent's ``agent.protocol.payload_v3`` (the import contract forbids sharing).
 
 A v3 payload has a ``kind``: ``readings`` is version 2's columns plus ``kind``, ``descriptor``
 (the seq of the descriptor record the readings were taken under, or null) and, per channel,

@@ -1,6 +1,7 @@
 """The reference warehouse's own verification of signed batches, written apart from the agent's.
 
-It shares no code with ``agent.jws``/``agent.verify`` (an import contract in pyproject.toml keeps
+It shares no code with ``agent.protocol.jws``/``agent.protocol.verify`` (an import contract in
+pyproject.toml keeps
 it so): a bug on one side cannot hide in the other. It follows docs/protocol.md literally:
 
 * compact JWS, three parts of strict base64url (alphabet ``A-Z a-z 0-9 - _``, no padding, and

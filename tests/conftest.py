@@ -21,10 +21,10 @@ from typing import Any
 
 import pytest
 
-from agent.config import Config, parse_config
-from agent.jws import parse_compact
-from agent.keys import generate_key, load_jwk
-from agent.verify import StationKey
+from agent.config.model import Config, parse_config
+from agent.protocol.jws import parse_compact
+from agent.protocol.keys import generate_key, load_jwk
+from agent.protocol.verify import StationKey
 from core.reading import Reading
 from simulators.certs import TlsFiles, make_tls_files
 from simulators.modbus import analyzer_channels, analyzer_simulator

@@ -8,7 +8,7 @@ import math
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent.batch import MAX_TEXT_VALUE, PAYLOAD_VERSION, build_payload, parse_payload
+from agent.protocol.batch import MAX_TEXT_VALUE, PAYLOAD_VERSION, build_payload, parse_payload
 from core.errors import VerificationError
 from core.reading import rfc3339_ms
 

@@ -15,10 +15,10 @@ from conftest import (
     warehouse_readings,
 )
 
-from agent.batch_size import HOLD_MAX_S, BatchSizer
 from agent.buffer import Buffer
 from agent.buffer.chain import BATCH_COLUMNS
-from agent.daemon import Agent
+from agent.runtime.agent import Agent
+from agent.seal.batch_size import HOLD_MAX_S, BatchSizer
 from simulators.verifier import check_chain
 
 STEADY, BACKLOG = 20, 100

@@ -18,10 +18,10 @@ import pytest
 from conftest import wait_for, write_toml
 from pydantic import BaseModel
 
-from agent.config import Config, load_config
-from agent.keys import generate_key, load_private_key
+from agent.config.model import Config, load_config
+from agent.protocol.keys import generate_key, load_private_key
 from agent.transports import TRANSPORTS
-from agent.transports.https import HttpsTransport, HttpsTransportConfig
+from agent.transports.https.transport import HttpsTransport, HttpsTransportConfig
 from core.batch import SealedBatch
 from core.errors import ConfigError, KeyFileError
 from core.outcomes import Retry
@@ -163,7 +163,7 @@ def test_the_signing_key_must_be_a_small_regular_file_of_ours(tmp_path):
 
 
 def test_an_mtls_key_file_open_to_others_is_refused(tmp_path, tls_files):
-    from agent.sections import TlsConfig
+    from agent.support.sections import TlsConfig
     from agent.transports.tls import client_context
 
     key = tmp_path / "client.key"

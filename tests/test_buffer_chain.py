@@ -9,11 +9,11 @@ import threading
 
 import pytest
 
-from agent.batch import Signer
 from agent.buffer import Buffer
-from agent.clock import SystemClock
-from agent.keys import load_private_key
-from agent.sealing import Sealer
+from agent.protocol.batch import Signer
+from agent.protocol.keys import load_private_key
+from agent.seal.sealing import Sealer
+from agent.support.clock import SystemClock
 from core.reading import Reading
 
 
@@ -147,7 +147,7 @@ def test_a_payload_is_built_with_a_short_switch_interval_and_the_default_is_rest
     default is back once the payload is built, also when building it fails."""
     import sys
 
-    from agent import sealing
+    from agent.seal import sealing
 
     seen: list[float] = []
     build = sealing.build_payload_v3

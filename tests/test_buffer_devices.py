@@ -47,7 +47,7 @@ def test_one_channel_always_failing_makes_the_device_partly_failing_with_it_name
 ):
     from conftest import http_transport, make_config
 
-    from agent.status import gather, render
+    from agent.status.report import gather, render
 
     config = make_config(tmp_path, "T-1", station_key[0], [], [http_transport(1)])
     buf = Buffer(config.buffer.path)

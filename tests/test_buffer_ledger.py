@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from agent.batch import Signer
 from agent.buffer import Buffer
-from agent.clock import SystemClock
-from agent.keys import load_private_key
-from agent.sealing import Sealer
+from agent.protocol.batch import Signer
+from agent.protocol.keys import load_private_key
+from agent.seal.sealing import Sealer
+from agent.support.clock import SystemClock
 from core.reading import Reading
 
 

@@ -23,8 +23,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
 from agent.buffer import SCHEMA_VERSION, Buffer
-from agent.jws import public_jwk
-from agent.verify import StationKey
+from agent.protocol.jws import public_jwk
+from agent.protocol.verify import StationKey
 from core.errors import StorageError
 from core.reading import Reading
 from simulators.warehouse import Warehouse
@@ -149,7 +149,7 @@ def _fixture_key_file(directory: Path) -> tuple[Path, StationKey]:
 def test_a_schema_1_buffer_migrates_and_keeps_delivering(tmp_path, v1_copy, pristine, analyzer):
     """Pending batches go out byte-identical, acknowledged and quarantined ones do not, and
     new batches continue the chain (seq, prev = b64url(SHA-256(previous JWS)))."""
-    from agent.daemon import Agent
+    from agent.runtime.agent import Agent
 
     old = _raw_batches(pristine)
     key_path, station_key = _fixture_key_file(tmp_path)

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from agent.catalogue import MEDIA, load, normalize_unit, parse
+from agent.config.catalogue import MEDIA, load, normalize_unit, parse
 
 ROOT = Path(__file__).resolve().parents[1]
-RAW = tomllib.loads((ROOT / "agent/catalogue/parameters.toml").read_text(encoding="utf-8"))
+RAW = tomllib.loads((ROOT / "agent/config/catalogue/parameters.toml").read_text(encoding="utf-8"))
 
 
 def test_every_entry_is_complete_and_every_name_means_one_parameter() -> None:

@@ -77,7 +77,7 @@ def _check(config: str) -> subprocess.CompletedProcess:
         [
             sys.executable,
             "-m",
-            "agent.cli",
+            "agent.cli.main",
             "check-transports",
             "--config",
             config,

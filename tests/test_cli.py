@@ -12,7 +12,7 @@ import sys
 import pytest
 from conftest import ROOT, agent_env, write_toml
 
-from agent.config_sample import station_sample
+from agent.config.sample import station_sample
 
 EXAMPLE = ROOT / "config" / "example.toml"
 
@@ -142,9 +142,9 @@ def test_agent_refuses_a_group_readable_key(tmp_path):
 
 
 def test_verify_reports_good_chain_gap_replay_and_forgery(tmp_path, station_key):
-    from agent.batch import Signer, build_payload
-    from agent.jws import chain_digest
-    from agent.keys import load_private_key
+    from agent.protocol.batch import Signer, build_payload
+    from agent.protocol.jws import chain_digest
+    from agent.protocol.keys import load_private_key
 
     signer = Signer(load_private_key(station_key[0]))
     jwk = station_key[0].parent / "station.jwk"
@@ -176,7 +176,7 @@ def test_verify_reports_good_chain_gap_replay_and_forgery(tmp_path, station_key)
     assert result.returncode == 1 and "replay: seq 2" in result.stdout
 
     header, payload, sig = tokens[1].split(".")
-    from agent.jws import b64url, b64url_decode
+    from agent.protocol.jws import b64url, b64url_decode
 
     altered = b64url(b64url_decode(payload).replace(b'"value":2.0', b'"value":3.0'))
     forged = tmp_path / "forged.txt"
@@ -258,7 +258,7 @@ def test_unknown_or_missing_driver_is_named_plainly(tmp_path, device, expected):
 def test_a_station_loads_only_the_drivers_it_configures(tmp_path):
     """Memory on a small station computer: a Modbus station never imports the serial driver."""
     code = (
-        "import sys; from agent.config import load_config; "
+        "import sys; from agent.config.model import load_config; "
         "load_config(sys.argv[1]); "
         "print('serial_line' if 'drivers.serial_line.driver' in sys.modules else '-', "
         "'pymodbus' if 'pymodbus' in sys.modules else '-')"

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, agent_env
 
-from agent.cli import build_parser
-from agent.completion import _walk
+from agent.cli.completion import _walk
+from agent.cli.main import build_parser
 
 # Call the function bash registered for station-agent as bash's completion would: COMP_WORDS,
 # COMP_CWORD, COMP_LINE, COMP_POINT set, then print COMPREPLY one per line.

@@ -21,11 +21,11 @@ from joserfc import jws as jose_jws
 from joserfc.jwk import OKPKey
 from paho.mqtt.enums import CallbackAPIVersion
 
-from agent.batch import Signer
-from agent.keys import load_jwk, load_private_key
-from agent.payload_v2 import build_payload_v2
-from agent.transports.https import HttpsTransport, HttpsTransportConfig
-from agent.transports.mqtt import MqttTransport, MqttTransportConfig
+from agent.protocol.batch import Signer
+from agent.protocol.keys import load_jwk, load_private_key
+from agent.protocol.payload_v2 import build_payload_v2
+from agent.transports.https.transport import HttpsTransport, HttpsTransportConfig
+from agent.transports.mqtt.transport import MqttTransport, MqttTransportConfig
 from core.batch import SealedBatch
 from core.outcomes import Ack, Outcome, Retry
 from simulators.inflate import InflateError, inflate

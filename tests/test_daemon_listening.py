@@ -10,8 +10,8 @@ import socket
 import pytest
 from conftest import analyzer_device, buffer_readings, http_transport, make_config, wait_for
 
-from agent.daemon import Agent
-from agent.status import gather, render
+from agent.runtime.agent import Agent
+from agent.status.report import gather, render
 from simulators.hj212 import Datalogger
 
 pytestmark = pytest.mark.timeout(120)

@@ -14,9 +14,9 @@ from conftest import (
     warehouse_readings,
 )
 
-from agent.daemon import Agent
-from agent.status import gather, render
-from agent.verify import verify_chain
+from agent.protocol.verify import verify_chain
+from agent.runtime.agent import Agent
+from agent.status.report import gather, render
 
 
 def _arrival_order(warehouse_db, station: str) -> list[int]:
@@ -113,7 +113,7 @@ def test_rejected_batch_is_quarantined_and_later_batches_still_flow(
 ):
     """The warehouse answers 400 (here: for a while it holds the station's kid with the wrong
     public key, so no signature verifies; an unknown kid would be 425, retried)."""
-    from agent.keys import generate_key
+    from agent.protocol.keys import generate_key
     from simulators.verifier import RegisteredKey
     from simulators.warehouse import load_station_jwk
 
@@ -159,7 +159,7 @@ def test_rejected_batch_is_quarantined_and_later_batches_still_flow(
     # The technician fixes the cause, requeues, restarts: the gap is filled, the chain whole.
     from conftest import write_toml
 
-    from agent.cli import main
+    from agent.cli.main import main
 
     toml = write_toml(
         tmp_path / "agent.toml",
@@ -213,13 +213,13 @@ def test_status_names_a_device_that_does_not_answer(tmp_path, station_id, statio
 
 def test_mqtt_in_flight_bytes_are_capped_whatever_the_backlog(tmp_path, station_key, mosquitto):
     """Memory stays flat in a drain: large batches are sent a few at a time, not 20 at once."""
-    from agent.batch import Signer
     from agent.buffer import Buffer
-    from agent.clock import SystemClock
-    from agent.keys import load_private_key
-    from agent.sealing import Sealer
-    from agent.sender import Sender
-    from agent.transports.mqtt import MqttTransport, MqttTransportConfig
+    from agent.protocol.batch import Signer
+    from agent.protocol.keys import load_private_key
+    from agent.seal.sealing import Sealer
+    from agent.send.sender import Sender
+    from agent.support.clock import SystemClock
+    from agent.transports.mqtt.transport import MqttTransport, MqttTransportConfig
     from core.reading import Reading
 
     buf = Buffer(tmp_path / "b.db", durability="process")

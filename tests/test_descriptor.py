@@ -20,10 +20,10 @@ from conftest import ROOT, agent_env, wait_for
 from joserfc import jws as jose_jws
 from joserfc.jwk import OKPKey
 
-from agent.batch import Signer
 from agent.buffer import Buffer
-from agent.keys import load_private_key
-from agent.sealing import Sealer
+from agent.protocol.batch import Signer
+from agent.protocol.keys import load_private_key
+from agent.seal.sealing import Sealer
 
 STATION_META = {
     "type": "stack",
@@ -140,8 +140,8 @@ def test_descriptor_sealed_once_per_change_not_per_restart_and_named_by_every_ba
 
 def test_readings_stored_before_a_change_name_the_old_descriptor(tmp_path, station_key):
     """Readings stored under one config and sealed after a change keep the old descriptor."""
-    from agent.config import parse_config
-    from agent.daemon import Agent
+    from agent.config.model import parse_config
+    from agent.runtime.agent import Agent
 
     key_path = station_key[0]
     data = {
@@ -159,7 +159,7 @@ def test_readings_stored_before_a_change_name_the_old_descriptor(tmp_path, stati
         ],
     }
     agent = Agent(parse_config(data, tmp_path / "a.toml"))
-    from agent import descriptor
+    from agent.records import descriptor
 
     first = descriptor.seal_if_changed(agent)
     assert first is not None and descriptor.seal_if_changed(agent) is None
@@ -259,7 +259,7 @@ def test_config_validate_warns_per_channel_the_catalogue_does_not_vouch_for(tmp_
 
 
 def test_metadata_is_optional_and_checked(tmp_path, station_key):
-    from agent.config import parse_config
+    from agent.config.model import parse_config
     from core.errors import ConfigError
 
     data = station_config(tmp_path, "ST-1", station_key[0], 1502, 1503)
@@ -286,9 +286,9 @@ def test_metadata_is_optional_and_checked(tmp_path, station_key):
 def test_descriptor_pruned_by_retention_is_sealed_again_and_named(tmp_path, station_key):
     """Once retention pruned the descriptor record in force, the same descriptor is sealed
     again and later batches name the new record; a restart after that seals nothing."""
-    from agent import descriptor
-    from agent.config import parse_config
-    from agent.daemon import Agent
+    from agent.config.model import parse_config
+    from agent.records import descriptor
+    from agent.runtime.agent import Agent
     from core.reading import Reading
 
     data = {

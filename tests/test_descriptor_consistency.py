@@ -22,8 +22,8 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from joserfc import jws as jose_jws
 from joserfc.jwk import OKPKey
 
-from agent.payload_v3 import build_payload_v3, build_record
-from agent.verify import StationKey, verify_chain
+from agent.protocol.payload_v3 import build_payload_v3, build_record
+from agent.protocol.verify import StationKey, verify_chain
 from simulators.verifier import RegisteredKey, check_chain
 from simulators.warehouse import Warehouse
 
@@ -154,7 +154,7 @@ def test_station_agent_verify_prints_the_failure_and_exits_1(tmp_path):
         [
             sys.executable,
             "-m",
-            "agent.cli",
+            "agent.cli.main",
             "verify",
             "--jwk",
             str(tmp_path / "station.jwk"),

@@ -16,7 +16,8 @@ The format is written down in ``drivers/README.md``. In short, a case folder hol
 * or ``expected_error.txt``: lines that must each appear in the start-up error (the
   configuration check or building the drivers).
 
-The devices are validated as the agent does (``agent.config.parse_config``), then each is opened
+The devices are validated as the agent does (``agent.config.model.parse_config``), then each is
+opened
 and read once, in order; a ``DeviceError`` becomes fault readings, as the poller makes them. A
 listening driver is started and the harness makes its device send; ``send`` returns once the
 driver handled everything.
@@ -35,7 +36,7 @@ from typing import Any
 import pytest
 from driver_harness import HARNESSES, Simulated
 
-from agent.config import parse_config
+from agent.config.model import parse_config
 from core.errors import AgentError, ConfigError, DeviceError
 from core.reading import FAULT, Reading, parse_rfc3339
 from drivers import ListeningDriver, make_driver

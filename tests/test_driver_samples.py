@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, agent_env
 
-from agent.config import load_config
+from agent.config.model import load_config
 from drivers import DRIVERS, make_driver, package_of
 from drivers.samples import device_sections, sample_text, split_sections
 
@@ -93,7 +93,9 @@ def test_config_sample_works_from_a_wheel(tmp_path: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     for folder in FOLDERS:
         assert f"{folder.replace('.', '/')}/sample.toml" in names, sorted(names)
-    assert "agent/catalogue/parameters.toml" in names  # config validate's parameter catalogue
+    assert (
+        "agent/config/catalogue/parameters.toml" in names
+    )  # config validate's parameter catalogue
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
     env = agent_env() | {"PYTHONPATH": str(site)}

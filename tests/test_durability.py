@@ -23,8 +23,8 @@ from conftest import (
 )
 
 from agent.buffer import Buffer
-from agent.daemon import aligned_start
-from agent.verify import verify_chain
+from agent.protocol.verify import verify_chain
+from agent.runtime.agent import aligned_start
 from core.errors import StorageError
 from core.reading import Reading
 
@@ -124,7 +124,7 @@ def test_polls_are_aligned_to_the_clock():
 
 
 def test_agent_polls_on_whole_seconds(tmp_path, station_id, station_key, analyzer):
-    from agent.daemon import Agent
+    from agent.runtime.agent import Agent
 
     config = make_config(
         tmp_path,

@@ -23,8 +23,8 @@ from hypothesis import strategies as st
 from joserfc import jws as jose_jws
 from joserfc.jwk import OKPKey
 
-from agent.keys import generate_key, load_jwk, load_private_key
-from agent.verify import StationKey, check_batch, verify_chain
+from agent.protocol.keys import generate_key, load_jwk, load_private_key
+from agent.protocol.verify import StationKey, check_batch, verify_chain
 from core.errors import VerificationError
 from simulators.verifier import RegisteredKey, check, check_chain
 from simulators.warehouse import Warehouse

@@ -18,11 +18,11 @@ from conftest import (
     warehouse_readings,
 )
 
-from agent.batch import Signer
 from agent.buffer import Buffer
-from agent.daemon import Agent
-from agent.keys import load_private_key
-from agent.sealing import Sealer
+from agent.protocol.batch import Signer
+from agent.protocol.keys import load_private_key
+from agent.runtime.agent import Agent
+from agent.seal.sealing import Sealer
 from core.reading import Reading
 from simulators.link import Link
 from simulators.verifier import check_chain

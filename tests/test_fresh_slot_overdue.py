@@ -13,12 +13,12 @@ import time
 
 from conftest import wait_for
 
-from agent.batch import Signer
 from agent.buffer import Buffer
-from agent.clock import SystemClock
-from agent.keys import load_private_key
-from agent.sealing import Sealer
-from agent.sender import FRESH_OVERDUE_S, Sender
+from agent.protocol.batch import Signer
+from agent.protocol.keys import load_private_key
+from agent.seal.sealing import Sealer
+from agent.send.sender import FRESH_OVERDUE_S, Sender
+from agent.support.clock import SystemClock
 from core.batch import SealedBatch
 from core.outcomes import Ack, OnOutcome
 from core.reading import Reading

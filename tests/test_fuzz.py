@@ -12,11 +12,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent.batch import Signer, build_payload
-from agent.config import parse_config
-from agent.jws import b64url
-from agent.keys import generate_key, load_jwk, load_private_key
-from agent.verify import StationKey, check_batch
+from agent.config.model import parse_config
+from agent.protocol.batch import Signer, build_payload
+from agent.protocol.jws import b64url
+from agent.protocol.keys import generate_key, load_jwk, load_private_key
+from agent.protocol.verify import StationKey, check_batch
 from core.errors import ConfigError, DeviceError, VerificationError
 from drivers.modbus.tcp import ModbusTcpConfig, ModbusTcpDriver
 

@@ -10,8 +10,8 @@ import time
 from conftest import wait_for
 
 from agent.buffer import Buffer
-from agent.clock import SystemClock
-from agent.poller import GATHER_S, Poller
+from agent.poll.poller import GATHER_S, Poller
+from agent.support.clock import SystemClock
 from core.reading import Reading
 from drivers.base import Channel
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from agent.health import HealthFile, health_path, read_health
+from agent.status.health import HealthFile, health_path, read_health
 
 
 def test_a_torn_read_is_read_again_not_taken_for_no_agent(tmp_path: Path) -> None:

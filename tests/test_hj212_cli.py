@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from conftest import write_toml
 
-from agent.cli import main
+from agent.cli.main import main
 
 WORKED = (
     "QN=20160801085857223;ST=32;CN=1062;PW=100000;MN=010000A8900016F000169DC0;"

@@ -222,7 +222,7 @@ def test_a_packet_the_agent_could_not_store_is_not_answered():
 def test_probe_shows_the_packets_and_does_not_answer(tmp_path, capsys):
     from conftest import write_toml
 
-    from agent.cli import main
+    from agent.cli.main import main
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -351,7 +351,7 @@ def test_probe_without_any_packet_says_so(tmp_path, capsys, monkeypatch):
 
     monkeypatch.setattr(hj212_driver, "PROBE_WAIT_S", 0.5)
     driver = Hj212Driver(device("silent", "MN-Q"))
-    from agent.probe import probe_device, render
+    from agent.cli.probe import probe_device, render
 
     probe = probe_device(driver)
     assert all(r.error == "no data packet with MN MN-Q in 0.5 s" for r in probe.rows)

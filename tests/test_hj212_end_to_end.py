@@ -25,8 +25,8 @@ from conftest import (
     write_toml,
 )
 
-from agent.daemon import Agent
-from agent.verify import verify_chain
+from agent.protocol.verify import verify_chain
+from agent.runtime.agent import Agent
 from simulators.hj212 import Datalogger
 
 pytestmark = pytest.mark.timeout(180)

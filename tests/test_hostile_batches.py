@@ -24,10 +24,10 @@ from joserfc.errors import JoseError
 from joserfc.jwk import OKPKey
 from paho.mqtt.enums import CallbackAPIVersion
 
-from agent.batch import Signer, build_payload
-from agent.bounded import json_depth
-from agent.keys import load_jwk, load_private_key
-from agent.verify import check_batch
+from agent.protocol.batch import Signer, build_payload
+from agent.protocol.keys import load_jwk, load_private_key
+from agent.protocol.verify import check_batch
+from agent.support.bounded import json_depth
 from core.errors import VerificationError
 from simulators.verifier import RegisteredKey, check, nesting
 from simulators.warehouse import load_station_jwk

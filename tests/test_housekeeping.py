@@ -15,7 +15,7 @@ from conftest import analyzer_device, http_transport, make_config, wait_for
 
 from agent.buffer import Buffer
 from agent.buffer.maintenance import TECHNICIAN
-from agent.daemon import Agent
+from agent.runtime.agent import Agent
 
 
 def _maintenance_events(path) -> list[str]:

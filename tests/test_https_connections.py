@@ -9,7 +9,7 @@ import threading
 
 from conftest import wait_for
 
-from agent.transports.https import (
+from agent.transports.https.transport import (
     HttpsTransport,
     HttpsTransportConfig,
     _closed_by_peer,

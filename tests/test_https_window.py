@@ -7,13 +7,13 @@ import time
 
 from conftest import http_transport, wait_for
 
-from agent.batch import Signer
 from agent.buffer import Buffer
-from agent.clock import SystemClock
-from agent.keys import load_private_key
-from agent.sealing import Sealer
-from agent.sender import Sender
-from agent.transports.https import HttpsTransport, HttpsTransportConfig
+from agent.protocol.batch import Signer
+from agent.protocol.keys import load_private_key
+from agent.seal.sealing import Sealer
+from agent.send.sender import Sender
+from agent.support.clock import SystemClock
+from agent.transports.https.transport import HttpsTransport, HttpsTransportConfig
 from core.reading import Reading
 from simulators.link import Link
 from simulators.verifier import check_chain, unverified_payload

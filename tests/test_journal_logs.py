@@ -11,9 +11,9 @@ import re
 from agent_process import AgentProcess, station_config, write_config
 from conftest import http_transport, wait_for
 
-from agent.cli import build_parser
-from agent.health import read_health
-from agent.logs import KeyValueFormatter, Repeats
+from agent.cli.main import build_parser
+from agent.status.health import read_health
+from agent.support.logs import KeyValueFormatter, Repeats
 from simulators.mosquitto import free_port
 
 _LINE = re.compile(r"^<([0-7])>time=\S+ level=(\w+) ")
@@ -60,7 +60,7 @@ def test_under_systemd_lines_carry_syslog_priorities_and_retries_are_summarised(
     data["transports"] = [http_transport(port, backoff_initial_s=0.05, backoff_max_s=0.1)]
     config = write_config(tmp_path / "station.toml", data)
     cli = (
-        "from agent.cli import main; import sys; "
+        "from agent.cli.main import main; import sys; "
         "sys.exit(main(['run', '--config', sys.argv[1], '--log-level', 'debug']))"
     )
     agent = AgentProcess(
@@ -103,7 +103,7 @@ def test_under_systemd_lines_carry_syslog_priorities_and_retries_are_summarised(
 
 def test_outside_systemd_lines_have_no_priority_prefix(tmp_path):
     out = io.StringIO()
-    from agent.logs import setup_logging
+    from agent.support.logs import setup_logging
 
     root = logging.getLogger()
     saved = root.handlers[:], root.level

@@ -1,4 +1,4 @@
-"""agent/jws.py, each rule and each refusal message pinned, against oracles of its own
+"""agent/protocol/jws.py, each rule and each refusal message pinned, against oracles of its own
 (base64, hashlib, json, cryptography directly). Written to kill the mutants mutmut found alive
 (docs/testing.md, "Mutation testing"): every check must matter and every message must say
 exactly what is wrong.
@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent.jws import (
+from agent.protocol.jws import (
     b64url,
     b64url_decode,
     chain_digest,

@@ -30,17 +30,17 @@ from conftest import (
 )
 from rotation_oracle import buffer_tokens, rotation_seqs, walk, warehouse_tokens
 
-from agent.batch import Signer
-from agent.cli import main
-from agent.daemon import Agent
-from agent.keys import generate_key, load_jwk, load_private_key
+from agent.cli.main import main
+from agent.protocol.batch import Signer
+from agent.protocol.keys import generate_key, load_jwk, load_private_key
+from agent.runtime.agent import Agent
 from core.errors import KeyFileError
 from simulators.verifier import unverified_payload
 from simulators.warehouse import Warehouse, load_station_jwk
 
 KILL_AT_THE_SWITCH = """
 import os, signal, sys
-from agent import rotation_keys
+from agent.records.rotation import keys as rotation_keys
 
 def switch(self, old, new):
     sys.stderr.write("test: killed between sealing the rotation record and switching keys\\n")
@@ -48,7 +48,7 @@ def switch(self, old, new):
     os.kill(os.getpid(), signal.SIGKILL)
 
 rotation_keys.KeyFiles.switch = switch
-from agent.cli import main
+from agent.cli.main import main
 sys.exit(main(["run", "--config", sys.argv[1]]))
 """
 FAST = {"backoff_initial_s": 0.2, "backoff_max_s": 1.0}

@@ -16,8 +16,8 @@ PACKAGES = ("core", "agent", "drivers", "simulators")
 BUILT_AFTER_LOADING = """
 import json, sys
 sys.argv = ["station-agent", "run"]
-import agent.cli, agent.daemon  # what `station-agent run` imports before it loads its config
-from agent.config import load_config
+import agent.cli.main, agent.runtime.agent  # what `station-agent run` imports before its config
+from agent.config.model import load_config
 from core.model import Model
 
 load_config(sys.argv_config, secrets=False)
@@ -56,11 +56,11 @@ def test_loading_the_configuration_builds_its_model_and_no_other():
     loaded = json.loads(out.stdout)
     models = dict(loaded["models"])
     built = sorted(name for name, complete in models.items() if complete)
-    assert built == ["agent.config.Config"], built  # the model made for this file's sections
+    assert built == ["agent.config.model.Config"], built  # the model made for this file's sections
     # Those the running agent never validates with directly stay unbuilt (a sample).
     for name in (
-        "agent.batch.PayloadModel",
-        "agent.payload_v3.PayloadV3Model",
+        "agent.protocol.batch.PayloadModel",
+        "agent.protocol.payload_v3.PayloadV3Model",
         "core.record_kinds.rotation.RotationBody",
         "drivers.modbus.config.ModbusChannel",
     ):
@@ -96,8 +96,9 @@ def test_the_agent_reads_no_installed_package_metadata():
     agent's own commands: importlib.metadata (and the csv it brings) stays out."""
     code = (
         "import json, sys\n"
-        "import agent.cli\n"
-        f"rc = agent.cli.main(['config', 'validate', {str(ROOT / 'config' / 'example.toml')!r}])\n"
+        "import agent.cli.main\n"
+        "rc = agent.cli.main.main(['config', 'validate', "
+        f"{str(ROOT / 'config' / 'example.toml')!r}])\n"
         "print(json.dumps({'rc': rc, 'modules': sorted(sys.modules)}))\n"
     )
     out = subprocess.run(

@@ -12,14 +12,14 @@ from pathlib import Path
 import pytest
 from conftest import analyzer_device, write_toml
 
-from agent.batch import Signer
 from agent.buffer import Buffer
 from agent.buffer.maintenance import ANALYZER, TECHNICIAN
-from agent.cli import main
-from agent.keys import load_private_key
-from agent.maintenance import MaintenanceRecord, parse_duration, record_body
-from agent.maintenance_watch import MaintenanceWatch
-from agent.sealing import Sealer
+from agent.cli.main import main
+from agent.protocol.batch import Signer
+from agent.protocol.keys import load_private_key
+from agent.records.maintenance.record import MaintenanceRecord, parse_duration, record_body
+from agent.records.maintenance.watch import MaintenanceWatch
+from agent.seal.sealing import Sealer
 from core.batch import SealedBatch
 from core.errors import AgentError
 from core.reading import Reading

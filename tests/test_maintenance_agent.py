@@ -23,8 +23,8 @@ from joserfc.jwk import OKPKey
 from test_hj212_end_to_end import ZONE, hj212_device
 
 from agent.buffer.maintenance import TECHNICIAN
-from agent.cli import main
-from agent.daemon import Agent
+from agent.cli.main import main
+from agent.runtime.agent import Agent
 from core.reading import Reading
 from simulators.hj212 import Datalogger
 from simulators.modbus import analyzer_simulator

@@ -8,8 +8,8 @@ import sqlite3
 import httpx
 from conftest import analyzer_device, http_transport, make_config, wait_for
 
-from agent.daemon import Agent
-from agent.web.section import WebConfig
+from agent.config.web import WebConfig
+from agent.runtime.agent import Agent
 from drivers.modbus.codec import encode
 from simulators.modbus_control import apply_command
 from simulators.modbus_server import ModbusDevice, ModbusTcpSimulator
@@ -123,7 +123,7 @@ def test_without_a_web_section_prometheus_is_not_even_imported():
     import subprocess
     import sys
 
-    code = "import sys, agent.daemon; print('prometheus_client' in sys.modules)"
+    code = "import sys, agent.runtime.agent; print('prometheus_client' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
@@ -216,7 +216,7 @@ def test_clock_sync_is_exported_as_the_kernel_tells_it(
 ):
     """The kernel's maximum error (adjtimex) cannot be set by a test: it is given to the
     exporter here, both sides of timedatectl's 16 s line."""
-    import agent.metrics
+    import agent.web.metrics
 
     config = make_config(
         tmp_path, station_id, station_key[0], [], [http_transport(warehouse.start_http())]
@@ -227,11 +227,11 @@ def test_clock_sync_is_exported_as_the_kernel_tells_it(
     try:
         assert agent_.web is not None
         url = agent_.web.url
-        monkeypatch.setattr(agent.metrics, "max_error_us", lambda: 250_000)
+        monkeypatch.setattr(agent.web.metrics, "max_error_us", lambda: 250_000)
         m = scrape(url)
         assert m["station_agent_clock_synchronized"] == 1
         assert m["station_agent_clock_max_error_seconds"] == 0.25
-        monkeypatch.setattr(agent.metrics, "max_error_us", lambda: 16_000_000)
+        monkeypatch.setattr(agent.web.metrics, "max_error_us", lambda: 16_000_000)
         assert scrape(url)["station_agent_clock_synchronized"] == 0
     finally:
         agent_.stop(grace_s=1)

@@ -8,7 +8,7 @@ import time
 
 from conftest import analyzer_device, http_transport, make_config, wait_for
 
-from agent.daemon import Agent
+from agent.runtime.agent import Agent
 
 INTERVAL_MS = 200
 
@@ -164,10 +164,10 @@ def test_a_poll_that_raises_is_recorded_as_missed(tmp_path, analyzer):
     """A failure around the read (here the metrics hook raising) must not lose the slot: the
     poll clock records it as missed, with the error, and keeps polling."""
     from agent.buffer import Buffer
-    from agent.clock import SystemClock
-    from agent.poll_clock import PollClock
-    from agent.poller import Poller
-    from agent.workers import Workers
+    from agent.poll.poll_clock import PollClock
+    from agent.poll.poller import Poller
+    from agent.support.clock import SystemClock
+    from agent.support.workers import Workers
     from drivers import make_driver
     from drivers.modbus.tcp import ModbusTcpConfig
 

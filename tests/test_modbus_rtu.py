@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from conftest import wait_for, write_toml
 
-from agent.cli import main as cli_main
+from agent.cli.main import main as cli_main
 from core.errors import DeviceError
 from drivers.modbus.codec import encode
 from drivers.modbus.rtu import ModbusRtuConfig, ModbusRtuDriver
@@ -375,7 +375,7 @@ def test_agent_polls_devices_sharing_a_port_in_parallel_jobs_with_one_dead(
 
     from conftest import buffer_readings, make_config
 
-    from agent.daemon import Agent
+    from agent.runtime.agent import Agent
 
     bus.faults[2] = Fault(no_answer=True)
     devices = [
@@ -425,7 +425,7 @@ def test_agent_polls_devices_sharing_a_port_in_parallel_jobs_with_one_dead(
 
 
 def test_probe_falls_back_to_read_for_a_driver_without_probe() -> None:
-    from agent.probe import probe_device, render
+    from agent.cli.probe import probe_device, render
     from core.reading import Reading
     from drivers.base import Channel
 

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from agent.cli import main as cli_main
+from agent.cli.main import main as cli_main
 from drivers.modbus.scan import ScanHit, gateway_lines
 from simulators.modbus_server import ModbusDevice, ModbusTcpSimulator
 

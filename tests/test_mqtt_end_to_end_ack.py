@@ -18,15 +18,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from paho.mqtt.enums import CallbackAPIVersion
 
-import agent.send_failures as send_failures
-from agent.batch import Signer
+import agent.send.send_failures as send_failures
 from agent.buffer import Buffer
-from agent.clock import SystemClock
-from agent.keys import load_private_key
-from agent.sealing import Sealer
-from agent.sender import Sender
-from agent.transports.mqtt import MqttTransport, MqttTransportConfig
-from agent.transports.mqtt_acks import AckError, parse_ack
+from agent.protocol.batch import Signer
+from agent.protocol.keys import load_private_key
+from agent.seal.sealing import Sealer
+from agent.send.sender import Sender
+from agent.support.clock import SystemClock
+from agent.transports.mqtt.acks import AckError, parse_ack
+from agent.transports.mqtt.transport import MqttTransport, MqttTransportConfig
 from core.reading import Reading
 from simulators.mosquitto import Mosquitto
 from simulators.warehouse import Warehouse, load_station_jwk
@@ -161,7 +161,7 @@ def test_too_early_is_answered_retry_and_sent_again_at_once(
     again after its backoff (here 0.2 s), not after the 60 s acknowledgement timeout, and it is
     stored once, quarantined never. A batch that overtook its record is no failure: one INFO
     line, no ``send_failed``, nothing counted as failed."""
-    caplog.set_level(logging.INFO, logger="agent.sender")
+    caplog.set_level(logging.INFO, logger="agent.send.sender")
     warehouse = _warehouse(tmp_path, station_key[0], mosquitto.port, TooEarlyOnce)
     station = Station(tmp_path, station_key[0], mosquitto.port, ack_timeout_s=60)
     try:
@@ -182,7 +182,7 @@ def test_too_early_for_too_long_is_a_failure(tmp_path, station_key, mosquitto, c
     """A batch answered 425 past ``TOO_EARLY_PATIENCE_S`` (here 1 s) shows as failing, with the
     warehouse's reason: the record it waits for is not coming by itself. Never quarantined."""
     monkeypatch.setattr(send_failures, "TOO_EARLY_PATIENCE_S", 1.0)
-    caplog.set_level(logging.INFO, logger="agent.sender")
+    caplog.set_level(logging.INFO, logger="agent.send.sender")
     warehouse = _warehouse(tmp_path, station_key[0], mosquitto.port, TooEarlyAlways)
     station = Station(tmp_path, station_key[0], mosquitto.port, ack_timeout_s=60)
     try:
@@ -208,7 +208,7 @@ def test_too_early_for_too_long_is_a_failure(tmp_path, station_key, mosquitto, c
 def test_an_ack_naming_other_bytes_is_refused_and_logged(tmp_path, station_key, mosquitto, caplog):
     """An acknowledgement for seq 1 whose digest is not that of the bytes sent is refused (and
     logged); the one with the right digest, computed here with hashlib, is taken."""
-    caplog.set_level(logging.ERROR, logger="agent.transports.mqtt")
+    caplog.set_level(logging.ERROR, logger="agent.transports.mqtt.transport")
     station = Station(tmp_path, station_key[0], mosquitto.port, ack_timeout_s=600)
     forger = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="forger")
     forger.connect("127.0.0.1", mosquitto.port)

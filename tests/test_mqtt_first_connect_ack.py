@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from conftest import wait_for
 
-from agent.batch import Signer
 from agent.buffer import Buffer
-from agent.clock import SystemClock
-from agent.keys import load_private_key
-from agent.sealing import Sealer
-from agent.sender import Sender
-from agent.transports.mqtt import MqttTransport, MqttTransportConfig
+from agent.protocol.batch import Signer
+from agent.protocol.keys import load_private_key
+from agent.seal.sealing import Sealer
+from agent.send.sender import Sender
+from agent.support.clock import SystemClock
+from agent.transports.mqtt.transport import MqttTransport, MqttTransportConfig
 from core.reading import Reading
 from simulators.link import Link
 from simulators.warehouse import Warehouse, load_station_jwk

@@ -17,13 +17,13 @@ from hypothesis import strategies as st
 from joserfc import jws as jose_jws
 from joserfc.jwk import OKPKey
 
-from agent.batch import Signer, build_payload, parse_payload
 from agent.buffer import Buffer
-from agent.clock import SystemClock
-from agent.keys import load_jwk, load_private_key
-from agent.payload_v2 import build_payload_v2
-from agent.sealing import Sealer
-from agent.verify import check_batch, verify_chain
+from agent.protocol.batch import Signer, build_payload, parse_payload
+from agent.protocol.keys import load_jwk, load_private_key
+from agent.protocol.payload_v2 import build_payload_v2
+from agent.protocol.verify import check_batch, verify_chain
+from agent.seal.sealing import Sealer
+from agent.support.clock import SystemClock
 from core.errors import VerificationError
 from core.reading import Reading
 from simulators.payload_v2 import expand_v2

@@ -16,9 +16,9 @@ from conftest import (
 from joserfc import jws as jose_jws
 from joserfc.jwk import OKPKey
 
-from agent.daemon import Agent
-from agent.keys import load_jwk
-from agent.verify import verify_chain
+from agent.protocol.keys import load_jwk
+from agent.protocol.verify import verify_chain
+from agent.runtime.agent import Agent
 
 
 def _run_until(agent: Agent, warehouse, station: str, batches: int) -> None:
@@ -133,7 +133,7 @@ def test_both_transports_each_receive_every_batch(
     )
     agent = Agent(config)
     _run_until(agent, warehouse, station_id, 4)
-    from agent.status import gather
+    from agent.status.report import gather
 
     status = gather(config)
     for t in status["transports"]:

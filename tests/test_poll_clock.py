@@ -1,5 +1,5 @@
 """The poll clock: one worker for devices that answer at once, helpers for slow ones, and no
-slot without a trace (agent.poll_clock)."""
+slot without a trace (agent.poll.poll_clock)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ import pytest
 from conftest import analyzer_device, steady_analyzer_simulator, wait_for
 
 from agent.buffer import Buffer
-from agent.clock import SystemClock
-from agent.poll_clock import PollClock
-from agent.poller import Poller
-from agent.workers import Workers
+from agent.poll.poll_clock import PollClock
+from agent.poll.poller import Poller
+from agent.support.clock import SystemClock
+from agent.support.workers import Workers
 from drivers import make_driver
 from drivers.modbus.tcp import ModbusTcpConfig
 

@@ -38,8 +38,8 @@ from syscall_trace import (
     wal_transactions,
 )
 
-from agent.keys import generate_key, load_jwk
-from agent.verify import StationKey
+from agent.protocol.keys import generate_key, load_jwk
+from agent.protocol.verify import StationKey
 from simulators.modbus import analyzer_simulator
 from simulators.mosquitto import Mosquitto
 from simulators.warehouse import Warehouse

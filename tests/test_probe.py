@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 from conftest import write_toml
 
-from agent.cli import build_parser
-from agent.cli import main as cli_main
+from agent.cli.main import build_parser
+from agent.cli.main import main as cli_main
 from drivers.modbus.codec import encode
 from drivers.modbus.tcp import ModbusTcpConfig, ModbusTcpDriver
 from simulators.modbus_server import ModbusDevice, ModbusTcpSimulator

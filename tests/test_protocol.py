@@ -7,10 +7,10 @@ from pathlib import Path
 
 import jsonschema
 
-from agent.batch import Signer, build_payload, parse_payload
-from agent.jws import chain_digest, parse_compact
-from agent.keys import load_private_key
-from agent.schema import payload_schema
+from agent.protocol.batch import Signer, build_payload, parse_payload
+from agent.protocol.jws import chain_digest, parse_compact
+from agent.protocol.keys import load_private_key
+from agent.protocol.schema import payload_schema
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 

@@ -29,14 +29,14 @@ from jwcrypto import jwk as cjwk
 from jwcrypto import jws as cjws
 from pydantic import BaseModel, ConfigDict, StrictStr
 
-from agent.batch import Signer
 from agent.buffer import SCHEMA_VERSION, Buffer
-from agent.cli import main as cli_main
-from agent.keys import load_private_key
-from agent.payload_v2 import build_payload_v2
-from agent.poller import Poller
-from agent.sealing import Sealer
-from agent.verify import verify_chain
+from agent.cli.main import main as cli_main
+from agent.poll.poller import Poller
+from agent.protocol.batch import Signer
+from agent.protocol.keys import load_private_key
+from agent.protocol.payload_v2 import build_payload_v2
+from agent.protocol.verify import verify_chain
+from agent.seal.sealing import Sealer
 from core.errors import VerificationError
 from core.reading import Reading
 from core.records import RecordError, register_kind, unregister_kind
@@ -184,7 +184,7 @@ def test_v3_readings_and_a_record_verify_with_three_jose_libraries_and_hashlib(
 
 
 def _agent_key(jwk: dict):
-    from agent.verify import StationKey
+    from agent.protocol.verify import StationKey
 
     return StationKey.from_jwk(jwk)
 
@@ -233,7 +233,7 @@ def test_alg_goes_with_the_payload_version_at_the_warehouse_and_in_verify(
         assert _header(forged)["alg"] == wrong
         with pytest.raises(VerificationError, match="does not go with payload version"):
             check(forged, registered)
-        from agent.verify import check_batch
+        from agent.protocol.verify import check_batch
 
         with pytest.raises(VerificationError, match="does not go with payload version"):
             check_batch(forged, _agent_key(jwk))
@@ -351,7 +351,7 @@ def test_unsynced_ranges_that_are_not_canonical_are_refused_by_both_verifiers(
     token = signer.sign(json.dumps(payload, separators=(",", ":")).encode())
     with pytest.raises(VerificationError, match="unsynced"):
         check(token, registered)
-    from agent.verify import check_batch
+    from agent.protocol.verify import check_batch
 
     with pytest.raises(VerificationError):
         check_batch(token, _agent_key(jwk))
@@ -436,7 +436,7 @@ def test_request_record_from_many_threads_while_the_agent_seals_and_sends(
 ):
     """Agent.request_record is safe from any thread: every record lands once, the chain stays
     whole at the warehouse, readings taken meanwhile carry the clock flag."""
-    from agent.daemon import Agent
+    from agent.runtime.agent import Agent
 
     port = warehouse.start_http()
     transport = http_transport(port, name="warehouse", backoff_initial_s=0.1, backoff_max_s=0.5)

@@ -12,12 +12,12 @@ import sqlite3
 import pytest
 from conftest import http_transport, make_config
 
-from agent.batch import Signer
 from agent.buffer import Buffer
-from agent.daemon import Agent
-from agent.keys import load_private_key
-from agent.sealing import Sealer
-from agent.status import gather, render
+from agent.protocol.batch import Signer
+from agent.protocol.keys import load_private_key
+from agent.runtime.agent import Agent
+from agent.seal.sealing import Sealer
+from agent.status.report import gather, render
 from core.errors import DiskFullError
 from core.reading import Reading
 
@@ -184,7 +184,7 @@ def test_max_disk_mb_has_a_default_and_counts_the_wal(tmp_path, station_id, stat
 def test_status_says_whether_the_clock_is_synchronized(tmp_path, station_id, station_key):
     import time
 
-    from agent.clock_sync import MAX_ERROR_US, read_timex
+    from agent.support.clock_sync import MAX_ERROR_US, read_timex
 
     timex = read_timex()
     assert timex is not None

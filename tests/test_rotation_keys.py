@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from agent.keys import generate_key
-from agent.rotation_keys import KeyFiles
+from agent.protocol.keys import generate_key
+from agent.records.rotation.keys import KeyFiles
 
 
 def test_a_torn_copy_of_the_old_key_is_made_again_and_the_switch_finishes(tmp_path: Path) -> None:

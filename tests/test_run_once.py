@@ -10,7 +10,7 @@ import sys
 import jsonschema
 from conftest import ROOT, agent_env, http_transport, make_config, write_toml
 
-from agent.daemon import Agent
+from agent.runtime.agent import Agent
 from drivers.modbus.codec import encode
 from simulators.modbus_server import ModbusDevice, ModbusTcpSimulator
 from simulators.mosquitto import free_port

@@ -11,8 +11,8 @@ import pytest
 from conftest import ROOT, agent_env, analyzer_device, make_config, wait_for, write_toml
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
-from agent.daemon import Agent
-from agent.keys import load_private_key
+from agent.protocol.keys import load_private_key
+from agent.runtime.agent import Agent
 from simulators.mosquitto import Mosquitto
 
 

@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 from conftest import ROOT, agent_env, http_transport, make_config, wait_for, warehouse_readings
 
-from agent.cli import main as cli_main
-from agent.config import load_config, parse_config
-from agent.config_sample import station_sample
-from agent.daemon import Agent
+from agent.cli.main import main as cli_main
+from agent.config.model import load_config, parse_config
+from agent.config.sample import station_sample
+from agent.runtime.agent import Agent
 from core.errors import ConfigError, DeviceError
 from core.reading import Reading
 from drivers.serial_line.driver import SerialLineConfig, SerialLineDriver

@@ -11,7 +11,7 @@ import sys
 
 from conftest import ROOT, agent_env
 
-from agent.shipped import shipped
+from agent.cli.docs import shipped
 
 NAMED = re.compile(r"\b((?:docs|config)/[\w.-]+\.(?:md|toml|json)|drivers/\w+/README\.md)")
 

@@ -26,10 +26,10 @@ from playwright.sync_api import Page, sync_playwright
 
 from agent.buffer import Buffer
 from agent.buffer.maintenance import TECHNICIAN
-from agent.config import load_config
-from agent.daemon import Agent
+from agent.config.model import load_config
+from agent.config.web import WebConfig
+from agent.runtime.agent import Agent
 from agent.web import live as web_live
-from agent.web.section import WebConfig
 from core.errors import ConfigError
 from core.reading import FAULT, MEASURING, Reading
 from drivers.modbus.codec import encode
@@ -237,7 +237,7 @@ def test_page_actions_need_the_configured_token(
     page offers nothing and the API refuses (403); with ``token_file`` a wrong or missing token
     is refused (401) and the right one requeues them, which fills the warehouse's gap."""
     shots = Path(os.environ.get("SCREENSHOT_DIR", tmp_path))
-    from agent.keys import generate_key
+    from agent.protocol.keys import generate_key
     from simulators.warehouse import RegisteredKey, load_station_jwk
 
     right_key = warehouse.keys[station_id]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from conftest import http_transport, make_config
 
-from agent.status import gather, render
+from agent.status.report import gather, render
 
 FIXTURE = Path(__file__).parent / "fixtures" / "buffer-v1.db"
 

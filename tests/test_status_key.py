@@ -10,14 +10,14 @@ import zlib
 
 from conftest import http_transport, make_config
 
-from agent.batch import Signer
 from agent.buffer import Buffer
-from agent.keys import load_private_key
-from agent.rotation import ask, write_request
-from agent.rotation_cli import rotate_key
-from agent.sealing import Sealer
-from agent.status import gather, render
-from agent.status_view import json_view
+from agent.cli.rotate_key import rotate_key
+from agent.protocol.batch import Signer
+from agent.protocol.keys import load_private_key
+from agent.records.rotation.record import ask, write_request
+from agent.seal.sealing import Sealer
+from agent.status.figures import json_view
+from agent.status.report import gather, render
 from core.reading import Reading
 
 BODY = {

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from agent.buffer import Buffer
-from agent.config import parse_config
-from agent.status import gather, render
+from agent.config.model import parse_config
+from agent.status.report import gather, render
 from core.errors import ConfigError
 from core.reading import Reading
 

@@ -4,7 +4,7 @@ health file last saw offline, but that the buffer shows delivering since, is not
 
 from __future__ import annotations
 
-from agent.status_view import EXIT_OK, EXIT_TRANSPORT_FAILING, exit_code, failing_for_s
+from agent.status.figures import EXIT_OK, EXIT_TRANSPORT_FAILING, exit_code, failing_for_s
 
 NOW = 1_800_000_000_000
 

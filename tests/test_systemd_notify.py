@@ -26,7 +26,7 @@ def submit(self, batch):
     raise RuntimeError("sender killed on purpose by the test")
 
 https.HttpsTransport.submit = submit
-from agent.cli import main
+from agent.cli.main import main
 sys.exit(main(["run", "--config", sys.argv[1]]))
 """
 

@@ -1,4 +1,4 @@
-"""The timed duties' own threads (``agent.ticker``): on the phase, never twice for one tick,
+"""The timed duties' own threads (``agent.support.ticker``): on the phase, never twice for one tick,
 never a burst after an overrun, alive after a failure or a wall clock set back, ended by a run
 of their own (a listening device's retry that succeeded)."""
 
@@ -11,8 +11,8 @@ import time
 
 from conftest import wait_for
 
-from agent.ticker import PHASE_S, Ticker, next_tick
-from agent.workers import Workers
+from agent.support.ticker import PHASE_S, Ticker, next_tick
+from agent.support.workers import Workers
 
 INTERVAL_S = 0.2
 

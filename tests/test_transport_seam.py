@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.config import parse_config
+from agent.config.model import parse_config
 from agent.transports import TRANSPORTS, PeriodFileTransport, Transport, make_transport
 from core.errors import ConfigError
 
@@ -81,7 +81,8 @@ def test_a_transports_own_keys_are_checked_by_its_model() -> None:
 
 
 @pytest.mark.parametrize(
-    ("kind", "absent"), [("https", "paho"), ("https", "httpx"), ("mqtt", "agent.transports.https")]
+    ("kind", "absent"),
+    [("https", "paho"), ("https", "httpx"), ("mqtt", "agent.transports.https.transport")],
 )
 def test_only_the_configured_transports_are_imported(
     tmp_path: Path, kind: str, absent: str
@@ -89,7 +90,7 @@ def test_only_the_configured_transports_are_imported(
     """An HTTPS-only station never imports paho (nor httpx: http.client is enough); an
     MQTT-only one never imports the HTTPS transport."""
     code = (
-        "import sys; from pathlib import Path; from agent.config import parse_config\n"
+        "import sys; from pathlib import Path; from agent.config.model import parse_config\n"
         f"parse_config({_config(SECTIONS[kind])!r}, Path('x.toml'))\n"
         f"print({absent!r} in sys.modules, 'agent.transports.' + {kind!r} in sys.modules)\n"
     )

@@ -11,8 +11,8 @@ from pathlib import Path
 from conftest import analyzer_device, http_transport, make_config, stored_readings, wait_for
 from test_tt10_format import read_and_check
 
-from agent.daemon import Agent
-from agent.status import gather, render
+from agent.runtime.agent import Agent
+from agent.status.report import gather, render
 from agent.transports.tt10.fileformat import build_file
 from simulators.modbus import analyzer_channels
 from simulators.tt10_servers import FtpReceiver

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from conftest import agent_env, analyzer_device, stored_readings, wait_for, write_toml
 
-from agent.keys import generate_key
+from agent.protocol.keys import generate_key
 from agent.transports.tt10.config import Tt10TransportConfig
 from agent.transports.tt10.fileformat import build_file, periods_with_readings
 from simulators.modbus import analyzer_channels

@@ -12,8 +12,8 @@ from conftest import write_toml
 from test_tt10_transport import T0, FixedClock, store, tt10_config
 
 from agent.buffer import Buffer
-from agent.cli import main
-from agent.config import file_warnings, load_config
+from agent.cli.main import main
+from agent.config.model import file_warnings, load_config
 from agent.transports.tt10.config import Tt10TransportConfig, options_markdown
 from agent.transports.tt10.transport import Tt10Transport
 from core.errors import ConfigError

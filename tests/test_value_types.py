@@ -1,7 +1,7 @@
 """Integers, bits and text travel from the device to the signed payload with their JSON kind.
 
 A simulated Modbus device -> the real driver -> a real SQLite buffer -> a sealed, signed batch;
-the payload is read back from the JWS with base64 and json only (not agent.batch).
+the payload is read back from the JWS with base64 and json only (not agent.protocol.batch).
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from agent.batch import Signer
 from agent.buffer import Buffer
-from agent.clock import SystemClock
-from agent.keys import load_private_key
-from agent.sealing import Sealer
+from agent.protocol.batch import Signer
+from agent.protocol.keys import load_private_key
+from agent.seal.sealing import Sealer
+from agent.support.clock import SystemClock
 from drivers.modbus.tcp import ModbusTcpConfig, ModbusTcpDriver
 from simulators.modbus_description import load_description
 from simulators.modbus_server import ModbusTcpSimulator

@@ -1,4 +1,4 @@
-"""agent/verify.py: what ``station-agent verify`` and the warehouse conclude from a set of
+"""agent/protocol/verify.py: what ``station-agent verify`` and the warehouse conclude from a set of
 batches, finding by finding and line by line. Batches are built here with hashlib, base64 and
 cryptography, not with the agent's signer. Written to kill the mutants mutmut found alive
 (docs/testing.md, "Mutation testing").
@@ -14,7 +14,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from agent.verify import ChainReport, StationKey, check_batch, verify_chain
+from agent.protocol.verify import ChainReport, StationKey, check_batch, verify_chain
 from core.errors import VerificationError
 
 KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(1, 33)))

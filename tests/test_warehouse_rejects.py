@@ -7,9 +7,9 @@ import json
 import httpx
 import pytest
 
-from agent.batch import Signer, build_payload
-from agent.jws import b64url, b64url_decode, chain_digest
-from agent.keys import generate_key, load_private_key
+from agent.protocol.batch import Signer, build_payload
+from agent.protocol.jws import b64url, b64url_decode, chain_digest
+from agent.protocol.keys import generate_key, load_private_key
 
 ROWS = [("dev", "SO2", "mg/Nm3", 1_764_000_000_000, 41.5, "00")]
 

@@ -16,8 +16,8 @@ import pytest
 from conftest import wait_for
 from paho.mqtt.enums import CallbackAPIVersion
 
-from agent.batch import Signer, build_payload
-from agent.keys import load_private_key
+from agent.protocol.batch import Signer, build_payload
+from agent.protocol.keys import load_private_key
 from simulators.warehouse import KEEP_REJECTIONS, MAX_BODY, SAMPLE_BODIES, SAMPLE_BYTES
 
 ROWS = [("dev", "SO2", "mg/Nm3", 1_764_000_000_000, 41.5, "00")]

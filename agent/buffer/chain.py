@@ -30,7 +30,7 @@ from collections.abc import Callable
 
 from agent.buffer.db import BufferFile
 from agent.buffer.readings import ReadingRow, ReadingsStore
-from agent.jws import b64url, chain_digest
+from agent.protocol.jws import b64url, chain_digest
 from core.batch import SealedBatch
 from core.errors import StorageError
 

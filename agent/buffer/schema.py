@@ -39,7 +39,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from agent.logs import event
+from agent.support.logs import event
 from core.errors import StorageError
 
 if TYPE_CHECKING:

@@ -8,7 +8,7 @@ transport calls ``on_outcome(seq, outcome)`` exactly once for that submission, f
 * ``Retry(reason)`` — not delivered this time (connection, timeout, 5xx); send it again later.
 
 Adding a transport: one module defining a config model (subclass of
-``agent.sections.TransportSection`` with a literal ``type``) and a class implementing
+``agent.support.sections.TransportSection`` with a literal ``type``) and a class implementing
 ``Transport``, plus one line in ``_REGISTRY`` below. A transport whose section says
 ``delivers = "period_files"`` (TT10 text files) implements ``PeriodFileTransport`` instead: it
 builds its files from the stored readings in a loop of its own and keeps its own ledger; its
@@ -23,14 +23,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Protocol, cast
 
-from agent.sections import TransportSection
+from agent.support.sections import TransportSection
 from core.batch import SealedBatch
 from core.outcomes import OnOutcome
 from core.registry import LazyRegistry
 
 _REGISTRY: dict[str, tuple[str, str, str]] = {
-    "mqtt": ("agent.transports.mqtt", "MqttTransportConfig", "MqttTransport"),
-    "https": ("agent.transports.https", "HttpsTransportConfig", "HttpsTransport"),
+    "mqtt": ("agent.transports.mqtt.transport", "MqttTransportConfig", "MqttTransport"),
+    "https": ("agent.transports.https.transport", "HttpsTransportConfig", "HttpsTransport"),
     "tt10": ("agent.transports.tt10.transport", "Tt10TransportConfig", "Tt10Transport"),
 }
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import ssl
 
-from agent.bounded import read_secret_file
-from agent.sections import TlsConfig
+from agent.support.bounded import read_secret_file
+from agent.support.sections import TlsConfig
 from core.errors import ConfigError
 
 

@@ -19,11 +19,11 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from agent.logs import event
-from agent.web.section import WebConfig
+from agent.config.web import WebConfig
+from agent.support.logs import event
 
 if TYPE_CHECKING:
-    from agent.daemon import Agent
+    from agent.runtime.agent import Agent
 
 log = logging.getLogger("agent.web")
 MAX_BODY = 4096

@@ -4,7 +4,7 @@ The buffer is read through its own read-only connection (``Buffer(path, read_onl
 ``status`` does): the page never takes the agent's write lock nor changes the file. Live values
 come from the poller's memory (each device's last poll); a Modbus device's raw registers and
 request counters from its driver (``drivers.base.WireCounters``); clock sync from the kernel
-(``agent.clock_sync``).
+(``agent.support.clock_sync``).
 
 ``maintenance`` gives the maintenance windows (``station-agent maintenance``): the same section
 ``status`` shows, ``{"active": [...], "recently_ended": [...]}``, each window with at least
@@ -21,12 +21,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agent.buffer import Buffer, DeviceState
-from agent.clock_sync import MAX_ERROR_US, max_error_us
-from agent.status_view import oldest_unacked_reading_ms
+from agent.status.figures import oldest_unacked_reading_ms
+from agent.support.clock_sync import MAX_ERROR_US, max_error_us
 from drivers.base import WireCounters
 
 if TYPE_CHECKING:
-    from agent.daemon import Agent
+    from agent.runtime.agent import Agent
 
 DAY_MS = 86_400_000
 MAX_NAME = 200  # query parameters longer than this name nothing configured
@@ -186,14 +186,14 @@ class StationView:
         ended in the last 24 h (``station-agent maintenance``)."""
         from zoneinfo import ZoneInfo
 
-        from agent.maintenance_cli import status_section
+        from agent.cli.maintenance import status_section
 
         return status_section(self.buffer(), ZoneInfo(self.agent.config.station.timezone))
 
     def signing(self) -> dict[str, Any]:
         """The signing key in force, a rotation asked for, old keys kept, and the descriptor in
         force: the ``signing_key`` and ``descriptor`` sections of ``status --json``."""
-        from agent.status_key import key_section
+        from agent.status.key import key_section
 
         return key_section(self.buffer(), self.agent.config)
 

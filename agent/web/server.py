@@ -19,14 +19,14 @@ from importlib.resources import files
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
-from agent.logs import event
-from agent.metrics import Metrics
+from agent.config.web import WebConfig
+from agent.support.logs import event
 from agent.web.actions import ACTIONS, MAX_BODY, ActionError, refusal
 from agent.web.live import MAX_NAME, StationView
-from agent.web.section import WebConfig
+from agent.web.metrics import Metrics
 
 if TYPE_CHECKING:
-    from agent.daemon import Agent
+    from agent.runtime.agent import Agent
 
 log = logging.getLogger("agent.web")
 ASSETS = {

@@ -1,6 +1,6 @@
 """The station descriptor record (kind ``descriptor``): what the station's readings mean.
 
-Sealed by the agent at first start and whenever its content changes (``agent.descriptor``);
+Sealed by the agent at first start and whenever its content changes (``agent.records.descriptor``);
 every v3 readings batch names the descriptor in force by its ``seq`` (docs/protocol.md)::
 
     {"station": {"id", "name", "type", "operator", "location": {...} | null},

@@ -1,6 +1,7 @@
 """Record kind ``rotation``: the station's signing key changes, inside its chain.
 
-Sealed by ``station-agent rotate-key`` (``agent.rotation``) and signed by the **old** key (the
+Sealed by ``station-agent rotate-key`` (``agent.records.rotation.record``) and signed by the
+**old** key (the
 key in force at its ``seq``); from ``seq + 1`` on, every batch is signed by ``new_key``::
 
     {"old_kid": "<kid of the key signing this record>",

@@ -18,7 +18,7 @@ from __future__ import annotations
 import secrets
 import time
 
-from agent.check_transports import Verdict, tcp_reachable
+from agent.transports.check import Verdict, tcp_reachable
 from agent.transports.tt10.config import Tt10TransportConfig
 from agent.transports.tt10.delivery import RemoteFiles, open_remote, remote_join
 from agent.transports.tt10.fileformat import build_file

@@ -8,7 +8,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, SecretStr, ValidationInfo, model_validator
 
-from agent.sections import NAME_PATTERN, Section, TransportSection, resolve_secret
+from agent.support.sections import NAME_PATTERN, Section, TransportSection, resolve_secret
 from agent.transports.tt10.fileformat import FileFormat, Parameter
 
 _CODE = r"^[A-Za-z0-9_\-]+$"

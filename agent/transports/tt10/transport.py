@@ -14,8 +14,8 @@ import random
 import threading
 from pathlib import Path
 
-from agent.clock import Clock
-from agent.logs import event
+from agent.support.clock import Clock
+from agent.support.logs import event
 from agent.transports.tt10.config import Tt10TransportConfig
 from agent.transports.tt10.delivery import deliver, open_remote
 from agent.transports.tt10.fileformat import (

@@ -1,0 +1,73 @@
+"""``station-agent run --once``: poll every device once and show the batch that would be sealed.
+
+A dry run beside (or before) the running agent: no buffer is opened, nothing is signed or sent,
+the signing key is not read. Devices that push their readings (listening drivers) are named and
+skipped. Exit status 1 if a device or channel failed.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import TextIO
+
+from agent.config.model import Config
+from agent.protocol.batch import build_payload
+from core.errors import DeviceError
+from core.reading import FAULT, Reading
+from drivers import Driver, make_driver
+
+
+def poll_once(driver: Driver, time_ms: int) -> tuple[list[Reading], str | None]:
+    """Open, read and close one device; a failure becomes fault readings, as the agent stores."""
+    try:
+        driver.open()
+        try:
+            readings = driver.read(time_ms)
+        finally:
+            driver.close()
+    except DeviceError as exc:
+        return [
+            Reading(driver.name, c.param, c.unit, time_ms, None, FAULT, str(exc))
+            for c in driver.channels
+        ], str(exc)
+    errors = [f"{r.param}: {r.error}" for r in readings if r.error]
+    return readings, "; ".join(errors) or None
+
+
+def run_once(config: Config, out: TextIO | None = None) -> int:
+    """Poll each polled device once; print its readings and the unsigned batch payload."""
+    out = out or sys.stdout
+    time_ms = int(time.time() * 1000)
+    rows: list[Reading] = []
+    failed = False
+    for device in config.devices:
+        driver = make_driver(device)
+        if not isinstance(driver, Driver):
+            print(f"{device.name}: pushes its readings ({device.driver}); not polled", file=out)
+            continue
+        readings, error = poll_once(driver, time_ms)
+        failed = failed or error is not None
+        print(f"{device.name} ({device.driver}):", file=out)
+        for r in readings:
+            value = "null" if r.value is None else r.value
+            note = f"  error: {r.error}" if r.error else ""
+            print(f"  {r.param:<12} {value!s:>14} {r.unit:<10} {r.status}{note}", file=out)
+        if error and not any(r.error for r in readings):
+            print(f"  error: {error}", file=out)
+        rows.extend(readings)
+    payload = build_payload(
+        config.station.id,
+        1,  # placeholder: the running agent assigns seq and prev when it seals
+        None,
+        time_ms,
+        ((r.device, r.param, r.unit, r.time_ms, r.value, r.status) for r in rows),
+    )
+    print(
+        f"\nwould seal {len(rows)} reading(s); payload (seq and prev are set by the running "
+        "agent when it seals; nothing was stored, signed or sent):",
+        file=out,
+    )
+    print(json.dumps(json.loads(payload), indent=2, ensure_ascii=False), file=out)
+    return 1 if failed else 0

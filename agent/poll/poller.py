@@ -1,0 +1,250 @@
+"""Polling one device: read it, turn failures into fault readings, commit them at once.
+
+A poll is done only when its readings are committed to the buffer. Polls of several devices
+finishing together share one commit (a *group commit*: the polls that arrive while a commit
+runs are all stored by the next one, in one transaction, fsynced with ``durability =
+"power"``), and each ``accept`` returns only once its own readings are in a committed
+transaction. If the buffer cannot take them (disk full, cap reached), they wait in a bounded
+queue in memory and are stored first at the next poll; the condition is logged on every poll
+until it clears.
+
+A poll whose slot comes while the device's previous poll is still running waits for it and
+runs late, stamped with the time it really ran (``poll`` holds a lock per device). A poll that
+could not start at all (two before it still running, the process busy) is a
+*hole*: ``missed`` records it at once (counted, logged) and the device's next poll first
+stores, for each missed slot, its channels as fault readings (status ``02``) stamped with the
+slot's time, the reason being the device's error. No slot of the schedule passes unrecorded.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+
+from agent.buffer import Buffer
+from agent.support.clock import Clock
+from agent.support.clock_sync import clock_synchronized
+from agent.support.logs import Repeats, event
+from core.errors import DeviceError, StorageError
+from core.reading import FAULT, Reading
+from drivers import Driver
+
+log = logging.getLogger("agent.poll.poller")
+MAX_UNSTORED_POLLS = 10_000
+GATHER_S = 0.05  # how long a commit waits for the polls still reading (one commit per tick)
+
+
+class Poller:
+    """Polls devices into the buffer; one instance serves every device of the agent."""
+
+    def __init__(
+        self,
+        buffer: Buffer,
+        clock: Clock,
+        synchronized: Callable[[], bool | None] = clock_synchronized,
+    ) -> None:
+        """``synchronized()``: is the clock that stamps readings synchronized? (None: cannot
+        tell.) Readings accepted while it answers False are stored flagged ``unsynced``."""
+        self.buffer, self.clock, self.synchronized = buffer, clock, synchronized
+        # Polls waiting to be committed, oldest first, each with its ticket (1, 2, ...).
+        self._unstored: deque[tuple[int, str, list[Reading], str | None, int, bool]] = deque(
+            maxlen=MAX_UNSTORED_POLLS
+        )
+        self._lock = threading.Lock()  # the queue and its tickets: held a moment, never to store
+        self._commit_lock = threading.Lock()  # one group commit at a time
+        self._reads = threading.Condition(self._lock)  # a read ended (notified)
+        self._reads_started = 0  # reads started so far (each read's number)
+        self._reading: set[int] = set()  # the numbers of the reads going on now
+        self.commits = 0  # group commits made (polls / commits: how well they are shared)
+        self._queued = 0  # tickets given out
+        self._settled = 0  # every ticket up to this one is stored (or was dropped)
+        self.polled = 0
+        self.dropped = 0
+        self.missed_polls = 0
+        self._holes: dict[str, list[tuple[int, str]]] = {}  # device -> (slot ms, reason)
+        self._holes_lock = threading.Lock()  # never held while storing
+        self.storage_error: str | None = None
+        self._repeats = Repeats(log)
+        self.read_by_device: dict[str, int] = {}  # readings produced, by device (metrics)
+        self.stored_by_device: dict[str, int] = {}  # readings committed, by device
+        self.last: dict[str, tuple[list[Reading], str | None, int]] = {}  # the live view
+        self.on_poll: Callable[[str, float], None] | None = None  # (device, seconds)
+        # (device, readings) -> readings with the status windows give
+        # (agent.records.maintenance.watch)
+        self.status_filter: Callable[[str, list[Reading]], list[Reading]] | None = None
+        self._device_locks: dict[str, threading.Lock] = {}
+
+    def read(self, driver: Driver) -> tuple[list[Reading], str | None, int]:
+        """Read one device now: (readings, error or None, time_ms). Never raises."""
+        time_ms = self.clock.now_ms()
+        try:
+            readings = driver.read(time_ms)
+        except DeviceError as exc:
+            return _fault_readings(driver, time_ms, str(exc)), str(exc), time_ms
+        except Exception as exc:  # a driver bug must not stop the station: record it as a fault
+            log.exception("driver %s crashed", driver.name)
+            message = f"device {driver.name!r}: driver error {type(exc).__name__}: {exc}"
+            return _fault_readings(driver, time_ms, message), message, time_ms
+        errors = [f"{r.param}: {r.error}" for r in readings if r.error]
+        return readings, ("; ".join(errors) or None), time_ms
+
+    def poll(self, driver: Driver, commit: bool = True) -> None:
+        """Read one device and commit its readings (see the module docstring on failure); a
+        poll of a device whose previous poll is still running waits for it, then runs. With
+        ``commit`` False the readings wait for the caller's ``flush`` (the poll clock commits
+        the polls of a tick together)."""
+        lock = self._device_locks.get(driver.name)
+        if lock is None:
+            lock = self._device_locks.setdefault(driver.name, threading.Lock())
+        with lock:
+            if not self.store_holes(driver):
+                self._repeats.ok(f"missed:{driver.name}", "polls_on_time_again", device=driver.name)
+            started = time.monotonic()
+            with self._lock:
+                self._reads_started += 1
+                number = self._reads_started
+                self._reading.add(number)
+            try:
+                readings, error, time_ms = self.read(driver)
+            finally:
+                with self._lock:
+                    self._reading.discard(number)
+                    self._reads.notify_all()
+            if self.on_poll is not None:  # metrics: how long the device took to answer
+                self.on_poll(driver.name, time.monotonic() - started)
+            self.accept(driver.name, readings, error, time_ms, commit=commit)
+
+    def missed(self, device: str, slots_ms: list[int], reason: str) -> None:
+        """Polls of ``device`` due at ``slots_ms`` did not run: record them (never blocks)."""
+        with self._holes_lock:
+            self._holes.setdefault(device, []).extend((t, reason) for t in slots_ms)
+            self.missed_polls += len(slots_ms)
+        self._repeats.failed(
+            f"missed:{device}",
+            logging.WARNING,
+            "poll_missed",
+            reason,
+            device=device,
+            slots=len(slots_ms),
+        )
+
+    def store_holes(self, driver: Driver) -> int:
+        """Store the missed slots of ``driver`` as fault readings (at its next poll, at stop);
+        returns how many. Logged as ``poll_missed`` already, not again as device errors."""
+        with self._holes_lock:
+            holes = self._holes.pop(driver.name, [])
+        for slot_ms, reason in holes:
+            readings = _fault_readings(driver, slot_ms, reason)
+            self.accept(driver.name, readings, reason, slot_ms, hole=True)
+        return len(holes)
+
+    def accept(
+        self,
+        device: str,
+        readings: list[Reading],
+        error: str | None = None,
+        time_ms: int = 0,
+        *,
+        hole: bool = False,
+        commit: bool = True,
+    ) -> None:
+        """Commit readings a device produced (polled, or pushed by a listening driver); returns
+        when they are stored, or queued in memory if the buffer cannot take them now (or, with
+        ``commit`` False, until the next commit)."""
+        if not readings:
+            return
+        time_ms = time_ms or max(r.time_ms for r in readings)
+        unsynced = self.synchronized() is False
+        if not hole:  # a missed slot is logged by ``missed`` and says nothing of the device
+            if self.status_filter is not None:
+                readings = self.status_filter(device, readings)
+            self._observe(device, readings, error, time_ms)
+        with self._lock:
+            if len(self._unstored) == self._unstored.maxlen:
+                self.dropped += 1  # the oldest waiting poll falls out now: counted and logged
+                self._settled = self._unstored[0][0]
+            self._queued += 1
+            ticket = self._queued
+            self._unstored.append((ticket, device, readings, error, time_ms, unsynced))
+        if commit:
+            self._commit(ticket)
+
+    def _observe(
+        self, device: str, readings: list[Reading], error: str | None, time_ms: int
+    ) -> None:
+        """What the device answered: its state in the log, the live view, the counters."""
+        if error:
+            self._repeats.failed(device, logging.WARNING, "device_error", error, device=device)
+        else:
+            self._repeats.ok(device, "device_recovered", device=device)
+        if log.isEnabledFor(logging.DEBUG):
+            event(log, logging.DEBUG, "poll_values", device=device, values=_values(readings))
+        self.last[device] = (readings, error, time_ms)
+        self.read_by_device[device] = self.read_by_device.get(device, 0) + len(readings)
+
+    def _commit(self, ticket: int | None) -> None:
+        """Store every waiting poll in one transaction, unless the poll holding ``ticket`` was
+        stored by a commit that ran while this one waited for its turn."""
+        with self._commit_lock:
+            with self._lock:
+                if ticket is not None and self._settled >= ticket:
+                    return
+                # Polls of one tick finish within milliseconds: wait (briefly) for the reads
+                # going on now, so that the tick takes one commit (one fsync), not one per device.
+                if self._reading:
+                    mark = self._reads_started
+                    self._reads.wait_for(
+                        lambda: not self._reading or min(self._reading) > mark, GATHER_S
+                    )
+                group = list(self._unstored)
+            if not group:
+                return
+            try:
+                self.buffer.store_polls([entry[1:] for entry in group])
+            except StorageError as exc:
+                self.storage_error = str(exc)
+                self._repeats.failed(
+                    "buffer",
+                    logging.ERROR,
+                    "readings_not_stored",
+                    str(exc),
+                    waiting_polls=len(self._unstored),
+                    dropped_polls=self.dropped,
+                )
+                return
+            self.commits += 1
+            last = group[-1][0]
+            with self._lock:
+                while self._unstored and self._unstored[0][0] <= last:
+                    self._unstored.popleft()
+                self._settled = max(self._settled, last)
+            for _n, device, readings, _e, _t, _u in group:
+                self.polled += len(readings)
+                self.stored_by_device[device] = self.stored_by_device.get(device, 0) + len(readings)
+            if self.storage_error:
+                self._repeats.ok("buffer", "buffer_writable_again")
+                self.storage_error = None
+
+    def flush(self) -> None:
+        """Store every poll waiting in memory now (one commit)."""
+        self._commit(None)
+
+    def waiting(self) -> int:
+        return len(self._unstored)
+
+
+def _values(readings: list[Reading]) -> str:
+    """``SO2=40.12 mg/Nm3 00, NOx=null mg/Nm3 02`` for the debug log."""
+    return ", ".join(
+        f"{r.param}={'null' if r.value is None else r.value} {r.unit} {r.status}" for r in readings
+    )
+
+
+def _fault_readings(driver: Driver, time_ms: int, message: str) -> list[Reading]:
+    return [
+        Reading(driver.name, ch.param, ch.unit, time_ms, None, FAULT, message)
+        for ch in driver.channels
+    ]

@@ -1,0 +1,3 @@
+"""The agent's side of each record kind (descriptor, rotation, maintenance); body models live in
+core.record_kinds.
+"""

@@ -1,0 +1,1 @@
+"""Maintenance records: technicians' windows and analyzers' calibration."""

@@ -1,0 +1,1 @@
+"""The rotation record: key files, the switch of keys and its recovery."""

@@ -1,0 +1,1 @@
+"""The running agent: its wiring (Agent), housekeeping and pruning duties."""

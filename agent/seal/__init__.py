@@ -1,0 +1,1 @@
+"""Pipeline stage 2: seal stored readings into signed, chained batches."""

@@ -1,0 +1,1 @@
+"""Pipeline stage 3: feed sealed batches to each transport and record what it said."""

@@ -1,0 +1,88 @@
+"""The agent's timed duties, each on a thread of its own: the housekeeping look (every second),
+sealing, pruning and a listening device's retries.
+
+The housekeeping look runs every second for the life of the process, so what a run costs around
+the duty itself is paid 86,400 times a day: an APScheduler job run cost ~0.3 ms of CPU (the
+scheduler thread computed the next fire time and submitted to its pool, a pool thread ran the
+job and reported back), a thread waking from ``Event.wait`` about a third of that; and the
+scheduler's import and its two threads cost ~1.4 MiB of idle RSS (bench/RESULTS.md, issue 17).
+The polls keep their own clock, where no slot passes unrecorded (``agent.poll.poll_clock``); the
+health report rides on its wake-ups, which never wait for the buffer, where these duties may.
+
+A tick falls at whole multiples of the interval since the epoch plus ``PHASE_S``, off the poll
+grid. A duty never runs twice at once (one thread); a run that overruns skips the ticks it
+covered, and the next run takes whatever is due (a seal takes all that waits). A wait never
+exceeds one interval, so a wall clock set back delays nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable
+
+from agent.support.logs import event
+from agent.support.workers import Workers
+
+log = logging.getLogger("agent")
+# Off the grid where the polls of common intervals (0.1, 0.2, 0.25, 0.5, 1 s...) fall: a duty
+# waking with a tick's polls makes them contend for the interpreter (bench/RESULTS.md).
+PHASE_S = 0.35
+
+
+def next_tick(interval_s: float, now: float, phase_s: float = PHASE_S) -> float:
+    """The first tick (wall-clock seconds) after ``now``."""
+    tick = (math.floor((now - phase_s) / interval_s) + 1) * interval_s + phase_s
+    return tick if tick > now else tick + interval_s  # ``now`` a hair below a whole multiple
+
+
+class Ticker:
+    """Runs ``fn()`` every ``interval_s`` on its own thread until ``stop``."""
+
+    def __init__(
+        self,
+        name: str,
+        interval_s: float,
+        fn: Callable[[], object],
+        workers: Workers,
+        limit_s: float,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        """A run lasting over ``limit_s`` is stuck (``Workers``); ``wall()``: the wall clock."""
+        self.name, self.interval_s, self._wall = name, interval_s, wall
+        self._run = workers.job(name, limit_s, fn)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    @property
+    def stopped(self) -> bool:
+        """Told to stop (its thread ends, or has ended, on purpose)."""
+        return self._stop.is_set()
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Start no more runs; wait for the one going on (unless called from that run)."""
+        self._stop.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout_s)
+
+    def _loop(self) -> None:
+        interval = self.interval_s
+        tick = next_tick(interval, self._wall())
+        # At most one interval's wait: a wall clock set back does not hold the duty up.
+        while not self._stop.wait(min(interval, max(0.0, tick - self._wall()))):
+            try:
+                self._run()
+            except Exception as exc:  # a duty's failure is logged; the next tick tries again
+                event(log, logging.ERROR, "job_failed", job=self.name, error=repr(exc))
+            # Never the same tick twice (a wait may end a hair early), never a burst of the
+            # ticks a long run covered.
+            tick = max(tick + interval, next_tick(interval, self._wall()) - interval)

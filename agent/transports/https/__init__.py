@@ -1,0 +1,1 @@
+"""HTTPS transport: POST each batch to the warehouse."""

@@ -1,0 +1,222 @@
+"""HTTPS transport: ``POST {base_url}/stations/{station}/batches`` with the JWS as body.
+
+Answers: 2xx or 409 (already have it) -> acknowledged. 408, 425, 429 and 5xx -> retry later.
+401, 403, 404 -> retry later too: they mean the station or URL is misconfigured, not that this
+batch is bad, and quarantining every batch for a wrong URL would be worse. Any other 4xx ->
+rejected (the batch is quarantined). Timeouts and connection errors -> retry. Up to ``inflight``
+requests at once (one connection each, kept alive), oldest batch first; their answers come in
+any order, and the warehouse accepts a batch whose predecessor is still on its way (a gap it
+fills when that one arrives).
+
+``compression = "gzip"`` (default) sends the JWS gzip'd with ``Content-Encoding: gzip``; a
+warehouse that answers 415 to a compressed request is sent identity bodies from then on.
+
+Each request thread keeps its own connection (the standard library's ``http.client``: httpx,
+used before, cost ~2.5 MiB of idle RSS, issue 17). A kept-alive connection the warehouse has
+closed meanwhile is noticed before it is used (it reads as ready) and opened afresh; one that
+breaks under a request it was reused for is retried once at once on a new connection (a batch
+posted twice is acknowledged twice: the warehouse answers 409 to one it has).
+"""
+
+from __future__ import annotations
+
+import http.client
+import logging
+import queue
+import select
+import ssl
+import threading
+import time
+from pathlib import Path
+from typing import ClassVar, Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, model_validator
+
+from agent.support.bounded import MAX_ANSWER
+from agent.support.logs import event
+from agent.support.sections import NAME_PATTERN, TlsConfig, TransportSection
+from agent.transports.compression import Bodies, Compression
+from agent.transports.tls import client_context
+from core.batch import SealedBatch
+from core.outcomes import Ack, OnOutcome, Outcome, Reject, Retry
+
+log = logging.getLogger("agent.transports.https.transport")
+_RETRY_4XX = {401, 403, 404, 408, 425, 429}
+HEADERS = {
+    "Content-Type": "application/jose",
+    "User-Agent": "station-agent",
+    "Accept-Encoding": "identity",  # an answer is read raw and only its start
+}
+# A reused connection that breaks like this before an answer was closed by the peer meanwhile.
+_STALE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
+
+
+class HttpsTransportConfig(TransportSection):
+    """``[[transports]] type = "https"``: POST each batch to the warehouse."""
+
+    check: ClassVar[str | None] = "agent.transports.check:check_https"
+    type: Literal["https"]
+    name: str = Field(default="https", pattern=NAME_PATTERN)
+    base_url: str = Field(pattern=r"^https?://")
+    allow_plain_http: bool = False
+    tls: TlsConfig | None = None
+    timeout_s: float = Field(default=15.0, gt=0, le=600)
+    compression: Compression = "gzip"
+    inflight: int = Field(default=4, ge=1, le=32)  # requests at once: a slow link's round trip
+
+    @model_validator(mode="after")
+    def _https_unless_allowed(self) -> HttpsTransportConfig:
+        if self.base_url.startswith("http://") and not self.allow_plain_http:
+            raise ValueError(
+                "base_url uses plain http://; use https:// or set allow_plain_http = true"
+            )
+        return self
+
+    def files(self) -> dict[str, Path]:
+        return self.tls.files() if self.tls else {}
+
+
+def classify(status: int, body: str) -> Outcome:
+    """What an HTTP status means for a batch."""
+    detail = f"HTTP {status}: {body.strip()[:200]}"
+    if 200 <= status < 300 or status == 409:
+        return Ack()
+    if status == 425:  # too early: a record this batch names has not arrived yet
+        return Retry(detail, too_early=True)
+    if status in _RETRY_4XX or status >= 500 or status < 200:
+        return Retry(detail)
+    if 400 <= status < 500:
+        return Reject(detail)
+    return Retry(detail)  # 3xx: we do not follow redirects with a signed body
+
+
+class HttpsTransport:
+    """Delivers batches to the warehouse's REST endpoint."""
+
+    window_bytes: int | None = None  # a few requests at a time: the window bounds memory already
+
+    def __init__(self, config: HttpsTransportConfig, station: str) -> None:
+        self.config, self.name = config, config.name
+        self.window = config.inflight
+        self.backoff_initial_s, self.backoff_max_s = config.backoff_initial_s, config.backoff_max_s
+        self.last_error: str | None = None  # each failure's reason goes to the sender as Retry
+        self.url = f"{config.base_url.rstrip('/')}/stations/{station}/batches"
+        self._path = urlsplit(self.url).path
+        self._queue: queue.Queue[SealedBatch | None] = queue.Queue()
+        self._threads: list[threading.Thread] = []
+        self._context: ssl.SSLContext | None = None
+        self._bodies = Bodies(config.compression)
+
+    def start(self, on_outcome: OnOutcome) -> None:
+        self._on_outcome = self._bodies.releasing(on_outcome)
+        if self.url.startswith("https"):
+            self._context = client_context(self.config.tls)
+        for i in range(self.window):
+            thread = threading.Thread(target=self._run, name=f"https-{self.name}-{i}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def connected(self) -> bool:
+        return True  # no standing connection: every request finds out for itself
+
+    def submit(self, batch: SealedBatch) -> None:
+        self._queue.put(batch)
+
+    def _run(self) -> None:
+        conn = connection(self.url, self._context, self.config.timeout_s)
+        try:
+            while (batch := self._queue.get()) is not None:
+                self._on_outcome(batch.seq, self._post(conn, batch))
+        finally:
+            conn.close()
+
+    def _post(self, conn: http.client.HTTPConnection, batch: SealedBatch) -> Outcome:
+        bodies = self._bodies  # one choice per request: header and body agree
+        compressed = bodies.compression == "gzip"
+        headers = {**HEADERS, "Content-Encoding": "gzip"} if compressed else HEADERS
+
+        def send() -> http.client.HTTPResponse:
+            conn.request("POST", self._path, body=bodies.body(batch), headers=headers)
+            return conn.getresponse()
+
+        try:
+            reused = conn.sock is not None
+            if reused and _closed_by_peer(conn):
+                conn.close()  # the warehouse ended this kept-alive connection: a fresh one
+                reused = False
+            try:
+                response = send()
+            except _STALE:
+                if not reused:
+                    raise
+                conn.close()  # it broke under its first reuse: once more, on a new one
+                response = send()
+            # The answer's first few KiB say all we need; a huge body is never read.
+            answer = response.read(MAX_ANSWER)  # to its end, or MAX_ANSWER bytes of it
+            if not response.isclosed():
+                conn.close()  # the rest of the answer stays unread: not reusable
+        except TimeoutError:
+            conn.close()
+            return Retry(f"no answer from {self.url} within {self.config.timeout_s} s")
+        except (OSError, http.client.HTTPException) as exc:
+            conn.close()
+            return Retry(f"cannot reach {self.url}: {_reason(exc)}")
+        text = answer.decode("utf-8", "replace")
+        if response.status == 415 and compressed:
+            event(
+                log,
+                logging.WARNING,
+                "compression_refused",
+                transport=self.name,
+                hint="the warehouse takes no gzip bodies: sending them uncompressed",
+            )
+            self._bodies = Bodies("none")
+            return Retry(f"HTTP 415 to a gzip body: {text.strip()[:200]}")
+        outcome = classify(response.status, text)
+        if response.status in (401, 403, 404):
+            event(
+                log,
+                logging.ERROR,
+                "warehouse_refuses_station",
+                transport=self.name,
+                status=response.status,
+                hint="check base_url, the station id and its registration at the warehouse",
+            )
+        return outcome
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        for _ in self._threads:
+            self._queue.put(None)
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+
+def connection(
+    url: str, context: ssl.SSLContext | None, timeout_s: float
+) -> http.client.HTTPConnection:
+    """A connection (opened at its first request) to ``url``'s host: TLS with ``context`` for
+    https; ``timeout_s`` bounds connecting and every wait for the peer."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.scheme == "https":
+        return http.client.HTTPSConnection(host, parts.port, timeout=timeout_s, context=context)
+    return http.client.HTTPConnection(host, parts.port, timeout=timeout_s)
+
+
+def _closed_by_peer(conn: http.client.HTTPConnection) -> bool:
+    """An idle kept-alive connection that reads as ready holds an end of file (or stray bytes):
+    the peer closed it, it cannot carry a request."""
+    try:
+        readable, _, _ = select.select([conn.sock], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(readable)
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc) or type(exc).__name__
+    if "CERTIFICATE_VERIFY_FAILED" in text:
+        return f"TLS certificate not trusted ({text}); set tls.ca_file to the warehouse's CA"
+    return text

@@ -1,0 +1,1 @@
+"""MQTT transport: publish each batch, acknowledged end to end by the warehouse."""

@@ -1,0 +1,169 @@
+"""Prometheus metrics of one running agent (``/metrics`` on the ``[web]`` listener).
+
+Counters and gauges are read from the agent's own state at each scrape (nothing is counted
+twice); the poll duration is a histogram fed by the poller. One registry per agent, never the
+global one, so a reload starts clean.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from agent.support.clock_sync import MAX_ERROR_US, max_error_us
+from agent.web.live import StationView, buffer_bytes
+from drivers.base import WireCounters
+
+if TYPE_CHECKING:
+    from agent.runtime.agent import Agent
+
+PREFIX = "station_agent"
+POLL_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class _AgentCollector(Collector):
+    def __init__(self, agent: Agent, view: StationView) -> None:
+        self.agent, self.view = agent, view
+
+    def collect(self) -> Iterator[Metric]:
+        agent, poller = self.agent, self.agent.poller
+
+        def per_device(name: str, doc: str, values: dict[str, int]) -> Metric:
+            family = CounterMetricFamily(f"{PREFIX}_{name}", doc, labels=["device"])
+            for device in [d.name for d in agent.config.devices]:
+                family.add_metric([device], values.get(device, 0))
+            return family
+
+        yield per_device(
+            "readings_polled",
+            "Readings the devices answered (missed poll slots not included).",
+            poller.read_by_device,
+        )
+        yield per_device(
+            "readings_stored",
+            "Readings committed to the buffer (missed slots' fault readings included).",
+            poller.stored_by_device,
+        )
+        up = GaugeMetricFamily(
+            f"{PREFIX}_device_up", "1 if the device's last poll had no error.", labels=["device"]
+        )
+        for device in agent.config.devices:
+            last = poller.last.get(device.name)
+            up.add_metric([device.name], 1 if last and last[1] is None else 0)
+        yield up
+        yield from self._wire()
+        yield CounterMetricFamily(
+            f"{PREFIX}_missed_polls",
+            "Poll slots that could not start on time.",
+            poller.missed_polls,
+        )
+        yield CounterMetricFamily(
+            f"{PREFIX}_batches_sealed", "Batches sealed since start.", agent.sealed
+        )
+        acks = CounterMetricFamily(
+            f"{PREFIX}_acks", "Batches (files) acknowledged.", labels=["transport"]
+        )
+        failures = CounterMetricFamily(
+            f"{PREFIX}_send_failures", "Sends to retry (no acknowledgement).", labels=["transport"]
+        )
+        connected = GaugeMetricFamily(
+            f"{PREFIX}_transport_connected",
+            "1 if the transport can deliver now.",
+            labels=["transport"],
+        )
+        for sender in agent.senders:
+            acks.add_metric([sender.name], sender.acked)
+            failures.add_metric([sender.name], sender.failures)
+            connected.add_metric([sender.name], 1 if sender.transport.connected() else 0)
+        for files in agent.file_transports:
+            acks.add_metric([files.name], files.delivered)
+        yield acks
+        yield failures
+        yield connected
+        backlog = GaugeMetricFamily(
+            f"{PREFIX}_backlog_readings", "Readings not yet acknowledged.", labels=["transport"]
+        )
+        oldest = GaugeMetricFamily(
+            f"{PREFIX}_oldest_unacked_reading_age_seconds",
+            "Age of the oldest reading not yet acknowledged (0: none).",
+            labels=["transport"],
+        )
+        now_ms = time.time() * 1000
+        for name, figures in self.view.backlog().items():
+            backlog.add_metric([name], figures["backlog_readings"])
+            at = figures["oldest_unacked_reading_ms"]
+            oldest.add_metric([name], 0 if at is None else max(0.0, (now_ms - at) / 1000))
+        yield backlog
+        yield oldest
+        yield GaugeMetricFamily(
+            f"{PREFIX}_buffer_bytes",
+            "Size of the buffer on disk (database and write-ahead log).",
+            buffer_bytes(agent.config.buffer.path),
+        )
+        yield from _clock()
+
+    def _wire(self) -> Iterator[Metric]:
+        """Requests and failed requests by kind, per Modbus device (counted by its driver)."""
+        requests = CounterMetricFamily(
+            f"{PREFIX}_modbus_requests",
+            "Modbus requests sent (each try counts).",
+            labels=["device"],
+        )
+        errors = CounterMetricFamily(
+            f"{PREFIX}_modbus_errors",
+            "Modbus requests that failed, by kind: timeout, crc, incomplete, unit_mismatch, "
+            "function_mismatch, malformed, link_down, exception_N (Modbus exception code N).",
+            labels=["device", "kind"],
+        )
+        for driver in self.agent.drivers:
+            if isinstance(driver, WireCounters):
+                sent, failed = driver.request_counts()
+                requests.add_metric([driver.name], sent)
+                for kind, count in sorted(failed.items()):
+                    errors.add_metric([driver.name, kind], count)
+        yield requests
+        yield errors
+
+
+def _clock() -> Iterator[Metric]:
+    error_us = max_error_us()
+    if error_us is None:
+        return
+    yield GaugeMetricFamily(
+        f"{PREFIX}_clock_synchronized",
+        "1 if the system clock is synchronized (kernel maximum error below 16 s, as timedatectl).",
+        1 if error_us < MAX_ERROR_US else 0,
+    )
+    yield GaugeMetricFamily(
+        f"{PREFIX}_clock_max_error_seconds",
+        "The kernel's maximum error estimate of the system clock.",
+        error_us / 1e6,
+    )
+
+
+class Metrics:
+    """The agent's registry: its state at each scrape plus the poll duration histogram."""
+
+    def __init__(self, agent: Agent, view: StationView) -> None:
+        self.registry = CollectorRegistry()
+        self.registry.register(_AgentCollector(agent, view))
+        self.poll_seconds = Histogram(
+            f"{PREFIX}_poll_duration_seconds",
+            "How long one poll of a device took.",
+            ["device"],
+            buckets=POLL_BUCKETS,
+            registry=self.registry,
+        )
+        agent.poller.on_poll = self.observe_poll
+
+    def observe_poll(self, device: str, seconds: float) -> None:
+        self.poll_seconds.labels(device).observe(seconds)
+
+    def exposition(self) -> bytes:
+        """The text format Prometheus scrapes."""
+        return generate_latest(self.registry)
