@@ -27,7 +27,7 @@ def main() -> None:
     parser.add_argument("--readings", type=int, default=500_000)
     parser.add_argument("--batch", type=int, default=2000)
     args = parser.parse_args()
-    logging.getLogger("agent.seal.sealing").setLevel(logging.WARNING)
+    logging.getLogger("agent.sealing").setLevel(logging.WARNING)
     with workdir("disk") as d:
         key, _ = station_key(d)
         path = d / "buffer.db"

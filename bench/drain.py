@@ -58,7 +58,7 @@ def build_backlog(directory: Path, n: int, batch: int) -> tuple[Path, Path, Path
     """(buffer.db, key, jwk, last seq) holding ``n`` sealed, unsent readings."""
     import logging
 
-    logging.getLogger("agent.seal.sealing").setLevel(logging.WARNING)
+    logging.getLogger("agent.sealing").setLevel(logging.WARNING)
     directory.mkdir(parents=True, exist_ok=True)
     key, jwk = station_key(directory)
     buffer = Buffer(directory / "buffer.db", durability="process")

@@ -42,7 +42,7 @@ def main() -> None:
     args = parser.parse_args()
     import logging
 
-    logging.getLogger("agent.seal.sealing").setLevel(logging.WARNING)
+    logging.getLogger("agent.sealing").setLevel(logging.WARNING)
     with workdir("seal") as d:
         for i, batch in enumerate(args.batch):
             rate, batches = seal_rate(d, args.readings, batch)

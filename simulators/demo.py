@@ -69,7 +69,7 @@ def run_demo(workdir: Path, seconds: float = 20.0) -> int:
     workdir = workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     setup_logging("warning")
-    logging.getLogger("agent.send.sender").setLevel(logging.ERROR)
+    logging.getLogger("agent.sender").setLevel(logging.ERROR)
     if not (workdir / KEY_NAME).exists():
         generate_key(workdir)
     tls = make_tls_files(workdir / "tls")

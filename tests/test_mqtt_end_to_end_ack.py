@@ -161,7 +161,7 @@ def test_too_early_is_answered_retry_and_sent_again_at_once(
     again after its backoff (here 0.2 s), not after the 60 s acknowledgement timeout, and it is
     stored once, quarantined never. A batch that overtook its record is no failure: one INFO
     line, no ``send_failed``, nothing counted as failed."""
-    caplog.set_level(logging.INFO, logger="agent.send.sender")
+    caplog.set_level(logging.INFO, logger="agent.sender")
     warehouse = _warehouse(tmp_path, station_key[0], mosquitto.port, TooEarlyOnce)
     station = Station(tmp_path, station_key[0], mosquitto.port, ack_timeout_s=60)
     try:
@@ -182,7 +182,7 @@ def test_too_early_for_too_long_is_a_failure(tmp_path, station_key, mosquitto, c
     """A batch answered 425 past ``TOO_EARLY_PATIENCE_S`` (here 1 s) shows as failing, with the
     warehouse's reason: the record it waits for is not coming by itself. Never quarantined."""
     monkeypatch.setattr(send_failures, "TOO_EARLY_PATIENCE_S", 1.0)
-    caplog.set_level(logging.INFO, logger="agent.send.sender")
+    caplog.set_level(logging.INFO, logger="agent.sender")
     warehouse = _warehouse(tmp_path, station_key[0], mosquitto.port, TooEarlyAlways)
     station = Station(tmp_path, station_key[0], mosquitto.port, ack_timeout_s=60)
     try:
@@ -208,7 +208,7 @@ def test_too_early_for_too_long_is_a_failure(tmp_path, station_key, mosquitto, c
 def test_an_ack_naming_other_bytes_is_refused_and_logged(tmp_path, station_key, mosquitto, caplog):
     """An acknowledgement for seq 1 whose digest is not that of the bytes sent is refused (and
     logged); the one with the right digest, computed here with hashlib, is taken."""
-    caplog.set_level(logging.ERROR, logger="agent.transports.mqtt.transport")
+    caplog.set_level(logging.ERROR, logger="agent.transports.mqtt")
     station = Station(tmp_path, station_key[0], mosquitto.port, ack_timeout_s=600)
     forger = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="forger")
     forger.connect("127.0.0.1", mosquitto.port)

@@ -36,7 +36,7 @@ def script(parser: argparse.ArgumentParser, shell: str) -> str:
     return shtab.complete(parser, shell=shell)
 
 
-def add_command(sub: argparse._SubParsersAction) -> None:
+def add(sub: argparse._SubParsersAction) -> None:
     """The ``completion`` sub-command."""
     p = sub.add_parser(
         "completion",
@@ -50,7 +50,6 @@ def add_command(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_completion(args: argparse.Namespace) -> int:
-    from agent.cli.main import build_parser
-
-    print(script(build_parser(), args.shell), end="")
+    # the whole parser, plug-ins included, as built by main (handed over, not imported back)
+    print(script(args.build_parser(), args.shell), end="")
     return 0

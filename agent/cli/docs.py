@@ -54,7 +54,7 @@ def find(name: str) -> tuple[str, Traversable]:
     )
 
 
-def add_command(sub: argparse._SubParsersAction) -> None:
+def add(sub: argparse._SubParsersAction) -> None:
     """The ``docs`` sub-command."""
     p = sub.add_parser(
         "docs",

@@ -255,8 +255,8 @@ def _cmd_scan(args: argparse.Namespace) -> int:
 
 
 def _cmd_check_transports(args: argparse.Namespace) -> int:
+    from agent.cli.check_transports import check_all
     from agent.config.model import load_config
-    from agent.transports.check import check_all
 
     verdicts = check_all(load_config(args.config), timeout=args.timeout)
     for verdict in verdicts:
@@ -294,6 +294,7 @@ def build_parser(plugins: bool = True) -> argparse.ArgumentParser:
         description="Poll station analyzers, buffer every reading, deliver signed batches.",
     )
     parser.add_argument("--version", action="version", version=f"station-agent {__version__}")
+    parser.set_defaults(build_parser=build_parser)  # for `completion`, which prints the parser
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser(
@@ -373,9 +374,9 @@ def build_parser(plugins: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--seq", type=int, action="append", help="only this seq (repeatable)")
     p.set_defaults(func=_cmd_requeue)
 
-    from agent.cli.maintenance import add_parser as add_maintenance
+    from agent.cli import maintenance
 
-    add_maintenance(sub)
+    maintenance.add(sub)
 
     p = sub.add_parser(
         "status",
@@ -475,11 +476,10 @@ def build_parser(plugins: bool = True) -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_cmd_check_transports)
 
-    from agent.cli.completion import add_command as add_completion
-    from agent.cli.docs import add_command as add_docs
+    from agent.cli import completion, docs, tt10
 
-    add_docs(sub)
-    add_completion(sub)
+    for command in (docs, completion, tt10):
+        command.add(sub)
     _add_log_level(parser)
     return parser
 

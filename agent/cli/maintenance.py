@@ -2,27 +2,24 @@
 
 The command writes the buffer's ``maintenance`` table (as ``requeue`` writes its marker) and
 returns; the running agent reads it within about a second, gives the covered readings status
-``01`` and seals the signed records (``agent.records.maintenance.watch``). Without a running agent
-the
-window is in the buffer and applies from the agent's next start, until its planned end.
+``01`` and seals the signed records (``agent.records.maintenance.watch``). Without a running
+agent the window is in the buffer and applies from the agent's next start, until its planned
+end. What ``list`` and ``status`` print of a window: ``agent.status.maintenance``.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
+from agent.status.maintenance import RECENT_MS, describe
 from core.errors import AgentError
 
 if TYPE_CHECKING:  # imported by the commands themselves: building the parser stays cheap
     from agent.buffer import Buffer
-    from agent.buffer.maintenance import Window
     from agent.config.model import Config
-
-RECENT_MS = 86_400_000  # list and status show windows that ended within a day
 
 
 def _device_channels(config: Config, config_path: str, device: str) -> list[str]:
@@ -65,28 +62,6 @@ def _open_buffer(config: Config) -> Buffer:
     from agent.buffer import Buffer
 
     return Buffer(config.buffer.path, durability=config.buffer.durability)
-
-
-def _when(ms: int | None, tz: ZoneInfo) -> str:
-    if ms is None:
-        return "-"
-    local = datetime.fromtimestamp(ms / 1000, tz=UTC).astimezone(tz)
-    return f"{local:%Y-%m-%d %H:%M:%S} {local.tzname()}"
-
-
-def describe(window: Window, tz: ZoneInfo, now_ms: int) -> str:
-    """One window as a line: device, channels, until, technician, reason."""
-    channels = ",".join(window.channels) if window.channels else "all channels"
-    who = f"by {window.technician}" if window.technician else "by the analyzer itself"
-    if window.active(now_ms):
-        until = f"until {_when(window.until_ms, tz)}" if window.until_ms else "calibrating"
-    else:
-        how = {"stop": "stopped", "expire": "expired", "end": "ended"}[window.event_at_end()]
-        until = f"{how} {_when(window.end_ms, tz)}"
-        if window.stopped_by and window.event_at_end() == "stop":
-            until += f" by {window.stopped_by}"
-    reason = f" — {window.reason}" if window.reason else ""
-    return f"{window.device} [{channels}] {until}, {who}{reason} (window {window.id})"
 
 
 def _cmd_start(args: argparse.Namespace) -> int:
@@ -185,7 +160,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
+def add(sub: argparse._SubParsersAction) -> None:
     """Add ``maintenance`` and its three actions to the ``station-agent`` command line."""
     p = sub.add_parser(
         "maintenance",
@@ -223,41 +198,3 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     s = msub.add_parser("list", help="windows lasting now and those ended in the last 24 h")
     s.add_argument("--config", required=True, help="the TOML configuration file")
     s.set_defaults(func=_cmd_list)
-
-
-def status_section(buffer: Buffer, tz: ZoneInfo, now_ms: int | None = None) -> dict:
-    """What ``status`` shows: windows lasting now, and those ended in the last 24 h."""
-    now = int(time.time() * 1000) if now_ms is None else now_ms
-    windows = buffer.maintenance.current(now, now - RECENT_MS)
-
-    def entry(w: Window) -> dict:
-        active = w.active(now)
-        return {
-            "window": w.id,
-            "source": w.source,
-            "device": w.device,
-            "channels": list(w.channels) if w.channels else None,
-            "technician": w.technician,
-            "reason": w.reason,
-            "from_ms": w.start_ms,
-            "until_ms": w.until_ms,
-            "ended_ms": None if active else w.end_ms,
-            "ended_how": None if active else w.event_at_end(),
-            "stopped_by": w.stopped_by,
-            "line": describe(w, tz, now),
-        }
-
-    return {
-        "active": [entry(w) for w in windows if w.active(now)],
-        "recently_ended": [entry(w) for w in windows if not w.active(now)],
-    }
-
-
-def status_lines(section: dict) -> list[str]:
-    """The ``maintenance:`` part of ``status`` as text."""
-    if not section["active"] and not section["recently_ended"]:
-        return []
-    lines = ["maintenance:"]
-    lines += [f"  IN MAINTENANCE (status 01): {e['line']}" for e in section["active"]]
-    lines += [f"  ended: {e['line']}" for e in section["recently_ended"]]
-    return lines

@@ -1,5 +1,5 @@
-"""``station-agent tt10 export``: the files of any window again (entry point
-``station_agent.commands``, so the transport's folder holds its command too)."""
+"""``station-agent tt10 export``: the files of any window again, rebuilt from the buffer
+(``agent.transports.tt10.export``)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 
 
-def add_command(commands: argparse._SubParsersAction) -> None:
+def add(commands: argparse._SubParsersAction) -> None:
     """Add ``tt10 export`` to the command line."""
     p = commands.add_parser("tt10", help="TT10 text files: export any period again")
     tsub = p.add_subparsers(dest="tt10_command", required=True, metavar="ACTION")

@@ -44,7 +44,7 @@ from agent.support.logs import event
 from agent.support.workers import Workers
 from drivers import Driver
 
-log = logging.getLogger("agent.poll.poll_clock")
+log = logging.getLogger("agent.poll_clock")
 POLL = "poll-"  # a device's poll, as the workers (stuck detection) name it: "poll-{device}"
 POLL_INSTANCES = 2  # a device's poll running, and the next slot waiting to run late after it
 STALL_S = 0.05  # no poll taken from the queue this long: wake one more worker

@@ -32,7 +32,7 @@ from core.errors import DeviceError, StorageError
 from core.reading import FAULT, Reading
 from drivers import Driver
 
-log = logging.getLogger("agent.poll.poller")
+log = logging.getLogger("agent.poller")
 MAX_UNSTORED_POLLS = 10_000
 GATHER_S = 0.05  # how long a commit waits for the polls still reading (one commit per tick)
 

@@ -37,9 +37,9 @@ from core.errors import StorageError
 from core.records import check_body
 
 if TYPE_CHECKING:
-    from agent.runtime.agent import Agent
+    from agent.records.sink import RecordSink
 
-log = logging.getLogger("agent.records.descriptor")
+log = logging.getLogger("agent.descriptor")
 KIND = "descriptor"
 _META_KEY = "descriptor"
 
@@ -147,7 +147,7 @@ def _remember(buffer: Buffer, held: InForce) -> None:
     )
 
 
-def _seal(agent: Agent, body: dict[str, Any], digest: str, why: str) -> SealedBatch:
+def _seal(agent: RecordSink, body: dict[str, Any], digest: str, why: str) -> SealedBatch:
     record = agent.request_record(KIND, body)
     _remember(agent.buffer, InForce(record.seq, digest))
     agent.sealer.descriptor_seq = record.seq
@@ -155,7 +155,7 @@ def _seal(agent: Agent, body: dict[str, Any], digest: str, why: str) -> SealedBa
     return record
 
 
-def seal_if_changed(agent: Agent) -> SealedBatch | None:
+def seal_if_changed(agent: RecordSink) -> SealedBatch | None:
     """Seal the configuration's descriptor unless it is the one in force; point the sealer at
     the descriptor in force either way. Returns the new record, or None."""
     body = descriptor_body(agent.config)
@@ -168,7 +168,7 @@ def seal_if_changed(agent: Agent) -> SealedBatch | None:
     return _seal(agent, body, digest, "first start" if held is None else "changed")
 
 
-def reseal_if_pruned(agent: Agent) -> SealedBatch | None:
+def reseal_if_pruned(agent: RecordSink) -> SealedBatch | None:
     """Seal the descriptor in force again if retention pruned its record; None otherwise."""
     held = in_force(agent.buffer)
     if held is None:

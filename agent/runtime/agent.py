@@ -394,9 +394,3 @@ class Agent:
             driver.stop() if isinstance(driver, ListeningDriver) else driver.close()
         except Exception:  # closing a dead connection must not block shutdown
             pass
-
-    def run_until_signal(self) -> int:
-        """Run until SIGTERM or SIGINT, then stop cleanly; returns the exit code."""
-        from agent.service import Service
-
-        return Service(self.config, agent=self).run()

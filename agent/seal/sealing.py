@@ -24,7 +24,7 @@ from agent.support.clock import Clock
 from agent.support.logs import event
 from core.batch import SealedBatch
 
-log = logging.getLogger("agent.seal.sealing")
+log = logging.getLogger("agent.sealing")
 MAX_PAUSE_S = 0.05
 # While a batch's payload is built (pure Python, ~45 ms for 10,000 readings), the interpreter
 # hands over to a waiting thread every 0.5 ms instead of Python's 5 ms: a poll needs the GIL back

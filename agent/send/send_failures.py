@@ -22,7 +22,7 @@ from agent.support.logs import Repeats, event
 from agent.transports import Transport
 from core.outcomes import Retry
 
-log = logging.getLogger("agent.send.sender")
+log = logging.getLogger("agent.sender")
 # A batch answered "too early" for this long is a failure: batches overtaking their record are
 # stored seconds later.
 TOO_EARLY_PATIENCE_S = 60.0

@@ -32,7 +32,7 @@ from core.batch import SealedBatch
 from core.errors import StorageError
 from core.outcomes import Ack, Outcome, Reject, Retry
 
-log = logging.getLogger("agent.send.sender")
+log = logging.getLogger("agent.sender")
 REQUEUE_CHECK_S = 5.0
 # With nothing to wake it (a seal, an outcome, a backoff's end, a fresh batch overdue, a stop),
 # the loop looks again this often: for a transport back online with nothing in flight. Every

@@ -17,11 +17,11 @@ from zoneinfo import ZoneInfo
 
 from agent.buffer import Buffer, DeviceState
 from agent.buffer.retention import Hold
-from agent.cli.maintenance import status_lines, status_section
 from agent.config.model import Config
 from agent.status.figures import add_backlog_age, failing_for_s, rfc3339
 from agent.status.health import read_health
 from agent.status.key import key_lines, key_section
+from agent.status.maintenance import status_lines, status_section
 from agent.support.clock_sync import MAX_ERROR_US, max_error_us
 from core.errors import StorageError
 

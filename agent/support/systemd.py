@@ -14,7 +14,7 @@ import time
 
 from agent.support.logs import event
 
-log = logging.getLogger("agent.support.systemd")
+log = logging.getLogger("agent.systemd")
 
 
 def notify(message: str) -> bool:

@@ -1,32 +1,39 @@
 """Transports carry sealed batches to a destination and report what it said.
 
-A transport never touches the buffer. ``submit`` hands it one batch without blocking; later the
-transport calls ``on_outcome(seq, outcome)`` exactly once for that submission, from any thread:
+A batch transport never writes the buffer. ``submit`` hands it one batch without blocking;
+later the transport calls ``on_outcome(seq, outcome)`` exactly once for that submission, from any
+thread:
 
-* ``Ack`` — the destination acknowledged it (MQTT PUBACK, HTTP 2xx/409);
+* ``Ack`` — the destination acknowledged it (MQTT: the warehouse's own acknowledgement, or the
+  broker's PUBACK with ``ack = "broker"``; HTTPS: 2xx/409);
 * ``Reject(reason)`` — the destination refused this batch for good (quarantine it);
 * ``Retry(reason)`` — not delivered this time (connection, timeout, 5xx); send it again later.
 
-Adding a transport: one module defining a config model (subclass of
-``agent.support.sections.TransportSection`` with a literal ``type``) and a class implementing
-``Transport``, plus one line in ``_REGISTRY`` below. A transport whose section says
-``delivers = "period_files"`` (TT10 text files) implements ``PeriodFileTransport`` instead: it
-builds its files from the stored readings in a loop of its own and keeps its own ledger; its
-section names a ``status_module`` for ``station-agent status``, and a command of its own is one
-``station_agent.commands`` entry point (``tt10 export``).
+Adding a transport: one folder ``agent/transports/<type>/`` with the same files as the others
+(``config.py``: the section model, a subclass of ``agent.support.sections.TransportSection``
+with a literal ``type``; ``transport.py``: the class implementing ``Transport``; ``check.py``:
+its ``check`` for ``station-agent check-transports``; ``README.md``; ``sample.toml``; and
+``status.py`` when it has a part of its own in ``status``), plus one line in ``_REGISTRY`` below.
+A transport whose section says ``delivers = "period_files"`` (TT10 text files) implements
+``PeriodFileTransport`` instead: it builds its files from the stored readings in a loop of its
+own and keeps its own ledger (TT10 is the one transport that writes buffer.db, its own tables).
 Modules are imported on first use, so a station loads only the transports it configures (paho
 for MQTT; HTTPS needs only the standard library).
 """
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
-from typing import Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from agent.support.sections import TransportSection
 from core.batch import SealedBatch
 from core.outcomes import OnOutcome
 from core.registry import LazyRegistry
+
+if TYPE_CHECKING:
+    from agent.transports.check import Verdict
 
 _REGISTRY: dict[str, tuple[str, str, str]] = {
     "mqtt": ("agent.transports.mqtt.transport", "MqttTransportConfig", "MqttTransport"),
@@ -82,6 +89,19 @@ class TransportFactory(Protocol):
 
 TRANSPORTS: LazyRegistry[type[TransportSection], TransportFactory] = LazyRegistry(_REGISTRY)
 """Transport type -> (config model, transport class), each imported when first asked for."""
+
+
+class TransportCheck(Protocol):
+    """``check(section, station, timeout)`` in ``agent/transports/<type>/check.py``."""
+
+    def __call__(self, config: Any, station: str, timeout: float) -> Verdict: ...
+
+
+def check_of(type_: str) -> TransportCheck:
+    """The ``station-agent check-transports`` check of a transport type: the ``check`` function
+    of ``check.py`` in its folder (every transport folder has one; imported when asked for)."""
+    folder = TRANSPORTS.module_of(type_).rpartition(".")[0]
+    return cast(TransportCheck, importlib.import_module(f"{folder}.check").check)
 
 
 def make_transport(config: TransportSection, station: str) -> Transport:

@@ -23,7 +23,7 @@ from agent.config.web import WebConfig
 from agent.support.logs import event
 
 if TYPE_CHECKING:
-    from agent.runtime.agent import Agent
+    from agent.web.view import RuntimeView
 
 log = logging.getLogger("agent.web")
 MAX_BODY = 4096
@@ -48,7 +48,7 @@ def refusal(config: WebConfig, authorization: str | None) -> tuple[int, str] | N
     return None
 
 
-def _requeue(agent: Agent, args: dict[str, Any]) -> dict[str, Any]:
+def _requeue(agent: RuntimeView, args: dict[str, Any]) -> dict[str, Any]:
     """Send a transport's quarantined batches again (all, or ``seqs``), as ``requeue`` does."""
     names = [s.name for s in agent.senders]
     transport = args.get("transport")
@@ -66,6 +66,6 @@ def _requeue(agent: Agent, args: dict[str, Any]) -> dict[str, Any]:
     return {"transport": transport, "requeued": requeued}
 
 
-ACTIONS: dict[str, Callable[[Agent, dict[str, Any]], dict[str, Any]]] = {
+ACTIONS: dict[str, Callable[[RuntimeView, dict[str, Any]], dict[str, Any]]] = {
     "requeue": _requeue,
 }

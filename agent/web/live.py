@@ -26,7 +26,7 @@ from agent.support.clock_sync import MAX_ERROR_US, max_error_us
 from drivers.base import WireCounters
 
 if TYPE_CHECKING:
-    from agent.runtime.agent import Agent
+    from agent.web.view import RuntimeView
 
 DAY_MS = 86_400_000
 MAX_NAME = 200  # query parameters longer than this name nothing configured
@@ -65,7 +65,7 @@ def device_state(readings: list[Any], error: str | None) -> str:
 class StationView:
     """Read-only figures of one running agent, for the page and the metrics."""
 
-    def __init__(self, agent: Agent) -> None:
+    def __init__(self, agent: RuntimeView) -> None:
         self.agent = agent
         self._buffer: Buffer | None = None
         self._lock = threading.Lock()
@@ -168,7 +168,7 @@ class StationView:
             "storage_error": health["storage_error"],
             "missed_polls": health["missed_polls"],
             "clock": clock_state(),
-            "actions": agent.web is not None and agent.web.config.actions_enabled,
+            "actions": agent.config.web is not None and agent.config.web.actions_enabled,
             "maintenance": self.maintenance(),
             "signing": self.signing(),
             "devices": devices,
@@ -186,7 +186,7 @@ class StationView:
         ended in the last 24 h (``station-agent maintenance``)."""
         from zoneinfo import ZoneInfo
 
-        from agent.cli.maintenance import status_section
+        from agent.status.maintenance import status_section
 
         return status_section(self.buffer(), ZoneInfo(self.agent.config.station.timezone))
 

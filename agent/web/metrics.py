@@ -20,14 +20,14 @@ from agent.web.live import StationView, buffer_bytes
 from drivers.base import WireCounters
 
 if TYPE_CHECKING:
-    from agent.runtime.agent import Agent
+    from agent.web.view import RuntimeView
 
 PREFIX = "station_agent"
 POLL_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
 class _AgentCollector(Collector):
-    def __init__(self, agent: Agent, view: StationView) -> None:
+    def __init__(self, agent: RuntimeView, view: StationView) -> None:
         self.agent, self.view = agent, view
 
     def collect(self) -> Iterator[Metric]:
@@ -149,7 +149,7 @@ def _clock() -> Iterator[Metric]:
 class Metrics:
     """The agent's registry: its state at each scrape plus the poll duration histogram."""
 
-    def __init__(self, agent: Agent, view: StationView) -> None:
+    def __init__(self, agent: RuntimeView, view: StationView) -> None:
         self.registry = CollectorRegistry()
         self.registry.register(_AgentCollector(agent, view))
         self.poll_seconds = Histogram(

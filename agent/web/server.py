@@ -26,7 +26,7 @@ from agent.web.live import MAX_NAME, StationView
 from agent.web.metrics import Metrics
 
 if TYPE_CHECKING:
-    from agent.runtime.agent import Agent
+    from agent.web.view import RuntimeView
 
 log = logging.getLogger("agent.web")
 ASSETS = {
@@ -44,7 +44,7 @@ def _asset(name: str) -> bytes:
 class WebServer:
     """Serves one agent's page and metrics on a thread of its own."""
 
-    def __init__(self, agent: Agent, config: WebConfig) -> None:
+    def __init__(self, agent: RuntimeView, config: WebConfig) -> None:
         self.agent, self.config = agent, config
         self.view = StationView(agent)
         self.metrics = Metrics(agent, self.view)

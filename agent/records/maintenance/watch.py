@@ -38,7 +38,7 @@ from core.errors import StorageError
 from core.reading import CALIBRATING, FAULT, MEASURING, Reading
 from core.records import RecordError
 
-log = logging.getLogger("agent.records.maintenance.record")
+log = logging.getLogger("agent.maintenance")
 LATE_MS = 3_600_000  # readings pushed up to an hour late still see the window they fell in
 Seal = Callable[[str, dict], SealedBatch]  # (kind, body) -> the sealed record
 

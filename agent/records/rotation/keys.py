@@ -28,7 +28,7 @@ from agent.protocol.keys import load_private_key
 from agent.support.logs import event
 from core.errors import KeyFileError
 
-log = logging.getLogger("agent.records.rotation.record")
+log = logging.getLogger("agent.rotation")
 
 
 class KeyFiles:

@@ -49,7 +49,7 @@ from core.batch import SealedBatch
 from core.errors import AgentError, KeyFileError, StorageError
 from core.record_kinds.rotation import KIND
 
-log = logging.getLogger("agent.records.rotation.record")
+log = logging.getLogger("agent.rotation")
 REQUEST = "rotate_key"  # meta row: {"at": ns, "kid": new kid, "state": asked|sealed|failed, ...}
 
 

@@ -27,21 +27,17 @@ import select
 import ssl
 import threading
 import time
-from pathlib import Path
-from typing import ClassVar, Literal
 from urllib.parse import urlsplit
-
-from pydantic import Field, model_validator
 
 from agent.support.bounded import MAX_ANSWER
 from agent.support.logs import event
-from agent.support.sections import NAME_PATTERN, TlsConfig, TransportSection
-from agent.transports.compression import Bodies, Compression
+from agent.transports.compression import Bodies
+from agent.transports.https.config import HttpsTransportConfig
 from agent.transports.tls import client_context
 from core.batch import SealedBatch
 from core.outcomes import Ack, OnOutcome, Outcome, Reject, Retry
 
-log = logging.getLogger("agent.transports.https.transport")
+log = logging.getLogger("agent.transports.https")
 _RETRY_4XX = {401, 403, 404, 408, 425, 429}
 HEADERS = {
     "Content-Type": "application/jose",
@@ -50,31 +46,6 @@ HEADERS = {
 }
 # A reused connection that breaks like this before an answer was closed by the peer meanwhile.
 _STALE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
-
-
-class HttpsTransportConfig(TransportSection):
-    """``[[transports]] type = "https"``: POST each batch to the warehouse."""
-
-    check: ClassVar[str | None] = "agent.transports.check:check_https"
-    type: Literal["https"]
-    name: str = Field(default="https", pattern=NAME_PATTERN)
-    base_url: str = Field(pattern=r"^https?://")
-    allow_plain_http: bool = False
-    tls: TlsConfig | None = None
-    timeout_s: float = Field(default=15.0, gt=0, le=600)
-    compression: Compression = "gzip"
-    inflight: int = Field(default=4, ge=1, le=32)  # requests at once: a slow link's round trip
-
-    @model_validator(mode="after")
-    def _https_unless_allowed(self) -> HttpsTransportConfig:
-        if self.base_url.startswith("http://") and not self.allow_plain_http:
-            raise ValueError(
-                "base_url uses plain http://; use https:// or set allow_plain_http = true"
-            )
-        return self
-
-    def files(self) -> dict[str, Path]:
-        return self.tls.files() if self.tls else {}
 
 
 def classify(status: int, body: str) -> Outcome:

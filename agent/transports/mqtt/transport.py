@@ -24,98 +24,20 @@ import socket
 import ssl
 import threading
 import time
-from pathlib import Path
-from typing import ClassVar, Literal
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
-from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 
 from agent.support.logs import Repeats, event
-from agent.support.sections import NAME_PATTERN, TlsConfig, TransportSection, resolve_secret
-from agent.transports.compression import Bodies, Compression
+from agent.transports.compression import Bodies
 from agent.transports.mqtt.acks import AckError, AwaitedAcks, parse_ack
+from agent.transports.mqtt.config import MqttTransportConfig
 from agent.transports.tls import client_context
 from core.batch import SealedBatch
 from core.outcomes import Ack, OnOutcome, Reject, Retry
 
-log = logging.getLogger("agent.transports.mqtt.transport")
+log = logging.getLogger("agent.transports.mqtt")
 ACK_CHECK_S = 5.0  # overdue acknowledgements looked for this often (a quarter of short timeouts)
-
-
-class MqttTransportConfig(TransportSection):
-    """``[[transports]] type = "mqtt"``: publish to a broker with QoS 1."""
-
-    check: ClassVar[str | None] = "agent.transports.check:check_mqtt"
-    type: Literal["mqtt"]
-    name: str = Field(default="mqtt", pattern=NAME_PATTERN)
-    host: str
-    port: int = Field(default=1883, ge=1, le=65535)
-    client_id: str | None = None
-    topic_prefix: str = "stations"
-    username: str | None = None
-    password: SecretStr | None = None
-    password_env: str | None = None
-    password_file: Path | None = None
-    tls: TlsConfig | None = None
-    keepalive_s: int = Field(default=30, ge=5, le=3600)
-    inflight: int = Field(default=20, ge=1, le=1000)
-    inflight_bytes: int = Field(default=2 * 1024 * 1024, ge=64 * 1024, le=256 * 1024 * 1024)
-    ack_timeout_s: float = Field(default=60.0, gt=0, le=3600)
-    ack: Literal["warehouse", "broker"] = "warehouse"
-    allow_insecure: bool = False  # a password over plain MQTT (no tls): test benches only
-    # gzip: publish to .../batches/gzip; default gzip with warehouse acks (a warehouse that does
-    # not read that topic never acknowledges: visible, nothing lost), none with broker acks.
-    compression: Compression | None = None
-
-    @field_validator("topic_prefix")
-    @classmethod
-    def _topic_levels(cls, value: str) -> str:
-        return check_topic_part(value)
-
-    @field_validator("client_id")
-    @classmethod
-    def _client_id(cls, value: str | None) -> str | None:
-        if value is not None and not 1 <= len(value.encode()) <= 65535:
-            raise ValueError("client_id must be 1 to 65535 bytes")
-        return value
-
-    @model_validator(mode="after")
-    def _secret(self, info: ValidationInfo) -> MqttTransportConfig:
-        given = (self.password, self.password_env, self.password_file)
-        if self.tls is None and any(x is not None for x in given) and not self.allow_insecure:
-            raise ValueError(
-                "a password over plain MQTT (no [transports.tls]) travels in clear text; "
-                "add a tls section, or set allow_insecure = true on a closed test network"
-            )
-        self.password = resolve_secret(
-            "password", self.password, self.password_env, self.password_file, info
-        )
-        return self
-
-    @model_validator(mode="after")
-    def _compression_default(self) -> MqttTransportConfig:
-        if self.compression is None:
-            self.compression = "gzip" if self.ack == "warehouse" else "none"
-        return self
-
-    def files(self) -> dict[str, Path]:
-        return self.tls.files() if self.tls else {}
-
-
-def check_topic_part(value: str) -> str:
-    """A topic prefix the agent can publish under: no wildcards, no empty levels."""
-    if not value:
-        raise ValueError("must not be empty")
-    if "+" in value or "#" in value:
-        raise ValueError("MQTT wildcards + and # cannot be used in a topic to publish to")
-    if "\x00" in value:
-        raise ValueError("must not contain a NUL character")
-    if value.startswith("/") or value.endswith("/") or "//" in value:
-        raise ValueError("empty topic level (leading, trailing or doubled '/')")
-    if len(value.encode()) > 60000:
-        raise ValueError("too long for an MQTT topic")
-    return value
 
 
 class MqttTransport:

@@ -62,7 +62,7 @@ def _write(remote: RemoteFiles, cfg: Tt10TransportConfig, directory: str, v: Ver
     return v.step(True, f"write in {shown}: probe file written and deleted (no TT10 file sent)")
 
 
-def check_tt10(cfg: Tt10TransportConfig, station: str, timeout: float) -> Verdict:
+def check(cfg: Tt10TransportConfig, station: str, timeout: float) -> Verdict:
     """Connect, log in, find the upload directory and prove the station may write there."""
     verdict = Verdict(cfg.name, f"tt10 {cfg.protocol}")
     port = cfg.port or 0

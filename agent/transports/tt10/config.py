@@ -42,7 +42,6 @@ class Tt10TransportConfig(TransportSection):
 
     delivers: ClassVar[Literal["batches", "period_files"]] = "period_files"
     status_module: ClassVar[str | None] = "agent.transports.tt10.status"
-    check: ClassVar[str | None] = "agent.transports.tt10.check:check_tt10"
 
     type: Literal["tt10"] = Field(description="Selects this transport.")
     name: str = Field(default="tt10", pattern=NAME_PATTERN, description="Used in logs and status.")

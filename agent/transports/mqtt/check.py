@@ -1,0 +1,116 @@
+"""``station-agent check-transports`` for an MQTT transport: can this station publish there?
+
+Steps: TCP, TLS (certificate verified), login (CONNACK), permission to subscribe to the
+acknowledgement topic (SUBACK: a broker that checks read access only when delivering, as
+Mosquitto's ``acl_file`` does, grants it anyway; the line says so), permission to publish under
+the station's prefix (a QoS 1 non-retained ``{"state": "check"}`` on the status topic: the
+PUBACK's reason code says whether the broker lets the station publish; the retained
+online/offline status is left alone). MQTT 5 is used for the check only, since MQTT 3.1.1
+brokers drop a forbidden publish silently. The client id is the agent's with ``-check``
+appended, so a running agent is not disturbed.
+"""
+
+from __future__ import annotations
+
+import ssl
+import threading
+from typing import Any
+
+from agent.transports.check import TIMEOUT_S, Verdict, tcp_reachable, tls_verified
+from agent.transports.tls import client_context
+
+
+def check(cfg: Any, station: str, timeout: float = TIMEOUT_S) -> Verdict:
+    """Connect, log in, and ask for the station's subscribe and publish permissions."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    verdict = Verdict(cfg.name, "mqtt")
+    ctx = client_context(cfg.tls) if cfg.tls is not None else None
+    if not tcp_reachable(verdict, cfg.host, cfg.port, timeout):
+        return verdict
+    if ctx is not None and not tls_verified(verdict, cfg.host, cfg.port, ctx, timeout):
+        return verdict
+    client_id = f"{cfg.client_id or f'station-agent-{station}'}-check"
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+    if cfg.username is not None:
+        password = cfg.password.get_secret_value() if cfg.password else None
+        client.username_pw_set(cfg.username, password)
+    if ctx is not None:
+        client.tls_set_context(ctx)
+    answers: dict[str, Any] = {}
+    done = {name: threading.Event() for name in ("connect", "subscribe", "publish")}
+
+    def on_connect(c, userdata, flags, reason_code, properties) -> None:
+        answers["connect"] = reason_code
+        done["connect"].set()
+
+    def on_subscribe(c, userdata, mid, reason_codes, properties) -> None:
+        answers["subscribe"] = reason_codes[0]
+        done["subscribe"].set()
+
+    def on_publish(c, userdata, mid, reason_code, properties) -> None:
+        answers["publish"] = reason_code
+        done["publish"].set()
+
+    client.on_connect, client.on_subscribe, client.on_publish = (
+        on_connect,
+        on_subscribe,
+        on_publish,
+    )
+    login = f"as {cfg.username!r}" if cfg.username else "anonymously"
+    try:
+        client.connect(cfg.host, cfg.port, keepalive=max(5, int(timeout)), clean_start=True)
+    except (OSError, ssl.SSLError) as exc:
+        verdict.step(False, f"MQTT connect: {exc}")
+        return verdict
+    client.loop_start()
+    try:
+        if not done["connect"].wait(timeout):
+            verdict.step(False, f"MQTT login {login}: no CONNACK within {timeout} s")
+            return verdict
+        code = answers["connect"]
+        if code.is_failure:
+            verdict.step(False, f"MQTT login {login}: refused by the broker ({code})")
+            return verdict
+        verdict.step(True, f"MQTT login {login} accepted")
+        prefix = f"{cfg.topic_prefix}/{station}"
+        if cfg.ack == "warehouse":
+            client.subscribe(f"{prefix}/acks", qos=1)
+            if not done["subscribe"].wait(timeout):
+                verdict.step(False, f"subscribe to {prefix}/acks: no SUBACK within {timeout} s")
+                return verdict
+            code = answers["subscribe"]
+            if code.is_failure:
+                verdict.step(
+                    False,
+                    f"subscribe to {prefix}/acks refused ({code}): the warehouse's "
+                    "acknowledgements could never arrive; ask the broker's operator",
+                )
+                return verdict
+            verdict.step(
+                True,
+                f"subscribe to {prefix}/acks granted (SUBACK; some brokers, Mosquitto's "
+                "acl_file among them, grant it and filter deliveries later)",
+            )
+        props = Properties(PacketTypes.PUBLISH)
+        props.MessageExpiryInterval = 60
+        client.publish(f"{prefix}/status", '{"state":"check"}', qos=1, properties=props)
+        if not done["publish"].wait(timeout):
+            verdict.step(False, f"publish to {prefix}/status: no PUBACK within {timeout} s")
+            return verdict
+        code = answers["publish"]
+        if code.is_failure:
+            verdict.step(
+                False,
+                f"publish under {prefix}/ refused ({code}): batches to {prefix}/batches "
+                "would be dropped; ask the broker's operator",
+            )
+            return verdict
+        verdict.step(True, f"publish under {prefix}/ allowed (no batch sent)")
+        return verdict
+    finally:
+        client.disconnect()
+        client.loop_stop()
