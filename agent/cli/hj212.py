@@ -185,3 +185,10 @@ def _describe(segment: bytes, lines: list[str], maker) -> tuple[bool, list[str]]
     if maker.unconfigured:
         lines.append("codes no channel takes: " + ", ".join(sorted(maker.unconfigured)))
     return True, lines
+
+
+def add(sub: argparse._SubParsersAction) -> None:
+    """Add ``hj212 decode`` to the ``station-agent`` command line."""
+    p = sub.add_parser("hj212", help="HJ 212 datalogger tools: decode a pasted packet")
+    add_arguments(p)
+    p.set_defaults(func=run)

@@ -11,13 +11,15 @@ looks wrong) and per device (``advice()``: e.g. a range the device refused and t
 
 from __future__ import annotations
 
+import argparse
+import logging
 import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, TextIO, TypeGuard, runtime_checkable
 
-from core.errors import DeviceError
+from core.errors import AgentError, DeviceError
 from core.reading import rfc3339_ms
 from drivers.base import Channel, Driver, Probeable, ProbeRow
 
@@ -154,3 +156,63 @@ def watch(
         print(f"{clear}probe at {stamp}, every {every_s:g} s (Ctrl-C to stop)\n", file=out)
         probe_all(devices, out)
         sleep(max(0.0, start + (tick + 1) * every_s - time.monotonic()))
+
+
+def _cmd_probe(args: argparse.Namespace) -> int:
+    from agent.config.model import load_config
+    from drivers import make_driver
+
+    config = load_config(args.config)
+    devices = [d for d in config.devices if args.device in (None, d.name)]
+    if not devices:
+        names = ", ".join(d.name for d in config.devices) or "none"
+        raise AgentError(f"{args.config}: no device named {args.device!r} (devices: {names})")
+    if args.watch is not None and args.watch <= 0:
+        raise AgentError(f"probe: --watch needs a number of seconds above 0, not {args.watch}")
+    drivers: list[tuple[str, str, Openable]] = []
+    for device in devices:
+        driver = make_driver(device)
+        if not can_probe(driver):
+            raise AgentError(
+                f"{args.config}: device {device.name!r} ({device.driver}) pushes its readings "
+                "and its driver cannot be probed"
+            )
+        drivers.append((device.name, device.driver, driver))
+    # probe prints the drivers' advice itself; their warnings would repeat it on stderr
+    quiet, level = logging.getLogger("drivers"), logging.getLogger("drivers").level
+    quiet.setLevel(logging.ERROR)
+    try:
+        if args.watch is None:
+            return 1 if probe_all(drivers) else 0
+        watch(drivers, args.watch)
+    except KeyboardInterrupt:
+        if args.watch is None:
+            raise
+        print(flush=True)  # Ctrl-C is how --watch ends
+    finally:
+        quiet.setLevel(level)
+    return 0
+
+
+def add(sub: argparse._SubParsersAction) -> None:
+    """Add this command to the ``station-agent`` command line."""
+    p = sub.add_parser(
+        "probe",
+        help="read every channel once: raw data, values, request plan",
+        description="Read every channel of the configured devices once (the agent need not "
+        "run; stop it first if it holds the serial port) and show the request plan, the raw "
+        "registers, the decoded values and any error; then hints: a float that looks like a "
+        "wrong byte order in all four orders, a range the device refused with the forbidden "
+        "entry to add. Exit status 1 if a channel failed.",
+    )
+    p.add_argument("--config", required=True, help="the TOML configuration file")
+    p.add_argument("--device", metavar="NAME", help="only this device (default: every device)")
+    p.add_argument(
+        "--watch",
+        nargs="?",
+        type=float,
+        const=2.0,
+        metavar="SECONDS",
+        help="repeat every SECONDS (default 2), clearing the screen, until Ctrl-C",
+    )
+    p.set_defaults(func=_cmd_probe)

@@ -8,21 +8,22 @@ seals the rotation itself. Prints what it did and where each key file is.
 
 from __future__ import annotations
 
+import argparse
 import time
+from typing import TYPE_CHECKING
 
-from agent.buffer import Buffer
-from agent.config.model import Config
-from agent.records.descriptor import in_force
-from agent.records.rotation.keys import KeyFiles
-from agent.records.rotation.record import KeyRotation, ask, read_request, write_request
-from agent.seal.sealing import Sealer
-from agent.support.clock import SystemClock
-from agent.support.instance_lock import AlreadyRunning, InstanceLock
 from core.errors import AgentError
+
+if TYPE_CHECKING:  # imported by the command itself: building the parser stays cheap
+    from agent.config.model import Config
+    from agent.records.rotation.keys import KeyFiles
 
 
 def rotate_key(config: Config, wait_s: float) -> int:
     """Run the command; returns its exit status (0 sealed, 1 failed, 2 still waiting)."""
+    from agent.records.rotation.keys import KeyFiles
+    from agent.support.instance_lock import AlreadyRunning, InstanceLock
+
     files = KeyFiles(config.signing.key)
     lock = InstanceLock(config.buffer.path)
     try:
@@ -46,6 +47,12 @@ def _next_key(files: KeyFiles):
 
 
 def _rotate_here(config: Config, files: KeyFiles) -> int:
+    from agent.buffer import Buffer
+    from agent.records.descriptor import in_force
+    from agent.records.rotation.record import KeyRotation, read_request, write_request
+    from agent.seal.sealing import Sealer
+    from agent.support.clock import SystemClock
+
     buffer = Buffer(config.buffer.path, durability=config.buffer.durability)
     try:
         sealer = Sealer(
@@ -72,6 +79,9 @@ def _rotate_here(config: Config, files: KeyFiles) -> int:
 
 
 def _ask_running_agent(config: Config, files: KeyFiles, wait_s: float) -> int:
+    from agent.buffer import Buffer
+    from agent.records.rotation.record import ask, read_request
+
     buffer = Buffer(config.buffer.path, durability=config.buffer.durability)
     try:
         old = files.load()
@@ -112,3 +122,27 @@ def _done(files: KeyFiles, seq: int, old_kid: str, new_kid: str, who: str) -> No
         f"one is kept as {files.old_key(old_kid)} until every transport has acknowledged seq "
         f"{seq}, then removed"
     )
+
+
+def _cmd_rotate_key(args: argparse.Namespace) -> int:
+    from agent.config.model import load_config
+
+    return rotate_key(load_config(args.config), args.wait)
+
+
+def add(sub: argparse._SubParsersAction) -> None:
+    """Add this command to the ``station-agent`` command line."""
+    p = sub.add_parser(
+        "rotate-key",
+        help="replace the station's signing key, keeping the chain",
+        description="Make a new key (station.key.next beside signing.key) and seal a rotation "
+        "record signed by the old key carrying the new public key: the running agent does it "
+        "within a second, or this command when no agent runs. Every later batch is signed by "
+        "the new key; the old key file is removed once every transport acknowledged the "
+        "record. Exit status 0 sealed, 1 failed, 2 the agent has not answered within --wait.",
+    )
+    p.add_argument("--config", required=True, help="the TOML configuration file")
+    p.add_argument(
+        "--wait", type=float, default=60.0, help="seconds to wait for the running agent (60)"
+    )
+    p.set_defaults(func=_cmd_rotate_key)
