@@ -93,9 +93,10 @@ def test_config_sample_works_from_a_wheel(tmp_path: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     for folder in FOLDERS:
         assert f"{folder.replace('.', '/')}/sample.toml" in names, sorted(names)
-    assert (
-        "agent/config/catalogue/parameters.toml" in names
-    )  # config validate's parameter catalogue
+    for kind in ("https", "mqtt", "tt10"):  # `config sample mqtt` reads the transport's sample
+        assert f"agent/transports/{kind}/sample.toml" in names, sorted(names)
+    catalogue = "agent/config/catalogue/parameters.toml"  # config validate's parameter catalogue
+    assert catalogue in names
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
     env = agent_env() | {"PYTHONPATH": str(site)}

@@ -21,12 +21,20 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 def _cmd_sample(args: argparse.Namespace) -> int:
     from agent.config.sample import station_sample
+    from agent.transports import TRANSPORTS
     from drivers import DRIVERS
 
-    if args.driver is not None and args.driver not in DRIVERS:
+    name = args.driver
+    if name in TRANSPORTS:  # every driver's sample devices, sent by this transport
+        print(station_sample(list(DRIVERS), transport=name), end="")
+        return 0
+    if name is not None and name not in DRIVERS:
         known = ", ".join(DRIVERS)
-        raise AgentError(f"config sample: unknown driver {args.driver!r} (known: {known})")
-    print(station_sample([args.driver] if args.driver else list(DRIVERS)), end="")
+        raise AgentError(
+            f"config sample: unknown driver {name!r} (known: {known}), nor transport "
+            f"(known: {', '.join(TRANSPORTS)})"
+        )
+    print(station_sample([name] if name else list(DRIVERS)), end="")
     return 0
 
 
@@ -46,8 +54,14 @@ def add(sub: argparse._SubParsersAction) -> None:
         "sample",
         help="print a complete, valid, commented configuration",
         description="Print a complete configuration (station, signing, buffer, one transport) "
-        "with the sample devices of DRIVER, or of every driver when DRIVER is left out. "
-        "Redirect it to a file, edit it, check it with `config validate`.",
+        "with the sample devices of DRIVER, or of every driver when DRIVER is left out; "
+        "NAME a transport (https, mqtt, tt10): every driver's devices and that transport's "
+        "sample section. Redirect it to a file, edit it, check it with `config validate`.",
     )
-    v.add_argument("driver", nargs="?", metavar="DRIVER", help="e.g. modbus_tcp, modbus_rtu")
+    v.add_argument(
+        "driver",
+        nargs="?",
+        metavar="NAME",
+        help="a driver (modbus_tcp...) or a transport (mqtt...)",
+    )
     v.set_defaults(func=_cmd_sample)

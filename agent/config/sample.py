@@ -1,7 +1,10 @@
-"""``station-agent config sample [DRIVER]``: a complete, valid, commented station configuration.
+"""``station-agent config sample [DRIVER | TRANSPORT]``: a complete, valid, commented station
+configuration.
 
-The station, signing, buffer and transport sections are written here; the device sections come
-from the drivers' own samples (``drivers/<folder>/sample.toml``, see ``drivers.samples``).
+The station, signing and buffer sections are written here; the device sections come from the
+drivers' own samples (``drivers/<folder>/sample.toml``, see ``drivers.samples``), the transport
+section from the transport's (``agent/transports/<type>/sample.toml``; HTTPS unless a transport
+is asked for: ``config sample mqtt``).
 """
 
 from __future__ import annotations
@@ -29,19 +32,29 @@ retention_days = 60             # keep acknowledged readings this long (legal mi
 
 """
 
-_TAIL = """
+_TRANSPORTS = """
 # ---- transports: each receives every batch and keeps its own acknowledgements -------------
-[[transports]]
-type = "https"                  # POST {base_url}/stations/{station}/batches, body = the JWS
-name = "warehouse"              # used in logs and status
-base_url = "https://warehouse.example.gov.vn/api"
 """
 
 
-def station_sample(drivers: list[str]) -> str:
-    """A whole configuration with the sample devices of ``drivers`` (names from the registry)."""
+def transport_section(transport: str) -> str:
+    """The ``[[transports]]`` section of ``agent/transports/<transport>/sample.toml`` (the
+    comment lines above it included; the file's own header left out)."""
+    from importlib.resources import files
+
+    text = (files("agent.transports") / transport / "sample.toml").read_text(encoding="utf-8")
+    lines = text.splitlines()
+    start = lines.index("[[transports]]")
+    while start > 0 and lines[start - 1].lstrip().startswith("#"):
+        start -= 1
+    return "\n".join(lines[start:]).rstrip() + "\n"
+
+
+def station_sample(drivers: list[str], transport: str = "https") -> str:
+    """A whole configuration with the sample devices of ``drivers`` (names from the registry)
+    and the sample section of ``transport``."""
     from drivers.samples import device_sections
 
     devices = "\n".join(device_sections(name) for name in drivers)
-    what = ", ".join(drivers)
-    return _HEAD.format(what=what) + devices + _TAIL
+    what = ", ".join(drivers) + ("" if transport == "https" else f"; transport {transport}")
+    return _HEAD.format(what=what) + devices + _TRANSPORTS + transport_section(transport)
