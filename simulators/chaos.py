@@ -20,7 +20,7 @@ At the end the faults are cleared, a last agent without devices drains the backl
 buffer is compared with both warehouses; each warehouse must have followed every rotation record
 the buffer sealed (its chain walked from the first key across them, ``check_chain``).
 ``python -m simulators.chaos --events 120`` is the long
-run; ``tests/test_chaos.py`` runs a short one in CI.
+run; ``tests/runtime/test_chaos.py`` runs a short one in CI.
 """
 
 from __future__ import annotations

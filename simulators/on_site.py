@@ -4,7 +4,7 @@
 Modbus TCP analyzer or gateway with faults, the reference warehouse, a private Mosquitto), runs
 the commands a technician would type, and prints each command and its output. Without
 arguments it runs every scenario (about a minute); ``--list`` names them. docs/on-site.md holds
-these captures (trimmed, not edited); tests/test_on_site_doc.py re-runs the cheap ones and
+these captures (trimmed, not edited); tests/repo/test_on_site_doc.py re-runs the cheap ones and
 checks every captured line of the doc is still printed.
 
 Each scenario works in a fresh directory (``--workdir`` keeps it) and refers to files by

@@ -67,7 +67,8 @@ def build_payload(
 
     The bytes are exactly ``json.dumps(payload, separators=(",", ":"), ensure_ascii=False)``;
     the readings are assembled from per-channel JSON fragments because building and encoding a
-    dict per reading dominated sealing (tests/test_batch_payload.py keeps the two identical).
+    dict per reading dominated sealing (tests/protocol/test_batch_payload.py keeps the two
+    identical).
     """
     head = {
         "v": PAYLOAD_VERSION,

@@ -143,7 +143,7 @@ def value_decoder(
 
     The common case (a big-endian float32 or float64, neither scaled nor offset) skips
     ``decode_value``'s per-call look-ups; every other case is ``decode_value`` itself. The same
-    values and the same errors either way (``tests/test_modbus_codec.py`` compares them)."""
+    values and the same errors either way (``tests/drivers/test_modbus_codec.py`` compares them)."""
     if order != "ABCD" or scale != 1.0 or offset != 0.0 or type not in ("float32", "float64"):
         return functools.partial(decode_value, type=type, order=order, scale=scale, offset=offset)
     count, value_struct, shortest = _COUNTS[type], _STRUCTS[type], type == "float32"

@@ -1,0 +1,121 @@
+"""``run --once``: every device polled once, the batch that would be sealed printed, nothing
+stored, signed or sent, and no buffer touched (it works beside a running agent)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import jsonschema
+
+from agent.runtime.agent import Agent
+from drivers.modbus.codec import encode
+from simulators.modbus_server import ModbusDevice, ModbusTcpSimulator
+from simulators.mosquitto import free_port
+from tests.helpers.station import ROOT, agent_env, http_transport, make_config, write_toml
+
+SCHEMA = json.loads((ROOT / "docs" / "batch.schema.json").read_text())
+
+
+def _device(name: str, port: int) -> dict:
+    return {
+        "name": name,
+        "driver": "modbus_tcp",
+        "host": "127.0.0.1",
+        "port": port,
+        "unit": 1,
+        "poll_interval_s": 3600,  # the running agent polls on the hour: not during the test
+        "timeout_s": 0.5,
+        "retries": 0,
+        "channels": [
+            {"param": "SO2", "unit": "mg/Nm3", "register": 0, "type": "float32"},
+            {"param": "Flow", "unit": "m3/h", "register": 2, "type": "int32"},
+        ],
+    }
+
+
+def _once(config) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "agent.cli", "run", "--once", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        env=agent_env(),
+        cwd=ROOT,
+        timeout=120,
+    )
+
+
+def _payload(stdout: str) -> dict:
+    return json.loads(stdout[stdout.index("\n{") :])
+
+
+def test_run_once_prints_what_would_be_sealed_and_touches_nothing(tmp_path, station_id):
+    device = ModbusDevice()
+    device.set_registers(0, encode(12.5, "float32"))
+    device.set_registers(2, encode(-123456, "int32"))
+    dead = free_port()  # nothing answers there
+    with ModbusTcpSimulator("127.0.0.1", 0, {1: device}) as sim:
+        data = {
+            "station": {"id": station_id},
+            "signing": {"key": str(tmp_path / "no-key-needed")},
+            "buffer": {"path": str(tmp_path / "state" / "buffer.db")},
+            "devices": [_device("analyzer", sim.port), _device("gone", dead)],
+            "transports": [http_transport(free_port())],
+        }
+        result = _once(write_toml(tmp_path / "station.toml", data))
+    assert result.returncode == 1, result.stderr  # a device failed
+    assert "Traceback" not in result.stderr
+    payload = _payload(result.stdout)
+    jsonschema.validate(payload, SCHEMA)  # the published contract, not the agent's code
+    by_device = {(r["device"], r["param"]): r for r in payload["readings"]}
+    assert by_device[("analyzer", "SO2")]["value"] == 12.5
+    assert by_device[("analyzer", "Flow")]["value"] == -123456
+    assert by_device[("analyzer", "SO2")]["status"] == "00"
+    assert by_device[("gone", "SO2")] | {"time": None} == {
+        "device": "gone",
+        "param": "SO2",
+        "value": None,
+        "unit": "mg/Nm3",
+        "status": "02",
+        "time": None,
+    }
+    assert "would seal 4 reading(s)" in result.stdout
+    assert not (tmp_path / "state").exists()  # no buffer, no lock, no health file
+
+
+def test_run_once_works_beside_a_running_agent_without_touching_its_buffer(
+    tmp_path, station_id, station_key, warehouse
+):
+    device = ModbusDevice()
+    device.set_registers(0, encode(3.25, "float32"))
+    device.set_registers(2, encode(7, "int32"))
+    with ModbusTcpSimulator("127.0.0.1", 0, {1: device}) as sim:
+        config = make_config(
+            tmp_path,
+            station_id,
+            station_key[0],
+            [_device("analyzer", sim.port)],
+            [http_transport(warehouse.start_http())],
+        )
+        agent = Agent(config)  # holds the buffer's lock
+        agent.start()
+        try:
+            before = agent.buffer.store.count()
+            write_toml(
+                tmp_path / "station.toml",
+                {
+                    "station": {"id": station_id},
+                    "signing": {"key": str(station_key[0])},
+                    "buffer": {"path": str(config.buffer.path)},
+                    "devices": [_device("analyzer", sim.port)],
+                    "transports": [http_transport(free_port())],
+                },
+            )
+            result = _once(tmp_path / "station.toml")
+            after = agent.buffer.store.count()
+        finally:
+            agent.stop(grace_s=1)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert _payload(result.stdout)["readings"][0]["value"] == 3.25
+    assert after == before  # the agent polls on the hour: nothing came from --once

@@ -1,0 +1,1 @@
+"""Tests of the station agent, mirroring the code's folders."""
