@@ -12,7 +12,6 @@ Adding a kind is one module and one line: write ``core/record_kinds/<name>.py`` 
 body model (``model_config = ConfigDict(extra="forbid")``, strict types) and calling
 ``register_kind("<name>", Model)`` at import, then import it in ``core/record_kinds/__init__.py``.
 Names are lower case (``^[a-z][a-z0-9_]{0,31}$``); ``readings`` is not a record kind.
-``RESERVED`` names are promised to the kinds issue 14 adds.
 """
 
 from __future__ import annotations
@@ -23,7 +22,6 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 READINGS = "readings"
-RESERVED = ("descriptor", "rotation", "maintenance")
 _NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
 _KINDS: dict[str, type[BaseModel]] = {}
 

@@ -1,7 +1,8 @@
 """The batch: its payload (built at sealing, checked at the warehouse) and its signature.
 
 Payload version 1 (UTF-8 JSON, see docs/protocol.md and docs/batch.schema.json; version 2, the
-columnar form sealing writes by default, is ``agent.protocol.payload_v2``)::
+columnar form, is ``agent.protocol.payload_v2``; version 3, what sealing writes by default,
+``agent.protocol.payload_v3``)::
 
     {"v":1,"station":str,"seq":int,"prev":str|null,"sealed_at":RFC3339 UTC,
      "readings":[{"device":str,"param":str,"value":integer|number|string|null,"unit":str,

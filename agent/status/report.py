@@ -1,8 +1,9 @@
 """``station-agent status``: what is waiting, what was acknowledged, how each device is doing.
 
 Reads the buffer through its own parts opened read-only (``Buffer(path, read_only=True)``: the
-same queries the agent uses, no SQL here), so it is safe to run beside the running agent, and
-never migrates or changes the file.
+same queries the agent uses; a period-file transport's status module reads its own tables on a
+read-only connection), so it is safe to run beside the running agent, and never migrates or
+changes the file.
 """
 
 from __future__ import annotations

@@ -15,8 +15,6 @@ from drivers.modbus.bus import SerialEndpoint
 from drivers.modbus.config import ModbusDeviceConfig
 from drivers.modbus.driver import ModbusDriver
 
-BAUDRATES = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
-
 
 class ModbusRtuConfig(ModbusDeviceConfig):
     """A device answering Modbus RTU on a serial port."""

@@ -23,7 +23,7 @@ import math
 import string
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Literal
 
@@ -124,10 +124,6 @@ def _check_template(what: str, template: str) -> None:
 def vn_time(time_ms: int) -> datetime:
     """``time_ms`` as a naive datetime on Vietnam's wall clock (UTC+7)."""
     return datetime(1970, 1, 1) + timedelta(milliseconds=time_ms + VN_OFFSET_MS)
-
-
-def utc_time(time_ms: int) -> datetime:
-    return datetime.fromtimestamp(time_ms / 1000, tz=UTC)
 
 
 def _fields(fmt: FileFormat, label_ms: int) -> dict[str, str]:
