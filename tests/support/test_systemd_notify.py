@@ -21,7 +21,7 @@ from tests.helpers.station import ROOT, agent_env, wait_for
 
 KILL_THE_SENDER = """
 import sys
-from agent.transports import https
+from agent.transports.https import transport as https
 
 def submit(self, batch):
     raise RuntimeError("sender killed on purpose by the test")
