@@ -14,7 +14,9 @@ def test_every_test_named_by_the_durability_doc_exists():
     named = re.findall(r"`(test_\w+\.py)::(test_\w+?)(?:…)?`", doc)
     assert len(named) >= 10
     for filename, prefix in named:
-        source = (ROOT / "tests" / filename).read_text()
+        found = list((ROOT / "tests").rglob(filename))  # tests/<folder>/...: names are unique
+        assert len(found) == 1, f"{filename}: {len(found)} files of that name under tests/"
+        source = found[0].read_text()
         tests = {
             node.name
             for node in ast.walk(ast.parse(source))
