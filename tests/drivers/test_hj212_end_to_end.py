@@ -11,13 +11,13 @@ import subprocess
 import sys
 from collections import Counter
 from datetime import UTC, datetime
-from zoneinfo import ZoneInfo
 
 import pytest
 
 from agent.protocol.verify import verify_chain
 from agent.runtime.agent import Agent
 from simulators.hj212 import Datalogger
+from tests.helpers.hj212 import CODES, ZONE, hj212_device
 from tests.helpers.station import (
     ROOT,
     agent_env,
@@ -31,23 +31,8 @@ from tests.helpers.station import (
 
 pytestmark = pytest.mark.timeout(180)
 
-ZONE = ZoneInfo("Asia/Ho_Chi_Minh")
 START = datetime(2024, 3, 1, 8, 0, 0, tzinfo=ZONE)
-CODES = {"a21026": ("SO2", "mg/m3"), "a21002": ("NOx", "mg/m3"), "a34013": ("Dust", "mg/m3")}
 FLAG_STATUS = {"N": "00", "C": "01", "M": "01", "D": "02", "F": "02", "B": "02", "T": "00"}
-
-
-def hj212_device(port: int, **extra: object) -> dict:
-    return {
-        "name": "cems",
-        "driver": "hj212",
-        "host": "127.0.0.1",
-        "port": port,
-        "mn": "88888880000001",
-        "password": "123456",
-        "channels": [{"code": c, "param": p, "unit": u} for c, (p, u) in CODES.items()],
-        **extra,
-    }
 
 
 def datalogger(count: int, **extra) -> Datalogger:

@@ -25,8 +25,8 @@ from agent.runtime.agent import Agent
 from core.reading import Reading
 from simulators.hj212 import Datalogger
 from simulators.modbus import analyzer_simulator
-from tests.drivers.test_hj212_end_to_end import ZONE, hj212_device
 from tests.helpers.agent_process import AgentProcess, station_config, write_config
+from tests.helpers.hj212 import ZONE, hj212_device
 from tests.helpers.station import (
     analyzer_device,
     http_transport,

@@ -13,7 +13,7 @@ import pytest
 
 from simulators.tt10_servers import FtpReceiver, SshReceiver
 from tests.helpers.station import ROOT, agent_env, write_toml
-from tests.transports.tt10.test_tt10_sftp import _client_key
+from tests.helpers.tt10 import client_key
 
 
 def _config(tmp_path: Path, transport: dict) -> Path:
@@ -117,7 +117,7 @@ def test_ftp_directory_without_write_permission_fails_at_the_write(tmp_path) -> 
 
 @pytest.fixture
 def sftp_parts(tmp_path: Path):
-    key, public = _client_key(tmp_path)
+    key, public = client_key(tmp_path)
     return key, public
 
 
@@ -142,7 +142,7 @@ def test_sftp_good_key_passes_a_wrong_key_fails(tmp_path, sftp_parts) -> None:
     try:
         good = _check(_config(tmp_path, _sftp(tmp_path, server, key, inbox)))
         (tmp_path / "other").mkdir()
-        other_key, _ = _client_key(tmp_path / "other")
+        other_key, _ = client_key(tmp_path / "other")
         bad = _check(_config(tmp_path, _sftp(tmp_path, server, other_key, inbox)))
     finally:
         server.stop()

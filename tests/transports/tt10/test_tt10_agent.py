@@ -20,7 +20,7 @@ from tests.helpers.station import (
     stored_readings,
     wait_for,
 )
-from tests.transports.tt10.test_tt10_format import read_and_check
+from tests.helpers.tt10 import read_and_check
 
 
 class ShiftedClock:

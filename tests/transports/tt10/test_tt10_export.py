@@ -17,7 +17,7 @@ from agent.transports.tt10.transport import Tt10Transport
 from core.errors import ConfigError
 from simulators.tt10_servers import FtpReceiver
 from tests.helpers.station import write_toml
-from tests.transports.tt10.test_tt10_transport import T0, FixedClock, store, tt10_config
+from tests.helpers.tt10 import T0, FixedClock, store, tt10_config
 
 ROOT = Path(__file__).resolve().parents[3]
 EXAMPLE = ROOT / "config" / "tt10.example.toml"

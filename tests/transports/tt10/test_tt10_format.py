@@ -6,13 +6,10 @@ from __future__ import annotations
 
 import csv
 import os
-import statistics
 import time
 import tomllib
-from datetime import UTC, datetime
-from decimal import ROUND_HALF_UP, Decimal
+from datetime import datetime
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given, settings
@@ -22,9 +19,9 @@ from pydantic import ValidationError
 from agent.transports.tt10.config import Tt10TransportConfig
 from agent.transports.tt10.fileformat import FileFormat, build_file, periods_with_readings
 from core.reading import Reading
+from tests.helpers.tt10 import read_and_check
 
 CASES = Path(__file__).resolve().parents[3] / "agent" / "transports" / "tt10" / "testcases"
-VN = ZoneInfo("Asia/Ho_Chi_Minh")
 SYSTEM_ZONES = ["UTC", "America/New_York", "Asia/Kolkata", "Pacific/Chatham", "Europe/Berlin"]
 
 
@@ -80,70 +77,6 @@ def _expected(case: Path) -> dict[str, bytes]:
 
 
 # --- the independent reader ---------------------------------------------------------------
-
-
-def _vn_label(period_start_ms: int, config: Tt10TransportConfig) -> str:
-    at = period_start_ms + (config.interval_s * 1000 if config.period_time == "end" else 0)
-    return datetime.fromtimestamp(at / 1000, tz=UTC).astimezone(VN).strftime("%Y%m%d%H%M%S")
-
-
-def _period_start(ms: int, interval_s: int) -> int:
-    local = datetime.fromtimestamp(ms / 1000, tz=UTC).astimezone(VN)
-    midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
-    into = (local - midnight).total_seconds()
-    return round((midnight.timestamp() + into // interval_s * interval_s) * 1000)
-
-
-def _oracle_line(config: Tt10TransportConfig, param, readings: list[Reading]) -> tuple[str, str]:
-    mine = [r for r in readings if (r.device, r.param) == (param.device, param.param)]
-    if any(r.status == "00" and r.value is not None for r in mine):
-        status = "00"
-    elif any(r.status == "01" for r in mine):
-        status = "01"
-    else:
-        status = "02"
-    values = [(r.time_ms, i, r.value) for i, r in enumerate(mine) if r.status == status]
-    values = [v for v in values if v[2] is not None]
-    if not values:
-        return config.missing_value, status
-    x = statistics.fmean(v[2] for v in values) if config.value == "mean" else max(values)[2]
-    places = config.decimals if param.decimals is None else param.decimals
-    text = str(Decimal(str(x)).quantize(Decimal(10) ** -places, rounding=ROUND_HALF_UP))
-    if Decimal(text) == 0:
-        text = text.lstrip("-")
-    return text, status
-
-
-def read_and_check(
-    config: Tt10TransportConfig, path: str, data: bytes, readings: list[Reading]
-) -> None:
-    """Parse one file as a receiver would and check every line against the readings."""
-    assert not data.startswith(b"\xef\xbb\xbf"), "no BOM"
-    text = data.decode(config.encoding)
-    eol = "\r\n" if config.line_ending == "crlf" else "\n"
-    assert text.endswith(eol)
-    body = text[: -len(eol)].split(eol)
-    assert all("\r" not in line and "\n" not in line for line in body)
-    stamp = path.rsplit("_", 1)[-1].removesuffix(".txt") if "{station}_" in config.file_name else ""
-    rows = [line.split("\t") for line in body]
-    assert all(len(r) == 5 for r in rows), rows
-    times = {r[3] for r in rows}
-    assert len(times) == 1
-    (label,) = times
-    if stamp:
-        assert stamp == label
-    in_period = []
-    start = None
-    for r in readings:
-        ps = _period_start(r.time_ms, config.interval_s)
-        if _vn_label(ps, config) == label:
-            start = ps
-            in_period.append(r)
-    assert start is not None, f"{path}: no readings for the period {label}"
-    assert [r[0] for r in rows] == [p.code or p.param for p in config.parameters]
-    assert [r[2] for r in rows] == [p.unit for p in config.parameters]
-    for row, param in zip(rows, config.parameters, strict=True):
-        assert (row[1], row[4]) == _oracle_line(config, param, in_period), (path, row)
 
 
 # --- the tests ----------------------------------------------------------------------------

@@ -16,31 +16,15 @@ from agent.transports.tt10.delivery import deliver, open_remote
 from agent.transports.tt10.fileformat import Tt10File
 from core.errors import TransportError
 from simulators.tt10_servers import SshReceiver, free_port
+from tests.helpers.tt10 import client_key
 
 NAME = "HN_NMX_KT01_20260310100500.txt"
 DATA = b"Dust\t11.63\tmg/Nm3\t20260310100500\t00\r\n"
 
 
-def _client_key(directory: Path) -> tuple[Path, str]:
-    key = ed25519.Ed25519PrivateKey.generate()
-    path = directory / "client_ed25519"
-    path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.OpenSSH,
-            serialization.NoEncryption(),
-        )
-    )
-    path.chmod(0o600)
-    public = key.public_key().public_bytes(
-        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
-    )
-    return path, public.decode()
-
-
 @pytest.fixture
 def sshd(tmp_path: Path):
-    key_path, public = _client_key(tmp_path)
+    key_path, public = client_key(tmp_path)
     server = SshReceiver(tmp_path / "sshd", public).start()
     server.client_key = key_path
     server.inbox = tmp_path / "inbox"
@@ -112,7 +96,7 @@ def test_sftp_refuses_a_host_not_in_known_hosts(sshd: SshReceiver) -> None:
 
 
 def test_sftp_login_refused_for_an_unknown_key(sshd: SshReceiver, tmp_path: Path) -> None:
-    stranger, _ = _client_key(tmp_path / "..")
+    stranger, _ = client_key(tmp_path / "..")
     with pytest.raises(TransportError, match="login refused"):
         send(sftp_config(sshd, private_key=str(stranger)), str(sshd.inbox))
 

@@ -21,58 +21,9 @@ from agent.transports.tt10.transport import Tt10Transport
 from core.errors import TransportError
 from core.reading import Reading
 from simulators.tt10_servers import FtpReceiver
-from tests.transports.tt10.test_tt10_format import read_and_check
+from tests.helpers.tt10 import PERIOD, T0, FixedClock, read_and_check, store, tt10_config
 
-T0 = 1_780_000_200_000  # 2026-05-28 20:30:00 UTC = 2026-05-29 03:30:00 UTC+7, a period start
-PERIOD = 300_000
 ROOT = Path(__file__).resolve().parents[3]
-
-
-class FixedClock:
-    def __init__(self, now_ms: int) -> None:
-        self.now = now_ms
-
-    def now_ms(self) -> int:
-        return self.now
-
-
-def tt10_config(port: int, **changes) -> Tt10TransportConfig:
-    data = {
-        "type": "tt10",
-        "name": "receiver",
-        "protocol": "ftp",
-        "host": "127.0.0.1",
-        "port": port,
-        "username": "station",
-        "password": "secret",
-        "timeout_s": 10,
-        "grace_s": 30,
-        "backfill_h": 2,
-        "province": "HN",
-        "facility": "NMX",
-        "station": "KT01",
-        "remote_dir": "/{station}/{yyyy}{MM}{dd}",
-        "parameters": [
-            {"device": "stack", "param": "Dust", "unit": "mg/Nm3"},
-            {"device": "stack", "param": "SO2", "unit": "mg/Nm3"},
-        ],
-        "backoff_initial_s": 0.1,
-        "backoff_max_s": 0.5,
-        **changes,
-    }
-    return Tt10TransportConfig.model_validate(data)
-
-
-def store(buffer: Buffer, periods: range, per_period: int = 5) -> list[Reading]:
-    """Readings every minute of each period index (Dust measuring, SO2 calibrating in odd)."""
-    readings = []
-    for k in periods:
-        for i in range(per_period):
-            t = T0 + k * PERIOD + i * 60_000
-            readings.append(Reading("stack", "Dust", "mg/Nm3", t, 10.0 + k + i / 10))
-            readings.append(Reading("stack", "SO2", "mg/Nm3", t, 50.0 + i, "01" if k % 2 else "00"))
-    buffer.store_poll(readings)
-    return readings
 
 
 @pytest.fixture
