@@ -19,26 +19,28 @@ PLUGIN_GROUP = "station_agent.commands"
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from agent.config import load_config
     from agent.logs import setup_logging
-    from agent.service import Service
 
-    config = load_config(args.config)
     setup_logging(args.log_level or "info")
-    if args.once:
+    if args.once:  # a dry run: needs no key and no buffer (agent.once)
+        from agent.config import load_config
         from agent.once import run_once
 
-        return run_once(config)
-    return Service(config, args.config).run()
+        return run_once(load_config(args.config))
+    from agent.preflight import load_checked
+    from agent.service import Service
+
+    return Service(load_checked(args.config), args.config).run()
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from agent.config import catalogue_warnings, file_warnings, load_config
+    from agent.config import catalogue_warnings
+    from agent.preflight import load_checked
 
     unresolved: list[str] = []
-    config = load_config(args.file, secrets=False, unresolved=unresolved)
+    config = load_checked(args.file, unresolved=unresolved)  # what run checks, creating nothing
     print(f"{args.file}: OK — {config.summary()}")
-    for warning in file_warnings(config) + unresolved + catalogue_warnings(config):
+    for warning in unresolved + catalogue_warnings(config):
         print(f"{args.file}: warning: {warning}", file=sys.stderr)
     return 0
 

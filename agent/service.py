@@ -27,10 +27,11 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from agent.config import Config, load_config
+from agent.config import Config
 from agent.daemon import Agent
 from agent.instance_lock import InstanceLock
 from agent.logs import event
+from agent.preflight import load_checked
 from agent.systemd import notify, reloading_message, watchdog_interval_s
 from core.errors import AgentError
 
@@ -137,7 +138,7 @@ class Service:
             event(log, logging.ERROR, "reload_refused", error="no configuration file to reload")
             return False
         try:
-            config = load_config(self.config_path)
+            config = load_checked(self.config_path)  # what run and validate check
             if config.buffer.path != self.config.buffer.path:
                 raise AgentError(
                     f"{self.config_path}: buffer.path cannot change on reload "

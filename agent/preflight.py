@@ -1,0 +1,130 @@
+"""The one preflight: what ``run`` requires of a configuration before it starts, and nothing else.
+
+``config validate``, ``run`` and a reload (SIGHUP) all go through ``load_checked``: the file is
+parsed and validated (``agent.config``, which also reads secret files: a token shorter than 16
+characters, a password file of mode 0644 are refused there), then ``preflight`` checks what the
+file names on disk. So a file that validates starts, and one that does not gets the same lines,
+``file: field.path: what was expected``, from all three.
+
+Checked here, without creating or changing anything (``config validate`` runs it beside a
+running agent): the signing key loads (present, a regular file of this user, mode 0600, an
+Ed25519 PKCS#8 key); the buffer's file can be opened and its directory exists or can be made
+and written to by this user; every file a transport names is there and readable, and its TLS
+files load as the transport will load them.
+
+Not checked, because ``run`` does not refuse them: a listening port in use or a host that does
+not resolve (a listening device or the station page is retried and logged, the others work on),
+another agent already running on the buffer (``run`` says so itself; ``validate`` is meant to
+run beside it), the chain in an existing buffer. One difference is deliberate: with ``unresolved``
+given (``config validate``), a secret named by an environment variable that this shell does not
+have is a warning, since the service gets its environment from ``secrets.env``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from agent.bounded import read_secret_file
+from agent.config import Config, load_config
+from agent.instance_lock import lock_path
+from agent.keys import load_private_key
+from agent.sections import TlsConfig
+from agent.transports.tls import client_context
+from core.errors import ConfigError, KeyFileError
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing that keeps the agent from starting: the field that names it, what was found
+    and what was expected."""
+
+    field: str
+    expected: str
+
+    def line(self, config_path: Path | str) -> str:
+        """``file: field.path: what was expected``."""
+        return f"{config_path}: {self.field}: {self.expected}"
+
+
+def preflight(config: Config) -> list[Problem]:
+    """Everything on disk that would keep ``run`` from starting on ``config``; [] if none.
+    Reads, never writes: nothing is created."""
+    return [*_signing_key(config), *_buffer(config.buffer.path), *_transport_files(config)]
+
+
+def load_checked(path: Path | str, *, unresolved: list[str] | None = None) -> Config:
+    """Load ``path`` and run ``preflight``; raise ``ConfigError`` with one line per problem.
+
+    ``unresolved``: tolerate secrets in environment variables this shell lacks, and list them
+    there (``config validate``); without it every secret must be readable (``run``)."""
+    secrets: bool | Literal["files"] = True if unresolved is None else "files"
+    config = load_config(path, secrets=secrets, unresolved=unresolved)
+    problems = preflight(config)
+    if problems:
+        raise ConfigError("\n".join(p.line(path) for p in problems))
+    return config
+
+
+def _signing_key(config: Config) -> list[Problem]:
+    try:
+        load_private_key(config.signing.key)
+    except KeyFileError as exc:
+        return [Problem("signing.key", str(exc))]
+    return []
+
+
+def _buffer(path: Path) -> list[Problem]:
+    """The buffer file (and its lock file) if they exist; else the nearest existing folder."""
+    where = "buffer.path"
+    for file, what in ((path, "buffer"), (lock_path(path), "buffer's lock file")):
+        if file.exists() and not file.is_file():
+            return [Problem(where, f"{file}: the {what} is not a regular file")]
+        if file.exists() and not os.access(file, os.R_OK | os.W_OK):
+            return [Problem(where, f"{file}: the {what} cannot be read and written {_by_us()}")]
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent  # the nearest existing ancestor: the rest is made at start
+    made = "" if folder == path.parent else f" (to make {path.parent} in it)"
+    if not folder.is_dir():
+        return [Problem(where, f"{folder} is a file, not a folder: no buffer can be made in it")]
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return [Problem(where, f"folder {folder} cannot be written {_by_us()}{made}")]
+    return []
+
+
+def _by_us() -> str:
+    return f"by this user (uid {os.geteuid()})"
+
+
+def _transport_files(config: Config) -> list[Problem]:
+    problems = []
+    for i, section in enumerate(config.transports):
+        missing = False
+        for key, file in section.files().items():
+            if not file.is_file() or not os.access(file, os.R_OK):
+                found = "not readable" if file.is_file() else "not found"
+                problems.append(Problem(f"transports[{i}].{key}", f"{file}: file {found}"))
+                missing = True
+        tls = getattr(section, "tls", None)
+        if isinstance(tls, TlsConfig) and not missing:
+            problems.extend(_tls(tls, f"transports[{i}].tls"))
+    return problems
+
+
+def _tls(tls: TlsConfig, where: str) -> list[Problem]:
+    """Load the TLS files as the transport will (``client_context``). A client key whose
+    password this shell does not have (``key_password_env`` unset) is checked without it."""
+    if tls.key_password is None and tls.key_password_env is not None and tls.key_file:
+        try:
+            read_secret_file(tls.key_file, "tls.key_file")  # 0600, ours, small: as the transport
+        except ValueError as exc:
+            return [Problem(f"{where}.key_file", str(exc))]
+        tls = tls.model_copy(update={"cert_file": None, "key_file": None})
+    try:
+        client_context(tls)
+    except ConfigError as exc:
+        return [Problem(where, str(exc))]
+    return []

@@ -1,0 +1,163 @@
+"""One preflight (agent.preflight): ``config validate`` refuses exactly what ``run`` refuses, with
+the same lines, and creates nothing; a file that validates really starts."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from agent_process import AgentProcess
+from conftest import ROOT, agent_env, http_transport, write_toml
+
+from agent.keys import generate_key
+from simulators.certs import TlsFiles
+from simulators.mosquitto import free_port
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    """The command as a technician (or systemd's ExecStartPre / ExecStart) runs it. A ``run``
+    that starts instead of refusing is killed after the timeout and fails the test."""
+    try:
+        return subprocess.run(
+            [sys.executable, "-m", "agent.cli", *args],
+            capture_output=True,
+            text=True,
+            env=agent_env(),
+            cwd=ROOT,
+            timeout=60,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"{' '.join(args)}: still running after 60 s (it did not refuse the file)")
+
+
+def _station(tmp_path: Path) -> dict:
+    """A valid station: its key made by keygen, the buffer's folder not made yet."""
+    generate_key(tmp_path / "keys")
+    return {
+        "station": {"id": "PREFLIGHT-1"},
+        "signing": {"key": str(tmp_path / "keys" / "station.key")},
+        "buffer": {"path": str(tmp_path / "state" / "buffer.db"), "seal_interval_s": 0.5},
+        "transports": [http_transport(free_port())],
+    }
+
+
+def _tree(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+def _missing_key(tmp_path: Path, data: dict, tls_files: TlsFiles) -> str:
+    data["signing"]["key"] = str(tmp_path / "keys" / "other.key")
+    return f"signing.key: {tmp_path / 'keys' / 'other.key'}: signing key not found"
+
+
+def _key_mode_0644(tmp_path: Path, data: dict, tls_files: TlsFiles) -> str:
+    key = tmp_path / "keys" / "station.key"
+    os.chmod(key, 0o644)
+    return f"signing.key: {key}: signing key is accessible by group/others (mode 0644)"
+
+
+def _not_a_key(tmp_path: Path, data: dict, tls_files: TlsFiles) -> str:
+    key = tmp_path / "keys" / "station.key"
+    key.write_text("not a key\n")
+    return f"signing.key: {key}: not an unencrypted PKCS#8 PEM private key"
+
+
+def _five_character_token(tmp_path: Path, data: dict, tls_files: TlsFiles) -> str:
+    token = tmp_path / "page-token"
+    token.write_text("abcde\n")
+    os.chmod(token, 0o600)
+    data["web"] = {"port": 0, "token_file": str(token)}
+    return f"web: {token}: token_file holds a token of fewer than 16 characters"
+
+
+def _buffer_parent_is_a_file(tmp_path: Path, data: dict, tls_files: TlsFiles) -> str:
+    (tmp_path / "afile").write_text("")
+    data["buffer"]["path"] = str(tmp_path / "afile" / "buffer.db")
+    return f"buffer.path: {tmp_path / 'afile'} is a file, not a folder"
+
+
+def _buffer_is_a_folder(tmp_path: Path, data: dict, tls_files: TlsFiles) -> str:
+    (tmp_path / "state" / "buffer.db").mkdir(parents=True)
+    return f"buffer.path: {tmp_path / 'state' / 'buffer.db'}: the buffer is not a regular file"
+
+
+def _missing_ca_file(tmp_path: Path, data: dict, tls_files: TlsFiles) -> str:
+    data["transports"][0] |= {"base_url": "https://127.0.0.1:9", "allow_plain_http": False}
+    data["transports"][0]["tls"] = {"ca_file": str(tmp_path / "ca.pem")}
+    return f"transports[0].tls.ca_file: {tmp_path / 'ca.pem'}: file not found"
+
+
+def _ca_file_not_pem(tmp_path: Path, data: dict, tls_files: TlsFiles) -> str:
+    (tmp_path / "ca.pem").write_text("not a certificate\n")
+    data["transports"][0] |= {"base_url": "https://127.0.0.1:9", "allow_plain_http": False}
+    data["transports"][0]["tls"] = {"ca_file": str(tmp_path / "ca.pem")}
+    return "transports[0].tls: TLS files cannot be loaded"
+
+
+def _client_key_0644(tmp_path: Path, data: dict, tls_files: TlsFiles) -> str:
+    key = tmp_path / "client.key"
+    key.write_bytes(tls_files.client_key.read_bytes())
+    os.chmod(key, 0o644)
+    data["transports"][0] |= {"base_url": "https://127.0.0.1:9", "allow_plain_http": False}
+    data["transports"][0]["tls"] = {
+        "ca_file": str(tls_files.ca),
+        "cert_file": str(tls_files.client_cert),
+        "key_file": str(key),
+    }
+    return f"transports[0].tls: TLS files cannot be loaded: {key}: tls.key_file is accessible"
+
+
+BREAKS: dict[str, Callable[[Path, dict, TlsFiles], str]] = {
+    "missing key": _missing_key,
+    "key mode 0644": _key_mode_0644,
+    "key file not a key": _not_a_key,
+    "5-character page token": _five_character_token,
+    "buffer's parent is a file": _buffer_parent_is_a_file,
+    "buffer is a folder": _buffer_is_a_folder,
+    "missing CA file": _missing_ca_file,
+    "CA file not PEM": _ca_file_not_pem,
+    "client key mode 0644": _client_key_0644,
+}
+
+
+@pytest.mark.parametrize("case", BREAKS)
+def test_validate_and_run_refuse_with_the_same_line(tmp_path, case, tls_files):
+    data = _station(tmp_path)
+    expected = BREAKS[case](tmp_path, data, tls_files)
+    config = write_toml(tmp_path / "station.toml", data)
+    before = _tree(tmp_path)
+
+    validate = _cli("config", "validate", str(config))
+    assert _tree(tmp_path) == before  # validate created nothing (no buffer, no folder)
+    run = _cli("run", "--config", str(config))
+
+    for result in (validate, run):
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert "Traceback" not in result.stderr
+    assert f"error: {config}: {expected}" in validate.stderr, validate.stderr
+    assert run.stderr == validate.stderr  # the same line(s), word for word
+    assert len(validate.stderr.strip().splitlines()) == 1, validate.stderr
+
+
+def test_a_file_that_validates_starts(tmp_path):
+    config = write_toml(tmp_path / "station.toml", _station(tmp_path))
+    before = _tree(tmp_path)
+    validate = _cli("config", "validate", str(config))
+    assert validate.returncode == 0, validate.stderr
+    assert validate.stdout.startswith(f"{config}: OK")
+    assert _tree(tmp_path) == before  # the buffer's folder is made by run, not by validate
+
+    agent = AgentProcess(config, tmp_path / "agent.log")
+    try:
+        agent.wait_log("event=agent_started", timeout=60)
+        assert (tmp_path / "state" / "buffer.db").is_file()
+        agent.signal(signal.SIGTERM)
+        assert agent.wait(60) == 0, agent.text()[-2000:]
+    finally:
+        agent.kill()
+    assert "Traceback" not in agent.text()
