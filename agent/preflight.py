@@ -6,18 +6,20 @@ characters, a password file of mode 0644 are refused there), then ``preflight`` 
 file names on disk. So a file that validates starts, and one that does not gets the same lines,
 ``file: field.path: what was expected``, from all three.
 
-Checked here, without creating or changing anything (``config validate`` runs it beside a
-running agent): the signing key loads (present, a regular file of this user, mode 0600, an
-Ed25519 PKCS#8 key); the buffer's file can be opened and its directory exists or can be made
-and written to by this user; every file a transport names is there and readable, and its TLS
-files load as the transport will load them.
+Checked here, without creating or changing anything but SQLite's -wal and -shm files beside an
+existing buffer (``config validate`` runs it beside a running agent, as ``status`` does): the
+signing key loads (present, a regular file of this user, mode 0600, an Ed25519 PKCS#8 key); the
+buffer's file can be opened and its directory exists or can be made and written to by this user; an
+existing buffer of this user opens (read-only) and its chain names this key
+(``agent.rotation.key_to_switch_to``); every file a transport names is there and readable, and its
+TLS files load as the transport will load them.
 
 Not checked, because ``run`` does not refuse them: a listening port in use or a host that does
 not resolve (a listening device or the station page is retried and logged, the others work on),
 another agent already running on the buffer (``run`` says so itself; ``validate`` is meant to
-run beside it), the chain in an existing buffer. One difference is deliberate: with ``unresolved``
-given (``config validate``), a secret named by an environment variable that this shell does not
-have is a warning, since the service gets its environment from ``secrets.env``.
+run beside it). One difference is deliberate: with ``unresolved`` given (``config validate``), a
+secret named by an environment variable that this shell does not have is a warning, since the
+service gets its environment from ``secrets.env``.
 """
 
 from __future__ import annotations
@@ -27,13 +29,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from agent.batch import Signer
 from agent.bounded import read_secret_file
+from agent.buffer import Buffer
 from agent.config import Config, load_config
 from agent.instance_lock import lock_path
 from agent.keys import load_private_key
+from agent.rotation import key_to_switch_to
+from agent.rotation_keys import KeyFiles
 from agent.sections import TlsConfig
 from agent.transports.tls import client_context
-from core.errors import ConfigError, KeyFileError
+from core.errors import ConfigError, KeyFileError, StorageError
 
 
 @dataclass(frozen=True)
@@ -52,7 +60,14 @@ class Problem:
 def preflight(config: Config) -> list[Problem]:
     """Everything on disk that would keep ``run`` from starting on ``config``; [] if none.
     Reads, never writes: nothing is created."""
-    return [*_signing_key(config), *_buffer(config.buffer.path), *_transport_files(config)]
+    key, problems = _signing_key(config)
+    buffer = _buffer(config.buffer.path)
+    path = config.buffer.path
+    # SQLite may make the buffer's -wal and -shm files when it opens it, even read-only: only
+    # as the buffer's owner, so they never belong to another user than the agent's.
+    if not buffer and key is not None and path.exists() and path.stat().st_uid == os.geteuid():
+        buffer = _chain(config, key)
+    return [*problems, *buffer, *_transport_files(config)]
 
 
 def load_checked(path: Path | str, *, unresolved: list[str] | None = None) -> Config:
@@ -68,11 +83,28 @@ def load_checked(path: Path | str, *, unresolved: list[str] | None = None) -> Co
     return config
 
 
-def _signing_key(config: Config) -> list[Problem]:
+def _signing_key(config: Config) -> tuple[Ed25519PrivateKey | None, list[Problem]]:
     try:
-        load_private_key(config.signing.key)
+        return load_private_key(config.signing.key), []
+    except KeyFileError as exc:
+        return None, [Problem("signing.key", str(exc))]
+
+
+def _chain(config: Config, key: Ed25519PrivateKey) -> list[Problem]:
+    """An existing buffer opens, and its chain names this key (or ``station.key.next``, whose
+    switch the start finishes: ``agent.rotation``)."""
+    try:
+        buffer = Buffer(config.buffer.path, read_only=True)
+    except StorageError as exc:
+        return [Problem("buffer.path", str(exc))]
+    try:
+        key_to_switch_to(KeyFiles(config.signing.key), Signer(key), buffer)
     except KeyFileError as exc:
         return [Problem("signing.key", str(exc))]
+    except StorageError as exc:
+        return [Problem("buffer.path", str(exc))]
+    finally:
+        buffer.close()
     return []
 
 

@@ -14,7 +14,10 @@ import pytest
 from agent_process import AgentProcess
 from conftest import ROOT, agent_env, http_transport, write_toml
 
-from agent.keys import generate_key
+from agent.batch import Signer
+from agent.config import parse_config
+from agent.daemon import Agent
+from agent.keys import generate_key, load_private_key
 from simulators.certs import TlsFiles
 from simulators.mosquitto import free_port
 
@@ -48,6 +51,14 @@ def _station(tmp_path: Path) -> dict:
 
 def _tree(root: Path) -> list[str]:
     return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+def _created_nothing(before: list[str], after: list[str]) -> None:
+    """No file or folder made, but SQLite's -wal/-shm beside a buffer that was there (opened
+    read-only, as ``status`` does)."""
+    made = set(after) - set(before)
+    assert set(before) <= set(after)
+    assert all(m.endswith(("-wal", "-shm")) and m[: -len("-wal")] in before for m in made), made
 
 
 def _missing_key(tmp_path: Path, data: dict, tls_files: TlsFiles) -> str:
@@ -86,6 +97,26 @@ def _buffer_is_a_folder(tmp_path: Path, data: dict, tls_files: TlsFiles) -> str:
     return f"buffer.path: {tmp_path / 'state' / 'buffer.db'}: the buffer is not a regular file"
 
 
+def _buffer_not_sqlite(tmp_path: Path, data: dict, tls_files: TlsFiles) -> str:
+    buffer = tmp_path / "state" / "buffer.db"
+    buffer.parent.mkdir()
+    buffer.write_text("not a database\n")
+    return f"buffer.path: {buffer}: cannot open the buffer: file is not a database"
+
+
+def _chain_signed_by_another_key(tmp_path: Path, data: dict, tls_files: TlsFiles) -> str:
+    other, _ = generate_key(tmp_path / "other")
+    agent = Agent(parse_config({**data, "signing": {"key": str(other)}}, tmp_path / "x.toml"))
+    agent.start()  # seals the station descriptor with the other key
+    agent.stop(grace_s=0.5)
+    key = data["signing"]["key"]
+    return f"signing.key: {key}: holds key {_kid(Path(key))}, but the chain in "
+
+
+def _kid(key: Path) -> str:
+    return Signer(load_private_key(key)).kid
+
+
 def _missing_ca_file(tmp_path: Path, data: dict, tls_files: TlsFiles) -> str:
     data["transports"][0] |= {"base_url": "https://127.0.0.1:9", "allow_plain_http": False}
     data["transports"][0]["tls"] = {"ca_file": str(tmp_path / "ca.pem")}
@@ -119,6 +150,8 @@ BREAKS: dict[str, Callable[[Path, dict, TlsFiles], str]] = {
     "5-character page token": _five_character_token,
     "buffer's parent is a file": _buffer_parent_is_a_file,
     "buffer is a folder": _buffer_is_a_folder,
+    "buffer not SQLite": _buffer_not_sqlite,
+    "chain signed by another key": _chain_signed_by_another_key,
     "missing CA file": _missing_ca_file,
     "CA file not PEM": _ca_file_not_pem,
     "client key mode 0644": _client_key_0644,
@@ -133,7 +166,7 @@ def test_validate_and_run_refuse_with_the_same_line(tmp_path, case, tls_files):
     before = _tree(tmp_path)
 
     validate = _cli("config", "validate", str(config))
-    assert _tree(tmp_path) == before  # validate created nothing (no buffer, no folder)
+    _created_nothing(before, _tree(tmp_path))
     run = _cli("run", "--config", str(config))
 
     for result in (validate, run):
