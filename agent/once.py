@@ -9,7 +9,6 @@ channel failed.
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from typing import TextIO
@@ -77,5 +76,5 @@ def run_once(config: Config, out: TextIO | None = None) -> int:
         "would sign (nothing was stored, signed or sent):",
         file=out,
     )
-    print(json.dumps(json.loads(payload), indent=2, ensure_ascii=False), file=out)
+    print(payload.decode(), file=out)  # the very bytes the sealer would sign
     return 1 if failed else 0
