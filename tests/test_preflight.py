@@ -194,3 +194,27 @@ def test_a_file_that_validates_starts(tmp_path):
     finally:
         agent.kill()
     assert "Traceback" not in agent.text()
+
+
+def test_a_reload_refuses_what_validate_refuses_with_the_same_line(tmp_path):
+    data = _station(tmp_path)
+    config = write_toml(tmp_path / "station.toml", data)
+    agent = AgentProcess(config, tmp_path / "agent.log")
+    try:
+        agent.wait_log("event=agent_started", timeout=60)
+        open_key = tmp_path / "keys" / "open.key"
+        open_key.write_bytes(Path(data["signing"]["key"]).read_bytes())
+        os.chmod(open_key, 0o644)
+        write_toml(config, {**data, "signing": {"key": str(open_key)}})
+        validate = _cli("config", "validate", str(config))
+        assert validate.returncode == 1
+        line = validate.stderr.strip().removeprefix("error: ")
+        assert f"{config}: signing.key: {open_key}: signing key is accessible" in line
+        agent.signal(signal.SIGHUP)
+        agent.wait_log("event=reload_refused", timeout=60)
+        assert line in agent.text()  # the running agent logs validate's line, keeps running
+        assert agent.proc.poll() is None
+        agent.signal(signal.SIGTERM)
+        assert agent.wait(60) == 0
+    finally:
+        agent.kill()
