@@ -305,8 +305,8 @@ def build_parser(plugins: bool = True) -> argparse.ArgumentParser:
     p.add_argument(
         "--once",
         action="store_true",
-        help="poll every device once, print the batch that would be sealed, send nothing and "
-        "touch no buffer (a dry run beside a running agent)",
+        help="poll every device once, print the payload the agent would seal; store, sign and "
+        "send nothing (a dry run beside a running agent)",
     )
     p.set_defaults(func=_cmd_run)
 
@@ -318,8 +318,9 @@ def build_parser(plugins: bool = True) -> argparse.ArgumentParser:
     v = csub.add_parser(
         "validate",
         help="check a configuration file",
-        description="Check a configuration file as the agent would at start-up: every key, "
-        "range and cross-check; prints a summary, or the errors naming file and field.",
+        description="Run the checks `run` runs before it starts (every key, range and "
+        "cross-check; the signing key, secret files, the buffer's folder, TLS files), creating "
+        "nothing; prints a summary, or the errors naming file and field, as `run` prints them.",
     )
     v.add_argument("file", help="the TOML configuration file to check")
     v.set_defaults(func=_cmd_validate)
