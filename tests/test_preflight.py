@@ -218,3 +218,36 @@ def test_a_reload_refuses_what_validate_refuses_with_the_same_line(tmp_path):
         assert agent.wait(60) == 0
     finally:
         agent.kill()
+
+
+def test_a_key_password_this_shell_lacks_is_a_warning_for_validate_an_error_for_run(
+    tmp_path, tls_files
+):
+    """The one deliberate difference: the service has secrets.env, a technician's shell not."""
+    from cryptography.hazmat.primitives import serialization
+
+    key = serialization.load_pem_private_key(tls_files.client_key.read_bytes(), None)
+    locked = tmp_path / "client.key"
+    locked.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(b"s3cret-passphrase"),
+        )
+    )
+    os.chmod(locked, 0o600)
+    data = _station(tmp_path)
+    data["transports"][0] |= {"base_url": "https://127.0.0.1:9", "allow_plain_http": False}
+    data["transports"][0]["tls"] = {
+        "ca_file": str(tls_files.ca),
+        "cert_file": str(tls_files.client_cert),
+        "key_file": str(locked),
+        "key_password_env": "STATION_AGENT_TEST_UNSET_KEY_PASSWORD",
+    }
+    config = write_toml(tmp_path / "station.toml", data)
+    validate = _cli("config", "validate", str(config))
+    assert validate.returncode == 0, validate.stderr
+    assert "warning: key_password_env: environment variable " in validate.stderr
+    run = _cli("run", "--config", str(config))
+    assert run.returncode == 1
+    assert "STATION_AGENT_TEST_UNSET_KEY_PASSWORD', which is not set" in run.stderr
