@@ -4,11 +4,13 @@ Read from the buffer read-only (it is never created or changed, so this works be
 agent): the chain's head gives ``seq`` and ``prev``; the descriptor in force (``agent.descriptor``)
 gives ``descriptor`` if it is the one the configuration describes. Otherwise the agent would first
 seal a new descriptor record (``seq`` 1 in a new buffer), and the readings would follow and name it.
-Readings already stored but not yet sealed, which the agent would seal first, are not counted.
+Readings already stored but not yet sealed, which the agent would seal first, are not counted. A
+buffer of another user is not opened (SQLite could leave its -wal/-shm files owned by us).
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from agent import descriptor
@@ -30,8 +32,17 @@ class NextBatch:
 def next_batch(config: Config) -> NextBatch:
     """The chain position the agent would give its next readings batch on ``config``."""
     digest = descriptor.body_digest(descriptor.descriptor_body(config))
-    if not config.buffer.path.is_file():
+    path = config.buffer.path
+    if not path.is_file():
         return NextBatch(2, None, 1, "new buffer: the station descriptor is sealed first, as seq 1")
+    if path.stat().st_uid != os.geteuid():  # opening it could leave -shm/-wal files of ours
+        return NextBatch(
+            2,
+            None,
+            1,
+            f"as for a new buffer: {path} belongs to uid {path.stat().st_uid}; run as that user "
+            "to see the real seq, prev and descriptor",
+        )
     buffer = Buffer(config.buffer.path, read_only=True)
     try:
         head, head_digest, _ = buffer.chain_head()

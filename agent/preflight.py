@@ -59,7 +59,7 @@ class Problem:
 
 def preflight(config: Config) -> list[Problem]:
     """Everything on disk that would keep ``run`` from starting on ``config``; [] if none.
-    Reads, never writes: nothing is created."""
+    Reads only: nothing is made but SQLite's -wal/-shm files beside an existing buffer."""
     key, problems = _signing_key(config)
     buffer = _buffer(config.buffer.path)
     path = config.buffer.path
@@ -136,9 +136,15 @@ def _transport_files(config: Config) -> list[Problem]:
     for i, section in enumerate(config.transports):
         missing = False
         for key, file in section.files().items():
-            if not file.is_file() or not os.access(file, os.R_OK):
-                found = "not readable" if file.is_file() else "not found"
-                problems.append(Problem(f"transports[{i}].{key}", f"{file}: file {found}"))
+            found = None
+            if not file.exists():
+                found = "file not found"
+            elif not file.is_file():
+                found = "not a regular file"
+            elif not os.access(file, os.R_OK):
+                found = f"cannot be read {_by_us()}"
+            if found is not None:
+                problems.append(Problem(f"transports[{i}].{key}", f"{file}: {found}"))
                 missing = True
         tls = getattr(section, "tls", None)
         if isinstance(tls, TlsConfig) and not missing:
