@@ -35,6 +35,7 @@ from agent.batch import Signer
 from agent.bounded import read_secret_file
 from agent.buffer import Buffer
 from agent.config import Config, load_config
+from agent.health import health_path
 from agent.instance_lock import lock_path
 from agent.keys import load_private_key
 from agent.rotation import key_to_switch_to
@@ -109,9 +110,11 @@ def _chain(config: Config, key: Ed25519PrivateKey) -> list[Problem]:
 
 
 def _buffer(path: Path) -> list[Problem]:
-    """The buffer file (and its lock file) if they exist; else the nearest existing folder."""
+    """The buffer file (and its lock and health files) if they exist; else the nearest existing
+    folder."""
     where = "buffer.path"
-    for file, what in ((path, "buffer"), (lock_path(path), "buffer's lock file")):
+    beside = ((lock_path(path), "buffer's lock file"), (health_path(path), "health file"))
+    for file, what in ((path, "buffer"), *beside):
         if file.exists() and not file.is_file():
             return [Problem(where, f"{file}: the {what} is not a regular file")]
         if file.exists() and not os.access(file, os.R_OK | os.W_OK):

@@ -97,6 +97,12 @@ def _buffer_is_a_folder(tmp_path: Path, data: dict, tls_files: TlsFiles) -> str:
     return f"buffer.path: {tmp_path / 'state' / 'buffer.db'}: the buffer is not a regular file"
 
 
+def _health_file_is_a_folder(tmp_path: Path, data: dict, tls_files: TlsFiles) -> str:
+    (tmp_path / "state" / "buffer.db.health").mkdir(parents=True)
+    health = tmp_path / "state" / "buffer.db.health"
+    return f"buffer.path: {health}: the health file is not a regular file"
+
+
 def _buffer_not_sqlite(tmp_path: Path, data: dict, tls_files: TlsFiles) -> str:
     buffer = tmp_path / "state" / "buffer.db"
     buffer.parent.mkdir()
@@ -151,6 +157,7 @@ BREAKS: dict[str, Callable[[Path, dict, TlsFiles], str]] = {
     "buffer's parent is a file": _buffer_parent_is_a_file,
     "buffer is a folder": _buffer_is_a_folder,
     "buffer not SQLite": _buffer_not_sqlite,
+    "health file is a folder": _health_file_is_a_folder,
     "chain signed by another key": _chain_signed_by_another_key,
     "missing CA file": _missing_ca_file,
     "CA file not PEM": _ca_file_not_pem,
