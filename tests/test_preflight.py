@@ -258,3 +258,37 @@ def test_a_key_password_this_shell_lacks_is_a_warning_for_validate_an_error_for_
     run = _cli("run", "--config", str(config))
     assert run.returncode == 1
     assert "STATION_AGENT_TEST_UNSET_KEY_PASSWORD', which is not set" in run.stderr
+
+
+def _unwritable(folder: Path, argv: list[str]) -> list[str]:
+    """``argv`` run where ``folder`` cannot be written: mode 0500 for a regular user; for root
+    (whom modes do not stop) a read-only bind mount in a mount namespace of its own."""
+    if os.geteuid() != 0:
+        folder.chmod(0o500)
+        return argv
+    if subprocess.run(["unshare", "-m", "true"], capture_output=True).returncode != 0:
+        pytest.skip("root without CAP_SYS_ADMIN: no read-only mount can be made")
+    mount = 'mount --bind "$0" "$0" && mount -o remount,bind,ro "$0" "$0" && exec "$@"'
+    return ["unshare", "-m", "sh", "-c", mount, str(folder), *argv]
+
+
+@pytest.mark.allowed_skip("root without CAP_SYS_ADMIN: no read-only mount can be made")
+def test_a_buffer_folder_that_cannot_be_written_is_refused_by_both(tmp_path):
+    folder = tmp_path / "readonly"
+    folder.mkdir()
+    data = _station(tmp_path)
+    data["buffer"]["path"] = str(folder / "state" / "buffer.db")
+    config = write_toml(tmp_path / "station.toml", data)
+    results = []
+    for command in (["config", "validate"], ["run", "--config"]):
+        argv = _unwritable(folder, [sys.executable, "-m", "agent.cli", *command, str(config)])
+        results.append(
+            subprocess.run(
+                argv, capture_output=True, text=True, env=agent_env(), cwd=ROOT, timeout=60
+            )
+        )
+    validate, run = results
+    assert validate.returncode == run.returncode == 1, validate.stderr + run.stderr
+    assert f"error: {config}: buffer.path: folder {folder} cannot be written" in validate.stderr
+    assert run.stderr == validate.stderr
+    assert list(folder.iterdir()) == []
