@@ -27,8 +27,9 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from agent.config.model import Config, load_config
+from agent.config.model import Config
 from agent.runtime.agent import Agent
+from agent.runtime.preflight import load_checked
 from agent.support.instance_lock import InstanceLock
 from agent.support.logs import event
 from agent.support.systemd import notify, reloading_message, watchdog_interval_s
@@ -137,7 +138,7 @@ class Service:
             event(log, logging.ERROR, "reload_refused", error="no configuration file to reload")
             return False
         try:
-            config = load_config(self.config_path)
+            config = load_checked(self.config_path)  # what run and validate check
             if config.buffer.path != self.config.buffer.path:
                 raise AgentError(
                     f"{self.config_path}: buffer.path cannot change on reload "

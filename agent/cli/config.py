@@ -9,12 +9,13 @@ from core.errors import AgentError
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from agent.config.model import catalogue_warnings, file_warnings, load_config
+    from agent.config.model import catalogue_warnings
+    from agent.runtime.preflight import load_checked
 
     unresolved: list[str] = []
-    config = load_config(args.file, secrets=False, unresolved=unresolved)
+    config = load_checked(args.file, unresolved=unresolved)  # what run checks, creating nothing
     print(f"{args.file}: OK — {config.summary()}")
-    for warning in file_warnings(config) + unresolved + catalogue_warnings(config):
+    for warning in unresolved + catalogue_warnings(config):
         print(f"{args.file}: warning: {warning}", file=sys.stderr)
     return 0
 
@@ -45,8 +46,9 @@ def add(sub: argparse._SubParsersAction) -> None:
     v = csub.add_parser(
         "validate",
         help="check a configuration file",
-        description="Check a configuration file as the agent would at start-up: every key, "
-        "range and cross-check; prints a summary, or the errors naming file and field.",
+        description="Run the checks `run` runs before it starts (every key, range and "
+        "cross-check; the signing key, secret files, the buffer's folder, TLS files), creating "
+        "nothing; prints a summary, or the errors naming file and field, as `run` prints them.",
     )
     v.add_argument("file", help="the TOML configuration file to check")
     v.set_defaults(func=_cmd_validate)

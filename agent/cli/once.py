@@ -1,19 +1,22 @@
 """``station-agent run --once``: poll every device once and show the batch that would be sealed.
 
-A dry run beside (or before) the running agent: no buffer is opened, nothing is signed or sent,
-the signing key is not read. Devices that push their readings (listening drivers) are named and
-skipped. Exit status 1 if a device or channel failed.
+A dry run beside (or before) the running agent: nothing is stored, signed or sent, the signing
+key is not read, the buffer is only read (``agent.runtime.next_batch``: seq, prev, descriptor). The
+payload is built by the sealer's own function, in the configured ``payload_version``. Devices
+that push their readings (listening drivers) are named and skipped. Exit status 1 if a device or
+channel failed.
 """
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from typing import TextIO
 
 from agent.config.model import Config
-from agent.protocol.batch import build_payload
+from agent.runtime.next_batch import next_batch
+from agent.seal.sealing import readings_payload
+from agent.support.clock_sync import clock_synchronized
 from core.errors import DeviceError
 from core.reading import FAULT, Reading
 from drivers import Driver, make_driver
@@ -57,17 +60,21 @@ def run_once(config: Config, out: TextIO | None = None) -> int:
         if error and not any(r.error for r in readings):
             print(f"  error: {error}", file=out)
         rows.extend(readings)
-    payload = build_payload(
+    unsynced = clock_synchronized() is False  # as the poller flags what it stores
+    at = next_batch(config)
+    payload = readings_payload(
+        config.buffer.payload_version,
         config.station.id,
-        1,  # placeholder: the running agent assigns seq and prev when it seals
-        None,
+        at.seq,
+        at.prev,
         time_ms,
-        ((r.device, r.param, r.unit, r.time_ms, r.value, r.status) for r in rows),
+        [(r.device, r.param, r.unit, r.time_ms, r.value, r.status, unsynced) for r in rows],
+        at.descriptor,
     )
     print(
-        f"\nwould seal {len(rows)} reading(s); payload (seq and prev are set by the running "
-        "agent when it seals; nothing was stored, signed or sent):",
+        f"\nwould seal {len(rows)} reading(s) as seq {at.seq} ({at.why}); the payload the agent "
+        "would sign (nothing was stored, signed or sent):",
         file=out,
     )
-    print(json.dumps(json.loads(payload), indent=2, ensure_ascii=False), file=out)
+    print(payload.decode(), file=out)  # the very bytes the sealer would sign
     return 1 if failed else 0

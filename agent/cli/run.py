@@ -6,17 +6,18 @@ import argparse
 
 
 def run(args: argparse.Namespace) -> int:
-    from agent.config.model import load_config
-    from agent.service import Service
     from agent.support.logs import setup_logging
 
-    config = load_config(args.config)
     setup_logging(args.log_level or "info")
-    if args.once:
+    if args.once:  # a dry run: needs no key and no buffer (agent.cli.once)
         from agent.cli.once import run_once
+        from agent.config.model import load_config
 
-        return run_once(config)
-    return Service(config, args.config).run()
+        return run_once(load_config(args.config))
+    from agent.runtime.preflight import load_checked
+    from agent.service import Service
+
+    return Service(load_checked(args.config), args.config).run()
 
 
 def add(sub: argparse._SubParsersAction) -> None:
@@ -28,7 +29,7 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--once",
         action="store_true",
-        help="poll every device once, print the batch that would be sealed, send nothing and "
-        "touch no buffer (a dry run beside a running agent)",
+        help="poll every device once, print the payload the agent would seal; store, sign and "
+        "send nothing (a dry run beside a running agent)",
     )
     p.set_defaults(func=run)

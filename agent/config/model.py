@@ -130,23 +130,6 @@ class Config(_Section):
         )
 
 
-def file_warnings(config: Config) -> list[str]:
-    """Files the configuration names that are not there yet (valid, but ``run`` would fail)."""
-    out = []
-    if not config.signing.key.exists():
-        out.append(
-            f"signing.key {config.signing.key} does not exist yet "
-            "(create it with: station-agent keygen --out DIR)"
-        )
-    if not config.buffer.path.parent.is_dir():
-        out.append(f"buffer.path: directory {config.buffer.path.parent} does not exist")
-    for i, t in enumerate(config.transports):
-        for key, path in t.files().items():
-            if not path.exists():
-                out.append(f"transports[{i}].{key} {path} does not exist")
-    return out
-
-
 def catalogue_warnings(config: Config) -> list[str]:
     """One warning per channel whose param or unit the parameter catalogue does not vouch for
     (allowed: ``config validate`` warns, it never fails for that)."""
@@ -263,14 +246,19 @@ def _config_model(drivers: tuple[str, ...], transports: tuple[str, ...] = ()) ->
 
 
 def parse_config(
-    data: dict[str, Any], path: Path, *, secrets: bool = True, unresolved: list[str] | None = None
+    data: dict[str, Any],
+    path: Path,
+    *,
+    secrets: bool | Literal["files"] = True,
+    unresolved: list[str] | None = None,
 ) -> Config:
     """Validate already-parsed TOML data as if it came from ``path``. With ``secrets=False``
-    secrets given by environment variable or file are not read (left None); ``unresolved``
+    secrets given by environment variable or file are not read (left None), with ``"files"``
+    only those in an environment variable that is not set; ``unresolved``
     collects the environment variables that are not set."""
     context: dict[str, Any] = {"base": path.parent.resolve()}
-    if not secrets:
-        context["secrets"] = False
+    if secrets is not True:
+        context["secrets"] = secrets
         context["unresolved"] = unresolved if unresolved is not None else []
     try:
         sections = data if isinstance(data, dict) else {}
@@ -286,10 +274,14 @@ def parse_config(
 
 
 def load_config(
-    path: str | Path, *, secrets: bool = True, unresolved: list[str] | None = None
+    path: str | Path,
+    *,
+    secrets: bool | Literal["files"] = True,
+    unresolved: list[str] | None = None,
 ) -> Config:
     """Read and validate a configuration file; raises ``ConfigError`` with every problem found.
-    ``secrets=False``: do not read secrets (``config validate``, ``status``)."""
+    ``secrets=False``: do not read secrets (``status``); ``"files"``: see ``parse_config``
+    (``config validate``, through ``agent.runtime.preflight.load_checked``)."""
     path = Path(path)
     try:
         with path.open("rb") as f:

@@ -14,12 +14,13 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from agent.buffer import Buffer, ReadingRow
 from agent.protocol.batch import Signer, alg_for, build_payload
 from agent.protocol.payload_v2 import PAYLOAD_V2, build_payload_v2
-from agent.protocol.payload_v3 import PAYLOAD_V3, build_payload_v3, build_record
+from agent.protocol.payload_v3 import PAYLOAD_V3, RowV3, build_payload_v3, build_record
 from agent.support.clock import Clock
 from agent.support.logs import event
 from core.batch import SealedBatch
@@ -33,6 +34,29 @@ MAX_PAUSE_S = 0.05
 # 1 ms throughout, polls waiting for the GIL woke five times as often (~10 % more CPU).
 SWITCH_S = 0.005  # Python's default, restored after each payload
 SEAL_SWITCH_S = 0.0005
+
+
+def readings_payload(
+    version: int,
+    station: str,
+    seq: int,
+    prev: str | None,
+    sealed_at: int,
+    rows: Sequence[RowV3],
+    descriptor_seq: int | None,
+) -> bytes:
+    """The payload of a readings batch in ``version`` (1, 2 or 3), as the sealer signs it and
+    ``run --once`` prints it. Rows: (device, param, unit, time_ms, value, status, unsynced)."""
+    if version == PAYLOAD_V3:
+        return build_payload_v3(station, seq, prev, sealed_at, rows, descriptor_seq)
+    build = build_payload_v2 if version == PAYLOAD_V2 else build_payload
+    return build(
+        station,
+        seq,
+        prev,
+        sealed_at,
+        (row[:6] for row in rows),  # (device, param, unit, time_ms, value, status)
+    )
 
 
 class Sealer:
@@ -58,22 +82,8 @@ class Sealer:
         self.descriptor_seq: int | None = None
 
     def _payload(self, seq: int, prev: str | None, sealed_at: int, rows: list[ReadingRow]) -> bytes:
-        if self.payload_version == PAYLOAD_V3:
-            return build_payload_v3(
-                self.station,
-                seq,
-                prev,
-                sealed_at,
-                rows,  # each row is (device, param, unit, time_ms, value, status, unsynced)
-                self.descriptor_seq,
-            )
-        build = build_payload_v2 if self.payload_version == PAYLOAD_V2 else build_payload
-        return build(
-            self.station,
-            seq,
-            prev,
-            sealed_at,
-            (row[:6] for row in rows),  # (device, param, unit, time_ms, value, status)
+        return readings_payload(
+            self.payload_version, self.station, seq, prev, sealed_at, rows, self.descriptor_seq
         )
 
     def _make_jws(self, seq: int, prev: str | None, rows: list[ReadingRow]) -> tuple[str, int]:

@@ -35,14 +35,17 @@ def resolve_secret(
     """A secret given inline, by environment variable name, or by file (its first line; the
     file must be a regular file of the agent's user, mode 0600, at most 64 KiB).
 
-    When the validation context says ``secrets: False`` (``config validate``, ``status``: a
-    technician's shell need not hold the service's secrets) an env/file secret is not read;
-    what could not be read is listed in the context's ``unresolved`` for a warning."""
+    When the validation context says ``secrets: False`` (``status``: a technician's shell need
+    not hold the service's secrets) an env/file secret is not read; with ``secrets: "files"``
+    (``config validate``) only an environment variable this shell lacks is not; what could not
+    be read is listed in the context's ``unresolved`` for a warning."""
     given = [x for x in (inline, env, file) if x is not None]
     if len(given) > 1:
         raise ValueError(f"give {where} only once (inline, {where}_env or {where}_file)")
     context = info.context or {}
-    if context.get("secrets") is False and (env is not None or file is not None):
+    mode = context.get("secrets")  # "files": read all but an environment variable not set here
+    unset = env is not None and env not in os.environ
+    if (mode is False and (env is not None or file is not None)) or (mode == "files" and unset):
         if env is not None and env not in os.environ:
             context.setdefault("unresolved", []).append(
                 f"{where}_env: environment variable {env!r} is not set in this shell "

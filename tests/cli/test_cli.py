@@ -32,14 +32,30 @@ def _no_traceback(result: subprocess.CompletedProcess) -> None:
     assert "Traceback" not in result.stderr + result.stdout
 
 
-def test_example_config_is_valid():
-    result = run_cli("config", "validate", str(EXAMPLE))
+def _example_here(tmp_path):
+    """The example with its key and buffer in ``tmp_path`` (as install.sh makes them)."""
+    import tomllib
+
+    run_cli("keygen", "--out", str(tmp_path))
+    data = tomllib.loads(EXAMPLE.read_text())
+    data["signing"]["key"] = str(tmp_path / "station.key")
+    data["buffer"]["path"] = str(tmp_path / "state" / "buffer.db")
+    return data
+
+
+def test_example_config_is_valid(tmp_path):
+    path = write_toml(tmp_path / "example.toml", _example_here(tmp_path))
+    result = run_cli("config", "validate", str(path))
     assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith(f"{EXAMPLE}: OK")
+    assert result.stdout.startswith(f"{path}: OK")
     assert len(result.stdout.strip().splitlines()) == 1
-    # valid, but on this machine the key does not exist yet: said, not fatal
-    assert "warning: signing.key /var/lib/station-agent/station.key does not exist" in (
-        result.stderr
+    assert not (tmp_path / "state").exists()  # validate creates nothing
+    # as shipped, on a machine without its key: refused, as run would refuse it
+    result = run_cli("config", "validate", str(EXAMPLE))
+    assert result.returncode == 1
+    assert (
+        f"error: {EXAMPLE}: signing.key: /var/lib/station-agent/station.key: signing key not "
+        "found" in result.stderr
     )
 
 
@@ -93,9 +109,7 @@ def test_config_not_toml_or_missing(tmp_path):
 
 
 def test_secret_from_missing_env_var_is_a_clear_error_for_run_a_warning_for_validate(tmp_path):
-    import tomllib
-
-    data = tomllib.loads(EXAMPLE.read_text())
+    data = _example_here(tmp_path)
     data["transports"][1]["password_env"] = "STATION_AGENT_TEST_UNSET_PASSWORD"
     data["transports"][1].pop("password_file", None)
     path = write_toml(tmp_path / "c.toml", data)

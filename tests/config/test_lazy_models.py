@@ -91,14 +91,21 @@ print(json.dumps(verdicts))
     assert json.loads(out.stdout) == [False, "ok", ["extra_forbidden"], ["string_type"], True]
 
 
-def test_the_agent_reads_no_installed_package_metadata():
+def test_the_agent_reads_no_installed_package_metadata(tmp_path):
     """Neither pydantic's plug-in loader nor the command line's plug-in scan runs for one of the
     agent's own commands: importlib.metadata (and the csv it brings) stays out."""
+    from agent.protocol.keys import generate_key
+
+    key, _ = generate_key(tmp_path)  # the example, with a key and a buffer folder of its own
+    example = (ROOT / "config" / "example.toml").read_text()
+    example = example.replace("/var/lib/station-agent/station.key", str(key))
+    example = example.replace("/var/lib/station-agent/buffer.db", str(tmp_path / "buffer.db"))
+    config = tmp_path / "station.toml"
+    config.write_text(example)
     code = (
         "import json, sys\n"
         "import agent.cli.main\n"
-        "rc = agent.cli.main.main(['config', 'validate', "
-        f"{str(ROOT / 'config' / 'example.toml')!r}])\n"
+        f"rc = agent.cli.main.main(['config', 'validate', {str(config)!r}])\n"
         "print(json.dumps({'rc': rc, 'modules': sorted(sys.modules)}))\n"
     )
     out = subprocess.run(

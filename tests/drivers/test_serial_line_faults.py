@@ -16,6 +16,7 @@ import pytest
 from agent.cli.main import main as cli_main
 from agent.config.model import load_config, parse_config
 from agent.config.sample import station_sample
+from agent.protocol.keys import generate_key
 from agent.runtime.agent import Agent
 from core.errors import ConfigError, DeviceError
 from core.reading import Reading
@@ -306,8 +307,10 @@ def test_simulator_command_line_prints_the_port_and_stops_on_sigterm(tmp_path):
 
 
 def test_sample_config_validates_and_reads_the_simulator(tmp_path, capsys):
+    key, _ = generate_key(tmp_path / "keys")  # the sample, with a key and buffer of its own
+    sample = station_sample(["serial_line"]).replace("/var/lib/station-agent/station.key", str(key))
     example = tmp_path / "serial.toml"
-    example.write_text(station_sample(["serial_line"]))
+    example.write_text(sample.replace("/var/lib/station-agent/", f"{tmp_path}/"))
     assert cli_main(["config", "validate", str(example)]) == 0
     assert "1 device(s), 2 channel(s)" in capsys.readouterr().out
     device = load_config(example).devices[0]

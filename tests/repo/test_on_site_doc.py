@@ -21,6 +21,8 @@ _VOLATILE = [
     (re.compile(r"^port = \d+"), "port = PORT"),
     (re.compile(r"\S*/agent/share/"), "SHARE/"),
     (re.compile(r"/tmp/\S+"), "TMP"),
+    # whether this machine's clock is synchronized (payload v3's unsynced ranges)
+    (re.compile(r'"unsynced":\[(\[\d+,\d+\])?(,\[\d+,\d+\])*\]'), '"unsynced":U'),
 ]
 
 

@@ -83,6 +83,25 @@ def rotations(conn: sqlite3.Connection) -> list[tuple[int, str, str]]:
     return out
 
 
+def key_to_switch_to(files: KeyFiles, current: Signer, buffer: Buffer) -> Signer | None:
+    """None if ``current`` (``station.key``) is the key the chain names; the key of
+    ``station.key.next`` if that is the one (a switch to finish); else ``KeyFileError``.
+    Reads only: ``settle`` and the preflight (``agent.runtime.preflight``) ask the same question."""
+    named = chain_key(buffer)
+    if named is None or named[1] == current.kid:
+        return None
+    seq, kid = named
+    new = files.load_next()
+    if new is None or new.kid != kid:
+        raise KeyFileError(
+            f"{files.key}: holds key {current.kid}, but the chain in {buffer.path} "
+            f"is signed by key {kid} from seq {seq} on"
+            + (f" and {files.next_key} holds {new.kid}" if new else "")
+            + "; put the key in force back (a lost key: docs/operations.md, 'Lost key')"
+        )
+    return new
+
+
 class KeyRotation:
     """Rotations of one agent's key: settle at start, answer requests, retire old keys."""
 
@@ -94,20 +113,11 @@ class KeyRotation:
     def settle(self) -> None:
         """Make the sealer's key the one the chain names (see the module docstring)."""
         current = self.sealer.signer
-        named = chain_key(self.buffer)
-        if named is None or named[1] == current.kid:
+        new = key_to_switch_to(self.files, current, self.buffer)
+        if new is None:
             if _jwk_kid(self.files.next_jwk) == current.kid:
                 self.files.publish(current)  # killed before station.jwk was replaced
             return
-        seq, kid = named
-        new = self.files.load_next()
-        if new is None or new.kid != kid:
-            raise KeyFileError(
-                f"{self.files.key}: holds key {current.kid}, but the chain in {self.buffer.path} "
-                f"is signed by key {kid} from seq {seq} on"
-                + (f" and {self.files.next_key} holds {new.kid}" if new else "")
-                + "; put the key in force back (a lost key: docs/operations.md, 'Lost key')"
-            )
         self.files.switch(current, new)
         self.sealer.signer = new
         event(log, logging.WARNING, "key_rotation_finished", kid=new.kid, old_kid=current.kid)

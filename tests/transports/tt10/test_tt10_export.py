@@ -11,7 +11,8 @@ import pytest
 
 from agent.buffer import Buffer
 from agent.cli.main import main
-from agent.config.model import file_warnings, load_config
+from agent.config.model import load_config
+from agent.runtime.preflight import load_checked
 from agent.transports.tt10.config import Tt10TransportConfig, options_markdown
 from agent.transports.tt10.transport import Tt10Transport
 from core.errors import ConfigError
@@ -123,10 +124,9 @@ def test_a_parameter_naming_an_unknown_channel_is_refused(tmp_path: Path) -> Non
         load_config(_station_toml(tmp_path, transport))
 
 
-def test_validate_warns_of_a_missing_known_hosts_file(tmp_path: Path) -> None:
+def test_a_missing_known_hosts_file_is_refused(tmp_path: Path) -> None:
     transport = _as_toml_dict(tt10_config(22))
     transport |= {"protocol": "sftp", "known_hosts": str(tmp_path / "nowhere")}
-    config = load_config(_station_toml(tmp_path, transport))
-    assert f"transports[0].known_hosts {tmp_path / 'nowhere'} does not exist" in file_warnings(
-        config
-    )
+    expected = r"transports\[0\]\.known_hosts: .*nowhere: file not found"
+    with pytest.raises(ConfigError, match=expected):
+        load_checked(_station_toml(tmp_path, transport))
