@@ -63,7 +63,7 @@ def _window_number(text: str) -> int:
 def _open_buffer(config: Config) -> Buffer:
     from agent.buffer import Buffer
 
-    return Buffer(config.buffer.path, durability=config.buffer.durability)
+    return Buffer(config.buffer.path, durability=config.buffer.durability, create=False)
 
 
 def _when(ms: int | None, tz: ZoneInfo) -> str:
@@ -82,7 +82,11 @@ def describe(window: Window, tz: ZoneInfo, now_ms: int) -> str:
     else:
         how = {"stop": "stopped", "expire": "expired", "end": "ended"}[window.event_at_end()]
         until = f"{how} {_when(window.end_ms, tz)}"
-        if window.stopped_by and window.event_at_end() == "stop":
+        if (
+            window.stopped_by
+            and window.event_at_end() == "stop"
+            and (window.stopped_by != window.technician)
+        ):
             until += f" by {window.stopped_by}"
     reason = f" — {window.reason}" if window.reason else ""
     return f"{window.device} [{channels}] {until}, {who}{reason} (window {window.id})"
@@ -91,6 +95,7 @@ def describe(window: Window, tz: ZoneInfo, now_ms: int) -> str:
 def _cmd_start(args: argparse.Namespace) -> int:
     from agent.buffer.maintenance import TECHNICIAN
     from agent.config import load_config
+    from agent.health import agent_running
     from agent.maintenance import (
         MAX_OPEN_WINDOWS,
         MAX_REASON,
@@ -123,7 +128,13 @@ def _cmd_start(args: argparse.Namespace) -> int:
     finally:
         buffer.close()
     print(f"maintenance started: {describe(window, ZoneInfo(config.station.timezone), now)}")
-    print("the running agent marks these readings 01 (calibrating) within seconds")
+    if agent_running(config.buffer.path):
+        print("the running agent marks these readings 01 (calibrating) within seconds")
+    else:
+        print(
+            "no agent is running on this buffer: once started, it marks the readings it takes "
+            "while the window lasts 01 (calibrating)"
+        )
     return 0
 
 

@@ -100,11 +100,17 @@ class KeyRotation:
         seq, kid = named
         new = self.files.load_next()
         if new is None or new.kid != kid:
+            held = self.files.holding(kid)
             raise KeyFileError(
                 f"{self.files.key}: holds key {current.kid}, but the chain in {self.buffer.path} "
                 f"is signed by key {kid} from seq {seq} on"
                 + (f" and {self.files.next_key} holds {new.kid}" if new else "")
-                + "; put the key in force back (a lost key: docs/operations.md, 'Lost key')"
+                + (
+                    f"; {held} holds key {kid}: put it back as {self.files.key} (its public "
+                    f"key: {self.files.old_jwk(kid)})"
+                    if held
+                    else "; put the key in force back (a lost key: docs/operations.md, 'Lost key')"
+                )
             )
         self.files.switch(current, new)
         self.sealer.signer = new
