@@ -448,7 +448,8 @@ def build_parser(plugins: bool = True) -> argparse.ArgumentParser:
     p.add_argument(
         "--jwk",
         required=True,
-        help="the station's first public key (station.jwk as registered); later keys are "
+        help="the station's first public key (station.jwk as registered), or its current "
+        "station.jwk with the older keys kept beside it (station.jwk.old-KID); later keys are "
         "learned from the chain's rotation records",
     )
     p.add_argument("inputs", nargs="+", help="files holding JWS (one per line) or a warehouse.db")
