@@ -31,6 +31,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from agent.config import Config
+from agent.transport_notices import PLAIN_MQTT
 from agent.transports.https import connection
 from agent.transports.tls import client_context
 from core.errors import ConfigError
@@ -45,6 +46,7 @@ class Verdict:
     name: str
     kind: str
     steps: list[tuple[bool, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # said, not failed (plain-text MQTT)
 
     @property
     def ok(self) -> bool:
@@ -56,9 +58,11 @@ class Verdict:
 
     def lines(self) -> list[str]:
         head = "ok" if self.ok else "FAILED"
-        return [f"{self.name} ({self.kind}): {head}"] + [
-            f"  {'ok' if good else 'FAILED'}: {text}" for good, text in self.steps
-        ]
+        return (
+            [f"{self.name} ({self.kind}): {head}"]
+            + [f"  {'ok' if good else 'FAILED'}: {text}" for good, text in self.steps]
+            + [f"  note: {text}" for text in self.notes]
+        )
 
 
 def tcp_reachable(verdict: Verdict, host: str, port: int, timeout: float) -> bool:
@@ -97,6 +101,8 @@ def check_mqtt(cfg: Any, station: str, timeout: float = TIMEOUT_S) -> Verdict:
 
     verdict = Verdict(cfg.name, "mqtt")
     ctx = client_context(cfg.tls) if cfg.tls is not None else None
+    if ctx is None:
+        verdict.notes.append(PLAIN_MQTT)
     if not tcp_reachable(verdict, cfg.host, cfg.port, timeout):
         return verdict
     if ctx is not None and not _tls(verdict, cfg.host, cfg.port, ctx, timeout):

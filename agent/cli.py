@@ -37,12 +37,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_validate(args: argparse.Namespace) -> int:
     from agent.config import catalogue_warnings, file_warnings, load_config
     from agent.payload_warnings import payload_version_warnings
+    from agent.transport_notices import plain_text_notices
 
     unresolved: list[str] = []
     config = load_config(args.file, secrets=False, unresolved=unresolved)
     print(f"{args.file}: OK — {config.summary()}")
     warnings = file_warnings(config) + unresolved + catalogue_warnings(config)
-    for warning in warnings + payload_version_warnings(config):
+    for warning in warnings + payload_version_warnings(config) + plain_text_notices(config):
         print(f"{args.file}: warning: {warning}", file=sys.stderr)
     return 0
 
