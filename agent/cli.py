@@ -577,6 +577,9 @@ def build_parser(plugins: bool = True) -> argparse.ArgumentParser:
     add_docs(sub)
     add_completion(sub)
     _add_log_level(parser)
+    from agent.command_help import describe_every_command
+
+    describe_every_command(parser)
     return parser
 
 
