@@ -11,7 +11,7 @@ Adding a kind is one module and one line: write ``core/record_kinds/<name>.py`` 
 body model (``model_config = ConfigDict(extra="forbid")``, strict types) and calling
 ``register_kind("<name>", Model)`` at import, then import it in ``core/record_kinds/__init__.py``.
 Names are lower case (``^[a-z][a-z0-9_]{0,31}$``); ``readings`` is not a record kind.
-``RESERVED`` names are promised to the kinds issue 14 adds.
+``RESERVED`` are the kinds the agent itself seals (descriptor, rotation, maintenance).
 """
 
 from __future__ import annotations
