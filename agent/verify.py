@@ -94,7 +94,7 @@ class ChainReport:
     gaps: list[tuple[int, int]] = field(default_factory=list)
     rotations: list[tuple[int, str, str]] = field(default_factory=list)  # seq, old kid, new kid
     failure_counts: Counter[str] = field(default_factory=Counter)  # reason -> findings
-    first_key: str | None = None  # kid of the key seq 1 was checked with, when not the given one
+    first_key: tuple[str, int] | None = None  # (kid, lowest seq) when not the key given
 
     @property
     def ok(self) -> bool:
@@ -138,7 +138,8 @@ class ChainReport:
                 + (f", {self.duplicates} identical duplicate(s)" if self.duplicates else "")
             )
         if self.first_key is not None:
-            out.append(f"first key: kid {self.first_key} (the key seq 1 is signed with)")
+            kid, seq = self.first_key
+            out.append(f"first key: kid {kid} (it signs seq {seq}; found beside the key given)")
         out += [f"key rotation at seq {s}: kid {a} -> kid {b}" for s, a, b in self.rotations]
         out.append("OK" if self.ok else "FAILED")
         return out
@@ -216,7 +217,7 @@ def _walk_keys(
         return
     expected = signed_by[seqs[0]] if signed_by[seqs[0]] in given else key.kid
     if expected != key.kid:
-        report.first_key = expected
+        report.first_key = (expected, seqs[0])
     report.rotations = []
     for seq in seqs:
         if signed_by[seq] != expected:

@@ -85,7 +85,7 @@ def test_verify_with_the_current_station_jwk_after_two_rotations(rotated) -> Non
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()
     assert lines[-1] == "OK"
-    assert f"first key: kid {kids[0]} (the key seq 1 is signed with)" in lines
+    assert f"first key: kid {kids[0]} (it signs seq 1; found beside the key given)" in lines
     assert sum(line.startswith("key rotation at seq") for line in lines) == 2
     assert f"kid {kids[0]} -> kid {kids[1]}" in result.stdout
     assert f"kid {kids[1]} -> kid {kids[2]}" in result.stdout
