@@ -178,7 +178,7 @@ def _claim(token: str | bytes) -> _Claim | None:
 
 def _held_cost(source: str, token: str | bytes) -> int:
     """Memory one held token takes: its text, its name and the objects around them."""
-    return len(token) + len(source) + 400
+    return len(token) + len(str(source)) + 400
 
 
 def _unknown_kid(kid: str | None) -> str:
