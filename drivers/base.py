@@ -66,6 +66,12 @@ class DeviceConfig(Model):
         """(param, unit) of every channel the device's readings are stored under."""
         return [(c.param, c.unit) for c in getattr(self, "channels", ())]
 
+    def catalogue_units(self) -> list[tuple[str, str]]:
+        """(param, unit) the parameter catalogue checks: the channels as configured (a driver
+        whose stored params are derived from them, like HJ 212's hourly ``SO2_Avg_hour``,
+        names the configured ones)."""
+        return self.channel_units()
+
     @model_validator(mode="after")
     def _limits_name_channels(self) -> DeviceConfig:
         params = {p for p, _ in self.channel_units()}

@@ -40,6 +40,8 @@ def check_v3(payload: dict[str, Any], fail: Fail, check_time: Callable[[Any, str
         check_body(kind, payload["body"])
     except RecordError as exc:
         raise fail("body", str(exc)) from None
+    if kind == "descriptor" and payload["body"]["station"]["id"] != payload.get("station"):
+        raise fail("body.station.id", "must be the batch's station (docs/protocol.md)")
 
 
 def _check_readings(payload: dict[str, Any], fail: Fail, check_time) -> None:

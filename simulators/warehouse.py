@@ -17,11 +17,12 @@ warehouse refused (400; it will not come by waiting) is stored and ``descriptor_
 None for it until the descriptor is requeued and stored. Gaps are noticed on arrival
 (table ``gap_events``) and listed by ``gaps()``.
 
-Over MQTT it subscribes to ``{prefix}/+/batches`` with a stable client id and a persistent
+Over MQTT it subscribes to ``{prefix}/+/batches`` and ``{prefix}/+/batches/gzip`` (inflated
+first) with a stable client id and a persistent
 session (the broker keeps what arrives while it is away) and, once a batch is committed (or
 found already held, or refused), publishes ``{"seq", "digest", "result", "reason"}`` on
-``{prefix}/{station}/acks`` with QoS 1, ``digest`` being base64url(SHA-256) of the bytes it
-received; the broker's PUBACK for the batch goes back only after that (paho acknowledges a
+``{prefix}/{station}/acks`` with QoS 1, ``digest`` being base64url(SHA-256) of the JWS (after
+inflating); the broker's PUBACK for the batch goes back only after that (paho acknowledges a
 QoS 1 message when the callback returns).
 
 Testers run it by hand::
@@ -325,7 +326,8 @@ class Warehouse:
     def start_mqtt(
         self, host: str, port: int, prefix: str = "stations", client_id: str | None = None
     ) -> None:
-        """Subscribe to ``{prefix}/+/batches`` (QoS 1, persistent session), store batches and
+        """Subscribe to ``{prefix}/+/batches`` and ``…/batches/gzip`` (QoS 1, persistent
+        session), store batches and
         publish an acknowledgement for each on ``{prefix}/{station}/acks``."""
         import paho.mqtt.client as mqtt
         from paho.mqtt.enums import CallbackAPIVersion
@@ -482,7 +484,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.mqtt_host:
         warehouse.start_mqtt(args.mqtt_host, args.mqtt_port, args.topic_prefix)
         print(
-            f"warehouse subscribed to {args.topic_prefix}/+/batches at "
+            f"warehouse subscribed to {args.topic_prefix}/+/batches(/gzip) at "
             f"{args.mqtt_host}:{args.mqtt_port}",
             flush=True,
         )

@@ -83,9 +83,16 @@ class Buffer:
         durability: str = "power",
         max_disk_mb: float | None = None,
         read_only: bool = False,
+        create: bool = True,
     ) -> None:
+        """``create=False``: refuse (StorageError) a buffer that does not exist yet; only
+        ``run`` creates one."""
         self.file = BufferFile(
-            path, durability=durability, max_disk_mb=max_disk_mb, read_only=read_only
+            path,
+            durability=durability,
+            max_disk_mb=max_disk_mb,
+            read_only=read_only,
+            create=create,
         )
         self.store = ReadingsStore(self.file)
         self.devices = DeviceHealth(self.file)

@@ -39,6 +39,28 @@ def _is_full(exc: sqlite3.Error) -> bool:
     return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "full" in str(exc)
 
 
+STATE_DIR_MODE = 0o750  # outside systemd (which makes it 0700): readings, not secrets; the
+BUFFER_FILE_MODE = 0o640  # key beside them stays 0600. SQLite gives -wal/-shm the file's mode.
+
+
+def no_buffer_yet(path: Path) -> str:
+    """What a command other than ``run`` says when the configured buffer does not exist."""
+    return (
+        f"{path}: no buffer yet: `station-agent run` creates it at its first start (or "
+        "buffer.path in the configuration is not this station's buffer)"
+    )
+
+
+def _create_private(path: Path) -> None:
+    """Make the state directory (at most 0750) and an empty buffer file (at most 0640) if they
+    are missing, so SQLite does not create them with the process's umask (often 0755/0644)."""
+    path.parent.mkdir(mode=STATE_DIR_MODE, parents=True, exist_ok=True)
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, BUFFER_FILE_MODE))
+    except FileExistsError:
+        pass
+
+
 class BufferFile:
     """The SQLite file under the buffer. Thread-safe: one connection, one re-entrant lock."""
 
@@ -49,9 +71,12 @@ class BufferFile:
         durability: str = "power",
         max_disk_mb: float | None = None,
         read_only: bool = False,
+        create: bool = True,
     ) -> None:
         self.path = Path(path)
         self.read_only = read_only
+        if (read_only or not create) and not self.path.exists():
+            raise StorageError(no_buffer_yet(self.path))
         self._lock = threading.RLock()
         self._durable_commits = durability == "power"
         self._undo: list[Callable[[], None]] = []
@@ -63,7 +88,7 @@ class BufferFile:
                 )
                 self.schema_version = schema.check_readable(self._conn, self.path)
                 return
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            _create_private(self.path)
             self._conn = sqlite3.connect(
                 self.path, isolation_level=None, check_same_thread=False, timeout=30
             )

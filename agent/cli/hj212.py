@@ -43,15 +43,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Entry of ``station-agent hj212 ...``; returns the exit status."""
     maker = _maker(args.config, args.device) if args.config else None
-    texts = args.packets or [line for line in sys.stdin.read().splitlines() if line.strip()]
+    # split at LF only: a packet may hold NEL, FS, VT... that splitlines() would cut it at
+    texts = args.packets or [line for line in sys.stdin.read().split("\n") if line.strip()]
     if not texts:
         raise AgentError("hj212 decode: no packet given (as arguments or on stdin)")
     ok = True
     for index, text in enumerate(texts):
         good, lines = decode(text, maker)
         ok = ok and good
-        print(("\n" if index else "") + "\n".join(lines))
+        print(("\n" if index else "") + "\n".join(printable(line) for line in lines))
     return 0 if ok else 1
+
+
+def printable(text: str) -> str:
+    """``text`` with every control or other unprintable character written as an escape
+    (``\x1b``, ``\r``): a pasted packet must not drive the terminal it is decoded on."""
+    return "".join(
+        c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text
+    )
 
 
 def _maker(config_path: str, device: str | None):

@@ -82,6 +82,9 @@ def build_parser(plugins: bool = True) -> argparse.ArgumentParser:
     for command in COMMANDS:
         command.add(sub)
     _add_log_level(parser)
+    from agent.cli.command_help import describe_every_command
+
+    describe_every_command(parser)
     return parser
 
 

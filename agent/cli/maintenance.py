@@ -61,7 +61,7 @@ def _window_number(text: str) -> int:
 def _open_buffer(config: Config) -> Buffer:
     from agent.buffer import Buffer
 
-    return Buffer(config.buffer.path, durability=config.buffer.durability)
+    return Buffer(config.buffer.path, durability=config.buffer.durability, create=False)
 
 
 def _cmd_start(args: argparse.Namespace) -> int:
@@ -74,6 +74,7 @@ def _cmd_start(args: argparse.Namespace) -> int:
         check_text,
         parse_duration,
     )
+    from agent.status.health import agent_running
 
     config = load_config(args.config, secrets=False)
     known = _device_channels(config, args.config, args.device)
@@ -99,7 +100,13 @@ def _cmd_start(args: argparse.Namespace) -> int:
     finally:
         buffer.close()
     print(f"maintenance started: {describe(window, ZoneInfo(config.station.timezone), now)}")
-    print("the running agent marks these readings 01 (calibrating) within seconds")
+    if agent_running(config.buffer.path):
+        print("the running agent marks these readings 01 (calibrating) within seconds")
+    else:
+        print(
+            "no agent is running on this buffer: once started, it marks the readings it takes "
+            "while the window lasts 01 (calibrating)"
+        )
     return 0
 
 

@@ -17,7 +17,7 @@ def _cmd_requeue(args: argparse.Namespace) -> int:
         raise AgentError(
             f"{args.config}: no transport named {args.transport!r} (have: {', '.join(names)})"
         )
-    buffer = Buffer(config.buffer.path, durability=config.buffer.durability)
+    buffer = Buffer(config.buffer.path, durability=config.buffer.durability, create=False)
     try:
         seqs = buffer.requeue(args.transport, args.seq or None)
     finally:

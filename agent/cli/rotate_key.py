@@ -25,6 +25,7 @@ def rotate_key(config: Config, wait_s: float) -> int:
     from agent.support.instance_lock import AlreadyRunning, InstanceLock
 
     files = KeyFiles(config.signing.key)
+    _check_chain(config, files)
     lock = InstanceLock(config.buffer.path)
     try:
         lock.acquire()
@@ -34,6 +35,37 @@ def rotate_key(config: Config, wait_s: float) -> int:
         return _rotate_here(config, files)
     finally:
         lock.release()
+
+
+def _check_chain(config: Config, files: KeyFiles) -> None:
+    """Refuse unless the configured buffer exists and its chain is signed by this key: a key is
+    handed on only inside the station's own chain (a new buffer would start a chain the
+    warehouse does not know, and the real agent would then refuse the new key)."""
+    from agent.buffer import Buffer
+    from agent.buffer.db import no_buffer_yet
+    from agent.records.rotation.record import chain_key
+
+    path = config.buffer.path
+    if not path.exists():
+        raise AgentError(f"rotate-key: {no_buffer_yet(path)}; nothing was changed")
+    buffer = Buffer(path, durability=config.buffer.durability, create=False)
+    try:
+        named = chain_key(buffer)
+    finally:
+        buffer.close()
+    if named is None:
+        raise AgentError(
+            f"rotate-key: {path} holds no signed batch yet: start the agent first (its chain "
+            "begins with the key the warehouse registered); nothing was changed"
+        )
+    current = files.load()
+    if named[1] != current.kid:
+        held = files.holding(named[1])
+        where = f"; {held} holds it" if held else ""
+        raise AgentError(
+            f"rotate-key: {files.key} holds key {current.kid}, but the chain in {path} is "
+            f"signed by key {named[1]} from seq {named[0]} on{where}; nothing was changed"
+        )
 
 
 def _next_key(files: KeyFiles):
@@ -53,7 +85,7 @@ def _rotate_here(config: Config, files: KeyFiles) -> int:
     from agent.seal.sealing import Sealer
     from agent.support.clock import SystemClock
 
-    buffer = Buffer(config.buffer.path, durability=config.buffer.durability)
+    buffer = Buffer(config.buffer.path, durability=config.buffer.durability, create=False)
     try:
         sealer = Sealer(
             buffer,
@@ -82,7 +114,7 @@ def _ask_running_agent(config: Config, files: KeyFiles, wait_s: float) -> int:
     from agent.buffer import Buffer
     from agent.records.rotation.record import ask, read_request
 
-    buffer = Buffer(config.buffer.path, durability=config.buffer.durability)
+    buffer = Buffer(config.buffer.path, durability=config.buffer.durability, create=False)
     try:
         old = files.load()
         new = _next_key(files)

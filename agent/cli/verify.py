@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sqlite3
 import stat
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from core.errors import AgentError
@@ -20,38 +23,123 @@ def _too_big(path: Path, max_mb: float) -> AgentError:
     )
 
 
-def _read_tokens(path: Path, max_mb: float) -> list[tuple[str, str]]:
-    """JWS tokens from a warehouse.db (table batches) or a text file (one per line), at most
-    ``max_mb`` MiB of them."""
+MAX_TOKEN_MB = 32  # a text token longer than this is no batch the agent seals: skipped, reported
+_CHUNK = 1024 * 1024
+_SPACE = re.compile(rb"\s")  # what bytes.split() splits on
+
+
+def _read_tokens(path: Path, max_mb: float) -> Iterator[tuple[str, bytes | str]]:
+    """(source, JWS) from a warehouse.db (table batches) or a text file (whitespace-separated),
+    at most ``max_mb`` MiB per input, read as they are verified: memory holds one chunk and one
+    token, never the whole input."""
     limit = int(max_mb * 1024 * 1024)
     try:
-        with path.open("rb") as f:
-            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-                raise AgentError(f"{path}: not a regular file")
-            head = f.read(16)
-            if not head.startswith(b"SQLite format 3"):
-                data = head + f.read(limit + 1 - len(head))
-                if len(data) > limit:
-                    raise _too_big(path, max_mb)
+        f = path.open("rb")
     except OSError as exc:
         raise AgentError(f"{path}: cannot read: {exc.strerror}") from None
-    if head.startswith(b"SQLite format 3"):
-        tokens, size = [], 0
+    with f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise AgentError(f"{path}: not a regular file")
+        head = f.read(16)
+        if head.startswith(b"SQLite format 3"):
+            f.close()
+            yield from _db_tokens(path, limit, max_mb)
+            return
+        if os.fstat(f.fileno()).st_size > limit:
+            raise _too_big(path, max_mb)
+        f.seek(0)
+        yield from _text_tokens(f, path, limit, max_mb)
+
+
+def _text_tokens(f, path: Path, limit: int, max_mb: float) -> Iterator[tuple[str, bytes]]:
+    """Whitespace-separated tokens, named ``FILE:N`` (N-th token; ``FILE`` alone when it is the
+    only one). A token over ``MAX_TOKEN_MB`` is not kept: reported empty, named as skipped."""
+    cap, read, count = MAX_TOKEN_MB * 1024 * 1024, 0, 0
+    pieces: list[bytes] = []  # the token the last chunk ended inside
+    size, skipping = 0, False  # its length; over the cap: drop bytes up to the next whitespace
+    first: bytes | None = None  # held back until a second token shows it is not the only one
+
+    def name(n: int, too_long: bool) -> str:
+        return f"{path}:{n}" + (f" (longer than {MAX_TOKEN_MB} MiB: skipped)" if too_long else "")
+
+    def emit(word: bytes, too_long: bool = False) -> Iterator[tuple[str, bytes]]:
+        nonlocal count, first
+        count += 1
+        if count == 1 and not too_long:
+            first = word
+            return
+        if first is not None:
+            yield name(1, False), first
+            first = None
+        yield name(count, too_long), word
+
+    while chunk := f.read(_CHUNK):
+        read += len(chunk)
+        if read > limit:
+            raise _too_big(path, max_mb)
+        if skipping:
+            space = _SPACE.search(chunk)
+            if space is None:
+                continue
+            chunk, skipping = chunk[space.start() :], False
+        if _SPACE.search(chunk) is None:  # all inside one token
+            pieces.append(chunk)
+            size += len(chunk)
+            if size > cap:
+                yield from emit(b"", too_long=True)
+                pieces, size, skipping = [], 0, True
+            continue
+        words = chunk.split()
+        if pieces and not chunk[:1].isspace():
+            words[0] = b"".join(pieces) + words[0]
+        elif pieces:
+            words.insert(0, b"".join(pieces))
+        pieces, size = [], 0
+        if words and not chunk[-1:].isspace():
+            last = words.pop()
+            pieces, size = [last], len(last)
+        for word in words:
+            yield from emit(word)
+        if size > cap:
+            yield from emit(b"", too_long=True)
+            pieces, size, skipping = [], 0, True
+    if pieces:
+        yield from emit(b"".join(pieces))
+    if first is not None:
+        yield str(path), first
+
+
+def _db_tokens(path: Path, limit: int, max_mb: float) -> Iterator[tuple[str, bytes | str]]:
+    size = 0
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
         try:
-            db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
             rows = db.execute("SELECT station, seq, jws FROM batches ORDER BY station, seq")
             for station, seq, jws in rows:
                 size += len(jws) if isinstance(jws, str | bytes) else 0
                 if size > limit:
                     raise _too_big(path, max_mb)
-                tokens.append((f"{path}:{station}/{seq}", jws))
-        except sqlite3.DatabaseError as exc:
-            raise AgentError(
-                f"{path}: expected a table batches(station, seq, jws): {exc}"
-            ) from None
-        return tokens
-    lines = data.decode("utf-8", errors="replace").split()
-    return [(f"{path}:{i + 1}" if len(lines) > 1 else str(path), t) for i, t in enumerate(lines)]
+                yield f"{path}:{station}/{seq}", jws
+        finally:
+            db.close()
+    except sqlite3.DatabaseError as exc:
+        raise AgentError(f"{path}: expected a table batches(station, seq, jws): {exc}") from None
+
+
+def _older_keys(jwk_path: Path) -> list:
+    """The public keys a station keeps beside ``station.jwk`` after rotations
+    (``station.jwk.old-<kid>``): where verify finds the first key when given the current one."""
+    from agent.protocol.keys import load_jwk
+    from agent.protocol.verify import StationKey
+    from agent.records.rotation.keys import glob_escape
+
+    out = []
+    for old in sorted(jwk_path.parent.glob(f"{glob_escape(jwk_path.name)}.old-*")):
+        try:
+            out.append(StationKey.from_jwk(load_jwk(old)))
+        except AgentError as exc:
+            print(f"verify: warning: {old}: not used: {exc}", file=sys.stderr)
+    return out
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
@@ -59,14 +147,19 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     from agent.protocol.verify import StationKey, verify_chain
 
     key = StationKey.from_jwk(load_jwk(Path(args.jwk)))
-    tokens: list[tuple[str, str]] = []
     if not 0 < args.max_mb <= 64 * 1024:
         raise AgentError(f"verify: --max-mb must be above 0 and at most 65536, not {args.max_mb}")
-    for name in args.inputs:
-        tokens.extend(_read_tokens(Path(name), args.max_mb))
-    if not tokens:
+    counted = [0]
+
+    def tokens() -> Iterator[tuple[str, bytes | str]]:
+        for name in args.inputs:
+            for item in _read_tokens(Path(name), args.max_mb):
+                counted[0] += 1
+                yield item
+
+    report = verify_chain(tokens(), key, _older_keys(Path(args.jwk)))
+    if not counted[0]:
         raise AgentError("nothing to verify: no JWS found in " + ", ".join(args.inputs))
-    report = verify_chain(tokens, key)
     print("\n".join(report.lines()))
     return 0 if report.ok else 1
 
@@ -77,7 +170,8 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--jwk",
         required=True,
-        help="the station's first public key (station.jwk as registered); later keys are "
+        help="the station's first public key (station.jwk as registered), or its current "
+        "station.jwk with the older keys kept beside it (station.jwk.old-KID); later keys are "
         "learned from the chain's rotation records",
     )
     p.add_argument("inputs", nargs="+", help="files holding JWS (one per line) or a warehouse.db")

@@ -138,7 +138,7 @@ def catalogue_warnings(config: Config) -> list[str]:
     known = catalogue.load()
     out = []
     for i, device in enumerate(config.devices):
-        for param, unit in device.channel_units():
+        for param, unit in device.catalogue_units():
             warning = known.check(param, unit)
             if warning is not None:
                 out.append(f"devices[{i}] ({device.name}) channel {param!r}: {warning}")

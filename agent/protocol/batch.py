@@ -34,7 +34,7 @@ from core.reading import rfc3339_ms
 
 PAYLOAD_VERSION = 1
 MAX_TEXT_VALUE = 256  # characters of a text value (a Modbus string is at most 250)
-_RFC3339_UTC = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?Z$"
+_RFC3339_UTC = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$"  # milliseconds: as sealed
 
 
 class Signer:

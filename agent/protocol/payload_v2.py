@@ -27,7 +27,7 @@ from core.reading import parse_rfc3339, rfc3339_ms
 PAYLOAD_V2 = 2
 MAX_TEXT_VALUE = 256  # characters of a text value, as in v1
 MAX_TIME_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z: the last time RFC 3339 can write
-_RFC3339_UTC = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?Z$"
+_RFC3339_UTC = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$"  # milliseconds: as sealed
 
 Value = int | float | str | None
 Row = tuple[str, str, str, int, Value, str]  # device, param, unit, time_ms, value, status

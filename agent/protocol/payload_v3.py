@@ -42,7 +42,7 @@ from core.records import READINGS, RecordError, check_body
 
 PAYLOAD_V3 = 3
 KIND_PATTERN = r"^[a-z][a-z0-9_]{0,31}$"  # "readings" is never registered as a record kind
-_RFC3339_UTC = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?Z$"
+_RFC3339_UTC = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$"  # milliseconds: as sealed
 # device, param, unit, time_ms, value, status, taken while the clock was not synchronized
 RowV3 = tuple[str, str, str, int, Value, str, bool]
 __all__ = ["MAX_TEXT_VALUE", "PAYLOAD_V3", "build_payload_v3", "build_record"]
@@ -181,6 +181,11 @@ class RecordPayloadModel(Model):
             check_body(self.kind, self.body)
         except RecordError as exc:
             raise ValueError(str(exc)) from None
+        if self.kind == "descriptor" and self.body["station"]["id"] != self.station:
+            raise ValueError(
+                f"body.station.id {self.body['station']['id']!r} is not the batch's station "
+                f"{self.station!r}"
+            )
         return self
 
     @property

@@ -9,7 +9,8 @@ every later seq to its new key, so the first key is all a verifier needs.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -77,9 +78,15 @@ def check_batch(token: str | bytes, key: StationKey, station: str | None = None)
     return CheckedBatch(text, payload)
 
 
+MAX_EXAMPLES = 5  # findings of one reason printed in full; the rest are counted
+MAX_REASONS = 20  # reasons counted apart; any further one is counted as "other reasons"
+
+
 @dataclass
 class ChainReport:
-    """What verifying a set of batches found."""
+    """What verifying a set of batches found. ``failures`` holds at most ``MAX_EXAMPLES``
+    findings per reason; ``failure_counts`` counts every one, so the report stays small on any
+    input (millions of garbage tokens give a few lines, not millions)."""
 
     verified: dict[int, CheckedBatch] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)  # forgeries, malformed, broken links
@@ -87,10 +94,29 @@ class ChainReport:
     duplicates: int = 0
     gaps: list[tuple[int, int]] = field(default_factory=list)
     rotations: list[tuple[int, str, str]] = field(default_factory=list)  # seq, old kid, new kid
+    failure_counts: Counter[str] = field(default_factory=Counter)  # reason -> findings
+    first_key: tuple[str, int] | None = None  # (kid, lowest seq) when not the key given
 
     @property
     def ok(self) -> bool:
         return not (self.failures or self.replays or self.gaps)
+
+    def fail(self, what: str, source: str, reason: str) -> None:
+        """Record one finding: ``what: source: reason`` (in full for the first few of a reason)."""
+        key = f"{what}: {reason}"
+        if key not in self.failure_counts and len(self.failure_counts) >= MAX_REASONS:
+            key = f"{what}: other reasons"
+        self.failure_counts[key] += 1
+        if self.failure_counts[key] <= MAX_EXAMPLES:
+            self.failures.append(f"{what}: {source}: {reason}")
+
+    def _summary(self) -> list[str]:
+        if all(n <= MAX_EXAMPLES for n in self.failure_counts.values()):
+            return []
+        total = sum(self.failure_counts.values())
+        out = [f"{total} finding(s) in all (the first {MAX_EXAMPLES} of each reason above):"]
+        out += [f"  {n} x {reason}" for reason, n in self.failure_counts.most_common()]
+        return out
 
     @property
     def readings(self) -> int:
@@ -98,7 +124,7 @@ class ChainReport:
 
     def lines(self) -> list[str]:
         """Human-readable report, one finding per line, the verdict last."""
-        out = list(self.failures) + list(self.replays)
+        out = list(self.failures) + self._summary() + list(self.replays)
         out += [
             f"gap: seq {a}-{b} missing" if a != b else f"gap: seq {a} missing" for a, b in self.gaps
         ]
@@ -112,35 +138,141 @@ class ChainReport:
                 + (f", {records} record(s)" if records else "")
                 + (f", {self.duplicates} identical duplicate(s)" if self.duplicates else "")
             )
+        if self.first_key is not None:
+            kid, seq = self.first_key
+            out.append(f"first key: kid {kid} (it signs seq {seq}; found beside the key given)")
         out += [f"key rotation at seq {s}: kid {a} -> kid {b}" for s, a, b in self.rotations]
         out.append("OK" if self.ok else "FAILED")
         return out
 
 
-def _claimed_seq(token: str | bytes) -> int:
-    """The seq a token claims before any check (0 when it cannot be read): the walking order."""
+@dataclass(frozen=True)
+class _Claim:
+    """What a token says of itself before any check: the walking order and the key to expect."""
+
+    seq: int
+    kid: str | None
+    new_kid: str | None  # a rotation record's new key
+
+
+def _claim(token: str | bytes) -> _Claim | None:
+    """The token's claimed seq, kid and (rotation) new kid; None when it cannot be a batch.
+    Raises VerificationError when it is not even a compact JWS (as ``check_batch`` would)."""
+    parsed = parse_compact(token)
     try:
-        text = parse_compact(token).payload.decode("utf-8")
+        text = parsed.payload.decode("utf-8")
         check_json_depth(text)
-        seq = json.loads(text).get("seq")
-    except (VerificationError, ValueError, AttributeError):
-        return 0
-    return seq if type(seq) is int else 0
+        payload = json.loads(text)
+        seq = payload.get("seq")
+        new_kid = None
+        if payload.get("kind") == "rotation":
+            new_kid = payload["body"]["new_key"]["kid"]
+    except (VerificationError, ValueError, AttributeError, KeyError, TypeError):
+        return None
+    if type(seq) is not int or seq < 1:
+        return None
+    kid = parsed.header.get("kid")
+    return _Claim(
+        seq, kid if isinstance(kid, str) else None, new_kid if isinstance(new_kid, str) else None
+    )
 
 
-def verify_chain(items: Iterable[tuple[str, str | bytes]], key: StationKey) -> ChainReport:
-    """Verify (source, token) pairs: in seq order, each with the key in force at its seq (``key``
-    first, then each rotation record's new key), then seq/prev links, gaps and replays."""
-    report = ChainReport()
-    sources: dict[int, str] = {}
-    in_force: list[tuple[int, StationKey]] = [(1, key)]
-    for source, token in sorted(items, key=lambda item: _claimed_seq(item[1])):
-        signer = [k for first, k in in_force if first <= _claimed_seq(token)] or [in_force[0][1]]
-        try:
-            batch = check_batch(token, signer[-1])
-        except VerificationError as exc:
-            report.failures.append(f"forged or malformed: {source}: {exc}")
+def _held_cost(source: str, token: str | bytes) -> int:
+    """Memory one held token takes: its text, its name and the objects around them."""
+    return len(token) + len(str(source)) + 400
+
+
+def _unknown_kid(kid: str | None) -> str:
+    return (
+        f"kid {kid!r} is not a key of this chain (neither the key given nor a verified "
+        "rotation record names it)"
+    )
+
+
+def _first_key_needed(lowest: _Claim, key: StationKey, handed: dict[str, int]) -> str:
+    """The finding when no key given signs the lowest seq: which key to give instead."""
+    later = ""
+    if key.kid in handed:
+        later = f", a later key: in force from seq {handed[key.kid] + 1} on"
+    return (
+        f"first key needed: seq {lowest.seq} is signed by kid {lowest.kid}, not by the key "
+        f"given (kid {key.kid}{later}); give verify the station's first key: on the station "
+        f"station.jwk.old-{lowest.kid} beside station.jwk (verify reads it by itself when it "
+        "is there), at the warehouse the key registered first"
+    )
+
+
+def _walk_keys(
+    report: ChainReport,
+    key: StationKey,
+    given: dict[str, StationKey],
+    signed_by: dict[int, str],
+    sources: dict[int, str],
+    learned: dict[int, str],
+) -> None:
+    """In seq order from the lowest verified: each batch must be signed by the key in force at
+    its seq (the given key it starts with, then each rotation's new key); one that is not is
+    a failure and dropped from ``verified``."""
+    seqs = sorted(report.verified)
+    if not seqs:
+        return
+    expected = signed_by[seqs[0]] if signed_by[seqs[0]] in given else key.kid
+    if expected != key.kid:
+        report.first_key = (expected, seqs[0])
+    report.rotations = []
+    for seq in seqs:
+        if signed_by[seq] != expected:
+            report.fail(
+                "forged or malformed",
+                sources[seq],
+                f"kid {signed_by[seq]!r} is not the key in force at seq {seq} (kid {expected!r})",
+            )
+            del report.verified[seq]
             continue
+        if seq in learned:
+            report.rotations.append((seq, expected, learned[seq]))
+            expected = learned[seq]
+
+
+DEFER_BYTES = 16 * 1024 * 1024  # tokens of a key not known yet, held until a rotation names it
+MAX_HANDED = 1000  # claimed rotations remembered, to say which first key is needed
+
+
+def verify_chain(
+    items: Iterable[tuple[str, str | bytes]],
+    key: StationKey,
+    known: Sequence[StationKey] = (),
+) -> ChainReport:
+    """Verify (source, token) pairs: each batch with the key in force at its seq (the first
+    key, then each rotation record's new key), then seq/prev links, gaps and replays.
+
+    ``key`` is the station's first key, or a later one of its line (``station.jwk`` after a
+    rotation) when ``known`` holds the earlier ones (``station.jwk.old-<kid>``): the walk starts
+    from the known key that signs the lowest seq and checks every hand-over from there; when no
+    key given signs it, the report names the first key needed.
+
+    Read once, in any order, with bounded memory: a token that cannot be a batch is reported at
+    once and not kept; a token of a key not known yet is held (at most ``DEFER_BYTES``) until a
+    rotation record names its key; findings are counted by reason (``ChainReport.fail``)."""
+    report = ChainReport()
+    given = {k.kid: k for k in (key, *known)}
+    keys = dict(given)  # kid -> key: the given ones and those verified rotations hand on
+    signed_by: dict[int, str] = {}
+    sources: dict[int, str] = {}
+    learned: dict[int, str] = {}  # rotation seq -> new kid, from verified rotation records
+    deferred: list[tuple[str, str | bytes, _Claim]] = []
+    deferred_bytes = 0
+    lowest: _Claim | None = None
+    handed: dict[str, int] = {}  # claimed (unverified) rotation new kid -> its seq
+
+    def accept(source: str, token: str | bytes, claim: _Claim) -> str | None:
+        """Verify one token with the key its header names; returns a newly learned kid."""
+        signer = keys[claim.kid or ""]
+        try:
+            batch = check_batch(token, signer)
+        except VerificationError as exc:
+            report.fail("forged or malformed", source, str(exc))
+            return None
         seen = report.verified.get(batch.seq)
         if seen is not None:
             if seen.jws == batch.jws:
@@ -149,17 +281,63 @@ def verify_chain(items: Iterable[tuple[str, str | bytes]], key: StationKey) -> C
                 report.replays.append(
                     f"replay: seq {batch.seq} in {source} differs from {sources[batch.seq]}"
                 )
-            continue
+            return None
+        new = None
         if batch.kind == "rotation":
             try:
-                jwk = check_rotation(batch.payload, signer[-1].kid)
+                jwk = check_rotation(batch.payload, signer.kid)
             except VerificationError as exc:
-                report.failures.append(f"forged rotation: {source}: {exc}")
-                continue
-            in_force.append((batch.seq + 1, StationKey.from_jwk(jwk)))
-            report.rotations.append((batch.seq, signer[-1].kid, jwk["kid"]))
+                report.fail("forged rotation", source, str(exc))
+                return None
+            learned[batch.seq] = jwk["kid"]
+            if jwk["kid"] not in keys:
+                keys[jwk["kid"]] = StationKey.from_jwk(jwk)
+                new = jwk["kid"]
         report.verified[batch.seq] = batch
         sources[batch.seq] = source
+        signed_by[batch.seq] = signer.kid
+        return new
+
+    for source, token in items:
+        try:
+            claim = _claim(token)
+            if claim is None:  # a JWS, but no batch: check_batch says why
+                check_batch(token, key)
+                raise VerificationError("malformed payload: seq is not a positive integer")
+        except VerificationError as exc:
+            report.fail("forged or malformed", source, str(exc))
+            continue
+        if lowest is None or claim.seq < lowest.seq:
+            lowest = claim
+        if claim.new_kid is not None and len(handed) < MAX_HANDED:
+            handed.setdefault(claim.new_kid, claim.seq)
+        if claim.kid not in keys:
+            cost = _held_cost(source, token)
+            if deferred_bytes + cost <= DEFER_BYTES:
+                deferred.append((source, token, claim))
+                deferred_bytes += cost
+            else:
+                report.fail(
+                    "not verified",
+                    source,
+                    f"kid {claim.kid!r} is not known at this point of the input and "
+                    f"{DEFER_BYTES // 2**20} MiB are held already for keys not known yet "
+                    "(give the batches in seq order)",
+                )
+            continue
+        new = accept(source, token, claim)
+        while new is not None and deferred:  # a key learned: take the tokens it signs
+            ready = [d for d in deferred if d[2].kid in keys]
+            deferred = [d for d in deferred if d[2].kid not in keys]
+            deferred_bytes = sum(_held_cost(d[0], d[1]) for d in deferred)
+            new = None
+            for d in sorted(ready, key=lambda d: d[2].seq):
+                new = accept(*d) or new
+    if lowest is not None and lowest.kid not in keys:
+        report.failures.insert(0, _first_key_needed(lowest, key, handed))
+    for source, _token, claim in deferred:
+        report.fail("forged or malformed", source, _unknown_kid(claim.kid))
+    _walk_keys(report, key, given, signed_by, sources, learned)
     seqs = sorted(report.verified)
     expected = 1
     for seq in seqs:

@@ -26,7 +26,7 @@ class HealthFile:
         self.path = path
         if not path.exists() or path.stat().st_size != SIZE:
             tmp = path.with_name(path.name + ".tmp")
-            with open(tmp, "wb") as f:
+            with open(tmp, "wb", opener=lambda p, flags: os.open(p, flags, 0o640)) as f:
                 f.write(b" " * SIZE)
                 f.flush()
                 os.fsync(f.fileno())
@@ -69,3 +69,19 @@ def read_health(buffer_path: Path) -> dict[str, Any] | None:
             continue
         return state if isinstance(state, dict) else None
     return None
+
+
+def agent_running(buffer_path: Path, max_age_s: float = 30) -> bool:
+    """Whether an agent is running on this buffer: its health file names a live process and was
+    rewritten within ``max_age_s`` (the agent rewrites it every few seconds)."""
+    health = read_health(buffer_path)
+    pid = health.get("pid") if health else None
+    if not isinstance(pid, int) or health is None:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # another user's process: it is alive
+    return time.time() * 1000 - (health.get("updated_at_ms") or 0) < max_age_s * 1000

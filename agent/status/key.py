@@ -15,6 +15,7 @@ Read through the buffer opened read-only, like the rest of ``status``.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from agent.buffer import ACKED, Buffer
@@ -35,6 +36,7 @@ def key_section(buffer: Buffer, config: Config) -> dict[str, Any]:
             "signing_key": {
                 "kid": kid,
                 "file_kid": kid,
+                "kept_in": None,
                 "rotation_request": None,
                 "old_keys_kept": [],
             },
@@ -72,10 +74,12 @@ def key_section(buffer: Buffer, config: Config) -> dict[str, Any]:
             ).fetchone()
             sealed_at = row[0] if row else None
     request = read_request(buffer)
+    kid = named[1] if named else _file_kid(files)
     return {
         "signing_key": {
-            "kid": named[1] if named else _file_kid(files),
+            "kid": kid,
             "file_kid": _file_kid(files),
+            "kept_in": _kept_in(files, kid),
             "rotation_request": None
             if request is None
             else {
@@ -98,9 +102,23 @@ def key_section(buffer: Buffer, config: Config) -> dict[str, Any]:
     }
 
 
+def _kept_in(files: KeyFiles, kid: str | None) -> str | None:
+    """The kept old key file named for the chain's key when ``station.jwk`` is another key (a
+    key put back from elsewhere, or a rotate-key on another buffer): what to put back. By name
+    only: ``status`` does not read private keys."""
+    if kid is None or kid == _file_kid(files) or kid == _jwk_kid(files.next_jwk):
+        return None
+    path = files.old_key(kid)
+    return str(path) if path.exists() else None
+
+
 def _file_kid(files: KeyFiles) -> str | None:
+    return _jwk_kid(files.jwk)
+
+
+def _jwk_kid(path: Path) -> str | None:
     try:
-        data = json.loads(files.jwk.read_text())
+        data = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
     kid = data.get("kid") if isinstance(data, dict) else None
@@ -112,9 +130,15 @@ def key_lines(status: dict[str, Any], when) -> list[str]:
     key = status["signing_key"]
     lines = [f"signing key: kid {key['kid'] or '-'}"]
     if key["file_kid"] and key["kid"] and key["file_kid"] != key["kid"]:
+        then = "(the agent finishes a rotation at its next start)"
+        if key.get("kept_in"):
+            then = (
+                f"(the key in force is in {key['kept_in']}: put it back as station.key; "
+                "run refuses until then)"
+            )
         lines.append(
             f"  KEY FILE MISMATCH: station.jwk holds kid {key['file_kid']}, the chain is signed "
-            f"on by {key['kid']} (the agent finishes a rotation at its next start)"
+            f"on by {key['kid']} {then}"
         )
     request = key["rotation_request"]
     if request is not None:

@@ -30,7 +30,11 @@ def describe(window: Window, tz: ZoneInfo, now_ms: int) -> str:
     else:
         how = {"stop": "stopped", "expire": "expired", "end": "ended"}[window.event_at_end()]
         until = f"{how} {_when(window.end_ms, tz)}"
-        if window.stopped_by and window.event_at_end() == "stop":
+        if (
+            window.stopped_by
+            and window.event_at_end() == "stop"
+            and (window.stopped_by != window.technician)
+        ):
             until += f" by {window.stopped_by}"
     reason = f" — {window.reason}" if window.reason else ""
     return f"{window.device} [{channels}] {until}, {who}{reason} (window {window.id})"

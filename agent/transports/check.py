@@ -25,6 +25,7 @@ class Verdict:
     name: str
     kind: str
     steps: list[tuple[bool, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # said, not failed (plain-text MQTT)
 
     @property
     def ok(self) -> bool:
@@ -36,9 +37,11 @@ class Verdict:
 
     def lines(self) -> list[str]:
         head = "ok" if self.ok else "FAILED"
-        return [f"{self.name} ({self.kind}): {head}"] + [
-            f"  {'ok' if good else 'FAILED'}: {text}" for good, text in self.steps
-        ]
+        return (
+            [f"{self.name} ({self.kind}): {head}"]
+            + [f"  {'ok' if good else 'FAILED'}: {text}" for good, text in self.steps]
+            + [f"  note: {text}" for text in self.notes]
+        )
 
 
 def tcp_reachable(verdict: Verdict, host: str, port: int, timeout: float) -> bool:

@@ -179,6 +179,11 @@ class Hj212Config(DeviceConfig):
         """(param, unit) of everything the device's channels may produce."""
         return [pu for c in self.channels for pu in self.channel_params(c)]
 
+    def catalogue_units(self) -> list[tuple[str, str]]:
+        """(param, unit) as configured: an aggregate (``SO2_Avg_hour``) is the channel's own
+        pollutant, so the catalogue checks the channel's ``param`` and ``unit``."""
+        return [(c.param, c.unit) for c in self.channels]
+
     def channel_params(self, channel: Hj212Channel) -> list[tuple[str, str]]:
         """(param, unit) of everything one channel may produce with this device's ``data``."""
         out = [(channel.param, channel.unit)] if channel.realtime and "2011" in self.data else []

@@ -300,26 +300,29 @@ def test_rotate_key_with_no_agent_running_then_a_restored_old_key_is_refused(
         "devices": [],
         "transports": [http_transport(port, **FAST)],
     }
+    config = make_config(tmp_path, station_id, key_path, [], [http_transport(port, **FAST)])
+    first = Agent(config)  # rotate-key needs the station's chain: the agent's first run makes it
+    first.start()
+    first.stop(grace_s=5)  # seq 1: the station descriptor, signed by the first key
     assert main(["rotate-key", "--config", str(write_config(tmp_path / "a.toml", data))]) == 0
     output = capsys.readouterr().out
-    assert "no agent is running: sealed here" in output and "sealed at seq 1" in output
+    assert "no agent is running: sealed here" in output and "sealed at seq 2" in output
     new = Signer(load_private_key(key_path))
     kept = key_path.with_name(f"station.key.old-{old.kid}")
     assert new.kid != old.kid and kept.read_bytes() == old_pem
     assert (kept.stat().st_mode & 0o777) == 0o600
-    config = make_config(tmp_path, station_id, key_path, [], [http_transport(port, **FAST)])
     agent = Agent(config)
     agent.start()
     try:
         assert agent.signer.kid == new.kid
-        # seq 1 the rotation, seq 2 the station descriptor the agent seals at its first start
+        # seq 1 the station descriptor, seq 2 the rotation (signed by the old key)
         wait_for(lambda: warehouse.count(station_id)[0] == 2, 20, "the record delivered")
         wait_for(lambda: not kept.exists(), 20, "the old key retired")
     finally:
         agent.stop(grace_s=5)
     assert walk(buffer_tokens(config.buffer.path), first_jwk, station_id) == {
         1: old.kid,
-        2: new.kid,
+        2: old.kid,
     }
     # the old key put back in place: the chain says it was rotated away, the agent refuses it
     key_path.unlink()

@@ -211,6 +211,7 @@ def test_bad_durations_are_refused_clearly(text):
 @pytest.fixture
 def config_file(tmp_path, station_key):
     device = analyzer_device(1, name="gas")
+    Buffer(tmp_path / "buffer.db").close()  # only run creates a buffer: as its first run left it
     return write_toml(
         tmp_path / "agent.toml",
         {

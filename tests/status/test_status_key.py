@@ -49,6 +49,7 @@ def test_status_shows_the_key_in_force_rotations_old_keys_and_the_descriptor(
     assert status["signing_key"] == {
         "kid": first_kid,
         "file_kid": first_kid,
+        "kept_in": None,
         "rotation_request": None,
         "old_keys_kept": [],
     }

@@ -55,6 +55,17 @@ class KeyFiles:
             if p.is_file()
         }
 
+    def holding(self, kid: str) -> Path | None:
+        """The file beside ``station.key`` holding private key ``kid`` (a kept old key, or
+        the next one), if any: what to put back when ``station.key`` is not the chain's key."""
+        for path in (self.old_key(kid), self.next_key):
+            try:
+                if Signer(load_private_key(path)).kid == kid:
+                    return path
+            except (OSError, KeyFileError):
+                continue
+        return None
+
     def load(self) -> Signer:
         return Signer(load_private_key(self.key))
 

@@ -93,11 +93,17 @@ def key_to_switch_to(files: KeyFiles, current: Signer, buffer: Buffer) -> Signer
     seq, kid = named
     new = files.load_next()
     if new is None or new.kid != kid:
+        held = files.holding(kid)
         raise KeyFileError(
             f"{files.key}: holds key {current.kid}, but the chain in {buffer.path} "
             f"is signed by key {kid} from seq {seq} on"
             + (f" and {files.next_key} holds {new.kid}" if new else "")
-            + "; put the key in force back (a lost key: docs/operations.md, 'Lost key')"
+            + (
+                f"; {held} holds key {kid}: put it back as {files.key} (its public "
+                f"key: {files.old_jwk(kid)})"
+                if held
+                else "; put the key in force back (a lost key: docs/operations.md, 'Lost key')"
+            )
         )
     return new
 

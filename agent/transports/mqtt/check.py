@@ -17,6 +17,7 @@ import threading
 from typing import Any
 
 from agent.transports.check import TIMEOUT_S, Verdict, tcp_reachable, tls_verified
+from agent.transports.mqtt.config import PLAIN_MQTT
 from agent.transports.tls import client_context
 
 
@@ -29,6 +30,8 @@ def check(cfg: Any, station: str, timeout: float = TIMEOUT_S) -> Verdict:
 
     verdict = Verdict(cfg.name, "mqtt")
     ctx = client_context(cfg.tls) if cfg.tls is not None else None
+    if ctx is None:
+        verdict.notes.append(PLAIN_MQTT)
     if not tcp_reachable(verdict, cfg.host, cfg.port, timeout):
         return verdict
     if ctx is not None and not tls_verified(verdict, cfg.host, cfg.port, ctx, timeout):

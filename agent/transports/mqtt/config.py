@@ -10,6 +10,11 @@ from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_va
 from agent.support.sections import NAME_PATTERN, TlsConfig, TransportSection, resolve_secret
 from agent.transports.compression import Compression
 
+PLAIN_MQTT = (
+    "plain-text MQTT (no [transports.tls]): batches stay signed, but anyone on the path reads "
+    "every reading and the broker is not authenticated; add a tls section (usually port 8883) "
+    "unless this link is a closed network"
+)
 
 class MqttTransportConfig(TransportSection):
     """``[[transports]] type = "mqtt"``: publish to a broker with QoS 1."""

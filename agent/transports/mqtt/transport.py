@@ -165,7 +165,7 @@ class MqttTransport:
         if self._online.is_set():
             event(
                 log,
-                logging.WARNING,
+                logging.INFO if self._stopping.is_set() else logging.WARNING,  # ours: no alarm
                 "mqtt_disconnected",
                 transport=self.name,
                 reason=str(reason_code),

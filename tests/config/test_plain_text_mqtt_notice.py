@@ -1,0 +1,59 @@
+"""Issue 27, item 7: an MQTT transport without TLS gets a notice from ``config validate`` and
+from ``check-transports`` (allowed, never silent); one with TLS gets none. Real Mosquitto for
+the check; the commands run as a technician runs them."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.helpers.station import ROOT, agent_env, write_toml
+
+NOTICE = "plain-text MQTT (no [transports.tls])"
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "agent.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=agent_env(),
+        cwd=ROOT,
+    )
+
+
+def _config(tmp_path: Path, mqtt: dict) -> Path:
+    data = {
+        "station": {"id": "S-1"},
+        "signing": {"key": str(tmp_path / "station.key")},
+        "buffer": {"path": str(tmp_path / "buffer.db")},
+        "transports": [{"type": "mqtt", "name": "broker", "host": "127.0.0.1", **mqtt}],
+    }
+    return write_toml(tmp_path / "station.toml", data)
+
+
+def test_validate_gives_plain_text_mqtt_a_notice_naming_the_transport(tmp_path) -> None:
+    result = _cli("config", "validate", str(_config(tmp_path, {"port": 1883})))
+    assert result.returncode == 0, result.stderr
+    line = next((x for x in result.stderr.splitlines() if NOTICE in x), "none")
+    assert line.startswith(f"{tmp_path / 'station.toml'}: warning: transports[0] (broker): ")
+
+
+def test_validate_says_nothing_of_mqtt_over_tls(tmp_path) -> None:
+    ca = tmp_path / "ca.pem"
+    ca.write_text("not read by validate\n")
+    config = _config(tmp_path, {"port": 8883, "tls": {"ca_file": str(ca)}})
+    result = _cli("config", "validate", str(config))
+    assert result.returncode == 0, result.stderr
+    assert NOTICE not in result.stderr
+
+
+def test_check_transports_notes_plain_text_mqtt_and_still_passes(tmp_path, mosquitto) -> None:
+    config = _config(tmp_path, {"port": mosquitto.port})
+    result = _cli("check-transports", "--config", str(config), "--timeout", "5")
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "broker (mqtt): ok"
+    assert f"  note: {NOTICE}" in "\n".join(lines)
