@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.helpers.station import ROOT, agent_env
+from tests.helpers.station import ROOT, agent_env, localized
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
@@ -26,7 +26,7 @@ def _validate_hj212_sample(tmp_path: Path, edit=lambda text: text) -> list[str]:
     sample = _cli("config", "sample", "hj212")
     assert sample.returncode == 0, sample.stderr
     path = tmp_path / "hj212.toml"
-    path.write_text(edit(sample.stdout))
+    path.write_text(edit(localized(sample.stdout, tmp_path)))
     result = _cli("config", "validate", str(path))
     assert result.returncode == 0, result.stderr
     return [x for x in result.stderr.splitlines() if "catalogue" in x]

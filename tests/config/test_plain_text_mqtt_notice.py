@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from agent.protocol.keys import generate_key
+from simulators.certs import make_tls_files
 from tests.helpers.station import ROOT, agent_env, write_toml
 
 NOTICE = "plain-text MQTT (no [transports.tls])"
@@ -31,6 +33,8 @@ def _config(tmp_path: Path, mqtt: dict) -> Path:
         "buffer": {"path": str(tmp_path / "buffer.db")},
         "transports": [{"type": "mqtt", "name": "broker", "host": "127.0.0.1", **mqtt}],
     }
+    if not (tmp_path / "station.key").exists():
+        generate_key(tmp_path)
     return write_toml(tmp_path / "station.toml", data)
 
 
@@ -42,8 +46,7 @@ def test_validate_gives_plain_text_mqtt_a_notice_naming_the_transport(tmp_path) 
 
 
 def test_validate_says_nothing_of_mqtt_over_tls(tmp_path) -> None:
-    ca = tmp_path / "ca.pem"
-    ca.write_text("not read by validate\n")
+    ca = make_tls_files(tmp_path / "tls").ca  # validate loads it, as run does
     config = _config(tmp_path, {"port": 8883, "tls": {"ca_file": str(ca)}})
     result = _cli("config", "validate", str(config))
     assert result.returncode == 0, result.stderr

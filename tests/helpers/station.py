@@ -142,6 +142,18 @@ def write_toml(path: Path, data: dict) -> Path:
     return path
 
 
+def localized(text: str, tmp_path: Path) -> str:
+    """A shipped configuration (example, sample) made to pass ``config validate`` here: its
+    signing key a real key made in ``tmp_path`` (0600), its buffer in ``tmp_path``."""
+    from agent.protocol.keys import generate_key
+
+    key = tmp_path / "station.key"
+    if not key.exists():
+        generate_key(tmp_path)
+    text = text.replace("/var/lib/station-agent/station.key", str(key))
+    return text.replace("/var/lib/station-agent/buffer.db", str(tmp_path / "buffer.db"))
+
+
 def buffer_readings(db_path: Path) -> Counter:
     """Every reading the agent committed, as a multiset of comparable tuples."""
     db = sqlite3.connect(db_path)

@@ -17,7 +17,7 @@ import pytest
 from agent.cli.docs import shipped
 from agent.config.model import load_config
 from drivers import DRIVERS
-from tests.helpers.station import ROOT, agent_env
+from tests.helpers.station import ROOT, agent_env, localized
 
 CURRENT = 3
 
@@ -85,7 +85,7 @@ def _with_payload_version(tmp_path: Path, version: int) -> Path:
     text = (ROOT / "config/example.toml").read_text()
     line = next(x for x in text.splitlines() if x.startswith("payload_version"))
     path = tmp_path / f"v{version}.toml"
-    path.write_text(text.replace(line, f"payload_version = {version}"))
+    path.write_text(localized(text.replace(line, f"payload_version = {version}"), tmp_path))
     return path
 
 
