@@ -29,7 +29,7 @@ from core.reading import Reading
 from simulators.certs import TlsFiles, make_tls_files
 from simulators.modbus import analyzer_channels, analyzer_simulator
 from simulators.mosquitto import Mosquitto
-from simulators.warehouse import Warehouse, load_station_jwk
+from warehouse.reference import Warehouse, load_station_jwk
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -19,7 +19,7 @@ from agent.batch_size import HOLD_MAX_S, BatchSizer
 from agent.buffer import Buffer
 from agent.buffer.chain import BATCH_COLUMNS
 from agent.daemon import Agent
-from simulators.verifier import check_chain
+from warehouse.verify.verifier import check_chain
 
 STEADY, BACKLOG = 20, 100
 

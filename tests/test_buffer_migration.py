@@ -27,7 +27,7 @@ from agent.jws import public_jwk
 from agent.verify import StationKey
 from core.errors import StorageError
 from core.reading import Reading
-from simulators.warehouse import Warehouse
+from warehouse.reference import Warehouse
 
 FIXTURE = Path(__file__).parent / "fixtures" / "buffer-v1.db"
 STATION = "FIXTURE-01"

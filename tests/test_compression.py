@@ -28,8 +28,8 @@ from agent.transports.https import HttpsTransport, HttpsTransportConfig
 from agent.transports.mqtt import MqttTransport, MqttTransportConfig
 from core.batch import SealedBatch
 from core.outcomes import Ack, Outcome, Retry
-from simulators.inflate import InflateError, inflate
 from simulators.link import Link
+from warehouse.verify.inflate import InflateError, inflate
 
 STATION = "TEST-01"
 

@@ -25,7 +25,7 @@ from agent.keys import load_private_key
 from agent.sealing import Sealer
 from core.reading import Reading
 from simulators.link import Link
-from simulators.verifier import check_chain
+from warehouse.verify.verifier import check_chain
 
 HOUR_MS = 3_600_000
 BACKLOG_BATCHES, PER_BATCH = 80, 1000

@@ -16,8 +16,8 @@ from agent.sender import Sender
 from agent.transports.https import HttpsTransport, HttpsTransportConfig
 from core.reading import Reading
 from simulators.link import Link
-from simulators.verifier import check_chain, unverified_payload
-from simulators.warehouse import Warehouse, load_station_jwk
+from warehouse.reference import Warehouse, load_station_jwk
+from warehouse.verify.verifier import check_chain, unverified_payload
 
 STATION = "WIN-01"
 

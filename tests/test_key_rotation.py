@@ -35,8 +35,8 @@ from agent.cli import main
 from agent.daemon import Agent
 from agent.keys import generate_key, load_jwk, load_private_key
 from core.errors import KeyFileError
-from simulators.verifier import unverified_payload
-from simulators.warehouse import Warehouse, load_station_jwk
+from warehouse.reference import Warehouse, load_station_jwk
+from warehouse.verify.verifier import unverified_payload
 
 KILL_AT_THE_SWITCH = """
 import os, signal, sys

@@ -14,7 +14,7 @@ from agent.sealing import Sealer
 from agent.sender import Sender
 from agent.transports.mqtt import MqttTransport, MqttTransportConfig
 from core.reading import Reading
-from simulators.warehouse import Warehouse, load_station_jwk
+from warehouse.reference import Warehouse, load_station_jwk
 
 STATION = "ACK-01"
 

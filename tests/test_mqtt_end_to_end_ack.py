@@ -29,7 +29,7 @@ from agent.transports.mqtt import MqttTransport, MqttTransportConfig
 from agent.transports.mqtt_acks import AckError, parse_ack
 from core.reading import Reading
 from simulators.mosquitto import Mosquitto
-from simulators.warehouse import Warehouse, load_station_jwk
+from warehouse.reference import Warehouse, load_station_jwk
 
 STATION = "E2E-01"
 NOT_ACKED = "no acknowledgement from the warehouse"

@@ -20,7 +20,7 @@ from agent.sender import Sender
 from agent.transports.mqtt import MqttTransport, MqttTransportConfig
 from core.reading import Reading
 from simulators.link import Link
-from simulators.warehouse import Warehouse, load_station_jwk
+from warehouse.reference import Warehouse, load_station_jwk
 
 STATION = "FIRST-01"
 ACK_TIMEOUT_S = 60.0

@@ -26,8 +26,8 @@ from agent.sealing import Sealer
 from agent.verify import check_batch, verify_chain
 from core.errors import VerificationError
 from core.reading import Reading
-from simulators.payload_v2 import expand_v2
-from simulators.verifier import RegisteredKey, check, check_chain
+from warehouse.verify.payload_v2 import expand_v2
+from warehouse.verify.verifier import RegisteredKey, check, check_chain
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 T = 1_764_288_000_000

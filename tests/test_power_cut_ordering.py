@@ -42,7 +42,7 @@ from agent.keys import generate_key, load_jwk
 from agent.verify import StationKey
 from simulators.modbus import analyzer_simulator
 from simulators.mosquitto import Mosquitto
-from simulators.warehouse import Warehouse
+from warehouse.reference import Warehouse
 
 STATION, HTTP, MQTT = "TRACED-01", "wh", "mq"  # the station and its two transports' names
 TRACED = "write,pwrite64,writev,pwritev,fsync,fdatasync,sendto,sendmsg,recvfrom,recvmsg"

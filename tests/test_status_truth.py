@@ -13,7 +13,7 @@ from datetime import datetime
 from agent_process import AgentProcess, write_config
 from conftest import ROOT, agent_env, analyzer_device, wait_for
 
-from simulators.warehouse import Warehouse, load_station_jwk
+from warehouse.reference import Warehouse, load_station_jwk
 
 RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
 SECRET_ENV = "STATION_AGENT_TEST_MQTT_PASSWORD"

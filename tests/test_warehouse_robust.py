@@ -18,7 +18,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from agent.batch import Signer, build_payload
 from agent.keys import load_private_key
-from simulators.warehouse import KEEP_REJECTIONS, MAX_BODY, SAMPLE_BODIES, SAMPLE_BYTES
+from warehouse.reference import KEEP_REJECTIONS, MAX_BODY, SAMPLE_BODIES, SAMPLE_BYTES
 
 ROWS = [("dev", "SO2", "mg/Nm3", 1_764_000_000_000, 41.5, "00")]
 

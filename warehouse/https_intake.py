@@ -18,7 +18,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
 
-from simulators.inflate import ENCODINGS, InflateError, inflate
+from warehouse.verify.inflate import ENCODINGS, InflateError, inflate
 
 MAX_BODY = 64 * 1024 * 1024
 FAULTS = ("500", "hang", "close")

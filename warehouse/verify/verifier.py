@@ -10,8 +10,8 @@ it so): a bug on one side cannot hide in the other. It follows docs/protocol.md 
 * the Ed25519 signature (``cryptography``) over ``header "." payload`` as sent;
 * the payload is UTF-8 JSON without duplicate keys, NaN or Infinity, nested at most
   ``MAX_DEPTH`` levels (checked before parsing: no input can exhaust the recursion limit), with
-  exactly the fields of the protocol, version 1, 2 (columnar, ``simulators.payload_v2``) or 3
-  (a ``kind``: readings or a record, ``simulators.payload_v3``); ``prev`` is
+  exactly the fields of the protocol, version 1, 2 (columnar, ``warehouse.verify.payload_v2``) or 3
+  (a ``kind``: readings or a record, ``warehouse.verify.payload_v3``); ``prev`` is
   base64url(SHA-256(exact bytes of the previous JWS)).
 
 One batch has one byte string: nothing is stripped or normalised, so a variant of a genuine
@@ -36,8 +36,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from core.errors import VerificationError
 from core.record_kinds.rotation import KIND as ROTATION
 from core.record_kinds.rotation import PURPOSE
-from simulators.payload_v2 import check_v2, expand_v2
-from simulators.payload_v3 import check_v3, expand_v3
+from warehouse.verify.payload_v2 import check_v2, expand_v2
+from warehouse.verify.payload_v3 import check_v3, expand_v3
 
 MAX_HEADER_CHARS = 512  # the fixed header is about 100 characters
 MAX_DEPTH = 8  # a payload nests 3 levels (object, readings list, reading object)

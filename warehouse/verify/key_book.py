@@ -1,5 +1,5 @@
 """The reference warehouse's keys per station: the registered one, then each one a rotation
-record handed over, checked with the warehouse's own code (``simulators.verifier``).
+record handed over, checked with the warehouse's own code (``warehouse.verify.verifier``).
 
 The book is what the warehouse holds: the registered key signs from seq 1; a ``rotation``
 record stored at seq N (signed by the key in force at N, carrying the new public key and its
@@ -28,7 +28,7 @@ import sqlite3
 
 from core.errors import VerificationError
 from core.record_kinds.rotation import KIND
-from simulators.verifier import (
+from warehouse.verify.verifier import (
     Batch,
     RegisteredKey,
     b64url_strict,

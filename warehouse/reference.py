@@ -2,7 +2,7 @@
 
 For every batch: signature with the station's registered key (kid must match), payload format,
 station match, and the seq/prev chain against what it already holds. It verifies with its own
-code (``simulators/verifier.py``), never the agent's, so a bug in one cannot hide in the other.
+code (``warehouse/verify/verifier.py``), never the agent's, so a bug in one cannot hide in the other.
 Stores the JWS verbatim in ``batches(station, seq, jws, ...)``, with its ``kind`` (``readings``
 or a record kind, payload v3) and ``unsynced``, how many of its readings were taken while the
 station's clock was not synchronized (payload v3), and ``descriptor``, the seq of the
@@ -11,7 +11,7 @@ already have these exact bytes, 400 rejected (reason in the body and in table ``
 404 unknown station, 425 (retry later: nothing stored) for a v3 readings batch naming a
 descriptor record not received yet, or signed by a key it does not know (yet): batches
 arrive out of order, and a key rotation record hands the chain to a new key
-(``simulators/key_book.py``); the station retries, never quarantines (over MQTT an
+(``warehouse/verify/key_book.py``); the station retries, never quarantines (over MQTT an
 acknowledgement with result "retry"). A batch naming a descriptor this
 warehouse refused (400; it will not come by waiting) is stored and ``descriptor_of`` says
 None for it until the descriptor is requeued and stored. Gaps are noticed on arrival
@@ -26,14 +26,14 @@ QoS 1 message when the callback returns).
 
 Testers run it by hand::
 
-    python -m simulators.warehouse --db warehouse.db --station HN-01=station.jwk \\
+    python -m warehouse.reference --db warehouse.db --station HN-01=station.jwk \\
         --http-port 8443 --tls-cert server.pem --tls-key server.key \\
         --mqtt-host 127.0.0.1 --mqtt-port 1883
 
 Fault injection (HTTP): ``--fault 500|hang|close`` at start, or at run time (only when started
 with ``--admin``) ``POST /_admin/fault`` with body ``500``, ``hang``, ``close`` or ``none``.
 
-It does not fall over (``simulators/warehouse_http.py``): every malformed request is answered,
+It does not fall over (``warehouse/https_intake.py``): every malformed request is answered,
 connections time out and are capped, the MQTT receiving thread survives any message, and refused
 bodies are counted (``rejected_count``) but only the latest ``KEEP_REJECTIONS`` are kept, with
 at most ``SAMPLE_BYTES`` of the body for the latest ``SAMPLE_BODIES`` of them.
@@ -55,10 +55,10 @@ from pathlib import Path
 
 from core.errors import VerificationError
 from core.record_kinds.rotation import KIND as ROTATION
-from simulators.inflate import InflateError, inflate
-from simulators.key_book import KeyBook, UnknownKey
-from simulators.verifier import Batch, RegisteredKey, check, digest_of, unverified_payload
-from simulators.warehouse_http import FAULTS, MAX_BODY, Server, make_server
+from warehouse.https_intake import FAULTS, MAX_BODY, Server, make_server
+from warehouse.verify.inflate import InflateError, inflate
+from warehouse.verify.key_book import KeyBook, UnknownKey
+from warehouse.verify.verifier import Batch, RegisteredKey, check, digest_of, unverified_payload
 
 KEEP_REJECTIONS = 1000  # rejection records kept (station, seq, reason); all are counted
 SAMPLE_BODIES = 20  # of those, the latest this many keep the start of the refused body
@@ -429,7 +429,7 @@ def load_station_jwk(path: Path) -> RegisteredKey:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m simulators.warehouse", description=__doc__.split("\n\n")[0]
+        prog="python -m warehouse.reference", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument("--db", type=Path, required=True, help="SQLite file to store batches in")
     parser.add_argument(
