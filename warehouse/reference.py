@@ -2,7 +2,8 @@
 
 For every batch: signature with the station's registered key (kid must match), payload format,
 station match, and the seq/prev chain against what it already holds. It verifies with its own
-code (``warehouse/verify/verifier.py``), never the agent's, so a bug in one cannot hide in the other.
+code (``warehouse/verify/verifier.py``), never the agent's, so a bug in one cannot hide in
+the other.
 Stores the JWS verbatim in ``batches(station, seq, jws, ...)``, with its ``kind`` (``readings``
 or a record kind, payload v3) and ``unsynced``, how many of its readings were taken while the
 station's clock was not synchronized (payload v3), and ``descriptor``, the seq of the

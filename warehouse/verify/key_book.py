@@ -1,5 +1,6 @@
 """The reference warehouse's keys per station: the registered one, then each one a rotation
-record handed over, checked with the warehouse's own code (``warehouse.verify.verifier``).
+record handed over, checked with the warehouse's own code (``warehouse.verify.keys``), over
+the reference warehouse's SQLite file.
 
 The book is what the warehouse holds: the registered key signs from seq 1; a ``rotation``
 record stored at seq N (signed by the key in force at N, carrying the new public key and its
@@ -26,21 +27,11 @@ from __future__ import annotations
 
 import sqlite3
 
-from core.errors import VerificationError
 from core.record_kinds.rotation import KIND
-from warehouse.verify.verifier import (
-    Batch,
-    RegisteredKey,
-    b64url_strict,
-    rotation_key,
-    split,
-    strict_json,
-    unverified_payload,
-)
+from warehouse.verify.keys import UnknownKey, key_for, new_key
+from warehouse.verify.verifier import Batch, RegisteredKey, unverified_payload
 
-
-class UnknownKey(Exception):
-    """A batch signed by a key the warehouse does not know (yet): answered 425, not stored."""
+__all__ = ["KeyBook", "UnknownKey"]
 
 
 class KeyBook:
@@ -70,23 +61,7 @@ class KeyBook:
 
     def key_for(self, station: str, registered: RegisteredKey, token: bytes) -> RegisteredKey:
         """The key to check ``token`` with; raises UnknownKey (425) or VerificationError (400)."""
-        chain = self.keys(station, registered)
-        claimed = _claims(token)
-        if claimed is None:  # malformed: the checks say how, with the key in force
-            return chain[-1][1]
-        kid, seq = claimed
-        in_force = [key for first, key in chain if first <= seq][-1]
-        if kid == in_force.kid:
-            return in_force
-        if any(key.kid == kid for _first, key in chain):
-            raise VerificationError(
-                f"kid {kid!r} does not sign seq {seq}: the key in force at seq {seq} is "
-                f"{in_force.kid!r}"
-            )
-        raise UnknownKey(
-            f"kid {kid!r} is not a key of station {station!r} (yet): a batch signed by a new key "
-            "is taken once its rotation record has arrived; send it again later"
-        )
+        return key_for(self.keys(station, registered), station, token)
 
     def check_rotation(self, station: str, batch: Batch, signed_by: RegisteredKey) -> None:
         """Raise VerificationError unless ``batch`` (a verified rotation record signed by
@@ -97,36 +72,8 @@ class KeyBook:
         ).fetchone()
         if held is not None:
             return  # the store answers: 409 the same bytes, 400 a replay
-        where = f"rotation at seq {seq}"
-        new = rotation_key(station, batch, signed_by)
-        chain = [key for _first, key in self.keys(station, signed_by)]
-        if any(key.kid == new.kid for key in chain):
-            raise VerificationError(f"{where}: the new key {new.kid} was already a key of it")
         later = self._db.execute(
             "SELECT min(seq) FROM batches WHERE station = ? AND seq > ? AND (kind = ? OR kid = ?)",
             (station, seq, KIND, signed_by.kid),
         ).fetchone()[0]
-        if later is not None:
-            raise VerificationError(
-                f"{where}: seq {later} is held, signed by the old key or rotating it already"
-            )
-
-
-def _claims(token: bytes) -> tuple[str, int] | None:
-    """(kid, seq) a token claims before any check; None unless its header is exactly the one
-    of the protocol and its payload has a seq (a malformed token gets its 400 from the checks)."""
-    try:
-        head = b64url_strict(split(token)[0], "protected header")
-        header = strict_json(head, "protected header")
-    except VerificationError:
-        return None
-    kid = header.get("kid") if isinstance(header, dict) else None
-    if not isinstance(kid, str) or head not in (
-        f'{{"alg":"{alg}","kid":"{kid}","typ":"JOSE"}}'.encode() for alg in ("Ed25519", "EdDSA")
-    ):
-        return None
-    payload = unverified_payload(token)
-    seq = payload.get("seq") if payload else None
-    if type(seq) is not int or seq < 1:
-        return None
-    return kid, seq
+        new_key(station, batch, signed_by, self.keys(station, signed_by), later)

@@ -36,7 +36,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from core.errors import VerificationError
 from core.record_kinds.rotation import KIND as ROTATION
 from core.record_kinds.rotation import PURPOSE
-from warehouse.verify.payload_v2 import check_v2, expand_v2
+from warehouse.verify.payload_v2 import check_v2, expand_v2, value_problem
 from warehouse.verify.payload_v3 import check_v3, expand_v3
 
 MAX_HEADER_CHARS = 512  # the fixed header is about 100 characters
@@ -269,8 +269,8 @@ def _check_head(payload: dict[str, Any], fail) -> None:
     if not isinstance(payload["station"], str) or not payload["station"]:
         raise fail("station", "must be a non-empty string")
     seq, prev = payload["seq"], payload["prev"]
-    if type(seq) is not int or seq < 1:
-        raise fail("seq", "must be an integer >= 1")
+    if type(seq) is not int or not 1 <= seq < 2**63:
+        raise fail("seq", "must be an integer >= 1 (within signed 64 bits)")
     if seq == 1 and prev is not None:
         raise fail("prev", "must be null for seq 1")
     if seq > 1 and not (isinstance(prev, str) and _PREV.fullmatch(prev)):
@@ -288,12 +288,9 @@ def _check_v1_readings(readings: Any, fail) -> None:
         for key in ("device", "param", "unit"):
             if not isinstance(reading[key], str):
                 raise fail(f"{where}.{key}", "must be a string")
-        value = reading["value"]
-        if type(value) is str:
-            if len(value) > 256:
-                raise fail(f"{where}.value", "a text value must be at most 256 characters")
-        elif value is not None and (type(value) not in (int, float)):
-            raise fail(f"{where}.value", "must be a number, a text or null")
+        problem = value_problem(reading["value"])
+        if problem:
+            raise fail(f"{where}.value", problem)
         _check_time(reading["time"], f"{where}.time", fail)
         if reading["status"] not in _STATUSES:
             raise fail(f"{where}.status", "must be '00', '01' or '02'")

@@ -1,0 +1,444 @@
+"""The PostgreSQL store (psycopg 3): the warehouse for a network of stations.
+
+Durable when a transaction returns (``synchronous_commit`` on, the server's default). Each
+intake transaction locks its station's ``chain_heads`` row (``SELECT … FOR UPDATE``) before it
+reads anything of the chain, so workers on other machines can share one station's batches and
+still never both commit a seq nor check a link against a stale neighbour. Readings go in with
+COPY. ``readings`` is range-partitioned by month: a month's partition is created on demand,
+just before the transaction that stores its first reading, in a short transaction of its own
+under an advisory lock: a partition is DDL (ACCESS EXCLUSIVE on ``readings``), and taken inside
+an intake transaction it would deadlock against another worker's open insert.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from warehouse.store import migrations
+from warehouse.store.model import (
+    Held,
+    KeyRow,
+    NewBatch,
+    Refusal,
+    Station,
+    StationStatus,
+    StoreError,
+    gaps_of,
+)
+from warehouse.store.rows import parse_iso, time_of
+
+BACKEND = "postgres"
+_MIGRATION_LOCK = 0x5741_5245  # pg_advisory_xact_lock key while migrating ("WARE")
+_COPY = (
+    "COPY readings (station, batch_seq, ord, device, param, unit, time, value_kind, value_int, "
+    "value_float, value_text, status, unsynced) FROM STDIN"
+)
+
+
+def month_of(ms: int) -> tuple[int, int]:
+    """(year, month) of a time in milliseconds since 1970, UTC."""
+    at = time_of(ms)
+    return at.year, at.month
+
+
+def partition_name(year: int, month: int) -> str:
+    return f"readings_y{year:04d}m{month:02d}"
+
+
+class PostgresStore:
+    """A warehouse store in a PostgreSQL database, with a small pool of connections."""
+
+    def __init__(self, url: str, *, pool_size: int = 4) -> None:
+        self.url = url
+        self._pool: queue.LifoQueue[psycopg.Connection[Any]] = queue.LifoQueue()
+        self._slots = threading.BoundedSemaphore(pool_size)
+        self._months: set[tuple[int, int]] = set()
+        self._months_lock = threading.Lock()
+        self._ddl: psycopg.Connection[Any] | None = None
+        self._ready = False
+        with self._connection():  # fail now, with a clear error, if it cannot connect
+            pass
+
+    # --- connections --------------------------------------------------------------------
+    @contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection[Any]]:
+        self._slots.acquire()
+        try:
+            try:
+                conn = self._pool.get_nowait()
+            except queue.Empty:
+                try:
+                    conn = psycopg.connect(self.url, connect_timeout=10)
+                except psycopg.Error as exc:
+                    raise StoreError(
+                        f"cannot connect to PostgreSQL at {_safe(self.url)}: {str(exc).strip()}"
+                    ) from None
+            try:
+                yield conn
+            except BaseException:
+                if conn.closed or conn.broken:
+                    conn.close()
+                    conn = None  # type: ignore[assignment]
+                raise
+            finally:
+                if conn is not None and not conn.closed:
+                    self._pool.put(conn)
+        finally:
+            self._slots.release()
+
+    # --- schema -------------------------------------------------------------------------
+    def version(self) -> int:
+        with self._connection() as conn, conn.transaction():
+            conn.execute(migrations.TABLE)
+            row = conn.execute("SELECT max(version) FROM schema_migrations").fetchone()
+        return (row[0] if row else None) or 0
+
+    def migrate(self) -> list[int]:
+        applied = []
+        with self._connection() as conn:
+            for m in migrations.migrations(BACKEND):
+                with conn.transaction():
+                    conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+                    conn.execute(migrations.TABLE)
+                    done = conn.execute(
+                        "SELECT 1 FROM schema_migrations WHERE version = %s", (m.version,)
+                    ).fetchone()
+                    if done:
+                        continue
+                    try:
+                        conn.execute(m.sql.encode())
+                    except psycopg.Error as exc:
+                        raise StoreError(f"migration {m.version} failed: {exc}") from None
+                    conn.execute(
+                        "INSERT INTO schema_migrations VALUES (%s, %s, %s)",
+                        (m.version, m.name, datetime.now(UTC).isoformat()),
+                    )
+                applied.append(m.version)
+        return applied
+
+    def _check_ready(self) -> None:
+        if not self._ready:
+            have, want = self.version(), migrations.latest(BACKEND)
+            if have < want:
+                raise StoreError(
+                    f"{_safe(self.url)}: schema version {have}, expected {want}: run "
+                    "`station-warehouse migrate --config FILE`"
+                )
+            self._ready = True
+
+    # --- stations -----------------------------------------------------------------------
+    def add_station(self, station: str, jwk: dict[str, Any], kid: str) -> bool:
+        self._check_ready()
+        with self._connection() as conn, conn.transaction():
+            conn.execute("LOCK TABLE stations IN SHARE ROW EXCLUSIVE MODE")
+            row = conn.execute("SELECT kid FROM stations WHERE id = %s", (station,)).fetchone()
+            if row is not None:
+                if row[0] != kid:
+                    raise StoreError(
+                        f"station {station!r} is registered with key {row[0]}, not {kid}: a "
+                        "station's key changes only by a signed rotation record"
+                    )
+                return False
+            conn.execute(
+                "INSERT INTO stations (id, jwk, kid) VALUES (%s, %s, %s)",
+                (station, Jsonb(jwk), kid),
+            )
+            conn.execute(
+                "INSERT INTO station_keys (station, from_seq, kid, jwk, source) "
+                "VALUES (%s, 1, %s, %s, 'registered')",
+                (station, kid, Jsonb(jwk)),
+            )
+            conn.execute("INSERT INTO chain_heads (station) VALUES (%s)", (station,))
+        return True
+
+    def stations(self) -> list[Station]:
+        self._check_ready()
+        with self._connection() as conn, conn.transaction():
+            rows = conn.execute("SELECT id, kid, added_at FROM stations ORDER BY id").fetchall()
+        return [Station(r[0], r[1], r[2]) for r in rows]
+
+    def status(self) -> list[StationStatus]:
+        self._check_ready()
+        out = []
+        with self._connection() as conn, conn.transaction():
+            heads = conn.execute(
+                "SELECT h.station, (SELECT kid FROM station_keys k WHERE k.station = h.station "
+                "ORDER BY from_seq DESC LIMIT 1), batches, readings, highest_seq, contiguous_seq, "
+                "last_sealed_at, last_received_at, "
+                "(SELECT count(*) FROM refusals r WHERE r.station = h.station), "
+                "(SELECT count(*) FROM refusals r WHERE r.station = h.station AND "
+                " (reason LIKE 'replay%%' OR reason LIKE 'chain broken%%')) "
+                "FROM chain_heads h ORDER BY station"
+            ).fetchall()
+            for row in heads:
+                seqs = [
+                    r[0]
+                    for r in conn.execute(
+                        "SELECT seq FROM batches WHERE station = %s AND seq > %s ORDER BY seq",
+                        (row[0], row[5]),
+                    )
+                ]
+                out.append(
+                    StationStatus(
+                        row[0],
+                        row[1],
+                        row[2],
+                        row[3],
+                        row[4],
+                        row[5],
+                        gaps_of(seqs, row[5]),
+                        row[6],
+                        row[7],
+                        row[8],
+                        row[9],
+                    )
+                )
+        return out
+
+    def jws_list(self, station: str) -> list[bytes]:
+        with self._connection() as conn, conn.transaction():
+            return [
+                bytes(r[0])
+                for r in conn.execute(
+                    "SELECT jws FROM batches WHERE station = %s ORDER BY seq", (station,)
+                )
+            ]
+
+    # --- the intake's transaction -------------------------------------------------------
+    @contextmanager
+    def transaction(self, station: str) -> Iterator[_PostgresChain | None]:
+        self._check_ready()
+        with self._connection() as conn:
+            chain = None
+            try:
+                with conn.transaction():
+                    known = conn.execute(
+                        "SELECT 1 FROM chain_heads WHERE station = %s FOR UPDATE", (station,)
+                    ).fetchone()
+                    chain = _PostgresChain(conn, station, self) if known else None
+                    yield chain
+            except psycopg.OperationalError as exc:
+                raise StoreError(f"PostgreSQL: {str(exc).strip()}") from exc
+
+    def ensure_partitions(self, months: set[tuple[int, int]]) -> None:
+        """Create the monthly partitions of ``months`` that do not exist yet, each in its own
+        transaction on a connection of its own (never one of the pool's, held by intakes)."""
+        with self._months_lock:
+            missing = months - self._months
+            if not missing:
+                return
+            if self._ddl is None or self._ddl.closed:
+                try:
+                    self._ddl = psycopg.connect(self.url, connect_timeout=10, autocommit=True)
+                except psycopg.Error as exc:
+                    raise StoreError(
+                        f"cannot connect to PostgreSQL at {_safe(self.url)}: {str(exc).strip()}"
+                    ) from None
+            conn = self._ddl
+            for year, month in sorted(missing):
+                name = partition_name(year, month)
+                nxt = (year + 1, 1) if month == 12 else (year, month + 1)
+                with conn.transaction():
+                    row = conn.execute("SELECT to_regclass(%s)", (name,)).fetchone()
+                    if row is not None and row[0] is None:
+                        conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (name,))
+                        conn.execute(
+                            f"CREATE TABLE IF NOT EXISTS {name} PARTITION OF readings FOR VALUES "
+                            f"FROM ('{year:04d}-{month:02d}-01 00:00:00+00') "
+                            f"TO ('{nxt[0]:04d}-{nxt[1]:02d}-01 00:00:00+00')"
+                        )
+                self._months.add((year, month))
+
+    def close(self) -> None:
+        if self._ddl is not None:
+            self._ddl.close()
+        while True:
+            try:
+                self._pool.get_nowait().close()
+            except queue.Empty:
+                return
+
+
+class _PostgresChain:
+    """One station's chain inside an open transaction holding its chain head FOR UPDATE."""
+
+    def __init__(self, conn: psycopg.Connection[Any], station: str, store: PostgresStore) -> None:
+        self._conn, self.station, self._store = conn, station, store
+
+    def keys(self) -> list[KeyRow]:
+        rows = self._conn.execute(
+            "SELECT from_seq, kid, jwk, source, rotation_seq FROM station_keys "
+            "WHERE station = %s ORDER BY from_seq",
+            (self.station,),
+        ).fetchall()
+        return [KeyRow(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+
+    def near(self, seq: int) -> dict[int, Held]:
+        rows = self._conn.execute(
+            "SELECT seq, digest, prev, kid, kind, jws FROM batches "
+            "WHERE station = %s AND seq BETWEEN %s AND %s",
+            (self.station, seq - 1, seq + 1),
+        ).fetchall()
+        return {r[0]: Held(r[0], r[1], r[2], r[3], r[4], bytes(r[5])) for r in rows}
+
+    def kind_at(self, seq: int) -> str | None:
+        row = self._conn.execute(
+            "SELECT kind FROM batches WHERE station = %s AND seq = %s", (self.station, seq)
+        ).fetchone()
+        return row[0] if row else None
+
+    def refused_at(self, seq: int) -> bool:
+        row = self._conn.execute(
+            "SELECT 1 FROM refusals WHERE station = %s AND seq = %s LIMIT 1", (self.station, seq)
+        ).fetchone()
+        return row is not None
+
+    def latest_descriptor_below(self, seq: int) -> int | None:
+        row = self._conn.execute(
+            "SELECT max(seq) FROM batches WHERE station = %s AND kind = 'descriptor' AND seq < %s",
+            (self.station, seq),
+        ).fetchone()
+        return row[0] if row else None
+
+    def first_after(self, seq: int, kid: str) -> int | None:
+        row = self._conn.execute(
+            "SELECT min(seq) FROM batches WHERE station = %s AND seq > %s "
+            "AND (kind = 'rotation' OR kid = %s)",
+            (self.station, seq, kid),
+        ).fetchone()
+        return row[0] if row else None
+
+    def store(self, batch: NewBatch) -> None:
+        conn, station = self._conn, self.station
+        if batch.readings:
+            # Partitions first, in their own transactions (see the module's docstring); the
+            # station's head stays locked meanwhile, which only delays its own next batch.
+            self._store.ensure_partitions({month_of(r.time_ms) for r in batch.readings})
+        conn.execute(
+            "INSERT INTO batches (station, seq, digest, prev, kid, kind, payload_version, "
+            "descriptor, readings, unsynced, sealed_at, received_at, via, jws) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            (
+                station,
+                batch.seq,
+                batch.digest,
+                batch.prev,
+                batch.kid,
+                batch.kind,
+                batch.payload_version,
+                batch.descriptor,
+                len(batch.readings),
+                batch.unsynced,
+                parse_iso(batch.sealed_at),
+                batch.received_at,
+                batch.via,
+                batch.jws,
+            ),
+        )
+        if batch.readings:
+            with conn.cursor() as cur, cur.copy(_COPY) as copy:
+                for r in batch.readings:
+                    copy.write_row(
+                        (
+                            station,
+                            batch.seq,
+                            r.ord,
+                            r.device,
+                            r.param,
+                            r.unit,
+                            time_of(r.time_ms),
+                            r.value_kind,
+                            r.value_int,
+                            r.value_float,
+                            r.value_text,
+                            r.status,
+                            r.unsynced,
+                        )
+                    )
+        if batch.record_body is not None:
+            conn.execute(
+                "INSERT INTO records (station, seq, kind, body, sealed_at) "
+                "VALUES (%s, %s, %s, %s, %s)",
+                (
+                    station,
+                    batch.seq,
+                    batch.kind,
+                    Jsonb(batch.record_body),
+                    parse_iso(batch.sealed_at),
+                ),
+            )
+        if batch.new_key is not None:
+            key = batch.new_key
+            conn.execute(
+                "INSERT INTO station_keys (station, from_seq, kid, jwk, source, rotation_seq) "
+                "VALUES (%s, %s, %s, %s, 'rotation', %s)",
+                (station, key.from_seq, key.kid, Jsonb(key.jwk), key.rotation_seq),
+            )
+        self._advance(batch)
+
+    def _advance(self, batch: NewBatch) -> None:
+        conn = self._conn
+        row = conn.execute(
+            "SELECT contiguous_seq, contiguous_digest, highest_seq FROM chain_heads "
+            "WHERE station = %s",
+            (self.station,),
+        ).fetchone()
+        assert row is not None  # locked FOR UPDATE by this transaction
+        contiguous, digest, _highest = row
+        if batch.seq == contiguous + 1:
+            contiguous, digest = batch.seq, batch.digest
+            for seq, next_digest in conn.execute(
+                "SELECT seq, digest FROM batches WHERE station = %s AND seq > %s ORDER BY seq",
+                (self.station, contiguous),
+            ).fetchall():
+                if seq != contiguous + 1:
+                    break
+                contiguous, digest = seq, next_digest
+        conn.execute(
+            "UPDATE chain_heads SET contiguous_seq = %s, contiguous_digest = %s, "
+            "batches = batches + 1, readings = readings + %s, last_received_at = %s, "
+            "last_sealed_at = CASE WHEN %s > highest_seq THEN %s ELSE last_sealed_at END, "
+            "highest_seq = greatest(highest_seq, %s) WHERE station = %s",
+            (
+                contiguous,
+                digest,
+                len(batch.readings),
+                batch.received_at,
+                batch.seq,
+                parse_iso(batch.sealed_at),
+                batch.seq,
+                self.station,
+            ),
+        )
+
+    def refuse(self, refusal: Refusal) -> None:
+        self._conn.execute(
+            "INSERT INTO refusals (station, seq, received_at, via, reason, digest, size) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s)",
+            (
+                refusal.station,
+                refusal.seq,
+                refusal.received_at,
+                refusal.via,
+                refusal.reason[:500],
+                refusal.digest,
+                refusal.size,
+            ),
+        )
+
+
+def _safe(url: str) -> str:
+    """A libpq URL without its password (for messages and logs)."""
+    scheme, sep, rest = url.partition("://")
+    userinfo, at, host = rest.rpartition("@")
+    if at and ":" in userinfo:
+        userinfo = userinfo.split(":", 1)[0] + ":***"
+    return f"{scheme}{sep}{userinfo}{at}{host}"
