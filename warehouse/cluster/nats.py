@@ -17,6 +17,7 @@ import signal
 import subprocess
 import urllib.request
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from warehouse.cluster.ports import free_port, poll
@@ -70,7 +71,11 @@ class NatsCluster:
         self.mappings = mappings or {}
         self.nodes = [
             NatsNode(
-                f"n{i + 1}", free_port(), free_port(), free_port(), free_port(),
+                f"n{i + 1}",
+                free_port(),
+                free_port(),
+                free_port(),
+                free_port(),
                 self.directory / f"n{i + 1}",
             )
             for i in range(nodes)
@@ -126,7 +131,9 @@ class NatsCluster:
         try:
             node.proc = subprocess.Popen(
                 [nats_server_binary(), "-c", str(conf)],
-                stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                stdin=subprocess.DEVNULL,
             )
         finally:
             log.close()
@@ -149,7 +156,7 @@ class NatsCluster:
         """Wait until every running node (or ``only`` these) is healthy and knows the
         JetStream meta leader."""
         for node in only or [n for n in self.nodes if n.proc is not None]:
-            poll(lambda n=node: self._healthy(n), timeout, f"nats-server {node.name} healthy")
+            poll(partial(self._healthy, node), timeout, f"nats-server {node.name} healthy")
 
     def kill(self, i: int) -> None:
         """kill -9 node ``i`` (by its PID): no shutdown, as a machine lost."""

@@ -83,8 +83,17 @@ class PostgresServer:
         if (self.data / "PG_VERSION").exists():
             return
         self._run(
-            pg_binary("initdb"), "-D", str(self.data), "-U", "postgres", "-A", "trust",
-            "-E", "UTF8", "--no-locale", "--no-sync",
+            pg_binary("initdb"),
+            "-D",
+            str(self.data),
+            "-U",
+            "postgres",
+            "-A",
+            "trust",
+            "-E",
+            "UTF8",
+            "--no-locale",
+            "--no-sync",
         )
         with open(self.data / "postgresql.conf", "a") as conf:
             conf.write(
@@ -100,7 +109,10 @@ class PostgresServer:
         try:
             self.proc = subprocess.Popen(
                 [pg_binary("postgres"), "-D", str(self.data), "-p", str(self.port)],
-                stdout=log, stderr=log, stdin=subprocess.DEVNULL, **self._as,
+                stdout=log,
+                stderr=log,
+                stdin=subprocess.DEVNULL,
+                **self._as,
             )
         finally:
             log.close()

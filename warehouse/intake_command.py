@@ -1,0 +1,167 @@
+"""``station-warehouse intake --config FILE``: one stream intake worker (warehouse.stream_intake).
+
+Start as many as you like, on any machine that reaches the NATS cluster and PostgreSQL; they
+share the partitions among themselves (``warehouse.partition_claims``). The configuration's
+``[storage]`` names the database, ``[intake.nats]`` the cluster::
+
+    [storage]
+    url = "postgresql://warehouse@db.example/warehouse"
+
+    [intake.nats]
+    servers = ["nats://10.0.0.1:4222", "nats://10.0.0.2:4222", "nats://10.0.0.3:4222"]
+    prefix = "stations"      # the stations' MQTT topic_prefix
+    partitions = 16          # as in the nats-server mappings (station-warehouse intake --mappings)
+    replicas = 3
+    ack_wait_s = 10
+
+Runs until SIGTERM/SIGINT; exits 2 with one clear line on a bad configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from warehouse.stream_intake import NatsWorker, StreamSettings, nats_mappings
+
+_NATS_KEYS = {
+    "servers",
+    "prefix",
+    "partitions",
+    "root",
+    "stream",
+    "replicas",
+    "ack_wait_s",
+    "fetch",
+    "max_message_bytes",
+    "worker",
+}
+
+
+class ConfigProblem(Exception):
+    """The configuration file cannot be used (file, key, what was expected)."""
+
+
+def load(path: Path) -> tuple[str, StreamSettings]:
+    """(store URL, stream settings) from a warehouse.toml; ``ConfigProblem`` naming the
+    file and key when something is missing or wrong."""
+    try:
+        doc = tomllib.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigProblem(f"{path}: cannot read it as TOML ({exc})") from None
+    storage = doc.get("storage") or {}
+    url = storage.get("url") or storage.get("postgres") or storage.get("dsn")
+    if not url and storage.get("sqlite"):
+        url = f"sqlite:///{storage['sqlite']}"
+    if not isinstance(url, str) or not url:
+        raise ConfigProblem(f"{path}: [storage] url: expected a postgresql:// or sqlite:/// URL")
+    section = (doc.get("intake") or {}).get("nats")
+    if not isinstance(section, dict):
+        raise ConfigProblem(f'{path}: [intake.nats]: missing (servers = ["nats://…"], …)')
+    unknown = set(section) - _NATS_KEYS
+    if unknown:
+        raise ConfigProblem(f"{path}: [intake.nats] {sorted(unknown)[0]}: not a known key")
+    servers = section.get("servers")
+    if isinstance(servers, str):
+        servers = [servers]
+    if not servers or not all(isinstance(s, str) for s in servers):
+        raise ConfigProblem(f"{path}: [intake.nats] servers: expected a list of nats:// URLs")
+    kwargs: dict[str, Any] = {k: v for k, v in section.items() if k != "servers"}
+    for key, kind in (("partitions", int), ("replicas", int), ("fetch", int)):
+        if key in kwargs and (type(kwargs[key]) is not kind or kwargs[key] < 1):
+            raise ConfigProblem(f"{path}: [intake.nats] {key}: expected a whole number >= 1")
+    try:
+        return url, StreamSettings(servers=tuple(servers), **kwargs)
+    except TypeError as exc:
+        raise ConfigProblem(f"{path}: [intake.nats]: {exc}") from None
+
+
+class StoreReceiver:
+    """An Intake on a store of its own (one connection): one per partition lane."""
+
+    def __init__(self, url: str) -> None:
+        from warehouse.intake import Intake
+        from warehouse.store import open_store
+
+        self.store = open_store(url, pool_size=1)
+        self.intake = Intake(self.store)
+
+    def receive(self, station: str, body: bytes, *, via: str) -> Any:
+        return self.intake.receive(station, body, via=via)
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def run_worker(url: str, settings: StreamSettings) -> None:
+    """Serve until SIGTERM or SIGINT."""
+    claims = None
+    if url.startswith(("postgresql://", "postgres://")):
+        from warehouse.partition_claims import PartitionClaims
+
+        claims = PartitionClaims(url, settings.partitions, settings.worker)
+    worker = NatsWorker(settings, lambda: StoreReceiver(url), claims)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, worker.stop)
+        await worker.connect()
+        logging.getLogger("warehouse.stream_intake").info(
+            "intake_started worker=%s servers=%s partitions=%d",
+            settings.worker,
+            ",".join(settings.servers),
+            settings.partitions,
+        )
+        await worker.run()
+
+    asyncio.run(main())
+
+
+def add(subparsers: Any) -> None:
+    """Register the ``intake`` subcommand."""
+    p = subparsers.add_parser("intake", help="run a stream intake worker (NATS JetStream)")
+    p.add_argument("--config", type=Path, required=True, help="warehouse.toml")
+    p.add_argument(
+        "--mappings",
+        action="store_true",
+        help="print the mappings {} block every nats-server needs, and exit",
+    )
+    p.set_defaults(func=command)
+
+
+def command(args: argparse.Namespace) -> int:
+    try:
+        url, settings = load(args.config)
+    except ConfigProblem as exc:
+        print(f"station-warehouse intake: {exc}", file=sys.stderr)
+        return 2
+    if args.mappings:
+        lines = [
+            f"  {json.dumps(k)}: {json.dumps(v)}"
+            for k, v in nats_mappings(settings.prefix, settings.partitions, settings.root).items()
+        ]
+        print("mappings {\n" + "\n".join(lines) + "\n}")
+        return 0
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    run_worker(url, settings)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m warehouse.intake_command --config FILE`` (the same as the subcommand)."""
+    parser = argparse.ArgumentParser(prog="station-warehouse")
+    add(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["intake", *(sys.argv[1:] if argv is None else argv)])
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
