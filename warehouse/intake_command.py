@@ -151,6 +151,9 @@ def command(args: argparse.Namespace) -> int:
         print("mappings {\n" + "\n".join(lines) + "\n}")
         return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    # The worker logs refusals itself, rate-limited: a station (or an attacker) publishing the
+    # same bad batch in a loop must not fill the journal.
+    logging.getLogger("warehouse.intake").setLevel(logging.WARNING)
     run_worker(url, settings)
     return 0
 

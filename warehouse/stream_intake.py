@@ -327,11 +327,11 @@ class NatsWorker:
                 return True
             return await self._refuse(msg, station, f"failed 3 times: {exc!r}", term=True)
         c.batches += 1
-        result = (getattr(answer, "ack", None) or {}).get("result", "none")
+        result = str(getattr(answer, "result", None) or "none")
         c.by_result[result] = c.by_result.get(result, 0) + 1
         if result == "rejected":
             c.refused += 1
-            reason = str((answer.ack or {}).get("reason", ""))
+            reason = str(getattr(answer, "message", ""))
             self.refuse_log(logging.WARNING, "batch_refused", reason, station=station)
         ack = ack_bytes(answer)
         if ack is not None:
