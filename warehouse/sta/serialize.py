@@ -1,0 +1,312 @@
+"""Rows to SensorThings JSON: properties, ``@iot.id``/``selfLink``/``navigationLink``s,
+``$select``, and ``$expand`` (each expanded collection one more query, with its own options).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+from urllib.parse import quote
+
+from warehouse.sta.backend import Backend, Row
+from warehouse.sta.catalogue import CATALOGUE, STATION_TYPES, STATUSES
+from warehouse.sta.entities import SETS, EntitySet
+from warehouse.sta.errors import BadRequest
+from warehouse.sta.query import Scope, fetch_page
+from warehouse.sta.query_options import QueryOptions
+from warehouse.sta.sql import format_time
+
+OM_OBSERVATION = "http://www.opengis.net/def/observationType/OGC-OM/2.0/OM_Observation"
+ENTITY_PROPERTIES = {
+    "Things": ("name", "description", "properties"),
+    "Locations": ("name", "description", "encodingType", "location", "properties"),
+    "HistoricalLocations": ("time",),
+    "Sensors": ("name", "description", "encodingType", "metadata", "properties"),
+    "ObservedProperties": ("name", "definition", "description", "properties"),
+    "Datastreams": (
+        "name",
+        "description",
+        "unitOfMeasurement",
+        "observationType",
+        "observedArea",
+        "phenomenonTime",
+        "resultTime",
+        "properties",
+    ),
+    "Observations": (
+        "phenomenonTime",
+        "resultTime",
+        "result",
+        "resultQuality",
+        "validTime",
+        "parameters",
+    ),
+    "FeaturesOfInterest": ("name", "description", "encodingType", "feature", "properties"),
+}
+
+
+def entity_url(base: str, entity: EntitySet, id_: str) -> str:
+    """``{base}/Things('HN-01')`` (quotes doubled, then percent-encoded)."""
+    key = quote("'" + id_.replace("'", "''") + "'", safe="'")
+    return f"{base}/{entity.name}({key})"
+
+
+def _json(value: Any) -> Any:
+    if isinstance(value, str | bytes):
+        return json.loads(value)
+    return value
+
+
+def _time(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, dt.datetime):
+        return format_time(value)
+    return str(value)
+
+
+def _point(loc: Any) -> dict[str, Any] | None:
+    loc = _json(loc)
+    if not loc:
+        return None
+    return {"type": "Point", "coordinates": [loc["lon"], loc["lat"]]}
+
+
+def _things(row: Row, base: str) -> dict[str, Any]:
+    body = _json(row["body"])
+    station = body["station"]
+    loc = station.get("location") or {}
+    return {
+        "name": row["name"],
+        "description": _thing_description(row),
+        "properties": {
+            "type": station.get("type"),
+            "typeName": STATION_TYPES.get(station.get("type") or ""),
+            "operator": station.get("operator"),
+            "vn2000": loc.get("vn2000"),
+            "catalogue": body.get("catalogue"),
+            "descriptorSeq": row["dseq"],
+            "descriptorSealedAt": _time(row["dsealed"]),
+            "descriptor": f"{base.rsplit('/v1.1', 1)[0]}/evidence/{quote(row['id'])}/"
+            f"descriptors/{row['dseq']}.jws",
+        },
+    }
+
+
+def _thing_description(row: Row) -> str:
+    text = f"Monitoring station {row['id']}"
+    if row.get("type"):
+        text += f" ({row['type']})"
+    if row.get("operator"):
+        text += f", operated by {row['operator']}"
+    return text
+
+
+def _locations(row: Row, base: str) -> dict[str, Any]:
+    loc = _json(row["loc"]) or {}
+    return {
+        "name": row["name"],
+        "description": f"Location of station {row['station']}",
+        "encodingType": "application/geo+json",
+        "location": _point(loc),
+        "properties": {
+            "vn2000": loc.get("vn2000"),
+            "descriptorSeq": row["seq"],
+            "since": _time(row["time"]),
+        },
+    }
+
+
+def _historical(row: Row, base: str) -> dict[str, Any]:
+    return {"time": _time(row["time"])}
+
+
+def _sensors(row: Row, base: str) -> dict[str, Any]:
+    meta = {
+        "make": row["make"],
+        "model": row["model"],
+        "serialNumber": row["serial"],
+        "principle": row["principle"],
+        "range": row["range_"],
+    }
+    return {
+        "name": row["device"],
+        "description": " ".join(p for p in (row["make"], row["model"], row["principle"]) if p),
+        "encodingType": "application/json",
+        "metadata": meta,
+        "properties": {
+            "station": row["station"],
+            "driver": row["driver"],
+            "descriptorSeq": row["dseq"],
+        },
+    }
+
+
+def _observed_properties(row: Row, base: str) -> dict[str, Any]:
+    known = CATALOGUE.by_code().get(row["code"])
+    return {
+        "name": row["name"],
+        "definition": row["definition"],
+        "description": row["name"] if known else f"{row['code']} (not in the parameter catalogue)",
+        "properties": {
+            "code": row["code"],
+            "catalogue": CATALOGUE.version if known else None,
+            "media": list(known.media) if known else [],
+            "units": list(known.units) if known else [],
+        },
+    }
+
+
+def _datastreams(row: Row, base: str) -> dict[str, Any]:
+    return {
+        "name": f"{row['station']} {row['device']} {row['param']}",
+        "description": f"{row['param']} measured by {row['device']} at station {row['station']}",
+        "unitOfMeasurement": {"name": row["unit"], "symbol": row["unit"], "definition": None},
+        "observationType": OM_OBSERVATION,
+        "observedArea": None,
+        "phenomenonTime": None,
+        "resultTime": None,
+        "properties": {
+            "station": row["station"],
+            "device": row["device"],
+            "param": row["param"],
+            "limits": _json(row["limits"]),
+            "descriptorSeq": row["dseq"],
+        },
+    }
+
+
+def observation_result(row: Row) -> Any:
+    kind = row["value_kind"]
+    if kind == "int":
+        return int(row["value_int"])
+    if kind == "float":
+        return float(row["value_float"])
+    if kind == "text":
+        return row["value_text"]
+    return None
+
+
+def _observations(row: Row, base: str) -> dict[str, Any]:
+    time = _time(row["time"])
+    return {
+        "phenomenonTime": time,
+        "resultTime": time,
+        "result": observation_result(row),
+        "resultQuality": {"status": row["status"], "meaning": STATUSES[row["status"]]},
+        "validTime": None,
+        "parameters": {
+            "batchSeq": row["batch_seq"],
+            "batchDigest": row.get("digest"),
+            "unsynced": bool(row["unsynced"]),
+            "valueKind": row["value_kind"],
+            "unit": row["unit"],
+            "maintenance": row.get("maintenance"),
+        },
+    }
+
+
+def _features(row: Row, base: str) -> dict[str, Any]:
+    return {
+        "name": row["name"],
+        "description": f"Monitored point of station {row['id']}",
+        "encodingType": "application/geo+json",
+        "feature": _point(row["loc"]),
+        "properties": {"station": row["id"]},
+    }
+
+
+BUILDERS = {
+    "Things": _things,
+    "Locations": _locations,
+    "HistoricalLocations": _historical,
+    "Sensors": _sensors,
+    "ObservedProperties": _observed_properties,
+    "Datastreams": _datastreams,
+    "Observations": _observations,
+    "FeaturesOfInterest": _features,
+}
+
+
+def row_id(entity: EntitySet, row: Row) -> str:
+    if entity.name == "Observations":
+        return f"{row['station']}:{row['batch_seq']}:{row['ord']}"
+    return str(row["id"])
+
+
+class Serializer:
+    """Turns rows into entities, running the queries ``$expand`` asks for."""
+
+    def __init__(self, backend: Backend, base: str, enrich: Any = None):
+        self.backend = backend
+        self.base = base
+        self.enrich = enrich  # callable(entity, rows): adds digest / maintenance to rows
+
+    def entities(
+        self, entity: EntitySet, rows: list[Row], opts: QueryOptions
+    ) -> list[dict[str, Any]]:
+        if self.enrich is not None:
+            self.enrich(entity, rows)
+        return [self.entity(entity, row, opts) for row in rows]
+
+    def entity(self, entity: EntitySet, row: Row, opts: QueryOptions) -> dict[str, Any]:
+        id_ = row_id(entity, row)
+        url = entity_url(self.base, entity, id_)
+        out: dict[str, Any] = {"@iot.id": id_, "@iot.selfLink": url}
+        props = BUILDERS[entity.name](row, self.base)
+        select = opts.select
+        if select is not None:
+            unknown = [
+                n
+                for n in select
+                if n not in props and n not in ("id", "@iot.id") and n not in entity.navs
+            ]
+            if unknown:
+                raise BadRequest(
+                    f"{entity.singular} has no property {unknown[0]!r}", option="$select"
+                )
+            if "id" not in select and "@iot.id" not in select:
+                del out["@iot.id"]
+        for name, value in props.items():
+            if select is None or name in select:
+                out[name] = value
+        expanded = {e.name: e for e in opts.expand}
+        for name in entity.navs:
+            if select is None or name in select or name in expanded:
+                out[f"{name}@iot.navigationLink"] = f"{url}/{name}"
+        for name, exp in expanded.items():
+            nav = entity.navs.get(name)
+            if nav is None:
+                raise BadRequest(
+                    f"{entity.singular} has no navigation property {name!r}", option="$expand"
+                )
+            target = SETS[nav.target]
+            scope = Scope([(b, row[a]) for a, b in nav.pairs], nav.extra, entity.name)
+            if nav.many:
+                page = fetch_page(self.backend, target, scope, exp.options, base_url=self.base)
+                out[name] = self.entities(target, page.rows, exp.options)
+                if page.count is not None:
+                    out[f"{name}@iot.count"] = page.count
+                if page.next_token is not None:
+                    out[f"{name}@iot.nextLink"] = f"{url}/{name}?" + next_query(
+                        exp.options, page.next_token
+                    )
+            else:
+                one = QueryOptions(select=exp.options.select, expand=exp.options.expand)
+                page = fetch_page(self.backend, target, scope, one, base_url=self.base, top=1)
+                out[name] = self.entities(target, page.rows, exp.options)[0] if page.rows else None
+        return out
+
+
+def next_query(opts: QueryOptions, token: str) -> str:
+    """The query string of ``@iot.nextLink``: the request's own options with the new token."""
+    parts = []
+    raw = getattr(opts, "raw", None) or {}
+    for key, value in raw.items():
+        if key not in ("$skip", "$skiptoken"):
+            parts.append(f"{key}={quote(value, safe='')}")
+    if opts.top is not None and "$top" not in raw:
+        parts.append(f"$top={opts.top}")
+    parts.append(f"$skiptoken={token}")
+    return "&".join(parts)
