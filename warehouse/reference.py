@@ -48,7 +48,6 @@ import hashlib
 import json
 import signal
 import sqlite3
-import ssl
 import sys
 import threading
 import time
@@ -56,7 +55,7 @@ from pathlib import Path
 
 from core.errors import VerificationError
 from core.record_kinds.rotation import KIND as ROTATION
-from warehouse.https_intake import FAULTS, MAX_BODY, Server, make_server
+from warehouse.https_intake import FAULTS, MAX_BODY, Server, make_server, tls_context
 from warehouse.verify.inflate import InflateError, inflate
 from warehouse.verify.key_book import KeyBook, UnknownKey
 from warehouse.verify.verifier import Batch, RegisteredKey, check, digest_of, unverified_payload
@@ -304,12 +303,8 @@ class Warehouse:
         """Serve ``POST /stations/{station}/batches``; returns the port. Each connection times
         out after ``timeout_s`` without progress; at most ``max_connections`` at once."""
         ctx = None
-        if cert is not None:
-            ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-            ctx.load_cert_chain(str(cert), str(key))
-            if client_ca is not None:
-                ctx.load_verify_locations(str(client_ca))
-                ctx.verify_mode = ssl.CERT_REQUIRED
+        if cert is not None and key is not None:
+            ctx = tls_context(cert, key, client_ca)
         server = make_server(
             self, (host, port), tls=ctx, timeout_s=timeout_s, max_connections=max_connections
         )
