@@ -52,6 +52,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from core.errors import VerificationError
 from core.record_kinds.rotation import KIND as ROTATION
@@ -96,7 +97,7 @@ class Warehouse:
         self.received = 0
         self.errors = 0  # exceptions caught while receiving (answered 500 / not acknowledged)
         self._http: Server | None = None
-        self._mqtt = None
+        self._mqtt: Any = None
 
     # --- the verifying store --------------------------------------------------------------
     def receive(self, station: str, body: bytes, via: str) -> tuple[int, str]:
@@ -143,7 +144,7 @@ class Warehouse:
                 now,
                 body[:SAMPLE_BYTES].decode("ascii", "replace"),
             ),
-        ).lastrowid
+        ).lastrowid or 0
         self._db.execute("DELETE FROM rejections WHERE id <= ?", (rowid - KEEP_REJECTIONS,))
         self._db.execute(
             "UPDATE rejections SET body = NULL WHERE id <= ? AND body IS NOT NULL",
@@ -362,7 +363,7 @@ class Warehouse:
 
         client.on_connect, client.on_subscribe = on_connect, on_subscribe
         client.on_message = on_message
-        client.reconnect_delay_set(0.2, 2)
+        client.reconnect_delay_set(0.2, 2)  # type: ignore[arg-type]  # paho takes float delays
         client.connect_async(host, port, 30)
         client.loop_start()
         if not connected.wait(10):
