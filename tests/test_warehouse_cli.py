@@ -1,0 +1,178 @@
+"""``station-warehouse`` as an operator uses it: migrate (idempotent, both backends),
+stations add/list, status, and a clear one-line error (file, field, expected) for every bad
+configuration or key file, never a traceback."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import warehouse_stores
+from test_warehouse_intake import Station, kid_of
+
+from agent.keys import generate_key
+from warehouse.cli import main
+from warehouse.intake import Intake
+from warehouse.store import open_store
+
+pg_server = warehouse_stores.pg_server
+
+
+def write_config(directory: Path, text: str) -> Path:
+    path = directory / "warehouse.toml"
+    path.write_text(text)
+    return path
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    return write_config(tmp_path, '[storage]\nsqlite = "w.db"\n')
+
+
+def test_migrate_creates_the_schema_once_relative_to_the_config(config, capsys) -> None:
+    code, out, _ = run(capsys, "migrate", "--config", str(config))
+    assert code == 0 and "applied 1" in out
+    assert (config.parent / "w.db").exists()
+    code, out, _ = run(capsys, "migrate", "--config", str(config))
+    assert code == 0 and "nothing to apply" in out
+
+
+def test_migrate_on_postgresql(pg_server, tmp_path, capsys) -> None:
+    url = warehouse_stores.new_database(pg_server)
+    config = write_config(tmp_path, f'[storage]\npostgres = "{url}"\n')
+    assert run(capsys, "migrate", "--config", str(config))[:2] == (
+        0,
+        f"migrated {url.split('@')[-1]}: applied 1\n",
+    )
+    assert "nothing to apply" in run(capsys, "migrate", "--config", str(config))[1]
+    tables = warehouse_stores.query(
+        url, "SELECT relname FROM pg_class WHERE relname IN ('readings', 'batches') ORDER BY 1"
+    )
+    assert tables == [("batches",), ("readings",)]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (None, "warehouse.toml: no such file"),
+        ("[storage\n", "warehouse.toml: not valid TOML"),
+        ("[intake]\n", "warehouse.toml: storage: Field required"),
+        ('[storage]\nsqlite = "a.db"\npool = 3\n', "warehouse.toml: storage.pool: Extra inputs"),
+        ("[storage]\n", "warehouse.toml: storage: Value error, set exactly one of sqlite"),
+        ('[storage]\npostgres = "mysql://x"\n', "warehouse.toml: storage.postgres: String should"),
+        (
+            '[storage]\nsqlite = "a.db"\n[intake.https]\ncert_file = "c"\n',
+            "warehouse.toml: intake.https.key_file: Field required",
+        ),
+        (
+            '[storage]\nsqlite = "a.db"\n[intake.https]\ncert_file="c"\nkey_file="k"\nport=70000\n',
+            "warehouse.toml: intake.https.port: Input should be less than or equal to 65535 "
+            "(found 70000)",
+        ),
+    ],
+)
+def test_a_bad_configuration_is_one_clear_line(tmp_path, capsys, text, expected) -> None:
+    path = tmp_path / "warehouse.toml"
+    if text is not None:
+        path.write_text(text)
+    code, _out, err = run(capsys, "migrate", "--config", str(path))
+    assert code == 2 and err.startswith("error: ") and expected in err, err
+    assert "Traceback" not in err and err.count("\n") == 1
+
+
+def test_stations_add_list_and_refusals(config, tmp_path, capsys) -> None:
+    run(capsys, "migrate", "--config", str(config))
+    key, jwk = generate_key(tmp_path / "k1")
+    code, out, _ = run(
+        capsys, "stations", "add", "HN-01", "--jwk", str(jwk), "--config", str(config)
+    )
+    kid = json.loads(jwk.read_text())["kid"]
+    assert code == 0 and out == f"station HN-01 registered: kid {kid}\n"
+    again = run(capsys, "stations", "add", "HN-01", "--jwk", str(jwk), "--config", str(config))
+    assert again[:2] == (0, f"station HN-01 already registered: kid {kid}\n")
+    _key2, other = generate_key(tmp_path / "k2")
+    code, _out, err = run(
+        capsys, "stations", "add", "HN-01", "--jwk", str(other), "--config", str(config)
+    )
+    assert code == 1 and "is registered with key" in err and "signed rotation record" in err
+    code, _out, err = run(
+        capsys, "stations", "add", "HN-02", "--jwk", str(key), "--config", str(config)
+    )
+    assert code == 2 and f"{key}: not JSON" in err
+    private = tmp_path / "private.jwk"
+    private.write_text(json.dumps({**json.loads(jwk.read_text()), "d": "AAAA"}))
+    code, _out, err = run(
+        capsys, "stations", "add", "HN-02", "--jwk", str(private), "--config", str(config)
+    )
+    assert code == 2 and "holds a private key" in err
+    code, _out, err = run(
+        capsys, "stations", "add", "bad id", "--jwk", str(jwk), "--config", str(config)
+    )
+    assert code == 2 and "station id 'bad id'" in err
+    code, out, _ = run(capsys, "stations", "list", "--config", str(config))
+    assert code == 0 and out.startswith(f"HN-01\tkid {kid}\t") and out.endswith("1 station(s)\n")
+
+
+def test_status_shows_last_batch_gaps_and_refusals(config, capsys) -> None:
+    run(capsys, "migrate", "--config", str(config))
+    store = open_store(f"sqlite:///{config.parent / 'w.db'}")
+    st = Station("HN-09")
+    store.add_station(st.id, st.signer.jwk, kid_of(st.signer.jwk))
+    intake = Intake(store)
+    tokens = [st.readings(seq) for seq in range(1, 6)]
+    for seq in (1, 2, 5):
+        intake.receive(st.id, tokens[seq - 1].encode(), via="test")
+    other = Station("HN-09")
+    other.signer = st.signer  # the station's own key, a seq 2 that does not link
+    other.tokens = {1: tokens[0]}
+    intake.receive(st.id, other.readings(2, [("d", "p", "u", 0, 1, "00", False)]).encode(), via="t")
+    intake.receive(st.id, b"garbage", via="test")
+    store.close()
+    code, out, _ = run(capsys, "status", "--config", str(config))
+    assert code == 0
+    assert out.splitlines()[0].startswith(
+        "HN-09: 3 batches, 3 readings, last seq 5 sealed "
+    ) and out.splitlines()[0].endswith(
+        "2 missing in 1 gap(s) from seq 3, 2 refused (1 replay/chain)"
+    )
+    code, out, _ = run(capsys, "status", "--json", "--config", str(config))
+    row = json.loads(out)
+    assert (row["last_seq"], row["contiguous_seq"], row["gaps"], row["refused"]) == (
+        5,
+        2,
+        [[3, 4]],
+        2,
+    )
+    assert row["lag_s"] > 0
+
+
+def test_a_store_not_migrated_says_what_to_run(config, capsys) -> None:
+    _key, jwk = generate_key(config.parent / "k")
+    code, _out, err = run(
+        capsys, "stations", "add", "HN-01", "--jwk", str(jwk), "--config", str(config)
+    )
+    assert code == 1 and "schema version 0, expected 1: run `station-warehouse migrate" in err
+
+
+def test_the_console_script_answers(config) -> None:
+    done = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "station-warehouse"),
+            "migrate",
+            "--config",
+            str(config),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0 and "applied 1" in done.stdout, done.stderr

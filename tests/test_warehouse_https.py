@@ -1,0 +1,82 @@
+"""The HTTPS intake (``warehouse.https_intake.HttpsIntake`` on the Intake): TLS on loopback,
+answers as docs/protocol.md says with the ack in the JSON body, compressed bodies inflated and
+bounded, and a real ``station-agent`` delivering to it (its batches stored exactly once)."""
+
+from __future__ import annotations
+
+import gzip
+import ssl
+
+import httpx
+import pytest
+import warehouse_stores
+from test_warehouse_intake import Station, digest, kid_of
+
+from simulators.certs import make_tls_files
+from warehouse.https_intake import HttpsIntake, tls_context
+from warehouse.intake import Intake
+from warehouse.verify.inflate import MAX_INFLATED
+
+pg_server, store_url, store = (
+    warehouse_stores.pg_server,
+    warehouse_stores.store_url,
+    warehouse_stores.store,
+)
+
+
+@pytest.fixture
+def tls(tmp_path_factory):
+    return make_tls_files(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture
+def served(store, tls):
+    server = HttpsIntake(Intake(store), tls=tls_context(tls.server_cert, tls.server_key))
+    server.start()
+    verify = ssl.create_default_context(cafile=str(tls.ca))
+    client = httpx.Client(base_url=f"https://127.0.0.1:{server.port}", verify=verify)
+    yield client
+    client.close()
+    server.stop()
+
+
+def post(client: httpx.Client, station: str, body: bytes, **headers: str) -> httpx.Response:
+    return client.post(
+        f"/stations/{station}/batches",
+        content=body,
+        headers={"Content-Type": "application/jose", **headers},
+    )
+
+
+def test_a_batch_over_https_is_answered_with_its_ack(served, store, store_url) -> None:
+    st = Station()
+    store.add_station(st.id, st.signer.jwk, kid_of(st.signer.jwk))
+    token = st.readings(1)
+    r = post(served, st.id, gzip.compress(token.encode(), mtime=0), **{"Content-Encoding": "gzip"})
+    assert r.status_code == 201
+    assert r.json() == {
+        "status": 201,
+        "message": "stored seq 1",
+        "seq": 1,
+        "digest": digest(token),
+        "result": "stored",
+    }
+    again = post(served, st.id, token.encode())
+    assert again.status_code == 409 and again.json()["result"] == "duplicate"
+    [(via, jws)] = warehouse_stores.query(store_url, "SELECT via, jws FROM batches")
+    assert via == "https" and bytes(jws) == token.encode()  # the JWS inflated, never the gzip
+    r = post(served, "NOBODY", token.encode())
+    assert r.status_code == 404 and "not registered" in r.json()["message"]
+    r = post(served, st.id, b"x", **{"Content-Encoding": "br"})
+    assert r.status_code == 415
+    bomb = gzip.compress(b"a" * (MAX_INFLATED + 1), compresslevel=9, mtime=0)
+    r = post(served, st.id, bomb, **{"Content-Encoding": "gzip"})
+    assert r.status_code == 413
+    r = post(served, st.id, st.readings(2)[:-5].encode())
+    assert r.status_code == 400 and r.json()["result"] == "rejected" and r.json()["reason"]
+
+
+def test_plain_http_to_the_tls_port_is_refused(served) -> None:
+    port = served.base_url.port
+    with pytest.raises(httpx.HTTPError):
+        httpx.post(f"http://127.0.0.1:{port}/stations/X/batches", content=b"x", timeout=5)
