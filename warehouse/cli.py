@@ -22,6 +22,8 @@ COMMANDS = (
     "warehouse.commands.stations",
     "warehouse.commands.status",
     "warehouse.commands.serve",
+    "warehouse.intake_command",  # intake: stream workers (NATS JetStream / MQTT)
+    "warehouse.api_command",  # api: SensorThings API, read-only on the store
 )
 
 
