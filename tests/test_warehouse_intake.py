@@ -381,3 +381,43 @@ def test_two_workers_never_store_two_batches_that_do_not_link(store_url, station
             prev = json.loads(b64url_decode(token.split(".")[1]))["prev"]
             assert prev == digest(held[seq - 1]), f"seq {seq} does not link to seq {seq - 1}"
     assert sum(1 for _seq, status in results if status == 201) == len(held)
+
+
+def test_postgresql_readings_land_in_monthly_partitions_made_on_demand(pg_server) -> None:
+    """Readings either side of a new year go to two partitions made as they arrive; two workers
+    (own stores, own caches) meeting a new month at once both store their batch."""
+    url = warehouse_stores.new_database(pg_server)
+    first = open_store(url)
+    first.migrate()
+    a, b = Station("PG-A"), Station("PG-B")
+    for st in (a, b):
+        first.add_station(st.id, st.signer.jwk, kid_of(st.signer.jwk))
+    year_end = 1_767_225_599_999  # 2025-12-31T23:59:59.999Z
+    rows = [
+        ("d", "p", "u", year_end, 1, "00", False),
+        ("d", "p", "u", year_end + 1, 2, "00", False),
+    ]
+    assert Intake(first).receive(a.id, a.readings(1, rows).encode(), via="test").status == 201
+    placed = query(url, "SELECT tableoid::regclass::text, value_int FROM readings ORDER BY 2")
+    assert placed == [("readings_y2025m12", 1), ("readings_y2026m01", 2)]
+    later = 1_772_000_000_000  # 2026-02-25: a month no partition holds yet
+    new_month = [("d", "p", "u", later, 3, "00", False)]
+    tokens = {a.id: a.readings(2, new_month), b.id: b.readings(1, new_month)}
+    second = open_store(url)
+    answers: dict[str, int] = {}
+
+    def deliver(store, station: str) -> None:
+        answers[station] = Intake(store).receive(station, tokens[station].encode(), via="t").status
+
+    threads = [
+        threading.Thread(target=deliver, args=(first, a.id)),
+        threading.Thread(target=deliver, args=(second, b.id)),
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    first.close()
+    second.close()
+    assert answers == {a.id: 201, b.id: 201}
+    assert query(url, "SELECT count(*) FROM readings_y2026m02") == [(2,)]
