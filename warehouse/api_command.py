@@ -4,7 +4,7 @@ the shared catalogues, the descriptors as signed evidence and the open-data down
 Reads ``[storage] url`` (the same store the intake writes) and ``[api]``::
 
     [storage]
-    url = "sqlite:///var/lib/station-warehouse/warehouse.db"   # or postgresql://…
+    sqlite = "/var/lib/station-warehouse/warehouse.db"   # or postgres = "postgresql://…"
 
     [api]
     host = "127.0.0.1"
@@ -23,7 +23,6 @@ import logging
 import signal
 import sys
 import threading
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,18 +45,17 @@ class ApiSettings:
 
 
 def load(path: Path) -> ApiSettings:
-    """The API's settings from a warehouse.toml, or ConfigProblem naming file and key."""
+    """The API's settings from a warehouse.toml (``[storage]`` read by warehouse.config), or
+    ConfigProblem naming file and key."""
+    from warehouse.config import WarehouseConfigError
+    from warehouse.config import load as load_config
+
     try:
-        doc = tomllib.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigProblem(f"{path}: cannot read it as TOML ({exc})") from None
-    storage = doc.get("storage") or {}
-    url = storage.get("url")
-    if not isinstance(url, str) or not url:
-        raise ConfigProblem(f"{path}: [storage] url: expected sqlite:///… or postgresql://…")
-    api = doc.get("api") or {}
-    if not isinstance(api, dict):
-        raise ConfigProblem(f"{path}: [api] must be a table")
+        config = load_config(path)
+    except WarehouseConfigError as exc:
+        raise ConfigProblem(str(exc)) from None
+    url = config.storage.url()
+    api = config.section("api")
     unknown = sorted(set(api) - _API_KEYS)
     if unknown:
         raise ConfigProblem(f"{path}: [api] {unknown[0]}: unknown key (known: "
@@ -117,7 +115,7 @@ def command(args: argparse.Namespace) -> int:
         print(f"station-warehouse api: cannot listen on {settings.host}:{settings.port}: {exc}",
               file=sys.stderr)
         return 2
-    host, port = server.server_address[:2]
+    host, port = str(server.server_address[0]), int(server.server_address[1])
     logging.info("api_listening url=http://%s:%d/v1.1", host, port)
     print(f"listening http://{host}:{port}/v1.1", flush=True)
     stop = threading.Event()

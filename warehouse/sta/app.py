@@ -19,7 +19,7 @@ from warehouse.sta.backend import Backend, Row
 from warehouse.sta.catalogue import CATALOGUE, STATION_TYPES, STATUSES
 from warehouse.sta.entities import SETS, EntitySet, Nav
 from warehouse.sta.errors import BadRequest, MethodNotAllowed, NotFound, StaError
-from warehouse.sta.query import Scope, fetch_page
+from warehouse.sta.query import Scope, fetch_page, validate
 from warehouse.sta.query_options import QueryOptions, parse_query
 from warehouse.sta.resource_path import ResourcePath, parse_path
 from warehouse.sta.serialize import Serializer, entity_url, next_query
@@ -134,6 +134,7 @@ class StaService:
                 if row is None:
                     what = f"{entity.singular}({seg.key!r})" if seg.key else seg.name
                     raise NotFound(f"no {what}")
+        validate(entity, self.backend, opts, base)
         ser = Serializer(self.backend, base, self._enrich)
         if single:
             assert row is not None
@@ -245,10 +246,10 @@ class StaService:
     # -- catalogues and evidence -------------------------------------------------------------
     def catalogue(self, rest: str, origin: str) -> Answer:
         if rest in ("parameters", "parameters.json"):
-            return json_answer(200, CATALOGUE.as_json(origin + "/v1.1"))
+            return json_answer(200, CATALOGUE.as_json(origin))
         if rest.startswith("parameters/"):
             code = rest[len("parameters/") :]
-            for entry in CATALOGUE.as_json(origin + "/v1.1")["parameters"]:
+            for entry in CATALOGUE.as_json(origin)["parameters"]:
                 if quote(entry["code"], safe="") == code or entry["code"] == code:
                     return json_answer(200, entry)
             raise NotFound(f"no parameter {code[:64]!r} in catalogue {CATALOGUE.version}")

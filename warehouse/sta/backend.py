@@ -119,7 +119,7 @@ class PostgresBackend(Backend):
                 f"the query ran longer than {self.timeout_s:g} s: narrow it "
                 "(a Datastream, a phenomenonTime range, a smaller $top)"
             ) from None
-        except (errors.DataException, errors.NumericValueOutOfRange) as exc:
+        except (errors.DataException, errors.UndefinedFunction, errors.DatatypeMismatch) as exc:
             raise BadRequest(
                 f"a value in the query does not fit: {exc.diag.message_primary}"
             ) from None

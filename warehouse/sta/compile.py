@@ -194,7 +194,7 @@ class Compiler:
                 test = wrap("({} IS NULL)", sql)
             return Typed(test if op == "eq" else wrap("(NOT {})", test), "bool")
         kinds = {left.type, right.type}
-        if kinds <= {"time", "date"}:
+        if kinds == {"time", "date"} or kinds == {"time"}:
             a, b = (self.as_time(node.left, left), self.as_time(node.right, right))
         elif "any" in kinds or "json" in kinds:
             other = right if left.type in ("any", "json") else left
@@ -274,8 +274,8 @@ class Compiler:
                 return Typed(wrap("substr({}, {} + 1, {})", texts[0], start, count), "str")
             return Typed(wrap("substr({}, {} + 1)", texts[0], start), "str")
         if name in ("tolower", "toupper", "trim"):
-            fn = {"tolower": "lower", "toupper": "upper", "trim": "trim"}[name]
-            return Typed(wrap(f"{fn}({{}})", texts[0]), "str")
+            sql_fn = {"tolower": "lower", "toupper": "upper", "trim": "trim"}[name]
+            return Typed(wrap(f"{sql_fn}({{}})", texts[0]), "str")
         if name == "concat":
             return Typed(wrap("({} || {})", texts[0], texts[1]), "str")
         raise NotImplementedOption(

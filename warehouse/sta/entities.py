@@ -253,7 +253,7 @@ def _observed_properties(d: Dialect, base_url: str) -> Sql:
         "SELECT k.code, k.name, k.media, 1 AS known FROM ({}) k UNION ALL "
         "SELECT u.code, u.code, '', 0 FROM ({}) u WHERE u.code NOT IN "
         "(SELECT k2.code FROM ({}) k2)) o",
-        param(base_url.rstrip("/") + "/catalogue/parameters/"),
+        param(base_url.rstrip("/").removesuffix("/v1.1") + "/catalogue/parameters/"),
         cat,
         used,
         cat,

@@ -115,7 +115,7 @@ class _Token:
 
 
 _DATETIME = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::(\d{2})(\.\d{1,9})?)?(Z|[+-]\d{2}:\d{2})"
+    r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::(\d{2})(\.\d{1,9})?)?(Z|[+ -]\d{2}:\d{2})"
 )
 _DATE = re.compile(r"(\d{4})-(\d{2})-(\d{2})(?![\dT:])")
 _TIME = re.compile(r"(\d{2}):(\d{2})(?::(\d{2})(\.\d{1,9})?)?")
@@ -193,12 +193,12 @@ def _temporal(text: str, i: int, option: str) -> _Token | None:
     if m and m.end() - i >= 5 and not (m.end() < len(text) and text[m.end()].isdigit()):
         frac = m[4] or ""
         try:
-            value = dt.time(
+            tod = dt.time(
                 int(m[1]), int(m[2]), int(m[3] or 0), int((frac[1:] + "000000")[:6] or 0)
             )
         except ValueError as exc:
             raise _bad(option, i, f"not a time of day: {m.group()!r} ({exc})") from None
-        return _Token("time", m.group(), i, value)
+        return _Token("time", m.group(), i, tod)
     return None
 
 
@@ -209,7 +209,7 @@ def _to_datetime(m: re.Match[str], option: str, pos: int) -> dt.datetime:
     if zone == "Z":
         tz = dt.UTC
     else:
-        sign = 1 if zone[0] == "+" else -1
+        sign = -1 if zone[0] == "-" else 1  # ' ': a '+' decoded as a space
         hours, minutes = int(zone[1:3]), int(zone[4:6])
         if hours > 23 or minutes > 59:
             raise _bad(option, pos, f"not a time zone offset: {zone!r}")

@@ -85,6 +85,30 @@ def _sort(
     return keys, keyset
 
 
+def validate(entity: EntitySet, backend: Backend, opts: QueryOptions, base_url: str,
+             depth: int = 0) -> None:
+    """Check every option against the entity set before any query runs, nested ``$expand``
+    included (so a bad inner ``$filter`` is a 400 even when no row would reach it)."""
+    from warehouse.sta.entities import SETS
+
+    where_clause(entity, backend, Scope([]), opts, base_url)
+    _sort(entity, backend, opts, Scope([]), base_url)
+    for exp in opts.expand:
+        nav = entity.navs.get(exp.name)
+        if nav is None:
+            raise BadRequest(f"{entity.singular} has no navigation property {exp.name!r} "
+                             f"(known: {', '.join(entity.navs)})", option="$expand")
+        try:
+            validate(SETS[nav.target], backend, exp.options, base_url, depth + 1)
+        except BadRequest as exc:
+            if exc.option not in (None, "$expand"):
+                start = exp.options.positions.get(exc.option)
+                where = None if start is None else start + (exc.position or 0)
+                exc.message, exc.option, exc.position = f"{exc.option}: {exc.message}", \
+                    "$expand", where
+            raise
+
+
 def fetch_page(
     backend: Backend,
     entity: EntitySet,

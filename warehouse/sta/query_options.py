@@ -9,7 +9,7 @@ malformed one a 400 naming the option and the position in it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from urllib.parse import unquote
+from urllib.parse import unquote_plus
 
 from warehouse.sta.errors import BadRequest, NotImplementedOption, StaError
 from warehouse.sta.filter_parser import Node, parse_expression, parse_orderby
@@ -54,6 +54,8 @@ class QueryOptions:
     result_format: str | None = None
     skiptoken: str | None = None
     raw: dict[str, str] = field(default_factory=dict)  # as given, for @iot.nextLink
+    # inside $expand: where each option's value starts in the request's whole $expand
+    positions: dict[str, int] = field(default_factory=dict)
 
 
 def parse_query(query: str) -> QueryOptions:
@@ -65,11 +67,12 @@ def parse_query(query: str) -> QueryOptions:
         raise BadRequest("more than 64 query parameters")
     raw: dict[str, str] = {}
     for item in fields:
-        # '+' is kept as '+' (RFC 3986), so an unencoded offset like +07:00 keeps its meaning
+        # '+' is a space (as clients encode forms; a '+' is sent as %2B); an offset typed as
+        # a bare '+07:00' still parses (filter_parser reads ' 07:00' after a time as '+07:00')
         key, _, value = item.partition("=")
         try:
-            key = unquote(key, errors="strict")
-            value = unquote(value, errors="strict")
+            key = unquote_plus(key, errors="strict")
+            value = unquote_plus(value, errors="strict")
         except UnicodeDecodeError:
             raise BadRequest(f"query parameter {key[:40]!r} is not UTF-8") from None
         if not key.startswith("$"):
@@ -259,6 +262,7 @@ def _expand_options(text: str, depth: int, base: int) -> QueryOptions:
             exc.option = "$expand"
         raise
     opts.expand = nested
+    opts.positions = positions
     if nested:
         opts.raw["$expand"] = text_of_expand
     return opts

@@ -43,7 +43,8 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "station-warehouse-api"
 
     def setup(self) -> None:
-        self.timeout = self.server.read_timeout_s
+        self.connection = self.request
+        self.request.settimeout(self.server.read_timeout_s)  # a slow client cannot hold a slot
         super().setup()
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002

@@ -161,7 +161,9 @@ class SQLite(Dialect):
         return wrap("CAST({} AS REAL)", expr)
 
     def mod(self, left: Sql, right: Sql) -> Sql:
-        return wrap("({} % NULLIF({}, 0))", left, right)
+        # the remainder keeps its fraction, as PostgreSQL's mod (SQLite's % truncates both)
+        return wrap("({} - {} * CAST(CAST({} AS REAL) / NULLIF({}, 0) AS INTEGER))",
+                    left, right, left, right)
 
     def strpos(self, haystack: Sql, needle: Sql) -> Sql:
         return wrap("instr({}, {})", haystack, needle)
@@ -221,7 +223,7 @@ class Postgres(Dialect):
         )
 
     def mod(self, left: Sql, right: Sql) -> Sql:
-        return wrap("mod({}, NULLIF({}, 0))", left, right)
+        return wrap("mod(CAST({} AS numeric), NULLIF(CAST({} AS numeric), 0))", left, right)
 
     def strpos(self, haystack: Sql, needle: Sql) -> Sql:
         return wrap("strpos({}, {})", haystack, needle)
