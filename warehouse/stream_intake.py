@@ -203,6 +203,8 @@ class NatsWorker:
                 for p, task in list(self._lanes.items()):
                     if task.done():  # a lane that ended on an error starts again
                         self._lanes.pop(p)
+                        if not task.cancelled() and task.exception() is not None:
+                            self.refuse_log(logging.ERROR, "lane_failed", repr(task.exception()))
                 if time.monotonic() - last_progress >= 10:
                     last_progress = time.monotonic()
                     c = self.counters
@@ -252,6 +254,14 @@ class NatsWorker:
         try:
             psub = await self._subscribe(partition)
             while True:
+                if receiver is None:
+                    try:
+                        receiver = await loop.run_in_executor(pool, self.receiver_factory)
+                    except Exception as exc:  # the database is away: fetch nothing meanwhile
+                        self.counters.transient += 1
+                        self.refuse_log(logging.WARNING, "database_unavailable", repr(exc))
+                        await asyncio.sleep(1.0)
+                        continue
                 try:
                     msgs = await psub.fetch(s.fetch, timeout=1.0)
                 except Exception as exc:  # no message within the second, or a node changing
@@ -262,8 +272,6 @@ class NatsWorker:
                         await asyncio.sleep(0.5)
                     continue
                 for i, msg in enumerate(msgs):
-                    if receiver is None:
-                        receiver = await loop.run_in_executor(pool, self.receiver_factory)
                     done = await self._handle(msg, receiver, pool)
                     if not done:  # the database is away: this and the rest come back later
                         for later in msgs[i:]:
