@@ -87,7 +87,7 @@ def test_every_entity_has_its_mandatory_properties_id_selflink_and_navigation_li
         for p in properties:
             assert p in e, (entity_set, p)
         self_link = e["@iot.selfLink"]
-        assert self_link == f"{api.origin}/v1.1/{entity_set}('{quote(e['@iot.id'], safe='')}')"
+        assert self_link == f"{api.origin}/v1.1/{entity_set}('{quote(e['@iot.id'], safe=':@')}')"
         again = api.http.get(self_link).json()
         assert again["@iot.id"] == e["@iot.id"]
         for nav in navs:
@@ -340,7 +340,7 @@ def test_data_array_result_format(api) -> None:
     [group] = doc["value"]
     assert group["components"] == ["id", "phenomenonTime", "result"]
     assert group["Datastream@iot.navigationLink"].endswith(
-        quote("'HN-STACK-001:stack-analyzer:SO2'", safe="'") + ")")
+        quote("'HN-STACK-001:stack-analyzer:SO2'", safe="':@") + ")")
     so2 = sorted(readings(api, "HN-STACK-001", "SO2"), key=lambda r: r["time"])[:5]
     assert group["dataArray"] == [[obs_id(r), r["time"], r["value"]] for r in so2]
     assert group["dataArray@iot.count"] == 5

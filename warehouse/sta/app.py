@@ -135,7 +135,8 @@ class StaService:
                     what = f"{entity.singular}({seg.key!r})" if seg.key else seg.name
                     raise NotFound(f"no {what}")
         validate(entity, self.backend, opts, base)
-        ser = Serializer(self.backend, base, self._enrich)
+        windows: dict[str, Any] = {}  # maintenance windows by station, read once per request
+        ser = Serializer(self.backend, base, lambda e, rows: self._enrich(e, rows, windows))
         if single:
             assert row is not None
             return self._single(entity, row, rpath, opts, ser)
@@ -236,12 +237,12 @@ class StaService:
         return out
 
     # -- enrichment: what a reading's row does not hold ----------------------------------------
-    def _enrich(self, entity: EntitySet, rows: list[Row]) -> None:
+    def _enrich(self, entity: EntitySet, rows: list[Row], windows: dict[str, Any]) -> None:
         if entity.name != "Observations" or not rows:
             return
         from warehouse.sta.maintenance import attach
 
-        attach(self.backend, rows)
+        attach(self.backend, rows, windows)
 
     # -- catalogues and evidence -------------------------------------------------------------
     def catalogue(self, rest: str, origin: str) -> Answer:
@@ -345,4 +346,4 @@ def _id_equal(entity: EntitySet, key: str) -> list[tuple[str, object]]:
 def _segment_text(seg: Any) -> str:
     if seg.key is None:
         return str(seg.name)
-    return f"{seg.name}(" + quote("'" + seg.key.replace("'", "''") + "'", safe="'") + ")"
+    return f"{seg.name}(" + quote("'" + seg.key.replace("'", "''") + "'", safe="':@") + ")"

@@ -51,8 +51,9 @@ def windows(backend: Backend, station: str) -> list[dict[str, Any]]:
     return list(by_window.values())
 
 
-def attach(backend: Backend, rows: list[Row]) -> None:
-    """Add ``digest`` and ``maintenance`` to Observation rows (two queries per station)."""
+def attach(backend: Backend, rows: list[Row], cache: dict[str, Any] | None = None) -> None:
+    """Add ``digest`` and ``maintenance`` to Observation rows (a query per station for the
+    digests; the windows once per station and ``cache``, which lives for one request)."""
     seqs: dict[str, set[int]] = defaultdict(set)
     for row in rows:
         seqs[row["station"]].add(int(row["batch_seq"]))
@@ -65,7 +66,10 @@ def attach(backend: Backend, rows: list[Row]) -> None:
             + ")"
         ):
             digests[(station, int(r["seq"]))] = r["digest"]
-    found = {station: windows(backend, station) for station in seqs}
+    found = cache if cache is not None else {}
+    for station in seqs:
+        if station not in found:
+            found[station] = windows(backend, station)
     for row in rows:
         row["digest"] = digests.get((row["station"], int(row["batch_seq"])))
         row["maintenance"] = _window_of(found[row["station"]], row)

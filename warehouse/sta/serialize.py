@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from typing import Any
 from urllib.parse import quote
 
@@ -46,9 +47,15 @@ ENTITY_PROPERTIES = {
 }
 
 
+_PLAIN_ID = re.compile(r"[A-Za-z0-9_.\-:@]*")
+
+
 def entity_url(base: str, entity: EntitySet, id_: str) -> str:
-    """``{base}/Things('HN-01')`` (quotes doubled, then percent-encoded)."""
-    key = quote("'" + id_.replace("'", "''") + "'", safe="'")
+    """``{base}/Things('HN-01')`` (quotes doubled, then percent-encoded; ``:`` and ``@`` are
+    path characters and stay as they are)."""
+    if _PLAIN_ID.fullmatch(id_):
+        return f"{base}/{entity.name}('{id_}')"
+    key = quote("'" + id_.replace("'", "''") + "'", safe="':@")
     return f"{base}/{entity.name}({key})"
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import gzip
 import logging
 import re
+import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -45,6 +46,9 @@ class _Handler(BaseHTTPRequestHandler):
     def setup(self) -> None:
         self.connection = self.request
         self.request.settimeout(self.server.read_timeout_s)  # a slow client cannot hold a slot
+        # headers and body go out in separate writes: without NODELAY, Nagle and the client's
+        # delayed ACK add 40 ms to every answer
+        self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         super().setup()
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
