@@ -5,7 +5,7 @@ share the partitions among themselves (``warehouse.partition_claims``). The conf
 ``[storage]`` names the database, ``[intake.nats]`` the cluster::
 
     [storage]
-    url = "postgresql://warehouse@db.example/warehouse"
+    postgres = "postgresql://warehouse@db.example/warehouse"
 
     [intake.nats]
     servers = ["nats://10.0.0.1:4222", "nats://10.0.0.2:4222", "nats://10.0.0.3:4222"]
@@ -25,10 +25,11 @@ import json
 import logging
 import signal
 import sys
-import tomllib
 from pathlib import Path
 from typing import Any
 
+from warehouse.config import WarehouseConfigError
+from warehouse.config import load as load_config
 from warehouse.stream_intake import NatsWorker, StreamSettings, nats_mappings
 
 _NATS_KEYS = {
@@ -45,42 +46,37 @@ _NATS_KEYS = {
 }
 
 
-class ConfigProblem(Exception):
-    """The configuration file cannot be used (file, key, what was expected)."""
-
-
 def load(path: Path) -> tuple[str, StreamSettings]:
-    """(store URL, stream settings) from a warehouse.toml; ``ConfigProblem`` naming the
-    file and key when something is missing or wrong."""
-    try:
-        doc = tomllib.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigProblem(f"{path}: cannot read it as TOML ({exc})") from None
-    storage = doc.get("storage") or {}
-    url = storage.get("url") or storage.get("postgres") or storage.get("dsn")
-    if not url and storage.get("sqlite"):
-        url = f"sqlite:///{storage['sqlite']}"
-    if not isinstance(url, str) or not url:
-        raise ConfigProblem(f"{path}: [storage] url: expected a postgresql:// or sqlite:/// URL")
-    section = (doc.get("intake") or {}).get("nats")
+    """(store URL, stream settings) from a warehouse.toml (``warehouse.config`` checks
+    ``[storage]``); ``WarehouseConfigError`` naming the file and key when something is wrong."""
+    config = load_config(path)
+    section = (config.intake.model_extra or {}).get("nats")
     if not isinstance(section, dict):
-        raise ConfigProblem(f'{path}: [intake.nats]: missing (servers = ["nats://…"], …)')
+        raise WarehouseConfigError(f'{path}: [intake.nats]: missing (servers = ["nats://…"], …)')
     unknown = set(section) - _NATS_KEYS
     if unknown:
-        raise ConfigProblem(f"{path}: [intake.nats] {sorted(unknown)[0]}: not a known key")
+        raise WarehouseConfigError(f"{path}: intake.nats.{sorted(unknown)[0]}: not a known key")
     servers = section.get("servers")
     if isinstance(servers, str):
         servers = [servers]
     if not servers or not all(isinstance(s, str) for s in servers):
-        raise ConfigProblem(f"{path}: [intake.nats] servers: expected a list of nats:// URLs")
+        raise WarehouseConfigError(
+            f"{path}: intake.nats.servers: expected a list of nats:// URLs (found {servers!r})"
+        )
     kwargs: dict[str, Any] = {k: v for k, v in section.items() if k != "servers"}
-    for key, kind in (("partitions", int), ("replicas", int), ("fetch", int)):
-        if key in kwargs and (type(kwargs[key]) is not kind or kwargs[key] < 1):
-            raise ConfigProblem(f"{path}: [intake.nats] {key}: expected a whole number >= 1")
-    try:
-        return url, StreamSettings(servers=tuple(servers), **kwargs)
-    except TypeError as exc:
-        raise ConfigProblem(f"{path}: [intake.nats]: {exc}") from None
+    for key in ("partitions", "replicas", "fetch", "max_message_bytes"):
+        if key in kwargs and (type(kwargs[key]) is not int or kwargs[key] < 1):
+            raise WarehouseConfigError(
+                f"{path}: intake.nats.{key}: expected a whole number >= 1 (found {kwargs[key]!r})"
+            )
+    for key in ("prefix", "root", "stream", "worker"):
+        if key in kwargs and (not isinstance(kwargs[key], str) or not kwargs[key]):
+            raise WarehouseConfigError(f"{path}: intake.nats.{key}: expected a non-empty text")
+    if "ack_wait_s" in kwargs and (
+        not isinstance(kwargs["ack_wait_s"], int | float) or kwargs["ack_wait_s"] <= 0
+    ):
+        raise WarehouseConfigError(f"{path}: intake.nats.ack_wait_s: expected seconds > 0")
+    return config.storage.url(), StreamSettings(servers=tuple(servers), **kwargs)
 
 
 class StoreReceiver:
@@ -140,7 +136,7 @@ def add(subparsers: Any) -> None:
 def command(args: argparse.Namespace) -> int:
     try:
         url, settings = load(args.config)
-    except ConfigProblem as exc:
+    except WarehouseConfigError as exc:
         print(f"station-warehouse intake: {exc}", file=sys.stderr)
         return 2
     if args.mappings:

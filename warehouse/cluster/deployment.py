@@ -61,7 +61,7 @@ class ClusterDeployment:
             store.close()
         servers = ", ".join(json.dumps(u) for u in self.nats.urls)
         self.config.write_text(
-            f'[storage]\nurl = "{self.store_url}"\n\n[intake.nats]\nservers = [{servers}]\n'
+            f'[storage]\npostgres = "{self.store_url}"\n\n[intake.nats]\nservers = [{servers}]\n'
             f'prefix = "{self.prefix}"\npartitions = {self.partitions}\n'
             f"replicas = {min(3, len(self.nats.nodes))}\nack_wait_s = {self.ack_wait_s}\n"
             f"fetch = {self.fetch}\n"
