@@ -80,3 +80,46 @@ def test_plain_http_to_the_tls_port_is_refused(served) -> None:
     port = served.base_url.port
     with pytest.raises(httpx.HTTPError):
         httpx.post(f"http://127.0.0.1:{port}/stations/X/batches", content=b"x", timeout=5)
+
+
+def test_station_warehouse_serve_answers_until_sigterm(tmp_path, tls) -> None:
+    """The `serve` command: warehouse.toml's [intake.https], a batch stored, SIGTERM ends it."""
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from warehouse.cluster.ports import free_port
+    from warehouse.store import open_store
+
+    port = free_port()
+    config = tmp_path / "warehouse.toml"
+    config.write_text(
+        '[storage]\nsqlite = "w.db"\n[intake.https]\n'
+        f'port = {port}\ncert_file = "{tls.server_cert}"\nkey_file = "{tls.server_key}"\n'
+    )
+    store = open_store(f"sqlite:///{tmp_path / 'w.db'}")
+    store.migrate()
+    st = Station()
+    store.add_station(st.id, st.signer.jwk, kid_of(st.signer.jwk))
+    store.close()
+    script = Path(sys.executable).parent / "station-warehouse"
+    proc = subprocess.Popen(
+        [str(script), "serve", "--config", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == f"warehouse intake listening on https://127.0.0.1:{port}\n"
+        verify = ssl.create_default_context(cafile=str(tls.ca))
+        with httpx.Client(base_url=f"https://127.0.0.1:{port}", verify=verify) as client:
+            assert post(client, st.id, st.readings(1).encode()).status_code == 201
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(30)
+    assert code == 0
+    assert warehouse_stores.query(f"sqlite:///{tmp_path / 'w.db'}", "SELECT seq FROM batches") == [
+        (1,)
+    ]

@@ -31,6 +31,7 @@ from warehouse.verify.keys import UnknownKey, key_for, new_key
 from warehouse.verify.verifier import Batch, RegisteredKey, check, unverified_payload
 
 MAX_BATCH = 64 * 1024 * 1024  # bytes of one JWS (as inflated): docs/protocol.md
+SAMPLE_BYTES = 4096  # of a refused body, handed to the store's refusal record
 RESULTS = {201: "stored", 409: "duplicate", 400: "rejected", 425: "retry"}
 
 log = logging.getLogger("warehouse.intake")
@@ -83,7 +84,8 @@ class Intake:
             except VerificationError as exc:
                 status, message = 400, str(exc)
             if status == 400:
-                chain.refuse(Refusal(station, seq, now, via, message, digest, len(body)))
+                sample = body[:SAMPLE_BYTES]
+                chain.refuse(Refusal(station, seq, now, via, message, digest, len(body), sample))
         if status == 400:
             log.info("batch_refused station=%s seq=%s via=%s reason=%r", station, seq, via, message)
         return Answer(status, message, seq, digest)
@@ -94,7 +96,11 @@ class Intake:
         if len(body) > MAX_BATCH:
             raise VerificationError(f"batch of {len(body)} bytes (at most {MAX_BATCH})")
         rows = chain.keys()
-        history = [(r.from_seq, RegisteredKey.from_jwk(r.jwk)) for r in rows]
+        # the kid as registered (the thumbprint, computed when the key was registered or its
+        # rotation record stored), the public key from the JWK
+        history = [
+            (r.from_seq, RegisteredKey(r.kid, RegisteredKey.from_jwk(r.jwk).key)) for r in rows
+        ]
         key = key_for(history, station, body)
         batch = check(body, key, station)
         seq = batch.seq

@@ -1,7 +1,8 @@
 """The reference warehouse: receives batches over HTTP(S) and MQTT, verifies and stores them.
 
 For every batch: signature with the station's registered key (kid must match), payload format,
-station match, and the seq/prev chain against what it already holds. It verifies with its own
+station match, and the seq/prev chain against what it already holds: the Intake's checks
+(``warehouse/intake.py``), over this file's own tables (kept for the tests that read them). It verifies with its own
 code (``warehouse/verify/verifier.py``), never the agent's, so a bug in one cannot hide in
 the other.
 Stores the JWS verbatim in ``batches(station, seq, jws, ...)``, with its ``kind`` (``readings``
@@ -50,16 +51,27 @@ import signal
 import sqlite3
 import sys
 import threading
-import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
 from core.errors import VerificationError
 from core.record_kinds.rotation import KIND as ROTATION
-from warehouse.https_intake import FAULTS, MAX_BODY, Server, make_server, tls_context
+from warehouse.https_intake import (  # noqa: F401 (MAX_BODY: the limit tests read here)
+    FAULTS,
+    MAX_BODY,
+    Server,
+    make_server,
+    tls_context,
+)
+from warehouse.intake import Intake
+from warehouse.store.model import Held, KeyRow, NewBatch, Refusal
 from warehouse.verify.inflate import InflateError, inflate
-from warehouse.verify.key_book import KeyBook, UnknownKey
-from warehouse.verify.verifier import Batch, RegisteredKey, check, digest_of, unverified_payload
+from warehouse.verify.key_book import KeyBook
+from warehouse.verify.verifier import RegisteredKey, b64url_encode, digest_of, unverified_payload
 
 KEEP_REJECTIONS = 1000  # rejection records kept (station, seq, reason); all are counted
 SAMPLE_BODIES = 20  # of those, the latest this many keep the start of the refused body
@@ -91,7 +103,8 @@ class Warehouse:
         if "descriptor" not in columns:  # a file made before descriptors
             self._db.execute("ALTER TABLE batches ADD COLUMN descriptor INTEGER")
         self.key_book = KeyBook(self._db)  # keys learned from rotation records
-        self.too_early = 0  # batches answered 425: signed by a key not known (yet)
+        self._intake = Intake(_ReferenceStore(self))  # type: ignore[arg-type]
+        self.too_early = 0  # batches answered 425 (a key or a descriptor not received yet)
         self.fault: str | None = None
         self.admin = False  # POST /_admin/fault answers 404 unless this is set (--admin)
         self.received = 0
@@ -101,33 +114,20 @@ class Warehouse:
 
     # --- the verifying store --------------------------------------------------------------
     def receive(self, station: str, body: bytes, via: str) -> tuple[int, str]:
-        """Verify and store one batch; returns (HTTP status, message)."""
-        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        key = self.keys.get(station)
-        if key is None:
+        """Verify and store one batch; returns (HTTP status, message). The checks are the
+        Intake's (``warehouse.intake``), over this file's tables (``_ReferenceStore``)."""
+        if station not in self.keys:
             return 404, f"station {station!r} is not registered"
         with self._lock:
             self.received += 1
-            try:
-                if len(body) > MAX_BODY:
-                    raise VerificationError(f"batch of {len(body)} bytes (at most {MAX_BODY})")
-                key = self.key_book.key_for(station, key, body)
-                batch = check(body, key, station)
-                if batch.kind == ROTATION:
-                    self.key_book.check_rotation(station, batch, key)
-                status, message = self._store(batch, station, key.kid, via, now)
-                if status == 201 and batch.kind == ROTATION:
-                    self.key_book.forget(station)  # the new key signs from the next seq on
-            except UnknownKey as exc:
-                self.too_early += 1
-                status, message = 425, str(exc)
-            except VerificationError as exc:
-                status, message = 400, str(exc)
-            if status == 400:
-                self._record_rejection(station, body, message, via, now)
-        return status, message
+            answer = self._intake.receive(station, body, via=via)
+        if answer.status == 425:
+            self.too_early += 1
+        return answer.status, answer.message
 
-    def _record_rejection(self, station: str, body: bytes, reason: str, via: str, now: str) -> None:
+    def _record_rejection(
+        self, station: str, seq: int | None, body: bytes, reason: str, via: str, now: str
+    ) -> None:
         """Count every refusal; keep a bounded record of the latest and a sample of bodies."""
         self._db.execute(
             "INSERT INTO counters (name, n) VALUES ('rejected', 1) "
@@ -138,7 +138,7 @@ class Warehouse:
             "VALUES (?, ?, ?, ?, ?, ?)",
             (
                 station,
-                _claimed_seq(body),
+                seq,
                 reason[:500],
                 via,
                 now,
@@ -150,66 +150,6 @@ class Warehouse:
             "UPDATE rejections SET body = NULL WHERE id <= ? AND body IS NOT NULL",
             (rowid - SAMPLE_BODIES,),
         )
-
-    def _store(self, batch: Batch, station: str, kid: str, via: str, now: str) -> tuple[int, str]:
-        seq = batch.seq
-        rows = dict(
-            self._db.execute(
-                "SELECT seq, jws FROM batches WHERE station = ? AND seq BETWEEN ? AND ?",
-                (station, seq - 1, seq + 1),
-            ).fetchall()
-        )
-        if seq in rows:
-            if rows[seq] == batch.jws:
-                return 409, f"seq {seq} already received (identical)"
-            return 400, f"replay: seq {seq} already received with different content"
-        if seq - 1 in rows and batch.prev != digest_of(rows[seq - 1]):
-            return 400, f"chain broken: prev of seq {seq} is not the digest of seq {seq - 1}"
-        if seq + 1 in rows and _prev_of(rows[seq + 1]) != batch.digest:
-            return 400, f"chain broken: seq {seq + 1} does not follow this seq {seq}"
-        named = batch.payload.get("descriptor") if batch.kind == "readings" else None
-        latest = self._latest_descriptor(station, seq) if batch.kind == "readings" else None
-        if latest is not None and batch.payload["v"] == 3 and (named or 0) < latest:
-            return 400, (
-                f"seq {seq} names "
-                + ("no descriptor" if named is None else f"descriptor seq {named}")
-                + f", but descriptor seq {latest} comes before it: a readings batch names the "
-                "latest descriptor record before it"
-            )
-        if named is not None:
-            held = self._db.execute(
-                "SELECT kind FROM batches WHERE station = ? AND seq = ?", (station, named)
-            ).fetchone()
-            refused = self._db.execute(
-                "SELECT 1 FROM rejections WHERE station = ? AND seq = ?", (station, named)
-            ).fetchone()
-            if held is None and refused is None:  # on its way (out of order): retry
-                return 425, f"seq {seq} names descriptor seq {named}, not received yet"
-            if held is not None and held[0] != "descriptor":
-                return 400, f"seq {seq} names seq {named} as its descriptor: a {held[0]} batch"
-        readings = batch.readings
-        unsynced = sum(1 for r in readings if r.get("clock_unsynced"))
-        self._db.execute(
-            "INSERT INTO batches (station, seq, jws, kid, readings, received_at, via, kind, "
-            "unsynced, descriptor) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (station, seq, batch.jws, kid, len(readings), now, via, batch.kind, unsynced, named),
-        )
-        if seq > 1 and seq - 1 not in rows:
-            below = self._db.execute(
-                "SELECT max(seq) FROM batches WHERE station = ? AND seq < ?", (station, seq)
-            ).fetchone()[0]
-            self._db.execute(
-                "INSERT INTO gap_events (station, from_seq, to_seq, noticed_at) VALUES (?,?,?,?)",
-                (station, (below or 0) + 1, seq - 1, now),
-            )
-        return 201, f"stored seq {seq}"
-
-    def _latest_descriptor(self, station: str, seq: int) -> int | None:
-        """The newest descriptor record held below ``seq`` (None: none held)."""
-        return self._db.execute(
-            "SELECT max(seq) FROM batches WHERE station = ? AND kind = 'descriptor' AND seq < ?",
-            (station, seq),
-        ).fetchone()[0]
 
     # --- queries for testers --------------------------------------------------------------
     def gaps(self, station: str) -> list[tuple[int, int]]:
@@ -384,6 +324,112 @@ class Warehouse:
             self._mqtt.loop_stop()
         with self._lock:
             self._db.close()
+
+
+class _ReferenceStore:
+    """This file's tables seen as a store by the Intake: one ``BEGIN IMMEDIATE`` per batch
+    (the caller holds the warehouse's lock); the registered keys are the warehouse's own."""
+
+    def __init__(self, warehouse: Warehouse) -> None:
+        self._wh = warehouse
+
+    @contextmanager
+    def transaction(self, station: str) -> Iterator[_ReferenceChain | None]:
+        registered = self._wh.keys.get(station)
+        if registered is None:
+            yield None
+            return
+        db = self._wh._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield _ReferenceChain(self._wh, station, registered)
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+
+
+class _ReferenceChain:
+    """One station's batches in the reference warehouse's file (the Intake's ``Chain``)."""
+
+    def __init__(self, warehouse: Warehouse, station: str, registered: RegisteredKey) -> None:
+        self._wh, self._db, self.station = warehouse, warehouse._db, station
+        self._registered = registered
+
+    def keys(self) -> list[KeyRow]:
+        book = self._wh.key_book.keys(self.station, self._registered)
+        return [
+            KeyRow(first, key.kid, _jwk_of(key), "registered" if first == 1 else "rotation")
+            for first, key in book
+        ]
+
+    def near(self, seq: int) -> dict[int, Held]:
+        rows = self._db.execute(
+            "SELECT seq, jws, kid, kind FROM batches WHERE station = ? AND seq BETWEEN ? AND ?",
+            (self.station, seq - 1, seq + 1),
+        ).fetchall()
+        return {
+            s: Held(s, digest_of(jws), _prev_of(jws), kid, kind, jws.encode("ascii"))
+            for s, jws, kid, kind in rows
+        }
+
+    def kind_at(self, seq: int) -> str | None:
+        row = self._db.execute(
+            "SELECT kind FROM batches WHERE station = ? AND seq = ?", (self.station, seq)
+        ).fetchone()
+        return row[0] if row else None
+
+    def refused_at(self, seq: int) -> bool:
+        row = self._db.execute(
+            "SELECT 1 FROM rejections WHERE station = ? AND seq = ?", (self.station, seq)
+        ).fetchone()
+        return row is not None
+
+    def latest_descriptor_below(self, seq: int) -> int | None:
+        return self._db.execute(
+            "SELECT max(seq) FROM batches WHERE station = ? AND kind = 'descriptor' AND seq < ?",
+            (self.station, seq),
+        ).fetchone()[0]
+
+    def first_after(self, seq: int, kid: str) -> int | None:
+        return self._db.execute(
+            "SELECT min(seq) FROM batches WHERE station = ? AND seq > ? AND (kind = ? OR kid = ?)",
+            (self.station, seq, ROTATION, kid),
+        ).fetchone()[0]
+
+    def store(self, batch: NewBatch) -> None:
+        now = batch.received_at.strftime("%Y-%m-%dT%H:%M:%SZ")
+        seq = batch.seq
+        self._db.execute(
+            "INSERT INTO batches (station, seq, jws, kid, readings, received_at, via, kind, "
+            "unsynced, descriptor) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                self.station, seq, batch.jws.decode("ascii"), batch.kid, len(batch.readings),
+                now, batch.via, batch.kind, batch.unsynced, batch.descriptor,
+            ),
+        )
+        if seq > 1 and self.kind_at(seq - 1) is None:
+            below = self._db.execute(
+                "SELECT max(seq) FROM batches WHERE station = ? AND seq < ?", (self.station, seq)
+            ).fetchone()[0]
+            self._db.execute(
+                "INSERT INTO gap_events (station, from_seq, to_seq, noticed_at) VALUES (?,?,?,?)",
+                (self.station, (below or 0) + 1, seq - 1, now),
+            )
+        if batch.kind == ROTATION:
+            self._wh.key_book.forget(self.station)  # the new key signs from the next seq on
+
+    def refuse(self, refusal: Refusal) -> None:
+        now = refusal.received_at.strftime("%Y-%m-%dT%H:%M:%SZ")
+        self._wh._record_rejection(
+            self.station, refusal.seq, refusal.sample, refusal.reason, refusal.via, now
+        )
+
+
+def _jwk_of(key: RegisteredKey) -> dict[str, str]:
+    raw = key.key.public_bytes(Encoding.Raw, PublicFormat.Raw)
+    return {"kty": "OKP", "crv": "Ed25519", "x": b64url_encode(raw)}
 
 
 def mqtt_ack(body: bytes, status: int, message: str) -> bytes | None:

@@ -97,6 +97,7 @@ class Refusal:
     reason: str
     digest: str
     size: int
+    sample: bytes = b""  # the start of the refused bytes (a store may keep it, or not)
 
 
 @dataclass(frozen=True)
