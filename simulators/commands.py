@@ -37,6 +37,12 @@ def add_warehouse_demo(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--workdir", default="warehouse-demo", help="where to leave everything")
     p.add_argument("--seconds", type=float, default=20.0, help="how long to run (default 20)")
     p.add_argument("--stations", type=int, default=5, help="how many stations (default 5)")
+    p.add_argument(
+        "--cluster",
+        action="store_true",
+        help="the cluster instead: 3 NATS JetStream nodes, PostgreSQL, 2 intake workers; a "
+        "NATS node and a worker are killed with -9 and restarted during the run",
+    )
     p.set_defaults(func=_run_warehouse_demo)
 
 
@@ -46,4 +52,8 @@ def _run_warehouse_demo(args: argparse.Namespace) -> int:
     if args.stations < 1 or args.seconds <= 0:
         print("error: --stations must be >= 1 and --seconds > 0", file=sys.stderr)
         return 2
+    if args.cluster:
+        from simulators.cluster_demo import run_cluster_demo
+
+        return run_cluster_demo(Path(args.workdir), seconds=args.seconds, stations=args.stations)
     return run_demo(Path(args.workdir), seconds=args.seconds, stations=args.stations)

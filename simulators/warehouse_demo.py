@@ -25,6 +25,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 REAL_AGENTS = 2  # real station-agent processes; the rest of --stations are fleet stations
@@ -227,16 +228,23 @@ def sealed_by_stations(workdir: Path) -> dict[str, dict[int, str]]:
 
 def judge(workdir: Path) -> tuple[str, bool]:
     """The verdict line: stations, batches sealed, stored exactly once, chains intact."""
-    sealed = sealed_by_stations(workdir)
     conn = sqlite3.connect(f"file:{workdir / 'warehouse.db'}?mode=ro", uri=True)
     try:
-        held: dict[str, list[tuple[int, bytes]]] = {}
-        for station, seq, jws in conn.execute(
-            "SELECT station, seq, jws FROM batches ORDER BY station, seq"
-        ):
-            held.setdefault(station, []).append((seq, bytes(jws)))
+        rows = conn.execute("SELECT station, seq, jws FROM batches ORDER BY station, seq")
+        return verdict(sealed_by_stations(workdir), rows)
     finally:
         conn.close()
+
+
+def verdict(
+    sealed: dict[str, dict[int, str]], rows: Iterable[tuple[str, int, bytes]]
+) -> tuple[str, bool]:
+    """The verdict line from what the stations sealed (station -> seq -> digest) and the
+    warehouse's batches (station, seq, jws) in (station, seq) order (any store; the cluster
+    demo reads PostgreSQL)."""
+    held: dict[str, list[tuple[int, bytes]]] = {}
+    for station, seq, jws in rows:
+        held.setdefault(station, []).append((seq, bytes(jws)))
     total = sum(len(s) for s in sealed.values())
     once = broken = extra = 0
     for station, rows in held.items():

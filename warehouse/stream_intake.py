@@ -301,7 +301,12 @@ class NatsWorker:
         )
         while True:
             try:
-                await self.js.add_consumer(s.stream, config)
+                try:  # an existing consumer is asked of its own leader, not the meta leader
+                    await self.js.consumer_info(s.stream, durable)
+                except Exception as exc:
+                    if type(exc).__name__ != "NotFoundError":
+                        raise
+                    await self.js.add_consumer(s.stream, config)
                 return await self.js.pull_subscribe_bind(durable, s.stream)
             except Exception as exc:  # a leader being elected: try again
                 self.refuse_log(logging.INFO, "consumer_wait", repr(exc), partition=partition)
