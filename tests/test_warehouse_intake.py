@@ -17,6 +17,7 @@ import json
 import random
 import threading
 
+import psycopg
 import pytest
 import warehouse_stores
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -421,3 +422,19 @@ def test_postgresql_readings_land_in_monthly_partitions_made_on_demand(pg_server
     second.close()
     assert answers == {a.id: 201, b.id: 201}
     assert query(url, "SELECT count(*) FROM readings_y2026m02") == [(2,)]
+
+
+def test_postgresql_commits_are_synchronous_whatever_the_database_default(pg_server) -> None:
+    """An ack follows a commit that is on disk: the store turns synchronous_commit on for its
+    sessions even where the database's default is off."""
+    url = warehouse_stores.new_database(pg_server)
+    name = url.rsplit("/", 1)[1]
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"ALTER DATABASE {name} SET synchronous_commit = off")
+    assert query(url, "SHOW synchronous_commit") == [("off",)]
+    store = open_store(url)
+    try:
+        with store._connection() as conn:  # type: ignore[attr-defined]
+            assert conn.execute("SHOW synchronous_commit").fetchone() == ("on",)
+    finally:
+        store.close()

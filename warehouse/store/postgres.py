@@ -1,6 +1,7 @@
 """The PostgreSQL store (psycopg 3): the warehouse for a network of stations.
 
-Durable when a transaction returns (``synchronous_commit`` on, the server's default). Each
+Durable when a transaction returns: each connection sets ``synchronous_commit = on`` (the
+server's default, enforced here), so a committed batch is in the server's fsynced WAL. Each
 intake transaction locks its station's ``chain_heads`` row (``SELECT … FOR UPDATE``) before it
 reads anything of the chain, so workers on other machines can share one station's batches and
 still never both commit a seq nor check a link against a stale neighbour. Readings go in with
@@ -77,6 +78,9 @@ class PostgresStore:
             except queue.Empty:
                 try:
                     conn = psycopg.connect(self.url, connect_timeout=10)
+                    # an answer means committed to disk, whatever the server's default says
+                    conn.execute("SET synchronous_commit = on")
+                    conn.commit()
                 except psycopg.Error as exc:
                     raise StoreError(
                         f"cannot connect to PostgreSQL at {_safe(self.url)}: {str(exc).strip()}"
