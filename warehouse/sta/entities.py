@@ -278,7 +278,8 @@ def _p(sql: str, type_: str, nullable: bool = True) -> Prop:
 def _obs_ids(value: str) -> list[tuple[str, object]]:
     station, _, rest = value.partition(":")
     seq, _, ord_ = rest.partition(":")
-    if not (station and seq.isdigit() and ord_.isdigit() and len(seq) < 19 and len(ord_) < 10):
+    digits = seq.isascii() and ord_.isascii() and seq.isdigit() and ord_.isdigit()
+    if not (station and digits and len(seq) < 19 and len(ord_) < 10):
         return [("station", ""), ("batch_seq", -1), ("ord", -1)]  # matches nothing
     return [("station", station), ("batch_seq", int(seq)), ("ord", int(ord_))]
 

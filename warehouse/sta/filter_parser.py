@@ -115,12 +115,13 @@ class _Token:
 
 
 _DATETIME = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::(\d{2})(\.\d{1,9})?)?(Z|[+ -]\d{2}:\d{2})"
+    r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::(\d{2})(\.\d{1,9})?)?(Z|[+ -]\d{2}:\d{2})",
+    re.ASCII,
 )
-_DATE = re.compile(r"(\d{4})-(\d{2})-(\d{2})(?![\dT:])")
-_TIME = re.compile(r"(\d{2}):(\d{2})(?::(\d{2})(\.\d{1,9})?)?")
-_NUMBER = re.compile(r"\d+(\.\d+)?([eE][+-]?\d+)?")
-_NAME = re.compile(r"[A-Za-z_@][A-Za-z0-9_.@]*")
+_DATE = re.compile(r"(\d{4})-(\d{2})-(\d{2})(?![\dT:])", re.ASCII)
+_TIME = re.compile(r"(\d{2}):(\d{2})(?::(\d{2})(\.\d{1,9})?)?", re.ASCII)
+_NUMBER = re.compile(r"\d+(\.\d+)?([eE][+-]?\d+)?", re.ASCII)
+_NAME = re.compile(r"[A-Za-z_@][A-Za-z0-9_.@]*", re.ASCII)
 _SPACE = re.compile(r"[ \t\r\n]+")
 
 
@@ -163,7 +164,7 @@ def _tokenize(text: str, option: str) -> list[_Token]:
                 i = k + 1
                 break
             continue
-        if ch.isdigit():
+        if "0" <= ch <= "9":
             tok = _temporal(text, i, option) or _number(text, i, option)
             tokens.append(tok)
             i = tok.pos + len(tok.text)
@@ -190,7 +191,7 @@ def _temporal(text: str, i: int, option: str) -> _Token | None:
             raise _bad(option, i, f"not a date: {m.group()!r} ({exc})") from None
         return _Token("date", m.group(), i, value)
     m = _TIME.match(text, i)
-    if m and m.end() - i >= 5 and not (m.end() < len(text) and text[m.end()].isdigit()):
+    if m and m.end() - i >= 5 and not (m.end() < len(text) and "0" <= text[m.end()] <= "9"):
         frac = m[4] or ""
         try:
             tod = dt.time(

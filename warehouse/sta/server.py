@@ -104,7 +104,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _drain(self) -> None:
         length = self.headers.get("Content-Length")
-        if length and length.isdigit() and int(length) <= 1 << 20:
+        if length and length.isascii() and length.isdigit() and int(length) <= 1 << 20:
             self.rfile.read(int(length))
         elif length or self.headers.get("Transfer-Encoding"):
             self.close_connection = True
