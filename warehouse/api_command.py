@@ -66,7 +66,7 @@ def load(path: Path) -> ApiSettings:
         if key in api:
             value = api[key]
             if not isinstance(value, kind) or isinstance(value, bool):
-                raise ConfigProblem(f"{path}: [api] {key}: expected a {_name(kind)}, "
+                raise ConfigProblem(f"{path}: [api] {key}: expected {_name(kind)}, "
                                     f"found {value!r}")
             setattr(settings, key, value)
     if not 0 <= settings.port <= 65535:
@@ -80,8 +80,8 @@ def load(path: Path) -> ApiSettings:
 
 def _name(kind: Any) -> str:
     if isinstance(kind, tuple):
-        return "number"
-    return {str: "string", int: "integer"}[kind]
+        return "a number"
+    return {str: "a string", int: "an integer"}[kind]
 
 
 def add(subparsers: Any) -> None:
