@@ -40,7 +40,7 @@ def config(tmp_path: Path) -> Path:
 
 def test_migrate_creates_the_schema_once_relative_to_the_config(config, capsys) -> None:
     code, out, _ = run(capsys, "migrate", "--config", str(config))
-    assert code == 0 and "applied 1" in out
+    assert code == 0 and "applied 1, 2" in out
     assert (config.parent / "w.db").exists()
     code, out, _ = run(capsys, "migrate", "--config", str(config))
     assert code == 0 and "nothing to apply" in out
@@ -51,7 +51,7 @@ def test_migrate_on_postgresql(pg_server, tmp_path, capsys) -> None:
     config = write_config(tmp_path, f'[storage]\npostgres = "{url}"\n')
     assert run(capsys, "migrate", "--config", str(config))[:2] == (
         0,
-        f"migrated {url.split('@')[-1]}: applied 1\n",
+        f"migrated {url.split('@')[-1]}: applied 1, 2\n",
     )
     assert "nothing to apply" in run(capsys, "migrate", "--config", str(config))[1]
     tables = warehouse_stores.query(
@@ -160,7 +160,7 @@ def test_a_store_not_migrated_says_what_to_run(config, capsys) -> None:
     code, _out, err = run(
         capsys, "stations", "add", "HN-01", "--jwk", str(jwk), "--config", str(config)
     )
-    assert code == 1 and "schema version 0, expected 1: run `station-warehouse migrate" in err
+    assert code == 1 and "schema version 0, expected 2: run `station-warehouse migrate" in err
 
 
 def test_the_console_script_answers(config) -> None:
@@ -176,3 +176,28 @@ def test_the_console_script_answers(config) -> None:
         timeout=60,
     )
     assert done.returncode == 0 and "applied 1" in done.stdout, done.stderr
+
+
+def test_migration_2_counts_the_refusals_a_version_1_store_holds(tmp_path, config, capsys) -> None:
+    """A store made at schema 1 (refusals as rows only) gets its per-station counters."""
+    import sqlite3
+
+    from warehouse.store import migrations
+
+    db = sqlite3.connect(config.parent / "w.db")
+    first = migrations.migrations("sqlite")[0]
+    db.executescript(
+        first.sql + "\nCREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, "
+        "name TEXT NOT NULL, applied_at TEXT NOT NULL);\n"
+        "INSERT INTO schema_migrations VALUES (1, 'initial', '2026-01-01T00:00:00.000Z');\n"
+        "INSERT INTO stations VALUES ('S', '{}', 'k', '2026-01-01T00:00:00.000Z');\n"
+        "INSERT INTO chain_heads (station) VALUES ('S');\n"
+        "INSERT INTO refusals (station, received_at, via, reason, digest, size) VALUES "
+        "('S', 't', 'v', 'replay: seq 1', 'd', 1), ('S', 't', 'v', 'malformed JWS', 'd', 1);"
+    )
+    db.close()
+    code, out, _ = run(capsys, "migrate", "--config", str(config))
+    assert code == 0 and "applied 2" in out
+    code, out, _ = run(capsys, "status", "--json", "--config", str(config))
+    row = json.loads(out)
+    assert (row["refused"], row["chain_refusals"]) == (2, 1)

@@ -438,3 +438,30 @@ def test_postgresql_commits_are_synchronous_whatever_the_database_default(pg_ser
             assert conn.execute("SHOW synchronous_commit").fetchone() == ("on",)
     finally:
         store.close()
+
+
+def test_garbage_posted_to_a_station_is_counted_but_only_the_latest_is_kept(
+    intake, station, store, store_url, monkeypatch
+) -> None:
+    """Anyone can post to a station's URL: refusals whose signature failed are counted and the
+    latest KEEP_UNSIGNED_REFUSALS kept; those a key holder caused (signed) are all kept."""
+    import warehouse.store.postgres
+    import warehouse.store.sqlite
+
+    for module in (warehouse.store.sqlite, warehouse.store.postgres):
+        monkeypatch.setattr(module, "KEEP_UNSIGNED_REFUSALS", 5)
+    assert send(intake, station, station.readings(1)).status == 201
+    for i in range(12):
+        assert send(intake, station, f"garbage {i}").status == 400
+    replays = [
+        station.readings(1, [("stack", "SO2", "", T0, float(i), "00", False)]) for i in (7, 8)
+    ]
+    for token in replays:
+        assert send(intake, station, token).message.startswith("replay: seq 1")
+    kept = query(store_url, "SELECT reason, signed FROM refusals ORDER BY id")
+    assert [bool(signed) for _r, signed in kept] == [False] * 5 + [True] * 2
+    assert [r for r, _s in kept][-2:] == [
+        "replay: seq 1 already received with different content"
+    ] * 2
+    [status] = store.status()
+    assert (status.refused, status.chain_refusals) == (14, 2)

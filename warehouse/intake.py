@@ -77,21 +77,42 @@ class Intake:
         with self.store.transaction(station) as chain:
             if chain is None:
                 return Answer(404, f"station {station!r} is not registered", seq, digest)
+            signed = [False]  # set once the signature verified: a refusal a key holder caused
             try:
-                status, message = self._verify_and_store(chain, station, body, digest, via, now)
+                status, message = self._verify_and_store(
+                    chain, station, body, digest, via, now, signed
+                )
             except UnknownKey as exc:
                 status, message = 425, str(exc)
             except VerificationError as exc:
                 status, message = 400, str(exc)
             if status == 400:
-                sample = body[:SAMPLE_BYTES]
-                chain.refuse(Refusal(station, seq, now, via, message, digest, len(body), sample))
+                chain.refuse(
+                    Refusal(
+                        station,
+                        seq,
+                        now,
+                        via,
+                        message,
+                        digest,
+                        len(body),
+                        body[:SAMPLE_BYTES],
+                        signed[0],
+                    )
+                )
         if status == 400:
             log.info("batch_refused station=%s seq=%s via=%s reason=%r", station, seq, via, message)
         return Answer(status, message, seq, digest)
 
     def _verify_and_store(
-        self, chain: Chain, station: str, body: bytes, digest: str, via: str, now: datetime
+        self,
+        chain: Chain,
+        station: str,
+        body: bytes,
+        digest: str,
+        via: str,
+        now: datetime,
+        signed: list[bool],
     ) -> tuple[int, str]:
         if len(body) > MAX_BATCH:
             raise VerificationError(f"batch of {len(body)} bytes (at most {MAX_BATCH})")
@@ -103,6 +124,7 @@ class Intake:
         ]
         key = key_for(history, station, body)
         batch = check(body, key, station)
+        signed[0] = True
         seq = batch.seq
         near = chain.near(seq)
         rotated: RegisteredKey | None = None

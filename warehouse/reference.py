@@ -2,9 +2,9 @@
 
 For every batch: signature with the station's registered key (kid must match), payload format,
 station match, and the seq/prev chain against what it already holds: the Intake's checks
-(``warehouse/intake.py``), over this file's own tables (kept for the tests that read them). It verifies with its own
-code (``warehouse/verify/verifier.py``), never the agent's, so a bug in one cannot hide in
-the other.
+(``warehouse/intake.py``), over this file's own tables (kept for the tests that read them).
+It verifies with its own code (``warehouse/verify/verifier.py``), never the agent's, so a bug
+in one cannot hide in the other.
 Stores the JWS verbatim in ``batches(station, seq, jws, ...)``, with its ``kind`` (``readings``
 or a record kind, payload v3) and ``unsynced``, how many of its readings were taken while the
 station's clock was not synchronized (payload v3), and ``descriptor``, the seq of the

@@ -98,6 +98,12 @@ class Refusal:
     digest: str
     size: int
     sample: bytes = b""  # the start of the refused bytes (a store may keep it, or not)
+    signed: bool = False  # its signature verified (a key holder sent it): always kept
+
+    @property
+    def chain(self) -> bool:
+        """Refused as a replay or a broken chain link."""
+        return self.reason.startswith(("replay", "chain broken"))
 
 
 @dataclass(frozen=True)
@@ -113,8 +119,8 @@ class StationStatus:
     gaps: list[tuple[int, int]] = field(default_factory=list)  # missing (first, last) seqs
     last_sealed_at: datetime | None = None
     last_received_at: datetime | None = None
-    refused: int = 0
-    chain_refusals: int = 0  # refused as a replay or a broken chain
+    refused: int = 0  # every batch refused (400) since the station was registered
+    chain_refusals: int = 0  # of those, refused as a replay or a broken chain link
 
     @property
     def missing(self) -> int:

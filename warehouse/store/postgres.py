@@ -37,6 +37,7 @@ from warehouse.store.model import (
 from warehouse.store.rows import parse_iso, time_of
 
 BACKEND = "postgres"
+KEEP_UNSIGNED_REFUSALS = 1000  # per station: the latest refusals of bodies whose signature failed
 _MIGRATION_LOCK = 0x5741_5245  # pg_advisory_xact_lock key while migrating ("WARE")
 _COPY = (
     "COPY readings (station, batch_seq, ord, device, param, unit, time, value_kind, value_int, "
@@ -176,10 +177,7 @@ class PostgresStore:
             heads = conn.execute(
                 "SELECT h.station, (SELECT kid FROM station_keys k WHERE k.station = h.station "
                 "ORDER BY from_seq DESC LIMIT 1), batches, readings, highest_seq, contiguous_seq, "
-                "last_sealed_at, last_received_at, "
-                "(SELECT count(*) FROM refusals r WHERE r.station = h.station), "
-                "(SELECT count(*) FROM refusals r WHERE r.station = h.station AND "
-                " (reason LIKE 'replay%%' OR reason LIKE 'chain broken%%')) "
+                "last_sealed_at, last_received_at, refused, chain_refused "
                 "FROM chain_heads h ORDER BY station"
             ).fetchall()
             for row in heads:
@@ -425,8 +423,8 @@ class _PostgresChain:
 
     def refuse(self, refusal: Refusal) -> None:
         self._conn.execute(
-            "INSERT INTO refusals (station, seq, received_at, via, reason, digest, size) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s)",
+            "INSERT INTO refusals (station, seq, received_at, via, reason, digest, size, signed) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
             (
                 refusal.station,
                 refusal.seq,
@@ -435,8 +433,20 @@ class _PostgresChain:
                 refusal.reason[:500],
                 refusal.digest,
                 refusal.size,
+                refusal.signed,
             ),
         )
+        self._conn.execute(
+            "UPDATE chain_heads SET refused = refused + 1, chain_refused = chain_refused + %s "
+            "WHERE station = %s",
+            (int(refusal.chain), self.station),
+        )
+        if not refusal.signed:
+            self._conn.execute(
+                "DELETE FROM refusals WHERE station = %s AND NOT signed AND id <= (SELECT id FROM "
+                "refusals WHERE station = %s AND NOT signed ORDER BY id DESC LIMIT 1 OFFSET %s)",
+                (self.station, self.station, KEEP_UNSIGNED_REFUSALS),
+            )
 
 
 def _safe(url: str) -> str:

@@ -31,6 +31,7 @@ from warehouse.store.rows import iso, parse_iso, time_text
 
 BACKEND = "sqlite"
 BUSY_TIMEOUT_MS = 30_000
+KEEP_UNSIGNED_REFUSALS = 1000  # per station: the latest refusals of bodies whose signature failed
 
 
 class SqliteStore:
@@ -148,9 +149,12 @@ class SqliteStore:
             heads = self._db.execute(
                 "SELECT h.station, (SELECT kid FROM station_keys k WHERE k.station = h.station "
                 "ORDER BY from_seq DESC LIMIT 1), batches, readings, highest_seq, contiguous_seq, "
-                "last_sealed_at, last_received_at FROM chain_heads h ORDER BY station"
+                "last_sealed_at, last_received_at, refused, chain_refused FROM chain_heads h "
+                "ORDER BY station"
             ).fetchall()
-            for station, kid, batches, readings, highest, contiguous, sealed, received in heads:
+            for row in heads:
+                station, kid, batches, readings, highest, contiguous, sealed, received = row[:8]
+                refused, chain = row[8:]
                 seqs = [
                     r[0]
                     for r in self._db.execute(
@@ -158,11 +162,6 @@ class SqliteStore:
                         (station, contiguous),
                     )
                 ]
-                refused, chain = self._db.execute(
-                    "SELECT count(*), coalesce(sum(reason LIKE 'replay%' OR reason LIKE "
-                    "'chain broken%'), 0) FROM refusals WHERE station = ?",
-                    (station,),
-                ).fetchone()
                 out.append(
                     StationStatus(
                         station,
@@ -366,8 +365,8 @@ class _SqliteChain:
 
     def refuse(self, refusal: Refusal) -> None:
         self._db.execute(
-            "INSERT INTO refusals (station, seq, received_at, via, reason, digest, size) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO refusals (station, seq, received_at, via, reason, digest, size, signed) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 refusal.station,
                 refusal.seq,
@@ -376,5 +375,17 @@ class _SqliteChain:
                 refusal.reason[:500],
                 refusal.digest,
                 refusal.size,
+                int(refusal.signed),
             ),
         )
+        self._db.execute(
+            "UPDATE chain_heads SET refused = refused + 1, chain_refused = chain_refused + ? "
+            "WHERE station = ?",
+            (int(refusal.chain), self.station),
+        )
+        if not refusal.signed:
+            self._db.execute(
+                "DELETE FROM refusals WHERE station = ? AND signed = 0 AND id <= (SELECT id FROM "
+                "refusals WHERE station = ? AND signed = 0 ORDER BY id DESC LIMIT 1 OFFSET ?)",
+                (self.station, self.station, KEEP_UNSIGNED_REFUSALS),
+            )
