@@ -125,6 +125,8 @@ def test_sensor_is_the_analyzer_and_observed_property_the_catalogue_entry(api) -
     assert entry["code"] == "SO2" and "mg/Nm3" in entry["units"]
     ds = api.json(f"/v1.1/{SO2}")
     assert ds["unitOfMeasurement"]["symbol"] == "mg/Nm3"
+    times = sorted(r["time"] for r in readings(api, "HN-STACK-001", "SO2"))
+    assert ds["phenomenonTime"] == f"{times[0]}/{times[-1]}"
     assert ds["properties"]["limits"]["max"] == 500.0
 
 
@@ -214,6 +216,20 @@ def test_top_skip_and_orderby(api) -> None:
     assert [o["result"] for o in doc["value"]] == [r["value"] for r in so2[2:5]]
     answer = api.get("/v1.1/Observations", **{"$top": "1001"})
     assert answer.status_code == 400 and answer.json()["option"] == "$top"
+
+
+def test_count_above_the_exact_limit_is_a_stated_estimate(api, monkeypatch) -> None:
+    """Issue 30: $count exact below a threshold, a stated estimate above (never a full scan)."""
+    import warehouse.sta.query as query
+
+    monkeypatch.setattr(query, "COUNT_EXACT_LIMIT", 5)
+    doc = api.json(f"/v1.1/{SO2}/Observations", **{"$count": "true", "$top": "1"})
+    assert doc["@iot.countEstimate"] in ("planner", "lower-bound")
+    assert doc["@iot.count"] >= 6
+    if doc["@iot.countEstimate"] == "lower-bound":
+        assert doc["@iot.count"] == 6
+    small = api.json("/v1.1/Things", **{"$count": "true"})
+    assert small["@iot.count"] == 2 and "@iot.countEstimate" not in small
 
 
 def test_count_is_exact_and_independent_of_top(api) -> None:

@@ -238,11 +238,12 @@ class StaService:
 
     # -- enrichment: what a reading's row does not hold ----------------------------------------
     def _enrich(self, entity: EntitySet, rows: list[Row], windows: dict[str, Any]) -> None:
-        if entity.name != "Observations" or not rows:
-            return
-        from warehouse.sta.maintenance import attach
+        from warehouse.sta.maintenance import attach, attach_phenomenon_times
 
-        attach(self.backend, rows, windows)
+        if entity.name == "Observations" and rows:
+            attach(self.backend, rows, windows)
+        elif entity.name == "Datastreams" and rows:
+            attach_phenomenon_times(self.backend, rows)
 
     # -- catalogues and evidence -------------------------------------------------------------
     def catalogue(self, rest: str, origin: str) -> Answer:

@@ -90,3 +90,17 @@ def _window_of(wins: list[dict[str, Any]], row: Row) -> dict[str, Any] | None:
                 for k in ("window", "source", "start", "end", "until", "technician", "reason")
             }
     return None
+
+
+def attach_phenomenon_times(backend: Backend, rows: list[Row]) -> None:
+    """Add ``phenomenon`` (first and last reading time, two index lookups) to Datastream rows."""
+    for row in rows:
+        key = (row["station"], row["device"], row["param"])
+        found = backend.fetch(Sql(
+            "SELECT (SELECT time FROM readings WHERE station = ? AND device = ? AND param = ? "
+            "ORDER BY time LIMIT 1) AS lo, (SELECT time FROM readings WHERE station = ? AND "
+            "device = ? AND param = ? ORDER BY time DESC LIMIT 1) AS hi", key + key))[0]
+        if found["lo"] is None:
+            row["phenomenon"] = None
+        else:
+            row["phenomenon"] = f"{_text_time(found['lo'])}/{_text_time(found['hi'])}"

@@ -172,8 +172,8 @@ def _datastreams(row: Row, base: str) -> dict[str, Any]:
         "unitOfMeasurement": {"name": row["unit"], "symbol": row["unit"], "definition": None},
         "observationType": OM_OBSERVATION,
         "observedArea": None,
-        "phenomenonTime": None,
-        "resultTime": None,
+        "phenomenonTime": row.get("phenomenon"),
+        "resultTime": row.get("phenomenon"),
         "properties": {
             "station": row["station"],
             "device": row["device"],
