@@ -201,3 +201,12 @@ def test_migration_2_counts_the_refusals_a_version_1_store_holds(tmp_path, confi
     code, out, _ = run(capsys, "status", "--json", "--config", str(config))
     row = json.loads(out)
     assert (row["refused"], row["chain_refusals"]) == (2, 1)
+
+
+def test_the_sample_configuration_is_valid() -> None:
+    from warehouse.config import load
+
+    sample = Path(__file__).resolve().parent.parent / "warehouse" / "sample.toml"
+    config = load(sample)
+    assert config.storage.url() == f"sqlite:///{sample.parent / 'warehouse.db'}"
+    assert config.intake.https is not None and config.intake.https.port == 8443
