@@ -465,3 +465,23 @@ def test_garbage_posted_to_a_station_is_counted_but_only_the_latest_is_kept(
     ] * 2
     [status] = store.status()
     assert (status.refused, status.chain_refusals) == (14, 2)
+
+
+def test_stored_batches_are_append_only_evidence(intake, station, store_url) -> None:
+    """Neither an UPDATE nor a DELETE of a stored batch goes through, on either backend."""
+    import sqlite3
+
+    assert send(intake, station, station.readings(1)).status == 201
+    for sql in ("UPDATE batches SET via = 'x'", "DELETE FROM batches"):
+        if store_url.startswith("sqlite:///"):
+            conn = sqlite3.connect(store_url.removeprefix("sqlite:///"))
+            with pytest.raises(sqlite3.IntegrityError, match="append-only evidence"):
+                conn.execute(sql)
+            conn.close()
+        else:
+            with (
+                psycopg.connect(store_url) as conn,
+                pytest.raises(psycopg.errors.RaiseException, match="append-only evidence"),
+            ):
+                conn.execute(sql)
+    assert query(store_url, "SELECT seq, via FROM batches") == [(1, "test")]
