@@ -26,6 +26,7 @@ class Api:
     origin: str
     oracle: dict[str, Any]
     url: str
+    backend: Any = None
 
     def get(self, path: str, **params: Any) -> httpx.Response:
         return self.http.get(path, params=params or None)
@@ -41,12 +42,12 @@ def start_api(url: str) -> Iterator[Api]:
     store.migrate()
     store.close()
     oracle = fill(url)
-    backend = open_backend(url, timeout_s=10)
+    backend = open_backend(url, timeout_s=10, pool_size=4)
     server = serve(StaService(backend, opendata=OpenData(backend)), "127.0.0.1", 0)
     origin = f"http://127.0.0.1:{server.server_address[1]}"
     client = httpx.Client(base_url=origin, timeout=30)
     try:
-        yield Api(client, origin, oracle, url)
+        yield Api(client, origin, oracle, url, backend)
     finally:
         client.close()
         server.shutdown()

@@ -417,3 +417,16 @@ def test_openapi_document_names_every_endpoint(api) -> None:
                  "/opendata/{day}/manifest.json", "/evidence/{station}/descriptors/{seq}.jws",
                  "/catalogue/parameters"):
         assert path in doc["paths"]
+
+
+def test_requests_reuse_a_bounded_pool_of_connections(api) -> None:
+    """Each request runs in its own thread: connections are pooled, never one per request."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(_: int) -> int:
+        return api.http.get("/v1.1/Things('HN-STACK-001')/Datastreams",
+                            params={"$expand": "Observations($top=1)"}).status_code
+
+    with ThreadPoolExecutor(8) as pool:
+        assert set(pool.map(one, range(60))) == {200}
+    assert 1 <= api.backend.connections() <= 4

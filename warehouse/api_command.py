@@ -102,7 +102,8 @@ def command(args: argparse.Namespace) -> int:
         settings = load(args.config)
         if args.port is not None:
             settings.port = args.port
-        backend = open_backend(settings.url, timeout_s=settings.statement_timeout_s)
+        backend = open_backend(settings.url, timeout_s=settings.statement_timeout_s,
+                               pool_size=min(settings.max_clients, 16))
     except (ConfigProblem, ValueError) as exc:
         print(f"station-warehouse api: {exc}", file=sys.stderr)
         return 2
