@@ -53,8 +53,12 @@ def where_clause(
     if scope.extra:
         parts.append(Sql(scope.extra.format(i=ALIAS)))
     if opts.filter is not None:
-        compiler = Compiler(entity, ALIAS, backend.dialect, option="$filter", base_url=base_url)
-        parts.append(compiler.condition(opts.filter))
+        key = f"filter:{entity.name}:{base_url}"
+        if key not in opts.compiled:
+            compiler = Compiler(entity, ALIAS, backend.dialect, option="$filter",
+                                base_url=base_url)
+            opts.compiled[key] = compiler.condition(opts.filter)
+        parts.append(opts.compiled[key])
     if not parts:
         return Sql("1 = 1")
     return join(parts, " AND ")

@@ -9,6 +9,7 @@ malformed one a 400 naming the option and the position in it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import unquote_plus
 
 from warehouse.sta.errors import BadRequest, NotImplementedOption, StaError
@@ -56,6 +57,8 @@ class QueryOptions:
     raw: dict[str, str] = field(default_factory=dict)  # as given, for @iot.nextLink
     # inside $expand: where each option's value starts in the request's whole $expand
     positions: dict[str, int] = field(default_factory=dict)
+    # compiled SQL of these options, per entity set (an $expand runs once per parent row)
+    compiled: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
 
 def parse_query(query: str) -> QueryOptions:
