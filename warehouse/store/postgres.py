@@ -41,8 +41,23 @@ KEEP_UNSIGNED_REFUSALS = 1000  # per station: the latest refusals of bodies whos
 _MIGRATION_LOCK = 0x5741_5245  # pg_advisory_xact_lock key while migrating ("WARE")
 _COPY = (
     "COPY readings (station, batch_seq, ord, device, param, unit, time, value_kind, value_int, "
-    "value_float, value_text, status, unsynced) FROM STDIN"
+    "value_float, value_text, status, unsynced) FROM STDIN (FORMAT BINARY)"
 )
+_COPY_TYPES = [
+    "text",
+    "int8",
+    "int4",
+    "text",
+    "text",
+    "text",
+    "timestamptz",
+    "text",
+    "int8",
+    "float8",
+    "text",
+    "text",
+    "bool",
+]
 
 
 def month_of(ms: int) -> tuple[int, int]:
@@ -347,6 +362,7 @@ class _PostgresChain:
         )
         if batch.readings:
             with conn.cursor() as cur, cur.copy(_COPY) as copy:
+                copy.set_types(_COPY_TYPES)
                 for r in batch.readings:
                     copy.write_row(
                         (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from warehouse.store.model import ReadingRow
@@ -61,12 +62,14 @@ def _row(
     return ReadingRow(i, device, param, unit, ms, "null", None, None, None, status, unsynced)
 
 
+@lru_cache(maxsize=8192)  # a batch's channels share their times: each is formatted once
 def time_text(ms: int) -> str:
     """``YYYY-MM-DDTHH:MM:SS.mmmZ`` of milliseconds since 1970 (how SQLite stores times)."""
     at = _EPOCH + timedelta(milliseconds=ms)
     return f"{at.year:04d}-{at:%m-%dT%H:%M:%S}.{ms % 1000:03d}Z"
 
 
+@lru_cache(maxsize=8192)
 def time_of(ms: int) -> datetime:
     """The UTC datetime of milliseconds since 1970 (how PostgreSQL stores times)."""
     return _EPOCH + timedelta(milliseconds=ms)
