@@ -422,6 +422,8 @@ def test_postgresql_readings_land_in_monthly_partitions_made_on_demand(pg_server
     second.close()
     assert answers == {a.id: 201, b.id: 201}
     assert query(url, "SELECT count(*) FROM readings_y2026m02") == [(2,)]
+    ahead = query(url, "SELECT to_regclass('readings_y2026m03')::text")
+    assert ahead == [("readings_y2026m03",)]  # made ahead of its first reading
 
 
 def test_postgresql_commits_are_synchronous_whatever_the_database_default(pg_server) -> None:

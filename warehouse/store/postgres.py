@@ -37,6 +37,7 @@ from warehouse.store.model import (
 from warehouse.store.rows import parse_iso, time_of
 
 BACKEND = "postgres"
+DDL_LOCK_TIMEOUT = "30s"  # a partition waits this long for readers of readings, then fails
 KEEP_UNSIGNED_REFUSALS = 1000  # per station: the latest refusals of bodies whose signature failed
 _MIGRATION_LOCK = 0x5741_5245  # pg_advisory_xact_lock key while migrating ("WARE")
 _COPY = (
@@ -64,6 +65,10 @@ def month_of(ms: int) -> tuple[int, int]:
     """(year, month) of a time in milliseconds since 1970, UTC."""
     at = time_of(ms)
     return at.year, at.month
+
+
+def _next_month(month: tuple[int, int]) -> tuple[int, int]:
+    return (month[0] + 1, 1) if month[1] == 12 else (month[0], month[1] + 1)
 
 
 def partition_name(year: int, month: int) -> str:
@@ -246,15 +251,19 @@ class PostgresStore:
                 raise StoreError(f"PostgreSQL: {str(exc).strip()}") from exc
 
     def ensure_partitions(self, months: set[tuple[int, int]]) -> None:
-        """Create the monthly partitions of ``months`` that do not exist yet, each in its own
-        transaction on a connection of its own (never one of the pool's, held by intakes)."""
+        """Create the monthly partitions of ``months`` that do not exist yet, and of the month
+        after each (so the DDL, which waits for readers of ``readings``, rarely falls on the
+        first batch of a month), each in its own transaction on a connection of its own (never
+        one of the pool's, held by intakes); waits at most ``DDL_LOCK_TIMEOUT`` for its lock."""
         with self._months_lock:
             missing = months - self._months
             if not missing:
                 return
+            missing |= {_next_month(m) for m in missing} - self._months
             if self._ddl is None or self._ddl.closed:
                 try:
                     self._ddl = psycopg.connect(self.url, connect_timeout=10, autocommit=True)
+                    self._ddl.execute(f"SET lock_timeout = '{DDL_LOCK_TIMEOUT}'")
                 except psycopg.Error as exc:
                     raise StoreError(
                         f"cannot connect to PostgreSQL at {_safe(self.url)}: {str(exc).strip()}"
@@ -262,7 +271,7 @@ class PostgresStore:
             conn = self._ddl
             for year, month in sorted(missing):
                 name = partition_name(year, month)
-                nxt = (year + 1, 1) if month == 12 else (year, month + 1)
+                nxt = _next_month((year, month))
                 with conn.transaction():
                     row = conn.execute("SELECT to_regclass(%s)", (name,)).fetchone()
                     if row is not None and row[0] is None:
