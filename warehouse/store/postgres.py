@@ -7,8 +7,8 @@ reads anything of the chain, so workers on other machines can share one station'
 still never both commit a seq nor check a link against a stale neighbour. Readings go in with
 COPY. ``readings`` is range-partitioned by month: a month's partition is created on demand,
 just before the transaction that stores its first reading, in a short transaction of its own
-under an advisory lock: a partition is DDL (ACCESS EXCLUSIVE on ``readings``), and taken inside
-an intake transaction it would deadlock against another worker's open insert.
+under an advisory lock: a partition is DDL (ACCESS EXCLUSIVE on ``readings``), which inside an
+intake transaction would be held until it commits (SCHEMA.md, "Types").
 """
 
 from __future__ import annotations
