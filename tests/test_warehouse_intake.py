@@ -25,7 +25,7 @@ from test_descriptor_consistency import BODY
 from test_forgery_corpus import FORGERIES, TOO_EARLY, Keys, genuine, single_forgeries
 from warehouse_stores import query
 
-from agent.batch import Signer
+from agent.batch import Signer, build_payload
 from agent.jws import b64url, b64url_decode
 from agent.keys import generate_key, load_jwk, load_private_key
 from agent.payload_v3 import build_payload_v3, build_record
@@ -487,3 +487,56 @@ def test_stored_batches_are_append_only_evidence(intake, station, store_url) -> 
             ):
                 conn.execute(sql)
     assert query(store_url, "SELECT seq, via FROM batches") == [(1, "test")]
+
+
+def test_a_chain_of_payload_versions_1_2_and_3_is_stored_reading_by_reading(
+    intake, station, store_url
+) -> None:
+    """Batches sealed by older agents keep their bytes: v1 (one object per reading) and v2
+    (columnar) readings are stored like v3's, each keeping its value's kind."""
+    from agent.payload_v2 import build_payload_v2
+
+    rows = [
+        ("stack", "SO2", "mg/Nm3", T0, 41.25, "00"),
+        ("stack", "serial", "", T0, "0042", "02"),
+        ("stack", "count", "", T0 + 1000, 7, "01"),
+        ("stack", "count", "", T0 + 2000, None, "02"),
+    ]
+    v1 = station.signer.sign(build_payload(station.id, 1, None, T0, rows))
+    station.tokens[1] = v1
+    v2 = station.signer.sign(build_payload_v2(station.id, 2, digest(v1), T0, rows))
+    station.tokens[2] = v2
+    v3 = station.readings(3, [(*r, False) for r in rows])
+    for token in (v1, v2, v3):
+        assert send(intake, station, token).status == 201
+    assert query(store_url, "SELECT seq, payload_version FROM batches ORDER BY seq") == [
+        (1, 1),
+        (2, 2),
+        (3, 3),
+    ]
+    payload_v1 = json.loads(b64url_decode(v1.split(".")[1]))
+    from_v1 = [
+        (r["device"], r["param"], r["unit"], _ms(r["time"]), r["value"], r["status"], False)
+        for r in payload_v1["readings"]
+    ]
+    expected = from_v1 + [(*r[:6], False) for r in expand_v2(v2)] + expand(v3)
+    assert stored_readings(store_url, station.id) == expected
+
+
+def _ms(text: str) -> int:
+    from datetime import datetime
+
+    return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
+
+
+def expand_v2(token: str) -> list[tuple]:
+    """A v2 token's readings by plain json (no unsynced flags in v2)."""
+    payload = json.loads(b64url_decode(token.split(".")[1]))
+    base, out = _ms(payload["t0"]), []
+    for ch in payload["channels"]:
+        statuses = [code for code, n in ch["status"] for _ in range(n)]
+        at = base
+        for j, (dt, value) in enumerate(zip(ch["t"], ch["values"], strict=True)):
+            at += dt
+            out.append((ch["device"], ch["param"], ch["unit"], at, value, statuses[j]))
+    return out
