@@ -53,8 +53,7 @@ def iso(t: dt.datetime) -> str:
     return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
 
 
-def load(path: Path, stations: int, minutes: int) -> float:
-    url = f"sqlite:///{path}"
+def load(url: str, stations: int, minutes: int) -> float:
     store = open_store(url)
     store.migrate()
     intake = Intake(store)
@@ -73,25 +72,18 @@ def load(path: Path, stations: int, minutes: int) -> float:
         token = signer.sign(build_record("descriptor", body, sid, 1, None,
                                          int(T0.timestamp() * 1000))).encode()
         assert intake.receive(sid, token, via="bench").status == 201
+    if url.startswith("postgresql://"):
+        months = {(t.year, t.month) for t in (T0, T0 + dt.timedelta(minutes=minutes))}
+        store.ensure_partitions(months)  # type: ignore[attr-defined]
     store.close()
-    db = sqlite3.connect(path)
+    if url.startswith("postgresql://"):
+        return _load_postgres(url, stations, minutes)
+    db = sqlite3.connect(url.removeprefix("sqlite:///"))
     db.execute("PRAGMA journal_mode = WAL")
     db.execute("PRAGMA synchronous = OFF")
     db.execute("DROP INDEX readings_datastream")
     started = time.monotonic()
-    per_batch = 60  # one batch per station per hour
-    for h in range(0, minutes, per_batch):
-        rows = []
-        for s in range(stations):
-            sid = f"B-{s:03d}"
-            seq = 2 + h // per_batch
-            o = 0
-            for c in range(CHANNELS):
-                for m in range(h, min(h + per_batch, minutes)):
-                    t = iso(T0 + dt.timedelta(minutes=m))
-                    rows.append((sid, seq, o, "aqm", f"P{c:02d}", "ug/m3", t, "float", None,
-                                 round(random.uniform(0, 200), 2), None, "00", 0))
-                    o += 1
+    for rows in _hours(stations, minutes):
         db.executemany("INSERT INTO readings VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
         db.commit()
     loaded = time.monotonic() - started
@@ -100,6 +92,46 @@ def load(path: Path, stations: int, minutes: int) -> float:
     db.execute("ANALYZE")
     db.commit()
     db.close()
+    return loaded
+
+
+def _hours(stations: int, minutes: int, as_text: bool = True):
+    """The readings, an hour of every station at a time (one batch per station and hour)."""
+    per_batch = 60
+    for h in range(0, minutes, per_batch):
+        rows = []
+        for s in range(stations):
+            sid = f"B-{s:03d}"
+            seq = 2 + h // per_batch
+            o = 0
+            for c in range(CHANNELS):
+                for m in range(h, min(h + per_batch, minutes)):
+                    t = T0 + dt.timedelta(minutes=m)
+                    rows.append((sid, seq, o, "aqm", f"P{c:02d}", "ug/m3",
+                                 iso(t) if as_text else t, "float", None,
+                                 round(random.uniform(0, 200), 2), None, "00",
+                                 0 if as_text else False))
+                    o += 1
+        yield rows
+
+
+def _load_postgres(url: str, stations: int, minutes: int) -> float:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as pg:
+        pg.execute("DROP INDEX readings_datastream")
+        started = time.monotonic()
+        for rows in _hours(stations, minutes, as_text=False):
+            with pg.cursor() as cur, cur.copy(
+                    "COPY readings (station, batch_seq, ord, device, param, unit, time, "
+                    "value_kind, value_int, value_float, value_text, status, unsynced) "
+                    "FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+        loaded = time.monotonic() - started
+        pg.execute("CREATE INDEX readings_datastream ON readings "
+                   "(station, device, param, time, batch_seq, ord)")
+        pg.execute("VACUUM ANALYZE readings")
     return loaded
 
 
@@ -113,22 +145,44 @@ def main() -> int:
     ap.add_argument("--observations", type=int, default=2_000_000)
     ap.add_argument("--stations", type=int, default=100)
     ap.add_argument("--repeat", type=int, default=50)
-    ap.add_argument("--db", type=Path)
+    ap.add_argument("--db", type=Path, help="SQLite file (kept; loaded if it does not exist)")
+    ap.add_argument("--postgres", action="store_true",
+                    help="a private PostgreSQL server (initdb in a temporary directory)")
     args = ap.parse_args()
     minutes = max(4000, args.observations // (args.stations * CHANNELS))
-    path = args.db or Path(tempfile.mkdtemp()) / "bench.db"
-    if not path.exists():
+    server_pg = None
+    if args.postgres:
+        from warehouse.cluster.postgres import PostgresServer
+
+        server_pg = PostgresServer(Path(tempfile.mkdtemp())).start()
+        url = server_pg.dsn
+        fresh = True
+    else:
+        path = args.db or Path(tempfile.mkdtemp()) / "bench.db"
+        url = f"sqlite:///{path}"
+        fresh = not path.exists()
+    if fresh:
         t = time.monotonic()
-        loaded = load(path, args.stations, minutes)
+        loaded = load(url, args.stations, minutes)
         print(f"load: {args.stations * CHANNELS * minutes:,} observations in {loaded:.0f} s "
-              f"(+ index and ANALYZE: {time.monotonic() - t - loaded:.0f} s), "
-              f"{path.stat().st_size / 2**30:.1f} GiB", flush=True)
-    n = sqlite3.connect(path).execute("SELECT count(*) FROM readings").fetchone()[0]
-    backend = open_backend(f"sqlite:///{path}", timeout_s=30)
+              f"(+ index and ANALYZE: {time.monotonic() - t - loaded:.0f} s)", flush=True)
+    if args.postgres:
+        import psycopg
+
+        pg = psycopg.connect(url, autocommit=True)
+
+        def plain(text: str, params: tuple) -> list:
+            return pg.execute(text.replace("?", "%s"), params).fetchall()
+    else:
+        lite = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+
+        def plain(text: str, params: tuple) -> list:
+            return lite.execute(text, params).fetchall()
+    n = plain("SELECT count(*) FROM readings", ())[0][0]
+    backend = open_backend(url, timeout_s=30)
     server = serve(StaService(backend), "127.0.0.1", 0)
     port = server.server_address[1]
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-    sql = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     days = minutes // 1440
 
     def get(url: str) -> dict:
@@ -171,10 +225,10 @@ def main() -> int:
     def latest_sql(s, c, day, hour):
         got = 0
         for k in range(CHANNELS):
-            got += len(sql.execute(
+            got += len(plain(
                 "SELECT time, value_float FROM readings WHERE station = ? AND device = 'aqm' "
                 "AND param = ? ORDER BY time DESC, batch_seq DESC, ord DESC LIMIT 1",
-                (f"B-{s:03d}", f"P{k:02d}")).fetchall())
+                (f"B-{s:03d}", f"P{k:02d}")))
         return got
 
     def span(day: int, hours: int, start_hour: int | None = None) -> tuple[str, str]:
@@ -190,10 +244,10 @@ def main() -> int:
 
     def day_sql(s, c, day, hour):
         lo, hi = span(day, 24)
-        return len(sql.execute(
+        return len(plain(
             "SELECT time, value_float, status FROM readings WHERE station = ? AND device = 'aqm' "
             "AND param = ? AND time >= ? AND time < ? ORDER BY time, batch_seq, ord LIMIT 1000",
-            (f"B-{s:03d}", f"P{c:02d}", lo, hi)).fetchall())
+            (f"B-{s:03d}", f"P{c:02d}", lo, hi)))
 
     def hour_api(s, c, day, hour):
         lo, hi = span(0, 1, hour)
@@ -205,10 +259,10 @@ def main() -> int:
         lo, hi = span(0, 1, hour)
         got = 0
         for k in range(CHANNELS):
-            got += len(sql.execute(
+            got += len(plain(
                 "SELECT time, value_float FROM readings WHERE station = ? AND device = 'aqm' "
                 "AND param = ? AND time >= ? AND time < ? ORDER BY time, batch_seq, ord",
-                (f"B-{s:03d}", f"P{k:02d}", lo, hi)).fetchall())
+                (f"B-{s:03d}", f"P{k:02d}", lo, hi)))
         return got
 
     def page1_api(s, c, day, hour):
@@ -216,10 +270,10 @@ def main() -> int:
 
     def page_sql(offset: int):
         def run(s, c, day, hour):
-            rows = sql.execute(
+            rows = plain(
                 "SELECT station, batch_seq, ord FROM readings WHERE station = ? AND "
                 "device = 'aqm' AND param = ? ORDER BY time, batch_seq, ord LIMIT 4 OFFSET ?",
-                (f"B-{s:03d}", f"P{c:02d}", offset)).fetchall()
+                (f"B-{s:03d}", f"P{c:02d}", offset))
             return [f"{a}:{b}:{o}" for a, b, o in rows]
         return run
 
@@ -247,7 +301,8 @@ def main() -> int:
             skip_api.append(time.perf_counter() - t)
     results["page 1,000 via @iot.nextLink (keyset; SQL: OFFSET 3996)"] = (deep_api, deep_sql)
     results["page 1,000 via $skip=3996 (OFFSET)"] = (skip_api, deep_sql)
-    print(f"\n{n:,} observations, SQLite, {args.repeat} runs each (ms)")
+    kind = "PostgreSQL" if args.postgres else "SQLite"
+    print(f"\n{n:,} observations, {kind}, {args.repeat} runs each (ms)")
     print(f"{'query':58} {'API p50':>8} {'API p99':>8} {'SQL p50':>8} {'SQL p99':>8}")
     for name, (a, b) in results.items():
         print(f"{name:58} {pct(a, 50) * 1e3:8.1f} {pct(a, 99) * 1e3:8.1f} "
@@ -255,6 +310,10 @@ def main() -> int:
     p1 = statistics.median(results["page 1 ($top=4)"][0])
     print(f"deep page / page 1 (p50): {statistics.median(deep_api) / p1:.2f}")
     server.shutdown()
+    if server_pg is not None:
+        backend.close()
+        pg.close()
+        server_pg.stop()
     return 0
 
 

@@ -113,16 +113,19 @@ def validate(entity: EntitySet, backend: Backend, opts: QueryOptions, base_url: 
             raise
 
 
-def fetch_page(
-    backend: Backend,
-    entity: EntitySet,
-    scope: Scope,
-    opts: QueryOptions,
-    *,
-    base_url: str,
-    top: int | None = None,
-) -> Page:
-    """The rows of one page (at most ``$top``), its count if asked, and the next page's token."""
+@dataclass
+class _PageSql:
+    sql: Sql
+    keys: list[tuple[Sql, bool]]
+    keyset: bool
+    limit: int
+    offset: int
+    src: Sql
+    where: Sql
+
+
+def _page_sql(backend: Backend, entity: EntitySet, scope: Scope, opts: QueryOptions,
+              base_url: str, top: int | None) -> _PageSql:
     limit = opts.top if opts.top is not None else (top if top is not None else DEFAULT_TOP)
     where = where_clause(entity, backend, scope, opts, base_url)
     keys, keyset = _sort(entity, backend, opts, scope, base_url)
@@ -138,25 +141,53 @@ def fetch_page(
     cols = Sql(", ".join(f"{ALIAS}.{c} AS {c}" for c in entity.columns))
     sort_cols = join([wrap("{} AS k" + str(i), s) for i, (s, _) in enumerate(keys)], ", ")
     order = join([s + (" DESC" if desc else " ASC") for s, desc in keys], ", ")
-    sql = wrap(
-        "SELECT {}, {} FROM {} WHERE {} ORDER BY {} LIMIT ? OFFSET ?",
-        cols,
-        sort_cols,
-        src,
-        where,
-        order,
-    ) + Sql("", (limit + 1, offset))
-    rows = backend.fetch(sql) if limit > 0 else []
-    page = Page(rows[:limit])
-    if len(rows) > limit and limit > 0:
-        if keyset:
-            last = rows[limit - 1]
-            page.next_token = _encode({"k": [_jsonable(last[f"k{i}"]) for i in range(len(keys))]})
+    sql = wrap("SELECT {}, {} FROM {} WHERE {} ORDER BY {} LIMIT ? OFFSET ?",
+               cols, sort_cols, src, where, order) + Sql("", (limit + 1, offset))
+    return _PageSql(sql, keys, keyset, limit, offset, src, where)
+
+
+def _page(backend: Backend, q: _PageSql, rows: list[Row], opts: QueryOptions) -> Page:
+    page = Page(rows[: q.limit])
+    if len(rows) > q.limit and q.limit > 0:
+        if q.keyset:
+            last = rows[q.limit - 1]
+            page.next_token = _encode({"k": [_jsonable(last[f"k{i}"])
+                                             for i in range(len(q.keys))]})
         else:
-            page.next_token = _encode({"o": offset + limit})
+            page.next_token = _encode({"o": q.offset + q.limit})
     if opts.count:
-        page.count, page.count_estimate = count(backend, src, where)
+        page.count, page.count_estimate = count(backend, q.src, q.where)
     return page
+
+
+def fetch_page(backend: Backend, entity: EntitySet, scope: Scope, opts: QueryOptions, *,
+               base_url: str, top: int | None = None) -> Page:
+    """The rows of one page (at most ``$top``), its count if asked, and the next page's token."""
+    q = _page_sql(backend, entity, scope, opts, base_url, top)
+    rows = backend.fetch(q.sql) if q.limit > 0 else []
+    return _page(backend, q, rows, opts)
+
+
+UNION_BRANCHES = 100  # SQLite allows 500 terms in a compound SELECT
+
+
+def fetch_pages(backend: Backend, entity: EntitySet, scopes: list[Scope], opts: QueryOptions,
+                *, base_url: str, top: int | None = None) -> list[Page]:
+    """One page per scope (an ``$expand`` under each parent row) in one statement per
+    ``UNION_BRANCHES`` scopes: each branch keeps its own ORDER BY/LIMIT (its index lookup),
+    so 50 Datastreams' latest readings are one round trip, not 50."""
+    queries = [_page_sql(backend, entity, scope, opts, base_url, top) for scope in scopes]
+    rows_of: list[list[Row]] = [[] for _ in scopes]
+    live = [i for i, q in enumerate(queries) if q.limit > 0]
+    for start in range(0, len(live), UNION_BRANCHES):
+        chunk = live[start : start + UNION_BRANCHES]
+        branches = [wrap(f"SELECT {i} AS p_, ROW_NUMBER() OVER () AS n_, b{i}.* FROM ({{}}) b{i}",
+                         queries[i].sql) for i in chunk]
+        union = join(branches, " UNION ALL ")
+        for row in backend.fetch(wrap("SELECT * FROM ({}) u ORDER BY p_, n_", union)):
+            rows_of[int(row.pop("p_"))].append(row)
+            row.pop("n_")
+    return [_page(backend, q, rows, opts) for q, rows in zip(queries, rows_of, strict=True)]
 
 
 def count(backend: Backend, src: Sql, where: Sql) -> tuple[int, str | None]:

@@ -14,7 +14,7 @@ from warehouse.sta.backend import Backend, Row
 from warehouse.sta.catalogue import CATALOGUE, STATION_TYPES, STATUSES
 from warehouse.sta.entities import SETS, EntitySet
 from warehouse.sta.errors import BadRequest
-from warehouse.sta.query import Scope, fetch_page
+from warehouse.sta.query import Scope, fetch_page, fetch_pages
 from warehouse.sta.query_options import QueryOptions
 from warehouse.sta.sql import format_time
 
@@ -253,11 +253,49 @@ class Serializer:
     def entities(
         self, entity: EntitySet, rows: list[Row], opts: QueryOptions
     ) -> list[dict[str, Any]]:
+        """The rows as entities; each ``$expand`` is one batched query for all the rows
+        (``fetch_pages``), then serialized together, level by level."""
         if self.enrich is not None:
             self.enrich(entity, rows)
-        return [self.entity(entity, row, opts) for row in rows]
+        expansions: list[dict[str, Any]] = [{} for _ in rows]
+        for exp in opts.expand:
+            nav = entity.navs.get(exp.name)
+            if nav is None:
+                raise BadRequest(
+                    f"{entity.singular} has no navigation property {exp.name!r}",
+                    option="$expand",
+                )
+            target = SETS[nav.target]
+            scopes = [Scope([(b, row[a]) for a, b in nav.pairs], nav.extra, entity.name)
+                      for row in rows]
+            if nav.many:
+                options, top = exp.options, None
+            else:
+                options, top = QueryOptions(select=exp.options.select,
+                                            expand=exp.options.expand), 1
+            if options.count:
+                pages = [fetch_page(self.backend, target, sc, options, base_url=self.base,
+                                    top=top) for sc in scopes]
+            else:
+                pages = fetch_pages(self.backend, target, scopes, options, base_url=self.base,
+                                    top=top)
+            children = self.entities(target, [r for p in pages for r in p.rows], exp.options)
+            at = 0
+            for i, page in enumerate(pages):
+                docs = children[at : at + len(page.rows)]
+                at += len(page.rows)
+                if not nav.many:
+                    expansions[i][exp.name] = docs[0] if docs else None
+                    continue
+                expansions[i][exp.name] = docs
+                if page.count is not None:
+                    expansions[i][f"{exp.name}@iot.count"] = page.count
+                if page.next_token is not None:
+                    expansions[i][f"{exp.name}@iot.nextLink@"] = (exp.options, page.next_token)
+        return [self.entity(entity, row, opts, expansions[i]) for i, row in enumerate(rows)]
 
-    def entity(self, entity: EntitySet, row: Row, opts: QueryOptions) -> dict[str, Any]:
+    def entity(self, entity: EntitySet, row: Row, opts: QueryOptions,
+               expanded: dict[str, Any] | None = None) -> dict[str, Any]:
         id_ = row_id(entity, row)
         url = entity_url(self.base, entity, id_)
         out: dict[str, Any] = {"@iot.id": id_, "@iot.selfLink": url}
@@ -278,31 +316,17 @@ class Serializer:
         for name, value in props.items():
             if select is None or name in select:
                 out[name] = value
-        expanded = {e.name: e for e in opts.expand}
+        names = {e.name for e in opts.expand}
         for name in entity.navs:
-            if select is None or name in select or name in expanded:
+            if select is None or name in select or name in names:
                 out[f"{name}@iot.navigationLink"] = f"{url}/{name}"
-        for name, exp in expanded.items():
-            nav = entity.navs.get(name)
-            if nav is None:
-                raise BadRequest(
-                    f"{entity.singular} has no navigation property {name!r}", option="$expand"
-                )
-            target = SETS[nav.target]
-            scope = Scope([(b, row[a]) for a, b in nav.pairs], nav.extra, entity.name)
-            if nav.many:
-                page = fetch_page(self.backend, target, scope, exp.options, base_url=self.base)
-                out[name] = self.entities(target, page.rows, exp.options)
-                if page.count is not None:
-                    out[f"{name}@iot.count"] = page.count
-                if page.next_token is not None:
-                    out[f"{name}@iot.nextLink"] = f"{url}/{name}?" + next_query(
-                        exp.options, page.next_token
-                    )
+        for key, value in (expanded or {}).items():
+            if key.endswith("@iot.nextLink@"):
+                name = key.removesuffix("@iot.nextLink@")
+                options, token = value
+                out[f"{name}@iot.nextLink"] = f"{url}/{name}?" + next_query(options, token)
             else:
-                one = QueryOptions(select=exp.options.select, expand=exp.options.expand)
-                page = fetch_page(self.backend, target, scope, one, base_url=self.base, top=1)
-                out[name] = self.entities(target, page.rows, exp.options)[0] if page.rows else None
+                out[key] = value
         return out
 
 
