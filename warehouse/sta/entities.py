@@ -284,6 +284,16 @@ def _obs_ids(value: str) -> list[tuple[str, object]]:
     return [("station", station), ("batch_seq", int(seq)), ("ord", int(ord_))]
 
 
+def _station_key(sep: str) -> Callable[[str], list[tuple[str, object]]]:
+    """Id equality plus the station the id starts with: the station condition reaches the
+    descriptor records through the source's window (PARTITION BY station), an index range."""
+
+    def conditions(value: str) -> list[tuple[str, object]]:
+        return [("station", value.partition(sep)[0]), ("id", value)]
+
+    return conditions
+
+
 SETS: dict[str, EntitySet] = {}
 
 
@@ -328,9 +338,12 @@ _add(
         ("id",),
         {
             "Things": Nav("Things", True, (("station", "id"),)),
-            "HistoricalLocations": Nav("HistoricalLocations", True, (("id", "id"),)),
+            "HistoricalLocations": Nav(
+                "HistoricalLocations", True, (("station", "station"), ("id", "id"))
+            ),
         },
         ("id", "station", "seq", "time", "loc", "name", "current"),
+        id_conditions=_station_key("@"),
     )
 )
 _add(
@@ -342,9 +355,10 @@ _add(
         ("id",),
         {
             "Thing": Nav("Things", False, (("station", "id"),)),
-            "Locations": Nav("Locations", True, (("id", "id"),)),
+            "Locations": Nav("Locations", True, (("station", "station"), ("id", "id"))),
         },
         ("id", "station", "seq", "time"),
+        id_conditions=_station_key("@"),
     )
 )
 _add(
@@ -378,6 +392,7 @@ _add(
             "driver",
             "dseq",
         ),
+        id_conditions=_station_key(":"),
     )
 )
 _add(
@@ -418,7 +433,7 @@ _add(
         ("id",),
         {
             "Thing": Nav("Things", False, (("station", "id"),)),
-            "Sensor": Nav("Sensors", False, (("sensor", "id"),)),
+            "Sensor": Nav("Sensors", False, (("station", "station"), ("sensor", "id"))),
             "ObservedProperty": Nav("ObservedProperties", False, (("param", "id"),)),
             "Observations": Nav(
                 "Observations",
@@ -427,6 +442,7 @@ _add(
             ),
         },
         ("id", "sensor", "station", "dseq", "device", "param", "unit", "limits"),
+        id_conditions=_station_key(":"),
     )
 )
 _add(
