@@ -540,3 +540,90 @@ def expand_v2(token: str) -> list[tuple]:
             at += dt
             out.append((ch["device"], ch["param"], ch["unit"], at, value, statuses[j]))
     return out
+
+
+def test_a_group_of_batches_is_judged_in_order_and_committed_at_once(
+    intake, station, store, store_url
+) -> None:
+    """receive_many: several stations' batches in one transaction, each judged in the order
+    given and seeing the ones before it; the answers are those receive() would give."""
+    other = Station("HN-WH-02")
+    store.add_station(other.id, other.signer.jwk, kid_of(other.signer.jwk))
+    a = [station.readings(seq) for seq in (1, 2, 3)]
+    b = [other.readings(seq) for seq in (1, 2)]
+    items = [
+        (station.id, a[0].encode(), "t"),
+        (other.id, b[1].encode(), "t"),  # out of order: a gap, then filled
+        (station.id, a[1].encode(), "t"),
+        (station.id, a[0].encode(), "t"),  # the same bytes again in the same group
+        (other.id, b[0].encode(), "t"),
+        (station.id, b"garbage", "t"),
+        ("NOBODY", a[2].encode(), "t"),
+        (station.id, a[2].encode(), "t"),
+    ]
+    answers = intake.receive_many(items)
+    assert [a.status for a in answers] == [201, 201, 201, 409, 201, 400, 404, 201]
+    assert [a.seq for a in answers] == [1, 2, 2, 1, 1, None, 3, 3]
+    held = query(store_url, "SELECT station, seq FROM batches ORDER BY station, seq")
+    assert held == [(station.id, 1), (station.id, 2), (station.id, 3), (other.id, 1), (other.id, 2)]
+    heads = query(store_url, "SELECT station, contiguous_seq FROM chain_heads ORDER BY station")
+    assert heads == [(station.id, 3), (other.id, 2)]
+
+
+def test_two_groups_locking_the_same_stations_in_any_order_neither_deadlock_nor_double_commit(
+    store_url, store, station
+) -> None:
+    other = Station("HN-WH-02")
+    store.add_station(other.id, other.signer.jwk, kid_of(other.signer.jwk))
+    n = 30
+    pairs = [(station.readings(s), other.readings(s)) for s in range(1, n + 1)]
+    results: list[list[int]] = [[], []]
+    errors: list[BaseException] = []
+    start = threading.Barrier(2)
+
+    def worker(k: int) -> None:
+        own = open_store(store_url)
+        try:
+            start.wait()
+            for x, y in pairs:
+                group = [(station.id, x.encode(), "t"), (other.id, y.encode(), "t")]
+                if k:
+                    group.reverse()
+                results[k] += [a.status for a in Intake(own).receive_many(group)]
+        except BaseException as exc:  # noqa: BLE001 (reported below)
+            errors.append(exc)
+        finally:
+            own.close()
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors, errors
+    statuses = results[0] + results[1]
+    assert statuses.count(201) == 2 * n and statuses.count(409) == 2 * n
+    assert query(store_url, "SELECT count(*) FROM batches") == [(2 * n,)]
+
+
+def test_a_group_meeting_a_new_month_after_writing_readings_is_tried_again(pg_server) -> None:
+    """PostgreSQL: the partition of a month first met after the group wrote readings cannot be
+    made inside it; the group is rolled back, the partition made, the group run again."""
+    url = warehouse_stores.new_database(pg_server)
+    store = open_store(url)
+    store.migrate()
+    st = Station("PG-G")
+    store.add_station(st.id, st.signer.jwk, kid_of(st.signer.jwk))
+    march, july = 1_772_400_000_000, 1_782_900_000_000  # 2026-03-01 and 2026-07-01
+    one = st.readings(1, [("d", "p", "u", march, 1, "00", False)])
+    two = st.readings(2, [("d", "p", "u", july, 2, "00", False)])
+    try:
+        answers = Intake(store).receive_many(
+            [(st.id, one.encode(), "t"), (st.id, two.encode(), "t")]
+        )
+    finally:
+        store.close()
+    assert [a.status for a in answers] == [201, 201]
+    placed = query(url, "SELECT tableoid::regclass::text, value_int FROM readings ORDER BY 2")
+    assert placed == [("readings_y2026m03", 1), ("readings_y2026m07", 2)]
+    assert query(url, "SELECT count(*) FROM batches") == [(2,)]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -11,6 +11,15 @@ from typing import Any, NamedTuple, Protocol
 
 class StoreError(Exception):
     """The store cannot do what was asked (unreachable, not migrated, conflicting station)."""
+
+
+class NeedPartitions(Exception):
+    """A transaction that already wrote readings met a month with no partition yet: it is rolled
+    back; ``make()`` creates the partitions (outside any transaction), then it is tried again."""
+
+    def __init__(self, make: Callable[[], None]) -> None:
+        super().__init__("readings of a month without a partition, after other readings")
+        self.make = make
 
 
 @dataclass(frozen=True)
@@ -194,6 +203,13 @@ class Store(Protocol):
     def transaction(self, station: str) -> AbstractContextManager[Chain | None]:
         """Lock ``station``'s chain head for one verify-and-store step (None: not registered).
         Commits when the block ends, rolls back if it raises."""
+        ...
+
+    def transaction_many(
+        self, stations: Sequence[str]
+    ) -> AbstractContextManager[dict[str, Chain | None]]:
+        """Lock the chain heads of ``stations`` (in a fixed order: no deadlock between two such
+        transactions) for one transaction; the chain of each (None: not registered)."""
         ...
 
     def close(self) -> None:

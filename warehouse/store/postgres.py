@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -25,8 +25,10 @@ from psycopg.types.json import Jsonb
 
 from warehouse.store import migrations
 from warehouse.store.model import (
+    Chain,
     Held,
     KeyRow,
+    NeedPartitions,
     NewBatch,
     Refusal,
     Station,
@@ -245,10 +247,40 @@ class PostgresStore:
                     known = conn.execute(
                         "SELECT 1 FROM chain_heads WHERE station = %s FOR UPDATE", (station,)
                     ).fetchone()
-                    chain = _PostgresChain(conn, station, self) if known else None
+                    chain = _PostgresChain(conn, station, self, _Written()) if known else None
                     yield chain
             except psycopg.OperationalError as exc:
                 raise StoreError(f"PostgreSQL: {str(exc).strip()}") from exc
+
+    @contextmanager
+    def transaction_many(self, stations: Sequence[str]) -> Iterator[dict[str, Chain | None]]:
+        self._check_ready()
+        wanted = sorted(set(stations))
+        with self._connection() as conn:
+            try:
+                with conn.transaction():
+                    # one statement, rows locked in station order: two such transactions
+                    # never hold each other's heads crosswise
+                    locked = {
+                        r[0]
+                        for r in conn.execute(
+                            "SELECT station FROM chain_heads WHERE station = ANY(%s) "
+                            "ORDER BY station FOR UPDATE",
+                            (wanted,),
+                        )
+                    }
+                    written = _Written()
+                    yield {
+                        st: _PostgresChain(conn, st, self, written) if st in locked else None
+                        for st in wanted
+                    }
+            except psycopg.OperationalError as exc:
+                raise StoreError(f"PostgreSQL: {str(exc).strip()}") from exc
+
+    def has_partitions(self, months: set[tuple[int, int]]) -> bool:
+        """Whether this store made (or found) the partitions of every month in ``months``."""
+        with self._months_lock:
+            return months <= self._months
 
     def ensure_partitions(self, months: set[tuple[int, int]]) -> None:
         """Create the monthly partitions of ``months`` that do not exist yet, and of the month
@@ -293,11 +325,19 @@ class PostgresStore:
                 return
 
 
+class _Written:
+    """What one transaction wrote so far (shared by the chains of a group transaction)."""
+
+    readings = False  # it holds a lock on readings: no partition may be made until it ends
+
+
 class _PostgresChain:
     """One station's chain inside an open transaction holding its chain head FOR UPDATE."""
 
-    def __init__(self, conn: psycopg.Connection[Any], station: str, store: PostgresStore) -> None:
-        self._conn, self.station, self._store = conn, station, store
+    def __init__(
+        self, conn: psycopg.Connection[Any], station: str, store: PostgresStore, written: _Written
+    ) -> None:
+        self._conn, self.station, self._store, self._written = conn, station, store, written
 
     def keys(self) -> list[KeyRow]:
         rows = self._conn.execute(
@@ -346,8 +386,13 @@ class _PostgresChain:
         conn, station = self._conn, self.station
         if batch.readings:
             # Partitions first, in their own transactions (see the module's docstring); the
-            # station's head stays locked meanwhile, which only delays its own next batch.
-            self._store.ensure_partitions({month_of(r.time_ms) for r in batch.readings})
+            # station's head stays locked meanwhile, which only delays its own next batch. A
+            # group transaction that already wrote readings would wait on itself: it gives up.
+            months = {month_of(r.time_ms) for r in batch.readings}
+            if self._written.readings and not self._store.has_partitions(months):
+                store = self._store
+                raise NeedPartitions(lambda: store.ensure_partitions(months))
+            self._store.ensure_partitions(months)
         conn.execute(
             "INSERT INTO batches (station, seq, digest, prev, kid, kind, payload_version, "
             "descriptor, readings, unsynced, sealed_at, received_at, via, jws) "
@@ -370,6 +415,7 @@ class _PostgresChain:
             ),
         )
         if batch.readings:
+            self._written.readings = True
             with conn.cursor() as cur, cur.copy(_COPY) as copy:
                 copy.set_types(_COPY_TYPES)
                 for r in batch.readings:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,6 +18,7 @@ from typing import Any
 
 from warehouse.store import migrations
 from warehouse.store.model import (
+    Chain,
     Held,
     KeyRow,
     NewBatch,
@@ -199,6 +200,25 @@ class SqliteStore:
                     "SELECT 1 FROM chain_heads WHERE station = ?", (station,)
                 ).fetchone()
                 yield _SqliteChain(self._db, station) if known else None
+                self._db.execute("COMMIT")
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
+
+    @contextmanager
+    def transaction_many(self, stations: Sequence[str]) -> Iterator[dict[str, Chain | None]]:
+        self._check_ready()
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")  # every writer waits: all heads are guarded
+            try:
+                chains: dict[str, Chain | None] = {}
+                for station in sorted(set(stations)):
+                    known = self._db.execute(
+                        "SELECT 1 FROM chain_heads WHERE station = ?", (station,)
+                    ).fetchone()
+                    chains[station] = _SqliteChain(self._db, station) if known else None
+                yield chains
                 self._db.execute("COMMIT")
             except BaseException:
                 if self._db.in_transaction:
