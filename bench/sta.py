@@ -301,6 +301,35 @@ def main() -> int:
             skip_api.append(time.perf_counter() - t)
     results["page 1,000 via @iot.nextLink (keyset; SQL: OFFSET 3996)"] = (deep_api, deep_sql)
     results["page 1,000 via $skip=3996 (OFFSET)"] = (skip_api, deep_sql)
+    # the whole Observations collection, $top=100: page 1 and page 1,000 (OFFSET 99,900)
+    g1, g1000, gskip, gsql1, gsql1000 = [], [], [], [], []
+    link = "/v1.1/Observations?$top=100"
+    t = time.perf_counter()
+    first = get(link)
+    g1.append(time.perf_counter() - t)
+    for _page in range(998):
+        link = get(link)["@iot.nextLink"]
+    link = get(link)["@iot.nextLink"]
+    for _ in range(10):
+        t = time.perf_counter()
+        get("/v1.1/Observations?$top=100")
+        g1.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        ids = [o["@iot.id"] for o in get(link)["value"]]
+        g1000.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        skipped = [o["@iot.id"] for o in get("/v1.1/Observations?$top=100&$skip=99900")["value"]]
+        gskip.append(time.perf_counter() - t)
+        assert ids == skipped
+        for offset, out in ((0, gsql1), (99_900, gsql1000)):
+            t = time.perf_counter()
+            plain("SELECT station, batch_seq, ord FROM readings ORDER BY station, batch_seq, ord "
+                  "LIMIT 100 OFFSET ?", (offset,))
+            out.append(time.perf_counter() - t)
+    del first
+    results["all Observations, page 1 ($top=100)"] = (g1, gsql1)
+    results["all Observations, page 1,000 via @iot.nextLink"] = (g1000, gsql1000)
+    results["all Observations, page 1,000 via $skip=99900"] = (gskip, gsql1000)
     kind = "PostgreSQL" if args.postgres else "SQLite"
     print(f"\n{n:,} observations, {kind}, {args.repeat} runs each (ms)")
     print(f"{'query':58} {'API p50':>8} {'API p99':>8} {'SQL p50':>8} {'SQL p99':>8}")
@@ -309,6 +338,9 @@ def main() -> int:
               f"{pct(b, 50) * 1e3:8.1f} {pct(b, 99) * 1e3:8.1f}")
     p1 = statistics.median(results["page 1 ($top=4)"][0])
     print(f"deep page / page 1 (p50): {statistics.median(deep_api) / p1:.2f}")
+    print(f"all Observations: page 1,000 / page 1 (p50): "
+          f"{statistics.median(g1000) / statistics.median(g1):.2f} (keyset), "
+          f"{statistics.median(gskip) / statistics.median(g1):.2f} ($skip)")
     server.shutdown()
     if server_pg is not None:
         backend.close()
