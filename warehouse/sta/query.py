@@ -173,10 +173,15 @@ UNION_BRANCHES = 100  # SQLite allows 500 terms in a compound SELECT
 
 def fetch_pages(backend: Backend, entity: EntitySet, scopes: list[Scope], opts: QueryOptions,
                 *, base_url: str, top: int | None = None) -> list[Page]:
-    """One page per scope (an ``$expand`` under each parent row) in one statement per
-    ``UNION_BRANCHES`` scopes: each branch keeps its own ORDER BY/LIMIT (its index lookup),
-    so 50 Datastreams' latest readings are one round trip, not 50."""
+    """One page per scope (an ``$expand`` under each parent row). PostgreSQL: one statement per
+    ``UNION_BRANCHES`` scopes, each branch keeping its own ORDER BY/LIMIT (its index lookup),
+    so 50 Datastreams' latest readings are one round trip, not 50. SQLite: one each."""
     queries = [_page_sql(backend, entity, scope, opts, base_url, top) for scope in scopes]
+    if backend.dialect.name == "sqlite":
+        # in-process: a statement costs no round trip, and separate statements skip the
+        # union's final sort (measured: 50 Datastreams' hour 13 ms as a union, 3 ms apart)
+        return [_page(backend, q, backend.fetch(q.sql) if q.limit > 0 else [], opts)
+                for q in queries]
     rows_of: list[list[Row]] = [[] for _ in scopes]
     live = [i for i, q in enumerate(queries) if q.limit > 0]
     for start in range(0, len(live), UNION_BRANCHES):

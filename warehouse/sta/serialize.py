@@ -298,28 +298,19 @@ class Serializer:
                expanded: dict[str, Any] | None = None) -> dict[str, Any]:
         id_ = row_id(entity, row)
         url = entity_url(self.base, entity, id_)
-        out: dict[str, Any] = {"@iot.id": id_, "@iot.selfLink": url}
         props = BUILDERS[entity.name](row, self.base)
-        select = opts.select
-        if select is not None:
-            unknown = [
-                n
-                for n in select
-                if n not in props and n not in ("id", "@iot.id") and n not in entity.navs
-            ]
-            if unknown:
-                raise BadRequest(
-                    f"{entity.singular} has no property {unknown[0]!r}", option="$select"
-                )
+        select, links = _plan(entity, opts, props)
+        out: dict[str, Any] = {"@iot.id": id_, "@iot.selfLink": url}
+        if select is None:
+            out.update(props)
+        else:
             if "id" not in select and "@iot.id" not in select:
                 del out["@iot.id"]
-        for name, value in props.items():
-            if select is None or name in select:
-                out[name] = value
-        names = {e.name for e in opts.expand}
-        for name in entity.navs:
-            if select is None or name in select or name in names:
-                out[f"{name}@iot.navigationLink"] = f"{url}/{name}"
+            for name, value in props.items():
+                if name in select:
+                    out[name] = value
+        for name in links:
+            out[f"{name}@iot.navigationLink"] = f"{url}/{name}"
         for key, value in (expanded or {}).items():
             if key.endswith("@iot.nextLink@"):
                 name = key.removesuffix("@iot.nextLink@")
@@ -328,6 +319,25 @@ class Serializer:
             else:
                 out[key] = value
         return out
+
+
+def _plan(entity: EntitySet, opts: QueryOptions,
+          props: dict[str, Any]) -> tuple[set[str] | None, list[str]]:
+    """($select as a set or None, the navigation links to write), worked out once per options."""
+    key = f"plan:{entity.name}"
+    plan = opts.compiled.get(key)
+    if plan is None:
+        select = None if opts.select is None else set(opts.select)
+        if select is not None:
+            unknown = [n for n in opts.select or () if n not in props
+                       and n not in ("id", "@iot.id") and n not in entity.navs]
+            if unknown:
+                raise BadRequest(f"{entity.singular} has no property {unknown[0]!r}",
+                                 option="$select")
+        names = {e.name for e in opts.expand}
+        links = [n for n in entity.navs if select is None or n in select or n in names]
+        plan = opts.compiled[key] = (select, links)
+    return plan
 
 
 def next_query(opts: QueryOptions, token: str) -> str:
