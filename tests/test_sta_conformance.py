@@ -430,3 +430,13 @@ def test_requests_reuse_a_bounded_pool_of_connections(api) -> None:
     with ThreadPoolExecutor(8) as pool:
         assert set(pool.map(one, range(60))) == {200}
     assert 1 <= api.backend.connections() <= 4
+
+
+def test_paging_on_a_nullable_sort_key_still_returns_every_row_once(api) -> None:
+    """req/request-data/pagination with $orderby=result (null and text results: offset paging)."""
+    got, pages = walk(api, "/v1.1/Observations", **{"$top": "7", "$orderby": "result desc"})
+    ids = [o["@iot.id"] for o in got]
+    assert len(ids) == len(set(ids)) == len(api.oracle["readings"])
+    numbers = [o["result"] for o in got if isinstance(o["result"], int | float)]
+    assert numbers == sorted(numbers, reverse=True)
+    assert pages == -(-len(ids) // 7)

@@ -143,3 +143,11 @@ def test_values_reach_the_database_as_parameters_not_sql(service) -> None:
         assert answer.status == 200 and b'"value":[]' in answer.body, (text, answer.body[:200])
     answer = service.handle("GET", "/v1.1/Observations", "$top=1", "http://h")
     assert answer.status == 200 and b'"value":[{' in answer.body
+
+
+def test_an_offset_whose_plus_was_decoded_as_a_space_still_parses() -> None:
+    """'+07:00' typed into a URL arrives as ' 07:00' (form decoding): same instant."""
+    plus = parse_expression("phenomenonTime gt 2026-11-28T07:00:00+07:00")
+    space = parse_expression("phenomenonTime gt 2026-11-28T07:00:00 07:00")
+    assert plus == space
+    assert plus.right.value.isoformat() == "2026-11-28T00:00:00+00:00"  # type: ignore[attr-defined]
