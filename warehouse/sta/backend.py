@@ -152,6 +152,7 @@ class PostgresBackend(Backend):
 
     @contextmanager
     def _errors(self) -> Iterator[None]:
+        import psycopg
         from psycopg import errors
 
         try:
@@ -159,8 +160,11 @@ class PostgresBackend(Backend):
         except errors.QueryCanceled:
             raise QueryTimeout(f"the query ran longer than {self.timeout_s:g} s: "
                                + _TIMEOUT_HINT) from None
-        except (errors.DataException, errors.UndefinedFunction, errors.DatatypeMismatch) as exc:
-            raise BadRequest(f"a value in the query does not fit: {exc.diag.message_primary}") \
+        except (psycopg.DataError, errors.UndefinedFunction, errors.DatatypeMismatch,
+                errors.AmbiguousFunction, errors.IndeterminateDatatype) as exc:
+            # SQLSTATE class 22 (a value: overflow, division, a bad cast) and the type errors
+            # a well-typed expression can still meet in PostgreSQL: the client's query, a 400
+            raise BadRequest(f"the query cannot be evaluated: {exc.diag.message_primary}") \
                 from None
 
     def fetch(self, sql: Sql) -> list[Row]:
