@@ -225,6 +225,15 @@ class Fleet:
             self._send(station, batch)
         return sealed
 
+    def publish_round(self) -> int:
+        """Seal one batch for every station now and send it (a backlog for the bench)."""
+        now_ms = int(time.time() * 1000)
+        with self.lock:
+            out = [(st, self.seal(st, now_ms)) for st in self.stations.values()]
+        for station, batch in out:
+            self._send(station, batch)
+        return len(out)
+
     def run(self, seconds: float, tick_s: float = 0.05) -> None:
         """Seal and send for ``seconds``; sealing keeps the stations' schedule."""
         started = time.monotonic()

@@ -92,6 +92,10 @@ class StoreReceiver:
     def receive(self, station: str, body: bytes, *, via: str) -> Any:
         return self.intake.receive(station, body, via=via)
 
+    def receive_many(self, items: list[tuple[str, bytes, str]]) -> list[Any]:
+        """Several batches in ONE transaction (one commit): what a fetch brought."""
+        return self.intake.receive_many(items)
+
     def close(self) -> None:
         self.store.close()
 

@@ -30,6 +30,7 @@ class PartitionClaims:
     def __init__(self, dsn: str, partitions: int, worker: str) -> None:
         self.dsn, self.partitions, self.worker = dsn, partitions, worker
         self.held: set[int] = set()
+        self.surplus: set[int] = set()  # held above the fair share: to give back (release)
         self._conn: psycopg.Connection[Any] | None = None
         # Start looking at a place of our own, so that workers spread out at once.
         self._start = zlib.crc32(worker.encode()) % max(1, partitions)
@@ -43,7 +44,8 @@ class PartitionClaims:
         return self._conn
 
     def refresh(self) -> set[int]:
-        """Take partitions up to the fair share, give back any above it; returns those held.
+        """Take partitions up to the fair share, note in ``surplus`` those above it; returns
+        those held.
         The connection lost (PostgreSQL restarted or unreachable): nothing is held, and an
         ``OperationalError`` is raised for the caller to log and retry."""
         try:
@@ -53,9 +55,9 @@ class PartitionClaims:
                 (APPLICATION,),
             ).fetchone()
             share = math.ceil(self.partitions / max(1, workers[0] if workers else 1))
-            for p in sorted(self.held, reverse=True)[: max(0, len(self.held) - share)]:
-                conn.execute("SELECT pg_advisory_unlock(%s, %s)", (KEY, p))
-                self.held.discard(p)
+            # Given back by release() once the worker has stopped consuming them (a partition
+            # handed over mid-fetch would wait ack_wait for its messages in flight).
+            self.surplus = set(sorted(self.held, reverse=True)[: max(0, len(self.held) - share)])
             for i in range(self.partitions):
                 if len(self.held) >= share:
                     break
@@ -70,9 +72,22 @@ class PartitionClaims:
             raise
         return set(self.held)
 
+    def release(self, partition: int) -> None:
+        """Give one partition back (its consumer is stopped, its messages answered or nak'd)."""
+        if partition not in self.held:
+            return
+        self.held.discard(partition)
+        self.surplus.discard(partition)
+        try:
+            if self._conn is not None and not self._conn.closed:
+                self._conn.execute("SELECT pg_advisory_unlock(%s, %s)", (KEY, partition))
+        except psycopg.Error:
+            self.close()
+
     def close(self) -> None:
         """Give every claim back (closing the session releases its locks)."""
         self.held.clear()
+        self.surplus.clear()
         if self._conn is not None:
             try:
                 self._conn.close()

@@ -167,6 +167,7 @@ class NatsWorker:
         self.counters = Counters()
         self.refuse_log = RateLimitedLog()
         self._lanes: dict[int, asyncio.Task[None]] = {}
+        self._stopping: set[int] = set()  # partitions whose lane finishes and gives them back
         self._stop = asyncio.Event()
         self.js: Any = None
         self.nc: Any = None
@@ -196,15 +197,20 @@ class NatsWorker:
         try:
             while not self._stop.is_set() and not until():
                 held = await asyncio.to_thread(self._refresh_claims)
-                for p in held - set(self._lanes):
+                wanted = held - (self.claims.surplus if self.claims is not None else set())
+                for p in wanted - set(self._lanes):
+                    self._stopping.discard(p)
                     self._lanes[p] = asyncio.create_task(self._lane(p))
-                for p in set(self._lanes) - held:
-                    self._lanes.pop(p).cancel()
+                self._stopping |= set(self._lanes) - wanted  # they finish what they fetched
                 for p, task in list(self._lanes.items()):
-                    if task.done():  # a lane that ended on an error starts again
-                        self._lanes.pop(p)
-                        if not task.cancelled() and task.exception() is not None:
-                            self.refuse_log(logging.ERROR, "lane_failed", repr(task.exception()))
+                    if not task.done():
+                        continue
+                    self._lanes.pop(p)
+                    if not task.cancelled() and task.exception() is not None:
+                        self.refuse_log(logging.ERROR, "lane_failed", repr(task.exception()))
+                    if p in self._stopping and self.claims is not None:
+                        self._stopping.discard(p)
+                        await asyncio.to_thread(self.claims.release, p)
                 if time.monotonic() - last_progress >= 10:
                     last_progress = time.monotonic()
                     c = self.counters
@@ -212,7 +218,7 @@ class NatsWorker:
                         "intake_progress worker=%s partitions=%s batches=%d acks=%d refused=%d "
                         "redelivered=%d transient=%d",
                         self.settings.worker,
-                        sorted(held),
+                        sorted(self._lanes),
                         c.batches,
                         c.acks,
                         c.refused,
@@ -224,8 +230,7 @@ class NatsWorker:
                 except TimeoutError:
                     pass
         finally:
-            for task in self._lanes.values():
-                task.cancel()
+            self._stopping |= set(self._lanes)
             await asyncio.gather(*self._lanes.values(), return_exceptions=True)
             self._lanes.clear()
             if self.claims is not None:
@@ -246,14 +251,15 @@ class NatsWorker:
             return set()
 
     async def _lane(self, partition: int) -> None:
-        """Consume one partition, in order, one message at a time."""
+        """Consume one partition in order: fetch up to ``fetch`` messages, answer them in one
+        transaction, publish their acks, ack them; until the partition is given back."""
         s = self.settings
         pool = ThreadPoolExecutor(1, thread_name_prefix=f"lane{partition}")
         loop = asyncio.get_running_loop()
         receiver: Receiver | None = None
         try:
             psub = await self._subscribe(partition)
-            while True:
+            while partition not in self._stopping:
                 if receiver is None:
                     try:
                         receiver = await loop.run_in_executor(pool, self.receiver_factory)
@@ -271,15 +277,13 @@ class NatsWorker:
                         )
                         await asyncio.sleep(0.5)
                     continue
-                for i, msg in enumerate(msgs):
-                    done = await self._handle(msg, receiver, pool)
-                    if not done:  # the database is away: this and the rest come back later
-                        for later in msgs[i:]:
-                            await _quietly(later.nak(delay=1.0))
-                        old, receiver = receiver, None
-                        await loop.run_in_executor(pool, _close, old)
-                        await asyncio.sleep(1.0)
-                        break
+                if partition in self._stopping:  # given back: the next owner gets them now
+                    await asyncio.gather(*(_quietly(m.nak()) for m in msgs))
+                    break
+                if not await self._handle_group(msgs, receiver, pool):
+                    old, receiver = receiver, None  # the database is away: a new store later
+                    await loop.run_in_executor(pool, _close, old)
+                    await asyncio.sleep(1.0)
         finally:
             if receiver is not None:
                 await loop.run_in_executor(pool, _close, receiver)
@@ -312,33 +316,81 @@ class NatsWorker:
                 self.refuse_log(logging.INFO, "consumer_wait", repr(exc), partition=partition)
                 await asyncio.sleep(0.5)
 
-    async def _handle(self, msg: Any, receiver: Receiver, pool: ThreadPoolExecutor) -> bool:
-        """Answer one message. False: the database is away (the message is not acked)."""
-        s, c = self.settings, self.counters
+    async def _prepare(self, msg: Any) -> tuple[str, bytes] | None:
+        """(station, the JWS bytes) of a message, or None: refused here (too large, does not
+        inflate; acked, logged) before the intake sees it."""
+        s = self.settings
         tokens = msg.subject.split(".")
-        root_len = s.root.count(".") + 1
-        station, coding = tokens[root_len + 1], tokens[-1]
+        station, coding = tokens[s.root.count(".") + 2], tokens[-1]
         if msg.metadata.num_delivered > 1:
-            c.redelivered += 1
+            self.counters.redelivered += 1
         if len(msg.data) > s.max_message_bytes:
-            return await self._refuse(msg, station, f"message of {len(msg.data)} bytes")
+            await self._refuse(msg, station, f"message of {len(msg.data)} bytes")
+            return None
+        try:
+            return station, inflate(msg.data, "gzip") if coding == "gzip" else msg.data
+        except InflateError as exc:  # no seq to acknowledge: the station sends it again
+            await self._refuse(msg, station, f"does not inflate: {exc}")
+            return None
+
+    async def _handle_group(self, msgs: list[Any], receiver: Any, pool: ThreadPoolExecutor) -> bool:
+        """Answer fetched messages: one transaction for all when the intake can
+        (``receive_many``), else one by one. False: the database is away (nothing acked)."""
+        ready = [(msg, got) for msg in msgs if (got := await self._prepare(msg)) is not None]
+        many = getattr(receiver, "receive_many", None)
+        if len(ready) > 1 and many is not None:
+            items = [(station, body, "nats") for _, (station, body) in ready]
+            try:
+                answers = await asyncio.get_running_loop().run_in_executor(pool, many, items)
+            except Exception as exc:
+                if is_transient(exc):
+                    return await self._away(exc, [m for m, _ in ready])
+                # one batch broke the group: one by one, so that only it is held back
+                self.refuse_log(logging.ERROR, "group_failed", repr(exc))
+            else:
+                await asyncio.gather(
+                    *(
+                        self._answered(m, st, a)
+                        for (m, (st, _)), a in zip(ready, answers, strict=True)
+                    )
+                )
+                return True
+        for i, (msg, (station, body)) in enumerate(ready):
+            if not await self._one(msg, station, body, receiver, pool):
+                return await self._away(None, [m for m, _ in ready[i:]])
+        return True
+
+    async def _away(self, exc: BaseException | None, msgs: list[Any]) -> bool:
+        """The database is away: these messages come back later, in order."""
+        self.counters.transient += 1
+        if exc is not None:
+            self.refuse_log(logging.WARNING, "database_unavailable", repr(exc))
+        await asyncio.gather(*(_quietly(m.nak(delay=1.0)) for m in msgs))
+        return False
+
+    async def _one(
+        self, msg: Any, station: str, body: bytes, receiver: Any, pool: ThreadPoolExecutor
+    ) -> bool:
+        """Answer one message alone. False: the database is away (the message is not acked)."""
         loop = asyncio.get_running_loop()
         try:
-            answer = await loop.run_in_executor(
-                pool, answer_batch, receiver, station, msg.data, coding == "gzip", "nats"
-            )
-        except InflateError as exc:  # no seq to acknowledge: the station sends it again
-            return await self._refuse(msg, station, f"does not inflate: {exc}")
+            answer = await loop.run_in_executor(pool, _receive, receiver, station, body)
         except Exception as exc:
             if is_transient(exc):
-                c.transient += 1
                 self.refuse_log(logging.WARNING, "database_unavailable", repr(exc))
                 return False
             if msg.metadata.num_delivered < 3:
                 self.refuse_log(logging.ERROR, "batch_failed", repr(exc), station=station)
                 await _quietly(msg.nak(delay=1.0))
                 return True
-            return await self._refuse(msg, station, f"failed 3 times: {exc!r}", term=True)
+            await self._refuse(msg, station, f"failed 3 times: {exc!r}", term=True)
+            return True
+        await self._answered(msg, station, answer)
+        return True
+
+    async def _answered(self, msg: Any, station: str, answer: Any) -> None:
+        """The batch is committed (or refused): tell the station, then ack the message."""
+        c = self.counters
         c.batches += 1
         result = str(getattr(answer, "result", None) or "none")
         c.by_result[result] = c.by_result.get(result, 0) + 1
@@ -349,20 +401,25 @@ class NatsWorker:
         ack = ack_bytes(answer)
         if ack is not None:
             try:  # committed: now (and only now) the station may hear of it
-                await self.js.publish(ack_subject(s.prefix, station), ack, headers=MQTT_QOS1_HEADER)
+                await self.js.publish(
+                    ack_subject(self.settings.prefix, station), ack, headers=MQTT_QOS1_HEADER
+                )
             except Exception as exc:  # not told: deliver again, answered "duplicate"
                 self.refuse_log(logging.WARNING, "ack_publish_failed", repr(exc))
                 await _quietly(msg.nak(delay=0.5))
-                return True
+                return
             c.acks += 1
         await _quietly(msg.ack())
-        return True
 
     async def _refuse(self, msg: Any, station: str, reason: str, term: bool = False) -> bool:
         self.counters.refused += 1
         self.refuse_log(logging.WARNING, "message_refused", reason, station=station[:80])
         await _quietly(msg.term() if term else msg.ack())
         return True
+
+
+def _receive(receiver: Receiver, station: str, body: bytes) -> Any:
+    return receiver.receive(station, body, via="nats")
 
 
 async def _quietly(awaitable: Any) -> None:
@@ -407,3 +464,17 @@ async def ensure_stream(js: Any, settings: StreamSettings) -> None:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"cannot create stream {settings.stream}: {exc!r}") from exc
             await asyncio.sleep(0.5)
+
+
+def create_stream(settings: StreamSettings) -> None:
+    """Create the batch stream now (before any worker runs, batches published are kept)."""
+    import nats
+
+    async def main() -> None:
+        nc = await nats.connect(servers=list(settings.servers), connect_timeout=5)
+        try:
+            await ensure_stream(nc.jetstream(timeout=10), settings)
+        finally:
+            await nc.close()
+
+    asyncio.run(main())

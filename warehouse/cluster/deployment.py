@@ -16,7 +16,7 @@ from typing import Any
 
 from warehouse.cluster.nats import NatsCluster
 from warehouse.cluster.postgres import PostgresServer
-from warehouse.stream_intake import nats_mappings
+from warehouse.stream_intake import StreamSettings, create_stream, nats_mappings
 
 
 class ClusterDeployment:
@@ -65,6 +65,14 @@ class ClusterDeployment:
             f'prefix = "{self.prefix}"\npartitions = {self.partitions}\n'
             f"replicas = {min(3, len(self.nats.nodes))}\nack_wait_s = {self.ack_wait_s}\n"
             f"fetch = {self.fetch}\n"
+        )
+        create_stream(
+            StreamSettings(
+                servers=tuple(self.nats.urls),
+                prefix=self.prefix,
+                partitions=self.partitions,
+                replicas=min(3, len(self.nats.nodes)),
+            )
         )
         return self
 
