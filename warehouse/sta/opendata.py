@@ -116,26 +116,31 @@ class OpenData:
         return out.getvalue().encode("utf-8")
 
     def all_stations(self, day: dt.date) -> bytes:
+        return self._build(day)[0]
+
+    def _build(self, day: dt.date) -> tuple[bytes, list[tuple[str, bytes, set[str]]]]:
+        """The all-stations gzip and each station's file (body, batch digests), in one pass."""
         buf = io.BytesIO()
+        parts: list[tuple[str, bytes, set[str]]] = []
         with gzip.GzipFile(fileobj=buf, mode="wb", mtime=0) as gz:
             gz.write((",".join(COLUMNS) + "\n").encode())
             for station in self.stations():
-                body = self.station_csv(station, day)
+                digests: set[str] = set()
+                body = self.station_csv(station, day, digests)
                 gz.write(body.split(b"\n", 1)[1])
-        return buf.getvalue()
+                parts.append((station, body, digests))
+        return buf.getvalue(), parts
 
     def manifest(self, day: dt.date, origin: str) -> dict[str, Any]:
+        whole, parts = self._build(day)
         files = []
-        for station in self.stations():
-            digests: set[str] = set()
-            body = self.station_csv(station, day, digests)
+        for station, body, digests in parts:
             rows = body.count(b"\n") - 1
             if rows == 0:
                 continue
             files.append({"file": f"{origin}/opendata/{station}/{day}.csv", "station": station,
                           "rows": rows, "sha256": hashlib.sha256(body).hexdigest(),
                           "batchDigests": sorted(digests)})
-        whole = self.all_stations(day)
         return {"day": day.isoformat(), "columns": list(COLUMNS), "files": files,
                 "all": {"file": f"{origin}/opendata/all/{day}.csv.gz",
                         "sha256": hashlib.sha256(whole).hexdigest()},
