@@ -96,6 +96,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(answer.status)
         self.send_header("Content-Type", answer.content_type)
         self.send_header("Content-Length", str(len(body)))
+        self.send_header("Access-Control-Allow-Origin", "*")  # public, read-only data
         for k, v in headers.items():
             self.send_header(k, v)
         self.end_headers()
