@@ -52,7 +52,8 @@ def walk(api, path, **params):
 
 # --- A.1 Sensing Core ---------------------------------------------------------------------------
 def test_service_root_lists_every_entity_set_and_the_declared_conformance(api) -> None:
-    """req/resource-path/resource-path-to-entities; 18-088 §9.2.1 service root."""
+    """http://www.opengis.net/spec/iot_sensing/1.1/req/resource-path/resource-path-to-entities;
+    18-088 §9.2.1 service root."""
     doc = api.json("/v1.1")
     assert [e["name"] for e in doc["value"]] == SETS
     for entry in doc["value"]:
@@ -80,7 +81,8 @@ def test_service_root_lists_every_entity_set_and_the_declared_conformance(api) -
 ])
 def test_every_entity_has_its_mandatory_properties_id_selflink_and_navigation_links(
         api, entity_set, properties, navs) -> None:
-    """req/datamodel/{entity}/properties, req/datamodel/{entity}/relations (A.1.1-A.1.8)."""
+    """http://www.opengis.net/spec/iot_sensing/1.1/req/datamodel/{entity}/properties,
+    http://www.opengis.net/spec/iot_sensing/1.1/req/datamodel/{entity}/relations (A.1.1-A.1.8)."""
     entities = api.json(f"/v1.1/{entity_set}")["value"]
     assert entities
     for e in entities:
@@ -97,7 +99,8 @@ def test_every_entity_has_its_mandatory_properties_id_selflink_and_navigation_li
 
 
 def test_things_come_from_the_latest_signed_descriptor_with_vn2000_in_properties(api) -> None:
-    """req/datamodel/thing/properties; Thing = station from its descriptor record."""
+    """http://www.opengis.net/spec/iot_sensing/1.1/req/datamodel/thing/properties; Thing =
+    station from its descriptor record."""
     thing = api.json("/v1.1/Things('HN-STACK-001')")
     assert thing["name"] == "Nha may X - ong khoi 1 (moved)"
     assert thing["properties"]["type"] == "stack"
@@ -115,7 +118,8 @@ def test_things_come_from_the_latest_signed_descriptor_with_vn2000_in_properties
 
 
 def test_sensor_is_the_analyzer_and_observed_property_the_catalogue_entry(api) -> None:
-    """req/datamodel/sensor/properties, req/datamodel/observed-property/properties."""
+    """http://www.opengis.net/spec/iot_sensing/1.1/req/datamodel/sensor/properties,
+    http://www.opengis.net/spec/iot_sensing/1.1/req/datamodel/observed-property/properties."""
     sensor = api.json(f"/v1.1/{SO2}/Sensor")
     assert sensor["metadata"] == {"make": "SICK", "model": "MCS100E", "serialNumber": "12345678",
                                   "principle": "NDIR", "range": "0-500 mg/Nm3"}
@@ -131,7 +135,8 @@ def test_sensor_is_the_analyzer_and_observed_property_the_catalogue_entry(api) -
 
 
 def test_observations_keep_kind_status_unsynced_flag_batch_digest_and_maintenance(api) -> None:
-    """req/datamodel/observation/properties: result keeps its kind; resultQuality = status."""
+    """http://www.opengis.net/spec/iot_sensing/1.1/req/datamodel/observation/properties: result
+    keeps its kind; resultQuality = status."""
     by_id = {o["@iot.id"]: o for o in walk(api, "/v1.1/Observations", **{"$top": "1000"})[0]}
     assert len(by_id) == len(api.oracle["readings"])
     meaning = {"00": "measuring", "01": "calibrating", "02": "device fault"}
@@ -152,7 +157,8 @@ def test_observations_keep_kind_status_unsynced_flag_batch_digest_and_maintenanc
 
 
 def test_missing_entities_and_paths_are_404(api) -> None:
-    """req/resource-path/resource-path-to-entities: a missing entity is 404."""
+    """http://www.opengis.net/spec/iot_sensing/1.1/req/resource-path/resource-path-to-entities:
+    a missing entity is 404."""
     for path in ["/v1.1/Things('NOPE')", "/v1.1/Things('NOPE')/Datastreams",
                  "/v1.1/Datastreams('HN-STACK-001:x:y')", "/v1.1/Observations('HN-STACK-001:9:9')",
                  "/v1.1/Observations('garbage')", "/v1.1/Widgets", "/v1.1/Things(1)",
@@ -163,7 +169,8 @@ def test_missing_entities_and_paths_are_404(api) -> None:
 
 
 def test_navigation_property_value_and_ref_paths(api) -> None:
-    """req/resource-path/resource-path-to-entities: navigation, property, $value, $ref."""
+    """http://www.opengis.net/spec/iot_sensing/1.1/req/resource-path/resource-path-to-entities:
+    navigation, property, $value, $ref."""
     ds = api.json("/v1.1/Things('HN-AIR-002')/Datastreams")["value"]
     assert sorted(d["@iot.id"] for d in ds) == ["HN-AIR-002:aqm:O3", "HN-AIR-002:aqm:PM2.5"]
     assert api.json("/v1.1/Things('HN-AIR-002')/name") == {"name": "Tram khong khi 2"}
@@ -188,7 +195,7 @@ def test_writes_are_refused_with_405_and_a_reason(api) -> None:
 
 # --- A.2 Filtering extension --------------------------------------------------------------------
 def test_select_returns_only_the_named_properties(api) -> None:
-    """req/request-data/select."""
+    """http://www.opengis.net/spec/iot_sensing/1.1/req/request-data/select."""
     things = api.json("/v1.1/Things", **{"$select": "name"})["value"]
     assert things and all(set(t) == {"@iot.selfLink", "name"} for t in things)
     answer = api.get("/v1.1/Things", **{"$select": "colour"})
@@ -196,7 +203,8 @@ def test_select_returns_only_the_named_properties(api) -> None:
 
 
 def test_expand_nested_with_options(api) -> None:
-    """req/request-data/expand: nested, with $filter/$top/$orderby inside."""
+    """http://www.opengis.net/spec/iot_sensing/1.1/req/request-data/expand: nested, with
+    $filter/$top/$orderby inside."""
     doc = api.json("/v1.1/Things('HN-STACK-001')", **{
         "$expand": "Datastreams($filter=properties/param eq 'SO2';"
                    "$expand=Observations($top=2;$orderby=phenomenonTime desc),Sensor)"})
@@ -209,7 +217,9 @@ def test_expand_nested_with_options(api) -> None:
 
 
 def test_top_skip_and_orderby(api) -> None:
-    """req/request-data/top, req/request-data/skip, req/request-data/orderby."""
+    """http://www.opengis.net/spec/iot_sensing/1.1/req/request-data/top,
+    http://www.opengis.net/spec/iot_sensing/1.1/req/request-data/skip,
+    http://www.opengis.net/spec/iot_sensing/1.1/req/request-data/orderby."""
     so2 = sorted(readings(api, "HN-STACK-001", "SO2"), key=lambda r: (-r["value"], r["time"]))
     doc = api.json(f"/v1.1/{SO2}/Observations", **{
         "$orderby": "result desc,phenomenonTime", "$top": "3", "$skip": "2"})
@@ -233,7 +243,7 @@ def test_count_above_the_exact_limit_is_a_stated_estimate(api, monkeypatch) -> N
 
 
 def test_count_is_exact_and_independent_of_top(api) -> None:
-    """req/request-data/count."""
+    """http://www.opengis.net/spec/iot_sensing/1.1/req/request-data/count."""
     doc = api.json(f"/v1.1/{SO2}/Observations", **{"$count": "true", "$top": "1"})
     assert doc["@iot.count"] == len(readings(api, "HN-STACK-001", "SO2"))
     assert "@iot.countEstimate" not in doc
@@ -241,7 +251,8 @@ def test_count_is_exact_and_independent_of_top(api) -> None:
 
 
 def test_next_link_walks_every_row_once_in_order(api) -> None:
-    """req/request-data/pagination: @iot.nextLink until the end, nothing lost or repeated."""
+    """http://www.opengis.net/spec/iot_sensing/1.1/req/request-data/pagination: @iot.nextLink
+    until the end, nothing lost or repeated."""
     so2 = sorted(readings(api, "HN-STACK-001", "SO2"), key=lambda r: (r["time"], r["batch_seq"]))
     got, pages = walk(api, f"/v1.1/{SO2}/Observations", **{"$top": "4"})
     assert [o["@iot.id"] for o in got] == [obs_id(r) for r in so2]
@@ -299,7 +310,8 @@ FILTERS = [  # (18-088 §9.3.3.5.2 function or operator, $filter, oracle predica
 
 @pytest.mark.parametrize("what, expression, predicate", FILTERS, ids=[f[0] for f in FILTERS])
 def test_filter_operators_and_functions(api, what, expression, predicate) -> None:
-    """req/request-data/filter (18-088 Table 25 operators, Table 26 functions)."""
+    """http://www.opengis.net/spec/iot_sensing/1.1/req/request-data/filter (18-088 Table 25
+    operators, Table 26 functions)."""
     got, _ = walk(api, "/v1.1/Observations", **{"$filter": expression, "$top": "1000"})
     want = sorted(obs_id(r) for r in api.oracle["readings"] if predicate(r))
     assert sorted(o["@iot.id"] for o in got) == want, expression
@@ -307,7 +319,8 @@ def test_filter_operators_and_functions(api, what, expression, predicate) -> Non
 
 
 def test_filter_on_entity_properties(api) -> None:
-    """req/request-data/filter on Things, Datastreams and Sensors properties."""
+    """http://www.opengis.net/spec/iot_sensing/1.1/req/request-data/filter on Things,
+    Datastreams and Sensors properties."""
     air = api.json("/v1.1/Things", **{"$filter": "properties/type eq 'air'"})["value"]
     assert [t["@iot.id"] for t in air] == ["HN-AIR-002"]
     ds = api.json("/v1.1/Datastreams", **{"$filter": "unitOfMeasurement/symbol eq 'ug/m3' and "
@@ -330,7 +343,8 @@ def test_filter_on_entity_properties(api) -> None:
     ({"$skiptoken": "bm90IGEgdG9rZW4"}, "$skiptoken", None),
 ])
 def test_bad_queries_are_400_with_the_option_and_position(api, params, option, position) -> None:
-    """req/request-data/status-code: a malformed query is answered 400 (with where)."""
+    """http://www.opengis.net/spec/iot_sensing/1.1/req/request-data/status-code: a malformed
+    query is answered 400 (with where)."""
     path = "/v1.1/Things" if "$expand" in params else "/v1.1/Observations"
     answer = api.get(path, **params)
     assert answer.status_code == 400, answer.text
@@ -344,13 +358,15 @@ def test_bad_queries_are_400_with_the_option_and_position(api, params, option, p
                                     {"$filter": "geo.intersects(location, geography'POINT(1 2)')"},
                                     {"$resultFormat": "CSV"}])
 def test_unsupported_options_are_501(api, params) -> None:
-    """req/request-data/status-code: an option the server does not support is 501."""
+    """http://www.opengis.net/spec/iot_sensing/1.1/req/request-data/status-code: an option the
+    server does not support is 501."""
     answer = api.get("/v1.1/Things", **params)
     assert answer.status_code == 501, answer.text
 
 
 def test_data_array_result_format(api) -> None:
-    """req/data-array/data-array: Observations grouped per Datastream in components order."""
+    """http://www.opengis.net/spec/iot_sensing/1.1/req/data-array/data-array: Observations
+    grouped per Datastream in components order."""
     doc = api.json(f"/v1.1/{SO2}/Observations", **{
         "$resultFormat": "dataArray", "$select": "id,phenomenonTime,result", "$top": "5"})
     [group] = doc["value"]
@@ -433,7 +449,8 @@ def test_requests_reuse_a_bounded_pool_of_connections(api) -> None:
 
 
 def test_paging_on_a_nullable_sort_key_still_returns_every_row_once(api) -> None:
-    """req/request-data/pagination with $orderby=result (null and text results: offset paging)."""
+    """http://www.opengis.net/spec/iot_sensing/1.1/req/request-data/pagination with
+    $orderby=result (null and text results: offset paging)."""
     got, pages = walk(api, "/v1.1/Observations", **{"$top": "7", "$orderby": "result desc"})
     ids = [o["@iot.id"] for o in got]
     assert len(ids) == len(set(ids)) == len(api.oracle["readings"])
