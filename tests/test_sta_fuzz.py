@@ -164,8 +164,15 @@ CORPUS = [  # each once broke a backend (500) or is a known sharp edge of one
     "year(maxdatetime()) eq 9999", "phenomenonTime lt 9999-12-31T23:59:59.999999999Z",
     "fractionalseconds(phenomenonTime) lt 1", "totaloffsetminutes(now()) eq 0",
 ]
+ORDERBY_CORPUS = ["null", "1", "'a' desc", "true", "1 add 1", "result, null", "now()"]
 
 
 @pytest.mark.parametrize("expr", CORPUS)
 def test_the_sharp_edges_corpus_answers_200_or_400(service, expr) -> None:
     assert _status(service, "/v1.1/Observations", "$filter=" + quote(expr)) in (200, 400)
+
+
+@pytest.mark.parametrize("orderby", ORDERBY_CORPUS)
+def test_sorting_by_a_constant_is_400_or_a_valid_order(service, orderby) -> None:
+    """PostgreSQL refuses ORDER BY NULL (found by the fuzz corpus): a constant is a 400."""
+    assert _status(service, "/v1.1/Observations", "$orderby=" + quote(orderby)) in (200, 400)

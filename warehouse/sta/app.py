@@ -22,7 +22,8 @@ from warehouse.sta.errors import BadRequest, MethodNotAllowed, NotFound, StaErro
 from warehouse.sta.query import Scope, fetch_page, validate
 from warehouse.sta.query_options import QueryOptions, parse_query
 from warehouse.sta.resource_path import ResourcePath, parse_path
-from warehouse.sta.serialize import Serializer, entity_url, next_query
+from warehouse.sta.serialize import Serializer, entity_url, format_time_value, next_query
+from warehouse.sta.sql import Sql
 
 CONFORMANCE = [
     "http://www.opengis.net/spec/iot_sensing/1.1/req/datamodel",
@@ -272,10 +273,7 @@ class StaService:
         if len(parts) < 2 or not _STATION.fullmatch(parts[0]) or parts[1] != "descriptors":
             raise NotFound("expected /evidence/{station}/descriptors[/{seq}.jws]")
         station = parts[0]
-        d = self.backend.dialect
         if len(parts) == 2:
-            from warehouse.sta.sql import Sql
-
             rows = self.backend.fetch(
                 Sql(
                     "SELECT b.seq AS seq, b.digest AS digest, b.sealed_at AS sealed_at, "
@@ -295,8 +293,8 @@ class StaService:
                         {
                             "seq": r["seq"],
                             "digest": r["digest"],
-                            "sealedAt": _t(r["sealed_at"]),
-                            "receivedAt": _t(r["received_at"]),
+                            "sealedAt": format_time_value(r["sealed_at"]),
+                            "receivedAt": format_time_value(r["received_at"]),
                             "jws": f"{base}/{r['seq']}.jws",
                             "current": i == len(rows) - 1,
                         }
@@ -309,8 +307,6 @@ class StaService:
         m = re.fullmatch(r"(\d{1,18})\.jws", parts[2]) if len(parts) == 3 else None
         if not m:
             raise NotFound("expected /evidence/{station}/descriptors/{seq}.jws")
-        from warehouse.sta.sql import Sql
-
         rows = self.backend.fetch(
             Sql(
                 "SELECT jws FROM batches WHERE station = ? AND seq = ? AND kind = 'descriptor'",
@@ -319,19 +315,12 @@ class StaService:
         )
         if not rows:
             raise NotFound(f"no descriptor record at seq {m[1]} of station {station!r}")
-        del d
         return Answer(
             200,
             bytes(rows[0]["jws"]),
             "application/jose",
             {"Content-Disposition": f'attachment; filename="{station}-{m[1]}.jws"'},
         )
-
-
-def _t(value: Any) -> Any:
-    from warehouse.sta.serialize import _time
-
-    return _time(value)
 
 
 def _scope(nav: Nav, row: Row, parent: EntitySet) -> Scope:

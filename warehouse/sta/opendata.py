@@ -28,7 +28,7 @@ from warehouse.sta.catalogue import STATUSES
 from warehouse.sta.entities import SETS
 from warehouse.sta.errors import BadRequest, NotFound
 from warehouse.sta.maintenance import attach
-from warehouse.sta.serialize import _time, observation_result
+from warehouse.sta.serialize import format_time_value, observation_result
 from warehouse.sta.sql import Sql
 
 COLUMNS = ("observation_id", "station", "device", "param", "unit", "time", "value",
@@ -152,7 +152,7 @@ def csv_row(row: Row) -> list[Any]:
     value = observation_result(row)
     maint = row.get("maintenance")
     return [f"{row['station']}:{row['batch_seq']}:{row['ord']}", row["station"], row["device"],
-            row["param"], row["unit"], _time(row["time"]),
+            row["param"], row["unit"], format_time_value(row["time"]),
             "" if value is None else (json.dumps(value) if not isinstance(value, str) else value),
             row["value_kind"], row["status"], STATUSES[row["status"]],
             int(bool(row["unsynced"])), "" if not maint else maint["window"],

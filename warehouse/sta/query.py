@@ -20,7 +20,7 @@ from warehouse.sta.backend import Backend, Row
 from warehouse.sta.compile import Compiler
 from warehouse.sta.entities import EntitySet
 from warehouse.sta.errors import BadRequest
-from warehouse.sta.filter_parser import Node, Path
+from warehouse.sta.filter_parser import Literal, Node, Path
 from warehouse.sta.query_options import DEFAULT_TOP, QueryOptions
 from warehouse.sta.sql import Sql, join, param, wrap
 
@@ -75,6 +75,9 @@ def _sort(
     keys: list[tuple[Sql, bool]] = []
     keyset = True
     for node, desc in items:
+        if isinstance(node, Literal):
+            raise BadRequest("sort by a property or an expression of one, not a constant",
+                             option="$orderby", position=node.pos)
         for sql in compiler.sort_keys(node):
             keys.append((sql, desc))
         if not (

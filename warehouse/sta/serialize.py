@@ -65,7 +65,9 @@ def _json(value: Any) -> Any:
     return value
 
 
-def _time(value: Any) -> str | None:
+def format_time_value(value: Any) -> str | None:
+    """A stored time as RFC 3339 UTC with milliseconds (SQLite text as is; a datetime
+    formatted)."""
     if value is None:
         return None
     if isinstance(value, dt.datetime):
@@ -94,7 +96,7 @@ def _things(row: Row, base: str) -> dict[str, Any]:
             "vn2000": loc.get("vn2000"),
             "catalogue": body.get("catalogue"),
             "descriptorSeq": row["dseq"],
-            "descriptorSealedAt": _time(row["dsealed"]),
+            "descriptorSealedAt": format_time_value(row["dsealed"]),
             "descriptor": f"{base.rsplit('/v1.1', 1)[0]}/evidence/{quote(row['id'])}/"
             f"descriptors/{row['dseq']}.jws",
         },
@@ -120,13 +122,13 @@ def _locations(row: Row, base: str) -> dict[str, Any]:
         "properties": {
             "vn2000": loc.get("vn2000"),
             "descriptorSeq": row["seq"],
-            "since": _time(row["time"]),
+            "since": format_time_value(row["time"]),
         },
     }
 
 
 def _historical(row: Row, base: str) -> dict[str, Any]:
-    return {"time": _time(row["time"])}
+    return {"time": format_time_value(row["time"])}
 
 
 def _sensors(row: Row, base: str) -> dict[str, Any]:
@@ -196,7 +198,7 @@ def observation_result(row: Row) -> Any:
 
 
 def _observations(row: Row, base: str) -> dict[str, Any]:
-    time = _time(row["time"])
+    time = format_time_value(row["time"])
     return {
         "phenomenonTime": time,
         "resultTime": time,
