@@ -176,3 +176,11 @@ def test_the_sharp_edges_corpus_answers_200_or_400(service, expr) -> None:
 def test_sorting_by_a_constant_is_400_or_a_valid_order(service, orderby) -> None:
     """PostgreSQL refuses ORDER BY NULL (found by the fuzz corpus): a constant is a 400."""
     assert _status(service, "/v1.1/Observations", "$orderby=" + quote(orderby)) in (200, 400)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(items=st.lists(st.tuples(expressions(), st.sampled_from(["", " asc", " desc"])),
+                      min_size=1, max_size=3))
+def test_grammar_built_orderby_never_500(service, items) -> None:
+    orderby = ",".join(e + d for e, d in items)
+    _status(service, "/v1.1/Observations", "$orderby=" + quote(orderby) + "&$top=3")
