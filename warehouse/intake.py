@@ -103,12 +103,15 @@ class Intake:
         """The answer for one batch inside an open transaction (refusals recorded in it)."""
         now = datetime.now(UTC)
         digest = _b64(hashlib.sha256(body).digest())
-        seq = _claimed_seq(body)
+        claimed = unverified_payload(body)  # read once: for the answer's seq and the key
+        seq = _claimed_seq(claimed)
         if chain is None:
             return Answer(404, f"station {station!r} is not registered", seq, digest)
         signed = [False]  # set once the signature verified: a refusal a key holder caused
         try:
-            status, message = self._verify_and_store(chain, station, body, digest, via, now, signed)
+            status, message = self._verify_and_store(
+                chain, station, body, claimed, digest, via, now, signed
+            )
         except UnknownKey as exc:
             status, message = 425, str(exc)
         except VerificationError as exc:
@@ -134,6 +137,7 @@ class Intake:
         chain: Chain,
         station: str,
         body: bytes,
+        claimed: dict[str, Any] | None,
         digest: str,
         via: str,
         now: datetime,
@@ -147,7 +151,7 @@ class Intake:
         history = [
             (r.from_seq, RegisteredKey(r.kid, RegisteredKey.from_jwk(r.jwk).key)) for r in rows
         ]
-        key = key_for(history, station, body)
+        key = key_for(history, station, body, claimed)
         batch = check(body, key, station)
         signed[0] = True
         seq = batch.seq
@@ -233,7 +237,7 @@ def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
-def _claimed_seq(body: bytes) -> int | None:
+def _claimed_seq(payload: dict[str, Any] | None) -> int | None:
     """The seq a body claims, if it can be read at all (for the ack and the refusal)."""
-    seq = (unverified_payload(body) or {}).get("seq")
+    seq = (payload or {}).get("seq")
     return seq if type(seq) is int and 1 <= seq < 2**63 else None

@@ -13,6 +13,7 @@ A batch is checked with the key in force at its seq. Its ``kid`` names:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from core.errors import VerificationError
 from warehouse.verify.verifier import (
@@ -25,6 +26,7 @@ from warehouse.verify.verifier import (
     unverified_payload,
 )
 
+_UNREAD: Any = object()  # the payload was not read yet
 KeyHistory = Sequence[tuple[int, RegisteredKey]]  # (first seq it signs, key), oldest first
 
 
@@ -32,9 +34,12 @@ class UnknownKey(Exception):
     """A batch signed by a key the warehouse does not know (yet): answered 425, not stored."""
 
 
-def key_for(history: KeyHistory, station: str, token: bytes | str) -> RegisteredKey:
-    """The key to check ``token`` with; raises UnknownKey (425) or VerificationError (400)."""
-    claimed = claims(token)
+def key_for(
+    history: KeyHistory, station: str, token: bytes | str, payload: Any = _UNREAD
+) -> RegisteredKey:
+    """The key to check ``token`` with; raises UnknownKey (425) or VerificationError (400).
+    ``payload``: the token's payload as ``unverified_payload`` reads it, if already read."""
+    claimed = claims(token, payload)
     if claimed is None:  # malformed: the checks say how, with the newest key
         return history[-1][1]
     kid, seq = claimed
@@ -73,7 +78,7 @@ def new_key(
     return new
 
 
-def claims(token: bytes | str) -> tuple[str, int] | None:
+def claims(token: bytes | str, payload: Any = _UNREAD) -> tuple[str, int] | None:
     """(kid, seq) a token claims before any check; None unless its header is exactly the one
     of the protocol and its payload has a seq (a malformed token gets its 400 from the checks)."""
     try:
@@ -86,7 +91,8 @@ def claims(token: bytes | str) -> tuple[str, int] | None:
         f'{{"alg":"{alg}","kid":"{kid}","typ":"JOSE"}}'.encode() for alg in ("Ed25519", "EdDSA")
     ):
         return None
-    payload = unverified_payload(token)
+    if payload is _UNREAD:
+        payload = unverified_payload(token)
     seq = payload.get("seq") if payload else None
     if type(seq) is not int or seq < 1:
         return None
