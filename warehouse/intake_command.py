@@ -25,11 +25,13 @@ import json
 import logging
 import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
 from warehouse.config import WarehouseConfigError
 from warehouse.config import load as load_config
+from warehouse.mqtt_share_intake import MqttShareWorker, ShareSettings
 from warehouse.stream_intake import NatsWorker, StreamSettings, nats_mappings
 
 _NATS_KEYS = {
@@ -46,13 +48,19 @@ _NATS_KEYS = {
 }
 
 
-def load(path: Path) -> tuple[str, StreamSettings]:
+def load(path: Path) -> tuple[str, StreamSettings | ShareSettings]:
     """(store URL, stream settings) from a warehouse.toml (``warehouse.config`` checks
     ``[storage]``); ``WarehouseConfigError`` naming the file and key when something is wrong."""
     config = load_config(path)
-    section = (config.intake.model_extra or {}).get("nats")
+    extra = config.intake.model_extra or {}
+    section = extra.get("nats")
+    if section is None and isinstance(extra.get("mqtt"), dict):
+        return config.storage.url(), _share_settings(path, extra["mqtt"])
     if not isinstance(section, dict):
-        raise WarehouseConfigError(f'{path}: [intake.nats]: missing (servers = ["nats://…"], …)')
+        raise WarehouseConfigError(
+            f'{path}: [intake.nats] (servers = ["nats://…"], …) or [intake.mqtt] (host, port, '
+            "group): missing"
+        )
     unknown = set(section) - _NATS_KEYS
     if unknown:
         raise WarehouseConfigError(f"{path}: intake.nats.{sorted(unknown)[0]}: not a known key")
@@ -79,6 +87,20 @@ def load(path: Path) -> tuple[str, StreamSettings]:
     return config.storage.url(), StreamSettings(servers=tuple(servers), **kwargs)
 
 
+_SHARE_KEYS = {"host": str, "port": int, "prefix": str, "group": str, "client_id": str}
+
+
+def _share_settings(path: Path, section: dict[str, Any]) -> ShareSettings:
+    for key, value in section.items():
+        kind = _SHARE_KEYS.get(key)
+        if kind is None:
+            raise WarehouseConfigError(f"{path}: intake.mqtt.{key}: not a known key")
+        if type(value) is not kind or (kind is str and not value):
+            what = "a whole number" if kind is int else "a non-empty text"
+            raise WarehouseConfigError(f"{path}: intake.mqtt.{key}: expected {what}")
+    return ShareSettings(**section)
+
+
 class StoreReceiver:
     """An Intake on a store of its own (one connection): one per partition lane."""
 
@@ -98,6 +120,23 @@ class StoreReceiver:
 
     def close(self) -> None:
         self.store.close()
+
+
+def run_share_worker(url: str, settings: ShareSettings) -> None:
+    """Serve a Mosquitto shared subscription until SIGTERM or SIGINT."""
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    worker = MqttShareWorker(settings, lambda: StoreReceiver(url)).start()
+    logging.getLogger("warehouse.stream_intake").info(
+        "intake_started worker=%s broker=%s:%d group=%s",
+        settings.client_id,
+        settings.host,
+        settings.port,
+        settings.group,
+    )
+    stop.wait()
+    worker.stop()
 
 
 def run_worker(url: str, settings: StreamSettings) -> None:
@@ -143,6 +182,13 @@ def command(args: argparse.Namespace) -> int:
     except WarehouseConfigError as exc:
         print(f"station-warehouse intake: {exc}", file=sys.stderr)
         return 2
+    if isinstance(settings, ShareSettings):
+        if args.mappings:
+            print("station-warehouse intake: --mappings is for [intake.nats]", file=sys.stderr)
+            return 2
+        _logging()
+        run_share_worker(url, settings)
+        return 0
     if args.mappings:
         lines = [
             f"  {json.dumps(k)}: {json.dumps(v)}"
@@ -150,12 +196,16 @@ def command(args: argparse.Namespace) -> int:
         ]
         print("mappings {\n" + "\n".join(lines) + "\n}")
         return 0
+    _logging()
+    run_worker(url, settings)
+    return 0
+
+
+def _logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     # The worker logs refusals itself, rate-limited: a station (or an attacker) publishing the
     # same bad batch in a loop must not fill the journal.
     logging.getLogger("warehouse.intake").setLevel(logging.WARNING)
-    run_worker(url, settings)
-    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
