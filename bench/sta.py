@@ -24,6 +24,7 @@ import datetime as dt
 import http.client
 import json
 import random
+import shutil
 import sqlite3
 import statistics
 import sys
@@ -346,6 +347,8 @@ def main() -> int:
         backend.close()
         pg.close()
         server_pg.stop()
+        shutil.rmtree(server_pg.data.parent, ignore_errors=True)  # a 20 M load is 6 GiB
+        shutil.rmtree(server_pg.directory, ignore_errors=True)
     return 0
 
 
