@@ -123,3 +123,34 @@ def test_station_warehouse_serve_answers_until_sigterm(tmp_path, tls) -> None:
     assert warehouse_stores.query(f"sqlite:///{tmp_path / 'w.db'}", "SELECT seq FROM batches") == [
         (1,)
     ]
+
+
+def test_a_postgresql_restart_is_a_500_then_the_same_batch_is_stored_once(tmp_path, tls) -> None:
+    """The database goes away under the HTTPS intake: the batch is answered 500 (the station
+    retries, nothing acknowledged), and once PostgreSQL is back the same bytes are stored."""
+    from warehouse.cluster.postgres import PostgresServer
+    from warehouse.store import open_store
+
+    pg = PostgresServer(tmp_path / "pg").start()
+    try:
+        store = open_store(pg.dsn)
+        store.migrate()
+        st = Station()
+        store.add_station(st.id, st.signer.jwk, kid_of(st.signer.jwk))
+        server = HttpsIntake(Intake(store), tls=tls_context(tls.server_cert, tls.server_key))
+        server.start()
+        verify = ssl.create_default_context(cafile=str(tls.ca))
+        with httpx.Client(base_url=f"https://127.0.0.1:{server.port}", verify=verify) as client:
+            assert post(client, st.id, st.readings(1).encode()).status_code == 201
+            pg.crash()
+            two = st.readings(2).encode()
+            r = post(client, st.id, two)
+            assert r.status_code == 500 and "warehouse error" in r.json()["message"]
+            pg.start()
+            assert post(client, st.id, two).status_code == 201
+            assert post(client, st.id, two).status_code == 409
+        server.stop()
+        assert [bytes(t) for t in store.jws_list(st.id)] == [st.tokens[1].encode(), two]
+        store.close()
+    finally:
+        pg.stop()

@@ -114,12 +114,20 @@ class PostgresStore:
                 if conn.closed or conn.broken:
                     conn.close()
                     conn = None  # type: ignore[assignment]
+                    self._drop_idle()  # the server went away: the idle ones are broken too
                 raise
             finally:
                 if conn is not None and not conn.closed:
                     self._pool.put(conn)
         finally:
             self._slots.release()
+
+    def _drop_idle(self) -> None:
+        while True:
+            try:
+                self._pool.get_nowait().close()
+            except queue.Empty:
+                return
 
     # --- schema -------------------------------------------------------------------------
     def version(self) -> int:
@@ -318,11 +326,7 @@ class PostgresStore:
     def close(self) -> None:
         if self._ddl is not None:
             self._ddl.close()
-        while True:
-            try:
-                self._pool.get_nowait().close()
-            except queue.Empty:
-                return
+        self._drop_idle()
 
 
 class _Written:
