@@ -300,7 +300,7 @@ class PostgresStore:
             if not missing:
                 return
             missing |= {_next_month(m) for m in missing} - self._months
-            if self._ddl is None or self._ddl.closed:
+            if self._ddl is None or self._ddl.closed or self._ddl.broken:
                 try:
                     self._ddl = psycopg.connect(self.url, connect_timeout=10, autocommit=True)
                     self._ddl.execute(f"SET lock_timeout = '{DDL_LOCK_TIMEOUT}'")
