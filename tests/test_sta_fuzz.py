@@ -184,3 +184,17 @@ def test_sorting_by_a_constant_is_400_or_a_valid_order(service, orderby) -> None
 def test_grammar_built_orderby_never_500(service, items) -> None:
     orderby = ",".join(e + d for e, d in items)
     _status(service, "/v1.1/Observations", "$orderby=" + quote(orderby) + "&$top=3")
+
+
+@pytest.mark.parametrize("values", [
+    ["x", "y", "z", "w"], [1, 2, 3, 4], [None, None, None, None], [{"t": "2026-01-01"}, 1, 2, 3],
+    [True, 1.5, "a", {"t": "9999-12-31T23:59:59+00:00"}], [2**62, -(2**62), 0, 1],
+])
+def test_a_forged_skiptoken_of_the_right_shape_is_200_or_400(service, values) -> None:
+    """A $skiptoken is client input: values of the wrong types reach SQL only as parameters."""
+    import base64
+    import json
+
+    token = base64.urlsafe_b64encode(json.dumps({"k": values}).encode()).decode().rstrip("=")
+    path = "/v1.1/Datastreams('HN-STACK-001:stack-analyzer:SO2')/Observations"
+    assert _status(service, path, "$top=2&$skiptoken=" + token) in (200, 400)
