@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 import warehouse_stores
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from test_warehouse_intake import Station, kid_of
 
+from agent.batch import Signer
 from agent.keys import generate_key
 from warehouse.cli import main
 from warehouse.intake import Intake
@@ -210,3 +212,41 @@ def test_the_sample_configuration_is_valid() -> None:
     config = load(sample)
     assert config.storage.url() == f"sqlite:///{sample.parent / 'warehouse.db'}"
     assert config.intake.https is not None and config.intake.https.port == 8443
+
+
+def test_stations_add_from_a_file_registers_all_in_one_transaction(config, tmp_path, capsys):
+    run(capsys, "migrate", "--config", str(config))
+    signers = {f"F-{i}": Signer(Ed25519PrivateKey.generate()) for i in range(3)}
+    lines = tmp_path / "stations.jsonl"
+    lines.write_text(
+        "".join(json.dumps({"station": k, "jwk": s.jwk}) + "\n" for k, s in signers.items())
+    )
+    jwk_file = tmp_path / "f0.jwk"
+    jwk_file.write_text(json.dumps(signers["F-0"].jwk))
+    assert (
+        run(capsys, "stations", "add", "F-0", "--jwk", str(jwk_file), "--config", str(config))[0]
+        == 0
+    )
+    code, out, _ = run(capsys, "stations", "add", "--from", str(lines), "--config", str(config))
+    assert code == 0 and out == "2 station(s) registered, 1 already registered\n"
+    listed = run(capsys, "stations", "list", "--config", str(config))[1]
+    assert listed.endswith("3 station(s)\n")
+    # one line with another key for a registered station: nothing of the file is registered
+    other = Signer(Ed25519PrivateKey.generate())
+    lines.write_text(
+        json.dumps({"station": "F-9", "jwk": other.jwk})
+        + "\n"
+        + json.dumps({"station": "F-1", "jwk": other.jwk})
+        + "\n"
+    )
+    code, _out, err = run(capsys, "stations", "add", "--from", str(lines), "--config", str(config))
+    assert code == 1 and "station 'F-1' is registered with key" in err
+    assert run(capsys, "stations", "list", "--config", str(config))[1].endswith("3 station(s)\n")
+    lines.write_text('{"station": "F-9", "jwk": {}}\n{"station": "bad id", "jwk": {}}\n')
+    code, _out, err = run(capsys, "stations", "add", "--from", str(lines), "--config", str(config))
+    assert code == 2 and f"{lines}:1: JWK is not an Ed25519 OKP key" in err
+    lines.write_text('{"station": "F-9"}\n')
+    code, _out, err = run(capsys, "stations", "add", "--from", str(lines), "--config", str(config))
+    assert code == 2 and f'{lines}:1: expected {{"station": ID, "jwk": {{...}}}}' in err
+    code, _out, err = run(capsys, "stations", "add", "--config", str(config))
+    assert code == 2 and "give ID --jwk FILE, or --from FILE" in err

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -186,6 +186,11 @@ class Store(Protocol):
     def add_station(self, station: str, jwk: dict[str, Any], kid: str) -> bool:
         """Register a station and its first key; False if it was registered with that key
         already; StoreError if it holds another key."""
+        ...
+
+    def add_stations(self, entries: Iterable[tuple[str, dict[str, Any], str]]) -> int:
+        """Register (station, jwk, kid) entries in ONE transaction; returns how many were new;
+        StoreError (nothing registered) if one is registered with another key."""
         ...
 
     def stations(self) -> list[Station]:

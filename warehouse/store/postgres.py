@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -171,28 +171,34 @@ class PostgresStore:
 
     # --- stations -----------------------------------------------------------------------
     def add_station(self, station: str, jwk: dict[str, Any], kid: str) -> bool:
+        return self.add_stations([(station, jwk, kid)]) == 1
+
+    def add_stations(self, entries: Iterable[tuple[str, dict[str, Any], str]]) -> int:
         self._check_ready()
+        added = 0
         with self._connection() as conn, conn.transaction():
             conn.execute("LOCK TABLE stations IN SHARE ROW EXCLUSIVE MODE")
-            row = conn.execute("SELECT kid FROM stations WHERE id = %s", (station,)).fetchone()
-            if row is not None:
-                if row[0] != kid:
-                    raise StoreError(
-                        f"station {station!r} is registered with key {row[0]}, not {kid}: a "
-                        "station's key changes only by a signed rotation record"
-                    )
-                return False
-            conn.execute(
-                "INSERT INTO stations (id, jwk, kid) VALUES (%s, %s, %s)",
-                (station, Jsonb(jwk), kid),
-            )
-            conn.execute(
-                "INSERT INTO station_keys (station, from_seq, kid, jwk, source) "
-                "VALUES (%s, 1, %s, %s, 'registered')",
-                (station, kid, Jsonb(jwk)),
-            )
-            conn.execute("INSERT INTO chain_heads (station) VALUES (%s)", (station,))
-        return True
+            for station, jwk, kid in entries:
+                row = conn.execute("SELECT kid FROM stations WHERE id = %s", (station,)).fetchone()
+                if row is not None:
+                    if row[0] != kid:
+                        raise StoreError(
+                            f"station {station!r} is registered with key {row[0]}, not {kid}: "
+                            "a station's key changes only by a signed rotation record"
+                        )
+                    continue
+                conn.execute(
+                    "INSERT INTO stations (id, jwk, kid) VALUES (%s, %s, %s)",
+                    (station, Jsonb(jwk), kid),
+                )
+                conn.execute(
+                    "INSERT INTO station_keys (station, from_seq, kid, jwk, source) "
+                    "VALUES (%s, 1, %s, %s, 'registered')",
+                    (station, kid, Jsonb(jwk)),
+                )
+                conn.execute("INSERT INTO chain_heads (station) VALUES (%s)", (station,))
+                added += 1
+        return added
 
     def stations(self) -> list[Station]:
         self._check_ready()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -104,38 +104,40 @@ class SqliteStore:
 
     # --- stations -----------------------------------------------------------------------
     def add_station(self, station: str, jwk: dict[str, Any], kid: str) -> bool:
+        return self.add_stations([(station, jwk, kid)]) == 1
+
+    def add_stations(self, entries: Iterable[tuple[str, dict[str, Any], str]]) -> int:
         self._check_ready()
+        added = 0
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                row = self._db.execute(
-                    "SELECT kid FROM stations WHERE id = ?", (station,)
-                ).fetchone()
-                if row is not None:
-                    self._db.execute("ROLLBACK")
-                    if row[0] != kid:
-                        raise StoreError(
-                            f"station {station!r} is registered with key {row[0]}, not {kid}: a "
-                            "station's key changes only by a signed rotation record"
-                        )
-                    return False
-                text, now = json.dumps(jwk, sort_keys=True), iso(datetime.now(UTC))
-                self._db.execute(
-                    "INSERT INTO stations (id, jwk, kid, added_at) VALUES (?, ?, ?, ?)",
-                    (station, text, kid, now),
-                )
-                self._db.execute(
-                    "INSERT INTO station_keys (station, from_seq, kid, jwk, source) "
-                    "VALUES (?, 1, ?, ?, 'registered')",
-                    (station, kid, text),
-                )
-                self._db.execute("INSERT INTO chain_heads (station) VALUES (?)", (station,))
+                now = iso(datetime.now(UTC))
+                for station, jwk, kid in entries:
+                    row = self._db.execute(
+                        "SELECT kid FROM stations WHERE id = ?", (station,)
+                    ).fetchone()
+                    if row is not None:
+                        _same_key(station, row[0], kid)
+                        continue
+                    text = json.dumps(jwk, sort_keys=True)
+                    self._db.execute(
+                        "INSERT INTO stations (id, jwk, kid, added_at) VALUES (?, ?, ?, ?)",
+                        (station, text, kid, now),
+                    )
+                    self._db.execute(
+                        "INSERT INTO station_keys (station, from_seq, kid, jwk, source) "
+                        "VALUES (?, 1, ?, ?, 'registered')",
+                        (station, kid, text),
+                    )
+                    self._db.execute("INSERT INTO chain_heads (station) VALUES (?)", (station,))
+                    added += 1
                 self._db.execute("COMMIT")
             except BaseException:
                 if self._db.in_transaction:
                     self._db.execute("ROLLBACK")
                 raise
-        return True
+        return added
 
     def stations(self) -> list[Station]:
         self._check_ready()
@@ -228,6 +230,14 @@ class SqliteStore:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+def _same_key(station: str, held: str, kid: str) -> None:
+    if held != kid:
+        raise StoreError(
+            f"station {station!r} is registered with key {held}, not {kid}: a station's key "
+            "changes only by a signed rotation record"
+        )
 
 
 class _SqliteChain:
