@@ -87,3 +87,41 @@ def test_the_catalogue_the_warehouse_serves_is_the_agents_file() -> None:
     root = Path(__file__).resolve().parent.parent
     assert (root / "warehouse/sta/parameters.toml").read_bytes() == \
         (root / "agent/catalogue/parameters.toml").read_bytes()
+
+
+def test_a_cached_day_file_is_served_again_until_a_late_reading_changes_the_day(
+        tmp_path) -> None:
+    """[api] opendata_cache: the file is built once; a reading of that day arriving later (a
+    backlog) makes the next download rebuild it, with the new reading in it."""
+    import sqlite3
+
+    from sta_fill import fill
+
+    from warehouse.sta.backend import open_backend
+    from warehouse.sta.opendata import OpenData
+    from warehouse.store import open_store
+
+    url = f"sqlite:///{tmp_path / 'w.db'}"
+    store = open_store(url)
+    store.migrate()
+    store.close()
+    fill(url)
+    opendata = OpenData(open_backend(url), tmp_path / "cache")
+    builds = []
+    build = opendata._station_csv
+    opendata._station_csv = lambda *a: builds.append(a[:2]) or build(*a)  # type: ignore[method-assign]
+    day = __import__("datetime").date(2026, 11, 28)
+    first = opendata.station_csv("HN-AIR-002", day)
+    again = opendata.station_csv("HN-AIR-002", day)
+    assert first == again and len(builds) == 1
+    assert (tmp_path / "cache" / DAY / "HN-AIR-002.csv").read_bytes() == first
+    db = sqlite3.connect(tmp_path / "w.db")  # a late reading of that day (test-only write)
+    db.execute("INSERT INTO readings VALUES ('HN-AIR-002', 2, 99, 'aqm', 'O3', 'ug/m3', "
+               "'2026-11-28T12:00:00.000Z', 'int', 7, NULL, NULL, '00', 0)")
+    db.commit()
+    db.close()
+    late = opendata.station_csv("HN-AIR-002", day)
+    assert len(builds) == 2 and late != first
+    assert b"HN-AIR-002:2:99," in late and late.count(b"\n") == first.count(b"\n") + 1
+    (tmp_path / "cache" / DAY / "HN-AIR-002.csv").write_bytes(b"damaged")
+    assert opendata.station_csv("HN-AIR-002", day) == late and len(builds) == 3

@@ -12,6 +12,7 @@ Reads ``[storage] url`` (the same store the intake writes) and ``[api]``::
     base_url = "https://data.example.vn"   # links in answers; default: as the client asked
     statement_timeout_s = 5
     max_clients = 32
+    opendata_cache = "opendata-cache"      # keep built day files here (optional)
 
 Runs until SIGTERM/SIGINT; exits 2 with one clear line on a bad configuration.
 """
@@ -27,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-_API_KEYS = {"host", "port", "base_url", "statement_timeout_s", "max_clients"}
+_API_KEYS = {"host", "port", "base_url", "statement_timeout_s", "max_clients", "opendata_cache"}
 
 
 class ConfigProblem(Exception):
@@ -42,6 +43,7 @@ class ApiSettings:
     base_url: str | None = None
     statement_timeout_s: float = 5.0
     max_clients: int = 32
+    opendata_cache: Path | None = None
 
 
 def load(path: Path) -> ApiSettings:
@@ -69,6 +71,12 @@ def load(path: Path) -> ApiSettings:
                 raise ConfigProblem(f"{path}: [api] {key}: expected {_name(kind)}, "
                                     f"found {value!r}")
             setattr(settings, key, value)
+    cache = api.get("opendata_cache")
+    if cache is not None:
+        if not isinstance(cache, str) or not cache:
+            raise ConfigProblem(f"{path}: [api] opendata_cache: expected a directory path")
+        settings.opendata_cache = (Path(path).parent / cache) if not Path(cache).is_absolute() \
+            else Path(cache)
     if not 0 <= settings.port <= 65535:
         raise ConfigProblem(f"{path}: [api] port: expected 0..65535, found {settings.port}")
     if not 0 < settings.statement_timeout_s <= 600:
@@ -108,7 +116,7 @@ def command(args: argparse.Namespace) -> int:
         print(f"station-warehouse api: {exc}", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    service = StaService(backend, opendata=OpenData(backend))
+    service = StaService(backend, opendata=OpenData(backend, settings.opendata_cache))
     try:
         server = serve(service, settings.host, settings.port, base_url=settings.base_url,
                        max_clients=settings.max_clients)

@@ -18,8 +18,11 @@ import gzip
 import hashlib
 import io
 import json
+import os
 import re
+import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from warehouse.sta.app import Answer, json_answer
@@ -29,7 +32,7 @@ from warehouse.sta.entities import SETS
 from warehouse.sta.errors import BadRequest, NotFound
 from warehouse.sta.maintenance import attach
 from warehouse.sta.serialize import format_time_value, observation_result
-from warehouse.sta.sql import Sql
+from warehouse.sta.sql import Sql, join
 
 COLUMNS = ("observation_id", "station", "device", "param", "unit", "time", "value",
            "value_kind", "status", "status_meaning", "unsynced", "maintenance_window",
@@ -40,8 +43,14 @@ PAGE = 20_000
 
 
 class OpenData:
-    def __init__(self, backend: Backend):
+    """The day files, built from the store; with ``cache_dir``, each station-day file is kept
+    on disk and served again while its fingerprint holds (the day's reading count and batch
+    seqs per Datastream, the station's latest descriptor and maintenance record: readings and
+    records are append-only, so a late batch for that day changes it)."""
+
+    def __init__(self, backend: Backend, cache_dir: Path | None = None):
         self.backend = backend
+        self.cache_dir = cache_dir
 
     def answer(self, rest: str, origin: str) -> Answer:
         parts = rest.split("/")
@@ -106,6 +115,52 @@ class OpenData:
 
     # -- files -------------------------------------------------------------------------------
     def station_csv(self, station: str, day: dt.date, digests: set[str] | None = None) -> bytes:
+        """One station's day file (from the cache when it is still current)."""
+        if self.cache_dir is None:
+            return self._station_csv(station, day, digests)
+        mark = self._fingerprint(station, day)
+        folder = self.cache_dir / day.isoformat()
+        body_path, meta_path = folder / f"{station}.csv", folder / f"{station}.json"
+        try:
+            meta = json.loads(meta_path.read_text())
+            if meta["fingerprint"] == mark:
+                body = body_path.read_bytes()
+                if hashlib.sha256(body).hexdigest() == meta["sha256"]:
+                    if digests is not None:
+                        digests.update(meta["digests"])
+                    return body
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # absent, stale or damaged: build it again
+        found: set[str] = set()
+        body = self._station_csv(station, day, found)
+        folder.mkdir(parents=True, exist_ok=True)
+        _write(body_path, body)
+        _write(meta_path, json.dumps({"fingerprint": mark, "sha256": hashlib.sha256(body)
+                                      .hexdigest(), "digests": sorted(found)}).encode())
+        if digests is not None:
+            digests.update(found)
+        return body
+
+    def _fingerprint(self, station: str, day: dt.date) -> list[Any]:
+        start = dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC)
+        d = self.backend.dialect
+        lo, hi = d.time_param(start), d.time_param(start + dt.timedelta(days=1))
+        out: list[Any] = []
+        streams = self._streams(station)
+        for i in range(0, len(streams), 100):
+            branches = [Sql("SELECT count(*) AS n, coalesce(sum(batch_seq), 0) AS s FROM "
+                            "readings WHERE station = ? AND device = ? AND param = ? AND time >= ",
+                            (station, device, param)) + lo + " AND time < " + hi
+                        for device, param in streams[i : i + 100]]
+            out.extend([int(r["n"]), int(r["s"])]
+                       for r in self.backend.fetch(join(branches, " UNION ALL ")))
+        rec = self.backend.fetch(Sql(
+            "SELECT max(seq) AS m FROM records WHERE station = ? AND kind IN "
+            "('descriptor', 'maintenance')", (station,)))
+        out.append(rec[0]["m"])
+        return [[device, param] for device, param in streams] + out
+
+    def _station_csv(self, station: str, day: dt.date, digests: set[str] | None) -> bytes:
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(COLUMNS)
@@ -167,3 +222,10 @@ def _day(text: str) -> dt.date:
         return dt.date(int(m[1]), int(m[2]), int(m[3]))
     except ValueError:
         raise BadRequest(f"not a day: {text!r}") from None
+
+
+def _write(path: Path, data: bytes) -> None:
+    """Write ``path`` whole or not at all (a reader never sees half a file)."""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
