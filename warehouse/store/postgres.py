@@ -216,14 +216,14 @@ class PostgresStore:
                 "last_sealed_at, last_received_at, refused, chain_refused "
                 "FROM chain_heads h ORDER BY station"
             ).fetchall()
+            above: dict[str, list[int]] = {}  # seqs held above each contiguous head: one query
+            for station, seq in conn.execute(
+                "SELECT b.station, b.seq FROM batches b JOIN chain_heads h "
+                "ON h.station = b.station WHERE b.seq > h.contiguous_seq ORDER BY 1, 2"
+            ):
+                above.setdefault(station, []).append(seq)
             for row in heads:
-                seqs = [
-                    r[0]
-                    for r in conn.execute(
-                        "SELECT seq FROM batches WHERE station = %s AND seq > %s ORDER BY seq",
-                        (row[0], row[5]),
-                    )
-                ]
+                seqs = above.get(row[0], [])
                 out.append(
                     StationStatus(
                         row[0],
