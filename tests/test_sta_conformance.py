@@ -457,3 +457,17 @@ def test_paging_on_a_nullable_sort_key_still_returns_every_row_once(api) -> None
     numbers = [o["result"] for o in got if isinstance(o["result"], int | float)]
     assert numbers == sorted(numbers, reverse=True)
     assert pages == -(-len(ids) // 7)
+
+
+
+def test_an_expansion_that_could_return_too_many_entities_is_400_before_it_runs(
+        api, monkeypatch) -> None:
+    """Bounded: parents x $top of an $expand level over the limit is refused, saying what to
+    lower (the limit is 100,000; lowered here so two stations reach it)."""
+    import warehouse.sta.serialize as serialize
+
+    monkeypatch.setattr(serialize, "MAX_EXPANDED", 150)
+    answer = api.get("/v1.1/Things", **{"$expand": "Datastreams($top=100)"})
+    assert answer.status_code == 400
+    assert answer.json()["option"] == "$expand" and "smaller $top" in answer.json()["message"]
+    assert api.get("/v1.1/Things", **{"$expand": "Datastreams($top=50)"}).status_code == 200

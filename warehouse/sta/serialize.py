@@ -15,9 +15,10 @@ from warehouse.sta.catalogue import CATALOGUE, STATION_TYPES, STATUSES
 from warehouse.sta.entities import SETS, EntitySet
 from warehouse.sta.errors import BadRequest
 from warehouse.sta.query import Scope, fetch_page, fetch_pages
-from warehouse.sta.query_options import QueryOptions
+from warehouse.sta.query_options import DEFAULT_TOP, QueryOptions
 from warehouse.sta.sql import format_time
 
+MAX_EXPANDED = 100_000  # entities one $expand level may return (parents x its $top), worst case
 OM_OBSERVATION = "http://www.opengis.net/def/observationType/OGC-OM/2.0/OM_Observation"
 ENTITY_PROPERTIES = {
     "Things": ("name", "description", "properties"),
@@ -275,6 +276,12 @@ class Serializer:
             else:
                 options, top = QueryOptions(select=exp.options.select,
                                             expand=exp.options.expand), 1
+            limit = options.top if options.top is not None else (top or DEFAULT_TOP)
+            if len(rows) * limit > MAX_EXPANDED:
+                raise BadRequest(
+                    f"$expand={exp.name} could return {len(rows):,} x {limit:,} entities "
+                    f"(at most {MAX_EXPANDED:,} per level): give it a smaller $top, or ask "
+                    "for fewer parents", option="$expand")
             if options.count:
                 pages = [fetch_page(self.backend, target, sc, options, base_url=self.base,
                                     top=top) for sc in scopes]
