@@ -200,6 +200,12 @@ def test_select_returns_only_the_named_properties(api) -> None:
     assert things and all(set(t) == {"@iot.selfLink", "name"} for t in things)
     answer = api.get("/v1.1/Things", **{"$select": "colour"})
     assert answer.status_code == 400 and "colour" in answer.json()["message"]
+    doc = api.json("/v1.1/Things('HN-AIR-002')", **{
+        "$select": "id,Datastreams", "$expand": "Datastreams($select=name,unitOfMeasurement)"})
+    assert set(doc) == {"@iot.id", "@iot.selfLink", "Datastreams@iot.navigationLink",
+                        "Datastreams"}
+    assert all(set(d) == {"@iot.selfLink", "name", "unitOfMeasurement"}
+               for d in doc["Datastreams"]) and len(doc["Datastreams"]) == 2
 
 
 def test_expand_nested_with_options(api) -> None:
