@@ -36,10 +36,10 @@ from warehouse.store.model import (
     StoreError,
     gaps_of,
 )
+from warehouse.store.pg_partitions import Partitions, month_of
 from warehouse.store.rows import parse_iso, time_of
 
 BACKEND = "postgres"
-DDL_LOCK_TIMEOUT = "30s"  # a partition waits this long for readers of readings, then fails
 KEEP_UNSIGNED_REFUSALS = 1000  # per station: the latest refusals of bodies whose signature failed
 _MIGRATION_LOCK = 0x5741_5245  # pg_advisory_xact_lock key while migrating ("WARE")
 _COPY = (
@@ -63,20 +63,6 @@ _COPY_TYPES = [
 ]
 
 
-def month_of(ms: int) -> tuple[int, int]:
-    """(year, month) of a time in milliseconds since 1970, UTC."""
-    at = time_of(ms)
-    return at.year, at.month
-
-
-def _next_month(month: tuple[int, int]) -> tuple[int, int]:
-    return (month[0] + 1, 1) if month[1] == 12 else (month[0], month[1] + 1)
-
-
-def partition_name(year: int, month: int) -> str:
-    return f"readings_y{year:04d}m{month:02d}"
-
-
 class PostgresStore:
     """A warehouse store in a PostgreSQL database, with a small pool of connections."""
 
@@ -84,9 +70,7 @@ class PostgresStore:
         self.url = url
         self._pool: queue.LifoQueue[psycopg.Connection[Any]] = queue.LifoQueue()
         self._slots = threading.BoundedSemaphore(pool_size)
-        self._months: set[tuple[int, int]] = set()
-        self._months_lock = threading.Lock()
-        self._ddl: psycopg.Connection[Any] | None = None
+        self.partitions = Partitions(url)
         self._ready = False
         with self._connection():  # fail now, with a clear error, if it cannot connect
             pass
@@ -291,47 +275,12 @@ class PostgresStore:
             except psycopg.OperationalError as exc:
                 raise StoreError(f"PostgreSQL: {str(exc).strip()}") from exc
 
-    def has_partitions(self, months: set[tuple[int, int]]) -> bool:
-        """Whether this store made (or found) the partitions of every month in ``months``."""
-        with self._months_lock:
-            return months <= self._months
-
     def ensure_partitions(self, months: set[tuple[int, int]]) -> None:
-        """Create the monthly partitions of ``months`` that do not exist yet, and of the month
-        after each (so the DDL, which waits for readers of ``readings``, rarely falls on the
-        first batch of a month), each in its own transaction on a connection of its own (never
-        one of the pool's, held by intakes); waits at most ``DDL_LOCK_TIMEOUT`` for its lock."""
-        with self._months_lock:
-            missing = months - self._months
-            if not missing:
-                return
-            missing |= {_next_month(m) for m in missing} - self._months
-            if self._ddl is None or self._ddl.closed or self._ddl.broken:
-                try:
-                    self._ddl = psycopg.connect(self.url, connect_timeout=10, autocommit=True)
-                    self._ddl.execute(f"SET lock_timeout = '{DDL_LOCK_TIMEOUT}'")
-                except psycopg.Error as exc:
-                    raise StoreError(
-                        f"cannot connect to PostgreSQL at {_safe(self.url)}: {str(exc).strip()}"
-                    ) from None
-            conn = self._ddl
-            for year, month in sorted(missing):
-                name = partition_name(year, month)
-                nxt = _next_month((year, month))
-                with conn.transaction():
-                    row = conn.execute("SELECT to_regclass(%s)", (name,)).fetchone()
-                    if row is not None and row[0] is None:
-                        conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (name,))
-                        conn.execute(
-                            f"CREATE TABLE IF NOT EXISTS {name} PARTITION OF readings FOR VALUES "
-                            f"FROM ('{year:04d}-{month:02d}-01 00:00:00+00') "
-                            f"TO ('{nxt[0]:04d}-{nxt[1]:02d}-01 00:00:00+00')"
-                        )
-                self._months.add((year, month))
+        """Make the monthly partitions of ``months`` (``Partitions.ensure``; bench/sta.py)."""
+        self.partitions.ensure(months)
 
     def close(self) -> None:
-        if self._ddl is not None:
-            self._ddl.close()
+        self.partitions.close()
         self._drop_idle()
 
 
@@ -399,10 +348,10 @@ class _PostgresChain:
             # station's head stays locked meanwhile, which only delays its own next batch. A
             # group transaction that already wrote readings would wait on itself: it gives up.
             months = {month_of(r.time_ms) for r in batch.readings}
-            if self._written.readings and not self._store.has_partitions(months):
-                store = self._store
-                raise NeedPartitions(lambda: store.ensure_partitions(months))
-            self._store.ensure_partitions(months)
+            partitions = self._store.partitions
+            if self._written.readings and not partitions.known(months):
+                raise NeedPartitions(lambda: partitions.ensure(months))
+            partitions.ensure(months)
         conn.execute(
             "INSERT INTO batches (station, seq, digest, prev, kid, kind, payload_version, "
             "descriptor, readings, unsynced, sealed_at, received_at, via, jws) "
