@@ -22,7 +22,10 @@ def _intake(config: Path, *extra: str) -> subprocess.CompletedProcess[str]:
 @pytest.mark.parametrize(
     ("nats", "says"),
     [
-        ("", "[intake.nats]: missing"),
+        (
+            "",
+            "or [intake.mqtt] (host, port, group): missing",
+        ),
         ("[intake.nats]\nservers = []\n", "intake.nats.servers: expected a list of nats:// URLs"),
         (
             '[intake.nats]\nservers = ["nats://a:4222"]\npartitions = 0\n',
@@ -56,3 +59,20 @@ def test_mappings_partition_each_stations_batches(tmp_path: Path) -> None:
         in done.stdout
     )
     assert '"vn.stations.*.batches.gzip"' in done.stdout
+
+
+def test_no_nats_reachable_is_one_clear_line_and_exit_1(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens here once closed
+    config = tmp_path / "warehouse.toml"
+    config.write_text(
+        '[storage]\npostgres = "postgresql://w@127.0.0.1:1/w"\n\n'
+        f'[intake.nats]\nservers = ["nats://127.0.0.1:{port}"]\n'
+    )
+    done = _intake(config)
+    assert done.returncode == 1
+    assert f"cannot reach NATS at nats://127.0.0.1:{port}" in done.stderr
+    assert "Traceback" not in done.stderr

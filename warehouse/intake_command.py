@@ -87,6 +87,10 @@ def load(path: Path) -> tuple[str, StreamSettings | ShareSettings]:
     return config.storage.url(), StreamSettings(servers=tuple(servers), **kwargs)
 
 
+class IntakeUnavailable(Exception):
+    """The stream cannot be reached at start (the worker exits 1; its service restarts it)."""
+
+
 _SHARE_KEYS = {"host": str, "port": int, "prefix": str, "group": str, "client_id": str}
 
 
@@ -152,7 +156,12 @@ def run_worker(url: str, settings: StreamSettings) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, worker.stop)
-        await worker.connect()
+        try:
+            await worker.connect()
+        except Exception as exc:  # no node reachable at all: one clear line, systemd retries
+            raise IntakeUnavailable(
+                f"cannot reach NATS at {', '.join(settings.servers)}: {exc!r}"
+            ) from None
         logging.getLogger("warehouse.stream_intake").info(
             "intake_started worker=%s servers=%s partitions=%d",
             settings.worker,
@@ -197,7 +206,11 @@ def command(args: argparse.Namespace) -> int:
         print("mappings {\n" + "\n".join(lines) + "\n}")
         return 0
     _logging()
-    run_worker(url, settings)
+    try:
+        run_worker(url, settings)
+    except IntakeUnavailable as exc:
+        print(f"station-warehouse intake: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -41,7 +41,8 @@ from warehouse.verify.inflate import InflateError, inflate
 log = logging.getLogger("warehouse.stream_intake")
 
 STREAM = "WAREHOUSE_BATCHES"
-MAX_ACK_BYTES = 4096  # docs/protocol.md: acknowledgements are at most 4 KiB
+MAX_ACK_BYTES = 4096
+CONNECT_DEADLINE_S = 10.0  # docs/protocol.md: acknowledgements are at most 4 KiB
 
 
 class Receiver(Protocol):
@@ -178,7 +179,7 @@ class NatsWorker:
         async def quiet(exc: Exception) -> None:  # node lost: nats-py reconnects to another
             self.refuse_log(logging.INFO, "nats_connection", repr(exc))
 
-        self.nc = await nats.connect(
+        connecting = nats.connect(
             servers=list(self.settings.servers),
             name=f"station-warehouse-intake {self.settings.worker}",
             max_reconnect_attempts=-1,
@@ -186,6 +187,9 @@ class NatsWorker:
             connect_timeout=2,
             error_cb=quiet,
         )
+        # No node at all at start: give up after a while (the service manager restarts us,
+        # and the operator sees why in the log) rather than wait for ever, silent.
+        self.nc = await asyncio.wait_for(connecting, CONNECT_DEADLINE_S)
         self.js = self.nc.jetstream(timeout=5)
         await ensure_stream(self.js, self.settings)
 
