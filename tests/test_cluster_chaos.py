@@ -106,5 +106,6 @@ def test_chaos_short_nothing_lost_nothing_twice(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)
 def test_chaos_long_nothing_lost_nothing_twice(tmp_path: Path) -> None:
     _chaos_run(tmp_path, stations=200, seconds=240, seal_interval_s=1.0, rounds=4)

@@ -77,14 +77,15 @@ class ClusterDeployment:
         return self
 
     def register(self, stations: list[tuple[str, dict[str, Any]]]) -> None:
-        """Register stations (id, public JWK) as ``stations add`` does."""
+        """Register stations (id, public JWK) in one transaction, as ``stations add --from``."""
         from warehouse.store import open_store
         from warehouse.verify.verifier import RegisteredKey
 
         store = open_store(self.store_url)
         try:
-            for station, jwk in stations:
-                store.add_station(station, jwk, RegisteredKey.from_jwk(jwk).kid)
+            store.add_stations(
+                [(station, jwk, RegisteredKey.from_jwk(jwk).kid) for station, jwk in stations]
+            )
         finally:
             store.close()
 
