@@ -335,7 +335,7 @@ def https_transport_toml(port: int, ca: Path) -> str:
 
 
 class WarehouseProcess:
-    """The reference warehouse (``python -m simulators.warehouse``) over HTTPS, in a subprocess."""
+    """The reference warehouse (``python -m warehouse.reference``) over HTTPS, in a subprocess."""
 
     def __init__(self, directory: Path, jwk: Path, mqtt_port: int | None = None) -> None:
         from simulators.certs import make_tls_files
@@ -352,7 +352,7 @@ class WarehouseProcess:
         self._log = open(self.log, "w")  # noqa: SIM115 (closed in __exit__)
         self.proc = subprocess.Popen(
             [
-                sys.executable, "-m", "simulators.warehouse", "--db", str(self.db),
+                sys.executable, "-m", "warehouse.reference", "--db", str(self.db),
                 "--station", f"{STATION}={self.jwk}", "--http-port", str(self.port),
                 "--tls-cert", str(self.tls.server_cert), "--tls-key", str(self.tls.server_key),
             ] + (

@@ -5,7 +5,7 @@ A buffer holding N readings (50-channel polls, sealed into batches of ``--batch`
 being polled every second. Destinations:
 
 * mqtt  — a private Mosquitto, QoS 1, ``inflight`` batches in flight; the reference warehouse
-  (``python -m simulators.warehouse --mqtt-host``) subscribes, verifies and stores every batch
+  (``python -m warehouse.reference --mqtt-host``) subscribes, verifies and stores every batch
   and publishes its acknowledgement, which the agent waits for (``ack = "warehouse"``);
 * https — the reference warehouse over HTTPS (TLS on loopback), same verification.
 

@@ -41,7 +41,7 @@ from drivers.hj212.packet import parse_segment
 from drivers.hj212.readings import ReadingMaker
 from simulators.hj212 import Datalogger
 from simulators.hj212_wire import packet
-from simulators.warehouse import Warehouse
+from warehouse.reference import Warehouse
 
 CODES = [f"a{21000 + i}" for i in range(10)]
 

@@ -49,8 +49,8 @@ from agent.transports.https.transport import HttpsTransport, HttpsTransportConfi
 from core.reading import Reading
 from drivers.modbus.codec import decode, encode
 from simulators.link import Link
-from simulators.verifier import RegisteredKey, check_chain
-from simulators.warehouse import Warehouse
+from warehouse.reference import Warehouse
+from warehouse.verify.verifier import RegisteredKey, check_chain
 
 try:  # measured only: not a wire format of the agent (bench/RESULTS.md, "Wire")
     import zstandard

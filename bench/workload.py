@@ -3,7 +3,7 @@
 A simulator process serves D Modbus TCP devices (one port each, ``C`` float32 values and a status
 register: ``_harness.DataloggerDevice``). The real agent (``station-agent run`` with a generated
 configuration, durability ``power``) polls them and sends over MQTT to a private Mosquitto; the
-reference warehouse (``python -m simulators.warehouse``, a subprocess with its own verifier)
+reference warehouse (``python -m warehouse.reference``, a subprocess with its own verifier)
 subscribes, verifies every batch and acknowledges it. After a warm-up, a window of whole poll
 slots is measured; then the agent runs on until every reading of the window is acknowledged (at
 most the seal interval + 60 s).
@@ -186,7 +186,7 @@ def delivered(warehouse_db: Path, since_ms: int, until_ms: int) -> int:
     decoded from the JWS it verified (payload version 2 or 3, columnar; records skipped)."""
     import base64
 
-    from simulators.payload_v2 import epoch_ms
+    from warehouse.verify.payload_v2 import epoch_ms
 
     conn = sqlite3.connect(f"file:{warehouse_db}?mode=ro", uri=True, timeout=30)
     count = 0

@@ -46,8 +46,8 @@ from simulators.certs import make_tls_files
 from simulators.float_device import FloatDevice
 from simulators.modbus_server import ModbusTcpSimulator
 from simulators.mosquitto import Mosquitto
-from simulators.verifier import check_chain, readings_of, unverified_payload
-from simulators.warehouse import Warehouse, load_station_jwk
+from warehouse.reference import Warehouse, load_station_jwk
+from warehouse.verify.verifier import check_chain, readings_of, unverified_payload
 
 STATION = "CHAOS-01"
 CHANNELS = 20

@@ -64,7 +64,7 @@ def run_demo(workdir: Path, seconds: float = 20.0) -> int:
     """Run the demo for ``seconds``; returns 0 if the warehouse verified every batch."""
     from simulators.certs import make_tls_files
     from simulators.modbus import analyzer_simulator
-    from simulators.warehouse import Warehouse, load_station_jwk
+    from warehouse.reference import Warehouse, load_station_jwk
 
     workdir = workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)

@@ -178,7 +178,7 @@ class Session:
         argv = ["--db", "warehouse.db", "--station", f"{STATION}=keys/station.jwk"]
         with open(self.dir / "warehouse.log", "ab") as err:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "simulators.warehouse", *argv, "--http-port", str(port)],
+                [sys.executable, "-m", "warehouse.reference", *argv, "--http-port", str(port)],
                 cwd=self.dir,
                 env=self.env(),
                 stdout=err,

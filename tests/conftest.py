@@ -21,8 +21,8 @@ from agent.protocol.verify import StationKey
 from simulators.certs import TlsFiles, make_tls_files
 from simulators.modbus import analyzer_simulator
 from simulators.mosquitto import Mosquitto
-from simulators.warehouse import Warehouse, load_station_jwk
 from tests.helpers.station import steady_analyzer_simulator
+from warehouse.reference import Warehouse, load_station_jwk
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -26,7 +26,6 @@ from agent.protocol.jws import public_jwk
 from agent.protocol.verify import StationKey
 from core.errors import StorageError
 from core.reading import Reading
-from simulators.warehouse import Warehouse
 from tests.helpers.station import (
     analyzer_device,
     http_transport,
@@ -34,6 +33,7 @@ from tests.helpers.station import (
     payload_readings,
     wait_for,
 )
+from warehouse.reference import Warehouse
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "buffer-v1.db"
 STATION = "FIXTURE-01"

@@ -30,7 +30,6 @@ from agent.protocol.keys import generate_key, load_jwk
 from agent.protocol.verify import StationKey
 from simulators.modbus import analyzer_simulator
 from simulators.mosquitto import Mosquitto
-from simulators.warehouse import Warehouse
 from tests.helpers.station import (
     ROOT,
     agent_env,
@@ -50,6 +49,7 @@ from tests.helpers.syscall_trace import (
     syncs_of,
     wal_transactions,
 )
+from warehouse.reference import Warehouse
 
 STATION, HTTP, MQTT = "TRACED-01", "wh", "mq"  # the station and its two transports' names
 TRACED = "write,pwrite64,writev,pwritev,fsync,fdatasync,sendto,sendmsg,recvfrom,recvmsg"

@@ -1,5 +1,5 @@
 """A forgery corpus every verifier must refuse: the agent's (``station-agent verify``), the
-reference warehouse's own (``simulators/verifier.py``) and, for JWS-level forgeries, joserfc.
+reference warehouse's own (``warehouse/verify/verifier.py``) and, for JWS-level forgeries, joserfc.
 
 Each forgery is a variant of a genuine batch, most of them signed with the station's real key,
 so only the strictness of the check refuses them. The corpus is built here with hashlib, base64
@@ -26,8 +26,8 @@ from joserfc.jwk import OKPKey
 from agent.protocol.keys import generate_key, load_jwk, load_private_key
 from agent.protocol.verify import StationKey, check_batch, verify_chain
 from core.errors import VerificationError
-from simulators.verifier import RegisteredKey, check, check_chain
-from simulators.warehouse import Warehouse
+from warehouse.reference import Warehouse
+from warehouse.verify.verifier import RegisteredKey, check, check_chain
 
 STATION = "FORGE-01"
 ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"

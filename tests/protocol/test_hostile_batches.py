@@ -28,9 +28,9 @@ from agent.protocol.keys import load_jwk, load_private_key
 from agent.protocol.verify import check_batch
 from agent.support.bounded import json_depth
 from core.errors import VerificationError
-from simulators.verifier import RegisteredKey, check, nesting
-from simulators.warehouse import load_station_jwk
 from tests.helpers.station import wait_for
+from warehouse.reference import load_station_jwk
+from warehouse.verify.verifier import RegisteredKey, check, nesting
 
 ROWS = [("dev", "SO2", "mg/Nm3", 1_764_000_000_000, 41.5, "00")]
 L = 2**252 + 27742317777372353535851937790883648493  # the order of the Ed25519 base point

@@ -25,9 +25,9 @@ from agent.seal.sealing import Sealer
 from agent.support.clock import SystemClock
 from core.errors import VerificationError
 from core.reading import Reading
-from simulators.payload_v2 import expand_v2
-from simulators.verifier import RegisteredKey, check, check_chain
 from tests.helpers.station import buffer_readings, payload_readings, warehouse_readings
+from warehouse.verify.payload_v2 import expand_v2
+from warehouse.verify.verifier import RegisteredKey, check, check_chain
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 T = 1_764_288_000_000

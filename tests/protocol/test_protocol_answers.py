@@ -21,7 +21,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-import simulators.warehouse as reference
+import warehouse.reference as reference
 from agent.buffer import Buffer
 from agent.protocol.batch import Signer, parse_payload
 from agent.protocol.keys import load_private_key
@@ -31,9 +31,9 @@ from agent.seal.sealing import Sealer
 from agent.support.clock import SystemClock
 from core.errors import VerificationError
 from core.reading import Reading
-from simulators.verifier import check as reference_check
-from simulators.warehouse import Warehouse, load_station_jwk
 from tests.helpers.station import ROOT, analyzer_device, http_transport, make_config, wait_for
+from warehouse.reference import Warehouse, load_station_jwk
+from warehouse.verify.verifier import check as reference_check
 
 PROTOCOL = (ROOT / "docs/protocol.md").read_text()
 SCHEMA = json.loads((ROOT / "docs/batch.schema.json").read_text())

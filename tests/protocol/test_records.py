@@ -39,9 +39,9 @@ from agent.seal.sealing import Sealer
 from core.errors import VerificationError
 from core.reading import Reading
 from core.records import RecordError, register_kind, unregister_kind
-from simulators.verifier import RegisteredKey, check
-from simulators.warehouse import Warehouse, load_station_jwk
 from tests.helpers.station import analyzer_device, http_transport, make_config, wait_for
+from warehouse.reference import Warehouse, load_station_jwk
+from warehouse.verify.verifier import RegisteredKey, check
 
 T0 = 1_764_288_000_000
 

@@ -22,7 +22,7 @@ from agent.support.clock import SystemClock
 from drivers.modbus.tcp import ModbusTcpConfig, ModbusTcpDriver
 from simulators.modbus_description import load_description
 from simulators.modbus_server import ModbusTcpSimulator
-from simulators.payload_v2 import expand_v2
+from warehouse.verify.payload_v2 import expand_v2
 
 CASE = (
     Path(__file__).resolve().parents[2]

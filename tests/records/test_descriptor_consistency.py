@@ -24,8 +24,8 @@ from joserfc.jwk import OKPKey
 
 from agent.protocol.payload_v3 import build_payload_v3, build_record
 from agent.protocol.verify import StationKey, verify_chain
-from simulators.verifier import RegisteredKey, check_chain
-from simulators.warehouse import Warehouse
+from warehouse.reference import Warehouse
+from warehouse.verify.verifier import RegisteredKey, check_chain
 
 STATION = "ST-DESC"
 PRIVATE = Ed25519PrivateKey.from_private_bytes(bytes(range(7, 39)))

@@ -23,8 +23,6 @@ from agent.protocol.batch import Signer
 from agent.protocol.keys import generate_key, load_jwk, load_private_key
 from agent.runtime.agent import Agent
 from core.errors import KeyFileError
-from simulators.verifier import unverified_payload
-from simulators.warehouse import Warehouse, load_station_jwk
 from tests.helpers.agent_process import AgentProcess, write_config
 from tests.helpers.rotation_oracle import buffer_tokens, rotation_seqs, walk, warehouse_tokens
 from tests.helpers.station import (
@@ -37,6 +35,8 @@ from tests.helpers.station import (
     wait_for,
     warehouse_readings,
 )
+from warehouse.reference import Warehouse, load_station_jwk
+from warehouse.verify.verifier import unverified_payload
 
 KILL_AT_THE_SWITCH = """
 import os, signal, sys

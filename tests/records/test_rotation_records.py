@@ -4,8 +4,8 @@ answered 425 (the agent retries); ``station-agent verify`` walks a chain across 
 the first key alone.
 
 Oracles: joserfc verifies every signature (each batch with the key in force at its seq, each
-proof with the new key); the warehouse verifies with its own code (simulators/verifier.py,
-simulators/key_book.py).
+proof with the new key); the warehouse verifies with its own code (warehouse/verify/verifier.py,
+warehouse/verify/key_book.py).
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ from agent.protocol.rotation_proof import proof_payload, rotation_body
 from agent.protocol.verify import StationKey, verify_chain
 from agent.transports.https.transport import classify
 from core.outcomes import Retry
-from simulators.verifier import RegisteredKey
-from simulators.warehouse import Warehouse, mqtt_ack
+from warehouse.reference import Warehouse, mqtt_ack
+from warehouse.verify.verifier import RegisteredKey
 
 STATION = "ROT-01"
 T0 = 1_764_000_000_000

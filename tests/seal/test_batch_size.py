@@ -10,7 +10,6 @@ from agent.buffer import Buffer
 from agent.buffer.chain import BATCH_COLUMNS
 from agent.runtime.agent import Agent
 from agent.seal.batch_size import HOLD_MAX_S, BatchSizer
-from simulators.verifier import check_chain
 from tests.helpers.station import (
     analyzer_device,
     buffer_readings,
@@ -19,6 +18,7 @@ from tests.helpers.station import (
     wait_for,
     warehouse_readings,
 )
+from warehouse.verify.verifier import check_chain
 
 STEADY, BACKLOG = 20, 100
 

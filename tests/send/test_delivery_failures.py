@@ -113,8 +113,8 @@ def test_rejected_batch_is_quarantined_and_later_batches_still_flow(
     """The warehouse answers 400 (here: for a while it holds the station's kid with the wrong
     public key, so no signature verifies; an unknown kid would be 425, retried)."""
     from agent.protocol.keys import generate_key
-    from simulators.verifier import RegisteredKey
-    from simulators.warehouse import load_station_jwk
+    from warehouse.reference import load_station_jwk
+    from warehouse.verify.verifier import RegisteredKey
 
     right_key = warehouse.keys[station_id]
     _k, other_jwk = generate_key(tmp_path / "other")

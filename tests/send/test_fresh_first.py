@@ -17,7 +17,6 @@ from agent.runtime.agent import Agent
 from agent.seal.sealing import Sealer
 from core.reading import Reading
 from simulators.link import Link
-from simulators.verifier import check_chain
 from tests.helpers.station import (
     analyzer_device,
     buffer_readings,
@@ -26,6 +25,7 @@ from tests.helpers.station import (
     wait_for,
     warehouse_readings,
 )
+from warehouse.verify.verifier import check_chain
 
 HOUR_MS = 3_600_000
 BACKLOG_BATCHES, PER_BATCH = 80, 1000

@@ -17,8 +17,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from agent.protocol.batch import Signer, build_payload
 from agent.protocol.keys import load_private_key
-from simulators.warehouse import KEEP_REJECTIONS, MAX_BODY, SAMPLE_BODIES, SAMPLE_BYTES
 from tests.helpers.station import wait_for
+from warehouse.reference import KEEP_REJECTIONS, MAX_BODY, SAMPLE_BODIES, SAMPLE_BYTES
 
 ROWS = [("dev", "SO2", "mg/Nm3", 1_764_000_000_000, 41.5, "00")]
 

@@ -10,9 +10,9 @@ import subprocess
 import sys
 from datetime import datetime
 
-from simulators.warehouse import Warehouse, load_station_jwk
 from tests.helpers.agent_process import AgentProcess, write_config
 from tests.helpers.station import ROOT, agent_env, analyzer_device, wait_for
+from warehouse.reference import Warehouse, load_station_jwk
 
 RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
 SECRET_ENV = "STATION_AGENT_TEST_MQTT_PASSWORD"

@@ -27,9 +27,9 @@ from agent.transports.https.transport import HttpsTransport, HttpsTransportConfi
 from agent.transports.mqtt.transport import MqttTransport, MqttTransportConfig
 from core.batch import SealedBatch
 from core.outcomes import Ack, Outcome, Retry
-from simulators.inflate import InflateError, inflate
 from simulators.link import Link
 from tests.helpers.station import wait_for
+from warehouse.verify.inflate import InflateError, inflate
 
 STATION = "TEST-01"
 

@@ -238,7 +238,7 @@ def test_page_actions_need_the_configured_token(
     is refused (401) and the right one requeues them, which fills the warehouse's gap."""
     shots = Path(os.environ.get("SCREENSHOT_DIR", tmp_path))
     from agent.protocol.keys import generate_key
-    from simulators.warehouse import RegisteredKey, load_station_jwk
+    from warehouse.reference import RegisteredKey, load_station_jwk
 
     right_key = warehouse.keys[station_id]
     _k, other_jwk = generate_key(tmp_path / "other")

@@ -14,9 +14,9 @@ from agent.support.clock import SystemClock
 from agent.transports.https.transport import HttpsTransport, HttpsTransportConfig
 from core.reading import Reading
 from simulators.link import Link
-from simulators.verifier import check_chain, unverified_payload
-from simulators.warehouse import Warehouse, load_station_jwk
 from tests.helpers.station import http_transport, wait_for
+from warehouse.reference import Warehouse, load_station_jwk
+from warehouse.verify.verifier import check_chain, unverified_payload
 
 STATION = "WIN-01"
 

@@ -12,8 +12,8 @@ from agent.send.sender import Sender
 from agent.support.clock import SystemClock
 from agent.transports.mqtt.transport import MqttTransport, MqttTransportConfig
 from core.reading import Reading
-from simulators.warehouse import Warehouse, load_station_jwk
 from tests.helpers.station import wait_for
+from warehouse.reference import Warehouse, load_station_jwk
 
 STATION = "ACK-01"
 

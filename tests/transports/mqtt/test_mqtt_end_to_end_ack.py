@@ -28,8 +28,8 @@ from agent.transports.mqtt.acks import AckError, parse_ack
 from agent.transports.mqtt.transport import MqttTransport, MqttTransportConfig
 from core.reading import Reading
 from simulators.mosquitto import Mosquitto
-from simulators.warehouse import Warehouse, load_station_jwk
 from tests.helpers.station import wait_for
+from warehouse.reference import Warehouse, load_station_jwk
 
 STATION = "E2E-01"
 NOT_ACKED = "no acknowledgement from the warehouse"

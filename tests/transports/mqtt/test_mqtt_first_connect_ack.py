@@ -18,8 +18,8 @@ from agent.support.clock import SystemClock
 from agent.transports.mqtt.transport import MqttTransport, MqttTransportConfig
 from core.reading import Reading
 from simulators.link import Link
-from simulators.warehouse import Warehouse, load_station_jwk
 from tests.helpers.station import wait_for
+from warehouse.reference import Warehouse, load_station_jwk
 
 STATION = "FIRST-01"
 ACK_TIMEOUT_S = 60.0

@@ -1,4 +1,11 @@
-"""The reference warehouse's HTTP(S) front: a server that cannot be made to fall over.
+"""The warehouse's HTTPS intake: ``POST /stations/{station}/batches`` on a receiver (the
+``Intake``, or the reference warehouse), served by a server that cannot be made to fall over.
+
+``HttpsIntake(intake, tls=...)`` serves an ``warehouse.intake.Intake``: each request's body is
+inflated (bounded, ``warehouse.verify.inflate``) and handed to ``Intake.receive``; the answer is
+the Intake's HTTP status with a JSON body ``{"status", "message", "seq", "digest", "result",
+"reason"}`` (the ack fields of docs/protocol.md, when there is a seq to acknowledge). The
+status is sent only after ``receive`` returned, i.e. after the batch was committed.
 
 Every request gets an answer or a closed connection, never a dead thread: a missing, negative
 or non-numeric ``Content-Length`` is answered 411/400, a body over ``MAX_BODY`` 413, an error
@@ -16,9 +23,10 @@ import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any, Protocol
 
-from simulators.inflate import ENCODINGS, InflateError, inflate
+from warehouse.verify.inflate import ENCODINGS, InflateError, inflate
 
 MAX_BODY = 64 * 1024 * 1024
 FAULTS = ("500", "hang", "close")
@@ -30,13 +38,68 @@ _BUSY = (
 
 
 class Store(Protocol):
-    """What the HTTP front needs of the warehouse."""
+    """What the HTTP front needs of a receiver: ``receive`` answers (status, message) or an
+    object with ``status``, ``message`` and ``ack`` (``warehouse.intake.Answer``)."""
 
     fault: str | None
     admin: bool
     errors: int
 
-    def receive(self, station: str, body: bytes, via: str) -> tuple[int, str]: ...
+    def receive(self, station: str, body: bytes, via: str) -> Any: ...
+
+
+def tls_context(cert: Path, key: Path, client_ca: Path | None = None) -> ssl.SSLContext:
+    """A server TLS context from a certificate chain and key; with ``client_ca``, clients must
+    present a certificate it signed (mutual TLS)."""
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(str(cert), str(key))
+    if client_ca is not None:
+        ctx.load_verify_locations(str(client_ca))
+        ctx.verify_mode = ssl.CERT_REQUIRED
+    return ctx
+
+
+class HttpsIntake:
+    """The HTTPS front of an ``Intake``: ``start()`` serves it in a thread, ``stop()`` ends it."""
+
+    def __init__(
+        self,
+        intake: Any,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        tls: ssl.SSLContext | None,
+        timeout_s: float = 30.0,
+        max_connections: int = 64,
+    ) -> None:
+        self.intake = intake
+        self.fault: str | None = None
+        self.admin = False
+        self.errors = 0  # exceptions while receiving (answered 500: nothing acknowledged)
+        self._server = make_server(
+            self, (host, port), tls=tls, timeout_s=timeout_s, max_connections=max_connections
+        )
+        self.port: int = self._server.server_address[1]
+        self._thread: threading.Thread | None = None
+
+    def receive(self, station: str, body: bytes, via: str) -> Any:
+        return self.intake.receive(station, body, via="https" if via == "http" else via)
+
+    def start(self) -> int:
+        """Serve in a background thread; returns the port."""
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="https-intake", daemon=True
+        )
+        self._thread.start()
+        return self.port
+
+    def serve_forever(self) -> None:
+        """Serve in this thread until ``stop()`` (from another thread or a signal handler)."""
+        self._server.serve_forever()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
 
 
 class Server(ThreadingHTTPServer):
@@ -116,8 +179,9 @@ def handler(store: Store, timeout_s: float) -> type[BaseHTTPRequestHandler]:
         def log_message(self, format: str, *args: Any) -> None:  # the store records everything
             pass
 
-        def _reply(self, status: int, message: str) -> None:
-            body = (json.dumps({"status": status, "message": message}) + "\n").encode()
+        def _reply(self, status: int, message: str, ack: dict[str, Any] | None = None) -> None:
+            answer: dict[str, Any] = {"status": status, "message": message, **(ack or {})}
+            body = (json.dumps(answer) + "\n").encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
@@ -201,6 +265,10 @@ def handler(store: Store, timeout_s: float) -> type[BaseHTTPRequestHandler]:
                 status = 413 if exc.too_large else 400 if coding in ENCODINGS else 415
                 self._reply(status, str(exc))
                 return
-            self._reply(*store.receive(parts[1], body, "http"))
+            answer = store.receive(parts[1], body, "http")
+            if isinstance(answer, tuple):
+                self._reply(*answer)
+            else:
+                self._reply(answer.status, answer.message, answer.ack)
 
     return Handler

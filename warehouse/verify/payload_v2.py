@@ -7,6 +7,7 @@ into v1-shaped readings (``device``, ``param``, ``value``, ``unit``, ``time``, `
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -16,6 +17,7 @@ _CHANNEL_KEYS = ("device", "param", "unit", "t", "values", "status")
 _STATUSES = ("00", "01", "02")
 _LAST_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_INT_MIN, _INT_MAX = -(2**63), 2**63 - 1
 
 Fail = Callable[[str, str], Exception]
 
@@ -57,11 +59,9 @@ def check_v2(payload: dict[str, Any], fail: Fail, check_time: Callable[[Any, str
             if not 0 <= at <= _LAST_MS:
                 raise fail(f"{where}.t.{j}", "the time falls outside 1970..9999")
         for j, value in enumerate(values):
-            if type(value) is str:
-                if len(value) > 256:
-                    raise fail(f"{where}.values.{j}", "a text value must be at most 256 characters")
-            elif value is not None and type(value) not in (int, float):
-                raise fail(f"{where}.values.{j}", "must be a number, a text or null")
+            problem = value_problem(value)
+            if problem:
+                raise fail(f"{where}.values.{j}", problem)
         total = 0
         for j, run in enumerate(runs):
             if not (
@@ -77,6 +77,19 @@ def check_v2(payload: dict[str, Any], fail: Fail, check_time: Callable[[Any, str
             raise fail(
                 where, f"{len(times)} times, {len(values)} values, {total} statuses: must be equal"
             )
+
+
+def value_problem(value: Any) -> str | None:
+    """What is wrong with a reading's value (None: nothing): an integer within signed 64 bits,
+    a finite number, a text of at most 256 characters, or null."""
+    kind = type(value)
+    if kind is str:
+        return "a text value must be at most 256 characters" if len(value) > 256 else None
+    if kind is int:
+        return None if _INT_MIN <= value <= _INT_MAX else "an integer beyond signed 64 bits"
+    if kind is float:
+        return None if math.isfinite(value) else "a number must be finite"
+    return None if value is None else "must be a number, a text or null"
 
 
 def expand_v2(payload: dict[str, Any]) -> list[dict[str, Any]]:

@@ -11,8 +11,8 @@ it so): a bug on one side cannot hide in the other. It follows docs/protocol.md 
 * the Ed25519 signature (``cryptography``) over ``header "." payload`` as sent;
 * the payload is UTF-8 JSON without duplicate keys, NaN or Infinity, nested at most
   ``MAX_DEPTH`` levels (checked before parsing: no input can exhaust the recursion limit), with
-  exactly the fields of the protocol, version 1, 2 (columnar, ``simulators.payload_v2``) or 3
-  (a ``kind``: readings or a record, ``simulators.payload_v3``); ``prev`` is
+  exactly the fields of the protocol, version 1, 2 (columnar, ``warehouse.verify.payload_v2``) or 3
+  (a ``kind``: readings or a record, ``warehouse.verify.payload_v3``); ``prev`` is
   base64url(SHA-256(exact bytes of the previous JWS)).
 
 One batch has one byte string: nothing is stripped or normalised, so a variant of a genuine
@@ -37,8 +37,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from core.errors import VerificationError
 from core.record_kinds.rotation import KIND as ROTATION
 from core.record_kinds.rotation import PURPOSE
-from simulators.payload_v2 import check_v2, expand_v2
-from simulators.payload_v3 import check_v3, expand_v3
+from warehouse.verify.payload_v2 import check_v2, expand_v2, value_problem
+from warehouse.verify.payload_v3 import check_v3, expand_v3
 
 MAX_HEADER_CHARS = 512  # the fixed header is about 100 characters
 MAX_DEPTH = 8  # a payload nests 3 levels (object, readings list, reading object)
@@ -270,8 +270,8 @@ def _check_head(payload: dict[str, Any], fail) -> None:
     if not isinstance(payload["station"], str) or not payload["station"]:
         raise fail("station", "must be a non-empty string")
     seq, prev = payload["seq"], payload["prev"]
-    if type(seq) is not int or seq < 1:
-        raise fail("seq", "must be an integer >= 1")
+    if type(seq) is not int or not 1 <= seq < 2**63:
+        raise fail("seq", "must be an integer >= 1 (within signed 64 bits)")
     if seq == 1 and prev is not None:
         raise fail("prev", "must be null for seq 1")
     if seq > 1 and not (isinstance(prev, str) and _PREV.fullmatch(prev)):
@@ -289,12 +289,9 @@ def _check_v1_readings(readings: Any, fail) -> None:
         for key in ("device", "param", "unit"):
             if not isinstance(reading[key], str):
                 raise fail(f"{where}.{key}", "must be a string")
-        value = reading["value"]
-        if type(value) is str:
-            if len(value) > 256:
-                raise fail(f"{where}.value", "a text value must be at most 256 characters")
-        elif value is not None and (type(value) not in (int, float)):
-            raise fail(f"{where}.value", "must be a number, a text or null")
+        problem = value_problem(reading["value"])
+        if problem:
+            raise fail(f"{where}.value", problem)
         _check_time(reading["time"], f"{where}.time", fail)
         if reading["status"] not in _STATUSES:
             raise fail(f"{where}.status", "must be '00', '01' or '02'")

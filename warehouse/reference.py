@@ -1,8 +1,10 @@
 """The reference warehouse: receives batches over HTTP(S) and MQTT, verifies and stores them.
 
 For every batch: signature with the station's registered key (kid must match), payload format,
-station match, and the seq/prev chain against what it already holds. It verifies with its own
-code (``simulators/verifier.py``), never the agent's, so a bug in one cannot hide in the other.
+station match, and the seq/prev chain against what it already holds: the Intake's checks
+(``warehouse/intake.py``), over this file's own tables (kept for the tests that read them).
+It verifies with its own code (``warehouse/verify/verifier.py``), never the agent's, so a bug
+in one cannot hide in the other.
 Stores the JWS verbatim in ``batches(station, seq, jws, ...)``, with its ``kind`` (``readings``
 or a record kind, payload v3) and ``unsynced``, how many of its readings were taken while the
 station's clock was not synchronized (payload v3), and ``descriptor``, the seq of the
@@ -11,7 +13,7 @@ already have these exact bytes, 400 rejected (reason in the body and in table ``
 404 unknown station, 425 (retry later: nothing stored) for a v3 readings batch naming a
 descriptor record not received yet, or signed by a key it does not know (yet): batches
 arrive out of order, and a key rotation record hands the chain to a new key
-(``simulators/key_book.py``); the station retries, never quarantines (over MQTT an
+(``warehouse/verify/key_book.py``); the station retries, never quarantines (over MQTT an
 acknowledgement with result "retry"). A batch naming a descriptor this
 warehouse refused (400; it will not come by waiting) is stored and ``descriptor_of`` says
 None for it until the descriptor is requeued and stored. Gaps are noticed on arrival
@@ -27,14 +29,14 @@ QoS 1 message when the callback returns).
 
 Testers run it by hand::
 
-    python -m simulators.warehouse --db warehouse.db --station HN-01=station.jwk \\
+    python -m warehouse.reference --db warehouse.db --station HN-01=station.jwk \\
         --http-port 8443 --tls-cert server.pem --tls-key server.key \\
         --mqtt-host 127.0.0.1 --mqtt-port 1883
 
 Fault injection (HTTP): ``--fault 500|hang|close`` at start, or at run time (only when started
 with ``--admin``) ``POST /_admin/fault`` with body ``500``, ``hang``, ``close`` or ``none``.
 
-It does not fall over (``simulators/warehouse_http.py``): every malformed request is answered,
+It does not fall over (``warehouse/https_intake.py``): every malformed request is answered,
 connections time out and are capped, the MQTT receiving thread survives any message, and refused
 bodies are counted (``rejected_count``) but only the latest ``KEEP_REJECTIONS`` are kept, with
 at most ``SAMPLE_BYTES`` of the body for the latest ``SAMPLE_BODIES`` of them.
@@ -48,18 +50,29 @@ import hashlib
 import json
 import signal
 import sqlite3
-import ssl
 import sys
 import threading
-import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from core.errors import VerificationError
 from core.record_kinds.rotation import KIND as ROTATION
-from simulators.inflate import InflateError, inflate
-from simulators.key_book import KeyBook, UnknownKey
-from simulators.verifier import Batch, RegisteredKey, check, digest_of, unverified_payload
-from simulators.warehouse_http import FAULTS, MAX_BODY, Server, make_server
+from warehouse.https_intake import (  # noqa: F401 (MAX_BODY: the limit tests read here)
+    FAULTS,
+    MAX_BODY,
+    Server,
+    make_server,
+    tls_context,
+)
+from warehouse.intake import Intake
+from warehouse.store.model import Held, KeyRow, NewBatch, Refusal
+from warehouse.verify.inflate import InflateError, inflate
+from warehouse.verify.key_book import KeyBook
+from warehouse.verify.verifier import RegisteredKey, b64url_encode, digest_of, unverified_payload
 
 KEEP_REJECTIONS = 1000  # rejection records kept (station, seq, reason); all are counted
 SAMPLE_BODIES = 20  # of those, the latest this many keep the start of the refused body
@@ -91,43 +104,31 @@ class Warehouse:
         if "descriptor" not in columns:  # a file made before descriptors
             self._db.execute("ALTER TABLE batches ADD COLUMN descriptor INTEGER")
         self.key_book = KeyBook(self._db)  # keys learned from rotation records
-        self.too_early = 0  # batches answered 425: signed by a key not known (yet)
+        self._intake = Intake(_ReferenceStore(self))  # type: ignore[arg-type]
+        self.too_early = 0  # batches answered 425 (a key or a descriptor not received yet)
         self.fault: str | None = None
         self.admin = False  # POST /_admin/fault answers 404 unless this is set (--admin)
         self.received = 0
         self.errors = 0  # exceptions caught while receiving (answered 500 / not acknowledged)
         self._http: Server | None = None
-        self._mqtt = None
+        self._mqtt: Any = None
 
     # --- the verifying store --------------------------------------------------------------
     def receive(self, station: str, body: bytes, via: str) -> tuple[int, str]:
-        """Verify and store one batch; returns (HTTP status, message)."""
-        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        key = self.keys.get(station)
-        if key is None:
+        """Verify and store one batch; returns (HTTP status, message). The checks are the
+        Intake's (``warehouse.intake``), over this file's tables (``_ReferenceStore``)."""
+        if station not in self.keys:
             return 404, f"station {station!r} is not registered"
         with self._lock:
             self.received += 1
-            try:
-                if len(body) > MAX_BODY:
-                    raise VerificationError(f"batch of {len(body)} bytes (at most {MAX_BODY})")
-                key = self.key_book.key_for(station, key, body)
-                batch = check(body, key, station)
-                if batch.kind == ROTATION:
-                    self.key_book.check_rotation(station, batch, key)
-                status, message = self._store(batch, station, key.kid, via, now)
-                if status == 201 and batch.kind == ROTATION:
-                    self.key_book.forget(station)  # the new key signs from the next seq on
-            except UnknownKey as exc:
-                self.too_early += 1
-                status, message = 425, str(exc)
-            except VerificationError as exc:
-                status, message = 400, str(exc)
-            if status == 400:
-                self._record_rejection(station, body, message, via, now)
-        return status, message
+            answer = self._intake.receive(station, body, via=via)
+        if answer.status == 425:
+            self.too_early += 1
+        return answer.status, answer.message
 
-    def _record_rejection(self, station: str, body: bytes, reason: str, via: str, now: str) -> None:
+    def _record_rejection(
+        self, station: str, seq: int | None, body: bytes, reason: str, via: str, now: str
+    ) -> None:
         """Count every refusal; keep a bounded record of the latest and a sample of bodies."""
         self._db.execute(
             "INSERT INTO counters (name, n) VALUES ('rejected', 1) "
@@ -138,78 +139,18 @@ class Warehouse:
             "VALUES (?, ?, ?, ?, ?, ?)",
             (
                 station,
-                _claimed_seq(body),
+                seq,
                 reason[:500],
                 via,
                 now,
                 body[:SAMPLE_BYTES].decode("ascii", "replace"),
             ),
-        ).lastrowid
+        ).lastrowid or 0
         self._db.execute("DELETE FROM rejections WHERE id <= ?", (rowid - KEEP_REJECTIONS,))
         self._db.execute(
             "UPDATE rejections SET body = NULL WHERE id <= ? AND body IS NOT NULL",
             (rowid - SAMPLE_BODIES,),
         )
-
-    def _store(self, batch: Batch, station: str, kid: str, via: str, now: str) -> tuple[int, str]:
-        seq = batch.seq
-        rows = dict(
-            self._db.execute(
-                "SELECT seq, jws FROM batches WHERE station = ? AND seq BETWEEN ? AND ?",
-                (station, seq - 1, seq + 1),
-            ).fetchall()
-        )
-        if seq in rows:
-            if rows[seq] == batch.jws:
-                return 409, f"seq {seq} already received (identical)"
-            return 400, f"replay: seq {seq} already received with different content"
-        if seq - 1 in rows and batch.prev != digest_of(rows[seq - 1]):
-            return 400, f"chain broken: prev of seq {seq} is not the digest of seq {seq - 1}"
-        if seq + 1 in rows and _prev_of(rows[seq + 1]) != batch.digest:
-            return 400, f"chain broken: seq {seq + 1} does not follow this seq {seq}"
-        named = batch.payload.get("descriptor") if batch.kind == "readings" else None
-        latest = self._latest_descriptor(station, seq) if batch.kind == "readings" else None
-        if latest is not None and batch.payload["v"] == 3 and (named or 0) < latest:
-            return 400, (
-                f"seq {seq} names "
-                + ("no descriptor" if named is None else f"descriptor seq {named}")
-                + f", but descriptor seq {latest} comes before it: a readings batch names the "
-                "latest descriptor record before it"
-            )
-        if named is not None:
-            held = self._db.execute(
-                "SELECT kind FROM batches WHERE station = ? AND seq = ?", (station, named)
-            ).fetchone()
-            refused = self._db.execute(
-                "SELECT 1 FROM rejections WHERE station = ? AND seq = ?", (station, named)
-            ).fetchone()
-            if held is None and refused is None:  # on its way (out of order): retry
-                return 425, f"seq {seq} names descriptor seq {named}, not received yet"
-            if held is not None and held[0] != "descriptor":
-                return 400, f"seq {seq} names seq {named} as its descriptor: a {held[0]} batch"
-        readings = batch.readings
-        unsynced = sum(1 for r in readings if r.get("clock_unsynced"))
-        self._db.execute(
-            "INSERT INTO batches (station, seq, jws, kid, readings, received_at, via, kind, "
-            "unsynced, descriptor) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (station, seq, batch.jws, kid, len(readings), now, via, batch.kind, unsynced, named),
-        )
-        if seq > 1 and seq - 1 not in rows:
-            below = self._db.execute(
-                "SELECT max(seq) FROM batches WHERE station = ? AND seq < ?", (station, seq)
-            ).fetchone()[0]
-            self._db.execute(
-                "INSERT INTO gap_events (station, from_seq, to_seq, noticed_at) VALUES (?,?,?,?)",
-                (station, (below or 0) + 1, seq - 1, now),
-            )
-        return 201, f"stored seq {seq}"
-
-    def _latest_descriptor(self, station: str, seq: int) -> int | None:
-        """The newest descriptor record held below ``seq`` (None: none held)."""
-        return self._db.execute(
-            "SELECT max(seq) FROM batches WHERE station = ? AND kind = 'descriptor' AND seq < ?",
-            (station, seq),
-        ).fetchone()[0]
 
     # --- queries for testers --------------------------------------------------------------
     def gaps(self, station: str) -> list[tuple[int, int]]:
@@ -304,12 +245,8 @@ class Warehouse:
         """Serve ``POST /stations/{station}/batches``; returns the port. Each connection times
         out after ``timeout_s`` without progress; at most ``max_connections`` at once."""
         ctx = None
-        if cert is not None:
-            ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-            ctx.load_cert_chain(str(cert), str(key))
-            if client_ca is not None:
-                ctx.load_verify_locations(str(client_ca))
-                ctx.verify_mode = ssl.CERT_REQUIRED
+        if cert is not None and key is not None:
+            ctx = tls_context(cert, key, client_ca)
         server = make_server(
             self, (host, port), tls=ctx, timeout_s=timeout_s, max_connections=max_connections
         )
@@ -368,7 +305,7 @@ class Warehouse:
 
         client.on_connect, client.on_subscribe = on_connect, on_subscribe
         client.on_message = on_message
-        client.reconnect_delay_set(0.2, 2)
+        client.reconnect_delay_set(0.2, 2)  # type: ignore[arg-type]  # paho takes float delays
         client.connect_async(host, port, 30)
         client.loop_start()
         if not connected.wait(10):
@@ -389,6 +326,112 @@ class Warehouse:
             self._mqtt.loop_stop()
         with self._lock:
             self._db.close()
+
+
+class _ReferenceStore:
+    """This file's tables seen as a store by the Intake: one ``BEGIN IMMEDIATE`` per batch
+    (the caller holds the warehouse's lock); the registered keys are the warehouse's own."""
+
+    def __init__(self, warehouse: Warehouse) -> None:
+        self._wh = warehouse
+
+    @contextmanager
+    def transaction(self, station: str) -> Iterator[_ReferenceChain | None]:
+        registered = self._wh.keys.get(station)
+        if registered is None:
+            yield None
+            return
+        db = self._wh._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield _ReferenceChain(self._wh, station, registered)
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+
+
+class _ReferenceChain:
+    """One station's batches in the reference warehouse's file (the Intake's ``Chain``)."""
+
+    def __init__(self, warehouse: Warehouse, station: str, registered: RegisteredKey) -> None:
+        self._wh, self._db, self.station = warehouse, warehouse._db, station
+        self._registered = registered
+
+    def keys(self) -> list[KeyRow]:
+        book = self._wh.key_book.keys(self.station, self._registered)
+        return [
+            KeyRow(first, key.kid, _jwk_of(key), "registered" if first == 1 else "rotation")
+            for first, key in book
+        ]
+
+    def near(self, seq: int) -> dict[int, Held]:
+        rows = self._db.execute(
+            "SELECT seq, jws, kid, kind FROM batches WHERE station = ? AND seq BETWEEN ? AND ?",
+            (self.station, seq - 1, seq + 1),
+        ).fetchall()
+        return {
+            s: Held(s, digest_of(jws), _prev_of(jws), kid, kind, jws.encode("ascii"))
+            for s, jws, kid, kind in rows
+        }
+
+    def kind_at(self, seq: int) -> str | None:
+        row = self._db.execute(
+            "SELECT kind FROM batches WHERE station = ? AND seq = ?", (self.station, seq)
+        ).fetchone()
+        return row[0] if row else None
+
+    def refused_at(self, seq: int) -> bool:
+        row = self._db.execute(
+            "SELECT 1 FROM rejections WHERE station = ? AND seq = ?", (self.station, seq)
+        ).fetchone()
+        return row is not None
+
+    def latest_descriptor_below(self, seq: int) -> int | None:
+        return self._db.execute(
+            "SELECT max(seq) FROM batches WHERE station = ? AND kind = 'descriptor' AND seq < ?",
+            (self.station, seq),
+        ).fetchone()[0]
+
+    def first_after(self, seq: int, kid: str) -> int | None:
+        return self._db.execute(
+            "SELECT min(seq) FROM batches WHERE station = ? AND seq > ? AND (kind = ? OR kid = ?)",
+            (self.station, seq, ROTATION, kid),
+        ).fetchone()[0]
+
+    def store(self, batch: NewBatch) -> None:
+        now = batch.received_at.strftime("%Y-%m-%dT%H:%M:%SZ")
+        seq = batch.seq
+        self._db.execute(
+            "INSERT INTO batches (station, seq, jws, kid, readings, received_at, via, kind, "
+            "unsynced, descriptor) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                self.station, seq, batch.jws.decode("ascii"), batch.kid, len(batch.readings),
+                now, batch.via, batch.kind, batch.unsynced, batch.descriptor,
+            ),
+        )
+        if seq > 1 and self.kind_at(seq - 1) is None:
+            below = self._db.execute(
+                "SELECT max(seq) FROM batches WHERE station = ? AND seq < ?", (self.station, seq)
+            ).fetchone()[0]
+            self._db.execute(
+                "INSERT INTO gap_events (station, from_seq, to_seq, noticed_at) VALUES (?,?,?,?)",
+                (self.station, (below or 0) + 1, seq - 1, now),
+            )
+        if batch.kind == ROTATION:
+            self._wh.key_book.forget(self.station)  # the new key signs from the next seq on
+
+    def refuse(self, refusal: Refusal) -> None:
+        now = refusal.received_at.strftime("%Y-%m-%dT%H:%M:%SZ")
+        self._wh._record_rejection(
+            self.station, refusal.seq, refusal.sample, refusal.reason, refusal.via, now
+        )
+
+
+def _jwk_of(key: RegisteredKey) -> dict[str, str]:
+    raw = key.key.public_bytes(Encoding.Raw, PublicFormat.Raw)
+    return {"kty": "OKP", "crv": "Ed25519", "x": b64url_encode(raw)}
 
 
 def mqtt_ack(body: bytes, status: int, message: str) -> bytes | None:
@@ -431,7 +474,7 @@ def load_station_jwk(path: Path) -> RegisteredKey:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m simulators.warehouse", description=__doc__.split("\n\n")[0]
+        prog="python -m warehouse.reference", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument("--db", type=Path, required=True, help="SQLite file to store batches in")
     parser.add_argument(

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from core.records import READINGS, RecordError, check_body
-from simulators.payload_v2 import check_v2, expand_v2
+from warehouse.verify.payload_v2 import check_v2, expand_v2
 
 _RECORD_KEYS = ("v", "kind", "station", "seq", "prev", "sealed_at", "body")
 

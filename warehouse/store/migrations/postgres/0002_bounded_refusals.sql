@@ -1,0 +1,10 @@
+-- warehouse schema 2 (PostgreSQL): refusals counted per station, and only the latest unsigned
+-- ones kept (anyone can post garbage to a station's URL; a batch whose signature verified is kept).
+ALTER TABLE refusals ADD COLUMN signed boolean NOT NULL DEFAULT false;
+ALTER TABLE chain_heads ADD COLUMN refused bigint NOT NULL DEFAULT 0;
+ALTER TABLE chain_heads ADD COLUMN chain_refused bigint NOT NULL DEFAULT 0;
+CREATE INDEX refusals_unsigned ON refusals (station, id) WHERE NOT signed;
+UPDATE chain_heads SET
+    refused = (SELECT count(*) FROM refusals r WHERE r.station = chain_heads.station),
+    chain_refused = (SELECT count(*) FROM refusals r WHERE r.station = chain_heads.station
+                     AND (r.reason LIKE 'replay%' OR r.reason LIKE 'chain broken%'));

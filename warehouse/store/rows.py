@@ -1,0 +1,86 @@
+"""The rows a verified payload stores: its readings, each keeping its value's JSON kind."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+from typing import Any
+
+from warehouse.store.model import ReadingRow
+from warehouse.verify.payload_v2 import epoch_ms
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def reading_rows(payload: dict[str, Any]) -> list[ReadingRow]:
+    """Every reading of a verified payload of any version (none for a record), in the order
+    ``ord`` numbers them: v1 as listed, v2/v3 channel by channel."""
+    version = payload["v"]
+    if version == 1:
+        return [
+            _row(
+                i,
+                r["device"],
+                r["param"],
+                r["unit"],
+                epoch_ms(r["time"]),
+                r["value"],
+                r["status"],
+                False,
+            )
+            for i, r in enumerate(payload["readings"])
+        ]
+    if payload.get("kind", "readings") != "readings":
+        return []
+    rows: list[ReadingRow] = []
+    base = epoch_ms(payload["t0"])
+    for channel in payload["channels"]:
+        flagged: set[int] = set()
+        for first, count in channel.get("unsynced", ()):
+            flagged.update(range(first, first + count))
+        statuses = [code for code, count in channel["status"] for _ in range(count)]
+        device, param, unit = channel["device"], channel["param"], channel["unit"]
+        at = base
+        for j, (dt, value, status) in enumerate(
+            zip(channel["t"], channel["values"], statuses, strict=True)
+        ):
+            at += dt
+            rows.append(_row(len(rows), device, param, unit, at, value, status, j in flagged))
+    return rows
+
+
+def _row(
+    i: int, device: str, param: str, unit: str, ms: int, value: Any, status: str, unsynced: bool
+) -> ReadingRow:
+    kind = type(value)
+    if kind is int:
+        return ReadingRow(i, device, param, unit, ms, "int", value, None, None, status, unsynced)
+    if kind is float:
+        return ReadingRow(i, device, param, unit, ms, "float", None, value, None, status, unsynced)
+    if kind is str:
+        return ReadingRow(i, device, param, unit, ms, "text", None, None, value, status, unsynced)
+    return ReadingRow(i, device, param, unit, ms, "null", None, None, None, status, unsynced)
+
+
+@lru_cache(maxsize=8192)  # a batch's channels share their times: each is formatted once
+def time_text(ms: int) -> str:
+    """``YYYY-MM-DDTHH:MM:SS.mmmZ`` of milliseconds since 1970 (how SQLite stores times)."""
+    at = _EPOCH + timedelta(milliseconds=ms)
+    return f"{at.year:04d}-{at:%m-%dT%H:%M:%S}.{ms % 1000:03d}Z"
+
+
+@lru_cache(maxsize=8192)
+def time_of(ms: int) -> datetime:
+    """The UTC datetime of milliseconds since 1970 (how PostgreSQL stores times)."""
+    return _EPOCH + timedelta(milliseconds=ms)
+
+
+def iso(at: datetime) -> str:
+    """An aware datetime as RFC 3339 UTC text with milliseconds."""
+    at = at.astimezone(UTC)
+    return f"{at:%Y-%m-%dT%H:%M:%S}.{at.microsecond // 1000:03d}Z"
+
+
+def parse_iso(text: str) -> datetime:
+    """An RFC 3339 UTC time with milliseconds (as payloads and SQLite carry them)."""
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
