@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from agent.protocol.batch import Signer
 from agent.protocol.keys import generate_key
 from tests.helpers import warehouse_stores
+from tests.helpers.station import ROOT
 from tests.warehouse.test_warehouse_intake import Station, kid_of
 from warehouse.cli import main
 from warehouse.intake import Intake
@@ -208,7 +209,7 @@ def test_migration_2_counts_the_refusals_a_version_1_store_holds(tmp_path, confi
 def test_the_sample_configuration_is_valid() -> None:
     from warehouse.config import load
 
-    sample = Path(__file__).resolve().parent.parent / "warehouse" / "sample.toml"
+    sample = ROOT / "warehouse" / "sample.toml"
     config = load(sample)
     assert config.storage.url() == f"sqlite:///{sample.parent / 'warehouse.db'}"
     assert config.intake.https is not None and config.intake.https.port == 8443

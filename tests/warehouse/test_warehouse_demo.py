@@ -14,6 +14,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.helpers.station import ROOT
+
 SCRIPT = Path(sys.executable).parent / "station-warehouse"
 
 
@@ -80,7 +82,7 @@ def test_the_demo_stores_every_sealed_batch_exactly_once_with_chains_intact(tmp_
 
 
 def test_the_readme_shows_the_warehouse_demo_beside_the_agents() -> None:
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    readme = (ROOT / "README.md").read_text()
     first = readme.split("```sh\n")[1].split("\n```")[0]
     assert "station-agent demo --seconds 20" in first
     assert "station-warehouse demo --seconds 20 --stations 20" in first

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-UNIT = Path(__file__).resolve().parent.parent / "systemd" / "station-warehouse-intake@.service"
+from tests.helpers.station import ROOT
+
+UNIT = ROOT / "systemd" / "station-warehouse-intake@.service"
 
 
 @pytest.fixture

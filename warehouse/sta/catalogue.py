@@ -1,6 +1,6 @@
 """The shared catalogues the API serves: parameters (the agent's catalogue), station types, units.
 
-The parameter catalogue is a COPY, as data, of ``agent/catalogue/parameters.toml`` (the
+The parameter catalogue is a COPY, as data, of ``agent/config/catalogue/parameters.toml`` (the
 warehouse imports only ``core``): ``warehouse/sta/parameters.toml``, read as package data.
 tests/warehouse/sta/test_catalogue.py fails when the two files differ, so there is one truth
 (the agent's file) and a copy checked against it.

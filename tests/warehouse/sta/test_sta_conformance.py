@@ -17,6 +17,7 @@ import pytest
 
 from agent.protocol.jws import b64url
 from tests.helpers import sta_api, warehouse_stores
+from tests.helpers.station import ROOT
 
 pg_server, api = warehouse_stores.pg_server, sta_api.api
 
@@ -414,9 +415,8 @@ def test_descriptors_are_downloadable_as_the_signed_jws_that_verifies(api) -> No
 def test_catalogues_are_served_as_json(api) -> None:
     """Issue 30 item 4: parameter catalogue, station types, units."""
     import tomllib
-    from pathlib import Path
 
-    shipped = tomllib.loads((Path(__file__).parent.parent / "agent/catalogue/parameters.toml")
+    shipped = tomllib.loads((ROOT / "agent/config/catalogue/parameters.toml")
                             .read_text())
     cat = api.json("/catalogue/parameters")
     assert cat["version"] == shipped["version"]

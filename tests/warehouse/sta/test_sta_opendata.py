@@ -9,10 +9,10 @@ import csv
 import gzip
 import hashlib
 import io
-from pathlib import Path
 
 from agent.protocol.jws import b64url
 from tests.helpers import sta_api, warehouse_stores
+from tests.helpers.station import ROOT
 
 pg_server, api = warehouse_stores.pg_server, sta_api.api
 DAY = "2026-11-28"
@@ -82,9 +82,9 @@ def test_unknown_station_or_bad_day_is_404(api) -> None:
 
 def test_the_catalogue_the_warehouse_serves_is_the_agents_file() -> None:
     """The parameter catalogue is copied as data (the warehouse imports only core): one truth."""
-    root = Path(__file__).resolve().parent.parent
+    root = ROOT
     assert (root / "warehouse/sta/parameters.toml").read_bytes() == \
-        (root / "agent/catalogue/parameters.toml").read_bytes()
+        (root / "agent/config/catalogue/parameters.toml").read_bytes()
 
 
 def test_a_cached_day_file_is_served_again_until_a_late_reading_changes_the_day(
