@@ -287,6 +287,12 @@ def _cmd_hj212(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def _cmd_files(args: argparse.Namespace) -> int:
+    from agent.files_cli import run
+
+    return run(args)
+
+
 def build_parser(plugins: bool = True) -> argparse.ArgumentParser:
     """The command line; ``plugins=False``: without the commands other packages add."""
     parser = argparse.ArgumentParser(
@@ -460,6 +466,12 @@ def build_parser(plugins: bool = True) -> argparse.ArgumentParser:
     p = sub.add_parser("hj212", help="HJ 212 datalogger tools: decode a pasted packet")
     add_arguments(p)
     p.set_defaults(func=_cmd_hj212)
+
+    from agent.files_cli import add_arguments as add_files_arguments
+
+    p = sub.add_parser("files", help="datalogger file tools: decode a TT10 or TOA5 file")
+    add_files_arguments(p)
+    p.set_defaults(func=_cmd_files)
 
     p = sub.add_parser(
         "check-transports",
