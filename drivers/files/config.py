@@ -63,6 +63,17 @@ class FtpReceiver(Model):
     idle_timeout_s: float = Field(default=120, gt=0, le=3600)
     """Close a connection silent this long."""
 
+    @model_validator(mode="after")
+    def _ports(self) -> FtpReceiver:
+        if self.passive_ports is not None:
+            low, high = self.passive_ports
+            if not 1024 <= low <= high <= 65535:
+                raise ValueError(
+                    f"passive_ports {list(self.passive_ports)}: expected [low, high] "
+                    "with 1024 <= low <= high <= 65535"
+                )
+        return self
+
 
 class FilesConfig(DeviceConfig):
     """A datalogger writing TT10 text files or Campbell TOA5 tables into a folder."""

@@ -45,8 +45,9 @@ class FilesDriver:
         self.name = config.name
         self.channels = [Channel(c.param, c.unit) for c in config.channels]
         self.maker = ReadingMaker(config)
-        self.counts: Counter[str] = Counter()
+        self._counts: Counter[str] = Counter()
         self.handled = 0  # file versions judged (taken, duplicate or refused): for tests
+        self.scans = 0  # looks at the folder done: for tests
         self.recent: list[str] = []  # the last files handled, one line each (probe, status)
         self.ftp: Any = None  # the FTP receiver, when configured (drivers.files.ftp)
         self._deliver: Deliver | None = None
@@ -57,6 +58,14 @@ class FilesDriver:
         self._wake_r, self._wake_w = -1, -1
         self._refused: dict[str, tuple[int, int]] = {}  # name -> (size, mtime) refused once
         self._forgot_at = 0.0
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Faults and events by reason (README, "Counts"); the FTP receiver's as ``ftp_...``."""
+        out = dict(self._counts)
+        if self.ftp is not None:
+            out.update({f"ftp_{k}": n for k, n in self.ftp.counts.items()})
+        return out
 
     # --- ListeningDriver -------------------------------------------------------------------
     def start(self, deliver: Deliver) -> None:
@@ -77,10 +86,17 @@ class FilesDriver:
         except Exception as exc:  # sqlite3.Error, OSError
             raise DeviceError(f"device {self.name!r}: ledger {cfg.ledger}: {exc}") from None
         if cfg.ftp is not None:
-            from drivers.files.ftp import FtpReceiver
-
             try:
+                from drivers.files.ftp import FtpReceiver
+
                 self.ftp = FtpReceiver(cfg.ftp, cfg.folder, self.name).start()
+            except ImportError:
+                self._ledger.close()
+                self._ledger = None
+                raise DeviceError(
+                    f"device {self.name!r}: the FTP receiver needs pyftpdlib: "
+                    "pip install 'station-agent[ftp]'"
+                ) from None
             except (OSError, ValueError) as exc:
                 self._ledger.close()
                 self._ledger = None
@@ -137,7 +153,7 @@ class FilesDriver:
             try:
                 self.scan_once()
             except Exception as exc:  # the ledger's disk full, a driver bug: retried next scan
-                self.counts["scan_failed"] += 1
+                self._counts["scan_failed"] += 1
                 event(logging.WARNING, "files_scan_failed", device=self.name, error=str(exc))
             self._watch.wait(self.config.scan_interval_s, self._wake_r)
 
@@ -147,8 +163,13 @@ class FilesDriver:
         watch, ledger = self._watch, self._ledger
         assert watch is not None and ledger is not None
         if watch.truncated:
-            self.counts["scan_truncated"] += 1
-        candidates = [s for s in watch.scan() if not ledger.has_stat(s.name, s.size, s.mtime_ns)]
+            self._counts["scan_truncated"] += 1
+        uploading = self.ftp.receiving() if self.ftp is not None else set()
+        candidates = [
+            s
+            for s in watch.scan()
+            if s.path not in uploading and not ledger.has_stat(s.name, s.size, s.mtime_ns)
+        ]
         taken = 0
         for seen in watch.ready(candidates):
             if self._stop.is_set():
@@ -157,6 +178,7 @@ class FilesDriver:
                 continue
             taken += self._take(seen)
         self._forget_old()
+        self.scans += 1
         return taken
 
     def _take(self, seen: Seen) -> int:
@@ -173,7 +195,7 @@ class FilesDriver:
                 data = f.read(cfg.max_file_bytes + 1)
                 after = os.fstat(f.fileno())
         except OSError as exc:
-            self.counts["read_failed"] += 1
+            self._counts["read_failed"] += 1
             event(
                 logging.WARNING,
                 "files_read_failed",
@@ -188,7 +210,7 @@ class FilesDriver:
         sha = hashlib.sha256(data).hexdigest()
         self.handled += 1
         if ledger.has_file(seen.name, sha):
-            self.counts["duplicate_file"] += 1
+            self._counts["duplicate_file"] += 1
             ledger.touch(seen.name, seen.size, seen.mtime_ns, sha)
             self._note(seen, "same name and content as a file taken before: skipped")
             self._after_commit(seen, complete=True)
@@ -198,18 +220,18 @@ class FilesDriver:
         except FileFormatError as exc:
             self.handled -= 1  # _refuse counts it
             return self._refuse(seen, "bad_file", str(exc))
-        self.counts["bad_line"] += content.problem_count
+        self._counts["bad_line"] += content.problem_count
         for problem in content.problems:
             event(logging.WARNING, "files_bad_line", device=self.name, problem=problem)
         if content.unterminated:
-            self.counts["unterminated_line"] += 1
-        readings = self._new_readings(self.maker.readings(content, self.counts))
+            self._counts["unterminated_line"] += 1
+        readings = self._new_readings(self.maker.readings(content, self._counts))
         if readings:
             self._deliver(readings)
         keys = [(r.param, r.time_ms) for r in readings]
         ledger.record(seen.name, seen.size, seen.mtime_ns, sha, content.lines, keys)
         self._watch.taken(seen.name)
-        self.counts["files_taken"] += 1
+        self._counts["files_taken"] += 1
         self._note(seen, f"{content.lines} line(s), {len(readings)} new reading(s)")
         event(
             logging.INFO,
@@ -232,19 +254,19 @@ class FilesDriver:
         first: dict[tuple[str, int], Reading] = {}
         for r in readings:
             if r.time_ms < cutoff:
-                self.counts["too_old"] += 1
+                self._counts["too_old"] += 1
             elif (r.param, r.time_ms) in first:
-                self.counts["duplicate_row"] += 1
+                self._counts["duplicate_row"] += 1
             else:
                 first[(r.param, r.time_ms)] = r
         new = self._ledger.new_keys(first)
-        self.counts["duplicate_row"] += len(first) - len(new)
+        self._counts["duplicate_row"] += len(first) - len(new)
         return [r for key, r in first.items() if key in new]
 
     def _refuse(self, seen: Seen, reason: str, message: str) -> int:
         self.handled += 1
         self._refused[seen.name] = (seen.size, seen.mtime_ns)
-        self.counts[reason] += 1
+        self._counts[reason] += 1
         self._note(seen, f"refused: {message}")
         event(logging.WARNING, f"files_{reason}", device=self.name, file=seen.name, error=message)
         return 0
@@ -266,7 +288,7 @@ class FilesDriver:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.move(seen.path, target)
         except OSError as exc:
-            self.counts["after_commit_failed"] += 1
+            self._counts["after_commit_failed"] += 1
             event(
                 logging.WARNING,
                 "files_after_commit_failed",
