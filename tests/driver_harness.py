@@ -22,6 +22,7 @@ from simulators.hj212_script import ScriptedDatalogger, load_writes
 from simulators.modbus_description import load_description
 from simulators.modbus_rtu import ModbusRtuSimulator
 from simulators.modbus_server import ModbusTcpSimulator
+from simulators.sdi12 import Sdi12BusSimulator
 
 
 @dataclass
@@ -171,7 +172,23 @@ def _files(description_file: Path, devices: list[dict[str, Any]], tmp: Path) -> 
     )
 
 
+@contextmanager
+def _sdi12(description_file: Path, devices: list[dict[str, Any]], tmp: Path) -> Iterator[Simulated]:
+    """The sensors of ``simulator.toml`` on one pty bus (``simulators/sdi12.py``); ``{port}``:
+    its symlink. ``requests``: commands seen on the bus."""
+    simulator = Sdi12BusSimulator.from_file(tmp / "ttySDI", description_file).start()
+    try:
+        yield Simulated(
+            {"port": str(simulator.link)},
+            lambda: simulator.requests,
+            lambda: f"sent {simulator.sent}",
+        )
+    finally:
+        simulator.stop()
+
+
 HARNESSES: dict[str, Harness] = {
+    "sdi12": _sdi12,
     "files": _files,
     "hj212": _hj212,
     "modbus_rtu": _modbus_rtu,
