@@ -20,6 +20,7 @@ Description (TOML or a dict)::
     bad_crc_first = 0         #   the first N data answers with CRC carry a wrong one
     service_request_late_s = 0  # the service request comes this long after ttt
     no_service_request = false  # it never comes
+    service_request_at_data = false  # it comes so late: right before the answer to aD0!
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ GARBLE = b"\x8f\x01\xfe\x07#"
 _KEYS = {
     "address", "vendor", "model", "version", "serial", "values", "seconds", "per_answer",
     "no_answer_first", "garbled_first", "bad_crc_first", "service_request_late_s",
-    "no_service_request",
+    "no_service_request", "service_request_at_data",
 }  # fmt: skip
 
 
@@ -62,6 +63,7 @@ class SimulatedSensor:
     bad_crc_first: int = 0
     service_request_late_s: float = 0.0
     no_service_request: bool = False
+    service_request_at_data: bool = False
     commands: list[str] = field(default_factory=list)  # every command it got
     ready_at: float = 0.0
     crc: bool = False
@@ -107,6 +109,7 @@ class Sdi12BusSimulator:
             sensor = SimulatedSensor(**item)
             self.sensors[sensor.address] = sensor
         self.requests = 0  # commands seen on the bus (any address)
+        self.log: list[tuple[float, str]] = []  # (monotonic time, command) in order
         self.sent: list[bytes] = []
         self._master: int | None = None
         self._slave: int | None = None
@@ -176,6 +179,7 @@ class Sdi12BusSimulator:
 
     def _command(self, command: str) -> None:
         self.requests += 1
+        self.log.append((time.monotonic(), command))
         if self.echo:
             self._send(command.encode("ascii"))
         address = command[0]
@@ -183,6 +187,8 @@ class Sdi12BusSimulator:
         if sensor is None:
             return
         sensor.commands.append(command)
+        with self._lock:  # any command ends a measurement: its service request is not sent
+            self._pending = [(w, d) for w, d in self._pending if d != f"{address}\r\n".encode()]
         if sensor.no_answer_first > 0:
             sensor.no_answer_first -= 1
             return
@@ -206,13 +212,16 @@ class Sdi12BusSimulator:
             sensor.ready_at = time.monotonic() + sensor.seconds
             count = len(sensor.values)
             if body[0] == "M":
-                if sensor.seconds > 0 and not sensor.no_service_request:
+                quiet = sensor.no_service_request or sensor.service_request_at_data
+                if sensor.seconds > 0 and not quiet:
                     due = sensor.ready_at + sensor.service_request_late_s
                     with self._lock:
                         self._pending.append((due, f"{a}\r\n".encode()))
                 return f"{a}{sensor.seconds:03d}{min(count, 9)}"
             return f"{a}{sensor.seconds:03d}{min(count, 99):02d}"
         if body[:1] == "D" and body[1:].isdigit():
+            if body == "D0" and sensor.service_request_at_data and sensor.seconds > 0:
+                return f"{a}\r\n{sensor.data_answer(0)}"
             return sensor.data_answer(int(body[1:]))
         return None
 

@@ -57,6 +57,7 @@ class Bus:
         self.breaks = 0
         self._last_activity = float("-inf")
         self.log: list[str] = []  # the last exchanges, for probe
+        self._rest = bytearray()  # bytes read past the end of the last line
 
     def _note(self, line: str) -> None:
         self.log = [*self.log[-39:], line]
@@ -78,6 +79,7 @@ class Bus:
                 self.counts["retry"] += 1
             self._wake()
             self.port.reset_input_buffer()
+            self._rest.clear()
             self.port.write(command.encode("ascii"))
             self._last_activity = time.monotonic()
             try:
@@ -109,28 +111,27 @@ class Bus:
     def read_line(self, command: str, first_byte_s: float) -> str | None:
         """One answer line: None if nothing came in ``first_byte_s``; Sdi12Error if it is
         garbled, longer than the standard allows or not ended within ``line_timeout_s``."""
-        start = time.monotonic()
-        deadline = start + first_byte_s
-        data = bytearray()
+        data, self._rest = self._rest, bytearray()  # a line may have come with the last one
+        deadline = time.monotonic() + (self.line_timeout_s if data else first_byte_s)
         while True:
-            now = time.monotonic()
-            if now >= deadline:
+            if time.monotonic() >= deadline:
                 if not data:
                     return None
                 raise Sdi12Error(f"answer {bytes(data)[:40]!r} not ended by CR LF in time")
-            chunk = self.port.read(MAX_ANSWER_CHARS * 2)
-            if chunk:
+            chunk = self.port.read(MAX_ANSWER_CHARS * 2) if b"\n" not in data else b""
+            if chunk or b"\n" in data:
                 if not data:
                     deadline = time.monotonic() + self.line_timeout_s
                 data += chunk
                 self._last_activity = time.monotonic()
                 end = data.find(b"\n")
                 if end >= 0:
+                    self._rest = data[end + 1 :]
                     line = printable(bytes(data[:end]).rstrip(b"\r"))
                     if "!" in line:  # the command's echo (half-duplex adapters)
                         line = line[line.rindex("!") + 1 :]
                         if not line:
-                            del data[: end + 1]
+                            data, self._rest = self._rest, bytearray()
                             continue
                     return line
                 if len(data) > MAX_ANSWER_CHARS * 2:

@@ -13,7 +13,11 @@ from dataclasses import dataclass
 
 ADDRESSES = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 MAX_ANSWER_CHARS = 96  # the longest answer: a 75-char data answer + CRC, or aI!'s 33 chars
-_VALUE = re.compile(r"[+-](?:\d+\.?\d*|\.\d+)")
+_VALUE = re.compile(r"[+-](?:\d+\.?\d*|\.\d+)", re.ASCII)
+
+
+def _digits(text: str) -> bool:
+    return text.isascii() and text.isdigit()
 
 
 class Sdi12Error(ValueError):
@@ -42,8 +46,8 @@ def with_crc(answer: str) -> str:
 
 def check_crc(answer: str) -> str:
     """The answer without its three CRC characters, if they match; Sdi12Error if not."""
-    if len(answer) < 4:
-        raise Sdi12Error(f"answer {answer!r} too short to hold a CRC")
+    if len(answer) < 4 or not answer.isascii():
+        raise Sdi12Error(f"answer {answer[:40]!r}: expected ASCII ending in a 3-character CRC")
     body, got = answer[:-3], answer[-3:]
     want = crc_chars(crc16(body.encode("ascii")))
     if got != want:
@@ -63,7 +67,7 @@ def parse_start(address: str, answer: str, concurrent: bool) -> MeasurementStart
     """``atttn`` (M) or ``atttnn`` (C)."""
     digits = 5 if concurrent else 4
     form = "atttnn" if concurrent else "atttn"
-    if len(answer) != 1 + digits or answer[0] != address or not answer[1:].isdigit():
+    if len(answer) != 1 + digits or answer[0] != address or not _digits(answer[1:]):
         raise Sdi12Error(f"expected {form} from sensor {address}, got {answer[:40]!r}")
     return MeasurementStart(int(answer[1:4]), int(answer[4:]))
 
@@ -112,7 +116,7 @@ class Identification:
 
 def parse_identification(address: str, answer: str) -> Identification:
     """``allccccccccmmmmmmvvvxxx…`` (20 to 33 characters)."""
-    if not 20 <= len(answer) <= 33 or answer[0] != address or not answer[1:3].isdigit():
+    if not 20 <= len(answer) <= 33 or answer[0] != address or not _digits(answer[1:3]):
         raise Sdi12Error(
             f"expected an identification (a + 2 digits + 8 + 6 + 3 characters) from sensor "
             f"{address}, got {answer[:40]!r}"
