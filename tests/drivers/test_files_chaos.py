@@ -9,6 +9,8 @@ Short version in the default run (a file every 0.4 s for ~18 s); the full one (a
 
 from __future__ import annotations
 
+import base64
+import json
 import random
 import signal
 import time
@@ -20,6 +22,15 @@ from agent_process import AgentProcess, write_config
 from conftest import http_transport, wait_for, warehouse_readings
 
 from simulators.files_logger import PARAMS, VIETNAM, FileLogger, FtpTarget
+
+
+def _payloads(tokens: list[str]) -> list[dict]:
+    """The JSON payloads of compact JWS tokens (the test's own decoding)."""
+    out = []
+    for token in tokens:
+        middle = token.split(".")[1]
+        out.append(json.loads(base64.urlsafe_b64decode(middle + "=" * (-len(middle) % 4))))
+    return out
 
 
 def _free_port() -> int:
@@ -104,6 +115,14 @@ def _chaos(
     assert not {k: n for k, n in held.items() if n > 1}, "a row reached the warehouse twice"
     assert set(held) == set(expected)
     assert kills >= 3
+    # provenance: every readings batch names a descriptor listing the logger as a file source
+    for payload in _payloads(warehouse.jws_list(station_id)):
+        if payload.get("kind") == "readings":
+            assert {c["device"] for c in payload["channels"]} == {"logger"}
+            body = warehouse.descriptor_of(station_id, payload["seq"])
+            assert body is not None, f"batch {payload['seq']} names no descriptor"
+            (logger_entry,) = [d for d in body["devices"] if d["name"] == "logger"]
+            assert logger_entry["source"] == "file"
     assert len(logger.kinds) >= 5, logger.kinds  # most ways of arriving were exercised
 
 
