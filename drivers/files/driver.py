@@ -244,7 +244,8 @@ class FilesDriver:
             new=len(readings),
             problems=content.problem_count,
         )
-        self._after_commit(seen, complete=not content.unterminated)
+        # an empty file, or one whose last line is unfinished, may still be being written
+        self._after_commit(seen, complete=seen.size > 0 and not content.unterminated)
         return 1
 
     def _new_readings(self, readings: list[Reading]) -> list[Reading]:

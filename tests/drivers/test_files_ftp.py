@@ -179,7 +179,7 @@ def test_a_file_being_uploaded_is_not_taken_even_when_it_stalls(running, tmp_pat
     ftp.quit()
     wait_for(lambda: len(running.got) == 1, 10, "the completed upload taken")
     assert running.got[0].value == 7.25
-    assert driver.counts["files_taken"] == 1
+    wait_for(lambda: driver.counts.get("files_taken") == 1, 10, "the file recorded as taken")
 
 
 def test_stou_is_refused(running):
