@@ -54,9 +54,9 @@ class FtpReceiver(Model):
     """Largest file accepted; an upload growing past it is cut and its file removed."""
     max_files_per_minute: int = Field(default=60, ge=1, le=10_000)
     """Uploads accepted per minute; more are refused (450) until the minute has passed."""
-    quota_bytes: int = Field(default=512 * 1024 * 1024, ge=1)
+    quota_bytes: int = Field(default=512 * 1024 * 1024, ge=1, le=1024**4)
     """Most bytes the watched folder may hold; an upload that would pass it is refused (452)."""
-    min_free_bytes: int = Field(default=256 * 1024 * 1024, ge=0)
+    min_free_bytes: int = Field(default=256 * 1024 * 1024, ge=0, le=1024**4)
     """Free space the disk must keep; an upload that would leave less is refused (452)."""
     max_connections: int = Field(default=4, ge=1, le=256)
     """Connections at once."""

@@ -25,7 +25,7 @@ class Sdi12Channel(Model):
     """Our parameter name, e.g. ``WaterLevel``."""
     unit: str = Field(default="", max_length=32)
     """Unit of the stored value, e.g. ``m``."""
-    scale: float = Field(default=1.0, allow_inf_nan=False)
+    scale: float = Field(default=1.0, ge=-1e9, le=1e9, allow_inf_nan=False)
     """Multiplies the sensor's value (e.g. 0.001 for mm to m)."""
 
 
