@@ -29,6 +29,7 @@ from drivers.files.watch import FolderWatch, Seen
 
 log = logging.getLogger("drivers.files")
 FORGET_EVERY_S = 3600.0
+FULL_LOOK_S = 300.0  # a quiet folder watched by inotify is looked at this often anyway
 
 
 def event(level: int, name: str, **fields: object) -> None:
@@ -48,6 +49,7 @@ class FilesDriver:
         self._counts: Counter[str] = Counter()
         self.handled = 0  # file versions judged (taken, duplicate or refused): for tests
         self.scans = 0  # looks at the folder done: for tests
+        self.wakes = 0  # times the watching thread woke up: for tests
         self.recent: list[str] = []  # the last files handled, one line each (probe, status)
         self.ftp: Any = None  # the FTP receiver, when configured (drivers.files.ftp)
         self._deliver: Deliver | None = None
@@ -58,6 +60,9 @@ class FilesDriver:
         self._wake_r, self._wake_w = -1, -1
         self._refused: dict[str, tuple[int, int]] = {}  # name -> (size, mtime) refused once
         self._forgot_at = 0.0
+        self._known: dict[str, tuple[int, int]] = {}  # name -> (size, mtime) taken last
+        self._waiting = 0  # files seen but not complete yet at the last look
+        self._looked_at = 0.0  # monotonic time of the last look
 
     @property
     def counts(self) -> dict[str, int]:
@@ -105,8 +110,9 @@ class FilesDriver:
                     f"{cfg.ftp.host}:{cfg.ftp.port}: {exc}"
                 ) from None
         self._deliver = deliver
+        self._known = self._ledger.latest_stats()
         self._watch = FolderWatch(
-            cfg.folder,
+            cfg.folder.resolve(),  # as the FTP receiver names the files it is writing
             cfg.name_pattern(),
             depth=cfg.depth,
             settle_s=cfg.settle_s,
@@ -149,13 +155,20 @@ class FilesDriver:
 
     def _run(self) -> None:
         assert self._watch is not None
+        changed = True
         while not self._stop.is_set():
-            try:
-                self.scan_once()
-            except Exception as exc:  # the ledger's disk full, a driver bug: retried next scan
-                self._counts["scan_failed"] += 1
-                event(logging.WARNING, "files_scan_failed", device=self.name, error=str(exc))
-            self._watch.wait(self.config.scan_interval_s, self._wake_r)
+            # with inotify watching the folder, a quiet folder whose files are all taken is
+            # not looked at again (but at least every FULL_LOOK_S): a 60-day folder costs
+            # ~0.1 s of CPU per look (bench/files.py)
+            due = time.monotonic() - self._looked_at >= FULL_LOOK_S
+            if changed or self._waiting or due:
+                try:
+                    self.scan_once()
+                except Exception as exc:  # the ledger's disk full, a bug: retried next scan
+                    self._counts["scan_failed"] += 1
+                    event(logging.WARNING, "files_scan_failed", device=self.name, error=str(exc))
+            changed = self._watch.wait(self.config.scan_interval_s, self._wake_r)
+            self.wakes += 1
 
     # --- one look at the folder ------------------------------------------------------------
     def scan_once(self) -> int:
@@ -164,14 +177,24 @@ class FilesDriver:
         assert watch is not None and ledger is not None
         if watch.truncated:
             self._counts["scan_truncated"] += 1
+        self._looked_at = time.monotonic()
         uploading = self.ftp.receiving() if self.ftp is not None else set()
-        candidates = [
-            s
-            for s in watch.scan()
-            if s.path not in uploading and not ledger.has_stat(s.name, s.size, s.mtime_ns)
-        ]
+        candidates = []
+        receiving = 0
+        for s in watch.scan():
+            if s.path in uploading:
+                receiving += 1  # looked at again until the upload ends
+                continue
+            if self._known.get(s.name) == (s.size, s.mtime_ns):
+                continue
+            if ledger.has_stat(s.name, s.size, s.mtime_ns):  # an older version came back
+                self._known[s.name] = (s.size, s.mtime_ns)
+                continue
+            candidates.append(s)
+        ready = watch.ready(candidates)
+        self._waiting = len(candidates) - len(ready) + receiving
         taken = 0
-        for seen in watch.ready(candidates):
+        for seen in ready:
             if self._stop.is_set():
                 break
             if self._refused.get(seen.name) == (seen.size, seen.mtime_ns):
@@ -212,6 +235,7 @@ class FilesDriver:
         if ledger.has_file(seen.name, sha):
             self._counts["duplicate_file"] += 1
             ledger.touch(seen.name, seen.size, seen.mtime_ns, sha)
+            self._known[seen.name] = (seen.size, seen.mtime_ns)
             self._note(seen, "same name and content as a file taken before: skipped")
             self._after_commit(seen, complete=True)
             return 0
@@ -230,6 +254,7 @@ class FilesDriver:
             self._deliver(readings)
         keys = [(r.param, r.time_ms) for r in readings]
         ledger.record(seen.name, seen.size, seen.mtime_ns, sha, content.lines, keys)
+        self._known[seen.name] = (seen.size, seen.mtime_ns)
         self._watch.taken(seen.name)
         self._counts["files_taken"] += 1
         self._note(seen, f"{content.lines} line(s), {len(readings)} new reading(s)")
@@ -282,7 +307,7 @@ class FilesDriver:
             return
         try:
             if cfg.after_commit == "delete":
-                seen.path.unlink()
+                os.unlink(seen.path)
             else:
                 assert cfg.move_to is not None
                 target = cfg.move_to / seen.name
@@ -323,7 +348,7 @@ class FilesDriver:
             return lines
         lines.append(f"  {newest.name}: {newest.size} bytes")
         try:
-            content = parse(cfg, newest.name, newest.path.read_bytes()[: cfg.max_file_bytes])
+            content = parse(cfg, newest.name, _head(newest.path, cfg.max_file_bytes))
         except (OSError, FileFormatError) as exc:
             lines.append(f"  cannot be read: {exc}")
             return lines
@@ -344,7 +369,7 @@ class FilesDriver:
             error = f"no {self.config.name_pattern()} file in {self.config.folder}"
             return [ProbeRow(c.param, "", None, c.unit, "02", error) for c in self.channels]
         try:
-            data = newest.path.read_bytes()[: self.config.max_file_bytes]
+            data = _head(newest.path, self.config.max_file_bytes)
             content = parse(self.config, newest.name, data)
         except (OSError, FileFormatError) as exc:
             return [ProbeRow(c.param, "", None, c.unit, "02", str(exc)) for c in self.channels]
@@ -385,6 +410,11 @@ class FilesDriver:
         )
         found = watch.scan()
         return max(found, key=lambda s: (s.mtime_ns, s.name)) if found else None
+
+
+def _head(path: str, limit: int) -> bytes:
+    with open(path, "rb") as f:
+        return f.read(limit)
 
 
 def ledger_files(path: Path, device: str) -> list[tuple[str, int, str, int, int]]:

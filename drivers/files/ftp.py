@@ -164,10 +164,10 @@ class FtpReceiver:
             self._thread.join(10)
             self._thread = None
 
-    def receiving(self) -> set[Path]:
+    def receiving(self) -> set[str]:
         """The files being uploaded now (absolute paths)."""
         with self._lock:
-            return {Path(p) for p, n in self._receiving.items() if n > 0}
+            return {p for p, n in self._receiving.items() if n > 0}
 
     # --- bounds ----------------------------------------------------------------------------
     def _refusal(self) -> str | None:

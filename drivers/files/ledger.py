@@ -67,6 +67,16 @@ class FileLedger:
             ).fetchone()
         return row is not None
 
+    def latest_stats(self) -> dict[str, tuple[int, int]]:
+        """name -> (size, mtime_ns) of the version of each name taken last."""
+        with self._lock:
+            cur = self._conn.execute(
+                "SELECT name, size, mtime_ns FROM files_taken WHERE device = ? "
+                "ORDER BY taken_ms, rowid",
+                (self.device,),
+            )
+            return {name: (size, mtime) for name, size, mtime in cur}
+
     def has_file(self, name: str, sha256: str) -> bool:
         """True if this exact file (name and content) was taken."""
         with self._lock:

@@ -32,7 +32,7 @@ _READ_BYTES = 64 * 1024
 class Seen:
     """A file as one scan saw it."""
 
-    path: Path
+    path: str  # absolute (a str: a Path per file costs most of a look at a big folder)
     name: str  # relative to the folder, with "/" between levels
     size: int
     mtime_ns: int
@@ -110,17 +110,19 @@ class FolderWatch:
             self.inotify.close()
             self.inotify = None
 
-    def wait(self, timeout_s: float, wake_fd: int) -> None:
-        """Sleep until the folder changes (inotify), ``wake_fd`` is readable, or ``timeout_s``."""
+    def wait(self, timeout_s: float, wake_fd: int) -> bool:
+        """Sleep until the folder changes (inotify), ``wake_fd`` is readable, or ``timeout_s``;
+        False only when inotify watches the whole tree and said nothing changed."""
         fds = [wake_fd] + ([self.inotify.fd] if self.inotify is not None else [])
         try:
             readable, _, _ = select.select(fds, [], [], timeout_s)
         except (OSError, ValueError):
-            return
+            return True
         if self.inotify is not None and self.inotify.fd in readable:
-            # let a burst of writes end before scanning: the next events come within ms
             moved, _ = self.inotify.read()
             self._moved |= moved
+            return True
+        return self.inotify is None or self.depth > 0 or wake_fd in readable
 
     def scan(self) -> list[Seen]:
         """The files matching the pattern, oldest name first (at most ``max_files``)."""
@@ -130,7 +132,7 @@ class FolderWatch:
         found.sort(key=lambda s: s.name)
         return found
 
-    def _walk(self, folder: Path, prefix: str, level: int, found: list[Seen]) -> None:
+    def _walk(self, folder: Path | str, prefix: str, level: int, found: list[Seen]) -> None:
         try:
             entries = sorted(os.scandir(folder), key=lambda e: e.name)
         except OSError:
@@ -142,7 +144,7 @@ class FolderWatch:
             try:
                 if entry.is_dir(follow_symlinks=False):
                     if level < self.depth:
-                        self._walk(Path(entry.path), f"{prefix}{entry.name}/", level + 1, found)
+                        self._walk(entry.path, f"{prefix}{entry.name}/", level + 1, found)
                     continue
                 if not entry.is_file(follow_symlinks=False):
                     continue
@@ -152,7 +154,7 @@ class FolderWatch:
             except OSError:
                 continue  # removed meanwhile
             found.append(
-                Seen(Path(entry.path), prefix + entry.name, st.st_size, st.st_mtime_ns, st.st_ino)
+                Seen(entry.path, prefix + entry.name, st.st_size, st.st_mtime_ns, st.st_ino)
             )
 
     def ready(self, seen: list[Seen], now: float | None = None) -> list[Seen]:

@@ -140,6 +140,22 @@ def test_without_inotify_the_scan_finds_every_file(tmp_path, monkeypatch):
         driver.stop()
 
 
+def test_a_quiet_folder_is_not_looked_at_again_until_something_comes(tmp_path):
+    driver = _driver(tmp_path, settle_s=0.2)
+    got: list[Reading] = []
+    driver.start(got.extend)
+    try:
+        (tmp_path / "in" / "a.txt").write_bytes(_tt10(_recent(10), 1, 2))
+        wait_for(lambda: driver.counts.get("files_taken") == 1, 10, "the first file")
+        looks, wakes = driver.scans, driver.wakes
+        wait_for(lambda: driver.wakes >= wakes + 10, 10, "ten quiet scan intervals")
+        assert driver.scans <= looks + 1, "a quiet, fully taken folder was looked at again"
+        (tmp_path / "in" / "b.txt").write_bytes(_tt10(_recent(15), 3, 4))
+        wait_for(lambda: len(got) == 4, 10, "the new file, seen through inotify")
+    finally:
+        driver.stop()
+
+
 def test_restart_and_rotated_folder_neither_lose_nor_double(tmp_path):
     store = _Store(tmp_path / "buffer.db")
     folder = tmp_path / "in"
