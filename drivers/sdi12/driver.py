@@ -10,6 +10,7 @@ channels with the reason; a port that cannot be opened or written is a ``DeviceE
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 
@@ -197,27 +198,11 @@ class Sdi12Driver:
         if self._port is None:
             self.open()
         assert self.bus is not None
-        saved, self.bus.retries = self.bus.retries, retries
-        found = []
-        try:
-            for address in addresses:
-
-                def acknowledged(answer: str, address: str = address) -> str:
-                    if answer != address:
-                        raise Sdi12Error(f"expected {address!r}, got {answer[:20]!r}")
-                    return answer
-
-                try:
-                    self.bus.command(f"{address}!", acknowledged)
-                except Sdi12Error:
-                    continue
-                try:
-                    found.append((address, self.identify(address).text()))
-                except Sdi12Error as exc:
-                    found.append((address, f"no identification: {exc}"))
-        finally:
-            self.bus.retries = saved
-        return found
+        found = scan_bus(self.bus, addresses, retries)
+        return [
+            (address, who.text() if isinstance(who, Identification) else who)
+            for address, who in found
+        ]
 
     def plan(self) -> list[str]:
         cfg = self.config
@@ -246,3 +231,32 @@ class Sdi12Driver:
             raw = "; ".join(self.raw.get(by_param[r.param], [])) or "(no data answer)"
             rows.append(ProbeRow(r.param, raw, r.value, r.unit, r.status, r.error))
         return rows
+
+
+def scan_bus(
+    bus: Bus, addresses: str = ADDRESSES, retries: int = 0
+) -> list[tuple[str, Identification | str]]:
+    """Ask every address ``a!``; (address, its ``aI!`` identification or why it has none) for
+    those that answer, in the order asked."""
+    saved, bus.retries = bus.retries, retries
+    found: list[tuple[str, Identification | str]] = []
+    try:
+        for address in addresses:
+
+            def acknowledged(answer: str, address: str = address) -> str:
+                if answer != address:
+                    raise Sdi12Error(f"expected {address!r}, got {answer[:20]!r}")
+                return answer
+
+            try:
+                bus.command(f"{address}!", acknowledged)
+            except Sdi12Error:
+                continue
+            try:
+                who = bus.command(f"{address}I!", functools.partial(parse_identification, address))
+                found.append((address, who))
+            except Sdi12Error as exc:
+                found.append((address, f"no identification: {exc}"))
+    finally:
+        bus.retries = saved
+    return found

@@ -184,3 +184,14 @@ def test_a_missing_port_is_a_device_error_naming_it(tmp_path):
     driver = _driver(tmp_path / "ttyNONE", [_sensor("0", "A")])
     with pytest.raises(DeviceError, match=r"device 'bus1': cannot open .*ttyNONE"):
         driver.read(0)
+
+
+def test_the_scan_command_lists_the_sensors_of_a_bus(tmp_path, capsys):
+    from agent.cli import main
+
+    sim = {"sensors": [{"address": "2", "vendor": "ACME", "model": "LVL100"}]}
+    with Sdi12BusSimulator(tmp_path / "tty", sim):
+        code = main(["sdi12", "scan", "--port", str(tmp_path / "tty"), "--addresses", "0123",
+                     "--timeout", "0.2"])  # fmt: skip
+    assert code == 0
+    assert capsys.readouterr().out == "2: ACME LVL100 v100 (SDI-12 1.4)\n"
