@@ -293,6 +293,12 @@ def _cmd_files(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def _cmd_sdi12(args: argparse.Namespace) -> int:
+    from agent.sdi12_cli import run
+
+    return run(args)
+
+
 def build_parser(plugins: bool = True) -> argparse.ArgumentParser:
     """The command line; ``plugins=False``: without the commands other packages add."""
     parser = argparse.ArgumentParser(
@@ -472,6 +478,12 @@ def build_parser(plugins: bool = True) -> argparse.ArgumentParser:
     p = sub.add_parser("files", help="datalogger file tools: decode a TT10 or TOA5 file")
     add_files_arguments(p)
     p.set_defaults(func=_cmd_files)
+
+    from agent.sdi12_cli import add_arguments as add_sdi12_arguments
+
+    p = sub.add_parser("sdi12", help="SDI-12 bus tools: scan the addresses of a bus")
+    add_sdi12_arguments(p)
+    p.set_defaults(func=_cmd_sdi12)
 
     p = sub.add_parser(
         "check-transports",
