@@ -77,6 +77,11 @@ class FilesDriver:
         """Open the ledger, start the FTP receiver if configured, start watching; returns at
         once. DeviceError if the folder or the ledger cannot be used."""
         cfg = self.config
+        if cfg.move_to is not None and cfg.move_to.resolve().is_relative_to(cfg.folder.resolve()):
+            raise DeviceError(
+                f"device {self.name!r}: move_to {cfg.move_to} is inside folder {cfg.folder}: "
+                "moved files would be taken again"
+            )
         if not cfg.folder.is_dir():
             if cfg.ftp is None:
                 raise DeviceError(f"device {self.name!r}: folder {cfg.folder} does not exist")
@@ -231,8 +236,8 @@ class FilesDriver:
         if now != (seen.size, seen.mtime_ns) or len(data) != seen.size:
             return 0  # written while read: not complete after all, seen again next scan
         sha = hashlib.sha256(data).hexdigest()
-        self.handled += 1
         if ledger.has_file(seen.name, sha):
+            self.handled += 1
             self._counts["duplicate_file"] += 1
             ledger.touch(seen.name, seen.size, seen.mtime_ns, sha)
             self._known[seen.name] = (seen.size, seen.mtime_ns)
@@ -242,8 +247,8 @@ class FilesDriver:
         try:
             content = parse(cfg, seen.name, data)
         except FileFormatError as exc:
-            self.handled -= 1  # _refuse counts it
             return self._refuse(seen, "bad_file", str(exc))
+        self.handled += 1
         self._counts["bad_line"] += content.problem_count
         for problem in content.problems:
             event(logging.WARNING, "files_bad_line", device=self.name, problem=problem)

@@ -269,3 +269,9 @@ def test_a_missing_folder_is_a_clear_device_error(tmp_path):
     (tmp_path / "in").rmdir()
     with pytest.raises(Exception, match=r"device 'logger': folder .*in does not exist"):
         driver.start(lambda readings: None)
+
+
+def test_move_to_inside_the_watched_folder_is_refused(tmp_path):
+    driver = _driver(tmp_path, after_commit="move", move_to=str(tmp_path / "in" / "done"))
+    with pytest.raises(Exception, match=r"move_to .*in/done is inside folder .*: moved files"):
+        driver.start(lambda readings: None)
