@@ -101,7 +101,9 @@ class FilesConfig(DeviceConfig):
     """A file is taken once its size and modification time have not changed for this long
     (or at once when it was renamed into the folder)."""
     scan_interval_s: float = Field(default=5, gt=0, le=600)
-    """Seconds between looks at the folder (inotify wakes the driver sooner where it works)."""
+    """Seconds between looks at the folder. Where inotify works (Linux, a local folder,
+    ``depth`` 0) it wakes the driver at once when a file comes, and a quiet folder whose files
+    are all taken is looked at only every 300 s."""
     timezone: str = "Asia/Ho_Chi_Minh"
     """toa5: the datalogger's clock, an IANA name (TT10 times are always UTC+7)."""
     unterminated_last_line: Literal["wait", "take"] = "wait"
