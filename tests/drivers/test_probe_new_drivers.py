@@ -60,7 +60,7 @@ def test_probe_identifies_each_sdi12_sensor(tmp_path, capsys):
                 "name": "bus1",
                 "driver": "sdi12",
                 "port": str(tmp_path / "tty"),
-                "first_byte_s": 0.3,
+                "first_byte_s": 0.5,
                 "sensors": [
                     {"address": "3", "channels": [{"value": 1, "param": "Level", "unit": "m"}]}
                 ],

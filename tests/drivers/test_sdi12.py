@@ -28,7 +28,7 @@ def _driver(port, sensors, **extra) -> Sdi12Driver:
                 "name": "bus1",
                 "driver": "sdi12",
                 "port": str(port),
-                "first_byte_s": 0.3,
+                "first_byte_s": 0.5,
                 "poll_interval_s": 30,
                 "sensors": sensors,
                 **extra,
@@ -86,11 +86,13 @@ def test_concurrent_sensors_measure_at_the_same_time(tmp_path):
 def test_a_break_wakes_an_idle_bus_and_only_then(tmp_path):
     sim = {"sensors": [{"address": "0", "values": [1.0]}]}
     with Sdi12BusSimulator(tmp_path / "tty", sim):
-        driver = _driver(tmp_path / "tty", [_sensor("0", "A")])
+        # break_idle_s 0.5 (the standard: 87 ms) so that a busy test machine's pauses between
+        # 0M!'s answer and 0D0! do not count as an idle line
+        driver = _driver(tmp_path / "tty", [_sensor("0", "A")], break_idle_s=0.5)
         driver.read(0)  # 0M! then 0D0! at once: the line is not idle in between
         assert driver.bus is not None and driver.bus.breaks == 1
         last = driver.bus._last_activity
-        while time.monotonic() - last < 0.2:  # idle longer than break_idle_s (87 ms)
+        while time.monotonic() - last < 0.6:  # idle longer than break_idle_s
             time.sleep(0.02)
         driver.read(0)
         assert driver.bus.breaks == 2
@@ -159,8 +161,8 @@ def test_scan_finds_and_identifies_the_sensors(tmp_path):
         ]
     }  # fmt: skip
     with Sdi12BusSimulator(tmp_path / "tty", sim):
-        driver = _driver(tmp_path / "tty", [_sensor("0", "A")], first_byte_s=0.1)
-        found = driver.scan("0123456789ab")
+        driver = _driver(tmp_path / "tty", [_sensor("0", "A")], first_byte_s=0.3)
+        found = driver.scan("07b9", retries=2)  # 9: nobody there
         driver.close()
     assert found == [
         ("0", "ACME LVL100 v110, SN42 (SDI-12 1.4)"),
@@ -192,6 +194,6 @@ def test_the_scan_command_lists_the_sensors_of_a_bus(tmp_path, capsys):
     sim = {"sensors": [{"address": "2", "vendor": "ACME", "model": "LVL100"}]}
     with Sdi12BusSimulator(tmp_path / "tty", sim):
         code = main(["sdi12", "scan", "--port", str(tmp_path / "tty"), "--addresses", "0123",
-                     "--timeout", "0.2"])  # fmt: skip
+                     "--timeout", "0.3", "--retries", "2"])  # fmt: skip
     assert code == 0
     assert capsys.readouterr().out == "2: ACME LVL100 v100 (SDI-12 1.4)\n"
