@@ -29,6 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=0.1,
         help="seconds to wait for an answer to begin (default 0.1)",
     )
+    p.add_argument(
+        "--retries", type=int, default=1, help="tries after the first per address (default 1)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -40,17 +43,18 @@ def run(args: argparse.Namespace) -> int:
     from drivers.sdi12.protocol import ADDRESSES
 
     unknown = sorted(set(args.addresses) - set(ADDRESSES))
-    if unknown or not 0.0167 <= args.timeout <= 5:
+    if unknown or not 0.0167 <= args.timeout <= 5 or not 0 <= args.retries <= 10:
         raise AgentError(
             f"sdi12 scan: addresses are 0-9, a-z, A-Z (not {''.join(unknown)!r}); "
-            "--timeout between 0.0167 and 5 s"
+            "--timeout between 0.0167 and 5 s; --retries 0 to 10"
         )
     try:
         port = serial.Serial(args.port, 1200, bytesize=7, parity="E", stopbits=1, timeout=0)
     except (serial.SerialException, OSError, ValueError) as exc:
         raise AgentError(f"sdi12 scan: cannot open {args.port}: {exc}") from None
     try:
-        found = scan_bus(Bus(port, wake=args.wake, first_byte_s=args.timeout), args.addresses)
+        bus = Bus(port, wake=args.wake, first_byte_s=args.timeout)
+        found = scan_bus(bus, args.addresses, retries=args.retries)
     finally:
         port.close()
     for address, who in found:
