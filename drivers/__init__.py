@@ -18,6 +18,8 @@ _REGISTRY: dict[str, tuple[str, str, str]] = {
     "modbus_rtu": ("drivers.modbus.rtu", "ModbusRtuConfig", "ModbusRtuDriver"),
     "serial_line": ("drivers.serial_line.driver", "SerialLineConfig", "SerialLineDriver"),
     "hj212": ("drivers.hj212.driver", "Hj212Config", "Hj212Driver"),
+    "files": ("drivers.files.driver", "FilesConfig", "FilesDriver"),
+    "sdi12": ("drivers.sdi12.driver", "Sdi12Config", "Sdi12Driver"),
 }
 
 

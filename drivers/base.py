@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 from pydantic import ConfigDict, Field, model_validator
 
@@ -41,6 +41,9 @@ class DeviceConfig(Model):
     """Keys common to every device section of the configuration."""
 
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    source: ClassVar[Literal["device", "file"]] = "device"
+    """Where the readings come from, for the station descriptor (``file``: the files driver)."""
 
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")
     """Device name, used in readings, logs and status: letters, digits, ``_ . -``."""

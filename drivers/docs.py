@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, SecretStr
 from pydantic.fields import FieldInfo
 
 DRIVERS_DIR = Path(__file__).resolve().parent
@@ -72,7 +72,11 @@ def _kind(annotation: Any) -> str:
         return f"table {_kind(args[0])} -> {_kind(args[1])}"
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return f"table ({annotation.__name__})"
-    names = {int: "integer", float: "number", str: "text", bool: "true/false"}
+    names = {int: "integer", float: "number", str: "text", bool: "true/false", Path: "path"}
+    if origin is tuple:
+        return "pair of " + " and ".join(_kind(a) for a in args) if len(args) == 2 else "list"
+    if isinstance(annotation, type) and issubclass(annotation, SecretStr):
+        return "text (secret)"
     return names.get(annotation, str(annotation))
 
 
@@ -99,8 +103,8 @@ def _toml(value: Any) -> str:
     """``value`` as it would be written in the configuration file."""
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, str):
-        return json.dumps(value)
+    if isinstance(value, str | Path):
+        return json.dumps(str(value))
     if isinstance(value, dict):
         items = ", ".join(f"{json.dumps(str(k))} = {_toml(v)}" for k, v in value.items())
         return "{ " + items + " }" if items else "{}"

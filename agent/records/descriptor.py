@@ -78,6 +78,7 @@ def descriptor_body(config: Config) -> dict[str, Any]:
                 "serial_number": d.serial_number,
                 "principle": d.principle,
                 "range": d.range,
+                "source": d.source,
             }
         )
         for param, unit in d.channel_units():

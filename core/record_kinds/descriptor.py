@@ -4,7 +4,8 @@ Sealed by the agent at first start and whenever its content changes (``agent.rec
 every v3 readings batch names the descriptor in force by its ``seq`` (docs/protocol.md)::
 
     {"station": {"id", "name", "type", "operator", "location": {...} | null},
-     "devices": [{"name", "driver", "make", "model", "serial_number", "principle", "range"}],
+     "devices": [{"name", "driver", "make", "model", "serial_number", "principle", "range",
+                  "source"}],
      "channels": [{"device", "param", "unit", "limits": {"min", "max", "standard"} | null}],
      "catalogue": "<parameter catalogue version>"}
 """
@@ -60,6 +61,10 @@ class Device(_Strict):
     serial_number: _Text
     principle: _Text
     range: _Text
+    source: Literal["device", "file"] = "device"
+    """Where its readings come from: ``device``, the agent talks to the instrument or its
+    datalogger; ``file``, files the datalogger wrote (the ``files`` driver). Absent in
+    descriptors sealed before it existed (read as ``device``)."""
 
 
 class Limits(_Strict):

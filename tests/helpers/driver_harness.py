@@ -10,6 +10,7 @@ in ``drivers/``: drivers never import ``simulators``. A new driver adds one entr
 from __future__ import annotations
 
 import socket
+import time
 import tomllib
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -22,6 +23,7 @@ from simulators.hj212_script import ScriptedDatalogger, load_writes
 from simulators.modbus_description import load_description
 from simulators.modbus_rtu import ModbusRtuSimulator
 from simulators.modbus_server import ModbusTcpSimulator
+from simulators.sdi12 import Sdi12BusSimulator
 
 
 @dataclass
@@ -137,7 +139,58 @@ def _hj212(script_file: Path, devices: list[dict[str, Any]], tmp: Path) -> Itera
         datalogger.close()
 
 
+@contextmanager
+def _files(description_file: Path, devices: list[dict[str, Any]], tmp: Path) -> Iterator[Simulated]:
+    """The datalogger writes the case's files into ``{folder}`` (``[[writes]]`` of
+    simulator.toml, in order: ``source``, a file of the case; ``name``, default the same;
+    ``upload = "rename"`` (written as NAME.tmp, then renamed) or ``"direct"``). ``send`` waits
+    for the driver to have judged each write before the next. ``{ledger}``: a fresh ledger."""
+    writes = tomllib.loads(description_file.read_text()).get("writes", [])
+    folder = tmp / "incoming"
+    folder.mkdir()
+    written: list[str] = []
+
+    def send(driver: Any) -> None:
+        for index, write in enumerate(writes, start=1):
+            data = (description_file.parent / write["source"]).read_bytes()
+            target = folder / write.get("name", write["source"])
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if write.get("upload", "rename") == "rename":
+                (target.parent / (target.name + ".tmp")).write_bytes(data)
+                (target.parent / (target.name + ".tmp")).rename(target)
+            else:
+                target.write_bytes(data)
+            written.append(target.name)
+            deadline = time.monotonic() + 10
+            while driver.handled < index and time.monotonic() < deadline:
+                time.sleep(0.01)
+
+    yield Simulated(
+        {"folder": str(folder), "ledger": str(tmp / "ledger.db")},
+        lambda: len(written),
+        lambda: f"written {written}",
+        send,
+    )
+
+
+@contextmanager
+def _sdi12(description_file: Path, devices: list[dict[str, Any]], tmp: Path) -> Iterator[Simulated]:
+    """The sensors of ``simulator.toml`` on one pty bus (``simulators/sdi12.py``); ``{port}``:
+    its symlink. ``requests``: commands seen on the bus."""
+    simulator = Sdi12BusSimulator.from_file(tmp / "ttySDI", description_file).start()
+    try:
+        yield Simulated(
+            {"port": str(simulator.link)},
+            lambda: simulator.requests,
+            lambda: f"sent {simulator.sent}",
+        )
+    finally:
+        simulator.stop()
+
+
 HARNESSES: dict[str, Harness] = {
+    "sdi12": _sdi12,
+    "files": _files,
     "hj212": _hj212,
     "modbus_rtu": _modbus_rtu,
     "modbus_tcp": _modbus_tcp,

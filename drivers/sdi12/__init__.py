@@ -1,0 +1,1 @@
+"""The ``sdi12`` driver: SDI-12 sensors on one bus (pyserial)."""
