@@ -97,6 +97,7 @@ def _chaos_run(
         fleet.stop()
         logs = cluster.worker_log(0) + cluster.worker_log(1)
         cluster.stop()
+        cluster.postgres.remove()  # as root its data lives under /tmp, not in tmp_path
     assert len(done) == 3 * rounds
     assert watcher.violations == []
     assert problems == []
