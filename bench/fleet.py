@@ -240,6 +240,7 @@ def main() -> None:
     parser.add_argument("--paced-rate", type=float, default=500.0, help="batches/s, all stations")
     parser.add_argument("--paced-seconds", type=float, default=60.0)
     parser.add_argument("--partitions", type=int, default=16)
+    parser.add_argument("--fetch", type=int, default=64, help="batches per fetch/transaction")
     parser.add_argument("--profile", action="store_true", help="py-spy a worker while draining")
     parser.add_argument("--readings-per-channel", type=int, default=1, help="per batch")
     parser.add_argument("--no-drain", action="store_true", help="only the paced workload")
@@ -249,7 +250,7 @@ def main() -> None:
         note(f"{k}: {v}")
     note("the machine is shared with other sessions' work during this run (see RESULTS.md)")
     work = Path(tempfile.mkdtemp(prefix="bench-fleet-"))
-    cluster = ClusterDeployment(work, partitions=args.partitions, ack_wait_s=30, fetch=64)
+    cluster = ClusterDeployment(work, partitions=args.partitions, ack_wait_s=30, fetch=args.fetch)
     cluster.start()
     fleet = Fleet(
         args.stations,

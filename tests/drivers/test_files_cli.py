@@ -3,7 +3,7 @@ configured device would store, the exit status."""
 
 from __future__ import annotations
 
-from agent.cli import main
+from agent.cli.main import main
 from tests.helpers.station import write_toml
 
 TT10 = (

@@ -3,7 +3,7 @@ yields, with the raw source next to each value."""
 
 from __future__ import annotations
 
-from agent.cli import main
+from agent.cli.main import main
 from simulators.sdi12 import Sdi12BusSimulator
 from tests.helpers.station import write_toml
 

@@ -189,7 +189,7 @@ def test_a_missing_port_is_a_device_error_naming_it(tmp_path):
 
 
 def test_the_scan_command_lists_the_sensors_of_a_bus(tmp_path, capsys):
-    from agent.cli import main
+    from agent.cli.main import main
 
     sim = {"sensors": [{"address": "2", "vendor": "ACME", "model": "LVL100"}]}
     with Sdi12BusSimulator(tmp_path / "tty", sim):

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from agent.transports import TRANSPORTS, check_of
-from tests.helpers.station import ROOT, agent_env
+from tests.helpers.station import ROOT, agent_env, localized
 
 FILES = ("config.py", "transport.py", "check.py", "README.md", "sample.toml")
 
@@ -38,7 +38,7 @@ def test_config_sample_of_a_transport_validates(kind: str, tmp_path: Path) -> No
     printed = cli("config", "sample", kind)
     assert printed.returncode == 0, printed.stderr
     path = tmp_path / "station.toml"
-    path.write_text(printed.stdout)
+    path.write_text(localized(printed.stdout, tmp_path))  # a real key: validate checks it
     assert [t["type"] for t in tomllib.loads(printed.stdout)["transports"]] == [kind]
     checked = cli("config", "validate", str(path))
     assert checked.returncode == 0, checked.stderr

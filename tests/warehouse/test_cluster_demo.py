@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from warehouse.cluster.postgres import PostgresServer
+
 
 def test_cluster_demo_survives_its_losses_and_says_ok(tmp_path: Path) -> None:
     done = subprocess.run(
@@ -40,3 +42,4 @@ def test_cluster_demo_survives_its_losses_and_says_ok(tmp_path: Path) -> None:
     )
     assert verdict and verdict[1] == verdict[2] and int(verdict[1]) >= 50, done.stdout
     assert (tmp_path / "demo" / "warehouse.toml").exists()
+    PostgresServer(tmp_path / "demo" / "postgres").remove()  # as root: data under /tmp

@@ -76,7 +76,7 @@ def test_shared_subscription_workers_store_every_batch_once(tmp_path: Path) -> N
                 w.send_signal(signal.SIGTERM)
                 w.wait(20)
         broker.stop()
-        pg.stop()
+        pg.remove()  # stops it; as root its data lives under /tmp, not in tmp_path
     assert problems == []
     summary = fleet.summary()
     assert summary["rejected"] == 0 and summary["foreign_acks"] == 0

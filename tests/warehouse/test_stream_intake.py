@@ -36,6 +36,7 @@ def cluster(tmp_path_factory) -> ClusterDeployment:
         yield deployment
     finally:
         deployment.stop()
+        deployment.postgres.remove()  # as root its data lives under /tmp, not in tmp_path
 
 
 def brokers(cluster: ClusterDeployment) -> list[tuple[str, int]]:

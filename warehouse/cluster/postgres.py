@@ -149,6 +149,9 @@ class PostgresServer:
         """Stop, then delete the data (and, as root, its directory under /tmp)."""
         self.stop()
         shutil.rmtree(self.data.parent if self._as else self.data, ignore_errors=True)
+        link = self.directory / "pgdata"
+        if link.is_symlink():
+            link.unlink()
 
     def __enter__(self) -> PostgresServer:
         return self.start()
