@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr, ValidationInfo, model_validator
+from pydantic import Field, HttpUrl, SecretStr, ValidationInfo, model_validator
 
 from agent.support.sections import Section, resolve_secret
 
@@ -24,6 +24,9 @@ class WebConfig(Section):
     """A file holding the token (first line, at least 16 characters; a regular file of the
     agent's user, mode 0600, at most 64 KiB) that unlocks the page's actions (requeue
     quarantined batches...). Without it the page and its API are read-only."""
+    warehouse_api_url: HttpUrl | None = None
+    """The warehouse's SensorThings API (``https://…``, its root or its ``/v1.1`` service
+    root): the page then links to this station's Thing there (``/v1.1/Things('<station id>')``)."""
     token: SecretStr | None = Field(default=None, exclude=True)
     """Read from ``token_file``; not a key of the configuration file."""
 
