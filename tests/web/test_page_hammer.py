@@ -4,10 +4,10 @@ item 3).
 A real ``station-agent run`` process (a steady simulated Modbus analyzer polled every 0.2 s, the
 reference warehouse over HTTP, ``[web]`` on a free port). Four threads open 1,000 connections:
 300 that stay idle, 300 slowloris ones (a request line, then a header byte now and then, never
-finished), 400 fast requests for the page's JSON (answered, or refused with 503 while idle
-ones fill the cap; the page answers again once they are gone). During it, the agent's threads and RSS are
-sampled from ``/proc``. Then, read from the buffer with plain SQL and from the journal: no fault
-reading (status 02: the steady analyzer never faults, a missed poll is stored as one), no
+finished), 400 fast requests for the page's JSON (answered, or refused with 503 while idle ones
+fill the cap; the page answers again once they are gone). During it, the agent's threads and RSS
+are sampled from ``/proc``. Then, read from the buffer with plain SQL and from the journal: no
+fault reading (status 02: the steady analyzer never faults, a missed poll is stored as one), no
 ``poll_missed`` line, no traceback; every reading taken during the hammer is at the warehouse.
 The figures are printed (``pytest -s``) and recorded in bench/RESULTS.md.
 """
