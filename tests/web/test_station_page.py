@@ -414,7 +414,15 @@ def test_the_page_links_to_the_stations_thing_only_when_the_api_is_configured(
         agent.stop(grace_s=1)
 
 
-@pytest.mark.parametrize("url", ["ftp://wh.example.vn/sta", "wh.example.vn/sta", "https://"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "ftp://wh.example.vn/sta",
+        "wh.example.vn/sta",
+        "https://",
+        'https://wh.example.vn/sta?x="><script>',
+    ],
+)
 def test_a_warehouse_api_url_that_is_not_http_is_refused(tmp_path, url):
     path = write_toml(
         tmp_path / "station.toml",
