@@ -155,6 +155,14 @@ def _json(data: Any, status: int = 200) -> tuple[int, str, bytes]:
     return status, "application/json", body
 
 
+def _content_length(value: str | None) -> int:
+    """The request's Content-Length (-1 when it is not a number)."""
+    try:
+        return int(value or 0)
+    except ValueError:
+        return -1
+
+
 _TOO_LARGE = {HTTPStatus.REQUEST_URI_TOO_LONG, HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE}
 
 
@@ -181,10 +189,7 @@ def _handler(web: WebServer) -> type[BaseHTTPRequestHandler]:
             self._reply(lambda: web.answer(self.path))
 
         def do_POST(self) -> None:  # noqa: N802
-            try:
-                length = int(self.headers.get("Content-Length") or 0)
-            except ValueError:
-                length = -1
+            length = _content_length(self.headers.get("Content-Length"))
             if not 0 <= length <= MAX_BODY:
                 self.close_connection = True  # the body is not read: drop the connection
                 self.server.note("too_large", what="body", length=length)
