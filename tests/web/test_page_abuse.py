@@ -187,20 +187,36 @@ def _flood(address, requests: list[bytes], threads: int = 4) -> None:
         w.join()
 
 
+_BAD = [
+    b"POST /api/action/requeue HTTP/1.0\r\nAuthorization: Bearer x\r\n\r\n",
+    b"GET / HTTP/1.0\r\nX-Long: " + b"b" * MAX_LINE + b"\r\n\r\n",
+    b"BREW / HTTP/1.0\r\n\r\n",
+    b"POST / HTTP/1.0\r\nContent-Length: 99999\r\n\r\n",
+]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_a_flood_of_100000_bad_requests_over_sockets_leaves_few_lines(page):
+    """The long version: ``pytest -m slow tests/web/test_page_abuse.py`` (about 2 minutes)."""
+    agent, address, lines = page
+    _flood(address, [_BAD[i % len(_BAD)] for i in range(100_000)])
+    counts = agent.web.counts
+    assert counts["action_refused"] == 25_000 and counts["bad_request"] == 25_000, counts
+    assert counts["too_large"] == 50_000, counts
+    assert len(lines.records) <= MAX_LINES, len(lines.records)
+    print(f"\n100,000 bad requests: {len(lines.records)} lines, counts {counts}")
+
+
 def test_a_flood_of_bad_requests_leaves_few_lines_and_the_counts(page):
     """100,000 refused actions through the page's own handler, then 3,000 bad requests of every
-    kind over real sockets: a few hundred lines at most, every refusal counted."""
+    kind over real sockets: a few hundred lines at most, every refusal counted (100,000 over
+    sockets: the slow test above)."""
     agent, address, lines = page
     for _ in range(100_000):
         status, _, _ = agent.web.act("/api/action/requeue", "Bearer wrong", b"{}")
         assert status == 403
-    kinds = [
-        b"POST /api/action/requeue HTTP/1.0\r\nAuthorization: Bearer x\r\n\r\n",
-        b"GET / HTTP/1.0\r\nX-Long: " + b"b" * MAX_LINE + b"\r\n\r\n",
-        b"BREW / HTTP/1.0\r\n\r\n",
-        b"POST / HTTP/1.0\r\nContent-Length: 99999\r\n\r\n",
-    ]
-    _flood(address, [kinds[i % len(kinds)] for i in range(3_000)])
+    _flood(address, [_BAD[i % len(_BAD)] for i in range(3_000)])
     counts = agent.web.counts
     assert counts["action_refused"] == 100_000 + 750, counts
     assert counts["too_large"] == 1_500 and counts["bad_request"] == 750, counts
