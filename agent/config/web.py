@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationInfo, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 
 from agent.support.sections import Section, resolve_secret
 
@@ -24,6 +25,9 @@ class WebConfig(Section):
     """A file holding the token (first line, at least 16 characters; a regular file of the
     agent's user, mode 0600, at most 64 KiB) that unlocks the page's actions (requeue
     quarantined batches...). Without it the page and its API are read-only."""
+    warehouse_api_url: str | None = Field(default=None, max_length=2048)
+    """The warehouse's SensorThings API (``https://…``, its root or its ``/v1.1`` service
+    root): the page then links to this station's Thing there (``/v1.1/Things('<station id>')``)."""
     token: SecretStr | None = Field(default=None, exclude=True)
     """Read from ``token_file``; not a key of the configuration file."""
 
@@ -36,6 +40,19 @@ class WebConfig(Section):
                 "not in the configuration"
             )
         return data
+
+    @field_validator("warehouse_api_url")
+    @classmethod
+    def _http_url(cls, url: str | None) -> str | None:
+        # pydantic's HttpUrl would load importlib.metadata for every command (see test_lazy_models)
+        if url is None:
+            return None
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname or url != url.strip():
+            raise ValueError(f"expected an http:// or https:// URL with a host, got {url!r}")
+        if parts.query or parts.fragment or any(c.isspace() for c in url):
+            raise ValueError(f"expected a URL without query, fragment or spaces, got {url!r}")
+        return url
 
     @model_validator(mode="after")
     def _read_token(self, info: ValidationInfo) -> WebConfig:

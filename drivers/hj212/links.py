@@ -20,7 +20,7 @@ import serial
 
 from drivers.hj212.framing import Frame, FrameFault, Splitter, show
 from drivers.hj212.packet import PacketError, parse_segment
-from drivers.hj212.session import Session, event
+from drivers.hj212.session import Session, event, outsider_event
 
 MAX_CONNECTIONS = 64
 _SLICE_S = 0.2  # how often a reading thread looks up from the link (stop, idle, clock duty)
@@ -63,9 +63,10 @@ class Dispatcher:
 
     def _unattributed(self, reason: str, detail: str, raw: bytes, peer: str) -> None:
         self.unattributed += 1
-        event(
+        outsider_event(
             logging.WARNING,
             "hj212_fault",
+            reason,
             peer=peer,
             reason=reason,
             detail=detail,
@@ -106,7 +107,9 @@ def pump(
                 for item in splitter.feed(data):
                     owner = dispatcher.handle(item, link, owner)
             elif now - last_heard > idle_timeout_s:
-                event(logging.INFO, "hj212_idle_closed", peer=link.peer, idle_s=idle_timeout_s)
+                outsider_event(
+                    logging.INFO, "hj212_idle_closed", "", peer=link.peer, idle_s=idle_timeout_s
+                )
                 break
             if owner is not None:
                 owner.tick()
@@ -191,7 +194,10 @@ class TcpServer:
             with self._lock:
                 if len(self._conns) >= MAX_CONNECTIONS:
                     self.refused += 1
-                    event(logging.WARNING, "hj212_connection_refused", peer=f"{addr[0]}:{addr[1]}")
+                    outsider_event(
+                        logging.WARNING, "hj212_connection_refused", str(self.address[1]),
+                        peer=f"{addr[0]}:{addr[1]}", refused=self.refused,
+                    )  # fmt: skip
                     sock.close()
                     continue
                 thread = threading.Thread(
@@ -201,7 +207,8 @@ class TcpServer:
             thread.start()
 
     def _serve(self, sock: socket.socket, peer: str) -> None:
-        event(logging.INFO, "hj212_connected", peer=peer, listen=f"{self.address[1]}")
+        listen = str(self.address[1])
+        outsider_event(logging.INFO, "hj212_connected", listen, peer=peer, listen=listen)
         try:
             link = _SocketLink(sock, peer)
             reader = _socket_reader(sock)
@@ -210,7 +217,7 @@ class TcpServer:
             sock.close()
             with self._lock:
                 self._conns.pop(sock, None)
-            event(logging.INFO, "hj212_disconnected", peer=peer)
+            outsider_event(logging.INFO, "hj212_disconnected", listen, peer=peer)
 
     def stop(self) -> None:
         self._stop.set()

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
+from core.log_limit import LogLimiter
 from core.reading import Reading
 from drivers.hj212.config import Hj212Config
 from drivers.hj212.framing import Frame, FrameFault, encode, show
@@ -28,6 +29,9 @@ from drivers.hj212.readings import DATA_COMMANDS, ReadingMaker, Reassembly, data
 log = logging.getLogger("drivers.hj212")
 _REMEMBERED = 4096  # answered packets remembered to spot re-sends
 _RECENT = 20  # packets kept for probe
+# what a peer can make us log (garbage, refused packets, connections): per event and reason,
+# 10 lines a minute, the next one saying how many were held back (the counts are in ``counts``)
+OUTSIDER_LINES = LogLimiter(60.0, burst=10)
 
 PACKET_FAULTS = {
     "bad_packet": "framed right, but not a readable data segment",
@@ -45,6 +49,14 @@ def event(level: int, name: str, **fields: object) -> None:
     """One structured log event (the agent's key=value formatter prints ``fields``)."""
     if log.isEnabledFor(level):
         log.log(level, name, extra={"fields": fields})
+
+
+def outsider_event(level: int, name: str, key: str, **fields: object) -> None:
+    """An event a peer can cause at will: within ``OUTSIDER_LINES`` for ``name`` and ``key``
+    (a device or reason, never a peer address), with ``suppressed=N`` after a pause."""
+    allowed, held = OUTSIDER_LINES.allow(f"{name}:{key}")
+    if allowed:
+        event(level, name, **fields, **({"suppressed": held} if held else {}))
 
 
 class Link(Protocol):
@@ -100,9 +112,10 @@ class Session:
     def on_fault(self, fault: FrameFault, peer: str) -> None:
         """A framing fault on a link this datalogger uses."""
         self.counts[fault.reason] += 1
-        event(
+        outsider_event(
             logging.WARNING,
             "hj212_frame_fault",
+            f"{self.device}:{fault.reason}",
             device=self.device,
             peer=peer,
             reason=fault.reason,
@@ -112,9 +125,10 @@ class Session:
 
     def on_packet_fault(self, reason: str, detail: str, frame: Frame, peer: str) -> None:
         self.counts[reason] += 1
-        event(
+        outsider_event(
             logging.WARNING,
             "hj212_packet_refused",
+            f"{self.device}:{reason}",
             device=self.device,
             peer=peer,
             reason=reason,
@@ -193,7 +207,10 @@ class Session:
             link.send(encode(segment))
         except OSError as exc:
             self.counts["send_failed"] += 1
-            event(logging.WARNING, "hj212_send_failed", device=self.device, error=str(exc))
+            outsider_event(
+                logging.WARNING, "hj212_send_failed", self.device, device=self.device,
+                error=str(exc),
+            )  # fmt: skip
             return False
         return True
 
@@ -221,14 +238,20 @@ class Session:
         key = _resend_key(packet) if packet.qn else None
         if key is not None and key in self._answered:
             self.counts["duplicate"] += 1
-            event(logging.INFO, "hj212_duplicate", device=self.device, qn=packet.qn, cn=packet.cn)
+            outsider_event(
+                logging.INFO, "hj212_duplicate", self.device, device=self.device, qn=packet.qn,
+                cn=packet.cn,
+            )  # fmt: skip
             self._seen(frame, peer, "duplicate (stored before)", self._answer(packet))
             return
         try:
             ready, dropped = self.reassembly.add(packet)
             if dropped:
                 self.counts["incomplete_message"] += 1
-                event(logging.WARNING, "hj212_message_dropped", device=self.device, detail=dropped)
+                outsider_event(
+                    logging.WARNING, "hj212_message_dropped", self.device, device=self.device,
+                    detail=dropped,
+                )  # fmt: skip
             if not ready:
                 self._seen(
                     frame, peer, f"part {packet.pno} of {packet.pnum}: waits for DataTime", None
@@ -262,7 +285,10 @@ class Session:
         cp = packet.cp
         outcome = f"answer to CN {asked}: {cp}" if asked else f"answer to an unknown QN: {cp}"
         level = logging.INFO if asked else logging.WARNING
-        event(level, "hj212_answer", device=self.device, cn=packet.cn, qn=packet.qn, cp=cp)
+        outsider_event(
+            level, "hj212_answer", f"{self.device}:{bool(asked)}", device=self.device,
+            cn=packet.cn, qn=packet.qn, cp=cp[:200],
+        )  # fmt: skip
         if packet.cn == "9012" and asked:
             self._commands.pop(packet.qn or "", None)
         self._seen(frame, peer, outcome, None)
@@ -277,9 +303,10 @@ class Session:
         self.clock_offset_s = theirs - self.clock()
         reply = None
         if abs(self.clock_offset_s) > self.config.max_clock_drift_s:
-            event(
+            outsider_event(
                 logging.WARNING,
                 "hj212_clock_off",
+                self.device,
                 device=self.device,
                 offset_s=round(self.clock_offset_s, 1),
             )

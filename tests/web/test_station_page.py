@@ -17,6 +17,7 @@ import os
 import sqlite3
 import struct
 import time
+from html.parser import HTMLParser
 from pathlib import Path
 
 import httpx
@@ -35,6 +36,8 @@ from drivers.modbus.codec import encode
 from simulators.modbus_server import ModbusDevice, ModbusTcpSimulator
 from simulators.mosquitto import free_port
 from tests.helpers.station import http_transport, make_config, wait_for, write_toml
+from warehouse.sta.entities import SETS
+from warehouse.sta.serialize import entity_url
 
 CHROMIUM = Path("/usr/bin/chromium")
 RED = "rgb(253, 236, 234)"  # .device.fault background in style.css
@@ -363,3 +366,73 @@ def test_the_web_token_is_read_from_its_file_and_never_shown(tmp_path):
     assert "s3cret" not in repr(config.web) and "s3cret" not in config.model_dump_json()
     unread = load_config(tmp_path / "station.toml", secrets=False)  # status, config validate
     assert unread.web is not None and unread.web.token is None
+
+
+class _Links(HTMLParser):
+    """Every ``<a>`` of a page: id -> href (an HTML reader apart from the page's code)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.links: dict[str, str | None] = {}
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "a":
+            found = dict(attrs)
+            self.links[found.get("id") or ""] = found.get("href")
+
+
+def _page_links(url: str) -> dict[str, str | None]:
+    parser = _Links()
+    parser.feed(httpx.get(url, timeout=10).text)
+    return parser.links
+
+
+@pytest.mark.parametrize("given", ["https://wh.example.vn/sta", "https://wh.example.vn/sta/v1.1/"])
+def test_the_page_links_to_the_stations_thing_only_when_the_api_is_configured(
+    tmp_path, station_id, station_key, analyzer, given
+):
+    config = make_config(
+        tmp_path, station_id, station_key[0], [_device(analyzer.port)],
+        [http_transport(free_port())],
+    )  # fmt: skip
+    config.web = WebConfig(port=free_port())
+    agent = Agent(config)
+    agent.start()
+    try:
+        assert agent.web is not None
+        assert "thing" not in _page_links(agent.web.url)
+    finally:
+        agent.stop(grace_s=1)
+    config.web = WebConfig(port=free_port(), warehouse_api_url=given)
+    agent = Agent(config)
+    agent.start()
+    try:
+        assert agent.web is not None
+        thing = entity_url("https://wh.example.vn/sta/v1.1", SETS["Things"], station_id)
+        assert _page_links(agent.web.url)["thing"] == thing
+    finally:
+        agent.stop(grace_s=1)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "ftp://wh.example.vn/sta",
+        "wh.example.vn/sta",
+        "https://",
+        'https://wh.example.vn/sta?x="><script>',
+    ],
+)
+def test_a_warehouse_api_url_that_is_not_http_is_refused(tmp_path, url):
+    path = write_toml(
+        tmp_path / "station.toml",
+        {
+            "station": {"id": "ST-1"},
+            "signing": {"key": str(tmp_path / "station.key")},
+            "buffer": {"path": str(tmp_path / "buffer.db")},
+            "transports": [{"type": "mqtt", "host": "127.0.0.1", "allow_insecure": True}],
+            "web": {"warehouse_api_url": url},
+        },
+    )
+    with pytest.raises(ConfigError, match=r"warehouse_api_url"):
+        load_config(path, secrets=False)
