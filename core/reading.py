@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Literal, NamedTuple
+from typing import Final, Literal, NamedTuple
 
-MEASURING = "00"
-CALIBRATING = "01"
-FAULT = "02"
+MEASURING: Final = "00"
+CALIBRATING: Final = "01"
+FAULT: Final = "02"
 STATUSES = (MEASURING, CALIBRATING, FAULT)
 StatusCode = Literal["00", "01", "02"]  # equipment status: measuring, calibrating, fault
 

@@ -14,6 +14,8 @@ import sqlite3
 from dataclasses import dataclass
 
 from agent.buffer.db import BufferFile
+from agent.buffer.readings import STORED_STATUS
+from core.reading import FAULT
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,8 +88,8 @@ class DeviceHealth:
         with self.file.read() as conn:
             rows = conn.execute(
                 "SELECT c.param FROM readings r JOIN channels c ON c.id = r.channel "
-                "WHERE r.time_ms = ? AND c.device = ? AND r.value IS NULL AND r.status = '02' "
+                "WHERE r.time_ms = ? AND c.device = ? AND r.value IS NULL AND r.status = ? "
                 "ORDER BY c.id",
-                (at_ms, device),
+                (at_ms, device, STORED_STATUS[FAULT]),
             ).fetchall()
         return [r[0] for r in rows]

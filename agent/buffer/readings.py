@@ -18,10 +18,10 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import NamedTuple
 
 from agent.buffer.db import BufferFile
-from core.reading import Reading
+from core.reading import STATUSES, Reading
 
-_STATUS_CODE = {"00": 0, "01": 1, "02": 2}
-_STATUS_TEXT = ("00", "01", "02")
+STORED_STATUS = {code: i for i, code in enumerate(STATUSES)}  # "00" is stored as 0, ...
+_STATUS_TEXT = STATUSES
 ChannelKey = tuple[str, str, str]
 
 
@@ -89,7 +89,7 @@ class ReadingsStore:
                 self._channel_id(conn, (r.device, r.param, r.unit)),
                 r.time_ms,
                 r.value,
-                _STATUS_CODE[r.status],
+                STORED_STATUS[r.status],
                 flag,
             )
             for r in readings

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Protocol, TextIO, TypeGuard, runtime_checkable
 
 from core.errors import AgentError, DeviceError
-from core.reading import rfc3339_ms
+from core.reading import FAULT, rfc3339_ms
 from drivers.base import Channel, Driver, Probeable, ProbeRow
 
 COLUMNS = ("channel", "raw", "value", "unit", "status", "error")
@@ -67,7 +67,7 @@ def probe_device(driver: Openable) -> DeviceProbe:
     try:
         driver.open()
     except DeviceError as exc:
-        rows = [ProbeRow(c.param, "", None, c.unit, "02", str(exc)) for c in driver.channels]
+        rows = [ProbeRow(c.param, "", None, c.unit, FAULT, str(exc)) for c in driver.channels]
         return DeviceProbe([], rows)
     try:
         if isinstance(driver, Probeable):
@@ -80,7 +80,7 @@ def probe_device(driver: Openable) -> DeviceProbe:
         try:
             readings = driver.read(time_ms)
         except DeviceError as exc:
-            rows = [ProbeRow(c.param, "", None, c.unit, "02", str(exc)) for c in driver.channels]
+            rows = [ProbeRow(c.param, "", None, c.unit, FAULT, str(exc)) for c in driver.channels]
             return DeviceProbe([], rows)
         rows = [ProbeRow(r.param, "-", r.value, r.unit, r.status, r.error) for r in readings]
         return DeviceProbe([], rows)

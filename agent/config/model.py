@@ -39,9 +39,6 @@ MAX_CONFIG_BYTES = 1024 * 1024  # a station's configuration is a few KiB
 MAX_CONFIG_DEPTH = 8  # a valid configuration nests at most 5 (devices, channels, ...)
 
 
-STATION_TYPES = ("air", "surface_water", "groundwater", "wastewater", "stack")
-
-
 class LocationConfig(_Section):
     """Where the station is: WGS 84, and optionally its VN-2000 grid coordinates."""
 

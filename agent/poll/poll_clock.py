@@ -72,6 +72,25 @@ class _Device:
     run: Callable[..., Any]  # the poll, as the workers see it
     pending: int = 0  # polls queued or running
 
+    def take_due(self, now_ms: int) -> tuple[list[int], list[float], list[float]]:
+        """Move past every slot due at ``now_ms``: (slots to poll, counted as pending; slots
+        past their grace; slots while ``POLL_INSTANCES`` polls are pending)."""
+        due: list[int] = []
+        late: list[float] = []
+        busy: list[float] = []
+        while self.next_ms <= now_ms:
+            slot = self.next_ms
+            self.next_ms += self.interval_ms
+            if now_ms - slot > self.grace_ms:
+                if len(late) < MAX_MISSED:
+                    late.append(slot)
+            elif self.pending >= POLL_INSTANCES:
+                busy.append(slot)
+            else:
+                self.pending += 1
+                due.append(slot)
+        return due, late, busy
+
 
 class PollClock:
     """Polls every added device on its slots with up to ``helpers`` worker threads."""
@@ -223,19 +242,8 @@ class PollClock:
         for device in self._devices.values():
             if device.next_ms > now_ms:
                 continue
-            late: list[float] = []
-            busy: list[float] = []
-            while device.next_ms <= now_ms:
-                slot = device.next_ms
-                device.next_ms += device.interval_ms
-                if now_ms - slot > device.grace_ms:
-                    if len(late) < MAX_MISSED:
-                        late.append(slot)
-                elif device.pending >= POLL_INSTANCES:
-                    busy.append(slot)
-                else:
-                    device.pending += 1
-                    self._queue.append((device, slot))
+            due, late, busy = device.take_due(now_ms)
+            self._queue.extend((device, slot) for slot in due)
             name = device.driver.name
             if late:
                 reason = "poll skipped: the agent could not start it on time (busy or suspended)"

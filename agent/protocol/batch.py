@@ -30,7 +30,7 @@ from agent.protocol.payload_v3 import PAYLOAD_V3, PayloadV3Model, RecordPayloadM
 from agent.support.bounded import check_json_depth
 from core.errors import VerificationError
 from core.model import Model
-from core.reading import rfc3339_ms
+from core.reading import FAULT, StatusCode, rfc3339_ms
 
 PAYLOAD_VERSION = 1
 MAX_TEXT_VALUE = 256  # characters of a text value (a Modbus string is at most 250)
@@ -101,7 +101,7 @@ def build_payload(
         ):
             number = _json(value)
         else:
-            number, status = "null", "02"
+            number, status = "null", FAULT
         text = times.get(time_ms)
         if text is None:
             text = times[time_ms] = _json(rfc3339_ms(time_ms))
@@ -142,7 +142,7 @@ class ReadingModel(Model):
     )
     unit: StrictStr
     time: Annotated[str, Field(pattern=_RFC3339_UTC)]
-    status: Literal["00", "01", "02"]
+    status: StatusCode
 
 
 class PayloadModel(Model):

@@ -22,7 +22,7 @@ from typing import Annotated, Any, Literal
 from pydantic import ConfigDict, Field, StrictInt, StrictStr, model_validator
 
 from core.model import Model
-from core.reading import parse_rfc3339, rfc3339_ms
+from core.reading import FAULT, StatusCode, parse_rfc3339, rfc3339_ms
 
 PAYLOAD_V2 = 2
 MAX_TEXT_VALUE = 256  # characters of a text value, as in v1
@@ -39,14 +39,14 @@ def sendable(value: object, status: str) -> tuple[Value, str]:
     if value is None:
         return None, status
     if value.__class__ is float:
-        return (value, status) if math.isfinite(value) else (None, "02")
+        return (value, status) if math.isfinite(value) else (None, FAULT)
     if isinstance(value, int):
         return int(value), status
     if isinstance(value, str):
-        return (value, status) if len(value) <= MAX_TEXT_VALUE else (None, "02")
+        return (value, status) if len(value) <= MAX_TEXT_VALUE else (None, FAULT)
     if isinstance(value, float) and math.isfinite(value):
         return float(value), status
-    return None, "02"
+    return None, FAULT
 
 
 def build_payload_v2(
@@ -119,7 +119,7 @@ def columns(
 
 _TextValue = Annotated[str, Field(max_length=MAX_TEXT_VALUE, strict=True)]
 _NumberValue = Annotated[float, Field(allow_inf_nan=False, strict=True)]
-_Status = Literal["00", "01", "02"]
+_Status = StatusCode
 
 
 class ChannelModel(Model):

@@ -256,47 +256,12 @@ def verify_chain(
     rotation record names its key; findings are counted by reason (``ChainReport.fail``)."""
     report = ChainReport()
     given = {k.kid: k for k in (key, *known)}
-    keys = dict(given)  # kid -> key: the given ones and those verified rotations hand on
-    signed_by: dict[int, str] = {}
-    sources: dict[int, str] = {}
-    learned: dict[int, str] = {}  # rotation seq -> new kid, from verified rotation records
+    walk = _Accepted(report, dict(given))
+    keys = walk.keys
     deferred: list[tuple[str, str | bytes, _Claim]] = []
     deferred_bytes = 0
     lowest: _Claim | None = None
     handed: dict[str, int] = {}  # claimed (unverified) rotation new kid -> its seq
-
-    def accept(source: str, token: str | bytes, claim: _Claim) -> str | None:
-        """Verify one token with the key its header names; returns a newly learned kid."""
-        signer = keys[claim.kid or ""]
-        try:
-            batch = check_batch(token, signer)
-        except VerificationError as exc:
-            report.fail("forged or malformed", source, str(exc))
-            return None
-        seen = report.verified.get(batch.seq)
-        if seen is not None:
-            if seen.jws == batch.jws:
-                report.duplicates += 1
-            else:
-                report.replays.append(
-                    f"replay: seq {batch.seq} in {source} differs from {sources[batch.seq]}"
-                )
-            return None
-        new = None
-        if batch.kind == "rotation":
-            try:
-                jwk = check_rotation(batch.payload, signer.kid)
-            except VerificationError as exc:
-                report.fail("forged rotation", source, str(exc))
-                return None
-            learned[batch.seq] = jwk["kid"]
-            if jwk["kid"] not in keys:
-                keys[jwk["kid"]] = StationKey.from_jwk(jwk)
-                new = jwk["kid"]
-        report.verified[batch.seq] = batch
-        sources[batch.seq] = source
-        signed_by[batch.seq] = signer.kid
-        return new
 
     for source, token in items:
         try:
@@ -325,22 +290,73 @@ def verify_chain(
                     "(give the batches in seq order)",
                 )
             continue
-        new = accept(source, token, claim)
+        new = walk.accept(source, token, claim)
         while new is not None and deferred:  # a key learned: take the tokens it signs
             ready = [d for d in deferred if d[2].kid in keys]
             deferred = [d for d in deferred if d[2].kid not in keys]
             deferred_bytes = sum(_held_cost(d[0], d[1]) for d in deferred)
             new = None
             for d in sorted(ready, key=lambda d: d[2].seq):
-                new = accept(*d) or new
+                new = walk.accept(*d) or new
     if lowest is not None and lowest.kid not in keys:
         report.failures.insert(0, _first_key_needed(lowest, key, handed))
     for source, _token, claim in deferred:
         report.fail("forged or malformed", source, _unknown_kid(claim.kid))
-    _walk_keys(report, key, given, signed_by, sources, learned)
-    seqs = sorted(report.verified)
+    _walk_keys(report, key, given, walk.signed_by, walk.sources, walk.learned)
+    _check_links(report, walk.sources)
+    report.failures += _descriptor_findings(report.verified)
+    return report
+
+
+@dataclass
+class _Accepted:
+    """The batches ``verify_chain`` verified so far, and the keys it knows (given or handed
+    on by a verified rotation record)."""
+
+    report: ChainReport
+    keys: dict[str, StationKey]  # kid -> key
+    signed_by: dict[int, str] = field(default_factory=dict)  # seq -> kid
+    sources: dict[int, str] = field(default_factory=dict)  # seq -> where it was read
+    learned: dict[int, str] = field(default_factory=dict)  # rotation seq -> new kid
+
+    def accept(self, source: str, token: str | bytes, claim: _Claim) -> str | None:
+        """Verify one token with the key its header names; returns a newly learned kid."""
+        report, signer = self.report, self.keys[claim.kid or ""]
+        try:
+            batch = check_batch(token, signer)
+        except VerificationError as exc:
+            report.fail("forged or malformed", source, str(exc))
+            return None
+        seen = report.verified.get(batch.seq)
+        if seen is not None:
+            if seen.jws == batch.jws:
+                report.duplicates += 1
+            else:
+                report.replays.append(
+                    f"replay: seq {batch.seq} in {source} differs from {self.sources[batch.seq]}"
+                )
+            return None
+        new = None
+        if batch.kind == "rotation":
+            try:
+                jwk = check_rotation(batch.payload, signer.kid)
+            except VerificationError as exc:
+                report.fail("forged rotation", source, str(exc))
+                return None
+            self.learned[batch.seq] = jwk["kid"]
+            if jwk["kid"] not in self.keys:
+                self.keys[jwk["kid"]] = StationKey.from_jwk(jwk)
+                new = jwk["kid"]
+        report.verified[batch.seq] = batch
+        self.sources[batch.seq] = source
+        self.signed_by[batch.seq] = signer.kid
+        return new
+
+
+def _check_links(report: ChainReport, sources: dict[int, str]) -> None:
+    """Record the gaps from seq 1 and each batch whose prev is not its predecessor's digest."""
     expected = 1
-    for seq in seqs:
+    for seq in sorted(report.verified):
         if seq > expected:
             report.gaps.append((expected, seq - 1))
         expected = seq + 1
@@ -350,8 +366,6 @@ def verify_chain(
                 f"chain broken: seq {seq} ({sources[seq]}) does not follow seq {seq - 1} "
                 f"({sources[seq - 1]}): its prev is not the digest of seq {seq - 1}"
             )
-    report.failures += _descriptor_findings(report.verified)
-    return report
 
 
 def _descriptor_findings(verified: dict[int, CheckedBatch]) -> list[str]:

@@ -24,6 +24,7 @@ import time
 from collections import deque
 
 from agent.buffer import Buffer
+from agent.send.done_seqs import DoneSeqs, ranges
 from agent.send.send_failures import SendFailures
 from agent.support.clock import Clock
 from agent.support.logs import event
@@ -33,7 +34,6 @@ from core.errors import StorageError
 from core.outcomes import Ack, Outcome, Reject, Retry
 
 log = logging.getLogger("agent.sender")
-REQUEUE_CHECK_S = 5.0
 # With nothing to wake it (a seal, an outcome, a backoff's end, a fresh batch overdue, a stop),
 # the loop looks again this often: for a transport back online with nothing in flight. Every
 # wake-up of an idle thread costs ~0.2 ms of CPU (bench/RESULTS.md, issue 17).
@@ -55,15 +55,11 @@ class Sender:
         self.name = transport.name
         self._wake = threading.Event()
         self._stop_deadline = 0.0
-        self._requeue_mark: tuple[int, list[int]] | None = None
-        self._requeue_check_at = 0.0
-        self._requeued: set[int] = set()  # picked up, not yet done: the floor is low meanwhile
+        self._done_seqs = DoneSeqs(buffer, self.name)
         self._outcomes: deque[tuple[int, Outcome]] = deque()
         self._in_flight: dict[int, int] = {}  # seq -> bytes
         self._fresh: int | None = None  # the seq in the fresh slot, if any
         self._fresh_at = 0.0  # when it went into the fresh slot (monotonic)
-        self._done_above_floor: set[int] = set()
-        self._floor = 0  # every seq <= floor is acknowledged or quarantined
         self._stopping = False
         self._thread: threading.Thread | None = None
         self.acked = 0
@@ -74,8 +70,7 @@ class Sender:
 
     # --- lifecycle ------------------------------------------------------------------------
     def start(self) -> None:
-        self._reset_floor()
-        self._requeue_mark = self.buffer.requeue_marker(self.name)
+        self._done_seqs.start()
         self.transport.start(self._on_outcome)
         self._thread = threading.Thread(target=self._run, name=f"sender-{self.name}", daemon=True)
         self._thread.start()
@@ -142,7 +137,7 @@ class Sender:
         while True:
             self.beat = now = time.monotonic()
             wait = IDLE_S
-            for due in (self._requeue_check_at, self._fresh_overdue_at()):
+            for due in (self._done_seqs.requeue_check_at, self._fresh_overdue_at()):
                 if due > now:  # one already past is looked at by the turn that follows
                     wait = min(wait, due - now)
             if self.failing.retry_at:
@@ -162,7 +157,7 @@ class Sender:
                         if not self._in_flight:
                             return
                     continue
-                self._pick_up_requeued()
+                self._done_seqs.pick_up_requeued()
                 self._fill_window()
             except StorageError as exc:
                 event(
@@ -172,31 +167,6 @@ class Sender:
 
     def _fresh_overdue_at(self) -> float:
         return self._fresh_at + FRESH_OVERDUE_S if self._fresh is not None else 0.0
-
-    def _reset_floor(self) -> None:
-        first = self.buffer.first_pending_seq(self.name)
-        self._floor = (first - 1) if first is not None else self.buffer.chain_head()[0]
-        self._done_above_floor = {s for s in self._done_above_floor if s > self._floor}
-
-    def _pick_up_requeued(self) -> None:
-        """``station-agent requeue`` made quarantined batches pending again: look back."""
-        if time.monotonic() < self._requeue_check_at:
-            return
-        self._requeue_check_at = time.monotonic() + REQUEUE_CHECK_S
-        mark = self.buffer.requeue_marker(self.name)
-        if mark is None or mark == self._requeue_mark:
-            return
-        self._requeue_mark = mark
-        self._done_above_floor -= set(mark[1])
-        self._requeued = set(mark[1])
-        self._reset_floor()
-        event(
-            log,
-            logging.INFO,
-            "requeued_batches_picked_up",
-            transport=self.name,
-            seqs=_ranges(mark[1]),
-        )
 
     def _reachable(self) -> bool:
         """False when the transport knows it is offline: waiting for acks would be in vain."""
@@ -230,7 +200,7 @@ class Sender:
             fresh = self.buffer.ledger.oldest_fresh(
                 self.name,
                 sealed_since_ms=self.clock.now_ms() - int(FRESH_S * 1000),
-                exclude=self._in_flight.keys() | self._done_above_floor,
+                exclude=self._in_flight.keys() | self._done_seqs.above,
             )
             if fresh is not None:
                 self._fresh, self._fresh_at = fresh.seq, time.monotonic()
@@ -241,8 +211,8 @@ class Sender:
             return
         batches = self.buffer.pending(
             self.name,
-            after=self._floor,
-            exclude=self._in_flight.keys() | self._done_above_floor,
+            after=self._done_seqs.floor,
+            exclude=self._in_flight.keys() | self._done_seqs.above,
             max_bytes=self._byte_budget(),
             limit=free,
         )
@@ -295,29 +265,8 @@ class Sender:
                 self._done(seq)
             self.acked += len(acked)
             self.failing.delivered()
-            event(log, logging.INFO, "batches_acked", transport=self.name, seqs=_ranges(acked))
+            event(log, logging.INFO, "batches_acked", transport=self.name, seqs=ranges(acked))
 
     def _done(self, seq: int) -> None:
         self.failing.done(seq)
-        self._done_above_floor.add(seq)
-        while self._floor + 1 in self._done_above_floor:
-            self._floor += 1
-            self._done_above_floor.discard(self._floor)
-        if self._requeued:
-            self._requeued.discard(seq)
-            if not self._requeued:  # the requeued batches are through: raise the floor again
-                self._reset_floor()
-
-
-def _ranges(seqs: list[int]) -> str:
-    """'3-7,9' for [3,4,5,6,7,9]: one short log field however many were acknowledged."""
-    seqs = sorted(seqs)
-    out, start, prev = [], seqs[0], seqs[0]
-    for s in seqs[1:] + [None]:
-        if s is not None and s == prev + 1:
-            prev = s
-            continue
-        out.append(f"{start}-{prev}" if start != prev else str(start))
-        if s is not None:
-            start = prev = s
-    return ",".join(out)
+        self._done_seqs.done(seq)

@@ -12,10 +12,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from core.model import Model
+from core.reading import CALIBRATING, FAULT, MEASURING, StatusCode
 from drivers.base import DeviceConfig
 from drivers.hj212.framing import LENGTH_FIELD_MAX, STANDARD_MAX_LENGTH
 
-StatusCode = Literal["00", "01", "02"]
 DataCommand = Literal["2011", "2051", "2061", "2031"]
 AggregateField = Literal["Avg", "Min", "Max", "Cou"]
 PERIODS = {"2051": "minute", "2061": "hour", "2031": "day"}
@@ -26,14 +26,14 @@ _AVG_ONLY: tuple[AggregateField, ...] = ("Avg",)
 # T over the upper limit stays "00" (a real value: hiding an exceedance would be wrong);
 # S manual input is "02" (not measured by the analyzer, must not pass for a measurement).
 DEFAULT_FLAGS: dict[str, StatusCode] = {
-    "N": "00",
-    "C": "01",
-    "M": "01",
-    "D": "02",
-    "F": "02",
-    "B": "02",
-    "T": "00",
-    "S": "02",
+    "N": MEASURING,
+    "C": CALIBRATING,
+    "M": CALIBRATING,
+    "D": FAULT,
+    "F": FAULT,
+    "B": FAULT,
+    "T": MEASURING,
+    "S": FAULT,
 }
 
 
@@ -99,7 +99,7 @@ class Hj212Config(DeviceConfig):
     flags: dict[str, StatusCode] = Field(default_factory=lambda: dict(DEFAULT_FLAGS))
     """Per-value flag -> status; entries given replace the defaults' (see the flag table); a
     flag in neither gives 02."""
-    missing_flag: StatusCode = "00"
+    missing_flag: StatusCode = MEASURING
     """Status of a value sent without a ``code-Flag``."""
     answer: bool = True
     """Answer (CN 9014) packets whose Flag asks for it, once stored."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from core.errors import DeviceError
-from core.reading import Reading
+from core.reading import FAULT, Reading
 from drivers.base import Channel, Deliver, ProbeRow
 from drivers.hj212.config import Hj212Config
 from drivers.hj212.links import SerialPort, TcpClient, TcpServer
@@ -104,7 +104,7 @@ class Hj212Driver:
             time.sleep(0.1)
         if not self._probed:
             error = f"no data packet with MN {self.config.mn} in {PROBE_WAIT_S:g} s"
-            return [ProbeRow(ch.param, "", None, ch.unit, "02", error) for ch in self.channels]
+            return [ProbeRow(ch.param, "", None, ch.unit, FAULT, error) for ch in self.channels]
         got = {r.param: r for r in self._probed}
         rows = []
         for ch in self.channels:

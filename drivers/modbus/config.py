@@ -17,7 +17,7 @@ from typing import Literal
 from pydantic import ConfigDict, Field, model_validator
 
 from core.model import Model
-from core.reading import StatusCode
+from core.reading import CALIBRATING, FAULT, MEASURING, StatusCode
 from drivers.base import DeviceConfig
 from drivers.modbus.codec import ByteOrder, RegisterType, register_count
 
@@ -39,7 +39,7 @@ TEXT_TYPES = ("string", "number_text")
 
 FUNCTION_CODES: dict[str, int] = {"coil": 1, "discrete": 2, "holding": 3, "input": 4}
 BIT_TABLES = ("coil", "discrete")
-DEFAULT_STATUS_MAP: dict[int, StatusCode] = {0: "00", 1: "01", 2: "02"}
+DEFAULT_STATUS_MAP: dict[int, StatusCode] = {0: MEASURING, 1: CALIBRATING, 2: FAULT}
 
 # "register" is the field's name in the field's words; it only hides ABCMeta.register.
 warnings.filterwarnings(

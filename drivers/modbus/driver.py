@@ -31,22 +31,14 @@ copy), dropped when that block fails. ``raw_registers()`` slices them per channe
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 
 from core.errors import DeviceError
 from core.reading import FAULT, MEASURING, Reading
 from drivers.base import Channel, ProbeRow
 from drivers.modbus.advice import byte_order_notes, refused_merge
 from drivers.modbus.bus import Bus, Endpoint, attach, detach
-from drivers.modbus.codec import (
-    channel_value,
-    decode_bit,
-    decode_string,
-    text_number,
-    value_decoder,
-)
-from drivers.modbus.config import BIT_TABLES, DEFAULT_STATUS_MAP, ModbusChannel, ModbusDeviceConfig
+from drivers.modbus.channel_status import Results, decoder, status_of, status_source
+from drivers.modbus.config import ModbusChannel, ModbusDeviceConfig
 from drivers.modbus.plan import Request, Span, plan
 from drivers.modbus.wire import BadAnswer, LinkDown, LinkError, NoAnswer, parse_read, read_request
 
@@ -64,15 +56,6 @@ EXCEPTION_NAMES = {
 ILLEGAL_DATA_ADDRESS = 2
 log = logging.getLogger("drivers.modbus")
 
-Results = dict[Span, list[int] | str]  # registers (or bits) of each span, or why it failed
-
-
-@dataclass(frozen=True, slots=True)
-class _StatusSource:
-    span: Span
-    bit: int | None
-    map: Mapping[int, str]
-
 
 def exception_text(code: int, span: Span) -> str:
     """E.g. 'Modbus exception 2 (illegal data address) reading holding register 2'."""
@@ -89,8 +72,8 @@ class ModbusDriver:
         self.channels = [Channel(c.param, c.unit) for c in config.channels]
         self.where = f"device {config.name!r} ({endpoint.where(config.unit)})"
         self._values = {c.param: Span(c.function, c.register, c.count) for c in config.channels}
-        self._statuses = {c.param: self._status_source(c) for c in config.channels}
-        self._decoders = {c.param: self._decoder(c) for c in config.channels}  # made once
+        self._statuses = {c.param: status_source(config, c) for c in config.channels}
+        self._decoders = {c.param: decoder(c) for c in config.channels}  # made once
         spans = set(self._values.values())
         spans.update(s.span for s in self._statuses.values() if s is not None)
         forbidden = [Span(f.function, f.first, f.last - f.first + 1) for f in config.forbidden]
@@ -171,22 +154,6 @@ class ModbusDriver:
                 )
             )
         return rows
-
-    def _status_source(self, channel: ModbusChannel) -> _StatusSource | None:
-        status = self.config.status
-        register = channel.status_register
-        if register is None and status is not None:
-            register = status.register
-        if register is None:
-            return None
-        function = status.function if status is not None else "holding"
-        bit = channel.status_bit
-        if bit is None and status is not None:
-            bit = status.bit
-        if function in BIT_TABLES:
-            bit = None
-        mapping = dict(status.map) if status is not None else dict(DEFAULT_STATUS_MAP)
-        return _StatusSource(Span(function, register, 1), bit, mapping)
 
     def _fetch_all(self) -> Results:
         """Every span's registers (or why not). If the device stops answering part-way through
@@ -297,24 +264,6 @@ class ModbusDriver:
         """(tries sent, failed tries by kind) since the driver was made."""
         return self.requests, dict(self.errors)
 
-    def _decoder(self, channel: ModbusChannel) -> Callable[[list[int]], int | float | str]:
-        """The function turning the channel's registers (or bits) into its value."""
-        if channel.function in BIT_TABLES:
-            return lambda bits: channel_value(bits[0], channel.scale, channel.offset)
-        if channel.type == "bit":
-            assert channel.bit is not None
-            bit = channel.bit
-            return lambda registers: channel_value(
-                decode_bit(registers[0], bit), channel.scale, channel.offset
-            )
-        if channel.type == "string":
-            return lambda registers: decode_string(registers, channel.order)
-        if channel.type == "number_text":
-            return lambda registers: text_number(
-                decode_string(registers, channel.order), channel.scale, channel.offset
-            )
-        return value_decoder(channel.numeric_type, channel.order, channel.scale, channel.offset)
-
     def _reading(
         self,
         channel: ModbusChannel,
@@ -339,23 +288,8 @@ class ModbusDriver:
             return Reading(name, param, unit, time_ms, value, MEASURING)
         known = statuses.get(source.span)
         if known is None:
-            known = statuses[source.span] = self._status(source, results)
+            known = statuses[source.span] = status_of(source, results)
         return Reading(name, param, unit, time_ms, value, known[0], known[1])
-
-    @staticmethod
-    def _status(source: _StatusSource, results: Results) -> tuple[str, str | None]:
-        """(status code, error or None) a status register says."""
-        status = results[source.span]
-        if isinstance(status, str):
-            return FAULT, f"status unknown: {status}"
-        word = status[0] if source.bit is None else decode_bit(status[0], source.bit)
-        code = source.map.get(word)
-        if code is None:
-            where = f"{source.span.function} register {source.span.address}"
-            if source.bit is not None:
-                where += f" bit {source.bit}"
-            return FAULT, f"status {word} in {where} is not in the status map"
-        return code, None
 
     def _raw(self, channel: ModbusChannel, results: Results) -> str:
         parts = []

@@ -15,14 +15,14 @@ from typing import Literal
 from pydantic import ConfigDict, Field, ValidationInfo, field_validator
 
 from core.model import Model
-from core.reading import StatusCode
+from core.reading import CALIBRATING, FAULT, MEASURING, StatusCode
 from drivers.base import DeviceConfig
 
 Checksum = Literal["none", "sum8", "xor8"]
 
 _ESCAPES = {"r": b"\r", "n": b"\n", "t": b"\t", "0": b"\0", "\\": b"\\"}
 _HEX = frozenset("0123456789abcdefABCDEF")
-_DEFAULT_MAP: dict[str, StatusCode] = {"0": "00", "1": "01", "2": "02"}
+_DEFAULT_MAP: dict[str, StatusCode] = {"0": MEASURING, "1": CALIBRATING, "2": FAULT}
 
 
 def decode_escapes(text: str, encoding: str = "ascii") -> bytes:

@@ -24,10 +24,10 @@ from joserfc.jwk import OKPKey
 
 from agent.protocol.payload_v3 import build_payload_v3, build_record
 from agent.protocol.verify import StationKey, verify_chain
+from tests.helpers.descriptor import BODY, STATION
 from warehouse.reference import Warehouse
 from warehouse.verify.verifier import RegisteredKey, check_chain
 
-STATION = "ST-DESC"
 PRIVATE = Ed25519PrivateKey.from_private_bytes(bytes(range(7, 39)))
 
 
@@ -39,12 +39,6 @@ X = _b64(PRIVATE.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw))
 KID = _b64(hashlib.sha256(f'{{"crv":"Ed25519","kty":"OKP","x":"{X}"}}'.encode()).digest())
 JWK = {"kty": "OKP", "crv": "Ed25519", "x": X, "kid": KID}
 JOSE_KEY = OKPKey.import_key({**JWK, "d": _b64(PRIVATE.private_bytes_raw())})
-BODY = {
-    "station": {"id": STATION, "name": "", "type": None, "operator": "", "location": None},
-    "devices": [],
-    "channels": [],
-    "catalogue": "x",
-}
 D = "descriptor"
 
 

@@ -17,11 +17,10 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from agent.protocol.keys import generate_key, load_jwk, load_private_key
 from simulators.fleet import Fleet
 from tests.helpers.cluster_oracle import AckWatcher, b64, stored_problems
+from tests.helpers.forgery import genuine, make_keys, single_forgeries
 from tests.helpers.station import wait_for
-from tests.protocol.test_forgery_corpus import Keys, genuine, single_forgeries
 from warehouse.cluster.deployment import ClusterDeployment
 
 
@@ -74,19 +73,6 @@ def test_every_batch_stored_once_and_acked_only_after_commit(cluster) -> None:
     assert summary["foreign_acks"] == 0
 
 
-def _forgery_keys(directory: Path) -> Keys:
-    key_path, jwk_path = generate_key(directory / "station")
-    other_path, other_jwk = generate_key(directory / "other")
-    jwk = load_jwk(jwk_path)
-    return Keys(
-        load_private_key(key_path),
-        jwk["kid"],
-        jwk,
-        load_private_key(other_path),
-        load_jwk(other_jwk)["kid"],
-    )
-
-
 def _publish(port: int, messages: list[tuple[str, bytes]]) -> None:
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="poison-publisher")
     client.connect("127.0.0.1", port)
@@ -102,7 +88,7 @@ def _publish(port: int, messages: list[tuple[str, bytes]]) -> None:
 def test_poison_is_refused_with_a_logged_reason_and_the_partition_goes_on(
     cluster, tmp_path: Path
 ) -> None:
-    keys = _forgery_keys(tmp_path)
+    keys = make_keys(tmp_path)
     cluster.register([("FORGE-01", {k: v for k, v in keys.jwk.items() if k != "alg"})])
     forgeries = {name: token.encode() for name, (token, _) in single_forgeries(keys).items()}
     bomb = gzip.compress(b"\0" * (65 * 1024 * 1024), mtime=0)  # inflates past 64 MiB

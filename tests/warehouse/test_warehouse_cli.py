@@ -15,8 +15,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from agent.protocol.batch import Signer
 from agent.protocol.keys import generate_key
 from tests.helpers import warehouse_stores
+from tests.helpers.sealing_station import Station, kid_of
 from tests.helpers.station import ROOT
-from tests.warehouse.test_warehouse_intake import Station, kid_of
 from warehouse.cli import main
 from warehouse.intake import Intake
 from warehouse.store import open_store

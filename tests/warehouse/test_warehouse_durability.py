@@ -18,9 +18,9 @@ from pathlib import Path
 
 import httpx
 
+from tests.helpers.sealing_station import Station, kid_of
 from tests.helpers.station import ROOT, agent_env, wait_for
 from tests.helpers.syscall_trace import READS, WRITES, parse, synced_between, syncs_of
-from tests.warehouse.test_warehouse_intake import Station, kid_of
 from warehouse.store import open_store
 
 TRACED = "write,pwrite64,fsync,fdatasync,sendto,recvfrom"

@@ -12,7 +12,7 @@ import pytest
 
 from simulators.certs import make_tls_files
 from tests.helpers import warehouse_stores
-from tests.warehouse.test_warehouse_intake import Station, digest, kid_of
+from tests.helpers.sealing_station import Station, digest, kid_of
 from warehouse.https_intake import HttpsIntake, tls_context
 from warehouse.intake import Intake
 from warehouse.verify.inflate import MAX_INFLATED

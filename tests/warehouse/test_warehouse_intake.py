@@ -12,8 +12,6 @@ digests with hashlib.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 import random
 import threading
@@ -24,13 +22,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent.protocol.batch import Signer, build_payload
 from agent.protocol.jws import b64url, b64url_decode
-from agent.protocol.keys import generate_key, load_jwk, load_private_key
-from agent.protocol.payload_v3 import build_payload_v3, build_record
 from agent.protocol.rotation_proof import rotation_body
 from tests.helpers import warehouse_stores
+from tests.helpers.descriptor import BODY
+from tests.helpers.forgery import FORGERIES, TOO_EARLY, Keys, genuine, make_keys, single_forgeries
+from tests.helpers.sealing_station import T0, Station, digest, kid_of
 from tests.helpers.warehouse_stores import query
-from tests.protocol.test_forgery_corpus import FORGERIES, TOO_EARLY, Keys, genuine, single_forgeries
-from tests.records.test_descriptor_consistency import BODY
 from warehouse.intake import Intake
 from warehouse.store import open_store
 
@@ -39,43 +36,6 @@ pg_server, store_url, store = (  # the fixtures, on both backends
     warehouse_stores.store_url,
     warehouse_stores.store,
 )
-STATION = "HN-WH-01"
-T0 = 1_764_000_000_000  # 2025-11-24
-
-
-def digest(token: str) -> str:
-    return base64.urlsafe_b64encode(hashlib.sha256(token.encode()).digest()).rstrip(b"=").decode()
-
-
-def kid_of(jwk: dict) -> str:
-    members = json.dumps({k: jwk[k] for k in ("crv", "kty", "x")}, separators=(",", ":"))
-    return base64.urlsafe_b64encode(hashlib.sha256(members.encode()).digest()).rstrip(b"=").decode()
-
-
-class Station:
-    """A station sealing v3 batches with the agent's code."""
-
-    def __init__(self, station: str = STATION) -> None:
-        self.id = station
-        self.signer = Signer(Ed25519PrivateKey.generate())
-        self.tokens: dict[int, str] = {}
-
-    def prev(self, seq: int) -> str | None:
-        return digest(self.tokens[seq - 1]) if seq > 1 else None
-
-    def readings(self, seq: int, rows=None, descriptor: int | None = None) -> str:
-        rows = rows or [("stack", "SO2", "mg/Nm3", T0 + seq * 1000, 41.5 + seq, "00", False)]
-        token = self.signer.sign(
-            build_payload_v3(self.id, seq, self.prev(seq), T0 + seq * 1000, rows, descriptor)
-        )
-        self.tokens[seq] = token
-        return token
-
-    def record(self, seq: int, kind: str, body: dict, signer: Signer | None = None) -> str:
-        payload = build_record(kind, body, self.id, seq, self.prev(seq), T0 + seq * 1000)
-        token = (signer or self.signer).sign(payload)
-        self.tokens[seq] = token
-        return token
 
 
 @pytest.fixture
@@ -274,18 +234,8 @@ def test_the_key_history_comes_only_from_signed_rotation_records(
 
 @pytest.fixture(scope="module")
 def forgery_keys(tmp_path_factory) -> Keys:
-    """The corpus's keys, made as tests/test_forgery_corpus.py makes them."""
-    d = tmp_path_factory.mktemp("keys")
-    key_path, jwk_path = generate_key(d / "station")
-    other_path, other_jwk = generate_key(d / "other")
-    jwk = load_jwk(jwk_path)
-    return Keys(
-        load_private_key(key_path),
-        kid_of(jwk),
-        jwk,
-        load_private_key(other_path),
-        load_jwk(other_jwk)["kid"],
-    )
+    """The corpus's keys (tests/helpers/forgery.py)."""
+    return make_keys(tmp_path_factory.mktemp("keys"))
 
 
 def test_the_agents_forgery_corpus_is_refused_at_the_intake_with_reasons(

@@ -27,10 +27,9 @@ from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Literal
 
-from core.reading import Reading
+from core.reading import CALIBRATING, FAULT, MEASURING, Reading
 
 VN_OFFSET_MS = 7 * 3_600_000  # UTC+7 all year (Vietnam has no daylight saving)
-MEASURING, CALIBRATING, FAULT = "00", "01", "02"
 FIELDS = ("province", "facility", "station", "yyyy", "MM", "dd", "HH", "mm", "ss")
 _TIME_FIELD = "yyyyMMddHHmmss"
 _FORBIDDEN = "\t\r\n"
