@@ -33,7 +33,8 @@ def test_the_demo_stores_every_sealed_batch_exactly_once_with_chains_intact(tmp_
     )
     assert done.returncode == 0, done.stdout + done.stderr
     lines = done.stdout.splitlines()
-    assert any(line.startswith("t= 2.0s: ") for line in lines), done.stdout
+    # progress every ~2 s (a busy machine prints t= 2.1s): at least one line before the verdict
+    assert any(re.match(r"t=\s*\d+\.\ds: \d+/3 stations delivering", x) for x in lines), done.stdout
     verdict = next(line for line in lines if line.startswith("verdict: "))
     m = re.fullmatch(
         r"verdict: (\d+) stations, (\d+) batches sealed, (\d+) stored exactly once, "
