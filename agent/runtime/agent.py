@@ -365,6 +365,7 @@ class Agent:
         self.poller.flush()
         self.maintenance.refresh()  # the records of windows that ended meanwhile
         self.seal_and_wake(final=True)
+        self._transport_health.stopping(self.senders, self.file_transports)
         deadline = time.monotonic() + grace_s
         for sender in self.senders:
             sender.stop(max(0.5, deadline - time.monotonic()))

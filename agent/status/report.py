@@ -127,6 +127,7 @@ def _gather(buffer: Buffer, config: Config) -> dict[str, Any]:
         out["devices"].append(
             {
                 "name": name,
+                "configured": name in known,  # else: only in the buffer, no longer polled
                 **_device_state(buffer, d),
                 "last_good": _when(d.last_good_ms, tz),
                 "last_good_ms": d.last_good_ms,
