@@ -63,6 +63,10 @@ class MaintenanceWatch:
         self._next_due_ms: int | None = None  # the first window end whose record is not sealed
         self._repeats = Repeats(log)
 
+    def set_channels(self, channels: Mapping[str, Iterable[str]]) -> None:
+        """The devices and channels configured now (a reload)."""
+        self._channels = {device: set(params) for device, params in channels.items()}
+
     def start(self) -> None:
         """Load the windows (a restart: which channels the analyzer said were calibrating)."""
         now = self.clock.now_ms()
