@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import threading
 import time
 from datetime import datetime
@@ -36,13 +35,13 @@ from agent.records.rotation.record import KeyRotation
 from agent.runtime import pruning
 from agent.runtime.delivery import Delivery
 from agent.runtime.devices import Devices
+from agent.runtime.health_report import HealthReport
 from agent.runtime.housekeeping import EVERY_S, Housekeeping
 from agent.runtime.reload import make_web, reload_in_place
+from agent.runtime.seal_desk import SealDesk
 from agent.seal.batch_size import BatchSizer
 from agent.seal.sealing import Sealer
 from agent.send.sender import Sender
-from agent.send.transport_health import TransportHealth
-from agent.status.health import HealthFile, health_path
 from agent.support.clock import Clock, SystemClock
 from agent.support.clock_sync import clock_synchronized
 from agent.support.instance_lock import InstanceLock
@@ -51,7 +50,6 @@ from agent.support.ticker import Ticker
 from agent.support.workers import Workers
 from agent.transports import PeriodFileTransport
 from core.batch import SealedBatch
-from core.errors import StorageError
 from drivers import Driver, ListeningDriver
 
 if TYPE_CHECKING:
@@ -99,7 +97,7 @@ class Agent:
             config.buffer.max_readings_per_batch,
             payload_version=config.buffer.payload_version,
         )
-        self.sizer = BatchSizer.from_config(config.buffer)  # larger batches after an outage
+        sizer = BatchSizer.from_config(config.buffer)  # larger batches after an outage
         # The chain names the key in force: a rotation a crash interrupted is finished here, a
         # key the chain does not name is refused (agent.records.rotation.record).
         self.rotation = KeyRotation(config.signing.key, self.buffer, self.sealer)
@@ -125,24 +123,25 @@ class Agent:
             self.workers,
             self._stuck,
         )
-        self.sealed = 0
-        self.seal_error: str | None = None
-        self._health = HealthFile(health_path(config.buffer.path))
-        self._started_ms = int(time.time() * 1000)
+        self.desk = SealDesk(self.sealer, sizer, lambda: self.delivery.senders)
+        self._health = HealthReport(
+            config.buffer.path,
+            self.poller,
+            self.delivery,
+            lambda: self.devices.not_started,
+            lambda: self.desk.error,
+        )
         self.tickers: dict[str, Ticker] = {}  # the timed duties, made in start()
         self._stopped = threading.Event()
-        self._seal_lock = threading.Lock()
         self.housekeeping = Housekeeping(
             self.buffer,
             self.maintenance,
             self.rotation,
-            self._seal_lock,
+            self.desk.lock,
             lambda: [s.name for s in self.delivery.senders],
             self._record_sealed,
         )
         self.stuck_s = STUCK_S  # no progress this long: stuck (the service sets its watchdog)
-        self._health_beat = time.monotonic()
-        self._transport_health = TransportHealth()  # failing since when, per transport
         self.web: WebServer | None = None  # the station page and /metrics, when configured
         self.web = make_web(self, config)
 
@@ -201,7 +200,7 @@ class Agent:
         self._add_job(self.seal_and_wake, cfg.buffer.seal_interval_s, "seal")
         self._add_job(self.prune, PRUNE_EVERY_S, "prune")
         self._add_job(self.housekeeping.run, EVERY_S, "housekeeping")
-        self.workers.loop("health", self.stuck_s, lambda: self._health_beat)
+        self.workers.loop("health", self.stuck_s, lambda: self._health.beat)
         self.write_health()  # `status` says "running" from the first moment, not a second later
         for ticker in list(self.tickers.values()):
             ticker.start()
@@ -249,73 +248,29 @@ class Agent:
         return None, self.workers.stuck()
 
     def seal_and_wake(self, final: bool = False) -> int:
-        """Seal as ``agent.seal.batch_size`` says (all if ``final``), wake the senders; new
-        batches.
-        """
-        with self._seal_lock:
-            try:
-                batches = self.sizer.seal(self.sealer, self.senders, final=final)
-            except StorageError as exc:
-                self.seal_error = str(exc)
-                event(log, logging.ERROR, "seal_failed", error=str(exc))
-                return 0
-        self.seal_error = None
-        self.sealed += len(batches)
-        if batches:
-            for sender in self.senders:
-                sender.wake()
-        return len(batches)
+        """See ``SealDesk.seal_and_wake``."""
+        return self.desk.seal_and_wake(final)
 
     def request_record(self, kind: str, body: dict[str, Any]) -> SealedBatch:
-        """Seal a record of ``kind`` (registered in ``core.records``) now; thread-safe.
+        """See ``SealDesk.request_record``."""
+        return self.desk.request_record(kind, body)
 
-        Any thread may call it: it takes the seal lock (so it waits for a seal tick in progress,
-        and the sealing thread waits for it), first seals the readings stored before the call
-        (so a record follows every reading stored before it was asked for), then seals the
-        record, fsynced (synchronous=FULL) before it returns, and wakes the senders. Raises
-        ``core.records.RecordError`` (nothing sealed) if the body does not fit the kind's model,
-        ``StorageError`` if the buffer cannot take it (also kept in ``seal_error``)."""
-        with self._seal_lock:
-            try:
-                batches = self.sealer.seal_pending()
-                record = self.sealer.seal_record(kind, body)
-            except StorageError as exc:
-                self.seal_error = str(exc)
-                event(log, logging.ERROR, "seal_failed", error=str(exc), kind=kind)
-                raise
-        self.seal_error = None
-        self.sealed += len(batches) + 1
-        for sender in self.senders:
-            sender.wake()
-        return record
+    @property
+    def sealed(self) -> int:
+        """Batches sealed since start."""
+        return self.desk.sealed
 
     def _record_sealed(self) -> None:
         """Housekeeping sealed a record (a rotation: the signer changed)."""
         self.signer = self.sealer.signer
-        for sender in self.senders:
-            sender.wake()
+        self.desk.wake()
 
     def health(self) -> dict[str, Any]:
-        """What ``station-agent status`` shows about the running process."""
-        return {
-            "pid": os.getpid(),
-            "started_at_ms": self._started_ms,
-            "updated_at_ms": int(time.time() * 1000),
-            "storage_error": self.poller.storage_error or self.seal_error,
-            "waiting_polls": self.poller.waiting(),
-            "dropped_polls": self.poller.dropped,
-            "missed_polls": self.poller.missed_polls,
-            "commits": self.poller.commits,
-            "devices_not_started": dict(self.not_started),
-            "transports": self._transport_health.report(self.senders, self.file_transports),
-        }
+        """See ``HealthReport.report``."""
+        return self._health.report()
 
     def write_health(self) -> None:
-        self._health_beat = time.monotonic()
-        try:
-            self._health.write(self.health())
-        except OSError as exc:  # reporting must never stop the agent
-            event(log, logging.WARNING, "health_write_failed", error=str(exc))
+        self._health.write()
 
     def prune(self) -> int:
         """See ``agent.runtime.pruning.prune``."""
@@ -341,13 +296,12 @@ class Agent:
         self.poller.flush()
         self.maintenance.refresh()  # the records of windows that ended meanwhile
         self.seal_and_wake(final=True)
-        self._transport_health.stopping(self.senders, self.file_transports)
+        self._health.stopping()
         self.delivery.stop(grace_s, time.monotonic() + grace_s)
         self.devices.close_polled()
         backlog = {s.name: s.buffer.first_pending_seq(s.name) for s in self.senders}
         self.buffer.close()
-        self._health.write({**self.health(), "pid": None, "stopped": True})
-        self._health.close()
+        self._health.stopped()
         if self._own_lock:
             self.lock.release()
         event(

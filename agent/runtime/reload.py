@@ -24,6 +24,7 @@ from agent.records import descriptor
 from agent.records.maintenance.watch import MaintenanceWatch
 from agent.runtime.delivery import Delivery
 from agent.runtime.devices import Devices
+from agent.runtime.seal_desk import SealDesk
 from agent.seal.batch_size import BatchSizer
 from agent.seal.sealing import Sealer
 from agent.support.logs import event
@@ -43,7 +44,7 @@ class Running(Protocol):
     config: Config
     buffer: Buffer
     sealer: Sealer
-    sizer: BatchSizer
+    desk: SealDesk
     devices: Devices
     delivery: Delivery
     maintenance: MaintenanceWatch
@@ -92,7 +93,7 @@ def reload_in_place(agent: Running, config: Config) -> list[str]:
     agent.config = config
     agent.sealer.max_readings = config.buffer.max_readings_per_batch
     agent.sealer.payload_version = config.buffer.payload_version
-    agent.sizer = BatchSizer.from_config(config.buffer)
+    agent.desk.sizer = BatchSizer.from_config(config.buffer)
     if config.buffer.seal_interval_s != old.buffer.seal_interval_s:
         _replace_ticker(agent, "seal", config.buffer.seal_interval_s)
     changed = agent.devices.reload(
