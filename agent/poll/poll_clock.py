@@ -10,7 +10,7 @@ Devices that answer at once thus cost no thread hand-off per poll (what a schedu
 poll cost: bench/RESULTS.md, "Issue 17, third pass"); slow ones are polled side by side.
 
 A slot either runs — on time, or late, stamped with the time it really ran — or is handed to
-the poller as missed (``Poller.missed``: counted, logged, stored as status ``02``):
+the poller as missed (``Poller.missed``: counted, logged, sealed as a ``missed_polls`` record):
 
 * a device has at most one poll running and one waiting behind it (``POLL_INSTANCES``); a slot
   due while both are taken is missed;

@@ -123,7 +123,7 @@ class Agent:
             self.workers,
             self._stuck,
         )
-        self.desk = SealDesk(self.sealer, sizer, lambda: self.delivery.senders)
+        self.desk = SealDesk(self.sealer, sizer, lambda: self.delivery.senders, self.poller)
         self._health = HealthReport(
             config.buffer.path,
             self.poller,

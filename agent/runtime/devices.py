@@ -94,14 +94,12 @@ class Devices:
         ticker.start()
 
     def stop_listening(self) -> None:
-        """No more pushed readings (before the last seal); polled devices' holes stored."""
+        """No more pushed readings (before the last seal)."""
         for ticker in list(self.retries.values()):
             ticker.stop()
         for driver in self.drivers:
             if isinstance(driver, ListeningDriver):
                 close(driver)
-            else:
-                self.poller.store_holes(driver)
 
     def close_polled(self) -> None:
         for driver in self.drivers:
@@ -153,7 +151,6 @@ class Devices:
             close(driver)
             return None
         slots = self.polls.remove(driver.name)
-        self.poller.store_holes(driver)
         close(driver)
         return slots
 
