@@ -165,9 +165,10 @@ class Poller:
             return
         time_ms = time_ms or max(r.time_ms for r in readings)
         unsynced = self.synchronized() is False
-        if self.status_filter is not None:
-            readings = self.status_filter(device, readings)
-        self._observe(device, readings, error, time_ms)
+        # The live view shows the statuses maintenance windows give; the buffer stores the
+        # device's own and labels them itself, in the storing transaction (agent.buffer).
+        shown = readings if self.status_filter is None else self.status_filter(device, readings)
+        self._observe(device, shown, error, time_ms)
         with self._lock:
             if len(self._unstored) == self._unstored.maxlen:
                 self.dropped += 1  # the oldest waiting poll falls out now: counted and logged
