@@ -73,6 +73,9 @@ class Poller:
         self.read_by_device: dict[str, int] = {}  # readings produced, by device (metrics)
         self.stored_by_device: dict[str, int] = {}  # readings committed, by device
         self.last: dict[str, tuple[list[Reading], str | None, int]] = {}  # the live view
+        # The live view, channel by channel: a datalogger's hourly packet must not hide its
+        # real-time values (each packet holds only some of the device's channels).
+        self.latest: dict[str, dict[tuple[str, str], Reading]] = {}
         self.on_poll: Callable[[str, float], None] | None = None  # (device, seconds)
         # (device, readings) -> readings with the status windows give
         # (agent.records.maintenance.watch)
@@ -190,6 +193,9 @@ class Poller:
         if log.isEnabledFor(logging.DEBUG):
             event(log, logging.DEBUG, "poll_values", device=device, values=_values(readings))
         self.last[device] = (readings, error, time_ms)
+        latest = self.latest.setdefault(device, {})
+        for r in readings:
+            latest[(r.param, r.unit)] = r
         self.read_by_device[device] = self.read_by_device.get(device, 0) + len(readings)
 
     def _commit(self, ticket: int | None) -> None:
