@@ -64,6 +64,23 @@ def device_state(readings: list[Any], error: str | None) -> str:
     return "fault"
 
 
+def _channels(dcfg: Any, readings: list[Any], raw: dict[str, Any]) -> list[dict[str, Any]]:
+    """A device's channel rows: its last readings (an HJ 212 device's real-time values first,
+    then minute, hour, day aggregates, each with its period and time), or, before the first,
+    its configured channels."""
+    periods: dict[str, str] = getattr(dcfg, "channel_periods", dict)()
+    return [
+        {"param": r.param, "unit": r.unit, "value": r.value, "status": r.status}
+        | {"error": r.error, "raw": raw.get(r.param), "time_ms": r.time_ms}
+        | {"period": periods.get(r.param)}
+        for r in sorted(readings, key=lambda r: _PERIOD_ORDER.get(periods.get(r.param, ""), 0))
+    ] or [
+        {"param": c.param, "unit": c.unit, "value": None, "status": None, "error": None}
+        | {"raw": None}
+        for c in getattr(dcfg, "channels", ())
+    ]
+
+
 class StationView:
     """Read-only figures of one running agent, for the page and the metrics."""
 
@@ -118,22 +135,9 @@ class StationView:
             readings, error, at_ms = agent.poller.last.get(dcfg.name, ([], None, None))
             if isinstance(driver, ListeningDriver):  # packets hold some channels each
                 readings = list(agent.poller.latest.get(dcfg.name, {}).values())
-            periods: dict[str, str] = getattr(dcfg, "channel_periods", dict)()
             d = stored.get(dcfg.name)
             wire = driver if isinstance(driver, WireCounters) else None
-            raw = wire.raw_registers() if wire else {}
-            channels = [
-                {"param": r.param, "unit": r.unit, "value": r.value, "status": r.status}
-                | {"error": r.error, "raw": raw.get(r.param), "time_ms": r.time_ms}
-                | {"period": periods.get(r.param)}
-                for r in sorted(
-                    readings, key=lambda r: _PERIOD_ORDER.get(periods.get(r.param, ""), 0)
-                )
-            ] or [
-                {"param": c.param, "unit": c.unit, "value": None, "status": None, "error": None}
-                | {"raw": None}
-                for c in getattr(dcfg, "channels", ())
-            ]
+            channels = _channels(dcfg, readings, wire.raw_registers() if wire else {})
             requests, errors = wire.request_counts() if wire else (None, {})
             devices.append(
                 {
