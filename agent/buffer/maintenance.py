@@ -14,7 +14,7 @@ are not measurements of the sample:
   restart knows the channel was calibrating.
 
 **Labels and records from one time value.** The buffer gives a stored reading status ``01``
-(``label``, inside the transaction that stores it) exactly when a technician window of this
+(``labeller``, inside the transaction that stores it) exactly when a technician window of this
 table, as it stands in that transaction, covers it; the window's record states the same
 ``start_ms``/``until_ms``/``stopped_ms``. A start or stop takes effect from its own time, or,
 if a reading of the device at or after that time is stored already (a datalogger's clock ahead),
@@ -104,11 +104,12 @@ class MaintenanceLog:
         self.file = file
         self._labels: tuple[int, dict[str, list[Window]]] | None = None  # (asks, device ->)
 
-    def label(
-        self, conn: sqlite3.Connection, device: str, readings: Sequence[Reading]
-    ) -> Sequence[Reading]:
-        """Inside the transaction storing them: ``readings`` of ``device`` with status ``01``
-        where a technician window covers them (a ``00`` only; a fault stays ``02``)."""
+    def labeller(
+        self, conn: sqlite3.Connection
+    ) -> Callable[[str, Sequence[Reading]], Sequence[Reading]]:
+        """Inside the transaction storing readings: ``label(device, readings)``, the readings
+        with status ``01`` where a technician window covers them (a ``00`` only; a fault stays
+        ``02``), from the windows as they stand in this transaction."""
         counted = asks.read(conn)
         if self._labels is None or self._labels[0] != counted:
             windows: dict[str, list[Window]] = {}
@@ -119,15 +120,21 @@ class MaintenanceLog:
                     window = _window(row)
                     windows.setdefault(window.device, []).append(window)
             self._labels = (counted, windows)
-        found = self._labels[1].get(device)
-        if not found:
-            return readings
-        return [
-            r._replace(status=CALIBRATING)
-            if r.status == MEASURING and any(w.covers(device, r.param, r.time_ms) for w in found)
-            else r
-            for r in readings
-        ]
+        by_device = self._labels[1]
+
+        def label(device: str, readings: Sequence[Reading]) -> Sequence[Reading]:
+            found = by_device.get(device)
+            if not found:
+                return readings
+            return [
+                r._replace(status=CALIBRATING)
+                if r.status == MEASURING
+                and any(w.covers(device, r.param, r.time_ms) for w in found)
+                else r
+                for r in readings
+            ]
+
+        return label
 
     @staticmethod
     def _after_stored(conn: sqlite3.Connection, device: str, at_ms: int) -> int:

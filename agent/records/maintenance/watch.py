@@ -2,7 +2,7 @@
 ``agent.buffer.maintenance``).
 
 * **Status 01.** The stored status is given by the buffer, in the transaction that stores the
-  reading, from the table as it stands then (``MaintenanceLog.label``): the records' times and
+  reading, from the table as it stands then (``MaintenanceLog.labeller``): the records' times and
   the labels agree to the millisecond. ``accept`` gives the same statuses for the live view
   (the page), from the windows as last refreshed: a reading with status ``00`` of a channel that
   a technician window covers *at the reading's time* gets status ``01``; its value is never
