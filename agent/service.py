@@ -11,10 +11,13 @@
   ``STATUS=``, and the pings stop until it moves again: systemd's watchdog restarts a process
   that stays stuck.
 * SIGHUP reloads the configuration file: an invalid file is refused with the errors
-  ``config validate`` prints and the agent keeps running on the old one; a valid one replaces
-  the running agent the way a stop and a start would (polls finish, everything is sealed,
+  ``config validate`` prints and the agent keeps running on the old one; a valid one is applied
+  to the running agent, restarting only the devices and transports whose sections changed
+  (``agent.runtime.reload``: no poll slot skipped, unchanged connections kept). Only a change
+  the running agent cannot take (station id, signing key, buffer file, durability or size cap)
+  replaces the agent the way a stop and a start would (polls finish, everything is sealed,
   unacknowledged batches stay queued on disk) without releasing the lock; poll slots that
-  fall in the switch are recorded as missed (``agent.poll.poller``).
+  fall in that switch are recorded as missed (``agent.poll.poller``).
 * SIGTERM / SIGINT stop cleanly (exit 0).
 """
 
@@ -30,6 +33,7 @@ from pathlib import Path
 from agent.config.model import Config
 from agent.runtime.agent import Agent
 from agent.runtime.preflight import load_checked
+from agent.runtime.reload import restart_needed
 from agent.support.instance_lock import InstanceLock
 from agent.support.logs import event
 from agent.support.systemd import notify, reloading_message, watchdog_interval_s
@@ -144,6 +148,14 @@ class Service:
                     f"{self.config_path}: buffer.path cannot change on reload "
                     f"({self.config.buffer.path} -> {config.buffer.path}); restart the service"
                 )
+            restart = restart_needed(self.config, config)
+            if restart is None:  # only what changed restarts
+                notify(reloading_message())
+                self.agent.reload(config)  # new drivers, transports: may fail, nothing changed
+                self.config = config
+                notify(f"READY=1\nSTATUS={config.summary()}")
+                event(log, logging.INFO, "config_reloaded", config=str(self.config_path))
+                return True
             new = self._make_agent(config, self._lock)  # key, drivers, transports: may fail
         except AgentError as exc:
             event(log, logging.ERROR, "reload_refused", errors=str(exc), kept="old config")
@@ -158,6 +170,7 @@ class Service:
             )
             return False
         notify(reloading_message())
+        event(log, logging.INFO, "reload_restarts_agent", changed=restart)
         self.agent.stop(grace_s=RELOAD_GRACE_S)
         before = self.agent.next_polls()
         self.agent, self.config = new, config

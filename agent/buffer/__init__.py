@@ -125,8 +125,11 @@ class Buffer:
 
         def store(conn: sqlite3.Connection) -> None:
             # One insert per run of polls with the same clock flag (one in the common case).
+            # Status 01 from the maintenance windows as they stand in this transaction: the
+            # labels and the windows' records agree to the millisecond (agent.buffer.maintenance).
+            label = self.maintenance.labeller(conn)
             for flag, run in itertools.groupby(polls, key=lambda p: p[4]):
-                together = [r for _d, rs, _e, _t, _u in run for r in rs]
+                together = [r for d, rs, _e, _t, _u in run for r in label(d or "", rs)]
                 self.store.insert(conn, together, unsynced=flag)
             for device, readings, error, time_ms, _unsynced in polls:
                 if device is not None:

@@ -13,6 +13,13 @@ are not measurements of the sample:
   that says otherwise. It changes no reading; it is kept so the chain carries one history and a
   restart knows the channel was calibrating.
 
+**Labels and records from one time value.** The buffer gives a stored reading status ``01``
+(``labeller``, inside the transaction that stores it) exactly when a technician window of this
+table, as it stands in that transaction, covers it; the window's record states the same
+``start_ms``/``until_ms``/``stopped_ms``. A start or stop takes effect from its own time, or,
+if a reading of the device at or after that time is stored already (a datalogger's clock ahead),
+from just after the newest one: a window never claims a stored reading it did not label.
+
 ``start_seq`` and ``end_seq`` hold the seq of the signed ``maintenance`` record that told the
 chain of the window's start and end (NULL: not sealed yet; the agent seals it within seconds,
 or at its next start).
@@ -29,6 +36,7 @@ from typing import Literal, TypeVar
 
 from agent.buffer import asks
 from agent.buffer.db import BufferFile
+from core.reading import CALIBRATING, MEASURING, Reading
 
 T = TypeVar("T")
 TECHNICIAN, ANALYZER = "technician", "analyzer"
@@ -94,6 +102,49 @@ class MaintenanceLog:
 
     def __init__(self, file: BufferFile) -> None:
         self.file = file
+        self._labels: tuple[int, dict[str, list[Window]]] | None = None  # (asks, device ->)
+
+    def labeller(
+        self, conn: sqlite3.Connection
+    ) -> Callable[[str, Sequence[Reading]], Sequence[Reading]]:
+        """Inside the transaction storing readings: ``label(device, readings)``, the readings
+        with status ``01`` where a technician window covers them (a ``00`` only; a fault stays
+        ``02``), from the windows as they stand in this transaction."""
+        counted = asks.read(conn)
+        if self._labels is None or self._labels[0] != counted:
+            windows: dict[str, list[Window]] = {}
+            if self._has_table(conn):
+                for row in conn.execute(
+                    f"SELECT {_COLUMNS} FROM maintenance WHERE source = ?", (TECHNICIAN,)
+                ):
+                    window = _window(row)
+                    windows.setdefault(window.device, []).append(window)
+            self._labels = (counted, windows)
+        by_device = self._labels[1]
+
+        def label(device: str, readings: Sequence[Reading]) -> Sequence[Reading]:
+            found = by_device.get(device)
+            if not found:
+                return readings
+            return [
+                r._replace(status=CALIBRATING)
+                if r.status == MEASURING
+                and any(w.covers(device, r.param, r.time_ms) for w in found)
+                else r
+                for r in readings
+            ]
+
+        return label
+
+    @staticmethod
+    def _after_stored(conn: sqlite3.Connection, device: str, at_ms: int) -> int:
+        """``at_ms``, or just after the newest stored reading of ``device`` if that is later."""
+        newest = conn.execute(
+            "SELECT max(r.time_ms) FROM readings r JOIN channels c ON c.id = r.channel "
+            "WHERE c.device = ?",
+            (device,),
+        ).fetchone()[0]
+        return at_ms if newest is None or newest < at_ms else newest + 1
 
     def _write(self, what: str, fn: Callable[[sqlite3.Connection], T]) -> T:
         """One transaction doing ``fn``; the running agent notices it (``agent.buffer.asks``)."""
@@ -128,6 +179,10 @@ class MaintenanceLog:
         the device already has that many windows of ``source`` not yet ended."""
 
         def insert(conn: sqlite3.Connection) -> int:
+            start, until = start_ms, until_ms
+            if source == TECHNICIAN:  # from a time no stored reading of the device has reached
+                start = self._after_stored(conn, device, start_ms)
+                until = None if until_ms is None else until_ms + (start - start_ms)
             if max_open is not None:
                 n = conn.execute(
                     "SELECT count(*) FROM maintenance WHERE device = ? AND source = ? AND "
@@ -148,8 +203,8 @@ class MaintenanceLog:
                     None if channels is None else json.dumps(list(channels)),
                     technician,
                     reason,
-                    start_ms,
-                    until_ms,
+                    start,
+                    until,
                 ),
             )
             return int(cursor.lastrowid or 0)
@@ -168,17 +223,18 @@ class MaintenanceLog:
         chosen = () if window_id is None else (window_id,)
 
         def stop(conn: sqlite3.Connection) -> list[int]:
+            at = self._after_stored(conn, device, at_ms)  # no stored reading labelled after
             ids = [
                 r[0]
                 for r in conn.execute(
                     "SELECT id FROM maintenance WHERE device = ? AND source = ? AND "
                     f"stopped_ms IS NULL AND until_ms > ?{only} ORDER BY id",
-                    (device, TECHNICIAN, at_ms, *chosen),
+                    (device, TECHNICIAN, at, *chosen),
                 )
             ]
             conn.executemany(
                 "UPDATE maintenance SET stopped_ms = ?, stopped_by = ? WHERE id = ?",
-                [(at_ms, stopped_by, i) for i in ids],
+                [(at, stopped_by, i) for i in ids],
             )
             return ids
 

@@ -90,6 +90,11 @@ class Retention:
         """Ask ``consumer`` before every prune from now on."""
         self.consumers.append(consumer)
 
+    def unregister(self, consumer: ReadingsConsumer) -> None:
+        """Stop asking ``consumer`` (a transport a reload removed)."""
+        if consumer in self.consumers:
+            self.consumers.remove(consumer)
+
     def prune(
         self, transports: Sequence[str], older_than_ms: int, keep_ms: int | None = None
     ) -> int:

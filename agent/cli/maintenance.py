@@ -1,8 +1,9 @@
 """``station-agent maintenance start | stop | list``: a technician's maintenance windows.
 
 The command writes the buffer's ``maintenance`` table (as ``requeue`` writes its marker) and
-returns; the running agent reads it within about a second, gives the covered readings status
-``01`` and seals the signed records (``agent.records.maintenance.watch``). Without a running
+returns; from that moment the running agent stores the covered readings with status ``01``
+(``agent.buffer.maintenance``: labelled in the transaction that stores them) and within about a
+second seals the signed records (``agent.records.maintenance.watch``). Without a running
 agent the window is in the buffer and applies from the agent's next start, until its planned
 end. What ``list`` and ``status`` print of a window: ``agent.status.maintenance``.
 """
@@ -101,7 +102,7 @@ def _cmd_start(args: argparse.Namespace) -> int:
         buffer.close()
     print(f"maintenance started: {describe(window, ZoneInfo(config.station.timezone), now)}")
     if agent_running(config.buffer.path):
-        print("the running agent marks these readings 01 (calibrating) within seconds")
+        print("the running agent stores these readings as 01 (calibrating) from the start time on")
     else:
         print(
             "no agent is running on this buffer: once started, it marks the readings it takes "
@@ -174,7 +175,7 @@ def add(sub: argparse._SubParsersAction) -> None:
         help="mark a device's readings as calibrating (01) while a technician works on it",
         description="Maintenance windows: while one lasts, the device's (or the listed "
         "channels') readings carry status 01; its start and end are signed records in the "
-        "chain. Works beside the running agent (picked up within seconds).",
+        "chain. Works beside the running agent (applies at once; records within seconds).",
     )
     msub = p.add_subparsers(dest="maintenance_command", required=True, metavar="ACTION")
     s = msub.add_parser("start", help="open a window on DEVICE for a time")

@@ -21,8 +21,10 @@ def add(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "status",
         help="backlog, acknowledgements and device health",
-        description="Exit code: 0 healthy, 3 the agent is not running, 4 a transport has been "
-        "failing longer than --fail-after seconds, 1 the buffer cannot be read.",
+        description="Exit code: 0 healthy (a device only partly failing included), 3 the agent "
+        "is not running, 4 a transport has been failing longer than --fail-after seconds, 5 a "
+        "device is in FAULT (its last poll read nothing), 1 the buffer cannot be read; when "
+        "several hold, the first of 3, 4, 5.",
     )
     p.add_argument("--config", required=True, help="the TOML configuration file")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")

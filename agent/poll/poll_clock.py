@@ -10,7 +10,7 @@ Devices that answer at once thus cost no thread hand-off per poll (what a schedu
 poll cost: bench/RESULTS.md, "Issue 17, third pass"); slow ones are polled side by side.
 
 A slot either runs — on time, or late, stamped with the time it really ran — or is handed to
-the poller as missed (``Poller.missed``: counted, logged, stored as status ``02``):
+the poller as missed (``Poller.missed``: counted, logged, sealed as a ``missed_polls`` record):
 
 * a device has at most one poll running and one waiting behind it (``POLL_INSTANCES``); a slot
   due while both are taken is missed;
@@ -129,19 +129,35 @@ class PollClock:
         self._clock_thread: threading.Thread | None = None
         self._final: dict[str, tuple[float, datetime]] | None = None
 
-    def add(self, driver: Driver, interval_s: float, limit_s: float) -> None:
-        """Poll ``driver`` every ``interval_s``; one poll lasting over ``limit_s`` is stuck."""
+    def add(
+        self, driver: Driver, interval_s: float, limit_s: float, first_ms: int | None = None
+    ) -> None:
+        """Poll ``driver`` every ``interval_s`` from its next aligned slot (or ``first_ms``,
+        the slot ``remove`` left off at: a reload skips none); one poll lasting over
+        ``limit_s`` is stuck."""
         interval_ms = max(1, round(interval_s * 1000))
         device = _Device(
             driver,
             interval_ms,
             max(1000, int(interval_s) * 1000),
-            _first_slot_ms(interval_ms, self.wall_ms()),
+            _first_slot_ms(interval_ms, self.wall_ms()) if first_ms is None else first_ms,
             self.workers.job(POLL + driver.name, limit_s, self.poller.poll),
         )
         with self._cond:
             self._devices[driver.name] = device
             self._cond.notify_all()
+
+    def remove(self, name: str, timeout_s: float = 10.0) -> tuple[float, int] | None:
+        """Queue no more polls of device ``name``, wait (up to ``timeout_s``) for those queued
+        or running to be committed; its (interval s, first slot not queued), None if unknown."""
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            device = self._devices.pop(name, None)
+            if device is None:
+                return None
+            while device.pending and time.monotonic() < deadline:
+                self._cond.wait(0.01)  # the workers' commits lower ``pending``
+            return device.interval_ms / 1000, device.next_ms
 
     def start(self) -> None:
         self._clock_thread = threading.Thread(

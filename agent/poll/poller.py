@@ -11,9 +11,10 @@ until it clears.
 A poll whose slot comes while the device's previous poll is still running waits for it and
 runs late, stamped with the time it really ran (``poll`` holds a lock per device). A poll that
 could not start at all (two before it still running, the process busy) is a
-*hole*: ``missed`` records it at once (counted, logged) and the device's next poll first
-stores, for each missed slot, its channels as fault readings (status ``02``) stamped with the
-slot's time, the reason being the device's error. No slot of the schedule passes unrecorded.
+*hole*: ``missed`` records it at once (counted, logged), and the seal tick takes the holes
+(``take_missed``) and seals them as ``missed_polls`` records (``agent.records.missed_polls``):
+the agent's own failure, never a fault reading (``02``) of a device that did nothing wrong. No
+slot of the schedule passes unrecorded.
 """
 
 from __future__ import annotations
@@ -65,12 +66,16 @@ class Poller:
         self.dropped = 0
         self.missed_polls = 0
         self._holes: dict[str, list[tuple[int, str]]] = {}  # device -> (slot ms, reason)
+        self._missed_since_poll: dict[str, bool] = {}  # devices with holes since their last poll
         self._holes_lock = threading.Lock()  # never held while storing
         self.storage_error: str | None = None
         self._repeats = Repeats(log)
         self.read_by_device: dict[str, int] = {}  # readings produced, by device (metrics)
         self.stored_by_device: dict[str, int] = {}  # readings committed, by device
         self.last: dict[str, tuple[list[Reading], str | None, int]] = {}  # the live view
+        # The live view, channel by channel: a datalogger's hourly packet must not hide its
+        # real-time values (each packet holds only some of the device's channels).
+        self.latest: dict[str, dict[tuple[str, str], Reading]] = {}
         self.on_poll: Callable[[str, float], None] | None = None  # (device, seconds)
         # (device, readings) -> readings with the status windows give
         # (agent.records.maintenance.watch)
@@ -100,7 +105,9 @@ class Poller:
         if lock is None:
             lock = self._device_locks.setdefault(driver.name, threading.Lock())
         with lock:
-            if not self.store_holes(driver):
+            with self._holes_lock:
+                missed = self._missed_since_poll.pop(driver.name, False)
+            if not missed:
                 self._repeats.ok(f"missed:{driver.name}", "polls_on_time_again", device=driver.name)
             started = time.monotonic()
             with self._lock:
@@ -121,6 +128,7 @@ class Poller:
         """Polls of ``device`` due at ``slots_ms`` did not run: record them (never blocks)."""
         with self._holes_lock:
             self._holes.setdefault(device, []).extend((t, reason) for t in slots_ms)
+            self._missed_since_poll[device] = True
             self.missed_polls += len(slots_ms)
         self._repeats.failed(
             f"missed:{device}",
@@ -131,15 +139,18 @@ class Poller:
             slots=len(slots_ms),
         )
 
-    def store_holes(self, driver: Driver) -> int:
-        """Store the missed slots of ``driver`` as fault readings (at its next poll, at stop);
-        returns how many. Logged as ``poll_missed`` already, not again as device errors."""
+    def take_missed(self) -> dict[str, list[tuple[int, str]]]:
+        """The holes recorded so far, by device: (slot ms, reason); forgotten here (to be
+        sealed; ``give_back_missed`` if that fails)."""
         with self._holes_lock:
-            holes = self._holes.pop(driver.name, [])
-        for slot_ms, reason in holes:
-            readings = _fault_readings(driver, slot_ms, reason)
-            self.accept(driver.name, readings, reason, slot_ms, hole=True)
-        return len(holes)
+            holes, self._holes = self._holes, {}
+        return holes
+
+    def give_back_missed(self, holes: dict[str, list[tuple[int, str]]]) -> None:
+        """Holes ``take_missed`` gave that could not be sealed: kept for the next try."""
+        with self._holes_lock:
+            for device, slots in holes.items():
+                self._holes[device] = slots + self._holes.get(device, [])
 
     def accept(
         self,
@@ -148,7 +159,6 @@ class Poller:
         error: str | None = None,
         time_ms: int = 0,
         *,
-        hole: bool = False,
         commit: bool = True,
     ) -> None:
         """Commit readings a device produced (polled, or pushed by a listening driver); returns
@@ -158,10 +168,10 @@ class Poller:
             return
         time_ms = time_ms or max(r.time_ms for r in readings)
         unsynced = self.synchronized() is False
-        if not hole:  # a missed slot is logged by ``missed`` and says nothing of the device
-            if self.status_filter is not None:
-                readings = self.status_filter(device, readings)
-            self._observe(device, readings, error, time_ms)
+        # The live view shows the statuses maintenance windows give; the buffer stores the
+        # device's own and labels them itself, in the storing transaction (agent.buffer).
+        shown = readings if self.status_filter is None else self.status_filter(device, readings)
+        self._observe(device, shown, error, time_ms)
         with self._lock:
             if len(self._unstored) == self._unstored.maxlen:
                 self.dropped += 1  # the oldest waiting poll falls out now: counted and logged
@@ -183,6 +193,9 @@ class Poller:
         if log.isEnabledFor(logging.DEBUG):
             event(log, logging.DEBUG, "poll_values", device=device, values=_values(readings))
         self.last[device] = (readings, error, time_ms)
+        latest = self.latest.setdefault(device, {})
+        for r in readings:
+            latest[(r.param, r.unit)] = r
         self.read_by_device[device] = self.read_by_device.get(device, 0) + len(readings)
 
     def _commit(self, ticket: int | None) -> None:

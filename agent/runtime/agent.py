@@ -4,11 +4,11 @@ Polls run on their own clock at each device's interval, aligned to the clock (a 
 at :00; ``agent.poll.poll_clock``, whose thread also writes the health report every second); the
 housekeeping look, sealing, pruning and a listening device's retries each run on a thread of
 their own (``agent.support.ticker``).
-Listening drivers are started; one that cannot start (its port in use) is a device error, logged
-and retried every ``poll_interval_s``, like a polled device that is down: the other devices work
-on. Sealing runs every ``buffer.seal_interval_s`` and wakes the senders. ``stop``
-lets running polls finish, seals what they stored, gives in-flight sends a grace period, and
-leaves everything else queued on disk.
+The devices (``agent.runtime.devices``) and transports (``agent.runtime.delivery``) are
+kept apart, so that a reload (``agent.runtime.reload``) replaces only what changed. Sealing runs
+every ``buffer.seal_interval_s`` and wakes the senders. ``stop`` lets running polls finish,
+seals what they stored, gives in-flight sends a grace period, and leaves everything else queued
+on disk.
 
 A poll that cannot start on time is recorded as a hole (``agent.poll.poller``); ``check`` tells the
 service (``agent.service``) whether every worker is alive and making progress.
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import threading
 import time
 from datetime import datetime
@@ -34,22 +33,24 @@ from agent.records import descriptor
 from agent.records.maintenance.watch import MaintenanceWatch
 from agent.records.rotation.record import KeyRotation
 from agent.runtime import pruning
+from agent.runtime.delivery import Delivery
+from agent.runtime.devices import Devices
+from agent.runtime.health_report import HealthReport
 from agent.runtime.housekeeping import EVERY_S, Housekeeping
+from agent.runtime.reload import make_web, reload_in_place
+from agent.runtime.seal_desk import SealDesk
 from agent.seal.batch_size import BatchSizer
 from agent.seal.sealing import Sealer
 from agent.send.sender import Sender
-from agent.send.transport_health import TransportHealth
-from agent.status.health import HealthFile, health_path
 from agent.support.clock import Clock, SystemClock
 from agent.support.clock_sync import clock_synchronized
 from agent.support.instance_lock import InstanceLock
 from agent.support.logs import event
 from agent.support.ticker import Ticker
 from agent.support.workers import Workers
-from agent.transports import PeriodFileTransport, make_period_file_transport, make_transport
+from agent.transports import PeriodFileTransport
 from core.batch import SealedBatch
-from core.errors import StorageError
-from drivers import Driver, ListeningDriver, make_driver
+from drivers import Driver, ListeningDriver
 
 if TYPE_CHECKING:
     from agent.web.server import WebServer
@@ -96,7 +97,7 @@ class Agent:
             config.buffer.max_readings_per_batch,
             payload_version=config.buffer.payload_version,
         )
-        self.sizer = BatchSizer.from_config(config.buffer)  # larger batches after an outage
+        sizer = BatchSizer.from_config(config.buffer)  # larger batches after an outage
         # The chain names the key in force: a rotation a crash interrupted is finished here, a
         # key the chain does not name is refused (agent.records.rotation.record).
         self.rotation = KeyRotation(config.signing.key, self.buffer, self.sealer)
@@ -105,37 +106,51 @@ class Agent:
         self.poller = Poller(
             self.buffer, self.clock, getattr(self.clock, "synchronized", clock_synchronized)
         )
-        self.drivers: list[Driver | ListeningDriver] = [make_driver(d) for d in config.devices]
-        channels = {d.name: [c.param for c in d.channels] for d in self.drivers}
+        self.workers = Workers()
+        self.devices = Devices(
+            config.devices, self.poller, self._make_polls(config), self.workers, self._stuck
+        )
         self.maintenance = MaintenanceWatch(
-            self.buffer.maintenance, self.clock, channels, self.request_record
+            self.buffer.maintenance, self.clock, self.devices.channels(), self.request_record
         )
         self.poller.status_filter = self.maintenance.accept
-        self.senders: list[Sender] = []
-        # Period files (TT10) are rebuilt from stored readings, not sent as batches: own loops.
-        self.file_transports: list[PeriodFileTransport] = []
-        for tc in config.transports:
-            if tc.delivers == "period_files":
-                file_transport = make_period_file_transport(tc, config.buffer.path, self.clock)
-                self.buffer.retention.register(file_transport)  # keeps what unsent files need
-                self.file_transports.append(file_transport)
-            else:
-                transport = make_transport(tc, config.station.id)
-                self.senders.append(Sender(self.buffer, transport, self.clock))
-        self.sealed = 0
-        self.seal_error: str | None = None
-        self.not_started: dict[str, str] = {}  # listening device -> why it could not start
-        self._health = HealthFile(health_path(config.buffer.path))
-        self._started_ms = int(time.time() * 1000)
-        # Polls: at most room per device for its poll and one late run behind it (a slow device
-        # must not delay another's poll; capped, since devices on one serial bus take turns
-        # anyway); the poll clock wakes these helpers only when polls wait (agent.poll.poll_clock).
-        # A thread for each timed duty (agent.support.ticker); polls stuck on a locked buffer never
-        # keep the health file from being written (the clock's thread writes it).
-        self.workers = Workers()
-        helpers = min(MAX_WORKERS, len(self.drivers) * POLL_INSTANCES)
-        # The clock's thread writes the health report: it never waits for the buffer or a
-        # device, and the report riding on the polls' wake-ups costs no wake-up of its own.
+        self.delivery = Delivery(
+            config.transports,
+            self.buffer,
+            config.buffer.path,
+            config.station.id,
+            self.clock,
+            self.workers,
+            self._stuck,
+        )
+        self.desk = SealDesk(self.sealer, sizer, lambda: self.delivery.senders, self.poller)
+        self._health = HealthReport(
+            config.buffer.path,
+            self.poller,
+            self.delivery,
+            lambda: self.devices.not_started,
+            lambda: self.desk.error,
+        )
+        self.tickers: dict[str, Ticker] = {}  # the timed duties, made in start()
+        self._stopped = threading.Event()
+        self.housekeeping = Housekeeping(
+            self.buffer,
+            self.maintenance,
+            self.rotation,
+            self.desk.lock,
+            lambda: [s.name for s in self.delivery.senders],
+            self._record_sealed,
+        )
+        self.stuck_s = STUCK_S  # no progress this long: stuck (the service sets its watchdog)
+        self.web: WebServer | None = None  # the station page and /metrics, when configured
+        self.web = make_web(self, config)
+
+    def _make_polls(self, config: Config) -> PollClock:
+        """Polls: at most room per device for its poll and one late run behind it (a slow
+        device must not delay another's poll; capped, since devices on one serial bus take
+        turns anyway); the clock's thread also writes the health report: it never waits for
+        the buffer or a device, and riding on the polls' wake-ups costs no wake-up of its own."""
+        helpers = min(MAX_WORKERS, len(config.devices) * POLL_INSTANCES)
         self.polls = PollClock(
             self.poller,
             self.clock,
@@ -144,25 +159,32 @@ class Agent:
             beat=self.write_health,
             beat_s=HEALTH_EVERY_S,
         )
-        self.tickers: dict[str, Ticker] = {}  # the timed duties, made in start()
-        self._stopped = threading.Event()
-        self._seal_lock = threading.Lock()
-        self.housekeeping = Housekeeping(
-            self.buffer,
-            self.maintenance,
-            self.rotation,
-            self._seal_lock,
-            lambda: [s.name for s in self.senders],
-            self._record_sealed,
-        )
-        self.stuck_s = STUCK_S  # no progress this long: stuck (the service sets its watchdog)
-        self._health_beat = time.monotonic()
-        self._transport_health = TransportHealth()  # failing since when, per transport
-        self.web: WebServer | None = None  # the station page and /metrics, when configured
-        if config.web is not None:  # imported only then: prometheus-client costs RSS
-            from agent.web.server import WebServer
+        return self.polls
 
-            self.web = WebServer(self, config.web)
+    def _stuck(self) -> float:
+        return self.stuck_s
+
+    @property
+    def drivers(self) -> list[Driver | ListeningDriver]:
+        """Every configured device's driver, in configuration order."""
+        return self.devices.drivers
+
+    @property
+    def not_started(self) -> dict[str, str]:
+        """Listening device -> why it could not start."""
+        return self.devices.not_started
+
+    @property
+    def senders(self) -> list[Sender]:
+        return self.delivery.senders
+
+    @property
+    def file_transports(self) -> list[PeriodFileTransport]:
+        return self.delivery.file_transports
+
+    def reload(self, config: Config) -> list[str]:
+        """See ``agent.runtime.reload.reload_in_place``."""
+        return reload_in_place(self, config)
 
     def start(self) -> None:
         """Seal the descriptor if it changed, open devices, start senders and the timed duties;
@@ -173,32 +195,12 @@ class Agent:
         # polls of 50 devices on time without it (bench/RESULTS.md).
         descriptor.seal_if_changed(self)  # before any reading of this config is sealed
         self.maintenance.start()  # before the first reading: windows lasting across a restart
-        for driver, dcfg in zip(self.drivers, cfg.devices, strict=True):
-            if isinstance(driver, ListeningDriver):
-                if not self._start_listening(driver):
-                    job = self._listen_job(driver)
-                    self._add_job(self._retry_listening, dcfg.poll_interval_s, job, driver)
-                continue
-            try:
-                driver.open()
-            except Exception as exc:  # a device down at start-up is polled (and reported) anyway
-                event(
-                    log, logging.WARNING, "device_open_failed", device=driver.name, error=str(exc)
-                )
-        for sender in self.senders:
-            sender.start()
-            self.workers.loop(f"sender-{sender.name}", self.stuck_s, sender.progress)
-        for file_transport in self.file_transports:
-            file_transport.start()
-        for driver, dcfg in zip(self.drivers, cfg.devices, strict=True):
-            if isinstance(driver, ListeningDriver):
-                continue
-            interval_s = dcfg.poll_interval_s
-            self.polls.add(driver, interval_s, max(self.stuck_s, 2 * interval_s))
+        self.devices.start()
+        self.delivery.start()
         self._add_job(self.seal_and_wake, cfg.buffer.seal_interval_s, "seal")
         self._add_job(self.prune, PRUNE_EVERY_S, "prune")
         self._add_job(self.housekeeping.run, EVERY_S, "housekeeping")
-        self.workers.loop("health", self.stuck_s, lambda: self._health_beat)
+        self.workers.loop("health", self.stuck_s, lambda: self._health.beat)
         self.write_health()  # `status` says "running" from the first moment, not a second later
         for ticker in list(self.tickers.values()):
             ticker.start()
@@ -217,29 +219,6 @@ class Agent:
             ),
             buffer=str(cfg.buffer.path),
         )
-
-    def _start_listening(self, driver: ListeningDriver) -> bool:
-        """Start a listening driver; False (logged, kept for status) if it cannot start."""
-        try:
-            driver.start(functools.partial(self.poller.accept, driver.name))
-        except Exception as exc:  # port in use, a driver bug: this device only, retried
-            self._close(driver)
-            self.not_started[driver.name] = str(exc)
-            event(log, logging.WARNING, "device_start_failed", device=driver.name, error=str(exc))
-            return False
-        if self.not_started.pop(driver.name, None) is not None:
-            event(log, logging.INFO, "device_started", device=driver.name)
-        return True
-
-    def _retry_listening(self, driver: ListeningDriver) -> None:
-        if self._start_listening(driver):
-            ticker = self.tickers.pop(self._listen_job(driver), None)
-            if ticker is not None:  # this run is its last
-                ticker.stop()
-
-    @staticmethod
-    def _listen_job(driver: ListeningDriver) -> str:
-        return f"listen-{driver.name}"
 
     def _add_job(self, fn, interval_s: float, job_id: str, *args) -> None:
         """Run ``fn(*args)`` every ``interval_s`` from start(); a run lasting over twice that
@@ -269,73 +248,29 @@ class Agent:
         return None, self.workers.stuck()
 
     def seal_and_wake(self, final: bool = False) -> int:
-        """Seal as ``agent.seal.batch_size`` says (all if ``final``), wake the senders; new
-        batches.
-        """
-        with self._seal_lock:
-            try:
-                batches = self.sizer.seal(self.sealer, self.senders, final=final)
-            except StorageError as exc:
-                self.seal_error = str(exc)
-                event(log, logging.ERROR, "seal_failed", error=str(exc))
-                return 0
-        self.seal_error = None
-        self.sealed += len(batches)
-        if batches:
-            for sender in self.senders:
-                sender.wake()
-        return len(batches)
+        """See ``SealDesk.seal_and_wake``."""
+        return self.desk.seal_and_wake(final)
 
     def request_record(self, kind: str, body: dict[str, Any]) -> SealedBatch:
-        """Seal a record of ``kind`` (registered in ``core.records``) now; thread-safe.
+        """See ``SealDesk.request_record``."""
+        return self.desk.request_record(kind, body)
 
-        Any thread may call it: it takes the seal lock (so it waits for a seal tick in progress,
-        and the sealing thread waits for it), first seals the readings stored before the call
-        (so a record follows every reading stored before it was asked for), then seals the
-        record, fsynced (synchronous=FULL) before it returns, and wakes the senders. Raises
-        ``core.records.RecordError`` (nothing sealed) if the body does not fit the kind's model,
-        ``StorageError`` if the buffer cannot take it (also kept in ``seal_error``)."""
-        with self._seal_lock:
-            try:
-                batches = self.sealer.seal_pending()
-                record = self.sealer.seal_record(kind, body)
-            except StorageError as exc:
-                self.seal_error = str(exc)
-                event(log, logging.ERROR, "seal_failed", error=str(exc), kind=kind)
-                raise
-        self.seal_error = None
-        self.sealed += len(batches) + 1
-        for sender in self.senders:
-            sender.wake()
-        return record
+    @property
+    def sealed(self) -> int:
+        """Batches sealed since start."""
+        return self.desk.sealed
 
     def _record_sealed(self) -> None:
         """Housekeeping sealed a record (a rotation: the signer changed)."""
         self.signer = self.sealer.signer
-        for sender in self.senders:
-            sender.wake()
+        self.desk.wake()
 
     def health(self) -> dict[str, Any]:
-        """What ``station-agent status`` shows about the running process."""
-        return {
-            "pid": os.getpid(),
-            "started_at_ms": self._started_ms,
-            "updated_at_ms": int(time.time() * 1000),
-            "storage_error": self.poller.storage_error or self.seal_error,
-            "waiting_polls": self.poller.waiting(),
-            "dropped_polls": self.poller.dropped,
-            "missed_polls": self.poller.missed_polls,
-            "commits": self.poller.commits,
-            "devices_not_started": dict(self.not_started),
-            "transports": self._transport_health.report(self.senders, self.file_transports),
-        }
+        """See ``HealthReport.report``."""
+        return self._health.report()
 
     def write_health(self) -> None:
-        self._health_beat = time.monotonic()
-        try:
-            self._health.write(self.health())
-        except OSError as exc:  # reporting must never stop the agent
-            event(log, logging.WARNING, "health_write_failed", error=str(exc))
+        self._health.write()
 
     def prune(self) -> int:
         """See ``agent.runtime.pruning.prune``."""
@@ -357,26 +292,16 @@ class Agent:
         self.polls.shutdown()
         for ticker in list(self.tickers.values()):
             ticker.stop()
-        for driver in self.drivers:  # no more pushed readings once we seal the last batch
-            if isinstance(driver, ListeningDriver):
-                self._close(driver)
-            else:
-                self.poller.store_holes(driver)
+        self.devices.stop_listening()  # no more pushed readings once we seal the last batch
         self.poller.flush()
         self.maintenance.refresh()  # the records of windows that ended meanwhile
         self.seal_and_wake(final=True)
-        deadline = time.monotonic() + grace_s
-        for sender in self.senders:
-            sender.stop(max(0.5, deadline - time.monotonic()))
-        for file_transport in self.file_transports:
-            file_transport.stop(max(0.5, deadline - time.monotonic()))
-        for driver in self.drivers:
-            if not isinstance(driver, ListeningDriver):
-                self._close(driver)
+        self._health.stopping()
+        self.delivery.stop(grace_s, time.monotonic() + grace_s)
+        self.devices.close_polled()
         backlog = {s.name: s.buffer.first_pending_seq(s.name) for s in self.senders}
         self.buffer.close()
-        self._health.write({**self.health(), "pid": None, "stopped": True})
-        self._health.close()
+        self._health.stopped()
         if self._own_lock:
             self.lock.release()
         event(
@@ -387,10 +312,3 @@ class Agent:
         )
         if self.poller.waiting():  # the buffer could not take them (full disk) before the stop
             event(log, logging.ERROR, "readings_lost_at_stop", polls=self.poller.waiting())
-
-    @staticmethod
-    def _close(driver: Driver | ListeningDriver) -> None:
-        try:
-            driver.stop() if isinstance(driver, ListeningDriver) else driver.close()
-        except Exception:  # closing a dead connection must not block shutdown
-            pass

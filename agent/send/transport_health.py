@@ -15,11 +15,25 @@ class TransportHealth:
 
     def __init__(self) -> None:
         self._failing: dict[str, int] = {}
+        self._stopped: dict[str, dict[str, Any]] | None = None
+
+    def stopping(
+        self, senders: Sequence[Sender], file_transports: Sequence[PeriodFileTransport]
+    ) -> None:
+        """The agent stops its transports: from now on report them as they were just before,
+        disconnected by us (a clean stop is not an outage: no ``failing_since`` from it)."""
+        report = self.report(senders, file_transports)
+        for figures in report.values():
+            if "connected" in figures:
+                figures["connected"] = False
+        self._stopped = report
 
     def report(
         self, senders: Sequence[Sender], file_transports: Sequence[PeriodFileTransport]
     ) -> dict[str, dict[str, Any]]:
         """Transport name -> its figures, as ``station-agent status`` reads them."""
+        if self._stopped is not None:
+            return {name: dict(figures) for name, figures in self._stopped.items()}
         out: dict[str, dict[str, Any]] = {
             s.name: {
                 "in_flight": s.in_flight(),

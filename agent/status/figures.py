@@ -4,7 +4,9 @@
 * since when a transport has been failing (from the running agent's health report);
 * ``--json``: every time RFC 3339 UTC or null (no local-time prose);
 * the exit code: 0 healthy, 3 the agent is not running, 4 a transport has been failing longer
-  than ``--fail-after`` seconds — monitoring scripts can rely on it.
+  than ``--fail-after`` seconds, 5 a device is in FAULT (its last poll read nothing; a device
+  only *partly failing* stays 0) — monitoring scripts can rely on it. When several hold, the
+  first in this order: 3, 4, 5.
 
 Kept apart from the gathering (``agent.status.report``) so either can change without the other.
 """
@@ -16,7 +18,8 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-EXIT_OK, EXIT_NOT_RUNNING, EXIT_TRANSPORT_FAILING = 0, 3, 4
+EXIT_OK, EXIT_NOT_RUNNING, EXIT_TRANSPORT_FAILING, EXIT_DEVICE_FAULT = 0, 3, 4, 5
+FAULT_STATE = "FAULT"  # a device's ``state`` in the report when its last poll read nothing
 DEFAULT_FAIL_AFTER_S = 900.0
 
 
@@ -78,7 +81,8 @@ def failing_for_s(status: dict[str, Any], name: str, now_ms: int) -> float | Non
 
 
 def exit_code(status: dict[str, Any], fail_after_s: float, now_ms: int | None = None) -> int:
-    """0 healthy; 3 the agent is not running; 4 a transport failing for over ``fail_after_s``."""
+    """0 healthy; 3 the agent is not running; 4 a transport failing for over ``fail_after_s``;
+    5 a configured device in FAULT (partly failing is 0)."""
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
     if not (status.get("agent") or {}).get("running"):
         return EXIT_NOT_RUNNING
@@ -86,6 +90,9 @@ def exit_code(status: dict[str, Any], fail_after_s: float, now_ms: int | None = 
         failing = failing_for_s(status, t["name"], now_ms)
         if failing is not None and failing > fail_after_s:
             return EXIT_TRANSPORT_FAILING
+    devices = status.get("devices", [])
+    if any(d.get("state") == FAULT_STATE and d.get("configured", True) for d in devices):
+        return EXIT_DEVICE_FAULT
     return EXIT_OK
 
 

@@ -127,6 +127,7 @@ def _gather(buffer: Buffer, config: Config) -> dict[str, Any]:
         out["devices"].append(
             {
                 "name": name,
+                "configured": name in known,  # else: only in the buffer, no longer polled
                 **_device_state(buffer, d),
                 "last_good": _when(d.last_good_ms, tz),
                 "last_good_ms": d.last_good_ms,
@@ -190,7 +191,7 @@ def render(status: dict[str, Any]) -> str:
     if agent.get("running") and agent.get("missed_polls"):
         lines.append(
             f"  MISSED POLLS: {agent['missed_polls']} poll slot(s) could not start on time "
-            "(stored as status 02 readings with the reason)"
+            "(signed as missed_polls records with the reason; not device faults)"
         )
     if agent.get("running") and agent.get("storage_error"):
         lines.append(

@@ -46,6 +46,11 @@ class Workers:
         self._limits[name] = limit_s
         self._beats[name] = last_beat
 
+    def forget(self, name: str) -> None:
+        """A worker that has ended on purpose (a transport a reload removed)."""
+        self._beats.pop(name, None)
+        self._limits.pop(name, None)
+
     def stuck(self) -> str | None:
         """The first worker that is not making progress, and why; None when all are."""
         now = time.monotonic()

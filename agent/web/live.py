@@ -23,12 +23,14 @@ from typing import TYPE_CHECKING, Any
 from agent.buffer import Buffer, DeviceState
 from agent.status.figures import oldest_unacked_reading_ms
 from agent.support.clock_sync import MAX_ERROR_US, max_error_us
+from drivers import ListeningDriver
 from drivers.base import WireCounters
 
 if TYPE_CHECKING:
     from agent.web.view import RuntimeView
 
 DAY_MS = 86_400_000
+_PERIOD_ORDER = {"real-time": 0, "minute": 1, "hour": 2, "day": 3}  # HJ 212 rows, in this order
 MAX_NAME = 200  # query parameters longer than this name nothing configured
 MAX_LISTED_SEQS = 50  # quarantined batches listed per transport (the count is always whole)
 
@@ -60,6 +62,23 @@ def device_state(readings: list[Any], error: str | None) -> str:
     if readings and any(r.value is not None and r.status != "02" for r in readings):
         return "partial"
     return "fault"
+
+
+def _channels(dcfg: Any, readings: list[Any], raw: dict[str, Any]) -> list[dict[str, Any]]:
+    """A device's channel rows: its last readings (an HJ 212 device's real-time values first,
+    then minute, hour, day aggregates, each with its period and time), or, before the first,
+    its configured channels."""
+    periods: dict[str, str] = getattr(dcfg, "channel_periods", dict)()
+    return [
+        {"param": r.param, "unit": r.unit, "value": r.value, "status": r.status}
+        | {"error": r.error, "raw": raw.get(r.param), "time_ms": r.time_ms}
+        | {"period": periods.get(r.param)}
+        for r in sorted(readings, key=lambda r: _PERIOD_ORDER.get(periods.get(r.param, ""), 0))
+    ] or [
+        {"param": c.param, "unit": c.unit, "value": None, "status": None, "error": None}
+        | {"raw": None}
+        for c in getattr(dcfg, "channels", ())
+    ]
 
 
 class StationView:
@@ -114,18 +133,11 @@ class StationView:
         devices = []
         for dcfg, driver in zip(agent.config.devices, agent.drivers, strict=True):
             readings, error, at_ms = agent.poller.last.get(dcfg.name, ([], None, None))
+            if isinstance(driver, ListeningDriver):  # packets hold some channels each
+                readings = list(agent.poller.latest.get(dcfg.name, {}).values())
             d = stored.get(dcfg.name)
             wire = driver if isinstance(driver, WireCounters) else None
-            raw = wire.raw_registers() if wire else {}
-            channels = [
-                {"param": r.param, "unit": r.unit, "value": r.value, "status": r.status}
-                | {"error": r.error, "raw": raw.get(r.param)}
-                for r in readings
-            ] or [
-                {"param": c.param, "unit": c.unit, "value": None, "status": None, "error": None}
-                | {"raw": None}
-                for c in getattr(dcfg, "channels", ())
-            ]
+            channels = _channels(dcfg, readings, wire.raw_registers() if wire else {})
             requests, errors = wire.request_counts() if wire else (None, {})
             devices.append(
                 {
@@ -163,6 +175,7 @@ class StationView:
         return {
             "station": agent.config.station.id,
             "station_name": agent.config.station.name,
+            "timezone": agent.config.station.timezone,  # every time on the page is shown in it
             "now_ms": now_ms,
             "started_at_ms": health["started_at_ms"],
             "storage_error": health["storage_error"],

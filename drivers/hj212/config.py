@@ -171,6 +171,19 @@ class Hj212Config(DeviceConfig):
         period = PERIODS.get(cn, cn)
         return self.aggregate_param.format(param=channel.param, field=field, period=period, cn=cn)
 
+    def channel_periods(self) -> dict[str, str]:
+        """Param -> what it is: ``real-time`` (CN 2011), ``minute``, ``hour`` or ``day``
+        (aggregates), for the station page to show them apart."""
+        out: dict[str, str] = {}
+        for channel in self.channels:
+            if channel.realtime and "2011" in self.data:
+                out[channel.param] = "real-time"
+            for cn in self.data:
+                if cn != "2011":
+                    for f in channel.aggregates:
+                        out[self.aggregate_name(channel, f, cn)] = PERIODS.get(cn, cn)
+        return out
+
     def params_of(self, channel: Hj212Channel) -> list[str]:
         """Every param one channel may produce with this device's ``data``."""
         return [param for param, _ in self.channel_params(channel)]

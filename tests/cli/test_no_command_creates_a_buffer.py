@@ -134,7 +134,7 @@ def test_maintenance_start_says_whether_an_agent_runs_and_stop_names_the_technic
     try:
         assert main([*start, "--config", str(config)]) == 0
         out = capsys.readouterr().out
-        assert "the running agent marks these readings 01" in out, out
+        assert "the running agent stores these readings as 01" in out, out
     finally:
         agent.stop(grace_s=5)
 

@@ -1,15 +1,17 @@
 """The running agent's side of maintenance windows (table ``maintenance``, see
 ``agent.buffer.maintenance``).
 
-* **Status 01.** Every reading the poller accepts (polled, or pushed by a listening driver such
-  as HJ 212) passes ``accept``: a reading with status ``00`` of a channel that a technician
-  window covers *at the reading's time* gets status ``01``; its value is never touched. A
-  reading already ``01`` or ``02`` keeps its status (a failed read during maintenance stays a
-  fault, with its reason). Windows may overlap: a channel is in maintenance while any window
-  covering it lasts.
+* **Status 01.** The stored status is given by the buffer, in the transaction that stores the
+  reading, from the table as it stands then (``MaintenanceLog.labeller``): the records' times and
+  the labels agree to the millisecond. ``accept`` gives the same statuses for the live view
+  (the page), from the windows as last refreshed: a reading with status ``00`` of a channel that
+  a technician window covers *at the reading's time* gets status ``01``; its value is never
+  touched. A reading already ``01`` or ``02`` keeps its status (a failed read during
+  maintenance stays a fault, with its reason). Windows may overlap: a channel is in
+  maintenance while any window covering it lasts.
 * **Seeing the CLI's windows.** ``station-agent maintenance`` writes the table from another
   process; ``refresh`` reads it (at start and stop, and within a second of any write to the
-  table, ``agent.runtime.housekeeping``), so a window started or stopped is applied within about a
+  table, ``agent.runtime.housekeeping``), so the page and the records follow within about a
   second. Its end is applied by the reading's time, whatever ``refresh`` does, so a window ends
   on time, also across a restart; ``due`` says when its end record is to be sealed.
 * **Records.** ``refresh`` seals, through ``seal(kind, body)`` (``Agent.request_record``), the
@@ -62,6 +64,10 @@ class MaintenanceWatch:
         self.error: str | None = None
         self._next_due_ms: int | None = None  # the first window end whose record is not sealed
         self._repeats = Repeats(log)
+
+    def set_channels(self, channels: Mapping[str, Iterable[str]]) -> None:
+        """The devices and channels configured now (a reload)."""
+        self._channels = {device: set(params) for device, params in channels.items()}
 
     def start(self) -> None:
         """Load the windows (a restart: which channels the analyzer said were calibrating)."""

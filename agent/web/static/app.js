@@ -10,9 +10,19 @@ function el(tag, attrs, ...children) {
   for (const c of children) node.append(c === null || c === undefined ? "" : c);
   return node;
 }
+let ZONE = "UTC";  // the station's timezone (from /api/live): every time is shown in it, with its offset
 function when(ms) {
   if (ms === null || ms === undefined) return "never";
-  return new Date(ms).toLocaleString();
+  const parts = {};
+  for (const p of new Intl.DateTimeFormat("en-GB", { timeZone: ZONE, year: "numeric", month: "2-digit",
+    day: "2-digit", hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23",
+    timeZoneName: "shortOffset" }).formatToParts(new Date(ms))) parts[p.type] = p.value;
+  // "GMT+7" -> "+07", "GMT-3:30" -> "-03:30", "GMT" -> "+00": as `status` prints the station's zone
+  const m = /^GMT(?:([+-])(\d{1,2})(?::(\d\d))?)?$/.exec(parts.timeZoneName || "");
+  const zone = m ? (m[1] || "+") + (m[2] || "0").padStart(2, "0") + (m[3] ? ":" + m[3] : "")
+    : parts.timeZoneName;
+  return parts.year + "-" + parts.month + "-" + parts.day + " " + parts.hour + ":" + parts.minute +
+    ":" + parts.second + " " + zone;
 }
 function age(s) {
   if (s === null || s === undefined) return "-";
@@ -44,10 +54,13 @@ function device(d) {
       : d.state + " · " + when(d.time_ms)));
   const body = el("tbody");
   for (const c of d.channels) {
-    const row = el("tr", { class: "channel s" + (c.status || ""), "data-param": c.param },
-      el("td", {}, c.param), el("td", { class: "num value" }, value(c.value)),
+    const row = el("tr", { class: "channel s" + (c.status || ""), "data-param": c.param,
+      "data-period": c.period || "" },
+      el("td", {}, c.param), el("td", { class: "period muted" }, c.period || ""),
+      el("td", { class: "num value" }, value(c.value)),
       el("td", {}, c.unit), el("td", { class: "status" }, STATUS[c.status] || "—"),
-      el("td", { class: "muted" }, c.error && c.error !== d.error ? c.error : ""));
+      el("td", { class: "muted" }, c.error && c.error !== d.error ? c.error : ""),
+      el("td", { class: "muted time" }, c.period && c.time_ms ? when(c.time_ms) : ""));
     if (raw) row.append(el("td", { class: "raw", title: "raw registers of the last answer" }, c.raw || "—"));
     row.addEventListener("click", () => { chartChannel = [d.name, c.param, c.unit]; chart(); });
     body.append(row);
@@ -161,6 +174,7 @@ async function refresh() {
     const r = await fetch("/api/live", { cache: "no-store" });
     if (!r.ok) throw new Error("HTTP " + r.status);
     const live = await r.json();
+    ZONE = live.timezone || "UTC";
     document.getElementById("station").textContent =
       "Station " + live.station + (live.station_name ? " — " + live.station_name : "");
     document.getElementById("updated").textContent = "updated " + when(live.now_ms);

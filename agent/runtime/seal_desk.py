@@ -1,0 +1,103 @@
+"""Sealing in the daemon: one thread at a time, readings before the record asked for after them.
+
+Whoever seals holds the desk's lock: the seal tick (``seal_and_wake``), a record asked for by any
+thread (``request_record``: maintenance, the descriptor) and housekeeping (a key rotation). Each
+wakes the senders when it sealed something. The seal tick also seals the poll slots the agent
+could not run since the last one (``agent.records.missed_polls``), after the readings stored
+before them.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from agent.poll.poller import Poller
+from agent.records.missed_polls import KIND as MISSED
+from agent.records.missed_polls import record_bodies
+from agent.seal.batch_size import BatchSizer
+from agent.seal.sealing import Sealer
+from agent.send.sender import Sender
+from agent.support.logs import event
+from core.batch import SealedBatch
+from core.errors import StorageError
+
+log = logging.getLogger("agent")
+
+
+class SealDesk:
+    """Seals the buffer's readings and the records asked for; counts and remembers failures."""
+
+    def __init__(
+        self,
+        sealer: Sealer,
+        sizer: BatchSizer,
+        senders: Callable[[], Sequence[Sender]],
+        poller: Poller,
+    ) -> None:
+        self.sealer, self.sizer, self._senders, self.poller = sealer, sizer, senders, poller
+        self.lock = threading.Lock()
+        self.sealed = 0
+        self.error: str | None = None
+
+    def wake(self) -> None:
+        for sender in self._senders():
+            sender.wake()
+
+    def seal_and_wake(self, final: bool = False) -> int:
+        """Seal as ``agent.seal.batch_size`` says (all if ``final``), wake the senders; how
+        many batches were sealed."""
+        with self.lock:
+            try:
+                batches = self._seal_missed() + self.sizer.seal(
+                    self.sealer, self._senders(), final=final
+                )
+            except StorageError as exc:
+                self.error = str(exc)
+                event(log, logging.ERROR, "seal_failed", error=str(exc))
+                return 0
+        self.error = None
+        self.sealed += len(batches)
+        if batches:
+            self.wake()
+        return len(batches)
+
+    def _seal_missed(self) -> list[SealedBatch]:
+        """The missed poll slots as records, after the readings stored before them (under the
+        lock); given back to the poller if the buffer cannot take them."""
+        holes = self.poller.take_missed()
+        if not holes:
+            return []
+        sealed: list[SealedBatch] = []
+        try:
+            sealed += self.sealer.seal_pending()
+            for body in record_bodies(holes):
+                sealed.append(self.sealer.seal_record(MISSED, body))
+        except StorageError:
+            self.poller.give_back_missed(holes)  # a record sealed twice beats one lost
+            raise
+        return sealed
+
+    def request_record(self, kind: str, body: dict[str, Any]) -> SealedBatch:
+        """Seal a record of ``kind`` (registered in ``core.records``) now; thread-safe.
+
+        Any thread may call it: it takes the lock (so it waits for a seal tick in progress, and
+        the sealing thread waits for it), first seals the readings stored before the call (so a
+        record follows every reading stored before it was asked for), then seals the record,
+        fsynced (synchronous=FULL) before it returns, and wakes the senders. Raises
+        ``core.records.RecordError`` (nothing sealed) if the body does not fit the kind's model,
+        ``StorageError`` if the buffer cannot take it (also kept in ``error``)."""
+        with self.lock:
+            try:
+                batches = self.sealer.seal_pending()
+                record = self.sealer.seal_record(kind, body)
+            except StorageError as exc:
+                self.error = str(exc)
+                event(log, logging.ERROR, "seal_failed", error=str(exc), kind=kind)
+                raise
+        self.error = None
+        self.sealed += len(batches) + 1
+        self.wake()
+        return record
