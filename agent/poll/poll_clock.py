@@ -63,6 +63,41 @@ def _first_slot_ms(interval_ms: int, now_ms: int) -> int:
     return int(aligned_start(interval_ms / 1000, now_ms / 1000).timestamp() * 1000)
 
 
+def _slots_between(
+    before: dict[str, tuple[float, datetime]], after: dict[str, tuple[float, datetime]]
+) -> dict[str, list[datetime]]:
+    """Per device polled at the same interval by both: the slots from ``before``'s first slot
+    not started up to ``after``'s (at most ``MAX_MISSED``); devices with none left out."""
+    out: dict[str, list[datetime]] = {}
+    for name, (interval, first) in after.items():
+        if before.get(name, (None,))[0] != interval:
+            continue
+        slots: list[datetime] = []
+        slot = before[name][1]
+        while slot < first and len(slots) < MAX_MISSED:
+            slots.append(slot)
+            slot += timedelta(seconds=interval)
+        if slots:
+            out[name] = slots
+    return out
+
+
+class _StepWatch:
+    """Notices the wall clock stepping between two wake-ups: more than ``STEP_MS`` apart from
+    the monotonic clock's advance."""
+
+    def __init__(self) -> None:
+        self._last: tuple[int, float] | None = None  # (wall ms, monotonic s)
+
+    def step_ms(self, now_ms: int, mono: float) -> int | None:
+        """The step since the last call, or None when the clocks kept together."""
+        last, self._last = self._last, (now_ms, mono)
+        if last is None:
+            return None
+        step_ms = (now_ms - last[0]) - round((mono - last[1]) * 1000)
+        return step_ms if abs(step_ms) > STEP_MS else None
+
+
 @dataclass(eq=False)
 class _Device:
     driver: Driver
@@ -113,7 +148,7 @@ class PollClock:
         self._beat, self.beat_s = beat, beat_s
         self._next_beat = 0.0  # monotonic: the first wake-up beats
         self.poller, self.clock, self.workers, self.wall_ms = poller, clock, workers, wall_ms
-        self._last_wake: tuple[int, float] | None = None  # (wall ms, monotonic s)
+        self._steps = _StepWatch()
         self.helpers, self.stall_s = max(1, helpers), stall_s
         self._devices: dict[str, _Device] = {}
         self._queue: deque[tuple[_Device, int]] = deque()
@@ -198,18 +233,9 @@ class PollClock:
     def missed_since(self, before: dict[str, tuple[float, datetime]], reason: str) -> None:
         """Record as holes the slots between another clock's ``next_polls`` (shut down) and
         this one's first poll, for the devices both poll at the same interval (a reload)."""
-        for name, (interval, first) in self.next_polls().items():
-            if before.get(name, (None,))[0] != interval:
-                continue
-            slots: list[datetime] = []
-            slot = before[name][1]
-            while slot < first and len(slots) < MAX_MISSED:
-                slots.append(slot)
-                slot += timedelta(seconds=interval)
-            if slots:
-                self.poller.missed(
-                    name, self._in_agent_clock([s.timestamp() * 1000 for s in slots]), reason
-                )
+        for name, slots in _slots_between(before, self.next_polls()).items():
+            ms = [s.timestamp() * 1000 for s in slots]
+            self.poller.missed(name, self._in_agent_clock(ms), reason)
 
     # -- the clock thread ------------------------------------------------------------------
 
@@ -241,15 +267,12 @@ class PollClock:
     def _wall_now(self) -> int:
         """The wall clock now; when it stepped since the last wake-up, every device's slots
         restart from it (under the lock)."""
-        now_ms, mono = self.wall_ms(), time.monotonic()
-        if self._last_wake is not None:
-            last_ms, last_mono = self._last_wake
-            step_ms = (now_ms - last_ms) - round((mono - last_mono) * 1000)
-            if abs(step_ms) > STEP_MS:
-                for device in self._devices.values():
-                    device.next_ms = _first_slot_ms(device.interval_ms, now_ms)
-                event(log, logging.WARNING, "clock_stepped", step_ms=step_ms)
-        self._last_wake = (now_ms, mono)
+        now_ms = self.wall_ms()
+        step_ms = self._steps.step_ms(now_ms, time.monotonic())
+        if step_ms is not None:
+            for device in self._devices.values():
+                device.next_ms = _first_slot_ms(device.interval_ms, now_ms)
+            event(log, logging.WARNING, "clock_stepped", step_ms=step_ms)
         return now_ms
 
     def _queue_due(self, now_ms: int) -> list[tuple[str, list[float], str]]:
