@@ -4,7 +4,8 @@
 ``HttpsIntake(intake, tls=...)`` serves an ``warehouse.intake.Intake``: each request's body is
 inflated (bounded, ``warehouse.verify.inflate``) and handed to ``Intake.receive``; the answer is
 the Intake's HTTP status with a JSON body ``{"status", "message", "seq", "digest", "result",
-"reason"}`` (the ack fields of docs/protocol.md, when there is a seq to acknowledge). The
+"reason", "jws"}`` (the acknowledgement of docs/protocol.md, signed by the warehouse's key in
+``jws`` (``warehouse.acks``), when there is a seq to acknowledge). The
 status is sent only after ``receive`` returned, i.e. after the batch was committed.
 
 Every request gets an answer or a closed connection, never a dead thread: a missing, negative
@@ -47,6 +48,10 @@ class Store(Protocol):
 
     def receive(self, station: str, body: bytes, via: str) -> Any: ...
 
+    def ack_of(self, station: str, body: bytes, status: int, message: str) -> Any:
+        """The acknowledgement of a (status, message) answer (None: none)."""
+        ...
+
 
 def tls_context(cert: Path, key: Path, client_ca: Path | None = None) -> ssl.SSLContext:
     """A server TLS context from a certificate chain and key; with ``client_ca``, clients must
@@ -84,6 +89,9 @@ class HttpsIntake:
 
     def receive(self, station: str, body: bytes, via: str) -> Any:
         return self.intake.receive(station, body, via="https" if via == "http" else via)
+
+    def ack_of(self, station: str, body: bytes, status: int, message: str) -> Any:
+        return None  # the Intake's answers carry their (signed) acknowledgement
 
     def start(self) -> int:
         """Serve in a background thread; returns the port."""
@@ -266,8 +274,8 @@ def handler(store: Store, timeout_s: float) -> type[BaseHTTPRequestHandler]:
                 self._reply(status, str(exc))
                 return
             answer = store.receive(parts[1], body, "http")
-            if isinstance(answer, tuple):
-                self._reply(*answer)
+            if isinstance(answer, tuple):  # (status, message): the reference warehouse
+                self._reply(*answer, store.ack_of(parts[1], body, *answer))
             else:
                 self._reply(answer.status, answer.message, answer.ack)
 
