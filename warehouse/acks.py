@@ -11,7 +11,8 @@ warehouse): an acknowledgement is the JSON object of docs/protocol.md (``seq``, 
 station pinning the warehouse's public key believes only the signed statement; a station
 without one (and an agent from before signed acks) reads the plain members, as before.
 
-The whole acknowledgement is at most ``MAX_ACK_BYTES`` (4 KiB): the reason is cut to fit.
+The whole acknowledgement is at most 3 KiB (the reason is cut to fit), so that an MQTT ack and
+an HTTPS answer (which adds ``status`` and ``message``) stay within the 4 KiB a station reads.
 The warehouse imports only ``core``, so it signs with ``cryptography`` directly, not with the
 agent's JWS code (which verifies).
 """
@@ -37,6 +38,7 @@ from cryptography.hazmat.primitives.serialization import (
 )
 
 MAX_ACK_BYTES = 4096  # docs/protocol.md: an acknowledgement is at most 4 KiB
+SIGNED_BUDGET = 3072  # the ack object's own bound: an HTTPS answer adds status and message
 MAX_REASON = 200  # characters of the reason signed (the agent keeps 200 for its status)
 RESULTS = {201: "stored", 409: "duplicate", 400: "rejected", 425: "retry"}
 KEY_NAME, JWK_NAME = "warehouse.key", "warehouse.jwk"
@@ -95,7 +97,7 @@ class AckKey:
             if result in ("rejected", "retry"):
                 ack["reason"] = reason
             ack["jws"] = self.sign(statement)
-            if len(encode(ack)) <= MAX_ACK_BYTES or not reason:
+            if len(encode(ack)) <= SIGNED_BUDGET or not reason:
                 return ack
             reason = reason[: len(reason) // 2]  # escaped characters made it too long
 
@@ -142,6 +144,16 @@ class AckKey:
         if not isinstance(key, Ed25519PrivateKey):
             raise AckKeyError(f"{path}: expected an Ed25519 key, found {type(key).__name__}")
         return cls(key)
+
+
+def http_body(status: int, message: str, ack: dict[str, Any] | None) -> bytes:
+    """The HTTPS answer's JSON body: status, message and the acknowledgement's members, at most
+    ``MAX_ACK_BYTES`` (the message is cut to fit: a station reads 4 KiB)."""
+    while True:
+        body = (json.dumps({"status": status, "message": message, **(ack or {})}) + "\n").encode()
+        if len(body) <= MAX_ACK_BYTES or not message:
+            return body
+        message = message[: len(message) // 2]
 
 
 def encode(ack: dict[str, Any]) -> bytes:

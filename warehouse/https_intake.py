@@ -17,7 +17,6 @@ served at once; one more is answered 503 (plain HTTP) or closed (TLS).
 
 from __future__ import annotations
 
-import json
 import socket
 import ssl
 import sys
@@ -27,6 +26,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Protocol
 
+from warehouse.acks import http_body
 from warehouse.verify.inflate import ENCODINGS, InflateError, inflate
 
 MAX_BODY = 64 * 1024 * 1024
@@ -188,8 +188,7 @@ def handler(store: Store, timeout_s: float) -> type[BaseHTTPRequestHandler]:
             pass
 
         def _reply(self, status: int, message: str, ack: dict[str, Any] | None = None) -> None:
-            answer: dict[str, Any] = {"status": status, "message": message, **(ack or {})}
-            body = (json.dumps(answer) + "\n").encode()
+            body = http_body(status, message, ack)
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
@@ -275,7 +274,8 @@ def handler(store: Store, timeout_s: float) -> type[BaseHTTPRequestHandler]:
                 return
             answer = store.receive(parts[1], body, "http")
             if isinstance(answer, tuple):  # (status, message): the reference warehouse
-                self._reply(*answer, store.ack_of(parts[1], body, *answer))
+                status, message = answer
+                self._reply(status, message, store.ack_of(parts[1], body, status, message))
             else:
                 self._reply(answer.status, answer.message, answer.ack)
 
