@@ -17,18 +17,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from agent.transports.check import UNSIGNED_ACKS
 from agent.transports.mqtt.config import PLAIN_MQTT
 
 if TYPE_CHECKING:
     from agent.config.model import Config
 
 
-UNSIGNED_ACKS = (
-    "acknowledgements are not authenticated (no ack_keys): anyone who can publish on the "
-    "station's acks topic or answer in the warehouse's name can make a batch count as "
-    'delivered; pin the warehouse\'s public key: ack_keys = "warehouse.jwk" '
-    "(docs/protocol.md, Signed acknowledgements)"
-)
 BROKER_ACKS = (
     "ack = broker: the broker's PUBACK counts as delivery, the warehouse never confirms a batch "
     "(not authenticated); use ack = warehouse with ack_keys"
