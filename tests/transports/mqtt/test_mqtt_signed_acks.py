@@ -222,3 +222,18 @@ def test_an_unsigned_ack_flood_leaves_a_few_lines_and_the_count(
     finally:
         attacker.stop()
         station.stop()
+
+
+def test_a_station_without_the_warehouse_key_still_delivers(tmp_path, station_key, mosquitto):
+    """Migration: the warehouse signs, the station pins no key (``ack_keys`` unset): it reads
+    the plain members as before and delivers every batch (the WARNING is
+    tests/config/test_unsigned_acks_notice.py)."""
+    station = Station(tmp_path, station_key[0], mosquitto.port, ack_timeout_s=60)
+    warehouse = _warehouse(tmp_path, station_key[0], mosquitto.port, AckKey.generate())
+    try:
+        station.seal(3)
+        wait_for(station.all_delivered, 60, "every batch acknowledged")
+        assert station.transport.acks.refused == 0 and warehouse.count(STATION)[0] == 3
+    finally:
+        station.stop()
+        warehouse.stop()
