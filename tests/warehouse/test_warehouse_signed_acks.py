@@ -122,3 +122,17 @@ def test_keygen_makes_a_warehouse_key(tmp_path, command):
     assert result.returncode == 0, result.stderr
     key = AckKey.load(out / "warehouse.key")
     assert json.loads((out / "warehouse.jwk").read_text())["kid"] == key.kid
+
+
+def test_what_the_warehouse_signs_fits_docs_ack_schema():
+    """docs/ack.schema.json describes the statement the warehouse signs and the agent checks."""
+    import jsonschema
+
+    from agent.protocol.signed_ack import _MEMBERS
+
+    schema = json.loads((ROOT / "docs" / "ack.schema.json").read_text())
+    assert set(schema["required"]) == _MEMBERS
+    key = AckKey.generate()
+    for result, reason in (("stored", ""), ("rejected", "é" * 5000), ("retry", "later")):
+        _, statement = _verified(key.ack("S-1", 7, "A" * 43, result, reason)["jws"], key)
+        jsonschema.validate(statement, schema)
