@@ -136,3 +136,30 @@ def test_what_the_warehouse_signs_fits_docs_ack_schema():
     for result, reason in (("stored", ""), ("rejected", "é" * 5000), ("retry", "later")):
         _, statement = _verified(key.ack("S-1", 7, "A" * 43, result, reason)["jws"], key)
         jsonschema.validate(statement, schema)
+
+
+def test_the_intake_signs_for_every_front(tmp_path, station_key):
+    """The Intake (the HTTPS intake, the NATS and MQTT ``$share`` workers) with the key of
+    ``[acks]``: its answers' ack, as the stream workers publish it, carries the signed jws."""
+    from warehouse.intake import Intake
+    from warehouse.store import open_store
+    from warehouse.stream_intake import ack_bytes
+
+    station = "INT-01"
+    jwk = json.loads((station_key[0].parent / "station.jwk").read_text())
+    store = open_store(f"sqlite:///{tmp_path / 'store.db'}")
+    store.migrate()
+    store.add_station(station, jwk, jwk["kid"])
+    key = AckKey.generate()
+    try:
+        body = _chain(tmp_path, station, station_key[0])[0].encode()
+        answers = [Intake(store, key).receive(station, body, via="t") for _ in range(2)]
+        published = [json.loads(ack_bytes(a) or b"{}") for a in answers]
+        statements = [_verified(p["jws"], key)[1] for p in published]
+        assert [s["result"] for s in statements] == ["stored", "duplicate"]
+        assert {(s["station"], s["seq"], s["digest"]) for s in statements} == {
+            (station, 1, _digest(body))
+        }
+        assert all(len(ack_bytes(a) or b"") <= MAX_ACK_BYTES for a in answers)
+    finally:
+        store.close()
