@@ -18,6 +18,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from agent.protocol.jws import key_from_jwk, parse_compact, thumbprint, verify_compact
+from agent.support.bounded import check_json_depth
 from core.errors import VerificationError
 
 MAX_ACK_JWS = 4096  # characters: the whole acknowledgement is at most 4 KiB
@@ -57,7 +58,9 @@ class AckKeys:
         if len(data) > MAX_KEYS_FILE:
             raise VerificationError(f"{path}: larger than {MAX_KEYS_FILE} bytes")
         try:
-            doc = json.loads(data)
+            text = data.decode("utf-8")
+            check_json_depth(text, 3)  # {"keys": [{...}]}
+            doc = json.loads(text)
         except (ValueError, UnicodeDecodeError):
             raise VerificationError(f"{path}: not JSON (expected a JWK or a JWK Set)") from None
         jwks = doc.get("keys") if isinstance(doc, dict) and "keys" in doc else [doc]
@@ -93,7 +96,9 @@ def verify_ack(token: object, keys: AckKeys) -> SignedAck:
     if parsed.header.get("alg") != "Ed25519":
         raise VerificationError("acknowledgement not signed with alg Ed25519")
     try:
-        statement = json.loads(parsed.payload, object_pairs_hook=_no_duplicates)
+        text = parsed.payload.decode("utf-8")
+        check_json_depth(text, 1)  # a flat object: nothing deeper is parsed
+        statement = json.loads(text, object_pairs_hook=_no_duplicates)
     except (ValueError, UnicodeDecodeError):
         raise VerificationError("signed acknowledgement is not JSON") from None
     return _statement(statement)
