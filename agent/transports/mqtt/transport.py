@@ -2,7 +2,8 @@
 to ``{prefix}/{station}/batches/gzip``, with ``compression = "gzip"``: ``.compression``).
 
 With ``ack = "warehouse"`` (the default) a batch is acknowledged only when the warehouse says,
-on ``{prefix}/{station}/acks``, that it stored these very bytes (``agent.transports.mqtt.acks``);
+on ``{prefix}/{station}/acks``, that it stored these very bytes (``agent.transports.mqtt.acks``:
+``AckDesk`` judges each message; with ``ack_keys`` only acknowledgements the warehouse signed);
 the broker's PUBACK only frees paho's in-flight slot; batches go out only once the broker has
 confirmed (SUBACK) the subscription to the acks on this connection. With ``ack = "broker"`` the
 PUBACK acknowledges it (a broker that loses its queue then loses the batch). Either way a batch
