@@ -142,13 +142,21 @@ class AckDesk:
         self.station, self.keys, self.transport = station, keys, transport
         self.awaited = AwaitedAcks()
         self.refusals = LimitedLog(logger)
+        self.last_refusal: str | None = None
 
     @property
     def refused(self) -> int:
         """Acknowledgements refused since start (unreadable, unsigned, forged, replayed)."""
         return self.refusals.count("mqtt_ack_refused")
 
+    def why(self) -> str:
+        """For a technician reading ``status``: the acks refused so far and the last reason."""
+        if self.last_refusal is None:
+            return ""
+        return f" ({self.refused} acknowledgement(s) refused, the last: {self.last_refusal})"
+
     def _refuse(self, reason: str, seq: int | None = None) -> None:
+        self.last_refusal = reason[:200]
         self.refusals(
             logging.ERROR, "mqtt_ack_refused", transport=self.transport, seq=seq, reason=reason
         )

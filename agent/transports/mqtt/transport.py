@@ -221,7 +221,11 @@ class MqttTransport:
                 with self._lock:  # held back and never published: the Retry re-submits it
                     self._held = [b for b in self._held if b.seq != late]
                 self._on_outcome(
-                    late, Retry(f"no acknowledgement from the warehouse within {timeout} s")
+                    late,
+                    Retry(
+                        f"no acknowledgement from the warehouse within {timeout} s"
+                        + self.acks.why()
+                    ),
                 )
             overdue: list[int] = []
             with self._lock:

@@ -120,7 +120,7 @@ def test_an_ack_signed_by_another_key_is_refused(tmp_path, station_key, mosquitt
         station_key[0],
         mosquitto.port,
         ack_keys=_pin(tmp_path, AckKey.generate()),
-        ack_timeout_s=60,
+        ack_timeout_s=2,
     )
     warehouse = _warehouse(tmp_path, station_key[0], mosquitto.port, AckKey.generate())
     try:
@@ -128,6 +128,9 @@ def test_an_ack_signed_by_another_key_is_refused(tmp_path, station_key, mosquitt
         wait_for(lambda: warehouse.count(STATION)[0] == 2, 30, "both batches at the warehouse")
         wait_for(lambda: station.transport.acks.refused >= 2, 30, "both acks refused")
         assert station.buffer.first_pending_seq("mqtt") == 1
+        # what status shows: why no acknowledgement counts
+        why = "acknowledgement(s) refused, the last: not signed by the warehouse"
+        wait_for(lambda: why in (station.sender.last_error or ""), 30, "the reason in status")
     finally:
         station.stop()
         warehouse.stop()
