@@ -22,6 +22,7 @@ COMMANDS = (
     "warehouse.commands.stations",
     "warehouse.commands.status",
     "warehouse.commands.serve",
+    "warehouse.commands.keygen",
     "warehouse.intake_command",  # intake: stream workers (NATS JetStream / MQTT)
     "warehouse.api_command",  # api: SensorThings API, read-only on the store
 )

@@ -8,11 +8,14 @@ Relative paths are relative to the directory holding the file. A sample: ``wareh
 
 from __future__ import annotations
 
+import logging
 import tomllib
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from warehouse.acks import AckKey, AckKeyError
 
 
 class WarehouseConfigError(Exception):
@@ -53,6 +56,13 @@ class HttpsConfig(_Section):
     max_connections: int = Field(default=64, ge=1, le=10_000)
 
 
+class AcksConfig(_Section):
+    """``[acks]``: the warehouse's Ed25519 key signing every acknowledgement (``warehouse.acks``;
+    made by ``station-warehouse keygen``), a PKCS#8 PEM file of mode 0600."""
+
+    key_file: Path
+
+
 class IntakeConfig(BaseModel):
     """``[intake]``: one table per way in. Tables other than ``https`` are kept as given for the
     modules that own them (the stream intake reads ``[intake.mqtt]``/``[intake.nats]``)."""
@@ -69,6 +79,7 @@ class WarehouseConfig(BaseModel):
 
     storage: StorageConfig
     intake: IntakeConfig = IntakeConfig()
+    acks: AcksConfig | None = None
     path: Path = Path("warehouse.toml")  # where it was read from (not a key of the file)
 
     def section(self, name: str) -> dict[str, Any]:
@@ -112,12 +123,30 @@ def _resolved(config: WarehouseConfig, base: Path) -> WarehouseConfig:
     storage = config.storage
     if storage.sqlite is not None:
         storage.sqlite = at(storage.sqlite) or storage.sqlite
+    if config.acks is not None:
+        config.acks.key_file = at(config.acks.key_file) or config.acks.key_file
     https = config.intake.https
     if https is not None:
         https.cert_file = at(https.cert_file) or https.cert_file
         https.key_file = at(https.key_file) or https.key_file
         https.client_ca_file = at(https.client_ca_file) or https.client_ca_file
     return config
+
+
+def ack_key(config: WarehouseConfig) -> AckKey | None:
+    """The key of ``[acks] key_file``, loaded (None: not configured, acknowledgements go out
+    unsigned, with a WARNING); ``WarehouseConfigError`` when it cannot be used."""
+    if config.acks is None:
+        logging.getLogger("warehouse").warning(
+            "acks_unsigned: no [acks] key_file in %s: acknowledgements are not signed, a "
+            "station pinning a warehouse key refuses them (station-warehouse keygen)",
+            config.path,
+        )
+        return None
+    try:
+        return AckKey.load(config.acks.key_file)
+    except AckKeyError as exc:
+        raise WarehouseConfigError(f"{config.path}: acks.key_file: {exc}") from None
 
 
 def write(

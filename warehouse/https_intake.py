@@ -4,7 +4,8 @@
 ``HttpsIntake(intake, tls=...)`` serves an ``warehouse.intake.Intake``: each request's body is
 inflated (bounded, ``warehouse.verify.inflate``) and handed to ``Intake.receive``; the answer is
 the Intake's HTTP status with a JSON body ``{"status", "message", "seq", "digest", "result",
-"reason"}`` (the ack fields of docs/protocol.md, when there is a seq to acknowledge). The
+"reason", "jws"}`` (the acknowledgement of docs/protocol.md, signed by the warehouse's key in
+``jws`` (``warehouse.acks``), when there is a seq to acknowledge). The
 status is sent only after ``receive`` returned, i.e. after the batch was committed.
 
 Every request gets an answer or a closed connection, never a dead thread: a missing, negative
@@ -16,7 +17,6 @@ served at once; one more is answered 503 (plain HTTP) or closed (TLS).
 
 from __future__ import annotations
 
-import json
 import socket
 import ssl
 import sys
@@ -26,6 +26,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Protocol
 
+from warehouse.acks import http_body
 from warehouse.verify.inflate import ENCODINGS, InflateError, inflate
 
 MAX_BODY = 64 * 1024 * 1024
@@ -46,6 +47,10 @@ class Store(Protocol):
     errors: int
 
     def receive(self, station: str, body: bytes, via: str) -> Any: ...
+
+    def ack_of(self, station: str, body: bytes, status: int, message: str) -> Any:
+        """The acknowledgement of a (status, message) answer (None: none)."""
+        ...
 
 
 def tls_context(cert: Path, key: Path, client_ca: Path | None = None) -> ssl.SSLContext:
@@ -84,6 +89,9 @@ class HttpsIntake:
 
     def receive(self, station: str, body: bytes, via: str) -> Any:
         return self.intake.receive(station, body, via="https" if via == "http" else via)
+
+    def ack_of(self, station: str, body: bytes, status: int, message: str) -> Any:
+        return None  # the Intake's answers carry their (signed) acknowledgement
 
     def start(self) -> int:
         """Serve in a background thread; returns the port."""
@@ -180,8 +188,7 @@ def handler(store: Store, timeout_s: float) -> type[BaseHTTPRequestHandler]:
             pass
 
         def _reply(self, status: int, message: str, ack: dict[str, Any] | None = None) -> None:
-            answer: dict[str, Any] = {"status": status, "message": message, **(ack or {})}
-            body = (json.dumps(answer) + "\n").encode()
+            body = http_body(status, message, ack)
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
@@ -266,8 +273,9 @@ def handler(store: Store, timeout_s: float) -> type[BaseHTTPRequestHandler]:
                 self._reply(status, str(exc))
                 return
             answer = store.receive(parts[1], body, "http")
-            if isinstance(answer, tuple):
-                self._reply(*answer)
+            if isinstance(answer, tuple):  # (status, message): the reference warehouse
+                status, message = answer
+                self._reply(status, message, store.ack_of(parts[1], body, status, message))
             else:
                 self._reply(answer.status, answer.message, answer.ack)
 

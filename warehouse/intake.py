@@ -20,12 +20,13 @@ import base64
 import hashlib
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from core.errors import VerificationError
 from core.record_kinds.rotation import KIND as ROTATION
+from warehouse.acks import AckKey, ack_for
 from warehouse.store import Chain, KeyRow, NeedPartitions, NewBatch, Refusal, Store
 from warehouse.store.rows import reading_rows
 from warehouse.verify.keys import UnknownKey, key_for, new_key
@@ -46,6 +47,7 @@ class Answer:
     message: str
     seq: int | None  # the seq the body claims (None: unreadable)
     digest: str  # base64url SHA-256 of the body received
+    signed: dict[str, Any] | None = None  # the acknowledgement signed by the warehouse's key
 
     @property
     def result(self) -> str | None:
@@ -56,26 +58,32 @@ class Answer:
     def ack(self) -> dict[str, Any] | None:
         """The acknowledgement (docs/protocol.md, MQTT): None when there is nothing to
         acknowledge (unknown station, or no seq can be read from the body)."""
-        if self.result is None or self.seq is None:
-            return None
-        ack: dict[str, Any] = {"seq": self.seq, "digest": self.digest, "result": self.result}
-        if self.result in ("rejected", "retry"):
-            ack["reason"] = self.message
-        return ack
+        if self.signed is not None:
+            return self.signed
+        return ack_for(None, "", self.seq, self.digest, self.status, self.message)
 
 
 class Intake:
-    """Verifies and stores batches in ``store``."""
+    """Verifies and stores batches in ``store``; with ``ack_key`` every answer carries an
+    acknowledgement signed by the warehouse (``warehouse.acks``)."""
 
-    def __init__(self, store: Store) -> None:
-        self.store = store
+    def __init__(self, store: Store, ack_key: AckKey | None = None) -> None:
+        self.store, self.ack_key = store, ack_key
+
+    def _signed(self, answer: Answer, station: str) -> Answer:
+        if self.ack_key is None:
+            return answer
+        ack = ack_for(
+            self.ack_key, station, answer.seq, answer.digest, answer.status, answer.message
+        )
+        return replace(answer, signed=ack)
 
     def receive(self, station: str, body: bytes, *, via: str) -> Answer:
         """Verify and store one batch (the exact JWS bytes, inflated) from ``station``."""
         with self.store.transaction(station) as chain:
             answer = self._answer(chain, station, body, via)
         _log(answer, station, via)
-        return answer
+        return self._signed(answer, station)
 
     def receive_many(self, items: Sequence[tuple[str, bytes, str]]) -> list[Answer]:
         """Verify and store several batches, (station, body, via) each, in ONE transaction of
@@ -97,7 +105,7 @@ class Intake:
                 exc.make()
         for answer, (station, _body, via) in zip(answers, items, strict=True):
             _log(answer, station, via)
-        return answers
+        return [self._signed(a, s) for a, (s, _b, _v) in zip(answers, items, strict=True)]
 
     def _answer(self, chain: Chain | None, station: str, body: bytes, via: str) -> Answer:
         """The answer for one batch inside an open transaction (refusals recorded in it)."""

@@ -29,7 +29,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from warehouse.config import WarehouseConfigError
+from warehouse.acks import AckKey
+from warehouse.config import WarehouseConfigError, ack_key
 from warehouse.config import load as load_config
 from warehouse.mqtt_share_intake import MqttShareWorker, ShareSettings
 from warehouse.stream_intake import NatsWorker, StreamSettings, nats_mappings
@@ -108,12 +109,12 @@ def _share_settings(path: Path, section: dict[str, Any]) -> ShareSettings:
 class StoreReceiver:
     """An Intake on a store of its own (one connection): one per partition lane."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, ack_key: AckKey | None = None) -> None:
         from warehouse.intake import Intake
         from warehouse.store import open_store
 
         self.store = open_store(url, pool_size=1)
-        self.intake = Intake(self.store)
+        self.intake = Intake(self.store, ack_key)  # signs the acknowledgements
 
     def receive(self, station: str, body: bytes, *, via: str) -> Any:
         return self.intake.receive(station, body, via=via)
@@ -126,12 +127,12 @@ class StoreReceiver:
         self.store.close()
 
 
-def run_share_worker(url: str, settings: ShareSettings) -> None:
+def run_share_worker(url: str, settings: ShareSettings, ack_key: AckKey | None = None) -> None:
     """Serve a Mosquitto shared subscription until SIGTERM or SIGINT."""
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    worker = MqttShareWorker(settings, lambda: StoreReceiver(url)).start()
+    worker = MqttShareWorker(settings, lambda: StoreReceiver(url, ack_key)).start()
     logging.getLogger("warehouse.stream_intake").info(
         "intake_started worker=%s broker=%s:%d group=%s",
         settings.client_id,
@@ -143,14 +144,14 @@ def run_share_worker(url: str, settings: ShareSettings) -> None:
     worker.stop()
 
 
-def run_worker(url: str, settings: StreamSettings) -> None:
+def run_worker(url: str, settings: StreamSettings, ack_key: AckKey | None = None) -> None:
     """Serve until SIGTERM or SIGINT."""
     claims = None
     if url.startswith(("postgresql://", "postgres://")):
         from warehouse.partition_claims import PartitionClaims
 
         claims = PartitionClaims(url, settings.partitions, settings.worker)
-    worker = NatsWorker(settings, lambda: StoreReceiver(url), claims)
+    worker = NatsWorker(settings, lambda: StoreReceiver(url, ack_key), claims)
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
@@ -188,6 +189,7 @@ def add(subparsers: Any) -> None:
 def command(args: argparse.Namespace) -> int:
     try:
         url, settings = load(args.config)
+        key = None if args.mappings else ack_key(load_config(args.config))
     except WarehouseConfigError as exc:
         print(f"station-warehouse intake: {exc}", file=sys.stderr)
         return 2
@@ -196,7 +198,7 @@ def command(args: argparse.Namespace) -> int:
             print("station-warehouse intake: --mappings is for [intake.nats]", file=sys.stderr)
             return 2
         _logging()
-        run_share_worker(url, settings)
+        run_share_worker(url, settings, key)
         return 0
     if args.mappings:
         lines = [
@@ -207,7 +209,7 @@ def command(args: argparse.Namespace) -> int:
         return 0
     _logging()
     try:
-        run_worker(url, settings)
+        run_worker(url, settings, key)
     except IntakeUnavailable as exc:
         print(f"station-warehouse intake: {exc}", file=sys.stderr)
         return 1

@@ -22,10 +22,12 @@ None for it until the descriptor is requeued and stored. Gaps are noticed on arr
 Over MQTT it subscribes to ``{prefix}/+/batches`` and ``{prefix}/+/batches/gzip`` (inflated
 first) with a stable client id and a persistent
 session (the broker keeps what arrives while it is away) and, once a batch is committed (or
-found already held, or refused), publishes ``{"seq", "digest", "result", "reason"}`` on
+found already held, or refused), publishes ``{"seq", "digest", "result", "reason", "jws"}`` on
 ``{prefix}/{station}/acks`` with QoS 1, ``digest`` being base64url(SHA-256) of the JWS (after
-inflating); the broker's PUBACK for the batch goes back only after that (paho acknowledges a
-QoS 1 message when the callback returns).
+inflating) and ``jws`` the acknowledgement signed by its ``ack_key`` (``warehouse/acks.py``; a
+fresh key per instance unless one is given: ``ack_key.jwk`` is the public key a station pins).
+Its HTTP answers carry the same members. The broker's PUBACK for the batch goes back only
+after that (paho acknowledges a QoS 1 message when the callback returns).
 
 Testers run it by hand::
 
@@ -61,6 +63,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from core.errors import VerificationError
 from core.record_kinds.rotation import KIND as ROTATION
+from warehouse.acks import AckKey, AckKeyError, ack_for, encode
 from warehouse.https_intake import (  # noqa: F401 (MAX_BODY: the limit tests read here)
     FAULTS,
     MAX_BODY,
@@ -82,8 +85,11 @@ SAMPLE_BYTES = 4096
 class Warehouse:
     """Verifying batch store, shared by the HTTP endpoint and the MQTT subscriber."""
 
-    def __init__(self, db_path: Path, keys: dict[str, RegisteredKey]) -> None:
+    def __init__(
+        self, db_path: Path, keys: dict[str, RegisteredKey], ack_key: AckKey | None = None
+    ) -> None:
         self.db_path, self.keys = Path(db_path), keys
+        self.ack_key = ack_key or AckKey.generate()  # signs every acknowledgement
         self._lock = threading.Lock()
         self._db = sqlite3.connect(self.db_path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -125,6 +131,11 @@ class Warehouse:
         if answer.status == 425:
             self.too_early += 1
         return answer.status, answer.message
+
+    def ack_of(self, station: str, body: bytes, status: int, message: str) -> dict | None:
+        """The signed acknowledgement of an answer to ``body`` (None: nothing to acknowledge)."""
+        digest = base64.urlsafe_b64encode(hashlib.sha256(body).digest()).rstrip(b"=").decode()
+        return ack_for(self.ack_key, station, _claimed_seq(body), digest, status, message)
 
     def _record_rejection(
         self, station: str, seq: int | None, body: bytes, reason: str, via: str, now: str
@@ -284,24 +295,7 @@ class Warehouse:
             connected.set()
 
         def on_message(c, userdata, msg) -> None:
-            # Whatever a message does, the receiving thread goes on: an exception escaping a
-            # paho callback would end the loop, and no later batch would ever be stored.
-            try:
-                levels = msg.topic[len(prefix) + 1 :].split("/")
-                station, body = levels[0], msg.payload
-                if levels[-1] == "gzip":
-                    try:
-                        body = inflate(body, "gzip")
-                    except InflateError as exc:  # no seq to acknowledge: the station sends again
-                        print(f"warehouse: {msg.topic}: {exc}", file=sys.stderr)
-                        return
-                status, message = self.receive(station, body, "mqtt")
-                ack = mqtt_ack(body, status, message)
-                if ack is not None:
-                    c.publish(f"{prefix}/{station}/acks", ack, qos=1)
-            except Exception as exc:  # not acknowledged: the agent publishes it again
-                self.errors += 1
-                print(f"warehouse: message on {msg.topic!r} not handled: {exc!r}", file=sys.stderr)
+            _on_mqtt_batch(self, c, prefix, msg)
 
         client.on_connect, client.on_subscribe = on_connect, on_subscribe
         client.on_message = on_message
@@ -326,6 +320,28 @@ class Warehouse:
             self._mqtt.loop_stop()
         with self._lock:
             self._db.close()
+
+
+def _on_mqtt_batch(warehouse: Warehouse, client: Any, prefix: str, msg: Any) -> None:
+    """Store one batch received over MQTT and publish its acknowledgement. Whatever a message
+    does, the receiving thread goes on: an exception escaping a paho callback would end the
+    loop, and no later batch would ever be stored."""
+    try:
+        levels = msg.topic[len(prefix) + 1 :].split("/")
+        station, body = levels[0], msg.payload
+        if levels[-1] == "gzip":
+            try:
+                body = inflate(body, "gzip")
+            except InflateError as exc:  # no seq to acknowledge: the station sends again
+                print(f"warehouse: {msg.topic}: {exc}", file=sys.stderr)
+                return
+        status, message = warehouse.receive(station, body, "mqtt")
+        ack = warehouse.ack_of(station, body, status, message)
+        if ack is not None:
+            client.publish(f"{prefix}/{station}/acks", encode(ack), qos=1)
+    except Exception as exc:  # not acknowledged: the agent publishes it again
+        warehouse.errors += 1
+        print(f"warehouse: message on {msg.topic!r} not handled: {exc!r}", file=sys.stderr)
 
 
 class _ReferenceStore:
@@ -434,17 +450,14 @@ def _jwk_of(key: RegisteredKey) -> dict[str, str]:
     return {"kty": "OKP", "crv": "Ed25519", "x": b64url_encode(raw)}
 
 
-def mqtt_ack(body: bytes, status: int, message: str) -> bytes | None:
-    """The acknowledgement for a batch received over MQTT (None: nothing to acknowledge)."""
-    result = {201: "stored", 409: "duplicate", 400: "rejected", 425: "retry"}.get(status)
-    seq = _claimed_seq(body)
-    if result is None or seq is None or seq < 1:
-        return None
+def mqtt_ack(
+    body: bytes, status: int, message: str, station: str = "", key: AckKey | None = None
+) -> bytes | None:
+    """The acknowledgement for a batch received over MQTT (None: nothing to acknowledge);
+    signed with ``key`` if given."""
     digest = base64.urlsafe_b64encode(hashlib.sha256(body).digest()).rstrip(b"=").decode()
-    ack = {"seq": seq, "digest": digest, "result": result}
-    if result in ("rejected", "retry"):
-        ack["reason"] = message
-    return json.dumps(ack).encode()
+    ack = ack_for(key, station, _claimed_seq(body), digest, status, message)
+    return None if ack is None else encode(ack)
 
 
 def _prev_of(jws: str) -> str | None:
@@ -497,6 +510,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--admin", action="store_true", help="enable POST /_admin/fault (off by default)"
     )
+    parser.add_argument(
+        "--ack-key",
+        type=Path,
+        help="warehouse.key signing the acknowledgements (default: a fresh key, JWK printed)",
+    )
     parser.add_argument("--http-timeout", type=float, default=30.0, help="socket timeout, s")
     parser.add_argument("--max-connections", type=int, default=64, help="HTTP connections at once")
     args = parser.parse_args(argv)
@@ -507,10 +525,12 @@ def main(argv: list[str] | None = None) -> int:
             if not sep:
                 parser.error(f"--station {item!r}: expected ID=JWK_FILE")
             keys[station] = load_station_jwk(Path(path))
-    except VerificationError as exc:
+        ack_key = AckKey.load(args.ack_key) if args.ack_key else None
+    except (VerificationError, AckKeyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    warehouse = Warehouse(args.db, keys)
+    warehouse = Warehouse(args.db, keys, ack_key)
+    print(f"acknowledgements signed by {json.dumps(warehouse.ack_key.jwk)}", flush=True)
     warehouse.fault, warehouse.admin = args.fault, args.admin
     if args.http_port is not None:
         port = warehouse.start_http(

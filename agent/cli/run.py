@@ -14,10 +14,17 @@ def run(args: argparse.Namespace) -> int:
         from agent.config.model import load_config
 
         return run_once(load_config(args.config))
+    import logging
+
+    from agent.config.transport_notices import unsigned_ack_notices
     from agent.runtime.preflight import load_checked
     from agent.service import Service
+    from agent.support.logs import event
 
-    return Service(load_checked(args.config), args.config).run()
+    config = load_checked(args.config)
+    for notice in unsigned_ack_notices(config):
+        event(logging.getLogger("agent"), logging.WARNING, "acks_unauthenticated", notice=notice)
+    return Service(config, args.config).run()
 
 
 def add(sub: argparse._SubParsersAction) -> None:

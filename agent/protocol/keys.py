@@ -22,10 +22,11 @@ KEY_NAME = "station.key"
 JWK_NAME = "station.jwk"
 
 
-def generate_key(out_dir: Path) -> tuple[Path, Path]:
-    """Create ``station.key`` (PKCS#8 PEM, 0600) and ``station.jwk``; never overwrite."""
+def generate_key(out_dir: Path, name: str = "station") -> tuple[Path, Path]:
+    """Create ``{name}.key`` (PKCS#8 PEM, 0600) and ``{name}.jwk``; never overwrite. ``name``
+    ``warehouse``: the key a warehouse signs acknowledgements with (docs/protocol.md)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    key_path, jwk_path = out_dir / KEY_NAME, out_dir / JWK_NAME
+    key_path, jwk_path = out_dir / f"{name}.key", out_dir / f"{name}.jwk"
     for path in (key_path, jwk_path):
         if path.exists():
             raise KeyFileError(f"{path}: already exists; refusing to overwrite a station key")

@@ -11,8 +11,9 @@ existing buffer (``config validate`` runs it beside a running agent, as ``status
 signing key loads (present, a regular file of this user, mode 0600, an Ed25519 PKCS#8 key); the
 buffer's file can be opened and its directory exists or can be made and written to by this user; an
 existing buffer of this user opens (read-only) and its chain names this key
-(``agent.rotation.key_to_switch_to``); every file a transport names is there and readable, and its
-TLS files load as the transport will load them.
+(``agent.rotation.key_to_switch_to``); every file a transport names is there and readable, its
+TLS files load as the transport will load them, and its ``ack_keys`` (the warehouse's public
+keys) are one or more Ed25519 JWKs.
 
 Not checked, because ``run`` does not refuse them: a listening port in use or a host that does
 not resolve (a listening device or the station page is retried and logged, the others work on),
@@ -35,6 +36,7 @@ from agent.buffer import Buffer
 from agent.config.model import Config, load_config
 from agent.protocol.batch import Signer
 from agent.protocol.keys import load_private_key
+from agent.protocol.signed_ack import AckKeys
 from agent.records.rotation.keys import KeyFiles
 from agent.records.rotation.record import key_to_switch_to
 from agent.status.health import health_path
@@ -42,7 +44,7 @@ from agent.support.bounded import read_secret_file
 from agent.support.instance_lock import lock_path
 from agent.support.sections import TlsConfig
 from agent.transports.tls import client_context
-from core.errors import ConfigError, KeyFileError, StorageError
+from core.errors import ConfigError, KeyFileError, StorageError, VerificationError
 
 
 @dataclass(frozen=True)
@@ -152,6 +154,12 @@ def _transport_files(config: Config) -> list[Problem]:
         tls = getattr(section, "tls", None)
         if isinstance(tls, TlsConfig) and not missing:
             problems.extend(_tls(tls, f"transports[{i}].tls"))
+        ack_keys = getattr(section, "ack_keys", None)
+        if isinstance(ack_keys, Path) and not missing:
+            try:
+                AckKeys.load(ack_keys)  # as the transport will load it
+            except VerificationError as exc:
+                problems.append(Problem(f"transports[{i}].ack_keys", str(exc)))
     return problems
 
 

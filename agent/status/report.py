@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 from agent.buffer import Buffer, DeviceState
 from agent.buffer.retention import Hold
 from agent.config.model import Config
+from agent.config.transport_notices import unsigned_ack_notices
 from agent.status.figures import add_backlog_age, failing_for_s, rfc3339
 from agent.status.health import read_health
 from agent.status.key import key_lines, key_section
@@ -52,6 +53,7 @@ def gather(config: Config) -> dict[str, Any]:
     except sqlite3.DatabaseError as exc:
         raise StorageError(f"{path}: cannot read the buffer: {exc}") from None
     out["agent"] = _agent_state(read_health(path))
+    out["warnings"] = unsigned_ack_notices(config)
     error_us = max_error_us()
     out["clock"] = {
         "synchronized": None if error_us is None else error_us < MAX_ERROR_US,
@@ -207,6 +209,7 @@ def render(status: dict[str, Any]) -> str:
             "disciplines; check chrony or systemd-timesyncd (timedatectl)"
         )
     lines.extend(key_lines(status, lambda ms: _when(ms, ZoneInfo(status["timezone"]))))
+    lines.extend(f"  WARNING: {notice}" for notice in status.get("warnings", []))
     lines.append("transports:")
     for t in status["transports"]:
         if t.get("status_module"):

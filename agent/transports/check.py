@@ -5,17 +5,34 @@ TCP reachability and a verified TLS handshake.
 transport, ``check(section, station, timeout) -> Verdict`` of ``agent/transports/<type>/check.py``:
 each step a verdict line (``ok`` or ``FAILED``) saying what was tried and, on failure, what to
 check; the first failed step ends that transport's checks. No batch is sent and the buffer is not
-opened.
+opened. With ``ack_keys`` (the warehouse's public keys) a transport also proves that the warehouse's
+acknowledgements verify, by a real round trip: it sends ``ack_probe``, a batch signed by a
+throwaway key the warehouse cannot know, which it answers ``retry`` (425: a key it does not know
+yet) storing nothing, and checks the signed acknowledgement (``ack_verified``).
 """
 
 from __future__ import annotations
 
+import json
 import socket
 import ssl
 from dataclasses import dataclass, field
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from agent.protocol.jws import chain_digest, parse_compact, public_jwk, sign_compact
+from agent.protocol.signed_ack import AckKeys, check_ack
+from core.errors import VerificationError
+
 TIMEOUT_S = 10.0
+PROBE_SEQ = 2**62  # far beyond any station's chain
+UNSIGNED_ACKS = (
+    "acknowledgements are not authenticated (no ack_keys): anyone who can publish on the "
+    "station's acks topic or answer in the warehouse's name can make a batch count as "
+    'delivered; pin the warehouse\'s public key: ack_keys = "warehouse.jwk" '
+    "(docs/protocol.md, Signed acknowledgements)"
+)
 
 
 @dataclass
@@ -71,3 +88,33 @@ def tls_verified(
     names = [value for rdn in cert.get("subject", ()) for key, value in rdn if key == "commonName"]
     who = names[0] if names else "?"
     return verdict.step(True, f"TLS {version}, certificate of {who!r} verified")
+
+
+def ack_probe(station: str) -> tuple[bytes, str]:
+    """(JWS bytes, digest) of a probe batch: signed by a fresh key no warehouse knows, so it is
+    answered ``retry`` (425) and nothing is stored or recorded as refused."""
+    key = Ed25519PrivateKey.generate()
+    payload = {"v": 3, "kind": "readings", "station": station, "seq": PROBE_SEQ, "prev": None,
+               "sealed_at": "2026-01-01T00:00:00.000Z", "descriptor": None,
+               "t0": "2026-01-01T00:00:00.000Z", "channels": []}  # fmt: skip
+    body = json.dumps(payload, separators=(",", ":")).encode()
+    jws = sign_compact(body, key, public_jwk(key.public_key())["kid"])
+    return jws.encode("ascii"), chain_digest(jws)
+
+
+def ack_verified(
+    verdict: Verdict, jws: object, keys: AckKeys, station: str, digest: str, where: str
+) -> bool:
+    """Whether ``jws`` is the warehouse's signed acknowledgement of the probe (``digest``)."""
+    try:
+        ack = check_ack(jws, keys, station)
+        if ack.seq != PROBE_SEQ or ack.digest != digest:
+            raise VerificationError(f"it names seq {ack.seq}, not the probe's")
+    except VerificationError as exc:
+        return verdict.step(
+            False, f"{where}: the acknowledgement does not verify with ack_keys ({exc})"
+        )
+    kid = parse_compact(str(jws)).header.get("kid")
+    return verdict.step(
+        True, f"{where}: acknowledgement signed by the warehouse (kid {kid}) verified"
+    )

@@ -209,7 +209,7 @@ def test_a_refused_alg_is_answered_400(chain, station_key, station_id, warehouse
 def test_the_http_answer_body_is_json_status_and_message(chain, station_id, warehouse) -> None:
     import http.client
 
-    _in_text('`{"status": 201, "message": "stored seq 42"}`')
+    _in_text('`{"status": 201, "message": "stored seq 42", "seq": 42, "digest": "…", "result":')
     port = warehouse.start_http()
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     try:
@@ -220,7 +220,13 @@ def test_the_http_answer_body_is_json_status_and_message(chain, station_id, ware
     finally:
         conn.close()
     assert response.status == 201 and response.getheader("Content-Type") == "application/json"
-    assert answer == {"status": 201, "message": "stored seq 1"}
+    jws = answer.pop("jws")  # signed: tests/warehouse/test_warehouse_signed_acks.py
+    assert isinstance(jws, str) and jws.count(".") == 2
+    digest = base64.urlsafe_b64encode(hashlib.sha256(chain[0].encode()).digest()).rstrip(b"=")
+    assert answer == {
+        "status": 201, "message": "stored seq 1", "seq": 1, "digest": digest.decode(),
+        "result": "stored",
+    }  # fmt: skip
 
 
 # --- MQTT: topics, digest, and when nothing is acknowledged ---------------------------------

@@ -7,7 +7,7 @@ import signal
 import threading
 
 from warehouse.commands import config_argument, open_configured
-from warehouse.config import WarehouseConfigError
+from warehouse.config import WarehouseConfigError, ack_key
 from warehouse.https_intake import HttpsIntake, tls_context
 from warehouse.intake import Intake
 
@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
         ) from None
     try:
         server = HttpsIntake(
-            Intake(store),
+            Intake(store, ack_key(config)),
             host=https.host,
             port=https.port,
             tls=tls,

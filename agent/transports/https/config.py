@@ -22,6 +22,10 @@ class HttpsTransportConfig(TransportSection):
     timeout_s: float = Field(default=15.0, gt=0, le=600)
     compression: Compression = "gzip"
     inflight: int = Field(default=4, ge=1, le=32)  # requests at once: a slow link's round trip
+    # The warehouse's public key(s) that sign its acknowledgements (a JWK or a JWK Set file,
+    # several keys while it rolls its key): only a signed ack naming the bytes sent counts.
+    # None: acknowledgements are not authenticated (a WARNING at start, in validate and status).
+    ack_keys: Path | None = None
 
     @model_validator(mode="after")
     def _https_unless_allowed(self) -> HttpsTransportConfig:
@@ -32,4 +36,5 @@ class HttpsTransportConfig(TransportSection):
         return self
 
     def files(self) -> dict[str, Path]:
-        return self.tls.files() if self.tls else {}
+        keys = {"ack_keys": self.ack_keys} if self.ack_keys is not None else {}
+        return {**(self.tls.files() if self.tls else {}), **keys}

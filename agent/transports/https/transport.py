@@ -8,6 +8,14 @@ requests at once (one connection each, kept alive), oldest batch first; their an
 any order, and the warehouse accepts a batch whose predecessor is still on its way (a gap it
 fills when that one arrives).
 
+With the warehouse's key(s) pinned (``ack_keys``), TLS verification stays the first line and the
+signed answer is the second: an answer of the warehouse's intake (2xx, 409, 400, 425) counts only
+through the acknowledgement signed in its body's ``jws`` (``agent.protocol.signed_ack``), naming
+this station, this seq and the digest of the JWS sent; its ``result`` decides (stored or
+duplicate: acknowledged; rejected: quarantined; retry: too early). Such an answer without a
+valid signed acknowledgement is a ``Retry`` (nothing counts as delivered), counted and logged
+at most once a minute (``https_ack_refused``).
+
 ``compression = "gzip"`` (default) sends the JWS gzip'd with ``Content-Encoding: gzip``; a
 warehouse that answers 415 to a compressed request is sent identity bodies from then on.
 
@@ -21,6 +29,7 @@ posted twice is acknowledged twice: the warehouse answers 409 to one it has).
 from __future__ import annotations
 
 import http.client
+import json
 import logging
 import queue
 import select
@@ -29,16 +38,21 @@ import threading
 import time
 from urllib.parse import urlsplit
 
-from agent.support.bounded import MAX_ANSWER
+from agent.protocol.jws import chain_digest
+from agent.protocol.signed_ack import AckKeys, check_ack
+from agent.support.bounded import MAX_ANSWER, check_json_depth
+from agent.support.log_limit import LimitedLog
 from agent.support.logs import event
 from agent.transports.compression import Bodies
 from agent.transports.https.config import HttpsTransportConfig
 from agent.transports.tls import client_context
 from core.batch import SealedBatch
+from core.errors import VerificationError
 from core.outcomes import Ack, OnOutcome, Outcome, Reject, Retry
 
 log = logging.getLogger("agent.transports.https")
 _RETRY_4XX = {401, 403, 404, 408, 425, 429}
+_SIGNED = {400, 409, 425}  # the intake's answers (with 2xx): they carry a signed acknowledgement
 HEADERS = {
     "Content-Type": "application/jose",
     "User-Agent": "station-agent",
@@ -78,6 +92,9 @@ class HttpsTransport:
         self._threads: list[threading.Thread] = []
         self._context: ssl.SSLContext | None = None
         self._bodies = Bodies(config.compression)
+        self.station = station
+        self.ack_keys = AckKeys.load(config.ack_keys) if config.ack_keys is not None else None
+        self.refusals = LimitedLog(log)
 
     def start(self, on_outcome: OnOutcome) -> None:
         self._on_outcome = self._bodies.releasing(on_outcome)
@@ -145,6 +162,8 @@ class HttpsTransport:
             self._bodies = Bodies("none")
             return Retry(f"HTTP 415 to a gzip body: {text.strip()[:200]}")
         outcome = classify(response.status, text)
+        if self.ack_keys is not None and (response.status in _SIGNED or isinstance(outcome, Ack)):
+            outcome = self._signed(batch, response.status, text)
         if response.status in (401, 403, 404):
             event(
                 log,
@@ -155,6 +174,34 @@ class HttpsTransport:
                 hint="check base_url, the station id and its registration at the warehouse",
             )
         return outcome
+
+    def _signed(self, batch: SealedBatch, status: int, text: str) -> Outcome:
+        """The outcome the warehouse's signed acknowledgement in the answer gives ``batch``."""
+        assert self.ack_keys is not None
+        try:
+            check_json_depth(text, 1)
+            answer = json.loads(text)
+            jws = answer.get("jws") if isinstance(answer, dict) else None
+            ack = check_ack(jws, self.ack_keys, self.station)
+            if ack.seq != batch.seq or ack.digest != chain_digest(batch.jws):
+                raise VerificationError(
+                    f"acknowledgement of seq {ack.seq} digest {ack.digest} replayed: the batch "
+                    f"sent is seq {batch.seq}"
+                )
+        except (ValueError, VerificationError) as exc:
+            reason = f"HTTP {status} not signed by the warehouse: {exc}"
+            self.refusals(logging.ERROR, "https_ack_refused", transport=self.name, reason=reason)
+            return Retry(reason)
+        if ack.result == "rejected":
+            return Reject(f"HTTP {status} (signed): {ack.reason}")
+        if ack.result == "retry":
+            return Retry(f"HTTP {status} (signed): {ack.reason}", too_early=True)
+        return Ack()
+
+    @property
+    def acks_refused(self) -> int:
+        """Answers refused for want of a valid signed acknowledgement, since start."""
+        return self.refusals.count("https_ack_refused")
 
     def stop(self, timeout_s: float = 5.0) -> None:
         deadline = time.monotonic() + timeout_s

@@ -13,17 +13,28 @@ out ``ack_timeout_s``.
 The agent accepts it only when ``digest`` is the digest of the bytes it sent for that seq: an
 acknowledgement of other bytes (a forged or confused one) is refused and logged. ``parse_ack``
 is bounded (size, types) and never raises anything but ``AckError``.
+
+With the warehouse's public key(s) pinned (``ack_keys``), only the signed statement in ``jws``
+counts (``agent.protocol.signed_ack``): an acknowledgement unsigned, signed by another key,
+altered, or about another station is refused. Every refusal is counted and logged at most once a
+minute with the count (``mqtt_ack_refused``, ``agent.support.log_limit``): anyone allowed to
+publish on the topic cannot flood the journal. ``AckDesk`` does all of it for the transport.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from dataclasses import dataclass
 
 from agent.protocol.jws import chain_digest
+from agent.protocol.signed_ack import AckKeys, check_ack
 from agent.support.bounded import check_json_depth
+from agent.support.log_limit import LimitedLog
+from core.errors import VerificationError
+from core.outcomes import Ack, Outcome, Reject, Retry
 
 MAX_ACK_BYTES = 4096
 RESULTS = ("stored", "duplicate", "rejected", "retry")
@@ -39,6 +50,7 @@ class WarehouseAck:
     digest: str
     result: str
     reason: str
+    jws: object = None  # the signed statement, if the warehouse signs (``jws`` member)
 
 
 def parse_ack(payload: bytes) -> WarehouseAck:
@@ -63,7 +75,7 @@ def parse_ack(payload: bytes) -> WarehouseAck:
     reason = data.get("reason", "")
     if not isinstance(reason, str):
         raise AckError(f"acknowledgement of seq {seq}: reason is not text")
-    return WarehouseAck(seq, digest, result, reason[:500])
+    return WarehouseAck(seq, digest, result, reason[:500], data.get("jws"))
 
 
 class AwaitedAcks:
@@ -118,3 +130,59 @@ class AwaitedAcks:
     def __len__(self) -> int:
         with self._lock:
             return len(self._awaited)
+
+
+class AckDesk:
+    """The acknowledgements of one MQTT transport: what was sent and awaits one (``awaited``),
+    and the judgement of each message on the acks topic (``outcome``)."""
+
+    def __init__(
+        self, station: str, keys: AckKeys | None, transport: str, logger: logging.Logger
+    ) -> None:
+        self.station, self.keys, self.transport = station, keys, transport
+        self.awaited = AwaitedAcks()
+        self.refusals = LimitedLog(logger)
+        self.last_refusal: str | None = None
+
+    @property
+    def refused(self) -> int:
+        """Acknowledgements refused since start (unreadable, unsigned, forged, replayed)."""
+        return self.refusals.count("mqtt_ack_refused")
+
+    def why(self) -> str:
+        """For a technician reading ``status``: the acks refused so far and the last reason."""
+        if self.last_refusal is None:
+            return ""
+        return f" ({self.refused} acknowledgement(s) refused, the last: {self.last_refusal})"
+
+    def _refuse(self, reason: str, seq: int | None = None) -> None:
+        self.last_refusal = reason[:200]
+        self.refusals(
+            logging.ERROR, "mqtt_ack_refused", transport=self.transport, seq=seq, reason=reason
+        )
+
+    def outcome(self, payload: bytes) -> tuple[int, Outcome] | None:
+        """(seq, outcome) when ``payload`` acknowledges a batch awaited with its bytes; None
+        when it is refused (counted, logged at most once a minute) or awaited by none."""
+        try:
+            ack = parse_ack(payload)
+        except AckError as exc:
+            self._refuse(str(exc))
+            return None
+        if self.keys is not None:
+            try:
+                signed = check_ack(ack.jws, self.keys, self.station)
+            except VerificationError as exc:
+                self._refuse(f"not signed by the warehouse: {exc}", ack.seq)
+                return None
+            ack = WarehouseAck(signed.seq, signed.digest, signed.result, signed.reason)
+        taken, refusal = self.awaited.match(ack)
+        if refusal is not None:
+            self._refuse(refusal, ack.seq)
+        if not taken:
+            return None
+        if ack.result == "rejected":
+            return ack.seq, Reject(f"warehouse: {ack.reason}")
+        if ack.result == "retry":  # too early (HTTP 425): nothing stored, send it again
+            return ack.seq, Retry(f"warehouse: not yet: {ack.reason}", too_early=True)
+        return ack.seq, Ack()

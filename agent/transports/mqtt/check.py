@@ -7,16 +7,29 @@ the station's prefix (a QoS 1 non-retained ``{"state": "check"}`` on the status 
 PUBACK's reason code says whether the broker lets the station publish; the retained
 online/offline status is left alone). MQTT 5 is used for the check only, since MQTT 3.1.1
 brokers drop a forbidden publish silently. The client id is the agent's with ``-check``
-appended, so a running agent is not disturbed.
+appended, so a running agent is not disturbed. With ``ack_keys``, last: a probe batch on the
+batches topic (``agent.transports.check.ack_probe``: signed by a key the warehouse cannot know, so
+answered ``retry`` and stored nowhere) whose acknowledgement must come and verify.
 """
 
 from __future__ import annotations
 
+import json
 import ssl
 import threading
+import time
 from typing import Any
 
-from agent.transports.check import TIMEOUT_S, Verdict, tcp_reachable, tls_verified
+from agent.protocol.signed_ack import AckKeys
+from agent.transports.check import (
+    TIMEOUT_S,
+    UNSIGNED_ACKS,
+    Verdict,
+    ack_probe,
+    ack_verified,
+    tcp_reachable,
+    tls_verified,
+)
 from agent.transports.mqtt.config import PLAIN_MQTT
 from agent.transports.tls import client_context
 
@@ -58,11 +71,19 @@ def check(cfg: Any, station: str, timeout: float = TIMEOUT_S) -> Verdict:
         answers["publish"] = reason_code
         done["publish"].set()
 
+    acks: list[bytes] = []
+    arrived = threading.Event()
+
+    def on_message(c, userdata, msg) -> None:
+        acks.append(msg.payload[:4096])
+        arrived.set()
+
     client.on_connect, client.on_subscribe, client.on_publish = (
         on_connect,
         on_subscribe,
         on_publish,
     )
+    client.on_message = on_message
     login = f"as {cfg.username!r}" if cfg.username else "anonymously"
     try:
         client.connect(cfg.host, cfg.port, keepalive=max(5, int(timeout)), clean_start=True)
@@ -113,7 +134,46 @@ def check(cfg: Any, station: str, timeout: float = TIMEOUT_S) -> Verdict:
             )
             return verdict
         verdict.step(True, f"publish under {prefix}/ allowed (no batch sent)")
+        if cfg.ack == "warehouse" and cfg.ack_keys is None:
+            verdict.notes.append(UNSIGNED_ACKS)
+        elif cfg.ack == "warehouse":
+            _probe(
+                verdict, client, prefix, station, AckKeys.load(cfg.ack_keys), acks, arrived, timeout
+            )
         return verdict
     finally:
         client.disconnect()
         client.loop_stop()
+
+
+def _probe(
+    verdict: Verdict,
+    client: Any,
+    prefix: str,
+    station: str,
+    keys: AckKeys,
+    acks: list[bytes],
+    arrived: threading.Event,
+    timeout: float,
+) -> None:
+    """Publish the probe; the warehouse's acknowledgement of it must verify."""
+    body, digest = ack_probe(station)
+    client.publish(f"{prefix}/batches", body, qos=1)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        arrived.wait(max(0.0, deadline - time.monotonic()))
+        arrived.clear()
+        for payload in list(acks):
+            try:
+                ack = json.loads(payload)
+            except ValueError:
+                continue
+            if isinstance(ack, dict) and ack.get("digest") == digest:
+                where = f"probe acknowledged on {prefix}/acks"
+                ack_verified(verdict, ack.get("jws"), keys, station, digest, where)
+                return
+    verdict.step(
+        False,
+        f"probe on {prefix}/batches: no acknowledgement within {timeout} s (is the warehouse "
+        "consuming, and this station registered there?)",
+    )

@@ -16,6 +16,7 @@ PLAIN_MQTT = (
     "unless this link is a closed network"
 )
 
+
 class MqttTransportConfig(TransportSection):
     """``[[transports]] type = "mqtt"``: publish to a broker with QoS 1."""
 
@@ -39,6 +40,10 @@ class MqttTransportConfig(TransportSection):
     # gzip: publish to .../batches/gzip; default gzip with warehouse acks (a warehouse that does
     # not read that topic never acknowledges: visible, nothing lost), none with broker acks.
     compression: Compression | None = None
+    # The warehouse's public key(s) that sign its acknowledgements (a JWK or a JWK Set file,
+    # several keys while it rolls its key): only a signed ack naming the bytes sent counts.
+    # None: acknowledgements are not authenticated (a WARNING at start, in validate and status).
+    ack_keys: Path | None = None
 
     @field_validator("topic_prefix")
     @classmethod
@@ -71,8 +76,15 @@ class MqttTransportConfig(TransportSection):
             self.compression = "gzip" if self.ack == "warehouse" else "none"
         return self
 
+    @model_validator(mode="after")
+    def _ack_keys_need_warehouse_acks(self) -> MqttTransportConfig:
+        if self.ack_keys is not None and self.ack == "broker":
+            raise ValueError("ack_keys pins the warehouse's signed acks: it needs ack = warehouse")
+        return self
+
     def files(self) -> dict[str, Path]:
-        return self.tls.files() if self.tls else {}
+        keys = {"ack_keys": self.ack_keys} if self.ack_keys is not None else {}
+        return {**(self.tls.files() if self.tls else {}), **keys}
 
 
 def check_topic_part(value: str) -> str:

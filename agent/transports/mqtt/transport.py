@@ -2,7 +2,8 @@
 to ``{prefix}/{station}/batches/gzip``, with ``compression = "gzip"``: ``.compression``).
 
 With ``ack = "warehouse"`` (the default) a batch is acknowledged only when the warehouse says,
-on ``{prefix}/{station}/acks``, that it stored these very bytes (``agent.transports.mqtt.acks``);
+on ``{prefix}/{station}/acks``, that it stored these very bytes (``agent.transports.mqtt.acks``:
+``AckDesk`` judges each message; with ``ack_keys`` only acknowledgements the warehouse signed);
 the broker's PUBACK only frees paho's in-flight slot; batches go out only once the broker has
 confirmed (SUBACK) the subscription to the acks on this connection. With ``ack = "broker"`` the
 PUBACK acknowledges it (a broker that loses its queue then loses the batch). Either way a batch
@@ -28,13 +29,14 @@ import time
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
+from agent.protocol.signed_ack import AckKeys
 from agent.support.logs import Repeats, event
 from agent.transports.compression import Bodies
-from agent.transports.mqtt.acks import AckError, AwaitedAcks, parse_ack
+from agent.transports.mqtt.acks import AckDesk
 from agent.transports.mqtt.config import MqttTransportConfig
 from agent.transports.tls import client_context
 from core.batch import SealedBatch
-from core.outcomes import Ack, OnOutcome, Reject, Retry
+from core.outcomes import Ack, OnOutcome, Retry
 
 log = logging.getLogger("agent.transports.mqtt")
 ACK_CHECK_S = 5.0  # overdue acknowledgements looked for this often (a quarter of short timeouts)
@@ -55,7 +57,9 @@ class MqttTransport:
         self.status_topic = f"{config.topic_prefix}/{station}/status"
         self.ack_topic = f"{config.topic_prefix}/{station}/acks"
         self._end_to_end = config.ack == "warehouse"
-        self._acks = AwaitedAcks()  # ack = "warehouse": batches the warehouse has not confirmed
+        keys = AckKeys.load(config.ack_keys) if config.ack_keys is not None else None
+        self.acks = AckDesk(station, keys, self.name, log)  # ack = "warehouse": judged there
+        self._acks = self.acks.awaited  # batches the warehouse has not confirmed
         self._lock = threading.Lock()  # never held while calling into paho (paho holds its own)
         self._waiting: dict[int, int | None] = {}  # mid -> seq (None: our status message)
         self._early: set[int] = set()  # PUBACKs that arrived before publish() returned
@@ -72,35 +76,18 @@ class MqttTransport:
         self.last_error: str | None = None
         self._diagnosed_at = 0.0
         self._repeats = Repeats(log)
-        self._client = self._make_client()
+        self._client, self._tls = new_client(config, station, self.status_topic)
+        c = self._client
+        c.on_connect, c.on_disconnect, c.on_publish = (
+            self._on_connect,
+            self._on_disconnect,
+            self._on_publish,
+        )
+        c.on_connect_fail, c.on_message = self._on_connect_fail, self._on_message
+        c.on_subscribe = self._on_subscribe
 
     def _status(self, state: str) -> str:
-        return json.dumps({"state": state, "station": self.station, "at": int(time.time())})
-
-    def _make_client(self) -> mqtt.Client:
-        cfg = self.config
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=cfg.client_id or f"station-agent-{self.station}",
-            clean_session=False,
-            protocol=mqtt.MQTTv311,
-        )
-        client.max_inflight_messages_set(self.window)
-        client.reconnect_delay_set(1, 30)
-        if cfg.username is not None:
-            password = cfg.password.get_secret_value() if cfg.password else None
-            client.username_pw_set(cfg.username, password)
-        self._tls = client_context(cfg.tls) if cfg.tls is not None else None
-        if self._tls is not None:
-            client.tls_set_context(self._tls)
-        client.will_set(self.status_topic, self._status("offline"), qos=1, retain=True)
-        client.on_connect = self._on_connect
-        client.on_disconnect = self._on_disconnect
-        client.on_publish = self._on_publish
-        client.on_connect_fail = self._on_connect_fail
-        client.on_message = self._on_message
-        client.on_subscribe = self._on_subscribe
-        return client
+        return status_message(state, self.station)
 
     def start(self, on_outcome: OnOutcome) -> None:
         self._on_outcome = self._bodies.releasing(on_outcome)
@@ -220,29 +207,9 @@ class MqttTransport:
 
     def _on_message(self, client, userdata, msg) -> None:
         """An acknowledgement from the warehouse (the only topic subscribed to)."""
-        try:
-            ack = parse_ack(msg.payload)
-        except AckError as exc:
-            event(log, logging.ERROR, "mqtt_ack_refused", transport=self.name, reason=str(exc))
-            return
-        taken, refusal = self._acks.match(ack)
-        if refusal is not None:
-            event(
-                log,
-                logging.ERROR,
-                "mqtt_ack_refused",
-                transport=self.name,
-                seq=ack.seq,
-                reason=refusal,
-            )
-        if not taken:
-            return
-        if ack.result == "rejected":
-            self._on_outcome(ack.seq, Reject(f"warehouse: {ack.reason}"))
-        elif ack.result == "retry":  # too early (HTTP 425): nothing stored, send it again
-            self._on_outcome(ack.seq, Retry(f"warehouse: not yet: {ack.reason}", too_early=True))
-        else:
-            self._on_outcome(ack.seq, Ack())
+        answered = self.acks.outcome(msg.payload)
+        if answered is not None:
+            self._on_outcome(*answered)
 
     def _watch_acks(self) -> None:
         """Report ``Retry`` for batches whose acknowledgement is overdue on a live connection."""
@@ -254,7 +221,11 @@ class MqttTransport:
                 with self._lock:  # held back and never published: the Retry re-submits it
                     self._held = [b for b in self._held if b.seq != late]
                 self._on_outcome(
-                    late, Retry(f"no acknowledgement from the warehouse within {timeout} s")
+                    late,
+                    Retry(
+                        f"no acknowledgement from the warehouse within {timeout} s"
+                        + self.acks.why()
+                    ),
                 )
             overdue: list[int] = []
             with self._lock:
@@ -314,6 +285,33 @@ class MqttTransport:
                 pass
         self._client.disconnect()
         self._client.loop_stop()
+
+
+def status_message(state: str, station: str) -> str:
+    """The retained status message: ``online``, ``offline`` (also the last will)."""
+    return json.dumps({"state": state, "station": station, "at": int(time.time())})
+
+
+def new_client(
+    cfg: MqttTransportConfig, station: str, status_topic: str
+) -> tuple[mqtt.Client, ssl.SSLContext | None]:
+    """paho's client for the transport (persistent session, stable id, last will), its TLS."""
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=cfg.client_id or f"station-agent-{station}",
+        clean_session=False,
+        protocol=mqtt.MQTTv311,
+    )
+    client.max_inflight_messages_set(cfg.inflight)
+    client.reconnect_delay_set(1, 30)
+    if cfg.username is not None:
+        password = cfg.password.get_secret_value() if cfg.password else None
+        client.username_pw_set(cfg.username, password)
+    tls = client_context(cfg.tls) if cfg.tls is not None else None
+    if tls is not None:
+        client.tls_set_context(tls)
+    client.will_set(status_topic, status_message("offline", station), qos=1, retain=True)
+    return client, tls
 
 
 def diagnose(host: str, port: int, tls: ssl.SSLContext | None, timeout: float = 3.0) -> str:
