@@ -11,10 +11,11 @@ Kept apart from the gathering (``agent.status.report``) so either can change wit
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from datetime import UTC, datetime
 from typing import Any
+
+from agent.buffer import Buffer
 
 EXIT_OK, EXIT_NOT_RUNNING, EXIT_TRANSPORT_FAILING = 0, 3, 4
 DEFAULT_FAIL_AFTER_S = 900.0
@@ -27,30 +28,10 @@ def rfc3339(ms: int | None) -> str | None:
     return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
-def oldest_unacked_reading_ms(db: sqlite3.Connection, transport: str) -> int | None:
-    """When the oldest reading not yet acknowledged by ``transport`` was taken (readings are
-    stored in time order, so it is the first one of the oldest batch it still owes, or the
-    first unsealed one). None when it owes nothing."""
-    row = db.execute(
-        "SELECT first_id FROM batches b WHERE NOT EXISTS (SELECT 1 FROM deliveries d "
-        "WHERE d.transport = ? AND d.seq = b.seq) ORDER BY seq LIMIT 1",
-        (transport,),
-    ).fetchone()
-    if row is None:
-        head = db.execute("SELECT max(last_id) FROM batches").fetchone()
-        first_id = (head[0] or 0) + 1
-    else:
-        first_id = row[0]
-    reading = db.execute(
-        "SELECT time_ms FROM readings WHERE id >= ? ORDER BY id LIMIT 1", (first_id,)
-    ).fetchone()
-    return reading[0] if reading else None
-
-
-def add_backlog_age(status: dict[str, Any], db: sqlite3.Connection, now_ms: int) -> None:
+def add_backlog_age(status: dict[str, Any], buffer: Buffer, now_ms: int) -> None:
     """Put each transport's oldest unacknowledged reading (time, age) into ``status``."""
     for t in status["transports"]:
-        oldest = oldest_unacked_reading_ms(db, t["name"])
+        oldest = buffer.ledger.oldest_unacked_reading_ms(t["name"])
         t["oldest_unacked_reading_at_ms"] = oldest
         t["oldest_unacked_reading_age_s"] = (
             None if oldest is None else round(max(0, now_ms - oldest) / 1000, 1)

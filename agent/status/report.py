@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import importlib
 import os
-import sqlite3
 import time
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from agent.buffer import Buffer, DeviceState
+from agent.buffer import Buffer, DatabaseError, DeviceState
 from agent.buffer.retention import Hold
 from agent.config.model import Config
 from agent.status.figures import add_backlog_age, failing_for_s, rfc3339
@@ -45,11 +44,10 @@ def gather(config: Config) -> dict[str, Any]:
         buffer = Buffer(path, read_only=True)
         try:
             out = _gather(buffer, config)
-            with buffer.file.read() as conn:
-                add_backlog_age(out, conn, int(time.time() * 1000))
+            add_backlog_age(out, buffer, int(time.time() * 1000))
         finally:
             buffer.close()
-    except sqlite3.DatabaseError as exc:
+    except DatabaseError as exc:
         raise StorageError(f"{path}: cannot read the buffer: {exc}") from None
     out["agent"] = _agent_state(read_health(path))
     error_us = max_error_us()
@@ -98,8 +96,7 @@ def _gather(buffer: Buffer, config: Config) -> dict[str, Any]:
     holds = {h.transport: h for h in buffer.retention.holds([t.name for t in config.transports])}
     for t in config.transports:
         if t.status_module:  # files from stored readings, with a ledger of their own
-            with buffer.file.read() as conn:
-                gathered = importlib.import_module(t.status_module).gather(conn, t)
+            gathered = importlib.import_module(t.status_module).gather(buffer, t)
             out["transports"].append({**gathered, "status_module": t.status_module})
             continue
         batches, readings, oldest = buffer.ledger.backlog(t.name)

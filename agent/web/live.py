@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agent.buffer import Buffer, DeviceState
-from agent.status.figures import oldest_unacked_reading_ms
 from agent.support.clock_sync import MAX_ERROR_US, max_error_us
 from drivers.base import WireCounters
 
@@ -91,8 +90,7 @@ class StationView:
         out: dict[str, dict[str, Any]] = {}
         for sender in self.agent.senders:
             batches, readings, _oldest = buffer.ledger.backlog(sender.name)
-            with buffer.file.read() as conn:
-                oldest_ms = oldest_unacked_reading_ms(conn, sender.name)
+            oldest_ms = buffer.ledger.oldest_unacked_reading_ms(sender.name)
             last = buffer.ledger.last_acked(sender.name)
             quarantined = [seq for seq, _ in buffer.ledger.quarantined(sender.name)]
             out[sender.name] = {
