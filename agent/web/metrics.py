@@ -7,15 +7,13 @@ global one, so a reload starts clean.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from agent.support.clock_sync import MAX_ERROR_US, max_error_us
 from agent.web.live import StationView, buffer_bytes
 from drivers.base import WireCounters
 
@@ -32,6 +30,7 @@ class _AgentCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         agent, poller = self.agent, self.agent.poller
+        figures = self.view.sections()  # what status and the page show, computed once
 
         def per_device(name: str, doc: str, values: dict[str, int]) -> Metric:
             family = CounterMetricFamily(f"{PREFIX}_{name}", doc, labels=["device"])
@@ -52,15 +51,14 @@ class _AgentCollector(Collector):
         up = GaugeMetricFamily(
             f"{PREFIX}_device_up", "1 if the device's last poll had no error.", labels=["device"]
         )
-        for device in agent.config.devices:
-            last = poller.last.get(device.name)
-            up.add_metric([device.name], 1 if last and last[1] is None else 0)
+        for device in figures["devices"]:
+            up.add_metric([device["name"]], 1 if device["up"] else 0)
         yield up
         yield from self._wire()
         yield CounterMetricFamily(
             f"{PREFIX}_missed_polls",
             "Poll slots that could not start on time.",
-            poller.missed_polls,
+            figures["agent"].get("missed_polls") or 0,
         )
         yield CounterMetricFamily(
             f"{PREFIX}_batches_sealed", "Batches sealed since start.", agent.sealed
@@ -77,11 +75,11 @@ class _AgentCollector(Collector):
             labels=["transport"],
         )
         for sender in agent.senders:
-            acks.add_metric([sender.name], sender.acked)
             failures.add_metric([sender.name], sender.failures)
-            connected.add_metric([sender.name], 1 if sender.transport.connected() else 0)
-        for files in agent.file_transports:
-            acks.add_metric([files.name], files.delivered)
+        for t in figures["transports"]:
+            acks.add_metric([t["name"]], t.get("acked_since_start") or 0)
+            if t.get("connected") is not None:
+                connected.add_metric([t["name"]], 1 if t["connected"] else 0)
         yield acks
         yield failures
         yield connected
@@ -93,11 +91,10 @@ class _AgentCollector(Collector):
             "Age of the oldest reading not yet acknowledged (0: none).",
             labels=["transport"],
         )
-        now_ms = time.time() * 1000
-        for name, figures in self.view.backlog().items():
-            backlog.add_metric([name], figures["backlog_readings"])
-            at = figures["oldest_unacked_reading_ms"]
-            oldest.add_metric([name], 0 if at is None else max(0.0, (now_ms - at) / 1000))
+        for t in figures["transports"]:
+            if "backlog_readings" in t:  # batch transports (a period-file one counts files)
+                backlog.add_metric([t["name"]], t["backlog_readings"])
+                oldest.add_metric([t["name"]], t["oldest_unacked_reading_age_s"] or 0)
         yield backlog
         yield oldest
         yield GaugeMetricFamily(
@@ -105,7 +102,7 @@ class _AgentCollector(Collector):
             "Size of the buffer on disk (database and write-ahead log).",
             buffer_bytes(agent.config.buffer.path),
         )
-        yield from _clock()
+        yield from _clock(figures["clock"])
 
     def _wire(self) -> Iterator[Metric]:
         """Requests and failed requests by kind, per Modbus device (counted by its driver)."""
@@ -130,19 +127,19 @@ class _AgentCollector(Collector):
         yield errors
 
 
-def _clock() -> Iterator[Metric]:
-    error_us = max_error_us()
-    if error_us is None:
+def _clock(clock: dict[str, Any]) -> Iterator[Metric]:
+    """The clock section's figures (none when the kernel cannot be asked)."""
+    if clock["synchronized"] is None:
         return
     yield GaugeMetricFamily(
         f"{PREFIX}_clock_synchronized",
         "1 if the system clock is synchronized (kernel maximum error below 16 s, as timedatectl).",
-        1 if error_us < MAX_ERROR_US else 0,
+        1 if clock["synchronized"] else 0,
     )
     yield GaugeMetricFamily(
         f"{PREFIX}_clock_max_error_seconds",
         "The kernel's maximum error estimate of the system clock.",
-        error_us / 1e6,
+        clock["max_error_s"],
     )
 
 

@@ -97,7 +97,8 @@ class TransportsSection:
         for t in config.transports:
             if t.status_module:  # files from stored readings, with a ledger of their own
                 gathered = importlib.import_module(t.status_module).gather(buffer, t)
-                out.append({**gathered, "status_module": t.status_module})
+                live = _live(state, t.name, None)
+                out.append({**live, **gathered, "status_module": t.status_module})
             else:
                 out.append(_batch_transport(state, t, unsealed, holds.get(t.name)))
         return {"transports": out}
