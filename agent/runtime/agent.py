@@ -35,6 +35,7 @@ from agent.records.maintenance.watch import MaintenanceWatch
 from agent.records.rotation.record import KeyRotation
 from agent.runtime import pruning
 from agent.runtime.housekeeping import EVERY_S, Housekeeping
+from agent.runtime.view import AgentView
 from agent.seal.batch_size import BatchSizer
 from agent.seal.sealing import Sealer
 from agent.send.sender import Sender
@@ -126,6 +127,7 @@ class Agent:
         self.seal_error: str | None = None
         self.not_started: dict[str, str] = {}  # listening device -> why it could not start
         self._health = HealthFile(health_path(config.buffer.path))
+        self.view = AgentView(self)  # all the page and /metrics read; the health file too
         self._started_ms = int(time.time() * 1000)
         # Polls: at most room per device for its poll and one late run behind it (a slow device
         # must not delay another's poll; capped, since devices on one serial bus take turns
@@ -162,7 +164,7 @@ class Agent:
         if config.web is not None:  # imported only then: prometheus-client costs RSS
             from agent.web.server import WebServer
 
-            self.web = WebServer(self, config.web)
+            self.web = WebServer(self.view, config.web)
 
     def start(self) -> None:
         """Seal the descriptor if it changed, open devices, start senders and the timed duties;
@@ -333,7 +335,7 @@ class Agent:
     def write_health(self) -> None:
         self._health_beat = time.monotonic()
         try:
-            self._health.write(self.health())
+            self._health.write(self.view.health())
         except OSError as exc:  # reporting must never stop the agent
             event(log, logging.WARNING, "health_write_failed", error=str(exc))
 
@@ -375,7 +377,7 @@ class Agent:
                 self._close(driver)
         backlog = {s.name: s.buffer.first_pending_seq(s.name) for s in self.senders}
         self.buffer.close()
-        self._health.write({**self.health(), "pid": None, "stopped": True})
+        self._health.write({**self.view.health(), "pid": None, "stopped": True})
         self._health.close()
         if self._own_lock:
             self.lock.release()

@@ -3,7 +3,7 @@
 The buffer is read through its own read-only connection (``Buffer(path, read_only=True)``, as
 ``status`` does): the page never takes the agent's write lock nor changes the file. Live values
 come from the poller's memory (each device's last poll); a Modbus device's raw registers and
-request counters from its driver (``drivers.base.WireCounters``). Every other figure (clock
+request counters from its driver (``agent.web.view.DeviceLive``). Every other figure (clock
 sync, backlog, device state, maintenance, key, missed polls) is a status section's
 (``agent.status.sections``): the page shows what ``status`` says, in the same words.
 """
@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 
 from agent.buffer import Buffer
 from agent.status.sections import StationState, gather_all, merged
-from drivers.base import WireCounters
 
 if TYPE_CHECKING:
     from agent.web.view import RuntimeView
@@ -101,32 +100,28 @@ class StationView:
     def _devices(self, section: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The devices section, each with its last poll from the agent's memory: time, error,
         channels (value, status, raw registers) and a Modbus driver's request counters."""
-        agent = self.agent
         by_name = {d["name"]: d for d in section}
+        channels_of = {d.name: getattr(d, "channels", ()) for d in self.agent.config.devices}
         out = []
-        for dcfg, driver in zip(agent.config.devices, agent.drivers, strict=True):
-            readings, error, at_ms = agent.poller.last.get(dcfg.name, ([], None, None))
-            wire = driver if isinstance(driver, WireCounters) else None
-            raw = wire.raw_registers() if wire else {}
+        for live in self.agent.devices():
             channels = [
                 {"param": r.param, "unit": r.unit, "value": r.value, "status": r.status}
-                | {"error": r.error, "raw": raw.get(r.param)}
-                for r in readings
+                | {"error": r.error, "raw": live.raw.get(r.param)}
+                for r in live.readings
             ] or [
                 {"param": c.param, "unit": c.unit, "value": None, "status": None, "error": None}
                 | {"raw": None}
-                for c in getattr(dcfg, "channels", ())
+                for c in channels_of.get(live.name, ())
             ]
-            requests, errors = wire.request_counts() if wire else (None, {})
             out.append(
-                by_name[dcfg.name]
+                by_name[live.name]
                 | {
-                    "driver": dcfg.driver,
-                    "time_ms": at_ms,
-                    "error": error,
+                    "driver": live.driver,
+                    "time_ms": live.time_ms,
+                    "error": live.error,
                     "channels": channels,
-                    "requests": requests,
-                    "request_errors": errors,
+                    "requests": live.requests,
+                    "request_errors": live.request_errors,
                 }
             )
         return out

@@ -15,10 +15,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from agent.web.live import StationView, buffer_bytes
-from drivers.base import WireCounters
 
 if TYPE_CHECKING:
-    from agent.web.view import RuntimeView
+    from agent.web.view import DeviceLive, RuntimeView
 
 PREFIX = "station_agent"
 POLL_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -29,24 +28,24 @@ class _AgentCollector(Collector):
         self.agent, self.view = agent, view
 
     def collect(self) -> Iterator[Metric]:
-        agent, poller = self.agent, self.agent.poller
+        agent, devices = self.agent, self.agent.devices()
         figures = self.view.sections()  # what status and the page show, computed once
 
         def per_device(name: str, doc: str, values: dict[str, int]) -> Metric:
             family = CounterMetricFamily(f"{PREFIX}_{name}", doc, labels=["device"])
-            for device in [d.name for d in agent.config.devices]:
-                family.add_metric([device], values.get(device, 0))
+            for device, value in values.items():
+                family.add_metric([device], value)
             return family
 
         yield per_device(
             "readings_polled",
             "Readings the devices answered (missed poll slots not included).",
-            poller.read_by_device,
+            {d.name: d.read_since_start for d in devices},
         )
         yield per_device(
             "readings_stored",
             "Readings committed to the buffer (missed slots' fault readings included).",
-            poller.stored_by_device,
+            {d.name: d.stored_since_start for d in devices},
         )
         up = GaugeMetricFamily(
             f"{PREFIX}_device_up", "1 if the device's last poll had no error.", labels=["device"]
@@ -54,7 +53,7 @@ class _AgentCollector(Collector):
         for device in figures["devices"]:
             up.add_metric([device["name"]], 1 if device["up"] else 0)
         yield up
-        yield from self._wire()
+        yield from _wire(devices)
         yield CounterMetricFamily(
             f"{PREFIX}_missed_polls",
             "Poll slots that could not start on time.",
@@ -74,8 +73,9 @@ class _AgentCollector(Collector):
             "1 if the transport can deliver now.",
             labels=["transport"],
         )
-        for sender in agent.senders:
-            failures.add_metric([sender.name], sender.failures)
+        for t in agent.transports():
+            if t.batches:
+                failures.add_metric([t.name], t.send_failures)
         for t in figures["transports"]:
             acks.add_metric([t["name"]], t.get("acked_since_start") or 0)
             if t.get("connected") is not None:
@@ -104,27 +104,27 @@ class _AgentCollector(Collector):
         )
         yield from _clock(figures["clock"])
 
-    def _wire(self) -> Iterator[Metric]:
-        """Requests and failed requests by kind, per Modbus device (counted by its driver)."""
-        requests = CounterMetricFamily(
-            f"{PREFIX}_modbus_requests",
-            "Modbus requests sent (each try counts).",
-            labels=["device"],
-        )
-        errors = CounterMetricFamily(
-            f"{PREFIX}_modbus_errors",
-            "Modbus requests that failed, by kind: timeout, crc, incomplete, unit_mismatch, "
-            "function_mismatch, malformed, link_down, exception_N (Modbus exception code N).",
-            labels=["device", "kind"],
-        )
-        for driver in self.agent.drivers:
-            if isinstance(driver, WireCounters):
-                sent, failed = driver.request_counts()
-                requests.add_metric([driver.name], sent)
-                for kind, count in sorted(failed.items()):
-                    errors.add_metric([driver.name, kind], count)
-        yield requests
-        yield errors
+
+def _wire(devices: list[DeviceLive]) -> Iterator[Metric]:
+    """Requests and failed requests by kind, per Modbus device (counted by its driver)."""
+    requests = CounterMetricFamily(
+        f"{PREFIX}_modbus_requests",
+        "Modbus requests sent (each try counts).",
+        labels=["device"],
+    )
+    errors = CounterMetricFamily(
+        f"{PREFIX}_modbus_errors",
+        "Modbus requests that failed, by kind: timeout, crc, incomplete, unit_mismatch, "
+        "function_mismatch, malformed, link_down, exception_N (Modbus exception code N).",
+        labels=["device", "kind"],
+    )
+    for device in devices:
+        if device.requests is not None:
+            requests.add_metric([device.name], device.requests)
+            for kind, count in sorted(device.request_errors.items()):
+                errors.add_metric([device.name, kind], count)
+    yield requests
+    yield errors
 
 
 def _clock(clock: dict[str, Any]) -> Iterator[Metric]:
@@ -156,7 +156,7 @@ class Metrics:
             buckets=POLL_BUCKETS,
             registry=self.registry,
         )
-        agent.poller.on_poll = self.observe_poll
+        agent.on_poll(self.observe_poll)
 
     def observe_poll(self, device: str, seconds: float) -> None:
         self.poll_seconds.labels(device).observe(seconds)
