@@ -23,13 +23,15 @@ def _alive(pid: object) -> bool:
     return True
 
 
-def running(health: dict[str, Any] | None, now_ms: int) -> bool:
+def running(
+    health: dict[str, Any] | None, now_ms: int, within_s: float = RUNNING_WITHIN_S
+) -> bool:
     """Whether the agent that wrote ``health`` is running: a live process that rewrote its
-    report within ``RUNNING_WITHIN_S``."""
+    report within ``within_s``."""
     if not health:
         return False
     age_s = (now_ms - (health.get("updated_at_ms") or 0)) / 1000
-    return _alive(health.get("pid")) and age_s < RUNNING_WITHIN_S
+    return _alive(health.get("pid")) and age_s < within_s
 
 
 class AgentSection:
