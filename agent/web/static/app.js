@@ -44,11 +44,16 @@ function condition(state) {
   return state === "never polled" ? "waiting" : "partial";  // "partly failing: A, B"
 }
 
+// When the buffer last recorded a poll of the device (before this agent's first poll of it).
+function lastPoll(d) {
+  return Math.max(d.last_good_ms || 0, d.last_error_at_ms || 0) || null;
+}
+
 function device(d) {
   const raw = d.channels.some((c) => c.raw !== null && c.raw !== undefined);
   const head = el("h3", {}, el("span", {}, d.name + " (" + d.driver + ")"),
     el("span", { class: "muted" }, d.state === "never polled" ? "waiting for the first poll"
-      : d.state + " · " + when(d.time_ms)));
+      : d.state + " · " + when(d.time_ms ?? lastPoll(d))));
   const body = el("tbody");
   for (const c of d.channels) {
     const row = el("tr", { class: "channel s" + (c.status || ""), "data-param": c.param },
