@@ -173,26 +173,6 @@ class DeliveryLedger:
             ).fetchone()
         return (row[0], row[1]) if row else None
 
-    def oldest_unacked_reading_ms(self, transport: str) -> int | None:
-        """When the oldest reading not yet acknowledged by ``transport`` was taken (readings are
-        stored in time order, so it is the first one of the oldest batch it still owes, or the
-        first unsealed one). None when it owes nothing."""
-        with self.file.read() as conn:
-            row = conn.execute(
-                "SELECT first_id FROM batches b WHERE NOT EXISTS (SELECT 1 FROM deliveries d "
-                "WHERE d.transport = ? AND d.seq = b.seq) ORDER BY seq LIMIT 1",
-                (transport,),
-            ).fetchone()
-            if row is None:
-                head = conn.execute("SELECT max(last_id) FROM batches").fetchone()
-                first_id = (head[0] or 0) + 1
-            else:
-                first_id = row[0]
-            reading = conn.execute(
-                "SELECT time_ms FROM readings WHERE id >= ? ORDER BY id LIMIT 1", (first_id,)
-            ).fetchone()
-        return reading[0] if reading else None
-
     def quarantined(self, transport: str) -> list[tuple[int, str]]:
         """(seq, reason) of every batch quarantined for ``transport``, oldest first."""
         with self.file.read() as conn:

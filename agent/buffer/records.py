@@ -1,5 +1,6 @@
 """What the record kinds (``agent.records``) and ``status`` read and write of the buffer besides
-readings: ``meta`` rows, record batches by kind, and which transports acknowledged a batch.
+readings: ``meta`` rows, record batches by kind, which transports acknowledged a batch, and the
+oldest reading a transport still owes.
 
 The callers decode the payloads themselves (the record bodies are theirs); this part only runs
 the SQL, through the buffer file's one lock and transaction discipline (``agent.buffer.db``).
@@ -67,6 +68,26 @@ class RecordRows:
         with self.file.read() as conn:
             row = conn.execute("SELECT sealed_at_ms FROM batches WHERE seq = ?", (seq,)).fetchone()
         return row[0] if row else None
+
+    def oldest_unacked_reading_ms(self, transport: str) -> int | None:
+        """When the oldest reading not yet acknowledged by ``transport`` was taken (readings are
+        stored in time order, so it is the first one of the oldest batch it still owes, or the
+        first unsealed one). None when it owes nothing."""
+        with self.file.read() as conn:
+            row = conn.execute(
+                "SELECT first_id FROM batches b WHERE NOT EXISTS (SELECT 1 FROM deliveries d "
+                "WHERE d.transport = ? AND d.seq = b.seq) ORDER BY seq LIMIT 1",
+                (transport,),
+            ).fetchone()
+            if row is None:
+                head = conn.execute("SELECT max(last_id) FROM batches").fetchone()
+                first_id = (head[0] or 0) + 1
+            else:
+                first_id = row[0]
+            reading = conn.execute(
+                "SELECT time_ms FROM readings WHERE id >= ? ORDER BY id LIMIT 1", (first_id,)
+            ).fetchone()
+        return reading[0] if reading else None
 
     def acked_by(self, seq: int) -> set[str]:
         """The transports that acknowledged batch ``seq``."""

@@ -62,7 +62,7 @@ def _batch_transport(state: StationState, t: Any, unsealed: int, hold: Hold | No
     ledger, now_ms = state.buffer.ledger, state.now_ms
     batches, readings, oldest_seq = ledger.backlog(t.name)
     last = ledger.last_acked(t.name)
-    oldest_ms = ledger.oldest_unacked_reading_ms(t.name)
+    oldest_ms = state.buffer.records.oldest_unacked_reading_ms(t.name)
     quarantined = ledger.quarantined(t.name)
     return {
         "name": t.name,
