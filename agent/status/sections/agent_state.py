@@ -23,9 +23,7 @@ def _alive(pid: object) -> bool:
     return True
 
 
-def running(
-    health: dict[str, Any] | None, now_ms: int, within_s: float = RUNNING_WITHIN_S
-) -> bool:
+def running(health: dict[str, Any] | None, now_ms: int, within_s: float = RUNNING_WITHIN_S) -> bool:
     """Whether the agent that wrote ``health`` is running: a live process that rewrote its
     report within ``within_s``."""
     if not health:
