@@ -16,53 +16,23 @@ quarantine, failing since, a period-file transport's own figures such as TT10's)
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from agent.buffer import Buffer
-from agent.config.model import Config
+from agent.status.sections.agent_state import AgentSection
+from agent.status.sections.base import StationState, StatusSection
+from agent.status.sections.buffer_state import BufferSection
+from agent.status.sections.clock import ClockSection
+from agent.status.sections.devices import DevicesSection
+from agent.status.sections.maintenance import MaintenanceSection
+from agent.status.sections.signing import SigningSection
+from agent.status.sections.transports import TransportsSection
 
-
-@dataclass(frozen=True)
-class StationState:
-    """Everything a section may read: one station at one moment."""
-
-    buffer: Buffer
-    config: Config
-    health: dict[str, Any] | None  # the agent's health report (None: none written)
-    running: bool  # an agent is running on this buffer (its report is current)
-    now_ms: int
-
-    @property
-    def tz(self) -> ZoneInfo:
-        return ZoneInfo(self.config.station.timezone)
-
-
-class StatusSection(Protocol):
-    """One feature's part of ``status``, the page and ``/metrics``."""
-
-    name: str
-
-    def gather(self, state: StationState) -> dict[str, Any]:
-        """The section's figures (top-level keys of ``status --json``)."""
-        ...
-
-    def lines(self, section: dict[str, Any], tz: ZoneInfo) -> list[str]:
-        """The section as ``status`` prints it, from what ``gather`` gave."""
-        ...
+__all__ = ["StationState", "StatusSection", "gather_all", "merged", "render_all", "sections"]
 
 
 def sections() -> list[StatusSection]:
     """Every section, in the order ``status`` prints them."""
-    from agent.status.sections.agent_state import AgentSection
-    from agent.status.sections.buffer_state import BufferSection
-    from agent.status.sections.clock import ClockSection
-    from agent.status.sections.devices import DevicesSection
-    from agent.status.sections.maintenance import MaintenanceSection
-    from agent.status.sections.signing import SigningSection
-    from agent.status.sections.transports import TransportsSection
-
     return [
         BufferSection(),
         AgentSection(),

@@ -6,7 +6,7 @@ import os
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from agent.status.sections import StationState
+from agent.status.sections.base import StationState
 
 RUNNING_WITHIN_S = 30  # the agent rewrites its health report every second
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from agent.status.sections import StationState
+from agent.status.sections.base import StationState
 
 
 class BufferSection:

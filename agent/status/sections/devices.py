@@ -8,7 +8,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from agent.buffer import Buffer, DeviceState
-from agent.status.sections import StationState
+from agent.status.sections.base import StationState
 from agent.status.sections.when import when
 
 

@@ -6,7 +6,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from agent.status.maintenance import status_lines, status_section
-from agent.status.sections import StationState
+from agent.status.sections.base import StationState
 
 
 class MaintenanceSection:

@@ -6,7 +6,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from agent.status.key import key_lines, key_section
-from agent.status.sections import StationState
+from agent.status.sections.base import StationState
 from agent.status.sections.when import when
 
 

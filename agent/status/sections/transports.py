@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 from agent.buffer.retention import Hold
 from agent.status.figures import rfc3339
-from agent.status.sections import StationState
+from agent.status.sections.base import StationState
 from agent.status.sections.when import when
 
 MAX_LISTED = 50  # quarantined batches listed per transport (``quarantined_count``: all of them)
