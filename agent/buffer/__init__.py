@@ -12,6 +12,8 @@ One file, split by concern into parts that share it:
 | retention (prune, consumers' holds) | ``retention.Retention`` | |
 | device health | ``devices.DeviceHealth`` | devices |
 | maintenance windows | ``maintenance.MaintenanceLog`` | maintenance |
+| meta rows, record batches by kind | ``records.RecordRows`` | meta, batches, deliveries |
+| TT10 files delivered (own connection) | ``tt10.Tt10Ledger`` | tt10_files, tt10_cursor |
 
 **How a transaction is taken** (the one discipline; see ``db``): every write goes through
 ``BufferFile.write(what, fn)``: the one connection's lock, ``BEGIN IMMEDIATE``, ``fn(conn)``,
@@ -53,6 +55,7 @@ from agent.buffer.devices import DeviceHealth, DeviceState
 from agent.buffer.ledger import ACKED, QUARANTINED, DeliveryLedger
 from agent.buffer.maintenance import MaintenanceLog
 from agent.buffer.readings import ReadingRow, ReadingsStore
+from agent.buffer.records import RecordRows
 from agent.buffer.retention import ReadingsConsumer, Retention
 from agent.buffer.schema import SCHEMA_VERSION
 from core.batch import SealedBatch
@@ -61,8 +64,12 @@ from core.reading import Reading
 # One poll to store: (device, readings, error, time_ms, unsynced); see ``Buffer.store_poll``.
 Poll = tuple[str | None, Sequence[Reading], str | None, int | None, bool]
 
+# What a read of the buffer raises when the file is damaged or not a buffer (``status``).
+DatabaseError = sqlite3.DatabaseError
+
 __all__ = [
     "ACKED",
+    "DatabaseError",
     "QUARANTINED",
     "SCHEMA_VERSION",
     "Buffer",
@@ -100,6 +107,7 @@ class Buffer:
         self.ledger = DeliveryLedger(self.file, self.chain)
         self.retention = Retention(self.file, self.store, self.chain, self.ledger)
         self.maintenance = MaintenanceLog(self.file)
+        self.records = RecordRows(self.file)
 
     @property
     def path(self) -> Path:

@@ -26,6 +26,9 @@ Versions:
    kind of a payload v3 record, which seals no readings; older rows ``readings``).
 5. table ``maintenance``: maintenance and calibration windows (``agent.buffer.maintenance``;
    ``AUTOINCREMENT``: a window's number is never used twice, also after pruning).
+6. tables ``tt10_files`` and ``tt10_cursor``: the TT10 transport's delivery ledger
+   (``agent.buffer.tt10``). Agents before this version created them themselves at the
+   transport's first start: a file that has them keeps them and their rows.
 
 A buffer written by a newer agent (higher version) is refused with a clear error.
 """
@@ -171,6 +174,22 @@ def _v5_maintenance(db: sqlite_utils.Database) -> None:
         db.execute(MAINTENANCE_TABLE)
 
 
+TT10_TABLES = (
+    "CREATE TABLE tt10_files (transport TEXT NOT NULL, period_ms INTEGER NOT NULL, "
+    "path TEXT NOT NULL, size INTEGER NOT NULL, delivered_ms INTEGER, attempts INTEGER NOT NULL "
+    "DEFAULT 0, last_error TEXT, last_try_ms INTEGER, PRIMARY KEY (transport, period_ms)) "
+    "WITHOUT ROWID",
+    "CREATE TABLE tt10_cursor (transport TEXT PRIMARY KEY, scanned_upto_ms INTEGER)",
+)
+
+
+def _v6_tt10_ledger(db: sqlite_utils.Database) -> None:
+    # The same statements the TT10 transport ran before it had a migration (IF NOT EXISTS:
+    # a buffer where it did keeps its tables and rows; sqlite_master stores them alike).
+    for create in TT10_TABLES:
+        db.execute(create.replace("CREATE TABLE", "CREATE TABLE IF NOT EXISTS", 1))
+
+
 # The schema every migration leads to, as SQLite stores it (sqlite_master.sql): a new file gets
 # it in one go, without importing sqlite-utils.
 LATEST = (
@@ -193,6 +212,7 @@ LATEST = (
     "   [faults] INTEGER\n)",
     "CREATE TABLE [meta] (\n   [key] TEXT PRIMARY KEY,\n   [value] TEXT\n)",
     MAINTENANCE_TABLE,
+    *TT10_TABLES,
 )
 
 Migration = Callable[["sqlite_utils.Database"], None]
@@ -202,6 +222,7 @@ MIGRATIONS: list[Migration] = [
     _v3_values_keep_their_kind,
     _v4_clock_flag_and_record_kinds,
     _v5_maintenance,
+    _v6_tt10_ledger,
 ]  # MIGRATIONS[n-1] makes version n
 SCHEMA_VERSION = len(MIGRATIONS)
 

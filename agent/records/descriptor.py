@@ -23,7 +23,6 @@ import base64
 import hashlib
 import json
 import logging
-import sqlite3
 import zlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -115,22 +114,19 @@ def body_digest(body: dict[str, Any]) -> str:
 
 def in_force(buffer: Buffer) -> InForce | None:
     """The descriptor in force in this buffer (None: none sealed yet)."""
-    with buffer.file.read() as conn:
-        row = conn.execute("SELECT value FROM meta WHERE key = ?", (_META_KEY,)).fetchone()
-        held = None
-        if row is not None:
-            data = json.loads(row[0])
-            held = InForce(int(data["seq"]), str(data["digest"]))
-        newest = _newest_record(conn)
+    value = buffer.records.meta(_META_KEY)
+    held = None
+    if value is not None:
+        data = json.loads(value)
+        held = InForce(int(data["seq"]), str(data["digest"]))
+    newest = _newest_record(buffer)
     if newest is not None and (held is None or newest.seq > held.seq):
         return newest
     return held
 
 
-def _newest_record(conn: sqlite3.Connection) -> InForce | None:
-    row = conn.execute(
-        "SELECT seq, payload FROM batches WHERE kind = ? ORDER BY seq DESC LIMIT 1", (KIND,)
-    ).fetchone()
+def _newest_record(buffer: Buffer) -> InForce | None:
+    row = buffer.records.newest_of_kind(KIND)
     if row is None:
         return None
     body = json.loads(zlib.decompress(row[1]))["body"]
@@ -139,13 +135,7 @@ def _newest_record(conn: sqlite3.Connection) -> InForce | None:
 
 def _remember(buffer: Buffer, held: InForce) -> None:
     value = json.dumps({"seq": held.seq, "digest": held.digest})
-    buffer.file.write(
-        "remembering the descriptor in force",
-        lambda conn: conn.execute(
-            "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (_META_KEY, value)
-        ),
-        durable=True,
-    )
+    buffer.records.put_meta("remembering the descriptor in force", _META_KEY, value)
 
 
 def _seal(agent: RecordSink, body: dict[str, Any], digest: str, why: str) -> SealedBatch:
@@ -174,9 +164,7 @@ def reseal_if_pruned(agent: RecordSink) -> SealedBatch | None:
     held = in_force(agent.buffer)
     if held is None:
         return None
-    with agent.buffer.file.read() as conn:
-        kept = conn.execute("SELECT 1 FROM batches WHERE seq = ?", (held.seq,)).fetchone()
-    if kept is not None:
+    if agent.buffer.records.sealed_at_ms(held.seq) is not None:  # its record is still kept
         return None
     body = descriptor_body(agent.config)
     digest = body_digest(body)

@@ -39,6 +39,7 @@ from agent.runtime.health_report import HealthReport
 from agent.runtime.housekeeping import EVERY_S, Housekeeping
 from agent.runtime.reload import make_web, reload_in_place
 from agent.runtime.seal_desk import SealDesk
+from agent.runtime.view import AgentView
 from agent.seal.batch_size import BatchSizer
 from agent.seal.sealing import Sealer
 from agent.send.sender import Sender
@@ -143,7 +144,8 @@ class Agent:
         )
         self.stuck_s = STUCK_S  # no progress this long: stuck (the service sets its watchdog)
         self.web: WebServer | None = None  # the station page and /metrics, when configured
-        self.web = make_web(self, config)
+        self.view = AgentView(self)  # all the page and /metrics read; the health file too
+        self.web = make_web(self.view, config)
 
     def _make_polls(self, config: Config) -> PollClock:
         """Polls: at most room per device for its poll and one late run behind it (a slow
@@ -270,7 +272,7 @@ class Agent:
         return self._health.report()
 
     def write_health(self) -> None:
-        self._health.write()
+        self._health.write(self.view.health())
 
     def prune(self) -> int:
         """See ``agent.runtime.pruning.prune``."""
@@ -301,7 +303,7 @@ class Agent:
         self.devices.close_polled()
         backlog = {s.name: s.buffer.first_pending_seq(s.name) for s in self.senders}
         self.buffer.close()
-        self._health.stopped()
+        self._health.stopped(self.view.health())
         if self._own_lock:
             self.lock.release()
         event(

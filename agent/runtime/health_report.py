@@ -56,10 +56,11 @@ class HealthReport:
             ),
         }
 
-    def write(self) -> None:
+    def write(self, report: dict[str, Any]) -> None:
+        """Write ``report`` (the running view's ``health()``: the dict the page reads too)."""
         self.beat = time.monotonic()
         try:
-            self._file.write(self.report())
+            self._file.write(report)
         except OSError as exc:  # reporting must never stop the agent
             event(log, logging.WARNING, "health_write_failed", error=str(exc))
 
@@ -67,7 +68,7 @@ class HealthReport:
         """The transports are about to stop on purpose: report them as they were."""
         self.transports.stopping(self.delivery.senders, self.delivery.file_transports)
 
-    def stopped(self) -> None:
-        """The last report: no process, stopped on purpose."""
-        self._file.write({**self.report(), "pid": None, "stopped": True})
+    def stopped(self, report: dict[str, Any]) -> None:
+        """The last report (``report`` as in ``write``): no process, stopped on purpose."""
+        self._file.write({**report, "pid": None, "stopped": True})
         self._file.close()

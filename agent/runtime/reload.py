@@ -34,6 +34,7 @@ from core.batch import SealedBatch
 
 if TYPE_CHECKING:
     from agent.web.server import WebServer
+    from agent.web.view import RuntimeView
 
 log = logging.getLogger("agent")
 
@@ -53,6 +54,9 @@ class Running(Protocol):
     stuck_s: float
     web: WebServer | None
 
+    @property
+    def view(self) -> RuntimeView: ...
+
     def seal_and_wake(self, final: bool = False) -> int: ...
 
     def request_record(self, kind: str, body: dict[str, Any]) -> SealedBatch: ...
@@ -61,14 +65,14 @@ class Running(Protocol):
 _RESTART_FIELDS = ("path", "durability", "max_disk_mb")  # of [buffer]: the open file's
 
 
-def make_web(agent: Any, config: Config) -> WebServer | None:
-    """The station page and /metrics when configured (imported only then: prometheus-client
-    costs RSS)."""
+def make_web(view: RuntimeView, config: Config) -> WebServer | None:
+    """The station page and /metrics over ``view`` when configured (imported only then:
+    prometheus-client costs RSS)."""
     if config.web is None:
         return None
     from agent.web.server import WebServer
 
-    return WebServer(agent, config.web)
+    return WebServer(view, config.web)
 
 
 def restart_needed(old: Config, new: Config) -> str | None:
@@ -104,7 +108,7 @@ def reload_in_place(agent: Running, config: Config) -> list[str]:
     if config.web != old.web:
         if agent.web is not None:
             agent.web.stop()
-        agent.web = make_web(agent, config)
+        agent.web = make_web(agent.view, config)
         if agent.web is not None:
             agent.web.start()
         changed.append("web")

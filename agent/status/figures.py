@@ -1,19 +1,16 @@
 """What ``status`` adds to the buffer's figures so it tells the truth, and its exit code.
 
-* the age of the oldest reading a transport has not had acknowledged (sealed or not);
-* since when a transport has been failing (from the running agent's health report);
 * ``--json``: every time RFC 3339 UTC or null (no local-time prose);
 * the exit code: 0 healthy, 3 the agent is not running, 4 a transport has been failing longer
   than ``--fail-after`` seconds, 5 a device is in FAULT (its last poll read nothing; a device
   only *partly failing* stays 0) — monitoring scripts can rely on it. When several hold, the
   first in this order: 3, 4, 5.
 
-Kept apart from the gathering (``agent.status.report``) so either can change without the other.
+The figures themselves come from the sections (``agent.status.sections``).
 """
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -30,56 +27,6 @@ def rfc3339(ms: int | None) -> str | None:
     return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
-def oldest_unacked_reading_ms(db: sqlite3.Connection, transport: str) -> int | None:
-    """When the oldest reading not yet acknowledged by ``transport`` was taken (readings are
-    stored in time order, so it is the first one of the oldest batch it still owes, or the
-    first unsealed one). None when it owes nothing."""
-    row = db.execute(
-        "SELECT first_id FROM batches b WHERE NOT EXISTS (SELECT 1 FROM deliveries d "
-        "WHERE d.transport = ? AND d.seq = b.seq) ORDER BY seq LIMIT 1",
-        (transport,),
-    ).fetchone()
-    if row is None:
-        head = db.execute("SELECT max(last_id) FROM batches").fetchone()
-        first_id = (head[0] or 0) + 1
-    else:
-        first_id = row[0]
-    reading = db.execute(
-        "SELECT time_ms FROM readings WHERE id >= ? ORDER BY id LIMIT 1", (first_id,)
-    ).fetchone()
-    return reading[0] if reading else None
-
-
-def add_backlog_age(status: dict[str, Any], db: sqlite3.Connection, now_ms: int) -> None:
-    """Put each transport's oldest unacknowledged reading (time, age) into ``status``."""
-    for t in status["transports"]:
-        oldest = oldest_unacked_reading_ms(db, t["name"])
-        t["oldest_unacked_reading_at_ms"] = oldest
-        t["oldest_unacked_reading_age_s"] = (
-            None if oldest is None else round(max(0, now_ms - oldest) / 1000, 1)
-        )
-
-
-def failing_for_s(status: dict[str, Any], name: str, now_ms: int) -> float | None:
-    """How long the running agent reports transport ``name`` failing; None if it is not."""
-    agent = status.get("agent") or {}
-    if not agent.get("running"):
-        return None
-    since = (agent.get("transports") or {}).get(name, {}).get("failing_since_ms")
-    if since is None:
-        return None
-    # The health file is rewritten each second; the buffer records each acknowledgement as it
-    # comes. One recorded after the agent last wrote its view says the transport delivers.
-    acked_ms = next(
-        (t.get("last_acked_at_ms") for t in status.get("transports", []) if t["name"] == name),
-        None,
-    )
-    written_ms = agent.get("updated_at_ms")
-    if acked_ms is not None and written_ms is not None and acked_ms > written_ms:
-        return None
-    return max(0.0, (now_ms - since) / 1000)
-
-
 def exit_code(status: dict[str, Any], fail_after_s: float, now_ms: int | None = None) -> int:
     """0 healthy; 3 the agent is not running; 4 a transport failing for over ``fail_after_s``;
     5 a configured device in FAULT (partly failing is 0)."""
@@ -87,8 +34,8 @@ def exit_code(status: dict[str, Any], fail_after_s: float, now_ms: int | None = 
     if not (status.get("agent") or {}).get("running"):
         return EXIT_NOT_RUNNING
     for t in status["transports"]:
-        failing = failing_for_s(status, t["name"], now_ms)
-        if failing is not None and failing > fail_after_s:
+        since = t.get("failing_since_ms")  # the transports section's (agent.status.sections)
+        if since is not None and (now_ms - since) / 1000 > fail_after_s:
             return EXIT_TRANSPORT_FAILING
     devices = status.get("devices", [])
     if any(d.get("state") == FAULT_STATE and d.get("configured", True) for d in devices):

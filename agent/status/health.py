@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from agent.status.sections.agent_state import running
+
 SIZE = 4096
 
 
@@ -74,14 +76,4 @@ def read_health(buffer_path: Path) -> dict[str, Any] | None:
 def agent_running(buffer_path: Path, max_age_s: float = 30) -> bool:
     """Whether an agent is running on this buffer: its health file names a live process and was
     rewritten within ``max_age_s`` (the agent rewrites it every few seconds)."""
-    health = read_health(buffer_path)
-    pid = health.get("pid") if health else None
-    if not isinstance(pid, int) or health is None:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # another user's process: it is alive
-    return time.time() * 1000 - (health.get("updated_at_ms") or 0) < max_age_s * 1000
+    return running(read_health(buffer_path), int(time.time() * 1000), max_age_s)

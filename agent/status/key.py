@@ -18,7 +18,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from agent.buffer import ACKED, Buffer
+from agent.buffer import Buffer
 from agent.config.model import Config
 from agent.records.descriptor import in_force
 from agent.records.rotation.keys import KeyFiles
@@ -45,34 +45,20 @@ def key_section(buffer: Buffer, config: Config) -> dict[str, Any]:
     named = chain_key(buffer)
     batch_transports = [t.name for t in config.transports if not t.status_module]
     kept = []
-    with buffer.file.read() as conn:
-        by_old = {old: seq for seq, old, _new in rotations(conn)}
-        for kid, path in files.retiring().items():
-            seq = by_old.get(kid)
-            acked = set()
-            if seq is not None:
-                acked = {
-                    r[0]
-                    for r in conn.execute(
-                        "SELECT transport FROM deliveries WHERE seq = ? AND state = ?",
-                        (seq, ACKED),
-                    )
-                }
-            kept.append(
-                {
-                    "kid": kid,
-                    "file": str(path),
-                    "rotation_seq": seq,
-                    "owed_by": [t for t in batch_transports if t not in acked],
-                }
-            )
-        descriptor = in_force(buffer)
-        sealed_at = None
-        if descriptor is not None:
-            row = conn.execute(
-                "SELECT sealed_at_ms FROM batches WHERE seq = ?", (descriptor.seq,)
-            ).fetchone()
-            sealed_at = row[0] if row else None
+    by_old = {old: seq for seq, old, _new in rotations(buffer)}
+    for kid, path in files.retiring().items():
+        seq = by_old.get(kid)
+        acked = buffer.records.acked_by(seq) if seq is not None else set()
+        kept.append(
+            {
+                "kid": kid,
+                "file": str(path),
+                "rotation_seq": seq,
+                "owed_by": [t for t in batch_transports if t not in acked],
+            }
+        )
+    descriptor = in_force(buffer)
+    sealed_at = None if descriptor is None else buffer.records.sealed_at_ms(descriptor.seq)
     request = read_request(buffer)
     kid = named[1] if named else _file_kid(files)
     return {

@@ -115,8 +115,8 @@ class TransportSection(Section):
     the stored readings in a loop of its own (``agent.transports.PeriodFileTransport``)."""
 
     status_module: ClassVar[str | None] = None
-    """A ``period_files`` transport's status module: ``gather(conn, section) -> dict`` from a
-    read-only connection to buffer.db, and ``render(dict) -> list[str]`` for ``status``."""
+    """A ``period_files`` transport's status module: ``gather(buffer, section) -> dict`` from
+    the read-only ``agent.buffer.Buffer``, and ``render(dict) -> list[str]`` for ``status``."""
 
     check: ClassVar[str | None] = None
     """``station-agent check-transports``: ``"module:function"`` of this transport's check,

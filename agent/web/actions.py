@@ -50,7 +50,7 @@ def refusal(config: WebConfig, authorization: str | None) -> tuple[int, str] | N
 
 def _requeue(agent: RuntimeView, args: dict[str, Any]) -> dict[str, Any]:
     """Send a transport's quarantined batches again (all, or ``seqs``), as ``requeue`` does."""
-    names = [s.name for s in agent.senders]
+    names = [t.name for t in agent.transports() if t.batches]
     transport = args.get("transport")
     if transport not in names:
         raise ActionError(f"transport: expected one of {names}, got {transport!r}")
@@ -61,7 +61,7 @@ def _requeue(agent: RuntimeView, args: dict[str, Any]) -> dict[str, Any]:
         or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in seqs)
     ):
         raise ActionError(f"seqs: expected a list of at most {MAX_SEQS} batch numbers")
-    requeued = agent.buffer.requeue(transport, seqs or None)
+    requeued = agent.requeue(transport, seqs or None)
     event(log, logging.INFO, "web_requeue", transport=transport, seqs=requeued)
     return {"transport": transport, "requeued": requeued}
 

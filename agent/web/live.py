@@ -3,13 +3,9 @@
 The buffer is read through its own read-only connection (``Buffer(path, read_only=True)``, as
 ``status`` does): the page never takes the agent's write lock nor changes the file. Live values
 come from the poller's memory (each device's last poll); a Modbus device's raw registers and
-request counters from its driver (``drivers.base.WireCounters``); clock sync from the kernel
-(``agent.support.clock_sync``).
-
-``maintenance`` gives the maintenance windows (``station-agent maintenance``): the same section
-``status`` shows, ``{"active": [...], "recently_ended": [...]}``, each window with at least
-``device``, ``reason`` and ``line`` (its one-line description), drawn by the page's Maintenance
-panel.
+request counters from its driver (``agent.web.view.DeviceLive``). Every other figure (clock
+sync, backlog, device state, maintenance, key, missed polls) is a status section's
+(``agent.status.sections``): the page shows what ``status`` says, in the same words.
 """
 
 from __future__ import annotations
@@ -17,14 +13,12 @@ from __future__ import annotations
 import shutil
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from agent.buffer import Buffer, DeviceState
-from agent.status.figures import oldest_unacked_reading_ms
-from agent.support.clock_sync import MAX_ERROR_US, max_error_us
-from drivers import ListeningDriver
-from drivers.base import WireCounters
+from agent.buffer import Buffer
+from agent.status.sections import StationState, gather_all, merged
 
 if TYPE_CHECKING:
     from agent.web.view import RuntimeView
@@ -32,7 +26,6 @@ if TYPE_CHECKING:
 DAY_MS = 86_400_000
 _PERIOD_ORDER = {"real-time": 0, "minute": 1, "hour": 2, "day": 3}  # HJ 212 rows, in this order
 MAX_NAME = 200  # query parameters longer than this name nothing configured
-MAX_LISTED_SEQS = 50  # quarantined batches listed per transport (the count is always whole)
 
 
 def buffer_bytes(path: Path) -> int:
@@ -46,25 +39,7 @@ def buffer_bytes(path: Path) -> int:
     return total
 
 
-def clock_state() -> dict[str, Any]:
-    """Is the system clock synchronized (as ``status`` and ``timedatectl`` say)?"""
-    error_us = max_error_us()
-    return {
-        "synchronized": None if error_us is None else error_us < MAX_ERROR_US,
-        "max_error_s": None if error_us is None else round(error_us / 1e6, 3),
-    }
-
-
-def device_state(readings: list[Any], error: str | None) -> str:
-    """``ok``, ``partial`` (some channels failing) or ``fault`` (none read)."""
-    if error is None:
-        return "ok"
-    if readings and any(r.value is not None and r.status != "02" for r in readings):
-        return "partial"
-    return "fault"
-
-
-def _channels(dcfg: Any, readings: list[Any], raw: dict[str, Any]) -> list[dict[str, Any]]:
+def _channels(dcfg: Any, readings: Sequence[Any], raw: dict[str, Any]) -> list[dict[str, Any]]:
     """A device's channel rows: its last readings (an HJ 212 device's real-time values first,
     then minute, hour, day aggregates, each with its period and time), or, before the first,
     its configured channels."""
@@ -102,90 +77,38 @@ class StationView:
                 self._buffer.close()
                 self._buffer = None
 
-    def backlog(self) -> dict[str, dict[str, Any]]:
-        """Per batch transport: backlog, oldest unacknowledged reading, last acknowledgement."""
-        buffer = self.buffer()
-        sealed_upto = buffer.chain.head()[2]
-        unsealed = buffer.store.count(after_id=sealed_upto)
-        out: dict[str, dict[str, Any]] = {}
-        for sender in self.agent.senders:
-            batches, readings, _oldest = buffer.ledger.backlog(sender.name)
-            with buffer.file.read() as conn:
-                oldest_ms = oldest_unacked_reading_ms(conn, sender.name)
-            last = buffer.ledger.last_acked(sender.name)
-            quarantined = [seq for seq, _ in buffer.ledger.quarantined(sender.name)]
-            out[sender.name] = {
-                "quarantined": len(quarantined),
-                "quarantined_seqs": quarantined[:MAX_LISTED_SEQS],
-                "backlog_batches": batches,
-                "backlog_readings": readings + unsealed,
-                "oldest_unacked_reading_ms": oldest_ms,
-                "last_acked_seq": last[0] if last else None,
-                "last_acked_at_ms": last[1] if last else None,
-            }
-        return out
+    def state(self) -> StationState:
+        """The running agent's state as the sections read it: the buffer (read-only) and the
+        health report the agent writes to its health file (``RuntimeView.health``)."""
+        now_ms = int(time.time() * 1000)
+        return StationState(self.buffer(), self.agent.config, self.agent.health(), True, now_ms)
+
+    def sections(self) -> dict[str, Any]:
+        """Every status section's figures (``agent.status.sections``), merged."""
+        return merged(gather_all(self.state()))
 
     def live(self) -> dict[str, Any]:
-        """Everything the station page shows except the charts."""
-        agent, now_ms = self.agent, int(time.time() * 1000)
-        health = agent.health()
-        stored: dict[str, DeviceState] = self.buffer().devices.all()
-        devices = []
-        for dcfg, driver in zip(agent.config.devices, agent.drivers, strict=True):
-            readings, error, at_ms = agent.poller.last.get(dcfg.name, ([], None, None))
-            if isinstance(driver, ListeningDriver):  # packets hold some channels each
-                readings = list(agent.poller.latest.get(dcfg.name, {}).values())
-            d = stored.get(dcfg.name)
-            wire = driver if isinstance(driver, WireCounters) else None
-            channels = _channels(dcfg, readings, wire.raw_registers() if wire else {})
-            requests, errors = wire.request_counts() if wire else (None, {})
-            devices.append(
-                {
-                    "name": dcfg.name,
-                    "driver": dcfg.driver,
-                    "state": device_state(readings, error) if at_ms else "waiting",
-                    "time_ms": at_ms,
-                    "error": error,
-                    "channels": channels,
-                    "last_good_ms": d.last_good_ms if d else None,
-                    "last_error": d.last_error if d else None,
-                    "last_error_ms": d.last_error_ms if d else None,
-                    "polls": d.polls if d else 0,
-                    "faults": d.faults if d else 0,
-                    "requests": requests,
-                    "request_errors": errors,
-                }
-            )
-        backlog = self.backlog()
-        transports = []
-        for tc in agent.config.transports:
-            live = health["transports"].get(tc.name, {})
-            transports.append(
-                {"name": tc.name, "type": tc.type}
-                | backlog.get(tc.name, {})
-                | {
-                    "connected": live.get("connected"),
-                    "last_error": live.get("last_error"),
-                    "failing_since_ms": live.get("failing_since_ms"),
-                    "acked_since_start": live.get("acked"),
-                }
-            )
+        """Everything the station page shows except the charts: the status sections' figures,
+        plus what only the running agent's memory holds (each device's last poll)."""
+        agent, state = self.agent, self.state()
+        figures = merged(gather_all(state))
         path = agent.config.buffer.path
         disk = shutil.disk_usage(path.parent)
         return {
             "station": agent.config.station.id,
             "station_name": agent.config.station.name,
             "timezone": agent.config.station.timezone,  # every time on the page is shown in it
-            "now_ms": now_ms,
-            "started_at_ms": health["started_at_ms"],
-            "storage_error": health["storage_error"],
-            "missed_polls": health["missed_polls"],
-            "clock": clock_state(),
+            "now_ms": state.now_ms,
+            "agent": figures["agent"],
+            "started_at_ms": figures["agent"].get("started_at_ms"),
+            "storage_error": figures["agent"].get("storage_error"),
+            "missed_polls": figures["agent"].get("missed_polls"),
+            "clock": figures["clock"],
             "actions": agent.config.web is not None and agent.config.web.actions_enabled,
-            "maintenance": self.maintenance(),
-            "signing": self.signing(),
-            "devices": devices,
-            "transports": transports,
+            "maintenance": figures["maintenance"],
+            "signing": {k: figures[k] for k in ("signing_key", "descriptor")},
+            "devices": self._devices(figures["devices"]),
+            "transports": figures["transports"],
             "disk": {
                 "path": str(path.parent),
                 "buffer_bytes": buffer_bytes(path),
@@ -194,21 +117,26 @@ class StationView:
             },
         }
 
-    def maintenance(self) -> dict[str, list[dict[str, Any]]] | None:
-        """Maintenance windows for the page's panel, as ``status`` shows them: lasting now, and
-        ended in the last 24 h (``station-agent maintenance``)."""
-        from zoneinfo import ZoneInfo
-
-        from agent.status.maintenance import status_section
-
-        return status_section(self.buffer(), ZoneInfo(self.agent.config.station.timezone))
-
-    def signing(self) -> dict[str, Any]:
-        """The signing key in force, a rotation asked for, old keys kept, and the descriptor in
-        force: the ``signing_key`` and ``descriptor`` sections of ``status --json``."""
-        from agent.status.key import key_section
-
-        return key_section(self.buffer(), self.agent.config)
+    def _devices(self, section: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The devices section, each with its last poll from the agent's memory: time, error,
+        channels (value, status, raw registers) and a Modbus driver's request counters."""
+        by_name = {d["name"]: d for d in section}
+        configured = {d.name: d for d in self.agent.config.devices}
+        out = []
+        for live in self.agent.devices():
+            channels = _channels(configured.get(live.name), live.readings, live.raw)
+            out.append(
+                by_name[live.name]
+                | {
+                    "driver": live.driver,
+                    "time_ms": live.time_ms,
+                    "error": live.error,
+                    "channels": channels,
+                    "requests": live.requests,
+                    "request_errors": live.request_errors,
+                }
+            )
+        return out
 
     def chart(self, device: str, param: str, unit: str, points: int) -> dict[str, Any]:
         """The last 24 h of one channel, averaged into at most ``points`` time slices."""

@@ -7,20 +7,17 @@ global one, so a reload starts clean.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from agent.support.clock_sync import MAX_ERROR_US, max_error_us
 from agent.web.live import StationView, buffer_bytes
-from drivers.base import WireCounters
 
 if TYPE_CHECKING:
-    from agent.web.view import RuntimeView
+    from agent.web.view import DeviceLive, RuntimeView
 
 PREFIX = "station_agent"
 POLL_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -31,36 +28,36 @@ class _AgentCollector(Collector):
         self.agent, self.view = agent, view
 
     def collect(self) -> Iterator[Metric]:
-        agent, poller = self.agent, self.agent.poller
+        agent, devices = self.agent, self.agent.devices()
+        figures = self.view.sections()  # what status and the page show, computed once
 
         def per_device(name: str, doc: str, values: dict[str, int]) -> Metric:
             family = CounterMetricFamily(f"{PREFIX}_{name}", doc, labels=["device"])
-            for device in [d.name for d in agent.config.devices]:
-                family.add_metric([device], values.get(device, 0))
+            for device, value in values.items():
+                family.add_metric([device], value)
             return family
 
         yield per_device(
             "readings_polled",
             "Readings the devices answered (missed poll slots not included).",
-            poller.read_by_device,
+            {d.name: d.read_since_start for d in devices},
         )
         yield per_device(
             "readings_stored",
             "Readings committed to the buffer (missed slots' fault readings included).",
-            poller.stored_by_device,
+            {d.name: d.stored_since_start for d in devices},
         )
         up = GaugeMetricFamily(
             f"{PREFIX}_device_up", "1 if the device's last poll had no error.", labels=["device"]
         )
-        for device in agent.config.devices:
-            last = poller.last.get(device.name)
-            up.add_metric([device.name], 1 if last and last[1] is None else 0)
+        for device in figures["devices"]:
+            up.add_metric([device["name"]], 1 if device["up"] else 0)
         yield up
-        yield from self._wire()
+        yield from _wire(devices)
         yield CounterMetricFamily(
             f"{PREFIX}_missed_polls",
             "Poll slots that could not start on time.",
-            poller.missed_polls,
+            figures["agent"].get("missed_polls") or 0,
         )
         yield CounterMetricFamily(
             f"{PREFIX}_batches_sealed", "Batches sealed since start.", agent.sealed
@@ -76,12 +73,13 @@ class _AgentCollector(Collector):
             "1 if the transport can deliver now.",
             labels=["transport"],
         )
-        for sender in agent.senders:
-            acks.add_metric([sender.name], sender.acked)
-            failures.add_metric([sender.name], sender.failures)
-            connected.add_metric([sender.name], 1 if sender.transport.connected() else 0)
-        for files in agent.file_transports:
-            acks.add_metric([files.name], files.delivered)
+        for t in agent.transports():
+            if t.batches:
+                failures.add_metric([t.name], t.send_failures)
+        for t in figures["transports"]:
+            acks.add_metric([t["name"]], t.get("acked_since_start") or 0)
+            if t.get("connected") is not None:
+                connected.add_metric([t["name"]], 1 if t["connected"] else 0)
         yield acks
         yield failures
         yield connected
@@ -93,11 +91,10 @@ class _AgentCollector(Collector):
             "Age of the oldest reading not yet acknowledged (0: none).",
             labels=["transport"],
         )
-        now_ms = time.time() * 1000
-        for name, figures in self.view.backlog().items():
-            backlog.add_metric([name], figures["backlog_readings"])
-            at = figures["oldest_unacked_reading_ms"]
-            oldest.add_metric([name], 0 if at is None else max(0.0, (now_ms - at) / 1000))
+        for t in figures["transports"]:
+            if "backlog_readings" in t:  # batch transports (a period-file one counts files)
+                backlog.add_metric([t["name"]], t["backlog_readings"])
+                oldest.add_metric([t["name"]], t["oldest_unacked_reading_age_s"] or 0)
         yield backlog
         yield oldest
         yield GaugeMetricFamily(
@@ -105,44 +102,44 @@ class _AgentCollector(Collector):
             "Size of the buffer on disk (database and write-ahead log).",
             buffer_bytes(agent.config.buffer.path),
         )
-        yield from _clock()
-
-    def _wire(self) -> Iterator[Metric]:
-        """Requests and failed requests by kind, per Modbus device (counted by its driver)."""
-        requests = CounterMetricFamily(
-            f"{PREFIX}_modbus_requests",
-            "Modbus requests sent (each try counts).",
-            labels=["device"],
-        )
-        errors = CounterMetricFamily(
-            f"{PREFIX}_modbus_errors",
-            "Modbus requests that failed, by kind: timeout, crc, incomplete, unit_mismatch, "
-            "function_mismatch, malformed, link_down, exception_N (Modbus exception code N).",
-            labels=["device", "kind"],
-        )
-        for driver in self.agent.drivers:
-            if isinstance(driver, WireCounters):
-                sent, failed = driver.request_counts()
-                requests.add_metric([driver.name], sent)
-                for kind, count in sorted(failed.items()):
-                    errors.add_metric([driver.name, kind], count)
-        yield requests
-        yield errors
+        yield from _clock(figures["clock"])
 
 
-def _clock() -> Iterator[Metric]:
-    error_us = max_error_us()
-    if error_us is None:
+def _wire(devices: list[DeviceLive]) -> Iterator[Metric]:
+    """Requests and failed requests by kind, per Modbus device (counted by its driver)."""
+    requests = CounterMetricFamily(
+        f"{PREFIX}_modbus_requests",
+        "Modbus requests sent (each try counts).",
+        labels=["device"],
+    )
+    errors = CounterMetricFamily(
+        f"{PREFIX}_modbus_errors",
+        "Modbus requests that failed, by kind: timeout, crc, incomplete, unit_mismatch, "
+        "function_mismatch, malformed, link_down, exception_N (Modbus exception code N).",
+        labels=["device", "kind"],
+    )
+    for device in devices:
+        if device.requests is not None:
+            requests.add_metric([device.name], device.requests)
+            for kind, count in sorted(device.request_errors.items()):
+                errors.add_metric([device.name, kind], count)
+    yield requests
+    yield errors
+
+
+def _clock(clock: dict[str, Any]) -> Iterator[Metric]:
+    """The clock section's figures (none when the kernel cannot be asked)."""
+    if clock["synchronized"] is None:
         return
     yield GaugeMetricFamily(
         f"{PREFIX}_clock_synchronized",
         "1 if the system clock is synchronized (kernel maximum error below 16 s, as timedatectl).",
-        1 if error_us < MAX_ERROR_US else 0,
+        1 if clock["synchronized"] else 0,
     )
     yield GaugeMetricFamily(
         f"{PREFIX}_clock_max_error_seconds",
         "The kernel's maximum error estimate of the system clock.",
-        error_us / 1e6,
+        clock["max_error_s"],
     )
 
 
@@ -159,7 +156,7 @@ class Metrics:
             buckets=POLL_BUCKETS,
             registry=self.registry,
         )
-        agent.poller.on_poll = self.observe_poll
+        agent.on_poll(self.observe_poll)
 
     def observe_poll(self, device: str, seconds: float) -> None:
         self.poll_seconds.labels(device).observe(seconds)

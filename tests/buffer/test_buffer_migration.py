@@ -104,7 +104,7 @@ def test_migration_removes_copies_of_a_reading_and_keeps_the_first(v1_copy, pris
     after = _raw_readings(v1_copy)
     assert sorted(r[0] for r in after) == sorted(first_of.values())
     db = sqlite_utils.Database(v1_copy)
-    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
     index = {i.name: i for i in db["readings"].indexes}["readings_time_channel"]
     assert index.unique and index.columns == ["time_ms", "channel"]
     assert db.execute("SELECT count(*) FROM meta WHERE key = 'schema_version'").fetchone()[0] == 0

@@ -4,33 +4,31 @@ health file last saw offline, but that the buffer shows delivering since, is not
 
 from __future__ import annotations
 
-from agent.status.figures import EXIT_OK, EXIT_TRANSPORT_FAILING, exit_code, failing_for_s
+from agent.status.figures import EXIT_OK, EXIT_TRANSPORT_FAILING, exit_code
+from agent.status.sections.transports import failing_since
 
 NOW = 1_800_000_000_000
 
 
 def _status(written_ms: int, failing_since_ms: int | None, acked_ms: int | None) -> dict:
+    since = failing_since(failing_since_ms, acked_ms, written_ms)
     return {
-        "agent": {
-            "running": True,
-            "updated_at_ms": written_ms,
-            "transports": {"broker": {"failing_since_ms": failing_since_ms}},
-        },
-        "transports": [{"name": "broker", "last_acked_at_ms": acked_ms}],
+        "agent": {"running": True, "updated_at_ms": written_ms},
+        "transports": [{"name": "broker", "last_acked_at_ms": acked_ms, "failing_since_ms": since}],
     }
 
 
 def test_an_ack_recorded_after_the_health_file_was_written_means_not_failing():
     # Started offline (the first health write), then connected and acknowledged a batch
     # before the next health write: status must not say FAILING.
-    fresh = _status(NOW - 900, NOW - 1000, NOW - 100)
-    assert failing_for_s(fresh, "broker", NOW) is None
-    assert exit_code(fresh, fail_after_s=0, now_ms=NOW) == EXIT_OK
+    assert failing_since(NOW - 1000, NOW - 100, NOW - 900) is None
+    assert (
+        exit_code(_status(NOW - 900, NOW - 1000, NOW - 100), fail_after_s=0, now_ms=NOW) == EXIT_OK
+    )
 
 
 def test_an_ack_older_than_the_health_file_does_not_hide_a_failure():
+    assert failing_since(NOW - 60_000, NOW - 120_000, NOW - 100) == NOW - 60_000
     stale = _status(NOW - 100, NOW - 60_000, NOW - 120_000)
-    assert failing_for_s(stale, "broker", NOW) == 60.0
     assert exit_code(stale, fail_after_s=30, now_ms=NOW) == EXIT_TRANSPORT_FAILING
-    never = _status(NOW - 100, NOW - 5_000, None)
-    assert failing_for_s(never, "broker", NOW) == 5.0
+    assert failing_since(NOW - 5_000, None, NOW - 100) == NOW - 5_000

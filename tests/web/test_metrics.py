@@ -214,9 +214,10 @@ def test_modbus_requests_and_errors_by_kind_follow_the_faults_the_simulator_inje
 def test_clock_sync_is_exported_as_the_kernel_tells_it(
     tmp_path, station_id, station_key, warehouse, monkeypatch
 ):
-    """The kernel's maximum error (adjtimex) cannot be set by a test: it is given to the
-    exporter here, both sides of timedatectl's 16 s line."""
-    import agent.web.metrics
+    """The kernel's maximum error (adjtimex) cannot be set by a test: it is given to the clock
+    section (what status, the page and the exporter show) here, both sides of timedatectl's
+    16 s line."""
+    import agent.status.sections.clock as clock_section
 
     config = make_config(
         tmp_path, station_id, station_key[0], [], [http_transport(warehouse.start_http())]
@@ -227,11 +228,11 @@ def test_clock_sync_is_exported_as_the_kernel_tells_it(
     try:
         assert agent_.web is not None
         url = agent_.web.url
-        monkeypatch.setattr(agent.web.metrics, "max_error_us", lambda: 250_000)
+        monkeypatch.setattr(clock_section, "max_error_us", lambda: 250_000)
         m = scrape(url)
         assert m["station_agent_clock_synchronized"] == 1
         assert m["station_agent_clock_max_error_seconds"] == 0.25
-        monkeypatch.setattr(agent.web.metrics, "max_error_us", lambda: 16_000_000)
+        monkeypatch.setattr(clock_section, "max_error_us", lambda: 16_000_000)
         assert scrape(url)["station_agent_clock_synchronized"] == 0
     finally:
         agent_.stop(grace_s=1)

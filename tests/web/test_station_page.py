@@ -29,7 +29,7 @@ from agent.buffer.maintenance import TECHNICIAN
 from agent.config.model import load_config
 from agent.config.web import WebConfig
 from agent.runtime.agent import Agent
-from agent.web import live as web_live
+from agent.status.sections import clock as clock_section
 from core.errors import ConfigError
 from core.reading import FAULT, MEASURING, Reading
 from drivers.modbus.codec import encode
@@ -123,7 +123,7 @@ def test_page_shows_live_values_and_a_fault_turns_the_device_red(
     tmp_path, station_id, station_key, warehouse, browser, monkeypatch
 ):
     # the kernel's clock error (adjtimex) cannot be set by a test: given here, both sides of 16 s
-    monkeypatch.setattr(web_live, "max_error_us", lambda: 250_000)
+    monkeypatch.setattr(clock_section, "max_error_us", lambda: 250_000)
     shots = Path(os.environ.get("SCREENSHOT_DIR", tmp_path))
     device = ModbusDevice()
     device.set_registers(0, encode(12.5, "float32"))
@@ -174,7 +174,7 @@ def test_page_shows_live_values_and_a_fault_turns_the_device_red(
         assert _text(page, so2) == "—"
         assert _text(page, "#device-stack-analyzer tr[data-param=SO2] .status") == "FAULT"
         assert _text(page, raw) == "—"  # no answer: no raw words, not the last good ones
-        monkeypatch.setattr(web_live, "max_error_us", lambda: 16_000_000)
+        monkeypatch.setattr(clock_section, "max_error_us", lambda: 16_000_000)
         wait_for(lambda: "CLOCK NOT SYNCHRONIZED" in _text(page, "#clock"), 30, "clock unsynced")
         assert page.eval_on_selector("#clock", "e => getComputedStyle(e).backgroundColor") == (
             "rgb(179, 38, 30)"  # --bad

@@ -31,13 +31,12 @@ from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 import time
 import zlib
 from pathlib import Path
 from typing import Any
 
-from agent.buffer import ACKED, Buffer, asks
+from agent.buffer import Buffer
 from agent.protocol.batch import Signer
 from agent.protocol.jws import b64url_decode
 from agent.protocol.payload_v3 import build_record
@@ -55,10 +54,7 @@ REQUEST = "rotate_key"  # meta row: {"at": ns, "kid": new kid, "state": asked|se
 
 def chain_key(buffer: Buffer) -> tuple[int, str] | None:
     """(seq of the newest batch, kid of the key in force after it); None for an empty chain."""
-    with buffer.file.read() as conn:
-        row = conn.execute(
-            "SELECT seq, kind, header, payload FROM batches ORDER BY seq DESC LIMIT 1"
-        ).fetchone()
+    row = buffer.records.newest()
     if row is None:
         return None
     seq, kind, header, payload = row
@@ -72,12 +68,10 @@ def chain_key(buffer: Buffer) -> tuple[int, str] | None:
         ) from None
 
 
-def rotations(conn: sqlite3.Connection) -> list[tuple[int, str, str]]:
+def rotations(buffer: Buffer) -> list[tuple[int, str, str]]:
     """(seq, old kid, new kid) of every rotation record still in the buffer, oldest first."""
     out = []
-    for seq, payload in conn.execute(
-        "SELECT seq, payload FROM batches WHERE kind = ? ORDER BY seq", (KIND,)
-    ):
+    for seq, payload in buffer.records.of_kind(KIND):
         body = json.loads(zlib.decompress(payload))["body"]
         out.append((seq, body["old_kid"], body["new_key"]["kid"]))
     return out
@@ -159,8 +153,7 @@ class KeyRotation:
         if request is None or request.get("state") != "asked":
             return None
         if request.get("kid") == self.sealer.signer.kid:  # sealed, then killed before answering
-            with self.buffer.file.read() as conn:
-                seqs = [seq for seq, _old, new in rotations(conn) if new == request["kid"]]
+            seqs = [seq for seq, _old, new in rotations(self.buffer) if new == request["kid"]]
             write_request(
                 self.buffer, {**request, "state": "sealed", "seq": seqs[-1] if seqs else 0}
             )
@@ -188,28 +181,15 @@ class KeyRotation:
         kept = self.files.retiring()
         if not kept:
             return []
-        with self.buffer.file.read() as conn:
-            by_old = {old: seq for seq, old, _new in rotations(conn)}
-            done = []
-            for kid in kept:
-                seq = by_old.get(kid)
-                if seq is not None and _acked_by_all(conn, seq, transports):
-                    done.append(kid)
+        by_old = {old: seq for seq, old, _new in rotations(self.buffer)}
+        done = []
+        for kid in kept:
+            seq = by_old.get(kid)
+            if seq is not None and set(transports) <= self.buffer.records.acked_by(seq):
+                done.append(kid)
         for kid in done:
             self.files.retire(kid)
         return [kid for kid in kept if kid not in done]
-
-
-def _acked_by_all(conn: sqlite3.Connection, seq: int, transports: list[str]) -> bool:
-    if not transports:
-        return True
-    names = ",".join("?" * len(transports))
-    (n,) = conn.execute(
-        f"SELECT count(DISTINCT transport) FROM deliveries WHERE seq = ? AND state = {ACKED} "
-        f"AND transport IN ({names})",
-        (seq, *transports),
-    ).fetchone()
-    return n == len(transports)
 
 
 def _jwk_kid(path: Path) -> str | None:
@@ -222,20 +202,15 @@ def _jwk_kid(path: Path) -> str | None:
 
 def read_request(buffer: Buffer) -> dict[str, Any] | None:
     """The last ``rotate-key`` request and its state, or None."""
-    with buffer.file.read() as conn:
-        row = conn.execute("SELECT value FROM meta WHERE key = ?", (REQUEST,)).fetchone()
-    return json.loads(row[0]) if row else None
+    value = buffer.records.meta(REQUEST)
+    return json.loads(value) if value is not None else None
 
 
 def write_request(buffer: Buffer, request: dict[str, Any]) -> None:
-    def write(conn: sqlite3.Connection) -> None:
-        conn.execute(
-            "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
-            (REQUEST, json.dumps(request)),
-        )
-        asks.bump(conn)  # the running agent looks within a second (agent.runtime.housekeeping)
-
-    buffer.file.write("recording a key rotation request", write, durable=True)
+    # ask=True: the running agent looks within a second (agent.runtime.housekeeping)
+    buffer.records.put_meta(
+        "recording a key rotation request", REQUEST, json.dumps(request), ask=True
+    )
 
 
 def ask(buffer: Buffer, kid: str) -> dict[str, Any]:

@@ -7,15 +7,14 @@ as long as the buffer keeps its readings (``buffer.retention_days``, at least 60
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from agent.buffer import Buffer
+from agent.buffer import Buffer, DatabaseError
 from agent.transports.tt10.config import Tt10TransportConfig
 from agent.transports.tt10.fileformat import build_file, periods_with_readings
-from agent.transports.tt10.ledger import stored_readings
 from core.errors import AgentError, StorageError
+from core.reading import Reading
 
 VN = timezone(timedelta(hours=7))
 DAY_MS = 86_400_000
@@ -47,6 +46,12 @@ def pick_transport(transports: list, name: str | None) -> Tt10TransportConfig:
     return tt10[0]
 
 
+def stored_readings(buffer: Buffer, start_ms: int, end_ms: int) -> list[Reading]:
+    """The buffer's readings taken in [start_ms, end_ms), in time order."""
+    rows = buffer.store.readings_between(start_ms, end_ms)
+    return [Reading(r.device, r.param, r.unit, r.time_ms, r.value, r.status) for r in rows]
+
+
 def export_files(
     buffer_path: Path, config: Tt10TransportConfig, start_ms: int, end_ms: int, out: Path
 ) -> list[Path]:
@@ -70,7 +75,7 @@ def export_files(
                 target.write_bytes(tt10_file.data)
                 written.append(target)
             cursor = upto
-    except sqlite3.Error as exc:
+    except DatabaseError as exc:
         raise StorageError(f"{buffer_path}: reading the buffer failed: {exc}") from None
     finally:
         buffer.close()

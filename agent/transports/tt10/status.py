@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import UTC, datetime
 from typing import Any
 
+from agent.buffer import Buffer
+from agent.buffer.tt10 import summary
 from agent.transports.tt10.fileformat import vn_time
-from agent.transports.tt10.ledger import summary
 
 
 def _utc(ms: int | None) -> str:
@@ -16,9 +16,9 @@ def _utc(ms: int | None) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def gather(db: sqlite3.Connection, config: Any) -> dict[str, Any]:
+def gather(buffer: Buffer, config: Any) -> dict[str, Any]:
     """The status figures of one TT10 transport."""
-    s = summary(db, config.name)
+    s = summary(buffer.file, config.name)
     return {
         "name": config.name,
         "type": config.type,

@@ -14,6 +14,7 @@ import random
 import threading
 from pathlib import Path
 
+from agent.buffer.tt10 import Tt10Ledger
 from agent.support.clock import Clock
 from agent.support.logs import event
 from agent.transports.tt10.config import Tt10TransportConfig
@@ -24,7 +25,6 @@ from agent.transports.tt10.fileformat import (
     build_file,
     periods_with_readings,
 )
-from agent.transports.tt10.ledger import Ledger
 from core.errors import StorageError, TransportError
 
 log = logging.getLogger("agent.tt10")
@@ -32,7 +32,7 @@ DAY_MS = 86_400_000
 MAX_WAIT_S = 5.0  # look again at least this often: the clock may jump (NTP at boot) mid-wait
 
 
-def build_period(ledger: Ledger, fmt: FileFormat, period_ms: int) -> Tt10File:
+def build_period(ledger: Tt10Ledger, fmt: FileFormat, period_ms: int) -> Tt10File:
     """The file of one period, from the buffer as it is now."""
     rows = ledger.readings(period_ms, period_ms + fmt.interval_ms)
     return build_file(fmt, period_ms, rows)
@@ -46,7 +46,7 @@ class Tt10Transport:
         self.name = config.name
         self.format = config.file_format()
         self.clock = clock
-        self.ledger = Ledger(buffer_path)
+        self.ledger = Tt10Ledger(buffer_path)
         self.last_error: str | None = None
         self.delivered = 0
         self._stop = threading.Event()

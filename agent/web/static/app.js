@@ -47,11 +47,23 @@ function counts(d) {
   return "; requests " + d.requests + ", failed " + (kinds || "none");
 }
 
+// A device's state in the words `status` uses (agent/status/sections/devices.py), and the
+// colour the page gives it.
+function condition(state) {
+  if (state === "ok" || state === "FAULT") return state.toLowerCase();
+  return state === "never polled" ? "waiting" : "partial";  // "partly failing: A, B"
+}
+
+// When the buffer last recorded a poll of the device (before this agent's first poll of it).
+function lastPoll(d) {
+  return Math.max(d.last_good_ms || 0, d.last_error_at_ms || 0) || null;
+}
+
 function device(d) {
   const raw = d.channels.some((c) => c.raw !== null && c.raw !== undefined);
   const head = el("h3", {}, el("span", {}, d.name + " (" + d.driver + ")"),
-    el("span", { class: "muted" }, d.state === "waiting" ? "waiting for the first poll"
-      : d.state + " · " + when(d.time_ms)));
+    el("span", { class: "muted" }, d.state === "never polled" ? "waiting for the first poll"
+      : d.state + " · " + when(d.time_ms ?? lastPoll(d))));
   const body = el("tbody");
   for (const c of d.channels) {
     const row = el("tr", { class: "channel s" + (c.status || ""), "data-param": c.param,
@@ -65,12 +77,13 @@ function device(d) {
     row.addEventListener("click", () => { chartChannel = [d.name, c.param, c.unit]; chart(); });
     body.append(row);
   }
-  const box = el("div", { class: "device " + d.state, id: "device-" + d.name, "data-state": d.state },
+  const box = el("div", { class: "device " + condition(d.state), id: "device-" + d.name,
+    "data-state": condition(d.state) },
     head, el("table", {}, body));
   if (d.error) box.append(el("div", { class: "error" }, d.error));
   else if (d.last_error) {
     box.append(el("div", { class: "muted", style: "padding:0 0.6rem 0.4rem" },
-      "last error " + when(d.last_error_ms) + ": " + d.last_error));
+      "last error " + when(d.last_error_at_ms) + ": " + d.last_error));
   }
   box.append(el("div", { class: "muted", style: "padding:0 0.6rem 0.4rem" },
     "polls " + d.polls + ", faults " + d.faults + ", last good " + when(d.last_good_ms) + counts(d)));
@@ -105,7 +118,7 @@ async function act(action, args, b) {
 }
 
 function transport(t, now, actions) {
-  const oldest = t.oldest_unacked_reading_ms ? (now - t.oldest_unacked_reading_ms) / 1000 : null;
+  const oldest = t.oldest_unacked_reading_at_ms ? (now - t.oldest_unacked_reading_at_ms) / 1000 : null;
   const failing = t.failing_since_ms !== null && t.failing_since_ms !== undefined;
   const state = failing ? "FAILING since " + when(t.failing_since_ms) + ": " + (t.last_error || "offline")
     : "ok";
@@ -115,13 +128,13 @@ function transport(t, now, actions) {
     el("td", { class: "num" }, age(oldest)),
     el("td", {}, t.last_acked_seq ? "seq " + t.last_acked_seq + " at " + when(t.last_acked_at_ms) : "never"),
     el("td", { class: "status" }, state),
-    el("td", { class: t.quarantined ? "bad" : "muted" }, quarantined(t, actions)));
+    el("td", { class: t.quarantined_count ? "bad" : "muted" }, quarantined(t, actions)));
 }
 
 function quarantined(t, actions) {
-  if (!t.quarantined) return "none";
-  const box = el("span", {}, t.quarantined + " (seq " + t.quarantined_seqs.join(", ") +
-    (t.quarantined > t.quarantined_seqs.length ? ", …" : "") + ") ");
+  if (!t.quarantined_count) return "none";
+  const box = el("span", {}, t.quarantined_count + " (seq " + t.quarantined.map((q) => q.seq).join(", ") +
+    (t.quarantined_count > t.quarantined.length ? ", …" : "") + ") ");
   if (actions) box.append(button("requeue", "requeue", { transport: t.name }));
   return box;
 }

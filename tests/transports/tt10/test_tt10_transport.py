@@ -5,7 +5,6 @@ pruning keeps what an unsent file needs."""
 
 from __future__ import annotations
 
-import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -81,7 +80,7 @@ def test_backlog_after_an_outage_goes_oldest_first_with_original_names(
     try:
         with pytest.raises(TransportError, match="server down"):
             transport.run_once()
-        db = sqlite3.connect(f"file:{buffer.path}?mode=ro", uri=True)
+        db = Buffer(buffer.path, read_only=True)  # what `status` reads
         status = tt10_status.gather(db, config)
         assert status["backlog_files"] == 8
         assert status["oldest_unsent_period"] == "2026-05-29 03:30:00 UTC+7"
@@ -117,7 +116,7 @@ def test_quota_full_keeps_the_files_waiting_in_order_and_says_why(
         ftp.fault = "full"
         with pytest.raises(TransportError, match="server full"):
             transport.run_once()
-        db = sqlite3.connect(f"file:{buffer.path}?mode=ro", uri=True)
+        db = Buffer(buffer.path, read_only=True)  # what `status` reads
         status = tt10_status.gather(db, config)
         assert status["backlog_files"] == 3
         assert "552" in status["last_error"]
@@ -137,12 +136,12 @@ def buffer_readings_all(buffer: Buffer, first: list[Reading]) -> list[Reading]:
 _KILLER = textwrap.dedent(
     """
     import os, sys
-    from agent.transports.tt10 import ledger
+    from agent.buffer import tt10 as ledger
     from agent.transports.tt10.config import Tt10TransportConfig
     from agent.transports.tt10.transport import Tt10Transport
 
     calls = 0
-    original = ledger.Ledger.mark_delivered
+    original = ledger.Tt10Ledger.mark_delivered
 
     def mark_then_die(self, *args):
         global calls
@@ -151,7 +150,7 @@ _KILLER = textwrap.dedent(
             os._exit(9)  # killed right after the upload, before its delivery is recorded
         original(self, *args)
 
-    ledger.Ledger.mark_delivered = mark_then_die
+    ledger.Tt10Ledger.mark_delivered = mark_then_die
 
     class Clock:
         def now_ms(self):

@@ -1,36 +1,27 @@
-"""The TT10 delivery ledger, in the buffer's own SQLite file (``buffer.db``).
+"""The TT10 delivery ledger, in the buffer's own SQLite file (``buffer.db``), tables
+``tt10_files`` and ``tt10_cursor`` (made by the buffer's migration 6, ``agent.buffer.schema``).
 
 One row per period that has a file: its name, size, when the server confirmed it (``NULL``:
 not yet) and the last error. A cursor per transport says up to when stored readings were turned
 into rows. Durable: every write commits with ``synchronous=FULL`` before returning; a file
 delivered but not yet recorded when the agent dies is found on the server at the next attempt
 (same name, same size) and recorded without a second upload.
+
+The TT10 transport's thread keeps a connection of its own (``Tt10Ledger``: its own
+``BufferFile``, so its writes never wait behind the agent's lock); ``status`` reads the same
+tables through the read-only ``Buffer`` (``summary``).
 """
 
 from __future__ import annotations
 
 import sqlite3
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.buffer import Buffer
+from agent.buffer.db import BufferFile
+from agent.buffer.readings import ReadingsStore
 from core.errors import StorageError
 from core.reading import Reading
-
-_SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS tt10_files (transport TEXT NOT NULL, period_ms INTEGER NOT NULL, "
-    "path TEXT NOT NULL, size INTEGER NOT NULL, delivered_ms INTEGER, attempts INTEGER NOT NULL "
-    "DEFAULT 0, last_error TEXT, last_try_ms INTEGER, PRIMARY KEY (transport, period_ms)) "
-    "WITHOUT ROWID",
-    "CREATE TABLE IF NOT EXISTS tt10_cursor (transport TEXT PRIMARY KEY, scanned_upto_ms INTEGER)",
-)
-
-
-def stored_readings(buffer: Buffer, start_ms: int, end_ms: int) -> list[Reading]:
-    """The buffer's readings taken in [start_ms, end_ms), in time order."""
-    rows = buffer.store.readings_between(start_ms, end_ms)
-    return [Reading(r.device, r.param, r.unit, r.time_ms, r.value, r.status) for r in rows]
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,55 +35,35 @@ class LedgerSummary:
     last_error_ms: int | None
 
 
-class Ledger:
+class Tt10Ledger:
     """Which period's file went where. Thread-safe (one connection, one lock)."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self._lock = threading.Lock()
-        self._buffer: Buffer | None = None
-        try:
-            self._db = sqlite3.connect(
-                self.path, isolation_level=None, check_same_thread=False, timeout=30
-            )
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            for statement in _SCHEMA:
-                self._db.execute(statement)
-        except sqlite3.Error as exc:
-            raise StorageError(f"{self.path}: cannot open the TT10 ledger: {exc}") from None
+        self.file = BufferFile(self.path, durability="power")  # migrated: the tables exist
+        self._store = ReadingsStore(self.file)
+
+    def _query(self, sql: str, args: tuple = ()) -> list[tuple]:
+        with self.file.read() as conn:
+            return conn.execute(sql, args).fetchall()
 
     def _write(self, what: str, statements: list[tuple[str, tuple]]) -> None:
-        with self._lock:
-            try:
-                self._db.execute("BEGIN IMMEDIATE")
-                for sql, args in statements:
-                    self._db.execute(sql, args)
-                self._db.execute("COMMIT")
-            except sqlite3.Error as exc:
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
-                raise StorageError(f"{self.path}: TT10 ledger: {what} failed: {exc}") from None
+        def run(conn: sqlite3.Connection) -> None:
+            for sql, args in statements:
+                conn.execute(sql, args)
 
-    def query(self, sql: str, args: tuple = ()) -> list[tuple]:
-        with self._lock:
-            return self._db.execute(sql, args).fetchall()
+        self.file.write(f"TT10 ledger: {what}", run, durable=True)
 
     def readings(self, start_ms: int, end_ms: int) -> list[Reading]:
         """The buffer's readings with ``start_ms <= time < end_ms``, in stored order."""
-        with self._lock:
-            try:
-                if self._buffer is None:  # the buffer's own read API, on a read-only connection
-                    self._buffer = Buffer(self.path, read_only=True)
-                rows = self._buffer.store.readings_between(start_ms, end_ms)
-                return [
-                    Reading(r.device, r.param, r.unit, r.time_ms, r.value, r.status) for r in rows
-                ]
-            except sqlite3.Error as exc:
-                raise StorageError(f"{self.path}: reading the buffer failed: {exc}") from None
+        try:
+            rows = self._store.readings_between(start_ms, end_ms)
+        except sqlite3.Error as exc:
+            raise StorageError(f"{self.path}: reading the buffer failed: {exc}") from None
+        return [Reading(r.device, r.param, r.unit, r.time_ms, r.value, r.status) for r in rows]
 
     def scanned_upto(self, transport: str) -> int | None:
-        rows = self.query(
+        rows = self._query(
             "SELECT scanned_upto_ms FROM tt10_cursor WHERE transport = ?", (transport,)
         )
         return rows[0][0] if rows else None
@@ -120,7 +91,7 @@ class Ledger:
 
     def pending(self, transport: str, limit: int = 1000) -> list[int]:
         """Period starts not yet delivered, oldest first."""
-        rows = self.query(
+        rows = self._query(
             "SELECT period_ms FROM tt10_files WHERE transport = ? AND delivered_ms IS NULL "
             "ORDER BY period_ms LIMIT ?",
             (transport, limit),
@@ -157,7 +128,7 @@ class Ledger:
     def oldest_needed_ms(self, transport: str) -> int | None:
         """The earliest reading time this transport may still need (its hold-back on pruning):
         the oldest undelivered period, or the scan cursor; ``None`` before the first scan."""
-        rows = self.query(
+        rows = self._query(
             "SELECT min(period_ms) FROM tt10_files WHERE transport = ? AND delivered_ms IS NULL",
             (transport,),
         )
@@ -179,35 +150,33 @@ class Ledger:
         )
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
-            if self._buffer is not None:
-                self._buffer.close()
+        self.file.close()
 
 
-def summary(db: sqlite3.Connection, transport: str) -> LedgerSummary:
-    """The status figures of one TT10 transport from a (read-only) connection to buffer.db."""
+def summary(file: BufferFile, transport: str) -> LedgerSummary:
+    """The status figures of one TT10 transport, read from ``file`` (read-only is enough)."""
     try:
-        last = db.execute(
-            "SELECT path, delivered_ms FROM tt10_files WHERE transport = ? AND delivered_ms IS "
-            "NOT NULL ORDER BY period_ms DESC LIMIT 1",
-            (transport,),
-        ).fetchone()
-        backlog = db.execute(
-            "SELECT count(*) FROM tt10_files WHERE transport = ? AND delivered_ms IS NULL",
-            (transport,),
-        ).fetchone()[0]
-        oldest = db.execute(
-            "SELECT period_ms, path FROM tt10_files WHERE transport = ? AND delivered_ms IS NULL "
-            "ORDER BY period_ms LIMIT 1",
-            (transport,),
-        ).fetchone()
-        error = db.execute(
-            "SELECT last_error, last_try_ms FROM tt10_files WHERE transport = ? AND delivered_ms "
-            "IS NULL AND last_error IS NOT NULL ORDER BY last_try_ms DESC LIMIT 1",
-            (transport,),
-        ).fetchone()
-    except sqlite3.OperationalError:  # the transport has not run yet: no ledger tables
+        with file.read() as db:
+            last = db.execute(
+                "SELECT path, delivered_ms FROM tt10_files WHERE transport = ? AND delivered_ms "
+                "IS NOT NULL ORDER BY period_ms DESC LIMIT 1",
+                (transport,),
+            ).fetchone()
+            backlog = db.execute(
+                "SELECT count(*) FROM tt10_files WHERE transport = ? AND delivered_ms IS NULL",
+                (transport,),
+            ).fetchone()[0]
+            oldest = db.execute(
+                "SELECT period_ms, path FROM tt10_files WHERE transport = ? AND delivered_ms IS "
+                "NULL ORDER BY period_ms LIMIT 1",
+                (transport,),
+            ).fetchone()
+            error = db.execute(
+                "SELECT last_error, last_try_ms FROM tt10_files WHERE transport = ? AND "
+                "delivered_ms IS NULL AND last_error IS NOT NULL ORDER BY last_try_ms DESC LIMIT 1",
+                (transport,),
+            ).fetchone()
+    except sqlite3.OperationalError:  # a buffer older than migration 6, read as it is
         return LedgerSummary(None, None, 0, None, None, None, None)
     return LedgerSummary(
         last[0] if last else None,
