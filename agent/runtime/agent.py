@@ -143,9 +143,8 @@ class Agent:
             self._record_sealed,
         )
         self.stuck_s = STUCK_S  # no progress this long: stuck (the service sets its watchdog)
-        self.web: WebServer | None = None  # the station page and /metrics, when configured
         self.view = AgentView(self)  # all the page and /metrics read; the health file too
-        self.web = make_web(self.view, config)
+        self.web: WebServer | None = make_web(self.view, config)  # the page, when configured
 
     def _make_polls(self, config: Config) -> PollClock:
         """Polls: at most room per device for its poll and one late run behind it (a slow

@@ -18,8 +18,8 @@ import urllib.request
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from tests.helpers.mqtt_station import Station
 from tests.helpers.station import wait_for
-from tests.transports.mqtt.test_mqtt_end_to_end_ack import Station
 from warehouse.acks import AckKey
 from warehouse.reference import Warehouse, load_station_jwk
 
