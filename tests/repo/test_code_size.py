@@ -29,7 +29,6 @@ ALLOWED = {
     "warehouse.stream_intake.NatsWorker",  # branch acks owns warehouse/
     "warehouse.sta.app.StaService",  # branch acks owns warehouse/
     "warehouse.sta.compile.Compiler",  # branch acks owns warehouse/
-    "drivers.files.ftp.FtpReceiver.start",  # same
 }
 
 
