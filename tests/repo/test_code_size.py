@@ -28,7 +28,6 @@ ALLOWED = {
     "warehouse.https_intake.handler",  # branch acks owns warehouse/
     "warehouse.stream_intake.NatsWorker",  # branch acks owns warehouse/
     "warehouse.sta.app.StaService",  # branch acks owns warehouse/
-    "warehouse.sta.compile.Compiler",  # branch acks owns warehouse/
 }
 
 
