@@ -27,7 +27,6 @@ ALLOWED = {
     "agent.transports.mqtt.check.check",  # branch acks owns transports/mqtt
     "warehouse.https_intake.handler",  # branch acks owns warehouse/
     "warehouse.stream_intake.NatsWorker",  # branch acks owns warehouse/
-    "warehouse.sta.app.StaService",  # branch acks owns warehouse/
 }
 
 
