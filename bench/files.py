@@ -19,6 +19,9 @@ from _harness import note, report
 from agent.buffer import Buffer
 from drivers.files.config import FilesConfig
 from drivers.files.driver import FilesDriver
+from drivers.files.ledger import FileLedger
+from drivers.files.take import FileTaker
+from drivers.files.watch import FolderWatch
 
 PARAMS = ["Dust", "SO2", "NOx", "CO", "O2", "Temp"]
 VIETNAM = timezone(timedelta(hours=7))
@@ -59,13 +62,14 @@ def main() -> None:
         driver.start(lambda readings: buffer.store_poll(readings, device="logger"))
         driver.stop()  # the thread's first scan may have begun: count from here, in this thread
         driver = FilesDriver(config)
-        driver._stop.clear()
-        from drivers.files import driver as module
-
-        driver._ledger = module.FileLedger(config.ledger, "logger", config.ledger_days)
-        driver._deliver = lambda readings: buffer.store_poll(readings, device="logger")
-        driver._watch = module.FolderWatch(
-            folder, "*.txt", depth=0, settle_s=0, max_files=1_000_000
+        driver._ledger = FileLedger(config.ledger, "logger", config.ledger_days)
+        driver._taker = FileTaker(
+            config,
+            driver.maker,
+            driver.tally,
+            driver._ledger,
+            FolderWatch(folder, "*.txt", depth=0, settle_s=0, max_files=1_000_000),
+            lambda readings: buffer.store_poll(readings, device="logger"),
         )
         started = time.perf_counter()
         while driver.scan_once():

@@ -29,15 +29,10 @@ from pyftpdlib.ioloop import IOLoop
 from pyftpdlib.servers import FTPServer
 
 from drivers.files.config import FtpReceiver as FtpConfig
+from drivers.files.events import event, log
 
-log = logging.getLogger("drivers.files")
 PERMISSIONS = "elradfmw"  # list, cd, read, append, delete, rename, mkdir, write (no chmod/mtime)
 MAX_WALK_FILES = 100_000  # the quota's walk of the folder stops counting here (and refuses)
-
-
-def _event(level: int, name: str, **fields: object) -> None:
-    if log.isEnabledFor(level):
-        log.log(level, name, extra={"fields": fields})
 
 
 class FtpReceiver:
@@ -67,88 +62,22 @@ class FtpReceiver:
         authorizer.add_user(
             cfg.user, cfg.password.get_secret_value(), str(self.folder), perm=PERMISSIONS
         )
-        receiver = self
-
-        class Data(DTPHandler):
-            def handle_read(self) -> None:
-                super().handle_read()
-                if (
-                    self.receive
-                    and not self._closed
-                    and self.tot_bytes_received > cfg.max_file_bytes
-                ):
-                    receiver._count("too_large_upload")
-                    self._resp = (
-                        f"552 File larger than {cfg.max_file_bytes} bytes; transfer aborted.",
-                        log.warning,
-                    )
-                    self.transfer_finished = False
-                    self.close()
-
-            handle_read_event = handle_read  # the base class binds its own under this name
-
-        class Control(FTPHandler):
-            def pre_process_command(self, line: str, cmd: str, arg: str) -> Any:
-                if cmd == "STOU":  # a unique name the driver could not tell from a logger's
-                    self.respond("502 STOU not supported; use STOR.")
-                    return None
-                if cmd in ("STOR", "APPE") and self.authenticated:
-                    refusal = receiver._refusal()
-                    if refusal is not None:
-                        self.respond(refusal)
-                        return None
-                return super().pre_process_command(line, cmd, arg)
-
-            def ftp_STOR(self, file: str, mode: str = "w") -> Any:
-                receiver._begin(file)
-                try:
-                    started = super().ftp_STOR(file, mode)
-                except BaseException:
-                    receiver._end(file)
-                    raise
-                if started is None:  # refused by the filesystem: nothing is being written
-                    receiver._end(file)
-                return started
-
-            def on_file_received(self, file: str) -> None:
-                receiver._end(file)
-                receiver._count("uploads")
-                _event(
-                    logging.INFO,
-                    "files_ftp_received",
-                    device=receiver.device,
-                    file=os.path.relpath(file, receiver.folder),
-                )
-
-            def on_incomplete_file_received(self, file: str) -> None:
-                receiver._end(file)
-                receiver._count("incomplete_upload")
-                try:
-                    os.remove(file)  # a cut upload is never a file to take
-                except OSError:
-                    pass
-                _event(
-                    logging.WARNING,
-                    "files_ftp_incomplete",
-                    device=receiver.device,
-                    file=os.path.relpath(file, receiver.folder),
-                )
-
-        Control.authorizer = authorizer
-        Control.dtp_handler = Data
-        Control.timeout = cfg.idle_timeout_s
-        Control.banner = "station-agent files receiver ready."
-        Control.permit_foreign_addresses = False
+        control = _control_handler(self)
+        control.authorizer = authorizer
+        control.dtp_handler = _data_handler(self)
+        control.timeout = cfg.idle_timeout_s
+        control.banner = "station-agent files receiver ready."
+        control.permit_foreign_addresses = False
         if cfg.passive_ports is not None:
-            Control.passive_ports = list(range(cfg.passive_ports[0], cfg.passive_ports[1] + 1))
+            control.passive_ports = list(range(cfg.passive_ports[0], cfg.passive_ports[1] + 1))
         self._ioloop = IOLoop()
-        self._server = FTPServer((cfg.host, cfg.port), Control, ioloop=self._ioloop)
+        self._server = FTPServer((cfg.host, cfg.port), control, ioloop=self._ioloop)
         self._server.max_cons = cfg.max_connections
         self._server.max_cons_per_ip = cfg.max_connections
         self._thread = threading.Thread(target=self._serve, name=f"ftp-{self.device}", daemon=True)
         self._thread.start()
         host, port = self.address
-        _event(logging.INFO, "files_ftp_listening", device=self.device, host=host, port=port)
+        event(logging.INFO, "files_ftp_listening", device=self.device, host=host, port=port)
         return self
 
     def _serve(self) -> None:
@@ -213,6 +142,81 @@ class FtpReceiver:
 
     def _count_locked(self, reason: str) -> None:
         self.counts[reason] = self.counts.get(reason, 0) + 1
+
+
+def _data_handler(receiver: FtpReceiver) -> type[DTPHandler]:
+    """The data connection of one upload: cut (552) once it grows past ``max_file_bytes``."""
+    limit = receiver.config.max_file_bytes
+
+    class Data(DTPHandler):
+        def handle_read(self) -> None:
+            super().handle_read()
+            if self.receive and not self._closed and self.tot_bytes_received > limit:
+                receiver._count("too_large_upload")
+                self._resp = (
+                    f"552 File larger than {limit} bytes; transfer aborted.",
+                    log.warning,
+                )
+                self.transfer_finished = False
+                self.close()
+
+        handle_read_event = handle_read  # the base class binds its own under this name
+
+    return Data
+
+
+def _control_handler(receiver: FtpReceiver) -> type[FTPHandler]:
+    """The control connection: refuses an upload beyond the bounds and STOU, tells the
+    receiver which files are being written, removes the partial file of a cut upload."""
+
+    class Control(FTPHandler):
+        def pre_process_command(self, line: str, cmd: str, arg: str) -> Any:
+            if cmd == "STOU":  # a unique name the driver could not tell from a logger's
+                self.respond("502 STOU not supported; use STOR.")
+                return None
+            if cmd in ("STOR", "APPE") and self.authenticated:
+                refusal = receiver._refusal()
+                if refusal is not None:
+                    self.respond(refusal)
+                    return None
+            return super().pre_process_command(line, cmd, arg)
+
+        def ftp_STOR(self, file: str, mode: str = "w") -> Any:
+            receiver._begin(file)
+            try:
+                started = super().ftp_STOR(file, mode)
+            except BaseException:
+                receiver._end(file)
+                raise
+            if started is None:  # refused by the filesystem: nothing is being written
+                receiver._end(file)
+            return started
+
+        def on_file_received(self, file: str) -> None:
+            receiver._end(file)
+            receiver._count("uploads")
+            event(
+                logging.INFO,
+                "files_ftp_received",
+                device=receiver.device,
+                file=os.path.relpath(file, receiver.folder),
+            )
+
+        def on_incomplete_file_received(self, file: str) -> None:
+            receiver._end(file)
+            receiver._count("incomplete_upload")
+            try:
+                os.remove(file)  # a cut upload is never a file to take
+            except OSError:
+                pass
+            event(
+                logging.WARNING,
+                "files_ftp_incomplete",
+                device=receiver.device,
+                file=os.path.relpath(file, receiver.folder),
+            )
+
+    return Control
 
 
 def _folder_bytes(folder: Path) -> int | None:

@@ -23,10 +23,6 @@ ALLOWED = {
     "agent.transports.mqtt.check.check",  # branch acks owns transports/mqtt
     "warehouse.https_intake.handler",  # branch acks owns warehouse/
     "warehouse.stream_intake.NatsWorker",  # branch acks owns warehouse/
-    "warehouse.sta.app.StaService",  # branch acks owns warehouse/
-    "warehouse.sta.compile.Compiler",  # branch acks owns warehouse/
-    "drivers.files.driver.FilesDriver",  # landed beside this test (issue 31); being split
-    "drivers.files.ftp.FtpReceiver.start",  # same
 }
 
 

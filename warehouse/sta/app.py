@@ -10,20 +10,19 @@ every other method is a 405 saying so.
 from __future__ import annotations
 
 import json
-import re
-from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
+from warehouse.sta.answer import Answer, error_answer, json_answer
 from warehouse.sta.backend import Backend, Row
-from warehouse.sta.catalogue import CATALOGUE, STATION_TYPES, STATUSES
+from warehouse.sta.catalogue import catalogue_answer
 from warehouse.sta.entities import SETS, EntitySet, Nav
 from warehouse.sta.errors import BadRequest, MethodNotAllowed, NotFound, StaError
+from warehouse.sta.evidence import evidence_answer
 from warehouse.sta.query import Scope, fetch_page, validate
 from warehouse.sta.query_options import QueryOptions, parse_query
 from warehouse.sta.resource_path import ResourcePath, parse_path
-from warehouse.sta.serialize import Serializer, entity_url, format_time_value, next_query
-from warehouse.sta.sql import Sql
+from warehouse.sta.serialize import Serializer, entity_url, next_query
 
 CONFORMANCE = [
     "http://www.opengis.net/spec/iot_sensing/1.1/req/datamodel",
@@ -36,25 +35,6 @@ READ_ONLY = (
     "the stations (POST /stations/{id}/batches on the intake), so nothing here can be "
     "created, changed or deleted"
 )
-_STATION = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
-
-
-@dataclass
-class Answer:
-    status: int
-    body: bytes
-    content_type: str = "application/json"
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-def json_answer(status: int, doc: Any, headers: dict[str, str] | None = None) -> Answer:
-    body = json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
-    return Answer(status, body, "application/json; charset=utf-8", headers or {})
-
-
-def error_answer(exc: StaError) -> Answer:
-    headers = {"Allow": "GET, HEAD"} if exc.status == 405 else {}
-    return json_answer(exc.status, exc.body(), headers)
 
 
 class StaService:
@@ -85,9 +65,9 @@ class StaService:
 
             return json_answer(200, document(origin))
         if path.startswith("/catalogue/"):
-            return self.catalogue(path[len("/catalogue/") :], origin)
+            return catalogue_answer(path[len("/catalogue/") :], origin)
         if path.startswith("/evidence/"):
-            return self.evidence(path[len("/evidence/") :], origin)
+            return evidence_answer(self.backend, path[len("/evidence/") :], origin)
         if path.startswith("/opendata/") and self.opendata is not None:
             return self.opendata.answer(path[len("/opendata/") :], origin)
         raise NotFound(f"nothing at {path[:100]!r} (see {origin}/openapi.json)")
@@ -245,82 +225,6 @@ class StaService:
             attach(self.backend, rows, windows)
         elif entity.name == "Datastreams" and rows:
             attach_phenomenon_times(self.backend, rows)
-
-    # -- catalogues and evidence -------------------------------------------------------------
-    def catalogue(self, rest: str, origin: str) -> Answer:
-        if rest in ("parameters", "parameters.json"):
-            return json_answer(200, CATALOGUE.as_json(origin))
-        if rest.startswith("parameters/"):
-            code = rest[len("parameters/") :]
-            for entry in CATALOGUE.as_json(origin)["parameters"]:
-                if quote(entry["code"], safe="") == code or entry["code"] == code:
-                    return json_answer(200, entry)
-            raise NotFound(f"no parameter {code[:64]!r} in catalogue {CATALOGUE.version}")
-        if rest in ("station-types", "station-types.json"):
-            return json_answer(
-                200, {"stationTypes": [{"code": k, "name": v} for k, v in STATION_TYPES.items()]}
-            )
-        if rest in ("units", "units.json"):
-            return json_answer(200, {"catalogue": CATALOGUE.version, "units": CATALOGUE.units()})
-        if rest in ("statuses", "statuses.json"):
-            return json_answer(
-                200, {"statuses": [{"code": k, "meaning": v} for k, v in STATUSES.items()]}
-            )
-        raise NotFound(f"no catalogue {rest[:64]!r} (parameters, station-types, units, statuses)")
-
-    def evidence(self, rest: str, origin: str) -> Answer:
-        parts = rest.split("/")
-        if len(parts) < 2 or not _STATION.fullmatch(parts[0]) or parts[1] != "descriptors":
-            raise NotFound("expected /evidence/{station}/descriptors[/{seq}.jws]")
-        station = parts[0]
-        if len(parts) == 2:
-            rows = self.backend.fetch(
-                Sql(
-                    "SELECT b.seq AS seq, b.digest AS digest, b.sealed_at AS sealed_at, "
-                    "b.received_at AS received_at FROM batches b WHERE b.station = ? AND "
-                    "b.kind = 'descriptor' ORDER BY b.seq",
-                    (station,),
-                )
-            )
-            if not rows:
-                raise NotFound(f"no descriptor of station {station!r}")
-            base = f"{origin}/evidence/{station}/descriptors"
-            return json_answer(
-                200,
-                {
-                    "station": station,
-                    "descriptors": [
-                        {
-                            "seq": r["seq"],
-                            "digest": r["digest"],
-                            "sealedAt": format_time_value(r["sealed_at"]),
-                            "receivedAt": format_time_value(r["received_at"]),
-                            "jws": f"{base}/{r['seq']}.jws",
-                            "current": i == len(rows) - 1,
-                        }
-                        for i, r in enumerate(rows)
-                    ],
-                    "verify": "the JWS is the batch exactly as the station signed it: verify it "
-                    "with the station's Ed25519 key (docs/protocol.md)",
-                },
-            )
-        m = re.fullmatch(r"(\d{1,18})\.jws", parts[2]) if len(parts) == 3 else None
-        if not m:
-            raise NotFound("expected /evidence/{station}/descriptors/{seq}.jws")
-        rows = self.backend.fetch(
-            Sql(
-                "SELECT jws FROM batches WHERE station = ? AND seq = ? AND kind = 'descriptor'",
-                (station, int(m[1])),
-            )
-        )
-        if not rows:
-            raise NotFound(f"no descriptor record at seq {m[1]} of station {station!r}")
-        return Answer(
-            200,
-            bytes(rows[0]["jws"]),
-            "application/jose",
-            {"Content-Disposition": f'attachment; filename="{station}-{m[1]}.jws"'},
-        )
 
 
 def _scope(nav: Nav, row: Row, parent: EntitySet) -> Scope:

@@ -1,4 +1,5 @@
-"""The shared catalogues the API serves: parameters (the agent's catalogue), station types, units.
+"""The shared catalogues the API serves under ``/catalogue/``: parameters (the agent's catalogue),
+station types, units, statuses.
 
 The parameter catalogue is a COPY, as data, of ``agent/config/catalogue/parameters.toml`` (the
 warehouse imports only ``core``): ``warehouse/sta/parameters.toml``, read as package data.
@@ -12,6 +13,10 @@ import tomllib
 from dataclasses import dataclass
 from importlib.resources import files
 from typing import Any
+from urllib.parse import quote
+
+from warehouse.sta.answer import Answer, json_answer
+from warehouse.sta.errors import NotFound
 
 STATION_TYPES = {
     "air": "Ambient air quality",
@@ -84,3 +89,27 @@ def load() -> Catalogue:
 
 
 CATALOGUE = load()
+
+
+def catalogue_answer(rest: str, origin: str) -> Answer:
+    """``/catalogue/{rest}``: the parameters (all, or one by code), station types, units,
+    statuses."""
+    if rest in ("parameters", "parameters.json"):
+        return json_answer(200, CATALOGUE.as_json(origin))
+    if rest.startswith("parameters/"):
+        code = rest[len("parameters/") :]
+        for entry in CATALOGUE.as_json(origin)["parameters"]:
+            if quote(entry["code"], safe="") == code or entry["code"] == code:
+                return json_answer(200, entry)
+        raise NotFound(f"no parameter {code[:64]!r} in catalogue {CATALOGUE.version}")
+    if rest in ("station-types", "station-types.json"):
+        return json_answer(
+            200, {"stationTypes": [{"code": k, "name": v} for k, v in STATION_TYPES.items()]}
+        )
+    if rest in ("units", "units.json"):
+        return json_answer(200, {"catalogue": CATALOGUE.version, "units": CATALOGUE.units()})
+    if rest in ("statuses", "statuses.json"):
+        return json_answer(
+            200, {"statuses": [{"code": k, "meaning": v} for k, v in STATUSES.items()]}
+        )
+    raise NotFound(f"no catalogue {rest[:64]!r} (parameters, station-types, units, statuses)")

@@ -2,40 +2,26 @@
 
 Types are checked as the tree is compiled (``name gt 1`` is a 400 at the operator's position,
 not a database error); every literal becomes a bound parameter; a property path through a
-to-one navigation property (``Datastream/Thing/name``) becomes a correlated sub-query.
+to-one navigation property (``Datastream/Thing/name``) becomes a correlated sub-query. The
+built-in functions (``contains``, ``year``, ``round``...) are compiled by ``functions``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from warehouse.sta.errors import BadRequest, NotImplementedOption
+from warehouse.sta.errors import BadRequest
 from warehouse.sta.filter_parser import Binary, Call, Literal, Node, Path, Unary
+from warehouse.sta.functions import compile_call
 from warehouse.sta.sql import Dialect, Sql, param, wrap
+from warehouse.sta.typed import Typed
 
 if TYPE_CHECKING:
     from warehouse.sta.entities import EntitySet
 
 _SQL_COMPARE = {"eq": "=", "ne": "<>", "gt": ">", "ge": ">=", "lt": "<", "le": "<="}
 _SQL_ARITH = {"add": "+", "sub": "-", "mul": "*"}
-_TIME_PARTS = ("year", "month", "day", "hour", "minute", "second", "fractionalseconds")
-
-
-@dataclass(frozen=True)
-class Typed:
-    """A compiled expression and its type: bool num str time date tod null any json."""
-
-    sql: Sql
-    type: str
-    # for type "any" (an Observation's result): the numeric and the text forms, and its
-    # null test; for type "json": the document and the path inside it
-    num: Sql | None = None
-    text: Sql | None = None
-    is_null: Sql | None = None
-    doc: Sql | None = None
-    path: tuple[str, ...] = ()
 
 
 class Compiler:
@@ -221,75 +207,6 @@ class Compiler:
             return self.dialect.time_param(dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC))
         raise self.bad(node, "cannot compare a computed date with a time: use date(…)")
 
-    # -- functions ---------------------------------------------------------------------------
     def call(self, node: Call) -> Typed:
-        name, d = node.name, self.dialect
-        if name == "now":
-            return Typed(d.time_param(self.now), "time")
-        if name == "mindatetime":
-            return Typed(d.time_param(dt.datetime(1970, 1, 1, tzinfo=dt.UTC)), "time")
-        if name == "maxdatetime":
-            return Typed(
-                d.time_param(dt.datetime(9999, 12, 31, 23, 59, 59, 999000, dt.UTC)), "time"
-            )
-        args = [self.compile(a) for a in node.args]
-        if name in _TIME_PARTS or name in ("date", "time", "totaloffsetminutes"):
-            return self.time_function(node, args[0])
-        if name in ("round", "floor", "ceiling"):
-            x = self.numeric(node.args[0], args[0])
-            fn = {"round": d.round, "floor": d.floor, "ceiling": d.ceiling}[name]
-            return Typed(fn(x), "num")
-        n_text = 1 if name in ("substring", "length", "tolower", "toupper", "trim") else 2
-        texts = [self.textual(node.args[i], args[i]) for i in range(n_text)]
-        if name == "substringof":
-            return Typed(wrap("({} > 0)", d.strpos(texts[1], texts[0])), "bool")
-        if name == "contains":
-            return Typed(wrap("({} > 0)", d.strpos(texts[0], texts[1])), "bool")
-        if name == "startswith":
-            return Typed(
-                wrap("(substr({}, 1, length({})) = {})", texts[0], texts[1], texts[1]), "bool"
-            )
-        if name == "endswith":
-            h, n = texts
-            return Typed(
-                wrap(
-                    "(length({}) <= length({}) AND substr({}, length({}) - length({}) + 1) = {})",
-                    n,
-                    h,
-                    h,
-                    h,
-                    n,
-                    n,
-                ),
-                "bool",
-            )
-        if name == "length":
-            return Typed(wrap("length({})", texts[0]), "num")
-        if name == "indexof":
-            return Typed(wrap("({} - 1)", d.strpos(texts[0], texts[1])), "num")
-        if name == "substring":
-            start = self.numeric(node.args[1], args[1])
-            if len(args) == 3:
-                count = self.numeric(node.args[2], args[2])
-                return Typed(wrap("substr({}, {} + 1, {})", texts[0], start, count), "str")
-            return Typed(wrap("substr({}, {} + 1)", texts[0], start), "str")
-        if name in ("tolower", "toupper", "trim"):
-            sql_fn = {"tolower": "lower", "toupper": "upper", "trim": "trim"}[name]
-            return Typed(wrap(f"{sql_fn}({{}})", texts[0]), "str")
-        if name == "concat":
-            return Typed(wrap("({} || {})", texts[0], texts[1]), "str")
-        raise NotImplementedOption(
-            f"function {name!r} is not supported", option=self.option, position=node.pos
-        )
-
-    def time_function(self, node: Call, arg: Typed) -> Typed:
-        name = node.name
-        if arg.type != "time":
-            raise self.bad(node, f"{name}() needs a time, found a {arg.type}")
-        if name == "totaloffsetminutes":
-            return Typed(Sql("0"), "num")  # every time here is UTC
-        if name == "date":
-            return Typed(self.dialect.time_part("date", arg.sql), "date")
-        if name == "time":
-            return Typed(self.dialect.time_part("time", arg.sql), "tod")
-        return Typed(self.dialect.time_part(name, arg.sql), "num")
+        """A function call (``warehouse.sta.functions``)."""
+        return compile_call(self, node)

@@ -26,10 +26,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from warehouse.sta.catalogue import CATALOGUE
-from warehouse.sta.compile import Compiler, Typed
+from warehouse.sta.compile import Compiler
 from warehouse.sta.errors import BadRequest, NotImplementedOption
 from warehouse.sta.filter_parser import Path
 from warehouse.sta.sql import Dialect, Sql, join, param, wrap
+from warehouse.sta.typed import Typed
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from warehouse.sta.app import Answer, json_answer
+from warehouse.sta.answer import Answer, json_answer
 from warehouse.sta.backend import Backend, Row
 from warehouse.sta.catalogue import STATUSES
 from warehouse.sta.entities import SETS

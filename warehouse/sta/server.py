@@ -17,7 +17,8 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from warehouse.sta.app import Answer, StaService, json_answer
+from warehouse.sta.answer import Answer, json_answer
+from warehouse.sta.app import StaService
 
 LOG = logging.getLogger("warehouse.api")
 MAX_URL = 16_384
