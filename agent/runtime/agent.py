@@ -31,6 +31,7 @@ from agent.poll.poller import Poller
 from agent.protocol.batch import Signer
 from agent.protocol.keys import load_private_key
 from agent.records import descriptor
+from agent.records.identities import Identities
 from agent.records.maintenance.watch import MaintenanceWatch
 from agent.records.rotation.record import KeyRotation
 from agent.runtime import pruning
@@ -106,6 +107,8 @@ class Agent:
             self.buffer, self.clock, getattr(self.clock, "synchronized", clock_synchronized)
         )
         self.drivers: list[Driver | ListeningDriver] = [make_driver(d) for d in config.devices]
+        self.identities = Identities()  # what the devices state about themselves (descriptor)
+        self.poller.after_read = functools.partial(self.identities.after_poll, self)
         channels = {d.name: [c.param for c in d.channels] for d in self.drivers}
         self.maintenance = MaintenanceWatch(
             self.buffer.maintenance, self.clock, channels, self.request_record
@@ -171,13 +174,8 @@ class Agent:
         # Python's GIL switch interval (5 ms) is kept: at 1 ms, polls waiting for the GIL woke
         # five times as often, ~10 % more CPU; the seal's pauses between full batches keep the
         # polls of 50 devices on time without it (bench/RESULTS.md).
-        descriptor.seal_if_changed(self)  # before any reading of this config is sealed
-        self.maintenance.start()  # before the first reading: windows lasting across a restart
-        for driver, dcfg in zip(self.drivers, cfg.devices, strict=True):
+        for driver in self.drivers:
             if isinstance(driver, ListeningDriver):
-                if not self._start_listening(driver):
-                    job = self._listen_job(driver)
-                    self._add_job(self._retry_listening, dcfg.poll_interval_s, job, driver)
                 continue
             try:
                 driver.open()
@@ -185,6 +183,13 @@ class Agent:
                 event(
                     log, logging.WARNING, "device_open_failed", device=driver.name, error=str(exc)
                 )
+        self.identities.read(self.drivers)  # what the opened devices state (SDI-12 aI!)
+        descriptor.seal_if_changed(self)  # before any reading of this config is sealed
+        self.maintenance.start()  # before the first reading: windows lasting across a restart
+        for driver, dcfg in zip(self.drivers, cfg.devices, strict=True):
+            if isinstance(driver, ListeningDriver) and not self._start_listening(driver):
+                job = self._listen_job(driver)
+                self._add_job(self._retry_listening, dcfg.poll_interval_s, job, driver)
         for sender in self.senders:
             sender.start()
             self.workers.loop(f"sender-{sender.name}", self.stuck_s, sender.progress)
@@ -285,6 +290,10 @@ class Agent:
             for sender in self.senders:
                 sender.wake()
         return len(batches)
+
+    def stated(self) -> dict[str, dict[str, Any] | None]:
+        """What each device stated about itself (``agent.records.identities``), by device."""
+        return self.identities.stated
 
     def request_record(self, kind: str, body: dict[str, Any]) -> SealedBatch:
         """Seal a record of ``kind`` (registered in ``core.records``) now; thread-safe.
