@@ -11,6 +11,7 @@ Received bytes are 7-bit; the command echoed by half-duplex adapters is dropped.
 
 from __future__ import annotations
 
+import termios
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -64,7 +65,10 @@ class Bus:
 
     def _wake(self) -> None:
         if self.wake == "break" and time.monotonic() - self._last_activity > self.break_idle_s:
-            self.port.send_break(BREAK_S)
+            try:
+                self.port.send_break(BREAK_S)
+            except termios.error as exc:  # the adapter gone (EIO): a port failure like others
+                raise OSError(*exc.args) from None
             self.breaks += 1
             time.sleep(MARKING_S)  # the marking the standard asks for after a break
 
