@@ -133,11 +133,11 @@ def test_a_sensor_swapped_while_the_bus_was_down_gives_a_new_descriptor_before_i
     sim.start()
     agent.start()
     try:
-        wait_for(lambda: (1.25 in [v for _, v in levels()]), 60, "the first sensor's readings")
+        wait_for(lambda: 1.25 in [v for _, v in levels()], 60, "the first sensor's readings")
         sim.stop()  # the port goes away: the next poll fails and closes it
         sim = Sdi12BusSimulator(tmp_path / "tty", {"sensors": [{**OTT, "values": [3.75]}]})
         sim.start()
-        wait_for(lambda: (3.75 in [v for _, v in levels()]), 60, "the new sensor's readings")
+        wait_for(lambda: 3.75 in [v for _, v in levels()], 60, "the new sensor's readings")
     finally:
         agent.stop()
         sim.stop()
@@ -171,3 +171,34 @@ def test_descriptors_with_and_without_sensors_read_and_half_an_identification_is
     too_long = {**old, "devices": [{**device, "sensors": [{**_stated(ACME), "vendor": "A" * 9}]}]}
     with pytest.raises(RecordError, match="vendor"):
         check_body("descriptor", too_long)
+
+
+def test_a_poll_that_finds_a_new_sensor_stores_its_readings_under_the_new_descriptor(
+    tmp_path, station_id, station_key
+):
+    """A poll committed at once (not left for the poll clock's group commit): the descriptor
+    naming the new sensor is sealed before that poll's readings are stored."""
+    from agent.records import descriptor
+
+    data = _config(tmp_path, station_id, station_key[0], 9)
+    data["devices"][0]["sensors"] = data["devices"][0]["sensors"][:1]
+    data["transports"][0]["name"] = "wh"
+    agent = Agent(parse_config(data, tmp_path / "agent.toml"))
+    (driver,) = agent.drivers
+    try:
+        with Sdi12BusSimulator(tmp_path / "tty", {"sensors": [{**ACME, "values": [1.25]}]}):
+            driver.open()  # type: ignore[union-attr]
+            agent.identities.read(agent.drivers)
+            first = descriptor.seal_if_changed(agent)
+            agent.poller.poll(driver, commit=True)  # type: ignore[arg-type]
+        agent.poller.poll(driver, commit=True)  # type: ignore[arg-type]  # the port is gone
+        with Sdi12BusSimulator(tmp_path / "tty", {"sensors": [{**OTT, "values": [3.75]}]}):
+            agent.poller.poll(driver, commit=True)  # type: ignore[arg-type]  # reconnects
+        agent.seal_and_wake()
+        payloads = [_payload(b.jws) for b in agent.buffer.pending("wh", limit=100)]
+    finally:
+        agent.stop(grace_s=0)
+    descriptors = [p for p in payloads if p["kind"] == "descriptor"]
+    assert first is not None and len(descriptors) == 2
+    assert descriptors[1]["body"]["devices"][0]["sensors"] == [_stated(OTT)]
+    assert _levels(payloads) == [(first.seq, 1.25), (descriptors[1]["seq"], 3.75)]
