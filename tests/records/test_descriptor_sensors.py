@@ -202,3 +202,37 @@ def test_a_poll_that_finds_a_new_sensor_stores_its_readings_under_the_new_descri
     assert first is not None and len(descriptors) == 2
     assert descriptors[1]["body"]["devices"][0]["sensors"] == [_stated(OTT)]
     assert _levels(payloads) == [(first.seq, 1.25), (descriptors[1]["seq"], 3.75)]
+
+
+def test_run_once_predicts_the_descriptor_in_force_when_the_sensors_are_the_same(
+    tmp_path, station_id, station_key
+):
+    """``run --once`` asks the sensors aI! as the agent would: the same sensors, the descriptor
+    in force; another sensor, a new descriptor sealed first."""
+    import io
+
+    from agent.cli.once import run_once
+    from agent.records import descriptor
+
+    data = _config(tmp_path, station_id, station_key[0], 9)
+    data["devices"][0]["sensors"] = data["devices"][0]["sensors"][:1]
+    config = parse_config(data, tmp_path / "agent.toml")
+    acme = {"sensors": [{**ACME, "values": [1.25]}]}
+    with Sdi12BusSimulator(tmp_path / "tty", acme):
+        agent = Agent(config)
+        try:
+            agent.drivers[0].open()  # type: ignore[union-attr]
+            agent.identities.read(agent.drivers)
+            sealed = descriptor.seal_if_changed(agent)
+        finally:
+            agent.stop(grace_s=0)
+    assert sealed is not None
+    for sensors, said in ((acme, f"after seq {sealed.seq} in"), (
+        {"sensors": [{**OTT, "values": [3.75]}]},
+        f"the configuration's station descriptor is new: it is sealed first, as seq "
+        f"{sealed.seq + 1}",
+    )):  # fmt: skip
+        out = io.StringIO()
+        with Sdi12BusSimulator(tmp_path / "tty", sensors):  # a pty takes one 7E1 open
+            assert run_once(config, out) == 0, out.getvalue()
+        assert said in out.getvalue(), out.getvalue()
