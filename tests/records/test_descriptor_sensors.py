@@ -236,3 +236,32 @@ def test_run_once_predicts_the_descriptor_in_force_when_the_sensors_are_the_same
         with Sdi12BusSimulator(tmp_path / "tty", sensors):  # a pty takes one 7E1 open
             assert run_once(config, out) == 0, out.getvalue()
         assert said in out.getvalue(), out.getvalue()
+
+
+_HOSTILE_SENSORS = [
+    ("control characters", [{**_stated(ACME), "vendor": "AC\x00ME"}]),
+    ("non-ASCII", [{**_stated(ACME), "model": "LVL1ÖÖ"}]),
+    ("a number for a text", [{**_stated(ACME), "version": 110}]),
+    ("two-character address", [{**_stated(ACME), "address": "00"}]),
+    ("missing key", [{k: v for k, v in _stated(ACME).items() if k != "serial"}]),
+    ("unknown key", [{**_stated(ACME), "firmware": "1"}]),
+    ("serial over 13", [{**_stated(ACME), "serial": "S" * 14}]),
+    ("a sensor that is not an object", ["0"]),
+    ("more sensors than addresses", [_stated(ACME)] * 63),
+    ("sensors not a list", {"0": _stated(ACME)}),
+]
+
+
+@pytest.mark.parametrize(("why", "sensors"), _HOSTILE_SENSORS, ids=[w for w, _ in _HOSTILE_SENSORS])
+def test_a_forged_sensor_list_is_refused_naming_the_field(why, sensors):
+    body = {
+        "station": {"id": "S-1", "name": "", "type": None, "operator": "", "location": None},
+        "devices": [
+            {"name": "d", "driver": "sdi12", "make": "", "model": "", "serial_number": "",
+             "principle": "", "range": "", "source": "device", "sensors": sensors}
+        ],
+        "channels": [],
+        "catalogue": "2026.11.1",
+    }  # fmt: skip
+    with pytest.raises(RecordError, match=r"body\.devices\.0\.sensors"):
+        check_body("descriptor", body)
