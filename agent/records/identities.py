@@ -4,11 +4,11 @@ Read at start once the polled devices are open (before the descriptor is sealed)
 after every poll: a driver asks its device once per connection, so a reconnect (a sensor
 swapped while the bus was down) can state something new. A change seals a new descriptor at
 once, from the polling thread, before that poll's readings are stored: they name the
-descriptor that lists the sensor which took them. Readings not yet committed then (other
-devices' polls of the same tick, waiting for the poll clock's group commit; polls held in
-memory while the disk is full) are sealed after it and name the new descriptor too: their own
-device's entry is the same in both. A seal that fails (buffer full) is tried again after the
-next poll.
+descriptor that lists the sensor which took them. Readings not yet committed then are sealed
+after it and name the new descriptor too: other devices' polls of the same tick (waiting for
+the poll clock's group commit; their entries are the same in both descriptors) and, known
+limitation, polls held in memory while the disk was full (the old sensor's among them). A seal
+that fails (buffer full) is tried again after the next poll.
 """
 
 from __future__ import annotations
