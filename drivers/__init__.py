@@ -11,7 +11,7 @@ Driver modules are imported on first use, so a station loads only the drivers it
 from __future__ import annotations
 
 from core.registry import LazyRegistry
-from drivers.base import Channel, DeviceConfig, Driver, ListeningDriver
+from drivers.base import Channel, DeviceConfig, Driver, Identifying, ListeningDriver
 
 _REGISTRY: dict[str, tuple[str, str, str]] = {
     "modbus_tcp": ("drivers.modbus.tcp", "ModbusTcpConfig", "ModbusTcpDriver"),
@@ -42,6 +42,7 @@ __all__ = [
     "Channel",
     "DeviceConfig",
     "Driver",
+    "Identifying",
     "ListeningDriver",
     "make_driver",
     "package_of",

@@ -168,6 +168,19 @@ class Probeable(Protocol):
 
 
 @runtime_checkable
+class Identifying(Protocol):
+    """Optional driver extension for the station descriptor: what the device states about
+    itself (e.g. each SDI-12 sensor's ``aI!`` answer), beside what the configuration says."""
+
+    def identity(self) -> dict[str, Any] | None:
+        """Keys for the device's entry in the station descriptor (``sensors``), as the device
+        stated them at its last connection; None: nothing stated. Called by the thread that
+        polls the device, once it is opened and after every poll: a driver may ask its device
+        here, once per connection (so a reconnect asks again), and never raises."""
+        ...
+
+
+@runtime_checkable
 class WireCounters(Protocol):
     """Optional driver extension for the station page and ``/metrics``: what a register-based
     driver saw on the wire. Both are cheap reads of counters the driver keeps anyway."""

@@ -11,22 +11,29 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import TextIO
+from typing import Any, TextIO
 
 from agent.config.model import Config
+from agent.records.identities import stated_by
 from agent.runtime.next_batch import next_batch
 from agent.seal.sealing import readings_payload
 from agent.support.clock_sync import clock_synchronized
 from core.errors import DeviceError
 from core.reading import FAULT, Reading
-from drivers import Driver, make_driver
+from drivers import Driver, Identifying, make_driver
 
 
-def poll_once(driver: Driver, time_ms: int) -> tuple[list[Reading], str | None]:
-    """Open, read and close one device; a failure becomes fault readings, as the agent stores."""
+def poll_once(
+    driver: Driver, time_ms: int, stated: dict[str, Any] | None = None
+) -> tuple[list[Reading], str | None]:
+    """Open, read and close one device; a failure becomes fault readings, as the agent stores.
+    What the device states about itself, asked once it is open as the agent does, goes in
+    ``stated`` (by device name)."""
     try:
         driver.open()
         try:
+            if stated is not None and isinstance(driver, Identifying):
+                stated[driver.name] = stated_by(driver)
             readings = driver.read(time_ms)
         finally:
             driver.close()
@@ -45,12 +52,13 @@ def run_once(config: Config, out: TextIO | None = None) -> int:
     time_ms = int(time.time() * 1000)
     rows: list[Reading] = []
     failed = False
+    stated: dict[str, Any] = {}  # what the devices state about themselves (descriptor)
     for device in config.devices:
         driver = make_driver(device)
         if not isinstance(driver, Driver):
             print(f"{device.name}: pushes its readings ({device.driver}); not polled", file=out)
             continue
-        readings, error = poll_once(driver, time_ms)
+        readings, error = poll_once(driver, time_ms, stated)
         failed = failed or error is not None
         print(f"{device.name} ({device.driver}):", file=out)
         for r in readings:
@@ -61,7 +69,7 @@ def run_once(config: Config, out: TextIO | None = None) -> int:
             print(f"  error: {error}", file=out)
         rows.extend(readings)
     unsynced = clock_synchronized() is False  # as the poller flags what it stores
-    at = next_batch(config)
+    at = next_batch(config, stated)
     payload = readings_payload(
         config.buffer.payload_version,
         config.station.id,

@@ -77,6 +77,9 @@ class Poller:
         # real-time values (each packet holds only some of the device's channels).
         self.latest: dict[str, dict[tuple[str, str], Reading]] = {}
         self.on_poll: Callable[[str, float], None] | None = None  # (device, seconds)
+        # called with the driver after each read, before its readings are stored (the device
+        # may state a new identity: agent.records.identities seals a new descriptor first)
+        self.after_read: Callable[[Driver], None] | None = None
         # (device, readings) -> readings with the status windows give
         # (agent.records.maintenance.watch)
         self.status_filter: Callable[[str, list[Reading]], list[Reading]] | None = None
@@ -122,6 +125,8 @@ class Poller:
                     self._reads.notify_all()
             if self.on_poll is not None:  # metrics: how long the device took to answer
                 self.on_poll(driver.name, time.monotonic() - started)
+            if self.after_read is not None:
+                self.after_read(driver)
             self.accept(driver.name, readings, error, time_ms, commit=commit)
 
     def missed(self, device: str, slots_ms: list[int], reason: str) -> None:

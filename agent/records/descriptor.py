@@ -1,13 +1,14 @@
 """The station descriptor: sealed at first start and whenever its content changes.
 
-``seal_if_changed(agent)`` (called by ``Agent.start``, so at every start and config reload)
-builds the descriptor body from the configuration (station metadata, devices, channels and
-their limits, the parameter catalogue's version) and compares its digest (SHA-256 over the
-body as canonical JSON: keys sorted, no whitespace) with the descriptor in force in this
-buffer. Equal: nothing is sealed, and readings batches go on naming the descriptor in force.
-Different (or none yet): ``Agent.request_record`` seals the readings stored so far (they
-name the previous descriptor, the one they were taken under), then the new descriptor record;
-every later readings batch names its ``seq``.
+``seal_if_changed(agent)`` (called by ``Agent.start``, so at every start and config reload, and
+when a device states another identity, ``agent.records.identities``) builds the descriptor body
+from the configuration (station metadata, devices, channels and their limits, the parameter
+catalogue's version) and what the devices stated about themselves (SDI-12 sensors' ``aI!``),
+and compares its digest (SHA-256 over the body as canonical JSON: keys sorted, no whitespace)
+with the descriptor in force in this buffer. Equal: nothing is sealed, and readings batches go
+on naming the descriptor in force. Different (or none yet): ``Agent.request_record`` seals the
+readings stored so far (they name the previous descriptor, the one they were taken under), then
+the new descriptor record; every later readings batch names its ``seq``.
 
 Which descriptor is in force is kept in the buffer's ``meta`` row ``descriptor``
 (``{"seq", "digest"}``), written after the record is committed; a descriptor record found in
@@ -24,6 +25,7 @@ import hashlib
 import json
 import logging
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -51,8 +53,12 @@ class InForce:
     digest: str
 
 
-def descriptor_body(config: Config) -> dict[str, Any]:
-    """The descriptor body the configuration describes (checked against its model)."""
+def descriptor_body(
+    config: Config, stated: Mapping[str, Mapping[str, Any] | None] | None = None
+) -> dict[str, Any]:
+    """The descriptor body the configuration describes, with what each device ``stated``
+    about itself (by device name, ``agent.records.identities``; checked against its model)."""
+    stated = stated or {}
     st = config.station
     location = None
     if st.location is not None:
@@ -78,6 +84,7 @@ def descriptor_body(config: Config) -> dict[str, Any]:
                 "principle": d.principle,
                 "range": d.range,
                 "source": d.source,
+                "sensors": (stated.get(d.name) or {}).get("sensors"),
             }
         )
         for param, unit in d.channel_units():
@@ -149,7 +156,7 @@ def _seal(agent: RecordSink, body: dict[str, Any], digest: str, why: str) -> Sea
 def seal_if_changed(agent: RecordSink) -> SealedBatch | None:
     """Seal the configuration's descriptor unless it is the one in force; point the sealer at
     the descriptor in force either way. Returns the new record, or None."""
-    body = descriptor_body(agent.config)
+    body = descriptor_body(agent.config, agent.stated())
     digest = body_digest(body)
     held = in_force(agent.buffer)
     if held is not None:
@@ -166,7 +173,7 @@ def reseal_if_pruned(agent: RecordSink) -> SealedBatch | None:
         return None
     if agent.buffer.records.sealed_at_ms(held.seq) is not None:  # its record is still kept
         return None
-    body = descriptor_body(agent.config)
+    body = descriptor_body(agent.config, agent.stated())
     digest = body_digest(body)
     try:
         return _seal(agent, body, digest, "pruned" if digest == held.digest else "changed")

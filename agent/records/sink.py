@@ -6,6 +6,7 @@ Agent class, so records sit below the runtime that calls them.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 from agent.buffer import Buffer
@@ -25,6 +26,10 @@ class RecordSink(Protocol):
 
     @property
     def sealer(self) -> Sealer: ...
+
+    def stated(self) -> Mapping[str, Mapping[str, Any] | None]:
+        """What each device stated about itself (``drivers.base.Identifying``), by device."""
+        ...
 
     def request_record(self, kind: str, body: dict[str, Any]) -> SealedBatch:
         """Seal the readings stored so far, then a record of ``kind``; return the record."""

@@ -30,6 +30,7 @@ from agent.poll.poller import Poller
 from agent.protocol.batch import Signer
 from agent.protocol.keys import load_private_key
 from agent.records import descriptor
+from agent.records.identities import Identities
 from agent.records.maintenance.watch import MaintenanceWatch
 from agent.records.rotation.record import KeyRotation
 from agent.runtime import pruning
@@ -111,6 +112,8 @@ class Agent:
         self.devices = Devices(
             config.devices, self.poller, self._make_polls(config), self.workers, self._stuck
         )
+        self.identities = Identities()  # what the devices state about themselves (descriptor)
+        self.poller.after_read = functools.partial(self.identities.after_poll, self)
         self.maintenance = MaintenanceWatch(
             self.buffer.maintenance, self.clock, self.devices.channels(), self.request_record
         )
@@ -194,9 +197,11 @@ class Agent:
         # Python's GIL switch interval (5 ms) is kept: at 1 ms, polls waiting for the GIL woke
         # five times as often, ~10 % more CPU; the seal's pauses between full batches keep the
         # polls of 50 devices on time without it (bench/RESULTS.md).
+        self.devices.open_polled()
+        self.identities.read(self.drivers)  # what the opened devices state (SDI-12 aI!)
         descriptor.seal_if_changed(self)  # before any reading of this config is sealed
         self.maintenance.start()  # before the first reading: windows lasting across a restart
-        self.devices.start()
+        self.devices.start(opened=True)
         self.delivery.start()
         self._add_job(self.seal_and_wake, cfg.buffer.seal_interval_s, "seal")
         self._add_job(self.prune, PRUNE_EVERY_S, "prune")
@@ -251,6 +256,10 @@ class Agent:
     def seal_and_wake(self, final: bool = False) -> int:
         """See ``SealDesk.seal_and_wake``."""
         return self.desk.seal_and_wake(final)
+
+    def stated(self) -> dict[str, dict[str, Any] | None]:
+        """What each device stated about itself (``agent.records.identities``), by device."""
+        return self.identities.stated
 
     def request_record(self, kind: str, body: dict[str, Any]) -> SealedBatch:
         """See ``SealDesk.request_record``."""

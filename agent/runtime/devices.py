@@ -49,20 +49,27 @@ class Devices:
         """Device name -> its channels' params (for the maintenance windows)."""
         return {d.name: [c.param for c in d.channels] for d in self.drivers}
 
-    def start(self) -> None:
-        """Open (or start) every device; put the polled ones on the clock."""
-        for driver, config in zip(self.drivers, self.configs, strict=True):
-            self._start_one(driver, config, None)
+    def open_polled(self) -> None:
+        """Open every polled device (before the descriptor is sealed: what the devices state
+        about themselves goes in it)."""
+        for driver in self.drivers:
+            if not isinstance(driver, ListeningDriver):
+                _open(driver)
 
-    def _start_one(self, driver: AnyDriver, config: DeviceConfig, first_ms: int | None) -> None:
+    def start(self, opened: bool = False) -> None:
+        """Open (unless ``opened``) or start every device; put the polled ones on the clock."""
+        for driver, config in zip(self.drivers, self.configs, strict=True):
+            self._start_one(driver, config, None, opened)
+
+    def _start_one(
+        self, driver: AnyDriver, config: DeviceConfig, first_ms: int | None, opened: bool = False
+    ) -> None:
         if isinstance(driver, ListeningDriver):
             if not self._start_listening(driver):
                 self._retry(driver, config.poll_interval_s)
             return
-        try:
-            driver.open()
-        except Exception as exc:  # a device down at start-up is polled (and reported) anyway
-            event(log, logging.WARNING, "device_open_failed", device=driver.name, error=str(exc))
+        if not opened:
+            _open(driver)
         interval_s = config.poll_interval_s
         limit_s = max(self._stuck_s(), 2 * interval_s)
         self.polls.add(driver, interval_s, limit_s, first_ms)
@@ -161,3 +168,10 @@ def close(driver: AnyDriver) -> None:
         driver.stop() if isinstance(driver, ListeningDriver) else driver.close()
     except Exception:
         pass
+
+
+def _open(driver: AnyDriver) -> None:
+    try:
+        driver.open()
+    except Exception as exc:  # a device down at start-up is polled (and reported) anyway
+        event(log, logging.WARNING, "device_open_failed", device=driver.name, error=str(exc))

@@ -12,7 +12,9 @@ seal first, are not counted. A buffer of another user is not opened (SQLite coul
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from agent.buffer import Buffer
 from agent.config.model import Config
@@ -30,9 +32,12 @@ class NextBatch:
     why: str
 
 
-def next_batch(config: Config) -> NextBatch:
-    """The chain position the agent would give its next readings batch on ``config``."""
-    digest = descriptor.body_digest(descriptor.descriptor_body(config))
+def next_batch(
+    config: Config, stated: Mapping[str, Mapping[str, Any] | None] | None = None
+) -> NextBatch:
+    """The chain position the agent would give its next readings batch on ``config``, its
+    devices stating ``stated`` about themselves (``agent.records.identities``)."""
+    digest = descriptor.body_digest(descriptor.descriptor_body(config, stated))
     path = config.buffer.path
     if not path.is_file():
         return NextBatch(2, None, 1, "new buffer: the station descriptor is sealed first, as seq 1")

@@ -5,7 +5,8 @@ every v3 readings batch names the descriptor in force by its ``seq`` (docs/proto
 
     {"station": {"id", "name", "type", "operator", "location": {...} | null},
      "devices": [{"name", "driver", "make", "model", "serial_number", "principle", "range",
-                  "source"}],
+                  "source", "sensors": [{"address", "sdi12_version", "vendor", "model",
+                                         "version", "serial"}] | null}],
      "channels": [{"device", "param", "unit", "limits": {"min", "max", "standard"} | null}],
      "catalogue": "<parameter catalogue version>"}
 """
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import ConfigDict, Field, StrictFloat, StrictInt, StrictStr
+from pydantic import ConfigDict, Field, StrictFloat, StrictInt, StrictStr, model_validator
 
 from core.model import Model
 from core.records import register_kind
@@ -53,6 +54,29 @@ class Station(_Strict):
     location: Location | None
 
 
+_Stated = Annotated[StrictStr, Field(pattern=r"^[ -~]*$")]  # printable ASCII, as on the bus
+
+
+class Sensor(_Strict):
+    """A sensor of a device's bus as it identifies itself (SDI-12 ``aI!``): every text ``null``
+    when it gave no identification, all of them texts when it did (``serial`` ``""`` when the
+    sensor states none)."""
+
+    address: Annotated[StrictStr, Field(pattern=r"^[0-9A-Za-z]$")]
+    sdi12_version: Annotated[_Stated, Field(max_length=2)] | None
+    vendor: Annotated[_Stated, Field(max_length=8)] | None
+    model: Annotated[_Stated, Field(max_length=6)] | None
+    version: Annotated[_Stated, Field(max_length=3)] | None
+    serial: Annotated[_Stated, Field(max_length=13)] | None
+
+    @model_validator(mode="after")
+    def _all_or_none(self) -> Sensor:
+        texts = (self.sdi12_version, self.vendor, self.model, self.version, self.serial)
+        if any(t is None for t in texts) and any(t is not None for t in texts):
+            raise ValueError("an identification is either complete or null throughout")
+        return self
+
+
 class Device(_Strict):
     name: _Name
     driver: _Name
@@ -65,6 +89,10 @@ class Device(_Strict):
     """Where its readings come from: ``device``, the agent talks to the instrument or its
     datalogger; ``file``, files the datalogger wrote (the ``files`` driver). Absent in
     descriptors sealed before it existed (read as ``device``)."""
+    sensors: Annotated[list[Sensor], Field(max_length=62)] | None = None
+    """The sensors of a bus as they identify themselves, read from them when the agent starts
+    and when it reconnects (the ``sdi12`` driver); ``null`` for a device that states none.
+    Absent in descriptors sealed before it existed (read as ``null``)."""
 
 
 class Limits(_Strict):

@@ -11,9 +11,11 @@ Received bytes are 7-bit; the command echoed by half-duplex adapters is dropped.
 
 from __future__ import annotations
 
+import contextlib
+import termios
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Protocol, TypeVar
 
 from drivers.sdi12.protocol import MAX_ANSWER_CHARS, Sdi12Error, printable
@@ -35,6 +37,16 @@ class SerialPort(Protocol):
     def reset_input_buffer(self) -> None: ...
 
     def close(self) -> None: ...
+
+
+@contextlib.contextmanager
+def _port_errors() -> Iterator[None]:
+    """pyserial's break and flush raise ``termios.error`` when the adapter is gone (EIO): made
+    an ``OSError``, the port failure the driver handles (closes the port, reopens it later)."""
+    try:
+        yield
+    except termios.error as exc:
+        raise OSError(*exc.args) from None
 
 
 class Bus:
@@ -64,7 +76,8 @@ class Bus:
 
     def _wake(self) -> None:
         if self.wake == "break" and time.monotonic() - self._last_activity > self.break_idle_s:
-            self.port.send_break(BREAK_S)
+            with _port_errors():
+                self.port.send_break(BREAK_S)
             self.breaks += 1
             time.sleep(MARKING_S)  # the marking the standard asks for after a break
 
@@ -78,7 +91,8 @@ class Bus:
             if attempt:
                 self.counts["retry"] += 1
             self._wake()
-            self.port.reset_input_buffer()
+            with _port_errors():
+                self.port.reset_input_buffer()
             self._rest.clear()
             self.port.write(command.encode("ascii"))
             self._last_activity = time.monotonic()

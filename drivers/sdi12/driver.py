@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Callable
+from typing import Any
 
 import serial
 
@@ -42,7 +43,8 @@ class Sdi12Driver:
         self.channels = [Channel(c.param, c.unit) for s in config.sensors for c in s.channels]
         self.bus: Bus | None = None
         self._port: serial.Serial | None = None
-        self.identity: dict[str, Identification] = {}  # aI! answers, by address
+        self.identified: dict[str, Identification] = {}  # aI! answers, by address
+        self._ask_identity = False  # the port was (re)opened: ask every sensor aI! again
         self.raw: dict[str, list[str]] = {}  # the data answers of the last poll, by address
 
     @property
@@ -76,6 +78,7 @@ class Sdi12Driver:
         )
         if counts is not None:
             self.bus.counts.update(counts)
+        self._ask_identity = True
 
     def close(self) -> None:
         if self._port is not None:
@@ -185,13 +188,32 @@ class Sdi12Driver:
 
     # --- identification, scan, probe --------------------------------------------------------
     def identify(self, address: str) -> Identification:
-        """``aI!``: the sensor's vendor, model, version (kept in ``identity``)."""
+        """``aI!``: the sensor's vendor, model, version (kept in ``identified``)."""
         if self._port is None:
             self.open()
         assert self.bus is not None
         found = self.bus.command(f"{address}I!", lambda a: parse_identification(address, a))
-        self.identity[address] = found
+        self.identified[address] = found
         return found
+
+    def identity(self) -> dict[str, Any]:
+        """For the station descriptor: ``{"sensors": [...]}``, every configured sensor with
+        its ``aI!`` answer (``null`` texts if it gave none), asked once per connection: on
+        the first call after the port opened (a sensor that does not answer costs the
+        standard's retries, once). With the port closed, what the last connection gave."""
+        if self._port is not None and self._ask_identity:
+            self._ask_identity = False
+            self.identified = {}
+            for sensor in self.config.sensors:
+                try:
+                    self.identify(sensor.address)
+                except Sdi12Error:
+                    pass  # listed without identification
+                except (serial.SerialException, OSError):
+                    self.close()  # the next poll reopens the port, and asks again
+                    break
+        return {"sensors": [_stated(s.address, self.identified.get(s.address))
+                            for s in self.config.sensors]}  # fmt: skip
 
     def scan(self, addresses: str = ADDRESSES, retries: int = 0) -> list[tuple[str, str]]:
         """(address, identification or why not) of every address that answers ``a!``."""
@@ -231,6 +253,22 @@ class Sdi12Driver:
             raw = "; ".join(self.raw.get(by_param[r.param], [])) or "(no data answer)"
             rows.append(ProbeRow(r.param, raw, r.value, r.unit, r.status, r.error))
         return rows
+
+
+def _stated(address: str, who: Identification | None) -> dict[str, str | None]:
+    """One sensor as the station descriptor lists it (``core.record_kinds.descriptor.Sensor``)."""
+    if who is None:
+        return dict.fromkeys(("sdi12_version", "vendor", "model", "version", "serial"), None) | {
+            "address": address
+        }
+    return {
+        "address": address,
+        "sdi12_version": who.sdi12_version,
+        "vendor": who.vendor,
+        "model": who.model,
+        "version": who.version,
+        "serial": who.extra,
+    }
 
 
 def scan_bus(

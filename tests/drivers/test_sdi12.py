@@ -197,3 +197,33 @@ def test_the_scan_command_lists_the_sensors_of_a_bus(tmp_path, capsys):
                      "--timeout", "0.3", "--retries", "2"])  # fmt: skip
     assert code == 0
     assert capsys.readouterr().out == "2: ACME LVL100 v100 (SDI-12 1.4)\n"
+
+
+def test_identity_is_asked_once_per_connection(tmp_path):
+    """The agent calls identity() after every poll: aI! goes on the bus only on the first
+    call after the port opened; a silent sensor is listed by its address alone."""
+    sim = {"sensors": [{"address": "0", "vendor": "ACME", "model": "LVL100", "serial": "SN42"}]}
+    with Sdi12BusSimulator(tmp_path / "tty", sim) as bus:
+        driver = _driver(tmp_path / "tty", [_sensor("0", "A"), _sensor("5", "B")],
+                         first_byte_s=0.2, retries=1)  # fmt: skip
+        assert driver.identity()["sensors"][0]["vendor"] is None  # not opened: nothing asked
+        driver.open()
+        first = driver.identity()
+        driver.read(0)
+        assert driver.identity() == first
+        asked = [c for _, c in bus.log if c.endswith("I!")]
+        driver.close()
+    assert first == {
+        "sensors": [
+            {"address": "0", "sdi12_version": "14", "vendor": "ACME", "model": "LVL100",
+             "version": "100", "serial": "SN42"},
+            {"address": "5", "sdi12_version": None, "vendor": None, "model": None,
+             "version": None, "serial": None},
+        ]
+    }  # fmt: skip
+    assert asked == ["0I!", "5I!", "5I!"]  # 5 is silent: the first try and one retry
+    with Sdi12BusSimulator(tmp_path / "tty2", {"sensors": [{"address": "0", "vendor": "OTT"}]}):
+        driver.config = driver.config.model_copy(update={"port": str(tmp_path / "tty2")})
+        driver.open()  # reconnected: asked again
+        assert driver.identity()["sensors"][0]["vendor"] == "OTT"
+        driver.close()
