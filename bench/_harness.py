@@ -295,7 +295,8 @@ class DataloggerDevice:
     @staticmethod
     def simulator(n: int, values: str = "repeat"):
         if values not in DataloggerDevice.VALUE_MODELS:
-            raise ValueError(f"value model {values!r}: expected one of {DataloggerDevice.VALUE_MODELS}")
+            expected = DataloggerDevice.VALUE_MODELS
+            raise ValueError(f"value model {values!r}: expected one of {expected}")
         from drivers.modbus.codec import encode
         from simulators.modbus_server import ModbusDevice, ModbusTcpSimulator
 
