@@ -200,7 +200,8 @@ def _reorder(data: bytes, order: str) -> bytes:
 
 
 _FLOAT32 = struct.Struct(">f")
-_PRECISIONS = (".6g", ".7g", ".8g", ".9g")
+_FLOAT32_PACK = _FLOAT32.pack
+_TEMPLATES = ("%.6g", "%.7g", "%.8g", "%.9g")  # the same digits as format(value, ".6g")...
 
 
 # Analyzers give their values at a fixed resolution (0.01 mg/Nm3...), so the same few thousand
@@ -210,15 +211,20 @@ _SHORTEST_MAX = 16_384  # entries (about 2 MiB at most); emptied when full
 
 
 def _shortest_float32(value: float, big_endian: bytes) -> float:
-    """The shortest decimal that packs back to the same float32 (12.3, not 12.300000190734863)."""
+    """The shortest decimal that packs back to the same float32 (12.3, not 12.300000190734863).
+
+    The smallest of 6, 7, 8, 9 significant digits whose decimal packs back to ``big_endian``.
+    A miss (a value not seen lately: a fast analyzer's every value) is the hot path, so each try
+    is ``%``-formatting and a bound ``pack``, with no per-try look-ups."""
     known = _SHORTEST.get(big_endian)
     if known is not None:
         return known
+    pack = _FLOAT32_PACK
     shortest = value  # unused: 9 significant digits always round-trip a float32
-    for precision in _PRECISIONS:
-        candidate = float(format(value, precision))
+    for template in _TEMPLATES:
+        candidate = float(template % value)
         try:
-            if _FLOAT32.pack(candidate) == big_endian:
+            if pack(candidate) == big_endian:
                 shortest = candidate
                 break
         except OverflowError:  # rounded up past the largest float32
