@@ -147,6 +147,8 @@ def value_decoder(
     if order != "ABCD" or scale != 1.0 or offset != 0.0 or type not in ("float32", "float64"):
         return functools.partial(decode_value, type=type, order=order, scale=scale, offset=offset)
     count, value_struct, shortest = _COUNTS[type], _STRUCTS[type], type == "float32"
+    if shortest:
+        return _float32_decoder()
 
     def decode_float(registers: Sequence[int]) -> int | float:
         data = _pack(registers, type, count)
@@ -155,6 +157,28 @@ def value_decoder(
         return _shortest_float32(value, data) if shortest else value
 
     return decode_float
+
+
+def _float32_decoder() -> Callable[[Sequence[int]], int | float]:
+    """A big-endian float32 channel's decoder: a value seen lately costs one pack and one look-up.
+
+    Cached values are finite (NaN and infinity raise before the cache), so a hit skips the
+    unpack and the finiteness check; any bad input goes through ``_pack`` for its usual error."""
+    pair, known, unpack = _REGISTERS[2].pack, _SHORTEST.get, _FLOAT32.unpack
+
+    def decode_float32(registers: Sequence[int]) -> int | float:
+        try:
+            data = pair(*registers) if len(registers) == 2 else _pack(registers, "float32", 2)
+        except struct.error:
+            data = _pack(registers, "float32", 2)  # raises the clear ValueError
+        value = known(data)
+        if value is not None:
+            return value
+        (value,) = unpack(data)
+        _check_finite(value, "float32")
+        return _shortest_float32(value, data)
+
+    return decode_float32
 
 
 # Below the smallest normal number a float is denormal: no instrument measures there, but a
