@@ -284,13 +284,19 @@ def modbus_device_toml(
 class DataloggerDevice:
     """Register map of a simulated datalogger: ``n`` float32 values at 0, 2, 4...; status at 1000.
 
-    Values drift like real measurements (two decimals); built on simulators.modbus_server.
+    Values drift like real measurements; built on simulators.modbus_server. The value model:
+    ``repeat`` (two decimals, so the same few thousand float32s come back: a slow analyzer) or
+    ``fresh`` (every request a new float32 that is no round decimal: a fast analyzer).
     """
 
     STATUS = 1000
+    VALUE_MODELS = ("repeat", "fresh")
 
     @staticmethod
-    def simulator(n: int):
+    def simulator(n: int, values: str = "repeat"):
+        if values not in DataloggerDevice.VALUE_MODELS:
+            expected = DataloggerDevice.VALUE_MODELS
+            raise ValueError(f"value model {values!r}: expected one of {expected}")
         from drivers.modbus.codec import encode
         from simulators.modbus_server import ModbusDevice, ModbusTcpSimulator
 
@@ -308,7 +314,9 @@ class DataloggerDevice:
                     base = _PARAMS[i % len(_PARAMS)][2]
                     value = base * (1 + 0.1 * math.sin(elapsed / 300 + i))
                     value += self._random.gauss(0, base * 0.01)
-                    self.set_registers(2 * i, encode(round(value, 2), "float32"))
+                    if values == "repeat":
+                        value = round(value, 2)
+                    self.set_registers(2 * i, encode(value, "float32"))
 
         return ModbusTcpSimulator("127.0.0.1", 0, {1: _Device()})
 

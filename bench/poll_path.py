@@ -12,7 +12,10 @@ real poller and buffer (``durability = "power"``); no scheduler, no other thread
 CPU is ``time.process_time`` of this process; the simulator is another process
 (``workload.py --serve``), as in the workload bench.
 
-    .venv/bin/python bench/poll_path.py [--polls 2000] [--channels 50]
+    .venv/bin/python bench/poll_path.py [--polls 2000] [--channels 50] [--values repeat|fresh]
+
+``--values fresh``: every poll's 50 values are new float32s (no round decimals), so the driver's
+float32 shortest-decimal cache misses; ``repeat`` (default) is the two-decimal simulator.
 """
 
 from __future__ import annotations
@@ -46,11 +49,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--polls", type=int, default=2000)
     parser.add_argument("--channels", type=int, default=50)
+    parser.add_argument("--values", choices=DataloggerDevice.VALUE_MODELS, default="repeat")
     args = parser.parse_args()
     n, channels = args.polls, args.channels
     with tempfile.TemporaryDirectory(prefix="bench-poll-path-") as tmp:
         directory = Path(tmp)
-        sim = Simulators(1, channels)
+        sim = Simulators(1, channels, args.values)
         key, _ = station_key(directory / "keys")
         text = (
             f'[station]\nid = "{STATION}"\n[signing]\nkey = "{key}"\n'
@@ -74,9 +78,9 @@ def main() -> None:
         for readings in polls:
             poller.accept("logger", readings, None, readings[0].time_ms)
         accept = (cpu() - c0) / n
-        results = driver._fetch_all()  # one answer, decoded n times
+        answers = [driver._fetch_all() for _ in range(n)]  # fresh: each answer new values
         c0 = cpu()
-        for _ in range(n):
+        for results in answers:
             [driver._reading(c, results, 0, {}) for c in driver.config.channels]
         decode = (cpu() - c0) / n
         sealer = Sealer(buffer, signer(key), STATION, SystemClock(), 10 * 5 * channels * 20)
@@ -92,7 +96,10 @@ def main() -> None:
     report("seal + sign + store", seal * 1e6, "us/reading")
     total = (read + accept) / channels + seal
     report("poll path per 1000 readings", total * 1e6, "ms")
-    note(f"{n} polls of {channels} float32 channels; the agent's threads and scheduler not counted")
+    note(
+        f"{n} polls of {channels} float32 channels, values {args.values}; "
+        "the agent's threads and scheduler not counted"
+    )
 
 
 if __name__ == "__main__":

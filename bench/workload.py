@@ -61,6 +61,7 @@ from _harness import (
 
 BATCH: int | None = None  # max_readings_per_batch (--batch; None: the agent's default)
 PYSPY_GIL = True  # py-spy samples the thread holding the GIL (--pyspy-cpu: every busy thread)
+VALUES = "repeat"  # the simulators' value model (--values repeat|fresh)
 SUITE = [  # (devices, channels, interval s, seal intervals)
     (1, 50, 1.0, (1, 10)),
     (10, 50, 1.0, (1, 10)),
@@ -84,9 +85,9 @@ class Workload:
 
 
 # --- the simulator process ------------------------------------------------------------------
-def serve(devices: int, channels: int) -> None:
+def serve(devices: int, channels: int, values: str = "repeat") -> None:
     """Child process: serve ``devices`` simulated dataloggers, print their ports, run till EOF."""
-    sims = [DataloggerDevice.simulator(channels).start() for _ in range(devices)]
+    sims = [DataloggerDevice.simulator(channels, values).start() for _ in range(devices)]
     print(json.dumps([s.port for s in sims]), flush=True)
     sys.stdin.read()
     for s in sims:
@@ -94,9 +95,9 @@ def serve(devices: int, channels: int) -> None:
 
 
 class Simulators:
-    def __init__(self, devices: int, channels: int) -> None:
+    def __init__(self, devices: int, channels: int, values: str = "repeat") -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, __file__, "--serve", str(devices), str(channels)],
+            [sys.executable, __file__, "--serve", str(devices), str(channels), "--values", values],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -213,7 +214,7 @@ def run(
     directory = base / w.name.replace(" ", "_").replace("@", "-")
     directory.mkdir(parents=True)
     key, jwk = station_key(directory)
-    sims = Simulators(w.devices, w.channels)
+    sims = Simulators(w.devices, w.channels, VALUES)
     broker = Mosquitto(directory / "mosquitto").start()
     try:
         with WarehouseProcess(directory, jwk, mqtt_port=broker.port) as warehouse:
@@ -432,12 +433,19 @@ def main() -> None:
     )
     parser.add_argument("--threads", action="store_true", help="CPU per agent thread (py-spy)")
     parser.add_argument("--batch", type=int, help="max_readings_per_batch (default: the agent's)")
+    parser.add_argument(
+        "--values",
+        choices=DataloggerDevice.VALUE_MODELS,
+        default="repeat",
+        help="repeat: two-decimal values (a slow analyzer); fresh: a new float32 every poll",
+    )
     args = parser.parse_args()
-    global PYSPY_GIL, BATCH
+    global PYSPY_GIL, BATCH, VALUES
+    VALUES = args.values
     PYSPY_GIL = not args.pyspy_cpu
     BATCH = args.batch
     if args.serve:
-        return serve(*args.serve)
+        return serve(*args.serve, args.values)
     if args.only:
         d, c, i = parse_workload(args.only)
         suite = [(d, c, i, tuple(args.seal or (10,)))]
@@ -448,7 +456,7 @@ def main() -> None:
         if args.seal:
             suite = [(d, c, i, tuple(args.seal)) for d, c, i, _s in suite]
     seconds = args.seconds or (20.0 if args.quick else 40.0)
-    note(f"load: {os.getloadavg()}; root {ROOT}")
+    note(f"load: {os.getloadavg()}; root {ROOT}; values {VALUES}")
     with workdir("workload") as base:
         for d, c, i, seals in suite:
             for s in seals:

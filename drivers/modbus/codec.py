@@ -147,6 +147,8 @@ def value_decoder(
     if order != "ABCD" or scale != 1.0 or offset != 0.0 or type not in ("float32", "float64"):
         return functools.partial(decode_value, type=type, order=order, scale=scale, offset=offset)
     count, value_struct, shortest = _COUNTS[type], _STRUCTS[type], type == "float32"
+    if shortest:
+        return _float32_decoder()
 
     def decode_float(registers: Sequence[int]) -> int | float:
         data = _pack(registers, type, count)
@@ -155,6 +157,28 @@ def value_decoder(
         return _shortest_float32(value, data) if shortest else value
 
     return decode_float
+
+
+def _float32_decoder() -> Callable[[Sequence[int]], int | float]:
+    """A big-endian float32 channel's decoder: a value seen lately costs one pack and one look-up.
+
+    Cached values are finite (NaN and infinity raise before the cache), so a hit skips the
+    unpack and the finiteness check; any bad input goes through ``_pack`` for its usual error."""
+    pair, known, unpack = _REGISTERS[2].pack, _SHORTEST.get, _FLOAT32.unpack
+
+    def decode_float32(registers: Sequence[int]) -> int | float:
+        try:
+            data = pair(*registers) if len(registers) == 2 else _pack(registers, "float32", 2)
+        except struct.error:
+            data = _pack(registers, "float32", 2)  # raises the clear ValueError
+        value = known(data)
+        if value is not None:
+            return value
+        (value,) = unpack(data)
+        _check_finite(value, "float32")
+        return _shortest_float32(value, data)
+
+    return decode_float32
 
 
 # Below the smallest normal number a float is denormal: no instrument measures there, but a
@@ -200,7 +224,8 @@ def _reorder(data: bytes, order: str) -> bytes:
 
 
 _FLOAT32 = struct.Struct(">f")
-_PRECISIONS = (".6g", ".7g", ".8g", ".9g")
+_FLOAT32_PACK = _FLOAT32.pack
+_TEMPLATES = ("%.6g", "%.7g", "%.8g", "%.9g")  # the same digits as format(value, ".6g")...
 
 
 # Analyzers give their values at a fixed resolution (0.01 mg/Nm3...), so the same few thousand
@@ -210,15 +235,20 @@ _SHORTEST_MAX = 16_384  # entries (about 2 MiB at most); emptied when full
 
 
 def _shortest_float32(value: float, big_endian: bytes) -> float:
-    """The shortest decimal that packs back to the same float32 (12.3, not 12.300000190734863)."""
+    """The shortest decimal that packs back to the same float32 (12.3, not 12.300000190734863).
+
+    The smallest of 6, 7, 8, 9 significant digits whose decimal packs back to ``big_endian``.
+    A miss (a value not seen lately: a fast analyzer's every value) is the hot path, so each try
+    is ``%``-formatting and a bound ``pack``, with no per-try look-ups."""
     known = _SHORTEST.get(big_endian)
     if known is not None:
         return known
+    pack = _FLOAT32_PACK
     shortest = value  # unused: 9 significant digits always round-trip a float32
-    for precision in _PRECISIONS:
-        candidate = float(format(value, precision))
+    for template in _TEMPLATES:
+        candidate = float(template % value)
         try:
-            if _FLOAT32.pack(candidate) == big_endian:
+            if pack(candidate) == big_endian:
                 shortest = candidate
                 break
         except OverflowError:  # rounded up past the largest float32

@@ -6,6 +6,7 @@ import functools
 import random
 import struct
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -324,3 +325,40 @@ def test_a_channels_decoder_gives_what_decode_value_gives():
                     )
                     expected = _outcome(reference, registers)
                     assert _outcome(fast, registers) == expected, (type_, order, scale, registers)
+
+
+# The float32 fast path (issue 33) gives the very values the code before it gave: a golden file
+# made with that code (5,000 register pairs: random bit patterns, fresh analyzer values, edges).
+
+GOLDEN = Path(__file__).parent / "data" / "float32_shortest_golden.txt"
+
+
+def test_float32_decode_matches_the_golden_file_made_before_the_fast_path() -> None:
+    lines = GOLDEN.read_text().split()
+    pairs = list(zip(lines[0::2], lines[1::2], strict=True))
+    assert len(pairs) > 4_900
+    per_channel = value_decoder("float32")  # what the driver calls each poll
+    for _ in range(2):  # first misses, then hits in the shortest-decimal cache
+        for word_hex, expected in pairs:
+            word = int(word_hex, 16)
+            registers = [word >> 16, word & 0xFFFF]
+            assert repr(per_channel(registers)) == expected, word_hex
+            assert repr(decode(registers, "float32")) == expected, word_hex
+
+
+@given(word=st.integers(0, 0xFFFFFFFF))
+def test_float32_decode_is_the_smallest_of_6_to_9_digits_that_packs_back(word: int) -> None:
+    big_endian = word.to_bytes(4, "big")
+    (value,) = struct.unpack(">f", big_endian)
+    if value != value or value in (float("inf"), float("-inf")):
+        return
+    expected = value
+    for precision in range(6, 10):  # brute force, format() and a fresh struct call
+        candidate = float(format(value, f".{precision}g"))
+        try:
+            if struct.pack(">f", candidate) == big_endian:
+                expected = candidate
+                break
+        except OverflowError:
+            continue
+    assert repr(decode([word >> 16, word & 0xFFFF], "float32")) == repr(expected)
