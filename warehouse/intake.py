@@ -181,7 +181,7 @@ class Intake:
             (r.from_seq, RegisteredKey(r.kid, RegisteredKey.from_jwk(r.jwk).key)) for r in rows
         ]
         key = key_for(history, station, body, claimed)
-        batch = check(body, key, station)
+        batch = check(body, key, station, claimed)
         signed[0] = True
         seq = batch.seq
         near = chain.near(seq)
