@@ -5,8 +5,8 @@ descriptor, insert, COPY, head); a group of 64 batches paid ~400. Here a group p
 
 * ONE pipelined round trip locks every station's chain head (``FOR UPDATE``, station order, so
   two groups never hold each other's heads crosswise) and, behind the lock in the same pipeline,
-  reads the keys, the descriptor seqs, the seqs held above each contiguous head and the batches
-  at the seqs the intake says it will ask about (each claimed seq, its neighbours, the
+  reads the keys, the descriptor seqs and the batches at the seqs the intake says it will ask
+  about (each claimed seq, its neighbours, the
   descriptor it names) of ALL the group's stations;
 * the checks then run in memory, in the order given, each seeing the group's earlier batches
   (kept here as written-but-not-sent); a seq nobody announced is read when asked (correct,
@@ -64,10 +64,6 @@ _KEYS = (
     "WHERE station = ANY(%s) ORDER BY station, from_seq"
 )
 _DESCRIPTORS = "SELECT station, seq FROM batches WHERE station = ANY(%s) AND kind = 'descriptor'"
-_ABOVE = (
-    "SELECT b.station, b.seq, b.digest FROM batches b JOIN chain_heads h ON h.station = b.station "
-    "WHERE b.station = ANY(%s) AND b.seq > h.contiguous_seq"
-)
 _AT = (
     "SELECT b.station, b.seq, b.digest, b.prev, b.kid, b.kind, b.jws FROM batches b "
     "JOIN unnest(%s::text[], %s::int8[]) AS w(station, seq) "
@@ -82,6 +78,7 @@ class _Head:
     contiguous: int
     digest: str | None
     highest: int
+    gap: bool = False  # seqs were held above ``contiguous`` when locked, not read yet
     above: dict[int, str] = field(default_factory=dict)  # seq -> digest held above contiguous
     batches: int = 0  # added by this transaction
     readings: int = 0
@@ -107,13 +104,10 @@ class Group:
             locked = conn.execute(_LOCK, (stations,))
             keys = conn.execute(_KEYS, (stations,))
             descriptors = conn.execute(_DESCRIPTORS, (stations,))
-            above = conn.execute(_ABOVE, (stations,))
             at = conn.execute(_AT, ([w[0] for w in wanted], [w[1] for w in wanted]))
         self.chains: dict[str, GroupChain] = {
-            st: GroupChain(self, st, _Head(c, d, h)) for st, c, d, h in locked.fetchall()
+            st: GroupChain(self, st, _Head(c, d, h, h > c)) for st, c, d, h in locked.fetchall()
         }
-        for st, s, digest in above.fetchall():
-            self.chains[st].head.above[s] = digest
         for st, *key in keys.fetchall():
             if st in self.chains:
                 self.chains[st].key_rows.append(KeyRow(*key))
@@ -283,6 +277,13 @@ class GroupChain:
         head.received = batch.received_at
         if seq > head.highest:
             head.highest, head.sealed = seq, parse_iso(batch.sealed_at)
+        if seq == head.contiguous + 1 and head.gap:  # fills the gap: read what lies above it
+            head.gap = False
+            for s, digest in self._group._conn.execute(
+                "SELECT seq, digest FROM batches WHERE station = %s AND seq > %s",
+                (self.station, head.contiguous),
+            ).fetchall():
+                head.above[s] = digest
         if seq > head.contiguous:
             head.above[seq] = batch.digest
         while head.contiguous + 1 in head.above:
