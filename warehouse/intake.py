@@ -91,12 +91,23 @@ class Intake:
         once this returns. Batches of one station are judged in the order given, each seeing
         the ones before it. If it raises, nothing was committed: answer none of them (or try
         them one by one with ``receive``)."""
+        claims = [unverified_payload(body) for _s, body, _v in items]  # each read once
+        seqs: dict[str, set[int]] = {}  # what the checks will ask the store: read at once
+        for (station, _b, _v), claimed in zip(items, claims, strict=True):
+            seq = _claimed_seq(claimed)
+            if seq is not None:
+                seqs.setdefault(station, set()).update((seq - 1, seq, seq + 1))
+                named = _claimed_seq({"seq": (claimed or {}).get("descriptor")})
+                if named is not None:
+                    seqs[station].add(named)
         for attempt in range(2):
             try:
-                with self.store.transaction_many([station for station, _b, _v in items]) as chains:
+                with self.store.transaction_many(
+                    [station for station, _b, _v in items], seqs
+                ) as chains:
                     answers = [
-                        self._answer(chains[station], station, body, via)
-                        for station, body, via in items
+                        self._answer(chains[station], station, body, via, claimed)
+                        for (station, body, via), claimed in zip(items, claims, strict=True)
                     ]
                 break
             except NeedPartitions as exc:  # made outside any transaction, then once again
@@ -107,11 +118,21 @@ class Intake:
             _log(answer, station, via)
         return [self._signed(a, s) for a, (s, _b, _v) in zip(answers, items, strict=True)]
 
-    def _answer(self, chain: Chain | None, station: str, body: bytes, via: str) -> Answer:
-        """The answer for one batch inside an open transaction (refusals recorded in it)."""
+    def _answer(
+        self,
+        chain: Chain | None,
+        station: str,
+        body: bytes,
+        via: str,
+        claimed: dict[str, Any] | None | bool = False,
+    ) -> Answer:
+        """The answer for one batch inside an open transaction (refusals recorded in it);
+        ``claimed``: the body's unverified payload if the caller read it already."""
         now = datetime.now(UTC)
         digest = _b64(hashlib.sha256(body).digest())
-        claimed = unverified_payload(body)  # read once: for the answer's seq and the key
+        if claimed is False:  # read once: for the answer's seq and the key
+            claimed = unverified_payload(body)
+        assert claimed is not True
         seq = _claimed_seq(claimed)
         if chain is None:
             return Answer(404, f"station {station!r} is not registered", seq, digest)
@@ -160,7 +181,7 @@ class Intake:
             (r.from_seq, RegisteredKey(r.kid, RegisteredKey.from_jwk(r.jwk).key)) for r in rows
         ]
         key = key_for(history, station, body, claimed)
-        batch = check(body, key, station)
+        batch = check(body, key, station, claimed)
         signed[0] = True
         seq = batch.seq
         near = chain.near(seq)

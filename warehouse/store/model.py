@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -211,10 +211,12 @@ class Store(Protocol):
         ...
 
     def transaction_many(
-        self, stations: Sequence[str]
+        self, stations: Sequence[str], seqs: Mapping[str, Iterable[int]] | None = None
     ) -> AbstractContextManager[dict[str, Chain | None]]:
         """Lock the chain heads of ``stations`` (in a fixed order: no deadlock between two such
-        transactions) for one transaction; the chain of each (None: not registered)."""
+        transactions) for one transaction; the chain of each (None: not registered).
+        ``seqs``: per station, the seqs the caller will ask ``near``/``kind_at`` about (a hint:
+        a store may read them all at once; any other seq is still answered)."""
         ...
 
     def close(self) -> None:

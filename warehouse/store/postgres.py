@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -26,41 +26,17 @@ from psycopg.types.json import Jsonb
 from warehouse.store import migrations
 from warehouse.store.model import (
     Chain,
-    Held,
-    KeyRow,
-    NeedPartitions,
-    NewBatch,
-    Refusal,
     Station,
     StationStatus,
     StoreError,
     gaps_of,
 )
-from warehouse.store.pg_partitions import Partitions, month_of
-from warehouse.store.rows import parse_iso, time_of
+from warehouse.store.pg_group import Group, GroupChain
+from warehouse.store.pg_partitions import Partitions
 
 BACKEND = "postgres"
 KEEP_UNSIGNED_REFUSALS = 1000  # per station: the latest refusals of bodies whose signature failed
 _MIGRATION_LOCK = 0x5741_5245  # pg_advisory_xact_lock key while migrating ("WARE")
-_COPY = (
-    "COPY readings (station, batch_seq, ord, device, param, unit, time, value_kind, value_int, "
-    "value_float, value_text, status, unsynced) FROM STDIN (FORMAT BINARY)"
-)
-_COPY_TYPES = [
-    "text",
-    "int8",
-    "int4",
-    "text",
-    "text",
-    "text",
-    "timestamptz",
-    "text",
-    "int8",
-    "float8",
-    "text",
-    "text",
-    "bool",
-]
 
 
 class PostgresStore:
@@ -236,42 +212,24 @@ class PostgresStore:
 
     # --- the intake's transaction -------------------------------------------------------
     @contextmanager
-    def transaction(self, station: str) -> Iterator[_PostgresChain | None]:
-        self._check_ready()
-        with self._connection() as conn:
-            chain = None
-            try:
-                with conn.transaction():
-                    known = conn.execute(
-                        "SELECT 1 FROM chain_heads WHERE station = %s FOR UPDATE", (station,)
-                    ).fetchone()
-                    chain = _PostgresChain(conn, station, self, _Written()) if known else None
-                    yield chain
-            except psycopg.OperationalError as exc:
-                raise StoreError(f"PostgreSQL: {str(exc).strip()}") from exc
+    def transaction(self, station: str) -> Iterator[GroupChain | None]:
+        with self.transaction_many([station]) as chains:
+            yield chains[station]  # type: ignore[misc]
 
     @contextmanager
-    def transaction_many(self, stations: Sequence[str]) -> Iterator[dict[str, Chain | None]]:
+    def transaction_many(
+        self, stations: Sequence[str], seqs: Mapping[str, Iterable[int]] | None = None
+    ) -> Iterator[dict[str, Chain | None]]:
         self._check_ready()
         wanted = sorted(set(stations))
         with self._connection() as conn:
             try:
                 with conn.transaction():
-                    # one statement, rows locked in station order: two such transactions
-                    # never hold each other's heads crosswise
-                    locked = {
-                        r[0]
-                        for r in conn.execute(
-                            "SELECT station FROM chain_heads WHERE station = ANY(%s) "
-                            "ORDER BY station FOR UPDATE",
-                            (wanted,),
-                        )
-                    }
-                    written = _Written()
-                    yield {
-                        st: _PostgresChain(conn, st, self, written) if st in locked else None
-                        for st in wanted
-                    }
+                    # heads locked in station order, in one statement: two such transactions
+                    # never hold each other's heads crosswise (warehouse.store.pg_group)
+                    group = Group(conn, self, wanted, seqs)
+                    yield {st: group.chains.get(st) for st in wanted}
+                    group.flush()
             except psycopg.OperationalError as exc:
                 raise StoreError(f"PostgreSQL: {str(exc).strip()}") from exc
 
@@ -282,201 +240,6 @@ class PostgresStore:
     def close(self) -> None:
         self.partitions.close()
         self._drop_idle()
-
-
-class _Written:
-    """What one transaction wrote so far (shared by the chains of a group transaction)."""
-
-    readings = False  # it holds a lock on readings: no partition may be made until it ends
-
-
-class _PostgresChain:
-    """One station's chain inside an open transaction holding its chain head FOR UPDATE."""
-
-    def __init__(
-        self, conn: psycopg.Connection[Any], station: str, store: PostgresStore, written: _Written
-    ) -> None:
-        self._conn, self.station, self._store, self._written = conn, station, store, written
-
-    def keys(self) -> list[KeyRow]:
-        rows = self._conn.execute(
-            "SELECT from_seq, kid, jwk, source, rotation_seq FROM station_keys "
-            "WHERE station = %s ORDER BY from_seq",
-            (self.station,),
-        ).fetchall()
-        return [KeyRow(r[0], r[1], r[2], r[3], r[4]) for r in rows]
-
-    def near(self, seq: int) -> dict[int, Held]:
-        rows = self._conn.execute(
-            "SELECT seq, digest, prev, kid, kind, jws FROM batches "
-            "WHERE station = %s AND seq BETWEEN %s AND %s",
-            (self.station, seq - 1, seq + 1),
-        ).fetchall()
-        return {r[0]: Held(r[0], r[1], r[2], r[3], r[4], bytes(r[5])) for r in rows}
-
-    def kind_at(self, seq: int) -> str | None:
-        row = self._conn.execute(
-            "SELECT kind FROM batches WHERE station = %s AND seq = %s", (self.station, seq)
-        ).fetchone()
-        return row[0] if row else None
-
-    def refused_at(self, seq: int) -> bool:
-        row = self._conn.execute(
-            "SELECT 1 FROM refusals WHERE station = %s AND seq = %s LIMIT 1", (self.station, seq)
-        ).fetchone()
-        return row is not None
-
-    def latest_descriptor_below(self, seq: int) -> int | None:
-        row = self._conn.execute(
-            "SELECT max(seq) FROM batches WHERE station = %s AND kind = 'descriptor' AND seq < %s",
-            (self.station, seq),
-        ).fetchone()
-        return row[0] if row else None
-
-    def first_after(self, seq: int, kid: str) -> int | None:
-        row = self._conn.execute(
-            "SELECT min(seq) FROM batches WHERE station = %s AND seq > %s "
-            "AND (kind = 'rotation' OR kid = %s)",
-            (self.station, seq, kid),
-        ).fetchone()
-        return row[0] if row else None
-
-    def store(self, batch: NewBatch) -> None:
-        conn, station = self._conn, self.station
-        if batch.readings:
-            # Partitions first, in their own transactions (see the module's docstring); the
-            # station's head stays locked meanwhile, which only delays its own next batch. A
-            # group transaction that already wrote readings would wait on itself: it gives up.
-            months = {month_of(r.time_ms) for r in batch.readings}
-            partitions = self._store.partitions
-            if self._written.readings and not partitions.known(months):
-                raise NeedPartitions(lambda: partitions.ensure(months))
-            partitions.ensure(months)
-        conn.execute(
-            "INSERT INTO batches (station, seq, digest, prev, kid, kind, payload_version, "
-            "descriptor, readings, unsynced, sealed_at, received_at, via, jws) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-            (
-                station,
-                batch.seq,
-                batch.digest,
-                batch.prev,
-                batch.kid,
-                batch.kind,
-                batch.payload_version,
-                batch.descriptor,
-                len(batch.readings),
-                batch.unsynced,
-                parse_iso(batch.sealed_at),
-                batch.received_at,
-                batch.via,
-                batch.jws,
-            ),
-        )
-        if batch.readings:
-            self._written.readings = True
-            with conn.cursor() as cur, cur.copy(_COPY) as copy:
-                copy.set_types(_COPY_TYPES)
-                for r in batch.readings:
-                    copy.write_row(
-                        (
-                            station,
-                            batch.seq,
-                            r.ord,
-                            r.device,
-                            r.param,
-                            r.unit,
-                            time_of(r.time_ms),
-                            r.value_kind,
-                            r.value_int,
-                            r.value_float,
-                            r.value_text,
-                            r.status,
-                            r.unsynced,
-                        )
-                    )
-        if batch.record_body is not None:
-            conn.execute(
-                "INSERT INTO records (station, seq, kind, body, sealed_at) "
-                "VALUES (%s, %s, %s, %s, %s)",
-                (
-                    station,
-                    batch.seq,
-                    batch.kind,
-                    Jsonb(batch.record_body),
-                    parse_iso(batch.sealed_at),
-                ),
-            )
-        if batch.new_key is not None:
-            key = batch.new_key
-            conn.execute(
-                "INSERT INTO station_keys (station, from_seq, kid, jwk, source, rotation_seq) "
-                "VALUES (%s, %s, %s, %s, 'rotation', %s)",
-                (station, key.from_seq, key.kid, Jsonb(key.jwk), key.rotation_seq),
-            )
-        self._advance(batch)
-
-    def _advance(self, batch: NewBatch) -> None:
-        conn = self._conn
-        row = conn.execute(
-            "SELECT contiguous_seq, contiguous_digest, highest_seq FROM chain_heads "
-            "WHERE station = %s",
-            (self.station,),
-        ).fetchone()
-        assert row is not None  # locked FOR UPDATE by this transaction
-        contiguous, digest, _highest = row
-        if batch.seq == contiguous + 1:
-            contiguous, digest = batch.seq, batch.digest
-            for seq, next_digest in conn.execute(
-                "SELECT seq, digest FROM batches WHERE station = %s AND seq > %s ORDER BY seq",
-                (self.station, contiguous),
-            ).fetchall():
-                if seq != contiguous + 1:
-                    break
-                contiguous, digest = seq, next_digest
-        conn.execute(
-            "UPDATE chain_heads SET contiguous_seq = %s, contiguous_digest = %s, "
-            "batches = batches + 1, readings = readings + %s, last_received_at = %s, "
-            "last_sealed_at = CASE WHEN %s > highest_seq THEN %s ELSE last_sealed_at END, "
-            "highest_seq = greatest(highest_seq, %s) WHERE station = %s",
-            (
-                contiguous,
-                digest,
-                len(batch.readings),
-                batch.received_at,
-                batch.seq,
-                parse_iso(batch.sealed_at),
-                batch.seq,
-                self.station,
-            ),
-        )
-
-    def refuse(self, refusal: Refusal) -> None:
-        self._conn.execute(
-            "INSERT INTO refusals (station, seq, received_at, via, reason, digest, size, signed) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-            (
-                refusal.station,
-                refusal.seq,
-                refusal.received_at,
-                refusal.via,
-                refusal.reason[:500],
-                refusal.digest,
-                refusal.size,
-                refusal.signed,
-            ),
-        )
-        self._conn.execute(
-            "UPDATE chain_heads SET refused = refused + 1, chain_refused = chain_refused + %s "
-            "WHERE station = %s",
-            (int(refusal.chain), self.station),
-        )
-        if not refusal.signed:
-            self._conn.execute(
-                "DELETE FROM refusals WHERE station = %s AND NOT signed AND id <= (SELECT id FROM "
-                "refusals WHERE station = %s AND NOT signed ORDER BY id DESC LIMIT 1 OFFSET %s)",
-                (self.station, self.station, KEEP_UNSIGNED_REFUSALS),
-            )
 
 
 def _safe(url: str) -> str:

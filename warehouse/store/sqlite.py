@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -209,7 +209,10 @@ class SqliteStore:
                 raise
 
     @contextmanager
-    def transaction_many(self, stations: Sequence[str]) -> Iterator[dict[str, Chain | None]]:
+    def transaction_many(
+        self, stations: Sequence[str], seqs: Mapping[str, Iterable[int]] | None = None
+    ) -> Iterator[dict[str, Chain | None]]:
+        # ``seqs`` is only a hint: here every read is a local call, not a round trip
         self._check_ready()
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")  # every writer waits: all heads are guarded

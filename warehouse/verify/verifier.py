@@ -193,8 +193,12 @@ def unverified_payload(token: str | bytes) -> dict[str, Any] | None:
     return payload if isinstance(payload, dict) else None
 
 
-def check(token: str | bytes, key: RegisteredKey, station: str | None = None) -> Batch:
-    """Verify one compact JWS from ``station``; raises VerificationError saying why not."""
+def check(
+    token: str | bytes, key: RegisteredKey, station: str | None = None, claimed: Any = None
+) -> Batch:
+    """Verify one compact JWS from ``station``; raises VerificationError saying why not.
+    ``claimed``: ``unverified_payload(token)`` if the caller read it already (parsed once;
+    None: parsed here, and a parse error raised)."""
     head, body, sig = split(token)
     if len(head) > MAX_HEADER_CHARS:
         raise VerificationError("malformed JWS: protected header too long")
@@ -223,7 +227,9 @@ def check(token: str | bytes, key: RegisteredKey, station: str | None = None) ->
         key.key.verify(signature, f"{head}.{body}".encode("ascii"))
     except InvalidSignature:
         raise VerificationError("signature does not verify: payload altered or wrong key") from None
-    payload = strict_json(b64url_strict(body, "payload"), "payload")
+    payload = (
+        claimed if claimed is not None else strict_json(b64url_strict(body, "payload"), "payload")
+    )
     _check_payload(payload)
     wanted = "Ed25519" if payload["v"] == 3 else "EdDSA"
     if alg != wanted:
