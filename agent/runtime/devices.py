@@ -170,7 +170,7 @@ def close(driver: AnyDriver) -> None:
         pass
 
 
-def _open(driver: AnyDriver) -> None:
+def _open(driver: Driver) -> None:
     try:
         driver.open()
     except Exception as exc:  # a device down at start-up is polled (and reported) anyway

@@ -61,6 +61,8 @@ class Running(Protocol):
 
     def request_record(self, kind: str, body: dict[str, Any]) -> SealedBatch: ...
 
+    def stated(self) -> dict[str, dict[str, Any] | None]: ...
+
 
 _RESTART_FIELDS = ("path", "durability", "max_disk_mb")  # of [buffer]: the open file's
 
