@@ -213,18 +213,7 @@ class Agent:
         self.polls.start()
         if self.web is not None:
             self.web.start()
-        event(
-            log,
-            logging.INFO,
-            "agent_started",
-            station=cfg.station.id,
-            kid=self.signer.kid,
-            devices=len(self.drivers),
-            transports=",".join(
-                [s.name for s in self.senders] + [t.name for t in self.file_transports]
-            ),
-            buffer=str(cfg.buffer.path),
-        )
+        _log_started(self)
 
     def _add_job(self, fn, interval_s: float, job_id: str, *args) -> None:
         """Run ``fn(*args)`` every ``interval_s`` from start(); a run lasting over twice that
@@ -322,3 +311,18 @@ class Agent:
         )
         if self.poller.waiting():  # the buffer could not take them (full disk) before the stop
             event(log, logging.ERROR, "readings_lost_at_stop", polls=self.poller.waiting())
+
+
+def _log_started(agent: Agent) -> None:
+    """The journal's line for a started agent: station, key, devices, transports, buffer."""
+    names = [s.name for s in agent.senders] + [t.name for t in agent.file_transports]
+    event(
+        log,
+        logging.INFO,
+        "agent_started",
+        station=agent.config.station.id,
+        kid=agent.signer.kid,
+        devices=len(agent.drivers),
+        transports=",".join(names),
+        buffer=str(agent.config.buffer.path),
+    )
