@@ -66,7 +66,8 @@ def test_hourly_packets_do_not_hide_real_time_values_and_times_carry_the_zone(
         wait_for(lambda: _text(page, f"{realtime} .value") not in ("", "—"), 30, "real-time SO2")
         assert _text(page, f"{realtime} .period") == "real-time"
         assert _text(page, f"{hourly} .period") == "hour"
-        sent = {s.cn: s.values["a21026"][0] for s in logger.sent}  # shown to 2 decimals: 36.195 is "36.20"
+        # shown to 2 decimals: 36.195 may show as 36.20
+        sent = {s.cn: s.values["a21026"][0] for s in logger.sent}
         assert float(_text(page, f"{realtime} .value")) == pytest.approx(sent["2011"], abs=0.0051)
         assert float(_text(page, f"{hourly} .value")) == pytest.approx(sent["2061"], abs=0.0051)
         assert _text(page, f"{realtime} .time").endswith(" +07")
