@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from agent.buffer import Buffer
 from agent.status.sections import StationState, gather_all, merged
+from core.reading import FAULT
 
 if TYPE_CHECKING:
     from agent.web.view import RuntimeView
@@ -149,7 +150,7 @@ class StationView:
             if row.param != param or row.unit != unit:
                 continue
             slot = (row.time_ms - start) // width
-            if row.status == "02" or not isinstance(row.value, int | float):
+            if row.status == FAULT or not isinstance(row.value, int | float):
                 faults.add(slot)
                 continue
             acc = sums.setdefault(slot, [0.0, 0])

@@ -36,11 +36,6 @@ from agent.transports.tls import client_context
 
 def check(cfg: Any, station: str, timeout: float = TIMEOUT_S) -> Verdict:
     """Connect, log in, and ask for the station's subscribe and publish permissions."""
-    import paho.mqtt.client as mqtt
-    from paho.mqtt.enums import CallbackAPIVersion
-    from paho.mqtt.packettypes import PacketTypes
-    from paho.mqtt.properties import Properties
-
     verdict = Verdict(cfg.name, "mqtt")
     ctx = client_context(cfg.tls) if cfg.tls is not None else None
     if ctx is None:
@@ -49,101 +44,115 @@ def check(cfg: Any, station: str, timeout: float = TIMEOUT_S) -> Verdict:
         return verdict
     if ctx is not None and not tls_verified(verdict, cfg.host, cfg.port, ctx, timeout):
         return verdict
-    client_id = f"{cfg.client_id or f'station-agent-{station}'}-check"
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
-    if cfg.username is not None:
-        password = cfg.password.get_secret_value() if cfg.password else None
-        client.username_pw_set(cfg.username, password)
-    if ctx is not None:
-        client.tls_set_context(ctx)
-    answers: dict[str, Any] = {}
-    done = {name: threading.Event() for name in ("connect", "subscribe", "publish")}
-
-    def on_connect(c, userdata, flags, reason_code, properties) -> None:
-        answers["connect"] = reason_code
-        done["connect"].set()
-
-    def on_subscribe(c, userdata, mid, reason_codes, properties) -> None:
-        answers["subscribe"] = reason_codes[0]
-        done["subscribe"].set()
-
-    def on_publish(c, userdata, mid, reason_code, properties) -> None:
-        answers["publish"] = reason_code
-        done["publish"].set()
-
-    acks: list[bytes] = []
-    arrived = threading.Event()
-
-    def on_message(c, userdata, msg) -> None:
-        acks.append(msg.payload[:4096])
-        arrived.set()
-
-    client.on_connect, client.on_subscribe, client.on_publish = (
-        on_connect,
-        on_subscribe,
-        on_publish,
-    )
-    client.on_message = on_message
+    probe = _CheckClient(cfg, station, ctx)
     login = f"as {cfg.username!r}" if cfg.username else "anonymously"
     try:
-        client.connect(cfg.host, cfg.port, keepalive=max(5, int(timeout)), clean_start=True)
+        probe.client.connect(cfg.host, cfg.port, keepalive=max(5, int(timeout)), clean_start=True)
     except (OSError, ssl.SSLError) as exc:
         verdict.step(False, f"MQTT connect: {exc}")
         return verdict
-    client.loop_start()
+    probe.client.loop_start()
     try:
-        if not done["connect"].wait(timeout):
+        if not probe.done["connect"].wait(timeout):
             verdict.step(False, f"MQTT login {login}: no CONNACK within {timeout} s")
             return verdict
-        code = answers["connect"]
+        code = probe.answers["connect"]
         if code.is_failure:
             verdict.step(False, f"MQTT login {login}: refused by the broker ({code})")
             return verdict
         verdict.step(True, f"MQTT login {login} accepted")
         prefix = f"{cfg.topic_prefix}/{station}"
-        if cfg.ack == "warehouse":
-            client.subscribe(f"{prefix}/acks", qos=1)
-            if not done["subscribe"].wait(timeout):
-                verdict.step(False, f"subscribe to {prefix}/acks: no SUBACK within {timeout} s")
-                return verdict
-            code = answers["subscribe"]
-            if code.is_failure:
-                verdict.step(
-                    False,
-                    f"subscribe to {prefix}/acks refused ({code}): the warehouse's "
-                    "acknowledgements could never arrive; ask the broker's operator",
-                )
-                return verdict
-            verdict.step(
-                True,
-                f"subscribe to {prefix}/acks granted (SUBACK; some brokers, Mosquitto's "
-                "acl_file among them, grant it and filter deliveries later)",
-            )
-        props = Properties(PacketTypes.PUBLISH)
-        props.MessageExpiryInterval = 60
-        client.publish(f"{prefix}/status", '{"state":"check"}', qos=1, properties=props)
-        if not done["publish"].wait(timeout):
-            verdict.step(False, f"publish to {prefix}/status: no PUBACK within {timeout} s")
+        if not _permissions(verdict, probe, cfg, prefix, timeout):
             return verdict
-        code = answers["publish"]
-        if code.is_failure:
-            verdict.step(
-                False,
-                f"publish under {prefix}/ refused ({code}): batches to {prefix}/batches "
-                "would be dropped; ask the broker's operator",
-            )
-            return verdict
-        verdict.step(True, f"publish under {prefix}/ allowed (no batch sent)")
         if cfg.ack == "warehouse" and cfg.ack_keys is None:
             verdict.notes.append(UNSIGNED_ACKS)
         elif cfg.ack == "warehouse":
-            _probe(
-                verdict, client, prefix, station, AckKeys.load(cfg.ack_keys), acks, arrived, timeout
-            )
+            keys = AckKeys.load(cfg.ack_keys)
+            _probe(verdict, probe.client, prefix, station, keys, probe.acks, probe.arrived, timeout)
         return verdict
     finally:
-        client.disconnect()
-        client.loop_stop()
+        probe.client.disconnect()
+        probe.client.loop_stop()
+
+
+class _CheckClient:
+    """An MQTT v5 client for the check, and what the broker answered (CONNACK, SUBACK, PUBACK,
+    acknowledgements on the acks topic)."""
+
+    def __init__(self, cfg: Any, station: str, ctx: ssl.SSLContext | None) -> None:
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
+
+        client_id = f"{cfg.client_id or f'station-agent-{station}'}-check"
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5
+        )
+        if cfg.username is not None:
+            password = cfg.password.get_secret_value() if cfg.password else None
+            self.client.username_pw_set(cfg.username, password)
+        if ctx is not None:
+            self.client.tls_set_context(ctx)
+        self.answers: dict[str, Any] = {}
+        self.done = {name: threading.Event() for name in ("connect", "subscribe", "publish")}
+        self.acks: list[bytes] = []
+        self.arrived = threading.Event()
+        self.client.on_connect = lambda c, u, f, code, p: self._answer("connect", code)
+        self.client.on_subscribe = lambda c, u, m, codes, p: self._answer("subscribe", codes[0])
+        self.client.on_publish = lambda c, u, m, code, p: self._answer("publish", code)
+        self.client.on_message = self._on_message
+
+    def _answer(self, name: str, code: Any) -> None:
+        self.answers[name] = code
+        self.done[name].set()
+
+    def _on_message(self, c: Any, userdata: Any, msg: Any) -> None:
+        self.acks.append(msg.payload[:4096])
+        self.arrived.set()
+
+
+def _permissions(
+    verdict: Verdict, probe: _CheckClient, cfg: Any, prefix: str, timeout: float
+) -> bool:
+    """Subscribe to the acks topic (when the warehouse acknowledges) and publish a status
+    message: whether the broker grants both (each step said in ``verdict``)."""
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    client, answers, done = probe.client, probe.answers, probe.done
+    if cfg.ack == "warehouse":
+        client.subscribe(f"{prefix}/acks", qos=1)
+        if not done["subscribe"].wait(timeout):
+            verdict.step(False, f"subscribe to {prefix}/acks: no SUBACK within {timeout} s")
+            return False
+        code = answers["subscribe"]
+        if code.is_failure:
+            verdict.step(
+                False,
+                f"subscribe to {prefix}/acks refused ({code}): the warehouse's "
+                "acknowledgements could never arrive; ask the broker's operator",
+            )
+            return False
+        verdict.step(
+            True,
+            f"subscribe to {prefix}/acks granted (SUBACK; some brokers, Mosquitto's "
+            "acl_file among them, grant it and filter deliveries later)",
+        )
+    props = Properties(PacketTypes.PUBLISH)
+    props.MessageExpiryInterval = 60
+    client.publish(f"{prefix}/status", '{"state":"check"}', qos=1, properties=props)
+    if not done["publish"].wait(timeout):
+        verdict.step(False, f"publish to {prefix}/status: no PUBACK within {timeout} s")
+        return False
+    code = answers["publish"]
+    if code.is_failure:
+        verdict.step(
+            False,
+            f"publish under {prefix}/ refused ({code}): batches to {prefix}/batches "
+            "would be dropped; ask the broker's operator",
+        )
+        return False
+    verdict.step(True, f"publish under {prefix}/ allowed (no batch sent)")
+    return True
 
 
 def _probe(
