@@ -293,11 +293,11 @@ class Tt10Rig:
         return self.error
 
     def pending(self) -> int:
-        db = sqlite3.connect(f"file:{self.buffer.path}?mode=ro", uri=True)
+        buffer = Buffer(self.buffer.path, read_only=True)  # as `status` reads it
         try:
-            return int(tt10_status.gather(db, self._config())["backlog_files"] or 0)
+            return int(tt10_status.gather(buffer, self._config())["backlog_files"] or 0)
         finally:
-            db.close()
+            buffer.close()
 
     def delivered(self) -> set[Any]:
         db = sqlite3.connect(f"file:{self.buffer.path}?mode=ro", uri=True)
