@@ -4,30 +4,17 @@ so a pollutant it does not know still gets one warning (not one per aggregate)."
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
-from tests.helpers.station import ROOT, agent_env, localized
-
-
-def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "agent.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=agent_env(),
-        cwd=ROOT,
-    )
+from tests.helpers.station import localized, run_agent_cli
 
 
 def _validate_hj212_sample(tmp_path: Path, edit=lambda text: text) -> list[str]:
-    sample = _cli("config", "sample", "hj212")
+    sample = run_agent_cli("config", "sample", "hj212")
     assert sample.returncode == 0, sample.stderr
     path = tmp_path / "hj212.toml"
     path.write_text(edit(localized(sample.stdout, tmp_path)))
-    result = _cli("config", "validate", str(path))
+    result = run_agent_cli("config", "validate", str(path))
     assert result.returncode == 0, result.stderr
     return [x for x in result.stderr.splitlines() if "catalogue" in x]
 

@@ -4,26 +4,14 @@ the check; the commands run as a technician runs them."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 from agent.protocol.keys import generate_key
 from simulators.certs import make_tls_files
-from tests.helpers.station import ROOT, agent_env, write_toml
+from tests.helpers.station import run_agent_cli, write_toml
 
 NOTICE = "plain-text MQTT (no [transports.tls])"
 
-
-def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "agent.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=agent_env(),
-        cwd=ROOT,
-    )
 
 
 def _config(tmp_path: Path, mqtt: dict) -> Path:
@@ -39,7 +27,7 @@ def _config(tmp_path: Path, mqtt: dict) -> Path:
 
 
 def test_validate_gives_plain_text_mqtt_a_notice_naming_the_transport(tmp_path) -> None:
-    result = _cli("config", "validate", str(_config(tmp_path, {"port": 1883})))
+    result = run_agent_cli("config", "validate", str(_config(tmp_path, {"port": 1883})))
     assert result.returncode == 0, result.stderr
     line = next((x for x in result.stderr.splitlines() if NOTICE in x), "none")
     assert line.startswith(f"{tmp_path / 'station.toml'}: warning: transports[0] (broker): ")
@@ -48,14 +36,14 @@ def test_validate_gives_plain_text_mqtt_a_notice_naming_the_transport(tmp_path) 
 def test_validate_says_nothing_of_mqtt_over_tls(tmp_path) -> None:
     ca = make_tls_files(tmp_path / "tls").ca  # validate loads it, as run does
     config = _config(tmp_path, {"port": 8883, "tls": {"ca_file": str(ca)}})
-    result = _cli("config", "validate", str(config))
+    result = run_agent_cli("config", "validate", str(config))
     assert result.returncode == 0, result.stderr
     assert NOTICE not in result.stderr
 
 
 def test_check_transports_notes_plain_text_mqtt_and_still_passes(tmp_path, mosquitto) -> None:
     config = _config(tmp_path, {"port": mosquitto.port})
-    result = _cli("check-transports", "--config", str(config), "--timeout", "5")
+    result = run_agent_cli("check-transports", "--config", str(config), "--timeout", "5")
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()
     assert lines[0] == "broker (mqtt): ok"

@@ -7,29 +7,17 @@ warehouse."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 from agent.buffer import Buffer
 from agent.protocol.keys import generate_key
-from tests.helpers.station import ROOT, agent_env, write_toml
+from tests.helpers.station import run_agent_cli, write_toml
 from warehouse.acks import AckKey
 from warehouse.reference import Warehouse, load_station_jwk
 
 NOTICE = "acknowledgements are not authenticated (no ack_keys)"
 STATION = "ACK-1"
 
-
-def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "agent.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=agent_env(),
-        cwd=ROOT,
-    )
 
 
 def _config(tmp_path: Path, transport: dict) -> Path:
@@ -56,24 +44,24 @@ def _pin(path: Path, *keys: AckKey) -> str:
 
 def test_validate_and_status_warn_of_unsigned_acks_and_not_when_pinned(tmp_path, tls_files):
     config = _config(tmp_path, _https(8443, tls_files.ca))
-    result = _cli("config", "validate", str(config))
+    result = run_agent_cli("config", "validate", str(config))
     assert result.returncode == 0, result.stderr
     line = next((x for x in result.stderr.splitlines() if NOTICE in x), "none")
     assert line.startswith(f"{config}: warning: transports[0] (wh): ")
     Buffer(tmp_path / "buffer.db").close()
-    status = _cli("status", "--config", str(config))
+    status = run_agent_cli("status", "--config", str(config))
     assert f"  WARNING: transports[0] (wh): {NOTICE}" in status.stdout, status.stdout
     pinned = _https(8443, tls_files.ca, ack_keys=_pin(tmp_path / "wh.jwk", AckKey.generate()))
     config = _config(tmp_path, pinned)
-    result = _cli("config", "validate", str(config))
+    result = run_agent_cli("config", "validate", str(config))
     assert result.returncode == 0 and NOTICE not in result.stderr, result.stderr
-    assert NOTICE not in _cli("status", "--config", str(config)).stdout
+    assert NOTICE not in run_agent_cli("status", "--config", str(config)).stdout
 
 
 def test_validate_refuses_an_ack_keys_file_that_is_not_a_key(tmp_path, tls_files):
     (tmp_path / "bad.jwk").write_text('{"kty":"RSA","n":"x","e":"AQAB"}')
     config = _config(tmp_path, _https(8443, tls_files.ca, ack_keys=str(tmp_path / "bad.jwk")))
-    result = _cli("config", "validate", str(config))
+    result = run_agent_cli("config", "validate", str(config))
     assert result.returncode != 0
     assert f"{config}: transports[0].ack_keys: " in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
@@ -94,11 +82,11 @@ def test_check_transports_says_whether_acks_verify(tmp_path, tls_files, mosquitt
             {"type": "mqtt", "name": "wh", "host": "127.0.0.1", "port": mosquitto.port},
         ):
             good = {**transport, "ack_keys": _pin(tmp_path / "good.jwk", key)}
-            result = _cli("check-transports", "--config", str(_config(tmp_path, good)))
+            result = run_agent_cli("check-transports", "--config", str(_config(tmp_path, good)))
             assert result.returncode == 0, result.stdout + result.stderr
             assert f"signed by the warehouse (kid {key.kid}) verified" in result.stdout
             bad = {**transport, "ack_keys": _pin(tmp_path / "bad.jwk", AckKey.generate())}
-            result = _cli("check-transports", "--config", str(_config(tmp_path, bad)))
+            result = run_agent_cli("check-transports", "--config", str(_config(tmp_path, bad)))
             assert result.returncode != 0, result.stdout
             assert "FAILED: probe" in result.stdout and "does not verify" in result.stdout
         assert warehouse.count(STATION) == (0, 0) and warehouse.rejected_count() == 0

@@ -9,6 +9,8 @@ import datetime
 import json
 import os
 import sqlite3
+import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -213,3 +215,15 @@ def agent_env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT)
     return env
+
+
+def run_agent_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """``station-agent ARGS`` as a technician runs it (this checkout's code), output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "agent.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=agent_env(),
+        cwd=ROOT,
+    )

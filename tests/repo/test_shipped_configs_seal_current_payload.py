@@ -9,7 +9,6 @@ driver (the drivers' ``sample.toml``), and the file ``packaging/install.sh`` ins
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,20 +16,10 @@ import pytest
 from agent.cli.docs import shipped
 from agent.config.model import load_config
 from drivers import DRIVERS
-from tests.helpers.station import ROOT, agent_env, localized
+from tests.helpers.station import ROOT, localized, run_agent_cli
 
 CURRENT = 3
 
-
-def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "agent.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=agent_env(),
-        cwd=ROOT,
-    )
 
 
 def _sealed_version(path: Path) -> int:
@@ -55,7 +44,7 @@ def test_every_config_shipped_in_the_package_seals_the_current_payload_version(
 
 @pytest.mark.parametrize("driver", [None, *DRIVERS])
 def test_config_sample_seals_the_current_payload_version(tmp_path: Path, driver) -> None:
-    result = _cli("config", "sample", *([driver] if driver else []))
+    result = run_agent_cli("config", "sample", *([driver] if driver else []))
     assert result.returncode == 0, result.stderr
     sample = tmp_path / "sample.toml"
     sample.write_text(result.stdout)
@@ -92,7 +81,7 @@ def _with_payload_version(tmp_path: Path, version: int) -> Path:
 @pytest.mark.parametrize("version", [1, 2])
 def test_validate_warns_what_a_payload_version_below_3_loses(tmp_path: Path, version) -> None:
     path = _with_payload_version(tmp_path, version)
-    result = _cli("config", "validate", str(path))
+    result = run_agent_cli("config", "validate", str(path))
     assert result.returncode == 0, result.stderr
     warning = next(
         (x for x in result.stderr.splitlines() if "payload_version" in x), "no warning at all"
@@ -104,6 +93,6 @@ def test_validate_warns_what_a_payload_version_below_3_loses(tmp_path: Path, ver
 
 
 def test_validate_says_nothing_of_the_payload_version_when_it_is_current(tmp_path: Path) -> None:
-    result = _cli("config", "validate", str(_with_payload_version(tmp_path, 3)))
+    result = run_agent_cli("config", "validate", str(_with_payload_version(tmp_path, 3)))
     assert result.returncode == 0, result.stderr
     assert "payload_version" not in result.stderr

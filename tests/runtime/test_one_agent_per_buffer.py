@@ -3,22 +3,9 @@
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 
 from tests.helpers.agent_process import AgentProcess, station_config, write_config
-from tests.helpers.station import ROOT, agent_env, wait_for
-
-
-def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "agent.cli", *args],
-        env=agent_env(),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+from tests.helpers.station import run_agent_cli, wait_for
 
 
 def test_a_second_run_on_the_same_buffer_exits_1_naming_the_running_pid(
@@ -34,21 +21,21 @@ def test_a_second_run_on_the_same_buffer_exits_1_naming_the_running_pid(
         first.wait_log("event=agent_started")
         wait_for(lambda: warehouse.count(station_id)[0] >= 1, 30, "a batch at the warehouse")
 
-        second = _cli("run", "--config", str(config))
+        second = run_agent_cli("run", "--config", str(config))
         assert second.returncode == 1, second.stderr
         assert f"already running (pid {first.pid})" in second.stderr
         assert "Traceback" not in second.stderr
 
         # Everything a technician runs beside the agent still works.
-        status = _cli("status", "--config", str(config))
+        status = run_agent_cli("status", "--config", str(config))
         assert status.returncode == 0, status.stdout + status.stderr
         assert f"running (pid {first.pid}" in status.stdout
-        requeue = _cli("requeue", "--config", str(config), "--transport", "https")
+        requeue = run_agent_cli("requeue", "--config", str(config), "--transport", "https")
         assert requeue.returncode == 0, requeue.stderr
-        probe = _cli("probe", "--config", str(config))
+        probe = run_agent_cli("probe", "--config", str(config))
         assert probe.returncode == 0, probe.stdout + probe.stderr
         jwk = station_key[0].parent / "station.jwk"
-        verify = _cli("verify", "--jwk", str(jwk), str(tmp_path / "warehouse.db"))
+        verify = run_agent_cli("verify", "--jwk", str(jwk), str(tmp_path / "warehouse.db"))
         assert verify.returncode == 0, verify.stdout + verify.stderr
 
         assert first.proc.poll() is None, "the running agent is untouched"
