@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import subprocess
 import sys
-import time
 
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
@@ -48,7 +47,8 @@ def test_https_to_a_self_signed_server_is_refused_without_its_ca(
         wait_for(lambda: agent.senders[0].last_error, 10, "a refused TLS handshake")
         assert "TLS certificate not trusted" in agent.senders[0].last_error
         assert "tls.ca_file" in agent.senders[0].last_error
-        time.sleep(0.5)  # the scenario: a while of refused handshakes, none turns into a delivery
+        # the scenario: several refused handshakes (retries with backoff), none a delivery
+        wait_for(lambda: agent.senders[0].failing.count >= 3, 30, "three refused handshakes")
     finally:
         agent.stop(grace_s=0.5)
     assert warehouse.count(station_id) == (0, 0)

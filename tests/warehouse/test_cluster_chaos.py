@@ -60,11 +60,6 @@ def _chaos_run(
         step = seconds / (rounds * 6 + 1)
         done: list[str] = []
 
-        def flowing() -> bool:  # acknowledgements are coming: batches are moving
-            before = len(fleet.acks)
-            time.sleep(0.3)
-            return len(fleet.acks) > before
-
         for r in range(rounds):
             node = r % 3
             time.sleep(step)
@@ -73,7 +68,8 @@ def _chaos_run(
             time.sleep(step)
             cluster.nats.start_node(node)
             time.sleep(step)
-            wait_for(flowing, 30, "batches flowing before the worker is killed")
+            acked = len(fleet.acks)  # batches are moving: a new acknowledgement comes
+            wait_for(lambda n=acked: len(fleet.acks) > n, 30, "batches flowing before the kill")
             cluster.kill_worker(r % 2)  # mid-batch: hundreds of batches per second pass
             done.append(f"kill -9 worker {r % 2}")
             time.sleep(step)
