@@ -177,6 +177,10 @@ def mqtt_target(config: Any) -> MqttTarget | None:
         host, port = parts.hostname, parts.port or 1883
     elif isinstance(intake_mqtt, dict):
         host, port = intake_mqtt.get("host", "127.0.0.1"), intake_mqtt.get("port", 1883)
+        if not isinstance(host, str) or not host or type(port) is not int:
+            raise ConfigPushError(
+                f"{where}: intake.mqtt: expected host (a text) and port (a whole number)"
+            )
         prefix = prefix or intake_mqtt.get("prefix")
     else:
         return None

@@ -259,6 +259,8 @@ def test_bad_files_and_unknown_stations_are_refused_with_a_clear_error(setup, ca
     assert code == 2 and "--log-level and --for go together" in err
     code, _out, err = push(capsys, setup, "--log-level", "debug", "--for", "2d")
     assert code == 2 and "--for '2d'" in err
+    code, _out, err = push(capsys, setup, "--by", "x" * 201)
+    assert code == 2 and "--by: expected a name of 1 to 200 characters" in err
     assert warehouse_stores.query(setup["url"], "SELECT count(*) FROM config_documents") == [(0,)]
     code, _out, err = run(capsys, "config", "show", "CFG-01", "--config", str(setup["config"]))
     assert code == 1 and "no configuration document" in err
@@ -341,6 +343,7 @@ def test_config_push_section_wins_and_a_broker_down_says_how_to_retry(
             "config_push.topic_prefix",
         ),
         ("[config_push]\nbroker = 1\n", "config_push.broker: not a known key"),
+        ('[intake.mqtt]\nport = "1883"\n', "intake.mqtt: expected host (a text) and port"),
     ],
 )
 def test_a_bad_config_push_section_is_named(setup, capsys, section, expected) -> None:

@@ -33,6 +33,8 @@ from warehouse.remote_config import (
 )
 from warehouse.store import ConfigDocument
 
+MAX_BY = 200  # characters of --by kept with the document
+
 
 def add(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("config", help="issue signed configuration documents to stations")
@@ -83,6 +85,8 @@ def _login() -> str | None:
 
 def run_push(args: argparse.Namespace) -> int:
     station = _station(args.station)
+    if args.by is not None and not 1 <= len(args.by) <= MAX_BY:
+        raise WarehouseConfigError(f"--by: expected a name of 1 to {MAX_BY} characters")
     if (args.log_level is None) != (args.for_ is None):
         raise WarehouseConfigError(
             "--log-level and --for go together (--log-level debug --for 30m)"
