@@ -391,3 +391,37 @@ def test_the_reference_warehouse_serves_and_publishes_documents(
         assert message.retain and message.payload.decode() == doc.jws
     finally:
         warehouse.stop()
+
+
+_GOOD = {
+    "v": 1, "kind": "config", "station": "CFG-01", "version": 1,
+    "issued_at": "2026-12-07T11:00:00.000Z", "config": "a = 1\n", "log_level": None,
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"v": True},
+        {"v": 2},
+        {"kind": "ack"},
+        {"version": 0},
+        {"version": True},
+        {"version": 2**63},
+        {"station": "../x"},
+        {"issued_at": "2026-13-07T11:00:00.000Z"},
+        {"issued_at": "2026-12-07T11:00:00Z"},
+        {"config": "é" * (48 * 1024 + 1)},  # within 96 Ki characters, over 96 KiB of UTF-8
+        {"log_level": {"level": "trace", "until": "2026-12-07T11:30:00.000Z"}},
+        {"log_level": {"level": "debug"}},
+        {"extra": 1},
+    ],
+)
+def test_the_payload_model_is_strict_and_bounded(change) -> None:
+    from pydantic import ValidationError
+
+    from core.remote_config import RemoteConfig
+
+    assert RemoteConfig.model_validate(_GOOD).version == 1
+    with pytest.raises(ValidationError):
+        RemoteConfig.model_validate({**_GOOD, **change})
