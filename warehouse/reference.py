@@ -35,6 +35,11 @@ Testers run it by hand::
         --http-port 8443 --tls-cert server.pem --tls-key server.key \\
         --mqtt-host 127.0.0.1 --mqtt-port 1883
 
+Remote configuration (issue 32): ``push_config(station, toml_text, log_level=None)`` signs a
+configuration document with ``ack_key`` as ``station-warehouse config push`` does (the next
+version), serves it at ``GET /stations/{station}/config`` (ETag, 304, 404) and, once
+``start_mqtt`` subscribed, publishes it retained on ``{prefix}/{station}/config``.
+
 Fault injection (HTTP): ``--fault 500|hang|close`` at start, or at run time (only when started
 with ``--admin``) ``POST /_admin/fault`` with body ``500``, ``hang``, ``close`` or ``none``.
 
