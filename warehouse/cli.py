@@ -23,6 +23,7 @@ COMMANDS = (
     "warehouse.commands.status",
     "warehouse.commands.serve",
     "warehouse.commands.keygen",
+    "warehouse.commands.config",  # config push/show/publish: signed configuration documents
     "warehouse.intake_command",  # intake: stream workers (NATS JetStream / MQTT)
     "warehouse.api_command",  # api: SensorThings API, read-only on the store
 )

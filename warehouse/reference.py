@@ -35,6 +35,11 @@ Testers run it by hand::
         --http-port 8443 --tls-cert server.pem --tls-key server.key \\
         --mqtt-host 127.0.0.1 --mqtt-port 1883
 
+Remote configuration (issue 32): ``push_config(station, toml_text, log_level=None)`` signs a
+configuration document with ``ack_key`` as ``station-warehouse config push`` does (the next
+version), serves it at ``GET /stations/{station}/config`` (ETag, 304, 404) and, once
+``start_mqtt`` subscribed, publishes it retained on ``{prefix}/{station}/config``.
+
 Fault injection (HTTP): ``--fault 500|hang|close`` at start, or at run time (only when started
 with ``--admin``) ``POST /_admin/fault`` with body ``500``, ``hang``, ``close`` or ``none``.
 
@@ -56,6 +61,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +78,8 @@ from warehouse.https_intake import (  # noqa: F401 (MAX_BODY: the limit tests re
     tls_context,
 )
 from warehouse.intake import Intake
-from warehouse.store.model import Held, KeyRow, NewBatch, Refusal
+from warehouse.remote_config import ConfigPushError, document_maker
+from warehouse.store.model import ConfigDocument, Held, KeyRow, NewBatch, Refusal, gaps_of
 from warehouse.verify.inflate import InflateError, inflate
 from warehouse.verify.key_book import KeyBook
 from warehouse.verify.verifier import RegisteredKey, b64url_encode, digest_of, unverified_payload
@@ -104,6 +111,9 @@ class Warehouse:
             CREATE TABLE IF NOT EXISTS gap_events (id INTEGER PRIMARY KEY, station TEXT,
                 from_seq INTEGER, to_seq INTEGER, noticed_at TEXT);
             CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, n INTEGER NOT NULL);
+            CREATE TABLE IF NOT EXISTS config_documents (station TEXT NOT NULL,
+                version INTEGER NOT NULL, jws TEXT NOT NULL, digest TEXT NOT NULL,
+                issued_at TEXT NOT NULL, PRIMARY KEY (station, version));
             """
         )
         columns = {r[1] for r in self._db.execute("PRAGMA table_info(batches)")}
@@ -118,6 +128,7 @@ class Warehouse:
         self.errors = 0  # exceptions caught while receiving (answered 500 / not acknowledged)
         self._http: Server | None = None
         self._mqtt: Any = None
+        self._prefix = "stations"  # the MQTT topic prefix, once subscribed
 
     # --- the verifying store --------------------------------------------------------------
     def receive(self, station: str, body: bytes, via: str) -> tuple[int, str]:
@@ -167,18 +178,10 @@ class Warehouse:
     def gaps(self, station: str) -> list[tuple[int, int]]:
         """Missing seq ranges below the highest seq held."""
         with self._lock:
-            seqs = [
-                r[0]
-                for r in self._db.execute(
-                    "SELECT seq FROM batches WHERE station = ? ORDER BY seq", (station,)
-                )
-            ]
-        out, expected = [], 1
-        for s in seqs:
-            if s > expected:
-                out.append((expected, s - 1))
-            expected = s + 1
-        return out
+            rows = self._db.execute(
+                "SELECT seq FROM batches WHERE station = ? ORDER BY seq", (station,)
+            ).fetchall()
+        return gaps_of([r[0] for r in rows], 0)
 
     def descriptor_of(self, station: str, seq: int) -> dict | None:
         """The body of the descriptor a readings batch was taken under (None: it names none,
@@ -240,6 +243,18 @@ class Warehouse:
         with self._lock:
             row = self._db.execute("SELECT n FROM counters WHERE name = 'rejected'").fetchone()
         return row[0] if row else 0
+
+    # --- remote configuration (issue 32) -------------------------------------------------
+    def push_config(
+        self, station: str, toml_text: str, log_level: tuple[str, int] | None = None
+    ) -> ConfigDocument:
+        """Sign ``toml_text`` as ``station``'s next configuration document, as ``config push``
+        does; subscribed to a broker, publish it retained on ``{prefix}/{station}/config``."""
+        return _push_config(self, station, toml_text, log_level)
+
+    def config_document(self, station: str) -> ConfigDocument | None:
+        """The document in force for ``station`` (``GET /stations/{station}/config``)."""
+        return _config_document(self, station)
 
     # --- HTTP -----------------------------------------------------------------------------
     def start_http(
@@ -304,7 +319,7 @@ class Warehouse:
         client.loop_start()
         if not connected.wait(10):
             raise RuntimeError(f"warehouse could not subscribe at {host}:{port}")
-        self._mqtt = client
+        self._mqtt, self._prefix = client, prefix
 
     def stop_http(self) -> None:
         """Stop serving HTTP (connections are refused until ``start_http`` again)."""
@@ -342,6 +357,41 @@ def _on_mqtt_batch(warehouse: Warehouse, client: Any, prefix: str, msg: Any) -> 
     except Exception as exc:  # not acknowledged: the agent publishes it again
         warehouse.errors += 1
         print(f"warehouse: message on {msg.topic!r} not handled: {exc!r}", file=sys.stderr)
+
+
+def _push_config(
+    warehouse: Warehouse, station: str, toml_text: str, log_level: tuple[str, int] | None
+) -> ConfigDocument:
+    if station not in warehouse.keys:
+        raise ConfigPushError(f"station {station!r} is not registered")
+    make = document_maker(warehouse.ack_key, station, toml_text, log_level=log_level)
+    with warehouse._lock:
+        row = warehouse._db.execute(
+            "SELECT coalesce(max(version), 0) FROM config_documents WHERE station = ?", (station,)
+        ).fetchone()
+        doc = make(row[0] + 1)
+        warehouse._db.execute(
+            "INSERT INTO config_documents (station, version, jws, digest, issued_at) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (station, doc.version, doc.jws, doc.digest, doc.issued_at.isoformat()),
+        )
+    if warehouse._mqtt is not None:
+        topic = f"{warehouse._prefix}/{station}/config"
+        sent = warehouse._mqtt.publish(topic, doc.jws.encode("ascii"), qos=1, retain=True)
+        sent.wait_for_publish(10)
+    return doc
+
+
+def _config_document(warehouse: Warehouse, station: str) -> ConfigDocument | None:
+    with warehouse._lock:
+        row = warehouse._db.execute(
+            "SELECT version, jws, digest, issued_at FROM config_documents WHERE station = ? "
+            "ORDER BY version DESC LIMIT 1",
+            (station,),
+        ).fetchone()
+    if row is None or station not in warehouse.keys:
+        return None
+    return ConfigDocument(station, row[0], row[1], row[2], datetime.fromisoformat(row[3]))
 
 
 class _ReferenceStore:

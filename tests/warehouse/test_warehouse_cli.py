@@ -43,7 +43,7 @@ def config(tmp_path: Path) -> Path:
 
 def test_migrate_creates_the_schema_once_relative_to_the_config(config, capsys) -> None:
     code, out, _ = run(capsys, "migrate", "--config", str(config))
-    assert code == 0 and "applied 1, 2" in out
+    assert code == 0 and "applied 1, 2, 3" in out
     assert (config.parent / "w.db").exists()
     code, out, _ = run(capsys, "migrate", "--config", str(config))
     assert code == 0 and "nothing to apply" in out
@@ -54,7 +54,7 @@ def test_migrate_on_postgresql(pg_server, tmp_path, capsys) -> None:
     config = write_config(tmp_path, f'[storage]\npostgres = "{url}"\n')
     assert run(capsys, "migrate", "--config", str(config))[:2] == (
         0,
-        f"migrated {url.split('@')[-1]}: applied 1, 2\n",
+        f"migrated {url.split('@')[-1]}: applied 1, 2, 3\n",
     )
     assert "nothing to apply" in run(capsys, "migrate", "--config", str(config))[1]
     tables = warehouse_stores.query(
@@ -163,7 +163,7 @@ def test_a_store_not_migrated_says_what_to_run(config, capsys) -> None:
     code, _out, err = run(
         capsys, "stations", "add", "HN-01", "--jwk", str(jwk), "--config", str(config)
     )
-    assert code == 1 and "schema version 0, expected 2: run `station-warehouse migrate" in err
+    assert code == 1 and "schema version 0, expected 3: run `station-warehouse migrate" in err
 
 
 def test_the_console_script_answers(config) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from warehouse.store.model import (
     Chain,
+    ConfigDocument,
     Held,
     KeyRow,
     NeedPartitions,
@@ -22,6 +23,7 @@ from warehouse.store.model import (
 
 __all__ = [
     "Chain",
+    "ConfigDocument",
     "Held",
     "KeyRow",
     "NeedPartitions",

@@ -116,6 +116,18 @@ class Refusal:
 
 
 @dataclass(frozen=True)
+class ConfigDocument:
+    """A signed configuration document issued to a station (``config_documents``)."""
+
+    station: str
+    version: int
+    jws: str  # the compact JWS (ASCII), as served and published
+    digest: str  # sha256 hex of the TOML text's UTF-8 bytes
+    issued_at: datetime
+    pushed_by: str | None = None
+
+
+@dataclass(frozen=True)
 class StationStatus:
     """One station as ``station-warehouse status`` shows it."""
 
@@ -203,6 +215,16 @@ class Store(Protocol):
 
     def jws_list(self, station: str) -> list[bytes]:
         """Every batch held for ``station``, in seq order."""
+        ...
+
+    def add_config(self, station: str, make: Callable[[int], ConfigDocument]) -> ConfigDocument:
+        """Store the document ``make(version)`` signs for the station's next version, in one
+        transaction that holds the station (no two pushes take one version); StoreError when
+        the station is not registered."""
+        ...
+
+    def config_document(self, station: str) -> ConfigDocument | None:
+        """The station's document in force (its highest version); None: none, or no station."""
         ...
 
     def transaction(self, station: str) -> AbstractContextManager[Chain | None]:

@@ -23,9 +23,10 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from warehouse.store import migrations
+from warehouse.store import config_docs, migrations
 from warehouse.store.model import (
     Chain,
+    ConfigDocument,
     Station,
     StationStatus,
     StoreError,
@@ -209,6 +210,16 @@ class PostgresStore:
                     "SELECT jws FROM batches WHERE station = %s ORDER BY seq", (station,)
                 )
             ]
+
+    def add_config(self, station: str, make: config_docs.Make) -> ConfigDocument:
+        self._check_ready()
+        with self._connection() as conn:
+            return config_docs.pg_add(conn, station, make)
+
+    def config_document(self, station: str) -> ConfigDocument | None:
+        self._check_ready()
+        with self._connection() as conn:
+            return config_docs.pg_latest(conn, station)
 
     # --- the intake's transaction -------------------------------------------------------
     @contextmanager

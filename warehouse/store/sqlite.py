@@ -16,9 +16,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from warehouse.store import migrations
+from warehouse.store import config_docs, migrations
 from warehouse.store.model import (
     Chain,
+    ConfigDocument,
     Held,
     KeyRow,
     NewBatch,
@@ -190,6 +191,16 @@ class SqliteStore:
                     "SELECT jws FROM batches WHERE station = ? ORDER BY seq", (station,)
                 )
             ]
+
+    def add_config(self, station: str, make: config_docs.Make) -> ConfigDocument:
+        self._check_ready()
+        with self._lock:
+            return config_docs.sqlite_add(self._db, station, make)
+
+    def config_document(self, station: str) -> ConfigDocument | None:
+        self._check_ready()
+        with self._lock:
+            return config_docs.sqlite_latest(self._db, station)
 
     # --- the intake's transaction -------------------------------------------------------
     @contextmanager
