@@ -20,7 +20,8 @@ def _so2(api) -> list[dict]:
             if r["station"] == "HN-STACK-001" and r["param"] == "SO2"]
 
 
-@pytest.mark.parametrize("params", [{"$top": "4"}, {"$top": "4", "$orderby": "result desc"},
+@pytest.mark.parametrize("params", [{"$top": "4"}, {"$top": "6"},  # 18 rows: 3 full pages
+                                    {"$top": "4", "$orderby": "result desc"},
                                     {"$top": "3", "$filter": "resultQuality/status ne '02'"}])
 def test_every_page_states_the_count_of_the_whole_collection(api, params) -> None:
     """http://www.opengis.net/spec/iot_sensing/1.1/req/request-data/count: ``@iot.count`` is
@@ -36,6 +37,20 @@ def test_every_page_states_the_count_of_the_whole_collection(api, params) -> Non
         seen += len(doc["value"])
     assert seen == want and len(counts) == -(-want // int(params["$top"]))
     assert counts == [want] * len(counts)
+
+
+def test_a_count_of_exactly_the_limit_is_exact(api, monkeypatch) -> None:
+    """Issue 30: ``$count`` is exact up to and including ``COUNT_EXACT_LIMIT`` rows, an
+    estimate from one row more."""
+    import warehouse.sta.query as query
+
+    n = len(_so2(api))
+    monkeypatch.setattr(query, "COUNT_EXACT_LIMIT", n)
+    doc = api.json(f"/v1.1/{SO2}/Observations", **{"$count": "true", "$top": "1"})
+    assert doc["@iot.count"] == n and "@iot.countEstimate" not in doc
+    monkeypatch.setattr(query, "COUNT_EXACT_LIMIT", n - 1)
+    doc = api.json(f"/v1.1/{SO2}/Observations", **{"$count": "true", "$top": "1"})
+    assert doc["@iot.count"] >= n and doc["@iot.countEstimate"] in ("planner", "lower-bound")
 
 
 def test_sqlite_count_estimate_is_the_analyzed_average_or_a_lower_bound(
