@@ -141,12 +141,47 @@ def pct(xs: list[float], p: float) -> float:
     return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
 
 
+def _whole_collection(get, plain, results) -> tuple[list[float], list[float], list[float]]:
+    """The whole Observations collection, $top=100: page 1 and page 1,000 (OFFSET 99,900)."""
+    g1, g1000, gskip, gsql1, gsql1000 = [], [], [], [], []
+    link = "/v1.1/Observations?$top=100"
+    t = time.perf_counter()
+    first = get(link)
+    g1.append(time.perf_counter() - t)
+    for _page in range(998):
+        link = get(link)["@iot.nextLink"]
+    link = get(link)["@iot.nextLink"]
+    for _ in range(10):
+        t = time.perf_counter()
+        get("/v1.1/Observations?$top=100")
+        g1.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        ids = [o["@iot.id"] for o in get(link)["value"]]
+        g1000.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        skipped = [o["@iot.id"] for o in get("/v1.1/Observations?$top=100&$skip=99900")["value"]]
+        gskip.append(time.perf_counter() - t)
+        assert ids == skipped
+        for offset, out in ((0, gsql1), (99_900, gsql1000)):
+            t = time.perf_counter()
+            plain("SELECT station, batch_seq, ord FROM readings ORDER BY station, batch_seq, ord "
+                  "LIMIT 100 OFFSET ?", (offset,))
+            out.append(time.perf_counter() - t)
+    del first
+    results["all Observations, page 1 ($top=100)"] = (g1, gsql1)
+    results["all Observations, page 1,000 via @iot.nextLink"] = (g1000, gsql1000)
+    results["all Observations, page 1,000 via $skip=99900"] = (gskip, gsql1000)
+    return g1, g1000, gskip
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--observations", type=int, default=2_000_000)
     ap.add_argument("--stations", type=int, default=100)
     ap.add_argument("--repeat", type=int, default=50)
     ap.add_argument("--db", type=Path, help="SQLite file (kept; loaded if it does not exist)")
+    ap.add_argument("--only", default="latest,day,hour,page,deep,all",
+                    help="which queries (comma-separated): latest,day,hour,page,deep,all")
     ap.add_argument("--postgres", action="store_true",
                     help="a private PostgreSQL server (initdb in a temporary directory)")
     args = ap.parse_args()
@@ -199,16 +234,21 @@ def main() -> int:
         return quote(s, safe="=$(),;'")
 
     results: dict[str, tuple[list[float], list[float]]] = {}
+    cpu: dict[str, list[float]] = {}  # process CPU time per API request (server + client)
+    only = set(args.only.split(","))
 
-    def measure(name: str, api_fn, sql_fn) -> None:
-        a, b = [], []
+    def measure(name: str, key: str, api_fn, sql_fn) -> None:
+        if key not in only:
+            return
+        a, b, c_ = [], [], cpu.setdefault(name, [])
         for _ in range(args.repeat):
             s, c = random.randrange(args.stations), random.randrange(CHANNELS)
             day = random.randrange(days)
             hour = random.randrange(days * 24)
-            t = time.perf_counter()
+            t, t_cpu = time.perf_counter(), time.process_time()
             api_rows = api_fn(s, c, day, hour)
             a.append(time.perf_counter() - t)
+            c_.append(time.process_time() - t_cpu)
             t = time.perf_counter()
             sql_rows = sql_fn(s, c, day, hour)
             b.append(time.perf_counter() - t)
@@ -278,13 +318,13 @@ def main() -> int:
             return [f"{a}:{b}:{o}" for a, b, o in rows]
         return run
 
-    measure("latest per Thing (50 Datastreams, $expand)", latest_api, latest_sql)
-    measure("one Datastream's day (1,000 rows)", day_api, day_sql)
-    measure("a station's hour across 50 parameters ($expand)", hour_api, hour_sql)
-    measure("page 1 ($top=4)", page1_api, page_sql(0))
+    measure("latest per Thing (50 Datastreams, $expand)", "latest", latest_api, latest_sql)
+    measure("one Datastream's day (1,000 rows)", "day", day_api, day_sql)
+    measure("a station's hour across 50 parameters ($expand)", "hour", hour_api, hour_sql)
+    measure("page 1 ($top=4)", "page", page1_api, page_sql(0))
     # page 1,000 through @iot.nextLink: walk to page 999 first (not timed), then time page 1000
     deep_api, deep_sql, skip_api = [], [], []
-    for _ in range(max(3, args.repeat // 10)):
+    for _ in range(max(3, args.repeat // 10) if "deep" in only else 0):
         s, c = random.randrange(args.stations), random.randrange(CHANNELS)
         link = f"/v1.1/{ds(s, c)}/Observations?$top=4"
         for _page in range(999):
@@ -300,48 +340,27 @@ def main() -> int:
             t = time.perf_counter()
             get(f"/v1.1/{ds(s, c)}/Observations?$top=4&$skip=3996")
             skip_api.append(time.perf_counter() - t)
-    results["page 1,000 via @iot.nextLink (keyset; SQL: OFFSET 3996)"] = (deep_api, deep_sql)
-    results["page 1,000 via $skip=3996 (OFFSET)"] = (skip_api, deep_sql)
-    # the whole Observations collection, $top=100: page 1 and page 1,000 (OFFSET 99,900)
-    g1, g1000, gskip, gsql1, gsql1000 = [], [], [], [], []
-    link = "/v1.1/Observations?$top=100"
-    t = time.perf_counter()
-    first = get(link)
-    g1.append(time.perf_counter() - t)
-    for _page in range(998):
-        link = get(link)["@iot.nextLink"]
-    link = get(link)["@iot.nextLink"]
-    for _ in range(10):
-        t = time.perf_counter()
-        get("/v1.1/Observations?$top=100")
-        g1.append(time.perf_counter() - t)
-        t = time.perf_counter()
-        ids = [o["@iot.id"] for o in get(link)["value"]]
-        g1000.append(time.perf_counter() - t)
-        t = time.perf_counter()
-        skipped = [o["@iot.id"] for o in get("/v1.1/Observations?$top=100&$skip=99900")["value"]]
-        gskip.append(time.perf_counter() - t)
-        assert ids == skipped
-        for offset, out in ((0, gsql1), (99_900, gsql1000)):
-            t = time.perf_counter()
-            plain("SELECT station, batch_seq, ord FROM readings ORDER BY station, batch_seq, ord "
-                  "LIMIT 100 OFFSET ?", (offset,))
-            out.append(time.perf_counter() - t)
-    del first
-    results["all Observations, page 1 ($top=100)"] = (g1, gsql1)
-    results["all Observations, page 1,000 via @iot.nextLink"] = (g1000, gsql1000)
-    results["all Observations, page 1,000 via $skip=99900"] = (gskip, gsql1000)
+    if "deep" in only:
+        results["page 1,000 via @iot.nextLink (keyset; SQL: OFFSET 3996)"] = (deep_api, deep_sql)
+        results["page 1,000 via $skip=3996 (OFFSET)"] = (skip_api, deep_sql)
+    g1, g1000, gskip = (_whole_collection(get, plain, results) if "all" in only
+                        else ([], [], []))
     kind = "PostgreSQL" if args.postgres else "SQLite"
-    print(f"\n{n:,} observations, {kind}, {args.repeat} runs each (ms)")
-    print(f"{'query':58} {'API p50':>8} {'API p99':>8} {'SQL p50':>8} {'SQL p99':>8}")
+    print(f"\n{n:,} observations, {kind}, {args.repeat} runs each (ms; CPU: the process's CPU "
+          "time per request, server and client)")
+    print(f"{'query':58} {'API p50':>8} {'API p99':>8} {'SQL p50':>8} {'SQL p99':>8} "
+          f"{'CPU p50':>8}")
     for name, (a, b) in results.items():
+        cpu_p50 = f"{pct(cpu[name], 50) * 1e3:8.1f}" if cpu.get(name) else ""
         print(f"{name:58} {pct(a, 50) * 1e3:8.1f} {pct(a, 99) * 1e3:8.1f} "
-              f"{pct(b, 50) * 1e3:8.1f} {pct(b, 99) * 1e3:8.1f}")
-    p1 = statistics.median(results["page 1 ($top=4)"][0])
-    print(f"deep page / page 1 (p50): {statistics.median(deep_api) / p1:.2f}")
-    print(f"all Observations: page 1,000 / page 1 (p50): "
-          f"{statistics.median(g1000) / statistics.median(g1):.2f} (keyset), "
-          f"{statistics.median(gskip) / statistics.median(g1):.2f} ($skip)")
+              f"{pct(b, 50) * 1e3:8.1f} {pct(b, 99) * 1e3:8.1f} {cpu_p50}")
+    if "page" in only and "deep" in only:
+        p1 = statistics.median(results["page 1 ($top=4)"][0])
+        print(f"deep page / page 1 (p50): {statistics.median(deep_api) / p1:.2f}")
+    if g1:
+        print(f"all Observations: page 1,000 / page 1 (p50): "
+              f"{statistics.median(g1000) / statistics.median(g1):.2f} (keyset), "
+              f"{statistics.median(gskip) / statistics.median(g1):.2f} ($skip)")
     server.shutdown()
     if server_pg is not None:
         backend.close()

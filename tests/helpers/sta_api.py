@@ -3,7 +3,7 @@ and on a private PostgreSQL; tests talk to it over HTTP on loopback only."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.helpers.sta_fill import fill
+from tests.helpers.sta_fill import fill, fill_moves
 from tests.helpers.warehouse_stores import new_database
 from warehouse.sta.app import StaService
 from warehouse.sta.backend import open_backend
@@ -37,11 +37,12 @@ class Api:
         return answer.json()
 
 
-def start_api(url: str) -> Iterator[Api]:
+def start_api(url: str, filler: Callable[[str], dict[str, Any]] = fill) -> Iterator[Api]:
+    """Migrate and fill the store at ``url`` (``filler`` returns the oracle), serve the API."""
     store = open_store(url)
     store.migrate()
     store.close()
-    oracle = fill(url)
+    oracle = filler(url)
     backend = open_backend(url, timeout_s=10, pool_size=4)
     server = serve(StaService(backend, opendata=OpenData(backend)), "127.0.0.1", 0)
     origin = f"http://127.0.0.1:{server.server_address[1]}"
@@ -62,6 +63,17 @@ def api(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
     else:
         url = new_database(request.getfixturevalue("pg_server"))
     yield from start_api(url)
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def moves_api(request: pytest.FixtureRequest,
+              tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
+    """The API over one station whose descriptor changed three times (``fill_moves``)."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{Path(tmp_path_factory.mktemp('sta')) / 'warehouse.db'}"
+    else:
+        url = new_database(request.getfixturevalue("pg_server"))
+    yield from start_api(url, fill_moves)
 
 
 @pytest.fixture(scope="module")

@@ -162,3 +162,36 @@ def _channel_order(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
     for r in rows:
         order.setdefault((r[0], r[1]), []).append(r)
     return [r for group in order.values() for r in group]
+
+
+MOVES = "HN-MOVE-003"
+MOVE_NAMES = {1: "Tram di dong 1", 3: "Tram di dong 2", 4: "Tram di dong 3", 5: "Tram di dong 4"}
+MOVE_PLACES = {1: (21.0, 105.0), 3: (21.1, 105.1), 4: (21.1, 105.1), 5: (21.2, 105.2)}
+MOVE_UNITS = {1: "mg/Nm3", 3: "mg/Nm3", 4: "ppm", 5: "ppm"}
+
+
+def fill_moves(url: str) -> dict[str, Any]:
+    """Fill the migrated store at ``url`` with one station whose descriptor changed three times:
+    seq 1, 3, 4 (renamed, same place, SO2 now in ppm) and 5 (moved again), readings at seq 2;
+    seq 5 reaches the warehouse before 3 and 4 (arrival order is not station order)."""
+    store = open_store(url)
+    intake = Intake(store)
+    st = SignedStation(MOVES)
+    assert store.add_station(st.id, st.signer.jwk, st.signer.kid)
+    tokens: dict[int, bytes] = {}
+    for seq in (1, 2, 3, 4, 5):
+        sealed = T0 + seq * DAY
+        if seq == 2:
+            tokens[seq] = st.readings([("stack-analyzer", "SO2", "mg/Nm3", sealed - MIN, 1.5,
+                                        "00", False)], 1)
+            continue
+        lat, lon = MOVE_PLACES[seq]
+        body = descriptor(st.id, MOVE_NAMES[seq], lat, lon,
+                          channels=[("stack-analyzer", "SO2", MOVE_UNITS[seq])])
+        tokens[seq] = st.record("descriptor", body, sealed)
+    for seq in (1, 2, 5, 3, 4):
+        answer = intake.receive(st.id, tokens[seq], via="test")
+        assert answer.status == 201, (seq, answer)
+    store.close()
+    return {"tokens": tokens, "key": st.signer.jwk,
+            "sealed": {seq: _iso(T0 + seq * DAY) for seq in tokens}}

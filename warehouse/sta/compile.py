@@ -116,30 +116,26 @@ class Compiler:
         return Typed(wrap("(-{})", self.numeric(node.operand, inner)), "num")
 
     def numeric(self, node: Node, typed: Typed) -> Sql:
-        if typed.type == "num":
-            return typed.sql
-        if typed.type == "any":
-            assert typed.num is not None
-            return typed.num
-        if typed.type == "json":
-            assert typed.doc is not None
-            return self.dialect.json_number(typed.doc, list(typed.path))
-        if typed.type == "null":
-            return typed.sql
-        raise self.bad(node, f"expected a number, found a {typed.type}")
+        """``typed`` as a SQL number (a result of unknown kind or a JSON member in that form)."""
+        return self._as(node, typed, "num")
 
     def textual(self, node: Node, typed: Typed) -> Sql:
-        if typed.type == "str":
+        """``typed`` as SQL text (a result of unknown kind or a JSON member in that form)."""
+        return self._as(node, typed, "str")
+
+    def _as(self, node: Node, typed: Typed, kind: str) -> Sql:
+        if typed.type in (kind, "null"):
             return typed.sql
         if typed.type == "any":
-            assert typed.text is not None
-            return typed.text
+            form = typed.num if kind == "num" else typed.text
+            assert form is not None
+            return form
         if typed.type == "json":
             assert typed.doc is not None
-            return self.dialect.json_text(typed.doc, list(typed.path))
-        if typed.type == "null":
-            return typed.sql
-        raise self.bad(node, f"expected a string, found a {typed.type}")
+            read = self.dialect.json_number if kind == "num" else self.dialect.json_text
+            return read(typed.doc, list(typed.path))
+        raise self.bad(node, f"expected a {'number' if kind == 'num' else 'string'}, "
+                             f"found a {typed.type}")
 
     def binary(self, node: Binary) -> Typed:
         left, right = self.compile(node.left), self.compile(node.right)

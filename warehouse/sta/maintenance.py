@@ -72,7 +72,8 @@ def attach(backend: Backend, rows: list[Row], cache: dict[str, Any] | None = Non
             found[station] = windows(backend, station)
     for row in rows:
         row["digest"] = digests.get((row["station"], int(row["batch_seq"])))
-        row["maintenance"] = _window_of(found[row["station"]], row)
+        wins = found[row["station"]]
+        row["maintenance"] = _window_of(wins, row) if wins else None
 
 
 def _window_of(wins: list[dict[str, Any]], row: Row) -> dict[str, Any] | None:

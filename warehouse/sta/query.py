@@ -4,8 +4,8 @@ Paging: the first page honours ``$skip`` (OFFSET); ``@iot.nextLink`` carries a `
 holding the sort values of the page's last row, and the next page starts after them
 (``WHERE (k1, k2, …) > (?, ?, …)``), so page 1,000 is one index range scan like page 1. When a
 sort key may be NULL (``$orderby=result``) the token holds an offset instead (stated in
-docs/warehouse-api.md). ``$count``: exact up to ``COUNT_EXACT_LIMIT`` rows; above it the
-planner's estimate (PostgreSQL) or the lower bound (SQLite), flagged ``@iot.countEstimate``.
+docs/warehouse-api.md). ``$count`` (the whole collection's, on every page): exact up to
+``COUNT_EXACT_LIMIT`` rows; above it an estimate flagged ``@iot.countEstimate`` (``count``).
 """
 
 from __future__ import annotations
@@ -120,33 +120,65 @@ def validate(entity: EntitySet, backend: Backend, opts: QueryOptions, base_url: 
 class _PageSql:
     sql: Sql
     keys: list[tuple[Sql, bool]]
+    names: list[str]
     keyset: bool
     limit: int
     offset: int
     src: Sql
-    where: Sql
+    where: Sql  # the collection's conditions (what $count counts), without the keyset's
+    stats: list[str] | None  # the columns the collection is an equality on, if only that
+
+
+@dataclass
+class _Shape:
+    """What every page of one entity set under one set of options shares, whatever the
+    parent: worked out once per request (an ``$expand`` pages 50 parents alike)."""
+
+    keys: list[tuple[Sql, bool]]
+    names: list[str]  # the column holding each sort key's value in a row
+    keyset: bool
+    src: Sql
+    select: Sql  # the columns, and the sort keys that are not columns already (k0, k1, …)
+    order: Sql
+
+
+def _shape(backend: Backend, entity: EntitySet, scope: Scope, opts: QueryOptions,
+           base_url: str) -> _Shape:
+    key = f"shape:{entity.name}:{scope.parent_set}:{base_url}"
+    shape = opts.compiled.get(key)
+    if shape is None:
+        keys, keyset = _sort(entity, backend, opts, scope, base_url)
+        plain = {f"{ALIAS}.{c}": c for c in entity.columns}
+        names = [plain.get(s.text, f"k{i}") if not s.params else f"k{i}"
+                 for i, (s, _) in enumerate(keys)]
+        cols = [Sql(", ".join(f"{ALIAS}.{c} AS {c}" for c in entity.columns))]
+        cols += [wrap("{} AS " + n, s) for (s, _), n in zip(keys, names, strict=True)
+                 if n.startswith("k")]
+        shape = opts.compiled[key] = _Shape(
+            keys, names, keyset, entity.from_clause(backend.dialect, base_url, ALIAS),
+            join(cols, ", "), join([s + (" DESC" if desc else " ASC") for s, desc in keys], ", "))
+    return shape
 
 
 def _page_sql(backend: Backend, entity: EntitySet, scope: Scope, opts: QueryOptions,
               base_url: str, top: int | None) -> _PageSql:
     limit = opts.top if opts.top is not None else (top if top is not None else DEFAULT_TOP)
-    where = where_clause(entity, backend, scope, opts, base_url)
-    keys, keyset = _sort(entity, backend, opts, scope, base_url)
+    where = page_where = where_clause(entity, backend, scope, opts, base_url)
+    shape = _shape(backend, entity, scope, opts, base_url)
     offset = opts.skip
     if opts.skiptoken is not None:
-        token = _decode(opts.skiptoken, len(keys))
+        token = _decode(opts.skiptoken, len(shape.keys))
         if "o" in token:
             offset = token["o"]
         else:
-            where = where + " AND " + _after(keys, token["k"], backend)
+            page_where = where + " AND " + _after(shape.keys, token["k"], backend)
             offset = 0
-    src = entity.from_clause(backend.dialect, base_url, ALIAS)
-    cols = Sql(", ".join(f"{ALIAS}.{c} AS {c}" for c in entity.columns))
-    sort_cols = join([wrap("{} AS k" + str(i), s) for i, (s, _) in enumerate(keys)], ", ")
-    order = join([s + (" DESC" if desc else " ASC") for s, desc in keys], ", ")
-    sql = wrap("SELECT {}, {} FROM {} WHERE {} ORDER BY {} LIMIT ? OFFSET ?",
-               cols, sort_cols, src, where, order) + Sql("", (limit + 1, offset))
-    return _PageSql(sql, keys, keyset, limit, offset, src, where)
+    sql = wrap("SELECT {} FROM {} WHERE {} ORDER BY {} LIMIT ? OFFSET ?",
+               shape.select, shape.src, page_where, shape.order) + Sql("", (limit + 1, offset))
+    stats = ([col for col, _ in scope.equal] if entity.table and opts.filter is None
+             and not scope.extra else None)
+    return _PageSql(sql, shape.keys, shape.names, shape.keyset, limit, offset, shape.src, where,
+                    stats)
 
 
 def _page(backend: Backend, q: _PageSql, rows: list[Row], opts: QueryOptions) -> Page:
@@ -154,12 +186,11 @@ def _page(backend: Backend, q: _PageSql, rows: list[Row], opts: QueryOptions) ->
     if len(rows) > q.limit and q.limit > 0:
         if q.keyset:
             last = rows[q.limit - 1]
-            page.next_token = _encode({"k": [_jsonable(last[f"k{i}"])
-                                             for i in range(len(q.keys))]})
+            page.next_token = _encode({"k": [_jsonable(last[n]) for n in q.names]})
         else:
             page.next_token = _encode({"o": q.offset + q.limit})
     if opts.count:
-        page.count, page.count_estimate = count(backend, q.src, q.where)
+        page.count, page.count_estimate = count(backend, q.src, q.where, q.stats)
     return page
 
 
@@ -198,8 +229,12 @@ def fetch_pages(backend: Backend, entity: EntitySet, scopes: list[Scope], opts: 
     return [_page(backend, q, rows, opts) for q, rows in zip(queries, rows_of, strict=True)]
 
 
-def count(backend: Backend, src: Sql, where: Sql) -> tuple[int, str | None]:
-    """Exact up to COUNT_EXACT_LIMIT; above it an estimate, saying which kind."""
+def count(backend: Backend, src: Sql, where: Sql,
+          stats: list[str] | None = None) -> tuple[int, str | None]:
+    """Exact up to COUNT_EXACT_LIMIT; above it an estimate, saying which kind: ``planner``
+    (PostgreSQL's row estimate for the query), ``statistics`` (SQLite, a table or an equality
+    on an index's leading ``stats`` columns: the average rows per value ANALYZE recorded) or
+    ``lower-bound`` (SQLite otherwise: the rows counted before stopping; there are more)."""
     bounded = wrap(
         "SELECT count(*) AS n FROM (SELECT 1 FROM {} WHERE {} LIMIT ?) c", src, where
     ) + Sql("", (COUNT_EXACT_LIMIT + 1,))
@@ -209,6 +244,10 @@ def count(backend: Backend, src: Sql, where: Sql) -> tuple[int, str | None]:
     estimate = backend.explain_rows(wrap("SELECT 1 FROM {} WHERE {}", src, where))
     if estimate is not None and estimate > n:
         return estimate, "planner"
+    if stats is not None:
+        estimate = backend.stats_rows(src.text.split()[0], stats)
+        if estimate is not None and estimate > n:
+            return estimate, "statistics"
     return n, "lower-bound"
 
 
