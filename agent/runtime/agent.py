@@ -33,7 +33,7 @@ from agent.records import descriptor
 from agent.records.identities import Identities
 from agent.records.maintenance.watch import MaintenanceWatch
 from agent.records.rotation.record import KeyRotation
-from agent.runtime import pruning
+from agent.runtime import health_records, pruning
 from agent.runtime.delivery import Delivery
 from agent.runtime.devices import Devices
 from agent.runtime.health_report import HealthReport
@@ -145,6 +145,7 @@ class Agent:
             lambda: [s.name for s in self.delivery.senders],
             self._record_sealed,
         )
+        self.health_records, self._health_figures = health_records.make(self)
         self.stuck_s = STUCK_S  # no progress this long: stuck (the service sets its watchdog)
         self.view = AgentView(self)  # all the page and /metrics read; the health file too
         self.web: WebServer | None = make_web(self.view, config)  # the page, when configured
@@ -206,6 +207,7 @@ class Agent:
         self._add_job(self.seal_and_wake, cfg.buffer.seal_interval_s, "seal")
         self._add_job(self.prune, PRUNE_EVERY_S, "prune")
         self._add_job(self.housekeeping.run, EVERY_S, "housekeeping")
+        self._add_job(self.health_records.run, EVERY_S, "health_record")
         self.workers.loop("health", self.stuck_s, lambda: self._health.beat)
         self.write_health()  # `status` says "running" from the first moment, not a second later
         for ticker in list(self.tickers.values()):
@@ -291,6 +293,7 @@ class Agent:
         self.polls.shutdown()
         for ticker in list(self.tickers.values()):
             ticker.stop()
+        self._health_figures.close()
         self.devices.stop_listening()  # no more pushed readings once we seal the last batch
         self.poller.flush()
         self.maintenance.refresh()  # the records of windows that ended meanwhile
