@@ -10,7 +10,7 @@ from agent.support.sections import Section
 class HealthConfig(Section):
     """The health record's timing; the section may be left out (these defaults)."""
 
-    interval_s: float = Field(default=300.0, ge=10, le=86_400)
+    interval_s: float = Field(default=300.0, ge=1, le=86_400)
     """A health record (``reason: interval``) at least this often."""
     change_gap_s: float = Field(default=60.0, ge=1, le=3600)
     """At most one change record (``reason: change``) per this many seconds: a flapping

@@ -99,8 +99,9 @@ def body(
     by the kind's model; device errors shortened so that it fits ``BUDGET_BYTES`` if it can."""
     clock = figures["clock"]
     error_s = clock.get("max_error_s")
-    out = {
-        "devices": devices(figures),
+    entries = devices(figures)
+    out: dict[str, Any] = {
+        "devices": entries,
         "transports": transports(figures),
         "clock": {
             "synced": clock.get("synchronized") is True,
@@ -112,7 +113,7 @@ def body(
         "config": dict(config),
         "reason": reason,
     }
-    _fit(out["devices"], out)
+    _fit(entries, out)
     return HealthRecord.model_validate(out).model_dump(mode="json")
 
 

@@ -116,6 +116,16 @@ class Refusal:
 
 
 @dataclass(frozen=True)
+class LatestRecord:
+    """The newest record of one kind a station sent (``Store.latest_records``)."""
+
+    station: str
+    seq: int
+    sealed_at: datetime
+    body: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class StationStatus:
     """One station as ``station-warehouse status`` shows it."""
 
@@ -203,6 +213,10 @@ class Store(Protocol):
 
     def jws_list(self, station: str) -> list[bytes]:
         """Every batch held for ``station``, in seq order."""
+        ...
+
+    def latest_records(self, kind: str) -> dict[str, LatestRecord]:
+        """Per station, its record of ``kind`` with the highest seq (stations without none)."""
         ...
 
     def transaction(self, station: str) -> AbstractContextManager[Chain | None]:
