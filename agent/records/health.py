@@ -88,6 +88,12 @@ def signature(figures: Mapping[str, Any]) -> Hashable:
     )
 
 
+def _unpolled(sig: Hashable) -> bool:
+    """No device polled yet (just started): no state to report."""
+    devices_part = sig[0] if isinstance(sig, tuple) else ()
+    return bool(devices_part) and all(state == "never_polled" for _n, state, _c in devices_part)
+
+
 def body(
     figures: Mapping[str, Any],
     reason: str,
@@ -183,10 +189,8 @@ class HealthRecords:
         if stored != self._stored_seen or now - self._last_look >= CHECK_EVERY_S:
             self._stored_seen, self._last_look = stored, now
             sig = signature(self._figures())
-            if self._sig is None:
-                self._sig = sig  # the first look: the states at start, no change yet
-            elif sig != self._sig:
-                self._sig, self._pending = sig, True
+            if sig != self._sig and not _unpolled(sig):  # the first look too: the states
+                self._sig, self._pending = sig, True  # the agent started in (once polled)
         if self._pending and now - self._last_change >= gap_s and self._seal_one("change"):
             self._last_change, self._pending = now, False
 
