@@ -39,9 +39,9 @@ def station_health(
         "failing": [d for d in devices if d.get("state") in ("fault", "partial")],
         "maintenance": [d["name"] for d in devices if d.get("state") == "maintenance"],
         "clock_synced": bool((body.get("clock") or {}).get("synced")),
-        "backlog": {t["name"]: t["backlog"] for t in body.get("transports") or []},
+        "backlog": {t["name"]: t.get("backlog", 0) for t in body.get("transports") or []},
         "failing_transports": [
-            t["name"] for t in body.get("transports") or [] if t.get("state") != "ok"
+            t["name"] for t in body.get("transports") or [] if t.get("state", "ok") != "ok"
         ],
         "config_digest": (body.get("config") or {}).get("digest"),
         "agent_version": body.get("agent_version"),

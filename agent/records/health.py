@@ -10,7 +10,6 @@ through ``RecordSink.request_record``: the readings stored before it are sealed 
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Hashable, Mapping
 from typing import Any
@@ -23,7 +22,7 @@ from core.records import RecordError
 
 log = logging.getLogger("agent")
 BUDGET_BYTES = 1024  # device errors are shortened until the body fits, if they can make it fit
-MIN_ERROR = 24  # ... but not below this many characters (then they are left out: null)
+MIN_ERROR = 16  # ... but not below this many characters (then they are left out: null)
 CHECK_EVERY_S = 10.0  # the device states are looked at after each stored poll, and this often
 
 
@@ -52,7 +51,10 @@ def devices(figures: Mapping[str, Any]) -> list[dict[str, Any]]:
             {
                 "name": d["name"],
                 "state": state,
-                "failing_channels": list(d["failing_channels"])[:MAX_CHANNELS],
+                # fault: every channel failed (status names them all); left out, as for ok
+                "failing_channels": (
+                    [] if state != "partial" else list(d["failing_channels"])[:MAX_CHANNELS]
+                ),
                 "last_error": None if state == "ok" or not error else error[:MAX_ERROR],
             }
         )
@@ -124,12 +126,13 @@ def body(
 
 
 def _size(out: Mapping[str, Any]) -> int:
-    return len(json.dumps(out, separators=(",", ":"), ensure_ascii=False).encode())
+    """Bytes of the body as sealed (compact JSON, empty device fields left out)."""
+    return len(HealthRecord.model_validate(out).model_dump_json().encode())
 
 
 def _fit(entries: list[dict[str, Any]], out: Mapping[str, Any]) -> None:
-    """Shorten the devices' errors (all to one length) until ``out`` fits the budget; errors
-    that would be shorter than ``MIN_ERROR`` are left out (null)."""
+    """Shorten the devices' errors (all to one length, not below ``MIN_ERROR``) until ``out``
+    fits the budget; if it still does not, leave errors out (null), the last devices' first."""
     with_error = [e for e in entries if e["last_error"]]
     over = _size(out) - BUDGET_BYTES
     if over <= 0 or not with_error:
@@ -140,9 +143,11 @@ def _fit(entries: list[dict[str, Any]], out: Mapping[str, Any]) -> None:
         for e in with_error:
             e["last_error"] = e["last_error"][:longest]
         over = _size(out) - BUDGET_BYTES
-    if over > 0:
-        for e in with_error:
-            e["last_error"] = None
+    for e in reversed(with_error):  # still over: the last devices' errors are left out
+        if over <= 0:
+            break
+        e["last_error"] = None
+        over = _size(out) - BUDGET_BYTES
 
 
 class HealthRecords:

@@ -9,15 +9,17 @@ docs/protocol.md, "Record kind health".
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     ConfigDict,
     Field,
+    SerializerFunctionWrapHandler,
     StrictBool,
     StrictFloat,
     StrictInt,
     StrictStr,
+    model_serializer,
     model_validator,
 )
 
@@ -42,23 +44,37 @@ class _Strict(Model):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
-class HealthDevice(_Strict):
-    """One device: its state as ``status`` shows it, the channels failing, its last error."""
+class _Compact(_Strict):
+    """A list entry whose fields at their default are left out of the body (absent means the
+    default): ten devices and transports that are fine cost little more than their names."""
+
+    @model_serializer(mode="wrap")
+    def _compact(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        out = handler(self)
+        for name, field in type(self).model_fields.items():
+            if not field.is_required() and out.get(name) == field.default:
+                out.pop(name, None)
+        return out
+
+
+class HealthDevice(_Compact):
+    """One device: its state as ``status`` shows it, the channels failing (``partial`` only),
+    its last error (absent: ``[]`` and ``null``)."""
 
     name: _Name
     state: DeviceStateName
-    failing_channels: Annotated[list[_Name], Field(max_length=MAX_CHANNELS)]
-    last_error: Annotated[StrictStr, Field(max_length=MAX_ERROR)] | None
+    failing_channels: Annotated[list[_Name], Field(max_length=MAX_CHANNELS)] = []
+    last_error: Annotated[StrictStr, Field(max_length=MAX_ERROR)] | None = None
 
 
-class HealthTransport(_Strict):
+class HealthTransport(_Compact):
     """One transport: batches not acknowledged and the age of its oldest unacknowledged
-    reading (null: none owed), and its state."""
+    reading (null: none owed), and its state (absent: ``0``, ``null``, ``ok``)."""
 
     name: _Name
-    backlog: _Count
-    oldest_unacked_s: _Seconds | None
-    state: Literal["ok", "failing", "quarantined"]
+    backlog: _Count = 0
+    oldest_unacked_s: _Seconds | None = None
+    state: Literal["ok", "failing", "quarantined"] = "ok"
 
 
 class HealthClock(_Strict):

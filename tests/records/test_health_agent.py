@@ -195,11 +195,11 @@ def test_its_content_is_what_status_shows(
     for d in body["devices"]:
         s = shown[d["name"]]
         word = {"ok": "ok", "FAULT": "fault"}.get(s["state"], "partial")
-        assert (d["state"], d["failing_channels"]) == (word, s["failing_channels"])
+        failing = s["failing_channels"] if word == "partial" else []  # fault: all of them
+        assert (d["state"], d.get("failing_channels", [])) == (word, failing)
         # The same error; each retry restates its delay ("next try in 0.3 s"): cut it off.
-        assert _steady(d["last_error"]) == _steady(s["last_error"][:200])
+        assert _steady(d.get("last_error") or "") == _steady((s["last_error"] or "")[:200])
     assert body["clock"]["synced"] == (status["clock"]["synchronized"] is True)
     assert [t["name"] for t in body["transports"]] == [t["name"] for t in status["transports"]]
     assert body["config"]["digest"] == hashlib.sha256(path.read_bytes()).hexdigest()
     assert body["agent_version"] == __import__("agent").__version__
-
