@@ -60,29 +60,23 @@ def load(path: Path) -> ApiSettings:
     api = config.section("api")
     unknown = sorted(set(api) - _API_KEYS)
     if unknown:
-        raise ConfigProblem(
-            f"{path}: [api] {unknown[0]}: unknown key (known: {', '.join(sorted(_API_KEYS))})"
-        )
+        raise ConfigProblem(f"{path}: [api] {unknown[0]}: unknown key (known: "
+                            f"{', '.join(sorted(_API_KEYS))})")
     settings = ApiSettings(url)
-    for key, kind in (
-        ("host", str),
-        ("port", int),
-        ("base_url", str),
-        ("statement_timeout_s", (int, float)),
-        ("max_clients", int),
-    ):
+    for key, kind in (("host", str), ("port", int), ("base_url", str),
+                      ("statement_timeout_s", (int, float)), ("max_clients", int)):
         if key in api:
             value = api[key]
             if not isinstance(value, kind) or isinstance(value, bool):
-                raise ConfigProblem(f"{path}: [api] {key}: expected {_name(kind)}, found {value!r}")
+                raise ConfigProblem(f"{path}: [api] {key}: expected {_name(kind)}, "
+                                    f"found {value!r}")
             setattr(settings, key, value)
     cache = api.get("opendata_cache")
     if cache is not None:
         if not isinstance(cache, str) or not cache:
             raise ConfigProblem(f"{path}: [api] opendata_cache: expected a directory path")
-        settings.opendata_cache = (
-            (Path(path).parent / cache) if not Path(cache).is_absolute() else Path(cache)
-        )
+        settings.opendata_cache = (Path(path).parent / cache) if not Path(cache).is_absolute() \
+            else Path(cache)
     if not 0 <= settings.port <= 65535:
         raise ConfigProblem(f"{path}: [api] port: expected 0..65535, found {settings.port}")
     if not 0 < settings.statement_timeout_s <= 600:
@@ -116,29 +110,19 @@ def command(args: argparse.Namespace) -> int:
         settings = load(args.config)
         if args.port is not None:
             settings.port = args.port
-        backend = open_backend(
-            settings.url,
-            timeout_s=settings.statement_timeout_s,
-            pool_size=min(settings.max_clients, 16),
-        )
+        backend = open_backend(settings.url, timeout_s=settings.statement_timeout_s,
+                               pool_size=min(settings.max_clients, 16))
     except (ConfigProblem, ValueError) as exc:
         print(f"station-warehouse api: {exc}", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     service = StaService(backend, opendata=OpenData(backend, settings.opendata_cache))
     try:
-        server = serve(
-            service,
-            settings.host,
-            settings.port,
-            base_url=settings.base_url,
-            max_clients=settings.max_clients,
-        )
+        server = serve(service, settings.host, settings.port, base_url=settings.base_url,
+                       max_clients=settings.max_clients)
     except OSError as exc:
-        print(
-            f"station-warehouse api: cannot listen on {settings.host}:{settings.port}: {exc}",
-            file=sys.stderr,
-        )
+        print(f"station-warehouse api: cannot listen on {settings.host}:{settings.port}: {exc}",
+              file=sys.stderr)
         return 2
     host, port = str(server.server_address[0]), int(server.server_address[1])
     logging.info("api_listening url=http://%s:%d/v1.1", host, port)

@@ -145,21 +145,18 @@ class Warehouse:
             "INSERT INTO counters (name, n) VALUES ('rejected', 1) "
             "ON CONFLICT (name) DO UPDATE SET n = n + 1"
         )
-        rowid = (
-            self._db.execute(
-                "INSERT INTO rejections (station, seq, reason, via, received_at, body) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    station,
-                    seq,
-                    reason[:500],
-                    via,
-                    now,
-                    body[:SAMPLE_BYTES].decode("ascii", "replace"),
-                ),
-            ).lastrowid
-            or 0
-        )
+        rowid = self._db.execute(
+            "INSERT INTO rejections (station, seq, reason, via, received_at, body) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                station,
+                seq,
+                reason[:500],
+                via,
+                now,
+                body[:SAMPLE_BYTES].decode("ascii", "replace"),
+            ),
+        ).lastrowid or 0
         self._db.execute("DELETE FROM rejections WHERE id <= ?", (rowid - KEEP_REJECTIONS,))
         self._db.execute(
             "UPDATE rejections SET body = NULL WHERE id <= ? AND body IS NOT NULL",
@@ -426,16 +423,8 @@ class _ReferenceChain:
             "INSERT INTO batches (station, seq, jws, kid, readings, received_at, via, kind, "
             "unsynced, descriptor) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
-                self.station,
-                seq,
-                batch.jws.decode("ascii"),
-                batch.kid,
-                len(batch.readings),
-                now,
-                batch.via,
-                batch.kind,
-                batch.unsynced,
-                batch.descriptor,
+                self.station, seq, batch.jws.decode("ascii"), batch.kid, len(batch.readings),
+                now, batch.via, batch.kind, batch.unsynced, batch.descriptor,
             ),
         )
         if seq > 1 and self.kind_at(seq - 1) is None:

@@ -50,7 +50,7 @@ class _Compact(_Strict):
 
     @model_serializer(mode="wrap")
     def _compact(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        out = handler(self)
+        out: dict[str, Any] = handler(self)
         for name, field in type(self).model_fields.items():
             if not field.is_required() and out.get(name) == field.default:
                 out.pop(name, None)

@@ -119,9 +119,8 @@ class SQLiteBackend(Backend):
                 return [dict(r) for r in conn.execute(text, params).fetchall()]
             except sqlite3.OperationalError as exc:
                 if "interrupted" in str(exc):
-                    raise QueryTimeout(
-                        f"the query ran longer than {self.timeout_s:g} s: " + _TIMEOUT_HINT
-                    ) from None
+                    raise QueryTimeout(f"the query ran longer than {self.timeout_s:g} s: "
+                                       + _TIMEOUT_HINT) from None
                 raise
             except (OverflowError, sqlite3.IntegrityError, sqlite3.DataError) as exc:
                 raise BadRequest(f"a value in the query is out of range: {exc}") from None
@@ -159,29 +158,21 @@ class PostgresBackend(Backend):
         try:
             yield
         except errors.QueryCanceled:
-            raise QueryTimeout(
-                f"the query ran longer than {self.timeout_s:g} s: " + _TIMEOUT_HINT
-            ) from None
-        except (
-            psycopg.DataError,
-            errors.UndefinedFunction,
-            errors.DatatypeMismatch,
-            errors.AmbiguousFunction,
-            errors.IndeterminateDatatype,
-        ) as exc:
+            raise QueryTimeout(f"the query ran longer than {self.timeout_s:g} s: "
+                               + _TIMEOUT_HINT) from None
+        except (psycopg.DataError, errors.UndefinedFunction, errors.DatatypeMismatch,
+                errors.AmbiguousFunction, errors.IndeterminateDatatype) as exc:
             # SQLSTATE class 22 (a value: overflow, division, a bad cast) and the type errors
             # a well-typed expression can still meet in PostgreSQL: the client's query, a 400
-            raise BadRequest(f"the query cannot be evaluated: {exc.diag.message_primary}") from None
+            raise BadRequest(f"the query cannot be evaluated: {exc.diag.message_primary}") \
+                from None
 
     def fetch(self, sql: Sql) -> list[Row]:
         from psycopg.rows import dict_row
 
         text, params = self.dialect.render(sql)
-        with (
-            self._pool.connection() as conn,
-            self._errors(),
-            conn.cursor(row_factory=dict_row) as cur,
-        ):
+        with self._pool.connection() as conn, self._errors(), \
+                conn.cursor(row_factory=dict_row) as cur:
             cur.execute(text, params)
             return list(cur.fetchall())
 
@@ -204,7 +195,6 @@ def open_backend(url: str, *, timeout_s: float = 5.0, pool_size: int = 8) -> Bac
     if url.startswith(("postgresql://", "postgres://")):
         return PostgresBackend(url, timeout_s=timeout_s, pool_size=pool_size)
     if url.startswith("sqlite:///"):
-        return SQLiteBackend(
-            url.removeprefix("sqlite:///"), timeout_s=timeout_s, pool_size=pool_size
-        )
+        return SQLiteBackend(url.removeprefix("sqlite:///"), timeout_s=timeout_s,
+                             pool_size=pool_size)
     raise ValueError(f"storage url {url!r}: expected sqlite:///… or postgresql://…")

@@ -194,7 +194,9 @@ def _temporal(text: str, i: int, option: str) -> _Token | None:
     if m and m.end() - i >= 5 and not (m.end() < len(text) and "0" <= text[m.end()] <= "9"):
         frac = m[4] or ""
         try:
-            tod = dt.time(int(m[1]), int(m[2]), int(m[3] or 0), int((frac[1:] + "000000")[:6] or 0))
+            tod = dt.time(
+                int(m[1]), int(m[2]), int(m[3] or 0), int((frac[1:] + "000000")[:6] or 0)
+            )
         except ValueError as exc:
             raise _bad(option, i, f"not a time of day: {m.group()!r} ({exc})") from None
         return _Token("time", m.group(), i, tod)

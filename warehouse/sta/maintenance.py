@@ -100,14 +100,11 @@ def attach_phenomenon_times(backend: Backend, rows: list[Row]) -> None:
         branches = []
         for i, row in enumerate(chunk):
             key = (row["station"], row["device"], row["param"])
-            branches.append(
-                Sql(
-                    f"SELECT {i} AS i, (SELECT time FROM readings WHERE station = ? AND device = ? "
-                    "AND param = ? ORDER BY time LIMIT 1) AS lo, (SELECT time FROM readings WHERE "
-                    "station = ? AND device = ? AND param = ? ORDER BY time DESC LIMIT 1) AS hi",
-                    key + key,
-                )
-            )
+            branches.append(Sql(
+                f"SELECT {i} AS i, (SELECT time FROM readings WHERE station = ? AND device = ? "
+                "AND param = ? ORDER BY time LIMIT 1) AS lo, (SELECT time FROM readings WHERE "
+                "station = ? AND device = ? AND param = ? ORDER BY time DESC LIMIT 1) AS hi",
+                key + key))
         for found in backend.fetch(join(branches, " UNION ALL ")):
             row = chunk[int(found["i"])]
             if found["lo"] is None:

@@ -34,22 +34,9 @@ from warehouse.sta.maintenance import attach
 from warehouse.sta.serialize import format_time_value, observation_result
 from warehouse.sta.sql import Sql, join
 
-COLUMNS = (
-    "observation_id",
-    "station",
-    "device",
-    "param",
-    "unit",
-    "time",
-    "value",
-    "value_kind",
-    "status",
-    "status_meaning",
-    "unsynced",
-    "maintenance_window",
-    "batch_seq",
-    "batch_digest",
-)
+COLUMNS = ("observation_id", "station", "device", "param", "unit", "time", "value",
+           "value_kind", "status", "status_meaning", "unsynced", "maintenance_window",
+           "batch_seq", "batch_digest")
 _DAY = re.compile(r"(\d{4})-(\d{2})-(\d{2})")
 _STATION = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 PAGE = 20_000
@@ -72,27 +59,18 @@ class OpenData:
             return json_answer(200, self.manifest(day, origin))
         if len(parts) == 2 and parts[0] == "all" and parts[1].endswith(".csv.gz"):
             day = _day(parts[1][: -len(".csv.gz")])
-            return Answer(
-                200,
-                self.all_stations(day),
-                "application/gzip",
-                {"Content-Disposition": f'attachment; filename="all-{day}.csv.gz"'},
-            )
+            return Answer(200, self.all_stations(day), "application/gzip",
+                          {"Content-Disposition": f'attachment; filename="all-{day}.csv.gz"'})
         if len(parts) == 2 and parts[1].endswith(".csv") and _STATION.fullmatch(parts[0]):
             day = _day(parts[1][: -len(".csv")])
             if parts[0] not in self.stations():
                 raise NotFound(f"no station {parts[0]!r}")
             body = self.station_csv(parts[0], day)
-            return Answer(
-                200,
-                body,
-                "text/csv; charset=utf-8",
-                {"Content-Disposition": f'attachment; filename="{parts[0]}-{day}.csv"'},
-            )
-        raise NotFound(
-            "expected /opendata/{station}/{yyyy-mm-dd}.csv, "
-            "/opendata/all/{yyyy-mm-dd}.csv.gz or /opendata/{yyyy-mm-dd}/manifest.json"
-        )
+            return Answer(200, body, "text/csv; charset=utf-8",
+                          {"Content-Disposition":
+                           f'attachment; filename="{parts[0]}-{day}.csv"'})
+        raise NotFound("expected /opendata/{station}/{yyyy-mm-dd}.csv, "
+                       "/opendata/all/{yyyy-mm-dd}.csv.gz or /opendata/{yyyy-mm-dd}/manifest.json")
 
     # -- rows --------------------------------------------------------------------------------
     def stations(self) -> list[str]:
@@ -109,23 +87,12 @@ class OpenData:
         for device, param in streams:
             offset_key: tuple[Any, ...] | None = None
             while True:
-                sql = (
-                    Sql(
-                        f"SELECT {cols} FROM readings e WHERE e.station = ? AND e.device = ? "
-                        "AND e.param = ? AND e.time >= ",
-                        (station, device, param),
-                    )
-                    + lo
-                    + " AND e.time < "
-                    + hi
-                )
+                sql = Sql(f"SELECT {cols} FROM readings e WHERE e.station = ? AND e.device = ? "
+                          "AND e.param = ? AND e.time >= ", (station, device, param)) + lo + \
+                    " AND e.time < " + hi
                 if offset_key is not None:
-                    sql = (
-                        sql
-                        + " AND (e.time, e.batch_seq, e.ord) > ("
-                        + d.time_param(offset_key[0])
-                        + Sql(", ?, ?)", offset_key[1:])
-                    )
+                    sql = (sql + " AND (e.time, e.batch_seq, e.ord) > ("
+                           + d.time_param(offset_key[0]) + Sql(", ?, ?)", offset_key[1:]))
                 sql = sql + Sql(" ORDER BY e.time, e.batch_seq, e.ord LIMIT ?", (PAGE,))
                 batch = self.backend.fetch(sql)
                 if batch:
@@ -135,20 +102,15 @@ class OpenData:
                     break
                 last = batch[-1]
                 t = last["time"]
-                when = (
-                    t
-                    if isinstance(t, dt.datetime)
-                    else dt.datetime.fromisoformat(t.replace("Z", "+00:00"))
-                )
+                when = t if isinstance(t, dt.datetime) else dt.datetime.fromisoformat(
+                    t.replace("Z", "+00:00"))
                 offset_key = (when, last["batch_seq"], last["ord"])
 
     def _streams(self, station: str) -> list[tuple[str, str]]:
         src = SETS["Datastreams"].from_clause(self.backend.dialect, "", "e")
-        rows = self.backend.fetch(
-            Sql("SELECT e.device AS device, e.param AS param FROM ")
-            + src
-            + Sql(" WHERE e.station = ? ORDER BY e.device, e.param", (station,))
-        )
+        rows = self.backend.fetch(Sql("SELECT e.device AS device, e.param AS param FROM ") + src
+                                  + Sql(" WHERE e.station = ? ORDER BY e.device, e.param",
+                                        (station,)))
         return [(r["device"], r["param"]) for r in rows]
 
     # -- files -------------------------------------------------------------------------------
@@ -173,16 +135,8 @@ class OpenData:
         body = self._station_csv(station, day, found)
         folder.mkdir(parents=True, exist_ok=True)
         _write(body_path, body)
-        _write(
-            meta_path,
-            json.dumps(
-                {
-                    "fingerprint": mark,
-                    "sha256": hashlib.sha256(body).hexdigest(),
-                    "digests": sorted(found),
-                }
-            ).encode(),
-        )
+        _write(meta_path, json.dumps({"fingerprint": mark, "sha256": hashlib.sha256(body)
+                                      .hexdigest(), "digests": sorted(found)}).encode())
         if digests is not None:
             digests.update(found)
         return body
@@ -194,28 +148,15 @@ class OpenData:
         out: list[Any] = []
         streams = self._streams(station)
         for i in range(0, len(streams), 100):
-            branches = [
-                Sql(
-                    "SELECT count(*) AS n, coalesce(sum(batch_seq), 0) AS s FROM "
-                    "readings WHERE station = ? AND device = ? AND param = ? AND time >= ",
-                    (station, device, param),
-                )
-                + lo
-                + " AND time < "
-                + hi
-                for device, param in streams[i : i + 100]
-            ]
-            out.extend(
-                [int(r["n"]), int(r["s"])]
-                for r in self.backend.fetch(join(branches, " UNION ALL "))
-            )
-        rec = self.backend.fetch(
-            Sql(
-                "SELECT max(seq) AS m FROM records WHERE station = ? AND kind IN "
-                "('descriptor', 'maintenance')",
-                (station,),
-            )
-        )
+            branches = [Sql("SELECT count(*) AS n, coalesce(sum(batch_seq), 0) AS s FROM "
+                            "readings WHERE station = ? AND device = ? AND param = ? AND time >= ",
+                            (station, device, param)) + lo + " AND time < " + hi
+                        for device, param in streams[i : i + 100]]
+            out.extend([int(r["n"]), int(r["s"])]
+                       for r in self.backend.fetch(join(branches, " UNION ALL ")))
+        rec = self.backend.fetch(Sql(
+            "SELECT max(seq) AS m FROM records WHERE station = ? AND kind IN "
+            "('descriptor', 'maintenance')", (station,)))
         out.append(rec[0]["m"])
         return [[device, param] for device, param in streams] + out
 
@@ -252,47 +193,25 @@ class OpenData:
             rows = body.count(b"\n") - 1
             if rows == 0:
                 continue
-            files.append(
-                {
-                    "file": f"{origin}/opendata/{station}/{day}.csv",
-                    "station": station,
-                    "rows": rows,
-                    "sha256": hashlib.sha256(body).hexdigest(),
-                    "batchDigests": sorted(digests),
-                }
-            )
-        return {
-            "day": day.isoformat(),
-            "columns": list(COLUMNS),
-            "files": files,
-            "all": {
-                "file": f"{origin}/opendata/all/{day}.csv.gz",
-                "sha256": hashlib.sha256(whole).hexdigest(),
-            },
-            "statuses": STATUSES,
-        }
+            files.append({"file": f"{origin}/opendata/{station}/{day}.csv", "station": station,
+                          "rows": rows, "sha256": hashlib.sha256(body).hexdigest(),
+                          "batchDigests": sorted(digests)})
+        return {"day": day.isoformat(), "columns": list(COLUMNS), "files": files,
+                "all": {"file": f"{origin}/opendata/all/{day}.csv.gz",
+                        "sha256": hashlib.sha256(whole).hexdigest()},
+                "statuses": STATUSES}
 
 
 def csv_row(row: Row) -> list[Any]:
     """One reading as a CSV line (the same value the API's Observation holds)."""
     value = observation_result(row)
     maint = row.get("maintenance")
-    return [
-        f"{row['station']}:{row['batch_seq']}:{row['ord']}",
-        row["station"],
-        row["device"],
-        row["param"],
-        row["unit"],
-        format_time_value(row["time"]),
-        "" if value is None else (json.dumps(value) if not isinstance(value, str) else value),
-        row["value_kind"],
-        row["status"],
-        STATUSES[row["status"]],
-        int(bool(row["unsynced"])),
-        "" if not maint else maint["window"],
-        row["batch_seq"],
-        row.get("digest") or "",
-    ]
+    return [f"{row['station']}:{row['batch_seq']}:{row['ord']}", row["station"], row["device"],
+            row["param"], row["unit"], format_time_value(row["time"]),
+            "" if value is None else (json.dumps(value) if not isinstance(value, str) else value),
+            row["value_kind"], row["status"], STATUSES[row["status"]],
+            int(bool(row["unsynced"])), "" if not maint else maint["window"],
+            row["batch_seq"], row.get("digest") or ""]
 
 
 def _day(text: str) -> dt.date:

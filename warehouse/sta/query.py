@@ -55,7 +55,8 @@ def where_clause(
     if opts.filter is not None:
         key = f"filter:{entity.name}:{base_url}"
         if key not in opts.compiled:
-            compiler = Compiler(entity, ALIAS, backend.dialect, option="$filter", base_url=base_url)
+            compiler = Compiler(entity, ALIAS, backend.dialect, option="$filter",
+                                base_url=base_url)
             opts.compiled[key] = compiler.condition(opts.filter)
         parts.append(opts.compiled[key])
     if not parts:
@@ -75,11 +76,8 @@ def _sort(
     keyset = True
     for node, desc in items:
         if isinstance(node, Literal):
-            raise BadRequest(
-                "sort by a property or an expression of one, not a constant",
-                option="$orderby",
-                position=node.pos,
-            )
+            raise BadRequest("sort by a property or an expression of one, not a constant",
+                             option="$orderby", position=node.pos)
         for sql in compiler.sort_keys(node):
             keys.append((sql, desc))
         if not (
@@ -94,9 +92,8 @@ def _sort(
     return keys, keyset
 
 
-def validate(
-    entity: EntitySet, backend: Backend, opts: QueryOptions, base_url: str, depth: int = 0
-) -> None:
+def validate(entity: EntitySet, backend: Backend, opts: QueryOptions, base_url: str,
+             depth: int = 0) -> None:
     """Check every option against the entity set before any query runs, nested ``$expand``
     included (so a bad inner ``$filter`` is a 400 even when no row would reach it)."""
     from warehouse.sta.entities import SETS
@@ -106,22 +103,16 @@ def validate(
     for exp in opts.expand:
         nav = entity.navs.get(exp.name)
         if nav is None:
-            raise BadRequest(
-                f"{entity.singular} has no navigation property {exp.name!r} "
-                f"(known: {', '.join(entity.navs)})",
-                option="$expand",
-            )
+            raise BadRequest(f"{entity.singular} has no navigation property {exp.name!r} "
+                             f"(known: {', '.join(entity.navs)})", option="$expand")
         try:
             validate(SETS[nav.target], backend, exp.options, base_url, depth + 1)
         except BadRequest as exc:
             if exc.option not in (None, "$expand"):
                 start = exp.options.positions.get(exc.option)
                 where = None if start is None else start + (exc.position or 0)
-                exc.message, exc.option, exc.position = (
-                    f"{exc.option}: {exc.message}",
-                    "$expand",
-                    where,
-                )
+                exc.message, exc.option, exc.position = f"{exc.option}: {exc.message}", \
+                    "$expand", where
             raise
 
 
@@ -136,14 +127,8 @@ class _PageSql:
     where: Sql
 
 
-def _page_sql(
-    backend: Backend,
-    entity: EntitySet,
-    scope: Scope,
-    opts: QueryOptions,
-    base_url: str,
-    top: int | None,
-) -> _PageSql:
+def _page_sql(backend: Backend, entity: EntitySet, scope: Scope, opts: QueryOptions,
+              base_url: str, top: int | None) -> _PageSql:
     limit = opts.top if opts.top is not None else (top if top is not None else DEFAULT_TOP)
     where = where_clause(entity, backend, scope, opts, base_url)
     keys, keyset = _sort(entity, backend, opts, scope, base_url)
@@ -159,14 +144,8 @@ def _page_sql(
     cols = Sql(", ".join(f"{ALIAS}.{c} AS {c}" for c in entity.columns))
     sort_cols = join([wrap("{} AS k" + str(i), s) for i, (s, _) in enumerate(keys)], ", ")
     order = join([s + (" DESC" if desc else " ASC") for s, desc in keys], ", ")
-    sql = wrap(
-        "SELECT {}, {} FROM {} WHERE {} ORDER BY {} LIMIT ? OFFSET ?",
-        cols,
-        sort_cols,
-        src,
-        where,
-        order,
-    ) + Sql("", (limit + 1, offset))
+    sql = wrap("SELECT {}, {} FROM {} WHERE {} ORDER BY {} LIMIT ? OFFSET ?",
+               cols, sort_cols, src, where, order) + Sql("", (limit + 1, offset))
     return _PageSql(sql, keys, keyset, limit, offset, src, where)
 
 
@@ -175,7 +154,8 @@ def _page(backend: Backend, q: _PageSql, rows: list[Row], opts: QueryOptions) ->
     if len(rows) > q.limit and q.limit > 0:
         if q.keyset:
             last = rows[q.limit - 1]
-            page.next_token = _encode({"k": [_jsonable(last[f"k{i}"]) for i in range(len(q.keys))]})
+            page.next_token = _encode({"k": [_jsonable(last[f"k{i}"])
+                                             for i in range(len(q.keys))]})
         else:
             page.next_token = _encode({"o": q.offset + q.limit})
     if opts.count:
@@ -183,15 +163,8 @@ def _page(backend: Backend, q: _PageSql, rows: list[Row], opts: QueryOptions) ->
     return page
 
 
-def fetch_page(
-    backend: Backend,
-    entity: EntitySet,
-    scope: Scope,
-    opts: QueryOptions,
-    *,
-    base_url: str,
-    top: int | None = None,
-) -> Page:
+def fetch_page(backend: Backend, entity: EntitySet, scope: Scope, opts: QueryOptions, *,
+               base_url: str, top: int | None = None) -> Page:
     """The rows of one page (at most ``$top``), its count if asked, and the next page's token."""
     q = _page_sql(backend, entity, scope, opts, base_url, top)
     rows = backend.fetch(q.sql) if q.limit > 0 else []
@@ -201,15 +174,8 @@ def fetch_page(
 UNION_BRANCHES = 100  # SQLite allows 500 terms in a compound SELECT
 
 
-def fetch_pages(
-    backend: Backend,
-    entity: EntitySet,
-    scopes: list[Scope],
-    opts: QueryOptions,
-    *,
-    base_url: str,
-    top: int | None = None,
-) -> list[Page]:
+def fetch_pages(backend: Backend, entity: EntitySet, scopes: list[Scope], opts: QueryOptions,
+                *, base_url: str, top: int | None = None) -> list[Page]:
     """One page per scope (an ``$expand`` under each parent row). PostgreSQL: one statement per
     ``UNION_BRANCHES`` scopes, each branch keeping its own ORDER BY/LIMIT (its index lookup),
     so 50 Datastreams' latest readings are one round trip, not 50. SQLite: one each."""
@@ -217,20 +183,14 @@ def fetch_pages(
     if backend.dialect.name == "sqlite":
         # in-process: a statement costs no round trip, and separate statements skip the
         # union's final sort (measured: 50 Datastreams' hour 13 ms as a union, 3 ms apart)
-        return [
-            _page(backend, q, backend.fetch(q.sql) if q.limit > 0 else [], opts) for q in queries
-        ]
+        return [_page(backend, q, backend.fetch(q.sql) if q.limit > 0 else [], opts)
+                for q in queries]
     rows_of: list[list[Row]] = [[] for _ in scopes]
     live = [i for i, q in enumerate(queries) if q.limit > 0]
     for start in range(0, len(live), UNION_BRANCHES):
         chunk = live[start : start + UNION_BRANCHES]
-        branches = [
-            wrap(
-                f"SELECT {i} AS p_, ROW_NUMBER() OVER () AS n_, b{i}.* FROM ({{}}) b{i}",
-                queries[i].sql,
-            )
-            for i in chunk
-        ]
+        branches = [wrap(f"SELECT {i} AS p_, ROW_NUMBER() OVER () AS n_, b{i}.* FROM ({{}}) b{i}",
+                         queries[i].sql) for i in chunk]
         union = join(branches, " UNION ALL ")
         for row in backend.fetch(wrap("SELECT * FROM ({}) u ORDER BY p_, n_", union)):
             rows_of[int(row.pop("p_"))].append(row)

@@ -269,30 +269,25 @@ class Serializer:
                     option="$expand",
                 )
             target = SETS[nav.target]
-            scopes = [
-                Scope([(b, row[a]) for a, b in nav.pairs], nav.extra, entity.name) for row in rows
-            ]
+            scopes = [Scope([(b, row[a]) for a, b in nav.pairs], nav.extra, entity.name)
+                      for row in rows]
             if nav.many:
                 options, top = exp.options, None
             else:
-                options, top = QueryOptions(select=exp.options.select, expand=exp.options.expand), 1
+                options, top = QueryOptions(select=exp.options.select,
+                                            expand=exp.options.expand), 1
             limit = options.top if options.top is not None else (top or DEFAULT_TOP)
             if len(rows) * limit > MAX_EXPANDED:
                 raise BadRequest(
                     f"$expand={exp.name} could return {len(rows):,} x {limit:,} entities "
                     f"(at most {MAX_EXPANDED:,} per level): give it a smaller $top, or ask "
-                    "for fewer parents",
-                    option="$expand",
-                )
+                    "for fewer parents", option="$expand")
             if options.count:
-                pages = [
-                    fetch_page(self.backend, target, sc, options, base_url=self.base, top=top)
-                    for sc in scopes
-                ]
+                pages = [fetch_page(self.backend, target, sc, options, base_url=self.base,
+                                    top=top) for sc in scopes]
             else:
-                pages = fetch_pages(
-                    self.backend, target, scopes, options, base_url=self.base, top=top
-                )
+                pages = fetch_pages(self.backend, target, scopes, options, base_url=self.base,
+                                    top=top)
             children = self.entities(target, [r for p in pages for r in p.rows], exp.options)
             at = 0
             for i, page in enumerate(pages):
@@ -308,13 +303,8 @@ class Serializer:
                     expansions[i][f"{exp.name}@iot.nextLink@"] = (exp.options, page.next_token)
         return [self.entity(entity, row, opts, expansions[i]) for i, row in enumerate(rows)]
 
-    def entity(
-        self,
-        entity: EntitySet,
-        row: Row,
-        opts: QueryOptions,
-        expanded: dict[str, Any] | None = None,
-    ) -> dict[str, Any]:
+    def entity(self, entity: EntitySet, row: Row, opts: QueryOptions,
+               expanded: dict[str, Any] | None = None) -> dict[str, Any]:
         id_ = row_id(entity, row)
         url = entity_url(self.base, entity, id_)
         props = BUILDERS[entity.name](row, self.base)
@@ -340,24 +330,19 @@ class Serializer:
         return out
 
 
-def _plan(
-    entity: EntitySet, opts: QueryOptions, props: dict[str, Any]
-) -> tuple[set[str] | None, list[str]]:
+def _plan(entity: EntitySet, opts: QueryOptions,
+          props: dict[str, Any]) -> tuple[set[str] | None, list[str]]:
     """($select as a set or None, the navigation links to write), worked out once per options."""
     key = f"plan:{entity.name}"
     plan = opts.compiled.get(key)
     if plan is None:
         select = None if opts.select is None else set(opts.select)
         if select is not None:
-            unknown = [
-                n
-                for n in opts.select or ()
-                if n not in props and n not in ("id", "@iot.id") and n not in entity.navs
-            ]
+            unknown = [n for n in opts.select or () if n not in props
+                       and n not in ("id", "@iot.id") and n not in entity.navs]
             if unknown:
-                raise BadRequest(
-                    f"{entity.singular} has no property {unknown[0]!r}", option="$select"
-                )
+                raise BadRequest(f"{entity.singular} has no property {unknown[0]!r}",
+                                 option="$select")
         names = {e.name for e in opts.expand}
         links = [n for n in entity.navs if select is None or n in select or n in names]
         plan = opts.compiled[key] = (select, links)

@@ -29,15 +29,9 @@ class ApiServer(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 64
 
-    def __init__(
-        self,
-        address: tuple[str, int],
-        service: StaService,
-        *,
-        base_url: str | None = None,
-        max_clients: int = 32,
-        read_timeout_s: float = 10.0,
-    ):
+    def __init__(self, address: tuple[str, int], service: StaService, *,
+                 base_url: str | None = None, max_clients: int = 32,
+                 read_timeout_s: float = 10.0):
         self.service = service
         self.base_url = base_url.rstrip("/") if base_url else None
         self.slots = threading.BoundedSemaphore(max_clients)
@@ -72,34 +66,22 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _serve(self, method: str) -> None:
         if not self.server.slots.acquire(blocking=False):
-            self._send(
-                json_answer(
-                    503,
-                    {"code": 503, "type": "error", "message": "too many requests at once; retry"},
-                ),
-                method,
-                {"Retry-After": "1"},
-            )
+            self._send(json_answer(503, {"code": 503, "type": "error",
+                                         "message": "too many requests at once; retry"}),
+                       method, {"Retry-After": "1"})
             return
         try:
             if len(self.path) > MAX_URL:
-                answer = json_answer(
-                    414,
-                    {
-                        "code": 414,
-                        "type": "error",
-                        "message": f"URL longer than {MAX_URL} characters",
-                    },
-                )
+                answer = json_answer(414, {"code": 414, "type": "error",
+                                           "message": f"URL longer than {MAX_URL} characters"})
             else:
                 path, _, query = self.path.partition("?")
                 try:
                     answer = self.server.service.handle(method, path, query, self._origin())
                 except Exception:  # a bug: answer 500 without detail, log it
                     LOG.exception("api_error path=%r", self.path[:200])
-                    answer = json_answer(
-                        500, {"code": 500, "type": "error", "message": "internal error"}
-                    )
+                    answer = json_answer(500, {"code": 500, "type": "error",
+                                               "message": "internal error"})
             self._send(answer, method)
         finally:
             self.server.slots.release()
@@ -108,11 +90,8 @@ class _Handler(BaseHTTPRequestHandler):
         body = answer.body
         headers = dict(answer.headers)
         headers.update(extra or {})
-        if (
-            len(body) > 1024
-            and "gzip" in self.headers.get("Accept-Encoding", "")
-            and not answer.content_type.startswith("application/gzip")
-        ):
+        if (len(body) > 1024 and "gzip" in self.headers.get("Accept-Encoding", "")
+                and not answer.content_type.startswith("application/gzip")):
             body = gzip.compress(body, compresslevel=5, mtime=0)
             headers["Content-Encoding"] = "gzip"
         self.send_response(answer.status)

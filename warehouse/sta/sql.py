@@ -162,13 +162,8 @@ class SQLite(Dialect):
 
     def mod(self, left: Sql, right: Sql) -> Sql:
         # the remainder keeps its fraction, as PostgreSQL's mod (SQLite's % truncates both)
-        return wrap(
-            "({} - {} * CAST(CAST({} AS REAL) / NULLIF({}, 0) AS INTEGER))",
-            left,
-            right,
-            left,
-            right,
-        )
+        return wrap("({} - {} * CAST(CAST({} AS REAL) / NULLIF({}, 0) AS INTEGER))",
+                    left, right, left, right)
 
     def strpos(self, haystack: Sql, needle: Sql) -> Sql:
         return wrap("instr({}, {})", haystack, needle)
