@@ -106,7 +106,7 @@ class Config(_Section):
     devices: list[DeviceConfig] = Field(default_factory=list)  # narrowed by _config_model
     transports: list[TransportSection] = Field(min_length=1)  # narrowed by _config_model
     web: WebConfig | None = None  # the station page and /metrics: off unless configured
-    health: HealthConfig = Field(default_factory=HealthConfig)  # the health record's timing
+    health: HealthConfig | None = None  # the health record's timing (None: the defaults)
     _file_sha256: str | None = PrivateAttr(default=None)  # set by load_config: the file's bytes
 
     @model_validator(mode="after")

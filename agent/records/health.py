@@ -156,6 +156,7 @@ class HealthRecords:
     def __init__(
         self,
         figures: Callable[[], dict[str, Any]],
+        states: Callable[[], dict[str, Any]],
         seal: Callable[[str, dict[str, Any]], SealedBatch],
         timing: Callable[[], tuple[float, float]],
         missed_polls: Callable[[], int],
@@ -164,11 +165,13 @@ class HealthRecords:
         agent_version: str,
         config: Callable[[], Mapping[str, Any]],
     ) -> None:
-        """``figures()``: the merged status figures now; ``seal(kind, body)``: the agent's
-        ``request_record``; ``timing()``: (interval_s, change_gap_s); ``missed_polls()`` and
-        ``polls_stored()``: the poller's counters since start; ``clock()``: monotonic seconds;
-        ``config()``: ``agent.status.config_state`` of the configuration in force."""
-        self._figures, self._seal, self._timing = figures, seal, timing
+        """``figures()``: the merged status figures now; ``states()``: the part of them a
+        change follows (devices, maintenance, transports' failing), cheaper; ``seal(kind,
+        body)``: the agent's ``request_record``; ``timing()``: (interval_s, change_gap_s);
+        ``missed_polls()`` and ``polls_stored()``: the poller's counters since start;
+        ``clock()``: monotonic seconds; ``config()``: ``agent.status.config_state`` of the
+        configuration in force."""
+        self._figures, self._states, self._seal, self._timing = figures, states, seal, timing
         self._missed, self._stored, self._clock = missed_polls, polls_stored, clock
         self._version, self._config = agent_version, config
         start = clock()
@@ -193,7 +196,7 @@ class HealthRecords:
         stored = self._stored()
         if stored != self._stored_seen or now - self._last_look >= CHECK_EVERY_S:
             self._stored_seen, self._last_look = stored, now
-            sig = signature(self._figures())
+            sig = signature(self._states())
             if sig != self._sig and not _unpolled(sig):  # the first look too: the states
                 self._sig, self._pending = sig, True  # the agent started in (once polled)
         if self._pending and now - self._last_change >= gap_s and self._seal_one("change"):

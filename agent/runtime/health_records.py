@@ -11,12 +11,15 @@ from typing import Any, Protocol
 
 from agent import __version__
 from agent.buffer import Buffer
+from agent.config.health import timing
 from agent.config.model import Config
 from agent.poll.poller import Poller
 from agent.records.health import HealthRecords
 from agent.status.config_state import config_state
-from agent.status.sections import StationState, gather_all, merged
+from agent.status.sections import StationState, gather_all, merged, sections
 from core.batch import SealedBatch
+
+_STATES = ("devices", "maintenance")
 
 
 class _Running(Protocol):
@@ -39,13 +42,29 @@ class HealthFigures:
         self._lock = threading.Lock()
 
     def __call__(self) -> dict[str, Any]:
+        """Every section's figures, merged (``status --json``)."""
+        return merged(gather_all(self._state()))
+
+    def states(self) -> dict[str, Any]:
+        """Only what a change record follows, cheaply, once a second: the ``devices`` and
+        ``maintenance`` sections, and each transport's failing state from the agent's report
+        (the ``transports`` section's source for it), not its backlog."""
+        state = self._state()
+        out = merged({s.name: s.gather(state) for s in sections() if s.name in _STATES})
+        live = (state.health or {}).get("transports") or {}
+        out["transports"] = [
+            {"name": name, "failing_since_ms": figures.get("failing_since_ms")}
+            for name, figures in live.items()
+        ]
+        return out
+
+    def _state(self) -> StationState:
         agent = self._agent
         with self._lock:
             if self._buffer is None:
                 self._buffer = Buffer(agent.config.buffer.path, read_only=True)
-            now_ms = int(time.time() * 1000)
-            state = StationState(self._buffer, agent.config, agent.health(), True, now_ms)
-            return merged(gather_all(state))
+            buffer = self._buffer
+        return StationState(buffer, agent.config, agent.health(), True, int(time.time() * 1000))
 
     def close(self) -> None:
         with self._lock:
@@ -59,8 +78,9 @@ def make(agent: _Running) -> tuple[HealthRecords, HealthFigures]:
     figures = HealthFigures(agent)
     records = HealthRecords(
         figures,
+        figures.states,
         agent.request_record,
-        lambda: (agent.config.health.interval_s, agent.config.health.change_gap_s),
+        lambda: timing(agent.config.health),
         lambda: agent.poller.missed_polls,
         lambda: agent.poller.commits,
         time.monotonic,

@@ -144,6 +144,7 @@ class _Fake:
     def records(self, interval_s: float = 300, gap_s: float = 10) -> HealthRecords:
         return HealthRecords(
             self.figures,
+            self.figures,
             self.seal,
             lambda: (interval_s, gap_s),
             lambda: 0,
