@@ -82,11 +82,11 @@ def transports(figures: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def signature(figures: Mapping[str, Any]) -> Hashable:
-    """What a change record follows: each device's state and failing channels, each transport's
-    state (not its backlog, which moves with every batch)."""
+    """What a change record follows: each device's state and failing channels, whether each
+    transport is failing (not its backlog, which moves with every batch)."""
     return (
         tuple((d["name"], d["state"], tuple(d["failing_channels"])) for d in devices(figures)),
-        tuple((t["name"], t["state"]) for t in transports(figures)),
+        tuple((t["name"], t.get("failing_since_ms") is not None) for t in figures["transports"]),
     )
 
 
@@ -184,6 +184,11 @@ class HealthRecords:
         self._missed_base = 0
         self.sealed: list[SealedBatch] = []  # the last few records sealed (for tests, status)
 
+    @property
+    def watching(self) -> bool:
+        """The states at start are known: a change from them is sealed from now on."""
+        return self._sig is not None
+
     def run(self) -> None:
         """Seal what is due: the interval record, or a change record the gap allows."""
         now = self._clock()
@@ -197,8 +202,10 @@ class HealthRecords:
         if stored != self._stored_seen or now - self._last_look >= CHECK_EVERY_S:
             self._stored_seen, self._last_look = stored, now
             sig = signature(self._states())
-            if sig != self._sig and not _unpolled(sig):  # the first look too: the states
-                self._sig, self._pending = sig, True  # the agent started in (once polled)
+            if self._sig is None:  # the states the agent started in (once polled): no change
+                self._sig = None if _unpolled(sig) else sig
+            elif sig != self._sig:
+                self._sig, self._pending = sig, True
         if self._pending and now - self._last_change >= gap_s and self._seal_one("change"):
             self._last_change, self._pending = now, False
 
