@@ -10,6 +10,8 @@ every ``buffer.seal_interval_s`` and wakes the senders. ``stop`` lets running po
 seals what they stored, gives in-flight sends a grace period, and leaves everything else queued
 on disk.
 
+Once a second the health-record job looks whether a health record is due (every
+``[health] interval_s``, or a device's or transport's state changed; ``agent.records.health``).
 A poll that cannot start on time is recorded as a hole (``agent.poll.poller``); ``check`` tells the
 service (``agent.service``) whether every worker is alive and making progress.
 """
