@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from agent.protocol.payload_v3 import build_payload_v3, build_record
+from tests.helpers import warehouse_stores
 from tests.helpers.sealing_station import Station, digest, kid_of
 from warehouse.cli import main
 from warehouse.intake import Intake
@@ -182,3 +183,33 @@ def test_a_forged_or_oversized_health_body_is_refused(config, change, says) -> N
     answer = intake.receive("HN-01", s.signer.sign(raw).encode(), via="t")
     store.close()
     assert answer.status == 400 and says in answer.message, answer
+
+
+pg_server, store_url, store = (
+    warehouse_stores.pg_server,
+    warehouse_stores.store_url,
+    warehouse_stores.store,
+)
+
+
+def test_each_store_gives_the_latest_health_record_per_station(store) -> None:
+    """Both backends (SQLite, a real PostgreSQL): the newest record of the kind per station."""
+    intake = Intake(store)
+    a, b = _Fresh("HN-A"), _Fresh("HN-B")
+    for st in (a, b):
+        store.add_station(st.id, st.signer.jwk, kid_of(st.signer.jwk))
+    tokens = [
+        (a, a.record_now(1, _body([{"name": "so2", "state": "fault"}]))),
+        (a, a.readings_now(2)),
+        (a, a.record_now(3, _body([{"name": "so2", "state": "ok"}], synced=False))),
+        (a, a.readings_now(4)),
+        (b, b.readings_now(1)),
+    ]
+    for st, token in tokens:
+        assert intake.receive(st.id, token.encode(), via="t").status == 201
+    latest = store.latest_records("health")
+    assert list(latest) == ["HN-A"]
+    held = latest["HN-A"]
+    assert held.seq == 3 and held.body["clock"]["synced"] is False
+    assert held.body["devices"] == [{"name": "so2", "state": "ok"}]
+    assert abs(held.sealed_at.timestamp() - time.time()) < 600
