@@ -9,6 +9,7 @@ expected. Relative paths in the file are resolved against the file's directory. 
 from __future__ import annotations
 
 import functools
+import hashlib
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -18,6 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import (
     BaseModel,
     Field,
+    PrivateAttr,
     ValidationError,
     create_model,
     field_validator,
@@ -25,6 +27,7 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 
+from agent.config.health import HealthConfig
 from agent.config.web import WebConfig
 from agent.support.sections import NAME_PATTERN as _NAME
 from agent.support.sections import Section as _Section
@@ -103,6 +106,8 @@ class Config(_Section):
     devices: list[DeviceConfig] = Field(default_factory=list)  # narrowed by _config_model
     transports: list[TransportSection] = Field(min_length=1)  # narrowed by _config_model
     web: WebConfig | None = None  # the station page and /metrics: off unless configured
+    health: HealthConfig | None = None  # the health record's timing (None: the defaults)
+    _file_sha256: str | None = PrivateAttr(default=None)  # set by load_config: the file's bytes
 
     @model_validator(mode="after")
     def _unique_names(self) -> Config:
@@ -299,7 +304,17 @@ def load_config(
         raise ConfigError(f"{path}: arrays or tables nested too deep") from None
     if _depth(data) > MAX_CONFIG_DEPTH:
         raise ConfigError(f"{path}: arrays or tables nested deeper than {MAX_CONFIG_DEPTH} levels")
-    return parse_config(data, path, secrets=secrets, unresolved=unresolved)
+    config = parse_config(data, path, secrets=secrets, unresolved=unresolved)
+    config._file_sha256 = hashlib.sha256(raw).hexdigest()
+    return config
+
+
+def file_sha256(config: Config) -> str:
+    """sha256 (hex) of the bytes of the file ``config`` was loaded from; of its canonical JSON
+    for one not loaded from a file (built in memory)."""
+    if config._file_sha256 is not None:
+        return config._file_sha256
+    return hashlib.sha256(config.model_dump_json().encode()).hexdigest()
 
 
 def _depth(data: Any) -> int:

@@ -10,6 +10,8 @@ every ``buffer.seal_interval_s`` and wakes the senders. ``stop`` lets running po
 seals what they stored, gives in-flight sends a grace period, and leaves everything else queued
 on disk.
 
+Once a second the health-record job looks whether a health record is due (every
+``[health] interval_s``, or a device's or transport's state changed; ``agent.records.health``).
 A poll that cannot start on time is recorded as a hole (``agent.poll.poller``); ``check`` tells the
 service (``agent.service``) whether every worker is alive and making progress.
 """
@@ -33,7 +35,7 @@ from agent.records import descriptor
 from agent.records.identities import Identities
 from agent.records.maintenance.watch import MaintenanceWatch
 from agent.records.rotation.record import KeyRotation
-from agent.runtime import pruning
+from agent.runtime import health_records, pruning
 from agent.runtime.delivery import Delivery
 from agent.runtime.devices import Devices
 from agent.runtime.health_report import HealthReport
@@ -145,6 +147,7 @@ class Agent:
             lambda: [s.name for s in self.delivery.senders],
             self._record_sealed,
         )
+        self.health_records, self._health_figures = health_records.make(self)
         self.stuck_s = STUCK_S  # no progress this long: stuck (the service sets its watchdog)
         self.view = AgentView(self)  # all the page and /metrics read; the health file too
         self.web: WebServer | None = make_web(self.view, config)  # the page, when configured
@@ -206,6 +209,7 @@ class Agent:
         self._add_job(self.seal_and_wake, cfg.buffer.seal_interval_s, "seal")
         self._add_job(self.prune, PRUNE_EVERY_S, "prune")
         self._add_job(self.housekeeping.run, EVERY_S, "housekeeping")
+        self._add_job(self.health_records.run, EVERY_S, "health_record")
         self.workers.loop("health", self.stuck_s, lambda: self._health.beat)
         self.write_health()  # `status` says "running" from the first moment, not a second later
         for ticker in list(self.tickers.values()):
@@ -291,6 +295,7 @@ class Agent:
         self.polls.shutdown()
         for ticker in list(self.tickers.values()):
             ticker.stop()
+        self._health_figures.close()
         self.devices.stop_listening()  # no more pushed readings once we seal the last batch
         self.poller.flush()
         self.maintenance.refresh()  # the records of windows that ended meanwhile

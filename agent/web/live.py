@@ -14,7 +14,6 @@ import shutil
 import threading
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agent.buffer import Buffer
@@ -27,17 +26,6 @@ if TYPE_CHECKING:
 DAY_MS = 86_400_000
 _PERIOD_ORDER = {"real-time": 0, "minute": 1, "hour": 2, "day": 3}  # HJ 212 rows, in this order
 MAX_NAME = 200  # query parameters longer than this name nothing configured
-
-
-def buffer_bytes(path: Path) -> int:
-    """The buffer's size on disk: the database and its write-ahead log."""
-    total = 0
-    for suffix in ("", "-wal", "-shm"):
-        try:
-            total += path.with_name(path.name + suffix).stat().st_size
-        except OSError:
-            pass
-    return total
 
 
 def _channels(dcfg: Any, readings: Sequence[Any], raw: dict[str, Any]) -> list[dict[str, Any]]:
@@ -112,7 +100,7 @@ class StationView:
             "transports": figures["transports"],
             "disk": {
                 "path": str(path.parent),
-                "buffer_bytes": buffer_bytes(path),
+                "buffer_bytes": figures["buffer_bytes"],
                 "free_bytes": disk.free,
                 "total_bytes": disk.total,
             },

@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from agent.web.live import StationView, buffer_bytes
+from agent.web.live import StationView
 
 if TYPE_CHECKING:
     from agent.web.view import DeviceLive, RuntimeView
@@ -100,7 +100,7 @@ class _AgentCollector(Collector):
         yield GaugeMetricFamily(
             f"{PREFIX}_buffer_bytes",
             "Size of the buffer on disk (database and write-ahead log).",
-            buffer_bytes(agent.config.buffer.path),
+            figures["buffer_bytes"],
         )
         yield from _clock(figures["clock"])
 

@@ -5,6 +5,7 @@ Add a kind: ``from core.record_kinds import <name>  # noqa: F401`` below.
 
 from core.record_kinds import (
     descriptor,  # noqa: F401
+    health,  # noqa: F401
     maintenance,  # noqa: F401
     missed_polls,  # noqa: F401
     rotation,  # noqa: F401

@@ -6,6 +6,7 @@ import argparse
 import json
 from datetime import UTC, datetime
 
+from warehouse import fleet
 from warehouse.commands import config_argument, open_configured
 from warehouse.store import StationStatus
 
@@ -16,10 +17,19 @@ def add(sub: argparse._SubParsersAction) -> None:
         help="per station: last batch, lag, gaps, chain refusals, refused batches",
         description="Per station: batches and readings held, the last seq and when it was "
         "sealed (lag = now - that time), gaps below it (seqs not received yet), batches refused "
-        "(of which replays or broken chain links).",
+        "(of which replays or broken chain links); and the fleet: per station its latest health "
+        "record (late, failing devices, clock not synchronized, in maintenance, backlog), then "
+        "one summary line.",
     )
     config_argument(p)
     p.add_argument("--json", action="store_true", help="one JSON object per station")
+    p.add_argument(
+        "--late-s",
+        type=_positive,
+        default=fleet.LATE_S,
+        help="a station whose newest batch is older than this is late (default: "
+        f"{fleet.LATE_S:.0f}, twice the agent's default health interval)",
+    )
     p.set_defaults(func=run)
 
 
@@ -27,14 +37,32 @@ def run(args: argparse.Namespace) -> int:
     _config, store = open_configured(args)
     try:
         rows = store.status()
+        health = store.latest_records("health")
     finally:
         store.close()
     now = datetime.now(UTC)
+    fleets = []
     for st in rows:
-        print(json.dumps(as_dict(st, now)) if args.json else line(st, now))
+        figures = fleet.station_health(st, health.get(st.station), now, args.late_s)
+        fleets.append(figures)
+        if args.json:
+            print(json.dumps({**as_dict(st, now), "fleet": figures}))
+        else:
+            print(line(st, now))
+            print(fleet.health_line(figures, _ago))
     if not args.json:
-        print(f"{len(rows)} station(s)")
+        print(fleet.summary(fleets))
     return 0
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds (a number), got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected seconds above 0, got {text!r}")
+    return value
 
 
 def as_dict(st: StationStatus, now: datetime) -> dict:

@@ -128,6 +128,16 @@ class ConfigDocument:
 
 
 @dataclass(frozen=True)
+class LatestRecord:
+    """The newest record of one kind a station sent (``Store.latest_records``)."""
+
+    station: str
+    seq: int
+    sealed_at: datetime
+    body: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class StationStatus:
     """One station as ``station-warehouse status`` shows it."""
 
@@ -225,6 +235,10 @@ class Store(Protocol):
 
     def config_document(self, station: str) -> ConfigDocument | None:
         """The station's document in force (its highest version); None: none, or no station."""
+        ...
+
+    def latest_records(self, kind: str) -> dict[str, LatestRecord]:
+        """Per station, its record of ``kind`` with the highest seq (stations without none)."""
         ...
 
     def transaction(self, station: str) -> AbstractContextManager[Chain | None]:

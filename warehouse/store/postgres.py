@@ -27,6 +27,7 @@ from warehouse.store import config_docs, migrations
 from warehouse.store.model import (
     Chain,
     ConfigDocument,
+    LatestRecord,
     Station,
     StationStatus,
     StoreError,
@@ -201,6 +202,17 @@ class PostgresStore:
                     )
                 )
         return out
+
+    def latest_records(self, kind: str) -> dict[str, LatestRecord]:
+        self._check_ready()
+        with self._connection() as conn, conn.transaction():
+            rows = conn.execute(
+                "SELECT r.station, r.seq, r.sealed_at, r.body FROM records r WHERE r.kind = %s "
+                "AND r.seq = (SELECT max(seq) FROM records m WHERE m.station = r.station "
+                "AND m.kind = %s) ORDER BY r.station",
+                (kind, kind),
+            ).fetchall()
+        return {r[0]: LatestRecord(r[0], r[1], r[2], r[3]) for r in rows}
 
     def jws_list(self, station: str) -> list[bytes]:
         with self._connection() as conn, conn.transaction():

@@ -22,6 +22,7 @@ from warehouse.store.model import (
     ConfigDocument,
     Held,
     KeyRow,
+    LatestRecord,
     NewBatch,
     Refusal,
     Station,
@@ -182,6 +183,17 @@ class SqliteStore:
                     )
                 )
         return out
+
+    def latest_records(self, kind: str) -> dict[str, LatestRecord]:
+        self._check_ready()
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT r.station, r.seq, r.sealed_at, r.body FROM records r WHERE r.kind = ? "
+                "AND r.seq = (SELECT max(seq) FROM records m WHERE m.station = r.station "
+                "AND m.kind = ?) ORDER BY r.station",
+                (kind, kind),
+            ).fetchall()
+        return {r[0]: LatestRecord(r[0], r[1], parse_iso(r[2]), json.loads(r[3])) for r in rows}
 
     def jws_list(self, station: str) -> list[bytes]:
         with self._lock:
