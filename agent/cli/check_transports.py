@@ -10,16 +10,19 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from agent.transports.check import TIMEOUT_S, Verdict
-from core.errors import ConfigError
-
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # imported where used: building the parser stays cheap (no pydantic, ssl)
     from agent.config.model import Config
+    from agent.transports.check import Verdict
 
 
-def check_all(config: Config, timeout: float = TIMEOUT_S) -> list[Verdict]:
-    """One verdict per configured transport, in the configuration's order."""
+def check_all(config: Config, timeout: float | None = None) -> list[Verdict]:
+    """One verdict per configured transport, in the configuration's order (``timeout``: s for
+    each answer, default ``agent.transports.check.TIMEOUT_S``)."""
     from agent.transports import check_of
+    from agent.transports.check import TIMEOUT_S, Verdict
+    from core.errors import ConfigError
+
+    timeout = TIMEOUT_S if timeout is None else timeout
 
     verdicts = []
     for t in config.transports:

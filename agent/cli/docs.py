@@ -9,16 +9,20 @@ that names ``docs/durability.md`` or ``config/example.toml`` names something the
 from __future__ import annotations
 
 import argparse
-from importlib.resources import files
-from importlib.resources.abc import Traversable
+from typing import TYPE_CHECKING
 
 from core.errors import AgentError
+
+if TYPE_CHECKING:  # imported where used: building the parser stays cheap
+    from importlib.resources.abc import Traversable
 
 FOLDERS = ("docs", "config", "systemd")
 
 
 def share() -> Traversable:
     """The shipped folder (``agent/share``) as installed."""
+    from importlib.resources import files
+
     return files("agent").joinpath("share")
 
 
@@ -30,6 +34,8 @@ def shipped() -> dict[str, Traversable]:
         for item in sorted(root.joinpath(folder).iterdir(), key=lambda t: t.name):
             if item.is_file():
                 found[f"{folder}/{item.name}"] = item
+    from importlib.resources import files
+
     drivers = files("drivers")
     found["drivers/README.md"] = drivers.joinpath("README.md")
     for item in sorted(drivers.iterdir(), key=lambda t: t.name):

@@ -13,14 +13,20 @@ from __future__ import annotations
 import argparse
 import time
 from typing import TYPE_CHECKING
-from zoneinfo import ZoneInfo
 
-from agent.status.maintenance import RECENT_MS, describe
 from core.errors import AgentError
 
 if TYPE_CHECKING:  # imported by the commands themselves: building the parser stays cheap
+    from zoneinfo import ZoneInfo
+
     from agent.buffer import Buffer
     from agent.config.model import Config
+
+
+def _zone(name: str) -> ZoneInfo:
+    from zoneinfo import ZoneInfo
+
+    return ZoneInfo(name)
 
 
 def _device_channels(config: Config, config_path: str, device: str) -> list[str]:
@@ -76,6 +82,7 @@ def _cmd_start(args: argparse.Namespace) -> int:
         parse_duration,
     )
     from agent.status.health import agent_running
+    from agent.status.maintenance import describe
 
     config = load_config(args.config, secrets=False)
     known = _device_channels(config, args.config, args.device)
@@ -100,7 +107,7 @@ def _cmd_start(args: argparse.Namespace) -> int:
         raise AgentError(f"maintenance start: {exc}") from None
     finally:
         buffer.close()
-    print(f"maintenance started: {describe(window, ZoneInfo(config.station.timezone), now)}")
+    print(f"maintenance started: {describe(window, _zone(config.station.timezone), now)}")
     if agent_running(config.buffer.path):
         print("the running agent stores these readings as 01 (calibrating) from the start time on")
     else:
@@ -115,6 +122,7 @@ def _cmd_stop(args: argparse.Namespace) -> int:
     from agent.buffer.maintenance import TECHNICIAN
     from agent.config.model import load_config
     from agent.records.maintenance.record import MAX_TECHNICIAN, check_text
+    from agent.status.maintenance import describe
 
     config = load_config(args.config, secrets=False)
     _device_channels(config, args.config, args.device)
@@ -140,7 +148,7 @@ def _cmd_stop(args: argparse.Namespace) -> int:
     if not stopped:
         print(f"{args.device}: no maintenance window lasting now")
         return 0
-    tz = ZoneInfo(config.station.timezone)
+    tz = _zone(config.station.timezone)
     for window in stopped:
         print(f"maintenance stopped: {describe(window, tz, now)}")
     return 0
@@ -149,6 +157,7 @@ def _cmd_stop(args: argparse.Namespace) -> int:
 def _cmd_list(args: argparse.Namespace) -> int:
     from agent.buffer import Buffer
     from agent.config.model import load_config
+    from agent.status.maintenance import RECENT_MS, describe
 
     config = load_config(args.config, secrets=False)
     now = int(time.time() * 1000)
@@ -157,7 +166,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
         windows = buffer.maintenance.current(now, now - RECENT_MS)
     finally:
         buffer.close()
-    tz = ZoneInfo(config.station.timezone)
+    tz = _zone(config.station.timezone)
     active = [w for w in windows if w.active(now)]
     ended = [w for w in windows if not w.active(now)]
     print("in maintenance now:" if active else "no maintenance window lasting now")

@@ -17,11 +17,13 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, TextIO, TypeGuard, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, TextIO, TypeGuard, runtime_checkable
 
 from core.errors import AgentError, DeviceError
 from core.reading import FAULT, rfc3339_ms
-from drivers.base import Channel, Driver, Probeable, ProbeRow
+
+if TYPE_CHECKING:  # drivers (pydantic) imported where used: building the parser stays cheap
+    from drivers.base import Channel, ProbeRow
 
 COLUMNS = ("channel", "raw", "value", "unit", "status", "error")
 CLEAR = "\033[H\033[2J"  # cursor home, clear screen
@@ -55,6 +57,8 @@ class Openable(Protocol):
 
 def can_probe(driver: object) -> TypeGuard[Openable]:
     """Whether ``probe_device`` can show this driver: polled, or probeable and openable."""
+    from drivers.base import Driver, Probeable
+
     return isinstance(driver, Driver) or (
         isinstance(driver, Probeable) and isinstance(driver, Openable)
     )
@@ -63,6 +67,8 @@ def can_probe(driver: object) -> TypeGuard[Openable]:
 def probe_device(driver: Openable) -> DeviceProbe:
     """Read one device once: its request plan, one row per channel, the driver's advice; never
     raises DeviceError."""
+    from drivers.base import Driver, Probeable, ProbeRow
+
     time_ms = int(time.time() * 1000)
     try:
         driver.open()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import sqlite3
 import stat
 import sys
 from collections.abc import Iterator
@@ -110,6 +109,8 @@ def _text_tokens(f, path: Path, limit: int, max_mb: float) -> Iterator[tuple[str
 
 
 def _db_tokens(path: Path, limit: int, max_mb: float) -> Iterator[tuple[str, bytes | str]]:
+    import sqlite3  # a warehouse.db to read: not imported by the command line's other uses
+
     size = 0
     try:
         db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)

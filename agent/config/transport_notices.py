@@ -17,9 +17,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from agent.transports.check import UNSIGNED_ACKS
-from agent.transports.mqtt.config import PLAIN_MQTT
-
 if TYPE_CHECKING:
     from agent.config.model import Config
 
@@ -32,6 +29,10 @@ BROKER_ACKS = (
 
 def unsigned_ack_notices(config: Config) -> list[str]:
     """One notice per batch transport whose acknowledgements are not signed by the warehouse."""
+    # Imported here: ``run`` says these at start and would otherwise load every transport's
+    # check (and its imports) into the daemon for one sentence (issue 33, idle RSS).
+    from agent.transports.check import UNSIGNED_ACKS
+
     notices = []
     for i, t in enumerate(config.transports):
         if t.type == "mqtt" and getattr(t, "ack", None) == "broker":
@@ -43,6 +44,8 @@ def unsigned_ack_notices(config: Config) -> list[str]:
 
 def plain_text_notices(config: Config) -> list[str]:
     """One notice per MQTT transport configured without TLS, naming it."""
+    from agent.transports.mqtt.config import PLAIN_MQTT
+
     return [
         f"transports[{i}] ({t.name}): {PLAIN_MQTT}"
         for i, t in enumerate(config.transports)

@@ -51,30 +51,30 @@ class SealDesk:
         many batches were sealed."""
         with self.lock:
             try:
-                batches = self._seal_missed() + self.sizer.seal(
-                    self.sealer, self._senders(), final=final
-                )
+                batches = self._seal_missed()
+                batches += self.sizer.seal(self.sealer, self._senders(), final=final)
             except StorageError as exc:
                 self.error = str(exc)
                 event(log, logging.ERROR, "seal_failed", error=str(exc))
                 return 0
         self.error = None
-        self.sealed += len(batches)
+        self.sealed += batches
         if batches:
             self.wake()
-        return len(batches)
+        return batches
 
-    def _seal_missed(self) -> list[SealedBatch]:
+    def _seal_missed(self) -> int:
         """The missed poll slots as records, after the readings stored before them (under the
-        lock); given back to the poller if the buffer cannot take them."""
+        lock; how many batches); given back to the poller if the buffer cannot take them."""
         holes = self.poller.take_missed()
         if not holes:
-            return []
-        sealed: list[SealedBatch] = []
+            return 0
+        sealed = 0
         try:
-            sealed += self.sealer.seal_pending()
+            sealed += self.sealer.seal_count()
             for body in record_bodies(holes):
-                sealed.append(self.sealer.seal_record(MISSED, body))
+                self.sealer.seal_record(MISSED, body)
+                sealed += 1
         except StorageError:
             self.poller.give_back_missed(holes)  # a record sealed twice beats one lost
             raise
@@ -91,13 +91,13 @@ class SealDesk:
         ``StorageError`` if the buffer cannot take it (also kept in ``error``)."""
         with self.lock:
             try:
-                batches = self.sealer.seal_pending()
+                batches = self.sealer.seal_count()
                 record = self.sealer.seal_record(kind, body)
             except StorageError as exc:
                 self.error = str(exc)
                 event(log, logging.ERROR, "seal_failed", error=str(exc), kind=kind)
                 raise
         self.error = None
-        self.sealed += len(batches) + 1
+        self.sealed += batches + 1
         self.wake()
         return record

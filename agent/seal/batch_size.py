@@ -20,8 +20,6 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
-from core.batch import SealedBatch
-
 if TYPE_CHECKING:
     from agent.config.model import BufferConfig
     from agent.seal.sealing import Sealer
@@ -57,16 +55,15 @@ class BatchSizer:
             config.backlog_after_s,
         )
 
-    def seal(
-        self, sealer: Sealer, senders: Sequence[_Link], *, final: bool = False
-    ) -> list[SealedBatch]:
-        """Seal what this policy says now (everything with ``final``); returns the batches."""
+    def seal(self, sealer: Sealer, senders: Sequence[_Link], *, final: bool = False) -> int:
+        """Seal what this policy says now (everything with ``final``); returns how many batches
+        (none is held in memory: ``Sealer.seal_count``)."""
         if final:
-            return sealer.seal_pending(max_readings=self.final())
+            return sealer.seal_count(max_readings=self.final())
         delivering = not senders or any(s.delivering() for s in senders)
         buffer = sealer.buffer
         cap, most = self.plan(delivering, lambda: buffer.store.count(buffer.chain_head()[2]))
-        return sealer.seal_pending(most, max_readings=cap)
+        return sealer.seal_count(most, max_readings=cap)
 
     def plan(self, delivering: bool, unsealed: Callable[[], int]) -> tuple[int, int | None]:
         """(readings per batch at most, batches at most: None for all) for this seal.

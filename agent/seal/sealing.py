@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from agent.buffer import Buffer, ReadingRow
@@ -104,18 +104,31 @@ class Sealer:
         Between two full batches it pauses as long as the last one took to seal (at most
         ``MAX_PAUSE_S``): a backlog of many batches (a long seal interval at a high rate) is
         sealed at half speed rather than taking the GIL from the polls for seconds."""
+        return list(self._seal_each(max_batches, max_readings))
+
+    def seal_count(self, max_batches: int | None = None, *, max_readings: int | None = None) -> int:
+        """As ``seal_pending``, but returns only how many batches were sealed: each batch's
+        bytes are let go once it is committed. The daemon's seal tick: a 60 s seal at 12,500
+        readings/s is 75 batches of ~0.5 MB of JWS each, which a list would hold to the end."""
+        return sum(1 for _batch in self._seal_each(max_batches, max_readings))
+
+    def _seal_each(
+        self, max_batches: int | None, max_readings: int | None
+    ) -> Iterator[SealedBatch]:
         size = max_readings or self.max_readings
-        batches: list[SealedBatch] = []
-        while max_batches is None or len(batches) < max_batches:
+        sealed = 0
+        while max_batches is None or sealed < max_batches:
             started = time.monotonic()
             got = self.buffer.seal(self._make_jws, max_readings=size, max_batches=1)
             for b in got:
                 event(log, logging.INFO, "batch_sealed", seq=b.seq, readings=b.count)
-            batches.extend(got)
-            if not got or got[-1].count < size or len(batches) == max_batches:
+            sealed += len(got)
+            full = bool(got) and got[-1].count >= size
+            yield from got
+            del got
+            if not full or sealed == max_batches:
                 break
             time.sleep(min(MAX_PAUSE_S, time.monotonic() - started))
-        return batches
 
     def seal_record(self, kind: str, body: dict[str, Any]) -> SealedBatch:
         """Seal one record of a kind registered in ``core.records`` as the chain's next batch:

@@ -63,6 +63,11 @@ def read_timex() -> _Timex | None:
 
 @functools.cache
 def _libc() -> ctypes.CDLL:
+    # The process's own symbols hold the C library's (Python links it): no search, where
+    # ``ctypes.util.find_library`` runs ldconfig in a child process (~20 ms for `status`).
+    own = ctypes.CDLL(None, use_errno=True)
+    if hasattr(own, "adjtimex"):
+        return own
     return ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)  # found once: it forks
 
 

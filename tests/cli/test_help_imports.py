@@ -1,0 +1,43 @@
+"""Issue 33, item 4: the command line answers ``--help`` without importing what only a command's
+work needs. Building the parser imports each command module's ``add``; pydantic (configuration
+models), cryptography (keys), paho (MQTT), ssl and sqlite3 (the buffer) are imported by the
+commands when they run. A test of imports, not of time: ``bench/cli_latency.py`` times them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.helpers.station import ROOT
+
+HEAVY = ("pydantic", "pydantic_core", "cryptography", "paho", "sqlite3", "ssl", "httpx")
+_PROBE = """
+import json, sys
+from agent.cli.main import main
+try:
+    main({argv!r})
+except SystemExit:
+    pass
+print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in {heavy!r})))
+"""
+
+
+def _heavy_modules_after(argv: list[str]) -> list[str]:
+    code = _PROBE.format(argv=argv, heavy=set(HEAVY))
+    run = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    return json.loads(run.stdout.splitlines()[-1])
+
+
+@pytest.mark.parametrize(
+    "argv", [["--help"], ["status", "--help"], ["maintenance", "list", "--help"], ["--version"]]
+)
+def test_help_imports_no_pydantic_cryptography_paho_ssl_or_sqlite3(argv):
+    # The agent's own stand-in for pydantic's plug-in loader (agent/__init__.py) is no pydantic.
+    found = [m for m in _heavy_modules_after(argv) if m != "pydantic.plugin._loader"]
+    assert found == [], f"station-agent {' '.join(argv)} imported {found}"
