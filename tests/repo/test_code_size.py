@@ -21,7 +21,6 @@ ALLOWED = {
     # In files another branch is editing at the same time (splitting them here would only make
     # merge conflicts); to split once those branches are merged.
     "warehouse.https_intake.handler",  # branch acks owns warehouse/
-    "warehouse.stream_intake.NatsWorker",  # branch acks owns warehouse/
 }
 
 
