@@ -110,5 +110,6 @@ def iso(at: datetime) -> str:
 
 
 def parse_iso(text: str) -> datetime:
-    """An RFC 3339 UTC time with milliseconds (as payloads and SQLite carry them)."""
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    """An RFC 3339 UTC time with milliseconds (as payloads and SQLite carry them); ValueError
+    if it is not one."""
+    return _EPOCH + timedelta(milliseconds=epoch_ms(text))
