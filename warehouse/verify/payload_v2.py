@@ -147,9 +147,12 @@ def channels_ok(channels: Any, base: int, channel_keys: frozenset[str]) -> bool:
                 return False
         total = 0
         for run in runs:
-            if type(run) is not list or len(run) != 2:
+            if type(run) is not list:
                 return False
-            code, count = run
+            try:
+                code, count = run
+            except ValueError:  # not a pair
+                return False
             if code not in statuses or type(count) is not int or count < 1:
                 return False
             total += count
@@ -167,9 +170,12 @@ def ranges_ok(ranges: Any, n: int) -> bool:
         return False
     low = 0  # the first index the next range may start at
     for pair in ranges:
-        if type(pair) is not list or len(pair) != 2:
+        if type(pair) is not list:
             return False
-        first, count = pair
+        try:
+            first, count = pair
+        except ValueError:  # not a pair
+            return False
         if type(first) is not int or type(count) is not int or first < low or count < 1:
             return False
         low = first + count + 1
