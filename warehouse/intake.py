@@ -22,6 +22,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from core.errors import VerificationError
@@ -177,9 +178,7 @@ class Intake:
         rows = chain.keys()
         # the kid as registered (the thumbprint, computed when the key was registered or its
         # rotation record stored), the public key from the JWK
-        history = [
-            (r.from_seq, RegisteredKey(r.kid, RegisteredKey.from_jwk(r.jwk).key)) for r in rows
-        ]
+        history = [(r.from_seq, _registered(r.kid, r.jwk)) for r in rows]
         key = key_for(history, station, body, claimed)
         batch = check(body, key, station, claimed)
         signed[0] = True
@@ -249,6 +248,20 @@ def _chain_answer(
         if kind is not None and kind != "descriptor":
             return 400, f"seq {seq} names seq {named} as its descriptor: a {kind} batch"
     return None
+
+
+def _registered(kid: str, jwk: dict[str, Any]) -> RegisteredKey:
+    """The key as registered: the kid as stored, the public key from the JWK (each key made
+    once per process: a station's key serves every batch it signs)."""
+    x, kty, crv = jwk.get("x"), jwk.get("kty"), jwk.get("crv")
+    if type(x) is str and type(kty) is str and type(crv) is str:
+        return _registered_key(kid, kty, crv, x)
+    return RegisteredKey(kid, RegisteredKey.from_jwk(jwk).key)  # raises: not an Ed25519 JWK
+
+
+@lru_cache(maxsize=65536)
+def _registered_key(kid: str, kty: str, crv: str, x: str) -> RegisteredKey:
+    return RegisteredKey(kid, RegisteredKey.from_jwk({"kty": kty, "crv": crv, "x": x}).key)
 
 
 def _log(answer: Answer, station: str, via: str) -> None:

@@ -154,6 +154,20 @@ class Counters:
     transient: int = 0
     by_result: dict[str, int] = field(default_factory=dict)
 
+    def log_progress(self, worker: str, partitions: list[int]) -> None:
+        """The worker's progress line (every 10 s)."""
+        log.info(
+            "intake_progress worker=%s partitions=%s batches=%d acks=%d refused=%d "
+            "redelivered=%d transient=%d",
+            worker,
+            partitions,
+            self.batches,
+            self.acks,
+            self.refused,
+            self.redelivered,
+            self.transient,
+        )
+
 
 class NatsWorker:
     """One intake worker: claims partitions, consumes them, answers every batch."""
@@ -217,18 +231,7 @@ class NatsWorker:
                         await asyncio.to_thread(self.claims.release, p)
                 if time.monotonic() - last_progress >= 10:
                     last_progress = time.monotonic()
-                    c = self.counters
-                    log.info(
-                        "intake_progress worker=%s partitions=%s batches=%d acks=%d refused=%d "
-                        "redelivered=%d transient=%d",
-                        self.settings.worker,
-                        sorted(self._lanes),
-                        c.batches,
-                        c.acks,
-                        c.refused,
-                        c.redelivered,
-                        c.transient,
-                    )
+                    self.counters.log_progress(self.settings.worker, sorted(self._lanes))
                 try:
                     await asyncio.wait_for(self._stop.wait(), 1.0)
                 except TimeoutError:
@@ -262,7 +265,7 @@ class NatsWorker:
         loop = asyncio.get_running_loop()
         receiver: Receiver | None = None
         try:
-            psub = await self._subscribe(partition)
+            psub = await subscribe(self.js, s, partition, self.refuse_log)
             while partition not in self._stopping:
                 if receiver is None:
                     try:
@@ -292,33 +295,6 @@ class NatsWorker:
             if receiver is not None:
                 await loop.run_in_executor(pool, _close, receiver)
             pool.shutdown(wait=False)
-
-    async def _subscribe(self, partition: int) -> Any:
-        from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-
-        s = self.settings
-        durable = f"partition-{partition}"
-        config = ConsumerConfig(
-            durable_name=durable,
-            filter_subject=f"{s.root}.{partition}.>",
-            ack_policy=AckPolicy.EXPLICIT,
-            deliver_policy=DeliverPolicy.ALL,
-            ack_wait=s.ack_wait_s,
-            max_ack_pending=s.fetch,
-            max_deliver=-1,
-        )
-        while True:
-            try:
-                try:  # an existing consumer is asked of its own leader, not the meta leader
-                    await self.js.consumer_info(s.stream, durable)
-                except Exception as exc:
-                    if type(exc).__name__ != "NotFoundError":
-                        raise
-                    await self.js.add_consumer(s.stream, config)
-                return await self.js.pull_subscribe_bind(durable, s.stream)
-            except Exception as exc:  # a leader being elected: try again
-                self.refuse_log(logging.INFO, "consumer_wait", repr(exc), partition=partition)
-                await asyncio.sleep(0.5)
 
     async def _prepare(self, msg: Any) -> tuple[str, bytes] | None:
         """(station, the JWS bytes) of a message, or None: refused here (too large, does not
@@ -420,6 +396,37 @@ class NatsWorker:
         self.refuse_log(logging.WARNING, "message_refused", reason, station=station[:80])
         await _quietly(msg.term() if term else msg.ack())
         return True
+
+
+async def subscribe(
+    js: Any, s: StreamSettings, partition: int, note: Callable[..., None]
+) -> Any:
+    """A pull subscription to ``partition``'s durable consumer (made if missing); waits while
+    the stream's leaders are elected (``note``: the rate-limited log)."""
+    from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+    durable = f"partition-{partition}"
+    config = ConsumerConfig(
+        durable_name=durable,
+        filter_subject=f"{s.root}.{partition}.>",
+        ack_policy=AckPolicy.EXPLICIT,
+        deliver_policy=DeliverPolicy.ALL,
+        ack_wait=s.ack_wait_s,
+        max_ack_pending=s.fetch,
+        max_deliver=-1,
+    )
+    while True:
+        try:
+            try:  # an existing consumer is asked of its own leader, not the meta leader
+                await js.consumer_info(s.stream, durable)
+            except Exception as exc:
+                if type(exc).__name__ != "NotFoundError":
+                    raise
+                await js.add_consumer(s.stream, config)
+            return await js.pull_subscribe_bind(durable, s.stream)
+        except Exception as exc:  # a leader being elected: try again
+            note(logging.INFO, "consumer_wait", repr(exc), partition=partition)
+            await asyncio.sleep(0.5)
 
 
 def _receive(receiver: Receiver, station: str, body: bytes) -> Any:

@@ -24,6 +24,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from warehouse.store import config_docs, migrations
+from warehouse.store.base import StoreBase
 from warehouse.store.model import (
     Chain,
     ConfigDocument,
@@ -36,13 +37,14 @@ from warehouse.store.model import (
 from warehouse.store.pg_group import Group, GroupChain
 from warehouse.store.pg_partitions import Partitions
 
-BACKEND = "postgres"
 KEEP_UNSIGNED_REFUSALS = 1000  # per station: the latest refusals of bodies whose signature failed
 _MIGRATION_LOCK = 0x5741_5245  # pg_advisory_xact_lock key while migrating ("WARE")
 
 
-class PostgresStore:
+class PostgresStore(StoreBase):
     """A warehouse store in a PostgreSQL database, with a small pool of connections."""
+
+    BACKEND = "postgres"
 
     def __init__(self, url: str, *, pool_size: int = 4) -> None:
         self.url = url
@@ -101,7 +103,7 @@ class PostgresStore:
     def migrate(self) -> list[int]:
         applied = []
         with self._connection() as conn:
-            for m in migrations.migrations(BACKEND):
+            for m in migrations.migrations(self.BACKEND):
                 with conn.transaction():
                     conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
                     conn.execute(migrations.TABLE)
@@ -121,20 +123,10 @@ class PostgresStore:
                 applied.append(m.version)
         return applied
 
-    def _check_ready(self) -> None:
-        if not self._ready:
-            have, want = self.version(), migrations.latest(BACKEND)
-            if have < want:
-                raise StoreError(
-                    f"{_safe(self.url)}: schema version {have}, expected {want}: run "
-                    "`station-warehouse migrate --config FILE`"
-                )
-            self._ready = True
+    def _where(self) -> str:
+        return _safe(self.url)
 
     # --- stations -----------------------------------------------------------------------
-    def add_station(self, station: str, jwk: dict[str, Any], kid: str) -> bool:
-        return self.add_stations([(station, jwk, kid)]) == 1
-
     def add_stations(self, entries: Iterable[tuple[str, dict[str, Any], str]]) -> int:
         self._check_ready()
         added = 0

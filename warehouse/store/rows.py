@@ -33,20 +33,48 @@ def reading_rows(payload: dict[str, Any]) -> list[ReadingRow]:
     if payload.get("kind", "readings") != "readings":
         return []
     rows: list[ReadingRow] = []
-    base = epoch_ms(payload["t0"])
+    add, new = rows.append, tuple.__new__  # a ReadingRow made without its Python __new__
+    base, i = epoch_ms(payload["t0"]), 0
     for channel in payload["channels"]:
         flagged: set[int] = set()
         for first, count in channel.get("unsynced", ()):
             flagged.update(range(first, first + count))
-        statuses = [code for code, count in channel["status"] for _ in range(count)]
+        runs = channel["status"]
+        statuses = (
+            [runs[0][0]] * runs[0][1]  # one status for the whole channel: the common case
+            if len(runs) == 1
+            else [code for code, count in runs for _ in range(count)]
+        )
         device, param, unit = channel["device"], channel["param"], channel["unit"]
         at = base
         for j, (dt, value, status) in enumerate(
             zip(channel["t"], channel["values"], statuses, strict=True)
         ):
             at += dt
-            rows.append(_row(len(rows), device, param, unit, at, value, status, j in flagged))
+            kind = _KINDS.get(type(value), "null")  # the checks let through only these four
+            add(
+                new(
+                    ReadingRow,
+                    (
+                        i,
+                        device,
+                        param,
+                        unit,
+                        at,
+                        kind,
+                        value if kind == "int" else None,
+                        value if kind == "float" else None,
+                        value if kind == "text" else None,
+                        status,
+                        j in flagged,
+                    ),
+                )
+            )
+            i += 1
     return rows
+
+
+_KINDS = {int: "int", float: "float", str: "text", type(None): "null"}
 
 
 def _row(
@@ -82,5 +110,6 @@ def iso(at: datetime) -> str:
 
 
 def parse_iso(text: str) -> datetime:
-    """An RFC 3339 UTC time with milliseconds (as payloads and SQLite carry them)."""
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    """An RFC 3339 UTC time with milliseconds (as payloads and SQLite carry them); ValueError
+    if it is not one."""
+    return _EPOCH + timedelta(milliseconds=epoch_ms(text))

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from warehouse.store import config_docs, migrations
+from warehouse.store.base import StoreBase
 from warehouse.store.model import (
     Chain,
     ConfigDocument,
@@ -32,13 +33,14 @@ from warehouse.store.model import (
 )
 from warehouse.store.rows import iso, parse_iso, time_text
 
-BACKEND = "sqlite"
 BUSY_TIMEOUT_MS = 30_000
 KEEP_UNSIGNED_REFUSALS = 1000  # per station: the latest refusals of bodies whose signature failed
 
 
-class SqliteStore:
+class SqliteStore(StoreBase):
     """A warehouse store in one SQLite file."""
+
+    BACKEND = "sqlite"
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -75,7 +77,7 @@ class SqliteStore:
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
-            for m in migrations.migrations(BACKEND):
+            for m in migrations.migrations(self.BACKEND):
                 if m.version in done:
                     continue
                 now = iso(datetime.now(UTC))
@@ -94,20 +96,10 @@ class SqliteStore:
                 applied.append(m.version)
         return applied
 
-    def _check_ready(self) -> None:
-        if not self._ready:
-            have, want = self.version(), migrations.latest(BACKEND)
-            if have < want:
-                raise StoreError(
-                    f"{self.path}: schema version {have}, expected {want}: run "
-                    "`station-warehouse migrate --config FILE`"
-                )
-            self._ready = True
+    def _where(self) -> str:
+        return str(self.path)
 
     # --- stations -----------------------------------------------------------------------
-    def add_station(self, station: str, jwk: dict[str, Any], kid: str) -> bool:
-        return self.add_stations([(station, jwk, kid)]) == 1
-
     def add_stations(self, entries: Iterable[tuple[str, dict[str, Any], str]]) -> int:
         self._check_ready()
         added = 0

@@ -12,6 +12,7 @@ A batch is checked with the key in force at its seq. Its ``kid`` names:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -26,6 +27,7 @@ from warehouse.verify.verifier import (
     unverified_payload,
 )
 
+_HEADER = re.compile(rb'\{"alg":"(?:Ed25519|EdDSA)","kid":"([A-Za-z0-9_-]*)","typ":"JOSE"\}')
 _UNREAD: Any = object()  # the payload was not read yet
 KeyHistory = Sequence[tuple[int, RegisteredKey]]  # (first seq it signs, key), oldest first
 
@@ -83,14 +85,22 @@ def claims(token: bytes | str, payload: Any = _UNREAD) -> tuple[str, int] | None
     of the protocol and its payload has a seq (a malformed token gets its 400 from the checks)."""
     try:
         head = b64url_strict(split(token)[0], "protected header")
-        header = strict_json(head, "protected header")
     except VerificationError:
         return None
-    kid = header.get("kid") if isinstance(header, dict) else None
-    if not isinstance(kid, str) or head not in (
-        f'{{"alg":"{alg}","kid":"{kid}","typ":"JOSE"}}'.encode() for alg in ("Ed25519", "EdDSA")
-    ):
-        return None
+    exact = _HEADER.fullmatch(head)  # the protocol's header with a base64url kid: read as is
+    if exact is not None:
+        kid: Any = exact[1].decode("ascii")
+    else:  # any other header: parsed, and still only the protocol's one is read
+        try:
+            header = strict_json(head, "protected header")
+        except VerificationError:
+            return None
+        kid = header.get("kid") if isinstance(header, dict) else None
+        if not isinstance(kid, str) or head not in (
+            f'{{"alg":"{alg}","kid":"{kid}","typ":"JOSE"}}'.encode()
+            for alg in ("Ed25519", "EdDSA")
+        ):
+            return None
     if payload is _UNREAD:
         payload = unverified_payload(token)
     seq = payload.get("seq") if payload else None

@@ -3,17 +3,28 @@ apart from the agent's ``agent.protocol.payload_v2`` (the import contract forbid
 
 ``check_v2`` checks a parsed v2 payload field by field; ``expand_v2`` turns its channels back
 into v1-shaped readings (``device``, ``param``, ``value``, ``unit``, ``time``, ``status``).
+
+Speed: ``channels_ok`` accepts the common case (every rule holds) in one pass of direct type
+checks; only when it says no do the field-by-field checks run, and they name the first fault.
+The two must agree (tests/warehouse/test_verify_fast_path.py mutates every field of a payload
+and compares them); ``channels_ok`` may only ever say no where the full checks refuse.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 _KEYS = ("v", "station", "seq", "prev", "sealed_at", "t0", "channels")
 _CHANNEL_KEYS = ("device", "param", "unit", "t", "values", "status")
+CHANNEL_KEYS = frozenset(_CHANNEL_KEYS)
+# RFC 3339 UTC with milliseconds, ASCII digits only (RFC 3339's DIGIT; \d would take any script)
+TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z")
+_KEY_SET = frozenset(_KEYS)
+_EPOCH_DAY = date(1970, 1, 1).toordinal()
 _STATUSES = ("00", "01", "02")
 _LAST_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -25,6 +36,22 @@ Fail = Callable[[str, str], Exception]
 def check_v2(payload: dict[str, Any], fail: Fail, check_time: Callable[[Any, str], None]) -> None:
     """Raise ``fail(where, what)`` at the first field that breaks the v2 contract (head fields
     other than ``t0`` and ``channels`` are the caller's, shared with v1)."""
+    if not v2_ok(payload):  # the common case accepted in one pass; else say why
+        check_v2_fields(payload, fail, check_time)
+
+
+def v2_ok(payload: dict[str, Any]) -> bool:
+    """True only if ``check_v2_fields`` finds nothing wrong (direct type checks, one pass)."""
+    if payload.keys() != _KEY_SET:
+        return False
+    base = time_ms(payload["t0"])
+    return base is not None and channels_ok(payload["channels"], base, CHANNEL_KEYS)
+
+
+def check_v2_fields(
+    payload: dict[str, Any], fail: Fail, check_time: Callable[[Any, str], None]
+) -> None:
+    """``check_v2`` field by field, in the order the faults are named."""
     for key in _KEYS:
         if key not in payload:
             raise fail(key, "missing")
@@ -79,6 +106,82 @@ def check_v2(payload: dict[str, Any], fail: Fail, check_time: Callable[[Any, str
             )
 
 
+def channels_ok(channels: Any, base: int, channel_keys: frozenset[str]) -> bool:
+    """True only if every channel keeps every rule ``check_v2`` has for channels (and, with
+    ``unsynced`` in ``channel_keys``, ``check_v3``'s ranges), times counted from ``base``
+    (ms); False: the full checks name the fault. One pass, direct type checks."""
+    if type(channels) is not list:
+        return False
+    ranges = "unsynced" in channel_keys
+    isfinite, statuses, last = math.isfinite, _STATUSES, _LAST_MS
+    names = set()
+    for channel in channels:
+        if type(channel) is not dict or channel.keys() != channel_keys:
+            return False
+        device, param, unit = channel["device"], channel["param"], channel["unit"]
+        if type(device) is not str or type(param) is not str or type(unit) is not str:
+            return False
+        names.add((device, param, unit))
+        times, values, runs = channel["t"], channel["values"], channel["status"]
+        if type(times) is not list or type(values) is not list or type(runs) is not list:
+            return False
+        at = base
+        for dt in times:
+            if type(dt) is not int:
+                return False
+            at += dt
+            if not 0 <= at <= last:
+                return False
+        for value in values:
+            kind = type(value)
+            if kind is float:
+                if not isfinite(value):
+                    return False
+            elif kind is str:
+                if len(value) > 256:
+                    return False
+            elif kind is int:
+                if not _INT_MIN <= value <= _INT_MAX:
+                    return False
+            elif value is not None:
+                return False
+        total = 0
+        for run in runs:
+            if type(run) is not list:
+                return False
+            try:
+                code, count = run
+            except ValueError:  # not a pair
+                return False
+            if code not in statuses or type(count) is not int or count < 1:
+                return False
+            total += count
+        if not len(times) == len(values) == total:
+            return False
+        if ranges and not ranges_ok(channel["unsynced"], total):
+            return False
+    return len(names) == len(channels)
+
+
+def ranges_ok(ranges: Any, n: int) -> bool:
+    """Index ranges ``[first, count >= 1]`` ascending, not overlapping nor touching, within
+    ``n`` readings (v3's ``unsynced``)."""
+    if type(ranges) is not list:
+        return False
+    low = 0  # the first index the next range may start at
+    for pair in ranges:
+        if type(pair) is not list:
+            return False
+        try:
+            first, count = pair
+        except ValueError:  # not a pair
+            return False
+        if type(first) is not int or type(count) is not int or first < low or count < 1:
+            return False
+        low = first + count + 1
+    return not ranges or low - 1 <= n
+
+
 def value_problem(value: Any) -> str | None:
     """What is wrong with a reading's value (None: nothing): an integer within signed 64 bits,
     a finite number, a text of at most 256 characters, or null."""
@@ -115,9 +218,27 @@ def expand_v2(payload: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def epoch_ms(text: str) -> int:
-    """Milliseconds since 1970 of a ``YYYY-MM-DDTHH:MM:SS.mmmZ`` time."""
-    at = datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
-    return (at - _EPOCH) // timedelta(milliseconds=1)
+    """Milliseconds since 1970 of a ``YYYY-MM-DDTHH:MM:SS.mmmZ`` time; ValueError if it is not
+    one (or not a real date and time)."""
+    ms = time_ms(text)
+    if ms is None:
+        raise ValueError(f"{text!r} is not a YYYY-MM-DDTHH:MM:SS.mmmZ date and time")
+    return ms
+
+
+def time_ms(text: Any) -> int | None:
+    """Milliseconds since 1970 of a real ``YYYY-MM-DDTHH:MM:SS.mmmZ`` time (None: it is not
+    one: another form, or a date or time of day that does not exist, such as 02-30 or 24:00)."""
+    if type(text) is not str or not TIME.fullmatch(text):
+        return None
+    hour, minute, second = int(text[11:13]), int(text[14:16]), int(text[17:19])
+    if hour > 23 or minute > 59 or second > 59:
+        return None
+    try:
+        day = date(int(text[0:4]), int(text[5:7]), int(text[8:10])).toordinal() - _EPOCH_DAY
+    except ValueError:  # year 0, month 13, day 30 of February...
+        return None
+    return ((day * 24 + hour) * 60 + minute) * 60_000 + second * 1000 + int(text[20:23])
 
 
 def time_text(ms: int) -> str:

@@ -28,7 +28,7 @@ import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
@@ -37,15 +37,19 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from core.errors import VerificationError
 from core.record_kinds.rotation import KIND as ROTATION
 from core.record_kinds.rotation import PURPOSE
-from warehouse.verify.payload_v2 import check_v2, expand_v2, value_problem
+from warehouse.verify.payload_v2 import TIME, check_v2, expand_v2, time_ms, value_problem
 from warehouse.verify.payload_v3 import check_v3, expand_v3
 
 MAX_HEADER_CHARS = 512  # the fixed header is about 100 characters
 MAX_DEPTH = 8  # a payload nests 3 levels (object, readings list, reading object)
 _JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _BRACKET = re.compile(rb"[\[\]{}]")
-_B64URL = re.compile(r"[A-Za-z0-9_-]*")
-_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z")
+_B64URL_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+# the last character of canonical base64url, by length % 4: its spare low bits are zero
+# (4 spare bits after 2 characters of a group, 2 after 3)
+_CANONICAL_LAST = {2: "AQgw", 3: "AEIMQUYcgkosw048"}
+_TO_BRACKETS = bytes.maketrans(b"{}", b"[]")
+_NOT_STRUCTURE = bytes(c for c in range(256) if c not in b'"[]{}')
 _PREV = re.compile(r"[A-Za-z0-9_-]{43}")
 _PAYLOAD_KEYS = ("v", "station", "seq", "prev", "sealed_at", "readings")
 _READING_KEYS = ("device", "param", "value", "unit", "time", "status")
@@ -54,12 +58,12 @@ _STATUSES = ("00", "01", "02")
 
 def b64url_strict(text: str, what: str) -> bytes:
     """Decode unpadded base64url, refusing any text that is not the canonical encoding."""
-    if not _B64URL.fullmatch(text) or len(text) % 4 == 1:
+    tail = len(text) % 4
+    if not text.isascii() or text.encode("ascii").translate(None, _B64URL_ALPHABET) or tail == 1:
         raise VerificationError(f"malformed JWS: {what} is not base64url")
-    data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    if base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii") != text:
+    if tail and text[-1] not in _CANONICAL_LAST[tail]:  # spare low bits set: another spelling
         raise VerificationError(f"malformed JWS: {what} is not canonical base64url")
-    return data
+    return base64.urlsafe_b64decode(text + "=" * (4 - tail if tail else 0))
 
 
 def b64url_encode(data: bytes) -> str:
@@ -72,11 +76,13 @@ def digest_of(jws: str) -> str:
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise ValueError(f"duplicate key {key!r}")
-        out[key] = value
+    out = dict(pairs)
+    if len(out) != len(pairs):  # a key twice: name the first one repeated
+        seen: set[str] = set()
+        for key, _value in pairs:
+            if key in seen:
+                raise ValueError(f"duplicate key {key!r}")
+            seen.add(key)
     return out
 
 
@@ -85,7 +91,26 @@ def _no_constants(name: str) -> None:
 
 
 def nesting(data: bytes) -> int:
-    """How deep arrays and objects nest (outside strings), counted without recursion."""
+    """How deep arrays and objects nest (outside strings), counted without recursion.
+
+    Fast when no string holds a bracket: escaped backslashes and quotes dropped, everything
+    but quotes and brackets deleted, the empty strings that are left removed, then innermost
+    pairs removed once per level (at most ``MAX_DEPTH + 1`` passes); else ``_nesting_exact``."""
+    reduced = data.replace(b"\\\\", b"").replace(b'\\"', b"")
+    brackets = reduced.translate(_TO_BRACKETS, _NOT_STRUCTURE).replace(b'""', b"")
+    if b'"' in brackets:  # a string holding a bracket, or one not closed
+        return _nesting_exact(data)
+    depth = 0
+    while brackets and depth <= MAX_DEPTH:
+        inner = brackets.replace(b"[]", b"")
+        if len(inner) == len(brackets):  # not balanced
+            break
+        brackets, depth = inner, depth + 1
+    return _nesting_exact(data) if brackets else depth
+
+
+def _nesting_exact(data: bytes) -> int:
+    """``nesting`` by a scan of every string and bracket (any input, in one pass)."""
     level = deepest = 0
     for bracket in _BRACKET.findall(_JSON_STRING.sub(b"", data)):
         if bracket in (b"[", b"{"):
@@ -106,6 +131,8 @@ def strict_json(data: bytes, what: str) -> Any:
         )
     except (UnicodeDecodeError, ValueError) as exc:
         raise VerificationError(f"malformed {what}: not strict UTF-8 JSON ({exc})") from None
+    except RecursionError:  # cannot be reached past the count above; refused all the same
+        raise VerificationError(f"malformed {what}: nested too deep") from None
 
 
 @dataclass(frozen=True)
@@ -114,6 +141,15 @@ class RegisteredKey:
 
     kid: str
     key: Ed25519PublicKey
+
+    @cached_property
+    def headers(self) -> dict[str, str]:
+        """The base64url text of each protected header this key's batches may carry -> its
+        alg (canonical base64url spells each byte string one way: equal texts, equal bytes)."""
+        return {
+            b64url_encode(f'{{"alg":"{alg}","kid":"{self.kid}","typ":"JOSE"}}'.encode()): alg
+            for alg in ("Ed25519", "EdDSA")
+        }
 
     @classmethod
     def from_jwk(cls, jwk: dict[str, Any]) -> RegisteredKey:
@@ -202,6 +238,34 @@ def check(
     head, body, sig = split(token)
     if len(head) > MAX_HEADER_CHARS:
         raise VerificationError("malformed JWS: protected header too long")
+    alg = key.headers.get(head)  # exactly the protocol's header for this key, as text
+    if alg is None:  # anything else is refused: say why
+        alg = _header_alg(head, key)
+    signature = b64url_strict(sig, "signature")
+    try:
+        key.key.verify(signature, f"{head}.{body}".encode("ascii"))
+    except InvalidSignature:
+        raise VerificationError("signature does not verify: payload altered or wrong key") from None
+    payload = (
+        claimed if claimed is not None else strict_json(b64url_strict(body, "payload"), "payload")
+    )
+    _check_payload(payload)
+    wanted = "Ed25519" if payload["v"] == 3 else "EdDSA"
+    if alg != wanted:
+        raise VerificationError(
+            f"alg {alg!r} does not go with payload version {payload['v']} (signed with {wanted!r})"
+        )
+    if station is not None and payload["station"] != station:
+        raise VerificationError(
+            f"payload station {payload['station']!r} does not match the sender {station!r}"
+        )
+    return Batch(f"{head}.{body}.{sig}", payload)
+
+
+def _header_alg(head: str, key: RegisteredKey) -> str:
+    """The alg of a protected header that is not, as text, one of ``key.headers``: raises
+    VerificationError saying what is wrong with it (the text of any header it would accept is
+    one of them, so it always raises)."""
     try:
         header = strict_json(b64url_strict(head, "protected header"), "protected header")
     except VerificationError as exc:
@@ -222,25 +286,7 @@ def check(
     expected = f'{{"alg":"{alg}","kid":"{key.kid}","typ":"JOSE"}}'
     if b64url_strict(head, "protected header") != expected.encode("ascii"):
         raise VerificationError(f"protected header is not exactly {expected}")
-    signature = b64url_strict(sig, "signature")
-    try:
-        key.key.verify(signature, f"{head}.{body}".encode("ascii"))
-    except InvalidSignature:
-        raise VerificationError("signature does not verify: payload altered or wrong key") from None
-    payload = (
-        claimed if claimed is not None else strict_json(b64url_strict(body, "payload"), "payload")
-    )
-    _check_payload(payload)
-    wanted = "Ed25519" if payload["v"] == 3 else "EdDSA"
-    if alg != wanted:
-        raise VerificationError(
-            f"alg {alg!r} does not go with payload version {payload['v']} (signed with {wanted!r})"
-        )
-    if station is not None and payload["station"] != station:
-        raise VerificationError(
-            f"payload station {payload['station']!r} does not match the sender {station!r}"
-        )
-    return Batch(f"{head}.{body}.{sig}", payload)
+    return str(alg)
 
 
 def _check_payload(payload: Any) -> None:
@@ -304,12 +350,10 @@ def _check_v1_readings(readings: Any, fail) -> None:
 
 
 def _check_time(text: Any, where: str, fail) -> None:
-    if not (isinstance(text, str) and _TIME.fullmatch(text)):
+    if not (isinstance(text, str) and TIME.fullmatch(text)):
         raise fail(where, "must be RFC 3339 UTC with milliseconds (YYYY-MM-DDTHH:MM:SS.mmmZ)")
-    try:
-        datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ")
-    except ValueError:
-        raise fail(where, f"{text!r} is not a real date and time") from None
+    if time_ms(text) is None:
+        raise fail(where, f"{text!r} is not a real date and time")
 
 
 @dataclass
