@@ -137,12 +137,17 @@ def chain_records(warehouse, station_id: str, jwk_path: Path, kind: str = "confi
     import base64
 
     key = OKPKey.import_key(json.loads(jwk_path.read_text()))
-    prev, bodies = None, []
-    for seq, token in enumerate(warehouse.jws_list(station_id), start=1):
+    batches = {}
+    for token in warehouse.jws_list(station_id):
         payload = json.loads(jws.deserialize_compact(token, key, algorithms=["Ed25519"]).payload)
-        assert (payload["seq"], payload["prev"]) == (seq, prev), f"chain broken at seq {seq}"
-        digest = hashlib.sha256(token.encode()).digest()
-        prev = base64.urlsafe_b64encode(digest).decode().rstrip("=")
+        batches[payload["seq"]] = (payload, token)
+    bodies = []
+    for seq in sorted(batches):  # fresh batches may arrive before the backlog: gaps meanwhile
+        payload, _ = batches[seq]
+        if seq - 1 in batches:
+            digest = hashlib.sha256(batches[seq - 1][1].encode()).digest()
+            link = base64.urlsafe_b64encode(digest).decode().rstrip("=")
+            assert payload["prev"] == link, f"chain broken at seq {seq}"
         if payload["kind"] == kind:
             bodies.append(payload["body"])
     return bodies

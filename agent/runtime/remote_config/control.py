@@ -15,6 +15,7 @@ or when it is pinned; otherwise the newest verified document.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -128,6 +129,7 @@ class RemoteControl:
     def start(self, host: Host, wake: Callable[[], None]) -> None:
         """Record what ``starting_config`` decided, restore a remote log level, fetch."""
         self.host, self.inbox.wake = host, wake
+        self.levels.wake_at = lambda delay_s: _wake_at(delay_s, wake)
         self.store.save(self.state)
         for body in self._pending:
             self._seal(body)
@@ -221,6 +223,7 @@ class RemoteControl:
         after = [s.name for s in self.host.agent.senders]
         probation_s = self._section(c.config).probation_s
         self.probation = Probation.begin(c.doc.version, batch, before, after, probation_s)
+        _wake_at(probation_s, self.inbox.wake)  # the verdict at the deadline, not a tick later
         if c.doc.log_level is not None:
             self.levels.set(c.doc.log_level)
 
@@ -358,3 +361,10 @@ def load_kept(store: RemoteStore, local_path: Path, src: Source) -> tuple[Source
             error=str(exc)[:300],
         )
         return None
+
+
+def _wake_at(delay_s: float, wake: Callable[[], None]) -> None:
+    """Wake the service's loop in ``delay_s`` (a timer thread that ends then)."""
+    timer = threading.Timer(delay_s + 0.05, wake)
+    timer.daemon = True
+    timer.start()

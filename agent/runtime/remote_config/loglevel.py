@@ -22,6 +22,7 @@ class LogLevels:
     def __init__(self, store: RemoteStore, state: RemoteState, record: Record) -> None:
         self.store, self.state, self.record = store, state, record
         self.base = logging.getLogger().level  # the level ``run`` was started with
+        self.wake_at: Callable[[float], None] = lambda delay_s: None
 
     def restore(self) -> None:
         """At start: the level a document set, if it has not ended."""
@@ -36,6 +37,7 @@ class LogLevels:
         self.state.log_level = level.model_dump()
         self.store.save(self.state)
         event(log, logging.WARNING, "log_level_set", log_level=level.level, until=level.until)
+        self.wake_at((_parse(level.until) - datetime.now(UTC)).total_seconds())
         if record:
             self.record(f"until {level.until}", self.state.log_level)
 
