@@ -71,9 +71,14 @@ class RemoteState:
     log_level: dict[str, str] | None = None
     pinned: bool = False  # as last seen by the agent (a change is recorded)
     local_path: str | None = None  # the local configuration file
+    local_edited_at: str | None = None  # when a reload found the local file edited (RFC 3339)
 
     def to_json(self) -> bytes:
         return json.dumps({"v": 1, **asdict(self)}, sort_keys=True).encode()
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and len(value) <= 64 else None
 
 
 def _source(data: Any) -> Source | None:
@@ -131,6 +136,7 @@ class RemoteStore:
             log_level=data.get("log_level") if isinstance(data.get("log_level"), dict) else None,
             pinned=data.get("pinned") is True,
             local_path=data.get("local_path") if isinstance(data.get("local_path"), str) else None,
+            local_edited_at=_text(data.get("local_edited_at")),
         )
 
     def save(self, state: RemoteState) -> None:

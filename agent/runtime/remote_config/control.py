@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -116,6 +117,7 @@ class RemoteControl:
                     f"local file edited after remote version "
                     f"{remote.version} was applied: the local file wins",
                 )
+                self.state.local_edited_at = _now_ms()
             else:
                 chosen = self._load(remote) or chosen
         if chosen[0].source == "local":
@@ -269,6 +271,8 @@ class RemoteControl:
         assert self.host is not None
         self.local, digest = local, file_digest(self.local_path) or sha256_hex(b"")
         edited, self.local_digest = digest != self.local_digest, digest
+        if edited:  # documents issued before this lose to it (decide.check)
+            self.state.local_edited_at = _now_ms()
         remote = self.state.remote
         if remote is not None and not edited and not self.store.pinned:
             loaded = self._load(remote)
@@ -297,6 +301,9 @@ class RemoteControl:
         if pinned == self.state.pinned or self.host is None:
             return
         self.state.pinned = pinned
+        self._seen_refused.clear()  # refused as pinned: considered afresh
+        for fetcher in self._fetchers:
+            fetcher.refetch()
         if pinned and self.state.remote is not None:
             self.local = load_checked(self.local_path)
             self.host.switch(self.local)
@@ -368,3 +375,8 @@ def _wake_at(delay_s: float, wake: Callable[[], None]) -> None:
     timer = threading.Timer(delay_s + 0.05, wake)
     timer.daemon = True
     timer.start()
+
+
+def _now_ms() -> str:
+    now = datetime.now(UTC)
+    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"

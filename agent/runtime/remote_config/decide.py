@@ -56,6 +56,12 @@ def check(
         raise DocumentRefused(
             "older", f"version {doc.version} is not above {state.max_version}, the latest applied"
         )
+    if state.local_edited_at is not None and doc.issued_at < state.local_edited_at:
+        raise DocumentRefused(
+            "local_newer",
+            f"issued {doc.issued_at}, before the local file was edited ({state.local_edited_at}):"
+            " the local file wins; issue a new document to change it",
+        )
     # Relative paths resolve beside the local file; errors name the document's version.
     as_path = local_path.with_name(f"remote-config-v{doc.version}.toml")
     try:

@@ -78,6 +78,10 @@ class Poller:
     def stop(self) -> None:
         self._stop.set()
 
+    def refetch(self) -> None:
+        """Ask for the document again (no ``If-None-Match``) at the next turn."""
+        self.fetch.etag = None
+
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
@@ -129,6 +133,11 @@ class MqttWatch:
     def stop(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+
+    def refetch(self) -> None:
+        """Subscribe again: the broker delivers the retained document once more."""
+        self.client.unsubscribe(self.topic)
+        self.client.subscribe(self.topic, qos=1)
 
     def _on_connect(self, client: mqtt.Client, userdata: object, flags, rc, props=None) -> None:
         if not rc.is_failure:
