@@ -216,8 +216,10 @@ class RemoteStation:
 
         if not self.path.exists():
             self.write()
-        self.agent = AgentProcess(self.path, self.tmp / "agent.log")
-        self.agent.wait_log("event=agent_started")
+        log = self.tmp / "agent.log"
+        offset = len(log.read_text(errors="replace")) if log.exists() else 0
+        self.agent = AgentProcess(self.path, log)
+        self.agent.wait_log("event=agent_started", after=offset)
         return self.agent
 
     def push(self, version: int, data: dict, **kw) -> str:
@@ -237,4 +239,5 @@ class RemoteStation:
 
         if self.agent is not None and self.agent.proc.poll() is None:
             self.agent.signal(signal.SIGTERM)
-            assert self.agent.wait() == 0, self.agent.text()[-3000:]
+            code = self.agent.wait()
+            assert code == 0, f"exit {code}: " + self.agent.text()[-3000:]
