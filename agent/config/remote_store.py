@@ -72,6 +72,9 @@ class RemoteState:
     pinned: bool = False  # as last seen by the agent (a change is recorded)
     local_path: str | None = None  # the local configuration file
     local_edited_at: str | None = None  # when a reload found the local file edited (RFC 3339)
+    probation: dict[str, Any] | None = (
+        None  # the one running (``Probation.saved``): a restart resumes it
+    )
 
     def to_json(self) -> bytes:
         return json.dumps({"v": 1, **asdict(self)}, sort_keys=True).encode()
@@ -137,6 +140,7 @@ class RemoteStore:
             pinned=data.get("pinned") is True,
             local_path=data.get("local_path") if isinstance(data.get("local_path"), str) else None,
             local_edited_at=_text(data.get("local_edited_at")),
+            probation=data.get("probation") if isinstance(data.get("probation"), dict) else None,
         )
 
     def save(self, state: RemoteState) -> None:

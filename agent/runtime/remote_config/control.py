@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -77,7 +78,34 @@ def pinned_keys(config: Config) -> AckKeys:
     return AckKeys(keys, "ack_keys")
 
 
-class RemoteControl:
+class _Records:
+    """The ``config`` records and the sources they name (``RemoteControl``'s helpers)."""
+
+    local_digest: str
+    local_path: Path
+    store: RemoteStore
+    host: Host | None
+    _pending: list[dict[str, Any]]
+
+    def _local_source(self) -> Source:
+        return Source("local", self.local_digest)
+
+    def _load(self, src: Source) -> tuple[Source, Config] | None:
+        return load_kept(self.store, self.local_path, src)
+
+    def _queue(self, outcome: str, src: Source, reason: str) -> None:
+        self._pending.append(_body(outcome, src, reason))
+
+    def _record(self, outcome: str, src: Source | None, reason: str, **extra: Any) -> int:
+        """Seal a ``config`` record; its seq."""
+        return self._seal(_body(outcome, src or self._local_source(), reason, **extra))
+
+    def _seal(self, body: dict[str, Any]) -> int:
+        assert self.host is not None
+        return self.host.agent.request_record("config", body).seq
+
+
+class RemoteControl(_Records):
     """One agent's remote configuration (built only when ``[remote_config] enabled``)."""
 
     def __init__(self, local_path: Path, local: Config) -> None:
@@ -137,6 +165,10 @@ class RemoteControl:
             self._seal(body)
         self._pending.clear()
         self.levels.restore()
+        resumed = Probation.resumed(self.state.probation)  # a restart does not end a probation
+        if resumed and self.state.effective and self.state.effective.version == resumed.version:
+            self.probation = resumed
+            _wake_at(resumed.deadline - time.monotonic(), wake)
         from agent.runtime.remote_config.fetch import start_fetchers  # paho: only when used
 
         config = host.agent.config
@@ -225,6 +257,8 @@ class RemoteControl:
         after = [s.name for s in self.host.agent.senders]
         probation_s = self._section(c.config).probation_s
         self.probation = Probation.begin(c.doc.version, batch, before, after, probation_s)
+        self.state.probation = self.probation.saved()
+        self.store.save(self.state)
         _wake_at(probation_s, self.inbox.wake)  # the verdict at the deadline, not a tick later
         if c.doc.log_level is not None:
             self.levels.set(c.doc.log_level)
@@ -237,6 +271,8 @@ class RemoteControl:
         if verdict is None:
             return
         version, self.probation = self.probation.version, None
+        self.state.probation = None
+        self.store.save(self.state)
         if verdict == "passed":
             event(log, logging.INFO, "remote_config_probation_passed", version=version)
             return
@@ -317,24 +353,6 @@ class RemoteControl:
         )
         event(log, logging.WARNING, "config_pinned" if pinned else "config_unpinned")
         self._record("pinned", self.state.effective or self._local_source(), reason)
-
-    # --- helpers -----------------------------------------------------------------------------
-    def _local_source(self) -> Source:
-        return Source("local", self.local_digest)
-
-    def _load(self, src: Source) -> tuple[Source, Config] | None:
-        return load_kept(self.store, self.local_path, src)
-
-    def _queue(self, outcome: str, src: Source, reason: str) -> None:
-        self._pending.append(_body(outcome, src, reason))
-
-    def _record(self, outcome: str, src: Source | None, reason: str, **extra: Any) -> int:
-        """Seal a ``config`` record; its seq."""
-        return self._seal(_body(outcome, src or self._local_source(), reason, **extra))
-
-    def _seal(self, body: dict[str, Any]) -> int:
-        assert self.host is not None
-        return self.host.agent.request_record("config", body).seq
 
 
 def _body(outcome: str, src: Source, reason: str, log_level: Any = None) -> dict[str, Any]:

@@ -4,7 +4,8 @@ acknowledge the ``config`` record of the new configuration (or anything after it
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Any
 
 from agent.buffer import Buffer
 
@@ -28,6 +29,22 @@ class Probation:
         kept = [name for name in before if name in after]
         watched, any_of = (kept, False) if kept or not before else (after, True)
         return cls(version, seq, watched, any_of, probation_s, time.monotonic() + probation_s)
+
+    def saved(self) -> dict[str, Any]:
+        """What ``state.json`` keeps of it: the deadline as wall-clock time."""
+        left = self.deadline - time.monotonic()
+        return {**asdict(self), "deadline": time.time() + left}
+
+    @classmethod
+    def resumed(cls, saved: dict[str, Any] | None) -> Probation | None:
+        """A probation a restart interrupted, with the time it had left (None: none, or not
+        readable)."""
+        try:
+            left = float(saved["deadline"]) - time.time()  # type: ignore[index]
+            fields = {k: saved[k] for k in ("version", "seq", "watched", "any_of", "probation_s")}  # type: ignore[index]
+            return cls(**fields, deadline=time.monotonic() + max(0.0, left))
+        except (TypeError, KeyError, ValueError):
+            return None
 
     def verdict(self, buffer: Buffer) -> str | None:
         """``"passed"``; why it failed once the deadline passed; None while it runs."""
