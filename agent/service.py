@@ -29,6 +29,7 @@ import signal
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from agent.config.model import Config
 from agent.runtime.agent import Agent
@@ -38,6 +39,9 @@ from agent.support.instance_lock import InstanceLock
 from agent.support.logs import event
 from agent.support.systemd import notify, reloading_message, watchdog_interval_s
 from core.errors import AgentError
+
+if TYPE_CHECKING:
+    from agent.runtime.remote_config.control import RemoteControl
 
 log = logging.getLogger("agent.service")
 EXIT_WORKER_DIED = 70  # EX_SOFTWARE
@@ -60,6 +64,7 @@ class Service:
         *,
         agent: Agent | None = None,
         make_agent: Callable[[Config, InstanceLock], Agent] | None = None,
+        remote: RemoteControl | None = None,
     ) -> None:
         self.config = config
         self.config_path = Path(config_path) if config_path is not None else None
@@ -74,6 +79,7 @@ class Service:
                 self._lock.release()
                 raise
         self.agent = agent
+        self.remote = remote
         self._wake = threading.Event()
         self._stop_signal: str | None = None
         self._reload_requested = False
@@ -99,12 +105,15 @@ class Service:
             self.agent.start()
             _settle_memory()
             notify(f"READY=1\nSTATUS={self.config.summary()}")
+            if self.remote is not None:
+                self.remote.start(self, self._wake.set)
             while self._stop_signal is None:
                 self._wake.wait(tick)
                 self._wake.clear()
                 if self._reload_requested:
                     self._reload_requested = False
                     self.reload()
+                self._remote_tick()
                 dead, stuck = self.agent.check()
                 if dead is not None:
                     event(log, logging.CRITICAL, "worker_died", worker=dead)
@@ -115,6 +124,8 @@ class Service:
                 if watchdog_s and stuck is None:
                     notify("WATCHDOG=1")
             notify("STOPPING=1")
+            if self.remote is not None:
+                self.remote.stop()
             self.agent.stop()
             return 0
         finally:
@@ -136,27 +147,18 @@ class Service:
         self._stuck = stuck
 
     def reload(self) -> bool:
-        """Replace the running agent by one on the configuration file as it is now; on any
-        error keep the running one. Returns True when reloaded."""
+        """Replace the running agent by one on the configuration file as it is now (or keep
+        the remote document in force: ``agent.runtime.remote_config``); on any error keep the
+        running one. Returns True when reloaded."""
         if self.config_path is None or self._lock is None:
             event(log, logging.ERROR, "reload_refused", error="no configuration file to reload")
             return False
         try:
             config = load_checked(self.config_path)  # what run and validate check
-            if config.buffer.path != self.config.buffer.path:
-                raise AgentError(
-                    f"{self.config_path}: buffer.path cannot change on reload "
-                    f"({self.config.buffer.path} -> {config.buffer.path}); restart the service"
-                )
-            restart = restart_needed(self.config, config)
-            if restart is None:  # only what changed restarts
-                notify(reloading_message())
-                self.agent.reload(config)  # new drivers, transports: may fail, nothing changed
-                self.config = config
-                notify(f"READY=1\nSTATUS={config.summary()}")
-                event(log, logging.INFO, "config_reloaded", config=str(self.config_path))
-                return True
-            new = self._make_agent(config, self._lock)  # key, drivers, transports: may fail
+            if self.remote is not None:
+                self.remote.local_reload(config)  # calls switch()
+            else:
+                self.switch(config)
         except AgentError as exc:
             event(log, logging.ERROR, "reload_refused", errors=str(exc), kept="old config")
             return False
@@ -169,6 +171,26 @@ class Service:
                 kept="old config",
             )
             return False
+        return True
+
+    def switch(self, config: Config) -> None:
+        """Run on ``config`` from now on: in place when the running agent can take it (only
+        what changed restarts), else a new agent replaces it. Raises, the old one running on,
+        if ``config`` cannot be built."""
+        if config.buffer.path != self.config.buffer.path:
+            raise AgentError(
+                f"{self.config_path}: buffer.path cannot change on reload "
+                f"({self.config.buffer.path} -> {config.buffer.path}); restart the service"
+            )
+        restart = restart_needed(self.config, config)
+        if restart is None:  # only what changed restarts
+            notify(reloading_message())
+            self.agent.reload(config)  # new drivers, transports: may fail, nothing changed
+            self.config = config
+            notify(f"READY=1\nSTATUS={config.summary()}")
+            event(log, logging.INFO, "config_reloaded", config=str(self.config_path))
+            return
+        new = self._make_agent(config, self._lock)  # type: ignore[arg-type]  # key, drivers...
         notify(reloading_message())
         event(log, logging.INFO, "reload_restarts_agent", changed=restart)
         self.agent.stop(grace_s=RELOAD_GRACE_S)
@@ -179,7 +201,16 @@ class Service:
         new.missed_since(before, "poll skipped: the configuration was being reloaded")
         notify(f"READY=1\nSTATUS={config.summary()}")
         event(log, logging.INFO, "config_reloaded", config=str(self.config_path))
-        return True
+
+    def _remote_tick(self) -> None:
+        """Documents, probation, pin, log level (``agent.runtime.remote_config``): never
+        the end of the service."""
+        if self.remote is None:
+            return
+        try:
+            self.remote.tick()
+        except Exception as exc:
+            event(log, logging.ERROR, "remote_config_error", error=f"{type(exc).__name__}: {exc}")
 
 
 def _settle_memory() -> None:

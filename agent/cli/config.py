@@ -1,4 +1,5 @@
-"""``station-agent config validate | sample``: check a configuration file, or print one."""
+"""``station-agent config validate | sample | pin | unpin``: check a configuration file, print
+one, or pin the local file against remote configuration documents (docs/operations.md)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,25 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     notices = plain_text_notices(config) + unsigned_ack_notices(config)
     for warning in warnings + payload_version_warnings(config) + notices:
         print(f"{args.file}: warning: {warning}", file=sys.stderr)
+    return 0
+
+
+def _cmd_pin(args: argparse.Namespace) -> int:
+    from agent.config.model import load_config
+    from agent.config.remote_store import RemoteStore
+
+    config = load_config(args.config, secrets=False)
+    store = RemoteStore(config.buffer.path)
+    pin = args.config_command == "pin"
+    store.set_pinned(pin)
+    if pin:
+        print(
+            f"{args.config}: pinned: the agent runs on this file and refuses remote "
+            "configuration documents (reason 'pinned') until `station-agent config unpin`; "
+            "a running agent switches within seconds and records it"
+        )
+    else:
+        print(f"{args.config}: unpinned: newer signed documents are applied again")
     return 0
 
 
@@ -71,3 +91,10 @@ def add(sub: argparse._SubParsersAction) -> None:
         help="a driver (modbus_tcp...) or a transport (mqtt...)",
     )
     v.set_defaults(func=_cmd_sample)
+    for action, text in (
+        ("pin", "run on the local file and refuse remote configuration documents"),
+        ("unpin", "accept signed remote configuration documents again"),
+    ):
+        v = csub.add_parser(action, help=text, description=text[0].upper() + text[1:] + ".")
+        v.add_argument("--config", required=True, help="the agent's configuration file")
+        v.set_defaults(func=_cmd_pin)

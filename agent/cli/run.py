@@ -24,7 +24,13 @@ def run(args: argparse.Namespace) -> int:
     config = load_checked(args.config)
     for notice in unsigned_ack_notices(config):
         event(logging.getLogger("agent"), logging.WARNING, "acks_unauthenticated", notice=notice)
-    return Service(config, args.config).run()
+    remote = None
+    if config.remote_config is not None and config.remote_config.enabled:  # docs/operations.md
+        from agent.runtime.remote_config.control import RemoteControl
+
+        remote = RemoteControl(args.config, config)
+        config = remote.starting_config()
+    return Service(config, args.config, remote=remote).run()
 
 
 def add(sub: argparse._SubParsersAction) -> None:

@@ -28,6 +28,7 @@ from pydantic import (
 from pydantic_core import ErrorDetails
 
 from agent.config.health import HealthConfig
+from agent.config.remote import RemoteConfigSection
 from agent.config.web import WebConfig
 from agent.support.sections import NAME_PATTERN as _NAME
 from agent.support.sections import Section as _Section
@@ -107,6 +108,7 @@ class Config(_Section):
     transports: list[TransportSection] = Field(min_length=1)  # narrowed by _config_model
     web: WebConfig | None = None  # the station page and /metrics: off unless configured
     health: HealthConfig | None = None  # the health record's timing (None: the defaults)
+    remote_config: RemoteConfigSection | None = None  # signed documents: off unless configured
     _file_sha256: str | None = PrivateAttr(default=None)  # set by load_config: the file's bytes
 
     @model_validator(mode="after")
@@ -120,7 +122,27 @@ class Config(_Section):
                 raise ValueError(f"{what}: names must be unique, repeated: {', '.join(dupes)}")
         for i, t in enumerate(self.transports):
             t.check_devices(self.devices, f"transports[{i}]")
+        self._remote_config_reachable()
         return self
+
+    def _remote_config_reachable(self) -> None:
+        """An enabled ``[remote_config]`` has a way in and a key to believe."""
+        rc = self.remote_config
+        if rc is None or not rc.enabled:
+            return
+        types = [t.type for t in self.transports]
+        if rc.url is None and not rc.mqtt and "https" not in types:
+            raise ValueError(
+                "remote_config: enabled, but no url, no https transport to derive it from "
+                "and mqtt = false: set url or mqtt = true"
+            )
+        if rc.mqtt and "mqtt" not in types:
+            raise ValueError("remote_config.mqtt: true, but no mqtt transport names a broker")
+        if rc.keys is None and not any(getattr(t, "ack_keys", None) for t in self.transports):
+            raise ValueError(
+                "remote_config: enabled, but no key to verify documents: set keys (a JWK or "
+                "JWK Set file) or ack_keys on a transport"
+            )
 
     def summary(self) -> str:
         """One line describing what this configuration will do."""
@@ -292,6 +314,18 @@ def load_config(
         raise ConfigError(f"{path}: file not found") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    return parse_config_bytes(raw, path, secrets=secrets, unresolved=unresolved)
+
+
+def parse_config_bytes(
+    raw: bytes,
+    path: Path,
+    *,
+    secrets: bool | Literal["files"] = True,
+    unresolved: list[str] | None = None,
+) -> Config:
+    """Validate a configuration file's bytes as if read from ``path`` (relative paths resolve
+    against its folder; errors name it): a remote document's TOML goes through here too."""
     if len(raw) > MAX_CONFIG_BYTES:
         raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES} bytes; not a configuration")
     try:

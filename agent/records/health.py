@@ -118,11 +118,19 @@ def body(
         "buffer": {"bytes": figures["buffer_bytes"], "free_bytes": figures["free_bytes"]},
         "missed_polls": missed_polls,
         "agent_version": agent_version,
-        "config": dict(config),
+        "config": _config(config),
         "reason": reason,
     }
     _fit(entries, out)
     return HealthRecord.model_validate(out).model_dump(mode="json")
+
+
+def _config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """``config_state`` as the record states it: the file's digest only when it differs."""
+    shown = dict(config)
+    if shown.get("file_digest") in (None, shown.get("digest")):
+        shown.pop("file_digest", None)
+    return shown
 
 
 def _size(out: Mapping[str, Any]) -> int:

@@ -33,7 +33,7 @@ from typing import Literal
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent.buffer import Buffer
-from agent.config.model import Config, load_config
+from agent.config.model import Config, load_config, parse_config_bytes
 from agent.protocol.batch import Signer
 from agent.protocol.keys import load_private_key
 from agent.protocol.signed_ack import AckKeys
@@ -70,7 +70,20 @@ def preflight(config: Config) -> list[Problem]:
     # as the buffer's owner, so they never belong to another user than the agent's.
     if not buffer and key is not None and path.exists() and path.stat().st_uid == os.geteuid():
         buffer = _chain(config, key)
-    return [*problems, *buffer, *_transport_files(config)]
+    return [*problems, *buffer, *_transport_files(config), *_remote_keys(config)]
+
+
+def _remote_keys(config: Config) -> list[Problem]:
+    """``[remote_config] keys`` loads as the agent will load it."""
+    rc = config.remote_config
+    if rc is None or not rc.enabled or rc.keys is None:
+        return []
+    keys = rc.keys
+    try:
+        AckKeys.load(keys)
+    except VerificationError as exc:
+        return [Problem("remote_config.keys", str(exc))]
+    return []
 
 
 def load_checked(path: Path | str, *, unresolved: list[str] | None = None) -> Config:
@@ -80,6 +93,16 @@ def load_checked(path: Path | str, *, unresolved: list[str] | None = None) -> Co
     there (``config validate``); without it every secret must be readable (``run``)."""
     secrets: bool | Literal["files"] = True if unresolved is None else "files"
     config = load_config(path, secrets=secrets, unresolved=unresolved)
+    return _checked(config, path)
+
+
+def load_checked_bytes(raw: bytes, path: Path) -> Config:
+    """``load_checked`` of a file's bytes as if read from ``path`` (a remote document's TOML:
+    relative paths resolve beside the local file), as ``run`` checks it."""
+    return _checked(parse_config_bytes(raw, path), path)
+
+
+def _checked(config: Config, path: Path | str) -> Config:
     problems = preflight(config)
     if problems:
         raise ConfigError("\n".join(p.line(path) for p in problems))

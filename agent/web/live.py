@@ -95,7 +95,7 @@ class StationView:
             "clock": figures["clock"],
             "actions": agent.config.web is not None and agent.config.web.actions_enabled,
             "maintenance": figures["maintenance"],
-            "signing": {k: figures[k] for k in ("signing_key", "descriptor")},
+            "signing": {k: figures[k] for k in ("signing_key", "descriptor", "config")},
             "devices": self._devices(figures["devices"]),
             "transports": figures["transports"],
             "disk": {

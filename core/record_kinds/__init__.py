@@ -4,6 +4,7 @@ Add a kind: ``from core.record_kinds import <name>  # noqa: F401`` below.
 """
 
 from core.record_kinds import (
+    config,  # noqa: F401
     descriptor,  # noqa: F401
     health,  # noqa: F401
     maintenance,  # noqa: F401

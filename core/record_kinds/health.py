@@ -91,13 +91,16 @@ class HealthBuffer(_Strict):
     free_bytes: _Count | None
 
 
-class HealthConfig(_Strict):
+class HealthConfig(_Compact):
     """The configuration in force: sha256 of its file's bytes, where it came from."""
 
     digest: Annotated[StrictStr, Field(pattern=r"^[0-9a-f]{64}$")]
     source: Literal["local", "remote"]
     remote_version: Annotated[StrictInt, Field(ge=1)] | None
     pinned: StrictBool
+    file_digest: Annotated[StrictStr, Field(pattern=r"^[0-9a-f]{64}$")] | None = None
+    """sha256 of the local file on disk now (differs from ``digest`` while a remote document is
+    in force, or after an edit not yet reloaded); None: unknown, or the same as ``digest``."""
 
 
 class HealthRecord(_Strict):

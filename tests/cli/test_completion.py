@@ -71,7 +71,12 @@ def test_bash_completes_every_command_of_the_real_parser(bash_script: Path) -> N
 
 def test_bash_completes_a_prefix_sub_actions_and_options(bash_script: Path) -> None:
     assert complete(bash_script, "station-agent", "che") == ["check-transports"]
-    assert complete(bash_script, "station-agent", "config", "") == ["validate", "sample"]
+    assert complete(bash_script, "station-agent", "config", "") == [
+        "validate",
+        "sample",
+        "pin",
+        "unpin",
+    ]
     options = complete(bash_script, "station-agent", "status", "--")
     assert {"--config", "--json", "--fail-after", "--log-level"} <= set(options)
     assert complete(bash_script, "station-agent", "scan", "--parity", "") == ["N", "E", "O"]

@@ -9,7 +9,8 @@ the agent writes to that file.
 
 Sections, in the order ``status`` prints them: ``buffer`` (the chain and what is stored),
 ``agent`` (is it running, missed polls, a buffer that cannot store), ``clock`` (clock sync),
-``signing`` (the key and the descriptor in force), ``transports`` (backlog, acknowledgements,
+``signing`` (the key and the descriptor in force), ``config`` (the configuration in force:
+local file or remote document), ``transports`` (backlog, acknowledgements,
 quarantine, failing since, a period-file transport's own figures such as TT10's),
 ``maintenance`` (windows now and lately ended), ``devices`` (state of each device).
 """
@@ -23,6 +24,7 @@ from agent.status.sections.agent_state import AgentSection
 from agent.status.sections.base import StationState, StatusSection
 from agent.status.sections.buffer_state import BufferSection
 from agent.status.sections.clock import ClockSection
+from agent.status.sections.config_section import ConfigSection
 from agent.status.sections.devices import DevicesSection
 from agent.status.sections.maintenance import MaintenanceSection
 from agent.status.sections.signing import SigningSection
@@ -38,6 +40,7 @@ def sections() -> list[StatusSection]:
         AgentSection(),
         ClockSection(),
         SigningSection(),
+        ConfigSection(),
         TransportsSection(),
         MaintenanceSection(),
         DevicesSection(),

@@ -179,6 +179,14 @@ function signing(s) {  // status --json's signing_key and descriptor sections
   const d = s.descriptor;
   lines.push(el("p", { id: "descriptor" }, d ? "station descriptor: seq " + d.seq +
     (d.sealed_at_ms ? ", sealed " + when(d.sealed_at_ms) : "") : "no station descriptor sealed yet"));
+  const c = s.config;  // agent/status/config_state.py, as status shows it
+  if (c) {
+    lines.push(el("p", { id: "config" }, "configuration: " +
+      (c.source === "remote" ? "remote version " + c.remote_version : "local file") +
+      ", digest " + String(c.digest).slice(0, 12) +
+      (c.file_digest && c.file_digest !== c.digest ? " (file on disk: " + c.file_digest.slice(0, 12) + ")" : "") +
+      (c.pinned ? ", PINNED to the local file" : "")));
+  }
   document.getElementById("signing").replaceChildren(...lines);
 }
 
