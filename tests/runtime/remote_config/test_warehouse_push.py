@@ -1,0 +1,57 @@
+"""Issue 32, both halves together: a document the warehouse signs with its own code (the reference
+warehouse's ``push_config``, as ``station-warehouse config push``) and serves at
+``GET /stations/{id}/config`` is fetched, verified with the key the station pins for
+acknowledgements, and applied by a real agent; the ``config`` record in the chain names it."""
+
+from __future__ import annotations
+
+import copy
+import json
+import signal
+
+from tests.helpers.agent_process import AgentProcess, station_config
+from tests.helpers.remote_config import sha256_hex, toml_text, wait_record
+from tests.helpers.station import write_toml
+
+
+def test_a_document_the_warehouse_pushes_is_applied_by_the_station(
+    tmp_path, station_id, station_key, steady_analyzer, warehouse
+):
+    pinned = tmp_path / "warehouse-ack.jwk"  # the station pins the warehouse's ack key
+    pinned.write_text(json.dumps(warehouse.ack_key.jwk))
+    data = station_config(
+        tmp_path, station_id, station_key[0], steady_analyzer.port, warehouse.start_http()
+    )
+    data["transports"][0]["ack_keys"] = str(pinned)
+    data["remote_config"] = {"enabled": True, "interval_s": 1, "probation_s": 4}  # url derived
+    path = write_toml(tmp_path / "agent.toml", data)
+    jwk = station_key[0].parent / "station.jwk"
+    agent = AgentProcess(path, tmp_path / "agent.log")
+    try:
+        agent.wait_log("event=agent_started")
+        new = copy.deepcopy(data)
+        new["buffer"]["seal_interval_s"] = 0.4
+        text = toml_text(new, tmp_path)
+        first = warehouse.push_config(station_id, text)
+        applied = wait_record(
+            warehouse, station_id, jwk, lambda b: b["version"] == first.version, "pushed, applied"
+        )
+        second = warehouse.push_config(station_id, text.replace("0.4", "0.3"))
+        again = wait_record(
+            warehouse, station_id, jwk, lambda b: b["version"] == second.version, "the next one"
+        )
+    finally:
+        if agent.proc.poll() is None:
+            agent.signal(signal.SIGTERM)
+            assert agent.wait() == 0, agent.text()[-3000:]
+    assert applied == {
+        "version": first.version,
+        "digest": sha256_hex(text),
+        "source": "remote",
+        "signed_by": warehouse.ack_key.kid,
+        "outcome": "applied",
+        "reason": "via https",
+        "log_level": None,
+    }
+    assert first.digest == sha256_hex(text)  # the warehouse and the station name the same bytes
+    assert again["outcome"] == "applied" and second.version == first.version + 1
