@@ -209,6 +209,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _reply(self, status: int, message: str, ack: dict[str, Any] | None = None) -> None:
         body = http_body(status, message, ack)
         self.send_response(status)
+        if status == 405:
+            self.send_header("Allow", "POST")
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
         if self.close_connection:
@@ -321,6 +323,10 @@ class _Handler(BaseHTTPRequestHandler):
         if self._faulted():
             return
         station = config_station(self.path)
+        parts = self.path.strip("/").split("/")
+        if station is None and len(parts) == 3 and parts[0] == "stations" and parts[2] == "batches":
+            self._reply(405, "batches are POSTed; GET serves /stations/{station}/config")
+            return
         if station is None:
             self._reply(404, "expected GET /stations/{station}/config")
             return

@@ -173,6 +173,16 @@ def test_no_document_unknown_station_or_bad_path_is_404(setup, served, path) -> 
     assert json.loads(body)["status"] == 404
 
 
+def test_a_get_of_the_batches_url_is_405_so_a_station_check_sees_the_right_url(
+    setup, served
+) -> None:
+    """``station-agent check-transports`` GETs the batches URL: a 404 there means a wrong
+    base_url or station id, so the intake answers 405 (Allow: POST) for the right one."""
+    status, headers, body = served("/stations/CFG-01/batches")
+    assert status == 405 and headers["Allow"] == "POST"
+    assert json.loads(body)["status"] == 405
+
+
 def test_a_get_with_a_body_is_refused_and_other_stations_see_nothing(
     setup, served, capsys, tls_files
 ) -> None:
