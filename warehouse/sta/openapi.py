@@ -44,6 +44,23 @@ _LATE_S = {"name": "late_s", "in": "query", "required": False,
                       "maximum": MAX_LATE_S}}
 
 
+def _fleet_paths() -> dict[str, Any]:
+    return {
+        "/fleet": {"get": {
+            "summary": "every station's health as `station-warehouse status --json` gives it: "
+                       "last batch and its age, late, failing devices, clock synced, in "
+                       "maintenance, backlog, configuration in force; summary counts",
+            "parameters": [_LATE_S],
+            "responses": {"200": _ok("stations, summary, late_s"), "400": _ERRORS["400"],
+                          "503": _ERRORS["503"]}}},
+        "/fleet/{station}": {"get": {
+            "summary": "one station's entry of /fleet",
+            "parameters": [_path("station"), _LATE_S],
+            "responses": {"200": _ok("station"), "400": _ERRORS["400"],
+                          "404": _ERRORS["404"], "503": _ERRORS["503"]}}},
+    }
+
+
 def document(origin: str) -> dict[str, Any]:
     """The OpenAPI document, with ``origin`` as the server."""
     paths: dict[str, Any] = {
@@ -80,18 +97,7 @@ def document(origin: str) -> dict[str, Any]:
         "/opendata/{day}/manifest.json": {"get": {
             "summary": "the day's files with SHA-256 and the batch digests each was built from",
             "parameters": [_path("day")], "responses": {"200": _ok("manifest")}}},
-        "/fleet": {"get": {
-            "summary": "every station's health as `station-warehouse status --json` gives it: "
-                       "last batch and its age, late, failing devices, clock synced, in "
-                       "maintenance, backlog, configuration in force; summary counts",
-            "parameters": [_LATE_S],
-            "responses": {"200": _ok("stations, summary, late_s"), "400": _ERRORS["400"],
-                          "503": _ERRORS["503"]}}},
-        "/fleet/{station}": {"get": {
-            "summary": "one station's entry of /fleet",
-            "parameters": [_path("station"), _LATE_S],
-            "responses": {"200": _ok("station"), "400": _ERRORS["400"],
-                          "404": _ERRORS["404"], "503": _ERRORS["503"]}}},
+        **_fleet_paths(),
         "/openapi.json": {"get": {"summary": "this document",
                                   "responses": {"200": _ok("OpenAPI")}}},
     }
