@@ -1,4 +1,5 @@
-"""The fleet as ``station-warehouse status`` shows it: per station its latest ``health`` record
+"""The fleet as ``station-warehouse status`` and the API's ``GET /fleet`` show it (both call
+:func:`view`): per station its latest ``health`` record
 (docs/protocol.md, "Record kind health") read into what an operator acts on — late, failing
 devices, an unsynchronized clock, devices in maintenance, backlog — and one summary line.
 
@@ -15,37 +16,90 @@ from typing import Any
 from warehouse.store.model import LatestRecord, StationStatus
 
 LATE_S = 600.0  # 2 x the agent's default [health] interval_s
+MAX_LATE_S = 30 * 86400.0  # the largest threshold asked (status --late-s, GET /fleet?late_s=)
 MAX_LISTED = 5  # failing devices named per station on the text line (the JSON has them all)
+
+
+def view(
+    rows: list[StationStatus],
+    health: dict[str, LatestRecord],
+    now: datetime,
+    late_s: float = LATE_S,
+) -> dict[str, Any]:
+    """The fleet as ``status --json`` (each line's ``fleet``) and ``GET /fleet`` give it:
+    ``stations`` (``station_health`` of each, in ``rows``' order), ``summary`` (``counts``)
+    and the ``late_s`` applied. ``rows``: ``Store.status()``; ``health``: its latest_records."""
+    stations = [station_health(st, health.get(st.station), now, late_s) for st in rows]
+    return {"stations": stations, "summary": counts(stations), "late_s": late_s}
+
+
+def parse_late_s(text: str) -> float:
+    """``text`` as a late threshold in seconds: above 0, at most MAX_LATE_S; ValueError saying
+    what was expected otherwise."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"expected seconds (a number), got {text[:40]!r}") from None
+    if not 0 < value <= MAX_LATE_S:  # also refuses nan and inf
+        raise ValueError(
+            f"expected seconds above 0 and at most {MAX_LATE_S:.0f} (30 days), got {text[:40]!r}"
+        )
+    return value
 
 
 def station_health(
     st: StationStatus, latest: LatestRecord | None, now: datetime, late_s: float = LATE_S
 ) -> dict[str, Any]:
-    """One station's fleet figures: ``late``, ``failing`` (device, state, channels, error),
-    ``clock_synced``, ``maintenance`` (devices), ``backlog`` (batches per transport) and the
-    health record they come from (``health_seq``, ``health_sealed_at``; None: none yet)."""
+    """One station's fleet figures: its id, its newest batch (``last_sealed_at``, its age
+    ``last_batch_age_s``), ``late``, and from its latest health record (``health_seq``,
+    ``health_sealed_at``; all None: none yet) ``failing`` (device, state, channels, error),
+    ``clock_synced``, ``maintenance`` (devices), ``backlog`` (batches per transport), the
+    configuration in force (digest, source, remote version, pinned)."""
     age = (now - st.last_sealed_at).total_seconds() if st.last_sealed_at else None
-    late = age is None or age > late_s
+    out: dict[str, Any] = {
+        "station": st.station,
+        "last_sealed_at": st.last_sealed_at.isoformat() if st.last_sealed_at else None,
+        "last_batch_age_s": None if age is None else round(age, 1),
+        "late": age is None or age > late_s,
+    }
     if latest is None:
-        return {"late": late, "last_batch_age_s": age, "health_seq": None}
+        return out | dict.fromkeys(_HEALTH_FIGURES)
     body = latest.body
     devices = body.get("devices") or []
-    return {
-        "late": late,
-        "last_batch_age_s": None if age is None else round(age, 1),
+    transports = body.get("transports") or []
+    config = body.get("config") or {}
+    return out | {
         "health_seq": latest.seq,
         "health_sealed_at": latest.sealed_at.isoformat(),
         "health_age_s": round((now - latest.sealed_at).total_seconds(), 1),
         "failing": [d for d in devices if d.get("state") in ("fault", "partial")],
         "maintenance": [d["name"] for d in devices if d.get("state") == "maintenance"],
         "clock_synced": bool((body.get("clock") or {}).get("synced")),
-        "backlog": {t["name"]: t.get("backlog", 0) for t in body.get("transports") or []},
-        "failing_transports": [
-            t["name"] for t in body.get("transports") or [] if t.get("state", "ok") != "ok"
-        ],
-        "config_digest": (body.get("config") or {}).get("digest"),
+        "backlog": {t["name"]: t.get("backlog", 0) for t in transports},
+        "failing_transports": [t["name"] for t in transports if t.get("state", "ok") != "ok"],
+        "config_digest": config.get("digest"),
+        "config_source": config.get("source"),
+        "config_remote_version": config.get("remote_version"),
+        "config_pinned": config.get("pinned"),
         "agent_version": body.get("agent_version"),
     }
+
+
+_HEALTH_FIGURES = (
+    "health_seq",
+    "health_sealed_at",
+    "health_age_s",
+    "failing",
+    "maintenance",
+    "clock_synced",
+    "backlog",
+    "failing_transports",
+    "config_digest",
+    "config_source",
+    "config_remote_version",
+    "config_pinned",
+    "agent_version",
+)
 
 
 def health_line(fleet: dict[str, Any], ago: Any) -> str:
@@ -86,14 +140,22 @@ def _device(d: dict[str, Any]) -> str:
     return f"{d['name']} ({what})"
 
 
-def summary(fleets: list[dict[str, Any]]) -> str:
-    """``N station(s): x late, y failing, z unsynced clock, w in maintenance``."""
-    n = len(fleets)
-    late = sum(1 for f in fleets if f["late"])
-    failing = sum(1 for f in fleets if f.get("failing"))
-    unsynced = sum(1 for f in fleets if f["health_seq"] is not None and not f["clock_synced"])
-    maintenance = sum(1 for f in fleets if f.get("maintenance"))
+def counts(fleets: list[dict[str, Any]]) -> dict[str, int]:
+    """How many stations, and of them late, failing (a device in fault or partly failing),
+    on an unsynchronized clock, with a device in maintenance (no health record: only late)."""
+    return {
+        "stations": len(fleets),
+        "late": sum(1 for f in fleets if f["late"]),
+        "failing": sum(1 for f in fleets if f["failing"]),
+        "unsynced_clock": sum(1 for f in fleets if f["clock_synced"] is False),
+        "maintenance": sum(1 for f in fleets if f["maintenance"]),
+    }
+
+
+def summary_line(counted: dict[str, int]) -> str:
+    """``N station(s): x late, y failing, z unsynced clock, w in maintenance`` (``counts``)."""
     return (
-        f"{n} station(s): {late} late, {failing} failing, {unsynced} unsynced clock, "
-        f"{maintenance} in maintenance"
+        f"{counted['stations']} station(s): {counted['late']} late, {counted['failing']} "
+        f"failing, {counted['unsynced_clock']} unsynced clock, {counted['maintenance']} in "
+        "maintenance"
     )

@@ -25,10 +25,11 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object per station")
     p.add_argument(
         "--late-s",
-        type=_positive,
+        type=_late_s,
         default=fleet.LATE_S,
         help="a station whose newest batch is older than this is late (default: "
-        f"{fleet.LATE_S:.0f}, twice the agent's default health interval)",
+        f"{fleet.LATE_S:.0f}, twice the agent's default health interval; at most "
+        f"{fleet.MAX_LATE_S:.0f})",
     )
     p.set_defaults(func=run)
 
@@ -41,28 +42,23 @@ def run(args: argparse.Namespace) -> int:
     finally:
         store.close()
     now = datetime.now(UTC)
-    fleets = []
-    for st in rows:
-        figures = fleet.station_health(st, health.get(st.station), now, args.late_s)
-        fleets.append(figures)
+    fleets = fleet.view(rows, health, now, args.late_s)
+    for st, figures in zip(rows, fleets["stations"], strict=True):
         if args.json:
             print(json.dumps({**as_dict(st, now), "fleet": figures}))
         else:
             print(line(st, now))
             print(fleet.health_line(figures, _ago))
     if not args.json:
-        print(fleet.summary(fleets))
+        print(fleet.summary_line(fleets["summary"]))
     return 0
 
 
-def _positive(text: str) -> float:
+def _late_s(text: str) -> float:
     try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds (a number), got {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected seconds above 0, got {text!r}")
-    return value
+        return fleet.parse_late_s(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def as_dict(st: StationStatus, now: datetime) -> dict:

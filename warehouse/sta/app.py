@@ -2,7 +2,9 @@
 
 ``/v1.1/…`` is SensorThings v1.1 (18-088); ``/catalogue/…`` the shared catalogues;
 ``/evidence/…`` the signed descriptor records (the JWS bytes, verifiable by anyone);
-``/opendata/…`` day files (warehouse.sta.opendata); ``/openapi.json`` describes them all.
+``/opendata/…`` day files (warehouse.sta.opendata); ``/fleet[/{station}]`` the stations' health
+as ``station-warehouse status`` shows it (warehouse.sta.fleet); ``/openapi.json`` describes them
+all.
 Nothing can be written here: data enters only as signed batches through the intake, so
 every other method is a 405 saying so.
 """
@@ -68,6 +70,10 @@ class StaService:
             return catalogue_answer(path[len("/catalogue/") :], origin)
         if path.startswith("/evidence/"):
             return evidence_answer(self.backend, path[len("/evidence/") :], origin)
+        if path == "/fleet" or path.startswith("/fleet/"):
+            from warehouse.sta.fleet import fleet_answer
+
+            return fleet_answer(self.backend, path[len("/fleet") :], query)
         if path.startswith("/opendata/") and self.opendata is not None:
             return self.opendata.answer(path[len("/opendata/") :], origin)
         raise NotFound(f"nothing at {path[:100]!r} (see {origin}/openapi.json)")

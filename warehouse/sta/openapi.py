@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from warehouse.fleet import LATE_S, MAX_LATE_S
 from warehouse.sta.entities import SETS
 
 _OPTIONS = {
@@ -34,6 +35,30 @@ _ERRORS = {"400": {"description": "bad query: the body names the option and the 
            "404": {"description": "no such entity or resource"},
            "501": {"description": "a query option or function this server does not support"},
            "503": {"description": "statement timeout, or too many requests at once"}}
+
+
+_LATE_S = {"name": "late_s", "in": "query", "required": False,
+           "description": "seconds: a station whose newest batch is older is late (default "
+                          f"{LATE_S:.0f}, above 0, at most {MAX_LATE_S:.0f})",
+           "schema": {"type": "number", "exclusiveMinimum": True, "minimum": 0,
+                      "maximum": MAX_LATE_S}}
+
+
+def _fleet_paths() -> dict[str, Any]:
+    return {
+        "/fleet": {"get": {
+            "summary": "every station's health as `station-warehouse status --json` gives it: "
+                       "last batch and its age, late, failing devices, clock synced, in "
+                       "maintenance, backlog, configuration in force; summary counts",
+            "parameters": [_LATE_S],
+            "responses": {"200": _ok("stations, summary, late_s"), "400": _ERRORS["400"],
+                          "503": _ERRORS["503"]}}},
+        "/fleet/{station}": {"get": {
+            "summary": "one station's entry of /fleet",
+            "parameters": [_path("station"), _LATE_S],
+            "responses": {"200": _ok("station"), "400": _ERRORS["400"],
+                          "404": _ERRORS["404"], "503": _ERRORS["503"]}}},
+    }
 
 
 def document(origin: str) -> dict[str, Any]:
@@ -72,6 +97,7 @@ def document(origin: str) -> dict[str, Any]:
         "/opendata/{day}/manifest.json": {"get": {
             "summary": "the day's files with SHA-256 and the batch digests each was built from",
             "parameters": [_path("day")], "responses": {"200": _ok("manifest")}}},
+        **_fleet_paths(),
         "/openapi.json": {"get": {"summary": "this document",
                                   "responses": {"200": _ok("OpenAPI")}}},
     }
@@ -101,7 +127,7 @@ def document(origin: str) -> dict[str, Any]:
     return {
         "openapi": "3.0.3",
         "info": {"title": "station-warehouse: SensorThings API v1.1 (read-only), catalogues, "
-                          "evidence, open data", "version": "1.1"},
+                          "evidence, open data, fleet health", "version": "1.1"},
         "servers": [{"url": origin}],
         "paths": paths,
     }

@@ -23,7 +23,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from warehouse.store import config_docs, migrations
+from warehouse.store import config_docs, migrations, reads
 from warehouse.store.base import StoreBase
 from warehouse.store.model import (
     Chain,
@@ -32,7 +32,6 @@ from warehouse.store.model import (
     Station,
     StationStatus,
     StoreError,
-    gaps_of,
 )
 from warehouse.store.pg_group import Group, GroupChain
 from warehouse.store.pg_partitions import Partitions
@@ -162,49 +161,13 @@ class PostgresStore(StoreBase):
 
     def status(self) -> list[StationStatus]:
         self._check_ready()
-        out = []
-        with self._connection() as conn, conn.transaction():
-            heads = conn.execute(
-                "SELECT h.station, (SELECT kid FROM station_keys k WHERE k.station = h.station "
-                "ORDER BY from_seq DESC LIMIT 1), batches, readings, highest_seq, contiguous_seq, "
-                "last_sealed_at, last_received_at, refused, chain_refused "
-                "FROM chain_heads h ORDER BY station"
-            ).fetchall()
-            above: dict[str, list[int]] = {}  # seqs held above each contiguous head: one query
-            for station, seq in conn.execute(
-                "SELECT b.station, b.seq FROM batches b JOIN chain_heads h "
-                "ON h.station = b.station WHERE b.seq > h.contiguous_seq ORDER BY 1, 2"
-            ):
-                above.setdefault(station, []).append(seq)
-            for row in heads:
-                seqs = above.get(row[0], [])
-                out.append(
-                    StationStatus(
-                        row[0],
-                        row[1],
-                        row[2],
-                        row[3],
-                        row[4],
-                        row[5],
-                        gaps_of(seqs, row[5]),
-                        row[6],
-                        row[7],
-                        row[8],
-                        row[9],
-                    )
-                )
-        return out
+        with self._connection() as conn, conn.transaction():  # both reads: one snapshot
+            return reads.status(_runner(conn))
 
     def latest_records(self, kind: str) -> dict[str, LatestRecord]:
         self._check_ready()
         with self._connection() as conn, conn.transaction():
-            rows = conn.execute(
-                "SELECT r.station, r.seq, r.sealed_at, r.body FROM records r WHERE r.kind = %s "
-                "AND r.seq = (SELECT max(seq) FROM records m WHERE m.station = r.station "
-                "AND m.kind = %s) ORDER BY r.station",
-                (kind, kind),
-            ).fetchall()
-        return {r[0]: LatestRecord(r[0], r[1], r[2], r[3]) for r in rows}
+            return reads.latest_records(_runner(conn), kind)
 
     def jws_list(self, station: str) -> list[bytes]:
         with self._connection() as conn, conn.transaction():
@@ -264,3 +227,8 @@ def _safe(url: str) -> str:
     if at and ":" in userinfo:
         userinfo = userinfo.split(":", 1)[0] + ":***"
     return f"{scheme}{sep}{userinfo}{at}{host}"
+
+
+def _runner(conn: psycopg.Connection[Any]) -> reads.Run:
+    """``reads``' SQL (``?`` placeholders) run on ``conn`` (psycopg's ``%s``)."""
+    return lambda sql, params: conn.execute(sql.replace("?", "%s"), params).fetchall()

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from warehouse.store import config_docs, migrations
+from warehouse.store import config_docs, migrations, reads
 from warehouse.store.base import StoreBase
 from warehouse.store.model import (
     Chain,
@@ -29,7 +29,6 @@ from warehouse.store.model import (
     Station,
     StationStatus,
     StoreError,
-    gaps_of,
 )
 from warehouse.store.rows import iso, parse_iso, time_text
 
@@ -141,51 +140,20 @@ class SqliteStore(StoreBase):
 
     def status(self) -> list[StationStatus]:
         self._check_ready()
-        out = []
         with self._lock:
-            heads = self._db.execute(
-                "SELECT h.station, (SELECT kid FROM station_keys k WHERE k.station = h.station "
-                "ORDER BY from_seq DESC LIMIT 1), batches, readings, highest_seq, contiguous_seq, "
-                "last_sealed_at, last_received_at, refused, chain_refused FROM chain_heads h "
-                "ORDER BY station"
-            ).fetchall()
-            for row in heads:
-                station, kid, batches, readings, highest, contiguous, sealed, received = row[:8]
-                refused, chain = row[8:]
-                seqs = [
-                    r[0]
-                    for r in self._db.execute(
-                        "SELECT seq FROM batches WHERE station = ? AND seq > ? ORDER BY seq",
-                        (station, contiguous),
-                    )
-                ]
-                out.append(
-                    StationStatus(
-                        station,
-                        kid,
-                        batches,
-                        readings,
-                        highest,
-                        contiguous,
-                        gaps_of(seqs, contiguous),
-                        parse_iso(sealed) if sealed else None,
-                        parse_iso(received) if received else None,
-                        refused,
-                        chain,
-                    )
-                )
-        return out
+            self._db.execute("BEGIN")  # a read transaction: both reads see one snapshot
+            try:
+                return reads.status(self._rows)
+            finally:
+                self._db.execute("COMMIT")
 
     def latest_records(self, kind: str) -> dict[str, LatestRecord]:
         self._check_ready()
         with self._lock:
-            rows = self._db.execute(
-                "SELECT r.station, r.seq, r.sealed_at, r.body FROM records r WHERE r.kind = ? "
-                "AND r.seq = (SELECT max(seq) FROM records m WHERE m.station = r.station "
-                "AND m.kind = ?) ORDER BY r.station",
-                (kind, kind),
-            ).fetchall()
-        return {r[0]: LatestRecord(r[0], r[1], parse_iso(r[2]), json.loads(r[3])) for r in rows}
+            return reads.latest_records(self._rows, kind)
+
+    def _rows(self, sql: str, params: tuple[Any, ...]) -> list[Any]:
+        return self._db.execute(sql, params).fetchall()
 
     def jws_list(self, station: str) -> list[bytes]:
         with self._lock:
