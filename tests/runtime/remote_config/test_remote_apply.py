@@ -12,7 +12,7 @@ import urllib.request
 from datetime import datetime
 
 from tests.helpers.remote_config import ConfigKey, ConfigServer, RemoteStation, sha256_hex
-from tests.helpers.station import ROOT, agent_env, stored_readings
+from tests.helpers.station import ROOT, agent_env, stored_readings, wait_for
 
 
 def _status(path) -> dict:
@@ -49,6 +49,11 @@ def test_a_good_push_is_applied_in_place_without_a_dropped_poll(
             started = st.record(lambda b: b["reason"] == "started", "the start's record")
             assert started["source"] == "local" and started["digest"] == sha256_hex(
                 st.path.read_bytes()
+            )
+            wait_for(  # polled a while first: the slots before the apply are there to check
+                lambda: len({r.time_ms for r in stored_readings(tmp_path / "buffer.db")}) >= 5,
+                30,
+                "two seconds of polls before the push",
             )
             new = copy.deepcopy(st.data)
             new["buffer"]["seal_interval_s"] = 0.4
