@@ -103,24 +103,32 @@ def test_nothing_within_the_retention_of_the_newest_reading_is_pruned(chain):
     assert buf.prune(["a"], T0 + 365 * DAY, keep_ms=60 * DAY) == 0
 
 
-def _agent(tmp_path, station_id, station_key, **buffer):
+def _agent(tmp_path, station_id, station_key, *, sealed_days_ago=None, **buffer):
+    """A started agent whose sender retries a closed port: nothing is ever acknowledged.
+
+    With ``sealed_days_ago`` = (days, n), n one-reading batches sealed that long ago are its
+    seqs 1..n, sealed before it starts: its own sealer and health records come after them and
+    cannot take their readings or their numbers.
+    """
     config = make_config(tmp_path, station_id, station_key[0], [], [http_transport(9)], **buffer)
     agent = Agent(config)
-    agent.start()  # its sender retries a closed port: nothing is ever acknowledged
+    if sealed_days_ago is not None:
+        days, n = sealed_days_ago
+        past = Script(agent.clock.now_ms() - days * DAY)
+        old = Sealer(agent.buffer, agent.signer, station_id, past, 1)
+        _seal_at(agent.buffer, old, past, [past.now + i for i in range(n)])
+    agent.start()
     return config, agent
 
 
 def test_a_quarantined_batch_holding_pruning_is_reported_with_its_age_and_way_out(
     tmp_path, station_id, station_key, caplog
 ):
-    config, agent = _agent(tmp_path, station_id, station_key)
+    config, agent = _agent(tmp_path, station_id, station_key, sealed_days_ago=(70, 3))
     try:
-        seventy_days_ago = Script(agent.clock.now_ms() - 70 * DAY)
-        old = Sealer(agent.buffer, agent.signer, station_id, seventy_days_ago, 1)
-        _seal_at(agent.buffer, old, seventy_days_ago, [seventy_days_ago.now + i for i in range(3)])
         name = config.transports[0].name
-        agent.buffer.mark_acked(name, [1], seventy_days_ago.now)
-        agent.buffer.quarantine(name, 2, seventy_days_ago.now, "HTTP 400: replay")
+        agent.buffer.mark_acked(name, [1], agent.clock.now_ms() - 70 * DAY)
+        agent.buffer.quarantine(name, 2, agent.clock.now_ms() - 70 * DAY, "HTTP 400: replay")
         with caplog.at_level(logging.WARNING):
             agent.prune()
         held = [r for r in caplog.records if r.getMessage() == "retention_held"]
@@ -140,22 +148,17 @@ def test_a_quarantined_batch_holding_pruning_is_reported_with_its_age_and_way_ou
 
 
 def test_a_transport_that_never_acknowledges_is_reported(tmp_path, station_id, station_key, caplog):
-    config, agent = _agent(tmp_path, station_id, station_key)
+    # seqs 1-2 sealed 61 days ago, then the descriptor and health records the agent seals now
+    config, agent = _agent(tmp_path, station_id, station_key, sealed_days_ago=(61, 2))
     try:
-        # seq 1 is the station descriptor sealed at start (now): acknowledged, so the hold is
-        # the first old batch
-        agent.buffer.mark_acked(config.transports[0].name, [1], agent.clock.now_ms())
-        past = Script(agent.clock.now_ms() - 61 * DAY)
-        old = Sealer(agent.buffer, agent.signer, station_id, past, 1)
-        _seal_at(agent.buffer, old, past, [past.now, past.now + 1])
         with caplog.at_level(logging.WARNING):
             agent.prune()
         held = [r.fields for r in caplog.records if r.getMessage() == "retention_held"]
-        assert held and held[0]["state"] == "owed" and held[0]["seq"] == 2
+        assert held and held[0]["state"] == "owed" and held[0]["seq"] == 1
         assert "remove it from the configuration" in held[0]["way_out"]
     finally:
         agent.stop()
-    assert "PRUNING HELD at seq 2 (owed, sealed 61.0 days ago)" in render(gather(config))
+    assert "PRUNING HELD at seq 1 (owed, sealed 61.0 days ago)" in render(gather(config))
 
 
 def test_max_disk_mb_has_a_default_and_counts_the_wal(tmp_path, station_id, station_key):
