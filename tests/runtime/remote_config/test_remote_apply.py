@@ -6,69 +6,48 @@ from __future__ import annotations
 import copy
 import json
 import re
-import subprocess
-import sys
 import urllib.request
 from datetime import datetime
 
-from tests.helpers.remote_config import ConfigKey, ConfigServer, RemoteStation, sha256_hex
-from tests.helpers.station import ROOT, agent_env, stored_readings, wait_for
+from tests.helpers.remote_config import RemoteStation, sha256_hex
+from tests.helpers.station import run_agent_cli, stored_readings, wait_for
 
 
 def _status(path) -> dict:
-    out = subprocess.run(
-        [sys.executable, "-m", "agent.cli", "status", "--config", str(path), "--json"],
-        capture_output=True,
-        text=True,
-        env=agent_env(),
-        cwd=ROOT,
-        timeout=60,
-    )
-    return json.loads(out.stdout)
+    return json.loads(run_agent_cli("status", "--config", str(path), "--json").stdout)
 
 
 def test_a_good_push_is_applied_in_place_without_a_dropped_poll(
-    tmp_path, station_id, station_key, steady_analyzer, warehouse, tls_files
+    tmp_path, warehouse, remote_station
 ):
-    key = ConfigKey(tmp_path / "wh")
-    with ConfigServer(tls_files.server_cert, tls_files.server_key) as server:
-        st = RemoteStation(
-            tmp_path,
-            station_id,
-            station_key,
-            steady_analyzer.port,
-            warehouse,
-            server,
-            key,
-            tls_files.ca,
+    st = remote_station()
+    st.data["web"] = {"port": 0}  # the page shows what status shows
+    st.data["devices"][0]["poll_interval_s"] = 0.5  # a shared machine keeps up with it
+    agent = st.start()
+    try:
+        started = st.record(lambda b: b["reason"] == "started", "the start's record")
+        assert started["source"] == "local" and started["digest"] == sha256_hex(
+            st.path.read_bytes()
         )
-        st.data["web"] = {"port": 0}  # the page shows what status shows
-        st.data["devices"][0]["poll_interval_s"] = 0.5  # a shared machine keeps up with it
-        agent = st.start()
-        try:
-            started = st.record(lambda b: b["reason"] == "started", "the start's record")
-            assert started["source"] == "local" and started["digest"] == sha256_hex(
-                st.path.read_bytes()
-            )
-            wait_for(  # polled a while first: the slots before the apply are there to check
-                lambda: len({r.time_ms for r in stored_readings(tmp_path / "buffer.db")}) >= 5,
-                30,
-                "two seconds of polls before the push",
-            )
-            new = copy.deepcopy(st.data)
-            new["buffer"]["seal_interval_s"] = 0.4
-            text = st.push(1, new)
-            applied = st.record(lambda b: b["version"] == 1, "version 1 applied")
-            agent.wait_log("event=remote_config_probation_passed")
-            status = _status(st.path)
-            live = _live(agent.text())
-        finally:
-            st.stop()
+        wait_for(  # polled a while first: the slots before the apply are there to check
+            lambda: len({r.time_ms for r in stored_readings(tmp_path / "buffer.db")}) >= 5,
+            30,
+            "two seconds of polls before the push",
+        )
+        new = copy.deepcopy(st.data)
+        new["buffer"]["seal_interval_s"] = 0.4
+        text = st.push(1, new)
+        applied = st.record(lambda b: b["version"] == 1, "version 1 applied")
+        agent.wait_log("event=remote_config_probation_passed")
+        status = _status(st.path)
+        live = _live(agent.text())
+    finally:
+        st.stop()
     assert applied == {
         "version": 1,
         "digest": sha256_hex(text),
         "source": "remote",
-        "signed_by": key.kid,
+        "signed_by": st.key.kid,
         "outcome": "applied",
         "reason": "via https",
         "log_level": None,

@@ -11,7 +11,7 @@ import signal
 import time
 
 from tests.helpers.agent_process import AgentProcess
-from tests.helpers.remote_config import ConfigKey, ConfigServer, RemoteStation, sha256_hex
+from tests.helpers.remote_config import sha256_hex
 from tests.helpers.station import wait_for
 
 
@@ -43,45 +43,34 @@ def _whole(folder) -> dict:
 
 
 def test_kill_9_during_apply_leaves_the_old_or_the_new_configuration_whole(
-    tmp_path, station_id, station_key, steady_analyzer, warehouse, tls_files
+    tmp_path, remote_station
 ):
-    key = ConfigKey(tmp_path / "wh")
     folder = tmp_path / "buffer.db.remote"
     seen = set()
-    with ConfigServer(tls_files.server_cert, tls_files.server_key) as server:
-        st = RemoteStation(
-            tmp_path,
-            station_id,
-            station_key,
-            steady_analyzer.port,
-            warehouse,
-            server,
-            key,
-            tls_files.ca,
-        )
-        try:
-            texts = {0: None}
-            for version, seal, at_commit in ((1, 0.4, False), (2, 0.3, True), (3, 0.45, False)):
-                agent = st.start()
-                new = copy.deepcopy(st.data)
-                new["buffer"]["seal_interval_s"] = seal
-                texts[version] = st.push(version, new)
-                doc = folder / f"config-{version}.toml"
-                tmp = folder / f"config-{version}.toml.tmp"
-                if at_commit:  # the moment state.json names it (before its record is sealed)
-                    _kill_when(agent, lambda v=version: _named(folder) == v)
-                else:  # the moment its file is being written (before the switch)
-                    _kill_when(agent, lambda d=doc, t=tmp: d.exists() or t.exists())
-                effective = _whole(folder)
-                assert effective.get("version") in (version - 1, version, None)
-                seen.add(effective.get("version") == version)
-                agent = st.start()  # comes back on it, then applies the document (still served)
-                wait_for(lambda v=version: _whole(folder).get("version") == v, 30, f"v{version}")
-                os.kill(agent.pid, signal.SIGKILL)
-                agent.wait()
-            st.agent = st.start()
-        finally:
-            st.stop()
+    st = remote_station()
+    try:
+        texts = {0: None}
+        for version, seal, at_commit in ((1, 0.4, False), (2, 0.3, True), (3, 0.45, False)):
+            agent = st.start()
+            new = copy.deepcopy(st.data)
+            new["buffer"]["seal_interval_s"] = seal
+            texts[version] = st.push(version, new)
+            doc = folder / f"config-{version}.toml"
+            tmp = folder / f"config-{version}.toml.tmp"
+            if at_commit:  # the moment state.json names it (before its record is sealed)
+                _kill_when(agent, lambda v=version: _named(folder) == v)
+            else:  # the moment its file is being written (before the switch)
+                _kill_when(agent, lambda d=doc, t=tmp: d.exists() or t.exists())
+            effective = _whole(folder)
+            assert effective.get("version") in (version - 1, version, None)
+            seen.add(effective.get("version") == version)
+            agent = st.start()  # comes back on it, then applies the document (still served)
+            wait_for(lambda v=version: _whole(folder).get("version") == v, 30, f"v{version}")
+            os.kill(agent.pid, signal.SIGKILL)
+            agent.wait()
+        st.agent = st.start()
+    finally:
+        st.stop()
     assert seen == {False, True}  # came back on the old one, and on the new one
     log = (tmp_path / "agent.log").read_text()
     assert "remote_config_file_damaged" not in log and "remote_config_invalid_now" not in log

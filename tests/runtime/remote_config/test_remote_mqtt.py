@@ -9,9 +9,6 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from tests.helpers.remote_config import (
-    ConfigKey,
-    ConfigServer,
-    RemoteStation,
     sha256_hex,
     toml_text,
 )
@@ -29,45 +26,33 @@ def _publish_retained(port: int, topic: str, token: str) -> None:
 
 
 def test_the_retained_document_is_applied_at_start_and_a_new_one_after(
-    tmp_path, station_id, station_key, steady_analyzer, warehouse, tls_files, mosquitto
+    tmp_path, station_id, mosquitto, remote_station
 ):
-    key = ConfigKey(tmp_path / "wh")
     topic = f"stations/{station_id}/config"
-    with ConfigServer(tls_files.server_cert, tls_files.server_key) as server:  # serves nothing
-        st = RemoteStation(
-            tmp_path,
-            station_id,
-            station_key,
-            steady_analyzer.port,
-            warehouse,
-            server,
-            key,
-            tls_files.ca,
-            mqtt=True,
-        )
-        st.data["transports"].append(
-            {
-                "type": "mqtt",
-                "name": "broker",
-                "host": "127.0.0.1",
-                "port": mosquitto.port,
-                "ack": "broker",
-            }
-        )
-        first = copy.deepcopy(st.data)
-        first["buffer"]["seal_interval_s"] = 0.4
-        text1 = toml_text(first, tmp_path)
-        _publish_retained(mosquitto.port, topic, key.sign(station_id, 1, text1))
-        st.start()
-        try:
-            one = st.record(lambda b: b["version"] == 1, "the retained v1 applied")
-            second = copy.deepcopy(first)
-            second["buffer"]["seal_interval_s"] = 0.3
-            text2 = toml_text(second, tmp_path)
-            _publish_retained(mosquitto.port, topic, key.sign(station_id, 2, text2))
-            two = st.record(lambda b: b["version"] == 2, "v2 applied")
-        finally:
-            st.stop()
+    st = remote_station(mqtt=True)  # its HTTPS server serves nothing
+    st.data["transports"].append(
+        {
+            "type": "mqtt",
+            "name": "broker",
+            "host": "127.0.0.1",
+            "port": mosquitto.port,
+            "ack": "broker",
+        }
+    )
+    first = copy.deepcopy(st.data)
+    first["buffer"]["seal_interval_s"] = 0.4
+    text1 = toml_text(first, tmp_path)
+    _publish_retained(mosquitto.port, topic, st.key.sign(station_id, 1, text1))
+    st.start()
+    try:
+        one = st.record(lambda b: b["version"] == 1, "the retained v1 applied")
+        second = copy.deepcopy(first)
+        second["buffer"]["seal_interval_s"] = 0.3
+        text2 = toml_text(second, tmp_path)
+        _publish_retained(mosquitto.port, topic, st.key.sign(station_id, 2, text2))
+        two = st.record(lambda b: b["version"] == 2, "v2 applied")
+    finally:
+        st.stop()
     assert (one["outcome"], one["reason"], one["digest"]) == (
         "applied",
         "via mqtt",
@@ -78,4 +63,4 @@ def test_the_retained_document_is_applied_at_start_and_a_new_one_after(
         "via mqtt",
         sha256_hex(text2),
     )
-    assert server.gets > 0 and not server.documents  # the HTTPS side asked, and had nothing
+    assert st.server.gets > 0 and not st.server.documents  # the HTTPS side asked, and had nothing

@@ -8,7 +8,7 @@ import json
 import socket
 import time
 
-from tests.helpers.remote_config import ConfigKey, ConfigServer, RemoteStation, sha256_hex
+from tests.helpers.remote_config import sha256_hex
 from tests.helpers.station import wait_for
 
 PROBATION_S = 4
@@ -21,35 +21,23 @@ def _dead_port() -> int:
 
 
 def test_a_push_that_breaks_the_uplink_is_rolled_back_within_the_probation(
-    tmp_path, station_id, station_key, steady_analyzer, warehouse, tls_files
+    tmp_path, remote_station
 ):
-    key = ConfigKey(tmp_path / "wh")
-    with ConfigServer(tls_files.server_cert, tls_files.server_key) as server:
-        st = RemoteStation(
-            tmp_path,
-            station_id,
-            station_key,
-            steady_analyzer.port,
-            warehouse,
-            server,
-            key,
-            tls_files.ca,
-            probation_s=PROBATION_S,
-        )
-        agent = st.start()
-        try:
-            st.record(lambda b: b["reason"] == "started", "the start's record")
-            broken = copy.deepcopy(st.data)
-            broken["transports"][0]["base_url"] = f"http://127.0.0.1:{_dead_port()}"
-            text = st.push(1, broken)
-            at = agent.wait_log("event=remote_config_applied")
-            applied_s = time.monotonic()
-            agent.wait_log("event=remote_config_rolled_back", timeout=PROBATION_S + 10, after=at)
-            rolled_s = time.monotonic()
-            back = st.record(lambda b: b["outcome"] == "rolled_back", "the rollback's record")
-            applied = st.record(lambda b: b["version"] == 1, "v1's record, sent after")
-        finally:
-            st.stop()
+    st = remote_station(probation_s=PROBATION_S)
+    agent = st.start()
+    try:
+        st.record(lambda b: b["reason"] == "started", "the start's record")
+        broken = copy.deepcopy(st.data)
+        broken["transports"][0]["base_url"] = f"http://127.0.0.1:{_dead_port()}"
+        text = st.push(1, broken)
+        at = agent.wait_log("event=remote_config_applied")
+        applied_s = time.monotonic()
+        agent.wait_log("event=remote_config_rolled_back", timeout=PROBATION_S + 10, after=at)
+        rolled_s = time.monotonic()
+        back = st.record(lambda b: b["outcome"] == "rolled_back", "the rollback's record")
+        applied = st.record(lambda b: b["version"] == 1, "v1's record, sent after")
+    finally:
+        st.stop()
     assert rolled_s - applied_s <= PROBATION_S + 1.5  # at the deadline, not a tick later
     assert applied["outcome"] == "applied" and applied["digest"] == sha256_hex(text)
     assert back["source"] == "local" and back["version"] is None
@@ -61,39 +49,27 @@ def test_a_push_that_breaks_the_uplink_is_rolled_back_within_the_probation(
     assert "event=reloaded_in_place restarted=uplink" in agent.text()
 
 
-def test_a_probation_a_kill_9_interrupted_goes_on_after_the_restart(
-    tmp_path, station_id, station_key, steady_analyzer, warehouse, tls_files
-):
-    key = ConfigKey(tmp_path / "wh")
+def test_a_probation_a_kill_9_interrupted_goes_on_after_the_restart(tmp_path, remote_station):
     state = tmp_path / "buffer.db.remote" / "state.json"
-    with ConfigServer(tls_files.server_cert, tls_files.server_key) as server:
-        st = RemoteStation(
-            tmp_path,
-            station_id,
-            station_key,
-            steady_analyzer.port,
-            warehouse,
-            server,
-            key,
-            tls_files.ca,
-            probation_s=PROBATION_S,
+    st = remote_station(probation_s=PROBATION_S)
+    agent = st.start()
+    try:
+        broken = copy.deepcopy(st.data)
+        broken["transports"][0]["base_url"] = f"http://127.0.0.1:{_dead_port()}"
+        st.push(1, broken)
+        wait_for(
+            lambda: (
+                state.exists()
+                and (json.loads(state.read_text())["probation"] or {}).get("version") == 1
+            ),
+            30,
+            "v1 on probation",
         )
-        agent = st.start()
-        try:
-            broken = copy.deepcopy(st.data)
-            broken["transports"][0]["base_url"] = f"http://127.0.0.1:{_dead_port()}"
-            st.push(1, broken)
-            wait_for(
-                lambda: state.exists()
-                and (json.loads(state.read_text())["probation"] or {}).get("version") == 1,
-                30,
-                "v1 on probation",
-            )
-            agent.proc.kill()  # SIGKILL, in the middle of the probation
-            agent.wait()
-            agent = st.start()  # on the broken configuration, still on probation
-            back = st.record(lambda b: b["outcome"] == "rolled_back", "the rollback's record")
-        finally:
-            st.stop()
+        agent.proc.kill()  # SIGKILL, in the middle of the probation
+        agent.wait()
+        agent = st.start()  # on the broken configuration, still on probation
+        back = st.record(lambda b: b["outcome"] == "rolled_back", "the rollback's record")
+    finally:
+        st.stop()
     assert back["source"] == "local" and back["reason"].startswith("version 1: ")
     assert json.loads(state.read_text())["probation"] is None
