@@ -12,47 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from agent.protocol.payload_v3 import build_payload_v3, build_record
 from tests.helpers import warehouse_stores
-from tests.helpers.sealing_station import Station, digest, kid_of
+from tests.helpers.fleet_stations import FreshStation, health_body
+from tests.helpers.sealing_station import digest, kid_of
 from warehouse.cli import main
 from warehouse.intake import Intake
 from warehouse.store import open_store
-
-DIGEST = "cd" * 32
-
-
-def _body(devices: list[dict], synced: bool = True, backlog: int = 0) -> dict:
-    return {
-        "devices": devices,
-        "transports": [{"name": "wh", "backlog": backlog, "oldest_unacked_s": None, "state": "ok"}],
-        "clock": {"synced": synced, "offset_ms": 3.0 if synced else None},
-        "buffer": {"bytes": 1000, "free_bytes": 10**9},
-        "missed_polls": 0,
-        "agent_version": "0.1.0",
-        "config": {"digest": DIGEST, "source": "local", "remote_version": None, "pinned": False},
-        "reason": "interval",
-    }
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-class _Fresh(Station):
-    """A station whose batches are sealed now (not at a fixed past time)."""
-
-    def readings_now(self, seq: int) -> str:
-        now = _now_ms()
-        rows = [("stack", "SO2", "mg/Nm3", now, 41.5, "00", False)]
-        token = self.signer.sign(build_payload_v3(self.id, seq, self.prev(seq), now, rows, None))
-        self.tokens[seq] = token
-        return token
-
-    def record_now(self, seq: int, body: dict) -> str:
-        payload = build_record("health", body, self.id, seq, self.prev(seq), _now_ms())
-        self.tokens[seq] = token = self.signer.sign(payload)
-        return token
 
 
 @pytest.fixture
@@ -69,9 +34,9 @@ def _status(capsys, config: Path, *extra: str) -> str:
     return capsys.readouterr().out
 
 
-def _fleet(config: Path) -> tuple[Intake, object, dict[str, _Fresh]]:
+def _fleet(config: Path) -> tuple[Intake, object, dict[str, FreshStation]]:
     store = open_store(f"sqlite:///{config.parent / 'w.db'}")
-    stations = {name: _Fresh(name) for name in ("HN-01", "HN-02", "HN-03")}
+    stations = {name: FreshStation(name) for name in ("HN-01", "HN-02", "HN-03")}
     for st in stations.values():
         store.add_station(st.id, st.signer.jwk, kid_of(st.signer.jwk))
     return Intake(store), store, stations
@@ -79,7 +44,7 @@ def _fleet(config: Path) -> tuple[Intake, object, dict[str, _Fresh]]:
 
 def test_status_shows_failing_unsynced_in_maintenance_and_late(config, capsys) -> None:
     intake, store, st = _fleet(config)
-    failing = _body(
+    failing = health_body(
         [
             {"name": "so2", "state": "fault", "last_error": "connection refused"},
             {"name": "nox", "state": "partial", "failing_channels": ["NOx"], "last_error": "x"},
@@ -91,7 +56,7 @@ def test_status_shows_failing_unsynced_in_maintenance_and_late(config, capsys) -
         [st["HN-01"].readings_now(1), st["HN-01"].record_now(2, failing)], 1
     ):
         assert intake.receive("HN-01", token.encode(), via="test").status == 201, seq
-    unsynced = _body([{"name": "so2", "state": "maintenance"}], synced=False)
+    unsynced = health_body([{"name": "so2", "state": "maintenance"}], synced=False)
     for token in (st["HN-02"].readings_now(1), st["HN-02"].record_now(2, unsynced)):
         assert intake.receive("HN-02", token.encode(), via="test").status == 201
     # HN-03: its only batch was sealed at T0 (2025): late, and no health record yet
@@ -135,9 +100,9 @@ def test_the_latest_health_record_is_shown(config, capsys) -> None:
     s = st["HN-01"]
     tokens = [
         s.readings_now(1),
-        s.record_now(2, _body([{"name": "so2", "state": "fault", "last_error": "e"}])),
+        s.record_now(2, health_body([{"name": "so2", "state": "fault", "last_error": "e"}])),
         s.readings_now(3),
-        s.record_now(4, _body([{"name": "so2", "state": "ok"}])),
+        s.record_now(4, health_body([{"name": "so2", "state": "ok"}])),
     ]
     for token in tokens:
         assert intake.receive("HN-01", token.encode(), via="t").status == 201
@@ -168,7 +133,7 @@ def test_a_forged_or_oversized_health_body_is_refused(config, change, says) -> N
     intake, store, st = _fleet(config)
     s = st["HN-01"]
     assert intake.receive("HN-01", s.readings_now(1).encode(), via="t").status == 201
-    body = _body([{"name": "so2", "state": "ok"}])
+    body = health_body([{"name": "so2", "state": "ok"}])
     change(body)
     payload = {
         "v": 3,
@@ -195,13 +160,13 @@ pg_server, store_url, store = (
 def test_each_store_gives_the_latest_health_record_per_station(store) -> None:
     """Both backends (SQLite, a real PostgreSQL): the newest record of the kind per station."""
     intake = Intake(store)
-    a, b = _Fresh("HN-A"), _Fresh("HN-B")
+    a, b = FreshStation("HN-A"), FreshStation("HN-B")
     for st in (a, b):
         store.add_station(st.id, st.signer.jwk, kid_of(st.signer.jwk))
     tokens = [
-        (a, a.record_now(1, _body([{"name": "so2", "state": "fault"}]))),
+        (a, a.record_now(1, health_body([{"name": "so2", "state": "fault"}]))),
         (a, a.readings_now(2)),
-        (a, a.record_now(3, _body([{"name": "so2", "state": "ok"}], synced=False))),
+        (a, a.record_now(3, health_body([{"name": "so2", "state": "ok"}], synced=False))),
         (a, a.readings_now(4)),
         (b, b.readings_now(1)),
     ]
