@@ -37,15 +37,15 @@ def fleet_answer(backend: Backend, rest: str, query: str) -> Answer:
     def run(sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         return [tuple(row.values()) for row in backend.fetch(Sql(sql, params))]
 
-    doc = fleet.view(
-        reads.status(run), reads.latest_records(run, "health"), datetime.now(UTC), late_s
-    )
+    now = datetime.now(UTC)
     if station is None:
+        doc = fleet.view(reads.status(run), reads.latest_records(run, "health"), now, late_s)
         return json_answer(200, doc)
-    for entry in doc["stations"]:
-        if entry["station"] == station:
-            return json_answer(200, entry)
-    raise NotFound(f"no station {station!r} in the fleet (every station: /fleet)")
+    rows = reads.status(run, station)  # this station's rows alone, not the whole fleet's
+    if not rows:
+        raise NotFound(f"no station {station!r} in the fleet (every station: /fleet)")
+    health = reads.latest_records(run, "health", station)
+    return json_answer(200, fleet.station_health(rows[0], health.get(station), now, late_s))
 
 
 def _late_s(query: str) -> float:

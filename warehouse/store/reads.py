@@ -25,26 +25,30 @@ HEADS = (
     "ORDER BY k.from_seq DESC LIMIT 1) AS kid, h.batches AS batches, h.readings AS readings, "
     "h.highest_seq AS highest_seq, h.contiguous_seq AS contiguous_seq, "
     "h.last_sealed_at AS last_sealed_at, h.last_received_at AS last_received_at, "
-    "h.refused AS refused, h.chain_refused AS chain_refused FROM chain_heads h ORDER BY h.station"
+    "h.refused AS refused, h.chain_refused AS chain_refused FROM chain_heads h{where} "
+    "ORDER BY h.station"
 )
 # the seqs held above each station's contiguous head (the gaps are below them): one query
 ABOVE = (
     "SELECT b.station AS station, b.seq AS seq FROM batches b JOIN chain_heads h "
-    "ON h.station = b.station WHERE b.seq > h.contiguous_seq ORDER BY b.station, b.seq"
+    "ON h.station = b.station WHERE b.seq > h.contiguous_seq{and_station} "
+    "ORDER BY b.station, b.seq"
 )
 LATEST = (
     "SELECT r.station AS station, r.seq AS seq, r.sealed_at AS sealed_at, r.body AS body "
     "FROM records r WHERE r.kind = ? AND r.seq = (SELECT max(m.seq) FROM records m "
-    "WHERE m.station = r.station AND m.kind = ?) ORDER BY r.station"
+    "WHERE m.station = r.station AND m.kind = ?){and_station} ORDER BY r.station"
 )
 
 
-def status(run: Run) -> list[StationStatus]:
-    """Per station: batches, readings, head, gaps, last batch, refusals (by station id)."""
-    heads = run(HEADS, ())
+def status(run: Run, station: str | None = None) -> list[StationStatus]:
+    """Per station: batches, readings, head, gaps, last batch, refusals (by station id); with
+    ``station``, that station's alone (none if it is not known)."""
+    one: tuple[Any, ...] = () if station is None else (station,)
+    heads = run(HEADS.format(where=" WHERE h.station = ?" if one else ""), one)
     above: dict[str, list[int]] = {}
-    for station, seq in run(ABOVE, ()):
-        above.setdefault(station, []).append(seq)
+    for station_id, seq in run(ABOVE.format(and_station=" AND b.station = ?" if one else ""), one):
+        above.setdefault(station_id, []).append(seq)
     return [
         StationStatus(
             row[0],
@@ -63,13 +67,16 @@ def status(run: Run) -> list[StationStatus]:
     ]
 
 
-def latest_records(run: Run, kind: str) -> dict[str, LatestRecord]:
-    """Per station, its record of ``kind`` with the highest seq (stations without: none)."""
+def latest_records(run: Run, kind: str, station: str | None = None) -> dict[str, LatestRecord]:
+    """Per station, its record of ``kind`` with the highest seq (stations without: none); with
+    ``station``, that station's alone."""
     out = {}
-    for station, seq, sealed_at, body in run(LATEST, (kind, kind)):
+    one: tuple[Any, ...] = () if station is None else (station,)
+    sql = LATEST.format(and_station=" AND r.station = ?" if one else "")
+    for sid, seq, sealed_at, body in run(sql, (kind, kind, *one)):
         at = _time(sealed_at)
         assert at is not None  # records.sealed_at is NOT NULL
-        out[station] = LatestRecord(station, seq, at, _body(body))
+        out[sid] = LatestRecord(sid, seq, at, _body(body))
     return out
 
 
