@@ -6,14 +6,13 @@ from __future__ import annotations
 import argparse
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from agent.cli.completion import _walk
 from agent.cli.main import build_parser
-from tests.helpers.station import ROOT, agent_env
+from tests.helpers.station import ROOT, run_agent_cli
 
 # Call the function bash registered for station-agent as bash's completion would: COMP_WORDS,
 # COMP_CWORD, COMP_LINE, COMP_POINT set, then print COMPREPLY one per line.
@@ -32,14 +31,7 @@ printf '%s\n' "${COMPREPLY[@]}"
 def bash_script(tmp_path_factory) -> Path:
     if shutil.which("bash") is None:
         pytest.fail("bash is not installed")
-    result = subprocess.run(
-        [sys.executable, "-m", "agent.cli", "completion", "bash"],
-        capture_output=True,
-        text=True,
-        env=agent_env(),
-        cwd=ROOT,
-        timeout=60,
-    )
+    result = run_agent_cli("completion", "bash", timeout=60)
     assert result.returncode == 0, result.stderr
     path = tmp_path_factory.mktemp("completion") / "station-agent.bash"
     path.write_text(result.stdout)
@@ -92,14 +84,7 @@ def test_bash_completes_file_names_after_config(bash_script: Path, tmp_path: Pat
 
 @pytest.mark.parametrize("shell", ["zsh", "tcsh"])
 def test_other_shells_get_a_script_naming_every_command(shell: str) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "agent.cli", "completion", shell],
-        capture_output=True,
-        text=True,
-        env=agent_env(),
-        cwd=ROOT,
-        timeout=60,
-    )
+    result = run_agent_cli("completion", shell, timeout=60)
     assert result.returncode == 0, result.stderr
     for command in _subcommands(build_parser()):
         assert command in result.stdout

@@ -5,11 +5,9 @@ paragraph between the usage and the options."""
 from __future__ import annotations
 
 import argparse
-import subprocess
-import sys
 
 from agent.cli.main import build_parser
-from tests.helpers.station import ROOT, agent_env
+from tests.helpers.station import run_agent_cli
 
 
 def _commands(parser: argparse.ArgumentParser, path=()) -> dict[str, argparse.ArgumentParser]:
@@ -37,13 +35,6 @@ def test_every_command_says_what_it_does_in_its_help() -> None:
 
 
 def test_the_help_printed_by_the_command_has_it() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "agent.cli", "maintenance", "list", "--help"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=agent_env(),
-        cwd=ROOT,
-    )
+    result = run_agent_cli("maintenance", "list", "--help", timeout=60)
     assert result.returncode == 0
     assert "ended in the last 24 h" in _description(result.stdout), result.stdout

@@ -7,7 +7,6 @@ import base64
 import json
 import signal
 import subprocess
-import sys
 
 import jsonschema
 
@@ -18,10 +17,10 @@ from simulators.mosquitto import free_port
 from tests.helpers.agent_process import AgentProcess
 from tests.helpers.station import (
     ROOT,
-    agent_env,
     http_transport,
     make_config,
     payload_readings,
+    run_agent_cli,
     wait_for,
     write_toml,
 )
@@ -47,14 +46,7 @@ def _device(name: str, port: int, poll_interval_s: float = 3600) -> dict:
 
 
 def _once(config) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "agent.cli", "run", "--once", "--config", str(config)],
-        capture_output=True,
-        text=True,
-        env=agent_env(),
-        cwd=ROOT,
-        timeout=120,
-    )
+    return run_agent_cli("run", "--once", "--config", str(config))
 
 
 def _payload(stdout: str) -> dict:

@@ -30,7 +30,7 @@ from agent.seal.sealing import Sealer
 from agent.support.clock import SystemClock
 from core.reading import Reading
 from tests.helpers.rotation_oracle import buffer_tokens, walk
-from tests.helpers.station import ROOT, agent_env, http_transport, make_config
+from tests.helpers.station import ROOT, agent_env, http_transport, make_config, run_agent_cli
 
 STATION = "S-ROT"
 DESCRIPTOR = {
@@ -42,14 +42,7 @@ DESCRIPTOR = {
 
 
 def _verify(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "agent.cli", "verify", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=agent_env(),
-        cwd=ROOT,
-    )
+    return run_agent_cli("verify", *args)
 
 
 @pytest.fixture

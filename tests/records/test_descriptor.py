@@ -12,8 +12,6 @@ import base64
 import hashlib
 import json
 import signal
-import subprocess
-import sys
 
 from joserfc import jws as jose_jws
 from joserfc.jwk import OKPKey
@@ -23,7 +21,7 @@ from agent.protocol.batch import Signer
 from agent.protocol.keys import load_private_key
 from agent.seal.sealing import Sealer
 from tests.helpers.agent_process import AgentProcess, station_config, write_config
-from tests.helpers.station import ROOT, agent_env, wait_for
+from tests.helpers.station import run_agent_cli, wait_for
 
 STATION_META = {
     "type": "stack",
@@ -240,14 +238,7 @@ def test_config_validate_warns_per_channel_the_catalogue_does_not_vouch_for(tmp_
     channels[0]["unit"] = "furlongs"
     channels[1]["param"] = "Zz9"
     path = write_config(tmp_path / "agent.toml", data)
-    result = subprocess.run(
-        [sys.executable, "-m", "agent.cli", "config", "validate", str(path)],
-        capture_output=True,
-        text=True,
-        env=agent_env(),
-        cwd=ROOT,
-        timeout=60,
-    )
+    result = run_agent_cli("config", "validate", str(path), timeout=60)
     assert result.returncode == 0, result.stderr
     lines = [line for line in result.stderr.splitlines() if "catalogue" in line]
     p0, p1 = channels[0]["param"], "Zz9"

@@ -17,6 +17,7 @@ from tests.helpers.station import (
     agent_env,
     analyzer_device,
     http_transport,
+    run_agent_cli,
     wait_for,
     write_toml,
 )
@@ -107,13 +108,7 @@ def test_full_disk_is_reported_and_the_agent_resumes_by_itself(
             os.close(fd)
 
         def status() -> str:
-            return subprocess.run(
-                [sys.executable, "-m", "agent.cli", "status", "--config", str(config)],
-                env=agent_env(),
-                cwd=ROOT,
-                capture_output=True,
-                text=True,
-            ).stdout
+            return run_agent_cli("status", "--config", str(config)).stdout
 
         wait_for(lambda: "BUFFER CANNOT STORE" in status(), 10, "status to report the full disk")
         assert proc.poll() is None, "the agent must keep running on a full disk"
@@ -159,14 +154,7 @@ def test_damaged_buffer_refuses_to_start_and_keeps_the_file(tmp_path, station_ke
         "transports": [{"type": "mqtt", "host": "127.0.0.1"}],
     }
     config = write_toml(tmp_path / "agent.toml", data)
-    result = subprocess.run(
-        [sys.executable, "-m", "agent.cli", "run", "--config", str(config)],
-        env=agent_env(),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    result = run_agent_cli("run", "--config", str(config), timeout=30)
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert f"{path}:" in result.stderr and "docs/durability.md" in result.stderr

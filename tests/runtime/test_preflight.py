@@ -19,21 +19,14 @@ from agent.runtime.agent import Agent
 from simulators.certs import TlsFiles
 from simulators.mosquitto import free_port
 from tests.helpers.agent_process import AgentProcess
-from tests.helpers.station import ROOT, agent_env, http_transport, write_toml
+from tests.helpers.station import ROOT, agent_env, http_transport, run_agent_cli, write_toml
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
     """The command as a technician (or systemd's ExecStartPre / ExecStart) runs it. A ``run``
     that starts instead of refusing is killed after the timeout and fails the test."""
     try:
-        return subprocess.run(
-            [sys.executable, "-m", "agent.cli", *args],
-            capture_output=True,
-            text=True,
-            env=agent_env(),
-            cwd=ROOT,
-            timeout=60,
-        )
+        return run_agent_cli(*args, timeout=60)
     except subprocess.TimeoutExpired:
         pytest.fail(f"{' '.join(args)}: still running after 60 s (it did not refuse the file)")
 

@@ -4,16 +4,13 @@ invalid file is refused with validate's errors and the agent runs on."""
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 import time
 
 from tests.helpers.agent_process import AgentProcess, station_config, write_config
 from tests.helpers.station import (
-    ROOT,
-    agent_env,
     analyzer_device,
     buffer_readings,
+    run_agent_cli,
     wait_for,
     warehouse_readings,
 )
@@ -62,13 +59,7 @@ def test_sighup_reloads_without_losing_or_duplicating_and_refuses_a_bad_file(
         # An invalid file: refused with the errors `config validate` gives; the agent runs on.
         data["devices"][0]["pol_interval"] = 1
         write_config(path, data)
-        validate = subprocess.run(
-            [sys.executable, "-m", "agent.cli", "config", "validate", str(path)],
-            env=agent_env(),
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-        )
+        validate = run_agent_cli("config", "validate", str(path))
         assert validate.returncode == 1
         expected = validate.stderr.strip().removeprefix("error: ")
         assert "pol_interval" in expected

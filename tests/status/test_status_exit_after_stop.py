@@ -7,22 +7,14 @@ import json
 import signal
 import socket
 import subprocess
-import sys
 
 from tests.helpers.agent_process import AgentProcess, write_config
-from tests.helpers.station import ROOT, agent_env, analyzer_device, wait_for
+from tests.helpers.station import analyzer_device, run_agent_cli, wait_for
 from warehouse.reference import Warehouse, load_station_jwk
 
 
 def _status(config, *extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "agent.cli", "status", "--config", str(config), *extra],
-        env=agent_env(),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return run_agent_cli("status", "--config", str(config), *extra, timeout=60)
 
 
 def _closed_port() -> int:

@@ -7,8 +7,6 @@ import json
 import signal
 import socket
 import sqlite3
-import subprocess
-import sys
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -17,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.agent_process import AgentProcess, station_config, write_config
-from tests.helpers.station import ROOT, agent_env, wait_for
+from tests.helpers.station import run_agent_cli, wait_for
 
 KILL_THE_SENDER = """
 import sys
@@ -154,13 +152,7 @@ def test_validate_rejects_wildcards_and_empty_levels_in_mqtt_topics(tmp_path, st
             "transports": [{"type": "mqtt", "host": "127.0.0.1", "topic_prefix": prefix}],
         }
         config = write_config(tmp_path / "agent.toml", data)
-        result = subprocess.run(
-            [sys.executable, "-m", "agent.cli", "config", "validate", str(config)],
-            env=agent_env(),
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-        )
+        result = run_agent_cli("config", "validate", str(config))
         assert result.returncode == 1, (prefix, result.stdout)
         assert "transports[0].topic_prefix" in result.stderr and expected in result.stderr, (
             prefix,
