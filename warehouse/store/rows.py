@@ -42,12 +42,12 @@ def reading_rows(payload: dict[str, Any]) -> list[ReadingRow]:
             status = runs[0][0]
             for dt, value in zip(channel["t"], channel["values"], strict=True):
                 at += dt
-                kind = type(value)  # the checks let through only these four
-                if kind is float:
+                of = type(value)  # the checks let through only these four
+                if of is float:
                     add(new(Row, (i, dv, pa, un, at, "float", None, value, None, status, False)))
-                elif kind is int:
+                elif of is int:
                     add(new(Row, (i, dv, pa, un, at, "int", value, None, None, status, False)))
-                elif kind is str:
+                elif of is str:
                     add(new(Row, (i, dv, pa, un, at, "text", None, None, value, status, False)))
                 else:
                     add(new(Row, (i, dv, pa, un, at, "null", None, None, None, status, False)))
