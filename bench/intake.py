@@ -5,16 +5,12 @@ No network, no broker: pre-sealed v3 batches (``--channels`` channels x ``--per-
 readings, signed with the agent's code) of ``--stations`` stations, handed to one Intake in
 seq order round-robin over the stations. Also the load average, as the machine is shared.
 
-``--copy``: a group's readings COPYed into PostgreSQL (rolled back) by psycopg's ``write_row``
-per reading (the store's way before) and as one buffer (``warehouse.store.pg_copy``, its way
-now), interleaved: this process's CPU microseconds per batch, best of ``--repeat``.
-
 ``--verify``: no store at all, the verifier's steps alone per batch, as the intake runs them
 (parse the payload once; the key; the header, signature and payload checks; the reading rows),
 beside raw Ed25519 over the same bytes: CPU microseconds per batch, best of ``--repeat`` passes.
 
     .venv/bin/python bench/intake.py [--stations 20] [--batches 40] [--channels 50]
-        [--per-channel 1] [--groups 1,10,50] [--backends sqlite,postgres] [--verify | --copy]
+        [--per-channel 1] [--groups 1,10,50] [--backends sqlite,postgres] [--verify]
 """
 
 from __future__ import annotations
@@ -25,10 +21,8 @@ import os
 import tempfile
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 
-import psycopg
 from _harness import note, report
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -38,10 +32,7 @@ from agent.protocol.payload_v3 import build_payload_v3
 from warehouse.cluster.postgres import PostgresServer
 from warehouse.intake import Intake
 from warehouse.store import open_store
-from warehouse.store.model import NewBatch
-from warehouse.store.pg_copy import COPY_SQL, copy_buffer
-from warehouse.store.pg_partitions import month_of
-from warehouse.store.rows import reading_rows, time_of
+from warehouse.store.rows import reading_rows
 from warehouse.verify.keys import key_for
 from warehouse.verify.verifier import RegisteredKey, check, unverified_payload
 
@@ -131,70 +122,6 @@ def verify_steps(batches: list[tuple], repeat: int) -> dict[str, float]:
     return out
 
 
-_ROW_COLUMNS = (
-    "station, batch_seq, ord, device, param, unit, time, value_kind, value_int, value_float, "
-    "value_text, status, unsynced"
-)
-_ROW_TYPES = [
-    "text",
-    "int8",
-    "int4",
-    "text",
-    "text",
-    "text",
-    "timestamptz",
-    "text",
-    "int8",
-    "float8",
-    "text",
-    "text",
-    "bool",
-]
-
-
-def copy_steps(url: str, batches: list[tuple], group: int, repeat: int) -> dict[str, float]:
-    """CPU microseconds per batch of COPYing groups of ``group`` batches' readings, each way."""
-    keys = {sid: RegisteredKey.from_jwk(jwk) for sid, _body, jwk in batches}
-    new = []
-    for sid, body, _jwk in batches:
-        batch = check(body, keys[sid], sid)
-        at = datetime.now(UTC)
-        new.append(NewBatch(sid, batch.seq, "d", None, "k", "readings", 3, None, "", at, "b",
-                            b"", reading_rows(batch.payload)))  # fmt: skip
-    groups = [new[i : i + group] for i in range(0, len(new), group)]
-    store = open_store(url)
-    store.migrate()
-    store.partitions.ensure({month_of(r.time_ms) for b in new for r in b.readings})  # type: ignore[attr-defined]
-    store.close()
-
-    def rows(conn: psycopg.Connection, pending: list[NewBatch]) -> None:
-        sql = f"COPY readings ({_ROW_COLUMNS}) FROM STDIN (FORMAT BINARY)"
-        with conn.cursor() as cur, cur.copy(sql) as copy:
-            copy.set_types(_ROW_TYPES)
-            for b in pending:
-                for r in b.readings:
-                    copy.write_row((b.station, b.seq, r.ord, r.device, r.param, r.unit,
-                                    time_of(r.time_ms), r.value_kind, r.value_int, r.value_float,
-                                    r.value_text, r.status, r.unsynced))  # fmt: skip
-
-    def buffer(conn: psycopg.Connection, pending: list[NewBatch]) -> None:
-        with conn.cursor() as cur, cur.copy(COPY_SQL) as copy:
-            copy.write(copy_buffer(pending))
-
-    best = {"rows": float("inf"), "buffer": float("inf")}
-    with psycopg.connect(url) as conn:
-        for _ in range(repeat):
-            for name, way in (("rows", rows), ("buffer", buffer)):
-                cpu = 0.0
-                for pending in groups:
-                    started = time.process_time()
-                    way(conn, pending)
-                    cpu += time.process_time() - started
-                    conn.rollback()
-                best[name] = min(best[name], 1e6 * cpu / len(new))
-    return best
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--stations", type=int, default=20)
@@ -204,8 +131,7 @@ def main() -> None:
     p.add_argument("--groups", default="1,10,50")
     p.add_argument("--backends", default="sqlite,postgres")
     p.add_argument("--verify", action="store_true", help="the verifier's steps alone, no store")
-    p.add_argument("--copy", action="store_true", help="COPY of a group: per row vs one buffer")
-    p.add_argument("--repeat", type=int, default=5, help="passes for --verify/--copy (best kept)")
+    p.add_argument("--repeat", type=int, default=5, help="passes for --verify (best kept)")
     args = p.parse_args()
     groups = [int(g) for g in args.groups.split(",")]
     readings = args.channels * args.per_channel
@@ -224,17 +150,6 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory(prefix="bench-intake-") as tmp:
         base = Path(tmp)
-        if args.copy:
-            batches = sealed("CB", args.stations, args.batches, args.channels, args.per_channel)
-            pg = PostgresServer(base / "pg").start()
-            try:
-                note(f"load average before the run: {os.getloadavg()[0]:.1f}")
-                steps = copy_steps(pg.dsn, batches, groups[-1], args.repeat)
-            finally:
-                pg.stop()
-            report(f"COPY, {groups[-1]} batches: write_row per reading", steps["rows"], "us/batch")
-            report(f"COPY, {groups[-1]} batches: one buffer (pg_copy)", steps["buffer"], "us/batch")
-            return
         pg = PostgresServer(base / "pg").start() if "postgres" in args.backends else None
         try:
             for backend in args.backends.split(","):

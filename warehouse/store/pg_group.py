@@ -30,13 +30,31 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from warehouse.store.model import Held, KeyRow, NewBatch, Refusal
-from warehouse.store.pg_copy import COPY_SQL, copy_buffer
 from warehouse.store.pg_partitions import month_of
-from warehouse.store.rows import parse_iso
+from warehouse.store.rows import parse_iso, time_of
 
 if TYPE_CHECKING:
     from warehouse.store.postgres import PostgresStore
 
+_COPY = (
+    "COPY readings (station, batch_seq, ord, device, param, unit, time, value_kind, value_int, "
+    "value_float, value_text, status, unsynced) FROM STDIN (FORMAT BINARY)"
+)
+_COPY_TYPES = [
+    "text",
+    "int8",
+    "int4",
+    "text",
+    "text",
+    "text",
+    "timestamptz",
+    "text",
+    "int8",
+    "float8",
+    "text",
+    "text",
+    "bool",
+]
 _LOCK = (
     "SELECT station, contiguous_seq, contiguous_digest, highest_seq FROM chain_heads "
     "WHERE station = ANY(%s) ORDER BY station FOR UPDATE"
@@ -159,9 +177,28 @@ class Group:
                     if (h := chain.head).batches
                 ],
             )
-        if months:  # one buffer for every reading of the group (warehouse/store/pg_copy.py)
-            with conn.cursor() as cur, cur.copy(COPY_SQL) as copy:
-                copy.write(copy_buffer(pending))
+        if months:
+            with conn.cursor() as cur, cur.copy(_COPY) as copy:
+                copy.set_types(_COPY_TYPES)
+                for b in pending:
+                    for r in b.readings:
+                        copy.write_row(
+                            (
+                                b.station,
+                                b.seq,
+                                r.ord,
+                                r.device,
+                                r.param,
+                                r.unit,
+                                time_of(r.time_ms),
+                                r.value_kind,
+                                r.value_int,
+                                r.value_float,
+                                r.value_text,
+                                r.status,
+                                r.unsynced,
+                            )
+                        )
         self.pending = []
 
 
