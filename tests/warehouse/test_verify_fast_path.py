@@ -276,3 +276,72 @@ def test_deep_balanced_input_is_counted_in_linear_time() -> None:
     with pytest.raises(VerificationError, match="nested deeper"):
         strict_json(data, "payload")
     assert time.monotonic() - started < 20
+
+
+def _strict_by_hook(data: bytes) -> Any:
+    """The oracle for duplicate keys: a hook on every object (the parse as it always was)."""
+
+    def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        seen: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in seen:
+                raise ValueError(f"duplicate key {key!r}")
+            seen[key] = value
+        return seen
+
+    def no_constants(name: str) -> None:
+        raise ValueError(f"{name} is not JSON")
+
+    if nesting(data) > MAX_DEPTH:
+        return f"malformed payload: nested deeper than {MAX_DEPTH} levels"
+    try:
+        return json.loads(
+            data.decode("utf-8"), object_pairs_hook=no_duplicates, parse_constant=no_constants
+        )
+    except (UnicodeDecodeError, ValueError) as exc:
+        return f"malformed payload: not strict UTF-8 JSON ({exc})"
+
+
+def _duplicated(text: str) -> Iterator[str]:
+    """``text`` (a compact v3 payload) with a key repeated at every depth and in every way."""
+    deep = lambda n, obj: "[" * n + obj + "]" * n  # noqa: E731
+    yield text.replace('{"v":3,', '{"v":3,"v":3,', 1)  # the payload's object
+    yield text.replace('{"v":3,', '{"v":3,"v":4,', 1)  # another value
+    yield text.replace('"t0"', '"seq":3,"t0"', 1)  # after others
+    yield text.replace('"kind":"readings"', '"kind":"readings","\\u0076":3', 1)  # escaped key
+    yield text.replace('{"v":3,', '{"v" :3,"v"\t:\n3,', 1)  # whitespace before the colon
+    yield text.replace('{"v":3,', '{"v":3,"v" :3,', 1)  # one member fewer seen without it
+    yield text.replace('"device":"stack",', '"device":"stack","device":"stack",', 1)  # a channel
+    yield text.replace('"device":"stack",', '"unit":"x","device":"stack",', 1)
+    for n in range(0, MAX_DEPTH - 2):  # an object in a channel's values, nested n deeper
+        yield text.replace('"values":[', '"values":[' + deep(n, '{"a":1,"a":1}') + ",", 1)
+        yield text.replace('"values":[', '"values":[' + deep(n, '{"a":{"b":1,"b":2}}') + ",", 1)
+    yield text.replace('"prev":', '"x":{"y":[{"k":":a","k":1}]},"prev":', 1)  # a colon string
+    yield text.replace('"station":"FAST-01"', '"station":":FAST-01","station":"x"', 1)
+    yield text.replace('{"v":3,', '{"v":3,"v":3,"n":NaN,', 1)  # the duplicate comes first
+    yield text.replace('{"v":3,', '{"n":NaN,"v":3,"v":3,', 1)  # NaN comes first
+    yield text.replace('{"v":3,', '{"v":3,"v":3,"n":[1,,2],', 1)  # then a syntax error
+    yield text.replace('{"v":3,', '{"v":3,"v":3,"n":"\\ud800",', 1)  # a lone surrogate
+    yield text.replace('"device":"stack",', '"device":"stack","device":"stack",x', 1)
+    yield text[:-1] + ',"v":3}'  # the last key of the outermost object
+
+
+def test_a_duplicate_key_at_any_depth_is_refused_as_the_hook_refuses_it() -> None:
+    text = json.dumps(V3, separators=(",", ":"))
+    record = {**{k: V3[k] for k in ("v", "station", "seq", "prev", "sealed_at")}, "kind": "x"}
+    record["body"] = {"a": {"b": {"c": [{"d": 1}]}}}
+    variants = list(_duplicated(text))
+    body = json.dumps(record, separators=(",", ":"))
+    variants += [body.replace('{"d":1}', '{"d":1,"d":1}'), body.replace('{"c"', '{"c":1,"c"')]
+    variants += [text, body, text.replace('"FAST-01"', '":FAST-01"'), " " + text + "\n"]
+    refused = 0
+    for variant in variants:
+        expected = _strict_by_hook(variant.encode())
+        if isinstance(expected, str):
+            refused += 1
+            with pytest.raises(VerificationError) as caught:
+                strict_json(variant.encode(), "payload")
+            assert str(caught.value) == expected, variant
+        else:
+            assert strict_json(variant.encode(), "payload") == expected, variant
+    assert refused == len(variants) - 4  # every variant but the four genuine ones

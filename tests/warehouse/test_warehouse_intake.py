@@ -121,6 +121,24 @@ def test_a_batch_is_stored_once_with_every_reading_keeping_its_kind(
     ]
 
 
+def test_channels_of_one_status_and_a_synchronized_clock_keep_every_kind(
+    intake, station, store_url
+) -> None:
+    rows = [  # each channel one status run and no unsynced range (the rows' common case)
+        ("stack", "SO2", "mg/Nm3", T0, 41.25, "02", False),
+        ("stack", "SO2", "mg/Nm3", T0 + 1000, -0.0, "02", False),
+        ("stack", "serial", "", T0, "0042", "01", False),
+        ("stack", "count", "", T0, 7, "00", False),
+        ("stack", "count", "", T0 + 1000, -(2**63), "00", False),
+        ("stack", "gone", "", T0, None, "02", False),
+    ]
+    token = station.readings(1, rows)
+    assert send(intake, station, token).status == 201
+    got = stored_readings(store_url, station.id)
+    assert got == expand(token)
+    assert [type(r[4]) for r in got] == [float, float, str, int, int, type(None)]
+
+
 def test_the_same_bytes_again_are_a_duplicate_stored_once(intake, station, store_url) -> None:
     token = station.readings(1)
     assert send(intake, station, token).status == 201

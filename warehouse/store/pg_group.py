@@ -125,7 +125,7 @@ class Group:
         if not self.pending:
             return
         conn, pending = self._conn, self.pending
-        months = {month_of(r.time_ms) for b in pending for r in b.readings}
+        months = {month_of(ms) for ms in {r.time_ms for b in pending for r in b.readings}}
         if months:  # nothing of readings touched yet by this transaction: safe to wait for DDL
             self._store.partitions.ensure(months)
         with conn.pipeline(), conn.cursor() as cur:

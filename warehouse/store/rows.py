@@ -33,33 +33,43 @@ def reading_rows(payload: dict[str, Any]) -> list[ReadingRow]:
     if payload.get("kind", "readings") != "readings":
         return []
     rows: list[ReadingRow] = []
-    add, new = rows.append, tuple.__new__  # a ReadingRow made without its Python __new__
+    add, new, Row = rows.append, tuple.__new__, ReadingRow  # made without its Python __new__
     base, i = epoch_ms(payload["t0"]), 0
     for channel in payload["channels"]:
+        dv, pa, un = channel["device"], channel["param"], channel["unit"]
+        ranges, runs, at = channel.get("unsynced", ()), channel["status"], base
+        if not ranges and len(runs) == 1:  # the common case: one status, clock synchronized
+            status = runs[0][0]
+            for dt, value in zip(channel["t"], channel["values"], strict=True):
+                at += dt
+                of = type(value)  # the checks let through only these four
+                if of is float:
+                    add(new(Row, (i, dv, pa, un, at, "float", None, value, None, status, False)))
+                elif of is int:
+                    add(new(Row, (i, dv, pa, un, at, "int", value, None, None, status, False)))
+                elif of is str:
+                    add(new(Row, (i, dv, pa, un, at, "text", None, None, value, status, False)))
+                else:
+                    add(new(Row, (i, dv, pa, un, at, "null", None, None, None, status, False)))
+                i += 1
+            continue
         flagged: set[int] = set()
-        for first, count in channel.get("unsynced", ()):
+        for first, count in ranges:
             flagged.update(range(first, first + count))
-        runs = channel["status"]
-        statuses = (
-            [runs[0][0]] * runs[0][1]  # one status for the whole channel: the common case
-            if len(runs) == 1
-            else [code for code, count in runs for _ in range(count)]
-        )
-        device, param, unit = channel["device"], channel["param"], channel["unit"]
-        at = base
+        statuses = [code for code, count in runs for _ in range(count)]
         for j, (dt, value, status) in enumerate(
             zip(channel["t"], channel["values"], statuses, strict=True)
         ):
             at += dt
-            kind = _KINDS.get(type(value), "null")  # the checks let through only these four
+            kind = _KINDS.get(type(value), "null")
             add(
                 new(
-                    ReadingRow,
+                    Row,
                     (
                         i,
-                        device,
-                        param,
-                        unit,
+                        dv,
+                        pa,
+                        un,
                         at,
                         kind,
                         value if kind == "int" else None,

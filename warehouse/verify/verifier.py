@@ -91,15 +91,28 @@ def _no_constants(name: str) -> None:
 
 
 def nesting(data: bytes) -> int:
-    """How deep arrays and objects nest (outside strings), counted without recursion.
+    """How deep arrays and objects nest (outside strings), counted without recursion."""
+    return _nesting(_unescaped(data), data)
 
-    Fast when no string holds a bracket: escaped backslashes and quotes dropped, everything
-    but quotes and brackets deleted, the empty strings that are left removed, then innermost
-    pairs removed once per level (at most ``MAX_DEPTH + 1`` passes); else ``_nesting_exact``."""
-    reduced = data.replace(b"\\\\", b"").replace(b'\\"', b"")
-    brackets = reduced.translate(_TO_BRACKETS, _NOT_STRUCTURE).replace(b'""', b"")
-    if b'"' in brackets:  # a string holding a bracket, or one not closed
-        return _nesting_exact(data)
+
+def _unescaped(data: bytes) -> bytes:
+    """``data`` without escaped backslashes and quotes (the same bytes when it has no
+    backslash, as a payload usually has not): each ``"`` left opens or closes a string."""
+    if b"\\" not in data:
+        return data
+    return data.replace(b"\\\\", b"").replace(b'\\"', b"")
+
+
+def _nesting(reduced: bytes, data: bytes) -> int:
+    """``nesting`` of ``data``, ``reduced`` being ``_unescaped(data)``.
+
+    Fast when no string holds a bracket: everything but quotes and brackets deleted, every
+    quote then paired with the next (no string left holding anything), innermost pairs removed
+    once per level (at most ``MAX_DEPTH + 1`` passes); else ``_nesting_exact``."""
+    brackets = reduced.translate(_TO_BRACKETS, _NOT_STRUCTURE)
+    if brackets.count(b'""') * 2 != brackets.count(b'"'):  # a string holding a bracket, or
+        return _nesting_exact(data)  # one not closed: a quote not followed by its pair
+    brackets = brackets.translate(None, b'"')
     depth = 0
     while brackets and depth <= MAX_DEPTH:
         inner = brackets.replace(b"[]", b"")
@@ -122,17 +135,54 @@ def _nesting_exact(data: bytes) -> int:
 
 
 def strict_json(data: bytes, what: str) -> Any:
-    """Parse UTF-8 JSON refusing duplicate keys, NaN/Infinity and absurd nesting."""
-    if nesting(data) > MAX_DEPTH:
+    """Parse UTF-8 JSON refusing duplicate keys, NaN/Infinity and absurd nesting.
+
+    Parsed first without a Python hook per object; the members of the objects that gives are
+    then counted (the payload and its channels) against ``_members``, an upper bound of the
+    members the text holds: equal, no key was repeated (a repeated key leaves one member
+    fewer). Otherwise (another shape, a string starting with a colon, an error) the text is
+    parsed again with ``_no_duplicates`` on every object, which says what it always said."""
+    reduced = _unescaped(data)
+    if _nesting(reduced, data) > MAX_DEPTH:
         raise VerificationError(f"malformed {what}: nested deeper than {MAX_DEPTH} levels")
     try:
-        return json.loads(
-            data.decode("utf-8"), object_pairs_hook=_no_duplicates, parse_constant=_no_constants
-        )
+        text = data.decode("utf-8")
+        try:
+            parsed = json.loads(text, parse_constant=_no_constants)
+        except ValueError:
+            parsed = _NOT_PARSED
+        if parsed is _NOT_PARSED or _members(reduced) != _counted(parsed):
+            parsed = json.loads(
+                text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants
+            )
+        return parsed
     except (UnicodeDecodeError, ValueError) as exc:
         raise VerificationError(f"malformed {what}: not strict UTF-8 JSON ({exc})") from None
     except RecursionError:  # cannot be reached past the count above; refused all the same
         raise VerificationError(f"malformed {what}: nested too deep") from None
+
+
+_NOT_PARSED = object()
+
+
+def _members(reduced: bytes) -> int:
+    """At least as many as the object members in a JSON text (``_unescaped``): each member's
+    key ends with a quote that, whitespace deleted, a colon follows (so does a string opening
+    with a colon: counted too, an upper bound)."""
+    if b" " in reduced or b"\n" in reduced or b"\t" in reduced or b"\r" in reduced:
+        reduced = reduced.translate(None, b" \t\n\r")
+    return reduced.count(b'":')
+
+
+def _counted(parsed: Any) -> int:
+    """The members of a parsed payload's object and of its channels' objects (at most all its
+    objects' members: other objects are not counted)."""
+    if type(parsed) is not dict:
+        return 0
+    channels = parsed.get("channels")
+    if type(channels) is not list or set(map(type, channels)) != {dict}:
+        return len(parsed)
+    return len(parsed) + sum(map(len, channels))
 
 
 @dataclass(frozen=True)
