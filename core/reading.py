@@ -26,6 +26,18 @@ class Reading(NamedTuple):
     error: str | None = None  # why the value is missing or faulty; kept locally, never sent
 
 
+def text_problem(text: str) -> str | None:
+    """What keeps ``text`` from travelling in a batch and being stored as text (None: nothing):
+    U+0000 (PostgreSQL's text and jsonb cannot hold it) or a lone surrogate (not UTF-8)."""
+    if "\x00" in text:
+        return "text must not hold U+0000 (NUL)"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "text must not hold a lone surrogate (not UTF-8)"
+    return None
+
+
 def rfc3339_ms(time_ms: int) -> str:
     """Format epoch milliseconds as RFC 3339 UTC with millisecond precision and a Z suffix."""
     dt = datetime.fromtimestamp(time_ms / 1000, tz=UTC)

@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent.protocol.batch import Signer, build_payload
 from agent.protocol.jws import b64url, b64url_decode
+from agent.protocol.payload_v3 import build_payload_v3
 from agent.protocol.rotation_proof import rotation_body
 from tests.helpers import warehouse_stores
 from tests.helpers.descriptor import BODY
@@ -174,6 +175,35 @@ def test_tampered_replayed_and_misaddressed_batches_are_refused_with_a_reason(
         1,
         len(station.tokens[1]),
     )
+
+
+@pytest.mark.parametrize(
+    ("placeholder", "escaped", "where", "says"),
+    [
+        ("XVALX", r"a\u0000b", "channels.0.values.0", "U+0000"),
+        ("XVALX", r"\ud800", "channels.0.values.0", "lone surrogate"),
+        ("XUNX", r"mg\u0000", "channels.0.unit", "U+0000"),
+        ("XPARX", r"\udfff", "channels.0.param", "lone surrogate"),
+    ],
+)
+def test_text_no_store_can_keep_is_refused_saying_where_and_its_group_goes_on(
+    intake, station, store_url, placeholder, escaped, where, says
+) -> None:
+    """A signed batch holding a NUL or a lone surrogate (PostgreSQL's text cannot take the one,
+    UTF-8 has no place for the other) is refused with the place; the rest of its group is
+    stored (before, its COPY failed the whole group on PostgreSQL)."""
+    rows = [("stack", "XPARX", "XUNX", T0 + 1000, "XVALX", "00", False)]
+    clean = build_payload_v3(station.id, 1, None, T0 + 1000, rows, None)
+    forged = clean.replace(f'"{placeholder}"'.encode(), f'"{escaped}"'.encode())
+    assert forged != clean
+    bad = station.signer.sign(forged)
+    good = station.readings(1)
+    answers = intake.receive_many(
+        [(station.id, bad.encode(), "t"), (station.id, good.encode(), "t")]
+    )
+    assert [a.status for a in answers] == [400, 201]
+    assert f"malformed payload: {where}: " in answers[0].message and says in answers[0].message
+    assert query(store_url, "SELECT count(*) FROM readings") == [(1,)]
 
 
 def test_an_unknown_station_is_404_without_an_ack(intake, station) -> None:

@@ -35,6 +35,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from core.errors import VerificationError
+from core.reading import text_problem
 from core.record_kinds.rotation import KIND as ROTATION
 from core.record_kinds.rotation import PURPOSE
 from warehouse.verify.payload_v2 import TIME, check_v2, expand_v2, time_ms, value_problem
@@ -155,11 +156,42 @@ def strict_json(data: bytes, what: str) -> Any:
             parsed = json.loads(
                 text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants
             )
-        return parsed
     except (UnicodeDecodeError, ValueError) as exc:
         raise VerificationError(f"malformed {what}: not strict UTF-8 JSON ({exc})") from None
     except RecursionError:  # cannot be reached past the count above; refused all the same
         raise VerificationError(f"malformed {what}: nested too deep") from None
+    if b"\\" in data and _UNSTORABLE_ESCAPE.search(data):  # only an escape makes one
+        where = _unstorable(parsed)
+        if where is not None:
+            raise VerificationError(f"malformed {what}: {where[0]}: {where[1]}")
+    return parsed
+
+
+# A NUL or a lone surrogate can only enter a JSON text as a \u escape (raw, the first is a
+# control character JSON refuses, the second is not UTF-8); a text without one holds neither.
+_UNSTORABLE_ESCAPE = re.compile(rb"\\u(?:0000|[dD][89a-fA-F])")
+
+
+def _unstorable(parsed: Any) -> tuple[str, str] | None:
+    """(where, what) of the first string, key or value, that no store can keep as text: one
+    holding U+0000 (PostgreSQL's text and jsonb refuse it) or a lone surrogate (not UTF-8;
+    RFC 7493 forbids it). None: every string is storable. Iterative (depth is bounded)."""
+    stack: list[tuple[str, Any]] = [("", parsed)]
+    while stack:
+        path, node = stack.pop()
+        if type(node) is str:
+            problem = text_problem(node)
+            if problem:
+                return path or "(top level)", problem
+        elif type(node) is dict:
+            for key, value in reversed(node.items()):
+                problem = text_problem(key)
+                if problem:
+                    return f"{path}.{key!r}".lstrip(".") + " (a key)", problem
+                stack.append((f"{path}.{key}".lstrip("."), value))
+        elif type(node) is list:
+            stack.extend((f"{path}.{i}".lstrip("."), v) for i, v in reversed(list(enumerate(node))))
+    return None
 
 
 _NOT_PARSED = object()
