@@ -84,17 +84,16 @@ def _leaf(value: Any) -> str:
     return plain(value)
 
 
-def _result_text(row: Row) -> str:
-    """``observation_result(row)`` encoded."""
+def _other_result_text(row: Row) -> str:
+    """``observation_result(row)`` encoded, for a kind other than ``float`` (a float is
+    written inline by :meth:`ObservationText.encode`, 3,000 a request)."""
     kind = row["value_kind"]
-    if kind == "float":
-        value = float(row["value_float"])
-        text = float.__repr__(value)
-        return text if text[-1] not in "fn" else plain(value)  # inf, nan: Infinity, NaN
     if kind == "int":
         return int.__repr__(int(row["value_int"]))
     if kind == "text":
         return _leaf(row["value_text"])
+    if kind == "float":
+        return plain(float(row["value_float"]))
     return "null"
 
 
@@ -164,12 +163,12 @@ class ObservationText:
                 url_open = enc(entity_url(self._base, OBSERVATIONS, id_))[:-1]
             time, kind, digest, unit = row["time"], row["value_kind"], row.get("digest"), \
                 row["unit"]
-            if kind == "float":
+            if kind == "float":  # as the C encoder writes a float: repr, but NaN and Infinity
                 result = repr(float(row["value_float"]))
-                if result[-1] in "fn":  # inf, nan: the encoder's Infinity, NaN
-                    result = plain(float(row["value_float"]))
+                if result[-1] in "fn":  # nan, inf, -inf
+                    result = _other_result_text(row)
             else:
-                result = _result_text(row)
+                result = _other_result_text(row)
             maintenance = row.get("maintenance")
             text = write(
                 id_text,

@@ -24,7 +24,8 @@ from warehouse.sta.app import StaService
 from warehouse.sta.jsontext import Json, dumps
 from warehouse.sta.links import entity_url
 from warehouse.sta.observation_docs import OBSERVATIONS, ObservationText, observation_props
-from warehouse.sta.serialize import Serializer
+from warehouse.sta.query_options import Expand, QueryOptions
+from warehouse.sta.serialize import Serializer, _plan
 
 pg_server, api = warehouse_stores.pg_server, sta_api.api
 
@@ -155,12 +156,8 @@ def test_an_observation_row_is_written_as_its_dict_would_be(select, base) -> Non
     """Row by row, values the stored fill does not have: the text of :class:`ObservationText`
     equals ``json.dumps`` of the reference document (escapes, non-ASCII, NaN and infinities,
     -0.0, big ints, null members, a PostgreSQL datetime, ids percent-encoded in the link)."""
-    from warehouse.sta.query_options import Expand, QueryOptions
-
     opts = QueryOptions(select=select, expand=[Expand("FeatureOfInterest", QueryOptions())])
     ser = Serializer(None, base)  # type: ignore[arg-type]  # no $expand runs: no backend
-    from warehouse.sta.serialize import _plan
-
     plan = _plan(OBSERVATIONS, opts, observation_props(ODD_ROWS[0], base))
     expanded = [{} if i % 3 else {"FeatureOfInterest": {"name": "x", "n": [1, "é"]},
                                   "FeatureOfInterest@iot.count": 1} for i in range(len(ODD_ROWS))]
