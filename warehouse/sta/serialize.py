@@ -14,7 +14,7 @@ from warehouse.sta.backend import Backend, Row
 from warehouse.sta.catalogue import CATALOGUE, STATION_TYPES
 from warehouse.sta.entities import SETS, EntitySet
 from warehouse.sta.errors import BadRequest
-from warehouse.sta.jsontext import Json, array, dumps
+from warehouse.sta.jsontext import Json, array, spliced, text_array
 from warehouse.sta.links import entity_url, expansion_items, next_query
 from warehouse.sta.observation_docs import (
     PROPERTIES,
@@ -227,7 +227,7 @@ class Serializer:
         """The rows as the array of entities to write (:class:`Json`, or a list)."""
         docs = self._entities(entity, rows, opts, self.text)
         if type(docs) is _Texts:
-            return Json("[" + ",".join(docs) + "]")
+            return text_array(docs)
         return array(docs) if self.text else docs
 
     def encoded_one(self, entity: EntitySet, row: Row, opts: QueryOptions) -> Any:
@@ -282,7 +282,7 @@ class Serializer:
                     expanded[exp.name] = (None if not mine else Json(mine[0]) if texts
                                           else mine[0])
                     continue
-                expanded[exp.name] = (Json("[" + ",".join(mine) + "]") if texts
+                expanded[exp.name] = (text_array(mine) if texts
                                       else array(mine) if text else mine)
                 if page.count is not None:
                     expanded[f"{exp.name}@iot.count"] = page.count
@@ -304,7 +304,7 @@ class Serializer:
             url = entity_url(base, entity, id_)
             doc = self._document(id_, url, build(row, base), plan, expanded)
             if text and any(type(v) is Json for v in expanded.values()):
-                docs.append(Json(dumps(doc)))
+                docs.append(spliced(doc))
             else:
                 docs.append(doc)
         return docs
