@@ -23,6 +23,7 @@ import argparse
 import datetime as dt
 import http.client
 import json
+import os
 import random
 import shutil
 import sqlite3
@@ -233,6 +234,7 @@ def main() -> int:
     def q(s: str) -> str:
         return quote(s, safe="=$(),;'")
 
+    load_start = os.getloadavg()
     results: dict[str, tuple[list[float], list[float]]] = {}
     cpu: dict[str, list[float]] = {}  # process CPU time per API request (server + client)
     only = set(args.only.split(","))
@@ -348,12 +350,16 @@ def main() -> int:
     kind = "PostgreSQL" if args.postgres else "SQLite"
     print(f"\n{n:,} observations, {kind}, {args.repeat} runs each (ms; CPU: the process's CPU "
           "time per request, server and client)")
+    print("load average at the start / end: "
+          f"{' '.join(f'{x:.1f}' for x in load_start)} / "
+          f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     print(f"{'query':58} {'API p50':>8} {'API p99':>8} {'SQL p50':>8} {'SQL p99':>8} "
-          f"{'CPU p50':>8}")
+          f"{'CPU p50':>8} {'CPU p99':>8}")
     for name, (a, b) in results.items():
-        cpu_p50 = f"{pct(cpu[name], 50) * 1e3:8.1f}" if cpu.get(name) else ""
+        cpus = (f"{pct(cpu[name], 50) * 1e3:8.1f} {pct(cpu[name], 99) * 1e3:8.1f}"
+                if cpu.get(name) else "")
         print(f"{name:58} {pct(a, 50) * 1e3:8.1f} {pct(a, 99) * 1e3:8.1f} "
-              f"{pct(b, 50) * 1e3:8.1f} {pct(b, 99) * 1e3:8.1f} {cpu_p50}")
+              f"{pct(b, 50) * 1e3:8.1f} {pct(b, 99) * 1e3:8.1f} {cpus}")
     if "page" in only and "deep" in only:
         p1 = statistics.median(results["page 1 ($top=4)"][0])
         print(f"deep page / page 1 (p50): {statistics.median(deep_api) / p1:.2f}")

@@ -8,7 +8,7 @@ import re
 from warehouse.sta.answer import Answer, json_answer
 from warehouse.sta.backend import Backend
 from warehouse.sta.errors import NotFound
-from warehouse.sta.serialize import format_time_value
+from warehouse.sta.observation_docs import format_time_value
 from warehouse.sta.sql import Sql
 
 _STATION = re.compile(r"[A-Za-z0-9_.\-]{1,64}")

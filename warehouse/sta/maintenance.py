@@ -57,22 +57,24 @@ def attach(backend: Backend, rows: list[Row], cache: dict[str, Any] | None = Non
     seqs: dict[str, set[int]] = defaultdict(set)
     for row in rows:
         seqs[row["station"]].add(int(row["batch_seq"]))
-    digests: dict[tuple[str, int], str] = {}
+    digests: dict[str, dict[int, str]] = {}  # by station, then seq (3,000 rows: no key tuples)
     for station, wanted in seqs.items():
         marks = join([param(s) for s in sorted(wanted)], ", ")
+        mine = digests[station] = {}
         for r in backend.fetch(
             Sql("SELECT seq, digest FROM batches WHERE station = ? AND seq IN (", (station,))
             + marks
             + ")"
         ):
-            digests[(station, int(r["seq"]))] = r["digest"]
+            mine[int(r["seq"])] = r["digest"]
     found = cache if cache is not None else {}
     for station in seqs:
         if station not in found:
             found[station] = windows(backend, station)
     for row in rows:
-        row["digest"] = digests.get((row["station"], int(row["batch_seq"])))
-        wins = found[row["station"]]
+        station = row["station"]
+        row["digest"] = digests[station].get(int(row["batch_seq"]))
+        wins = found[station]
         row["maintenance"] = _window_of(wins, row) if wins else None
 
 

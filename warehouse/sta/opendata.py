@@ -31,7 +31,7 @@ from warehouse.sta.catalogue import STATUSES
 from warehouse.sta.entities import SETS
 from warehouse.sta.errors import BadRequest, NotFound
 from warehouse.sta.maintenance import attach
-from warehouse.sta.serialize import format_time_value, observation_result
+from warehouse.sta.observation_docs import format_time_value, observation_result
 from warehouse.sta.sql import Sql, join
 
 COLUMNS = ("observation_id", "station", "device", "param", "unit", "time", "value",

@@ -4,19 +4,29 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
-import re
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 from urllib.parse import quote
 
 from warehouse.sta.backend import Backend, Row
-from warehouse.sta.catalogue import CATALOGUE, STATION_TYPES, STATUSES
+from warehouse.sta.catalogue import CATALOGUE, STATION_TYPES
 from warehouse.sta.entities import SETS, EntitySet
 from warehouse.sta.errors import BadRequest
+from warehouse.sta.jsontext import Json, array, spliced, text_array
+from warehouse.sta.links import entity_url, expansion_items, next_query
+from warehouse.sta.observation_docs import (
+    PROPERTIES,
+    ObservationText,
+    format_time_value,
+    observation_props,
+    observation_result,
+)
 from warehouse.sta.query import Scope, fetch_page, fetch_pages
 from warehouse.sta.query_options import DEFAULT_TOP, QueryOptions
-from warehouse.sta.sql import format_time
+
+__all__ = ["Serializer", "entity_url", "format_time_value", "next_query", "observation_result"]
 
 MAX_EXPANDED = 100_000  # entities one $expand level may return (parents x its $top), worst case
 OM_OBSERVATION = "http://www.opengis.net/def/observationType/OGC-OM/2.0/OM_Observation"
@@ -36,44 +46,15 @@ ENTITY_PROPERTIES = {
         "resultTime",
         "properties",
     ),
-    "Observations": (
-        "phenomenonTime",
-        "resultTime",
-        "result",
-        "resultQuality",
-        "validTime",
-        "parameters",
-    ),
+    "Observations": PROPERTIES,
     "FeaturesOfInterest": ("name", "description", "encodingType", "feature", "properties"),
 }
-
-
-_PLAIN_ID = re.compile(r"[A-Za-z0-9_.\-:@]*")
-
-
-def entity_url(base: str, entity: EntitySet, id_: str) -> str:
-    """``{base}/Things('HN-01')`` (quotes doubled, then percent-encoded; ``:`` and ``@`` are
-    path characters and stay as they are)."""
-    if _PLAIN_ID.fullmatch(id_):
-        return f"{base}/{entity.name}('{id_}')"
-    key = quote("'" + id_.replace("'", "''") + "'", safe="':@")
-    return f"{base}/{entity.name}({key})"
 
 
 def _json(value: Any) -> Any:
     if isinstance(value, str | bytes):
         return json.loads(value)
     return value
-
-
-def format_time_value(value: Any) -> str | None:
-    """A stored time as RFC 3339 UTC with milliseconds (SQLite text as is; a datetime
-    formatted)."""
-    if value is None:
-        return None
-    if isinstance(value, dt.datetime):
-        return format_time(value)
-    return str(value)
 
 
 def _point(loc: Any) -> dict[str, Any] | None:
@@ -187,40 +168,6 @@ def _datastreams(row: Row, base: str) -> dict[str, Any]:
     }
 
 
-def observation_result(row: Row) -> Any:
-    kind = row["value_kind"]
-    if kind == "int":
-        return int(row["value_int"])
-    if kind == "float":
-        return float(row["value_float"])
-    if kind == "text":
-        return row["value_text"]
-    return None
-
-
-# one document per status, shared by every Observation (never changed once built)
-_QUALITY = {code: {"status": code, "meaning": meaning} for code, meaning in STATUSES.items()}
-
-
-def _observations(row: Row, base: str) -> dict[str, Any]:
-    time = format_time_value(row["time"])
-    return {
-        "phenomenonTime": time,
-        "resultTime": time,
-        "result": observation_result(row),
-        "resultQuality": _QUALITY[row["status"]],
-        "validTime": None,
-        "parameters": {
-            "batchSeq": row["batch_seq"],
-            "batchDigest": row.get("digest"),
-            "unsynced": bool(row["unsynced"]),
-            "valueKind": row["value_kind"],
-            "unit": row["unit"],
-            "maintenance": row.get("maintenance"),
-        },
-    }
-
-
 def _features(row: Row, base: str) -> dict[str, Any]:
     return {
         "name": row["name"],
@@ -238,7 +185,7 @@ BUILDERS = {
     "Sensors": _sensors,
     "ObservedProperties": _observed_properties,
     "Datastreams": _datastreams,
-    "Observations": _observations,
+    "Observations": observation_props,
     "FeaturesOfInterest": _features,
 }
 
@@ -249,22 +196,53 @@ def row_id(entity: EntitySet, row: Row) -> str:
     return str(row["id"])
 
 
-class Serializer:
-    """Turns rows into entities, running the queries ``$expand`` asks for."""
+_NOTHING: Mapping[str, Any] = MappingProxyType({})  # the expansions of a level without $expand
 
-    def __init__(self, backend: Backend, base: str, enrich: Any = None):
+
+class _Texts(list[str]):
+    """Entities already written as JSON text (what ``ObservationText`` gives), one str each."""
+
+
+class Serializer:
+    """Turns rows into entities, running the queries ``$expand`` asks for.
+
+    :meth:`entities` gives dicts. :meth:`encoded_list` and :meth:`encoded_one` give what an
+    answer writes: with ``text`` on, Observations (and every entity holding some) as
+    :class:`Json` text, spliced into the answer by ``jsontext.dumps``; off, the same dicts as
+    :meth:`entities` (the reference the text is held to, byte for byte)."""
+
+    def __init__(self, backend: Backend, base: str, enrich: Any = None, *, text: bool = True):
         self.backend = backend
         self.base = base
         self.enrich = enrich  # callable(entity, rows): adds digest / maintenance to rows
+        self.text = text
 
     def entities(
         self, entity: EntitySet, rows: list[Row], opts: QueryOptions
     ) -> list[dict[str, Any]]:
-        """The rows as entities; each ``$expand`` is one batched query for all the rows
-        (``fetch_pages``), then serialized together, level by level."""
+        """The rows as entity documents (dicts all the way down)."""
+        return self._entities(entity, rows, opts, False)
+
+    def encoded_list(self, entity: EntitySet, rows: list[Row], opts: QueryOptions) -> Any:
+        """The rows as the array of entities to write (:class:`Json`, or a list)."""
+        docs = self._entities(entity, rows, opts, self.text)
+        if type(docs) is _Texts:
+            return text_array(docs)
+        return array(docs) if self.text else docs
+
+    def encoded_one(self, entity: EntitySet, row: Row, opts: QueryOptions) -> Any:
+        """The row as the entity to write (:class:`Json`, or a dict)."""
+        docs = self._entities(entity, [row], opts, self.text)
+        return Json(docs[0]) if type(docs) is _Texts else docs[0]
+
+    def _entities(self, entity: EntitySet, rows: list[Row], opts: QueryOptions,
+                  text: bool) -> list[Any]:
+        """Each ``$expand`` is one batched query for all the rows (``fetch_pages``), then
+        serialized together, level by level."""
         if self.enrich is not None:
             self.enrich(entity, rows)
-        expansions: list[dict[str, Any]] = [{} for _ in rows]
+        expansions: list[Mapping[str, Any]]
+        expansions = [{} for _ in rows] if opts.expand else [_NOTHING] * len(rows)
         for exp in opts.expand:
             nav = entity.navs.get(exp.name)
             if nav is None:
@@ -292,35 +270,47 @@ class Serializer:
             else:
                 pages = fetch_pages(self.backend, target, scopes, options, base_url=self.base,
                                     top=top)
-            children = self.entities(target, [r for p in pages for r in p.rows], exp.options)
+            children = self._entities(target, [r for p in pages for r in p.rows], exp.options,
+                                      text)
+            texts = type(children) is _Texts  # entities as JSON text, each a plain str
             at = 0
-            for i, page in enumerate(pages):
-                docs = children[at : at + len(page.rows)]
+            for page, expanded in zip(pages, expansions, strict=True):
+                mine = children[at : at + len(page.rows)]
                 at += len(page.rows)
+                assert isinstance(expanded, dict)
                 if not nav.many:
-                    expansions[i][exp.name] = docs[0] if docs else None
+                    expanded[exp.name] = (None if not mine else Json(mine[0]) if texts
+                                          else mine[0])
                     continue
-                expansions[i][exp.name] = docs
+                expanded[exp.name] = (text_array(mine) if texts
+                                      else array(mine) if text else mine)
                 if page.count is not None:
-                    expansions[i][f"{exp.name}@iot.count"] = page.count
+                    expanded[f"{exp.name}@iot.count"] = page.count
                 if page.next_token is not None:
-                    expansions[i][f"{exp.name}@iot.nextLink@"] = (exp.options, page.next_token)
+                    expanded[f"{exp.name}@iot.nextLink@"] = (exp.options, page.next_token)
         if not rows:
             return []
         build, base = BUILDERS[entity.name], self.base
-        docs = []
-        plan = None
-        for row, expanded in zip(rows, expansions, strict=True):  # 3,000 a request: kept lean
+        plan = _plan(entity, opts, build(rows[0], base))
+        if text and entity.name == "Observations":
+            key = f"text:{base}"
+            writer = opts.compiled.get(key)
+            if writer is None:
+                writer = opts.compiled[key] = ObservationText(base, plan)
+            return _Texts(writer.encode(rows, expansions))
+        docs: list[Any] = []
+        for row, expanded in zip(rows, expansions, strict=True):
             id_ = row_id(entity, row)
             url = entity_url(base, entity, id_)
-            props = build(row, base)
-            if plan is None:
-                plan = _plan(entity, opts, props)
-            docs.append(self._document(id_, url, props, plan, expanded))
+            doc = self._document(id_, url, build(row, base), plan, expanded)
+            if text and any(type(v) is Json for v in expanded.values()):
+                docs.append(spliced(doc))
+            else:
+                docs.append(doc)
         return docs
 
     def entity(self, entity: EntitySet, row: Row, opts: QueryOptions,
-               expanded: dict[str, Any] | None = None) -> dict[str, Any]:
+               expanded: Mapping[str, Any] | None = None) -> dict[str, Any]:
         id_ = row_id(entity, row)
         url = entity_url(self.base, entity, id_)
         props = BUILDERS[entity.name](row, self.base)
@@ -328,7 +318,7 @@ class Serializer:
 
     def _document(self, id_: str, url: str, props: dict[str, Any],
                   plan: tuple[set[str] | None, list[str]],
-                  expanded: dict[str, Any] | None) -> dict[str, Any]:
+                  expanded: Mapping[str, Any] | None) -> dict[str, Any]:
         select, links = plan
         out: dict[str, Any]
         if select is None:
@@ -342,13 +332,8 @@ class Serializer:
                     out[name] = value
         for name in links:
             out[f"{name}@iot.navigationLink"] = f"{url}/{name}"
-        for key, value in expanded.items() if expanded else ():
-            if key.endswith("@iot.nextLink@"):
-                name = key.removesuffix("@iot.nextLink@")
-                options, token = value
-                out[f"{name}@iot.nextLink"] = f"{url}/{name}?" + next_query(options, token)
-            else:
-                out[key] = value
+        if expanded:
+            out.update(expansion_items(url, expanded))
         return out
 
 
@@ -369,16 +354,3 @@ def _plan(entity: EntitySet, opts: QueryOptions,
         links = [n for n in entity.navs if select is None or n in select or n in names]
         plan = opts.compiled[key] = (select, links)
     return plan
-
-
-def next_query(opts: QueryOptions, token: str) -> str:
-    """The query string of ``@iot.nextLink``: the request's own options with the new token."""
-    parts = []
-    raw = getattr(opts, "raw", None) or {}
-    for key, value in raw.items():
-        if key not in ("$skip", "$skiptoken"):
-            parts.append(f"{key}={quote(value, safe='')}")
-    if opts.top is not None and "$top" not in raw:
-        parts.append(f"$top={opts.top}")
-    parts.append(f"$skiptoken={token}")
-    return "&".join(parts)

@@ -9,14 +9,28 @@ Our own texts never contain a ``?`` or ``%`` elsewhere (``mod`` is a function on
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
 from typing import Any
 
 
-@dataclass(frozen=True)
 class Sql:
-    text: str
-    params: tuple[Any, ...] = field(default=())
+    """SQL text and its parameters. A value: never changed once made (not a frozen dataclass:
+    an ``$expand`` makes a thousand a request, and a frozen ``__init__`` costs twice)."""
+
+    __slots__ = ("text", "params")
+
+    def __init__(self, text: str, params: tuple[Any, ...] = ()) -> None:
+        self.text = text
+        self.params = params
+
+    def __eq__(self, other: object) -> bool:
+        return (isinstance(other, Sql) and self.text == other.text
+                and self.params == other.params)
+
+    def __hash__(self) -> int:
+        return hash((self.text, self.params))
+
+    def __repr__(self) -> str:
+        return f"Sql(text={self.text!r}, params={self.params!r})"
 
     def __add__(self, other: Sql | str) -> Sql:
         if isinstance(other, str):
@@ -34,10 +48,7 @@ def param(value: Any) -> Sql:
 
 def join(parts: list[Sql], sep: str) -> Sql:
     """The parts joined by ``sep`` (text only), their parameters in order."""
-    out = Sql("")
-    for i, part in enumerate(parts):
-        out = out + (sep if i else "") + part
-    return out
+    return Sql(sep.join([p.text for p in parts]), tuple(v for p in parts for v in p.params))
 
 
 def wrap(template: str, *args: Sql) -> Sql:
@@ -45,10 +56,10 @@ def wrap(template: str, *args: Sql) -> Sql:
     pieces = template.split("{}")
     if len(pieces) != len(args) + 1:
         raise ValueError(f"template {template!r} takes {len(pieces) - 1} arguments")
-    out = Sql(pieces[0])
+    text = [pieces[0]]
     for arg, piece in zip(args, pieces[1:], strict=True):
-        out = out + arg + piece
-    return out
+        text += (arg.text, piece)
+    return Sql("".join(text), tuple(v for a in args for v in a.params))
 
 
 class Dialect:
