@@ -30,7 +30,7 @@ _MARK = re.compile(
 
 
 def model_at(target: str) -> type[BaseModel]:
-    """The model a marker names, e.g. ``drivers.modbus.tcp.ModbusTcpConfig``."""
+    """The model a marker names, e.g. ``drivers.modbus.config.ModbusTcpConfig``."""
     module_name, _, name = target.rpartition(".")
     model = getattr(importlib.import_module(module_name), name, None)
     if not (isinstance(model, type) and issubclass(model, BaseModel)):
