@@ -30,7 +30,7 @@ def test_readme_tables_are_fresh(readme) -> None:
 
 @pytest.mark.parametrize("driver", list(DRIVERS))
 def test_every_option_of_every_driver_is_described_in_its_readme(driver: str) -> None:
-    model = DRIVERS[driver][0]
+    model = DRIVERS.config(driver)
     documented = _documented(package_of(driver))
     for each in [model, *nested_models(model)]:
         assert each in documented, f"{each.__name__} has no options table in the README"
