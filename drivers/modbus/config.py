@@ -54,7 +54,7 @@ warnings.filterwarnings(
 class StatusConfig(Model):
     """Where the device reports its status (measuring, calibrating, fault)."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid")
 
     register: int = Field(ge=0, le=65535)
     """Zero-based address of the status register (or coil / discrete input)."""
@@ -75,7 +75,7 @@ class StatusConfig(Model):
 class ModbusChannel(Model):
     """One measured parameter and where the device holds it."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid")
 
     param: str = Field(min_length=1)
     """Parameter name (e.g. "SO2"), unique within the device."""
@@ -153,7 +153,7 @@ class ModbusChannel(Model):
 class ForbiddenRange(Model):
     """Addresses a request must never touch (the device refuses, or reading them has effects)."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid")
 
     function: Function = "holding"
     """Table of the range."""
@@ -172,7 +172,7 @@ class ForbiddenRange(Model):
 class ModbusDeviceConfig(DeviceConfig):
     """Keys every Modbus device section has, whatever the line."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid")
 
     unit: int = Field(default=1, ge=0, le=247)
     """Modbus unit id (slave id) of the device."""
@@ -217,7 +217,7 @@ class ModbusDeviceConfig(DeviceConfig):
 class ModbusTcpConfig(ModbusDeviceConfig):
     """A device (or gateway) answering Modbus TCP, or RTU frames over TCP."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid")
 
     driver: Literal["modbus_tcp"]
     """This driver."""
@@ -233,7 +233,7 @@ class ModbusTcpConfig(ModbusDeviceConfig):
 class ModbusRtuConfig(ModbusDeviceConfig):
     """A device answering Modbus RTU on a serial port."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid")
 
     driver: Literal["modbus_rtu"]
     """This driver."""
