@@ -19,7 +19,7 @@ def _text() -> Any:
 class LimitConfig(Model):
     """A limit value a channel is judged against (the QCVN limit its permit names)."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid")
 
     max: float | None = Field(default=None, allow_inf_nan=False)
     """Upper limit, in the channel's unit."""
@@ -40,7 +40,7 @@ class LimitConfig(Model):
 class DeviceConfig(Model):
     """Keys common to every device section of the configuration."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid")
 
     source: ClassVar[Literal["device", "file"]] = "device"
     """Where the readings come from, for the station descriptor (``file``: the files driver)."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Collection
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -233,7 +233,7 @@ def format_validation_error(path: Path, exc: ValidationError) -> str:
     return "\n".join(lines)
 
 
-def _tags_named(items: Any, key: str, registry: Mapping[str, Any]) -> tuple[str, ...]:
+def _tags_named(items: Any, key: str, registry: Collection[str]) -> tuple[str, ...]:
     """The ``key`` tags (drivers, transport types) a list of sections names; every known tag
     if one is missing or unknown (so the error lists the choices)."""
     if not items:
@@ -256,13 +256,13 @@ def _union(models: tuple[type[BaseModel], ...], key: str) -> Any:
 @functools.cache
 def _config_model(drivers: tuple[str, ...], transports: tuple[str, ...] = ()) -> type[Config]:
     """``Config`` whose devices and transports are validated by the models of these drivers
-    and transport types (their modules are imported now, the others never)."""
+    and transport types (their config modules are imported now, the others never)."""
     fields: dict[str, Any] = {}
     if drivers:
-        section = _union(tuple(DRIVERS[name][0] for name in drivers), "driver")
+        section = _union(tuple(DRIVERS.config(name) for name in drivers), "driver")
         fields["devices"] = (list[section], Field(default_factory=list))  # type: ignore[valid-type]
     if transports:
-        section = _union(tuple(TRANSPORTS[name][0] for name in transports), "type")
+        section = _union(tuple(TRANSPORTS.config(name) for name in transports), "type")
         fields["transports"] = (list[section], Field(min_length=1))  # type: ignore[valid-type]
     if not fields:
         return Config

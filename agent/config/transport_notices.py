@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from agent.transports.notices import UNSIGNED_ACKS
+
 if TYPE_CHECKING:
     from agent.config.model import Config
 
@@ -29,10 +31,6 @@ BROKER_ACKS = (
 
 def unsigned_ack_notices(config: Config) -> list[str]:
     """One notice per batch transport whose acknowledgements are not signed by the warehouse."""
-    # Imported here: ``run`` says these at start and would otherwise load every transport's
-    # check (and its imports) into the daemon for one sentence (issue 33, idle RSS).
-    from agent.transports.check import UNSIGNED_ACKS
-
     notices = []
     for i, t in enumerate(config.transports):
         if t.type == "mqtt" and getattr(t, "ack", None) == "broker":

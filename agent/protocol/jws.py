@@ -16,7 +16,6 @@ from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from core.errors import VerificationError
 
@@ -54,7 +53,7 @@ def public_jwk(key: Ed25519PublicKey) -> dict[str, str]:
     """The public key as an OKP JWK, with its thumbprint as ``kid``. No ``alg`` member: one key
     verifies ``Ed25519`` (payload v3) and ``EdDSA`` (v1, v2) batches, and a JOSE library given a
     key whose ``alg`` names one refuses the other (joserfc does; docs/protocol.md)."""
-    raw = key.public_bytes(Encoding.Raw, PublicFormat.Raw)
+    raw = key.public_bytes_raw()
     jwk = {"kty": "OKP", "crv": "Ed25519", "x": b64url(raw)}
     return {**jwk, "kid": thumbprint(jwk), "use": "sig"}
 

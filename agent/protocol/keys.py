@@ -1,18 +1,21 @@
-"""The station's Ed25519 signing key: generation, safe loading, and its public JWK."""
+"""The station's Ed25519 signing key: generation, safe loading, and its public JWK.
+
+A key in the form ``keygen``, ``cryptography`` and ``openssl genpkey -algorithm ed25519`` write
+(PEM, PKCS#8 without attributes or public key: a fixed 16-byte DER prefix, then the 32-byte
+seed) is read here; any other file goes to cryptography's full PEM parser, which gives the
+errors (and finds the other key types) as before. cryptography's ``serialization`` package, which
+that parser needs, costs ~1.7 MiB of the running agent's memory and ~15 ms of each command that
+reads the key (it imports its SSH and PKCS#12 modules and bcrypt).
+"""
 
 from __future__ import annotations
 
+import binascii
 import json
 import os
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.serialization import (
-    Encoding,
-    NoEncryption,
-    PrivateFormat,
-    load_pem_private_key,
-)
 
 from agent.protocol.jws import public_jwk
 from agent.support.bounded import read_secret_file
@@ -31,7 +34,7 @@ def generate_key(out_dir: Path, name: str = "station") -> tuple[Path, Path]:
         if path.exists():
             raise KeyFileError(f"{path}: already exists; refusing to overwrite a station key")
     key = Ed25519PrivateKey.generate()
-    pem = key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
+    pem = pkcs8_pem(key)
     # O_EXCL + mode 0600 at creation: the key is never readable by others, not even briefly.
     fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as f:
@@ -40,6 +43,40 @@ def generate_key(out_dir: Path, name: str = "station") -> tuple[Path, Path]:
         os.fsync(f.fileno())
     jwk_path.write_text(json.dumps(public_jwk(key.public_key()), indent=2) + "\n")
     return key_path, jwk_path
+
+
+# RFC 8410 PrivateKeyInfo: SEQUENCE { INTEGER 0, SEQUENCE { OID 1.3.101.112 }, OCTET STRING {
+# OCTET STRING (32 bytes) } }, everything but the seed.
+_ED25519_PKCS8_PREFIX = bytes.fromhex("302e020100300506032b657004220420")
+_PEM_BEGIN = b"-----BEGIN PRIVATE KEY-----"
+_PEM_END = b"-----END PRIVATE KEY-----"
+
+
+def pkcs8_pem(key: Ed25519PrivateKey) -> bytes:
+    """``key`` as an unencrypted PKCS#8 PEM, as ``cryptography``'s ``private_bytes`` writes it."""
+    der = base64_lines(_ED25519_PKCS8_PREFIX + key.private_bytes_raw())
+    return _PEM_BEGIN + b"\n" + der + _PEM_END + b"\n"
+
+
+def base64_lines(data: bytes) -> bytes:
+    """PEM's body: base64 in lines of 64 characters, each ending with a newline."""
+    text = binascii.b2a_base64(data, newline=False)
+    return b"".join(text[i : i + 64] + b"\n" for i in range(0, len(text), 64))
+
+
+def ed25519_seed(pem: bytes) -> bytes | None:
+    """The seed of a PEM PKCS#8 Ed25519 key in its usual 48-byte form (one block, nothing else
+    in the file but surrounding whitespace); None for anything else."""
+    lines = pem.strip().split(b"\n")
+    if len(lines) < 3 or lines[0] != _PEM_BEGIN or lines[-1] != _PEM_END:
+        return None
+    try:
+        der = binascii.a2b_base64(b"".join(lines[1:-1]), strict_mode=True)
+    except binascii.Error:
+        return None
+    if len(der) != 48 or not der.startswith(_ED25519_PKCS8_PREFIX):
+        return None
+    return der[len(_ED25519_PKCS8_PREFIX) :]
 
 
 def load_private_key(path: Path) -> Ed25519PrivateKey:
@@ -52,6 +89,11 @@ def load_private_key(path: Path) -> Ed25519PrivateKey:
         pem = read_secret_file(path, "signing key")
     except ValueError as exc:
         raise KeyFileError(str(exc)) from None
+    seed = ed25519_seed(pem)
+    if seed is not None:
+        return Ed25519PrivateKey.from_private_bytes(seed)
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key  # other forms
+
     try:
         key = load_pem_private_key(pem, password=None)
     except (ValueError, TypeError):

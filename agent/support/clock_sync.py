@@ -13,7 +13,6 @@ says so, and such readings are flagged in the buffer and in the signed payload (
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import functools
 import sys
 
@@ -68,7 +67,9 @@ def _libc() -> ctypes.CDLL:
     own = ctypes.CDLL(None, use_errno=True)
     if hasattr(own, "adjtimex"):
         return own
-    return ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)  # found once: it forks
+    from ctypes.util import find_library  # with subprocess, tempfile, shutil: only if needed
+
+    return ctypes.CDLL(find_library("c"), use_errno=True)  # found once: it forks
 
 
 def max_error_us() -> int | None:

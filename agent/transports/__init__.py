@@ -13,12 +13,14 @@ Adding a transport: one folder ``agent/transports/<type>/`` with the same files 
 (``config.py``: the section model, a subclass of ``agent.support.sections.TransportSection``
 with a literal ``type``; ``transport.py``: the class implementing ``Transport``; ``check.py``:
 its ``check`` for ``station-agent check-transports``; ``README.md``; ``sample.toml``; and
-``status.py`` when it has a part of its own in ``status``), plus one line in ``_REGISTRY`` below.
+``status.py`` when it has a part of its own in ``status``), plus one entry in ``_REGISTRY`` below
+(its config model and its class, each as ``"module:Name"``).
 A transport whose section says ``delivers = "period_files"`` (TT10 text files) implements
 ``PeriodFileTransport`` instead: it builds its files from the stored readings in a loop of its
 own and keeps its own ledger (TT10 is the one transport that writes buffer.db, its own tables).
 Modules are imported on first use, so a station loads only the transports it configures (paho
-for MQTT; HTTPS needs only the standard library).
+for MQTT; HTTPS needs only the standard library), and checking a configuration loads their
+``config.py`` alone.
 """
 
 from __future__ import annotations
@@ -35,10 +37,19 @@ from core.registry import LazyRegistry
 if TYPE_CHECKING:
     from agent.transports.check import Verdict
 
-_REGISTRY: dict[str, tuple[str, str, str]] = {
-    "mqtt": ("agent.transports.mqtt.transport", "MqttTransportConfig", "MqttTransport"),
-    "https": ("agent.transports.https.transport", "HttpsTransportConfig", "HttpsTransport"),
-    "tt10": ("agent.transports.tt10.transport", "Tt10TransportConfig", "Tt10Transport"),
+_REGISTRY: dict[str, tuple[str, str]] = {
+    "mqtt": (
+        "agent.transports.mqtt.config:MqttTransportConfig",
+        "agent.transports.mqtt.transport:MqttTransport",
+    ),
+    "https": (
+        "agent.transports.https.config:HttpsTransportConfig",
+        "agent.transports.https.transport:HttpsTransport",
+    ),
+    "tt10": (
+        "agent.transports.tt10.config:Tt10TransportConfig",
+        "agent.transports.tt10.transport:Tt10Transport",
+    ),
 }
 
 
@@ -88,7 +99,8 @@ class TransportFactory(Protocol):
 
 
 TRANSPORTS: LazyRegistry[type[TransportSection], TransportFactory] = LazyRegistry(_REGISTRY)
-"""Transport type -> (config model, transport class), each imported when first asked for."""
+"""Transport type -> config model (``.config``), transport class (``.implementation``), each
+imported when first asked for."""
 
 
 class TransportCheck(Protocol):
@@ -106,11 +118,12 @@ def check_of(type_: str) -> TransportCheck:
 
 def make_transport(config: TransportSection, station: str) -> Transport:
     """Build the transport for one validated ``[[transports]]`` section that takes batches."""
-    return cast(Transport, TRANSPORTS[config.type][1](config, station))
+    return cast(Transport, TRANSPORTS.implementation(config.type)(config, station))
 
 
 def make_period_file_transport(
     config: TransportSection, buffer_path: Path, clock: Any
 ) -> PeriodFileTransport:
     """Build the loop of one ``delivers = "period_files"`` section."""
-    return cast(PeriodFileTransport, TRANSPORTS[config.type][1](config, buffer_path, clock))
+    factory = TRANSPORTS.implementation(config.type)
+    return cast(PeriodFileTransport, factory(config, buffer_path, clock))

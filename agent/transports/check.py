@@ -27,12 +27,6 @@ from core.errors import VerificationError
 
 TIMEOUT_S = 10.0
 PROBE_SEQ = 2**62  # far beyond any station's chain
-UNSIGNED_ACKS = (
-    "acknowledgements are not authenticated (no ack_keys): anyone who can publish on the "
-    "station's acks topic or answer in the warehouse's name can make a batch count as "
-    'delivered; pin the warehouse\'s public key: ack_keys = "warehouse.jwk" '
-    "(docs/protocol.md, Signed acknowledgements)"
-)
 
 
 @dataclass

@@ -21,7 +21,7 @@ DEFAULT_PATTERNS = {"tt10": "*.txt", "toa5": "*.dat"}
 class FileChannel(Model):
     """One code the files carry, and the param and unit it is stored as."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid")
 
     code: str = Field(min_length=1, max_length=64)
     """The code as the file writes it: a TT10 line's parameter (``SO2``), a TOA5 column name
@@ -38,7 +38,7 @@ class FileChannel(Model):
 class FtpReceiver(Model):
     """A small FTP server the datalogger uploads into the watched folder (pyftpdlib)."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid")
 
     host: str = "0.0.0.0"
     """Address to listen on."""
@@ -78,7 +78,7 @@ class FtpReceiver(Model):
 class FilesConfig(DeviceConfig):
     """A datalogger writing TT10 text files or Campbell TOA5 tables into a folder."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid")
 
     source: ClassVar[Literal["device", "file"]] = "file"  # the station descriptor says so
 

@@ -40,7 +40,7 @@ DEFAULT_FLAGS: dict[str, StatusCode] = {
 class Hj212Channel(Model):
     """One pollutant the datalogger reports, and the params it is stored as."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid")
 
     code: str = Field(pattern=r"^[A-Za-z0-9]{1,16}$")
     """Pollutant code as the datalogger sends it (Appendix B), e.g. ``a21026``."""
@@ -60,7 +60,7 @@ class Hj212Channel(Model):
 class Hj212Config(DeviceConfig):
     """A datalogger (or CEMS / water analyzer cabinet) speaking HJ 212-2017."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid")
 
     driver: Literal["hj212"]
     """This driver."""

@@ -17,7 +17,7 @@ from drivers.base import DeviceConfig
 class Sdi12Channel(Model):
     """One value of a sensor's measurement, and the param it is stored as."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid")
 
     value: int = Field(ge=1, le=99)
     """Position of the value in the measurement's answers (1: the first value of ``aD0!``)."""
@@ -32,7 +32,7 @@ class Sdi12Channel(Model):
 class Sdi12Sensor(Model):
     """One sensor on the bus."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid")
 
     address: str = Field(pattern=r"^[0-9a-zA-Z]$")
     """The sensor's address: ``0``-``9``, ``a``-``z`` (``A``-``Z`` too)."""
@@ -58,7 +58,7 @@ class Sdi12Sensor(Model):
 class Sdi12Config(DeviceConfig):
     """SDI-12 sensors on one bus, through a serial adapter."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid")
 
     driver: Literal["sdi12"]
     """This driver."""

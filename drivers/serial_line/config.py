@@ -82,7 +82,7 @@ def _compiled(info: ValidationInfo) -> re.Pattern[str] | None:
 class SerialStatusConfig(Model):
     """Where the line carries the instrument's status (measuring, calibrating, fault)."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid")
 
     group: str = Field(min_length=1)
     """Named group of ``pattern`` holding the status text (e.g. one letter)."""
@@ -93,7 +93,7 @@ class SerialStatusConfig(Model):
 class SerialChannel(Model):
     """One measured parameter and the group of the answer line that holds it."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid")
 
     param: str = Field(min_length=1)
     """Parameter name (e.g. "PM10"), unique within the device."""
@@ -116,7 +116,7 @@ class SerialChannel(Model):
 class SerialLineConfig(DeviceConfig):
     """An instrument answering one line of text per request on a serial port."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid")
 
     driver: Literal["serial_line"]
     """This driver."""

@@ -261,10 +261,13 @@ def test_unknown_or_missing_driver_is_named_plainly(tmp_path, device, expected):
 
 
 def test_a_station_loads_only_the_drivers_it_configures(tmp_path):
-    """Memory on a small station computer: a Modbus station never imports the serial driver."""
+    """Memory on a small station computer: a Modbus station never imports the serial driver.
+    Loading the configuration imports no driver at all; the agent imports those it builds."""
     code = (
-        "import sys; from agent.config.model import load_config; "
-        "load_config(sys.argv[1]); "
+        "import sys; from agent.config.model import load_config; from drivers import DRIVERS; "
+        "config = load_config(sys.argv[1]); "
+        "assert 'pymodbus' not in sys.modules and 'serial' not in sys.modules; "
+        "[DRIVERS.implementation(d.driver) for d in config.devices]; "
         "print('serial_line' if 'drivers.serial_line.driver' in sys.modules else '-', "
         "'pymodbus' if 'pymodbus' in sys.modules else '-')"
     )

@@ -108,3 +108,9 @@ def test_config_sample_works_from_a_wheel(tmp_path: Path) -> None:
     installed = _sample(tmp_path / "installed", env=env)
     assert installed.read_text() == _sample(tmp_path / "source").read_text()
     assert len(load_config(installed).devices) >= len(DRIVERS)
+
+
+@pytest.mark.parametrize("driver", list(DRIVERS))
+def test_each_driver_config_model_lives_in_its_folders_config_module(driver: str) -> None:
+    # Apart from the driver: checking a configuration imports none (test_command_imports.py).
+    assert DRIVERS.config(driver).__module__ == f"{package_of(driver)}.config"

@@ -203,9 +203,9 @@ def _numeric_fields_without_upper_bound() -> list[str]:
 
     walk(Config, "config")
     for name in TRANSPORTS:
-        walk(TRANSPORTS[name][0], f"transports({name})")
+        walk(TRANSPORTS.config(name), f"transports({name})")
     for name in DRIVERS:
-        walk(DRIVERS[name][0], f"devices({name})")
+        walk(DRIVERS.config(name), f"devices({name})")
     return out
 
 

@@ -20,7 +20,7 @@ FILES = ("config.py", "transport.py", "check.py", "README.md", "sample.toml")
 def test_each_transport_folder_has_the_same_files(kind: str) -> None:
     folder = ROOT / "agent" / "transports" / kind
     assert sorted(f for f in FILES if not (folder / f).is_file()) == [], folder
-    model, _ = TRANSPORTS[kind]
+    model = TRANSPORTS.config(kind)
     assert model.__module__ == f"agent.transports.{kind}.config"  # the section model lives there
     assert check_of(kind) is importlib.import_module(f"agent.transports.{kind}.check").check
     sample = tomllib.loads((folder / "sample.toml").read_text())

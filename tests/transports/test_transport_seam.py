@@ -36,7 +36,7 @@ def test_every_registered_transport_has_a_sample_section_here() -> None:
 
 @pytest.mark.parametrize("kind", sorted(PERIOD_FILE_TRANSPORTS))
 def test_period_file_transports_declare_what_the_daemon_uses(kind: str) -> None:
-    model, factory = TRANSPORTS[kind]
+    model, factory = TRANSPORTS.config(kind), TRANSPORTS.implementation(kind)
     assert model.delivers == "period_files"
     methods = {"start", "stop", "oldest_needed_ms", "forget_delivered_before"}
     members = ["name", "last_error", "delivered", *sorted(methods)]

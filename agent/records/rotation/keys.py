@@ -21,10 +21,9 @@ import os
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
 from agent.protocol.batch import Signer
-from agent.protocol.keys import load_private_key
+from agent.protocol.keys import load_private_key, pkcs8_pem
 from agent.support.logs import event
 from core.errors import KeyFileError
 
@@ -78,7 +77,7 @@ class KeyFiles:
     def make_next(self) -> Signer:
         """Create ``station.key.next`` (0600, O_EXCL, fsynced) and its public JWK."""
         key = Ed25519PrivateKey.generate()
-        pem = key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
+        pem = pkcs8_pem(key)
         _write_new(self.next_key, pem, 0o600)
         signer = Signer(key)
         _replace(self.next_jwk, _jwk_text(signer.jwk))

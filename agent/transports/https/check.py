@@ -17,7 +17,6 @@ from agent.protocol.signed_ack import AckKeys
 from agent.support.bounded import MAX_ANSWER
 from agent.transports.check import (
     TIMEOUT_S,
-    UNSIGNED_ACKS,
     Verdict,
     ack_probe,
     ack_verified,
@@ -25,6 +24,7 @@ from agent.transports.check import (
     tls_verified,
 )
 from agent.transports.https.transport import connection
+from agent.transports.notices import UNSIGNED_ACKS
 from agent.transports.tls import client_context
 
 

@@ -23,7 +23,6 @@ from typing import Any
 from agent.protocol.signed_ack import AckKeys
 from agent.transports.check import (
     TIMEOUT_S,
-    UNSIGNED_ACKS,
     Verdict,
     ack_probe,
     ack_verified,
@@ -31,6 +30,7 @@ from agent.transports.check import (
     tls_verified,
 )
 from agent.transports.mqtt.config import PLAIN_MQTT
+from agent.transports.notices import UNSIGNED_ACKS
 from agent.transports.tls import client_context
 
 

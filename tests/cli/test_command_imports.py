@@ -1,0 +1,85 @@
+"""Issue 33, item 4: ``config validate``, ``status`` and ``maintenance list`` load the config
+models of a station's drivers and transports (``drivers/<name>/config.py``,
+``agent/transports/<type>/config.py``) and none of their implementations: no pymodbus, pyserial,
+paho, asyncio or http.client, on a configuration naming every driver and every transport (nor
+ssl, for the two that only read the buffer).
+A test of imports, not of time: ``bench/cli_latency.py`` times the commands."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from agent.buffer import Buffer
+from agent.config.model import load_config
+from agent.config.sample import station_sample, transport_section
+from agent.transports import TRANSPORTS
+from drivers import DRIVERS
+from tests.helpers.station import ROOT, localized
+
+# What the implementations import and the config models must not (asyncio: pymodbus.pdu's).
+IMPLEMENTATION_ONLY = ("pymodbus", "serial", "paho", "asyncio", "http.client", "termios")
+_PROBE = """
+import json, sys
+from agent.cli.main import main
+rc = main({argv!r})
+print(json.dumps({{"rc": rc, "modules": sorted(sys.modules)}}))
+"""
+
+
+@pytest.fixture(scope="module")
+def every_plugin_station(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A valid configuration with every driver's sample devices and every transport's sample
+    section, and its buffer (made by ``Buffer``, as ``run`` makes it)."""
+    folder = tmp_path_factory.mktemp("every-plugin")
+    text = station_sample(list(DRIVERS), transport="https")
+    text += "".join(transport_section(kind) for kind in TRANSPORTS if kind != "https")
+    path = folder / "station.toml"
+    path.write_text(localized(text, folder))
+    config = load_config(path, secrets=False)
+    assert {d.driver for d in config.devices} == set(DRIVERS)
+    assert {t.type for t in config.transports} == set(TRANSPORTS)
+    Buffer(config.buffer.path, durability=config.buffer.durability).close()
+    return path
+
+
+def _run(argv: list[str]) -> tuple[int, set[str]]:
+    run = subprocess.run(
+        [sys.executable, "-c", _PROBE.format(argv=argv)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = json.loads(run.stdout.splitlines()[-1])
+    return result["rc"], set(result["modules"])
+
+
+def _implementation_modules() -> set[str]:
+    return {DRIVERS.module_of(n) for n in DRIVERS} | {TRANSPORTS.module_of(n) for n in TRANSPORTS}
+
+
+@pytest.mark.parametrize(
+    ("command", "exit_code", "also_not"),
+    [
+        (["config", "validate", "{path}"], 0, ()),  # it checks the TLS files: ssl
+        (["status", "--config", "{path}"], 3, ("ssl",)),  # 3: the agent is not running
+        (["maintenance", "list", "--config", "{path}"], 0, ("ssl",)),
+    ],
+)
+def test_command_imports_no_driver_or_transport_implementation(
+    command: list[str], exit_code: int, also_not: tuple[str, ...], every_plugin_station: Path
+) -> None:
+    argv = [part.format(path=every_plugin_station) for part in command]
+    rc, modules = _run(argv)
+    assert rc == exit_code, argv
+    assert {f"{DRIVERS.config(n).__module__}" for n in DRIVERS} <= modules  # the models, loaded
+    heavy = sorted(
+        m
+        for m in modules
+        if any(m == h or m.startswith(f"{h}.") for h in IMPLEMENTATION_ONLY + also_not)
+    )
+    assert heavy == [], f"station-agent {' '.join(command[:2])} imported {heavy}"
+    assert sorted(_implementation_modules() & modules) == [], command
