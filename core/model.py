@@ -12,7 +12,23 @@ dependency.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict
+
+from core.reading import text_problem
+
+
+def _storable(text: str) -> str:
+    problem = text_problem(text)
+    if problem:
+        raise ValueError(problem)
+    return text
+
+
+# A name that travels in every batch (a channel's param, its unit): text a store can keep (no
+# U+0000; TOML cannot spell a lone surrogate). docs/protocol.md, "Text holds no U+0000".
+StorableText = Annotated[str, AfterValidator(_storable)]
 
 
 class Model(BaseModel):

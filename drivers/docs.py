@@ -91,6 +91,8 @@ def _models_in(annotation: Any) -> Iterator[type[BaseModel]]:
 def _kind(annotation: Any) -> str:
     """A technician's name for a field's type."""
     origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:  # a checked type (StorableText): named as what it holds
+        return _kind(typing.get_args(annotation)[0])
     args = typing.get_args(annotation)
     if origin is Literal:
         return ", ".join(f"`{json.dumps(a)}`" for a in args)

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from core.model import Model
+from core.model import Model, StorableText
 from drivers.base import DeviceConfig
 
 DEFAULT_PATTERNS = {"tt10": "*.txt", "toa5": "*.dat"}
@@ -26,11 +26,11 @@ class FileChannel(Model):
     code: str = Field(min_length=1, max_length=64)
     """The code as the file writes it: a TT10 line's parameter (``SO2``), a TOA5 column name
     (``AirTC_Avg``)."""
-    param: str = Field(min_length=1, max_length=64)
+    param: StorableText = Field(min_length=1, max_length=64)
     """Our parameter name, e.g. ``SO2``."""
-    unit: str = Field(default="", max_length=32)
+    unit: StorableText = Field(default="", max_length=32)
     """Unit the readings are stored with, e.g. ``mg/Nm3``."""
-    file_unit: str | None = Field(default=None, max_length=32)
+    file_unit: StorableText | None = Field(default=None, max_length=32)
     """The unit the file states for this code when it differs in spelling from ``unit`` (e.g.
     TOA5 ``Deg C`` for ``C``); none: ``unit``. A value stated in another unit is a fault (02)."""
 

@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from core.model import Model
+from core.model import Model, StorableText
 from core.reading import CALIBRATING, FAULT, MEASURING, StatusCode
 from drivers.base import DeviceConfig
 from drivers.hj212.framing import LENGTH_FIELD_MAX, STANDARD_MAX_LENGTH
@@ -44,16 +44,16 @@ class Hj212Channel(Model):
 
     code: str = Field(pattern=r"^[A-Za-z0-9]{1,16}$")
     """Pollutant code as the datalogger sends it (Appendix B), e.g. ``a21026``."""
-    param: str = Field(min_length=1)
+    param: StorableText = Field(min_length=1)
     """Our parameter name, e.g. ``SO2``."""
-    unit: str = ""
+    unit: StorableText = ""
     """Unit of the values, e.g. ``mg/m3``."""
     realtime: bool = True
     """Store the real-time value (CN 2011, ``code-Rtd``) as ``param``."""
     aggregates: list[AggregateField] = Field(default_factory=lambda: list(_AVG_ONLY))
     """Fields of minute/hour/day data (CN 2051/2061/2031) to store, each as the param named by
     the device's ``aggregate_param``."""
-    cou_unit: str | None = None
+    cou_unit: StorableText | None = None
     """Unit of the Cou (cumulative amount) field; none: ``unit``."""
 
 

@@ -18,7 +18,7 @@ from typing import Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
-from core.model import Model
+from core.model import Model, StorableText
 from core.reading import CALIBRATING, FAULT, MEASURING, StatusCode
 from drivers.base import DeviceConfig
 from drivers.modbus.codec import ByteOrder, RegisterType, register_count
@@ -77,9 +77,9 @@ class ModbusChannel(Model):
 
     model_config = ConfigDict(extra="forbid")
 
-    param: str = Field(min_length=1)
+    param: StorableText = Field(min_length=1)
     """Parameter name (e.g. "SO2"), unique within the device."""
-    unit: str = ""
+    unit: StorableText = ""
     """Unit of the value after scaling (e.g. "mg/Nm3")."""
     register: int = Field(ge=0, le=65535)
     """Zero-based address of the first register, coil or discrete input (40001 -> 0)."""

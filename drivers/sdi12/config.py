@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
-from core.model import Model
+from core.model import Model, StorableText
 from drivers.base import DeviceConfig
 
 
@@ -21,9 +21,9 @@ class Sdi12Channel(Model):
 
     value: int = Field(ge=1, le=99)
     """Position of the value in the measurement's answers (1: the first value of ``aD0!``)."""
-    param: str = Field(min_length=1, max_length=64)
+    param: StorableText = Field(min_length=1, max_length=64)
     """Our parameter name, e.g. ``WaterLevel``."""
-    unit: str = Field(default="", max_length=32)
+    unit: StorableText = Field(default="", max_length=32)
     """Unit of the stored value, e.g. ``m``."""
     scale: float = Field(default=1.0, ge=-1e9, le=1e9, allow_inf_nan=False)
     """Multiplies the sensor's value (e.g. 0.001 for mm to m)."""

@@ -14,7 +14,7 @@ from typing import Literal
 
 from pydantic import ConfigDict, Field, ValidationInfo, field_validator
 
-from core.model import Model
+from core.model import Model, StorableText
 from core.reading import CALIBRATING, FAULT, MEASURING, StatusCode
 from drivers.base import DeviceConfig
 
@@ -95,9 +95,9 @@ class SerialChannel(Model):
 
     model_config = ConfigDict(extra="forbid")
 
-    param: str = Field(min_length=1)
+    param: StorableText = Field(min_length=1)
     """Parameter name (e.g. "PM10"), unique within the device."""
-    unit: str = ""
+    unit: StorableText = ""
     """Unit of the value after scaling (e.g. "ug/m3")."""
     group: str | None = None
     """Named group of ``pattern`` holding the value; default: the param name."""
