@@ -8,8 +8,9 @@ transaction. If the buffer cannot take them (disk full, cap reached), they wait 
 queue in memory and are stored first at the next poll; the condition is logged on every poll
 until it clears.
 
-Bounds, so that a buffer falling behind (a full disk, a drain on a busy machine) cannot turn
-into a spiral of ever larger commits (bench/RESULTS.md, "commit spiral"):
+Bounds, so that a buffer falling behind or refusing (a full disk, the ``max_disk_mb`` cap, a
+drain on a busy machine) cannot turn into a spiral of ever larger commits, each retried in full
+on every poll (bench/RESULTS.md, "The commit spiral"):
 
 * **per commit**: a commit stores whole polls, oldest first, at most ``CHUNK_READINGS``
   readings per transaction (a larger poll alone); the polls beyond go in the next transaction
@@ -17,11 +18,14 @@ into a spiral of ever larger commits (bench/RESULTS.md, "commit spiral"):
 * **in memory**: while ``MAX_WAITING_READINGS`` or more readings wait, a poll slot is not read:
   ``poll`` records it as missed (``BEHIND``), as any hole below, instead of reading a device
   whose readings could only queue. Counted in readings, not polls (a poll may hold 50 or
-  5,000). Readings pushed by a listening device (``accept``) cannot be refused: they queue; past
+  5,000); the polls being read when the bound is reached still add theirs. Readings pushed by
+  a listening device (``accept``) cannot be refused: they queue; past
   ``MAX_UNSTORED_READINGS`` or ``MAX_UNSTORED_POLLS`` the oldest waiting poll is dropped
   (``dropped``, logged) -- only a buffer refusing for long, with a pushing device, gets there.
-* **at stop**: ``stop_by(deadline)``: commits give up at the deadline (each chunk is bounded),
-  so a stop with a backlog waiting ends; what was not stored is logged by the caller.
+* **holes**: kept as runs (``agent.poll.holes``): a buffer refusing for hours, which cannot
+  seal them either, keeps one entry per device and reason, not one per slot.
+* **at stop**: after ``stop_by(deadline)`` no chunk is begun past the deadline (each is
+  bounded), so a stop with a backlog ends; what was not stored is the caller's to log.
 
 A poll whose slot comes while the device's previous poll is still running waits for it and
 runs late, stamped with the time it really ran (``poll`` holds a lock per device). A poll that
@@ -41,6 +45,7 @@ from collections import deque
 from collections.abc import Callable
 
 from agent.buffer import Buffer
+from agent.poll.holes import Holes
 from agent.support.clock import Clock
 from agent.support.clock_sync import clock_synchronized
 from agent.support.logs import Repeats, event
@@ -89,7 +94,7 @@ class Poller:
         self.polled = 0
         self.dropped = 0
         self.missed_polls = 0
-        self._holes: dict[str, list[tuple[int, str]]] = {}  # device -> (slot ms, reason)
+        self._holes = Holes()  # the slots missed, not sealed yet
         self._missed_since_poll: dict[str, bool] = {}  # devices with holes since their last poll
         self._holes_lock = threading.Lock()  # never held while storing
         self.storage_error: str | None = None
@@ -163,7 +168,7 @@ class Poller:
     def missed(self, device: str, slots_ms: list[int], reason: str) -> None:
         """Polls of ``device`` due at ``slots_ms`` did not run: record them (never blocks)."""
         with self._holes_lock:
-            self._holes.setdefault(device, []).extend((t, reason) for t in slots_ms)
+            self._holes.add(device, slots_ms, reason)
             self._missed_since_poll[device] = True
             self.missed_polls += len(slots_ms)
         self._repeats.failed(
@@ -179,14 +184,12 @@ class Poller:
         """The holes recorded so far, by device: (slot ms, reason); forgotten here (to be
         sealed; ``give_back_missed`` if that fails)."""
         with self._holes_lock:
-            holes, self._holes = self._holes, {}
-        return holes
+            return self._holes.take()
 
     def give_back_missed(self, holes: dict[str, list[tuple[int, str]]]) -> None:
         """Holes ``take_missed`` gave that could not be sealed: kept for the next try."""
         with self._holes_lock:
-            for device, slots in holes.items():
-                self._holes[device] = slots + self._holes.get(device, [])
+            self._holes.put_back(holes)
 
     def accept(
         self,
