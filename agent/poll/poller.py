@@ -61,8 +61,8 @@ MAX_UNSTORED_POLLS = 10_000
 # A poll waiting to be stored: (ticket, device, readings, error, time_ms, unsynced).
 _Waiting = tuple[int, str, list[Reading], str | None, int, bool]
 BEHIND = (
-    f"poll skipped: the buffer is behind ({MAX_WAITING_READINGS:,} readings or more waiting "
-    "to be stored)"
+    f"poll skipped: {MAX_WAITING_READINGS:,} readings or more wait to be stored (the buffer is "
+    "behind or full)"
 )
 GATHER_S = 0.05  # how long a commit waits for the polls still reading (one commit per tick)
 
