@@ -115,7 +115,7 @@ def test_a_slow_buffer_bounds_memory_and_records_the_slots_it_could_not_take(
     monkeypatch.setattr(poller_module, "MAX_WAITING_READINGS", bound)
     monkeypatch.setattr(poller_module, "CHUNK_READINGS", chunk)
     path = tmp_path / "b.db"
-    buffer = SlowBuffer(path, per_reading_s=40e-6)
+    buffer = SlowBuffer(path, per_reading_s=100e-6)
     poller = Poller(buffer, SystemClock())
     loggers = [Logger(f"dev{i}") for i in range(threads)]
     peak = [0]
