@@ -82,6 +82,14 @@ def _slots_between(
     return out
 
 
+def _join(threads: list[threading.Thread], deadline: float | None) -> None:
+    """Wait for ``threads`` (until ``deadline``, monotonic); one still running is logged."""
+    for thread in threads:
+        thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        if thread.is_alive():  # a device read still going on (a daemon thread)
+            event(log, logging.WARNING, "poll_thread_not_ended", thread=thread.name)
+
+
 class _StepWatch:
     """Notices the wall clock stepping between two wake-ups: more than ``STEP_MS`` apart from
     the monotonic clock's advance."""
@@ -207,8 +215,7 @@ class PollClock:
 
     def shutdown(self, deadline: float | None = None) -> None:
         """Queue nothing more, note each device's first slot not queued, let the workers finish
-        the polls queued (and commit them); with ``deadline`` (monotonic) the commits give up
-        then (``Poller.stop_by``) and the threads are waited for until then only."""
+        the polls queued and commit them (until ``deadline``, monotonic: ``Poller.stop_by``)."""
         if deadline is not None:
             self.poller.stop_by(deadline)
         with self._cond:
@@ -219,11 +226,7 @@ class PollClock:
             while self._idle:
                 self._notified += 1
                 self._idle.pop().notify()
-        for thread in [self._clock_thread, *self._threads]:
-            if thread is not None:
-                thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
-                if thread.is_alive():  # a device read still going on (a daemon thread)
-                    event(log, logging.WARNING, "poll_thread_not_ended", thread=thread.name)
+        _join([t for t in (self._clock_thread, *self._threads) if t is not None], deadline)
 
     def next_polls(self) -> dict[str, tuple[float, datetime]]:
         """Each polled device's (interval, first slot not yet started); after ``shutdown``,

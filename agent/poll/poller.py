@@ -260,7 +260,7 @@ class Poller:
                     self._reads.wait_for(
                         lambda: not self._reading or min(self._reading) > mark, GATHER_S
                     )
-            while not self._past_stop() and self._store_chunk() and self._settled < target:
+            while not _past(self._stop_at) and self._store_chunk() and self._settled < target:
                 pass
 
     def _store_chunk(self) -> bool:
@@ -298,9 +298,6 @@ class Poller:
             self.storage_error = None
         return True
 
-    def _past_stop(self) -> bool:
-        return self._stop_at is not None and time.monotonic() >= self._stop_at
-
     def stop_by(self, deadline: float) -> None:
         """A stop: no chunk is begun after ``deadline`` (monotonic; one begun before it ends);
         what is still waiting then is the caller's to report (``waiting``,
@@ -318,6 +315,10 @@ class Poller:
     def waiting_readings(self) -> int:
         """Readings waiting in memory to be stored."""
         return self._waiting_readings
+
+
+def _past(deadline: float | None) -> bool:
+    return deadline is not None and time.monotonic() >= deadline
 
 
 def _chunk(unstored: deque[_Waiting], most: int) -> list[_Waiting]:

@@ -294,9 +294,7 @@ class Agent:
         self._stopped.set()
         if self.web is not None:
             self.web.stop()
-        # Polls waiting in memory are stored in bounded chunks up to a deadline (a backlog
-        # behind a slow or full buffer must not hold the stop); what is left is logged below.
-        self.polls.shutdown(time.monotonic() + STOP_STORE_S)
+        self.polls.shutdown(time.monotonic() + STOP_STORE_S)  # a backlog must not hold it
         for ticker in list(self.tickers.values()):
             ticker.stop()
         self._health_figures.close()
@@ -318,14 +316,16 @@ class Agent:
             "agent_stopped",
             **{f"first_unacked_{k}": v for k, v in backlog.items()},
         )
-        if self.poller.waiting():  # the buffer could not take them (full disk, behind) in time
-            event(
-                log,
-                logging.ERROR,
-                "readings_lost_at_stop",
-                polls=self.poller.waiting(),
-                readings=self.poller.waiting_readings(),
-            )
+        _log_lost(self.poller)
+
+
+def _log_lost(poller: Poller) -> None:
+    """The polls the buffer could not take (full disk, behind) before the stop's deadline."""
+    if poller.waiting():
+        readings = poller.waiting_readings()
+        event(
+            log, logging.ERROR, "readings_lost_at_stop", polls=poller.waiting(), readings=readings
+        )
 
 
 def _log_started(agent: Agent) -> None:
