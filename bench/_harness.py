@@ -233,6 +233,7 @@ def agent_toml(
     seal_interval_s: float = 10,
     batch: int | None = None,
     durability: str = "power",
+    max_disk_mb: float | None = None,
 ) -> Path:
     """Write a station-agent.toml in ``directory``; returns its path."""
     path = directory / "station-agent.toml"
@@ -240,6 +241,7 @@ def agent_toml(
         f'[station]\nid = "{STATION}"\n\n[signing]\nkey = "{key}"\n\n'
         f'[buffer]\npath = "{directory / "buffer.db"}"\nseal_interval_s = {seal_interval_s}\n'
         + (f"max_readings_per_batch = {batch}\n" if batch else "")
+        + (f"max_disk_mb = {max_disk_mb}\n" if max_disk_mb else "")
         + f'durability = "{durability}"\n\n'
         f"{devices}\n{transports}\n"
     )

@@ -191,6 +191,7 @@ def soak(args: argparse.Namespace, directory: Path) -> tuple[list[Sample], Timel
                     for i, port in enumerate(sims.ports)
                 ),
                 seal_interval_s=seal,
+                max_disk_mb=args.max_disk_mb,
             )
             with AgentProcess(config, directory / "agent.log") as agent:
                 return _drive(args, directory, agent, warehouse, broker, seal)
@@ -379,6 +380,12 @@ def main() -> None:
     parser.add_argument("--window-minutes", type=float, help="CPU windows (default 10; 1 if short)")
     parser.add_argument("--sample", type=float, default=10.0, help="sampling period, s")
     parser.add_argument("--seal", type=float, help="seal interval s (default: the preset's)")
+    parser.add_argument(
+        "--max-disk-mb",
+        type=float,
+        help="the buffer's cap (default: the agent's, 2048; ~50 bytes per reading: a 2-hour "
+        "big run needs ~6000)",
+    )
     parser.add_argument("--drain-timeout-minutes", type=float, default=30.0)
     parser.add_argument(
         "--values", choices=DataloggerDevice.VALUE_MODELS, default="fresh",

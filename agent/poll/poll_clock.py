@@ -82,6 +82,14 @@ def _slots_between(
     return out
 
 
+def _join(threads: list[threading.Thread], deadline: float | None) -> None:
+    """Wait for ``threads`` (until ``deadline``, monotonic); one still running is logged."""
+    for thread in threads:
+        thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        if thread.is_alive():  # a device read still going on (a daemon thread)
+            event(log, logging.WARNING, "poll_thread_not_ended", thread=thread.name)
+
+
 class _StepWatch:
     """Notices the wall clock stepping between two wake-ups: more than ``STEP_MS`` apart from
     the monotonic clock's advance."""
@@ -205,9 +213,11 @@ class PollClock:
         thread = self._clock_thread
         return thread is not None and thread.is_alive() and not self._stopping
 
-    def shutdown(self) -> None:
+    def shutdown(self, deadline: float | None = None) -> None:
         """Queue nothing more, note each device's first slot not queued, let the workers finish
-        the polls queued (and commit them)."""
+        the polls queued and commit them (until ``deadline``, monotonic: ``Poller.stop_by``)."""
+        if deadline is not None:
+            self.poller.stop_by(deadline)
         with self._cond:
             if self._final is None:
                 self._final = self.next_polls()
@@ -216,9 +226,7 @@ class PollClock:
             while self._idle:
                 self._notified += 1
                 self._idle.pop().notify()
-        for thread in [self._clock_thread, *self._threads]:
-            if thread is not None:
-                thread.join()
+        _join([t for t in (self._clock_thread, *self._threads) if t is not None], deadline)
 
     def next_polls(self) -> dict[str, tuple[float, datetime]]:
         """Each polled device's (interval, first slot not yet started); after ``shutdown``,
@@ -359,8 +367,8 @@ class PollClock:
             if not polled:
                 first_polled = time.monotonic()
             polled.append(device)
-            try:
-                device.run(device.driver, False)
+            try:  # the slot in the agent's clock: a poll the buffer is behind for is missed
+                device.run(device.driver, False, self._in_agent_clock([slot])[0])
             except Exception as exc:  # a bug around the read: the slot is recorded, not lost
                 log.exception("poll of %s failed", device.driver.name)
                 reason = f"poll failed: {exc!r}"

@@ -8,6 +8,25 @@ transaction. If the buffer cannot take them (disk full, cap reached), they wait 
 queue in memory and are stored first at the next poll; the condition is logged on every poll
 until it clears.
 
+Bounds, so that a buffer falling behind or refusing (a full disk, the ``max_disk_mb`` cap, a
+drain on a busy machine) cannot turn into a spiral of ever larger commits, each retried in full
+on every poll (bench/RESULTS.md, "The commit spiral"):
+
+* **per commit**: a commit stores whole polls, oldest first, at most ``CHUNK_READINGS``
+  readings per transaction (a larger poll alone); the polls beyond go in the next transaction
+  at once. Each commit's cost and latency are bounded, and so is a retry against a full buffer.
+* **in memory**: while ``MAX_WAITING_READINGS`` or more readings wait, a poll slot is not read:
+  ``poll`` records it as missed (``BEHIND``), as any hole below, instead of reading a device
+  whose readings could only queue. Counted in readings, not polls (a poll may hold 50 or
+  5,000); the polls being read when the bound is reached still add theirs. Readings pushed by
+  a listening device (``accept``) cannot be refused: they queue; past
+  ``MAX_UNSTORED_READINGS`` or ``MAX_UNSTORED_POLLS`` the oldest waiting poll is dropped
+  (``dropped``, logged) -- only a buffer refusing for long, with a pushing device, gets there.
+* **holes**: kept as runs (``agent.poll.holes``): a buffer refusing for hours, which cannot
+  seal them either, keeps one entry per device and reason, not one per slot.
+* **at stop**: after ``stop_by(deadline)`` no chunk is begun past the deadline (each is
+  bounded), so a stop with a backlog ends; what was not stored is the caller's to log.
+
 A poll whose slot comes while the device's previous poll is still running waits for it and
 runs late, stamped with the time it really ran (``poll`` holds a lock per device). A poll that
 could not start at all (two before it still running, the process busy) is a
@@ -26,6 +45,7 @@ from collections import deque
 from collections.abc import Callable
 
 from agent.buffer import Buffer
+from agent.poll.holes import Holes
 from agent.support.clock import Clock
 from agent.support.clock_sync import clock_synchronized
 from agent.support.logs import Repeats, event
@@ -34,7 +54,16 @@ from core.reading import FAULT, Reading
 from drivers import Driver
 
 log = logging.getLogger("agent.poller")
+CHUNK_READINGS = 5_000  # readings per commit transaction at most (~5 ms of CPU: bench/RESULTS.md)
+MAX_WAITING_READINGS = 50_000  # this many waiting: new poll slots are missed, not read
+MAX_UNSTORED_READINGS = 200_000  # hard cap (pushed readings): the oldest waiting poll dropped
 MAX_UNSTORED_POLLS = 10_000
+# A poll waiting to be stored: (ticket, device, readings, error, time_ms, unsynced).
+_Waiting = tuple[int, str, list[Reading], str | None, int, bool]
+BEHIND = (
+    f"poll skipped: {MAX_WAITING_READINGS:,} readings or more wait to be stored (the buffer is "
+    "behind or full)"
+)
 GATHER_S = 0.05  # how long a commit waits for the polls still reading (one commit per tick)
 
 
@@ -51,9 +80,9 @@ class Poller:
         tell.) Readings accepted while it answers False are stored flagged ``unsynced``."""
         self.buffer, self.clock, self.synchronized = buffer, clock, synchronized
         # Polls waiting to be committed, oldest first, each with its ticket (1, 2, ...).
-        self._unstored: deque[tuple[int, str, list[Reading], str | None, int, bool]] = deque(
-            maxlen=MAX_UNSTORED_POLLS
-        )
+        self._unstored: deque[_Waiting] = deque()
+        self._waiting_readings = 0  # readings in ``_unstored``
+        self._stop_at: float | None = None  # monotonic: commits give up past it (a stop)
         self._lock = threading.Lock()  # the queue and its tickets: held a moment, never to store
         self._commit_lock = threading.Lock()  # one group commit at a time
         self._reads = threading.Condition(self._lock)  # a read ended (notified)
@@ -65,7 +94,7 @@ class Poller:
         self.polled = 0
         self.dropped = 0
         self.missed_polls = 0
-        self._holes: dict[str, list[tuple[int, str]]] = {}  # device -> (slot ms, reason)
+        self._holes = Holes()  # the slots missed, not sealed yet
         self._missed_since_poll: dict[str, bool] = {}  # devices with holes since their last poll
         self._holes_lock = threading.Lock()  # never held while storing
         self.storage_error: str | None = None
@@ -99,15 +128,21 @@ class Poller:
         errors = [f"{r.param}: {r.error}" for r in readings if r.error]
         return readings, ("; ".join(errors) or None), time_ms
 
-    def poll(self, driver: Driver, commit: bool = True) -> None:
+    def poll(self, driver: Driver, commit: bool = True, slot_ms: int | None = None) -> bool:
         """Read one device and commit its readings (see the module docstring on failure); a
         poll of a device whose previous poll is still running waits for it, then runs. With
         ``commit`` False the readings wait for the caller's ``flush`` (the poll clock commits
-        the polls of a tick together)."""
+        the polls of a tick together). While the buffer is behind (``MAX_WAITING_READINGS``)
+        the device is not read and the slot (``slot_ms``, default now) is recorded as missed:
+        returns False then, True when the device was read."""
         lock = self._device_locks.get(driver.name)
         if lock is None:
             lock = self._device_locks.setdefault(driver.name, threading.Lock())
         with lock:
+            if self._waiting_readings >= MAX_WAITING_READINGS:
+                slot = self.clock.now_ms() if slot_ms is None else slot_ms
+                self.missed(driver.name, [slot], BEHIND)
+                return False
             with self._holes_lock:
                 missed = self._missed_since_poll.pop(driver.name, False)
             if not missed:
@@ -128,11 +163,12 @@ class Poller:
             if self.after_read is not None:
                 self.after_read(driver)
             self.accept(driver.name, readings, error, time_ms, commit=commit)
+        return True
 
     def missed(self, device: str, slots_ms: list[int], reason: str) -> None:
         """Polls of ``device`` due at ``slots_ms`` did not run: record them (never blocks)."""
         with self._holes_lock:
-            self._holes.setdefault(device, []).extend((t, reason) for t in slots_ms)
+            self._holes.add(device, slots_ms, reason)
             self._missed_since_poll[device] = True
             self.missed_polls += len(slots_ms)
         self._repeats.failed(
@@ -148,14 +184,12 @@ class Poller:
         """The holes recorded so far, by device: (slot ms, reason); forgotten here (to be
         sealed; ``give_back_missed`` if that fails)."""
         with self._holes_lock:
-            holes, self._holes = self._holes, {}
-        return holes
+            return self._holes.take()
 
     def give_back_missed(self, holes: dict[str, list[tuple[int, str]]]) -> None:
         """Holes ``take_missed`` gave that could not be sealed: kept for the next try."""
         with self._holes_lock:
-            for device, slots in holes.items():
-                self._holes[device] = slots + self._holes.get(device, [])
+            self._holes.put_back(holes)
 
     def accept(
         self,
@@ -178,12 +212,18 @@ class Poller:
         shown = readings if self.status_filter is None else self.status_filter(device, readings)
         self._observe(device, shown, error, time_ms)
         with self._lock:
-            if len(self._unstored) == self._unstored.maxlen:
-                self.dropped += 1  # the oldest waiting poll falls out now: counted and logged
-                self._settled = self._unstored[0][0]
             self._queued += 1
             ticket = self._queued
             self._unstored.append((ticket, device, readings, error, time_ms, unsynced))
+            self._waiting_readings += len(readings)
+            while len(self._unstored) > 1 and (
+                len(self._unstored) > MAX_UNSTORED_POLLS
+                or self._waiting_readings > MAX_UNSTORED_READINGS
+            ):  # the oldest waiting poll falls out now: counted, and logged at the next commit
+                oldest = self._unstored.popleft()
+                self._waiting_readings -= len(oldest[2])
+                self.dropped += 1
+                self._settled = max(self._settled, oldest[0])
         if commit:
             self._commit(ticket)
 
@@ -204,11 +244,14 @@ class Poller:
         self.read_by_device[device] = self.read_by_device.get(device, 0) + len(readings)
 
     def _commit(self, ticket: int | None) -> None:
-        """Store every waiting poll in one transaction, unless the poll holding ``ticket`` was
-        stored by a commit that ran while this one waited for its turn."""
+        """Store the waiting polls, oldest first, in transactions of at most
+        ``CHUNK_READINGS`` readings, until the poll holding ``ticket`` (None: every poll
+        waiting now) is stored -- unless a commit that ran meanwhile stored it, the buffer
+        refuses (they stay waiting), or the stop's deadline (``stop_by``) has passed."""
         with self._commit_lock:
             with self._lock:
-                if ticket is not None and self._settled >= ticket:
+                target = self._queued if ticket is None else ticket
+                if self._settled >= target:
                     return
                 # Polls of one tick finish within milliseconds: wait (briefly) for the reads
                 # going on now, so that the tick takes one commit (one fsync), not one per device.
@@ -217,41 +260,77 @@ class Poller:
                     self._reads.wait_for(
                         lambda: not self._reading or min(self._reading) > mark, GATHER_S
                     )
-                group = list(self._unstored)
-            if not group:
-                return
-            try:
-                self.buffer.store_polls([entry[1:] for entry in group])
-            except StorageError as exc:
-                self.storage_error = str(exc)
-                self._repeats.failed(
-                    "buffer",
-                    logging.ERROR,
-                    "readings_not_stored",
-                    str(exc),
-                    waiting_polls=len(self._unstored),
-                    dropped_polls=self.dropped,
-                )
-                return
-            self.commits += 1
-            last = group[-1][0]
-            with self._lock:
-                while self._unstored and self._unstored[0][0] <= last:
-                    self._unstored.popleft()
-                self._settled = max(self._settled, last)
-            for _n, device, readings, _e, _t, _u in group:
-                self.polled += len(readings)
-                self.stored_by_device[device] = self.stored_by_device.get(device, 0) + len(readings)
-            if self.storage_error:
-                self._repeats.ok("buffer", "buffer_writable_again")
-                self.storage_error = None
+            while not _past(self._stop_at) and self._store_chunk() and self._settled < target:
+                pass
+
+    def _store_chunk(self) -> bool:
+        """Store the oldest waiting polls, up to ``CHUNK_READINGS`` readings (at least one
+        poll), in one transaction; False if none was waiting or the buffer refused them."""
+        with self._lock:
+            group = _chunk(self._unstored, CHUNK_READINGS)
+        if not group:
+            return False
+        try:
+            self.buffer.store_polls([entry[1:] for entry in group])
+        except StorageError as exc:
+            self.storage_error = str(exc)
+            self._repeats.failed(
+                "buffer",
+                logging.ERROR,
+                "readings_not_stored",
+                str(exc),
+                waiting_polls=len(self._unstored),
+                waiting_readings=self._waiting_readings,
+                dropped_polls=self.dropped,
+            )
+            return False
+        self.commits += 1
+        last = group[-1][0]
+        with self._lock:
+            while self._unstored and self._unstored[0][0] <= last:
+                self._waiting_readings -= len(self._unstored.popleft()[2])
+            self._settled = max(self._settled, last)
+        for _n, device, readings, _e, _t, _u in group:
+            self.polled += len(readings)
+            self.stored_by_device[device] = self.stored_by_device.get(device, 0) + len(readings)
+        if self.storage_error:
+            self._repeats.ok("buffer", "buffer_writable_again")
+            self.storage_error = None
+        return True
+
+    def stop_by(self, deadline: float) -> None:
+        """A stop: no chunk is begun after ``deadline`` (monotonic; one begun before it ends);
+        what is still waiting then is the caller's to report (``waiting``,
+        ``waiting_readings``)."""
+        self._stop_at = deadline
 
     def flush(self) -> None:
-        """Store every poll waiting in memory now (one commit)."""
+        """Store every poll waiting in memory now (in chunks; see ``_commit``)."""
         self._commit(None)
 
     def waiting(self) -> int:
+        """Polls waiting in memory to be stored."""
         return len(self._unstored)
+
+    def waiting_readings(self) -> int:
+        """Readings waiting in memory to be stored."""
+        return self._waiting_readings
+
+
+def _past(deadline: float | None) -> bool:
+    return deadline is not None and time.monotonic() >= deadline
+
+
+def _chunk(unstored: deque[_Waiting], most: int) -> list[_Waiting]:
+    """The oldest waiting polls holding at most ``most`` readings (at least one poll)."""
+    group: list[_Waiting] = []
+    total = 0
+    for entry in unstored:
+        total += len(entry[2])
+        if group and total > most:
+            break
+        group.append(entry)
+    return group
 
 
 def _values(readings: list[Reading]) -> str:

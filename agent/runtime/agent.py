@@ -6,8 +6,9 @@ housekeeping look, sealing, pruning and a listening device's retries each run on
 their own (``agent.support.ticker``).
 The devices (``agent.runtime.devices``) and transports (``agent.runtime.delivery``) are
 kept apart, so that a reload (``agent.runtime.reload``) replaces only what changed. Sealing runs
-every ``buffer.seal_interval_s`` and wakes the senders. ``stop`` lets running polls finish,
-seals what they stored, gives in-flight sends a grace period, and leaves everything else queued
+every ``buffer.seal_interval_s`` and wakes the senders. ``stop`` lets running polls finish
+(storing what waits in memory for ``STOP_STORE_S`` at most), seals what they stored, gives
+in-flight sends a grace period, and leaves everything else queued
 on disk.
 
 Once a second the health-record job looks whether a health record is due (every
@@ -64,6 +65,7 @@ PRUNE_EVERY_S = 3600
 HEALTH_EVERY_S = 1.0
 MAX_WORKERS = 20
 STUCK_S = 120.0  # a worker without progress this long stops the watchdog pings
+STOP_STORE_S = 5.0  # a stop stores the polls waiting in memory for this long at most
 
 
 class Agent:
@@ -292,7 +294,7 @@ class Agent:
         self._stopped.set()
         if self.web is not None:
             self.web.stop()
-        self.polls.shutdown()
+        self.polls.shutdown(time.monotonic() + STOP_STORE_S)  # a backlog must not hold it
         for ticker in list(self.tickers.values()):
             ticker.stop()
         self._health_figures.close()
@@ -314,8 +316,16 @@ class Agent:
             "agent_stopped",
             **{f"first_unacked_{k}": v for k, v in backlog.items()},
         )
-        if self.poller.waiting():  # the buffer could not take them (full disk) before the stop
-            event(log, logging.ERROR, "readings_lost_at_stop", polls=self.poller.waiting())
+        _log_lost(self.poller)
+
+
+def _log_lost(poller: Poller) -> None:
+    """The polls the buffer could not take (full disk, behind) before the stop's deadline."""
+    if poller.waiting():
+        readings = poller.waiting_readings()
+        event(
+            log, logging.ERROR, "readings_lost_at_stop", polls=poller.waiting(), readings=readings
+        )
 
 
 def _log_started(agent: Agent) -> None:
