@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict, StrictStr
 
 from core.reading import text_problem
 
@@ -29,6 +29,7 @@ def _storable(text: str) -> str:
 # A name that travels in every batch (a channel's param, its unit): text a store can keep (no
 # U+0000; TOML cannot spell a lone surrogate). docs/protocol.md, "Text holds no U+0000".
 StorableText = Annotated[str, AfterValidator(_storable)]
+StrictStorableText = Annotated[StrictStr, AfterValidator(_storable)]  # as read from a payload
 
 
 class Model(BaseModel):

@@ -11,7 +11,8 @@ columnar form, is ``agent.protocol.payload_v2``; version 3, what sealing writes 
 ``value``: a JSON integer for integer registers and bits (exact, no ``.0``), a number with a
 fraction or exponent for measured values, a string for text registers (at most
 ``MAX_TEXT_VALUE`` characters), ``null`` when there is no value. A value that cannot be sent
-(NaN, infinity, a longer text) goes as ``null`` with status "02".
+(NaN, infinity, a longer text, a text holding U+0000 or a lone surrogate) goes as ``null``
+with status "02".
 """
 
 from __future__ import annotations
@@ -22,15 +23,15 @@ from collections.abc import Iterable
 from typing import Annotated, Literal
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from pydantic import ConfigDict, Field, StrictInt, StrictStr, ValidationError
+from pydantic import ConfigDict, Field, StrictInt, ValidationError
 
 from agent.protocol.jws import public_jwk, sign_compact
 from agent.protocol.payload_v2 import PAYLOAD_V2, PayloadV2Model
 from agent.protocol.payload_v3 import PAYLOAD_V3, PayloadV3Model, RecordPayloadModel
 from agent.support.bounded import check_json_depth
 from core.errors import VerificationError
-from core.model import Model
-from core.reading import FAULT, StatusCode, rfc3339_ms
+from core.model import Model, StrictStorableText
+from core.reading import FAULT, StatusCode, rfc3339_ms, text_problem
 
 PAYLOAD_VERSION = 1
 MAX_TEXT_VALUE = 256  # characters of a text value (a Modbus string is at most 250)
@@ -96,9 +97,9 @@ def build_payload(
             number = _float_repr(value)
         elif isinstance(value, int):  # exact: -123456, not -123456.0 (a bool is 0 or 1)
             number = _int_repr(int(value))
-        elif (isinstance(value, str) and len(value) <= MAX_TEXT_VALUE) or (
-            isinstance(value, float) and math.isfinite(value)
-        ):
+        elif (
+            isinstance(value, str) and len(value) <= MAX_TEXT_VALUE and not text_problem(value)
+        ) or (isinstance(value, float) and math.isfinite(value)):
             number = _json(value)
         else:
             number, status = "null", FAULT
@@ -132,15 +133,15 @@ class ReadingModel(Model):
 
     model_config = ConfigDict(extra="forbid")
 
-    device: StrictStr
-    param: StrictStr
+    device: StrictStorableText
+    param: StrictStorableText
     value: (
         StrictInt
         | Annotated[float, Field(allow_inf_nan=False, strict=True)]
-        | Annotated[str, Field(max_length=MAX_TEXT_VALUE, strict=True)]
+        | Annotated[StrictStorableText, Field(max_length=MAX_TEXT_VALUE)]
         | None
     )
-    unit: StrictStr
+    unit: StrictStorableText
     time: Annotated[str, Field(pattern=_RFC3339_UTC)]
     status: StatusCode
 

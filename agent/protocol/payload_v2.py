@@ -19,10 +19,10 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field, StrictInt, StrictStr, model_validator
+from pydantic import ConfigDict, Field, StrictInt, model_validator
 
-from core.model import Model
-from core.reading import FAULT, StatusCode, parse_rfc3339, rfc3339_ms
+from core.model import Model, StrictStorableText
+from core.reading import FAULT, StatusCode, parse_rfc3339, rfc3339_ms, text_problem
 
 PAYLOAD_V2 = 2
 MAX_TEXT_VALUE = 256  # characters of a text value, as in v1
@@ -34,8 +34,9 @@ Row = tuple[str, str, str, int, Value, str]  # device, param, unit, time_ms, val
 
 
 def sendable(value: object, status: str) -> tuple[Value, str]:
-    """A value as a payload carries it: a bool as 0/1; NaN, infinity or a too long text as
-    null with status "02" (as v1 does)."""
+    """A value as a payload carries it: a bool as 0/1; NaN, infinity, a too long text or one
+    no store can keep (U+0000, a lone surrogate: ``text_problem``) as null with status "02"
+    (as v1 does)."""
     if value is None:
         return None, status
     if value.__class__ is float:
@@ -43,7 +44,9 @@ def sendable(value: object, status: str) -> tuple[Value, str]:
     if isinstance(value, int):
         return int(value), status
     if isinstance(value, str):
-        return (value, status) if len(value) <= MAX_TEXT_VALUE else (None, FAULT)
+        if len(value) <= MAX_TEXT_VALUE and text_problem(value) is None:
+            return value, status
+        return None, FAULT
     if isinstance(value, float) and math.isfinite(value):
         return float(value), status
     return None, FAULT
@@ -117,7 +120,7 @@ def columns(
     return base, entries
 
 
-_TextValue = Annotated[str, Field(max_length=MAX_TEXT_VALUE, strict=True)]
+_TextValue = Annotated[StrictStorableText, Field(max_length=MAX_TEXT_VALUE)]
 _NumberValue = Annotated[float, Field(allow_inf_nan=False, strict=True)]
 _Status = StatusCode
 
@@ -127,9 +130,9 @@ class ChannelModel(Model):
 
     model_config = ConfigDict(extra="forbid")
 
-    device: StrictStr
-    param: StrictStr
-    unit: StrictStr
+    device: StrictStorableText
+    param: StrictStorableText
+    unit: StrictStorableText
     t: list[Annotated[StrictInt, Field(ge=-MAX_TIME_MS, le=MAX_TIME_MS)]]
     values: list[StrictInt | _NumberValue | _TextValue | None]
     status: list[tuple[_Status, Annotated[StrictInt, Field(ge=1)]]]

@@ -126,6 +126,11 @@ def _mutations() -> dict[str, dict]:
     case("t0 not a time", lambda p: p.__setitem__("t0", "yesterday"))
     case("value an object", lambda p: p["channels"][0]["values"].__setitem__(0, {"a": 1}))
     case("text too long", lambda p: p["channels"][0]["values"].__setitem__(0, "x" * 257))
+    case("text holds NUL", lambda p: p["channels"][0]["values"].__setitem__(0, "a\x00b"))
+    case(
+        "text holds a lone surrogate", lambda p: p["channels"][0]["values"].__setitem__(0, "\udc80")
+    )
+    case("unit holds NUL", lambda p: p["channels"][0].__setitem__("unit", "mg\x00"))
     case("v 3", lambda p: p.__setitem__("v", 3))
     return out
 
@@ -181,3 +186,29 @@ def _by_channel(readings: list[dict]) -> dict:
             (r["time"], repr(r["value"]), type(r["value"]), r["status"])
         )
     return out
+
+
+@pytest.mark.parametrize("text", ["a\x00b", "\ud800x", "x" * 257])
+@pytest.mark.parametrize("version", [1, 2, 3])
+def test_a_text_no_store_can_keep_is_sealed_as_null_02_and_verifies(text, version, station_key):
+    """The agent never seals what the warehouse would refuse (docs/protocol.md, "Text holds no
+    U+0000"): such a text goes as null with status 02, the channel beside it untouched; read
+    back with plain json, accepted by both verifiers."""
+    from agent.protocol.payload_v3 import build_payload_v3
+
+    rows = [("dev", "LBL", "", T, text, "00"), ("dev", "OK", "", T, "fine", "01")]
+    if version == 1:
+        payload = build_payload("S-1", 1, None, T, rows)
+    elif version == 2:
+        payload = build_payload_v2("S-1", 1, None, T, rows)
+    else:
+        payload = build_payload_v3("S-1", 1, None, T, [(*r, False) for r in rows], None)
+    token = Signer(load_private_key(station_key[0])).sign(payload)
+    body = json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))
+    if version == 1:
+        got = {r["param"]: (r["value"], r["status"]) for r in body["readings"]}
+    else:
+        got = {c["param"]: (c["values"][0], c["status"][0][0]) for c in body["channels"]}
+    assert got == {"LBL": (None, "02"), "OK": ("fine", "01")}
+    check_batch(token, station_key[1])
+    check(token, RegisteredKey.from_jwk(load_jwk(station_key[0].parent / "station.jwk")))
