@@ -10,6 +10,7 @@ from core.errors import AgentError
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
+    from agent.config.disk_warnings import retention_warnings
     from agent.config.model import catalogue_warnings
     from agent.config.payload_warnings import payload_version_warnings
     from agent.config.transport_notices import plain_text_notices, unsigned_ack_notices
@@ -18,7 +19,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     unresolved: list[str] = []
     config = load_checked(args.file, unresolved=unresolved)  # what run checks, creating nothing
     print(f"{args.file}: OK — {config.summary()}")
-    warnings = unresolved + catalogue_warnings(config)
+    warnings = unresolved + catalogue_warnings(config) + retention_warnings(config)
     notices = plain_text_notices(config) + unsigned_ack_notices(config)
     for warning in warnings + payload_version_warnings(config) + notices:
         print(f"{args.file}: warning: {warning}", file=sys.stderr)

@@ -16,6 +16,7 @@ def run(args: argparse.Namespace) -> int:
         return run_once(load_config(args.config))
     import logging
 
+    from agent.config.disk_warnings import retention_warnings
     from agent.config.transport_notices import unsigned_ack_notices
     from agent.runtime.preflight import load_checked
     from agent.service import Service
@@ -24,6 +25,8 @@ def run(args: argparse.Namespace) -> int:
     config = load_checked(args.config)
     for notice in unsigned_ack_notices(config):
         event(logging.getLogger("agent"), logging.WARNING, "acks_unauthenticated", notice=notice)
+    for warning in retention_warnings(config):
+        event(logging.getLogger("agent"), logging.WARNING, "buffer_too_small", warning=warning)
     remote = None
     if config.remote_config is not None and config.remote_config.enabled:  # docs/operations.md
         from agent.runtime.remote_config.control import RemoteControl
