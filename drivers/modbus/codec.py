@@ -165,6 +165,7 @@ def _float32_decoder() -> Callable[[Sequence[int]], int | float]:
     Cached values are finite (NaN and infinity raise before the cache), so a hit skips the
     unpack and the finiteness check; any bad input goes through ``_pack`` for its usual error."""
     pair, known, unpack = _REGISTERS[2].pack, _SHORTEST.get, _FLOAT32.unpack
+    pack, templates, cache = _FLOAT32_PACK, _TEMPLATES, _SHORTEST
 
     def decode_float32(registers: Sequence[int]) -> int | float:
         try:
@@ -175,8 +176,22 @@ def _float32_decoder() -> Callable[[Sequence[int]], int | float]:
         if value is not None:
             return value
         (value,) = unpack(data)
-        _check_finite(value, "float32")
-        return _shortest_float32(value, data)
+        if value - value != 0.0:  # NaN or infinity
+            _check_finite(value, "float32")
+        # a miss, the hot path with fresh values: ``_shortest_float32`` inlined
+        for template in templates:
+            candidate = float(template % value)
+            try:
+                if pack(candidate) == data:
+                    break
+            except OverflowError:  # rounded up past the largest float32
+                continue
+        else:
+            candidate = value  # unused: 9 significant digits always round-trip a float32
+        if len(cache) >= _SHORTEST_MAX:
+            cache.clear()
+        cache[data] = candidate
+        return candidate
 
     return decode_float32
 

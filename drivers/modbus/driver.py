@@ -74,6 +74,18 @@ class ModbusDriver:
         self._values = {c.param: Span(c.function, c.register, c.count) for c in config.channels}
         self._statuses = {c.param: status_source(config, c) for c in config.channels}
         self._decoders = {c.param: decoder(c) for c in config.channels}  # made once
+        # what a poll needs per channel, in channel order, looked up once here rather than
+        # four times per reading
+        self._plan = [
+            (
+                c.param,
+                c.unit,
+                self._values[c.param],
+                self._decoders[c.param],
+                self._statuses[c.param],
+            )
+            for c in config.channels
+        ]
         spans = set(self._values.values())
         spans.update(s.span for s in self._statuses.values() if s is not None)
         forbidden = [Span(f.function, f.first, f.last - f.first + 1) for f in config.forbidden]
@@ -105,9 +117,7 @@ class ModbusDriver:
 
     def read(self, time_ms: int) -> list[Reading]:
         """Read every channel and its status; raise ``DeviceError`` if the device is unreachable."""
-        results = self._fetch_all()
-        statuses: dict[Span, tuple[str, str | None]] = {}  # per channel sharing a status register
-        return [self._reading(c, results, time_ms, statuses) for c in self.config.channels]
+        return self._readings(self._fetch_all(), time_ms)
 
     def plan(self) -> list[str]:
         """The requests one poll makes, one line each."""
@@ -132,9 +142,9 @@ class ModbusDriver:
                 ProbeRow(c.param, "", None, c.unit, FAULT, str(exc)) for c in self.config.channels
             ]
         rows = []
-        statuses: dict[Span, tuple[str, str | None]] = {}
-        for channel in self.config.channels:
-            reading = self._reading(channel, results, time_ms, statuses)
+        for channel, reading in zip(
+            self.config.channels, self._readings(results, time_ms), strict=True
+        ):
             registers = results[self._values[channel.param]]
             limit = self.config.limits.get(channel.param)
             notes = (
@@ -264,32 +274,32 @@ class ModbusDriver:
         """(tries sent, failed tries by kind) since the driver was made."""
         return self.requests, dict(self.errors)
 
-    def _reading(
-        self,
-        channel: ModbusChannel,
-        results: Results,
-        time_ms: int,
-        statuses: dict[Span, tuple[str, str | None]],
-    ) -> Reading:
-        """The channel's reading from a poll's ``results`` (``statuses``: the status codes
-        already worked out in this poll)."""
-        name, param, unit = self.name, channel.param, channel.unit
-        span = self._values[param]
-        registers = results[span]
-        if registers.__class__ is str:
-            return Reading(name, param, unit, time_ms, None, FAULT, registers)
-        try:
-            value = self._decoders[param](registers)  # type: ignore[arg-type]
-        except ValueError as exc:
-            error = f"{span.function} register {span.address}: {exc}"
-            return Reading(name, param, unit, time_ms, None, FAULT, error)
-        source = self._statuses[param]
-        if source is None:
-            return Reading(name, param, unit, time_ms, value, MEASURING)
-        known = statuses.get(source.span)
-        if known is None:
-            known = statuses[source.span] = status_of(source, results)
-        return Reading(name, param, unit, time_ms, value, known[0], known[1])
+    def _readings(self, results: Results, time_ms: int) -> list[Reading]:
+        """Every channel's reading from a poll's ``results``, in channel order (a status
+        register shared by several channels is worked out once)."""
+        name = self.name
+        statuses: dict[Span, tuple[str, str | None]] = {}
+        readings: list[Reading] = []
+        append = readings.append
+        for param, unit, span, decode, source in self._plan:
+            registers = results[span]
+            if registers.__class__ is str:
+                append(Reading(name, param, unit, time_ms, None, FAULT, registers))
+                continue
+            try:
+                value = decode(registers)  # type: ignore[arg-type]
+            except ValueError as exc:
+                error = f"{span.function} register {span.address}: {exc}"
+                append(Reading(name, param, unit, time_ms, None, FAULT, error))
+                continue
+            if source is None:
+                append(Reading(name, param, unit, time_ms, value, MEASURING))
+                continue
+            known = statuses.get(source.span)
+            if known is None:
+                known = statuses[source.span] = status_of(source, results)
+            append(Reading(name, param, unit, time_ms, value, known[0], known[1]))
+        return readings
 
     def _raw(self, channel: ModbusChannel, results: Results) -> str:
         parts = []
