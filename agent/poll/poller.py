@@ -105,6 +105,11 @@ class Poller:
         # The live view, channel by channel: a datalogger's hourly packet must not hide its
         # real-time values (each packet holds only some of the device's channels).
         self.latest: dict[str, dict[tuple[str, str], Reading]] = {}
+        # Moves when a device's error or the set of its channels not measuring (status other
+        # than 00, or a reading error) changes: what a health change record can follow, known
+        # without reading the buffer (agent.runtime.health_records looks when it moves).
+        self.state_version = 0
+        self._marks: dict[str, tuple[str | None, tuple[tuple[str, str], ...]]] = {}
         self.on_poll: Callable[[str, float], None] | None = None  # (device, seconds)
         # called with the driver after each read, before its readings are stored (the device
         # may state a new identity: agent.records.identities seals a new descriptor first)
@@ -242,6 +247,10 @@ class Poller:
         for r in readings:
             latest[(r.param, r.unit)] = r
         self.read_by_device[device] = self.read_by_device.get(device, 0) + len(readings)
+        mark = (error, tuple((r.param, r.status) for r in readings if r.status != "00" or r.error))
+        if self._marks.get(device) != mark:
+            self._marks[device] = mark
+            self.state_version += 1
 
     def _commit(self, ticket: int | None) -> None:
         """Store the waiting polls, oldest first, in transactions of at most

@@ -23,7 +23,7 @@ from core.records import RecordError
 log = logging.getLogger("agent")
 BUDGET_BYTES = 1024  # device errors are shortened until the body fits, if they can make it fit
 MIN_ERROR = 16  # ... but not below this many characters (then they are left out: null)
-CHECK_EVERY_S = 10.0  # the device states are looked at after each stored poll, and this often
+CHECK_EVERY_S = 5.0  # the states are looked at when the poller's state moves, and this often
 
 
 def _device_state(d: Mapping[str, Any], in_maintenance: bool) -> str:
@@ -168,7 +168,7 @@ class HealthRecords:
         seal: Callable[[str, dict[str, Any]], SealedBatch],
         timing: Callable[[], tuple[float, float]],
         missed_polls: Callable[[], int],
-        polls_stored: Callable[[], int],
+        state_moved: Callable[[], int],
         clock: Callable[[], float],
         agent_version: str,
         config: Callable[[], Mapping[str, Any]],
@@ -176,17 +176,18 @@ class HealthRecords:
         """``figures()``: the merged status figures now; ``states()``: the part of them a
         change follows (devices, maintenance, transports' failing), cheaper; ``seal(kind,
         body)``: the agent's ``request_record``; ``timing()``: (interval_s, change_gap_s);
-        ``missed_polls()`` and ``polls_stored()``: the poller's counters since start;
+        ``missed_polls()``: the poller's counter since start; ``state_moved()``: a number that
+        moves when a device's state may have (``Poller.state_version``: looked at then);
         ``clock()``: monotonic seconds; ``config()``: ``agent.status.config_state`` of the
         configuration in force."""
         self._figures, self._states, self._seal, self._timing = figures, states, seal, timing
-        self._missed, self._stored, self._clock = missed_polls, polls_stored, clock
+        self._missed, self._moved, self._clock = missed_polls, state_moved, clock
         self._version, self._config = agent_version, config
         start = clock()
         self._next_interval = start + timing()[0]
         self._last_change = float("-inf")  # when the last change record was sealed
         self._last_look = float("-inf")
-        self._stored_seen = -1
+        self._moved_seen = -1
         self._sig: Hashable | None = None  # the states of the last record or look
         self._pending = False  # a change not sealed yet (within the gap)
         self._missed_base = 0
@@ -206,9 +207,9 @@ class HealthRecords:
             if self._seal_one("interval"):  # it states the states now: no change is pending
                 self._next_interval, self._pending = now + interval_s, False
             return
-        stored = self._stored()
-        if stored != self._stored_seen or now - self._last_look >= CHECK_EVERY_S:
-            self._stored_seen, self._last_look = stored, now
+        moved = self._moved()
+        if moved != self._moved_seen or now - self._last_look >= CHECK_EVERY_S:
+            self._moved_seen, self._last_look = moved, now
             sig = signature(self._states())
             if self._sig is None:  # the states the agent started in (once polled): no change
                 self._sig = None if _unpolled(sig) else sig
