@@ -105,11 +105,7 @@ class Poller:
         # The live view, channel by channel: a datalogger's hourly packet must not hide its
         # real-time values (each packet holds only some of the device's channels).
         self.latest: dict[str, dict[tuple[str, str], Reading]] = {}
-        # Moves when a device's error or the set of its channels not measuring (status other
-        # than 00, or a reading error) changes: what a health change record can follow, known
-        # without reading the buffer (agent.runtime.health_records looks when it moves).
-        self.state_version = 0
-        self._marks: dict[str, tuple[str | None, tuple[tuple[str, str], ...]]] = {}
+        self.states = StateMarks()  # moves when a device's state may have
         self.on_poll: Callable[[str, float], None] | None = None  # (device, seconds)
         # called with the driver after each read, before its readings are stored (the device
         # may state a new identity: agent.records.identities seals a new descriptor first)
@@ -247,10 +243,7 @@ class Poller:
         for r in readings:
             latest[(r.param, r.unit)] = r
         self.read_by_device[device] = self.read_by_device.get(device, 0) + len(readings)
-        mark = (error, tuple((r.param, r.status) for r in readings if r.status != "00" or r.error))
-        if self._marks.get(device) != mark:
-            self._marks[device] = mark
-            self.state_version += 1
+        self.states.see(device, readings, error)
 
     def _commit(self, ticket: int | None) -> None:
         """Store the waiting polls, oldest first, in transactions of at most
@@ -324,6 +317,23 @@ class Poller:
     def waiting_readings(self) -> int:
         """Readings waiting in memory to be stored."""
         return self._waiting_readings
+
+
+class StateMarks:
+    """``version`` moves when a device's error or the set of its channels not measuring (status
+    other than 00, or a reading error) changes: what a health change record follows, known
+    without reading the buffer (``agent.runtime.health_records`` looks when it moves)."""
+
+    def __init__(self) -> None:
+        self.version = 0
+        self._marks: dict[str, tuple[str | None, tuple[tuple[str, str], ...]]] = {}
+
+    def see(self, device: str, readings: list[Reading], error: str | None) -> None:
+        """A poll's readings and error: ``version`` moves if they change the device's state."""
+        mark = (error, tuple((r.param, r.status) for r in readings if r.status != "00" or r.error))
+        if self._marks.get(device) != mark:
+            self._marks[device] = mark
+            self.version += 1
 
 
 def _past(deadline: float | None) -> bool:

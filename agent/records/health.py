@@ -177,7 +177,7 @@ class HealthRecords:
         change follows (devices, maintenance, transports' failing), cheaper; ``seal(kind,
         body)``: the agent's ``request_record``; ``timing()``: (interval_s, change_gap_s);
         ``missed_polls()``: the poller's counter since start; ``state_moved()``: a number that
-        moves when a device's state may have (``Poller.state_version``: looked at then);
+        moves when a device's state may have (``Poller.states.version``: looked at then);
         ``clock()``: monotonic seconds; ``config()``: ``agent.status.config_state`` of the
         configuration in force."""
         self._figures, self._states, self._seal, self._timing = figures, states, seal, timing

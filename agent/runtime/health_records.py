@@ -82,7 +82,7 @@ def make(agent: _Running) -> tuple[HealthRecords, HealthFigures]:
         agent.request_record,
         lambda: timing(agent.config.health),
         lambda: agent.poller.missed_polls,
-        lambda: agent.poller.state_version,
+        lambda: agent.poller.states.version,
         time.monotonic,
         __version__,
         lambda: config_state(agent.config),

@@ -63,6 +63,17 @@ def exception_text(code: int, span: Span) -> str:
     return f"Modbus exception {code} ({name}) reading {span.function} register {span.address}"
 
 
+def raw_words(spans: tuple[tuple[str, Span | None], ...], results: Results) -> str:
+    """The words each labelled span answered (``0x0041 0x2000; status 0x0000``; bits as 0/1)."""
+    parts = []
+    for label, span in spans:
+        got = results.get(span) if span is not None else None
+        if isinstance(got, list):
+            bits = span is not None and span.is_bits
+            parts.append(label + " ".join(str(v) if bits else f"0x{v:04X}" for v in got))
+    return "; ".join(parts)
+
+
 class ModbusDriver:
     """Polls one Modbus device on its bus; one poller thread per device (the bus serializes)."""
 
@@ -302,16 +313,8 @@ class ModbusDriver:
         return readings
 
     def _raw(self, channel: ModbusChannel, results: Results) -> str:
-        parts = []
-        for label, span in (
-            ("", self._values[channel.param]),
-            ("status ", self._status_span(channel)),
-        ):
-            got = results.get(span) if span is not None else None
-            if isinstance(got, list):
-                bits = span is not None and span.is_bits
-                parts.append(label + " ".join(str(v) if bits else f"0x{v:04X}" for v in got))
-        return "; ".join(parts)
+        spans = (("", self._values[channel.param]), ("status ", self._status_span(channel)))
+        return raw_words(spans, results)
 
     def _status_span(self, channel: ModbusChannel) -> Span | None:
         source = self._statuses[channel.param]

@@ -1,4 +1,4 @@
-"""``Poller.state_version`` moves when, and only when, a device's error or the set of its
+"""``Poller.states.version`` moves when, and only when, a device's error or the set of its
 channels not measuring changes: the health records look at the buffer (SQL) only then, not
 after every stored poll (bench/RESULTS.md: ~0.35 ms a look, once a second at 1 x 50 @ 1 s).
 The buffer is a real SQLite file; every poll is committed."""
@@ -17,7 +17,7 @@ def _poll(poller: Poller, t: int, statuses: dict[str, str], error: str | None = 
         for p, s in statuses.items()
     ]
     poller.accept("dev", readings, error, t)
-    return poller.state_version
+    return poller.states.version
 
 
 def test_the_state_version_moves_on_a_change_of_state_only(tmp_path) -> None:
