@@ -17,7 +17,7 @@ def _reference(station, seq, prev, sealed_at_ms, rows) -> bytes:
     readings = []
     for device, param, unit, time_ms, value, status in rows:
         if isinstance(value, str):
-            if len(value) > MAX_TEXT_VALUE:
+            if len(value) > MAX_TEXT_VALUE or "\x00" in value:  # docs/protocol.md: no U+0000
                 value, status = None, "02"
         elif value is not None and not math.isfinite(value):
             value, status = None, "02"
