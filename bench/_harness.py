@@ -371,10 +371,13 @@ class WarehouseProcess:
             ),
             cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT,
         )  # fmt: skip
-        wait_for(lambda: listening(self.port), 20, "the warehouse")
+        # Generous: a warehouse restarted after an outage opens a large database and, on its
+        # persistent session, is handed the whole backlog before its SUBACK is seen (the
+        # 110-minute big soak timed out here at 20 s, after a 20-minute outage, under load).
+        wait_for(lambda: listening(self.port), 120, "the warehouse")
         if self.mqtt_port is not None:
             subscribed = lambda: "subscribed" in self.log.read_text()  # noqa: E731
-            wait_for(subscribed, 20, "the warehouse's MQTT subscription")
+            wait_for(subscribed, 600, "the warehouse's MQTT subscription")
         return self
 
     def counts(self, max_seq: int | None = None) -> tuple[int, int]:
