@@ -17,14 +17,10 @@ values drawn from a few thousand (the cache hits), as ``bench/workload.py --valu
 from __future__ import annotations
 
 import argparse
-import os
 import random
-import re
 import struct
-import subprocess
-import sys
-import tempfile
-from pathlib import Path
+
+from callgrind import total_instructions
 
 FLOAT32 = struct.Struct(">f")
 
@@ -63,30 +59,8 @@ def decode_all(polls: int, channels: int, values: str, decode_them: bool = True)
 
 def instructions(polls: int, channels: int, values: str, decode_them: bool) -> int:
     """Total instructions (Ir) of one run of this script under callgrind."""
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "callgrind.out"
-        subprocess.run(
-            [
-                "valgrind",
-                "--tool=callgrind",
-                f"--callgrind-out-file={out}",
-                sys.executable,
-                __file__,
-                "--polls",
-                str(polls),
-                "--channels",
-                str(channels),
-                "--values",
-                values,
-            ]
-            + ([] if decode_them else ["--no-decode"]),
-            check=True,
-            capture_output=True,
-            env={**os.environ, "PYTHONHASHSEED": "0"},
-        )
-        summary = re.search(r"^(?:summary|totals): (\d+)", out.read_text(), re.M)
-        assert summary, "no totals in callgrind output"
-        return int(summary.group(1))
+    args = ["--polls", str(polls), "--channels", str(channels), "--values", values]
+    return total_instructions([__file__, *args, *([] if decode_them else ["--no-decode"])])
 
 
 def main() -> None:

@@ -14,14 +14,9 @@ those (bench/RESULTS.md).
 from __future__ import annotations
 
 import argparse
-import os
-import re
-import subprocess
-import sys
-import tempfile
-from pathlib import Path
 
 from _harness import DataloggerDevice
+from callgrind import total_instructions
 from workload import Simulators
 
 
@@ -44,18 +39,8 @@ def poll(port: int, polls: int, channels: int) -> None:
 
 def instructions(port: int, polls: int, channels: int) -> int:
     """Total instructions (Ir) of one polling run of this script under callgrind."""
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "callgrind.out"
-        subprocess.run(
-            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable]
-            + [__file__, "--port", str(port), "--polls", str(polls), "--channels", str(channels)],
-            check=True,
-            capture_output=True,
-            env={**os.environ, "PYTHONHASHSEED": "0"},
-        )
-        summary = re.search(r"^(?:summary|totals): (\d+)", out.read_text(), re.M)
-        assert summary, "no totals in callgrind output"
-        return int(summary.group(1))
+    args = ["--port", str(port), "--polls", str(polls), "--channels", str(channels)]
+    return total_instructions([__file__, *args])
 
 
 def main() -> None:
