@@ -63,6 +63,12 @@ class HttpsFetch:
             raise
 
 
+def jittered(interval_s: float) -> float:
+    """``interval_s`` ±20 %, drawn afresh each time: a fleet started together does not ask the
+    warehouse at once."""
+    return interval_s * random.uniform(1 - JITTER, 1 + JITTER)
+
+
 class Poller:
     """Runs ``fetch.get`` now and then every ``interval_s`` ±20 % on a thread of its own."""
 
@@ -101,7 +107,7 @@ class Poller:
                         error=f"{type(exc).__name__}: {exc}"[:300],
                     )
                 self._failing = True
-            self._stop.wait(self.interval_s * random.uniform(1 - JITTER, 1 + JITTER))
+            self._stop.wait(jittered(self.interval_s))
 
 
 class MqttWatch:
