@@ -130,11 +130,14 @@ class _Fake:
         self.now = 0.0
         self.state = "ok"
         self.stored = 0
+        self.missed = 0  # the poller's missed slots since start
+        self.failing_since: int | None = None  # the transport's
         self.sealed: list[dict] = []
 
     def figures(self) -> dict:
         f = _figures(1, 1 if self.state != "ok" else 0, state="FAULT")
         f["devices"][0]["state"] = self.state
+        f["transports"][0]["failing_since_ms"] = self.failing_since
         return f
 
     def seal(self, kind: str, made: dict) -> SealedBatch:
@@ -147,7 +150,7 @@ class _Fake:
             self.figures,
             self.seal,
             lambda: (interval_s, gap_s),
-            lambda: 0,
+            lambda: self.missed,
             lambda: self.stored,
             lambda: self.now,
             "0.1.0",
@@ -183,3 +186,26 @@ def test_an_interval_record_every_interval() -> None:
         fake.now = float(second)
         records.run()
     assert [b["reason"] for b in fake.sealed] == ["interval"] * 4  # no change meanwhile
+
+
+def test_missed_polls_are_counted_since_the_previous_record() -> None:
+    fake = _Fake()
+    records = fake.records(interval_s=30)
+    for second, missed in ((0, 0), (10, 4), (30, 5), (45, 5), (60, 12), (90, 12)):
+        fake.now, fake.missed = float(second), missed
+        records.run()
+    assert [b["missed_polls"] for b in fake.sealed] == [5, 7, 0]  # at 30, 60, 90 s
+
+
+def test_a_transport_failing_and_recovering_each_seal_a_change_record() -> None:
+    fake = _Fake()
+    records = fake.records(gap_s=1)
+    seen = []
+    for second, failing in ((0, None), (1, None), (2, 1_000), (5, 1_000), (8, None), (11, None)):
+        fake.now, fake.stored, fake.failing_since = float(second), second, failing
+        records.run()
+        seen.append(len(fake.sealed))
+    assert [b["reason"] for b in fake.sealed] == ["change", "change"]
+    assert [b["transports"][0].get("state", "ok") for b in fake.sealed] == ["failing", "ok"]
+    assert seen == [0, 0, 1, 1, 2, 2]  # sealed when it changed, not before, not again
+    assert all(b["devices"][0]["state"] == "ok" for b in fake.sealed)  # the devices did not
