@@ -8,8 +8,8 @@ import json
 import socket
 import time
 
-from tests.helpers.remote_config import sha256_hex
-from tests.helpers.station import wait_for
+from tests.helpers.remote_config import chain_records, sha256_hex
+from tests.helpers.station import run_agent_cli, wait_for
 
 PROBATION_S = 4
 
@@ -73,3 +73,56 @@ def test_a_probation_a_kill_9_interrupted_goes_on_after_the_restart(tmp_path, re
         st.stop()
     assert back["source"] == "local" and back["reason"].startswith("version 1: ")
     assert json.loads(state.read_text())["probation"] is None
+
+
+def test_a_breaking_push_goes_back_to_the_last_good_document_not_the_local_file(
+    tmp_path, remote_station
+):
+    """v1 passes its probation; v2 breaks the uplink: back to v1 (remote), as the rollback's
+    record, ``status`` and the health records (every second here) all say."""
+    st = remote_station(probation_s=PROBATION_S)
+    st.data["health"] = {"interval_s": 1}
+    agent = st.start()
+    try:
+        good = copy.deepcopy(st.data)
+        good["buffer"]["seal_interval_s"] = 0.4
+        v1 = st.push(1, good)
+        passed = agent.wait_log("event=remote_config_probation_passed")
+        broken = copy.deepcopy(good)
+        broken["transports"][0]["base_url"] = f"http://127.0.0.1:{_dead_port()}"
+        st.push(2, broken)
+        agent.wait_log("event=remote_config_rolled_back", timeout=PROBATION_S + 20, after=passed)
+        back = st.record(lambda b: b["outcome"] == "rolled_back", "the rollback's record")
+        status = json.loads(run_agent_cli("status", "--config", str(st.path), "--json").stdout)[
+            "config"
+        ]
+        health = wait_for(
+            lambda: [
+                b["config"]
+                for b in chain_records(st.warehouse, st.id, st.jwk, kind="health")
+                if b["config"].get("remote_version") == 1
+            ],
+            30,
+            "a health record naming remote version 1",
+        )[-1]
+    finally:
+        st.stop()
+    assert (back["source"], back["version"], back["digest"], back["signed_by"]) == (
+        "remote",
+        1,
+        sha256_hex(v1),
+        st.key.kid,
+    )
+    assert back["reason"].startswith("version 2: transport(s) uplink delivered before")
+    state = json.loads((tmp_path / "buffer.db.remote" / "state.json").read_text())
+    assert state["effective"]["version"] == state["remote"]["version"] == 1
+    assert state["max_version"] == 2  # v2 is never applied again
+    disk = sha256_hex(st.path.read_bytes())
+    assert status == {
+        "digest": sha256_hex(v1),
+        "source": "remote",
+        "remote_version": 1,
+        "pinned": False,
+        "file_digest": disk,
+    }
+    assert health == status  # the health record carries what status shows
