@@ -1,6 +1,6 @@
 """Issue 33 (item 2): paho's network thread, idle, wakes every ``LOOP_S`` (a quarter of the
-keepalive at most), not every second; a batch published meanwhile still goes out at once, and
-the keepalive's ping keeps the connection. Real Mosquitto; the thread's wake-ups counted by the
+keepalive at most), not every second; the connection stays up, and a batch submitted to the
+sleeping thread still goes out at once. Real Mosquitto; the thread's wake-ups counted by the
 kernel (``voluntary_ctxt_switches``)."""
 
 from __future__ import annotations
