@@ -11,8 +11,9 @@ every ``buffer.seal_interval_s`` and wakes the senders. ``stop`` lets running po
 in-flight sends a grace period, and leaves everything else queued
 on disk.
 
-Once a second the health-record job looks whether a health record is due (every
-``[health] interval_s``, or a device's or transport's state changed; ``agent.records.health``).
+Once a second, on the housekeeping thread after its own look, the health-record job looks
+whether a health record is due (every ``[health] interval_s``, or a device's or transport's
+state changed; ``agent.records.health``).
 A poll that cannot start on time is recorded as a hole (``agent.poll.poller``); ``check`` tells the
 service (``agent.service``) whether every worker is alive and making progress.
 """
@@ -51,7 +52,7 @@ from agent.support.clock import Clock, SystemClock
 from agent.support.clock_sync import clock_synchronized
 from agent.support.instance_lock import InstanceLock
 from agent.support.logs import event
-from agent.support.ticker import Ticker
+from agent.support.ticker import Ticker, in_turn
 from agent.support.workers import Workers
 from agent.transports import PeriodFileTransport
 from core.batch import SealedBatch
@@ -210,8 +211,9 @@ class Agent:
         self.delivery.start()
         self._add_job(self.seal_and_wake, cfg.buffer.seal_interval_s, "seal")
         self._add_job(self.prune, PRUNE_EVERY_S, "prune")
-        self._add_job(self.housekeeping.run, EVERY_S, "housekeeping")
-        self._add_job(self.health_records.run, EVERY_S, "health_record")
+        # Both looks every second on one thread: one wake-up a second, not two.
+        looks = {"housekeeping": self.housekeeping.run, "health_record": self.health_records.run}
+        self._add_job(in_turn(looks), EVERY_S, "housekeeping")
         self.workers.loop("health", self.stuck_s, lambda: self._health.beat)
         self.write_health()  # `status` says "running" from the first moment, not a second later
         for ticker in list(self.tickers.values()):

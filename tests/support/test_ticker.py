@@ -9,7 +9,7 @@ import math
 import threading
 import time
 
-from agent.support.ticker import PHASE_S, Ticker, next_tick
+from agent.support.ticker import PHASE_S, Ticker, in_turn, next_tick
 from agent.support.workers import Workers
 from tests.helpers.station import wait_for
 
@@ -147,3 +147,26 @@ def test_a_run_may_end_its_own_ticker_and_is_its_last(caplog):
         wait_for(lambda: not t.running, 20, "the ticker to end after its second run")
     assert runs.count() == 2
     assert not [r for r in caplog.records if r.getMessage() == "job_failed"], caplog.text
+
+
+def test_duties_in_turn_share_one_thread_and_a_failing_one_does_not_stop_the_next(caplog):
+    first, second = Runs(fail={0}), Runs()
+    threads: set[int] = set()
+
+    def on_thread(fn):
+        def run():
+            threads.add(threading.get_ident())
+            fn()
+
+        return run
+
+    caplog.set_level(logging.ERROR)
+    run_until(
+        in_turn({"first": on_thread(first), "second": on_thread(second)}),
+        lambda: second.count() >= 2,
+        "two runs of the second duty",
+    )
+    assert first.count() >= 2  # its failure did not end the ticker
+    assert len(threads) == 1  # one thread (one wake-up) for both
+    failed = [r.fields for r in caplog.records if r.getMessage() == "job_failed"]
+    assert [f["job"] for f in failed] == ["first"], failed
