@@ -26,8 +26,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from agent.buffer import Buffer  # noqa: E402
-from agent.protocol.batch import Signer  # noqa: E402
 from agent.protocol.keys import generate_key, load_private_key  # noqa: E402
+from agent.protocol.signer import Signer  # noqa: E402
 from agent.support.clock import SystemClock  # noqa: E402
 from core.reading import Reading  # noqa: E402
 from drivers.base import Channel  # noqa: E402

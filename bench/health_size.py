@@ -16,8 +16,8 @@ import json
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from agent.protocol.batch import Signer
 from agent.protocol.payload_v3 import build_record
+from agent.protocol.signer import Signer
 from agent.records.health import body
 
 NAMES = [

@@ -26,9 +26,9 @@ from pathlib import Path
 from _harness import note, report
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from agent.protocol.batch import Signer
 from agent.protocol.jws import chain_digest
 from agent.protocol.payload_v3 import build_payload_v3
+from agent.protocol.signer import Signer
 from warehouse.cluster.postgres import PostgresServer
 from warehouse.intake import Intake
 from warehouse.store import open_store

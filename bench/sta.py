@@ -39,8 +39,8 @@ sys.path.insert(0, str(ROOT))
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: E402
 
-from agent.protocol.batch import Signer  # noqa: E402
 from agent.protocol.payload_v3 import build_record  # noqa: E402
+from agent.protocol.signer import Signer  # noqa: E402
 from warehouse.intake import Intake  # noqa: E402
 from warehouse.sta.app import StaService  # noqa: E402
 from warehouse.sta.backend import open_backend  # noqa: E402

@@ -38,9 +38,10 @@ from pathlib import Path
 from _harness import machine, note, report
 
 from agent.buffer import Buffer
-from agent.protocol.batch import Signer, build_payload
+from agent.protocol.batch import build_payload
 from agent.protocol.keys import generate_key, load_jwk, load_private_key
 from agent.protocol.payload_v2 import build_payload_v2
+from agent.protocol.signer import Signer
 from agent.seal.sealing import Sealer
 from agent.send.sender import Sender
 from agent.support.clock import SystemClock

@@ -10,7 +10,7 @@ with its own code.
 
 Adding a kind is one module and one line: write ``core/record_kinds/<name>.py`` defining the
 body model (``model_config = ConfigDict(extra="forbid")``, strict types) and calling
-``register_kind("<name>", Model)`` at import, then import it in ``core/record_kinds/__init__.py``.
+``register_kind("<name>", Model)`` at import, then name it in ``core.record_kinds.BUILTIN``.
 Names are lower case (``^[a-z][a-z0-9_]{0,31}$``); ``readings`` is not a record kind.
 """
 
@@ -69,4 +69,6 @@ def check_body(kind: str, body: Any) -> dict[str, Any]:
 
 
 def _load_builtin() -> None:
-    import core.record_kinds  # noqa: F401  (each kind registers itself at import)
+    from core.record_kinds import load_all  # each kind registers itself at import
+
+    load_all()

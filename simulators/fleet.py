@@ -7,7 +7,7 @@ Each station keeps its own record of what it sealed (``Fleet.sealed``: seq -> di
 ``record_dir`` the lines of ``sealed.jsonl``) and what the warehouse answered
 (``acks.jsonl``), so a test checks "stored exactly once" against the stations, not against the
 warehouse. Payloads are built and signed by the agent's own code (``agent.protocol.payload_v3``,
-``agent.batch.Signer``), byte for byte as a station would.
+``agent.protocol.signer.Signer``), byte for byte as a station would.
 
 Stations share MQTT connections (``connections``; a real station has its own): a connection
 subscribes QoS 1 to the acknowledgements of each of its stations (``ack_wildcard``: to
@@ -41,9 +41,9 @@ from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from agent.protocol.batch import Signer
 from agent.protocol.jws import b64url
 from agent.protocol.payload_v3 import build_payload_v3
+from agent.protocol.signer import Signer
 
 RESULTS_DONE = ("stored", "duplicate")
 

@@ -8,52 +8,42 @@ is a function of the same shape.
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 
 from agent import __version__
-from agent.cli import (
-    check_transports,
-    completion,
-    config,
-    docs,
-    files,
-    hj212,
-    keygen,
-    maintenance,
-    probe,
-    requeue,
-    rotate_key,
-    run,
-    scan,
-    sdi12,
-    status,
-    tt10,
-    verify,
-)
 from agent.support.logs import LEVELS
 from core.errors import AgentError
 
 PLUGIN_GROUP = "station_agent.commands"
-# The agent's own commands, in the order `station-agent --help` lists them (after `run`, the
-# commands installed packages add).
-COMMANDS = (
-    config,
-    keygen,
-    rotate_key,
-    verify,
-    requeue,
-    maintenance,
-    status,
-    probe,
-    scan,
-    hj212,
-    files,
-    sdi12,
-    check_transports,
-    docs,
-    completion,
-    tt10,
-)
+# The agent's own commands (the word typed: the module that adds it), in the order
+# `station-agent --help` lists them (`run` first, then the commands installed packages add, then
+# the others). A command names its word here so that the parser for one command imports its
+# module alone (`run` does not carry the other commands' modules; issue 33).
+RUN = "run"
+COMMANDS = {
+    RUN: "agent.cli.run",
+    "config": "agent.cli.config",
+    "keygen": "agent.cli.keygen",
+    "rotate-key": "agent.cli.rotate_key",
+    "verify": "agent.cli.verify",
+    "requeue": "agent.cli.requeue",
+    "maintenance": "agent.cli.maintenance",
+    "status": "agent.cli.status",
+    "probe": "agent.cli.probe",
+    "scan": "agent.cli.scan",
+    "hj212": "agent.cli.hj212",
+    "files": "agent.cli.files",
+    "sdi12": "agent.cli.sdi12",
+    "check-transports": "agent.cli.check_transports",
+    "docs": "agent.cli.docs",
+    "completion": "agent.cli.completion",
+    "tt10": "agent.cli.tt10",
+}
+
+
+def _add_command(sub: argparse._SubParsersAction, word: str) -> None:
+    importlib.import_module(COMMANDS[word]).add(sub)
 
 
 def _add_plugin_commands(sub: argparse._SubParsersAction) -> None:
@@ -71,8 +61,9 @@ def _add_plugin_commands(sub: argparse._SubParsersAction) -> None:
             )
 
 
-def build_parser(plugins: bool = True) -> argparse.ArgumentParser:
-    """The command line; ``plugins=False``: without the commands other packages add."""
+def build_parser(plugins: bool = True, only: str | None = None) -> argparse.ArgumentParser:
+    """The command line; ``plugins=False``: without the commands other packages add; ``only``
+    (one of ``COMMANDS``): with that command alone (what parsing its own arguments needs)."""
     parser = argparse.ArgumentParser(
         prog="station-agent",
         description="Poll station analyzers, buffer every reading, deliver signed batches.",
@@ -80,11 +71,14 @@ def build_parser(plugins: bool = True) -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"station-agent {__version__}")
     parser.set_defaults(build_parser=build_parser)  # for `completion`, which prints the parser
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    run.add(sub)
-    if plugins:
+    words = [only] if only is not None else list(COMMANDS)
+    if RUN in words:
+        _add_command(sub, RUN)
+    if plugins and only is None:
         _add_plugin_commands(sub)
-    for command in COMMANDS:
-        command.add(sub)
+    for word in words:
+        if word != RUN:
+            _add_command(sub, word)
     _add_log_level(parser)
     from agent.cli.command_help import describe_every_command
 
@@ -108,22 +102,22 @@ def _add_log_level(parser: argparse.ArgumentParser) -> None:
             _add_log_level(child)
 
 
-def _names_own_command(parser: argparse.ArgumentParser, argv: list[str]) -> bool:
-    """Whether ``argv`` asks for one of the agent's own commands: then the installed packages'
-    entry points need not be read (``run`` stays without importlib.metadata, issue 17)."""
+def _own_command(argv: list[str]) -> str | None:
+    """The agent's own command ``argv`` asks for (a word of ``COMMANDS``), or None: then the
+    whole parser is built, with the installed packages' entry points (``run`` stays without
+    importlib.metadata, issue 17)."""
     words = [a for a in argv if not a.startswith("-")]  # no top-level option takes a value
-    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    return bool(words) and words[0] in commands.choices
+    return words[0] if words and words[0] in COMMANDS else None
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``station-agent`` command."""
     argv = sys.argv[1:] if argv is None else argv
-    parser = build_parser(plugins=False)
-    if not _names_own_command(parser, argv):
-        parser = build_parser()  # a plug-in's command, or the help that lists them all
+    own = _own_command(argv)
+    # one of ours: its parser alone; else a plug-in's command, or the help that lists them all
+    parser = build_parser(plugins=False, only=own) if own else build_parser()
     args = parser.parse_args(argv)
-    if getattr(args, "log_level", None) and args.func is not run.run:
+    if getattr(args, "log_level", None) and own != RUN:
         from agent.support.logs import setup_logging
 
         setup_logging(args.log_level)

@@ -43,7 +43,7 @@ def _check_chain(config: Config, files: KeyFiles) -> None:
     warehouse does not know, and the real agent would then refuse the new key)."""
     from agent.buffer import Buffer
     from agent.buffer.db import no_buffer_yet
-    from agent.records.rotation.record import chain_key
+    from agent.records.rotation.state import chain_key
 
     path = config.buffer.path
     if not path.exists():
@@ -81,7 +81,8 @@ def _next_key(files: KeyFiles):
 def _rotate_here(config: Config, files: KeyFiles) -> int:
     from agent.buffer import Buffer
     from agent.records.descriptor import in_force
-    from agent.records.rotation.record import KeyRotation, read_request, write_request
+    from agent.records.rotation.record import KeyRotation
+    from agent.records.rotation.state import read_request, write_request
     from agent.seal.sealing import Sealer
     from agent.support.clock import SystemClock
 
@@ -112,7 +113,7 @@ def _rotate_here(config: Config, files: KeyFiles) -> int:
 
 def _ask_running_agent(config: Config, files: KeyFiles, wait_s: float) -> int:
     from agent.buffer import Buffer
-    from agent.records.rotation.record import ask, read_request
+    from agent.records.rotation.state import ask, read_request
 
     buffer = Buffer(config.buffer.path, durability=config.buffer.durability, create=False)
     try:

@@ -1,4 +1,5 @@
-"""The batch: its payload (built at sealing, checked at the warehouse) and its signature.
+"""The batch: its payload (built at sealing, checked at the warehouse); ``agent.protocol.signer``
+signs it.
 
 Payload version 1 (UTF-8 JSON, see docs/protocol.md and docs/batch.schema.json; version 2, the
 columnar form, is ``agent.protocol.payload_v2``; version 3, what sealing writes by default,
@@ -22,10 +23,8 @@ import math
 from collections.abc import Iterable
 from typing import Annotated, Literal
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import ConfigDict, Field, StrictInt, ValidationError
 
-from agent.protocol.jws import public_jwk, sign_compact
 from agent.protocol.payload_v2 import PAYLOAD_V2, PayloadV2Model
 from agent.protocol.payload_v3 import PAYLOAD_V3, PayloadV3Model, RecordPayloadModel
 from agent.support.bounded import check_json_depth
@@ -36,26 +35,6 @@ from core.reading import FAULT, StatusCode, rfc3339_ms, text_problem
 PAYLOAD_VERSION = 1
 MAX_TEXT_VALUE = 256  # characters of a text value (a Modbus string is at most 250)
 _RFC3339_UTC = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$"  # milliseconds: as sealed
-
-
-class Signer:
-    """Signs payloads with the station key; ``kid`` is the key's RFC 7638 thumbprint."""
-
-    def __init__(self, key: Ed25519PrivateKey) -> None:
-        self._key = key
-        self.jwk = public_jwk(key.public_key())
-        self.kid = self.jwk["kid"]
-
-    def sign(self, payload: bytes, alg: str | None = None) -> str:
-        """Return the compact JWS of ``payload``. ``alg`` defaults to what the payload's version
-        takes: ``EdDSA`` for a payload starting ``{"v":1,`` or ``{"v":2,`` (as the builders write
-        them), ``Ed25519`` otherwise (docs/protocol.md)."""
-        if alg is None:
-            alg = "EdDSA" if payload[:7] in (b'{"v":1,', b'{"v":2,') else "Ed25519"
-        return sign_compact(payload, self._key, self.kid, alg)
-
-    def __repr__(self) -> str:  # never show key material
-        return f"Signer(kid={self.kid!r})"
 
 
 def build_payload(

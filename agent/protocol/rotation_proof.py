@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from agent.protocol.batch import Signer
 from agent.protocol.jws import key_from_jwk, thumbprint, verify_compact
+from agent.protocol.signer import Signer
 from core.errors import VerificationError
 from core.record_kinds.rotation import PURPOSE
 

@@ -31,8 +31,8 @@ from agent.buffer import Buffer
 from agent.config.model import Config
 from agent.poll.poll_clock import POLL_INSTANCES, PollClock, aligned_start  # noqa: F401 (re-exported)
 from agent.poll.poller import Poller
-from agent.protocol.batch import Signer
 from agent.protocol.keys import load_private_key
+from agent.protocol.signer import Signer
 from agent.records import descriptor
 from agent.records.identities import Identities
 from agent.records.maintenance.watch import MaintenanceWatch

@@ -11,9 +11,9 @@ existing buffer (``config validate`` runs it beside a running agent, as ``status
 signing key loads (present, a regular file of this user, mode 0600, an Ed25519 PKCS#8 key); the
 buffer's file can be opened and its directory exists or can be made and written to by this user; an
 existing buffer of this user opens (read-only) and its chain names this key
-(``agent.rotation.key_to_switch_to``); every file a transport names is there and readable, its
-TLS files load as the transport will load them, and its ``ack_keys`` (the warehouse's public
-keys) are one or more Ed25519 JWKs.
+(``agent.records.rotation.state.key_to_switch_to``); every file a transport names is there and
+readable, its TLS files load as the transport will load them, and its ``ack_keys`` (the
+warehouse's public keys) are one or more Ed25519 JWKs.
 
 Not checked, because ``run`` does not refuse them: a listening port in use or a host that does
 not resolve (a listening device or the station page is retried and logged, the others work on),
@@ -34,11 +34,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent.buffer import Buffer
 from agent.config.model import Config, load_config, parse_config_bytes
-from agent.protocol.batch import Signer
 from agent.protocol.keys import load_private_key
 from agent.protocol.signed_ack import AckKeys
+from agent.protocol.signer import Signer
 from agent.records.rotation.keys import KeyFiles
-from agent.records.rotation.record import key_to_switch_to
+from agent.records.rotation.state import key_to_switch_to
 from agent.status.health import health_path
 from agent.support.bounded import read_secret_file
 from agent.support.instance_lock import lock_path

@@ -18,9 +18,10 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from agent.buffer import Buffer, ReadingRow
-from agent.protocol.batch import Signer, alg_for, build_payload
+from agent.protocol.batch import alg_for, build_payload
 from agent.protocol.payload_v2 import PAYLOAD_V2, build_payload_v2
 from agent.protocol.payload_v3 import PAYLOAD_V3, RowV3, build_payload_v3, build_record
+from agent.protocol.signer import Signer
 from agent.support.clock import Clock
 from agent.support.logs import event
 from core.batch import SealedBatch

@@ -12,9 +12,29 @@ import time
 from pathlib import Path
 from typing import Any
 
-from agent.status.sections.agent_state import running
-
 SIZE = 4096
+RUNNING_WITHIN_S = 30  # the agent rewrites its health report every second
+
+
+def _alive(pid: object) -> bool:
+    if not isinstance(pid, int):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # another user's process: it is alive
+    return True
+
+
+def running(health: dict[str, Any] | None, now_ms: int, within_s: float = RUNNING_WITHIN_S) -> bool:
+    """Whether the agent that wrote ``health`` is running: a live process that rewrote its
+    report within ``within_s``."""
+    if not health:
+        return False
+    age_s = (now_ms - (health.get("updated_at_ms") or 0)) / 1000
+    return _alive(health.get("pid")) and age_s < within_s
 
 
 def health_path(buffer_path: Path) -> Path:

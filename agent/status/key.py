@@ -3,7 +3,7 @@
 * the key in force: the kid the chain hands on (its newest batch, or the new key of its newest
   rotation record) and the kid of ``station.jwk``;
 * the last ``rotate-key`` request (the buffer's ``meta`` row ``rotate_key``: asked, sealed or
-  failed, agent.records.rotation.record);
+  failed, agent.records.rotation.state);
 * each old private key still kept (``station.key.old-<kid>``, agent.records.rotation.keys), with the
   seq of its rotation record and the transports that have not acknowledged it yet (the file is
   removed once none is left);
@@ -22,7 +22,7 @@ from agent.buffer import Buffer
 from agent.config.model import Config
 from agent.records.descriptor import in_force
 from agent.records.rotation.keys import KeyFiles
-from agent.records.rotation.record import chain_key, read_request, rotations
+from agent.records.rotation.state import chain_key, read_request, rotations
 
 KINDS_SCHEMA = 4  # the buffer schema version that added batches.kind (agent.buffer.schema)
 

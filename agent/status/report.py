@@ -14,9 +14,8 @@ from zoneinfo import ZoneInfo
 
 from agent.buffer import Buffer, DatabaseError
 from agent.config.model import Config
-from agent.status.health import read_health
+from agent.status.health import read_health, running
 from agent.status.sections import StationState, gather_all, merged, render_all
-from agent.status.sections.agent_state import running
 from core.errors import StorageError
 
 

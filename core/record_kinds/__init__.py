@@ -1,13 +1,18 @@
-"""The record kinds the project ships: one module per kind, imported here (see core.records).
+"""The record kinds the project ships: one module per kind, each registering itself when imported
+(see core.records). Importing one kind's module imports that kind alone (``status`` reads the
+``rotation`` kind's name and builds no other model; issue 33); ``load_all`` imports every one.
 
-Add a kind: ``from core.record_kinds import <name>  # noqa: F401`` below.
+Add a kind: its module name in ``BUILTIN`` below.
 """
 
-from core.record_kinds import (
-    config,  # noqa: F401
-    descriptor,  # noqa: F401
-    health,  # noqa: F401
-    maintenance,  # noqa: F401
-    missed_polls,  # noqa: F401
-    rotation,  # noqa: F401
-)
+from __future__ import annotations
+
+import importlib
+
+BUILTIN = ("config", "descriptor", "health", "maintenance", "missed_polls", "rotation")
+
+
+def load_all() -> None:
+    """Import (so register) every record kind the project ships."""
+    for name in BUILTIN:
+        importlib.import_module(f"core.record_kinds.{name}")

@@ -21,14 +21,13 @@ import time
 import weakref
 from dataclasses import dataclass, field
 
-from pymodbus.pdu import ModbusPDU
-
 from core.errors import ConfigError
 from drivers.modbus.link import SerialLink, TcpLink, sleep_until
 from drivers.modbus.wire import (
     Link,
     LinkDown,
     MbapCounter,
+    ModbusPDU,
     NoAnswer,
     mbap_transaction,
     rtu_transaction,

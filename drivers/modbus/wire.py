@@ -29,16 +29,19 @@ import struct
 import time
 from typing import Protocol
 
-from pymodbus.exceptions import ModbusException
-from pymodbus.framer import FramerRTU, FramerSocket
-from pymodbus.pdu import DecodePDU, ModbusPDU
-from pymodbus.pdu.bit_message import ReadCoilsRequest, ReadDiscreteInputsRequest
-from pymodbus.pdu.register_message import (
-    ReadHoldingRegistersRequest,
-    ReadHoldingRegistersResponse,
-    ReadInputRegistersRequest,
-    ReadInputRegistersResponse,
-)
+from drivers.modbus.without_asyncio import asyncio_on_first_use
+
+with asyncio_on_first_use():  # pymodbus.pdu imports asyncio for an annotation (issue 33)
+    from pymodbus.exceptions import ModbusException
+    from pymodbus.framer import FramerRTU, FramerSocket
+    from pymodbus.pdu import DecodePDU, ModbusPDU
+    from pymodbus.pdu.bit_message import ReadCoilsRequest, ReadDiscreteInputsRequest
+    from pymodbus.pdu.register_message import (
+        ReadHoldingRegistersRequest,
+        ReadHoldingRegistersResponse,
+        ReadInputRegistersRequest,
+        ReadInputRegistersResponse,
+    )
 
 _REQUESTS: dict[str, type[ModbusPDU]] = {
     "coil": ReadCoilsRequest,

@@ -12,8 +12,8 @@ import sqlite3
 import pytest
 
 from agent.buffer import Buffer
-from agent.protocol.batch import Signer
 from agent.protocol.keys import load_private_key
+from agent.protocol.signer import Signer
 from agent.runtime.agent import Agent
 from agent.seal.sealing import Sealer
 from agent.status.report import gather, render

@@ -145,9 +145,10 @@ def test_agent_refuses_a_group_readable_key(tmp_path):
 
 
 def test_verify_reports_good_chain_gap_replay_and_forgery(tmp_path, station_key):
-    from agent.protocol.batch import Signer, build_payload
+    from agent.protocol.batch import build_payload
     from agent.protocol.jws import chain_digest
     from agent.protocol.keys import load_private_key
+    from agent.protocol.signer import Signer
 
     signer = Signer(load_private_key(station_key[0]))
     jwk = station_key[0].parent / "station.jwk"

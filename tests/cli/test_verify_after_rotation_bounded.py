@@ -24,8 +24,8 @@ import pytest
 
 from agent.buffer import Buffer
 from agent.cli.rotate_key import rotate_key
-from agent.protocol.batch import Signer
 from agent.protocol.keys import generate_key, load_jwk, load_private_key
+from agent.protocol.signer import Signer
 from agent.seal.sealing import Sealer
 from agent.support.clock import SystemClock
 from core.reading import Reading

@@ -9,8 +9,8 @@ import json
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from agent.protocol.batch import Signer
 from agent.protocol.payload_v3 import build_payload_v3, build_record
+from agent.protocol.signer import Signer
 
 STATION = "HN-WH-01"
 T0 = 1_764_000_000_000  # 2025-11-24

@@ -17,9 +17,9 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from agent.protocol.batch import Signer
 from agent.protocol.jws import b64url
 from agent.protocol.payload_v3 import build_payload_v3, build_record
+from agent.protocol.signer import Signer
 from warehouse.intake import Intake
 from warehouse.store import open_store
 

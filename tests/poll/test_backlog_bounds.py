@@ -18,8 +18,8 @@ from datetime import datetime
 from agent.buffer import Buffer, Poll
 from agent.poll import poller as poller_module
 from agent.poll.poller import BEHIND, Poller
-from agent.protocol.batch import Signer
 from agent.protocol.keys import load_private_key
+from agent.protocol.signer import Signer
 from agent.runtime.agent import Agent
 from agent.runtime.seal_desk import SealDesk
 from agent.seal.batch_size import BatchSizer

@@ -12,8 +12,8 @@ import threading
 import time
 
 from agent.buffer import Buffer
-from agent.protocol.batch import Signer
 from agent.protocol.keys import load_private_key
+from agent.protocol.signer import Signer
 from agent.seal.sealing import Sealer
 from agent.send.sender import FRESH_OVERDUE_S, Sender
 from agent.support.clock import SystemClock

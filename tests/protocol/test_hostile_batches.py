@@ -23,8 +23,9 @@ from joserfc.errors import JoseError
 from joserfc.jwk import OKPKey
 from paho.mqtt.enums import CallbackAPIVersion
 
-from agent.protocol.batch import Signer, build_payload
+from agent.protocol.batch import build_payload
 from agent.protocol.keys import load_jwk, load_private_key
+from agent.protocol.signer import Signer
 from agent.protocol.verify import check_batch
 from agent.support.bounded import json_depth
 from core.errors import VerificationError

@@ -17,9 +17,10 @@ from joserfc import jws as jose_jws
 from joserfc.jwk import OKPKey
 
 from agent.buffer import Buffer
-from agent.protocol.batch import Signer, build_payload, parse_payload
+from agent.protocol.batch import build_payload, parse_payload
 from agent.protocol.keys import load_jwk, load_private_key
 from agent.protocol.payload_v2 import build_payload_v2
+from agent.protocol.signer import Signer
 from agent.protocol.verify import check_batch, verify_chain
 from agent.seal.sealing import Sealer
 from agent.support.clock import SystemClock

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import jsonschema
 
-from agent.protocol.batch import Signer, build_payload, parse_payload
+from agent.protocol.batch import build_payload, parse_payload
 from agent.protocol.jws import chain_digest, parse_compact
 from agent.protocol.keys import load_private_key
 from agent.protocol.schema import payload_schema
+from agent.protocol.signer import Signer
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 

@@ -23,8 +23,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 import warehouse.reference as reference
 from agent.buffer import Buffer
-from agent.protocol.batch import Signer, parse_payload
+from agent.protocol.batch import parse_payload
 from agent.protocol.keys import load_private_key
+from agent.protocol.signer import Signer
 from agent.protocol.verify import check_batch
 from agent.records.descriptor import descriptor_body
 from agent.seal.sealing import Sealer

@@ -31,9 +31,9 @@ from pydantic import BaseModel, ConfigDict, StrictStr
 from agent.buffer import SCHEMA_VERSION, Buffer
 from agent.cli.main import main as cli_main
 from agent.poll.poller import Poller
-from agent.protocol.batch import Signer
 from agent.protocol.keys import load_private_key
 from agent.protocol.payload_v2 import build_payload_v2
+from agent.protocol.signer import Signer
 from agent.protocol.verify import verify_chain
 from agent.seal.sealing import Sealer
 from core.errors import VerificationError

@@ -17,8 +17,8 @@ from joserfc import jws as jose_jws
 from joserfc.jwk import OKPKey
 
 from agent.buffer import Buffer
-from agent.protocol.batch import Signer
 from agent.protocol.keys import load_private_key
+from agent.protocol.signer import Signer
 from agent.seal.sealing import Sealer
 from tests.helpers.agent_process import AgentProcess, station_config, write_config
 from tests.helpers.station import run_agent_cli, wait_for

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from agent.cli.main import main
-from agent.protocol.batch import Signer
 from agent.protocol.keys import generate_key, load_jwk, load_private_key
+from agent.protocol.signer import Signer
 from agent.runtime.agent import Agent
 from core.errors import KeyFileError
 from tests.helpers.agent_process import AgentProcess, write_config

@@ -14,8 +14,8 @@ import pytest
 from agent.buffer import Buffer
 from agent.buffer.maintenance import ANALYZER, TECHNICIAN
 from agent.cli.main import main
-from agent.protocol.batch import Signer
 from agent.protocol.keys import load_private_key
+from agent.protocol.signer import Signer
 from agent.records.maintenance.record import MaintenanceRecord, parse_duration, record_body
 from agent.records.maintenance.watch import MaintenanceWatch
 from agent.seal.sealing import Sealer

@@ -21,10 +21,10 @@ from joserfc import jws as jose_jws
 from joserfc.errors import JoseError
 from joserfc.jwk import OKPKey
 
-from agent.protocol.batch import Signer
 from agent.protocol.jws import b64url_decode, chain_digest
 from agent.protocol.payload_v3 import build_payload_v3, build_record
 from agent.protocol.rotation_proof import proof_payload, rotation_body
+from agent.protocol.signer import Signer
 from agent.protocol.verify import StationKey, verify_chain
 from agent.transports.https.transport import classify
 from core.outcomes import Retry

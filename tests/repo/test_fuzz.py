@@ -13,9 +13,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agent.config.model import parse_config
-from agent.protocol.batch import Signer, build_payload
+from agent.protocol.batch import build_payload
 from agent.protocol.jws import b64url
 from agent.protocol.keys import generate_key, load_jwk, load_private_key
+from agent.protocol.signer import Signer
 from agent.protocol.verify import StationKey, check_batch
 from core.errors import ConfigError, DeviceError, VerificationError
 from drivers.modbus.tcp import ModbusTcpConfig, ModbusTcpDriver

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from agent.config.model import parse_config
-from agent.protocol.batch import Signer
 from agent.protocol.keys import generate_key, load_private_key
+from agent.protocol.signer import Signer
 from agent.runtime.agent import Agent
 from simulators.certs import TlsFiles
 from simulators.mosquitto import free_port

@@ -212,8 +212,8 @@ def test_status_names_a_device_that_does_not_answer(tmp_path, station_id, statio
 def test_mqtt_in_flight_bytes_are_capped_whatever_the_backlog(tmp_path, station_key, mosquitto):
     """Memory stays flat in a drain: large batches are sent a few at a time, not 20 at once."""
     from agent.buffer import Buffer
-    from agent.protocol.batch import Signer
     from agent.protocol.keys import load_private_key
+    from agent.protocol.signer import Signer
     from agent.seal.sealing import Sealer
     from agent.send.sender import Sender
     from agent.support.clock import SystemClock

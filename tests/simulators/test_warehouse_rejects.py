@@ -7,9 +7,10 @@ import json
 import httpx
 import pytest
 
-from agent.protocol.batch import Signer, build_payload
+from agent.protocol.batch import build_payload
 from agent.protocol.jws import b64url, b64url_decode, chain_digest
 from agent.protocol.keys import generate_key, load_private_key
+from agent.protocol.signer import Signer
 
 ROWS = [("dev", "SO2", "mg/Nm3", 1_764_000_000_000, 41.5, "00")]
 

@@ -15,8 +15,9 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from agent.protocol.batch import Signer, build_payload
+from agent.protocol.batch import build_payload
 from agent.protocol.keys import load_private_key
+from agent.protocol.signer import Signer
 from tests.helpers.station import wait_for
 from warehouse.reference import KEEP_REJECTIONS, MAX_BODY, SAMPLE_BODIES, SAMPLE_BYTES
 

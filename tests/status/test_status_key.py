@@ -10,9 +10,9 @@ import zlib
 
 from agent.buffer import Buffer
 from agent.cli.rotate_key import rotate_key
-from agent.protocol.batch import Signer
 from agent.protocol.keys import load_private_key
-from agent.records.rotation.record import ask, write_request
+from agent.protocol.signer import Signer
+from agent.records.rotation.state import ask, write_request
 from agent.seal.sealing import Sealer
 from agent.status.figures import json_view
 from agent.status.report import gather, render

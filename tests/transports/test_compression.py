@@ -20,9 +20,9 @@ from joserfc import jws as jose_jws
 from joserfc.jwk import OKPKey
 from paho.mqtt.enums import CallbackAPIVersion
 
-from agent.protocol.batch import Signer
 from agent.protocol.keys import load_jwk, load_private_key
 from agent.protocol.payload_v2 import build_payload_v2
+from agent.protocol.signer import Signer
 from agent.transports.https.transport import HttpsTransport, HttpsTransportConfig
 from agent.transports.mqtt.transport import MqttTransport, MqttTransportConfig
 from core.batch import SealedBatch

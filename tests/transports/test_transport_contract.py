@@ -27,8 +27,8 @@ import pytest
 
 from agent.buffer import Buffer
 from agent.config.model import parse_config
-from agent.protocol.batch import Signer
 from agent.protocol.keys import generate_key, load_private_key
+from agent.protocol.signer import Signer
 from agent.seal.sealing import Sealer
 from agent.send.sender import Sender
 from agent.support.clock import SystemClock

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from agent.protocol.batch import Signer
 from agent.protocol.keys import generate_key
+from agent.protocol.signer import Signer
 from tests.helpers import warehouse_stores
 from tests.helpers.sealing_station import Station, kid_of
 from tests.helpers.station import ROOT

@@ -20,10 +20,11 @@ import psycopg
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from agent.protocol.batch import Signer, build_payload
+from agent.protocol.batch import build_payload
 from agent.protocol.jws import b64url, b64url_decode
 from agent.protocol.payload_v3 import build_payload_v3
 from agent.protocol.rotation_proof import rotation_body
+from agent.protocol.signer import Signer
 from tests.helpers import warehouse_stores
 from tests.helpers.descriptor import BODY
 from tests.helpers.forgery import FORGERIES, TOO_EARLY, Keys, genuine, make_keys, single_forgeries

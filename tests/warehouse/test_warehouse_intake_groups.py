@@ -19,9 +19,9 @@ import random
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from agent.protocol.batch import Signer
 from agent.protocol.jws import b64url, b64url_decode
 from agent.protocol.rotation_proof import rotation_body
+from agent.protocol.signer import Signer
 from tests.helpers import warehouse_stores
 from tests.helpers.descriptor import BODY
 from tests.helpers.sealing_station import T0, Station, kid_of

@@ -17,8 +17,8 @@ from joserfc import jws
 from joserfc.jwk import OKPKey
 
 from agent.buffer import Buffer
-from agent.protocol.batch import Signer
 from agent.protocol.keys import load_private_key
+from agent.protocol.signer import Signer
 from agent.seal.sealing import Sealer
 from agent.support.clock import SystemClock
 from core.reading import Reading

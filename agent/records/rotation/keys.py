@@ -22,8 +22,8 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from agent.protocol.batch import Signer
 from agent.protocol.keys import load_private_key, pkcs8_pem
+from agent.protocol.signer import Signer
 from agent.support.logs import event
 from core.errors import KeyFileError
 

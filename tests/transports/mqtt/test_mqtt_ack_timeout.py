@@ -5,8 +5,8 @@ from __future__ import annotations
 import signal
 
 from agent.buffer import Buffer
-from agent.protocol.batch import Signer
 from agent.protocol.keys import load_private_key
+from agent.protocol.signer import Signer
 from agent.seal.sealing import Sealer
 from agent.send.sender import Sender
 from agent.support.clock import SystemClock
