@@ -41,13 +41,13 @@ def test_sizer_holds_after_the_outage_delay_and_releases_when_the_link_is_back()
     clock.t += 1
     assert sizer.plan(False, lambda: 250) == (BACKLOG, 2)  # full batches only
     assert sizer.plan(False, lambda: 99) == (BACKLOG, 0)
-    assert sizer.final() == BACKLOG  # stopping while holding: everything, in large batches
+    assert sizer.cap() == BACKLOG  # stopping while holding: everything, in large batches
     clock.t += HOLD_MAX_S
     assert sizer.plan(False, lambda: 99) == (BACKLOG, None)  # held an hour: sealed anyway
     assert sizer.plan(False, lambda: 99) == (BACKLOG, 0)
     assert sizer.plan(True, lambda: 99) == (BACKLOG, None)  # back: all that was held
     assert sizer.plan(True, lambda: 99) == (STEADY, None)
-    assert sizer.final() == STEADY
+    assert sizer.cap() == STEADY
     assert BatchSizer(500, 100, 60).backlog == 500  # never smaller than the steady size
 
 
