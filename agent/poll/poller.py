@@ -107,8 +107,8 @@ class Poller:
         self.latest: dict[str, dict[tuple[str, str], Reading]] = {}
         self.states = StateMarks()  # moves when a device's state may have
         self.on_poll: Callable[[str, float], None] | None = None  # (device, seconds)
-        # called with the driver after each read, before its readings are stored (the device
-        # may state a new identity: agent.records.identities seals a new descriptor first)
+        self.on_stored: Callable[[], object] = lambda: None  # after each chunk is committed
+        # after each read, before its readings are stored (a device may state a new identity)
         self.after_read: Callable[[Driver], None] | None = None
         # (device, readings) -> readings with the status windows give
         # (agent.records.maintenance.watch)
@@ -298,12 +298,12 @@ class Poller:
         if self.storage_error:
             self._repeats.ok("buffer", "buffer_writable_again")
             self.storage_error = None
+        self.on_stored()
         return True
 
     def stop_by(self, deadline: float) -> None:
         """A stop: no chunk is begun after ``deadline`` (monotonic; one begun before it ends);
-        what is still waiting then is the caller's to report (``waiting``,
-        ``waiting_readings``)."""
+        what is still waiting then is the caller's to report (``waiting_readings``)."""
         self._stop_at = deadline
 
     def flush(self) -> None:

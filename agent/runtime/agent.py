@@ -133,6 +133,7 @@ class Agent:
             self._stuck,
         )
         self.desk = SealDesk(self.sealer, sizer, lambda: self.delivery.senders, self.poller)
+        self.poller.on_stored = lambda: self.desk.stored(self.tickers.get("seal"))
         self._health = HealthReport(
             config.buffer.path,
             self.poller,
@@ -209,7 +210,8 @@ class Agent:
         self.maintenance.start()  # before the first reading: windows lasting across a restart
         self.devices.start(opened=True)
         self.delivery.start()
-        self._add_job(self.seal_and_wake, cfg.buffer.seal_interval_s, "seal")
+        seal_s, full = cfg.buffer.seal_interval_s, self.desk.seal_full  # full: as they fill
+        self._add_job(self.seal_and_wake, seal_s, "seal", nudged=full)
         self._add_job(self.prune, PRUNE_EVERY_S, "prune")
         # Both looks every second on one thread: one wake-up a second, not two.
         looks = {"housekeeping": self.housekeeping.run, "health_record": self.health_records.run}
@@ -223,12 +225,12 @@ class Agent:
             self.web.start()
         _log_started(self)
 
-    def _add_job(self, fn, interval_s: float, job_id: str, *args) -> None:
-        """Run ``fn(*args)`` every ``interval_s`` from start(); a run lasting over twice that
-        (at least ``stuck_s``) is stuck."""
+    def _add_job(self, fn, interval_s: float, job_id: str, *args, nudged=None) -> None:
+        """Run ``fn(*args)`` every ``interval_s`` from start() (``nudged()`` when nudged); a run
+        lasting over twice that (at least ``stuck_s``) is stuck."""
         limit_s = max(self.stuck_s, 2 * interval_s)
         run = functools.partial(fn, *args)
-        self.tickers[job_id] = Ticker(job_id, interval_s, run, self.workers, limit_s)
+        self.tickers[job_id] = Ticker(job_id, interval_s, run, self.workers, limit_s, nudged=nudged)
 
     def next_polls(self) -> dict[str, tuple[float, datetime]]:
         """See ``PollClock.next_polls``."""
@@ -281,11 +283,8 @@ class Agent:
 
     def prune(self) -> int:
         """See ``agent.runtime.pruning.prune``."""
-        senders = [s.name for s in self.senders]
-        retention_days = self.config.buffer.retention_days
-        deleted = pruning.prune(
-            self.buffer, self.clock, retention_days, senders, self.file_transports
-        )
+        senders, days = [s.name for s in self.senders], self.config.buffer.retention_days
+        deleted = pruning.prune(self.buffer, self.clock, days, senders, self.file_transports)
         descriptor.reseal_if_pruned(self)
         return deleted
 

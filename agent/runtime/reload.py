@@ -122,6 +122,8 @@ def _replace_ticker(agent: Running, name: str, interval_s: float) -> None:
     old = agent.tickers.pop(name)
     old.stop()
     limit_s = max(agent.stuck_s, 2 * interval_s)
-    ticker = Ticker(name, interval_s, agent.seal_and_wake, agent.workers, limit_s)
+    ticker = Ticker(
+        name, interval_s, agent.seal_and_wake, agent.workers, limit_s, nudged=old.nudged
+    )
     agent.tickers[name] = ticker
     ticker.start()

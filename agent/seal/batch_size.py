@@ -59,7 +59,7 @@ class BatchSizer:
         """Seal what this policy says now (everything with ``final``); returns how many batches
         (none is held in memory: ``Sealer.seal_count``)."""
         if final:
-            return sealer.seal_count(max_readings=self.final())
+            return sealer.seal_count(max_readings=self.cap())
         delivering = not senders or any(s.delivering() for s in senders)
         buffer = sealer.buffer
         cap, most = self.plan(delivering, lambda: buffer.store.count(buffer.chain_head()[2]))
@@ -86,6 +86,15 @@ class BatchSizer:
             return self.backlog, None
         return self.backlog, unsealed() // self.backlog
 
-    def final(self) -> int:
-        """The cap for the last seal at stop (everything is sealed then)."""
+    def seal_full(self, sealer: Sealer) -> int:
+        """Seal the full batches waiting now, at the size in force, and none partly full (how
+        many): between two seals, so that a high rate's batches are sealed as they fill instead
+        of all at the next seal; the seal at the interval cuts them the same way."""
+        buffer = sealer.buffer
+        cap = self.cap()
+        full = buffer.store.count(buffer.chain_head()[2]) // cap
+        return sealer.seal_count(full, max_readings=cap) if full else 0
+
+    def cap(self) -> int:
+        """Readings per batch at most now (and at the last seal at stop, which seals all)."""
         return self.backlog if self.holding else self.steady

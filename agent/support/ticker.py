@@ -11,9 +11,11 @@ The polls keep their own clock, where no slot passes unrecorded (``agent.poll.po
 health report rides on its wake-ups, which never wait for the buffer, where these duties may.
 
 A tick falls at whole multiples of the interval since the epoch plus ``PHASE_S``, off the poll
-grid. A duty never runs twice at once (one thread); a run that overruns skips the ticks it
-covered, and the next run takes whatever is due (a seal takes all that waits). A wait never
-exceeds one interval, so a wall clock set back delays nothing.
+grid. A duty may also be *nudged* between ticks (``nudge``): its thread then runs the duty's
+``nudged`` function at once (the seal: full batches as they fill, see ``agent.runtime.seal_desk``).
+A duty never runs twice at once (one thread); a run that overruns skips the ticks it covered,
+and the next run takes whatever is due (a seal takes all that waits). A wait never exceeds one
+interval, so a wall clock set back delays nothing.
 """
 
 from __future__ import annotations
@@ -70,11 +72,17 @@ class Ticker:
         workers: Workers,
         limit_s: float,
         wall: Callable[[], float] = time.time,
+        *,
+        nudged: Callable[[], object] | None = None,
     ) -> None:
-        """A run lasting over ``limit_s`` is stuck (``Workers``); ``wall()``: the wall clock."""
+        """A run lasting over ``limit_s`` is stuck (``Workers``); ``wall()``: the wall clock;
+        ``nudged``: what a ``nudge`` runs (on this thread, between ticks)."""
         self.name, self.interval_s, self._wall = name, interval_s, wall
         self._run = workers.job(name, limit_s, fn)
+        self.nudged = nudged
+        self._run_nudged = workers.job(name, limit_s, nudged) if nudged is not None else None
         self._stop = threading.Event()
+        self._wake = threading.Event()  # set by stop() and nudge()
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
 
     def start(self) -> None:
@@ -89,17 +97,31 @@ class Ticker:
         """Told to stop (its thread ends, or has ended, on purpose)."""
         return self._stop.is_set()
 
+    def nudge(self) -> None:
+        """Run the ``nudged`` function on this duty's thread as soon as it is free (once for
+        any number of nudges meanwhile); the ticks stay where they were."""
+        if self._run_nudged is not None:
+            self._wake.set()
+
     def stop(self, timeout_s: float = 10.0) -> None:
         """Start no more runs; wait for the one going on (unless called from that run)."""
         self._stop.set()
+        self._wake.set()
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(timeout_s)
 
     def _loop(self) -> None:
         interval = self.interval_s
         tick = next_tick(interval, self._wall())
-        # At most one interval's wait: a wall clock set back does not hold the duty up.
-        while not self._stop.wait(min(interval, max(0.0, tick - self._wall()))):
+        while True:
+            # At most one interval's wait: a wall clock set back does not hold the duty up.
+            woken = self._wake.wait(min(interval, max(0.0, tick - self._wall())))
+            if self._stop.is_set():
+                return
+            self._wake.clear()
+            if woken and self._run_nudged is not None and self._wall() < tick:
+                _run_logged(self.name, self._run_nudged)  # a nudge between ticks
+                continue
             _run_logged(self.name, self._run)
             # Never the same tick twice (a wait may end a hair early), never a burst of the
             # ticks a long run covered.

@@ -41,13 +41,13 @@ def test_sizer_holds_after_the_outage_delay_and_releases_when_the_link_is_back()
     clock.t += 1
     assert sizer.plan(False, lambda: 250) == (BACKLOG, 2)  # full batches only
     assert sizer.plan(False, lambda: 99) == (BACKLOG, 0)
-    assert sizer.final() == BACKLOG  # stopping while holding: everything, in large batches
+    assert sizer.cap() == BACKLOG  # stopping while holding: everything, in large batches
     clock.t += HOLD_MAX_S
     assert sizer.plan(False, lambda: 99) == (BACKLOG, None)  # held an hour: sealed anyway
     assert sizer.plan(False, lambda: 99) == (BACKLOG, 0)
     assert sizer.plan(True, lambda: 99) == (BACKLOG, None)  # back: all that was held
     assert sizer.plan(True, lambda: 99) == (STEADY, None)
-    assert sizer.final() == STEADY
+    assert sizer.cap() == STEADY
     assert BatchSizer(500, 100, 60).backlog == 500  # never smaller than the steady size
 
 
@@ -109,5 +109,39 @@ def test_an_outage_is_sealed_in_large_batches_and_delivered_once_in_the_bytes_se
     # Every reading once; the warehouse holds the bytes sealed, whole chain.
     held = warehouse.jws_list(station_id)
     assert held == [jws for _s, _n, jws in batches]
+    assert warehouse_readings(held) == buffer_readings(config.buffer.path)
+    assert check_chain(held, warehouse.keys[station_id]).ok
+
+
+def test_full_batches_are_sealed_as_they_fill_not_at_the_seal_interval(
+    tmp_path, station_id, station_key, steady_analyzer, warehouse
+):
+    # 60 readings a second and batches of 20: a full batch every third of a second, while the
+    # seal interval (240 s) does not come within the test.
+    port = warehouse.start_http()
+    config = make_config(
+        tmp_path,
+        station_id,
+        station_key[0],
+        [analyzer_device(steady_analyzer.port, poll=0.1)],  # no calibration: no record
+        [http_transport(port)],
+        seal_interval_s=240,
+        max_readings_per_batch=STEADY,
+    )
+    agent = Agent(config)
+    agent.start()
+    try:
+        wait_for(
+            lambda: len(warehouse.jws_list(station_id)) >= 6,  # the descriptor, then readings
+            30,
+            "full batches sealed and delivered long before the seal interval",
+        )
+    finally:
+        agent.stop(grace_s=5)
+    readings = [n for _seq, n, _jws in _batches(config.buffer.path) if n]  # not the records
+    assert len(readings) >= 6, readings  # the last: what the stop sealed
+    assert set(readings[:-1]) == {STEADY} and 0 < readings[-1] <= STEADY, readings
+    held = warehouse.jws_list(station_id)
+    assert held == [jws for _s, _n, jws in _batches(config.buffer.path)]
     assert warehouse_readings(held) == buffer_readings(config.buffer.path)
     assert check_chain(held, warehouse.keys[station_id]).ok

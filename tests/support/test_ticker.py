@@ -170,3 +170,41 @@ def test_duties_in_turn_share_one_thread_and_a_failing_one_does_not_stop_the_nex
     assert len(threads) == 1  # one thread (one wake-up) for both
     failed = [r.fields for r in caplog.records if r.getMessage() == "job_failed"]
     assert [f["job"] for f in failed] == ["first"], failed
+
+
+def test_a_nudge_runs_the_nudged_duty_between_ticks_once_and_the_ticks_stay():
+    ticks, nudged = Runs(), Runs()
+    t = Ticker("duty", 30.0, ticks, Workers(), limit_s=60, nudged=nudged)  # no tick in the test
+    t.start()
+    try:
+        for expected in (1, 2, 3):
+            t.nudge()
+            wait_for(lambda n=expected: nudged.count() == n, 10, f"nudged run {expected}")
+        assert ticks.count() == 0  # a nudge is not a tick
+        threads: list[str] = []
+        t._run_nudged = lambda: threads.append(threading.current_thread().name)  # noqa: SLF001
+        t.nudge()
+        wait_for(lambda: threads, 10, "the nudged run")
+        assert threads == ["duty"]  # on the duty's own thread, never beside a tick's run
+    finally:
+        t.stop()
+    assert not t.running
+
+
+def test_many_nudges_during_a_run_make_one_more_run_and_a_duty_without_one_ignores_them():
+    nudged, ended = Runs(hold={0: 0.5}), []
+    t = Ticker("duty", 30.0, Runs(), Workers(), limit_s=60, nudged=lambda: ended.append(nudged()))
+    t.start()
+    try:
+        t.nudge()
+        wait_for(lambda: nudged.count() == 1, 10, "the first nudged run")
+        for _ in range(50):
+            t.nudge()  # during the first run's 0.5 s: one more run, not fifty
+        wait_for(lambda: len(ended) == 2, 10, "the second nudged run, ended")
+        assert nudged.count() == 2 and not t._wake.is_set()  # noqa: SLF001 (nothing pending)
+    finally:
+        t.stop()
+    plain = Runs()
+    t = ticker(plain)
+    t.nudge()  # no nudged duty: nothing happens, not even a tick
+    assert plain.count() == 0 and not t.running
