@@ -1,5 +1,6 @@
 """What one request waited on, from the process's own counters (Linux): its CPU time, the time
-its threads sat runnable waiting for a core (``/proc/self/task/*/schedstat``, field 2), the
+its threads sat runnable waiting for a core (``/proc/self/task/*/schedstat``, field 2: the
+main thread's, where the bench's client runs, apart from the other threads', the server's), the
 cyclic GC's passes in it (``gc.callbacks``) and the bytes it made the kernel read from the disk
 (``/proc/self/io`` ``read_bytes``: page-cache misses, readahead included). A slow request whose
 CPU is small and whose core wait is large waited for a core, not for its own work.
@@ -14,16 +15,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
-def _core_wait_s() -> float:
-    """Seconds this process's threads have waited runnable for a core, all threads summed."""
-    total = 0
+def _core_wait_s() -> tuple[float, float]:
+    """Seconds this process's threads have waited runnable for a core: (the main thread, the
+    other threads summed)."""
+    main = others = 0
     for tid in os.listdir("/proc/self/task"):
         try:
             with open(f"/proc/self/task/{tid}/schedstat") as f:
-                total += int(f.read().split()[1])
+                wait = int(f.read().split()[1])
         except (FileNotFoundError, ProcessLookupError, IndexError):
-            pass  # a thread that ended meanwhile; or no schedstats in this kernel
-    return total / 1e9
+            continue  # a thread that ended meanwhile; or no schedstats in this kernel
+        if int(tid) == os.getpid():
+            main += wait
+        else:
+            others += wait
+    return main / 1e9, others / 1e9
 
 
 def _disk_read_bytes() -> int:
@@ -41,7 +47,8 @@ def _disk_read_bytes() -> int:
 class Sample:
     wall_s: float
     cpu_s: float
-    core_wait_s: float
+    client_wait_s: float  # the main thread's (the bench's client)
+    server_wait_s: float  # the other threads' (the server's), summed
     gc_s: float  # wall time inside GC passes (a pass can itself wait for a core)
     gc_full: int  # generation-2 passes
     disk_read: int  # bytes
@@ -86,5 +93,7 @@ class _Timed:
     def __exit__(self, *exc: object) -> None:
         wall, cpu = time.perf_counter() - self._wall, time.process_time() - self._cpu
         p = self._probe
-        p.samples.append(Sample(wall, cpu, _core_wait_s() - self._wait, p._gc_s - self._gc[0],
-                                p._gc_full - self._gc[1], _disk_read_bytes() - self._disk))
+        main, others = _core_wait_s()
+        p.samples.append(Sample(wall, cpu, main - self._wait[0], others - self._wait[1],
+                                p._gc_s - self._gc[0], p._gc_full - self._gc[1],
+                                _disk_read_bytes() - self._disk))

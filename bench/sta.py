@@ -193,12 +193,16 @@ def _whole_collection(get, plain, results) -> tuple[list[float], list[float], li
 
 
 def _waits(probes: dict[str, RequestProbe]) -> None:
-    """Where the API requests' wall time went: the request at p50 and the slowest ones (the
-    p99 of 100 samples is the second slowest: read it as "the worst but one")."""
-    print("\nwhat the requests waited on (ms; core wait: runnable threads waiting for a core, "
-          "summed; GC: time in cyclic GC passes, full passes; disk: KiB read from the disk)")
-    print(f"{'query':50} {'n':>4} {'request':>8} {'wall':>7} {'CPU':>6} {'core wt':>7} "
-          f"{'GC':>6} {'full':>4} {'disk':>6}")
+    """Where the API requests' wall time went: the request at p50, at p99 and the slowest."""
+    print("\nwhat the requests waited on (ms; wait: runnable, waiting for a core, the server's "
+          "threads and the client's; GC: time in cyclic GC passes, full passes; disk: KiB read "
+          "from the disk)")
+    n_max = max((len(p.samples) for p in probes.values()), default=0)
+    rank = n_max - min(n_max - 1, round(0.99 * (n_max - 1)))
+    print(f"(p99 of {n_max} samples is number {rank} from the slowest: a few more samples "
+          "(--repeat) make it a percentile rather than one outlier)")
+    print(f"{'query':50} {'n':>4} {'request':>8} {'wall':>7} {'CPU':>6} {'wait S':>7} "
+          f"{'wait C':>7} {'GC':>6} {'full':>4} {'disk':>6}")
     for name, probe in probes.items():
         ranked = sorted(probe.samples, key=lambda x: x.wall_s)
         n = len(ranked)
@@ -206,7 +210,8 @@ def _waits(probes: dict[str, RequestProbe]) -> None:
                  ("max", ranked[-1])]
         for label, x in picks:
             print(f"{name[:50]:50} {n:4} {label:>8} {x.wall_s * 1e3:7.1f} {x.cpu_s * 1e3:6.1f} "
-                  f"{x.core_wait_s * 1e3:7.1f} {x.gc_s * 1e3:6.1f} {x.gc_full:4} "
+                  f"{x.server_wait_s * 1e3:7.1f} {x.client_wait_s * 1e3:7.1f} "
+                  f"{x.gc_s * 1e3:6.1f} {x.gc_full:4} "
                   f"{x.disk_read / 1024:6.0f}")
 
 
