@@ -15,6 +15,10 @@ at this size would measure the intake, not the API), the index built after the l
   page1     Datastreams(d)/Observations?$top=4           (and its SQL: LIMIT 4)
   page1000  the 1,000th page of the same, through @iot.nextLink (keyset)
   skip      the same rows by $skip=3996 (OFFSET), for comparison
+
+Each API request's CPU time, core waits (server, client), GC passes and disk reads are printed
+for the p50, p99 and slowest request (bench/_request_probe.py). p99 of the default 50 runs is
+the slowest request; ``--only hour --repeat 300`` gives one that is a percentile.
 """
 
 from __future__ import annotations
@@ -37,10 +41,12 @@ from urllib.parse import quote, urlsplit
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from _request_probe import RequestProbe  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: E402
 
 from agent.protocol.payload_v3 import build_record  # noqa: E402
 from agent.protocol.signer import Signer  # noqa: E402
+from warehouse.api_command import settle_heap  # noqa: E402
 from warehouse.intake import Intake  # noqa: E402
 from warehouse.sta.app import StaService  # noqa: E402
 from warehouse.sta.backend import open_backend  # noqa: E402
@@ -85,8 +91,9 @@ def load(url: str, stations: int, minutes: int) -> float:
     db.execute("PRAGMA synchronous = OFF")
     db.execute("DROP INDEX readings_datastream")
     started = time.monotonic()
-    for rows in _hours(stations, minutes):
-        db.executemany("INSERT INTO readings VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+    for h in range(0, minutes, 60):
+        db.execute(_HOUR_SQL, {"h": h, "n": min(60, minutes - h), "stations": stations,
+                               "channels": CHANNELS, "t0": int(T0.timestamp())})
         db.commit()
     loaded = time.monotonic() - started
     db.execute("CREATE INDEX readings_datastream ON readings "
@@ -95,6 +102,20 @@ def load(url: str, stations: int, minutes: int) -> float:
     db.commit()
     db.close()
     return loaded
+
+
+# The rows of _hours (same order, same values but the random ones) written by SQLite itself:
+# ~10 x faster than from Python rows, which took 6 minutes for 150 MB beside the soaks
+_HOUR_SQL = """
+WITH RECURSIVE s(s) AS (SELECT 0 UNION ALL SELECT s + 1 FROM s WHERE s + 1 < :stations),
+c(c) AS (SELECT 0 UNION ALL SELECT c + 1 FROM c WHERE c + 1 < :channels),
+m(m) AS (SELECT 0 UNION ALL SELECT m + 1 FROM m WHERE m + 1 < :n)
+INSERT INTO readings
+SELECT printf('B-%03d', s), 2 + :h / 60, c * :n + m, 'aqm', printf('P%02d', c), 'ug/m3',
+       strftime('%Y-%m-%dT%H:%M:%S.000Z', :t0 + (:h + m) * 60, 'unixepoch'), 'float', NULL,
+       (abs(random()) % 20001) / 100.0, NULL, '00', 0
+FROM s, c, m ORDER BY s, c, m
+"""
 
 
 def _hours(stations: int, minutes: int, as_text: bool = True):
@@ -175,6 +196,29 @@ def _whole_collection(get, plain, results) -> tuple[list[float], list[float], li
     return g1, g1000, gskip
 
 
+def _waits(probes: dict[str, RequestProbe]) -> None:
+    """Where the API requests' wall time went: the request at p50, at p99 and the slowest."""
+    print("\nwhat the requests waited on (ms; wait: runnable, waiting for a core, the server's "
+          "threads and the client's; GC: time in cyclic GC passes, full passes; disk: KiB read "
+          "from the disk)")
+    n_max = max((len(p.samples) for p in probes.values()), default=0)
+    rank = n_max - min(n_max - 1, round(0.99 * (n_max - 1)))
+    print(f"(p99 of {n_max} samples is number {rank} from the slowest: a few more samples "
+          "(--repeat) make it a percentile rather than one outlier)")
+    print(f"{'query':50} {'n':>4} {'request':>8} {'wall':>7} {'CPU':>6} {'wait S':>7} "
+          f"{'wait C':>7} {'GC':>6} {'full':>4} {'disk':>6}")
+    for name, probe in probes.items():
+        ranked = sorted(probe.samples, key=lambda x: x.wall_s)
+        n = len(ranked)
+        picks = [("p50", ranked[n // 2]), ("p99", ranked[min(n - 1, round(0.99 * (n - 1)))]),
+                 ("max", ranked[-1])]
+        for label, x in picks:
+            print(f"{name[:50]:50} {n:4} {label:>8} {x.wall_s * 1e3:7.1f} {x.cpu_s * 1e3:6.1f} "
+                  f"{x.server_wait_s * 1e3:7.1f} {x.client_wait_s * 1e3:7.1f} "
+                  f"{x.gc_s * 1e3:6.1f} {x.gc_full:4} "
+                  f"{x.disk_read / 1024:6.0f}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--observations", type=int, default=2_000_000)
@@ -234,28 +278,30 @@ def main() -> int:
     def q(s: str) -> str:
         return quote(s, safe="=$(),;'")
 
+    settle_heap()  # as `station-warehouse api` does once it listens
     load_start = os.getloadavg()
     results: dict[str, tuple[list[float], list[float]]] = {}
-    cpu: dict[str, list[float]] = {}  # process CPU time per API request (server + client)
+    probes: dict[str, RequestProbe] = {}  # what each API request waited on (server + client)
     only = set(args.only.split(","))
 
     def measure(name: str, key: str, api_fn, sql_fn) -> None:
         if key not in only:
             return
-        a, b, c_ = [], [], cpu.setdefault(name, [])
+        a, b = [], []
+        probe = probes[name] = RequestProbe()
         for _ in range(args.repeat):
             s, c = random.randrange(args.stations), random.randrange(CHANNELS)
             day = random.randrange(days)
             hour = random.randrange(days * 24)
-            t, t_cpu = time.perf_counter(), time.process_time()
-            api_rows = api_fn(s, c, day, hour)
-            a.append(time.perf_counter() - t)
-            c_.append(time.process_time() - t_cpu)
+            with probe.request():
+                api_rows = api_fn(s, c, day, hour)
+            a.append(probe.samples[-1].wall_s)
             t = time.perf_counter()
             sql_rows = sql_fn(s, c, day, hour)
             b.append(time.perf_counter() - t)
             assert api_rows == sql_rows, (name, api_rows, sql_rows)
         results[name] = (a, b)
+        probe.close()
 
     def ds(s: int, c: int) -> str:
         return q(f"Datastreams('B-{s:03d}:aqm:P{c:02d}')")
@@ -356,10 +402,11 @@ def main() -> int:
     print(f"{'query':58} {'API p50':>8} {'API p99':>8} {'SQL p50':>8} {'SQL p99':>8} "
           f"{'CPU p50':>8} {'CPU p99':>8}")
     for name, (a, b) in results.items():
-        cpus = (f"{pct(cpu[name], 50) * 1e3:8.1f} {pct(cpu[name], 99) * 1e3:8.1f}"
-                if cpu.get(name) else "")
+        cpus = [x.cpu_s for x in probes[name].samples] if name in probes else []
+        cpu_text = f"{pct(cpus, 50) * 1e3:8.1f} {pct(cpus, 99) * 1e3:8.1f}" if cpus else ""
         print(f"{name:58} {pct(a, 50) * 1e3:8.1f} {pct(a, 99) * 1e3:8.1f} "
-              f"{pct(b, 50) * 1e3:8.1f} {pct(b, 99) * 1e3:8.1f} {cpus}")
+              f"{pct(b, 50) * 1e3:8.1f} {pct(b, 99) * 1e3:8.1f} {cpu_text}")
+    _waits(probes)
     if "page" in only and "deep" in only:
         p1 = statistics.median(results["page 1 ($top=4)"][0])
         print(f"deep page / page 1 (p50): {statistics.median(deep_api) / p1:.2f}")

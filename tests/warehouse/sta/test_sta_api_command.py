@@ -61,3 +61,16 @@ def test_a_bad_api_section_is_one_line_and_exit_2(tmp_path, api_section, message
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and message in done.stderr, done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_settle_heap_freezes_what_start_up_built_and_spaces_young_collections() -> None:
+    # in a child: the settings are process-wide, this test process keeps its own
+    code = ("import gc; from warehouse.api_command import settle_heap\n"
+            "before = gc.get_threshold(); settle_heap()\n"
+            "print(gc.get_freeze_count(), *before, *gc.get_threshold())")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, check=True)
+    frozen, *before, young, older, oldest = map(int, done.stdout.split())
+    assert frozen > 1000  # the modules and objects imported so far
+    assert young == 20_000
+    assert (older, oldest) == tuple(before[1:])
