@@ -305,10 +305,7 @@ class Warehouse:
 
         def on_connect(c, userdata, flags, rc, props) -> None:
             c.subscribe(topics)
-            if flags.session_present:
-                # The broker kept the session and its subscriptions: the messages queued in it
-                # come first, each verified on this thread, and the SUBACK behind them (behind
-                # a long outage's backlog, minutes later: the soak's restarted warehouse).
+            if flags.session_present:  # subscribed already: the SUBACK waits behind its backlog
                 connected.set()
 
         def on_subscribe(c, userdata, mid, rcs, props) -> None:
