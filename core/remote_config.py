@@ -8,7 +8,9 @@ over the canonical JSON payload (sorted keys, no spaces, ASCII)::
      "log_level":null|{"level":"debug"|"info"|"warning","until":"<RFC 3339 ms Z>"},
      "station":"<id>","v":1,"version":<int >= 1, increasing per station>}
 
-The whole JWS is at most ``MAX_JWS_BYTES``, the TOML text at most ``MAX_TOML_BYTES`` (UTF-8).
+The whole JWS is at most ``MAX_JWS_BYTES``, the TOML text at most ``MAX_TOML_BYTES`` (UTF-8); a
+log level holds at most ``MAX_LOG_LEVEL_S`` after ``issued_at`` (a station refuses a document
+asking longer, whoever signed it).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import json
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field, StrictInt, StrictStr, field_validator
+from pydantic import ConfigDict, Field, StrictInt, StrictStr, field_validator, model_validator
 
 from core.model import Model
 
@@ -26,14 +28,19 @@ KIND = "config"
 MAX_JWS_BYTES = 128 * 1024
 MAX_TOML_BYTES = 96 * 1024
 MAX_VERSION = 2**63 - 1  # a signed 64-bit integer, as the warehouse stores it
+MAX_LOG_LEVEL_S = 24 * 3600  # a remote log level holds at most a day, then reverts
 STATION_PATTERN = r"^[A-Za-z0-9_.\-]{1,64}$"  # as the agent's [station] id
 _RFC3339_MS = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$"
 
 _Time = Annotated[StrictStr, Field(pattern=_RFC3339_MS)]
 
 
+def _parse(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))  # ValueError: 2026-13-40T…
+
+
 def _valid_time(text: str) -> str:
-    datetime.fromisoformat(text.replace("Z", "+00:00"))  # ValueError: 2026-13-40T…
+    _parse(text)
     return text
 
 
@@ -62,6 +69,17 @@ class RemoteConfig(Model):
     log_level: LogLevel | None
 
     _issued_at = field_validator("issued_at")(_valid_time)
+
+    @model_validator(mode="after")
+    def _log_level_bounded(self) -> RemoteConfig:
+        if self.log_level is not None:
+            held = _parse(self.log_level.until) - _parse(self.issued_at)
+            if held.total_seconds() > MAX_LOG_LEVEL_S:
+                raise ValueError(
+                    f"log_level.until is {held} after issued_at; a remote log level holds at "
+                    f"most {MAX_LOG_LEVEL_S // 3600} h"
+                )
+        return self
 
     @field_validator("config")
     @classmethod

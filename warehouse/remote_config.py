@@ -30,6 +30,7 @@ from pydantic import ValidationError
 from core.reading import rfc3339_ms
 from core.remote_config import (
     MAX_JWS_BYTES,
+    MAX_LOG_LEVEL_S,
     MAX_TOML_BYTES,
     LogLevel,
     RemoteConfig,
@@ -39,7 +40,6 @@ from core.remote_config import (
 from warehouse.acks import AckKey
 from warehouse.store.model import ConfigDocument
 
-MAX_LOG_LEVEL_S = 24 * 3600  # a remote log level holds at most a day, then reverts
 LOG_LEVELS = ("debug", "info", "warning")
 _DURATION = re.compile(r"(\d{1,6})(s|m|h)")
 _UNITS = {"s": 1, "m": 60, "h": 3600}

@@ -424,6 +424,8 @@ _GOOD = {
         {"config": "é" * (48 * 1024 + 1)},  # within 96 Ki characters, over 96 KiB of UTF-8
         {"log_level": {"level": "trace", "until": "2026-12-07T11:30:00.000Z"}},
         {"log_level": {"level": "debug"}},
+        {"log_level": {"level": "debug", "until": "2026-12-08T11:00:00.001Z"}},  # over 24 h
+        {"log_level": {"level": "debug", "until": "2036-12-07T11:00:00.000Z"}},
         {"extra": 1},
     ],
 )
@@ -433,5 +435,7 @@ def test_the_payload_model_is_strict_and_bounded(change) -> None:
     from core.remote_config import RemoteConfig
 
     assert RemoteConfig.model_validate(_GOOD).version == 1
+    day = {"level": "debug", "until": "2026-12-08T11:00:00.000Z"}  # 24 h after issued_at
+    assert RemoteConfig.model_validate({**_GOOD, "log_level": day}).log_level is not None
     with pytest.raises(ValidationError):
         RemoteConfig.model_validate({**_GOOD, **change})
