@@ -39,6 +39,13 @@ def test_a_good_push_is_applied_in_place_without_a_dropped_poll(
         text = st.push(1, new)
         applied = st.record(lambda b: b["version"] == 1, "version 1 applied")
         agent.wait_log("event=remote_config_probation_passed")
+        applied_ms = _log_ms(agent.text(), "event=remote_config_applied")
+        wait_for(  # the probation can pass within a second: poll on past the apply before stop
+            lambda: max(r.time_ms for r in stored_readings(tmp_path / "buffer.db"))
+            >= applied_ms + 3000,
+            30,
+            "three seconds of polls after the apply",
+        )
         status = _status(st.path)
         live = _live(agent.text())
     finally:
@@ -56,7 +63,6 @@ def test_a_good_push_is_applied_in_place_without_a_dropped_poll(
     assert "event=reloaded_in_place restarted=nothing" in log  # the device kept its slot
     assert "reload_restarts_agent" not in log
     assert not [b for b in st.records() if b["outcome"] != "applied"]
-    applied_ms = _log_ms(log, "event=remote_config_applied")
     near = [b for b in _missed_polls(st) if abs(_ms(b["slots"][0]["first"]) - applied_ms) < 3000]
     assert not near  # no slot missed around the apply
     times = sorted({r.time_ms for r in stored_readings(tmp_path / "buffer.db")})
