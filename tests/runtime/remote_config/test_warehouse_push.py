@@ -55,3 +55,54 @@ def test_a_document_the_warehouse_pushes_is_applied_by_the_station(
     }
     assert first.digest == sha256_hex(text)  # the warehouse and the station name the same bytes
     assert again["outcome"] == "applied" and second.version == first.version + 1
+
+
+def test_a_document_the_warehouse_publishes_on_mqtt_is_applied_by_the_station(
+    tmp_path, station_id, station_key, steady_analyzer, warehouse, mosquitto
+):
+    """The other road end to end: the warehouse's push publishes the document retained on its
+    broker (``config push`` with ``[intake.mqtt]``), the station takes it from the retained
+    message on its MQTT uplink (no HTTPS at all) and applies it; the ``config`` record comes back
+    through the same broker, acknowledged by the warehouse with the key that signed the push."""
+    warehouse.start_mqtt("127.0.0.1", mosquitto.port, client_id=f"wh-{station_id}")
+    pinned = tmp_path / "warehouse-ack.jwk"
+    pinned.write_text(json.dumps(warehouse.ack_key.jwk))
+    data = station_config(tmp_path, station_id, station_key[0], steady_analyzer.port, 1)
+    data["transports"] = [
+        {
+            "type": "mqtt",
+            "name": "uplink",
+            "host": "127.0.0.1",
+            "port": mosquitto.port,
+            "ack": "warehouse",
+            "ack_keys": str(pinned),
+        }
+    ]
+    data["remote_config"] = {"enabled": True, "mqtt": True, "probation_s": 4}
+    path = write_toml(tmp_path / "agent.toml", data)
+    jwk = station_key[0].parent / "station.jwk"
+    agent = AgentProcess(path, tmp_path / "agent.log")
+    try:
+        agent.wait_log("event=agent_started")
+        new = copy.deepcopy(data)
+        new["buffer"]["seal_interval_s"] = 0.4
+        text = toml_text(new, tmp_path)
+        pushed = warehouse.push_config(station_id, text)
+        applied = wait_record(
+            warehouse, station_id, jwk, lambda b: b["version"] == pushed.version, "published"
+        )
+        agent.wait_log("event=remote_config_probation_passed")
+    finally:
+        if agent.proc.poll() is None:
+            agent.signal(signal.SIGTERM)
+            assert agent.wait() == 0, agent.text()[-3000:]
+    assert applied == {
+        "version": pushed.version,
+        "digest": sha256_hex(text),
+        "source": "remote",
+        "signed_by": warehouse.ack_key.kid,
+        "outcome": "applied",
+        "reason": "via mqtt",
+        "log_level": None,
+    }
+    assert "remote_config_fetch" not in agent.text()  # no HTTPS fetch: the broker brought it
