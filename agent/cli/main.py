@@ -8,8 +8,11 @@ is a function of the same shape.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import gc
 import importlib
 import sys
+from collections.abc import Iterator
 
 from agent import __version__
 from agent.support.logs import LEVELS
@@ -40,6 +43,10 @@ COMMANDS = {
     "completion": "agent.cli.completion",
     "tt10": "agent.cli.tt10",
 }
+
+# The commands a technician types and waits for (issue 33, item 4), and help: each does a bounded
+# amount of work, so it runs without the cyclic garbage collector (``_collector_off``).
+QUICK = (("status",), ("config", "validate"), ("maintenance", "list"))
 
 
 def _add_command(sub: argparse._SubParsersAction, word: str) -> None:
@@ -110,9 +117,43 @@ def _own_command(argv: list[str]) -> str | None:
     return words[0] if words and words[0] in COMMANDS else None
 
 
+def _quick(argv: list[str]) -> bool:
+    """Whether ``argv`` asks for one of the ``QUICK`` commands, or for help (which argparse
+    prints before it exits)."""
+    options = argv[: argv.index("--")] if "--" in argv else argv
+    if "-h" in options or "--help" in options:
+        return True
+    words = tuple(a for a in argv if not a.startswith("-"))
+    return any(words[: len(command)] == command for command in QUICK)
+
+
+@contextlib.contextmanager
+def _collector_off() -> Iterator[None]:
+    """No cyclic garbage collection while a quick command runs, and what it made frozen
+    (``gc.freeze``) so that the interpreter's exit does not walk it either: the collector's
+    passes over the objects of the ~300 modules such a command imports took ~20 % of its CPU
+    time (bench/RESULTS.md, session 13). Reference counting still frees what is not in a cycle."""
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        gc.enable()
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``station-agent`` command."""
-    argv = sys.argv[1:] if argv is None else argv
+    """Entry point of the ``station-agent`` command. ``argv`` None: the process's own arguments,
+    and the process ends when this returns, so a quick command runs with ``_collector_off``
+    (called with ``argv``, as tests do, the caller's process goes on: the collector stays on)."""
+    if argv is None:
+        argv = sys.argv[1:]
+        if _quick(argv):
+            with _collector_off():
+                return _main(argv)
+    return _main(argv)
+
+
+def _main(argv: list[str]) -> int:
     own = _own_command(argv)
     # one of ours: its parser alone; else a plug-in's command, or the help that lists them all
     parser = build_parser(plugins=False, only=own) if own else build_parser()
