@@ -43,7 +43,6 @@ from agent.status.health import health_path
 from agent.support.bounded import read_secret_file
 from agent.support.instance_lock import lock_path
 from agent.support.sections import TlsConfig
-from agent.transports.tls import client_context
 from core.errors import ConfigError, KeyFileError, StorageError, VerificationError
 
 
@@ -189,6 +188,8 @@ def _transport_files(config: Config) -> list[Problem]:
 def _tls(tls: TlsConfig, where: str) -> list[Problem]:
     """Load the TLS files as the transport will (``client_context``). A client key whose
     password this shell does not have (``key_password_env`` unset) is checked without it."""
+    from agent.transports.tls import client_context  # ssl: only for a station that uses TLS
+
     if tls.key_password is None and tls.key_password_env is not None and tls.key_file:
         try:
             read_secret_file(tls.key_file, "tls.key_file")  # 0600, ours, small: as the transport

@@ -1,0 +1,85 @@
+"""Issue 33, item 4: what the commands a technician types leave out. ``maintenance list`` makes
+and checks no signature (no cryptography); ``config validate`` loads ssl only for a station
+whose transports have a ``tls`` section (it checks those files as the transport will load
+them); importing one module of ``core`` (``core.errors``, every command does) imports no other.
+A test of imports, not of time: ``bench/cli_latency.py`` times the commands."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from agent.buffer import Buffer
+from agent.config.model import load_config
+from agent.config.sample import station_sample
+from tests.helpers.station import ROOT, localized
+
+_PROBE = """
+import json, sys
+from agent.cli.main import main
+rc = main({argv!r})
+print(json.dumps({{"rc": rc, "modules": sorted(sys.modules)}}))
+"""
+
+
+def _station(folder: Path, transport: str) -> Path:
+    """A valid configuration (one Modbus TCP device, ``transport``'s sample) and its buffer."""
+    folder.mkdir()
+    path = folder / "station.toml"
+    path.write_text(localized(station_sample(["modbus_tcp"], transport=transport), folder))
+    config = load_config(path, secrets=False)
+    Buffer(config.buffer.path, durability=config.buffer.durability).close()
+    return path
+
+
+def _modules_after(code: str) -> tuple[str, set[str]]:
+    run = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = json.loads(run.stdout.splitlines()[-1])
+    return result.get("rc"), set(result["modules"])
+
+
+def _imported(modules: set[str], package: str) -> bool:
+    return any(m == package or m.startswith(f"{package}.") for m in modules)
+
+
+@pytest.mark.parametrize(("transport", "tls"), [("https", False), ("mqtt", True)])
+def test_config_validate_loads_ssl_only_for_a_station_using_tls(
+    transport: str, tls: bool, tmp_path: Path
+) -> None:
+    path = _station(tmp_path / transport, transport)
+    assert ("[transports.tls]" in path.read_text()) is tls  # the samples: mqtt's has TLS
+    rc, modules = _modules_after(_PROBE.format(argv=["config", "validate", str(path)]))
+    assert rc == 0
+    assert _imported(modules, "ssl") is tls, transport
+
+
+def test_maintenance_list_imports_no_cryptography(tmp_path: Path) -> None:
+    path = _station(tmp_path / "station", "https")
+    rc, modules = _modules_after(_PROBE.format(argv=["maintenance", "list", "--config", str(path)]))
+    assert rc == 0
+    assert not _imported(modules, "cryptography"), sorted(m for m in modules if "crypto" in m)
+
+
+def test_one_module_of_core_imports_no_other_and_core_still_names_them_all() -> None:
+    code = (
+        "import json, sys\n"
+        "import core.errors\n"
+        "print(json.dumps({'modules': sorted(m for m in sys.modules if m.startswith('core'))}))\n"
+    )
+    _, modules = _modules_after(code)
+    assert sorted(modules) == ["core", "core.errors"]
+    import core
+    import core.outcomes
+    import core.reading
+
+    assert len(core.__all__) == 21 and all(hasattr(core, name) for name in core.__all__)
+    assert core.Reading is core.reading.Reading and core.Ack is core.outcomes.Ack
+    with pytest.raises(AttributeError):
+        core.Readings  # noqa: B018
