@@ -12,12 +12,15 @@ import base64
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import Any
-
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from typing import TYPE_CHECKING, Any
 
 from core.errors import VerificationError
+
+if TYPE_CHECKING:  # imported where a key is made or checked: the buffer's chain needs no key
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+        Ed25519PrivateKey,
+        Ed25519PublicKey,
+    )
 
 MAX_HEADER_CHARS = 512  # the one protected header we accept is about 100 characters
 
@@ -70,6 +73,8 @@ def key_from_jwk(jwk: dict[str, Any]) -> Ed25519PublicKey:
     """Load an Ed25519 public key from an OKP JWK; raises VerificationError if it is not one."""
     if jwk.get("kty") != "OKP" or jwk.get("crv") != "Ed25519" or "x" not in jwk:
         raise VerificationError("JWK is not an Ed25519 OKP key (kty OKP, crv Ed25519, x)")
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
     try:
         return Ed25519PublicKey.from_public_bytes(b64url_decode(jwk["x"]))
     except ValueError:
@@ -142,6 +147,8 @@ def verify_compact(token: str | bytes, key: Ed25519PublicKey, kid: str | None = 
             "protected header is not exactly "
             + protected_header(claimed if isinstance(claimed, str) else "<kid>", alg).decode()
         )
+    from cryptography.exceptions import InvalidSignature
+
     try:
         key.verify(parsed.signature, parsed.signing_input)
     except InvalidSignature:
