@@ -17,6 +17,9 @@ from agent.support.bounded import read_secret_file
 from core.model import Model
 
 NAME_PATTERN = r"^[A-Za-z0-9_.\-]+$"
+# How a transport sends a batch's JWS (agent.transports.compression does it): a section's key,
+# named here so that checking a configuration loads no compressor.
+Compression = Literal["gzip", "none"]
 
 
 class Section(Model):

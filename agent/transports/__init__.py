@@ -30,12 +30,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from agent.support.sections import TransportSection
-from core.batch import SealedBatch
-from core.outcomes import OnOutcome
 from core.registry import LazyRegistry
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # names of the interfaces: checking a configuration loads no outcome class
     from agent.transports.check import Verdict
+    from core.batch import SealedBatch
+    from core.outcomes import OnOutcome
 
 _REGISTRY: dict[str, tuple[str, str]] = {
     "mqtt": (

@@ -10,12 +10,11 @@ from __future__ import annotations
 import gzip
 import threading
 from collections import OrderedDict
-from typing import Literal
 
+from agent.support.sections import Compression
 from core.batch import SealedBatch
 from core.outcomes import OnOutcome, Outcome, Retry
 
-Compression = Literal["gzip", "none"]
 GZIP_LEVEL = 6  # level 9 saves ~2 % more for twice the CPU (bench/RESULTS.md)
 _KEPT = 1024  # bodies kept at most (batches in flight are far fewer)
 

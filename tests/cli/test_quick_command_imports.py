@@ -1,7 +1,8 @@
 """Issue 33, item 4: what the commands a technician types leave out. ``maintenance list`` makes
 and checks no signature (no cryptography); ``config validate`` loads ssl only for a station
 whose transports have a ``tls`` section (it checks those files as the transport will load
-them); importing one module of ``core`` (``core.errors``, every command does) imports no other.
+them); reading a transport's section loads no compressor and no outcome class; importing one
+module of ``core`` (``core.errors``, every command does) imports no other.
 A test of imports, not of time: ``bench/cli_latency.py`` times the commands."""
 
 from __future__ import annotations
@@ -65,6 +66,25 @@ def test_maintenance_list_imports_no_cryptography(tmp_path: Path) -> None:
     rc, modules = _modules_after(_PROBE.format(argv=["maintenance", "list", "--config", str(path)]))
     assert rc == 0
     assert not _imported(modules, "cryptography"), sorted(m for m in modules if "crypto" in m)
+
+
+@pytest.mark.parametrize(
+    ("command", "exit_code"),
+    [
+        (["status", "--config", "{path}"], 3),  # 3: the agent is not running
+        (["config", "validate", "{path}"], 0),
+        (["maintenance", "list", "--config", "{path}"], 0),
+    ],
+)
+@pytest.mark.parametrize("transport", ["https", "mqtt"])
+def test_reading_a_transport_section_loads_no_compressor_and_no_outcome(
+    command: list[str], exit_code: int, transport: str, tmp_path: Path
+) -> None:
+    path = _station(tmp_path / "station", transport)
+    argv = [part.format(path=path) for part in command]
+    rc, modules = _modules_after(_PROBE.format(argv=argv))
+    assert rc == exit_code
+    assert not {"agent.transports.compression", "gzip", "core.outcomes"} & modules, argv
 
 
 def test_one_module_of_core_imports_no_other_and_core_still_names_them_all() -> None:

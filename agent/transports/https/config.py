@@ -7,8 +7,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from agent.support.sections import NAME_PATTERN, TlsConfig, TransportSection
-from agent.transports.compression import Compression
+from agent.support.sections import NAME_PATTERN, Compression, TlsConfig, TransportSection
 
 
 class HttpsTransportConfig(TransportSection):

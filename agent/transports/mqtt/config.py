@@ -7,8 +7,13 @@ from typing import Literal
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 
-from agent.support.sections import NAME_PATTERN, TlsConfig, TransportSection, resolve_secret
-from agent.transports.compression import Compression
+from agent.support.sections import (
+    NAME_PATTERN,
+    Compression,
+    TlsConfig,
+    TransportSection,
+    resolve_secret,
+)
 
 PLAIN_MQTT = (
     "plain-text MQTT (no [transports.tls]): batches stay signed, but anyone on the path reads "
