@@ -5,7 +5,8 @@ A key in the form ``keygen``, ``cryptography`` and ``openssl genpkey -algorithm 
 seed) is read here; any other file goes to cryptography's full PEM parser, which gives the
 errors (and finds the other key types) as before. cryptography's ``serialization`` package, which
 that parser needs, costs ~1.7 MiB of the running agent's memory and ~15 ms of each command that
-reads the key (it imports its SSH and PKCS#12 modules and bcrypt).
+reads the key (it imports its SSH and PKCS#12 modules and bcrypt). cryptography itself is
+imported where a key is made or read: ``status`` reads key files by name only (issue 33).
 """
 
 from __future__ import annotations
@@ -14,12 +15,14 @@ import binascii
 import json
 import os
 from pathlib import Path
-
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from typing import TYPE_CHECKING
 
 from agent.protocol.jws import public_jwk
 from agent.support.bounded import read_secret_file
 from core.errors import KeyFileError
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 KEY_NAME = "station.key"
 JWK_NAME = "station.jwk"
@@ -33,6 +36,8 @@ def generate_key(out_dir: Path, name: str = "station") -> tuple[Path, Path]:
     for path in (key_path, jwk_path):
         if path.exists():
             raise KeyFileError(f"{path}: already exists; refusing to overwrite a station key")
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     key = Ed25519PrivateKey.generate()
     pem = pkcs8_pem(key)
     # O_EXCL + mode 0600 at creation: the key is never readable by others, not even briefly.
@@ -89,6 +94,8 @@ def load_private_key(path: Path) -> Ed25519PrivateKey:
         pem = read_secret_file(path, "signing key")
     except ValueError as exc:
         raise KeyFileError(str(exc)) from None
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     seed = ed25519_seed(pem)
     if seed is not None:
         return Ed25519PrivateKey.from_private_bytes(seed)

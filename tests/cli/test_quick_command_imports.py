@@ -1,8 +1,9 @@
-"""Issue 33, item 4: what the commands a technician types leave out. ``maintenance list`` makes
-and checks no signature (no cryptography); ``config validate`` loads ssl only for a station
-whose transports have a ``tls`` section (it checks those files as the transport will load
-them); reading a transport's section loads no compressor and no outcome class; importing one
-module of ``core`` (``core.errors``, every command does) imports no other.
+"""Issue 33, item 4: what the commands a technician types leave out. ``status`` and
+``maintenance list`` make and check no signature and read no private key (no cryptography);
+``config validate`` loads ssl only for a station whose transports have a ``tls`` section (it
+checks those files as the transport will load them); reading a transport's section loads no
+compressor and no outcome class; importing one module of ``core`` (``core.errors``, every
+command does) imports no other.
 A test of imports, not of time: ``bench/cli_latency.py`` times the commands."""
 
 from __future__ import annotations
@@ -61,10 +62,20 @@ def test_config_validate_loads_ssl_only_for_a_station_using_tls(
     assert _imported(modules, "ssl") is tls, transport
 
 
-def test_maintenance_list_imports_no_cryptography(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("command", "exit_code"),
+    [
+        (["status", "--config", "{path}"], 3),  # reads the key files by name only; 3: not running
+        (["maintenance", "list", "--config", "{path}"], 0),
+    ],
+)
+def test_status_and_maintenance_list_import_no_cryptography(
+    command: list[str], exit_code: int, tmp_path: Path
+) -> None:
     path = _station(tmp_path / "station", "https")
-    rc, modules = _modules_after(_PROBE.format(argv=["maintenance", "list", "--config", str(path)]))
-    assert rc == 0
+    argv = [part.format(path=path) for part in command]
+    rc, modules = _modules_after(_PROBE.format(argv=argv))
+    assert rc == exit_code
     assert not _imported(modules, "cryptography"), sorted(m for m in modules if "crypto" in m)
 
 

@@ -20,8 +20,6 @@ import logging
 import os
 from pathlib import Path
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
 from agent.protocol.keys import load_private_key, pkcs8_pem
 from agent.protocol.signer import Signer
 from agent.support.logs import event
@@ -76,6 +74,8 @@ class KeyFiles:
 
     def make_next(self) -> Signer:
         """Create ``station.key.next`` (0600, O_EXCL, fsynced) and its public JWK."""
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
         key = Ed25519PrivateKey.generate()
         pem = pkcs8_pem(key)
         _write_new(self.next_key, pem, 0o600)
