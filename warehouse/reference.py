@@ -277,7 +277,11 @@ class Warehouse:
             self, (host, port), tls=ctx, timeout_s=timeout_s, max_connections=max_connections
         )
         self._http = server
-        threading.Thread(target=server.serve_forever, name="warehouse-http", daemon=True).start()
+        # A 50 ms poll: ``stop_http`` returns within it (the default 0.5 s was the wait of every
+        # stop just after a request; a cost of a few tests' seconds each, not of the intake).
+        threading.Thread(
+            target=server.serve_forever, args=(0.05,), name="warehouse-http", daemon=True
+        ).start()
         return server.server_address[1]
 
     # --- MQTT -----------------------------------------------------------------------------
