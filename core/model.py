@@ -26,6 +26,19 @@ def _storable(text: str) -> str:
     return text
 
 
+def _known_timezone(name: str) -> str:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError  # only when a model is validated
+
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {name!r} (expected an IANA name)") from None
+    return name
+
+
+# An IANA time zone name this machine knows (a station's, a datalogger's local time).
+TimeZoneName = Annotated[str, AfterValidator(_known_timezone)]
+
 # A name that travels in every batch (a channel's param, its unit): text a store can keep (no
 # U+0000; TOML cannot spell a lone surrogate). docs/protocol.md, "Text holds no U+0000".
 StorableText = Annotated[str, AfterValidator(_storable)]

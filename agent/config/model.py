@@ -14,7 +14,6 @@ import tomllib
 from collections.abc import Collection
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     BaseModel,
@@ -22,7 +21,6 @@ from pydantic import (
     PrivateAttr,
     ValidationError,
     create_model,
-    field_validator,
     model_validator,
 )
 from pydantic_core import ErrorDetails
@@ -35,6 +33,7 @@ from agent.support.sections import Section as _Section
 from agent.support.sections import TlsConfig, TransportSection
 from agent.transports import TRANSPORTS
 from core.errors import ConfigError
+from core.model import TimeZoneName
 from drivers import DRIVERS, DeviceConfig
 
 __all__ = ["Config", "ConfigError", "TlsConfig", "TransportSection", "load_config", "parse_config"]
@@ -64,20 +63,11 @@ class LocationConfig(_Section):
 class StationConfig(_Section):
     id: str = Field(min_length=1, max_length=64, pattern=_NAME)
     name: str = Field(default="", max_length=256)
-    timezone: str = "Asia/Ho_Chi_Minh"  # local times in `status`; readings are stamped in UTC
+    timezone: TimeZoneName = "Asia/Ho_Chi_Minh"  # local times in `status`; readings: UTC
     # Station descriptor metadata (docs/protocol.md, "The station descriptor"); all optional.
     type: Literal["air", "surface_water", "groundwater", "wastewater", "stack"] | None = None
     operator: str = Field(default="", max_length=256)
     location: LocationConfig | None = None
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_timezone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r} (expected an IANA name)") from None
-        return value
 
 
 class SigningConfig(_Section):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import shutil
 import sqlite3
 from pathlib import Path
 
@@ -18,7 +19,10 @@ from joserfc.jwk import OKPKey
 
 from agent.cli.main import main
 from agent.config.model import load_config
+from agent.records.health import body as health_body
 from agent.runtime.agent import Agent
+from agent.runtime.health_records import HealthFigures
+from agent.status.config_state import config_state
 from tests.helpers.station import (
     analyzer_device,
     http_transport,
@@ -206,3 +210,19 @@ def test_its_content_is_what_status_shows(
     assert [t["name"] for t in body["transports"]] == [t["name"] for t in status["transports"]]
     assert body["config"]["digest"] == hashlib.sha256(path.read_bytes()).hexdigest()
     assert body["agent_version"] == __import__("agent").__version__
+    # The disk figures, on the buffer as the stop left it: a record made now says what status
+    # says, and both what the file system says (the database, its WAL and its index).
+    figures = HealthFigures(agent)
+    try:
+        now = health_body(figures(), "interval", 0, "test", config_state(agent.config))["buffer"]
+    finally:
+        figures.close()
+    on_disk = sum(
+        p.stat().st_size
+        for p in (tmp_path / "buffer.db", tmp_path / "buffer.db-wal", tmp_path / "buffer.db-shm")
+        if p.exists()
+    )
+    assert now["bytes"] == status["buffer_bytes"] == on_disk
+    free = shutil.disk_usage(tmp_path).free
+    for shown in (now["free_bytes"], status["free_bytes"]):  # other tests write meanwhile
+        assert abs(shown - free) < 256 * 2**20

@@ -9,6 +9,7 @@ from agent.config.model import parse_config
 from agent.status.report import gather, render
 from core.errors import ConfigError
 from core.reading import Reading
+from tests.helpers.hj212 import hj212_device
 
 AT_MS = 1_795_834_800_000  # 2026-11-28 03:00:00 UTC
 
@@ -50,3 +51,36 @@ def test_an_unknown_time_zone_is_a_clear_config_error(tmp_path):
             tmp_path / "x.toml",
         )
     assert "station.timezone: unknown time zone 'Asia/Hanoi-Town'" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "device",
+    [
+        {
+            "name": "met-logger",
+            "driver": "files",
+            "format": "toa5",
+            "folder": "in",
+            "channels": [{"code": "RH", "param": "RH", "unit": "%"}],
+        },
+        hj212_device(9),
+    ],
+    ids=["files", "hj212"],
+)
+def test_a_datalogger_in_an_unknown_time_zone_is_named_the_same_way(tmp_path, device):
+    """A datalogger writing local times (files, HJ 212) is checked by the same rule as the
+    station: the error names the device's field, the zone, and what was expected."""
+    with pytest.raises(ConfigError) as err:
+        parse_config(
+            {
+                "station": {"id": "S-1"},
+                "signing": {"key": "k"},
+                "buffer": {"path": "b.db"},
+                "devices": [{**device, "timezone": "Asia/Hanoi-Town"}],
+                "transports": [{"type": "https", "base_url": "https://w.example"}],
+            },
+            tmp_path / "x.toml",
+        )
+    assert "devices[0].timezone: unknown time zone 'Asia/Hanoi-Town' (expected an IANA name)" in (
+        str(err.value)
+    )

@@ -41,8 +41,9 @@ def test_a_good_push_is_applied_in_place_without_a_dropped_poll(
         agent.wait_log("event=remote_config_probation_passed")
         applied_ms = _log_ms(agent.text(), "event=remote_config_applied")
         wait_for(  # the probation can pass within a second: poll on past the apply before stop
-            lambda: max(r.time_ms for r in stored_readings(tmp_path / "buffer.db"))
-            >= applied_ms + 3000,
+            lambda: (
+                max(r.time_ms for r in stored_readings(tmp_path / "buffer.db")) >= applied_ms + 3000
+            ),
             30,
             "three seconds of polls after the apply",
         )
