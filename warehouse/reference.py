@@ -277,7 +277,8 @@ class Warehouse:
             self, (host, port), tls=ctx, timeout_s=timeout_s, max_connections=max_connections
         )
         self._http = server
-        threading.Thread(target=server.serve_forever, name="warehouse-http", daemon=True).start()
+        serve = lambda: server.serve_forever(0.05)  # noqa: E731 (stop_http within 50 ms, not 0.5 s)
+        threading.Thread(target=serve, name="warehouse-http", daemon=True).start()
         return server.server_address[1]
 
     # --- MQTT -----------------------------------------------------------------------------

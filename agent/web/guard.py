@@ -10,12 +10,15 @@
   handler (``actions.MAX_BODY``, 413).
 - A client that goes away mid-reply costs one DEBUG line at most, never a traceback; every line
   an outsider can cause is rate-limited (``LIMIT``), with the totals in ``counts``.
+- Idle, the listener sleeps in select without a timeout (no wake-ups); a stop wakes it through a
+  socket pair and returns at once.
 """
 
 from __future__ import annotations
 
 import http.client
 import logging
+import selectors
 import socket
 import sys
 import threading
@@ -115,6 +118,34 @@ class GuardedServer(ThreadingHTTPServer):
         self.limiter = LogLimiter(LOG_INTERVAL_S, burst=LOG_BURST)
         self._active = 0
         self._lock = threading.Lock()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._stopping = False
+        self._stopped = threading.Event()
+
+    def serve_forever(self, poll_interval: float | None = None) -> None:
+        """Serve until ``shutdown``, asleep in select without a timeout: an idle page wakes
+        nothing, and ``shutdown`` ends it at once (socketserver's loop polls every 0.5 s)."""
+        try:
+            with selectors.DefaultSelector() as selector:
+                selector.register(self, selectors.EVENT_READ)
+                selector.register(self._wake_r, selectors.EVENT_READ)
+                while not self._stopping:
+                    for key, _ in selector.select():
+                        if key.fileobj is self and not self._stopping:
+                            self._handle_request_noblock()  # type: ignore[attr-defined]
+        finally:
+            self._stopped.set()
+
+    def shutdown(self) -> None:
+        """Stop ``serve_forever`` (running in another thread) and wait until it has."""
+        self._stopping = True
+        self._wake_w.send(b"\0")
+        self._stopped.wait()
+
+    def server_close(self) -> None:
+        super().server_close()
+        self._wake_r.close()
+        self._wake_w.close()
 
     def active(self) -> int:
         """Connections being served now."""

@@ -166,6 +166,11 @@ def test_max_disk_mb_has_a_default_and_counts_the_wal(tmp_path, station_id, stat
     agent.stop()
     assert config.buffer.max_disk_mb == 2048
     buf = Buffer(tmp_path / "wal.db", max_disk_mb=2)
+    with buf.file.read() as conn:
+        # The checkpoint waits for the pinning reader as long as the connection's busy timeout
+        # (30 s in the agent, for a reader that will finish); this reader never does, so a
+        # short wait proves the same: the WAL stays within its share, and the write is refused.
+        conn.execute("PRAGMA busy_timeout=100")
     reader = sqlite3.connect(buf.path)
     try:
         reader.execute("BEGIN")

@@ -7,9 +7,6 @@ A test of imports, not of time: ``bench/cli_latency.py`` times the commands."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,7 +16,8 @@ from agent.config.model import load_config
 from agent.config.sample import station_sample, transport_section
 from agent.transports import TRANSPORTS
 from drivers import DRIVERS
-from tests.helpers.station import ROOT, localized
+from tests.helpers.cli_imports import modules_after
+from tests.helpers.station import localized
 
 # What the implementations import and the config models must not (asyncio: pymodbus.pdu's).
 IMPLEMENTATION_ONLY = ("pymodbus", "serial", "paho", "asyncio", "http.client", "termios")
@@ -31,12 +29,6 @@ NO_SEALING = (
     "agent.protocol.payload_v2",
     "agent.protocol.payload_v3",
 )
-_PROBE = """
-import json, sys
-from agent.cli.main import main
-rc = main({argv!r})
-print(json.dumps({{"rc": rc, "modules": sorted(sys.modules)}}))
-"""
 
 
 @pytest.fixture(scope="module")
@@ -53,16 +45,6 @@ def every_plugin_station(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert {t.type for t in config.transports} == set(TRANSPORTS)
     Buffer(config.buffer.path, durability=config.buffer.durability).close()
     return path
-
-
-def _run(argv: list[str]) -> tuple[int, set[str]]:
-    run = subprocess.run(
-        [sys.executable, "-c", _PROBE.format(argv=argv)],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert run.returncode == 0, run.stderr[-3000:]
-    result = json.loads(run.stdout.splitlines()[-1])
-    return result["rc"], set(result["modules"])
 
 
 def _implementation_modules() -> set[str]:
@@ -82,7 +64,7 @@ def test_command_imports_no_driver_or_transport_implementation(
     command: list[str], exit_code: int, also_not: tuple[str, ...], every_plugin_station: Path
 ) -> None:
     argv = [part.format(path=every_plugin_station) for part in command]
-    rc, modules = _run(argv)
+    rc, modules = modules_after(argv)
     assert rc == exit_code, argv
     assert {f"{DRIVERS.config(n).__module__}" for n in DRIVERS} <= modules  # the models, loaded
     heavy = sorted(

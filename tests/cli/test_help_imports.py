@@ -5,33 +5,16 @@ commands when they run. A test of imports, not of time: ``bench/cli_latency.py``
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-
 import pytest
 
-from tests.helpers.station import ROOT
+from tests.helpers.cli_imports import modules_after
 
 HEAVY = ("pydantic", "pydantic_core", "cryptography", "paho", "sqlite3", "ssl", "httpx")
-_PROBE = """
-import json, sys
-from agent.cli.main import main
-try:
-    main({argv!r})
-except SystemExit:
-    pass
-print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in {heavy!r})))
-"""
 
 
 def _heavy_modules_after(argv: list[str]) -> list[str]:
-    code = _PROBE.format(argv=argv, heavy=set(HEAVY))
-    run = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
-    return json.loads(run.stdout.splitlines()[-1])
+    _, modules = modules_after(argv)
+    return sorted(m for m in modules if m.split(".")[0] in HEAVY)
 
 
 @pytest.mark.parametrize(

@@ -12,6 +12,11 @@ from agent.cli.main import main as cli_main
 from drivers.modbus.scan import ScanHit, gateway_lines
 from simulators.modbus_server import ModbusDevice, ModbusTcpSimulator
 
+# Every unit id in these tests answers (a value or an exception), so the timeout per unit is a
+# deadline, never waited out; the scan's 0.1 s default lost a few answers on a loaded machine
+# (736-740 of 741 classified) while the simulator's thread waited for a core.
+DEADLINE = ["--timeout", "5"]
+
 
 def _gateway(devices: dict[int, ModbusDevice], code: int = 11, framer: str = "tcp"):
     simulator = ModbusTcpSimulator(devices=devices, framer=framer)
@@ -23,7 +28,7 @@ def test_a_gateway_answering_every_unit_with_exception_11_finds_no_device(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     with _gateway({}) as sim:
-        code = cli_main(["scan", "--host", f"127.0.0.1:{sim.port}"])
+        code = cli_main(["scan", "--host", f"127.0.0.1:{sim.port}", *DEADLINE])
         asked = sum(sim.requests.values())
     out = capsys.readouterr().out.splitlines()
     assert asked == 247  # every unit id was asked, and answered with exception 11
@@ -42,6 +47,7 @@ def test_devices_behind_a_gateway_are_found_and_the_rest_folded_into_ranges(
     with _gateway(devices, code=10, framer="rtu") as sim:
         code = cli_main(
             ["scan", "--host", f"127.0.0.1:{sim.port}", "--framer", "rtu", "--units", "1-9"]
+            + DEADLINE
         )
     assert code == 0
     assert capsys.readouterr().out.splitlines() == [
@@ -55,7 +61,7 @@ def test_devices_behind_a_gateway_are_found_and_the_rest_folded_into_ranges(
 
 def test_other_exceptions_still_mean_a_device_is_there(capsys: pytest.CaptureFixture[str]) -> None:
     with _gateway({4: ModbusDevice()}) as sim:  # unit 4 has no register 0: exception 2
-        assert cli_main(["scan", "--host", f"127.0.0.1:{sim.port}", "--units", "4"]) == 0
+        assert cli_main(["scan", "--host", f"127.0.0.1:{sim.port}", "--units", "4", *DEADLINE]) == 0
     assert "unit 4 answers (exception 2, illegal data address" in capsys.readouterr().out
 
 
@@ -86,7 +92,7 @@ def test_the_simulator_cli_acts_as_a_gateway(capsys: pytest.CaptureFixture[str])
         line = process.stdout.readline() if process.stdout else ""
         assert line.startswith("modbus simulator listening on 127.0.0.1:"), line
         port = int(line.split(":")[1].split()[0])
-        assert cli_main(["scan", "--host", f"127.0.0.1:{port}", "--units", "2-4"]) == 0
+        assert cli_main(["scan", "--host", f"127.0.0.1:{port}", "--units", "2-4", *DEADLINE]) == 0
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=30)
@@ -105,7 +111,7 @@ def test_the_741_of_741_case_on_a_serial_line(tmp_path, capsys: pytest.CaptureFi
     simulator = ModbusRtuSimulator({}, path=tmp_path / "ttyUSB0")
     simulator.absent_exception = 11
     with simulator as sim:
-        code = cli_main(["scan", "--port", sim.path, "--baud", "9600,19200,38400"])
+        code = cli_main(["scan", "--port", sim.path, "--baud", "9600,19200,38400", *DEADLINE])
         asked = sum(sim.requests.values())
     out = capsys.readouterr().out.splitlines()
     assert asked == 741

@@ -7,35 +7,18 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
-import subprocess
-import sys
 
 import pytest
 
 from agent.cli.main import COMMANDS, build_parser
-from tests.helpers.station import ROOT
+from tests.helpers.cli_imports import modules_after
 
-_PROBE = """
-import json, sys
-from agent.cli.main import main
-try:
-    rc = main({argv!r})
-except SystemExit as exc:
-    rc = exc.code
-print(json.dumps({{"rc": rc, "cli": sorted(m for m in sys.modules if m.startswith("agent.cli."))}}))
-"""
 PARSER = ["agent.cli.command_help", "agent.cli.main"]  # what any parser imports
 
 
 def _cli_modules_after(argv: list[str]) -> tuple[int, list[str]]:
-    run = subprocess.run(
-        [sys.executable, "-c", _PROBE.format(argv=argv)],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert run.returncode == 0, run.stderr[-3000:]
-    result = json.loads(run.stdout.splitlines()[-1])
-    return result["rc"], result["cli"]
+    rc, modules = modules_after(argv)
+    return rc, sorted(m for m in modules if m.startswith("agent.cli."))
 
 
 @pytest.mark.parametrize(

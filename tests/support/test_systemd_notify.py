@@ -110,7 +110,9 @@ def test_a_sender_waiting_for_work_longer_than_the_watchdog_is_not_stuck(
     try:
         wait_for(lambda: warehouse.count(station_id)[0] >= 1, 30, "the descriptor delivered")
         pings = notify_socket.count("WATCHDOG=1")
-        wait_for(lambda: notify_socket.count("WATCHDOG=1") >= pings + 20, 60, "10 s of pings")
+        # 6 s of pings (one each 0.5 s): three watchdog periods, each the limit past which a
+        # worker without progress is stuck; a sender taken for stuck stops them after one.
+        wait_for(lambda: notify_socket.count("WATCHDOG=1") >= pings + 12, 60, "6 s of pings")
         assert not [m for m in notify_socket.messages if "stuck" in m], notify_socket.messages
         agent.signal(signal.SIGTERM)
         assert agent.wait() == 0, agent.text()[-2000:]

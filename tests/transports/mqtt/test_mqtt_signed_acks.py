@@ -216,8 +216,11 @@ def test_an_unsigned_ack_flood_leaves_a_few_lines_and_the_count(
                 if r.name == "agent.transports.mqtt" and r.getMessage() == "mqtt_ack_refused"
             ]
 
+        # On a loaded machine the flood itself can outlast a real minute and write its own
+        # line, with the count so far: wait for the line this ack provokes, past those.
+        before = len(refused())
         attacker.publish_ack(forged)
-        wait_for(lambda: len(refused()) >= 2, 30, "a line a minute later")
+        wait_for(lambda: len(refused()) > before, 30, "a line a minute later")
         lines = [r for r in caplog.records if r.name == "agent.transports.mqtt"]
         assert len(lines) <= 300, len(lines)
         assert refused()[0]["count"] == 1
