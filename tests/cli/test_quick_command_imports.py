@@ -8,9 +8,6 @@ A test of imports, not of time: ``bench/cli_latency.py`` times the commands."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,14 +15,8 @@ import pytest
 from agent.buffer import Buffer
 from agent.config.model import load_config
 from agent.config.sample import station_sample
-from tests.helpers.station import ROOT, localized
-
-_PROBE = """
-import json, sys
-from agent.cli.main import main
-rc = main({argv!r})
-print(json.dumps({{"rc": rc, "modules": sorted(sys.modules)}}))
-"""
+from tests.helpers.cli_imports import modules_after, run_probe
+from tests.helpers.station import localized
 
 
 def _station(folder: Path, transport: str) -> Path:
@@ -38,15 +29,6 @@ def _station(folder: Path, transport: str) -> Path:
     return path
 
 
-def _modules_after(code: str) -> tuple[str, set[str]]:
-    run = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
-    result = json.loads(run.stdout.splitlines()[-1])
-    return result.get("rc"), set(result["modules"])
-
-
 def _imported(modules: set[str], package: str) -> bool:
     return any(m == package or m.startswith(f"{package}.") for m in modules)
 
@@ -57,7 +39,7 @@ def test_config_validate_loads_ssl_only_for_a_station_using_tls(
 ) -> None:
     path = _station(tmp_path / transport, transport)
     assert ("[transports.tls]" in path.read_text()) is tls  # the samples: mqtt's has TLS
-    rc, modules = _modules_after(_PROBE.format(argv=["config", "validate", str(path)]))
+    rc, modules = modules_after(["config", "validate", str(path)])
     assert rc == 0
     assert _imported(modules, "ssl") is tls, transport
 
@@ -74,7 +56,7 @@ def test_status_and_maintenance_list_import_no_cryptography(
 ) -> None:
     path = _station(tmp_path / "station", "https")
     argv = [part.format(path=path) for part in command]
-    rc, modules = _modules_after(_PROBE.format(argv=argv))
+    rc, modules = modules_after(argv)
     assert rc == exit_code
     assert not _imported(modules, "cryptography"), sorted(m for m in modules if "crypto" in m)
 
@@ -93,7 +75,7 @@ def test_reading_a_transport_section_loads_no_compressor_and_no_outcome(
 ) -> None:
     path = _station(tmp_path / "station", transport)
     argv = [part.format(path=path) for part in command]
-    rc, modules = _modules_after(_PROBE.format(argv=argv))
+    rc, modules = modules_after(argv)
     assert rc == exit_code
     assert not {"agent.transports.compression", "gzip", "core.outcomes"} & modules, argv
 
@@ -104,7 +86,7 @@ def test_one_module_of_core_imports_no_other_and_core_still_names_them_all() -> 
         "import core.errors\n"
         "print(json.dumps({'modules': sorted(m for m in sys.modules if m.startswith('core'))}))\n"
     )
-    _, modules = _modules_after(code)
+    modules = set(run_probe(code)["modules"])
     assert sorted(modules) == ["core", "core.errors"]
     import core
     import core.outcomes
