@@ -211,11 +211,11 @@ class Agent:
         self.devices.start(opened=True)
         self.delivery.start()
         seal_s, full = cfg.buffer.seal_interval_s, self.desk.seal_full  # full: as they fill
-        self._add_job(self.seal_and_wake, seal_s, "seal", nudged=full)
-        self._add_job(self.prune, PRUNE_EVERY_S, "prune")
+        self.add_job(self.seal_and_wake, seal_s, "seal", nudged=full)
+        self.add_job(self.prune, PRUNE_EVERY_S, "prune")
         # Both looks every second on one thread: one wake-up a second, not two.
         looks = {"housekeeping": self.housekeeping.run, "health_record": self.health_records.run}
-        self._add_job(in_turn(looks), EVERY_S, "housekeeping")
+        self.add_job(in_turn(looks), EVERY_S, "housekeeping")
         self.workers.loop("health", self.stuck_s, lambda: self._health.beat)
         self.write_health()  # `status` says "running" from the first moment, not a second later
         for ticker in list(self.tickers.values()):
@@ -225,12 +225,13 @@ class Agent:
             self.web.start()
         _log_started(self)
 
-    def _add_job(self, fn, interval_s: float, job_id: str, *args, nudged=None) -> None:
-        """Run ``fn(*args)`` every ``interval_s`` from start() (``nudged()`` when nudged); a run
-        lasting over twice that (at least ``stuck_s``) is stuck."""
+    def add_job(self, fn, interval_s: float, job_id: str, *, nudged=None) -> Ticker:
+        """Duty ``job_id``: ``fn()`` every ``interval_s`` once started (``nudged()`` when
+        nudged); a run lasting over twice that (at least ``stuck_s``) is stuck."""
         limit_s = max(self.stuck_s, 2 * interval_s)
-        run = functools.partial(fn, *args)
-        self.tickers[job_id] = Ticker(job_id, interval_s, run, self.workers, limit_s, nudged=nudged)
+        ticker = Ticker(job_id, interval_s, fn, self.workers, limit_s, nudged=nudged)
+        self.tickers[job_id] = ticker
+        return ticker
 
     def next_polls(self) -> dict[str, tuple[float, datetime]]:
         """See ``PollClock.next_polls``."""

@@ -16,6 +16,7 @@ agent as a stop and a start would (``agent.service``).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from agent.buffer import Buffer
@@ -58,6 +59,15 @@ class Running(Protocol):
     def view(self) -> RuntimeView: ...
 
     def seal_and_wake(self, final: bool = False) -> int: ...
+
+    def add_job(
+        self,
+        fn: Callable[[], object],
+        interval_s: float,
+        job_id: str,
+        *,
+        nudged: Callable[[], object] | None = None,
+    ) -> Ticker: ...
 
     def request_record(self, kind: str, body: dict[str, Any]) -> SealedBatch: ...
 
@@ -121,9 +131,4 @@ def reload_in_place(agent: Running, config: Config) -> list[str]:
 def _replace_ticker(agent: Running, name: str, interval_s: float) -> None:
     old = agent.tickers.pop(name)
     old.stop()
-    limit_s = max(agent.stuck_s, 2 * interval_s)
-    ticker = Ticker(
-        name, interval_s, agent.seal_and_wake, agent.workers, limit_s, nudged=old.nudged
-    )
-    agent.tickers[name] = ticker
-    ticker.start()
+    agent.add_job(agent.seal_and_wake, interval_s, name, nudged=old.nudged).start()
