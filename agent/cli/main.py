@@ -113,8 +113,13 @@ def _own_command(argv: list[str]) -> str | None:
     """The agent's own command ``argv`` asks for (a word of ``COMMANDS``), or None: then the
     whole parser is built, with the installed packages' entry points (``run`` stays without
     importlib.metadata, issue 17)."""
-    words = [a for a in argv if not a.startswith("-")]  # no top-level option takes a value
+    words = _words(argv)
     return words[0] if words and words[0] in COMMANDS else None
+
+
+def _words(argv: list[str]) -> tuple[str, ...]:
+    """``argv`` without its options (no top-level option takes a value)."""
+    return tuple(a for a in argv if not a.startswith("-"))
 
 
 def _quick(argv: list[str]) -> bool:
@@ -123,7 +128,7 @@ def _quick(argv: list[str]) -> bool:
     options = argv[: argv.index("--")] if "--" in argv else argv
     if "-h" in options or "--help" in options:
         return True
-    words = tuple(a for a in argv if not a.startswith("-"))
+    words = _words(argv)
     return any(words[: len(command)] == command for command in QUICK)
 
 
