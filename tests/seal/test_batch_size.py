@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from agent.buffer import Buffer
 from agent.buffer.chain import BATCH_COLUMNS
+from agent.config.model import Config
 from agent.runtime.agent import Agent
 from agent.seal.batch_size import HOLD_MAX_S, BatchSizer
 from tests.helpers.station import (
@@ -113,24 +116,33 @@ def test_an_outage_is_sealed_in_large_batches_and_delivered_once_in_the_bytes_se
     assert check_chain(held, warehouse.keys[station_id]).ok
 
 
+@pytest.mark.parametrize("reload", [False, True], ids=["started", "after-a-reload"])
 def test_full_batches_are_sealed_as_they_fill_not_at_the_seal_interval(
-    tmp_path, station_id, station_key, steady_analyzer, warehouse
+    tmp_path, station_id, station_key, steady_analyzer, warehouse, reload
 ):
     # 60 readings a second and batches of 20: a full batch every third of a second, while the
-    # seal interval (240 s) does not come within the test.
+    # seal interval (240 s; 230 after the reload, which replaces the seal duty) does not come
+    # within the test.
     port = warehouse.start_http()
-    config = make_config(
-        tmp_path,
-        station_id,
-        station_key[0],
-        [analyzer_device(steady_analyzer.port, poll=0.1)],  # no calibration: no record
-        [http_transport(port)],
-        seal_interval_s=240,
-        max_readings_per_batch=STEADY,
-    )
+
+    def config_sealing_every(seal_s: float) -> Config:
+        return make_config(
+            tmp_path,
+            station_id,
+            station_key[0],
+            [analyzer_device(steady_analyzer.port, poll=0.1)],  # no calibration: no record
+            [http_transport(port)],
+            seal_interval_s=seal_s,
+            max_readings_per_batch=STEADY,
+        )
+
+    config = config_sealing_every(240)
     agent = Agent(config)
     agent.start()
     try:
+        if reload:
+            agent.reload(config_sealing_every(230))
+            assert agent.tickers["seal"].interval_s == 230  # a new seal duty
         wait_for(
             lambda: len(warehouse.jws_list(station_id)) >= 6,  # the descriptor, then readings
             30,
