@@ -67,6 +67,10 @@ HEALTH_EVERY_S = 1.0
 MAX_WORKERS = 20
 STUCK_S = 120.0  # a worker without progress this long stops the watchdog pings
 STOP_STORE_S = 5.0  # a stop stores the polls waiting in memory for this long at most
+# The housekeeping looks' tick this near (ticks fall .35 s past whole seconds) runs right after
+# the polls' commit instead: on a wake-up already paid for (``Ticker.ride``). The seal gained
+# nothing measurable riding (bench/RESULTS.md, session 14) and keeps its own tick.
+RIDE_S = 0.5
 
 
 class Agent:
@@ -133,7 +137,7 @@ class Agent:
             self._stuck,
         )
         self.desk = SealDesk(self.sealer, sizer, lambda: self.delivery.senders, self.poller)
-        self.poller.on_stored = lambda: self.desk.stored(self.tickers.get("seal"))
+        self.poller.on_stored = self._stored
         self._health = HealthReport(
             config.buffer.path,
             self.poller,
@@ -213,9 +217,10 @@ class Agent:
         seal_s, full = cfg.buffer.seal_interval_s, self.desk.seal_full  # full: as they fill
         self.add_job(self.seal_and_wake, seal_s, "seal", nudged=full)
         self.add_job(self.prune, PRUNE_EVERY_S, "prune")
-        # Both looks every second on one thread: one wake-up a second, not two.
+        # Both looks every second on one thread: one wake-up a second, not two; riding on the
+        # polls' commits when they come at least that often (``_stored``).
         looks = {"housekeeping": self.housekeeping.run, "health_record": self.health_records.run}
-        self.add_job(in_turn(looks), EVERY_S, "housekeeping")
+        self.add_job(in_turn(looks), EVERY_S, "housekeeping", ride_s=RIDE_S)
         self.workers.loop("health", self.stuck_s, lambda: self._health.beat)
         self.write_health()  # `status` says "running" from the first moment, not a second later
         for ticker in list(self.tickers.values()):
@@ -225,13 +230,22 @@ class Agent:
             self.web.start()
         _log_started(self)
 
-    def add_job(self, fn, interval_s: float, job_id: str, *, nudged=None) -> Ticker:
+    def add_job(self, fn, interval_s: float, job_id: str, *, nudged=None, ride_s=None) -> Ticker:
         """Duty ``job_id``: ``fn()`` every ``interval_s`` once started (``nudged()`` when
-        nudged); a run lasting over twice that (at least ``stuck_s``) is stuck."""
+        nudged; a tick up to ``ride_s`` early when ridden); a run lasting over twice that (at
+        least ``stuck_s``) is stuck."""
         limit_s = max(self.stuck_s, 2 * interval_s)
-        ticker = Ticker(job_id, interval_s, fn, self.workers, limit_s, nudged=nudged)
+        ticker = Ticker(job_id, interval_s, fn, self.workers, limit_s, nudged=nudged, ride_s=ride_s)
         self.tickers[job_id] = ticker
         return ticker
+
+    def _stored(self) -> None:
+        """After each commit of polls (on the poll worker's thread): the seal desk counts the
+        readings; the duties that may ride on this wake-up (the housekeeping looks) do when
+        their tick is near."""
+        self.desk.stored(self.tickers.get("seal"))
+        for ticker in list(self.tickers.values()):
+            ticker.ride()
 
     def next_polls(self) -> dict[str, tuple[float, datetime]]:
         """See ``PollClock.next_polls``."""

@@ -13,9 +13,12 @@ health report rides on its wake-ups, which never wait for the buffer, where thes
 A tick falls at whole multiples of the interval since the epoch plus ``PHASE_S``, off the poll
 grid. A duty may also be *nudged* between ticks (``nudge``): its thread then runs the duty's
 ``nudged`` function at once (the seal: full batches as they fill, see ``agent.runtime.seal_desk``).
-A duty never runs twice at once (one thread); a run that overruns skips the ticks it covered,
-and the next run takes whatever is due (a seal takes all that waits). A wait never exceeds one
-interval, so a wall clock set back delays nothing.
+A duty may also ride on a wake-up another thread already paid for (``ride``: the polls' commit):
+when its tick is at most ``ride_s`` away, its thread runs the tick at once, woken by that thread
+rather than by its own timer, which on a small VM costs about half as much (bench/RESULTS.md,
+session 14). A duty never runs twice at once (one thread); a run that overruns skips the ticks
+it covered, and the next run takes whatever is due (a seal takes all that waits). A wait never
+exceeds one interval, so a wall clock set back delays nothing.
 """
 
 from __future__ import annotations
@@ -74,15 +77,21 @@ class Ticker:
         wall: Callable[[], float] = time.time,
         *,
         nudged: Callable[[], object] | None = None,
+        ride_s: float | None = None,
     ) -> None:
         """A run lasting over ``limit_s`` is stuck (``Workers``); ``wall()``: the wall clock;
-        ``nudged``: what a ``nudge`` runs (on this thread, between ticks)."""
+        ``nudged``: what a ``nudge`` runs (on this thread, between ticks); ``ride_s``: how
+        early a ``ride`` may run a tick (None: rides are ignored)."""
         self.name, self.interval_s, self._wall = name, interval_s, wall
+        self.ride_s = ride_s
+        self._next = math.inf  # the next tick (wall clock), as the thread last set it
+        self._rode = False  # a ride is waiting for the thread
         self._run = workers.job(name, limit_s, fn)
         self.nudged = nudged
         self._run_nudged = workers.job(name, limit_s, nudged) if nudged is not None else None
         self._stop = threading.Event()
-        self._wake = threading.Event()  # set by stop() and nudge()
+        self._wake = threading.Event()  # set by stop(), nudge() and ride()
+        self._nudged = threading.Event()  # a nudge is waiting for the thread
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
 
     def start(self) -> None:
@@ -101,7 +110,20 @@ class Ticker:
         """Run the ``nudged`` function on this duty's thread as soon as it is free (once for
         any number of nudges meanwhile); the ticks stay where they were."""
         if self._run_nudged is not None:
+            self._nudged.set()
             self._wake.set()
+
+    def ride(self) -> bool:
+        """Another thread is awake anyway (the polls just committed): when the next tick is at
+        most ``ride_s`` away, run it now on this duty's thread, rather than have the thread
+        wake for it on its own later (a wake-up from a long sleep costs more CPU than one
+        from another thread's: bench/RESULTS.md, session 14). The tick is then taken.
+        Whether the thread was asked to run."""
+        if self.ride_s is None or self._next - self._wall() > self.ride_s:
+            return False
+        self._rode = True
+        self._wake.set()
+        return True
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Start no more runs; wait for the one going on (unless called from that run)."""
@@ -112,17 +134,26 @@ class Ticker:
 
     def _loop(self) -> None:
         interval = self.interval_s
-        tick = next_tick(interval, self._wall())
+        tick = self._next = next_tick(interval, self._wall())
         while True:
             # At most one interval's wait: a wall clock set back does not hold the duty up.
             woken = self._wake.wait(min(interval, max(0.0, tick - self._wall())))
             if self._stop.is_set():
                 return
             self._wake.clear()
-            if woken and self._run_nudged is not None and self._wall() < tick:
-                _run_logged(self.name, self._run_nudged)  # a nudge between ticks
-                continue
+            if woken and not self._rode_in_time(tick):
+                if self._run_nudged is not None and self._nudged.is_set() and self._wall() < tick:
+                    self._nudged.clear()
+                    _run_logged(self.name, self._run_nudged)  # a nudge between ticks
+                if self._wall() < tick:
+                    continue
+            self._nudged.clear()  # the tick's run covers a nudge waiting
             _run_logged(self.name, self._run)
             # Never the same tick twice (a wait may end a hair early), never a burst of the
             # ticks a long run covered.
-            tick = max(tick + interval, next_tick(interval, self._wall()) - interval)
+            tick = self._next = max(tick + interval, next_tick(interval, self._wall()) - interval)
+
+    def _rode_in_time(self, tick: float) -> bool:
+        """A ride is waiting and ``tick`` is at most ``ride_s`` away (the ride is taken)."""
+        rode, self._rode = self._rode, False
+        return rode and self.ride_s is not None and tick - self._wall() <= self.ride_s

@@ -60,3 +60,33 @@ def test_an_idle_agent_reads_one_counter_and_sees_requests_and_ends_on_time(
         wait_for(lambda: _maintenance_events(tmp_path / "buffer.db") == ["start", "expire"], 15)
     finally:
         agent.stop()
+
+
+def test_the_looks_ride_on_the_polls_commits_once_a_second(
+    tmp_path, station_id, station_key, steady_analyzer, warehouse
+):
+    """Polls every 0.5 s: the looks run right after the commit of the poll at each whole
+    second (their tick, at .35, is near), not on a wake-up of their own, and once a second."""
+    config = make_config(
+        tmp_path,
+        station_id,
+        station_key[0],
+        [analyzer_device(steady_analyzer.port, poll=0.5)],
+        [http_transport(warehouse.start_http())],
+    )
+    agent = Agent(config)
+    looks: list[float] = []
+    look = agent.housekeeping.run
+    agent.housekeeping.run = lambda: (looks.append(time.time()), look())  # type: ignore[method-assign]
+    agent.start()
+    try:
+        wait_for(lambda: len(looks) >= 10, 30, "ten looks")
+    finally:
+        agent.stop()
+    steady = looks[2:10]
+    after_second = sorted(t % 1.0 for t in steady)
+    # A look on its own tick starts at .35; one riding on the commit of the poll at :00,
+    # a few milliseconds after it (the median: a loaded machine may delay one or two).
+    assert after_second[len(after_second) // 2] < 0.2, after_second
+    spacing = [b - a for a, b in zip(steady, steady[1:], strict=False)]
+    assert all(0.5 < s < 1.6 for s in spacing), spacing  # once a second, not once a commit

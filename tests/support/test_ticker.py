@@ -208,3 +208,42 @@ def test_many_nudges_during_a_run_make_one_more_run_and_a_duty_without_one_ignor
     t = ticker(plain)
     t.nudge()  # no nudged duty: nothing happens, not even a tick
     assert plain.count() == 0 and not t.running
+
+
+def test_a_ride_runs_a_near_tick_at_once_and_takes_it_and_a_far_tick_waits():
+    """Interval 30 s: no tick of its own comes during the test; the wall clock is the test's."""
+    wall = [30_000.0 + PHASE_S - 10.0]  # the next tick 10 s away
+    runs, threads = Runs(), []
+
+    def duty() -> None:
+        threads.append(threading.current_thread().name)
+        runs()
+
+    t = Ticker("duty", 30.0, duty, Workers(), limit_s=60, wall=lambda: wall[0], ride_s=15.0)
+    t.start()
+    try:
+        wait_for(lambda: t._next < math.inf, 10, "the thread's first tick")  # noqa: SLF001
+        assert t.ride()  # 10 s <= 15 s: the tick runs now
+        wait_for(lambda: runs.count() == 1, 10, "the ridden tick")
+        assert threads == ["duty"]  # on the duty's own thread
+        wait_for(lambda: t._next == 30_030.0 + PHASE_S, 10, "the tick taken")  # noqa: SLF001
+        assert not t.ride()  # the next tick is 40 s away
+        wall[0] += 20.0
+        assert not t.ride()  # 20 s away: too far
+        wall[0] += 6.0
+        assert t.ride()  # 14 s away: near enough
+        wait_for(lambda: runs.count() == 2, 10, "the next ridden tick")
+    finally:
+        t.stop()
+    assert runs.count() == 2, runs.at
+
+
+def test_a_duty_without_ride_s_ignores_rides():
+    runs = Runs()
+    t = Ticker("duty", 30.0, runs, Workers(), limit_s=60)
+    t.start()
+    try:
+        wait_for(lambda: t._next < math.inf, 10, "the thread's first tick")  # noqa: SLF001
+        assert not t.ride() and runs.count() == 0
+    finally:
+        t.stop()
