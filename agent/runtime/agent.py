@@ -137,7 +137,7 @@ class Agent:
             self._stuck,
         )
         self.desk = SealDesk(self.sealer, sizer, lambda: self.delivery.senders, self.poller)
-        self.poller.on_stored = self._stored
+        self.poller.on_stored = functools.partial(_after_commit, self)
         self._health = HealthReport(
             config.buffer.path,
             self.poller,
@@ -217,8 +217,7 @@ class Agent:
         seal_s, full = cfg.buffer.seal_interval_s, self.desk.seal_full  # full: as they fill
         self.add_job(self.seal_and_wake, seal_s, "seal", nudged=full)
         self.add_job(self.prune, PRUNE_EVERY_S, "prune")
-        # Both looks every second on one thread: one wake-up a second, not two; riding on the
-        # polls' commits when they come at least that often (``_stored``).
+        # Both looks each second on one thread, riding on the polls' commits (_after_commit).
         looks = {"housekeeping": self.housekeeping.run, "health_record": self.health_records.run}
         self.add_job(in_turn(looks), EVERY_S, "housekeeping", ride_s=RIDE_S)
         self.workers.loop("health", self.stuck_s, lambda: self._health.beat)
@@ -231,21 +230,12 @@ class Agent:
         _log_started(self)
 
     def add_job(self, fn, interval_s: float, job_id: str, *, nudged=None, ride_s=None) -> Ticker:
-        """Duty ``job_id``: ``fn()`` every ``interval_s`` once started (``nudged()`` when
-        nudged; a tick up to ``ride_s`` early when ridden); a run lasting over twice that (at
-        least ``stuck_s``) is stuck."""
-        limit_s = max(self.stuck_s, 2 * interval_s)
-        ticker = Ticker(job_id, interval_s, fn, self.workers, limit_s, nudged=nudged, ride_s=ride_s)
+        """Duty ``job_id``: ``fn()`` every ``interval_s`` (``nudged()`` when nudged; ``ride_s``:
+        ``Ticker``); a run lasting over twice that (at least ``stuck_s``) is stuck."""
+        limit = max(self.stuck_s, 2 * interval_s)
+        ticker = Ticker(job_id, interval_s, fn, self.workers, limit, nudged=nudged, ride_s=ride_s)
         self.tickers[job_id] = ticker
         return ticker
-
-    def _stored(self) -> None:
-        """After each commit of polls (on the poll worker's thread): the seal desk counts the
-        readings; the duties that may ride on this wake-up (the housekeeping looks) do when
-        their tick is near."""
-        self.desk.stored(self.tickers.get("seal"))
-        for ticker in list(self.tickers.values()):
-            ticker.ride()
 
     def next_polls(self) -> dict[str, tuple[float, datetime]]:
         """See ``PollClock.next_polls``."""
@@ -333,6 +323,15 @@ class Agent:
             **{f"first_unacked_{k}": v for k, v in backlog.items()},
         )
         _log_lost(self.poller)
+
+
+def _after_commit(agent: Agent) -> None:
+    """After each commit of polls (on the poll worker's thread): the seal desk counts the
+    readings; the duties that may ride on this wake-up (the housekeeping looks) do when their
+    tick is near."""
+    agent.desk.stored(agent.tickers.get("seal"))
+    for ticker in list(agent.tickers.values()):
+        ticker.ride()
 
 
 def _log_lost(poller: Poller) -> None:
