@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,6 +27,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from agent.buffer import Buffer  # noqa: E402
+from agent.config.model import Config, parse_config  # noqa: E402
 from agent.protocol.keys import generate_key, load_private_key  # noqa: E402
 from agent.protocol.signer import Signer  # noqa: E402
 from agent.support.clock import SystemClock  # noqa: E402
@@ -335,6 +337,21 @@ def mqtt_transport_toml(port: int, inflight: int = 20) -> str:
         f'[[transports]]\ntype = "mqtt"\nname = "broker"\nhost = "127.0.0.1"\nport = {port}\n'
         f"inflight = {inflight}\n"
     )
+
+
+def one_datalogger_station(directory: Path, port: int, channels: int) -> tuple[Config, Path]:
+    """(the parsed configuration, the signing key) of a station whose one device is the
+    simulated datalogger on ``port`` (``channels`` float32s, polled every second), its buffer
+    in ``directory``; the MQTT transport the configuration requires is not used."""
+    key, _ = station_key(directory / "keys")
+    text = (
+        f'[station]\nid = "{STATION}"\n[signing]\nkey = "{key}"\n'
+        f'[buffer]\npath = "{directory / "buffer.db"}"\n\n'
+        + DataloggerDevice.toml("logger", port, channels, 1.0)
+        + "\n"
+        + mqtt_transport_toml(1883)
+    )
+    return parse_config(tomllib.loads(text), directory / "station-agent.toml"), key
 
 
 def https_transport_toml(port: int, ca: Path) -> str:

@@ -23,22 +23,19 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
-import tomllib
 from pathlib import Path
 
 from _harness import (
     STATION,
     DataloggerDevice,
-    mqtt_transport_toml,
     note,
+    one_datalogger_station,
     report,
     signer,
-    station_key,
 )
 from workload import Simulators
 
 from agent.buffer import Buffer
-from agent.config.model import parse_config
 from agent.poll.poller import Poller
 from agent.seal.sealing import Sealer
 from agent.support.clock import SystemClock
@@ -55,15 +52,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-poll-path-") as tmp:
         directory = Path(tmp)
         sim = Simulators(1, channels, args.values)
-        key, _ = station_key(directory / "keys")
-        text = (
-            f'[station]\nid = "{STATION}"\n[signing]\nkey = "{key}"\n'
-            f'[buffer]\npath = "{directory / "buffer.db"}"\n\n'
-            + DataloggerDevice.toml("logger", sim.ports[0], channels, 1.0)
-            + "\n"
-            + mqtt_transport_toml(1883)  # required by the configuration; not used here
-        )
-        config = parse_config(tomllib.loads(text), directory / "station-agent.toml")
+        config, key = one_datalogger_station(directory, sim.ports[0], channels)
         driver = make_driver(config.devices[0])
         driver.open()
         buffer = Buffer(config.buffer.path, durability="power")

@@ -23,14 +23,12 @@ import argparse
 import tempfile
 import threading
 import time
-import tomllib
 from pathlib import Path
 
-from _harness import STATION, DataloggerDevice, mqtt_transport_toml, note, report, station_key
+from _harness import note, one_datalogger_station, report
 from workload import Simulators
 
 from agent.buffer import Buffer
-from agent.config.model import parse_config
 from agent.poll.poller import Poller
 from agent.support.clock import SystemClock
 from drivers import make_driver
@@ -88,15 +86,7 @@ def paced_poll_ms(directory: Path, period_s: float, polls: int) -> tuple[float, 
     """(read, commit, whole) CPU in ms per poll, one poll every ``period_s`` on one thread."""
     sim = Simulators(1, CHANNELS, "fresh")
     try:
-        key, _ = station_key(directory / "keys")
-        text = (
-            f'[station]\nid = "{STATION}"\n[signing]\nkey = "{key}"\n'
-            f'[buffer]\npath = "{directory / "buffer.db"}"\n\n'
-            + DataloggerDevice.toml("logger", sim.ports[0], CHANNELS, 1.0)
-            + "\n"
-            + mqtt_transport_toml(1883)  # required by the configuration; not used here
-        )
-        config = parse_config(tomllib.loads(text), directory / "station-agent.toml")
+        config, _ = one_datalogger_station(directory, sim.ports[0], CHANNELS)
         driver = make_driver(config.devices[0])
         driver.open()
         buffer = Buffer(config.buffer.path, durability="power")
