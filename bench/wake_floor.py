@@ -23,7 +23,9 @@ import argparse
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from _harness import note, one_datalogger_station, report
 from workload import Simulators
@@ -34,11 +36,12 @@ from agent.support.clock import SystemClock
 from drivers import make_driver
 
 CHANNELS = 50
+T = TypeVar("T")
 
 
-def _on_thread(fn) -> float:
+def _on_thread(fn: Callable[[], T]) -> T:
     """``fn()``'s result, run on a new thread (the main thread's caches are not its)."""
-    out: list[float] = []
+    out: list[T] = []
     thread = threading.Thread(target=lambda: out.append(fn()))
     thread.start()
     thread.join()
@@ -106,13 +109,10 @@ def paced_poll_ms(directory: Path, period_s: float, polls: int) -> tuple[float, 
             whole = time.thread_time() - start
             return read / polls * 1e3, commit / polls * 1e3, whole / polls * 1e3
 
-        out: list[tuple[float, float, float]] = []
-        thread = threading.Thread(target=lambda: out.append(run()))
-        thread.start()
-        thread.join()
+        figures = _on_thread(run)
         driver.close()
         buffer.close()
-        return out[0]
+        return figures
     finally:
         sim.stop()
 

@@ -3,8 +3,8 @@
 ``station-agent maintenance`` and ``station-agent rotate-key`` write their requests into the buffer
 from another process; each write bumps one counter (``agent.buffer.asks``). ``Housekeeping.run``
 (every ``EVERY_S`` on the agent's schedule, right after the polls' commit when they come that
-often: ``Ticker.ride``) reads that counter, one row, and only when it moved,
-or when something is due without any request, does the work:
+often: ``Ticker.ride``) reads that counter, one row, and only when it moved, or when something
+is due without any request, does the work:
 
 * the maintenance windows are read again and their records sealed
   (``MaintenanceWatch.refresh``), also when a window's end has come (``MaintenanceWatch.due``);
